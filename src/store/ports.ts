@@ -1,0 +1,193 @@
+/**
+ * Storage ports: the only way the rest of Portcullis reaches persisted state.
+ *
+ * Two families, because they have different promises:
+ *
+ * - {@link DurableStore}: records that must survive restarts and are the
+ *   system of record (users, clients, grants, keys, audit entries). Drivers:
+ *   `sqlite` (embedded default) and `postgres` (scale-out).
+ * - {@link HotStore}: small, expiring values that are read and written on the
+ *   hot path (sessions, revocation lists, rate-limit counters, replay caches,
+ *   one-time codes). Drivers: `memory`, `sqlite` and `redis`.
+ *
+ * Every driver runs the same contract suite (test/store/*.contract.ts); the
+ * promises below are written in MUST terms so that the drivers cannot drift.
+ */
+
+/** Milliseconds since the Unix epoch. Injected so tests can freeze time. */
+export type Clock = () => number;
+
+export const systemClock: Clock = () => Date.now();
+
+export type DurableDriverName = 'sqlite' | 'postgres';
+export type HotDriverName = 'memory' | 'sqlite' | 'redis';
+
+/** A versioned JSON document in a durable collection. */
+export interface StoredRecord<T = unknown> {
+  readonly collection: string;
+  readonly id: string;
+  /** Starts at 1 on create and grows by exactly 1 on every successful update. */
+  readonly version: number;
+  readonly data: T;
+  /** Milliseconds since the epoch, set by the store's clock. */
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+export interface ListOptions {
+  /** Return only ids strictly greater than this one (keyset pagination). */
+  readonly after?: string;
+  /** At most this many records; drivers MUST cap it at 1000. */
+  readonly limit?: number;
+}
+
+/**
+ * Generic versioned documents, the durable store's general-purpose table.
+ * Later features add their own tables through migrations; this one carries
+ * what needs no schema of its own.
+ *
+ * Contract:
+ * - `create` MUST insert only if no record with (collection, id) exists, as
+ *   one atomic operation: of any number of concurrent creates of the same id,
+ *   across processes sharing the database, exactly one returns `true`.
+ * - `update` MUST be a compare-and-set on `version`: it writes only when the
+ *   stored version equals `expectedVersion`, and of any number of concurrent
+ *   updates from the same version exactly one succeeds.
+ * - `delete` with `expectedVersion` is conditional in the same way.
+ * - Data is stored as JSON: what `get` returns deep-equals what was written.
+ */
+export interface RecordStore {
+  get<T = unknown>(collection: string, id: string): Promise<StoredRecord<T> | null>;
+  /** Returns false, and changes nothing, when the record already exists. */
+  create(collection: string, id: string, data: unknown): Promise<boolean>;
+  /** Returns the new version, or null (and changes nothing) on a version mismatch or a missing record. */
+  update(collection: string, id: string, expectedVersion: number, data: unknown): Promise<number | null>;
+  /** Returns whether a record was deleted. */
+  delete(collection: string, id: string, expectedVersion?: number): Promise<boolean>;
+  /** Records of one collection in ascending id order. */
+  list<T = unknown>(collection: string, options?: ListOptions): Promise<StoredRecord<T>[]>;
+}
+
+export interface AppliedMigration {
+  readonly version: number;
+  readonly name: string;
+}
+
+export interface MigrationReport {
+  /** Migrations this call applied (empty when the schema was already current). */
+  readonly applied: readonly AppliedMigration[];
+  /** The schema version after the call. */
+  readonly currentVersion: number;
+}
+
+/**
+ * Contract:
+ * - `migrate` MUST apply each pending migration exactly once, in version
+ *   order, even when several processes call it at the same moment (Postgres:
+ *   an advisory lock held for the transaction; SQLite: an exclusive
+ *   transaction). A database whose schema is newer than this build, or whose
+ *   applied migration differs from this build's (checksum), MUST be refused
+ *   with a {@link import('./errors.ts').StoreSchemaError}.
+ * - `ping` MUST resolve only when the database answers a query.
+ * - `close` MUST release every connection; it is safe to call twice.
+ */
+export interface DurableStore {
+  readonly driver: DurableDriverName;
+  readonly records: RecordStore;
+  migrate(): Promise<MigrationReport>;
+  /** The highest applied migration version (0 for an empty database). */
+  schemaVersion(): Promise<number>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface VersionedValue {
+  readonly value: string;
+  /**
+   * 1 when the key is created (by any write to an absent or expired key);
+   * every later write to the live key (`set`, `compareAndSet`, `increment`)
+   * adds exactly 1, so a compare-and-set never succeeds on a stale read.
+   */
+  readonly version: number;
+}
+
+export interface CounterValue {
+  /** The value after this increment. */
+  readonly value: number;
+  /** Milliseconds until the counter (and its window) expires. */
+  readonly ttlMs: number;
+}
+
+export interface BoundedSetMember {
+  readonly member: string;
+  /** When this member stops counting (ms since the epoch). */
+  readonly expiresAt: number;
+}
+
+export interface BoundedSetAddResult {
+  /** Members removed to keep the set within its limit, soonest-expiring first. */
+  readonly evicted: readonly string[];
+}
+
+/**
+ * Hot, expiring key/value data. Every key has a time to live: nothing in the
+ * hot store is kept forever. Values are strings (callers store JSON).
+ *
+ * Keys name one object each. Value keys (`get`, `set`, `delete`,
+ * `setIfAbsent`, `consume`, `getVersioned`, `compareAndSet`, `increment`)
+ * share one keyspace and see each other's writes: a counter reads through
+ * `get` as its decimal string. Bounded-set keys (`boundedSet*`) are sets;
+ * using one key both as a value and as a set is a programming error that a
+ * driver may reject. `delete` removes either kind.
+ *
+ * Contract, for every driver:
+ * - A key whose TTL has passed MUST read as absent from every method.
+ * - Each method is ONE atomic operation: concurrent callers, including other
+ *   processes sharing the store, never observe or produce a half-applied
+ *   state. In particular:
+ *   - `setIfAbsent`: of concurrent calls for one absent key, exactly one
+ *     returns true and its value is the one stored.
+ *   - `consume` (get-and-delete): of concurrent calls, exactly one receives
+ *     the value; the others receive null.
+ *   - `compareAndSet`: writes only when the current version equals
+ *     `expectedVersion` (0 means "absent"); of concurrent calls from the same
+ *     version exactly one succeeds.
+ *   - `increment`: N concurrent increments of one key return N distinct
+ *     values and leave the counter at its start + N. The TTL is set when the
+ *     counter is created and not extended by later increments (a fixed
+ *     window), so a counter cannot be kept alive forever by an attacker.
+ *   - `boundedSetAdd`: adds (or re-scores) a member, drops members whose
+ *     `expiresAt` has passed, and, while the set holds more than `limit`
+ *     members, evicts the one expiring soonest (the least recently renewed).
+ *     Of N concurrent adds of distinct members to a set of limit L, exactly
+ *     L remain and every other member is reported evicted by exactly one call.
+ * - `ttlMs` MUST be a positive integer; drivers reject anything else with a
+ *   TypeError before touching the store.
+ */
+export interface HotStore {
+  readonly driver: HotDriverName;
+  get(key: string): Promise<string | null>;
+  /** Writes the value and (re)sets the TTL. */
+  set(key: string, value: string, ttlMs: number): Promise<void>;
+  delete(key: string): Promise<boolean>;
+  setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean>;
+  consume(key: string): Promise<string | null>;
+  getVersioned(key: string): Promise<VersionedValue | null>;
+  /** Returns the new version, or null when the version did not match. */
+  compareAndSet(key: string, expectedVersion: number, value: string, ttlMs: number): Promise<number | null>;
+  /** Adds `by` (default 1) to an integer value, creating it at 0 with `ttlMs` first; a non-integer value is a TypeError. */
+  increment(key: string, ttlMs: number, by?: number): Promise<CounterValue>;
+  boundedSetAdd(key: string, member: string, expiresAt: number, limit: number): Promise<BoundedSetAddResult>;
+  boundedSetRemove(key: string, member: string): Promise<boolean>;
+  /** Live members, soonest-expiring first. */
+  boundedSetMembers(key: string): Promise<BoundedSetMember[]>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** What a running Portcullis holds: one durable and one hot store. */
+export interface Stores {
+  readonly durable: DurableStore;
+  readonly hot: HotStore;
+  close(): Promise<void>;
+}

@@ -1,0 +1,136 @@
+import { systemClock, type Clock, type DurableStore, type ListOptions, type MigrationReport, type RecordStore, type StoredRecord } from '../ports.ts';
+import { listLimit } from '../errors.ts';
+import { migrationChecksum, pendingMigrations, type AppliedRow } from '../migrations/index.ts';
+import type { SqliteDatabase } from './database.ts';
+
+interface RecordRow {
+  collection: string;
+  id: string;
+  version: number;
+  data: string;
+  created_at: number;
+  updated_at: number;
+}
+
+const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS portcullis_migrations (
+  version INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  checksum TEXT NOT NULL,
+  applied_at INTEGER NOT NULL
+)`;
+
+/** The embedded durable store. Closing it closes the shared database. */
+export function openSqliteDurableStore(database: SqliteDatabase, clock: Clock = systemClock): DurableStore {
+  return new SqliteDurableStore(database, clock);
+}
+
+class SqliteDurableStore implements DurableStore {
+  readonly driver = 'sqlite' as const;
+  readonly records: RecordStore;
+  readonly #db: SqliteDatabase;
+  readonly #clock: Clock;
+
+  constructor(database: SqliteDatabase, clock: Clock) {
+    this.#db = database;
+    this.#clock = clock;
+    this.records = new SqliteRecordStore(database, clock);
+  }
+
+  async migrate(): Promise<MigrationReport> {
+    // BEGIN IMMEDIATE takes the database's write lock before reading what is
+    // applied, so two processes starting together apply each migration once.
+    return this.#db.transaction(() => {
+      this.#db.exec(MIGRATIONS_TABLE);
+      const applied = this.#db.statement('SELECT version, checksum FROM portcullis_migrations ORDER BY version').all() as unknown as AppliedRow[];
+      const pending = pendingMigrations(applied, 'sqlite');
+      for (const migration of pending) {
+        this.#db.exec(migration.sqlite);
+        this.#db
+          .statement('INSERT INTO portcullis_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)')
+          .run(migration.version, migration.name, migrationChecksum(migration, 'sqlite'), this.#clock());
+      }
+      const currentVersion = Math.max(0, ...applied.map((row) => row.version), ...pending.map((m) => m.version));
+      return { applied: pending.map(({ version, name }) => ({ version, name })), currentVersion };
+    });
+  }
+
+  async schemaVersion(): Promise<number> {
+    const table = this.#db.statement("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'portcullis_migrations'").get();
+    if (table === undefined) return 0;
+    const row = this.#db.statement('SELECT MAX(version) AS version FROM portcullis_migrations').get() as { version: number | null };
+    return row.version ?? 0;
+  }
+
+  async ping(): Promise<void> {
+    this.#db.statement('SELECT 1').get();
+  }
+
+  async close(): Promise<void> {
+    this.#db.close();
+  }
+}
+
+class SqliteRecordStore implements RecordStore {
+  readonly #db: SqliteDatabase;
+  readonly #clock: Clock;
+
+  constructor(database: SqliteDatabase, clock: Clock) {
+    this.#db = database;
+    this.#clock = clock;
+  }
+
+  async get<T>(collection: string, id: string): Promise<StoredRecord<T> | null> {
+    const row = this.#db.statement('SELECT * FROM records WHERE collection = ? AND id = ?').get(collection, id) as RecordRow | undefined;
+    return row === undefined ? null : toRecord<T>(row);
+  }
+
+  async create(collection: string, id: string, data: unknown): Promise<boolean> {
+    const now = this.#clock();
+    const result = this.#db
+      .statement('INSERT INTO records (collection, id, version, data, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT DO NOTHING')
+      .run(collection, id, toJson(data), now, now);
+    return result.changes === 1;
+  }
+
+  async update(collection: string, id: string, expectedVersion: number, data: unknown): Promise<number | null> {
+    const result = this.#db
+      .statement('UPDATE records SET version = version + 1, data = ?, updated_at = ? WHERE collection = ? AND id = ? AND version = ?')
+      .run(toJson(data), this.#clock(), collection, id, expectedVersion);
+    return result.changes === 1 ? expectedVersion + 1 : null;
+  }
+
+  async delete(collection: string, id: string, expectedVersion?: number): Promise<boolean> {
+    const result =
+      expectedVersion === undefined
+        ? this.#db.statement('DELETE FROM records WHERE collection = ? AND id = ?').run(collection, id)
+        : this.#db.statement('DELETE FROM records WHERE collection = ? AND id = ? AND version = ?').run(collection, id, expectedVersion);
+    return result.changes === 1;
+  }
+
+  async list<T>(collection: string, options: ListOptions = {}): Promise<StoredRecord<T>[]> {
+    const limit = listLimit(options.limit);
+    const rows = (
+      options.after === undefined
+        ? this.#db.statement('SELECT * FROM records WHERE collection = ? ORDER BY id LIMIT ?').all(collection, limit)
+        : this.#db.statement('SELECT * FROM records WHERE collection = ? AND id > ? ORDER BY id LIMIT ?').all(collection, options.after, limit)
+    ) as unknown as RecordRow[];
+    return rows.map((row) => toRecord<T>(row));
+  }
+}
+
+function toJson(data: unknown): string {
+  const json = JSON.stringify(data);
+  if (json === undefined) throw new TypeError('record data must be JSON-serialisable');
+  return json;
+}
+
+function toRecord<T>(row: RecordRow): StoredRecord<T> {
+  return {
+    collection: row.collection,
+    id: row.id,
+    version: Number(row.version),
+    data: JSON.parse(row.data) as T,
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+  };
+}
