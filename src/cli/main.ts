@@ -1,0 +1,149 @@
+import { chmodSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { ConfigError, configWarnings, loadConfig, maskConfig, type Config, type ConfigInput } from '../config/index.ts';
+import { StoreSchemaError, StoreUnavailableError, openStores, sqlitePath } from '../store/index.ts';
+import { MasterKeyError, ensureMasterKeyFile } from '../tokens/master-key.ts';
+import { exitGracefullyOnSignals, startPortcullis } from '../server/index.ts';
+
+const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
+
+/** Errors whose message is written for the operator and is safe to print as is. */
+const OPERATOR_ERRORS = [ConfigError, StoreUnavailableError, StoreSchemaError, MasterKeyError];
+
+/** What a command writes; injected so tests can capture it. */
+export interface CliOutput {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+const processOutput: CliOutput = {
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+};
+
+interface CommonOptions {
+  config?: string;
+}
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port > 65535) throw new InvalidArgumentError('must be an integer from 0 to 65535.');
+  return port;
+}
+
+function configOption(): Option {
+  return new Option('-c, --config <file>', 'JSON config file (default: $PORTCULLIS_CONFIG)');
+}
+
+function load(options: CommonOptions, overrides: ConfigInput = {}): Readonly<Config> {
+  return loadConfig({ ...(options.config !== undefined && { file: options.config }), overrides });
+}
+
+/**
+ * Runs the `portcullis` command line and resolves to the exit code. A
+ * mistake prints one line naming what is wrong, never a stack trace.
+ */
+export async function main(argv: readonly string[], output: CliOutput = processOutput): Promise<number> {
+  const program = new Command('portcullis')
+    .description('Portcullis: identity and trust server (OAuth 2.1 / OpenID Connect, audit ledger, privacy, service CA).')
+    .version(version, '-v, --version')
+    .exitOverride()
+    .configureOutput({ writeOut: (text) => output.out(text.trimEnd()), writeErr: (text) => output.err(text.trimEnd()) })
+    .showSuggestionAfterError(true);
+
+  program
+    .command('init')
+    .description('Create the data directory and a master key file readable only by you (0600).')
+    .addOption(configOption())
+    .option('--data-dir <dir>', 'data directory (default: ./data or $PORTCULLIS_DATA_DIR)')
+    .action((options: CommonOptions & { dataDir?: string }) => {
+      const config = load(options, options.dataDir !== undefined ? { dataDir: options.dataDir } : {});
+      mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+      chmodSync(config.dataDir, 0o700);
+      if (config.masterKey !== undefined) {
+        output.out(`Data directory ${resolve(config.dataDir)} is ready; the master key comes from PORTCULLIS_MASTER_KEY.`);
+      } else {
+        const { created, path } = ensureMasterKeyFile(config.masterKeyFile);
+        output.out(created ? `Created master key ${resolve(path)} (mode 0600). Back it up: private keys are encrypted with it.` : `Master key ${resolve(path)} already exists; left unchanged.`);
+      }
+      output.out('Next steps:');
+      output.out('  portcullis config check   show the effective configuration');
+      output.out('  portcullis serve          start the server (http://127.0.0.1:9000 in development)');
+    });
+
+  program
+    .command('serve')
+    .description('Start the HTTP server (applies pending migrations first unless --no-migrate).')
+    .addOption(configOption())
+    .addOption(new Option('-p, --port <number>', 'listen on this port').argParser(parsePort))
+    .option('--host <address>', 'bind this address')
+    .option('--no-migrate', 'do not apply migrations; refuse to start if the schema is not current')
+    .action(async (options: CommonOptions & { port?: number; host?: string; migrate: boolean }) => {
+      const overrides: ConfigInput = {};
+      if (options.port !== undefined) overrides['port'] = options.port;
+      if (options.host !== undefined) overrides['host'] = options.host;
+      if (!options.migrate) overrides['migrateOnStart'] = false;
+      const config = load(options, overrides);
+      const running = await startPortcullis(config);
+      exitGracefullyOnSignals(running, config.http.shutdownTimeoutMs);
+    });
+
+  program
+    .command('migrate')
+    .description('Apply pending database migrations, then exit.')
+    .addOption(configOption())
+    .action(async (options: CommonOptions) => {
+      const config = load(options);
+      const stores = await openStores(config);
+      try {
+        output.out(`Migrating ${stores.durable.driver === 'sqlite' ? `SQLite ${resolve(sqlitePath(config))}` : 'PostgreSQL'} ...`);
+        const report = await stores.durable.migrate();
+        for (const migration of report.applied) output.out(`  applied ${migration.version} ${migration.name}`);
+        output.out(report.applied.length === 0 ? `Schema is current (version ${report.currentVersion}).` : `Schema is now at version ${report.currentVersion}.`);
+      } finally {
+        await stores.close();
+      }
+    });
+
+  const configCommand = program.command('config').description('Inspect the configuration.');
+  configCommand
+    .command('check')
+    .description('Validate the configuration and print it, with secrets masked.')
+    .addOption(configOption())
+    .action((options: CommonOptions) => {
+      const config = load(options);
+      output.out(JSON.stringify(maskConfig(config), null, 2));
+      for (const warning of configWarnings(config)) output.err(`warning: ${warning}`);
+    });
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return 0;
+  } catch (error) {
+    return reportError(error, output);
+  }
+}
+
+function reportError(error: unknown, output: CliOutput): number {
+  if (error instanceof CommanderError) {
+    // Commander has already printed its one line (or the help text).
+    return error.exitCode;
+  }
+  if (OPERATOR_ERRORS.some((type) => error instanceof type)) {
+    output.err(`portcullis: ${(error as Error).message}`);
+    return 1;
+  }
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'EADDRINUSE') {
+    output.err('portcullis: the address is already in use: another server listens on that port (choose one with --port)');
+    return 1;
+  }
+  if (code === 'EACCES') {
+    output.err('portcullis: permission denied (a port below 1024, or a file or directory you may not write)');
+    return 1;
+  }
+  output.err(`portcullis: unexpected error: ${error instanceof Error ? error.message : String(error)}`);
+  return 1;
+}

@@ -1,0 +1,2 @@
+export { ConfigSchema, configLeaves, type Config, type ConfigLeaf } from './schema.ts';
+export { ConfigError, configWarnings, loadConfig, maskConfig, type ConfigInput, type LoadConfigOptions } from './load.ts';

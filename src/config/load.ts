@@ -1,0 +1,225 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Value, ValueErrorType, type ValueError } from '@sinclair/typebox/value';
+import { ConfigSchema, configLeaves, type Config, type ConfigLeaf } from './schema.ts';
+import { redactUrl } from '../store/errors.ts';
+
+/** A configuration mistake, with a message that names the key and its source. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** Deeply partial input, as a config file or CLI flags give it. */
+export type ConfigInput = { [key: string]: unknown };
+
+export interface LoadConfigOptions {
+  /** Environment to read PORTCULLIS_* from (default: process.env). */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Config file path; default: PORTCULLIS_CONFIG from `env`. */
+  readonly file?: string;
+  /** Values from command-line flags: they win over env and file. */
+  readonly overrides?: ConfigInput;
+}
+
+/** Environment variables with the PORTCULLIS_ prefix that are not config keys. */
+const NON_CONFIG_ENV = /^PORTCULLIS_(CONFIG|TEST_.*)$/;
+
+/**
+ * Builds the one immutable config: defaults < file < environment < flags,
+ * then derived defaults, then validation of the whole. Throws ConfigError.
+ */
+export function loadConfig(options: LoadConfigOptions = {}): Readonly<Config> {
+  const env = options.env ?? process.env;
+  const leaves = configLeaves();
+  const sources = new Map<string, string>();
+  const merged: ConfigInput = {};
+
+  const file = options.file ?? env['PORTCULLIS_CONFIG'];
+  if (file !== undefined && file !== '') mergeInto(merged, readConfigFile(file), `config file ${file}`, sources);
+  mergeInto(merged, readEnv(env, leaves), 'environment', sources);
+  if (options.overrides) mergeInto(merged, options.overrides, 'command line', sources);
+
+  const withDefaults = Value.Default(ConfigSchema, structuredClone(merged)) as ConfigInput;
+  applyDerivedDefaults(withDefaults);
+  const firstError = Value.Errors(ConfigSchema, withDefaults).First();
+  if (firstError !== undefined) {
+    const path = firstError.path.slice(1).split('/').join('.');
+    const leaf = leaves.find((l) => l.path === path);
+    const where = describeSource(path, sources, leaf);
+    throw new ConfigError(`${where}: ${describeProblem(firstError)}`);
+  }
+  const config = withDefaults as Config;
+  checkSemantics(config);
+  return deepFreeze(config);
+}
+
+function readConfigFile(path: string): ConfigInput {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new ConfigError(`config file ${path}: cannot read it (${code === 'ENOENT' ? 'no such file' : (code ?? 'unknown error')})`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`config file ${path}: not valid JSON (${(error as Error).message})`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ConfigError(`config file ${path}: must hold a JSON object`);
+  }
+  return parsed as ConfigInput;
+}
+
+/** Turns PORTCULLIS_* variables into a nested object, typed by the schema. */
+function readEnv(env: Readonly<Record<string, string | undefined>>, leaves: readonly ConfigLeaf[]): ConfigInput {
+  const byName = new Map(leaves.map((leaf) => [leaf.env, leaf]));
+  const result: ConfigInput = {};
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith('PORTCULLIS_') || raw === undefined || NON_CONFIG_ENV.test(name)) continue;
+    const leaf = byName.get(name);
+    if (leaf === undefined) throw new ConfigError(`environment variable ${name}: unknown setting (see the configuration table in the README)`);
+    setPath(result, leaf.path, parseEnvValue(leaf, raw));
+  }
+  return result;
+}
+
+function parseEnvValue(leaf: ConfigLeaf, raw: string): unknown {
+  const type = leaf.schema['type'];
+  if (type === 'integer') {
+    if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`environment variable ${leaf.env}: expected an integer, got "${raw}"`);
+    return Number(raw.trim());
+  }
+  if (type === 'boolean') {
+    const value = raw.trim().toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(value)) return true;
+    if (['false', '0', 'no', 'off'].includes(value)) return false;
+    throw new ConfigError(`environment variable ${leaf.env}: expected true or false, got "${raw}"`);
+  }
+  if (type === 'array') {
+    return raw
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== '');
+  }
+  return raw;
+}
+
+function mergeInto(target: ConfigInput, source: ConfigInput, label: string, sources: Map<string, string>, prefix = ''): void {
+  for (const [key, value] of Object.entries(source)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      const existing = target[key];
+      const child: ConfigInput = existing !== null && typeof existing === 'object' && !Array.isArray(existing) ? (existing as ConfigInput) : {};
+      target[key] = child;
+      if (Object.keys(value).length === 0) sources.set(path, label);
+      mergeInto(child, value as ConfigInput, label, sources, path);
+    } else if (value !== undefined) {
+      target[key] = value;
+      sources.set(path, label);
+    }
+  }
+}
+
+function setPath(target: ConfigInput, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let node = target;
+  for (const part of parts.slice(0, -1)) {
+    node[part] ??= {};
+    node = node[part] as ConfigInput;
+  }
+  node[parts.at(-1)!] = value;
+}
+
+function applyDerivedDefaults(config: ConfigInput): void {
+  const production = config['mode'] === 'production';
+  config['host'] ??= production ? '0.0.0.0' : '127.0.0.1';
+  if (config['issuer'] === undefined && !production && typeof config['port'] === 'number') {
+    config['issuer'] = `http://127.0.0.1:${config['port']}`;
+  }
+  if (config['masterKeyFile'] === undefined && typeof config['dataDir'] === 'string') {
+    config['masterKeyFile'] = join(config['dataDir'], 'master.key');
+  }
+}
+
+function describeProblem(error: ValueError): string {
+  if (error.type === ValueErrorType.ObjectAdditionalProperties) return 'unknown key';
+  if (error.type === ValueErrorType.ObjectRequiredProperty) return 'is required';
+  const literals = (error.schema['anyOf'] as { const?: unknown }[] | undefined)?.map((option) => option.const);
+  if (literals?.every((literal) => typeof literal === 'string')) {
+    return `must be one of ${literals.join(', ')} (got ${JSON.stringify(error.value)})`;
+  }
+  if (error.type === ValueErrorType.StringPattern && error.schema['secret'] !== true) {
+    return `${error.message.toLowerCase()} (got ${JSON.stringify(error.value)})`;
+  }
+  return error.message.toLowerCase();
+}
+
+function describeSource(path: string, sources: Map<string, string>, leaf: ConfigLeaf | undefined): string {
+  const source = sources.get(path);
+  if (source === 'environment' && leaf) return `environment variable ${leaf.env}`;
+  if (source !== undefined) return `${source}: key "${path}"`;
+  if (leaf) return `key "${path}" (${leaf.env})`;
+  return `key "${path}"`;
+}
+
+/** Rules that span keys, or that a JSON schema cannot say clearly. */
+function checkSemantics(config: Config): void {
+  let issuer: URL;
+  try {
+    issuer = new URL(config.issuer);
+  } catch {
+    throw new ConfigError(`key "issuer": not a URL: "${config.issuer}"`);
+  }
+  // OIDC Discovery 1.0 section 3 and RFC 8414 section 2: the issuer is an
+  // https URL with no query or fragment.
+  if (issuer.search !== '' || issuer.hash !== '') throw new ConfigError('key "issuer": must have no query or fragment');
+  if ((config.tls.certFile === undefined) !== (config.tls.keyFile === undefined)) {
+    throw new ConfigError('keys "tls.certFile" and "tls.keyFile": set both or neither');
+  }
+  if (config.hotStore === 'redis' && config.redis.url === undefined) {
+    throw new ConfigError('key "hotStore" is redis but "redis.url" (PORTCULLIS_REDIS_URL) is not set');
+  }
+  if (config.mode === 'production') {
+    if (issuer.protocol !== 'https:') throw new ConfigError('production mode needs an https issuer (PORTCULLIS_ISSUER)');
+    if (config.tls.certFile === undefined && config.trustProxy.length === 0) {
+      throw new ConfigError('production mode needs TLS (PORTCULLIS_TLS_CERT_FILE and PORTCULLIS_TLS_KEY_FILE) or a trusted TLS-terminating proxy (PORTCULLIS_TRUST_PROXY)');
+    }
+  }
+}
+
+/** Settings that are fine to try things with and unsafe to run with. */
+export function configWarnings(config: Config): string[] {
+  const warnings: string[] = [];
+  if (config.mode === 'development') warnings.push('development mode: plain HTTP on loopback; set PORTCULLIS_MODE=production to deploy');
+  if (config.mode === 'production' && config.hotStore === 'memory') warnings.push('hot store "memory": sessions and replay caches are lost on restart and not shared between instances');
+  if (config.database.url !== undefined && config.redis.url === undefined && config.hotStore !== 'memory') {
+    warnings.push('PostgreSQL without Redis: the hot store is the local SQLite file, so this instance cannot be scaled out');
+  }
+  return warnings;
+}
+
+/** The config with every secret masked, for `config check` and logs. */
+export function maskConfig(config: Readonly<Config>): ConfigInput {
+  const copy = structuredClone(config) as ConfigInput;
+  for (const leaf of configLeaves()) {
+    if (leaf.schema.secret !== true) continue;
+    const parts = leaf.path.split('.');
+    const parent = parts.slice(0, -1).reduce<ConfigInput | undefined>((node, part) => node?.[part] as ConfigInput | undefined, copy);
+    const name = parts.at(-1)!;
+    const value = parent?.[name];
+    if (parent === undefined || typeof value !== 'string') continue;
+    parent[name] = /^[a-z+]+:\/\//.test(value) ? value.split(',').map(redactUrl).join(',') : '****';
+  }
+  return copy;
+}
+
+function deepFreeze<T>(value: T): Readonly<T> {
+  if (value !== null && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

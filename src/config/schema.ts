@@ -1,0 +1,190 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+/**
+ * The one configuration schema. Every key has a description, a default (or a
+ * stated derived default), and the environment variable that sets it; the
+ * README's configuration table is generated from this file
+ * (`npm run config:table`) and a test fails if the two drift.
+ *
+ * Extra schema options used here:
+ * - `env`: the PORTCULLIS_* variable that sets the key;
+ * - `secret`: `config check` masks the value (or the password in a URL);
+ * - `derived`: how the default is computed when no value is given.
+ */
+
+const port = (description: string, env: string, value: number) =>
+  Type.Integer({ minimum: 0, maximum: 65535, default: value, description, env });
+
+export const ConfigSchema = Type.Object(
+  {
+    mode: Type.Union([Type.Literal('development'), Type.Literal('production')], {
+      default: 'development',
+      env: 'PORTCULLIS_MODE',
+      description:
+        'development binds loopback and derives the issuer from the port; production requires an https issuer and TLS or trustProxy.',
+    }),
+    host: Type.String({
+      minLength: 1,
+      env: 'PORTCULLIS_HOST',
+      derived: '127.0.0.1 in development, 0.0.0.0 in production',
+      description: 'Address the HTTP listener binds.',
+    }),
+    port: port('TCP port of the HTTP listener (0 picks a free port).', 'PORTCULLIS_PORT', 9000),
+    issuer: Type.String({
+      minLength: 1,
+      env: 'PORTCULLIS_ISSUER',
+      derived: 'http://127.0.0.1:<port> in development; required in production',
+      description: 'The public URL of this server, the `iss` of every token (an https URL in production).',
+    }),
+    dataDir: Type.String({
+      minLength: 1,
+      default: './data',
+      env: 'PORTCULLIS_DATA_DIR',
+      description: 'Directory of the embedded SQLite database and the master key file.',
+    }),
+    masterKeyFile: Type.String({
+      minLength: 1,
+      env: 'PORTCULLIS_MASTER_KEY_FILE',
+      derived: '<dataDir>/master.key',
+      description: 'File holding the 256-bit master key that encrypts private keys at rest (created by `portcullis init`, mode 0600).',
+    }),
+    masterKey: Type.Optional(
+      Type.String({
+        pattern: '^[A-Za-z0-9_-]{43}$',
+        env: 'PORTCULLIS_MASTER_KEY',
+        secret: true,
+        description: 'The master key itself (base64url, 32 bytes), instead of the file; every scale-out instance needs the same one.',
+      }),
+    ),
+    database: Type.Object(
+      {
+        url: Type.Optional(
+          Type.String({
+            pattern: '^postgres(ql)?://',
+            env: 'PORTCULLIS_DATABASE_URL',
+            secret: true,
+            description: 'PostgreSQL URL. Unset: the embedded SQLite file `<dataDir>/portcullis.db`.',
+          }),
+        ),
+        schema: Type.Optional(
+          Type.String({
+            pattern: '^[a-z_][a-z0-9_]{0,62}$',
+            env: 'PORTCULLIS_DATABASE_SCHEMA',
+            description: 'PostgreSQL schema to use (it must exist). Unset: the server default (`public`).',
+          }),
+        ),
+        poolSize: Type.Integer({ minimum: 1, maximum: 200, default: 10, env: 'PORTCULLIS_DATABASE_POOL_SIZE', description: 'PostgreSQL connections per instance.' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    redis: Type.Object(
+      {
+        url: Type.Optional(
+          Type.String({
+            pattern: '^rediss?://',
+            env: 'PORTCULLIS_REDIS_URL',
+            secret: true,
+            description: 'Redis URL for the hot store; with `redis.cluster`, a comma-separated list of seed node URLs.',
+          }),
+        ),
+        cluster: Type.Boolean({ default: false, env: 'PORTCULLIS_REDIS_CLUSTER', description: 'Connect to a Redis Cluster instead of a single node.' }),
+        keyPrefix: Type.String({
+          minLength: 1,
+          maxLength: 64,
+          default: 'portcullis:',
+          env: 'PORTCULLIS_REDIS_KEY_PREFIX',
+          description: 'Prefix of every Redis key, so several deployments can share one Redis.',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    hotStore: Type.Union([Type.Literal('auto'), Type.Literal('memory'), Type.Literal('sqlite'), Type.Literal('redis')], {
+      default: 'auto',
+      env: 'PORTCULLIS_HOT_STORE',
+      description: 'Driver of the hot store. auto: redis when `redis.url` is set, else sqlite.',
+    }),
+    tls: Type.Object(
+      {
+        certFile: Type.Optional(Type.String({ minLength: 1, env: 'PORTCULLIS_TLS_CERT_FILE', description: 'PEM certificate chain; with keyFile, the server speaks HTTPS.' })),
+        keyFile: Type.Optional(Type.String({ minLength: 1, env: 'PORTCULLIS_TLS_KEY_FILE', description: 'PEM private key of the certificate.' })),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    trustProxy: Type.Array(Type.String({ minLength: 1 }), {
+      default: [],
+      env: 'PORTCULLIS_TRUST_PROXY',
+      description:
+        'Reverse proxies whose X-Forwarded-*, X-Request-Id and traceparent headers are believed (addresses, CIDRs, or loopback/linklocal/uniquelocal; comma-separated in the env var).',
+    }),
+    http: Type.Object(
+      {
+        bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 102_400, env: 'PORTCULLIS_HTTP_BODY_LIMIT_BYTES', description: 'Largest request body accepted; larger gets 413.' }),
+        headersTimeoutMs: Type.Integer({ minimum: 1000, default: 10_000, env: 'PORTCULLIS_HTTP_HEADERS_TIMEOUT_MS', description: 'Time allowed to receive request headers (slowloris defence).' }),
+        requestTimeoutMs: Type.Integer({ minimum: 1000, default: 30_000, env: 'PORTCULLIS_HTTP_REQUEST_TIMEOUT_MS', description: 'Time allowed to receive a whole request.' }),
+        keepAliveTimeoutMs: Type.Integer({ minimum: 100, default: 5_000, env: 'PORTCULLIS_HTTP_KEEP_ALIVE_TIMEOUT_MS', description: 'Idle time before a keep-alive connection is closed.' }),
+        shutdownTimeoutMs: Type.Integer({ minimum: 100, default: 10_000, env: 'PORTCULLIS_HTTP_SHUTDOWN_TIMEOUT_MS', description: 'On SIGTERM, how long in-flight requests may take before the process exits anyway.' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    log: Type.Object(
+      {
+        level: Type.Union(
+          ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+          { default: 'info', env: 'PORTCULLIS_LOG_LEVEL', description: 'Least severe level written to stdout (JSON lines).' },
+        ),
+        personalData: Type.Union([Type.Literal('mask'), Type.Literal('hash'), Type.Literal('redact')], {
+          default: 'mask',
+          env: 'PORTCULLIS_LOG_PERSONAL_DATA',
+          description:
+            'How emails, phone numbers and IP addresses appear in logs: mask (partly hidden), hash (keyed pseudonym, correlatable), redact (removed).',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    metrics: Type.Object(
+      {
+        enabled: Type.Boolean({ default: true, env: 'PORTCULLIS_METRICS_ENABLED', description: 'Serve Prometheus metrics at /metrics.' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    migrateOnStart: Type.Boolean({
+      default: true,
+      env: 'PORTCULLIS_MIGRATE_ON_START',
+      description: '`serve` applies pending migrations before listening (`--no-migrate` turns it off).',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export type Config = Static<typeof ConfigSchema>;
+
+/** Schema options this project adds to JSON Schema. */
+export interface ConfigKeyOptions {
+  readonly env?: string;
+  readonly secret?: boolean;
+  readonly derived?: string;
+  readonly description?: string;
+  readonly default?: unknown;
+}
+
+export interface ConfigLeaf {
+  /** Dotted path, e.g. `database.url`. */
+  readonly path: string;
+  readonly schema: TSchema & ConfigKeyOptions;
+  readonly env: string;
+}
+
+/** Every settable key, in schema order. */
+export function configLeaves(schema: TSchema = ConfigSchema, prefix = ''): ConfigLeaf[] {
+  const leaves: ConfigLeaf[] = [];
+  for (const [name, child] of Object.entries(schema['properties'] as Record<string, TSchema & ConfigKeyOptions>)) {
+    const path = prefix ? `${prefix}.${name}` : name;
+    if (child['type'] === 'object' && child['properties']) {
+      leaves.push(...configLeaves(child, path));
+    } else {
+      if (child.env === undefined) throw new Error(`config key ${path} has no env variable`);
+      leaves.push({ path, schema: child, env: child.env });
+    }
+  }
+  return leaves;
+}

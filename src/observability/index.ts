@@ -1,0 +1,3 @@
+export { createLogger, type Logger, type LoggerConfig } from './logger.ts';
+export { Metrics } from './metrics.ts';
+export { Redactor, REDACTED, maskEmail, maskIp, maskPhone, redactUrlQuery, type PersonalDataMode } from './redaction.ts';

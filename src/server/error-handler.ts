@@ -1,0 +1,80 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { errorRegistry, HttpError, codeForStatus, problemType, type ErrorCode } from './errors.ts';
+
+/** Route config key: OAuth endpoints answer RFC 6749 errors instead of problem+json. */
+export interface PortcullisRouteConfig {
+  errorFormat?: 'problem' | 'oauth';
+}
+
+/** Fastify's own client-error codes, mapped to ours with a message for people. */
+const FASTIFY_CLIENT_ERRORS: Record<string, { code: ErrorCode; detail: string }> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'unsupported_media_type', detail: 'This endpoint does not accept that Content-Type.' },
+  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'body_too_large', detail: 'The request body is larger than this server accepts.' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'bad_request', detail: 'Content-Length does not match the body.' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'malformed_body', detail: 'The JSON body is empty.' },
+  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'malformed_body', detail: 'The body is not valid JSON.' },
+  FST_ERR_BAD_URL: { code: 'bad_request', detail: 'The request URL is malformed.' },
+};
+
+interface ClientAnswer {
+  readonly code: ErrorCode;
+  readonly detail: string;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/**
+ * Turns any error into what the client may see. Only errors we raised
+ * (HttpError) or recognise carry a detail of their own; anything else becomes
+ * a generic 500 whose detail names nothing internal (no stack, SQL, path).
+ */
+export function classifyError(error: FastifyError | Error): ClientAnswer {
+  if (error instanceof HttpError) return { code: error.code, detail: error.detail, headers: error.headers };
+  const fastifyError = error as FastifyError;
+  const known = fastifyError.code ? FASTIFY_CLIENT_ERRORS[fastifyError.code] : undefined;
+  if (known) return { ...known, headers: {} };
+  if (fastifyError.validation) {
+    const first = fastifyError.validation[0];
+    const where = first?.instancePath ? ` at ${first.instancePath}` : '';
+    return { code: 'validation_failed', detail: `Invalid ${fastifyError.validationContext ?? 'request'}${where}: ${first?.message ?? 'invalid value'}.`, headers: {} };
+  }
+  if (error instanceof SyntaxError && fastifyError.statusCode === 400) {
+    return { code: 'malformed_body', detail: 'The body is not valid JSON.', headers: {} };
+  }
+  const status = fastifyError.statusCode;
+  if (status !== undefined && status >= 400 && status < 500) {
+    const code = codeForStatus(status);
+    return { code, detail: `${errorRegistry[code].title}.`, headers: {} };
+  }
+  return { code: 'internal_error', detail: 'The server could not complete the request. Quote the request id when reporting it.', headers: {} };
+}
+
+export function errorHandler(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const answer = classifyError(error);
+  const spec = errorRegistry[answer.code];
+  if (spec.status >= 500) {
+    // A server fault, not the client's: the stack goes to the log (never to
+    // the client) so an operator can find it by request id.
+    request.log.error({ err: error, stack: error.stack, errorCode: answer.code }, 'request failed');
+  } else {
+    request.log.info({ errorCode: answer.code, status: spec.status }, 'request refused');
+  }
+  return sendError(request, reply, answer);
+}
+
+export function sendError(request: FastifyRequest, reply: FastifyReply, answer: ClientAnswer): FastifyReply {
+  const spec = errorRegistry[answer.code];
+  reply.code(spec.status).headers(answer.headers).header('cache-control', 'no-store');
+  const format = (request.routeOptions.config as PortcullisRouteConfig | undefined)?.errorFormat;
+  if (format === 'oauth') {
+    // RFC 6749 section 5.2: a JSON object with `error` and `error_description`.
+    return reply.type('application/json; charset=utf-8').send({ error: spec.oauth, error_description: answer.detail, request_id: request.id });
+  }
+  // RFC 9457 section 3: problem details.
+  return reply.type('application/problem+json; charset=utf-8').send({
+    type: problemType(answer.code),
+    title: spec.title,
+    status: spec.status,
+    detail: answer.detail,
+    request_id: request.id,
+  });
+}

@@ -1,0 +1,66 @@
+/**
+ * The one registry of errors the HTTP server answers. Every error response
+ * comes from a code here: its HTTP status, its RFC 9457 title, and the
+ * RFC 6749 section 5.2 `error` value used by OAuth endpoints. A test checks
+ * that the registry is complete and consistent.
+ */
+export interface ErrorSpec {
+  readonly status: number;
+  readonly title: string;
+  /** RFC 6749 section 5.2 / RFC 6750 section 3.1 error code for OAuth endpoints. */
+  readonly oauth: string;
+}
+
+export const errorRegistry = {
+  bad_request: { status: 400, title: 'Bad request', oauth: 'invalid_request' },
+  malformed_body: { status: 400, title: 'Malformed request body', oauth: 'invalid_request' },
+  validation_failed: { status: 400, title: 'Request validation failed', oauth: 'invalid_request' },
+  unauthorized: { status: 401, title: 'Authentication required', oauth: 'invalid_client' },
+  forbidden: { status: 403, title: 'Forbidden', oauth: 'access_denied' },
+  not_found: { status: 404, title: 'Not found', oauth: 'invalid_request' },
+  method_not_allowed: { status: 405, title: 'Method not allowed', oauth: 'invalid_request' },
+  request_timeout: { status: 408, title: 'Request timeout', oauth: 'invalid_request' },
+  body_too_large: { status: 413, title: 'Request body too large', oauth: 'invalid_request' },
+  unsupported_media_type: { status: 415, title: 'Unsupported media type', oauth: 'invalid_request' },
+  too_many_requests: { status: 429, title: 'Too many requests', oauth: 'slow_down' },
+  internal_error: { status: 500, title: 'Internal server error', oauth: 'server_error' },
+  service_unavailable: { status: 503, title: 'Service unavailable', oauth: 'temporarily_unavailable' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof errorRegistry;
+
+export const errorCodes = Object.keys(errorRegistry) as ErrorCode[];
+
+/** URI that identifies a problem type (RFC 9457 section 3.1.1). */
+export function problemType(code: ErrorCode): string {
+  return `urn:portcullis:problem:${code.replaceAll('_', '-')}`;
+}
+
+/**
+ * An error a handler throws to answer a client: `detail` is shown to the
+ * client, so it must be written for them and carry no secret.
+ */
+export class HttpError extends Error {
+  override readonly name = 'HttpError';
+  readonly code: ErrorCode;
+  readonly detail: string;
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(code: ErrorCode, detail: string, options: { headers?: Record<string, string>; cause?: unknown } = {}) {
+    super(detail, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.detail = detail;
+    this.headers = options.headers ?? {};
+  }
+
+  get status(): number {
+    return errorRegistry[this.code].status;
+  }
+}
+
+/** The registry code for a status Fastify or Node chose, for errors we did not raise. */
+export function codeForStatus(status: number): ErrorCode {
+  const match = errorCodes.find((code) => errorRegistry[code].status === status);
+  if (match !== undefined) return match;
+  return status >= 500 ? 'internal_error' : 'bad_request';
+}

@@ -1,0 +1,106 @@
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { DestinationStream } from 'pino';
+import { configWarnings, type Config } from '../config/index.ts';
+import { Metrics, createLogger, type Logger } from '../observability/index.ts';
+import { assertSchemaCurrent, openStores, type Clock, type Stores } from '../store/index.ts';
+import { deriveKey, ensureMasterKeyFile, loadMasterKey } from '../tokens/master-key.ts';
+import { buildServer } from './app.ts';
+
+export interface StartOptions {
+  readonly clock?: Clock;
+  /** Extra routes (feature modules, tests). */
+  readonly plugins?: readonly FastifyPluginAsync[];
+  /** Where log lines go (default stdout). */
+  readonly logDestination?: DestinationStream;
+}
+
+export interface RunningPortcullis {
+  readonly app: FastifyInstance;
+  readonly stores: Stores;
+  readonly logger: Logger;
+  /** The URL it listens on (the real port when config.port is 0). */
+  readonly url: string;
+  /** Stops accepting, lets in-flight requests finish, closes the stores. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts one Portcullis instance: master key, logger, metrics, stores,
+ * migrations, HTTP listener, in that order, undoing what was opened if a
+ * later step fails.
+ */
+export async function startPortcullis(config: Readonly<Config>, options: StartOptions = {}): Promise<RunningPortcullis> {
+  if (config.masterKey === undefined) ensureMasterKeyFile(config.masterKeyFile);
+  const masterKey = loadMasterKey(config);
+  const logger = createLogger({
+    level: config.log.level,
+    personalData: config.log.personalData,
+    pseudonymKey: deriveKey(masterKey, 'log-pseudonyms'),
+    ...(options.logDestination !== undefined && { destination: options.logDestination }),
+  });
+  for (const warning of configWarnings(config)) logger.warn(warning);
+
+  const metrics = new Metrics();
+  const stores = await openStores(config, {
+    ...(options.clock !== undefined && { clock: options.clock }),
+    observe: (driver, operation, seconds) => metrics.storeOperationDuration.observe({ driver, operation }, seconds),
+  });
+  try {
+    if (config.migrateOnStart) {
+      const report = await stores.durable.migrate();
+      for (const migration of report.applied) logger.info({ version: migration.version, name: migration.name }, 'migration applied');
+    } else {
+      await assertSchemaCurrent(stores.durable);
+    }
+    const app = await buildServer({ config, stores, logger, metrics, ...(options.plugins !== undefined && { plugins: options.plugins }) });
+    await app.listen({ host: config.host, port: config.port });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address !== null ? address.port : config.port;
+    const scheme = config.tls.certFile !== undefined ? 'https' : 'http';
+    const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    logger.info({ url, durable: stores.durable.driver, hot: stores.hot.driver, mode: config.mode }, 'portcullis listening');
+    let stopping: Promise<void> | undefined;
+    return {
+      app,
+      stores,
+      logger,
+      url,
+      stop: () =>
+        (stopping ??= (async () => {
+          await app.close();
+          await stores.close();
+        })()),
+    };
+  } catch (error) {
+    await stores.close();
+    throw error;
+  }
+}
+
+/**
+ * SIGTERM/SIGINT: stop accepting, finish in-flight requests, close stores,
+ * exit 0. If that takes longer than `timeoutMs`, exit 1 so an orchestrator
+ * is not kept waiting by a stuck request.
+ */
+export function exitGracefullyOnSignals(running: RunningPortcullis, timeoutMs: number): void {
+  const onSignal = (signal: NodeJS.Signals) => {
+    running.logger.info({ signal }, 'shutting down: finishing in-flight requests');
+    const force = setTimeout(() => {
+      running.logger.error({ timeoutMs }, 'shutdown timed out; exiting with requests still in flight');
+      process.exit(1);
+    }, timeoutMs);
+    force.unref();
+    running.stop().then(
+      () => {
+        running.logger.info('stopped');
+        process.exit(0);
+      },
+      (error: unknown) => {
+        running.logger.error({ err: error }, 'error while shutting down');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+}

@@ -1,0 +1,42 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import proxyAddr from '@fastify/proxy-addr';
+
+/** A request id we accept from a trusted proxy: short, printable, no spaces. */
+const REQUEST_ID = /^[A-Za-z0-9._:@\-]{1,128}$/;
+/** W3C Trace Context `traceparent`, version 00 (section 3.2). */
+const TRACEPARENT = /^00-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
+const ZERO_TRACE_ID = '0'.repeat(32);
+
+export interface RequestIdentity {
+  /** Generates the request id, accepting `x-request-id` only from a trusted proxy. */
+  requestId(request: IncomingMessage): string;
+  /** The trace id: from a trusted proxy's `traceparent`, else a new one. */
+  traceId(request: IncomingMessage): string;
+}
+
+/**
+ * Request and trace ids. A client that is not a trusted proxy cannot choose
+ * them: otherwise anyone could forge log lines that seem to belong to
+ * another request, or collide ids on purpose.
+ */
+export function requestIdentity(trustedProxies: readonly string[]): RequestIdentity {
+  const trust = trustedProxies.length > 0 ? proxyAddr.compile([...trustedProxies]) : undefined;
+  const fromTrustedProxy = (request: IncomingMessage) =>
+    trust !== undefined && request.socket.remoteAddress !== undefined && trust(request.socket.remoteAddress, 0);
+  return {
+    requestId(request) {
+      const offered = request.headers['x-request-id'];
+      if (typeof offered === 'string' && REQUEST_ID.test(offered) && fromTrustedProxy(request)) return offered;
+      return randomUUID();
+    },
+    traceId(request) {
+      const offered = request.headers['traceparent'];
+      if (typeof offered === 'string' && fromTrustedProxy(request)) {
+        const traceId = TRACEPARENT.exec(offered)?.[1];
+        if (traceId !== undefined && traceId !== ZERO_TRACE_ID) return traceId;
+      }
+      return randomBytes(16).toString('hex');
+    },
+  };
+}

@@ -1,0 +1,109 @@
+import { join } from 'node:path';
+import type { Config } from '../config/index.ts';
+import { systemClock, type Clock, type DurableStore, type HotStore, type Stores } from './ports.ts';
+import { SqliteDatabase } from './sqlite/database.ts';
+import { openSqliteDurableStore } from './sqlite/durable-store.ts';
+import { openSqliteHotStore } from './sqlite/hot-store.ts';
+import { openMemoryHotStore } from './memory/hot-store.ts';
+import { instrumentDurableStore, instrumentHotStore, type StoreObserver } from './instrumented.ts';
+import { migrations } from './migrations/index.ts';
+import { StoreSchemaError } from './errors.ts';
+
+export * from './ports.ts';
+export { StoreSchemaError, StoreUnavailableError, redactUrl } from './errors.ts';
+export type { StoreObserver } from './instrumented.ts';
+
+export const LATEST_SCHEMA_VERSION = migrations.at(-1)?.version ?? 0;
+
+type StoreConfig = Pick<Config, 'dataDir' | 'database' | 'redis' | 'hotStore'>;
+
+export interface OpenStoresOptions {
+  readonly clock?: Clock;
+  /** Receives every operation's latency (metrics). */
+  readonly observe?: StoreObserver;
+}
+
+/** Where the embedded SQLite database lives. */
+export function sqlitePath(config: Pick<Config, 'dataDir'>): string {
+  return join(config.dataDir, 'portcullis.db');
+}
+
+/**
+ * Opens the durable and hot stores the config asks for. It does not apply
+ * durable migrations: `serve` and `migrate` decide that. (A local SQLite hot
+ * store next to PostgreSQL is private to this instance and is migrated here.)
+ */
+export async function openStores(config: StoreConfig, options: OpenStoresOptions = {}): Promise<Stores> {
+  const clock = options.clock ?? systemClock;
+  let sqlite: SqliteDatabase | undefined;
+  const sharedSqlite = () => (sqlite ??= new SqliteDatabase({ path: sqlitePath(config) }));
+
+  let durable: DurableStore;
+  if (config.database.url !== undefined) {
+    const { openPostgresDurableStore } = await import('./postgres/durable-store.ts');
+    durable = await openPostgresDurableStore({
+      url: config.database.url,
+      clock,
+      poolSize: config.database.poolSize,
+      ...(config.database.schema !== undefined && { schema: config.database.schema }),
+    });
+  } else {
+    durable = openSqliteDurableStore(sharedSqlite(), clock);
+  }
+
+  let hot: HotStore;
+  try {
+    hot = await openHotStore(config, durable, sharedSqlite, clock);
+  } catch (error) {
+    await durable.close();
+    sqlite?.close();
+    throw error;
+  }
+
+  if (options.observe) {
+    durable = instrumentDurableStore(durable, options.observe);
+    hot = instrumentHotStore(hot, options.observe);
+  }
+  let closed = false;
+  return {
+    durable,
+    hot,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await hot.close();
+      await durable.close();
+      sqlite?.close();
+    },
+  };
+}
+
+async function openHotStore(config: StoreConfig, durable: DurableStore, sharedSqlite: () => SqliteDatabase, clock: Clock): Promise<HotStore> {
+  const driver = config.hotStore === 'auto' ? (config.redis.url !== undefined ? 'redis' : 'sqlite') : config.hotStore;
+  switch (driver) {
+    case 'memory':
+      return openMemoryHotStore({ clock });
+    case 'redis': {
+      const { openRedisHotStore } = await import('./redis/hot-store.ts');
+      if (config.redis.url === undefined) throw new StoreSchemaError('the redis hot store needs redis.url');
+      return openRedisHotStore({ url: config.redis.url, cluster: config.redis.cluster, keyPrefix: config.redis.keyPrefix, clock });
+    }
+    case 'sqlite': {
+      const database = sharedSqlite();
+      // Next to PostgreSQL the SQLite file holds only the hot tables, and
+      // belongs to this instance alone, so it is migrated on open.
+      if (durable.driver !== 'sqlite') await openSqliteDurableStore(database, clock).migrate();
+      return openSqliteHotStore(database, { clock });
+    }
+  }
+}
+
+/** Refuses to serve on a schema this build does not match (`--no-migrate`). */
+export async function assertSchemaCurrent(durable: DurableStore): Promise<void> {
+  const version = await durable.schemaVersion();
+  if (version !== LATEST_SCHEMA_VERSION) {
+    throw new StoreSchemaError(
+      `database schema is at version ${version}, this build needs ${LATEST_SCHEMA_VERSION}: run \`portcullis migrate\``,
+    );
+  }
+}
