@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, configWarnings, loadConfig, maskConfig, type Config, type ConfigInput } from '../config/index.ts';
 import { StoreSchemaError, StoreUnavailableError, openStores, sqlitePath } from '../store/index.ts';
-import { MasterKeyError, ensureMasterKeyFile } from '../tokens/master-key.ts';
+import { MasterKeyError, ensureMasterKeyFile } from '../tokens/index.ts';
 import { exitGracefullyOnSignals, startPortcullis } from '../server/index.ts';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };

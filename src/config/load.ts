@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Value, ValueErrorType, type ValueError } from '@sinclair/typebox/value';
 import { ConfigSchema, configLeaves, type Config, type ConfigLeaf } from './schema.ts';
-import { redactUrl } from '../store/errors.ts';
+import { redactUrl } from './redact-url.ts';
 
 /** A configuration mistake, with a message that names the key and its source. */
 export class ConfigError extends Error {
@@ -87,7 +87,7 @@ function readEnv(env: Readonly<Record<string, string | undefined>>, leaves: read
 }
 
 function parseEnvValue(leaf: ConfigLeaf, raw: string): unknown {
-  const type = leaf.schema['type'];
+  const type = leaf.schema['type'] as unknown;
   if (type === 'integer') {
     if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`environment variable ${leaf.env}: expected an integer, got "${raw}"`);
     return Number(raw.trim());

@@ -34,8 +34,10 @@ export interface ServerDependencies {
 export async function buildServer(deps: ServerDependencies): Promise<FastifyInstance> {
   const { config, logger, metrics } = deps;
   const identity = requestIdentity(config.trustProxy);
+  // Typed as Fastify's base logger so the instance type matches every plugin's.
+  const fastifyLogger: FastifyBaseLogger = logger;
   const app = Fastify({
-    loggerInstance: logger as FastifyBaseLogger,
+    loggerInstance: fastifyLogger,
     // One log line per request, written by the onResponse hook below.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
     genReqId: (request) => identity.requestId(request),

@@ -3,7 +3,7 @@ import type { DestinationStream } from 'pino';
 import { configWarnings, type Config } from '../config/index.ts';
 import { Metrics, createLogger, type Logger } from '../observability/index.ts';
 import { assertSchemaCurrent, openStores, type Clock, type Stores } from '../store/index.ts';
-import { deriveKey, ensureMasterKeyFile, loadMasterKey } from '../tokens/master-key.ts';
+import { deriveKey, ensureMasterKeyFile, loadMasterKey } from '../tokens/index.ts';
 import { buildServer } from './app.ts';
 
 export interface StartOptions {

@@ -52,14 +52,3 @@ export function listLimit(limit: number | undefined): number {
   if (!Number.isSafeInteger(limit) || limit <= 0) throw new TypeError(`limit must be a positive integer, got ${String(limit)}`);
   return Math.min(limit, MAX_LIST_LIMIT);
 }
-
-/** Describes a database URL without its password, for messages and `config check`. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '****';
-    return parsed.toString();
-  } catch {
-    return '<unparseable URL>';
-  }
-}

@@ -10,7 +10,7 @@ import { migrations } from './migrations/index.ts';
 import { StoreSchemaError } from './errors.ts';
 
 export * from './ports.ts';
-export { StoreSchemaError, StoreUnavailableError, redactUrl } from './errors.ts';
+export { StoreSchemaError, StoreUnavailableError } from './errors.ts';
 export type { StoreObserver } from './instrumented.ts';
 
 export const LATEST_SCHEMA_VERSION = migrations.at(-1)?.version ?? 0;

@@ -35,8 +35,8 @@ function timed<A extends unknown[], R>(observe: StoreObserver, driver: string, o
 export function instrumentHotStore(store: HotStore, observe: StoreObserver): HotStore {
   const wrapped: Record<string, unknown> = { driver: store.driver, close: () => store.close() };
   for (const operation of HOT_OPERATIONS) {
-    const method = store[operation] as (...args: unknown[]) => Promise<unknown>;
-    wrapped[operation] = timed(observe, store.driver, operation, method.bind(store));
+    const method = (...args: unknown[]) => (store[operation] as (...a: unknown[]) => Promise<unknown>).apply(store, args);
+    wrapped[operation] = timed(observe, store.driver, operation, method);
   }
   return wrapped as unknown as HotStore;
 }
@@ -45,8 +45,8 @@ export function instrumentHotStore(store: HotStore, observe: StoreObserver): Hot
 export function instrumentDurableStore(store: DurableStore, observe: StoreObserver): DurableStore {
   const records: Record<string, unknown> = {};
   for (const operation of RECORD_OPERATIONS) {
-    const method = store.records[operation] as (...args: unknown[]) => Promise<unknown>;
-    records[operation] = timed(observe, store.driver, `records.${operation}`, method.bind(store.records));
+    const method = (...args: unknown[]) => (store.records[operation] as (...a: unknown[]) => Promise<unknown>).apply(store.records, args);
+    records[operation] = timed(observe, store.driver, `records.${operation}`, method);
   }
   return {
     driver: store.driver,

@@ -1,0 +1,1 @@
+export { MASTER_KEY_BYTES, MasterKeyError, deriveKey, ensureMasterKeyFile, loadMasterKey } from './master-key.ts';
