@@ -50,7 +50,11 @@ export async function main(argv: readonly string[], output: CliOutput = processO
     .description('Portcullis: identity and trust server (OAuth 2.1 / OpenID Connect, audit ledger, privacy, service CA).')
     .version(version, '-v, --version')
     .exitOverride()
-    .configureOutput({ writeOut: (text) => output.out(text.trimEnd()), writeErr: (text) => output.err(text.trimEnd()) })
+    .configureOutput({
+      writeOut: (text) => output.out(text.trimEnd()),
+      // An error (with its "did you mean" hint) is one line; help text keeps its lines.
+      writeErr: (text) => output.err(text.startsWith('error:') ? text.trim().replace(/\s*\n\s*/g, ' ') : text.trimEnd()),
+    })
     .showSuggestionAfterError(true);
 
   program

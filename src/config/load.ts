@@ -65,7 +65,9 @@ function readConfigFile(path: string): ConfigInput {
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(`config file ${path}: not valid JSON (${(error as Error).message})`);
+    // V8's message quotes the file's text, which may hold a secret: keep only the position.
+    const where = /\(line \d+ column \d+\)/.exec((error as Error).message)?.[0];
+    throw new ConfigError(`config file ${path}: not valid JSON${where ? ` ${where}` : ''}`);
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new ConfigError(`config file ${path}: must hold a JSON object`);
@@ -114,7 +116,7 @@ function mergeInto(target: ConfigInput, source: ConfigInput, label: string, sour
       const existing = target[key];
       const child: ConfigInput = existing !== null && typeof existing === 'object' && !Array.isArray(existing) ? (existing as ConfigInput) : {};
       target[key] = child;
-      if (Object.keys(value).length === 0) sources.set(path, label);
+      sources.set(path, label);
       mergeInto(child, value as ConfigInput, label, sources, path);
     } else if (value !== undefined) {
       target[key] = value;

@@ -1,0 +1,24 @@
+/**
+ * `npm run bench`: the HTTP overhead benchmark, then the store latency one,
+ * each in its own process (so the second does not inherit the first's heap
+ * and JIT state), with this process's environment (the PORTCULLIS_TEST_*
+ * service URLs). Exits non-zero if either failed; a failure of the first does
+ * not prevent the second from running.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
+
+// node:sqlite prints an ExperimentalWarning on Node 24 that says nothing here.
+const NODE_FLAGS = ['--disable-warning=ExperimentalWarning'];
+let failed = false;
+for (const script of ['overhead.ts', 'store-latency.ts']) {
+  console.log(`\n== ${script}`);
+  const child = spawn(process.execPath, [...NODE_FLAGS, join(import.meta.dirname, script)], { stdio: 'inherit', env: process.env });
+  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  if (code !== 0) {
+    console.error(`${script} failed (${signal ?? `exit code ${code}`})`);
+    failed = true;
+  }
+}
+process.exitCode = failed ? 1 : 0;

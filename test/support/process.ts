@@ -1,0 +1,56 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const BIN = fileURLToPath(new URL('../../bin/portcullis.js', import.meta.url));
+
+export interface ServeProcess {
+  readonly child: ChildProcessWithoutNullStreams;
+  readonly url: string;
+  /** Every stdout line so far. */
+  readonly output: string[];
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Runs `portcullis serve` as a user would, and resolves once its
+ * "portcullis listening" log line names the URL (bounded by `timeoutMs`).
+ */
+export async function spawnServe(args: string[], options: { cwd: string; env: Record<string, string>; timeoutMs?: number }): Promise<ServeProcess> {
+  const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', BIN, 'serve', ...args], {
+    cwd: options.cwd,
+    env: { PATH: process.env['PATH'] ?? '', ...options.env },
+  });
+  const output: string[] = [];
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not start within ${options.timeoutMs ?? 20_000} ms: ${stderr}`)), options.timeoutMs ?? 20_000);
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      output.push(line);
+      try {
+        const record = JSON.parse(line) as { msg?: string; url?: string };
+        if (record.msg === 'portcullis listening' && record.url) {
+          clearTimeout(timer);
+          resolve(record.url);
+        }
+      } catch {
+        // not a log line
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited with ${code} before listening: ${stderr}`));
+    });
+  });
+  return {
+    child,
+    url,
+    output,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
