@@ -19,7 +19,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { DurableStore, HotStore } from '../src/store/index.ts';
 import { openMemoryHotStore } from '../src/store/memory/hot-store.ts';
@@ -28,6 +27,7 @@ import { SqliteDatabase } from '../src/store/sqlite/database.ts';
 import { openSqliteDurableStore } from '../src/store/sqlite/durable-store.ts';
 import { openSqliteHotStore } from '../src/store/sqlite/hot-store.ts';
 import { machine, median, option, percentile, positiveInteger, table, writeResult } from './lib.ts';
+import { deleteRedisKeys } from '../test/support/services.ts';
 
 const iterations = positiveInteger('iterations', 2000);
 const warmup = positiveInteger('warmup', 200);
@@ -179,20 +179,6 @@ async function benchRedis(url: string): Promise<void> {
   }
 }
 
-async function deleteRedisKeys(url: string, prefix: string): Promise<void> {
-  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  await client.connect();
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-      cursor = next;
-      if (keys.length > 0) await client.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    client.disconnect();
-  }
-}
 
 /** In a schema of its own, created here and dropped afterwards. */
 async function benchPostgres(url: string): Promise<void> {

@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { migrations } from '../../src/store/migrations/index.ts';
 import { createTestSchema, testDatabaseUrl } from '../support/services.ts';
+import { within } from '../support/process.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/portcullis.js', import.meta.url));
 const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -121,18 +122,6 @@ async function startServe(args: readonly string[], cwd: string, env: Record<stri
   return { child, url, exited, stderr: () => stderr };
 }
 
-/** Resolves with `promise`, or rejects after `ms`. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 function stop(serving: Serving): void {
   if (serving.child.exitCode === null && serving.child.signalCode === null) serving.child.kill('SIGKILL');

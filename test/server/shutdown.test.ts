@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { within } from '../support/process.ts';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/slow-server.ts', import.meta.url));
 const START_TIMEOUT_MS = 20_000;
@@ -102,18 +103,6 @@ function get(url: string): Promise<{ status: number; body: string }> {
   });
 }
 
-/** Resolves when `promise` settles or rejects after `ms` (the timer does not hold the process). */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 describe('graceful shutdown on SIGTERM', () => {
   it('finishes all 20 requests in flight when SIGTERM arrives, refuses new connections meanwhile, and exits 0', async () => {

@@ -25,7 +25,7 @@ export async function spawnServe(args: string[], options: { cwd: string; env: Re
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const url = await new Promise<string>((resolve, reject) => {
+  const listening = new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`serve did not start within ${options.timeoutMs ?? 20_000} ms: ${stderr}`)), options.timeoutMs ?? 20_000);
     createInterface({ input: child.stdout }).on('line', (line) => {
       output.push(line);
@@ -44,6 +44,14 @@ export async function spawnServe(args: string[], options: { cwd: string; env: Re
       reject(new Error(`serve exited with ${code} before listening: ${stderr}`));
     });
   });
+  let url: string;
+  try {
+    url = await listening;
+  } catch (error) {
+    // Never leave a half-started server behind a failed test.
+    child.kill('SIGKILL');
+    throw error;
+  }
   return {
     child,
     url,
@@ -53,4 +61,17 @@ export async function spawnServe(args: string[], options: { cwd: string; env: Re
       return exited;
     },
   };
+}
+
+/** Resolves with `promise`, or rejects after `ms` (the timer does not outlive it). */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
