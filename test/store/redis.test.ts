@@ -23,6 +23,7 @@ import { StoreUnavailableError } from '../../src/store/errors.ts';
 import type { HotStore } from '../../src/store/ports.ts';
 import { openRedisHotStore } from '../../src/store/redis/hot-store.ts';
 import { BOUNDED_SET_ADD_LUA, SET_LUA } from '../../src/store/redis/scripts.ts';
+import { deleteRedisKeys } from '../support/services.ts';
 
 const redisUrl = process.env['PORTCULLIS_TEST_REDIS_URL'] || undefined;
 const run = promisify(execFile);
@@ -48,14 +49,6 @@ async function rawClient(url: string): Promise<Redis> {
   return client;
 }
 
-async function deleteKeys(client: Redis, keyPrefix: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', `${keyPrefix}*`, 'COUNT', 500);
-    cursor = next;
-    if (keys.length > 0) await client.del(...keys);
-  } while (cursor !== '0');
-}
 
 /** Asserts that `promise` rejects with a StoreUnavailableError, quickly and without the password. */
 async function assertUnreachable(promise: Promise<unknown>, where: string, withinMs: number): Promise<void> {
@@ -168,10 +161,8 @@ describe('Redis hot store: single node', { skip: redisUrl ? false : 'PORTCULLIS_
 
   after(async () => {
     await store?.close();
-    if (raw !== undefined) {
-      await deleteKeys(raw, keyPrefix);
-      raw.disconnect();
-    }
+    raw?.disconnect();
+    await deleteRedisKeys(url, keyPrefix);
   });
 
   it('stores values as prefixed hashes and bounded sets as prefixed sorted sets', async () => {
