@@ -1,3 +1,5 @@
 export { createLogger, type Logger, type LoggerConfig } from './logger.ts';
 export { Metrics } from './metrics.ts';
 export { Redactor, REDACTED, maskEmail, maskIp, maskPhone, redactUrlQuery, type PersonalDataMode } from './redaction.ts';
+export { withLazyChildren } from './request-logger.ts';
+export type { HistogramSeries } from './histogram.ts';

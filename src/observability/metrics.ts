@@ -1,4 +1,5 @@
-import { Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { FastHistogram } from './histogram.ts';
 
 /**
  * Prometheus metrics of one Portcullis instance. A registry per instance (not
@@ -6,24 +7,24 @@ import { Histogram, Registry, collectDefaultMetrics } from 'prom-client';
  */
 export class Metrics {
   readonly registry = new Registry();
-  readonly httpRequestDuration: Histogram<'method' | 'route' | 'status_code'>;
-  readonly storeOperationDuration: Histogram<'driver' | 'operation'>;
+  readonly httpRequestDuration: FastHistogram<'method' | 'route' | 'status_code'>;
+  readonly storeOperationDuration: FastHistogram<'driver' | 'operation'>;
 
   constructor(options: { collectProcessMetrics?: boolean } = {}) {
     if (options.collectProcessMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'portcullis_' });
-    this.httpRequestDuration = new Histogram({
+    this.httpRequestDuration = new FastHistogram({
       name: 'portcullis_http_request_duration_seconds',
       help: 'HTTP request duration by route template and status code.',
       labelNames: ['method', 'route', 'status_code'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-      registers: [this.registry],
+      registry: this.registry,
     });
-    this.storeOperationDuration = new Histogram({
+    this.storeOperationDuration = new FastHistogram({
       name: 'portcullis_store_operation_duration_seconds',
       help: 'Storage operation latency by driver and operation.',
       labelNames: ['driver', 'operation'],
       buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
-      registers: [this.registry],
+      registry: this.registry,
     });
   }
 

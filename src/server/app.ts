@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyRequest } from 'fastify';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../observability/index.ts';
-import type { Metrics } from '../observability/index.ts';
+import type { HistogramSeries, Metrics } from '../observability/index.ts';
+import { withLazyChildren } from '../observability/index.ts';
 import type { Stores } from '../store/index.ts';
 import { ConfigError } from '../config/index.ts';
 import { errorHandler, sendError } from './error-handler.ts';
@@ -13,9 +14,11 @@ import { healthRoutes } from './health.ts';
 declare module 'fastify' {
   interface FastifyRequest {
     /** W3C trace id of this request (from a trusted proxy's traceparent, or new). */
-    traceId: string;
+    readonly traceId: string;
   }
 }
+
+const TRACE_ID = Symbol('traceId');
 
 export interface ServerDependencies {
   readonly config: Readonly<Config>;
@@ -35,7 +38,8 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   const { config, logger, metrics } = deps;
   const identity = requestIdentity(config.trustProxy);
   // Typed as Fastify's base logger so the instance type matches every plugin's.
-  const fastifyLogger: FastifyBaseLogger = logger;
+  // Request loggers are made lazily: most requests never write a line.
+  const fastifyLogger: FastifyBaseLogger = withLazyChildren(logger);
   const app = Fastify({
     loggerInstance: fastifyLogger,
     // One log line per request, written by the onResponse hook below.
@@ -54,21 +58,31 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   // Slow-header (slowloris) defence: Node's default is a minute.
   app.server.headersTimeout = config.http.headersTimeoutMs;
 
-  app.decorateRequest('traceId', '');
-  app.addHook('onRequest', async (request, reply) => {
-    request.traceId = identity.traceId(request.raw);
+  // The trace id is drawn only when something reads it (a log line, an audit
+  // record): most requests at the default log level never do.
+  app.decorateRequest('traceId', {
+    getter(this: FastifyRequest & { [TRACE_ID]?: string }) {
+      return (this[TRACE_ID] ??= identity.traceId(this.raw));
+    },
+  });
+  // Callback-style hooks: an async hook costs a promise and a microtask turn
+  // on every request, and these never wait for anything.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
     securityHeaders(reply, config.mode === 'production');
+    done();
   });
-  app.addHook('onResponse', async (request, reply) => {
+  const observeDuration = requestDurationRecorder(metrics);
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
-    metrics.httpRequestDuration.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000);
+    observeDuration(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
     if (logger.isLevelEnabled('info')) {
       request.log.info(
         { method: request.method, url: request.url, route, status: reply.statusCode, durationMs: Math.round(reply.elapsedTime * 10) / 10, ip: request.ip, traceId: request.traceId },
         'request completed',
       );
     }
+    done();
   });
 
   app.setErrorHandler(errorHandler);
@@ -79,6 +93,25 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   await app.register(healthRoutes, { stores: deps.stores, metrics, metricsEnabled: config.metrics.enabled });
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;
+}
+
+/**
+ * Observes request durations through one series per label set, resolved
+ * once and then kept: the request path only adds to numbers.
+ */
+function requestDurationRecorder(metrics: Metrics): (method: string, route: string, statusCode: number, seconds: number) => void {
+  const children = new Map<string, Map<number, HistogramSeries>>();
+  return (method, route, statusCode, seconds) => {
+    const key = `${method} ${route}`;
+    let byStatus = children.get(key);
+    if (byStatus === undefined) children.set(key, (byStatus = new Map<number, HistogramSeries>()));
+    let child = byStatus.get(statusCode);
+    if (child === undefined) {
+      child = metrics.httpRequestDuration.series({ method, route, status_code: statusCode });
+      byStatus.set(statusCode, child);
+    }
+    child.observe(seconds);
+  };
 }
 
 function readTls(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import proxyAddr from '@fastify/proxy-addr';
 
@@ -21,6 +21,11 @@ export interface RequestIdentity {
  * another request, or collide ids on purpose.
  */
 export function requestIdentity(trustedProxies: readonly string[]): RequestIdentity {
+  // A request id must be unique, not secret: a random per-instance prefix
+  // (64 bits, so instances behind one balancer do not collide) and a counter
+  // cost a fraction of a random UUID per request.
+  const instancePrefix = randomBytes(8).toString('hex');
+  let sequence = 0;
   const trust = trustedProxies.length > 0 ? proxyAddr.compile([...trustedProxies]) : undefined;
   const fromTrustedProxy = (request: IncomingMessage) =>
     trust !== undefined && request.socket.remoteAddress !== undefined && trust(request.socket.remoteAddress, 0);
@@ -28,7 +33,8 @@ export function requestIdentity(trustedProxies: readonly string[]): RequestIdent
     requestId(request) {
       const offered = request.headers['x-request-id'];
       if (typeof offered === 'string' && REQUEST_ID.test(offered) && fromTrustedProxy(request)) return offered;
-      return randomUUID();
+      sequence = sequence === Number.MAX_SAFE_INTEGER ? 1 : sequence + 1;
+      return `${instancePrefix}-${sequence.toString(36)}`;
     },
     traceId(request) {
       const offered = request.headers['traceparent'];
