@@ -147,6 +147,57 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    audit: Type.Object(
+      {
+        origin: Type.Optional(
+          Type.String({
+            pattern: '^[^\\s+]+$',
+            maxLength: 200,
+            env: 'PORTCULLIS_AUDIT_ORIGIN',
+            derived: '<issuer host and path>/audit, fixed when the log key is made',
+            description: "The audit log's name: the origin line of its checkpoints and its key name (C2SP tlog-checkpoint). Used only when the log key is first made.",
+          }),
+        ),
+        checkpointIntervalMs: Type.Integer({
+          minimum: 0,
+          default: 60_000,
+          env: 'PORTCULLIS_AUDIT_CHECKPOINT_INTERVAL_MS',
+          description: 'How often a new signed checkpoint is made when the log has grown (0: only on demand).',
+        }),
+        ipAddresses: Type.Union([Type.Literal('truncate'), Type.Literal('hash'), Type.Literal('omit')], {
+          default: 'truncate',
+          env: 'PORTCULLIS_AUDIT_IP_ADDRESSES',
+          description: 'How client IP addresses enter audit entries: truncate (IPv4 /24, IPv6 /48), hash (keyed pseudonym), omit.',
+        }),
+        witnesses: Type.Array(Type.String({ minLength: 1, maxLength: 300 }), {
+          default: [],
+          env: 'PORTCULLIS_AUDIT_WITNESSES',
+          description: 'Witness verifier keys (C2SP tlog-cosignature, `name+keyid+base64`) whose cosignatures the server accepts and serves.',
+        }),
+        maxPendingEntries: Type.Integer({
+          minimum: 1,
+          default: 10_000,
+          env: 'PORTCULLIS_AUDIT_MAX_PENDING_ENTRIES',
+          description: 'Entries waiting to be written before `record` refuses more (503 with Retry-After) instead of growing memory.',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    admin: Type.Object(
+      {
+        token: Type.Optional(
+          Type.String({
+            minLength: 32,
+            maxLength: 512,
+            pattern: '^[\\x21-\\x7e]+$',
+            env: 'PORTCULLIS_ADMIN_TOKEN',
+            secret: true,
+            description: 'Static bearer token for admin APIs (`GET /audit/entries`), at least 32 characters. Unset: admin APIs answer 401.',
+          }),
+        ),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     migrateOnStart: Type.Boolean({
       default: true,
       env: 'PORTCULLIS_MIGRATE_ON_START',

@@ -10,6 +10,9 @@ import { errorHandler, sendError } from './error-handler.ts';
 import { requestIdentity } from './request-id.ts';
 import { securityHeaders } from './security-headers.ts';
 import { healthRoutes } from './health.ts';
+import { auditRoutes } from './audit-routes.ts';
+import { staticAdminAuthenticator } from './admin-auth.ts';
+import type { Ledger } from '../audit/index.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -25,6 +28,7 @@ export interface ServerDependencies {
   readonly stores: Stores;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  readonly ledger: Ledger;
   /** More routes, registered after the built-in ones (feature modules, tests). */
   readonly plugins?: readonly FastifyPluginAsync[];
 }
@@ -91,6 +95,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   );
 
   await app.register(healthRoutes, { stores: deps.stores, metrics, metricsEnabled: config.metrics.enabled });
+  await app.register(auditRoutes, { ledger: deps.ledger, admin: staticAdminAuthenticator(config.admin.token, deps.ledger) });
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;
 }

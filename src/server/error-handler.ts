@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { errorRegistry, HttpError, codeForStatus, problemType, type ErrorCode } from './errors.ts';
+import { AuditBackpressureError, AuditRequestError } from '../audit/index.ts';
 
 /** Route config key: OAuth endpoints answer RFC 6749 errors instead of problem+json. */
 export interface PortcullisRouteConfig {
@@ -29,6 +30,10 @@ interface ClientAnswer {
  */
 export function classifyError(error: FastifyError | Error): ClientAnswer {
   if (error instanceof HttpError) return { code: error.code, detail: error.detail, headers: error.headers };
+  if (error instanceof AuditRequestError) return { code: 'bad_request', detail: error.message, headers: {} };
+  if (error instanceof AuditBackpressureError) {
+    return { code: 'service_unavailable', detail: 'The audit log is busy; try again shortly.', headers: { 'retry-after': String(error.retryAfterSeconds) } };
+  }
   const fastifyError = error as FastifyError;
   const known = fastifyError.code ? FASTIFY_CLIENT_ERRORS[fastifyError.code] : undefined;
   if (known) return { ...known, headers: {} };

@@ -2,7 +2,8 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { configWarnings, type Config } from '../config/index.ts';
 import { Metrics, createLogger, type Logger } from '../observability/index.ts';
-import { assertSchemaCurrent, openStores, type Clock, type Stores } from '../store/index.ts';
+import { assertSchemaCurrent, openStores, systemClock, type Clock, type Stores } from '../store/index.ts';
+import { openLedger, type Ledger } from '../audit/index.ts';
 import { deriveKey, ensureMasterKeyFile, loadMasterKey } from '../tokens/index.ts';
 import { buildServer } from './app.ts';
 
@@ -18,6 +19,7 @@ export interface RunningPortcullis {
   readonly app: FastifyInstance;
   readonly stores: Stores;
   readonly logger: Logger;
+  readonly ledger: Ledger;
   /** The URL it listens on (the real port when config.port is 0). */
   readonly url: string;
   /** Stops accepting, lets in-flight requests finish, closes the stores. */
@@ -52,7 +54,18 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     } else {
       await assertSchemaCurrent(stores.durable);
     }
-    const app = await buildServer({ config, stores, logger, metrics, ...(options.plugins !== undefined && { plugins: options.plugins }) });
+    const ledger = await openLedger({
+      log: stores.durable.auditLog,
+      records: stores.durable.records,
+      masterKey,
+      issuer: config.issuer,
+      clock: options.clock ?? systemClock,
+      audit: config.audit,
+    });
+    // The first checkpoint exists from the start, so clients always have one to hold.
+    await ledger.latestCheckpoint();
+    ledger.startCheckpointing(config.audit.checkpointIntervalMs, (error) => logger.error({ err: error }, 'audit checkpoint failed'));
+    const app = await buildServer({ config, stores, logger, metrics, ledger, ...(options.plugins !== undefined && { plugins: options.plugins }) });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address !== null ? address.port : config.port;
@@ -64,10 +77,12 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
       app,
       stores,
       logger,
+      ledger,
       url,
       stop: () =>
         (stopping ??= (async () => {
           await app.close();
+          await ledger.close();
           await stores.close();
         })()),
     };

@@ -1,4 +1,4 @@
-import type { DurableStore, HotStore, RecordStore } from './ports.ts';
+import type { AuditLogStore, DurableStore, HotStore, RecordStore } from './ports.ts';
 
 /** Receives the duration of every store operation (seconds). */
 export type StoreObserver = (driver: string, operation: string, seconds: number) => void;
@@ -18,6 +18,19 @@ const HOT_OPERATIONS = [
   'ping',
 ] as const satisfies readonly (keyof HotStore)[];
 
+const AUDIT_LOG_OPERATIONS = [
+  'append',
+  'size',
+  'entries',
+  'nodes',
+  'addCheckpoint',
+  'latestCheckpoint',
+  'checkpointOfSize',
+  'checkpoints',
+  'addCosignature',
+  'cosignatures',
+] as const satisfies readonly (keyof AuditLogStore)[];
+
 const RECORD_OPERATIONS = ['get', 'create', 'update', 'delete', 'list'] as const satisfies readonly (keyof RecordStore)[];
 
 function timed<A extends unknown[], R>(observe: StoreObserver, driver: string, operation: string, fn: (...args: A) => Promise<R>) {
@@ -31,26 +44,27 @@ function timed<A extends unknown[], R>(observe: StoreObserver, driver: string, o
   };
 }
 
-/** The same hot store, reporting each operation's latency. */
-export function instrumentHotStore(store: HotStore, observe: StoreObserver): HotStore {
-  const wrapped: Record<string, unknown> = { driver: store.driver, close: () => store.close() };
-  for (const operation of HOT_OPERATIONS) {
-    const method = (...args: unknown[]) => (store[operation] as (...a: unknown[]) => Promise<unknown>).apply(store, args);
-    wrapped[operation] = timed(observe, store.driver, operation, method);
+/** A copy of `target` whose listed async methods report their latency as `<prefix><method>`. */
+function instrumentMethods<T extends object>(target: T, operations: readonly (keyof T & string)[], driver: string, prefix: string, observe: StoreObserver): T {
+  const wrapped: Record<string, unknown> = {};
+  for (const operation of operations) {
+    const method = (...args: unknown[]) => (target[operation] as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+    wrapped[operation] = timed(observe, driver, `${prefix}${operation}`, method);
   }
-  return wrapped as unknown as HotStore;
+  return wrapped as T;
 }
 
-/** The same durable store, reporting each record operation's latency. */
+/** The same hot store, reporting each operation's latency. */
+export function instrumentHotStore(store: HotStore, observe: StoreObserver): HotStore {
+  return { ...instrumentMethods(store, HOT_OPERATIONS, store.driver, '', observe), driver: store.driver, close: () => store.close() };
+}
+
+/** The same durable store, reporting each record and audit-log operation's latency. */
 export function instrumentDurableStore(store: DurableStore, observe: StoreObserver): DurableStore {
-  const records: Record<string, unknown> = {};
-  for (const operation of RECORD_OPERATIONS) {
-    const method = (...args: unknown[]) => (store.records[operation] as (...a: unknown[]) => Promise<unknown>).apply(store.records, args);
-    records[operation] = timed(observe, store.driver, `records.${operation}`, method);
-  }
   return {
     driver: store.driver,
-    records: records as unknown as RecordStore,
+    records: instrumentMethods(store.records, RECORD_OPERATIONS, store.driver, 'records.', observe),
+    auditLog: instrumentMethods(store.auditLog, AUDIT_LOG_OPERATIONS, store.driver, 'auditLog.', observe),
     migrate: () => store.migrate(),
     schemaVersion: () => store.schemaVersion(),
     ping: timed(observe, store.driver, 'ping', () => store.ping()),

@@ -94,11 +94,101 @@ export interface MigrationReport {
 export interface DurableStore {
   readonly driver: DurableDriverName;
   readonly records: RecordStore;
+  readonly auditLog: AuditLogStore;
   migrate(): Promise<MigrationReport>;
   /** The highest applied migration version (0 for an empty database). */
   schemaVersion(): Promise<number>;
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * Address of a complete subtree of the audit log's Merkle tree (RFC 9162
+ * section 2.1): the hash of leaves [index * 2^level, (index + 1) * 2^level).
+ * Level 0 holds the leaf hashes.
+ */
+export interface TreeNodeAddress {
+  readonly level: number;
+  readonly index: number;
+}
+
+export interface TreeNode extends TreeNodeAddress {
+  readonly hash: Uint8Array;
+}
+
+/**
+ * How an append computes the tree nodes it stores. The ledger supplies it;
+ * drivers only persist (the hashing rules live in src/audit/, once).
+ * Both functions are synchronous and pure.
+ */
+export interface AuditAppendPlan {
+  /** Addresses of the stored nodes needed to extend a log of `size` entries. */
+  frontier(size: number): readonly TreeNodeAddress[];
+  /** Given the frontier's hashes (same order), every node to store for entries [size, size + count), leaves included. */
+  extend(size: number, frontierHashes: readonly Uint8Array[], entries: readonly Uint8Array[]): readonly TreeNode[];
+}
+
+export interface AuditEntryRow {
+  readonly index: number;
+  /** The canonical (RFC 8785) JSON bytes the leaf hash is computed over. */
+  readonly entry: Uint8Array;
+  readonly recordedAt: number;
+}
+
+export interface StoredCheckpoint {
+  /** Store-assigned, increasing in the order checkpoints were added. */
+  readonly id: number;
+  readonly size: number;
+  readonly rootHash: Uint8Array;
+  /** The signed note (C2SP tlog-checkpoint), log signature only. */
+  readonly note: string;
+  readonly createdAt: number;
+}
+
+export interface StoredCosignature {
+  readonly checkpointId: number;
+  /** The witness key as `name+hex key id`. */
+  readonly witness: string;
+  /** The C2SP signed-note signature line, without its newline. */
+  readonly signatureLine: string;
+  /** The witness's cosignature timestamp (seconds). */
+  readonly cosignedAt: number;
+  readonly receivedAt: number;
+}
+
+/**
+ * The audit ledger's persistence: entries, the stored Merkle tree nodes,
+ * signed checkpoints and witness cosignatures.
+ *
+ * Contract:
+ * - `append` MUST be ONE atomic operation that holds the log's write lock
+ *   from reading the current size to commit (PostgreSQL: a row lock on the
+ *   head row; SQLite: an immediate transaction). Concurrent appends, also
+ *   from other processes sharing the database, therefore receive disjoint,
+ *   consecutive index ranges: no gap, no duplicate, no lost entry. It
+ *   resolves only once the entries and their nodes are committed (durable).
+ * - Entries are never updated or deleted through this port; drivers SHOULD
+ *   also refuse it at the database (append-only triggers).
+ * - `entries(start, end)` returns the stored rows with start <= index < end
+ *   in index order, at most 1000 of them.
+ * - `nodes` answers in the order asked, `undefined` where no node is stored.
+ * - `addCosignature` stores one line per (checkpoint, witness); a repeat
+ *   returns false and changes nothing.
+ */
+export interface AuditLogStore {
+  /** Appends entries at the end; resolves with the index of the first. */
+  append(entries: readonly Uint8Array[], recordedAt: number, plan: AuditAppendPlan): Promise<number>;
+  size(): Promise<number>;
+  entries(start: number, end: number): Promise<AuditEntryRow[]>;
+  nodes(addresses: readonly TreeNodeAddress[]): Promise<(Uint8Array | undefined)[]>;
+  addCheckpoint(checkpoint: Omit<StoredCheckpoint, 'id'>): Promise<StoredCheckpoint>;
+  latestCheckpoint(): Promise<StoredCheckpoint | null>;
+  /** The newest checkpoint of exactly this size, if any. */
+  checkpointOfSize(size: number): Promise<StoredCheckpoint | null>;
+  /** Checkpoints in id order, after `afterId`, at most `limit` (capped at 1000). */
+  checkpoints(options?: { readonly afterId?: number; readonly limit?: number }): Promise<StoredCheckpoint[]>;
+  addCosignature(cosignature: StoredCosignature): Promise<boolean>;
+  cosignatures(checkpointId: number): Promise<StoredCosignature[]>;
 }
 
 export interface VersionedValue {

@@ -1,3 +1,4 @@
+import type { Ledger } from '../../src/audit/index.ts';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
@@ -192,7 +193,7 @@ describe('readiness when a store is down', () => {
     const durable = { driver: 'sqlite' as const, ping: () => Promise.resolve() } as unknown as Stores['durable'];
     const stores: Stores = { durable, hot: failingHot, close: () => hot.close() };
     const config = loadConfig({ env: {} });
-    const app = await buildServer({ config, stores, logger: createLogger({ level: 'silent', personalData: 'mask' }), metrics: new Metrics({ collectProcessMetrics: false }) });
+    const app = await buildServer({ config, stores, logger: createLogger({ level: 'silent', personalData: 'mask' }), metrics: new Metrics({ collectProcessMetrics: false }), ledger: {} as Ledger });
     try {
       const response = await app.inject({ method: 'GET', url: '/readyz' });
       assert.equal(response.statusCode, 503);

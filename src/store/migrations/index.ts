@@ -64,6 +64,90 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX hot_set_members_expiry ON hot_set_members (set_key, expires_at);`,
     postgres: `SELECT 1;`,
   },
+  {
+    version: 3,
+    name: 'audit ledger',
+    // The log is append-only at the database too: a trigger refuses UPDATE
+    // and DELETE of entries, so a slip in code or a careless admin cannot
+    // rewrite history by accident (a deliberate intruder can drop the
+    // trigger; the signed checkpoints are what catch that).
+    sqlite: `
+      CREATE TABLE audit_entries (
+        idx INTEGER PRIMARY KEY,
+        entry BLOB NOT NULL,
+        recorded_at INTEGER NOT NULL
+      );
+      CREATE TABLE audit_nodes (
+        level INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        hash BLOB NOT NULL,
+        PRIMARY KEY (level, idx)
+      ) WITHOUT ROWID;
+      CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        size INTEGER NOT NULL
+      );
+      INSERT INTO audit_head (id, size) VALUES (1, 0);
+      CREATE TABLE audit_checkpoints (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        size INTEGER NOT NULL,
+        root_hash BLOB NOT NULL,
+        note TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE INDEX audit_checkpoints_size ON audit_checkpoints (size, id);
+      CREATE TABLE audit_cosignatures (
+        checkpoint_id INTEGER NOT NULL REFERENCES audit_checkpoints (id),
+        witness TEXT NOT NULL,
+        signature_line TEXT NOT NULL,
+        cosigned_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (checkpoint_id, witness)
+      ) WITHOUT ROWID;
+      CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries
+        BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
+      CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries
+        BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;`,
+    postgres: `
+      CREATE TABLE audit_entries (
+        idx bigint PRIMARY KEY,
+        entry bytea NOT NULL,
+        recorded_at bigint NOT NULL
+      );
+      CREATE TABLE audit_nodes (
+        level smallint NOT NULL,
+        idx bigint NOT NULL,
+        hash bytea NOT NULL,
+        PRIMARY KEY (level, idx)
+      );
+      CREATE TABLE audit_head (
+        id smallint PRIMARY KEY CHECK (id = 1),
+        size bigint NOT NULL
+      );
+      INSERT INTO audit_head (id, size) VALUES (1, 0);
+      CREATE TABLE audit_checkpoints (
+        id bigserial PRIMARY KEY,
+        size bigint NOT NULL,
+        root_hash bytea NOT NULL,
+        note text NOT NULL,
+        created_at bigint NOT NULL
+      );
+      CREATE INDEX audit_checkpoints_size ON audit_checkpoints (size, id);
+      CREATE TABLE audit_cosignatures (
+        checkpoint_id bigint NOT NULL REFERENCES audit_checkpoints (id),
+        witness text NOT NULL,
+        signature_line text NOT NULL,
+        cosigned_at bigint NOT NULL,
+        received_at bigint NOT NULL,
+        PRIMARY KEY (checkpoint_id, witness)
+      );
+      CREATE FUNCTION audit_entries_append_only() RETURNS trigger LANGUAGE plpgsql AS
+        'BEGIN RAISE EXCEPTION ''audit entries are append-only''; END';
+      CREATE TRIGGER audit_entries_append_only BEFORE UPDATE OR DELETE ON audit_entries
+        FOR EACH ROW EXECUTE FUNCTION audit_entries_append_only();
+      CREATE TRIGGER audit_entries_no_truncate BEFORE TRUNCATE ON audit_entries
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_entries_append_only();`,
+  },
 ];
 
 export type Dialect = 'sqlite' | 'postgres';

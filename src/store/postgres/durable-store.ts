@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
-import { systemClock, type Clock, type DurableStore, type ListOptions, type MigrationReport, type RecordStore, type StoredRecord } from '../ports.ts';
+import { systemClock, type Clock, type AuditLogStore, type DurableStore, type ListOptions, type MigrationReport, type RecordStore, type StoredRecord } from '../ports.ts';
 import { StoreSchemaError, StoreUnavailableError, assertExpectedVersion, listLimit } from '../errors.ts';
 import { migrationChecksum, pendingMigrations, type AppliedRow } from '../migrations/index.ts';
+import { PostgresAuditLog } from './audit-log.ts';
 
 export interface PostgresDurableStoreOptions {
   readonly url: string; // postgres://user[:pass]@host:port/db
@@ -71,6 +72,7 @@ export async function openPostgresDurableStore(options: PostgresDurableStoreOpti
 class PostgresDurableStore implements DurableStore {
   readonly driver = DRIVER;
   readonly records: RecordStore;
+  readonly auditLog: AuditLogStore;
   readonly #pool: Pool;
   readonly #target: string;
   readonly #clock: Clock;
@@ -81,6 +83,10 @@ class PostgresDurableStore implements DurableStore {
     this.#target = target;
     this.#clock = clock;
     this.records = new PostgresRecordStore((sql, params) => this.#query(sql, params), clock);
+    this.auditLog = new PostgresAuditLog(
+      (sql, params) => this.#query(sql, params),
+      (work) => this.#transaction(work),
+    );
   }
 
   async migrate(): Promise<MigrationReport> {

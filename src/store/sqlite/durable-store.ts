@@ -1,7 +1,8 @@
-import { systemClock, type Clock, type DurableStore, type ListOptions, type MigrationReport, type RecordStore, type StoredRecord } from '../ports.ts';
+import { systemClock, type Clock, type AuditLogStore, type DurableStore, type ListOptions, type MigrationReport, type RecordStore, type StoredRecord } from '../ports.ts';
 import { listLimit } from '../errors.ts';
 import { migrationChecksum, pendingMigrations, type AppliedRow } from '../migrations/index.ts';
 import type { SqliteDatabase } from './database.ts';
+import { SqliteAuditLog } from './audit-log.ts';
 
 interface RecordRow {
   collection: string;
@@ -27,6 +28,7 @@ export function openSqliteDurableStore(database: SqliteDatabase, clock: Clock = 
 class SqliteDurableStore implements DurableStore {
   readonly driver = 'sqlite' as const;
   readonly records: RecordStore;
+  readonly auditLog: AuditLogStore;
   readonly #db: SqliteDatabase;
   readonly #clock: Clock;
 
@@ -34,6 +36,7 @@ class SqliteDurableStore implements DurableStore {
     this.#db = database;
     this.#clock = clock;
     this.records = new SqliteRecordStore(database, clock);
+    this.auditLog = new SqliteAuditLog(database);
   }
 
   async migrate(): Promise<MigrationReport> {

@@ -1,0 +1,79 @@
+/**
+ * Group commit: entries recorded while a write is in flight wait and go
+ * together in the next one. One transaction (one fsync) then makes a whole
+ * batch durable, so throughput grows with concurrency instead of being capped
+ * by the disk's sync rate, and nobody is told "recorded" before the commit.
+ */
+export interface GroupCommitOptions {
+  /** Writes a batch; resolves with the index of its first entry once durable. */
+  readonly write: (entries: readonly Uint8Array[]) => Promise<number>;
+  /** Most entries per write. */
+  readonly maxBatch: number;
+  /** Most entries waiting (in flight excluded) before `add` refuses. */
+  readonly maxPending: number;
+}
+
+/** The queue is full: the store is not keeping up. Maps to 503 with Retry-After. */
+export class AuditBackpressureError extends Error {
+  override readonly name = 'AuditBackpressureError';
+  readonly retryAfterSeconds = 1;
+  constructor() {
+    super('the audit log is not keeping up; try again shortly');
+  }
+}
+
+interface Waiting {
+  readonly entry: Uint8Array;
+  resolve(index: number): void;
+  reject(error: unknown): void;
+}
+
+export class GroupCommitter {
+  readonly #options: GroupCommitOptions;
+  #waiting: Waiting[] = [];
+  #running: Promise<void> | undefined;
+
+  constructor(options: GroupCommitOptions) {
+    this.#options = options;
+  }
+
+  /** Queues one entry; resolves with its index once it is durable. */
+  add(entry: Uint8Array): Promise<number> {
+    if (this.#waiting.length >= this.#options.maxPending) return Promise.reject(new AuditBackpressureError());
+    return new Promise<number>((resolve, reject) => {
+      this.#waiting.push({ entry, resolve, reject });
+      // Start on a microtask, not at once: every `add` of the current
+      // synchronous run (a Promise.all over events) joins the first batch.
+      if (this.#running === undefined) {
+        this.#running = Promise.resolve().then(() => this.#drain());
+      }
+    });
+  }
+
+  /** Resolves when everything queued so far is written (or failed). */
+  async flush(): Promise<void> {
+    while (this.#running !== undefined) await this.#running;
+  }
+
+  get pending(): number {
+    return this.#waiting.length;
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#waiting.length > 0) {
+        const batch = this.#waiting.splice(0, this.#options.maxBatch);
+        try {
+          const first = await this.#options.write(batch.map((waiting) => waiting.entry));
+          batch.forEach((waiting, offset) => waiting.resolve(first + offset));
+        } catch (error) {
+          // The batch's transaction rolled back as a whole: none of it is in
+          // the log, and each caller learns so.
+          for (const waiting of batch) waiting.reject(error);
+        }
+      }
+    } finally {
+      this.#running = undefined;
+    }
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * The audit ledger (RFC 9162 Merkle log, C2SP signed checkpoints). Every
+ * module records security events through `Ledger.record`, and only there.
+ */
+import type { AuditLogStore, Clock, RecordStore } from '../store/index.ts';
+import { deriveKey } from '../tokens/index.ts';
+import type { IpAddressMode } from './ip.ts';
+import { Ledger } from './ledger.ts';
+import { defaultOrigin, loadOrCreateLogKey } from './log-key.ts';
+
+export { Ledger, AuditRequestError, type CosignatureResult, type RecordedEntry } from './ledger.ts';
+export { AUDIT_EVENT_TYPES, AuditEventError, decodeEntry, encodeEntry, type AuditEntry, type AuditEvent, type AuditEventType, type AuditOutcome, type AuditDetail } from './events.ts';
+export { AuditBackpressureError } from './group-commit.ts';
+export { truncateIp, type IpAddressMode } from './ip.ts';
+export { defaultOrigin } from './log-key.ts';
+export { MissingTreeNodeError } from './tree.ts';
+export { verifyLog, type VerifyReport, type VerifySource, type VerifyProblem } from './verify.ts';
+export * as checkpointFormat from './checkpoint/index.ts';
+
+export interface OpenLedgerOptions {
+  readonly log: AuditLogStore;
+  readonly records: RecordStore;
+  readonly masterKey: Uint8Array;
+  readonly issuer: string;
+  readonly clock: Clock;
+  readonly audit: {
+    readonly origin?: string | undefined;
+    readonly ipAddresses: IpAddressMode;
+    readonly witnesses: readonly string[];
+    readonly maxPendingEntries: number;
+  };
+}
+
+/** Opens the ledger: loads (or makes, once per deployment) the log key. */
+export async function openLedger(options: OpenLedgerOptions): Promise<Ledger> {
+  const key = await loadOrCreateLogKey(options.records, options.masterKey, options.audit.origin ?? defaultOrigin(options.issuer));
+  return new Ledger({
+    log: options.log,
+    records: options.records,
+    key,
+    clock: options.clock,
+    ipAddresses: options.audit.ipAddresses,
+    ipHashKey: deriveKey(options.masterKey, 'audit-ip-pseudonyms'),
+    witnesses: options.audit.witnesses,
+    maxPendingEntries: options.audit.maxPendingEntries,
+  });
+}

@@ -1,0 +1,85 @@
+/**
+ * The ledger's stored Merkle tree: how an append extends it and how roots
+ * and proofs are read back from stored nodes. Layout (merkle/index.ts): the
+ * hash of every complete subtree (level, index) is stored when it completes,
+ * so a root or a proof reads O(log n) nodes in one query, never the leaves.
+ */
+import type { AuditAppendPlan, AuditLogStore, TreeNode, TreeNodeAddress } from '../store/index.ts';
+import { completeSubtrees, consistencyProofNodes, foldSubtrees, inclusionProofNodes, leafHash, nodeHash, type ProofNode } from './merkle/index.ts';
+
+/**
+ * Extends the tree: the frontier of a log of `size` entries is its
+ * decomposition into complete subtrees (one per set bit of size, largest
+ * first). Each new leaf is pushed on that stack and equal-sized neighbours
+ * are merged, like a carry in binary addition; every push and merge is a
+ * node to store.
+ */
+export const appendPlan: AuditAppendPlan = {
+  frontier: (size) => completeSubtrees(0, size),
+  extend(size, frontierHashes, entries) {
+    const stack: TreeNode[] = completeSubtrees(0, size).map((address, i) => ({ ...address, hash: frontierHashes[i]! }));
+    const written: TreeNode[] = [];
+    entries.forEach((entry, offset) => {
+      let node: TreeNode = { level: 0, index: size + offset, hash: leafHash(entry) };
+      written.push(node);
+      let top = stack.at(-1);
+      while (top !== undefined && top.level === node.level) {
+        stack.pop();
+        node = { level: node.level + 1, index: top.index / 2, hash: nodeHash(top.hash, node.hash) };
+        written.push(node);
+        top = stack.at(-1);
+      }
+      stack.push(node);
+    });
+    return written;
+  },
+};
+
+/** Reads the hashes of several leaf ranges, each folded from its complete subtrees, in one store query. */
+async function rangeHashes(store: AuditLogStore, ranges: readonly ProofNode[]): Promise<Uint8Array[]> {
+  const parts = ranges.map((range) => completeSubtrees(range.start, range.end));
+  const addresses = uniqueAddresses(parts.flat());
+  const hashes = await store.nodes(addresses);
+  const byAddress = new Map<string, Uint8Array>();
+  addresses.forEach((address, i) => {
+    const hash = hashes[i];
+    if (hash === undefined) throw new MissingTreeNodeError(address);
+    byAddress.set(key(address), hash);
+  });
+  return parts.map((part) => foldSubtrees(part.map((address) => byAddress.get(key(address))!)));
+}
+
+/** MTH of the first `size` entries, from stored nodes. */
+export async function storedRootHash(store: AuditLogStore, size: number): Promise<Uint8Array> {
+  const [root] = await rangeHashes(store, [{ start: 0, end: size }]);
+  return root!;
+}
+
+/** RFC 9162 2.1.3.1 inclusion proof of `index` in the tree of `size`, from stored nodes. */
+export async function storedInclusionProof(store: AuditLogStore, index: number, size: number): Promise<{ leafHash: Uint8Array; proof: Uint8Array[] }> {
+  const [leaf, ...proof] = await rangeHashes(store, [{ start: index, end: index + 1 }, ...inclusionProofNodes(index, size)]);
+  return { leafHash: leaf!, proof };
+}
+
+/** RFC 9162 2.1.4.1 consistency proof from `oldSize` to `newSize`, from stored nodes. */
+export async function storedConsistencyProof(store: AuditLogStore, oldSize: number, newSize: number): Promise<Uint8Array[]> {
+  return rangeHashes(store, consistencyProofNodes(oldSize, newSize));
+}
+
+/** A node the layout promises is not in the store: the store is damaged (or edited). */
+export class MissingTreeNodeError extends Error {
+  override readonly name = 'MissingTreeNodeError';
+  constructor(address: TreeNodeAddress) {
+    super(`the audit log's tree node (${address.level}, ${address.index}) is missing`);
+  }
+}
+
+function key(address: TreeNodeAddress): string {
+  return `${address.level}:${address.index}`;
+}
+
+function uniqueAddresses(addresses: readonly TreeNodeAddress[]): TreeNodeAddress[] {
+  const seen = new Map<string, TreeNodeAddress>();
+  for (const address of addresses) seen.set(key(address), address);
+  return [...seen.values()];
+}
