@@ -3,3 +3,4 @@ export { Metrics } from './metrics.ts';
 export { Redactor, REDACTED, maskEmail, maskIp, maskPhone, redactUrlQuery, type PersonalDataMode } from './redaction.ts';
 export { withLazyChildren } from './request-logger.ts';
 export type { HistogramSeries } from './histogram.ts';
+export { truncateIp } from './ip.ts';

@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { isIP } from 'node:net';
+import { expandIpv6 } from './ip.ts';
 
 /**
  * What must never reach a log, and how personal data is shown when it does.
@@ -137,10 +138,10 @@ export function maskIp(address: string): string {
   switch (isIP(plain)) {
     case 4:
       return `${plain.split('.').slice(0, 3).join('.')}.0`;
-    case 6: {
-      const groups = plain.split(':').filter((group) => group !== '');
-      return `${groups.slice(0, 3).join(':')}::`;
-    }
+    case 6:
+      // The first three groups of the expanded address: "2001:db8::1" is
+      // 2001:db8:0:..., so its /48 is 2001:db8:0::.
+      return `${expandIpv6(plain).slice(0, 3).map((group) => group.toString(16)).join(':')}::`;
     default:
       return REDACTED;
   }

@@ -96,6 +96,9 @@ describe('personal data masking', () => {
     assert.equal(maskIp('203.0.113.77'), '203.0.113.0');
     assert.equal(maskIp('::ffff:203.0.113.77'), '203.0.113.0');
     assert.equal(maskIp('2001:db8:85a3:8d3:1319:8a2e:370:7348'), '2001:db8:85a3::');
+    // Regression: a compressed address kept groups from after the "::".
+    assert.equal(maskIp('2001:db8::7348'), '2001:db8:0::');
+    assert.equal(maskIp('::1'), '0:0:0::');
     assert.equal(maskIp('not an ip'), '[REDACTED]');
   });
 
