@@ -12,9 +12,9 @@ export { Ledger, AuditRequestError, type CosignatureResult, type RecordedEntry }
 export { AUDIT_EVENT_TYPES, AuditEventError, decodeEntry, encodeEntry, type AuditEntry, type AuditEvent, type AuditEventType, type AuditOutcome, type AuditDetail } from './events.ts';
 export { AuditBackpressureError } from './group-commit.ts';
 export { truncateIp, type IpAddressMode } from './ip.ts';
-export { defaultOrigin } from './log-key.ts';
+export { defaultOrigin, storedLogVerifierKey } from './log-key.ts';
 export { MissingTreeNodeError } from './tree.ts';
-export { verifyLog, type VerifyReport, type VerifySource, type VerifyProblem } from './verify.ts';
+export { verifyLog, type VerifyEntry, type VerifyReport, type VerifySource, type VerifyProblem } from './verify.ts';
 export * as checkpointFormat from './checkpoint/index.ts';
 
 export interface OpenLedgerOptions {

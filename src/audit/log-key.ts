@@ -49,3 +49,9 @@ export function defaultOrigin(issuer: string): string {
   const path = url.pathname.replace(/\/+$/, '');
   return `${url.host}${path}/audit`;
 }
+
+/** The log's public key as stored, without the master key (null before the first start). */
+export async function storedLogVerifierKey(records: RecordStore): Promise<string | null> {
+  const record = await records.get<LogKeyRecord>(COLLECTION, ID);
+  return record?.data.verifierKey ?? null;
+}

@@ -6,21 +6,25 @@ import { ConfigError, configWarnings, loadConfig, maskConfig, type Config, type 
 import { StoreSchemaError, StoreUnavailableError, openStores, sqlitePath } from '../store/index.ts';
 import { MasterKeyError, ensureMasterKeyFile } from '../tokens/index.ts';
 import { exitGracefullyOnSignals, startPortcullis } from '../server/index.ts';
+import { AuditSourceError, AuditVerificationFailed, registerAuditCommands } from './audit.ts';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 /** Errors whose message is written for the operator and is safe to print as is. */
-const OPERATOR_ERRORS = [ConfigError, StoreUnavailableError, StoreSchemaError, MasterKeyError];
+const OPERATOR_ERRORS = [ConfigError, StoreUnavailableError, StoreSchemaError, MasterKeyError, AuditSourceError];
 
 /** What a command writes; injected so tests can capture it. */
 export interface CliOutput {
   out(line: string): void;
   err(line: string): void;
+  /** Progress output (no newline); present only when stderr is a terminal. */
+  progress?(text: string): void;
 }
 
 const processOutput: CliOutput = {
   out: (line) => process.stdout.write(`${line}\n`),
   err: (line) => process.stderr.write(`${line}\n`),
+  ...(process.stderr.isTTY && { progress: (text: string) => process.stderr.write(text) }),
 };
 
 interface CommonOptions {
@@ -122,6 +126,15 @@ export async function main(argv: readonly string[], output: CliOutput = processO
       for (const warning of configWarnings(config)) output.err(`warning: ${warning}`);
     });
 
+  registerAuditCommands(program, {
+    out: output.out,
+    err: output.err,
+    errRaw: (text) => output.progress?.(text),
+    interactive: output.progress !== undefined,
+    load,
+    configOption,
+  });
+
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return 0;
@@ -135,6 +148,8 @@ function reportError(error: unknown, output: CliOutput): number {
     // Commander has already printed its one line (or the help text).
     return error.exitCode;
   }
+  // The report is printed already; the exit code says the rest.
+  if (error instanceof AuditVerificationFailed) return 1;
   if (OPERATOR_ERRORS.some((type) => error instanceof type)) {
     output.err(`portcullis: ${(error as Error).message}`);
     return 1;

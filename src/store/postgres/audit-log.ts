@@ -124,7 +124,7 @@ export class PostgresAuditLog implements AuditLogStore {
   }
 
   async cosignatures(checkpointId: number): Promise<StoredCosignature[]> {
-    const { rows } = await this.#query<CosignatureRow>('SELECT * FROM audit_cosignatures WHERE checkpoint_id = $1 ORDER BY witness', [checkpointId]);
+    const { rows } = await this.#query<CosignatureRow>('SELECT * FROM audit_cosignatures WHERE checkpoint_id = $1 ORDER BY witness COLLATE "C"', [checkpointId]);
     return rows.map((row) => ({
       checkpointId: Number(row.checkpoint_id),
       witness: row.witness,

@@ -96,9 +96,10 @@ export class SqliteAuditLog implements AuditLogStore {
   }
 
   async checkpoints(options: { readonly afterId?: number; readonly limit?: number } = {}): Promise<StoredCheckpoint[]> {
+    const limit = listLimit(options.limit); // checked before the statement touches the database
     const rows = this.#db
       .statement('SELECT * FROM audit_checkpoints WHERE id > ? ORDER BY id LIMIT ?')
-      .all(options.afterId ?? 0, listLimit(options.limit)) as unknown as CheckpointRow[];
+      .all(options.afterId ?? 0, limit) as unknown as CheckpointRow[];
     return rows.map(toCheckpoint);
   }
 
