@@ -124,8 +124,13 @@ export type VerifyProblemKind =
 
 export interface VerifyProblem {
   readonly kind: VerifyProblemKind;
-  /** The entry index the problem is about, where one is known. */
+  /**
+   * The entry index the problem is about, where one is known. With `end`,
+   * only a range is known: some entry in [index, end) is bad.
+   */
   readonly index?: number;
+  /** Set when `index` starts a range rather than naming the bad entry (root_mismatch, rollback without stored leaf hashes). */
+  readonly end?: number;
   /** The tree size of the checkpoint the problem is about, if any. */
   readonly checkpointSize?: number;
   /** True when the checkpoint is one of the user's trusted ones rather than one the log stores. */
@@ -145,7 +150,11 @@ export interface VerifyReport {
   readonly latest?: Checkpoint;
   /** The note text of `latest`, for the user to keep as a trusted checkpoint. */
   readonly latestNote?: string;
-  /** The smallest entry index known to be bad (see VerifyProblem.index). */
+  /**
+   * The smallest entry index known to be bad: the least exact index of all
+   * problems, or the start of a problem's range [index, end) when no exact
+   * index below `end` explains that range.
+   */
   readonly firstBadIndex?: number;
   /** At most PROBLEMS_PER_KIND problems of each kind, in the order found. */
   readonly problems: readonly VerifyProblem[];
@@ -207,12 +216,13 @@ export async function verifyLog(source: VerifySource, options: VerifyOptions): P
 
   const latest = good.reduce<SignedCheckpoint | undefined>((best, candidate) => (best === undefined || isLater(candidate, best) ? candidate : best), undefined);
   const list = problems.list;
+  const firstBadIndex = problems.firstBadIndex();
   return {
     ok: list.length === 0,
     entries: count,
     checkpointsChecked: stored.length + trusted.length,
     ...(latest === undefined ? {} : { latest: latest.checkpoint, latestNote: latest.note }),
-    ...(problems.firstBadIndex === undefined ? {} : { firstBadIndex: problems.firstBadIndex }),
+    ...(firstBadIndex === undefined ? {} : { firstBadIndex }),
     problems: list,
     problemsOmitted: problems.omitted,
   };
@@ -303,26 +313,29 @@ async function reportBadCheckpoints(
     const start = previousGood(size);
     const found = firstDifference.get(start);
     const differs = found !== undefined && found < Math.min(size, count) ? found : undefined;
+    const about = { checkpointSize: size, ...trustedFlag(candidate) };
     const after = start > 0 ? `, after the good checkpoint of size ${start}` : '';
-    let index: number;
-    let message: string;
     if (size > count) {
       const removed = `${describe(candidate)} of size ${size} covers more than the ${count} entries the log holds: signed entries from ${count} on were removed`;
-      if (differs !== undefined) [index, message] = [differs, `${removed}, and entry ${differs} differs from its stored leaf hash`];
-      else if (canLocalise || start === count) [index, message] = [count, removed];
-      else [index, message] = [start, `${removed}; entries [${start}, ${count}) are not covered by a good checkpoint either${after}`];
-      problems.add({ kind: 'rollback', index, checkpointSize: size, ...trustedFlag(candidate), message });
-      continue;
+      if (differs !== undefined) {
+        problems.add({ kind: 'rollback', index: differs, ...about, message: `${removed}, and entry ${differs} differs from its stored leaf hash` });
+      } else if (canLocalise || start === count) {
+        problems.add({ kind: 'rollback', index: count, ...about, message: removed });
+      } else {
+        const message = `${removed}; entries [${start}, ${count}) are not covered by a good checkpoint either${after}`;
+        problems.add({ kind: 'rollback', index: start, end: size, ...about, message });
+      }
+    } else {
+      const mismatch = `${describe(candidate)} of size ${size} does not match the entries`;
+      if (differs !== undefined) {
+        problems.add({ kind: 'root_mismatch', index: differs, ...about, message: `${mismatch}: entry ${differs} differs from its stored leaf hash` });
+      } else {
+        const why = canLocalise
+          ? ' (every stored leaf hash in that range matches its entry: the node rows were rewritten too, or the checkpoint was signed over other entries)'
+          : '';
+        problems.add({ kind: 'root_mismatch', index: start, end: size, ...about, message: `${mismatch}: a bad entry lies in [${start}, ${size})${after}${why}` });
+      }
     }
-    const mismatch = `${describe(candidate)} of size ${size} does not match the entries`;
-    if (differs !== undefined) [index, message] = [differs, `${mismatch}: entry ${differs} differs from its stored leaf hash`];
-    else {
-      const why = canLocalise
-        ? ' (every stored leaf hash in that range matches its entry: the node rows were rewritten too, or the checkpoint was signed over other entries)'
-        : '';
-      [index, message] = [start, `${mismatch}: a bad entry lies in [${start}, ${size})${after}${why}`];
-    }
-    problems.add({ kind: 'root_mismatch', index, checkpointSize: size, ...trustedFlag(candidate), message });
   }
 }
 
@@ -636,19 +649,33 @@ function entryBytes(entry: VerifyEntry): Uint8Array {
   return types.isUint8Array(bytes) ? bytes : EMPTY_ENTRY;
 }
 
-/** Collects problems, keeping at most PROBLEMS_PER_KIND of each kind, and the smallest bad index of all. */
+/** Collects problems, keeping at most PROBLEMS_PER_KIND of each kind, and what firstBadIndex needs of all of them. */
 class Problems {
   readonly list: VerifyProblem[] = [];
   omitted = 0;
-  firstBadIndex: number | undefined;
+  #exact: number | undefined;
+  /** Ranges [start, end) of range problems (one per bad checkpoint at most). */
+  readonly #ranges: { start: number; end: number }[] = [];
   readonly #perKind = new Map<VerifyProblemKind, number>();
 
   add(problem: VerifyProblem): void {
-    if (problem.index !== undefined && (this.firstBadIndex === undefined || problem.index < this.firstBadIndex)) this.firstBadIndex = problem.index;
+    const { index, end } = problem;
+    if (index !== undefined && end !== undefined) this.#ranges.push({ start: index, end });
+    else if (index !== undefined && (this.#exact === undefined || index < this.#exact)) this.#exact = index;
     const seen = this.#perKind.get(problem.kind) ?? 0;
     this.#perKind.set(problem.kind, seen + 1);
     if (seen < PROBLEMS_PER_KIND) this.list.push(problem);
     else this.omitted++;
+  }
+
+  /** The least exact index, or the start of a range that no exact index below its end accounts for. */
+  firstBadIndex(): number | undefined {
+    let first = this.#exact;
+    for (const { start, end } of this.#ranges) {
+      const explained = this.#exact !== undefined && this.#exact < end;
+      if (!explained && (first === undefined || start < first)) first = start;
+    }
+    return first;
   }
 }
 

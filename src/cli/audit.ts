@@ -5,9 +5,10 @@
 import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { checkpointFormat, decodeEntry, storedLogVerifierKey, verifyLog, type VerifyReport, type VerifySource } from '../audit/index.ts';
+import { checkpointFormat, decodeEntry, openLedger, storedLogVerifierKey, verifyLog, type VerifyReport, type VerifySource } from '../audit/index.ts';
 import type { Config, ConfigInput } from '../config/index.ts';
-import { assertSchemaCurrent, openStores, type Stores } from '../store/index.ts';
+import { assertSchemaCurrent, openStores, systemClock, type Stores } from '../store/index.ts';
+import { loadMasterKey } from '../tokens/index.ts';
 import { AuditSourceError, fileSource, storeSource, urlSource } from './audit-sources.ts';
 
 export interface AuditCliContext {
@@ -188,9 +189,13 @@ export function registerAuditCommands(program: Command, context: AuditCliContext
     .description('Print the latest signed checkpoint (with witness cosignatures): keep it, and pass it to `audit verify --trusted` later.')
     .addOption(context.configOption())
     .option('--url <url>', 'ask a running server instead of the local store')
-    .action(async (options: { config?: string; url?: string }) => {
+    .option('--sign', 'sign a new checkpoint of the log as it is now first (with --url: needs --token)')
+    .option('--token <token>', 'admin bearer token for --url --sign (default: $PORTCULLIS_ADMIN_TOKEN)')
+    .action(async (options: { config?: string; url?: string; sign?: boolean; token?: string }) => {
       if (options.url !== undefined) {
-        const response = await fetch(`${options.url.replace(/\/+$/, '')}/audit/checkpoint`).catch((error: unknown) => {
+        const token = options.token ?? process.env['PORTCULLIS_ADMIN_TOKEN'];
+        const init: RequestInit = options.sign ? { method: 'POST', headers: token === undefined ? {} : { authorization: `Bearer ${token}` } } : {};
+        const response = await fetch(`${options.url.replace(/\/+$/, '')}/audit/checkpoint`, init).catch((error: unknown) => {
           throw new AuditSourceError(`cannot reach ${options.url}: ${(error as Error).message}`);
         });
         if (!response.ok) throw new AuditSourceError(`${options.url} answered ${response.status}`);
@@ -199,6 +204,10 @@ export function registerAuditCommands(program: Command, context: AuditCliContext
       }
       const config = context.load(options);
       await withStores(config, async (stores) => {
+        if (options.sign) {
+          const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey: loadMasterKey(config), issuer: config.issuer, clock: systemClock, audit: config.audit });
+          await ledger.signCheckpoint();
+        }
         const latest = await stores.durable.auditLog.latestCheckpoint();
         if (latest === null) throw new AuditSourceError('the log has no checkpoint yet: start the server once (`portcullis serve`)');
         const cosignatures = await stores.durable.auditLog.cosignatures(latest.id);

@@ -42,6 +42,13 @@ export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, {
     return reply.type('text/plain; charset=utf-8').header('cache-control', 'no-cache').send(await ledger.cosignedNote(checkpoint));
   });
 
+  // Signs a checkpoint now (admin): the interval schedule is the usual way; this is for a witness round or an audit.
+  app.post('/audit/checkpoint', async (request, reply) => {
+    await admin.authenticate(request);
+    const checkpoint = await ledger.signCheckpoint();
+    return reply.code(201).type('text/plain; charset=utf-8').send(checkpoint.note);
+  });
+
   // Every checkpoint, oldest first, keyset-paginated by id.
   app.get('/audit/checkpoints', async (request) => {
     const after = integerParameter(request, 'after', 0);

@@ -116,6 +116,17 @@ describe('audit HTTP API', () => {
     );
   });
 
+  it('signs a checkpoint on demand for the admin only', async () => {
+    const sign = (headers: Record<string, string>) => fetch(`${server.url}/audit/checkpoint`, { method: 'POST', headers });
+    assert.equal((await sign({})).status, 401);
+    const size = await server.running.ledger.size();
+    const response = await sign(admin);
+    assert.equal(response.status, 201);
+    const key = parseVerifierKey((await (await get('/audit/key')).text()).trim());
+    const checkpoint = openCheckpoint(await response.text(), key);
+    assert.ok(checkpoint.size >= size + 1, 'it covers the refused attempt recorded just before');
+  });
+
   it('accepts a trusted witness cosignature once, serves it, and refuses forgeries', async () => {
     const checkpoint = await checkpointNow();
     const witness = parseCosignatureSignerKey(witnessKey.signerKey);
