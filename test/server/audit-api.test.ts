@@ -118,8 +118,8 @@ describe('audit HTTP API', () => {
 
   it('signs a checkpoint on demand for the admin only', async () => {
     const sign = (headers: Record<string, string>) => fetch(`${server.url}/audit/checkpoint`, { method: 'POST', headers });
-    assert.equal((await sign({})).status, 401);
     const size = await server.running.ledger.size();
+    assert.equal((await sign({})).status, 401);
     const response = await sign(admin);
     assert.equal(response.status, 201);
     const key = parseVerifierKey((await (await get('/audit/key')).text()).trim());
