@@ -21,7 +21,7 @@ export class AuditSourceError extends Error {
  * keeps growing, every checkpoint then lies within the size the verifier
  * sees, so only a real rollback can leave a checkpoint beyond it.
  */
-function snapshot(readCheckpoints: () => Promise<string[]>, readSize: () => Promise<number>): { checkpoints(): Promise<string[]>; size(): Promise<number> } {
+function snapshot(readCheckpoints: () => Promise<string[]>, readSize: () => Promise<number>): { checkpoints: () => Promise<string[]>; size: () => Promise<number> } {
   let taken: Promise<{ checkpoints: string[]; size: number }> | undefined;
   const take = () =>
     (taken ??= (async () => {
@@ -75,6 +75,17 @@ interface EntriesPage {
   readonly entries: readonly { readonly index: number; readonly entryBase64: string }[];
 }
 
+/**
+ * Why a fetch failed, in a word: undici's own message is always "fetch
+ * failed"; the reason is its cause (ECONNREFUSED, ENOTFOUND, "bad port").
+ */
+export function fetchFailure(error: unknown): string {
+  const cause = (error as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause;
+  if (typeof cause?.code === 'string') return cause.code;
+  if (typeof cause?.message === 'string' && cause.message !== '') return cause.message;
+  return error instanceof Error ? error.message : String(error);
+}
+
 /** A running server: public checkpoints, entries with the admin token. */
 export function urlSource(baseUrl: string, adminToken: string | undefined): VerifySource & { key(): Promise<string> } {
   const base = baseUrl.replace(/\/+$/, '');
@@ -83,7 +94,7 @@ export function urlSource(baseUrl: string, adminToken: string | undefined): Veri
     try {
       response = await fetch(`${base}${path}`, authenticated && adminToken !== undefined ? { headers: { authorization: `Bearer ${adminToken}` } } : {});
     } catch (error) {
-      throw new AuditSourceError(`cannot reach ${base}: ${(error as Error & { cause?: { code?: string } }).cause?.code ?? (error as Error).message}`);
+      throw new AuditSourceError(`cannot reach ${base}: ${fetchFailure(error)}`);
     }
     if (!response.ok) {
       const hint = response.status === 401 ? ' (pass the admin token with --token or $PORTCULLIS_ADMIN_TOKEN)' : '';

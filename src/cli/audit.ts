@@ -2,14 +2,15 @@
  * `portcullis audit verify | export | checkpoint | key`: the ledger from the
  * command line, for operators, auditors and SIEM pipelines.
  */
-import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync, type WriteStream } from 'node:fs';
+import { resolve } from 'node:path';
 import { once } from 'node:events';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { checkpointFormat, decodeEntry, openLedger, storedLogVerifierKey, verifyLog, type VerifyReport, type VerifySource } from '../audit/index.ts';
 import type { Config, ConfigInput } from '../config/index.ts';
-import { assertSchemaCurrent, openStores, systemClock, type Stores } from '../store/index.ts';
+import { assertSchemaCurrent, openStores, sqlitePath, systemClock, type Stores } from '../store/index.ts';
 import { loadMasterKey } from '../tokens/index.ts';
-import { AuditSourceError, fileSource, storeSource, urlSource } from './audit-sources.ts';
+import { AuditSourceError, fetchFailure, fileSource, storeSource, urlSource } from './audit-sources.ts';
 
 export interface AuditCliContext {
   readonly out: (line: string) => void;
@@ -42,6 +43,11 @@ function readText(path: string, what: string): string {
 }
 
 async function withStores<T>(config: Readonly<Config>, work: (stores: Stores) => Promise<T>): Promise<T> {
+  // These commands only read: opening a missing SQLite file would create an
+  // empty database (and its directory) where the operator mistyped a path.
+  if (config.database.url === undefined && !existsSync(sqlitePath(config))) {
+    throw new AuditSourceError(`there is no Portcullis database at ${resolve(sqlitePath(config))} (check --config or dataDir)`);
+  }
   const stores = await openStores(config);
   try {
     // A database without the audit tables is a wrong --config or data
@@ -113,7 +119,10 @@ export function registerAuditCommands(program: Command, context: AuditCliContext
       const pinnedKey = options.key ?? (options.keyFile !== undefined ? readText(options.keyFile, 'key file').trim() : undefined);
       const run = async (source: VerifySource, sourceKey: () => Promise<string | null>) => {
         let keyText = pinnedKey;
-        if (keyText === undefined) {
+        if (keyText !== undefined) {
+          const offered = await sourceKey().catch(() => null);
+          if (offered !== null && offered !== keyText) context.err(`warning: the source's log key (${offered}) is not the one you pinned: the key may have been replaced`);
+        } else {
           keyText = (await sourceKey()) ?? undefined;
           if (keyText === undefined) throw new AuditSourceError('no log key: pass --key (the output of `portcullis audit key` on the server)');
           context.err(`warning: using the log key the source itself provides (${keyText}); pin it with --key so a replaced key is caught`);
@@ -196,9 +205,12 @@ export function registerAuditCommands(program: Command, context: AuditCliContext
         const token = options.token ?? process.env['PORTCULLIS_ADMIN_TOKEN'];
         const init: RequestInit = options.sign ? { method: 'POST', headers: token === undefined ? {} : { authorization: `Bearer ${token}` } } : {};
         const response = await fetch(`${options.url.replace(/\/+$/, '')}/audit/checkpoint`, init).catch((error: unknown) => {
-          throw new AuditSourceError(`cannot reach ${options.url}: ${(error as Error).message}`);
+          throw new AuditSourceError(`cannot reach ${options.url}: ${fetchFailure(error)}`);
         });
-        if (!response.ok) throw new AuditSourceError(`${options.url} answered ${response.status}`);
+        if (!response.ok) {
+          const hint = response.status === 401 ? ' (signing needs the admin token: --token or $PORTCULLIS_ADMIN_TOKEN)' : '';
+          throw new AuditSourceError(`${options.url} answered ${response.status}${hint}`);
+        }
         context.out((await response.text()).trimEnd());
         return;
       }

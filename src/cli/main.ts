@@ -4,14 +4,14 @@ import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, configWarnings, loadConfig, maskConfig, type Config, type ConfigInput } from '../config/index.ts';
 import { StoreSchemaError, StoreUnavailableError, openStores, sqlitePath } from '../store/index.ts';
-import { MasterKeyError, ensureMasterKeyFile } from '../tokens/index.ts';
+import { MasterKeyError, SealedSecretError, ensureMasterKeyFile } from '../tokens/index.ts';
 import { exitGracefullyOnSignals, startPortcullis } from '../server/index.ts';
 import { AuditSourceError, AuditVerificationFailed, registerAuditCommands } from './audit.ts';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 /** Errors whose message is written for the operator and is safe to print as is. */
-const OPERATOR_ERRORS = [ConfigError, StoreUnavailableError, StoreSchemaError, MasterKeyError, AuditSourceError];
+const OPERATOR_ERRORS = [ConfigError, StoreUnavailableError, StoreSchemaError, MasterKeyError, SealedSecretError, AuditSourceError];
 
 /** What a command writes; injected so tests can capture it. */
 export interface CliOutput {
@@ -127,8 +127,8 @@ export async function main(argv: readonly string[], output: CliOutput = processO
     });
 
   registerAuditCommands(program, {
-    out: output.out,
-    err: output.err,
+    out: (line) => output.out(line),
+    err: (line) => output.err(line),
     errRaw: (text) => output.progress?.(text),
     interactive: output.progress !== undefined,
     load,
