@@ -107,6 +107,11 @@ export const migrations: readonly Migration[] = [
       CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries
         BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
       CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries
+        BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;
+      -- REPLACE deletes the old row without firing DELETE triggers (unless
+      -- recursive_triggers is on, which a sqlite3 shell does not set).
+      CREATE TRIGGER audit_entries_no_replace BEFORE INSERT ON audit_entries
+        WHEN EXISTS (SELECT 1 FROM audit_entries WHERE idx = NEW.idx)
         BEGIN SELECT RAISE(ABORT, 'audit entries are append-only'); END;`,
     postgres: `
       CREATE TABLE audit_entries (
