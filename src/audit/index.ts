@@ -14,7 +14,7 @@ export { AuditBackpressureError } from './group-commit.ts';
 export { truncateIp, type IpAddressMode } from './ip.ts';
 export { defaultOrigin, storedLogVerifierKey } from './log-key.ts';
 export { MissingTreeNodeError } from './tree.ts';
-export { verifyLog, type VerifyEntry, type VerifyReport, type VerifySource, type VerifyProblem } from './verify.ts';
+export { PROBLEMS_PER_KIND, isCanonicalJson, verifyLog, type VerifyEntry, type VerifyOptions, type VerifyProblem, type VerifyProblemKind, type VerifyReport, type VerifySource } from './verify.ts';
 export * as checkpointFormat from './checkpoint/index.ts';
 
 export interface OpenLedgerOptions {

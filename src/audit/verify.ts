@@ -28,12 +28,25 @@
  * set bit of the count, so O(log n) memory); when the stream reaches the size
  * of a checkpoint, folding the stack gives the root at that size.
  *
- * Localising a root mismatch. A bad root says only that some entry in
- * [P, S) changed, where S is the bad checkpoint's size and P the size of the
- * largest good checkpoint below it. When the source can read the ledger's
+ * Entries past the largest good checkpoint are checked for structure and
+ * form only: nothing signed covers them yet (`VerifyReport.latest` says how
+ * far the signatures reach).
+ *
+ * Localising a bad checkpoint. A root mismatch at size S (or a rollback
+ * below S) says only that some entry in [P, S) is not the one signed, P
+ * being the size of the largest good checkpoint below S; such a problem
+ * carries the range [index, end). When the source can read the ledger's
  * stored leaf hashes (level-0 nodes, written at append time), a second pass
- * over [P, S) names the first entry whose hash differs: exact when the
- * attacker edited entries but not the node rows.
+ * over [P, S) names the first entry whose hash differs from its stored one:
+ * exact when the attacker edited entries but not the node rows.
+ * `firstBadIndex` is the least exact index of all problems, or the start of a
+ * range that no exact index explains.
+ *
+ * Speed. The pass costs two SHA-256 calls per entry (its leaf and, on
+ * average, one interior node) plus, by default, the canonical-form check,
+ * which costs more than both (JSON.parse and a re-serialisation); see
+ * bench/audit-verify.ts. `checkCanonical: false` skips it. Sources yield
+ * entries in batches, so a page of rows costs one `await`.
  *
  * The verdict is data: tampered or malformed input never throws, it becomes
  * a `VerifyProblem`. Errors the source itself throws (I/O) reject the
@@ -42,8 +55,8 @@
 import { hash } from 'node:crypto';
 import { types } from 'node:util';
 import canonicalize from 'canonicalize';
-import { NoteError, openCheckpoint, type Checkpoint, type NoteVerifier } from './checkpoint/index.ts';
-import { EMPTY_ROOT, foldSubtrees, nodeHash } from './merkle/index.ts';
+import { NoteError, openCheckpoint, parseCheckpoint, parseNote, type Checkpoint, type NoteVerifier } from './checkpoint/index.ts';
+import { EMPTY_ROOT, foldSubtrees } from './merkle/index.ts';
 
 /** One log entry as stored: its index and its bytes (canonical JSON, UTF-8). */
 export interface VerifyEntry {
@@ -156,7 +169,7 @@ export interface VerifyReport {
    * index below `end` explains that range.
    */
   readonly firstBadIndex?: number;
-  /** At most PROBLEMS_PER_KIND problems of each kind, in the order found. */
+  /** In the order found; at most PROBLEMS_PER_KIND of each kind (plus a summary line where a check gave up). */
   readonly problems: readonly VerifyProblem[];
   /** Problems found beyond PROBLEMS_PER_KIND of their kind and left out of `problems`. */
   readonly problemsOmitted: number;
@@ -166,8 +179,13 @@ export interface VerifyReport {
 export const PROBLEMS_PER_KIND = 100;
 /** Progress is reported every this many entries. */
 export const PROGRESS_INTERVAL = 65_536;
-/** Index anomalies tracked before the order check gives up (it keeps one interval per anomaly). */
-const MAX_INDEX_RUNS = 100_000;
+/**
+ * Index anomalies tracked before the order check gives up. It keeps one
+ * interval per anomaly and inserts in O(intervals), so this bounds both the
+ * memory and the time a shuffled export can cost; the report lists at most
+ * PROBLEMS_PER_KIND of each kind anyway.
+ */
+const MAX_INDEX_RUNS = 10_000;
 /** Leaf hashes compared per storedLeafHashes call while localising a root mismatch. */
 const LOCALISE_CHUNK = 4096;
 
@@ -195,10 +213,7 @@ export async function verifyLog(source: VerifySource, options: VerifyOptions): P
     problems.add({
       kind: 'size_mismatch',
       index: first,
-      message:
-        count < claimedSize
-          ? `the log claims ${claimedSize} entries but holds ${count}: entries from ${first} on are missing`
-          : `the log claims ${claimedSize} entries but holds ${count}: entries from ${first} on are beyond its head`,
+      message: `the log claims ${claimedSize} entries but holds ${count}${count < claimedSize ? ' (entries were removed)' : ' (entries were added beyond its head)'}`,
     });
   }
 
@@ -247,15 +262,27 @@ function openLogCheckpoint(note: unknown, logKey: NoteVerifier, trusted: boolean
     // malformed input too, and the verdict must not throw.
     const code = error instanceof NoteError ? error.code : 'malformed_note';
     const reason = error instanceof Error ? error.message : String(error);
+    // The size the note claims, unverified, so the reader can tell which note it is.
+    const size = claimedCheckpointSize(note);
+    const about = size === undefined ? {} : { checkpointSize: size };
+    const which = size === undefined ? '' : ` (claiming size ${size})`;
     if (trusted) {
-      problems.add({ kind: 'trusted_unverifiable', trusted: true, message: `a trusted checkpoint does not verify with log key ${logKey.name}: ${reason}` });
+      problems.add({ kind: 'trusted_unverifiable', ...about, trusted: true, message: `a trusted checkpoint${which} does not verify with log key ${logKey.name}: ${reason}` });
     } else if (code === 'origin_mismatch') {
-      problems.add({ kind: 'wrong_origin', message: `a stored checkpoint is for another origin than ${logKey.name}: ${reason}` });
+      problems.add({ kind: 'wrong_origin', ...about, message: `a stored checkpoint${which} is for another origin than ${logKey.name}: ${reason}` });
     } else if (code === 'invalid_signature' || code === 'unverified_note' || code === 'unknown_key') {
-      problems.add({ kind: 'bad_signature', message: `a stored checkpoint is not signed by log key ${logKey.name} (forged): ${reason}` });
+      problems.add({ kind: 'bad_signature', ...about, message: `a stored checkpoint${which} is not signed by log key ${logKey.name} (forged): ${reason}` });
     } else {
-      problems.add({ kind: 'malformed_checkpoint', message: `a stored checkpoint is malformed: ${reason}` });
+      problems.add({ kind: 'malformed_checkpoint', ...about, message: `a stored checkpoint${which} is malformed: ${reason}` });
     }
+    return undefined;
+  }
+}
+
+function claimedCheckpointSize(note: unknown): number | undefined {
+  try {
+    return typeof note === 'string' ? parseCheckpoint(parseNote(note).text).size : undefined;
+  } catch {
     return undefined;
   }
 }
@@ -314,7 +341,6 @@ async function reportBadCheckpoints(
     const found = firstDifference.get(start);
     const differs = found !== undefined && found < Math.min(size, count) ? found : undefined;
     const about = { checkpointSize: size, ...trustedFlag(candidate) };
-    const after = start > 0 ? `, after the good checkpoint of size ${start}` : '';
     if (size > count) {
       const removed = `${describe(candidate)} of size ${size} covers more than the ${count} entries the log holds: signed entries from ${count} on were removed`;
       if (differs !== undefined) {
@@ -322,11 +348,13 @@ async function reportBadCheckpoints(
       } else if (canLocalise || start === count) {
         problems.add({ kind: 'rollback', index: count, ...about, message: removed });
       } else {
-        const message = `${removed}; entries [${start}, ${count}) are not covered by a good checkpoint either${after}`;
+        const below = start > 0 ? `the largest good checkpoint below has size ${start}` : 'no good checkpoint lies below';
+        const message = `${removed}; entries [${start}, ${count}) are unproven too (${below})`;
         problems.add({ kind: 'rollback', index: start, end: size, ...about, message });
       }
     } else {
       const mismatch = `${describe(candidate)} of size ${size} does not match the entries`;
+      const after = start > 0 ? `, after the good checkpoint of size ${start}` : '';
       if (differs !== undefined) {
         problems.add({ kind: 'root_mismatch', index: differs, ...about, message: `${mismatch}: entry ${differs} differs from its stored leaf hash` });
       } else {
@@ -343,7 +371,7 @@ async function reportBadCheckpoints(
 async function firstStoredLeafDifference(source: VerifySource, start: number, end: number): Promise<number | undefined> {
   const readStored = source.storedLeafHashes?.bind(source);
   if (readStored === undefined || start >= end) return undefined;
-  const hasher = new LeafHasher();
+  const hasher = new TreeHasher();
   let position = 0;
   let chunkStart = start;
   let chunk: Uint8Array[] = [];
@@ -361,7 +389,7 @@ async function firstStoredLeafDifference(source: VerifySource, start: number, en
     const batch = Array.isArray(item) ? (item as readonly VerifyEntry[]) : [item as VerifyEntry];
     for (const entry of batch) {
       if (position >= start && position < end) {
-        chunk.push(hasher.hash(entryBytes(entry)));
+        chunk.push(hasher.leaf(entryBytes(entry)));
         if (chunk.length === LOCALISE_CHUNK) {
           const found = await compare();
           if (found !== undefined) return found;
@@ -410,7 +438,7 @@ class EntryScan {
   readonly #problems: Problems;
   readonly #onProgress: ((done: number, total: number) => void) | undefined;
   readonly #total: number;
-  readonly #hasher = new LeafHasher();
+  readonly #hasher = new TreeHasher();
   readonly #decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   /** Complete-subtree hashes, largest (leftmost) first: one per set bit of #count. */
   readonly #range: Uint8Array[] = [];
@@ -430,16 +458,17 @@ class EntryScan {
   add(entry: VerifyEntry): void {
     const position = this.#count;
     const index: unknown = (entry as Partial<VerifyEntry> | null)?.index;
-    if (!this.#indices.next(index)) this.#indexAnomaly(index, position);
+    const verdict = this.#indices.next(index);
+    if (verdict !== 'next') this.#indexAnomaly(verdict, index, position);
     const bytes = entryBytes(entry);
     if (bytes !== (entry as Partial<VerifyEntry> | null)?.entry) this.#badEntry(index, position, 'is not a byte array');
     else if (this.#checkCanonical) this.#checkForm(bytes, index, position);
 
     // Append the leaf to the compact range: like a binary counter, every
     // trailing one bit of the old count merges two equal subtrees.
-    let node = this.#hasher.hash(bytes);
+    let node = this.#hasher.leaf(bytes);
     const count = position + 1;
-    for (let carry = count; carry % 2 === 0; carry /= 2) node = nodeHash(this.#range.pop()!, node);
+    for (let carry = count; carry % 2 === 0; carry /= 2) node = this.#hasher.node(this.#range.pop()!, node);
     this.#range.push(node);
     this.#count = count;
     if (count === this.#nextTarget) this.#reachTargets();
@@ -457,7 +486,7 @@ class EntryScan {
       });
     }
     if (this.#indices.gaveUp) {
-      this.#problems.add({ kind: 'out_of_order', message: `more than ${MAX_INDEX_RUNS} index anomalies: the index check stopped early` });
+      this.#problems.add({ kind: 'out_of_order', message: `more than ${MAX_INDEX_RUNS} index anomalies: the index check stopped there` }, true);
     }
     this.#onProgress?.(this.#count, this.#total);
     return this.#count;
@@ -470,16 +499,14 @@ class EntryScan {
     }
   }
 
-  #indexAnomaly(index: unknown, position: number): void {
-    if (!isCount(index)) {
+  #indexAnomaly(verdict: IndexVerdict, index: unknown, position: number): void {
+    if (verdict === 'invalid') {
       this.#problems.add({ kind: 'bad_index', index: position, message: `the entry at position ${position} has an invalid index (${String(index)})` });
-      return;
-    }
-    const kind = this.#indices.lastKind;
-    if (kind === 'duplicate') {
-      this.#problems.add({ kind: 'duplicate', index, message: `index ${index} occurs again at position ${position}: an entry was inserted` });
-    } else if (kind === 'out_of_order') {
-      this.#problems.add({ kind: 'out_of_order', index, message: `entry ${index} comes after entry ${this.#indices.previousBefore}: entries were reordered` });
+    } else if (verdict === 'duplicate') {
+      this.#problems.add({ kind: 'duplicate', index: index as number, message: `index ${String(index)} occurs again at position ${position}: an entry was inserted` });
+    } else if (verdict === 'out_of_order') {
+      const message = `entry ${String(index)} comes after entry ${this.#indices.previousBefore}: entries were reordered`;
+      this.#problems.add({ kind: 'out_of_order', index: index as number, message });
     }
     // 'jump' (forward): a hole for now; finish() reports it unless filled later.
   }
@@ -503,16 +530,8 @@ class EntryScan {
       this.#badEntry(index, position, 'is not a JSON object');
       return;
     }
-    let canonical: string | undefined;
-    try {
-      canonical = canonicalize(value);
-    } catch {
-      // canonicalize refuses lone surrogates (RFC 8785 3.2.2.2: strings must be valid Unicode).
-      this.#badEntry(index, position, 'has no canonical form (a lone surrogate)');
-      return;
-    }
-    // Valid UTF-8 decodes one way only, so equal strings mean equal bytes.
-    if (canonical !== text) this.#badEntry(index, position, 'is not in RFC 8785 canonical form (edited by hand?)');
+    const form = canonicalForm(value, text);
+    if (form !== 'canonical') this.#badEntry(index, position, form === 'not_canonical' ? 'is not in RFC 8785 canonical form (edited by hand?)' : 'has no canonical form (a lone surrogate or an out-of-range number)');
   }
 
   #badEntry(index: unknown, position: number, what: string): void {
@@ -527,48 +546,49 @@ class EntryScan {
  * previous one: the next in sequence, a forward jump (a hole, reported at the
  * end if never filled), a repeat of a seen index, or a late arrival of an
  * unseen smaller one. Comparing with the previous index (not the largest
- * seen) keeps a swap of entries i < j to two reports, not j - i.
+ * seen) keeps a swap of entries i < j to two reports (i + 1 after j, i after
+ * j - 1), not j - i of them.
  */
+/** How an index follows the previous one: as expected, past a hole, repeated, late, or not an index at all. */
+type IndexVerdict = 'next' | 'jump' | 'duplicate' | 'out_of_order' | 'invalid';
+
 class IndexTracker {
   readonly #starts: number[] = [];
   readonly #ends: number[] = []; // exclusive
   /** The interval that holds #previous. */
   #current = -1;
   #previous = -1;
-  lastKind: 'jump' | 'duplicate' | 'out_of_order' = 'jump';
+  /** The index seen before the last call to `next` (for messages). */
   previousBefore = -1;
   gaveUp = false;
 
-  /** Records `index`; true when it is the one expected (previous + 1, not seen before). */
-  next(index: unknown): boolean {
-    if (this.gaveUp) return true;
+  /** Records `index` and says how it follows the previous one. */
+  next(index: unknown): IndexVerdict {
+    if (this.gaveUp) return 'next';
     if (index === this.#previous + 1 && this.#current >= 0 && this.#ends[this.#current] === index) {
       // Fast path: extend the current interval, merging with the next one if they now touch.
       this.#ends[this.#current] = index + 1;
       if (this.#starts[this.#current + 1] === index + 1) this.#merge(this.#current);
       this.#previous = index;
-      return true;
+      return 'next';
     }
-    if (!isCount(index)) return false;
+    if (!isCount(index)) return 'invalid';
     this.previousBefore = this.#previous;
     const found = this.#find(index); // the last interval with start <= index, or -1
-    if (found >= 0 && index < this.#ends[found]!) {
-      this.lastKind = 'duplicate';
-      return false;
-    }
+    if (found >= 0 && index < this.#ends[found]!) return 'duplicate';
     // Unseen. previous + 1 reaches here only for the very first entry: the
     // interval holding previous would otherwise have taken the fast path.
-    const expected = index === this.#previous + 1;
-    this.lastKind = index < this.#previous ? 'out_of_order' : 'jump';
+    const verdict = index === this.#previous + 1 ? 'next' : index < this.#previous ? 'out_of_order' : 'jump';
     this.#insert(index, found);
     this.#previous = index;
     if (this.#starts.length > MAX_INDEX_RUNS) this.gaveUp = true;
-    return expected;
+    return verdict;
   }
 
-  /** The holes in [0, largest index seen]: deleted entries. */
+  /** The holes in [0, largest index seen]: deleted entries. None once the tracker gave up, as it stopped recording. */
   holes(): { start: number; end: number }[] {
     const holes: { start: number; end: number }[] = [];
+    if (this.gaveUp) return holes;
     let covered = 0;
     for (let i = 0; i < this.#starts.length; i++) {
       if (this.#starts[i]! > covered) holes.push({ start: covered, end: this.#starts[i]! });
@@ -616,28 +636,101 @@ class IndexTracker {
 }
 
 // ---------------------------------------------------------------------------
+// Canonical form
+
+/**
+ * True when `text` is JSON already in RFC 8785 (JCS) canonical form: the
+ * `canonicalize` package, re-serialising the parsed value, gives `text` back.
+ */
+export function isCanonicalJson(text: string): boolean {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return false;
+  }
+  return canonicalForm(value, text) === 'canonical';
+}
+
+/**
+ * Whether `text`, which JSON.parse turned into `value`, is the RFC 8785 form
+ * of `value`, as `canonicalize` writes it.
+ *
+ * Fast path, about 1.5x cheaper than canonicalize on audit events (which are
+ * all canonical): JSON.stringify serialises strings and numbers exactly as
+ * canonicalize does (RFC 8785 3.2.2 defers to ECMAScript's JSON.stringify for
+ * both) and differs only in key order (own-property order, where JCS sorts by
+ * UTF-16 code units) and in not refusing lone surrogates. So when
+ * JSON.stringify(value) === text, the keys of every object are already in
+ * ascending code-unit order, and text has no lowercase `\ud` escape (the
+ * only way JSON.stringify writes a lone surrogate), canonicalize(value) is
+ * text too. Otherwise canonicalize decides, so every refusal comes from it:
+ * e.g. {"10":1,"9":2} is canonical, yet V8 lists the key "9" first and the
+ * fast path falls through.
+ */
+function canonicalForm(value: unknown, text: string): 'canonical' | 'not_canonical' | 'no_canonical_form' {
+  try {
+    if (JSON.stringify(value) === text && !text.includes('\\ud') && keysAscending(value)) return 'canonical';
+  } catch {
+    // Nesting too deep for the recursion: let canonicalize (iterative) decide.
+  }
+  try {
+    return canonicalize(value) === text ? 'canonical' : 'not_canonical';
+  } catch {
+    return 'no_canonical_form'; // canonicalize refuses lone surrogates and non-finite numbers
+  }
+}
+
+/** Every object in `value` lists its own keys in strictly ascending UTF-16 code-unit order (JS `<` on strings). */
+function keysAscending(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return true;
+  if (Array.isArray(value)) {
+    for (const element of value as unknown[]) if (!keysAscending(element)) return false;
+    return true;
+  }
+  const record = value as Record<string, unknown>;
+  const keys = Object.keys(record); // the order JSON.stringify writes them in
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    if (i > 0 && !(keys[i - 1]! < key)) return false;
+    const child = record[key];
+    if (typeof child === 'object' && child !== null && !keysAscending(child)) return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------
 // Helpers
 
 /**
- * RFC 9162 leaf hashes, SHA-256(0x00 || entry), computed as merkle's
- * leafHash does but with one one-shot crypto.hash call over a reused buffer
- * holding the prefix and a copy of the entry: about 1.4x faster than a
- * createHash().update().update() chain for entries of a few hundred bytes,
- * and leaf hashes are half of the verifier's hashing. The test suite pins it
- * to merkle's leafHash.
+ * RFC 9162 2.1.1 hashes, SHA-256(0x00 || entry) for a leaf and
+ * SHA-256(0x01 || left || right) for a node: what merkle's leafHash and
+ * nodeHash compute (the tests pin roots to merkle's rootHash), minus their
+ * per-call argument checks and result copies. Each is one one-shot
+ * crypto.hash call over a reused input buffer, cheaper than a
+ * createHash().update().digest() chain for short inputs; the verifier makes
+ * two such calls per entry, so they bound its speed when the form check is
+ * off. Buffers never escape and hashing is synchronous, so reuse is safe.
  */
-class LeafHasher {
-  #input = new Uint8Array(4096);
+class TreeHasher {
+  #leafInput = new Uint8Array(4096); // [0] stays 0x00, the leaf prefix
+  readonly #nodeInput = Uint8Array.of(0x01, ...new Uint8Array(64));
 
-  hash(entry: Uint8Array): Uint8Array {
+  leaf(entry: Uint8Array): Uint8Array {
     const length = entry.length + 1;
-    if (length > this.#input.length) {
-      let size = this.#input.length;
+    if (length > this.#leafInput.length) {
+      let size = this.#leafInput.length;
       while (size < length) size *= 2;
-      this.#input = new Uint8Array(size);
+      this.#leafInput = new Uint8Array(size);
     }
-    this.#input.set(entry, 1); // #input[0] stays 0x00, the leaf prefix
-    return hash('sha256', this.#input.subarray(0, length), 'buffer');
+    this.#leafInput.set(entry, 1);
+    return hash('sha256', this.#leafInput.subarray(0, length), 'buffer');
+  }
+
+  node(left: Uint8Array, right: Uint8Array): Uint8Array {
+    this.#nodeInput.set(left, 1);
+    this.#nodeInput.set(right, 33);
+    return hash('sha256', this.#nodeInput, 'buffer');
   }
 }
 
@@ -658,13 +751,14 @@ class Problems {
   readonly #ranges: { start: number; end: number }[] = [];
   readonly #perKind = new Map<VerifyProblemKind, number>();
 
-  add(problem: VerifyProblem): void {
+  /** Records a problem; `always` lists it even past PROBLEMS_PER_KIND (for a summary the reader must see). */
+  add(problem: VerifyProblem, always = false): void {
     const { index, end } = problem;
     if (index !== undefined && end !== undefined) this.#ranges.push({ start: index, end });
     else if (index !== undefined && (this.#exact === undefined || index < this.#exact)) this.#exact = index;
     const seen = this.#perKind.get(problem.kind) ?? 0;
     this.#perKind.set(problem.kind, seen + 1);
-    if (seen < PROBLEMS_PER_KIND) this.list.push(problem);
+    if (seen < PROBLEMS_PER_KIND || always) this.list.push(problem);
     else this.omitted++;
   }
 
