@@ -123,6 +123,17 @@ export class Ledger {
     };
   }
 
+  /**
+   * GDPR erasure of a person from the log (Art. 17): destroys their pseudonym
+   * secret, so their entries stay (and every proof with them) but link to no
+   * one. Records that an erasure happened, naming nobody.
+   */
+  async forgetSubject(userId: string, context: { requestId?: string; traceId?: string } = {}): Promise<boolean> {
+    const forgotten = await this.#pseudonyms.forget(userId);
+    await this.record({ type: 'audit.subject.forgotten', outcome: 'success', actorService: 'privacy', ...context, detail: { hadEntries: forgotten } });
+    return forgotten;
+  }
+
   /** Waits until every entry recorded so far is durable. */
   flush(): Promise<void> {
     return this.#committer.flush();

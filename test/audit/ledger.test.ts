@@ -82,10 +82,13 @@ for (const driver of durableDrivers) {
       const pseudonym = await ledger.pseudonyms.existingPseudonym('user-erased');
       assert.ok(pseudonym !== null);
 
-      assert.equal(await ledger.pseudonyms.forget('user-erased'), true);
+      assert.equal(await ledger.forgetSubject('user-erased'), true);
       assert.equal(await ledger.pseudonyms.existingPseudonym('user-erased'), null);
-      await ledger.record({ type: 'privacy.erasure', outcome: 'success', actorService: 'privacy' });
       const later = await ledger.signCheckpoint();
+      const [erasure] = await fixture.store.auditLog.entries(later.size - 1, later.size);
+      const erasureText = new TextDecoder().decode(erasure!.entry);
+      assert.equal(decodeEntry(erasure!.entry).type, 'audit.subject.forgotten');
+      assert.ok(!erasureText.includes('user-erased') && !erasureText.includes(pseudonym), 'the erasure record names nobody');
 
       const [row] = await fixture.store.auditLog.entries(index, index + 1);
       assert.equal(decodeEntry(row!.entry).actor, pseudonym, 'the entry is untouched');
