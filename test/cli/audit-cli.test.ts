@@ -8,11 +8,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateSignerKey } from '../../src/audit/checkpoint/index.ts';
 import { LATEST_SCHEMA_VERSION } from '../../src/store/index.ts';
+import { freePort } from '../support/process.ts';
 import { auditDrivers, buildAuditLog, runBinary, runCli, type AuditLogFixture, type CliRun } from '../support/audit-log.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -27,18 +27,6 @@ function tempDir(): string {
   return dir;
 }
 
-/** A port that was free a moment ago (nothing listens on it). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  assert.ok(address !== null && typeof address === 'object');
-  return address.port;
-}
 
 /** Bad input: a non-zero exit, nothing on stdout, exactly one line on stderr naming the problem, no stack. */
 function assertOneLineError(run: CliRun, names: RegExp): void {

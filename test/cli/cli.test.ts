@@ -10,14 +10,13 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { migrations } from '../../src/store/migrations/index.ts';
 import { createTestSchema, testDatabaseUrl } from '../support/services.ts';
-import { within } from '../support/process.ts';
+import { collectRun, freePort, within } from '../support/process.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/portcullis.js', import.meta.url));
 const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -58,26 +57,7 @@ interface RunResult {
 
 /** Runs one command to completion (at most RUN_TIMEOUT_MS). */
 function runCli(args: readonly string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<RunResult> {
-  const child = spawnCli(args, options.cwd ?? tempDir(), options.env ?? {});
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`portcullis ${args.join(' ')} did not exit within ${RUN_TIMEOUT_MS} ms; stdout: ${stdout}; stderr: ${stderr}`));
-    }, RUN_TIMEOUT_MS);
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    // 'close', not 'exit': both pipes are drained by then.
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+  return collectRun(spawnCli(args, options.cwd ?? tempDir(), options.env ?? {}), args.join(' '), RUN_TIMEOUT_MS);
 }
 
 interface Serving {
@@ -127,18 +107,6 @@ function stop(serving: Serving): void {
   if (serving.child.exitCode === null && serving.child.signalCode === null) serving.child.kill('SIGKILL');
 }
 
-/** A port that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  assert.ok(address !== null && typeof address === 'object');
-  return address.port;
-}
 
 /**
  * The contract for bad input: a non-zero exit and exactly one line on stderr

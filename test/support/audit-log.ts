@@ -7,7 +7,6 @@
  * same database, as an intruder with `sqlite3` or `psql` would have, and the
  * `portcullis` command run in-process with its output captured.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,7 +17,6 @@ import { openLedger, type AuditEvent } from '../../src/audit/index.ts';
 import { main } from '../../src/cli/main.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { openStores, sqlitePath } from '../../src/store/index.ts';
-import { BIN } from './process.ts';
 import { createTestSchema, testDatabaseUrl } from './services.ts';
 
 export type AuditDriver = 'sqlite' | 'postgres';
@@ -190,40 +188,4 @@ export async function runCli(args: readonly string[], options: { progress?: bool
   return { code, out, err, progress, stdout: out.join('\n'), stderr: err.join('\n') };
 }
 
-export interface BinaryRun {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/**
- * Runs the real `portcullis` binary (bin/portcullis.js) to completion, with
- * an environment that holds no PORTCULLIS_* variable but those given.
- */
-export function runBinary(args: readonly string[], options: { cwd: string; env?: Record<string, string>; timeoutMs?: number }): Promise<BinaryRun> {
-  const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', BIN, ...args], {
-    cwd: options.cwd,
-    env: { PATH: process.env['PATH'] ?? '', HOME: options.cwd, ...options.env },
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const timeoutMs = options.timeoutMs ?? 30_000;
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`portcullis ${args.join(' ')} did not exit within ${timeoutMs} ms; stdout: ${stdout}; stderr: ${stderr}`));
-    }, timeoutMs);
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    // 'close', not 'exit': both pipes are drained by then.
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
+export { runBinary, type BinaryRun } from './process.ts';
