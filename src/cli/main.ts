@@ -7,11 +7,12 @@ import { StoreSchemaError, StoreUnavailableError, openStores, sqlitePath } from 
 import { MasterKeyError, SealedSecretError, ensureMasterKeyFile } from '../tokens/index.ts';
 import { exitGracefullyOnSignals, startPortcullis } from '../server/index.ts';
 import { AuditSourceError, AuditVerificationFailed, registerAuditCommands } from './audit.ts';
+import { UserCommandError, registerUserCommands } from './user.ts';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 /** Errors whose message is written for the operator and is safe to print as is. */
-const OPERATOR_ERRORS = [ConfigError, StoreUnavailableError, StoreSchemaError, MasterKeyError, SealedSecretError, AuditSourceError];
+const OPERATOR_ERRORS = [ConfigError, StoreUnavailableError, StoreSchemaError, MasterKeyError, SealedSecretError, AuditSourceError, UserCommandError];
 
 /** What a command writes; injected so tests can capture it. */
 export interface CliOutput {
@@ -19,6 +20,8 @@ export interface CliOutput {
   err(line: string): void;
   /** Progress output (no newline); present only when stderr is a terminal. */
   progress?(text: string): void;
+  /** Standard input for commands that read it (tests pass a stream). */
+  readonly stdin?: NodeJS.ReadableStream;
 }
 
 const processOutput: CliOutput = {
@@ -126,6 +129,7 @@ export async function main(argv: readonly string[], output: CliOutput = processO
       for (const warning of configWarnings(config)) output.err(`warning: ${warning}`);
     });
 
+  registerUserCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption, ...(output.stdin !== undefined && { stdin: output.stdin }) });
   registerAuditCommands(program, {
     out: (line) => output.out(line),
     err: (line) => output.err(line),

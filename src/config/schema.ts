@@ -183,6 +183,57 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    identity: Type.Object(
+      {
+        passwordMemoryCostKiB: Type.Integer({
+          minimum: 19_456,
+          maximum: 4_194_304,
+          default: 19_456,
+          env: 'PORTCULLIS_IDENTITY_PASSWORD_MEMORY_COST_KIB',
+          description: 'argon2id memory per password hash, in KiB (OWASP minimum 19456 = 19 MiB). Raising it upgrades each hash at its next login.',
+        }),
+        passwordTimeCost: Type.Integer({
+          minimum: 2,
+          maximum: 100,
+          default: 2,
+          env: 'PORTCULLIS_IDENTITY_PASSWORD_TIME_COST',
+          description: 'argon2id passes per password hash (OWASP minimum 2 at 19 MiB).',
+        }),
+        passwordParallelism: Type.Integer({
+          minimum: 1,
+          maximum: 16,
+          default: 1,
+          env: 'PORTCULLIS_IDENTITY_PASSWORD_PARALLELISM',
+          description: 'argon2id lanes per password hash.',
+        }),
+        sessionIdleTimeoutMs: Type.Integer({
+          minimum: 60_000,
+          default: 1_800_000,
+          env: 'PORTCULLIS_IDENTITY_SESSION_IDLE_TIMEOUT_MS',
+          description: 'A session unused for this long ends (sliding: each use renews it).',
+        }),
+        sessionAbsoluteTimeoutMs: Type.Integer({
+          minimum: 60_000,
+          default: 43_200_000,
+          env: 'PORTCULLIS_IDENTITY_SESSION_ABSOLUTE_TIMEOUT_MS',
+          description: 'A session ends this long after sign-in, however much it is used.',
+        }),
+        sessionRenewIntervalMs: Type.Integer({
+          minimum: 1_000,
+          default: 60_000,
+          env: 'PORTCULLIS_IDENTITY_SESSION_RENEW_INTERVAL_MS',
+          description: 'Sliding renewal writes at most once per this interval per session (reads stay cheap).',
+        }),
+        maxSessionsPerUser: Type.Integer({
+          minimum: 1,
+          maximum: 1000,
+          default: 10,
+          env: 'PORTCULLIS_IDENTITY_MAX_SESSIONS_PER_USER',
+          description: 'Sessions one user may hold; a new sign-in ends the oldest.',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     admin: Type.Object(
       {
         token: Type.Optional(

@@ -13,6 +13,8 @@ import { healthRoutes } from './health.ts';
 import { auditRoutes } from './audit-routes.ts';
 import { staticAdminAuthenticator } from './admin-auth.ts';
 import type { Ledger } from '../audit/index.ts';
+import type { Identity } from '../identity/index.ts';
+import { identityRoutes } from './identity-routes.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -29,6 +31,7 @@ export interface ServerDependencies {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly ledger: Ledger;
+  readonly identity?: Identity;
   /** More routes, registered after the built-in ones (feature modules, tests). */
   readonly plugins?: readonly FastifyPluginAsync[];
 }
@@ -96,6 +99,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
 
   await app.register(healthRoutes, { stores: deps.stores, metrics, metricsEnabled: config.metrics.enabled });
   await app.register(auditRoutes, { ledger: deps.ledger, admin: staticAdminAuthenticator(config.admin.token, deps.ledger) });
+  if (deps.identity !== undefined) await app.register(identityRoutes, { identity: deps.identity, origin: new URL(config.issuer).origin });
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;
 }

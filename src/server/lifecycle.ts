@@ -4,6 +4,7 @@ import { configWarnings, type Config } from '../config/index.ts';
 import { Metrics, createLogger, type Logger } from '../observability/index.ts';
 import { assertSchemaCurrent, openStores, systemClock, type Clock, type Stores } from '../store/index.ts';
 import { openLedger, type Ledger } from '../audit/index.ts';
+import { createIdentity, type Identity } from '../identity/index.ts';
 import { deriveKey, ensureMasterKeyFile, loadMasterKey } from '../tokens/index.ts';
 import { buildServer } from './app.ts';
 
@@ -20,6 +21,7 @@ export interface RunningPortcullis {
   readonly stores: Stores;
   readonly logger: Logger;
   readonly ledger: Ledger;
+  readonly identity: Identity;
   /** The URL it listens on (the real port when config.port is 0). */
   readonly url: string;
   /** Stops accepting, lets in-flight requests finish, closes the stores. */
@@ -65,7 +67,8 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     // The first checkpoint exists from the start, so clients always have one to hold.
     await ledger.latestCheckpoint();
     ledger.startCheckpointing(config.audit.checkpointIntervalMs, (error) => logger.error({ err: error }, 'audit checkpoint failed'));
-    const app = await buildServer({ config, stores, logger, metrics, ledger, ...(options.plugins !== undefined && { plugins: options.plugins }) });
+    const identity = createIdentity({ config, stores, ledger, masterKey, clock: options.clock ?? systemClock });
+    const app = await buildServer({ config, stores, logger, metrics, ledger, identity, ...(options.plugins !== undefined && { plugins: options.plugins }) });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address !== null ? address.port : config.port;
@@ -78,6 +81,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
       stores,
       logger,
       ledger,
+      identity,
       url,
       stop: () =>
         (stopping ??= (async () => {

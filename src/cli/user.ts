@@ -1,0 +1,136 @@
+/**
+ * `portcullis user create | list | disable | enable | delete`: accounts from
+ * the command line, through the same Accounts service the pages use (so
+ * every change is checked and audited the same way).
+ */
+import { createInterface } from 'node:readline';
+import type { Command, Option } from 'commander';
+import { openLedger } from '../audit/index.ts';
+import type { Config, ConfigInput } from '../config/index.ts';
+import { createIdentity, PasswordPolicyError, UserError, type Identity, type User } from '../identity/index.ts';
+import { assertSchemaCurrent, openStores, systemClock } from '../store/index.ts';
+import { loadMasterKey } from '../tokens/index.ts';
+
+export interface UserCliContext {
+  readonly out: (line: string) => void;
+  readonly err: (line: string) => void;
+  readonly load: (options: { config?: string }, overrides?: ConfigInput) => Readonly<Config>;
+  readonly configOption: () => Option;
+  /** Where a password is read from (stdin by default; tests pass text). */
+  readonly stdin?: NodeJS.ReadableStream;
+}
+
+/** A refusal the operator can act on: one line, exit 1. */
+export class UserCommandError extends Error {
+  override readonly name = 'UserCommandError';
+}
+
+async function withIdentity<T>(config: Readonly<Config>, work: (identity: Identity) => Promise<T>): Promise<T> {
+  const stores = await openStores(config);
+  try {
+    await assertSchemaCurrent(stores.durable);
+    const masterKey = loadMasterKey(config);
+    const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey, issuer: config.issuer, clock: systemClock, audit: config.audit });
+    try {
+      return await work(createIdentity({ config, stores, ledger, masterKey, clock: systemClock }));
+    } finally {
+      await ledger.close();
+    }
+  } finally {
+    await stores.close();
+  }
+}
+
+/** The first line of stdin: `printf '%s' "$PW" | portcullis user create --email … --password-stdin`. */
+async function readPassword(stdin: NodeJS.ReadableStream): Promise<string> {
+  const reader = createInterface({ input: stdin, crlfDelay: Infinity, terminal: false });
+  for await (const line of reader) {
+    reader.close();
+    return line;
+  }
+  throw new UserCommandError('--password-stdin: nothing on standard input');
+}
+
+async function findUser(identity: Identity, who: string): Promise<User> {
+  const user = who.startsWith('u_') ? await identity.accounts.users.byId(who) : await identity.accounts.users.byEmail(who);
+  if (user === null) throw new UserCommandError(`no user ${who}`);
+  return user;
+}
+
+function explain(error: unknown): never {
+  if (error instanceof PasswordPolicyError) throw new UserCommandError(`password refused: ${error.message}`);
+  if (error instanceof UserError) throw new UserCommandError(error.message);
+  throw error;
+}
+
+export function registerUserCommands(program: Command, context: UserCliContext): void {
+  const user = program.command('user').description('Manage user accounts.');
+
+  user
+    .command('create')
+    .description('Create a user. The password comes from standard input (--password-stdin), never from the command line.')
+    .addOption(context.configOption())
+    .requiredOption('--email <address>', "the user's email address (their sign-in name)")
+    .option('--password-stdin', 'read the password from the first line of standard input')
+    .action(async (options: { config?: string; email: string; passwordStdin?: boolean }) => {
+      const config = context.load(options);
+      const password = options.passwordStdin ? await readPassword(context.stdin ?? process.stdin) : null;
+      await withIdentity(config, async (identity) => {
+        const created = await identity.accounts.createUser(options.email, password, { actor: 'admin-cli' }).catch(explain);
+        context.out(`Created ${created.email} (${created.id})${password === null ? ' without a password: they cannot sign in until one is set' : ''}.`);
+      });
+    });
+
+  user
+    .command('list')
+    .description('List users: id, email, state.')
+    .addOption(context.configOption())
+    .action(async (options: { config?: string }) => {
+      const config = context.load(options);
+      await withIdentity(config, async (identity) => {
+        let after: string | undefined;
+        let count = 0;
+        for (;;) {
+          const page = await identity.accounts.users.list({ ...(after !== undefined && { after }), limit: 1000 });
+          for (const listed of page) context.out(`${listed.id}  ${listed.email}  ${listed.disabled ? 'disabled' : 'active'}`);
+          count += page.length;
+          if (page.length < 1000) break;
+          after = page.at(-1)!.id;
+        }
+        if (count === 0) context.out('No users yet: portcullis user create --email <address> --password-stdin');
+      });
+    });
+
+  for (const [name, disabled] of [
+    ['disable', true],
+    ['enable', false],
+  ] as const) {
+    user
+      .command(name)
+      .description(disabled ? 'Disable a user: they cannot sign in, and every session they hold ends now.' : 'Enable a disabled user again.')
+      .addOption(context.configOption())
+      .argument('<user>', 'email address or user id')
+      .action(async (who: string, options: { config?: string }) => {
+        const config = context.load(options);
+        await withIdentity(config, async (identity) => {
+          const found = await findUser(identity, who);
+          await identity.accounts.setDisabled(found.id, disabled, { actor: 'admin-cli' }).catch(explain);
+          context.out(`${found.email} is ${disabled ? 'disabled; their sessions have ended' : 'enabled'}.`);
+        });
+      });
+  }
+
+  user
+    .command('delete')
+    .description('Delete a user and end their sessions.')
+    .addOption(context.configOption())
+    .argument('<user>', 'email address or user id')
+    .action(async (who: string, options: { config?: string }) => {
+      const config = context.load(options);
+      await withIdentity(config, async (identity) => {
+        const found = await findUser(identity, who);
+        await identity.accounts.deleteUser(found.id, { actor: 'admin-cli' });
+        context.out(`Deleted ${found.email} (${found.id}).`);
+      });
+    });
+}

@@ -1,0 +1,157 @@
+/**
+ * What people and administrators do with accounts: sign in, change a
+ * password, disable, delete. Each step checks, acts, and records an audit
+ * event; nothing here writes HTML or reads HTTP.
+ */
+import type { Ledger } from '../audit/index.ts';
+import type { Clock } from '../store/index.ts';
+import { PasswordPolicyError, checkNewPassword, type PasswordHasher } from './passwords.ts';
+import type { NewSession, SessionManager } from './sessions.ts';
+import type { LoginThrottle } from './throttle.ts';
+import { UserError, normaliseEmail, type User, type UserDirectory } from './users.ts';
+
+/** Who is asking, for throttling and the audit entry. */
+export interface RequestContext {
+  readonly ip: string;
+  readonly requestId?: string;
+  readonly traceId?: string;
+  /** A short device description for the account page. */
+  readonly device?: string;
+}
+
+export type LoginResult =
+  | { readonly outcome: 'ok'; readonly user: User; readonly session: NewSession }
+  | { readonly outcome: 'invalid' }
+  | { readonly outcome: 'throttled'; readonly retryAfterSeconds: number };
+
+/** Longest input accepted before any work: bounds hashing cost (NIST allows 64+, we take 256 code points, at most 1 KiB). */
+const MAX_PASSWORD_BYTES = 1024;
+const MAX_EMAIL_BYTES = 254;
+
+export class Accounts {
+  readonly #users: UserDirectory;
+  readonly #hasher: PasswordHasher;
+  readonly #sessions: SessionManager;
+  readonly #throttle: LoginThrottle;
+  readonly #ledger: Ledger;
+  readonly #clock: Clock;
+  readonly #maskIp: (ip: string) => string;
+
+  constructor(options: { users: UserDirectory; hasher: PasswordHasher; sessions: SessionManager; throttle: LoginThrottle; ledger: Ledger; clock: Clock; maskIp: (ip: string) => string }) {
+    this.#users = options.users;
+    this.#hasher = options.hasher;
+    this.#sessions = options.sessions;
+    this.#throttle = options.throttle;
+    this.#ledger = options.ledger;
+    this.#clock = options.clock;
+    this.#maskIp = options.maskIp;
+  }
+
+  get users(): UserDirectory {
+    return this.#users;
+  }
+
+  get sessions(): SessionManager {
+    return this.#sessions;
+  }
+
+  /**
+   * Password sign-in. Unknown address, wrong password and disabled account
+   * all answer `invalid` after the same argon2 work (a dummy hash when there
+   * is no real one), so neither the answer nor its timing tells which.
+   */
+  async login(email: string, password: string, context: RequestContext): Promise<LoginResult> {
+    const account = normaliseEmail(email).slice(0, MAX_EMAIL_BYTES);
+    const verdict = await this.#throttle.check(account, context.ip);
+    const audit = { requestId: context.requestId, traceId: context.traceId, ip: context.ip };
+    if (!verdict.allowed) {
+      await this.#ledger.record({ type: 'auth.login.failed', outcome: 'denied', ...audit, detail: { reason: 'throttled', scope: verdict.scope } });
+      return { outcome: 'throttled', retryAfterSeconds: verdict.retryAfterSeconds };
+    }
+    const user = Buffer.byteLength(password) > MAX_PASSWORD_BYTES ? null : await this.#users.byEmail(account);
+    const check = user !== null && !user.disabled && user.passwordHash !== null ? await this.#hasher.verify(user.passwordHash, password) : { ok: await this.#hasher.verifyDummy(password), needsRehash: false };
+    if (!check.ok || user === null) {
+      const { pairLocked } = await this.#throttle.failed(account, context.ip);
+      await this.#ledger.record({
+        type: 'auth.login.failed',
+        outcome: 'failure',
+        ...(user !== null && { actorUserId: user.id }),
+        ...audit,
+        detail: { reason: user === null ? 'unknown_account' : user.disabled ? 'disabled' : 'wrong_password', locked: pairLocked },
+      });
+      return { outcome: 'invalid' };
+    }
+    await this.#throttle.succeeded(account, context.ip);
+    if (check.needsRehash) {
+      // The parameters changed since this hash was made: upgrade it now,
+      // while we hold the password (the only moment we ever do).
+      const upgraded = await this.#hasher.hash(password);
+      await this.#users.update(user.id, (current) => (current.passwordHash === user.passwordHash ? { passwordHash: upgraded } : {}));
+    }
+    const session = await this.#sessions.create(user.id, { amr: ['pwd'], device: context.device ?? 'unknown device', ip: this.#maskIp(context.ip) });
+    await this.#ledger.record({ type: 'auth.login.succeeded', outcome: 'success', actorUserId: user.id, ...audit, detail: { method: 'password', evictedSessions: session.evicted.length } });
+    for (const evicted of session.evicted) {
+      await this.#ledger.record({ type: 'session.revoked', outcome: 'success', actorUserId: user.id, ...audit, detail: { reason: 'session_limit', session: evicted.slice(0, 12) } });
+    }
+    return { outcome: 'ok', user, session };
+  }
+
+  /** Creates an account (admin CLI, later sign-up). The password is checked against the policy first. */
+  async createUser(email: string, password: string | null, context: { actor: string; requestId?: string }): Promise<User> {
+    const passwordHash = password === null ? null : await this.#hasher.hash(checkNewPassword(password, { email }));
+    const user = await this.#users.create(email, passwordHash, this.#clock());
+    await this.#ledger.record({ type: 'user.created', outcome: 'success', actorService: context.actor, ...(context.requestId !== undefined && { requestId: context.requestId }), detail: { subject: await this.#ledger.pseudonyms.pseudonym(user.id) } });
+    return user;
+  }
+
+  /**
+   * Changes a password after checking the current one; ends every other
+   * session of the user (OWASP: a password change invalidates sessions).
+   */
+  async changePassword(userId: string, current: string, next: string, keepSession: string, context: RequestContext): Promise<'changed' | 'wrong_password'> {
+    const user = await this.#users.byId(userId);
+    if (user === null) throw new UserError('not_found', 'no such user');
+    const check = user.passwordHash === null ? { ok: await this.#hasher.verifyDummy(current) } : await this.#hasher.verify(user.passwordHash, current);
+    const audit = { actorUserId: userId, requestId: context.requestId, traceId: context.traceId, ip: context.ip };
+    if (!check.ok) {
+      await this.#ledger.record({ type: 'user.updated', outcome: 'failure', ...audit, detail: { change: 'password', reason: 'wrong_password' } });
+      return 'wrong_password';
+    }
+    const passwordHash = await this.#hasher.hash(checkNewPassword(next, { email: user.email }));
+    await this.#users.update(userId, () => ({ passwordHash, passwordChangedAt: this.#clock() }));
+    const ended = await this.#sessions.revokeAll(userId, keepSession);
+    await this.#ledger.record({ type: 'user.updated', outcome: 'success', ...audit, detail: { change: 'password', sessionsEnded: ended } });
+    return 'changed';
+  }
+
+  async setDisabled(userId: string, disabled: boolean, context: { actor: string }): Promise<User> {
+    const user = await this.#users.update(userId, () => ({ disabled }));
+    const ended = disabled ? await this.#sessions.revokeAll(userId) : 0;
+    await this.#ledger.record({ type: disabled ? 'user.disabled' : 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { disabled, sessionsEnded: ended } });
+    return user;
+  }
+
+  async deleteUser(userId: string, context: { actor: string }): Promise<boolean> {
+    const ended = await this.#sessions.revokeAll(userId);
+    const deleted = await this.#users.delete(userId);
+    if (deleted) await this.#ledger.record({ type: 'user.deleted', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { sessionsEnded: ended } });
+    return deleted;
+  }
+
+  /** Signs out one session of the user (account page, logout). */
+  async endSession(userId: string, handle: string, context: RequestContext, reason: 'logout' | 'revoked'): Promise<boolean> {
+    const ended = await this.#sessions.revoke(userId, handle);
+    await this.#ledger.record({
+      type: reason === 'logout' ? 'auth.logout' : 'session.revoked',
+      outcome: 'success',
+      actorUserId: userId,
+      requestId: context.requestId,
+      traceId: context.traceId,
+      ip: context.ip,
+      detail: { session: handle.slice(0, 12) },
+    });
+    return ended;
+  }
+}
+
+export { PasswordPolicyError };

@@ -1,0 +1,54 @@
+/**
+ * Identity: users, passwords, sign-in, sessions, CSRF, brute-force defence,
+ * second factor. HTTP lives in src/server; this module only decides.
+ */
+import type { Ledger } from '../audit/index.ts';
+import type { Config } from '../config/index.ts';
+import { maskIp } from '../observability/index.ts';
+import type { Clock, Stores } from '../store/index.ts';
+import { deriveKey } from '../tokens/index.ts';
+import { Accounts } from './accounts.ts';
+import { CsrfTokens } from './csrf.ts';
+import { PasswordHasher } from './passwords.ts';
+import { SessionManager } from './sessions.ts';
+import { LoginThrottle } from './throttle.ts';
+import { UserDirectory } from './users.ts';
+
+export { Accounts, type LoginResult, type RequestContext } from './accounts.ts';
+export { CsrfTokens, sameOrigin } from './csrf.ts';
+export { PasswordHasher, PasswordPolicyError, checkNewPassword, normalisePassword } from './passwords.ts';
+export { SessionManager, sessionHandle, type Session, type SessionPolicy } from './sessions.ts';
+export { LoginThrottle, THROTTLE } from './throttle.ts';
+export { UserDirectory, UserError, normaliseEmail, type User } from './users.ts';
+export { TotpVerifier, generateTotpSecret, totpUri } from './totp.ts';
+export { consumeRecoveryCode, generateRecoveryCodes, remainingRecoveryCodes, saveRecoveryCodes } from './recovery-codes.ts';
+
+export interface Identity {
+  readonly accounts: Accounts;
+  readonly csrf: CsrfTokens;
+}
+
+export function createIdentity(options: { config: Readonly<Config>; stores: Stores; ledger: Ledger; masterKey: Uint8Array; clock: Clock }): Identity {
+  const { config, stores, clock } = options;
+  const identity = config.identity;
+  const sessions = new SessionManager({
+    hot: stores.hot,
+    clock,
+    policy: {
+      idleTimeoutMs: identity.sessionIdleTimeoutMs,
+      absoluteTimeoutMs: identity.sessionAbsoluteTimeoutMs,
+      renewIntervalMs: identity.sessionRenewIntervalMs,
+      maxPerUser: identity.maxSessionsPerUser,
+    },
+  });
+  const accounts = new Accounts({
+    users: new UserDirectory(stores.durable.records),
+    hasher: new PasswordHasher({ memoryCostKiB: identity.passwordMemoryCostKiB, timeCost: identity.passwordTimeCost, parallelism: identity.passwordParallelism }),
+    sessions,
+    throttle: new LoginThrottle({ hot: stores.hot, clock }),
+    ledger: options.ledger,
+    clock,
+    maskIp,
+  });
+  return { accounts, csrf: new CsrfTokens(deriveKey(options.masterKey, 'csrf')) };
+}

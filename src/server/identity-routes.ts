@@ -1,0 +1,223 @@
+import { randomBytes } from 'node:crypto';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import fastifyCookie from '@fastify/cookie';
+import fastifyFormbody from '@fastify/formbody';
+import { PasswordPolicyError, sameOrigin, type Identity, type RequestContext, type Session, type User } from '../identity/index.ts';
+import { accountPage, errorPage, loginPage, logoutPage } from './views/pages.ts';
+import { STYLESHEET } from './views/style.ts';
+
+export interface IdentityRoutesOptions {
+  readonly identity: Identity;
+  /** Our own origin (scheme://host[:port]), for the Origin check. */
+  readonly origin: string;
+}
+
+/**
+ * `__Host-` (RFC 6265bis 4.1.3.2): Secure, Path=/, no Domain, so no sibling
+ * subdomain can set or shadow it. Browsers count loopback as secure, so the
+ * Secure attribute works on http://127.0.0.1 in development too; production
+ * always runs behind TLS.
+ */
+const SESSION_COOKIE = '__Host-portcullis';
+/** Binds the sign-in form's CSRF token before there is a session (login CSRF). */
+const LOGIN_COOKIE = '__Host-portcullis-login';
+const LOGIN_COOKIE_MAX_AGE_S = 30 * 60;
+const MAX_FIELD = 1024;
+
+/** Pages allow their own stylesheet and forms to themselves, and nothing else: no script at all. */
+const PAGE_CSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const NOTICES: Record<string, string> = {
+  revoked: 'The session was signed out.',
+  others: 'All other sessions were signed out.',
+  password: 'Your password was changed. Other sessions were signed out.',
+};
+
+function page(reply: FastifyReply, status: number, body: string): FastifyReply {
+  return reply.code(status).header('content-security-policy', PAGE_CSP).type('text/html; charset=utf-8').send(body);
+}
+
+/** A same-site path to go back to after sign-in: never another origin (open redirect). */
+function safeReturnTo(value: unknown): string | undefined {
+  if (typeof value !== 'string' || value.length > 512 || !value.startsWith('/') || value.startsWith('//') || value.includes('\\') || /[\u0000-\u001f]/.test(value)) return undefined;
+  return value;
+}
+
+/** A short, non-identifying device name from the User-Agent, for the account page. */
+export function describeDevice(userAgent: string | undefined): string {
+  if (userAgent === undefined) return 'Unknown device';
+  const browser = /Edg\//.test(userAgent) ? 'Edge' : /Firefox\//.test(userAgent) ? 'Firefox' : /Chrom(e|ium)\//.test(userAgent) ? 'Chrome' : /Safari\//.test(userAgent) ? 'Safari' : /curl\//.test(userAgent) ? 'curl' : 'Browser';
+  const system = /Android/.test(userAgent) ? 'Android' : /iPhone|iPad/.test(userAgent) ? 'iOS' : /Windows/.test(userAgent) ? 'Windows' : /Mac OS X/.test(userAgent) ? 'macOS' : /Linux/.test(userAgent) ? 'Linux' : 'another system';
+  return `${browser} on ${system}`;
+}
+
+function field(body: unknown, name: string): string | undefined {
+  const value = (body as Record<string, unknown> | undefined)?.[name];
+  return typeof value === 'string' && value.length <= MAX_FIELD && value.isWellFormed() ? value : undefined;
+}
+
+/**
+ * Sign-in, account and sign-out pages. Every state change is a POST that
+ * needs the session's CSRF token and a same-origin request; every refusal is
+ * a page with a clear message, never a 500.
+ */
+export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (app, { identity, origin }) => {
+  const { accounts, csrf } = identity;
+  await app.register(fastifyCookie);
+  await app.register(fastifyFormbody, { bodyLimit: 8 * 1024 });
+
+  const context = (request: FastifyRequest): RequestContext => ({ ip: request.ip, requestId: request.id, traceId: request.traceId, device: describeDevice(request.headers['user-agent']) });
+
+  const setSessionCookie = (reply: FastifyReply, id: string) =>
+    reply.setCookie(SESSION_COOKIE, id, { path: '/', secure: true, httpOnly: true, sameSite: 'lax', maxAge: Math.floor(accounts.sessions.policy.absoluteTimeoutMs / 1000) });
+  const clearSessionCookie = (reply: FastifyReply) => reply.clearCookie(SESSION_COOKIE, { path: '/', secure: true, httpOnly: true, sameSite: 'lax' });
+
+  async function currentSession(request: FastifyRequest): Promise<{ session: Session; user: User } | null> {
+    const id = request.cookies[SESSION_COOKIE];
+    if (id === undefined) return null;
+    const session = await accounts.sessions.resolve(id);
+    if (session === null) return null;
+    const user = await accounts.users.byId(session.userId);
+    if (user === null || user.disabled) return null;
+    return { session, user };
+  }
+
+  /** Same-origin and a valid token for the binding, or a 403 page. */
+  function refuseForgery(request: FastifyRequest, reply: FastifyReply, binding: string | undefined): FastifyReply | undefined {
+    if (!sameOrigin(request.headers, origin) || binding === undefined || !csrf.verify(binding, field(request.body, '_csrf'))) {
+      return page(reply, 403, errorPage({ title: 'Request refused', detail: 'This form was not sent from this site, or it expired. Go back, reload the page and try again.' }));
+    }
+    return undefined;
+  }
+
+  app.get('/assets/portcullis.css', async (_request, reply) => reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=3600').send(STYLESHEET));
+
+  app.get('/login', async (request, reply) => {
+    const returnTo = safeReturnTo((request.query as Record<string, unknown>)['return_to']);
+    if ((await currentSession(request)) !== null) return reply.redirect(returnTo ?? '/account', 303);
+    const nonce = randomBytes(18).toString('base64url');
+    reply.setCookie(LOGIN_COOKIE, nonce, { path: '/', secure: true, httpOnly: true, sameSite: 'lax', maxAge: LOGIN_COOKIE_MAX_AGE_S });
+    return page(reply, 200, loginPage({ csrf: csrf.token(`login:${nonce}`), ...(returnTo !== undefined && { returnTo }) }));
+  });
+
+  app.post('/login', async (request, reply) => {
+    const nonce = request.cookies[LOGIN_COOKIE];
+    const refused = refuseForgery(request, reply, nonce === undefined ? undefined : `login:${nonce}`);
+    if (refused !== undefined) return refused;
+    const email = field(request.body, 'email');
+    const password = field(request.body, 'password');
+    const returnTo = safeReturnTo(field(request.body, 'return_to'));
+    const again = (status: number, error: string) => page(reply, status, loginPage({ csrf: csrf.token(`login:${nonce!}`), error, ...(email !== undefined && { email }), ...(returnTo !== undefined && { returnTo }) }));
+    if (email === undefined || password === undefined || email.trim() === '' || password === '') return again(400, 'Enter your email address and your password.');
+    const result = await accounts.login(email, password, context(request));
+    if (result.outcome === 'throttled') {
+      reply.header('retry-after', String(result.retryAfterSeconds));
+      return again(429, `Too many attempts. Wait ${result.retryAfterSeconds} seconds, then try again.`);
+    }
+    if (result.outcome === 'invalid') return again(401, 'The email address or the password is not right.');
+    // A new session id at every sign-in (no fixation), and the pre-session cookie is spent.
+    setSessionCookie(reply, result.session.id);
+    reply.clearCookie(LOGIN_COOKIE, { path: '/', secure: true, httpOnly: true, sameSite: 'lax' });
+    return reply.redirect(returnTo ?? '/account', 303);
+  });
+
+  app.get('/account', async (request, reply) => {
+    const current = await currentSession(request);
+    if (current === null) return reply.redirect(`/login?return_to=${encodeURIComponent('/account')}`, 303);
+    const done = (request.query as Record<string, unknown>)['done'];
+    const notice = typeof done === 'string' ? NOTICES[done] : undefined;
+    const sessions = await accounts.sessions.list(current.user.id);
+    return page(
+      reply,
+      200,
+      accountPage({
+        email: current.user.email,
+        csrf: csrf.token(current.session.handle),
+        sessions: sessions.map((session) => ({ ...session, current: session.handle === current.session.handle })),
+        ...(notice !== undefined && { notice }),
+      }),
+    );
+  });
+
+  // A small JSON view of the session, for scripts and the authenticated-request benchmark.
+  app.get('/account/session.json', async (request, reply) => {
+    const current = await currentSession(request);
+    if (current === null) return reply.code(401).header('www-authenticate', 'Cookie realm="portcullis"').send({ authenticated: false });
+    return { authenticated: true, email: current.user.email, authTime: Math.floor(current.session.authTime / 1000), amr: current.session.amr, expiresAt: Math.floor(current.session.absoluteExpiresAt / 1000) };
+  });
+
+  app.post('/account/sessions/revoke', async (request, reply) => {
+    const current = await currentSession(request);
+    if (current === null) return reply.redirect('/login', 303);
+    const refused = refuseForgery(request, reply, current.session.handle);
+    if (refused !== undefined) return refused;
+    const handle = field(request.body, 'session');
+    // Only one of the user's own sessions: a handle is checked against their list, never trusted.
+    const own = handle === undefined ? undefined : (await accounts.sessions.list(current.user.id)).find((session) => session.handle === handle);
+    if (own === undefined) return page(reply, 400, errorPage({ title: 'No such session', detail: 'That session has already ended, or it is not yours.' }));
+    await accounts.endSession(current.user.id, own.handle, context(request), 'revoked');
+    return reply.redirect(own.handle === current.session.handle ? '/login' : '/account?done=revoked', 303);
+  });
+
+  app.post('/account/sessions/revoke-others', async (request, reply) => {
+    const current = await currentSession(request);
+    if (current === null) return reply.redirect('/login', 303);
+    const refused = refuseForgery(request, reply, current.session.handle);
+    if (refused !== undefined) return refused;
+    for (const session of await accounts.sessions.list(current.user.id)) {
+      if (session.handle !== current.session.handle) await accounts.endSession(current.user.id, session.handle, context(request), 'revoked');
+    }
+    return reply.redirect('/account?done=others', 303);
+  });
+
+  app.post('/account/password', async (request, reply) => {
+    const current = await currentSession(request);
+    if (current === null) return reply.redirect('/login', 303);
+    const refused = refuseForgery(request, reply, current.session.handle);
+    if (refused !== undefined) return refused;
+    const currentPassword = field(request.body, 'current_password');
+    const newPassword = field(request.body, 'new_password');
+    const again = async (error: string) =>
+      page(
+        reply,
+        400,
+        accountPage({
+          email: current.user.email,
+          csrf: csrf.token(current.session.handle),
+          sessions: (await accounts.sessions.list(current.user.id)).map((session) => ({ ...session, current: session.handle === current.session.handle })),
+          error,
+        }),
+      );
+    if (currentPassword === undefined || newPassword === undefined) return again('Enter your current password and a new one.');
+    try {
+      const outcome = await accounts.changePassword(current.user.id, currentPassword, newPassword, current.session.handle, context(request));
+      if (outcome === 'wrong_password') return await again('The current password is not right.');
+    } catch (error) {
+      if (error instanceof PasswordPolicyError) return again(`The new password was refused: ${error.message}`);
+      throw error;
+    }
+    // A privilege change gets a new session id too (OWASP session management).
+    const renewed = await accounts.sessions.create(current.user.id, { amr: current.session.amr, device: current.session.device, ip: current.session.ip, authTime: current.session.authTime });
+    await accounts.sessions.revoke(current.user.id, current.session.handle);
+    setSessionCookie(reply, renewed.id);
+    return reply.redirect('/account?done=password', 303);
+  });
+
+  app.get('/logout', async (request, reply) => {
+    const current = await currentSession(request);
+    return page(reply, 200, logoutPage({ csrf: current === null ? '' : csrf.token(current.session.handle), signedIn: current !== null }));
+  });
+
+  app.post('/logout', async (request, reply) => {
+    const current = await currentSession(request);
+    if (current === null) {
+      clearSessionCookie(reply);
+      return page(reply, 200, logoutPage({ csrf: '', signedIn: false }));
+    }
+    const refused = refuseForgery(request, reply, current.session.handle);
+    if (refused !== undefined) return refused;
+    await accounts.endSession(current.user.id, current.session.handle, context(request), 'logout');
+    clearSessionCookie(reply);
+    return page(reply, 200, logoutPage({ csrf: '', signedIn: false }));
+  });
+};

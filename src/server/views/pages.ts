@@ -1,0 +1,123 @@
+/**
+ * The sign-in, account and sign-out pages: server-rendered, no script at
+ * all, labelled fields in a natural focus order, one h1 per page, errors
+ * announced (role="alert") and tied to their form.
+ */
+import { html, type Html } from './html.ts';
+
+export interface SessionRow {
+  readonly handle: string;
+  readonly device: string;
+  readonly ip: string;
+  readonly lastSeenAt: number;
+  readonly createdAt: number;
+  readonly current: boolean;
+}
+
+function layout(title: string, body: Html): string {
+  return html`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>${title} · Portcullis</title>
+<link rel="stylesheet" href="/assets/portcullis.css">
+</head>
+<body>
+<main>
+${body}
+</main>
+</body>
+</html>
+`.text;
+}
+
+const message = (error: string | undefined, notice?: string) => html`${error !== undefined ? html`<p class="error" role="alert" id="form-error">${error}</p>` : ''}${notice !== undefined ? html`<p class="notice" role="status">${notice}</p>` : ''}`;
+
+export function loginPage(options: { csrf: string; email?: string; error?: string; returnTo?: string }): string {
+  return layout(
+    'Sign in',
+    html`<h1>Sign in</h1>
+${message(options.error)}
+<form method="post" action="/login"${options.error !== undefined ? html` aria-describedby="form-error"` : ''}>
+<input type="hidden" name="_csrf" value="${options.csrf}">
+${options.returnTo !== undefined ? html`<input type="hidden" name="return_to" value="${options.returnTo}">` : ''}
+<label for="email">Email address</label>
+<input type="email" id="email" name="email" autocomplete="username" required maxlength="254" value="${options.email ?? ''}"${options.email === undefined ? ' autofocus' : ''}>
+<label for="password">Password</label>
+<input type="password" id="password" name="password" autocomplete="current-password" required maxlength="1024"${options.email !== undefined ? ' autofocus' : ''}>
+<button type="submit">Sign in</button>
+</form>`,
+  );
+}
+
+function formatTime(ms: number): string {
+  return new Date(ms).toISOString().replace('T', ' ').slice(0, 16) + ' UTC';
+}
+
+export function accountPage(options: { email: string; csrf: string; sessions: readonly SessionRow[]; error?: string; notice?: string }): string {
+  const others = options.sessions.filter((session) => !session.current).length;
+  return layout(
+    'Your account',
+    html`<h1>Your account</h1>
+${message(options.error, options.notice)}
+<p>Signed in as <strong>${options.email}</strong>.</p>
+
+<h2 id="sessions-heading">Active sessions</h2>
+<table aria-labelledby="sessions-heading">
+<thead><tr><th scope="col">Device</th><th scope="col">Network</th><th scope="col">Last seen</th><th scope="col"><span class="hint">Action</span></th></tr></thead>
+<tbody>
+${options.sessions.map(
+  (session) => html`<tr>
+<td>${session.device}${session.current ? html` <span class="current">(this session)</span>` : ''}</td>
+<td>${session.ip}</td>
+<td>${formatTime(session.lastSeenAt)}</td>
+<td>${
+    session.current
+      ? ''
+      : html`<form class="inline" method="post" action="/account/sessions/revoke"><input type="hidden" name="_csrf" value="${options.csrf}"><input type="hidden" name="session" value="${session.handle}"><button type="submit" class="small secondary" aria-label="Sign out the session on ${session.device}, last seen ${formatTime(session.lastSeenAt)}">Sign out</button></form>`
+  }</td>
+</tr>
+`,
+)}
+</tbody>
+</table>
+${
+  others > 0
+    ? html`<form method="post" action="/account/sessions/revoke-others"><input type="hidden" name="_csrf" value="${options.csrf}"><button type="submit" class="secondary">Sign out all other sessions (${others})</button></form>`
+    : html`<p class="hint">No other sessions.</p>`
+}
+
+<h2>Change password</h2>
+<form method="post" action="/account/password">
+<input type="hidden" name="_csrf" value="${options.csrf}">
+<label for="current-password">Current password</label>
+<input type="password" id="current-password" name="current_password" autocomplete="current-password" required maxlength="1024">
+<label for="new-password">New password</label>
+<input type="password" id="new-password" name="new_password" autocomplete="new-password" required minlength="8" maxlength="1024" aria-describedby="new-password-hint">
+<p class="hint" id="new-password-hint">At least 8 characters. Common or breached passwords are refused. Other sessions are signed out.</p>
+<button type="submit">Change password</button>
+</form>
+
+<h2>Sign out</h2>
+<form method="post" action="/logout"><input type="hidden" name="_csrf" value="${options.csrf}"><button type="submit" class="secondary">Sign out</button></form>`,
+  );
+}
+
+export function logoutPage(options: { csrf: string; signedIn: boolean }): string {
+  return layout(
+    'Sign out',
+    options.signedIn
+      ? html`<h1>Sign out</h1>
+<p>Do you want to sign out of Portcullis on this device?</p>
+<form method="post" action="/logout"><input type="hidden" name="_csrf" value="${options.csrf}"><button type="submit">Sign out</button></form>
+<p><a href="/account">Back to your account</a></p>`
+      : html`<h1>Signed out</h1>
+<p>You are not signed in. <a href="/login">Sign in</a></p>`,
+  );
+}
+
+export function errorPage(options: { title: string; detail: string }): string {
+  return layout(options.title, html`<h1>${options.title}</h1><p>${options.detail}</p><p><a href="/login">Sign in</a></p>`);
+}
