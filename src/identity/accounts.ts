@@ -21,6 +21,8 @@ export interface RequestContext {
 
 export type LoginResult =
   | { readonly outcome: 'ok'; readonly user: User; readonly session: NewSession }
+  /** The password was right and the user has a second factor: answer the challenge next. */
+  | { readonly outcome: 'second_factor'; readonly user: User }
   | { readonly outcome: 'invalid' }
   | { readonly outcome: 'throttled'; readonly retryAfterSeconds: number };
 
@@ -88,12 +90,45 @@ export class Accounts {
       const upgraded = await this.#hasher.hash(password);
       await this.#users.update(user.id, (current) => (current.passwordHash === user.passwordHash ? { passwordHash: upgraded } : {}));
     }
-    const session = await this.#sessions.create(user.id, { amr: ['pwd'], device: context.device ?? 'unknown device', ip: this.#maskIp(context.ip) });
-    await this.#ledger.record({ type: 'auth.login.succeeded', outcome: 'success', actorUserId: user.id, ...audit, detail: { method: 'password', evictedSessions: session.evicted.length } });
+    if (user.totpSecret !== null && user.totpSecret !== undefined) return { outcome: 'second_factor', user };
+    return { outcome: 'ok', user, session: await this.#signIn(user, ['pwd'], 'password', context) };
+  }
+
+  /** The second step answered (TOTP or a recovery code): the session starts now. */
+  async completeSecondFactor(userId: string, method: 'totp' | 'recovery_code', context: RequestContext): Promise<LoginResult> {
+    const user = await this.#users.byId(userId);
+    if (user === null || user.disabled) return { outcome: 'invalid' };
+    return { outcome: 'ok', user, session: await this.#signIn(user, ['pwd', method === 'totp' ? 'otp' : 'mfa'], `password+${method}`, context) };
+  }
+
+  /** Records a wrong second-factor answer. */
+  async secondFactorFailed(userId: string | undefined, context: RequestContext): Promise<void> {
+    await this.#ledger.record({
+      type: 'auth.login.failed',
+      outcome: 'failure',
+      ...(userId !== undefined && { actorUserId: userId }),
+      requestId: context.requestId,
+      traceId: context.traceId,
+      ip: context.ip,
+      detail: { reason: 'wrong_second_factor' },
+    });
+  }
+
+  async #signIn(user: User, amr: readonly string[], method: string, context: RequestContext): Promise<NewSession> {
+    const audit = { requestId: context.requestId, traceId: context.traceId, ip: context.ip };
+    const session = await this.#sessions.create(user.id, { amr, device: context.device ?? 'unknown device', ip: this.#maskIp(context.ip) });
+    await this.#ledger.record({ type: 'auth.login.succeeded', outcome: 'success', actorUserId: user.id, ...audit, detail: { method, evictedSessions: session.evicted.length } });
     for (const evicted of session.evicted) {
       await this.#ledger.record({ type: 'session.revoked', outcome: 'success', actorUserId: user.id, ...audit, detail: { reason: 'session_limit', session: evicted.slice(0, 12) } });
     }
-    return { outcome: 'ok', user, session };
+    return session;
+  }
+
+  /** Checks a user's current password (for sensitive changes such as turning off the second factor). */
+  async checkPassword(userId: string, password: string): Promise<boolean> {
+    const user = await this.#users.byId(userId);
+    if (user === null || user.passwordHash === null) return this.#hasher.verifyDummy(password);
+    return (await this.#hasher.verify(user.passwordHash, password)).ok;
   }
 
   /** Creates an account (admin CLI, later sign-up). The password is checked against the policy first. */

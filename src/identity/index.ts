@@ -13,6 +13,7 @@ import { PasswordHasher } from './passwords.ts';
 import { SessionManager } from './sessions.ts';
 import { LoginThrottle } from './throttle.ts';
 import { UserDirectory } from './users.ts';
+import { SecondFactor } from './second-factor.ts';
 
 export { Accounts, type LoginResult, type RequestContext } from './accounts.ts';
 export { CsrfTokens, sameOrigin } from './csrf.ts';
@@ -20,12 +21,14 @@ export { PasswordHasher, PasswordPolicyError, checkNewPassword, normalisePasswor
 export { SessionManager, sessionHandle, type Session, type SessionPolicy } from './sessions.ts';
 export { LoginThrottle, THROTTLE } from './throttle.ts';
 export { UserDirectory, UserError, normaliseEmail, type User } from './users.ts';
+export { SecondFactor, MAX_CHALLENGE_ATTEMPTS, type ChallengeResult } from './second-factor.ts';
 export { TotpVerifier, generateTotpSecret, totpUri } from './totp.ts';
 export { consumeRecoveryCode, generateRecoveryCodes, remainingRecoveryCodes, saveRecoveryCodes } from './recovery-codes.ts';
 
 export interface Identity {
   readonly accounts: Accounts;
   readonly csrf: CsrfTokens;
+  readonly secondFactor: SecondFactor;
 }
 
 export function createIdentity(options: { config: Readonly<Config>; stores: Stores; ledger: Ledger; masterKey: Uint8Array; clock: Clock }): Identity {
@@ -50,5 +53,15 @@ export function createIdentity(options: { config: Readonly<Config>; stores: Stor
     clock,
     maskIp,
   });
-  return { accounts, csrf: new CsrfTokens(deriveKey(options.masterKey, 'csrf')) };
+  const secondFactor = new SecondFactor({
+    hot: stores.hot,
+    records: stores.durable.records,
+    users: accounts.users,
+    ledger: options.ledger,
+    clock,
+    masterKey: options.masterKey,
+    recoveryKey: deriveKey(options.masterKey, 'recovery-codes'),
+    issuer: new URL(config.issuer).hostname,
+  });
+  return { accounts, csrf: new CsrfTokens(deriveKey(options.masterKey, 'csrf')), secondFactor };
 }

@@ -99,7 +99,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
 
   await app.register(healthRoutes, { stores: deps.stores, metrics, metricsEnabled: config.metrics.enabled });
   await app.register(auditRoutes, { ledger: deps.ledger, admin: staticAdminAuthenticator(config.admin.token, deps.ledger) });
-  if (deps.identity !== undefined) await app.register(identityRoutes, { identity: deps.identity, origin: new URL(config.issuer).origin });
+  if (deps.identity !== undefined) await app.register(identityRoutes, { identity: deps.identity, origin: () => ownOrigin(config.issuer, app) });
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;
 }
@@ -121,6 +121,17 @@ function requestDurationRecorder(metrics: Metrics): (method: string, route: stri
     }
     child.observe(seconds);
   };
+}
+
+/**
+ * Our origin for same-origin checks: the issuer's, except that a development
+ * issuer derived from port 0 ("pick a free port") takes the port actually bound.
+ */
+function ownOrigin(issuer: string, app: FastifyInstance): string {
+  const url = new URL(issuer);
+  if (url.port !== '0') return url.origin;
+  const address = app.server.address();
+  return typeof address === 'object' && address !== null ? `${url.protocol}//${url.hostname}:${address.port}` : url.origin;
 }
 
 function readTls(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {

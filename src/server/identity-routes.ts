@@ -3,13 +3,13 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import fastifyFormbody from '@fastify/formbody';
 import { PasswordPolicyError, sameOrigin, type Identity, type RequestContext, type Session, type User } from '../identity/index.ts';
-import { accountPage, errorPage, loginPage, logoutPage } from './views/pages.ts';
+import { accountPage, errorPage, loginPage, logoutPage, recoveryCodesPage, secondFactorPage, type SecondFactorState } from './views/pages.ts';
 import { STYLESHEET } from './views/style.ts';
 
 export interface IdentityRoutesOptions {
   readonly identity: Identity;
   /** Our own origin (scheme://host[:port]), for the Origin check. */
-  readonly origin: string;
+  readonly origin: () => string;
 }
 
 /**
@@ -22,6 +22,9 @@ const SESSION_COOKIE = '__Host-portcullis';
 /** Binds the sign-in form's CSRF token before there is a session (login CSRF). */
 const LOGIN_COOKIE = '__Host-portcullis-login';
 const LOGIN_COOKIE_MAX_AGE_S = 30 * 60;
+/** Carries the single-use challenge between the password and the second factor. */
+const MFA_COOKIE = '__Host-portcullis-mfa';
+const MFA_COOKIE_MAX_AGE_S = 5 * 60;
 const MAX_FIELD = 1024;
 
 /** Pages allow their own stylesheet and forms to themselves, and nothing else: no script at all. */
@@ -31,6 +34,7 @@ const NOTICES: Record<string, string> = {
   revoked: 'The session was signed out.',
   others: 'All other sessions were signed out.',
   password: 'Your password was changed. Other sessions were signed out.',
+  'mfa-off': 'Two-step verification is off.',
 };
 
 function page(reply: FastifyReply, status: number, body: string): FastifyReply {
@@ -62,7 +66,8 @@ function field(body: unknown, name: string): string | undefined {
  * a page with a clear message, never a 500.
  */
 export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (app, { identity, origin }) => {
-  const { accounts, csrf } = identity;
+  const { accounts, csrf, secondFactor } = identity;
+  const cookieOptions = { path: '/', secure: true, httpOnly: true, sameSite: 'lax' } as const;
   await app.register(fastifyCookie);
   await app.register(fastifyFormbody, { bodyLimit: 8 * 1024 });
 
@@ -84,7 +89,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
 
   /** Same-origin and a valid token for the binding, or a 403 page. */
   function refuseForgery(request: FastifyRequest, reply: FastifyReply, binding: string | undefined): FastifyReply | undefined {
-    if (!sameOrigin(request.headers, origin) || binding === undefined || !csrf.verify(binding, field(request.body, '_csrf'))) {
+    if (!sameOrigin(request.headers, origin()) || binding === undefined || !csrf.verify(binding, field(request.body, '_csrf'))) {
       return page(reply, 403, errorPage({ title: 'Request refused', detail: 'This form was not sent from this site, or it expired. Go back, reload the page and try again.' }));
     }
     return undefined;
@@ -115,28 +120,104 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
       return again(429, `Too many attempts. Wait ${result.retryAfterSeconds} seconds, then try again.`);
     }
     if (result.outcome === 'invalid') return again(401, 'The email address or the password is not right.');
+    if (result.outcome === 'second_factor') {
+      reply.setCookie(MFA_COOKIE, await secondFactor.challenge(result.user.id), { ...cookieOptions, maxAge: MFA_COOKIE_MAX_AGE_S });
+      reply.clearCookie(LOGIN_COOKIE, cookieOptions);
+      return reply.redirect(`/login/totp${returnTo !== undefined ? `?return_to=${encodeURIComponent(returnTo)}` : ''}`, 303);
+    }
     // A new session id at every sign-in (no fixation), and the pre-session cookie is spent.
     setSessionCookie(reply, result.session.id);
     reply.clearCookie(LOGIN_COOKIE, { path: '/', secure: true, httpOnly: true, sameSite: 'lax' });
     return reply.redirect(returnTo ?? '/account', 303);
   });
 
-  app.get('/account', async (request, reply) => {
-    const current = await currentSession(request);
-    if (current === null) return reply.redirect(`/login?return_to=${encodeURIComponent('/account')}`, 303);
-    const done = (request.query as Record<string, unknown>)['done'];
-    const notice = typeof done === 'string' ? NOTICES[done] : undefined;
+  app.get('/login/totp', async (request, reply) => {
+    const token = request.cookies[MFA_COOKIE];
+    if (token === undefined) return reply.redirect('/login', 303);
+    const returnTo = safeReturnTo((request.query as Record<string, unknown>)['return_to']);
+    return page(reply, 200, secondFactorPage({ csrf: csrf.token(`mfa:${token}`), ...(returnTo !== undefined && { returnTo }) }));
+  });
+
+  app.post('/login/totp', async (request, reply) => {
+    const token = request.cookies[MFA_COOKIE];
+    const refused = refuseForgery(request, reply, token === undefined ? undefined : `mfa:${token}`);
+    if (refused !== undefined) return refused;
+    const returnTo = safeReturnTo(field(request.body, 'return_to'));
+    const code = field(request.body, 'code') ?? '';
+    const answer = await secondFactor.answer(token!, code.slice(0, 64));
+    if (answer.outcome === 'expired') {
+      reply.clearCookie(MFA_COOKIE, cookieOptions);
+      return page(reply, 401, errorPage({ title: 'Sign in again', detail: 'The sign-in took too long or had too many wrong codes. Start again with your password.' }));
+    }
+    if (answer.outcome === 'invalid') {
+      await accounts.secondFactorFailed(undefined, context(request));
+      return page(reply, 401, secondFactorPage({ csrf: csrf.token(`mfa:${token!}`), error: `That code is not right. ${answer.attemptsLeft} attempts left.`, ...(returnTo !== undefined && { returnTo }) }));
+    }
+    const result = await accounts.completeSecondFactor(answer.userId, answer.method, context(request));
+    if (result.outcome !== 'ok') return page(reply, 401, errorPage({ title: 'Sign in again', detail: 'This account cannot sign in.' }));
+    setSessionCookie(reply, result.session.id);
+    reply.clearCookie(MFA_COOKIE, cookieOptions);
+    return reply.redirect(returnTo ?? '/account', 303);
+  });
+
+  async function secondFactorState(user: User): Promise<SecondFactorState> {
+    if (user.totpSecret !== null && user.totpSecret !== undefined) return { state: 'on', recoveryCodesLeft: await secondFactor.remainingRecoveryCodes(user.id) };
+    const pending = await secondFactor.pendingEnrolment(user.id, user.email);
+    return pending === null ? { state: 'off' } : { state: 'pending', ...pending };
+  }
+
+  async function renderAccount(reply: FastifyReply, current: { session: Session; user: User }, status: number, extra: { error?: string; notice?: string } = {}) {
     const sessions = await accounts.sessions.list(current.user.id);
     return page(
       reply,
-      200,
+      status,
       accountPage({
         email: current.user.email,
         csrf: csrf.token(current.session.handle),
         sessions: sessions.map((session) => ({ ...session, current: session.handle === current.session.handle })),
-        ...(notice !== undefined && { notice }),
+        secondFactor: await secondFactorState(current.user),
+        ...extra,
       }),
     );
+  }
+
+  app.post('/account/totp/begin', async (request, reply) => {
+    const current = await currentSession(request);
+    if (current === null) return reply.redirect('/login', 303);
+    const refused = refuseForgery(request, reply, current.session.handle);
+    if (refused !== undefined) return refused;
+    if (current.user.totpSecret === null || current.user.totpSecret === undefined) await secondFactor.beginEnrolment(current.user.id, current.user.email);
+    return reply.redirect('/account', 303);
+  });
+
+  app.post('/account/totp/confirm', async (request, reply) => {
+    const current = await currentSession(request);
+    if (current === null) return reply.redirect('/login', 303);
+    const refused = refuseForgery(request, reply, current.session.handle);
+    if (refused !== undefined) return refused;
+    const codes = await secondFactor.confirmEnrolment(current.user.id, field(request.body, 'code') ?? '', { requestId: request.id, ip: request.ip });
+    if (codes === null) return renderAccount(reply, current, 400, { error: 'That code is not right, or the setup expired. Try the current code from your app.' });
+    return page(reply, 200, recoveryCodesPage({ codes }));
+  });
+
+  app.post('/account/totp/disable', async (request, reply) => {
+    const current = await currentSession(request);
+    if (current === null) return reply.redirect('/login', 303);
+    const refused = refuseForgery(request, reply, current.session.handle);
+    if (refused !== undefined) return refused;
+    if (!(await accounts.checkPassword(current.user.id, field(request.body, 'password') ?? ''))) {
+      return renderAccount(reply, current, 400, { error: 'The password is not right; two-step verification stays on.' });
+    }
+    await secondFactor.disable(current.user.id, { requestId: request.id, ip: request.ip });
+    return reply.redirect('/account?done=mfa-off', 303);
+  });
+
+  app.get('/account', async (request, reply) => {
+    const current = await currentSession(request);
+    if (current === null) return reply.redirect(`/login?return_to=${encodeURIComponent('/account')}`, 303);
+    const done = (request.query as Record<string, unknown>)['done'];
+    const notice = typeof done === 'string' && Object.hasOwn(NOTICES, done) ? NOTICES[done] : undefined;
+    return renderAccount(reply, current, 200, notice !== undefined ? { notice } : {});
   });
 
   // A small JSON view of the session, for scripts and the authenticated-request benchmark.
@@ -177,17 +258,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     if (refused !== undefined) return refused;
     const currentPassword = field(request.body, 'current_password');
     const newPassword = field(request.body, 'new_password');
-    const again = async (error: string) =>
-      page(
-        reply,
-        400,
-        accountPage({
-          email: current.user.email,
-          csrf: csrf.token(current.session.handle),
-          sessions: (await accounts.sessions.list(current.user.id)).map((session) => ({ ...session, current: session.handle === current.session.handle })),
-          error,
-        }),
-      );
+    const again = (error: string) => renderAccount(reply, current, 400, { error });
     if (currentPassword === undefined || newPassword === undefined) return again('Enter your current password and a new one.');
     try {
       const outcome = await accounts.changePassword(current.user.id, currentPassword, newPassword, current.session.handle, context(request));

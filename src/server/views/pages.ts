@@ -56,7 +56,37 @@ function formatTime(ms: number): string {
   return new Date(ms).toISOString().replace('T', ' ').slice(0, 16) + ' UTC';
 }
 
-export function accountPage(options: { email: string; csrf: string; sessions: readonly SessionRow[]; error?: string; notice?: string }): string {
+export type SecondFactorState =
+  | { readonly state: 'off' }
+  | { readonly state: 'pending'; readonly secret: string; readonly uri: string }
+  | { readonly state: 'on'; readonly recoveryCodesLeft: number };
+
+function secondFactorSection(csrf: string, factor: SecondFactorState): Html {
+  if (factor.state === 'on') {
+    return html`<p>Two-step verification is <strong>on</strong>. ${factor.recoveryCodesLeft} recovery codes left.</p>
+<form method="post" action="/account/totp/disable">
+<input type="hidden" name="_csrf" value="${csrf}">
+<label for="disable-password">Current password, to turn it off</label>
+<input type="password" id="disable-password" name="password" autocomplete="current-password" required maxlength="1024">
+<button type="submit" class="secondary">Turn off two-step verification</button>
+</form>`;
+  }
+  if (factor.state === 'pending') {
+    const grouped = factor.secret.match(/.{1,4}/g)?.join(' ') ?? factor.secret;
+    return html`<p>Add this key to your authenticator app (or <a href="${factor.uri}">open it in the app</a>), then enter the 6-digit code it shows.</p>
+<p><code id="totp-secret">${grouped}</code></p>
+<form method="post" action="/account/totp/confirm">
+<input type="hidden" name="_csrf" value="${csrf}">
+<label for="totp-code">Code from the app</label>
+<input type="text" id="totp-code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{6,7}" required maxlength="7">
+<button type="submit">Turn on two-step verification</button>
+</form>`;
+  }
+  return html`<p>Two-step verification is off. With it on, signing in also needs a code from an authenticator app.</p>
+<form method="post" action="/account/totp/begin"><input type="hidden" name="_csrf" value="${csrf}"><button type="submit" class="secondary">Set up two-step verification</button></form>`;
+}
+
+export function accountPage(options: { email: string; csrf: string; sessions: readonly SessionRow[]; secondFactor?: SecondFactorState; error?: string; notice?: string }): string {
   const others = options.sessions.filter((session) => !session.current).length;
   return layout(
     'Your account',
@@ -89,6 +119,9 @@ ${
     : html`<p class="hint">No other sessions.</p>`
 }
 
+<h2>Two-step verification</h2>
+${secondFactorSection(options.csrf, options.secondFactor ?? { state: 'off' })}
+
 <h2>Change password</h2>
 <form method="post" action="/account/password">
 <input type="hidden" name="_csrf" value="${options.csrf}">
@@ -102,6 +135,32 @@ ${
 
 <h2>Sign out</h2>
 <form method="post" action="/logout"><input type="hidden" name="_csrf" value="${options.csrf}"><button type="submit" class="secondary">Sign out</button></form>`,
+  );
+}
+
+export function secondFactorPage(options: { csrf: string; error?: string; returnTo?: string }): string {
+  return layout(
+    'Two-step verification',
+    html`<h1>Two-step verification</h1>
+${message(options.error)}
+<form method="post" action="/login/totp"${options.error !== undefined ? html` aria-describedby="form-error"` : ''}>
+<input type="hidden" name="_csrf" value="${options.csrf}">
+${options.returnTo !== undefined ? html`<input type="hidden" name="return_to" value="${options.returnTo}">` : ''}
+<label for="code">Code from your authenticator app, or a recovery code</label>
+<input type="text" id="code" name="code" autocomplete="one-time-code" required maxlength="32" autofocus>
+<button type="submit">Continue</button>
+</form>
+<p><a href="/login">Start again</a></p>`,
+  );
+}
+
+export function recoveryCodesPage(options: { codes: readonly string[] }): string {
+  return layout(
+    'Recovery codes',
+    html`<h1>Two-step verification is on</h1>
+<p>Keep these recovery codes somewhere safe. Each works once, if you lose your authenticator app. They are shown only now.</p>
+<ul>${options.codes.map((code) => html`<li><code>${code}</code></li>`)}</ul>
+<p><a href="/account">Back to your account</a></p>`,
   );
 }
 

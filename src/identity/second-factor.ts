@@ -1,0 +1,117 @@
+/**
+ * The second factor: TOTP enrolment (confirmed by a first code before it
+ * counts), the sign-in challenge between password and session, and recovery
+ * codes. Secrets are sealed with the master key at rest; the challenge is a
+ * short-lived, single-use value in the hot store, limited in attempts.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Ledger } from '../audit/index.ts';
+import type { Clock, HotStore, RecordStore } from '../store/index.ts';
+import { openSecret, sealSecret } from '../tokens/index.ts';
+import { RECOVERY_CODES_COLLECTION, consumeRecoveryCode, generateRecoveryCodes, remainingRecoveryCodes, saveRecoveryCodes } from './recovery-codes.ts';
+import { TotpVerifier, generateTotpSecret, totpUri } from './totp.ts';
+import type { UserDirectory } from './users.ts';
+
+const CHALLENGE_TTL_MS = 5 * 60_000;
+const ENROLMENT_TTL_MS = 10 * 60_000;
+/** Codes one challenge may try; beyond it the user starts again from the password. */
+export const MAX_CHALLENGE_ATTEMPTS = 5;
+const SEAL_PURPOSE = 'totp-secret';
+
+const digest = (token: string) => createHash('sha256').update(token).digest('base64url');
+
+export type ChallengeResult = { readonly outcome: 'ok'; readonly userId: string; readonly method: 'totp' | 'recovery_code' } | { readonly outcome: 'invalid'; readonly attemptsLeft: number } | { readonly outcome: 'expired' };
+
+export class SecondFactor {
+  readonly #hot: HotStore;
+  readonly #records: RecordStore;
+  readonly #users: UserDirectory;
+  readonly #ledger: Ledger;
+  readonly #masterKey: Uint8Array;
+  readonly #recoveryKey: Uint8Array;
+  readonly #totp: TotpVerifier;
+  readonly #issuer: string;
+
+  constructor(options: { hot: HotStore; records: RecordStore; users: UserDirectory; ledger: Ledger; clock: Clock; masterKey: Uint8Array; recoveryKey: Uint8Array; issuer: string }) {
+    this.#hot = options.hot;
+    this.#records = options.records;
+    this.#users = options.users;
+    this.#ledger = options.ledger;
+    this.#masterKey = options.masterKey;
+    this.#recoveryKey = options.recoveryKey;
+    this.#totp = new TotpVerifier({ hot: options.hot, clock: options.clock });
+    this.#issuer = options.issuer;
+  }
+
+  /** Starts enrolment: a new secret, kept pending until a first code confirms it. */
+  async beginEnrolment(userId: string, email: string): Promise<{ secret: string; uri: string }> {
+    const { secret } = generateTotpSecret();
+    await this.#hot.set(`totp-pending:${userId}`, secret, ENROLMENT_TTL_MS);
+    return { secret, uri: totpUri({ secret, issuer: this.#issuer, account: email.replaceAll(':', '') }) };
+  }
+
+  async pendingEnrolment(userId: string, email: string): Promise<{ secret: string; uri: string } | null> {
+    const secret = await this.#hot.get(`totp-pending:${userId}`);
+    return secret === null ? null : { secret, uri: totpUri({ secret, issuer: this.#issuer, account: email.replaceAll(':', '') }) };
+  }
+
+  /** Confirms enrolment with a code from the app; returns the recovery codes, shown once. */
+  async confirmEnrolment(userId: string, code: string, audit: { requestId?: string; ip?: string }): Promise<string[] | null> {
+    const secret = await this.#hot.get(`totp-pending:${userId}`);
+    if (secret === null || (await this.#totp.verify(userId, secret, code)) !== 'ok') return null;
+    await this.#hot.delete(`totp-pending:${userId}`);
+    const sealed = sealSecret(this.#masterKey, SEAL_PURPOSE, new TextEncoder().encode(secret));
+    await this.#users.update(userId, () => ({ totpSecret: sealed }));
+    const { codes, stored } = generateRecoveryCodes(this.#recoveryKey);
+    await saveRecoveryCodes(this.#records, RECOVERY_CODES_COLLECTION, userId, stored);
+    await this.#ledger.record({ type: 'user.updated', outcome: 'success', actorUserId: userId, ...audit, detail: { change: 'mfa_enabled', method: 'totp' } });
+    return codes;
+  }
+
+  async disable(userId: string, audit: { requestId?: string; ip?: string }): Promise<void> {
+    await this.#users.update(userId, () => ({ totpSecret: null }));
+    await this.#records.delete(RECOVERY_CODES_COLLECTION, userId);
+    await this.#ledger.record({ type: 'user.updated', outcome: 'success', actorUserId: userId, ...audit, detail: { change: 'mfa_disabled' } });
+  }
+
+  async remainingRecoveryCodes(userId: string): Promise<number> {
+    return remainingRecoveryCodes(this.#records, RECOVERY_CODES_COLLECTION, userId);
+  }
+
+  /** After a correct password: a single-use challenge token for the second step (a cookie). */
+  async challenge(userId: string): Promise<string> {
+    const token = randomBytes(32).toString('base64url');
+    await this.#hot.set(`mfa:${digest(token)}`, userId, CHALLENGE_TTL_MS);
+    return token;
+  }
+
+  /**
+   * Answers a challenge with a TOTP code or a recovery code. At most
+   * MAX_CHALLENGE_ATTEMPTS tries; success consumes the challenge atomically,
+   * so one challenge yields at most one session.
+   */
+  async answer(token: string, code: string): Promise<ChallengeResult> {
+    const key = `mfa:${digest(token)}`;
+    const userId = await this.#hot.get(key);
+    if (userId === null) return { outcome: 'expired' };
+    const attempt = await this.#hot.increment(`mfa-attempts:${digest(token)}`, CHALLENGE_TTL_MS);
+    if (attempt.value > MAX_CHALLENGE_ATTEMPTS) {
+      await this.#hot.delete(key);
+      return { outcome: 'expired' };
+    }
+    const user = await this.#users.byId(userId);
+    if (user === null || user.disabled || user.totpSecret === null || user.totpSecret === undefined) return { outcome: 'expired' };
+    const secret = new TextDecoder().decode(openSecret(this.#masterKey, SEAL_PURPOSE, user.totpSecret));
+    const compact = code.replace(/\s+/g, '');
+    let method: 'totp' | 'recovery_code' | undefined;
+    if (/^\d{6}$/.test(compact)) {
+      if ((await this.#totp.verify(userId, secret, compact)) === 'ok') method = 'totp';
+    } else if (await consumeRecoveryCode(this.#records, RECOVERY_CODES_COLLECTION, userId, code, this.#recoveryKey)) {
+      method = 'recovery_code';
+    }
+    if (method === undefined) return { outcome: 'invalid', attemptsLeft: MAX_CHALLENGE_ATTEMPTS - attempt.value };
+    // Consume: of two concurrent right answers, one session.
+    if ((await this.#hot.consume(key)) === null) return { outcome: 'expired' };
+    return { outcome: 'ok', userId, method };
+  }
+}
