@@ -7,7 +7,7 @@ import type { Ledger } from '../audit/index.ts';
 import type { Clock } from '../store/index.ts';
 import { PasswordPolicyError, checkNewPassword, type PasswordHasher } from './passwords.ts';
 import type { NewSession, SessionManager } from './sessions.ts';
-import type { LoginThrottle } from './throttle.ts';
+import { THROTTLE, type LoginThrottle } from './throttle.ts';
 import { UserError, normaliseEmail, type User, type UserDirectory } from './users.ts';
 
 /** Who is asking, for throttling and the audit entry. */
@@ -26,8 +26,8 @@ export type LoginResult =
   | { readonly outcome: 'invalid' }
   | { readonly outcome: 'throttled'; readonly retryAfterSeconds: number };
 
-/** Longest input accepted before any work: bounds hashing cost (NIST allows 64+, we take 256 code points, at most 1 KiB). */
-const MAX_PASSWORD_BYTES = 1024;
+/** Longest input looked at before any work (the pages take 1024 characters, at most 4 bytes each in UTF-8). */
+const MAX_PASSWORD_BYTES = 4096;
 const MAX_EMAIL_BYTES = 254;
 
 export class Accounts {
@@ -64,7 +64,7 @@ export class Accounts {
    */
   async login(email: string, password: string, context: RequestContext): Promise<LoginResult> {
     const account = normaliseEmail(email).slice(0, MAX_EMAIL_BYTES);
-    const verdict = await this.#throttle.check(account, context.ip);
+    const verdict = await this.#throttle.attempt(account, context.ip);
     const audit = { requestId: context.requestId, traceId: context.traceId, ip: context.ip };
     if (!verdict.allowed) {
       await this.#ledger.record({ type: 'auth.login.failed', outcome: 'denied', ...audit, detail: { reason: 'throttled', scope: verdict.scope } });
@@ -73,7 +73,7 @@ export class Accounts {
     const user = Buffer.byteLength(password) > MAX_PASSWORD_BYTES ? null : await this.#users.byEmail(account);
     const check = user !== null && !user.disabled && user.passwordHash !== null ? await this.#hasher.verify(user.passwordHash, password) : { ok: await this.#hasher.verifyDummy(password), needsRehash: false };
     if (!check.ok || user === null) {
-      const { pairLocked } = await this.#throttle.failed(account, context.ip);
+      const pairLocked = verdict.pairAttempts === THROTTLE.pairLimit;
       await this.#ledger.record({
         type: 'auth.login.failed',
         outcome: 'failure',

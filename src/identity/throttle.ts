@@ -8,9 +8,9 @@ import type { Clock, HotStore } from '../store/index.ts';
  * - account + IP pair: 5 failures in 15 minutes lock that pair until the
  *   window ends. The attacker is stopped; the real user, from another IP, is
  *   not locked out (no permanent lock anyone can trigger on someone else).
- * - account, from anywhere: beyond 10 failures in the window each attempt
- *   waits 2^(n-10) seconds after the last failure, at most 60 s: slowed, not
- *   locked.
+ * - account, from anywhere: from the 10th attempt in the window on, the
+ *   next attempt must wait 1, 2, 4 ... seconds (at most 60 s) after the
+ *   previous one: slowed, not locked.
  * - IP, across accounts: 100 failures in 15 minutes stop that address
  *   (credential stuffing).
  */
@@ -22,56 +22,58 @@ export const THROTTLE = {
   ipLimit: 100,
 } as const;
 
-export type ThrottleVerdict = { readonly allowed: true } | { readonly allowed: false; readonly retryAfterSeconds: number; readonly scope: 'pair' | 'account' | 'ip' };
+export type ThrottleVerdict =
+  | { readonly allowed: true; readonly pairAttempts: number }
+  | { readonly allowed: false; readonly retryAfterSeconds: number; readonly scope: 'pair' | 'account' | 'ip' };
 
 /** Keys carry a hash of the account name: no email address in the hot store's key space. */
 const hashed = (text: string) => createHash('sha256').update(text).digest('base64url').slice(0, 22);
 
+/**
+ * Counts first, decides on the count: each attempt increments its counters
+ * atomically before the password is checked, so parallel guesses each see a
+ * different number and no more than the limit get through (a read-then-
+ * write check would let a burst pass before any failure was counted). A
+ * success refunds what it counted.
+ */
 export class LoginThrottle {
   readonly #hot: HotStore;
-  readonly #clock: Clock;
 
   constructor(options: { hot: HotStore; clock: Clock }) {
     this.#hot = options.hot;
-    this.#clock = options.clock;
   }
 
-  async check(account: string, ip: string): Promise<ThrottleVerdict> {
-    const [pair, accountCount, accountLast, ipCount] = await Promise.all([
-      this.#hot.get(`throttle:pair:${hashed(account)}:${hashed(ip)}`),
-      this.#hot.get(`throttle:account:${hashed(account)}`),
-      this.#hot.get(`throttle:account-last:${hashed(account)}`),
-      this.#hot.get(`throttle:ip:${hashed(ip)}`),
-    ]);
-    const now = this.#clock();
-    if (Number(ipCount ?? 0) >= THROTTLE.ipLimit) return { allowed: false, retryAfterSeconds: Math.ceil(THROTTLE.windowMs / 1000), scope: 'ip' };
-    if (Number(pair ?? 0) >= THROTTLE.pairLimit) return { allowed: false, retryAfterSeconds: Math.ceil(THROTTLE.windowMs / 1000), scope: 'pair' };
-    const excess = Number(accountCount ?? 0) - THROTTLE.accountFreeFailures;
-    if (excess >= 0 && accountLast !== null) {
-      const delayMs = Math.min(THROTTLE.accountMaxDelayMs, 1000 * 2 ** excess);
-      const waitMs = Number(accountLast) + delayMs - now;
-      if (waitMs > 0) return { allowed: false, retryAfterSeconds: Math.ceil(waitMs / 1000), scope: 'account' };
-    }
-    return { allowed: true };
-  }
-
-  /** Counts a failure; resolves with whether this one crossed into a lock of the pair. */
-  async failed(account: string, ip: string): Promise<{ pairLocked: boolean }> {
-    const [pair] = await Promise.all([
+  async attempt(account: string, ip: string): Promise<ThrottleVerdict> {
+    const [pair, accountCount, ipCount] = await Promise.all([
       this.#hot.increment(`throttle:pair:${hashed(account)}:${hashed(ip)}`, THROTTLE.windowMs),
       this.#hot.increment(`throttle:account:${hashed(account)}`, THROTTLE.windowMs),
-      this.#hot.set(`throttle:account-last:${hashed(account)}`, String(this.#clock()), THROTTLE.windowMs),
       this.#hot.increment(`throttle:ip:${hashed(ip)}`, THROTTLE.windowMs),
     ]);
-    return { pairLocked: pair.value === THROTTLE.pairLimit };
+    if (ipCount.value > THROTTLE.ipLimit) return { allowed: false, retryAfterSeconds: Math.ceil(ipCount.ttlMs / 1000), scope: 'ip' };
+    if (pair.value > THROTTLE.pairLimit) return { allowed: false, retryAfterSeconds: Math.ceil(pair.ttlMs / 1000), scope: 'pair' };
+    // From the 10th attempt on, each one closes an atomic gate for 2^k
+    // seconds (k = attempts beyond 10, at most 60 s), and the next attempt
+    // must find the gate open: of parallel attempts, one passes.
+    const excess = accountCount.value - THROTTLE.accountFreeFailures;
+    const gate = `throttle:account-gate:${hashed(account)}`;
+    const delayMs = (k: number) => Math.min(THROTTLE.accountMaxDelayMs, 1000 * 2 ** k);
+    if (excess > 0) {
+      if (!(await this.#hot.setIfAbsent(gate, '1', delayMs(excess)))) {
+        return { allowed: false, retryAfterSeconds: Math.ceil(delayMs(excess - 1) / 1000), scope: 'account' };
+      }
+    } else if (excess === 0) {
+      await this.#hot.set(gate, '1', delayMs(0));
+    }
+    return { allowed: true, pairAttempts: pair.value };
   }
 
-  /** A success clears the pair and the account's slow-down (not the IP's count). */
+  /** A success clears the pair and the account's counters, and refunds the IP's count. */
   async succeeded(account: string, ip: string): Promise<void> {
     await Promise.all([
       this.#hot.delete(`throttle:pair:${hashed(account)}:${hashed(ip)}`),
       this.#hot.delete(`throttle:account:${hashed(account)}`),
-      this.#hot.delete(`throttle:account-last:${hashed(account)}`),
+      this.#hot.delete(`throttle:account-gate:${hashed(account)}`),
+      this.#hot.increment(`throttle:ip:${hashed(ip)}`, THROTTLE.windowMs, -1),
     ]);
   }
 }

@@ -125,7 +125,10 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
       reply.clearCookie(LOGIN_COOKIE, cookieOptions);
       return reply.redirect(`/login/totp${returnTo !== undefined ? `?return_to=${encodeURIComponent(returnTo)}` : ''}`, 303);
     }
-    // A new session id at every sign-in (no fixation), and the pre-session cookie is spent.
+    // A new session id at every sign-in (no fixation), and the pre-session
+    // cookie is spent. A session this browser still held is ended, not orphaned.
+    const previous = await currentSession(request);
+    if (previous !== null) await accounts.sessions.revoke(previous.user.id, previous.session.handle);
     setSessionCookie(reply, result.session.id);
     reply.clearCookie(LOGIN_COOKIE, { path: '/', secure: true, httpOnly: true, sameSite: 'lax' });
     return reply.redirect(returnTo ?? '/account', 303);
