@@ -37,8 +37,16 @@ const NOTICES: Record<string, string> = {
   'mfa-off': 'Two-step verification is off.',
 };
 
+/**
+ * Pages send their referrer to themselves only. Not `no-referrer`: under it
+ * browsers send `Origin: null` even on same-origin form posts (Fetch
+ * standard, "serializing a request origin"), and the Origin check of every
+ * form would fail. Nothing still leaves for another origin.
+ */
+const PAGE_REFERRER_POLICY = 'same-origin';
+
 function page(reply: FastifyReply, status: number, body: string): FastifyReply {
-  return reply.code(status).header('content-security-policy', PAGE_CSP).type('text/html; charset=utf-8').send(body);
+  return reply.code(status).header('content-security-policy', PAGE_CSP).header('referrer-policy', PAGE_REFERRER_POLICY).type('text/html; charset=utf-8').send(body);
 }
 
 /** A same-site path to go back to after sign-in: never another origin (open redirect). */
