@@ -1,0 +1,106 @@
+/**
+ * `portcullis user …` in-process, on a real data directory: create with a
+ * password from stdin, list, disable (ending sessions), enable, delete; one
+ * clear line and a non-zero exit for every mistake.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { main } from '../../src/cli/main.ts';
+import { loadConfig } from '../../src/config/index.ts';
+import { startPortcullis, type RunningPortcullis } from '../../src/server/index.ts';
+import { decodeEntry } from '../../src/audit/index.ts';
+
+interface Run {
+  code: number;
+  out: string[];
+  err: string[];
+}
+
+async function run(args: string[], stdin?: string): Promise<Run> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(args, { out: (line) => out.push(line), err: (line) => err.push(line), ...(stdin !== undefined && { stdin: Readable.from([stdin]) }) });
+  return { code, out, err };
+}
+
+describe('portcullis user', () => {
+  let dir: string;
+  let configFile: string;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'portcullis-user-cli-'));
+    configFile = join(dir, 'portcullis.json');
+    writeFileSync(configFile, JSON.stringify({ dataDir: join(dir, 'data'), log: { level: 'silent' } }));
+    assert.equal((await run(['init', '--config', configFile])).code, 0);
+    assert.equal((await run(['migrate', '--config', configFile])).code, 0);
+  });
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('creates a user with a password from stdin, and lists them', async () => {
+    const created = await run(['user', 'create', '--config', configFile, '--email', 'Carol@Example.com', '--password-stdin'], 'correct horse battery staple\n');
+    assert.equal(created.code, 0, created.err.join('\n'));
+    assert.match(created.out[0]!, /^Created carol@example\.com \(u_[A-Za-z0-9_-]{22}\)\.$/);
+    const listed = await run(['user', 'list', '--config', configFile]);
+    assert.equal(listed.code, 0);
+    assert.ok(listed.out.some((line) => / {2}carol@example\.com {2}active$/.test(line)));
+    assert.ok(!JSON.stringify(listed).includes('horse'), 'no password in any output');
+  });
+
+  it('refuses, in one line and a non-zero exit: a taken address, a breached password, a bad address, an empty stdin, an unknown user', async () => {
+    const cases: [string[], string | undefined, RegExp][] = [
+      [['user', 'create', '--email', 'carol@example.com', '--password-stdin'], 'another fine passphrase\n', /already has an account/],
+      [['user', 'create', '--email', 'dave@example.com', '--password-stdin'], 'password123\n', /password refused: .*breached/],
+      [['user', 'create', '--email', 'not-an-address', '--password-stdin'], 'another fine passphrase\n', /not a valid email address/],
+      [['user', 'create', '--email', 'erin@example.com', '--password-stdin'], '', /nothing on standard input/],
+      [['user', 'disable', 'nobody@example.com'], undefined, /no user nobody@example\.com/],
+      [['user', 'create', '--password-stdin'], 'x\n', /required option '--email/],
+    ];
+    for (const [args, stdin, message] of cases) {
+      const result = await run([...args, '--config', configFile], stdin);
+      assert.notEqual(result.code, 0, args.join(' '));
+      assert.equal(result.err.length, 1, `${args.join(' ')}: ${result.err.join(' | ')}`);
+      assert.match(result.err[0]!, message);
+    }
+    const listed = await run(['user', 'list', '--config', configFile]);
+    assert.equal(listed.out.filter((line) => line.includes('@')).length, 1, 'nothing was half-created');
+  });
+
+  it('disable ends the sessions the user holds and stops sign-in; enable lets them back; delete removes them', async () => {
+    const config = loadConfig({ env: {}, file: configFile, overrides: { port: 0 } });
+    let running: RunningPortcullis | undefined = await startPortcullis(config);
+    try {
+      const signedIn = await running.identity.accounts.login('carol@example.com', 'correct horse battery staple', { ip: '198.51.100.7' });
+      assert.equal(signedIn.outcome, 'ok');
+      const sessionId = signedIn.outcome === 'ok' ? signedIn.session.id : '';
+      await running.stop();
+      running = undefined;
+
+      assert.equal((await run(['user', 'disable', 'carol@example.com', '--config', configFile])).code, 0);
+      running = await startPortcullis(config);
+      assert.equal(await running.identity.accounts.sessions.resolve(sessionId), null, 'her session ended');
+      assert.equal((await running.identity.accounts.login('carol@example.com', 'correct horse battery staple', { ip: '198.51.100.7' })).outcome, 'invalid');
+      await running.stop();
+      running = undefined;
+
+      assert.equal((await run(['user', 'enable', 'carol@example.com', '--config', configFile])).code, 0);
+      running = await startPortcullis(config);
+      assert.equal((await running.identity.accounts.login('carol@example.com', 'correct horse battery staple', { ip: '198.51.100.8' })).outcome, 'ok');
+      const size = await running.ledger.size();
+      const types = (await running.stores.durable.auditLog.entries(0, size)).map((row) => decodeEntry(row.entry).type);
+      for (const type of ['user.created', 'user.disabled', 'user.updated', 'auth.login.succeeded', 'auth.login.failed'] as const) assert.ok(types.includes(type), type);
+      await running.stop();
+      running = undefined;
+
+      assert.equal((await run(['user', 'delete', 'carol@example.com', '--config', configFile])).code, 0);
+      assert.ok((await run(['user', 'list', '--config', configFile])).out[0]!.startsWith('No users yet'));
+    } finally {
+      await running?.stop();
+    }
+  });
+});
