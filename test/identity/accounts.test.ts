@@ -1,0 +1,71 @@
+/**
+ * The Accounts service on real stores: a hash made under old argon2
+ * parameters is upgraded at the next successful sign-in (and only then),
+ * and the upgrade is not a way in for a wrong password.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { openLedger, type Ledger } from '../../src/audit/index.ts';
+import { Accounts } from '../../src/identity/accounts.ts';
+import { PasswordHasher } from '../../src/identity/passwords.ts';
+import { SessionManager } from '../../src/identity/sessions.ts';
+import { LoginThrottle } from '../../src/identity/throttle.ts';
+import { UserDirectory } from '../../src/identity/users.ts';
+import { openMemoryHotStore } from '../../src/store/memory/hot-store.ts';
+import { durableDrivers, type DurableFixture } from '../store/drivers.ts';
+
+const PASSWORD = 'correct horse battery staple';
+const OLD = { memoryCostKiB: 19_456, timeCost: 2, parallelism: 1 };
+const NEW = { memoryCostKiB: 19_456, timeCost: 3, parallelism: 1 };
+
+describe('password hashes are upgraded at sign-in', () => {
+  const driver = durableDrivers[0]!;
+  let fixture: DurableFixture;
+  let ledger: Ledger;
+
+  before(async () => {
+    fixture = await driver.open();
+    ledger = await openLedger({
+      log: fixture.store.auditLog,
+      records: fixture.store.records,
+      masterKey: new Uint8Array(randomBytes(32)),
+      issuer: 'http://127.0.0.1:9000',
+      clock: () => Date.now(),
+      audit: { ipAddresses: 'truncate', witnesses: [], maxPendingEntries: 1000 },
+    });
+  });
+  after(async () => {
+    await ledger.close();
+    await fixture.close();
+  });
+
+  const accountsWith = (parameters: typeof OLD) => {
+    const hot = openMemoryHotStore();
+    return new Accounts({
+      users: new UserDirectory(fixture.store.records),
+      hasher: new PasswordHasher(parameters),
+      sessions: new SessionManager({ hot, clock: () => Date.now(), policy: { idleTimeoutMs: 60_000, absoluteTimeoutMs: 600_000, renewIntervalMs: 1_000, maxPerUser: 10 } }),
+      throttle: new LoginThrottle({ hot, clock: () => Date.now() }),
+      ledger,
+      clock: () => Date.now(),
+      maskIp: (ip) => ip,
+    });
+  };
+
+  it('rehashes with the current parameters after a right password, never after a wrong one', async () => {
+    const before = accountsWith(OLD);
+    const user = await before.createUser('upgrade@example.com', PASSWORD, { actor: 'test' });
+    assert.match(user.passwordHash ?? '', /\$m=19456,t=2,p=1\$/);
+
+    const after = accountsWith(NEW);
+    assert.equal((await after.login('upgrade@example.com', 'not the password at all', { ip: '198.51.100.1' })).outcome, 'invalid');
+    assert.match((await after.users.byId(user.id))?.passwordHash ?? '', /\$m=19456,t=2,p=1\$/, 'a wrong password changes nothing');
+
+    assert.equal((await after.login('upgrade@example.com', PASSWORD, { ip: '198.51.100.1' })).outcome, 'ok');
+    const upgraded = (await after.users.byId(user.id))?.passwordHash ?? '';
+    assert.match(upgraded, /\$m=19456,t=3,p=1\$/);
+    assert.equal((await after.login('upgrade@example.com', PASSWORD, { ip: '198.51.100.1' })).outcome, 'ok', 'the upgraded hash verifies');
+    assert.equal((await after.users.byId(user.id))?.passwordHash, upgraded, 'and is not rehashed again');
+  });
+});
