@@ -35,8 +35,14 @@ export function sqlitePath(config: Pick<Config, 'dataDir'>): string {
  */
 export async function openStores(config: StoreConfig, options: OpenStoresOptions = {}): Promise<Stores> {
   const clock = options.clock ?? systemClock;
+  // Up to two connections to the one embedded file: the durable store's
+  // (every commit fsynced) and the hot store's (synchronous=NORMAL: hot data
+  // is expiring and may be lost with the machine, as Redis without
+  // persistence would lose it, but a commit need not wait for the disk).
   let sqlite: SqliteDatabase | undefined;
+  let hotSqlite: SqliteDatabase | undefined;
   const sharedSqlite = () => (sqlite ??= new SqliteDatabase({ path: sqlitePath(config) }));
+  const hotConnection = () => (hotSqlite ??= new SqliteDatabase({ path: sqlitePath(config), synchronous: 'NORMAL' }));
 
   let durable: DurableStore;
   if (config.database.url !== undefined) {
@@ -53,10 +59,11 @@ export async function openStores(config: StoreConfig, options: OpenStoresOptions
 
   let hot: HotStore;
   try {
-    hot = await openHotStore(config, durable, sharedSqlite, clock);
+    hot = await openHotStore(config, durable, hotConnection, clock);
   } catch (error) {
     await durable.close();
     sqlite?.close();
+    hotSqlite?.close();
     throw error;
   }
 
@@ -74,11 +81,12 @@ export async function openStores(config: StoreConfig, options: OpenStoresOptions
       await hot.close();
       await durable.close();
       sqlite?.close();
+      hotSqlite?.close();
     },
   };
 }
 
-async function openHotStore(config: StoreConfig, durable: DurableStore, sharedSqlite: () => SqliteDatabase, clock: Clock): Promise<HotStore> {
+async function openHotStore(config: StoreConfig, durable: DurableStore, hotConnection: () => SqliteDatabase, clock: Clock): Promise<HotStore> {
   const driver = config.hotStore === 'auto' ? (config.redis.url !== undefined ? 'redis' : 'sqlite') : config.hotStore;
   switch (driver) {
     case 'memory':
@@ -89,7 +97,7 @@ async function openHotStore(config: StoreConfig, durable: DurableStore, sharedSq
       return openRedisHotStore({ url: config.redis.url, cluster: config.redis.cluster, keyPrefix: config.redis.keyPrefix, clock });
     }
     case 'sqlite': {
-      const database = sharedSqlite();
+      const database = hotConnection();
       // Next to PostgreSQL the SQLite file holds only the hot tables, and
       // belongs to this instance alone, so it is migrated on open.
       if (durable.driver !== 'sqlite') await openSqliteDurableStore(database, clock).migrate();

@@ -8,6 +8,12 @@ export interface SqliteDatabaseOptions {
   readonly path: string;
   /** How long a writer waits for another process's lock before failing (ms). */
   readonly busyTimeoutMs?: number;
+  /**
+   * FULL (default): a commit is fsynced, it survives power loss. NORMAL (in
+   * WAL mode): a commit survives a crash of the process, not of the machine;
+   * for hot, expiring data, where that is the promise Redis makes too.
+   */
+  readonly synchronous?: 'FULL' | 'NORMAL';
 }
 
 /**
@@ -33,7 +39,7 @@ export class SqliteDatabase {
       // transaction survive power loss, which "durable" promises.
       this.#db.exec(`PRAGMA busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
       this.#db.exec('PRAGMA journal_mode = WAL');
-      this.#db.exec('PRAGMA synchronous = FULL');
+      this.#db.exec(`PRAGMA synchronous = ${options.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
       this.#db.exec('PRAGMA foreign_keys = ON');
     } catch (error) {
       throw new StoreUnavailableError('sqlite', `cannot open SQLite database ${options.path}: ${reason(error)}`, { cause: error });
