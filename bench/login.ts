@@ -35,17 +35,14 @@
  * same side; the order of the sides flips every round (ABBA), and medians
  * over rounds discard the odd disturbed run.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { hash as argon2Hash, verify as argon2Verify } from '@node-rs/argon2';
 import type { Algorithm } from '@node-rs/argon2';
 import pg from 'pg';
 import { loadConfig } from '../src/config/index.ts';
+import { cpuMicros, startChild, URL_LINE, type Child } from './children.ts';
 import { machine, median, option, options, percentile, positiveInteger, table, writeResult } from './lib.ts';
 import { deleteRedisKeys } from '../test/support/services.ts';
 
@@ -54,8 +51,6 @@ const email = (slot: number) => `bench-login-${slot}@example.test`;
 const PASSWORD = 'correct horse battery staple';
 const GOAL = 0.9;
 const STARTUP_TIMEOUT_MS = 60_000;
-/** USER_HZ: 100 on every mainstream Linux build. */
-const CLOCK_TICKS_PER_SECOND = 100;
 // @node-rs/argon2 declares Algorithm as an ambient const enum, which
 // `isolatedModules` cannot inline (src/identity/passwords.ts does the same).
 const ARGON2ID = 2 satisfies Algorithm.Argon2id;
@@ -111,15 +106,6 @@ async function drive(concurrency: number, seconds: number, operation: (slot: num
   return { completed, total, seconds, latenciesMs };
 }
 
-interface Child {
-  readonly name: string;
-  /** The line it printed when ready: a URL for a server. */
-  readonly ready: string;
-  readonly pid: number;
-  readonly process: ChildProcess;
-  stop(): Promise<void>;
-}
-
 interface Side {
   readonly name: string;
   readonly child: Child;
@@ -154,65 +140,6 @@ function settings() {
     nodeFlags: ['--disable-warning=ExperimentalWarning', ...options('node-flag')],
     portcullisEnv: Object.fromEntries(options('env').map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)])) as Record<string, string>,
   };
-}
-
-const children = new Set<ChildProcess>();
-
-/** Starts a child and resolves with the first stdout line matching `ready`. */
-async function startChild(name: string, args: readonly string[], env: NodeJS.ProcessEnv, ready: RegExp, nodeFlags: readonly string[]): Promise<Child> {
-  const child = spawn(process.execPath, [...nodeFlags, ...args], { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-  children.add(child);
-  const exited = once(child, 'exit').then(() => children.delete(child));
-  // Keep the last lines for the error message, and keep draining both pipes:
-  // a full pipe would block the child's synchronous log writes mid-benchmark.
-  const recent: string[] = [];
-  const remember = (line: string) => {
-    recent.push(line);
-    if (recent.length > 20) recent.shift();
-  };
-  createInterface({ input: child.stderr! }).on('line', remember);
-  const stdout = createInterface({ input: child.stdout! });
-  const line = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not start within ${STARTUP_TIMEOUT_MS} ms`)), STARTUP_TIMEOUT_MS);
-    stdout.on('line', (text) => {
-      if (ready.test(text)) {
-        clearTimeout(timer);
-        resolve(text);
-      } else remember(text);
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited (${signal ?? code}) before it was ready:\n${recent.join('\n')}`));
-    });
-  });
-  return {
-    name,
-    ready: line,
-    pid: child.pid!,
-    process: child,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(killer);
-    },
-  };
-}
-
-/**
- * CPU time a process has used so far, in microseconds (Linux /proc; clock
- * ticks of 10 ms, fine over a run of seconds).
- */
-function cpuMicros(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after "(comm)": state is field 3, utime 14 and stime 15 (proc(5)).
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[14 - 3]) + Number(fields[15 - 3])) * 1e6) / CLOCK_TICKS_PER_SECOND;
-  } catch {
-    return null;
-  }
 }
 
 interface Response {
@@ -268,11 +195,7 @@ async function signIn(agent: Agent, base: string, account: string): Promise<{ po
 async function main(): Promise<void> {
   const config = settings();
   const sideNames = ['argon2', 'embedded', ...(config.databaseUrl !== undefined || config.redisUrl !== undefined ? [[config.databaseUrl && 'postgres', config.redisUrl && 'redis'].filter(Boolean).join('+')] : [])];
-  // Whatever ends this process, its children go with it (SIGTERM, so that
-  // servers still remove their temporary data).
-  process.on('exit', () => {
-    for (const child of children) child.kill('SIGTERM');
-  });
+  // Whatever ends this process, its children go with it (./children.ts).
   process.once('SIGINT', () => process.exit(130));
   const budgetMs = (config.rounds * config.concurrencies.length * sideNames.length * (config.durationSeconds + config.warmupSeconds + 2) + 120) * 1000;
   setTimeout(() => {
@@ -290,7 +213,7 @@ async function main(): Promise<void> {
 
   const sides: Side[] = [];
   try {
-    const worker = await startChild('argon2', [import.meta.filename, '--argon2-worker', '--parameters', JSON.stringify(parameters)], baseEnv, /^ready /, config.nodeFlags);
+    const worker = await startChild('argon2', [import.meta.filename, '--argon2-worker', '--parameters', JSON.stringify(parameters)], baseEnv, /^ready /, config.nodeFlags, STARTUP_TIMEOUT_MS);
     sides.push({ name: 'argon2', child: worker, run: (concurrency, seconds) => runWorker(worker, concurrency, seconds) });
     const accounts = Math.max(...config.concurrencies);
     sides.push(await startServerSide('embedded', accounts, portcullisEnv, config.nodeFlags));
@@ -365,7 +288,7 @@ async function startServerSide(name: string, accounts: number, env: NodeJS.Proce
       cleanups.push(() => deleteRedisKeys(redisUrl, keyPrefix));
       Object.assign(serverEnv, { PORTCULLIS_REDIS_URL: redisUrl, PORTCULLIS_REDIS_KEY_PREFIX: keyPrefix, PORTCULLIS_HOT_STORE: 'redis' });
     }
-    const server = await startChild(name, [join(import.meta.dirname, 'servers', 'portcullis-account.ts')], serverEnv, /^https?:\/\/\S+$/, nodeFlags);
+    const server = await startChild(name, [join(import.meta.dirname, 'servers', 'portcullis-account.ts')], serverEnv, URL_LINE, nodeFlags, STARTUP_TIMEOUT_MS);
     const base = server.ready;
     return {
       name,

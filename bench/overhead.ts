@@ -16,12 +16,9 @@
  * slow drift of this shared machine lands on both sides evenly; medians over
  * rounds discard the odd disturbed run.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import autocannon from 'autocannon';
+import { cpuMicros, startChild, URL_LINE } from './children.ts';
 import { machine, median, option, options, percentile, positiveInteger, table, writeResult } from './lib.ts';
 
 const settings = {
@@ -40,9 +37,6 @@ const settings = {
 };
 const PATH = '/healthz';
 const GOAL = 0.8;
-const STARTUP_TIMEOUT_MS = 30_000;
-/** USER_HZ: 100 on every mainstream Linux build. */
-const CLOCK_TICKS_PER_SECOND = 100;
 
 interface Server {
   readonly name: string;
@@ -51,13 +45,7 @@ interface Server {
   stop(): Promise<void>;
 }
 
-const children = new Set<ChildProcess>();
-// Whatever ends this process, its servers go with it: SIGTERM, so that they
-// still remove their temporary data (they also exit by themselves when the
-// IPC channel closes).
-process.on('exit', () => {
-  for (const child of children) child.kill('SIGTERM');
-});
+// Whatever ends this process, its servers go with it (./children.ts).
 process.once('SIGINT', () => process.exit(130));
 // Bounded in time: every run, its warm-up and some slack for startups.
 const budgetMs = (settings.rounds * 2 * (settings.durationSeconds + settings.warmupSeconds + 5) + 90) * 1000;
@@ -68,46 +56,8 @@ setTimeout(() => {
 
 /** Starts a server script and resolves once it printed its URL. */
 async function startServer(name: string, script: string, env: NodeJS.ProcessEnv): Promise<Server> {
-  const child = spawn(process.execPath, [...settings.nodeFlags, script], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
-  children.add(child);
-  const exited = once(child, 'exit').then(() => children.delete(child));
-  // Keep the last lines for the error message, and keep draining both pipes:
-  // a full pipe would block the child's synchronous log writes mid-benchmark.
-  const recent: string[] = [];
-  const remember = (line: string) => {
-    recent.push(line);
-    if (recent.length > 20) recent.shift();
-  };
-  createInterface({ input: child.stderr! }).on('line', remember);
-  const stdout = createInterface({ input: child.stdout! });
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not start within ${STARTUP_TIMEOUT_MS} ms`)), STARTUP_TIMEOUT_MS);
-    stdout.on('line', (line) => {
-      if (/^https?:\/\/\S+$/.test(line)) {
-        clearTimeout(timer);
-        resolve(line);
-      } else remember(line);
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited (${signal ?? code}) before listening:\n${recent.join('\n')}`));
-    });
-  });
-  return {
-    name,
-    url,
-    pid: child.pid!,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(killer);
-    },
-  };
+  const child = await startChild(name, [script], env, URL_LINE, settings.nodeFlags);
+  return { name, url: child.ready, pid: child.pid, stop: () => child.stop() };
 }
 
 /** The two must send the same body and type, or the comparison is unfair. */
@@ -125,23 +75,6 @@ interface Run {
   readonly latencyMs: { readonly p50: number; readonly p99: number; readonly mean: number };
   /** Server CPU time (user + system) per response; null where /proc is missing. */
   readonly cpuMicrosPerRequest: number | null;
-}
-
-/**
- * CPU time a process has used so far, in microseconds (Linux /proc; clock
- * ticks of 10 ms, fine over a run of seconds). Throughput on a shared machine
- * swings with what else runs; the server's own CPU time per request hardly
- * does, so it is the steadier measure of what each layer costs.
- */
-function cpuMicros(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after "(comm)": state is field 3, utime 14 and stime 15 (proc(5)).
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[14 - 3]) + Number(fields[15 - 3])) * 1e6) / CLOCK_TICKS_PER_SECOND;
-  } catch {
-    return null;
-  }
 }
 
 async function load(server: Server, durationSeconds: number): Promise<Run> {

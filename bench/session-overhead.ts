@@ -27,14 +27,12 @@
  * whole check a route makes), one call at a time in the server process,
  * `--lookups` times after a tenth as many warm-up calls.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import autocannon from 'autocannon';
 import pg from 'pg';
+import { cpuMicros, startChild, URL_LINE } from './children.ts';
 import { machine, median, option, options, percentile, positiveInteger, table, writeResult } from './lib.ts';
 import type { SessionTiming } from './servers/portcullis-account.ts';
 import { deleteRedisKeys } from '../test/support/services.ts';
@@ -59,8 +57,6 @@ const SESSION_COOKIE = '__Host-portcullis';
 const HEALTH = '/healthz';
 const SESSION = '/account/session.json';
 const STARTUP_TIMEOUT_MS = 60_000;
-/** USER_HZ: 100 on every mainstream Linux build. */
-const CLOCK_TICKS_PER_SECOND = 100;
 
 interface Configuration {
   readonly name: string;
@@ -74,13 +70,7 @@ const configurations: Configuration[] = [
     : []),
 ];
 
-const children = new Set<ChildProcess>();
-// Whatever ends this process, its servers go with it: SIGTERM, so that they
-// still remove their temporary data (they also exit by themselves when the
-// IPC channel closes).
-process.on('exit', () => {
-  for (const child of children) child.kill('SIGTERM');
-});
+// Whatever ends this process, its servers go with it (./children.ts).
 process.once('SIGINT', () => process.exit(130));
 const budgetMs = (configurations.length * (settings.rounds * 2 * (settings.durationSeconds + settings.warmupSeconds + 2) + 60) + 60) * 1000;
 setTimeout(() => {
@@ -93,65 +83,6 @@ interface Server {
   readonly pid: number;
   readonly process: ChildProcess;
   stop(): Promise<void>;
-}
-
-/** Starts servers/portcullis-account.ts and resolves once it printed its URL. */
-async function startServer(name: string, env: NodeJS.ProcessEnv): Promise<Server> {
-  const child = spawn(process.execPath, [...settings.nodeFlags, join(import.meta.dirname, 'servers', 'portcullis-account.ts')], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
-  children.add(child);
-  const exited = once(child, 'exit').then(() => children.delete(child));
-  // Keep the last lines for the error message, and keep draining both pipes:
-  // a full pipe would block the child's synchronous log writes mid-benchmark.
-  const recent: string[] = [];
-  const remember = (line: string) => {
-    recent.push(line);
-    if (recent.length > 20) recent.shift();
-  };
-  createInterface({ input: child.stderr! }).on('line', remember);
-  const stdout = createInterface({ input: child.stdout! });
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not start within ${STARTUP_TIMEOUT_MS} ms`)), STARTUP_TIMEOUT_MS);
-    stdout.on('line', (line) => {
-      if (/^https?:\/\/\S+$/.test(line)) {
-        clearTimeout(timer);
-        resolve(line);
-      } else remember(line);
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited (${signal ?? code}) before listening:\n${recent.join('\n')}`));
-    });
-  });
-  return {
-    url,
-    pid: child.pid!,
-    process: child,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(killer);
-    },
-  };
-}
-
-/**
- * CPU time a process has used so far, in microseconds (Linux /proc; clock
- * ticks of 10 ms, fine over a run of seconds).
- */
-function cpuMicros(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after "(comm)": state is field 3, utime 14 and stime 15 (proc(5)).
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[14 - 3]) + Number(fields[15 - 3])) * 1e6) / CLOCK_TICKS_PER_SECOND;
-  } catch {
-    return null;
-  }
 }
 
 function cookieValue(response: globalThis.Response, name: string): string | undefined {
@@ -286,7 +217,8 @@ async function benchConfiguration(configuration: Configuration, baseEnv: NodeJS.
       cleanups.push(() => deleteRedisKeys(url, keyPrefix));
       Object.assign(env, { PORTCULLIS_REDIS_URL: url, PORTCULLIS_REDIS_KEY_PREFIX: keyPrefix, PORTCULLIS_HOT_STORE: 'redis' });
     }
-    const running = await startServer(configuration.name, env);
+    const child = await startChild(configuration.name, [join(import.meta.dirname, 'servers', 'portcullis-account.ts')], env, URL_LINE, settings.nodeFlags, STARTUP_TIMEOUT_MS);
+    const running: Server = { url: child.ready, pid: child.pid, process: child.process, stop: () => child.stop() };
     server = running;
     const sessionId = await signIn(running.url);
     await checkAuthenticated(running.url, sessionId);
