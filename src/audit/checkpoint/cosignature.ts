@@ -25,12 +25,11 @@ import {
   NoteError,
   computeKeyId,
   ed25519PublicKey,
-  ed25519Sign,
   ed25519Verify,
-  encodeKeyText,
   formatSignatureLine,
   generateEd25519KeyText,
-  parseEd25519SignerKeyText,
+  ed25519SignerFromKeyText,
+  type Ed25519Signer,
   parseKeyText,
   parseNote,
   parseSignatureLine,
@@ -83,8 +82,7 @@ export function parseCosignatureVerifierKey(verifierKey: string): CosignatureVer
 
 /** Parses a witness skey: `PRIVATE+KEY+<name>+<hex key ID>+<base64(0x04 || 32-byte seed)>`. */
 export function parseCosignatureSignerKey(signerKey: string): CosignatureSigner {
-  const { name, keyId, publicKey, privateKey } = parseEd25519SignerKeyText(signerKey, SIGNATURE_TYPE_COSIGNATURE_V1);
-  return new Ed25519CosignatureSigner(name, keyId, privateKey, encodeKeyText(name, keyId, SIGNATURE_TYPE_COSIGNATURE_V1, publicKey));
+  return new Ed25519CosignatureSigner(ed25519SignerFromKeyText(signerKey, SIGNATURE_TYPE_COSIGNATURE_V1));
 }
 
 /** Generates a new Ed25519 witness key (type 0x04) named `name`. */
@@ -182,22 +180,23 @@ class Ed25519CosignatureVerifier implements CosignatureVerifier {
   }
 }
 
+/** A witness key: the timestamp, then an Ed25519 signature of the cosignature/v1 message. */
 class Ed25519CosignatureSigner implements CosignatureSigner {
   readonly name: string;
   readonly keyId: number;
   readonly verifierKey: string;
-  readonly #privateKey: KeyObject;
-  constructor(name: string, keyId: number, privateKey: KeyObject, verifierKey: string) {
-    this.name = name;
-    this.keyId = keyId;
-    this.verifierKey = verifierKey;
-    this.#privateKey = privateKey;
+  readonly #key: Ed25519Signer;
+  constructor(key: Ed25519Signer) {
+    this.name = key.name;
+    this.keyId = key.keyId;
+    this.verifierKey = key.verifierKey;
+    this.#key = key;
   }
   sign(body: string, timestamp: number): Uint8Array {
     const message = Buffer.from(cosignatureMessage(body, timestamp), 'utf8');
     const signature = new Uint8Array(TIMESTAMPED_SIGNATURE_SIZE);
     new DataView(signature.buffer).setBigUint64(0, BigInt(timestamp));
-    signature.set(ed25519Sign(this.#privateKey, message), TIMESTAMP_SIZE);
+    signature.set(this.#key.sign(message), TIMESTAMP_SIZE);
     return signature;
   }
 }

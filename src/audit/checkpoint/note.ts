@@ -181,8 +181,7 @@ export function parseVerifierKey(verifierKey: string): NoteVerifier {
 
 /** Parses an skey: `PRIVATE+KEY+<name>+<hex key ID>+<base64(0x01 || 32-byte Ed25519 seed)>`. */
 export function parseSignerKey(signerKey: string): Ed25519NoteSigner {
-  const { name, keyId, publicKey, privateKey } = parseEd25519SignerKeyText(signerKey, SIGNATURE_TYPE_ED25519);
-  return new Ed25519Signer(name, keyId, privateKey, encodeKeyText(name, keyId, SIGNATURE_TYPE_ED25519, publicKey));
+  return ed25519SignerFromKeyText(signerKey, SIGNATURE_TYPE_ED25519);
 }
 
 /** Encodes a 32-byte Ed25519 public key as a vkey (Go's NewEd25519VerifierKey). */
@@ -311,7 +310,14 @@ class Ed25519Verifier implements NoteVerifier {
   }
 }
 
-class Ed25519Signer implements Ed25519NoteSigner {
+/** Parses an skey of signature type `type` into a signer whose verifierKey has the same type. */
+export function ed25519SignerFromKeyText(signerKey: string, type: number): Ed25519Signer {
+  const { name, keyId, publicKey, privateKey } = parseEd25519SignerKeyText(signerKey, type);
+  return new Ed25519Signer(name, keyId, privateKey, encodeKeyText(name, keyId, type, publicKey));
+}
+
+/** Signs raw messages with an Ed25519 key; note signers and witness cosigners both build on it. */
+export class Ed25519Signer implements Ed25519NoteSigner {
   readonly name: string;
   readonly keyId: number;
   readonly verifierKey: string;
