@@ -43,7 +43,7 @@ import type { AuditLogStore, DurableStore } from '../src/store/index.ts';
 import { openPostgresDurableStore } from '../src/store/postgres/durable-store.ts';
 import { SqliteDatabase } from '../src/store/sqlite/database.ts';
 import { openSqliteDurableStore } from '../src/store/sqlite/durable-store.ts';
-import { machine, median, option, percentile, positiveInteger, table, writeResult } from './lib.ts';
+import { machine, median, option, percentile, positiveInteger, round2, table, writeResult } from './lib.ts';
 
 const settings = {
   writers: positiveInteger('writers', 64),
@@ -220,7 +220,6 @@ async function drive(write: (event: AuditEvent) => Promise<unknown>, limit: { se
   return { events: latenciesMs.length, seconds: (performance.now() - start) / 1000, latenciesMs };
 }
 
-const round2 = (value: number) => Math.round(value * 100) / 100;
 const round3 = (value: number) => Math.round(value * 1000) / 1000;
 
 async function benchTarget(target: Target): Promise<DriverResult> {

@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 
 /** Nearest-rank percentile (p in 0..100) of numbers; sorts a copy. */
 export function percentile(values: readonly number[], p: number): number {
@@ -60,4 +61,46 @@ export function positiveInteger(name: string, fallback: number): number {
   const value = Number(raw);
   if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`--${name} must be a positive integer, got "${raw}"`);
   return value;
+}
+
+export function round2(value: number): number {
+  return Math.round(value * 100) / 100;
+}
+
+/** Runs one statement on a connection of its own (creating and dropping a bench schema). */
+export async function runSql(url: string, sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** One autocannon run, summarised the same way by every HTTP benchmark. */
+export interface LoadRun {
+  readonly requestsPerSecond: number;
+  readonly requests: number;
+  readonly latencyMs: { readonly p50: number; readonly p99: number; readonly mean: number };
+  /** Server CPU time (user + system) per response; null where /proc is missing. */
+  readonly cpuMicrosPerRequest: number | null;
+}
+
+/**
+ * Requests per second as the total over the real duration rather than
+ * autocannon's mean of per-second samples (it does not depend on where the
+ * sample boundaries fall); latencies as recorded per response.
+ */
+export function summariseLoad(result: { readonly requests: { readonly total: number }; readonly duration: number }, latencies: readonly number[], cpuBefore: number | null, cpuAfter: number | null): LoadRun {
+  return {
+    requestsPerSecond: Math.round(result.requests.total / result.duration),
+    requests: result.requests.total,
+    latencyMs: {
+      p50: round2(percentile(latencies, 50)),
+      p99: round2(percentile(latencies, 99)),
+      mean: round2(latencies.reduce((sum, value) => sum + value, 0) / latencies.length),
+    },
+    cpuMicrosPerRequest: cpuBefore === null || cpuAfter === null ? null : round2((cpuAfter - cpuBefore) / result.requests.total),
+  };
 }

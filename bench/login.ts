@@ -40,10 +40,9 @@ import { Agent, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { hash as argon2Hash, verify as argon2Verify } from '@node-rs/argon2';
 import type { Algorithm } from '@node-rs/argon2';
-import pg from 'pg';
 import { loadConfig } from '../src/config/index.ts';
 import { cpuMicros, startChild, URL_LINE, type Child } from './children.ts';
-import { machine, median, option, options, percentile, positiveInteger, table, writeResult } from './lib.ts';
+import { machine, median, option, options, percentile, positiveInteger, round2, runSql, table, writeResult } from './lib.ts';
 import { deleteRedisKeys } from '../test/support/services.ts';
 
 /** One account per client: the throttle counts attempts in flight per account and IP, so one account signed in by more than 5 clients at once would get 429s. */
@@ -279,8 +278,8 @@ async function startServerSide(name: string, accounts: number, env: NodeJS.Proce
   try {
     if (databaseUrl !== undefined) {
       const schema = `portcullis_bench_${randomBytes(6).toString('hex')}`;
-      await admin(databaseUrl, `CREATE SCHEMA ${schema}`);
-      cleanups.push(() => admin(databaseUrl, `DROP SCHEMA IF EXISTS ${schema} CASCADE`));
+      await runSql(databaseUrl, `CREATE SCHEMA ${schema}`);
+      cleanups.push(() => runSql(databaseUrl, `DROP SCHEMA IF EXISTS ${schema} CASCADE`));
       Object.assign(serverEnv, { PORTCULLIS_DATABASE_URL: databaseUrl, PORTCULLIS_DATABASE_SCHEMA: schema });
     }
     if (redisUrl !== undefined) {
@@ -313,15 +312,6 @@ async function startServerSide(name: string, accounts: number, env: NodeJS.Proce
   }
 }
 
-async function admin(url: string, sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
 async function measure(side: Side, concurrency: number, seconds: number): Promise<Run> {
   const cpuBefore = cpuMicros(side.child.pid);
@@ -423,9 +413,6 @@ function print(summary: Summary): void {
   }
 }
 
-function round2(value: number): number {
-  return Math.round(value * 100) / 100;
-}
 
 /** The raw side's child process: verify in `concurrency` loops on request. */
 async function argon2Worker(): Promise<void> {

@@ -19,7 +19,7 @@
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { cpuMicros, startChild, URL_LINE } from './children.ts';
-import { machine, median, option, options, percentile, positiveInteger, table, writeResult } from './lib.ts';
+import { machine, median, option, options, positiveInteger, round2, summariseLoad, table, writeResult, type LoadRun } from './lib.ts';
 
 const settings = {
   rounds: positiveInteger('rounds', 5),
@@ -69,13 +69,7 @@ async function checkSameResponse(bare: Server, portcullis: Server): Promise<void
   }
 }
 
-interface Run {
-  readonly requestsPerSecond: number;
-  readonly requests: number;
-  readonly latencyMs: { readonly p50: number; readonly p99: number; readonly mean: number };
-  /** Server CPU time (user + system) per response; null where /proc is missing. */
-  readonly cpuMicrosPerRequest: number | null;
-}
+type Run = LoadRun;
 
 async function load(server: Server, durationSeconds: number): Promise<Run> {
   // autocannon's own latency histogram keeps whole milliseconds, too coarse
@@ -94,18 +88,7 @@ async function load(server: Server, durationSeconds: number): Promise<Run> {
   if (result.errors + result.timeouts + result.non2xx > 0) {
     throw new Error(`${server.name}: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx} non-2xx responses`);
   }
-  // Total over the real duration rather than autocannon's mean of per-second
-  // samples: it does not depend on where the sample boundaries fall.
-  return {
-    requestsPerSecond: Math.round(result.requests.total / result.duration),
-    requests: result.requests.total,
-    latencyMs: {
-      p50: round2(percentile(latencies, 50)),
-      p99: round2(percentile(latencies, 99)),
-      mean: round2(latencies.reduce((sum, value) => sum + value, 0) / latencies.length),
-    },
-    cpuMicrosPerRequest: cpuBefore === null || cpuAfter === null ? null : round2((cpuAfter - cpuBefore) / result.requests.total),
-  };
+  return summariseLoad(result, latencies, cpuBefore, cpuAfter);
 }
 
 async function main(): Promise<void> {
@@ -180,8 +163,5 @@ async function main(): Promise<void> {
   }
 }
 
-function round2(value: number): number {
-  return Math.round(value * 100) / 100;
-}
 
 await main();

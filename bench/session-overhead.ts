@@ -31,9 +31,8 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import pg from 'pg';
 import { cpuMicros, startChild, URL_LINE } from './children.ts';
-import { machine, median, option, options, percentile, positiveInteger, table, writeResult } from './lib.ts';
+import { machine, median, option, options, positiveInteger, round2, runSql, summariseLoad, table, writeResult, type LoadRun } from './lib.ts';
 import type { SessionTiming } from './servers/portcullis-account.ts';
 import { deleteRedisKeys } from '../test/support/services.ts';
 
@@ -116,13 +115,7 @@ async function checkAuthenticated(base: string, sessionId: string): Promise<void
   if (health.status !== 200) throw new Error(`${HEALTH}: ${health.status}`);
 }
 
-interface Run {
-  readonly requestsPerSecond: number;
-  readonly requests: number;
-  readonly latencyMs: { readonly p50: number; readonly p99: number; readonly mean: number };
-  /** Server CPU time (user + system) per response; null where /proc is missing. */
-  readonly cpuMicrosPerRequest: number | null;
-}
+type Run = LoadRun;
 
 async function load(server: Server, path: string, sessionId: string, durationSeconds: number): Promise<Run> {
   // autocannon's own latency histogram keeps whole milliseconds, too coarse
@@ -148,16 +141,7 @@ async function load(server: Server, path: string, sessionId: string, durationSec
   if (result.errors + result.timeouts + result.non2xx + notOk > 0) {
     throw new Error(`${path}: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx + notOk} responses other than 200`);
   }
-  return {
-    requestsPerSecond: Math.round(result.requests.total / result.duration),
-    requests: result.requests.total,
-    latencyMs: {
-      p50: round2(percentile(latencies, 50)),
-      p99: round2(percentile(latencies, 99)),
-      mean: round2(latencies.reduce((sum, value) => sum + value, 0) / latencies.length),
-    },
-    cpuMicrosPerRequest: cpuBefore === null || cpuAfter === null ? null : round2((cpuAfter - cpuBefore) / result.requests.total),
-  };
+  return summariseLoad(result, latencies, cpuBefore, cpuAfter);
 }
 
 async function timeLookups(server: Server, sessionId: string): Promise<SessionTiming> {
@@ -171,15 +155,6 @@ async function timeLookups(server: Server, sessionId: string): Promise<SessionTi
   return answer;
 }
 
-async function admin(url: string, sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
 type Path = 'healthz' | 'session';
 interface Round {
@@ -207,8 +182,8 @@ async function benchConfiguration(configuration: Configuration, baseEnv: NodeJS.
     if (configuration.databaseUrl !== undefined) {
       const url = configuration.databaseUrl;
       const schema = `portcullis_bench_${randomBytes(6).toString('hex')}`;
-      await admin(url, `CREATE SCHEMA ${schema}`);
-      cleanups.push(() => admin(url, `DROP SCHEMA IF EXISTS ${schema} CASCADE`));
+      await runSql(url, `CREATE SCHEMA ${schema}`);
+      cleanups.push(() => runSql(url, `DROP SCHEMA IF EXISTS ${schema} CASCADE`));
       Object.assign(env, { PORTCULLIS_DATABASE_URL: url, PORTCULLIS_DATABASE_SCHEMA: schema });
     }
     if (configuration.redisUrl !== undefined) {
@@ -334,8 +309,5 @@ async function main(): Promise<void> {
   console.log(`wrote ${file}`);
 }
 
-function round2(value: number): number {
-  return Math.round(value * 100) / 100;
-}
 
 await main();

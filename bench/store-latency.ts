@@ -19,14 +19,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import type { DurableStore, HotStore } from '../src/store/index.ts';
 import { openMemoryHotStore } from '../src/store/memory/hot-store.ts';
 import { openPostgresDurableStore } from '../src/store/postgres/durable-store.ts';
 import { SqliteDatabase } from '../src/store/sqlite/database.ts';
 import { openSqliteDurableStore } from '../src/store/sqlite/durable-store.ts';
 import { openSqliteHotStore } from '../src/store/sqlite/hot-store.ts';
-import { machine, median, option, percentile, positiveInteger, table, writeResult } from './lib.ts';
+import { machine, median, option, percentile, positiveInteger, runSql, table, writeResult } from './lib.ts';
 import { deleteRedisKeys } from '../test/support/services.ts';
 
 const iterations = positiveInteger('iterations', 2000);
@@ -183,15 +182,7 @@ async function benchRedis(url: string): Promise<void> {
 /** In a schema of its own, created here and dropped afterwards. */
 async function benchPostgres(url: string): Promise<void> {
   const schema = `portcullis_bench_${randomBytes(6).toString('hex')}`;
-  const admin = async (sql: string) => {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
-  };
+  const admin = (sql: string) => runSql(url, sql);
   await admin(`CREATE SCHEMA ${schema}`);
   try {
     const durable = await openPostgresDurableStore({ url, schema });
