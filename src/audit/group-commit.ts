@@ -39,15 +39,28 @@ export class GroupCommitter {
 
   /** Queues one entry; resolves with its index once it is durable. */
   add(entry: Uint8Array): Promise<number> {
-    if (this.#waiting.length >= this.#options.maxPending) return Promise.reject(new AuditBackpressureError());
-    return new Promise<number>((resolve, reject) => {
-      this.#waiting.push({ entry, resolve, reject });
-      // Start on a microtask, not at once: every `add` of the current
-      // synchronous run (a Promise.all over events) joins the first batch.
-      if (this.#running === undefined) {
-        this.#running = Promise.resolve().then(() => this.#drain());
-      }
-    });
+    return this.addAll([entry]).then((indices) => indices[0]!);
+  }
+
+  /**
+   * Queues entries that belong together: all or none (backpressure refuses
+   * the whole group), and all in the same batch unless the group is larger
+   * than `maxBatch`. Resolves with their indices, in order, once durable.
+   */
+  addAll(entries: readonly Uint8Array[]): Promise<number[]> {
+    if (this.#waiting.length + entries.length > this.#options.maxPending) return Promise.reject(new AuditBackpressureError());
+    const written = entries.map(
+      (entry) =>
+        new Promise<number>((resolve, reject) => {
+          this.#waiting.push({ entry, resolve, reject });
+        }),
+    );
+    // Start on a microtask, not at once: every `add` of the current
+    // synchronous run (a Promise.all over events) joins the first batch.
+    if (this.#running === undefined && entries.length > 0) {
+      this.#running = Promise.resolve().then(() => this.#drain());
+    }
+    return Promise.all(written);
   }
 
   /** Resolves when everything queued so far is written (or failed). */

@@ -105,6 +105,20 @@ export class Ledger {
     return { index };
   }
 
+  /**
+   * Records several events of one action (a sign-in and the sessions it
+   * evicted, say) in one batch: one transaction, so one fsync, instead of
+   * one per event. All are checked before any is queued; resolves with
+   * their indices, in order, once all are durable.
+   */
+  async recordAll(events: readonly AuditEvent[]): Promise<RecordedEntry[]> {
+    for (const event of events) checkEvent(event);
+    const entries: Uint8Array[] = [];
+    for (const event of events) entries.push(encodeEntry(await this.#toEntry(event)));
+    const indices = await this.#committer.addAll(entries);
+    return indices.map((index) => ({ index }));
+  }
+
   async #toEntry(event: AuditEvent): Promise<AuditEntry> {
     const actor = event.actorUserId === undefined ? undefined : await this.#pseudonyms.pseudonym(event.actorUserId);
     const ip = this.#ip(event.ip);

@@ -117,10 +117,10 @@ export class Accounts {
   async #signIn(user: User, amr: readonly string[], method: string, context: RequestContext): Promise<NewSession> {
     const audit = { requestId: context.requestId, traceId: context.traceId, ip: context.ip };
     const session = await this.#sessions.create(user.id, { amr, device: context.device ?? 'unknown device', ip: this.#maskIp(context.ip) });
-    await this.#ledger.record({ type: 'auth.login.succeeded', outcome: 'success', actorUserId: user.id, ...audit, detail: { method, evictedSessions: session.evicted.length } });
-    for (const evicted of session.evicted) {
-      await this.#ledger.record({ type: 'session.revoked', outcome: 'success', actorUserId: user.id, ...audit, detail: { reason: 'session_limit', session: evicted.slice(0, 12) } });
-    }
+    await this.#ledger.recordAll([
+      { type: 'auth.login.succeeded', outcome: 'success', actorUserId: user.id, ...audit, detail: { method, evictedSessions: session.evicted.length } },
+      ...session.evicted.map((evicted) => ({ type: 'session.revoked', outcome: 'success', actorUserId: user.id, ...audit, detail: { reason: 'session_limit', session: evicted.slice(0, 12) } }) as const),
+    ]);
     return session;
   }
 

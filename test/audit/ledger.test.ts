@@ -161,6 +161,26 @@ for (const driver of durableDrivers) {
       assert.deepEqual(checkpoint.rootHash, rootHash(entries.map(leafHash)), 'the stored tree matches the entries');
     });
 
+    it('records the events of one action together: one append, consecutive indices, all or none', async () => {
+      const appended: number[] = [];
+      const counted = withOverrides(fixture.store.auditLog, {
+        append: (entries, ...rest) => {
+          appended.push(entries.length);
+          return fixture.store.auditLog.append(entries, ...rest);
+        },
+      });
+      const ledger = await ledgerOn(fixture.store, { log: counted, maxPendingEntries: 3 });
+      const event = (i: number) => ({ type: 'session.revoked', outcome: 'success', actorUserId: 'user-7', requestId: `group-${i}` }) as const;
+      const recorded = await ledger.recordAll([event(0), event(1), event(2)]);
+      assert.deepEqual(appended, [3], 'one append for the whole group');
+      assert.deepEqual(recorded.map((r) => r.index), [recorded[0]!.index, recorded[0]!.index + 1, recorded[0]!.index + 2]);
+      const size = await ledger.size();
+      await assert.rejects(ledger.recordAll([event(3), { type: 'token.issued', outcome: 'success', detail: { password: 'hunter2' } }]), AuditEventError);
+      await assert.rejects(ledger.recordAll([event(4), event(5), event(6), event(7)]), AuditBackpressureError);
+      assert.equal(await ledger.size(), size, 'a refused group writes none of its events');
+      assert.deepEqual(appended, [3]);
+    });
+
     it('refuses new records with backpressure when the store cannot keep up, and loses none it accepted', async () => {
       let release!: () => void;
       const gate = new Promise<void>((resolve) => {
