@@ -141,6 +141,8 @@ function applyDerivedDefaults(config: ConfigInput): void {
   if (config['issuer'] === undefined && !production && typeof config['port'] === 'number') {
     config['issuer'] = `http://127.0.0.1:${config['port']}`;
   }
+  const oauth = (config['oauth'] ??= {}) as ConfigInput;
+  oauth['registration'] ??= production ? 'token' : 'open';
   if (config['masterKeyFile'] === undefined && typeof config['dataDir'] === 'string') {
     config['masterKeyFile'] = join(config['dataDir'], 'master.key');
   }
@@ -196,6 +198,8 @@ function checkSemantics(config: Config): void {
 export function configWarnings(config: Config): string[] {
   const warnings: string[] = [];
   if (config.mode === 'development') warnings.push('development mode: plain HTTP on loopback; set PORTCULLIS_MODE=production to deploy');
+  if (config.oauth.registration === 'open' && config.mode === 'production') warnings.push('oauth.registration is open: anyone can register OAuth clients');
+  if (config.oauth.registration === 'token' && config.oauth.initialAccessToken === undefined) warnings.push('oauth.registration is token but no oauth.initialAccessToken is set: dynamic registration refuses everyone');
   if (config.mode === 'production' && config.hotStore === 'memory') warnings.push('hot store "memory": sessions and replay caches are lost on restart and not shared between instances');
   if (config.database.url !== undefined && config.redis.url === undefined && config.hotStore !== 'memory') {
     warnings.push('PostgreSQL without Redis: the hot store is the local SQLite file, so this instance cannot be scaled out');

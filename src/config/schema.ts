@@ -234,6 +234,74 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    tokens: Type.Object(
+      {
+        signingAlgorithm: Type.Union([Type.Literal('EdDSA'), Type.Literal('ES256'), Type.Literal('RS256'), Type.Literal('PS256')], {
+          default: 'EdDSA',
+          env: 'PORTCULLIS_TOKENS_SIGNING_ALGORITHM',
+          description: 'JWS algorithm of access and ID tokens unless a client asks for another (EdDSA is Ed25519).',
+        }),
+        keyRotationIntervalMs: Type.Integer({
+          minimum: 60_000,
+          default: 2_592_000_000,
+          env: 'PORTCULLIS_TOKENS_KEY_ROTATION_INTERVAL_MS',
+          description: 'A signing key signs for this long; its successor is published at least one JWKS cache lifetime before it takes over.',
+        }),
+        jwksMaxAgeSeconds: Type.Integer({
+          minimum: 1,
+          maximum: 86_400,
+          default: 600,
+          env: 'PORTCULLIS_TOKENS_JWKS_MAX_AGE_SECONDS',
+          description: '`Cache-Control: max-age` of /jwks: how long a verifier may keep it, so how early a new key is published.',
+        }),
+        keyringRefreshMs: Type.Integer({
+          minimum: 100,
+          default: 10_000,
+          env: 'PORTCULLIS_TOKENS_KEYRING_REFRESH_MS',
+          description: 'How often each instance re-reads the signing keys (picks up another instance\'s rotation or revocation).',
+        }),
+        accessTokenTtlSeconds: Type.Integer({
+          minimum: 10,
+          maximum: 86_400,
+          default: 600,
+          env: 'PORTCULLIS_TOKENS_ACCESS_TOKEN_TTL_SECONDS',
+          description: 'Lifetime of access tokens (JWT, RFC 9068).',
+        }),
+        idTokenTtlSeconds: Type.Integer({
+          minimum: 10,
+          maximum: 86_400,
+          default: 3600,
+          env: 'PORTCULLIS_TOKENS_ID_TOKEN_TTL_SECONDS',
+          description: 'Lifetime of ID tokens.',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    oauth: Type.Object(
+      {
+        registration: Type.Union([Type.Literal('open'), Type.Literal('token'), Type.Literal('off')], {
+          env: 'PORTCULLIS_OAUTH_REGISTRATION',
+          derived: 'open in development, token in production',
+          description: 'Dynamic client registration (RFC 7591): open to anyone, only with the initial access token, or off.',
+        }),
+        initialAccessToken: Type.Optional(
+          Type.String({
+            minLength: 32,
+            maxLength: 512,
+            pattern: '^[\\x21-\\x7e]+$',
+            env: 'PORTCULLIS_OAUTH_INITIAL_ACCESS_TOKEN',
+            secret: true,
+            description: 'Bearer token that dynamic registration requires when `oauth.registration` is token (at least 32 characters).',
+          }),
+        ),
+        extraScopes: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5b\\x5d-\\x7e]+$', maxLength: 128 }), {
+          default: [],
+          env: 'PORTCULLIS_OAUTH_EXTRA_SCOPES',
+          description: 'API scopes clients may register and request, besides openid, profile, email and offline_access.',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     admin: Type.Object(
       {
         token: Type.Optional(
