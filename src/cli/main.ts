@@ -4,15 +4,17 @@ import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, configWarnings, loadConfig, maskConfig, type Config, type ConfigInput } from '../config/index.ts';
 import { StoreSchemaError, StoreUnavailableError, openStores, sqlitePath } from '../store/index.ts';
-import { MasterKeyError, SealedSecretError, ensureMasterKeyFile } from '../tokens/index.ts';
+import { KeyringError, MasterKeyError, SealedSecretError, ensureMasterKeyFile } from '../tokens/index.ts';
 import { exitGracefullyOnSignals, startPortcullis } from '../server/index.ts';
 import { AuditSourceError, AuditVerificationFailed, registerAuditCommands } from './audit.ts';
+import { registerKeysCommands } from './keys.ts';
 import { UserCommandError, registerUserCommands } from './user.ts';
+import { ClientCommandError, registerClientCommands } from './client.ts';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 /** Errors whose message is written for the operator and is safe to print as is. */
-const OPERATOR_ERRORS = [ConfigError, StoreUnavailableError, StoreSchemaError, MasterKeyError, SealedSecretError, AuditSourceError, UserCommandError];
+const OPERATOR_ERRORS = [ConfigError, StoreUnavailableError, StoreSchemaError, MasterKeyError, SealedSecretError, AuditSourceError, UserCommandError, ClientCommandError, KeyringError];
 
 /** What a command writes; injected so tests can capture it. */
 export interface CliOutput {
@@ -130,6 +132,8 @@ export async function main(argv: readonly string[], output: CliOutput = processO
     });
 
   registerUserCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption, ...(output.stdin !== undefined && { stdin: output.stdin }) });
+  registerClientCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
+  registerKeysCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
   registerAuditCommands(program, {
     out: (line) => output.out(line),
     err: (line) => output.err(line),

@@ -119,6 +119,13 @@ export class SessionManager {
     return { ...data, handle };
   }
 
+  /** Whether the session with this handle is still live (no renewal, no side effect). */
+  async isLive(handle: string): Promise<boolean> {
+    const stored = await this.#hot.get(sessionKey(handle));
+    if (stored === null) return false;
+    return this.#clock() < (JSON.parse(stored) as SessionData).absoluteExpiresAt;
+  }
+
   /** The user's live sessions, newest sign-in first; ghosts (idled out) are pruned. */
   async list(userId: string): Promise<Session[]> {
     const members = await this.#hot.boundedSetMembers(userSetKey(userId));

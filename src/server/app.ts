@@ -15,6 +15,10 @@ import { staticAdminAuthenticator } from './admin-auth.ts';
 import type { Ledger } from '../audit/index.ts';
 import type { Identity } from '../identity/index.ts';
 import { identityRoutes } from './identity-routes.ts';
+import type { AuthorizationServer } from '../oauth/index.ts';
+import { oauthRoutes } from './oauth-routes.ts';
+import { authorizeRoutes } from './authorize-routes.ts';
+import { applicationAccess } from './applications.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -32,6 +36,7 @@ export interface ServerDependencies {
   readonly metrics: Metrics;
   readonly ledger: Ledger;
   readonly identity?: Identity;
+  readonly authorizationServer?: AuthorizationServer;
   /** More routes, registered after the built-in ones (feature modules, tests). */
   readonly plugins?: readonly FastifyPluginAsync[];
 }
@@ -99,7 +104,15 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
 
   await app.register(healthRoutes, { stores: deps.stores, metrics, metricsEnabled: config.metrics.enabled });
   await app.register(auditRoutes, { ledger: deps.ledger, admin: staticAdminAuthenticator(config.admin.token, deps.ledger) });
-  if (deps.identity !== undefined) await app.register(identityRoutes, { identity: deps.identity, origin: () => ownOrigin(config.issuer, app) });
+  const origin = () => ownOrigin(config.issuer, app);
+  const oauth = deps.authorizationServer;
+  if (deps.identity !== undefined) {
+    await app.register(identityRoutes, { identity: deps.identity, origin, ...(oauth !== undefined && { applications: applicationAccess(oauth) }) });
+  }
+  if (oauth !== undefined) {
+    await app.register(oauthRoutes, { server: oauth });
+    if (deps.identity !== undefined) await app.register(authorizeRoutes, { server: oauth, identity: deps.identity, origin });
+  }
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;
 }

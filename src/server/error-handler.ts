@@ -1,10 +1,13 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { errorRegistry, HttpError, codeForStatus, problemType, type ErrorCode } from './errors.ts';
 import { AuditBackpressureError, AuditRequestError } from '../audit/index.ts';
+import { OAuthError } from '../oauth/index.ts';
 
 /** Route config key: OAuth endpoints answer RFC 6749 errors instead of problem+json. */
 export interface PortcullisRouteConfig {
   errorFormat?: 'problem' | 'oauth';
+  /** Cross-origin API endpoint: CORS headers on every answer, errors included. */
+  cors?: boolean;
 }
 
 /** Fastify's own client-error codes, mapped to ours with a message for people. */
@@ -30,6 +33,7 @@ interface ClientAnswer {
  */
 export function classifyError(error: FastifyError | Error): ClientAnswer {
   if (error instanceof HttpError) return { code: error.code, detail: error.detail, headers: error.headers };
+  if (error instanceof OAuthError) return { code: error.code, detail: error.message, headers: error.headers };
   if (error instanceof AuditRequestError) return { code: 'bad_request', detail: error.message, headers: {} };
   if (error instanceof AuditBackpressureError) {
     return { code: 'service_unavailable', detail: 'The audit log is busy; try again shortly.', headers: { 'retry-after': String(error.retryAfterSeconds) } };

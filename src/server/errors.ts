@@ -4,6 +4,8 @@
  * RFC 6749 section 5.2 `error` value used by OAuth endpoints. A test checks
  * that the registry is complete and consistent.
  */
+import type { OAuthErrorCode } from '../oauth/index.ts';
+
 export interface ErrorSpec {
   readonly status: number;
   readonly title: string;
@@ -23,11 +25,30 @@ export const errorRegistry = {
   body_too_large: { status: 413, title: 'Request body too large', oauth: 'invalid_request' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type', oauth: 'invalid_request' },
   too_many_requests: { status: 429, title: 'Too many requests', oauth: 'slow_down' },
+  // OAuth errors: the key is the RFC error value itself (src/oauth/errors.ts).
+  invalid_request: { status: 400, title: 'Invalid OAuth request', oauth: 'invalid_request' },
+  // RFC 6749 section 5.2: 401 when the client authenticated (or tried to) and failed.
+  invalid_client: { status: 401, title: 'Client authentication failed', oauth: 'invalid_client' },
+  invalid_grant: { status: 400, title: 'Invalid grant', oauth: 'invalid_grant' },
+  unauthorized_client: { status: 400, title: 'Client not authorized for this', oauth: 'unauthorized_client' },
+  unsupported_grant_type: { status: 400, title: 'Unsupported grant type', oauth: 'unsupported_grant_type' },
+  invalid_scope: { status: 400, title: 'Invalid scope', oauth: 'invalid_scope' },
+  invalid_target: { status: 400, title: 'Invalid resource', oauth: 'invalid_target' },
+  unsupported_token_type: { status: 400, title: 'Unsupported token type', oauth: 'unsupported_token_type' },
+  invalid_token: { status: 401, title: 'Invalid access token', oauth: 'invalid_token' },
+  invalid_client_metadata: { status: 400, title: 'Invalid client metadata', oauth: 'invalid_client_metadata' },
+  invalid_redirect_uri: { status: 400, title: 'Invalid redirect URI', oauth: 'invalid_redirect_uri' },
+  invalid_dpop_proof: { status: 400, title: 'Invalid DPoP proof', oauth: 'invalid_dpop_proof' },
+  use_dpop_nonce: { status: 400, title: 'DPoP nonce required', oauth: 'use_dpop_nonce' },
+  access_denied: { status: 403, title: 'Access denied', oauth: 'access_denied' },
   internal_error: { status: 500, title: 'Internal server error', oauth: 'server_error' },
   service_unavailable: { status: 503, title: 'Service unavailable', oauth: 'temporarily_unavailable' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorRegistry;
+
+// Every OAuth error the authorization server raises has an entry above.
+null as unknown as OAuthErrorCode satisfies ErrorCode;
 
 export const errorCodes = Object.keys(errorRegistry) as ErrorCode[];
 

@@ -3,13 +3,21 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import fastifyFormbody from '@fastify/formbody';
 import { PasswordPolicyError, sameOrigin, type Identity, type RequestContext, type Session, type User } from '../identity/index.ts';
-import { accountPage, errorPage, loginPage, logoutPage, recoveryCodesPage, secondFactorPage, type SecondFactorState } from './views/pages.ts';
+import { accountPage, errorPage, loginPage, logoutPage, recoveryCodesPage, secondFactorPage, type ConsentRow, type SecondFactorState } from './views/pages.ts';
 import { STYLESHEET } from './views/style.ts';
+
+/** The applications a user let in (OAuth consents), for the account page. */
+export interface ApplicationAccess {
+  list(userId: string): Promise<ConsentRow[]>;
+  /** Withdraws consent and ends the application's refresh tokens; resolves whether there was any. */
+  revoke(userId: string, clientId: string, audit: { requestId: string; ip: string }): Promise<boolean>;
+}
 
 export interface IdentityRoutesOptions {
   readonly identity: Identity;
   /** Our own origin (scheme://host[:port]), for the Origin check. */
   readonly origin: () => string;
+  readonly applications?: ApplicationAccess;
 }
 
 /**
@@ -18,7 +26,7 @@ export interface IdentityRoutesOptions {
  * Secure attribute works on http://127.0.0.1 in development too; production
  * always runs behind TLS.
  */
-const SESSION_COOKIE = '__Host-portcullis';
+export const SESSION_COOKIE = '__Host-portcullis';
 /** Binds the sign-in form's CSRF token before there is a session (login CSRF). */
 const LOGIN_COOKIE = '__Host-portcullis-login';
 const LOGIN_COOKIE_MAX_AGE_S = 30 * 60;
@@ -35,6 +43,7 @@ const NOTICES: Record<string, string> = {
   others: 'All other sessions were signed out.',
   password: 'Your password was changed. Other sessions were signed out.',
   'mfa-off': 'Two-step verification is off.',
+  application: 'The application no longer has access to your account.',
 };
 
 /**
@@ -45,7 +54,7 @@ const NOTICES: Record<string, string> = {
  */
 const PAGE_REFERRER_POLICY = 'same-origin';
 
-function page(reply: FastifyReply, status: number, body: string): FastifyReply {
+export function page(reply: FastifyReply, status: number, body: string): FastifyReply {
   return reply.code(status).header('content-security-policy', PAGE_CSP).header('referrer-policy', PAGE_REFERRER_POLICY).type('text/html; charset=utf-8').send(body);
 }
 
@@ -63,7 +72,7 @@ export function describeDevice(userAgent: string | undefined): string {
   return `${browser} on ${system}`;
 }
 
-function field(body: unknown, name: string): string | undefined {
+export function field(body: unknown, name: string): string | undefined {
   const value = (body as Record<string, unknown> | undefined)?.[name];
   return typeof value === 'string' && value.length <= MAX_FIELD && value.isWellFormed() ? value : undefined;
 }
@@ -73,7 +82,7 @@ function field(body: unknown, name: string): string | undefined {
  * needs the session's CSRF token and a same-origin request; every refusal is
  * a page with a clear message, never a 500.
  */
-export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (app, { identity, origin }) => {
+export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (app, { identity, origin, applications }) => {
   const { accounts, csrf, secondFactor } = identity;
   const cookieOptions = { path: '/', secure: true, httpOnly: true, sameSite: 'lax' } as const;
   await app.register(fastifyCookie);
@@ -106,11 +115,15 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
   app.get('/assets/portcullis.css', async (_request, reply) => reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=3600').send(STYLESHEET));
 
   app.get('/login', async (request, reply) => {
-    const returnTo = safeReturnTo((request.query as Record<string, unknown>)['return_to']);
-    if ((await currentSession(request)) !== null) return reply.redirect(returnTo ?? '/account', 303);
+    const query = request.query as Record<string, unknown>;
+    const returnTo = safeReturnTo(query['return_to']);
+    // `reauth=1`: an application asked for a fresh sign-in (OIDC prompt=login, max_age).
+    if (query['reauth'] !== '1' && (await currentSession(request)) !== null) return reply.redirect(returnTo ?? '/account', 303);
+    const hint = query['login_hint'];
+    const email = typeof hint === 'string' && hint.length <= 254 && hint.isWellFormed() ? hint : undefined;
     const nonce = randomBytes(18).toString('base64url');
     reply.setCookie(LOGIN_COOKIE, nonce, { path: '/', secure: true, httpOnly: true, sameSite: 'lax', maxAge: LOGIN_COOKIE_MAX_AGE_S });
-    return page(reply, 200, loginPage({ csrf: csrf.token(`login:${nonce}`), ...(returnTo !== undefined && { returnTo }) }));
+    return page(reply, 200, loginPage({ csrf: csrf.token(`login:${nonce}`), ...(returnTo !== undefined && { returnTo }), ...(email !== undefined && { email }) }));
   });
 
   app.post('/login', async (request, reply) => {
@@ -186,6 +199,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
         email: current.user.email,
         csrf: csrf.token(current.session.handle),
         sessions: sessions.map((session) => ({ ...session, current: session.handle === current.session.handle })),
+        consents: applications === undefined ? [] : await applications.list(current.user.id),
         secondFactor: await secondFactorState(current.user),
         ...extra,
       }),
@@ -249,6 +263,18 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     if (own === undefined) return page(reply, 400, errorPage({ title: 'No such session', detail: 'That session has already ended, or it is not yours.' }));
     await accounts.endSession(current.user.id, own.handle, context(request), 'revoked');
     return reply.redirect(own.handle === current.session.handle ? '/login' : '/account?done=revoked', 303);
+  });
+
+  app.post('/account/applications/revoke', async (request, reply) => {
+    const current = await currentSession(request);
+    if (current === null) return reply.redirect('/login', 303);
+    const refused = refuseForgery(request, reply, current.session.handle);
+    if (refused !== undefined) return refused;
+    const clientId = field(request.body, 'client');
+    if (applications === undefined || clientId === undefined || !(await applications.revoke(current.user.id, clientId, { requestId: request.id, ip: request.ip }))) {
+      return page(reply, 400, errorPage({ title: 'No such application', detail: 'That application has no access to your account.' }));
+    }
+    return reply.redirect('/account?done=application', 303);
   });
 
   app.post('/account/sessions/revoke-others', async (request, reply) => {

@@ -5,7 +5,8 @@ import { Metrics, createLogger, type Logger } from '../observability/index.ts';
 import { assertSchemaCurrent, openStores, systemClock, type Clock, type Stores } from '../store/index.ts';
 import { openLedger, type Ledger } from '../audit/index.ts';
 import { createIdentity, type Identity } from '../identity/index.ts';
-import { deriveKey, ensureMasterKeyFile, loadMasterKey } from '../tokens/index.ts';
+import { createAuthorizationServer, type AuthorizationServer } from '../oauth/index.ts';
+import { Keyring, deriveKey, ensureMasterKeyFile, keyringPolicy, loadMasterKey } from '../tokens/index.ts';
 import { buildServer } from './app.ts';
 
 export interface StartOptions {
@@ -22,6 +23,7 @@ export interface RunningPortcullis {
   readonly logger: Logger;
   readonly ledger: Ledger;
   readonly identity: Identity;
+  readonly authorizationServer: AuthorizationServer;
   /** The URL it listens on (the real port when config.port is 0). */
   readonly url: string;
   /** Stops accepting, lets in-flight requests finish, closes the stores. */
@@ -49,6 +51,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     ...(options.clock !== undefined && { clock: options.clock }),
     observe: (driver, operation, seconds) => metrics.storeOperationDuration.observe({ driver, operation }, seconds),
   });
+  let keyring: Keyring | undefined;
   try {
     if (config.migrateOnStart) {
       const report = await stores.durable.migrate();
@@ -67,8 +70,19 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     // The first checkpoint exists from the start, so clients always have one to hold.
     await ledger.latestCheckpoint();
     ledger.startCheckpointing(config.audit.checkpointIntervalMs, (error) => logger.error({ err: error }, 'audit checkpoint failed'));
-    const identity = createIdentity({ config, stores, ledger, masterKey, clock: options.clock ?? systemClock });
-    const app = await buildServer({ config, stores, logger, metrics, ledger, identity, ...(options.plugins !== undefined && { plugins: options.plugins }) });
+    const clock = options.clock ?? systemClock;
+    const identity = createIdentity({ config, stores, ledger, masterKey, clock });
+    keyring = await Keyring.open({
+      records: stores.durable.records,
+      masterKey,
+      clock,
+      ledger,
+      // Verifiers allow a little clock skew: a retired key stays published that much longer.
+      policy: keyringPolicy(config.tokens, 60),
+    });
+    keyring.start((error) => logger.error({ err: error }, 'signing key maintenance failed'));
+    const authorizationServer = createAuthorizationServer({ config, stores, ledger, keyring, identity, masterKey, clock });
+    const app = await buildServer({ config, stores, logger, metrics, ledger, identity, authorizationServer, ...(options.plugins !== undefined && { plugins: options.plugins }) });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address !== null ? address.port : config.port;
@@ -82,15 +96,18 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
       logger,
       ledger,
       identity,
+      authorizationServer,
       url,
       stop: () =>
         (stopping ??= (async () => {
           await app.close();
+          authorizationServer.keyring.close();
           await ledger.close();
           await stores.close();
         })()),
     };
   } catch (error) {
+    keyring?.close();
     await stores.close();
     throw error;
   }

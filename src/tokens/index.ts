@@ -1,2 +1,18 @@
 export { MASTER_KEY_BYTES, MasterKeyError, deriveKey, ensureMasterKeyFile, loadMasterKey } from './master-key.ts';
 export { SealedSecretError, openSecret, sealSecret } from './sealed.ts';
+export {
+  Keyring,
+  KeyringError,
+  SIGNING_ALGORITHMS,
+  keyringPolicy,
+  type KeyInfo,
+  type KeyState,
+  type KeyringLedger,
+  type KeyringOptions,
+  type KeyringPolicy,
+  type KeyringPolicySettings,
+  type SigningAlgorithm,
+  type SigningKey,
+  type VerificationKey,
+} from './keyring.ts';
+export { JwtError, signJwt, verifyJwt, type VerificationKeys, type VerifiedJwt, type VerifyJwtOptions } from './jwt.ts';

@@ -18,6 +18,13 @@ const OAUTH_ERRORS = new Set([
   'invalid_token',
   'insufficient_scope',
   'slow_down',
+  // RFC 8707 section 2, RFC 7009 section 2.2.1, RFC 7591 section 3.2.2, RFC 9449 sections 7.1 and 8.
+  'invalid_target',
+  'unsupported_token_type',
+  'invalid_client_metadata',
+  'invalid_redirect_uri',
+  'invalid_dpop_proof',
+  'use_dpop_nonce',
 ]);
 
 describe('error registry', () => {

@@ -5,6 +5,15 @@ import { Writable } from 'node:stream';
 import type { FastifyPluginAsync } from 'fastify';
 import { loadConfig, type ConfigInput } from '../../src/config/index.ts';
 import { startPortcullis, type RunningPortcullis } from '../../src/server/index.ts';
+import { freePort } from './process.ts';
+import type { Clock } from '../../src/store/index.ts';
+import { createTestSchema, deleteRedisKeys, redisTestPrefix, testDatabaseUrl, testRedisUrl } from './services.ts';
+
+/** Where a test server keeps its state: its own SQLite file, or a fresh PostgreSQL schema and Redis key prefix. */
+export type TestBackend = 'embedded' | 'postgres+redis';
+
+/** The backends a test should run against: embedded always, PostgreSQL and Redis when their URLs are set. */
+export const testBackends: readonly TestBackend[] = testDatabaseUrl !== undefined && testRedisUrl !== undefined ? ['embedded', 'postgres+redis'] : ['embedded'];
 
 /** Log lines a server wrote, parsed, plus the raw text for "never appears" checks. */
 export class CapturedLogs {
@@ -34,11 +43,24 @@ export interface TestServer {
  * A real Portcullis listening on a free loopback port, with its own data
  * directory and captured logs.
  */
-export async function startTestServer(options: { overrides?: ConfigInput; env?: Record<string, string>; plugins?: FastifyPluginAsync[] } = {}): Promise<TestServer> {
+export async function startTestServer(
+  options: { overrides?: ConfigInput; env?: Record<string, string>; plugins?: FastifyPluginAsync[]; fixedPort?: boolean; clock?: Clock; backend?: TestBackend } = {},
+): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-server-'));
-  const config = loadConfig({ env: options.env ?? {}, overrides: { port: 0, dataDir, log: { level: 'info' }, ...options.overrides } });
+  const cleanups: (() => Promise<void>)[] = [];
+  const env = { ...options.env };
+  if (options.backend === 'postgres+redis') {
+    const schema = await createTestSchema(testDatabaseUrl!);
+    const keyPrefix = redisTestPrefix();
+    cleanups.push(schema.drop, () => deleteRedisKeys(testRedisUrl!, keyPrefix));
+    Object.assign(env, { PORTCULLIS_DATABASE_URL: testDatabaseUrl!, PORTCULLIS_DATABASE_SCHEMA: schema.schema, PORTCULLIS_REDIS_URL: testRedisUrl!, PORTCULLIS_REDIS_KEY_PREFIX: keyPrefix });
+  }
+  // OAuth clients check that the issuer is the URL they talk to, so OAuth
+  // tests bind a known free port (the issuer is derived from it) instead of 0.
+  const port = options.fixedPort === true ? await freePort() : 0;
+  const config = loadConfig({ env, overrides: { port, dataDir, log: { level: 'info' }, ...options.overrides } });
   const logs = new CapturedLogs();
-  const running = await startPortcullis(config, { logDestination: logs.stream, ...(options.plugins && { plugins: options.plugins }) });
+  const running = await startPortcullis(config, { logDestination: logs.stream, ...(options.plugins && { plugins: options.plugins }), ...(options.clock !== undefined && { clock: options.clock }) });
   return {
     url: running.url,
     running,
@@ -46,6 +68,7 @@ export async function startTestServer(options: { overrides?: ConfigInput; env?: 
     close: async () => {
       await running.stop();
       rmSync(dataDir, { recursive: true, force: true });
+      for (const cleanup of cleanups) await cleanup();
     },
   };
 }

@@ -86,7 +86,58 @@ function secondFactorSection(csrf: string, factor: SecondFactorState): Html {
 <form method="post" action="/account/totp/begin"><input type="hidden" name="_csrf" value="${csrf}"><button type="submit" class="secondary">Set up two-step verification</button></form>`;
 }
 
-export function accountPage(options: { email: string; csrf: string; sessions: readonly SessionRow[]; secondFactor?: SecondFactorState; error?: string; notice?: string }): string {
+/** An application the user let in, for the account page. */
+export interface ConsentRow {
+  readonly clientId: string;
+  readonly clientName: string;
+  readonly scopes: readonly string[];
+  readonly grantedAt: number;
+}
+
+/** What each scope lets an application do, in words a person reads (OIDC Core section 5.4). */
+const SCOPE_DESCRIPTIONS: Readonly<Record<string, string>> = {
+  openid: 'Know who you are when you sign in',
+  profile: 'See your basic profile',
+  email: 'See your email address',
+  offline_access: 'Stay connected when you are not using it',
+};
+
+export function describeScope(scope: string): string {
+  return SCOPE_DESCRIPTIONS[scope] ?? `Use the API permission "${scope}"`;
+}
+
+export function consentPage(options: { csrf: string; interaction: string; clientName: string; clientId: string; scopes: readonly string[]; email: string }): string {
+  return layout(
+    'Allow access',
+    html`<h1>Allow ${options.clientName} to access your account?</h1>
+<p>Signed in as <strong>${options.email}</strong>. <span class="hint">Application id: ${options.clientId}</span></p>
+<h2 id="scopes-heading">${options.clientName} asks to:</h2>
+<ul aria-labelledby="scopes-heading">
+${options.scopes.map((scope) => html`<li>${describeScope(scope)}</li>
+`)}
+</ul>
+<p class="hint">You can withdraw this later on your account page.</p>
+<form method="post" action="/authorize/consent">
+<input type="hidden" name="_csrf" value="${options.csrf}">
+<input type="hidden" name="interaction" value="${options.interaction}">
+<button type="submit" name="decision" value="allow" autofocus>Allow</button>
+<button type="submit" name="decision" value="deny" class="secondary">Deny</button>
+</form>`,
+  );
+}
+
+function applicationsSection(csrf: string, consents: readonly ConsentRow[]): Html {
+  if (consents.length === 0) return html`<p class="hint">No application has access to your account.</p>`;
+  return html`<ul class="applications">
+${consents.map(
+  (consent) => html`<li><strong>${consent.clientName}</strong>: ${consent.scopes.map(describeScope).join('; ')}. <span class="hint">Since ${formatTime(consent.grantedAt)}.</span>
+<form class="inline" method="post" action="/account/applications/revoke"><input type="hidden" name="_csrf" value="${csrf}"><input type="hidden" name="client" value="${consent.clientId}"><button type="submit" class="small secondary" aria-label="Remove access for ${consent.clientName}">Remove access</button></form></li>
+`,
+)}
+</ul>`;
+}
+
+export function accountPage(options: { email: string; csrf: string; sessions: readonly SessionRow[]; consents?: readonly ConsentRow[]; secondFactor?: SecondFactorState; error?: string; notice?: string }): string {
   const others = options.sessions.filter((session) => !session.current).length;
   return layout(
     'Your account',
@@ -118,6 +169,9 @@ ${
     ? html`<form method="post" action="/account/sessions/revoke-others"><input type="hidden" name="_csrf" value="${options.csrf}"><button type="submit" class="secondary">Sign out all other sessions (${others})</button></form>`
     : html`<p class="hint">No other sessions.</p>`
 }
+
+<h2>Applications</h2>
+${applicationsSection(options.csrf, options.consents ?? [])}
 
 <h2>Two-step verification</h2>
 ${secondFactorSection(options.csrf, options.secondFactor ?? { state: 'off' })}

@@ -1,0 +1,258 @@
+/**
+ * `portcullis client create | list | show | delete | rotate-secret`: OAuth
+ * clients from the command line, through the same metadata validation and
+ * registry as dynamic registration (RFC 7591), so every client is checked and
+ * audited the same way whoever made it.
+ */
+import { readFileSync } from 'node:fs';
+import { Option, type Command } from 'commander';
+import { openLedger } from '../audit/index.ts';
+import type { Config, ConfigInput } from '../config/index.ts';
+import { ClientMetadataError, ClientRegistry, OIDC_SCOPES, validateClientMetadata, type OAuthClient } from '../oauth/index.ts';
+import { assertSchemaCurrent, openStores, systemClock } from '../store/index.ts';
+import { deriveKey, loadMasterKey } from '../tokens/index.ts';
+
+export interface ClientCliContext {
+  readonly out: (line: string) => void;
+  readonly err: (line: string) => void;
+  readonly load: (options: { config?: string }, overrides?: ConfigInput) => Readonly<Config>;
+  readonly configOption: () => Option;
+}
+
+/** A refusal the operator can act on: one line, exit 1. */
+export class ClientCommandError extends Error {
+  override readonly name = 'ClientCommandError';
+}
+
+/** Who the audit log names for changes made here. */
+const ACTOR = 'admin-cli';
+const PAGE = 1000;
+
+async function withRegistry<T>(config: Readonly<Config>, work: (registry: ClientRegistry) => Promise<T>): Promise<T> {
+  const stores = await openStores(config);
+  try {
+    await assertSchemaCurrent(stores.durable);
+    const masterKey = loadMasterKey(config);
+    const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey, issuer: config.issuer, clock: systemClock, audit: config.audit });
+    try {
+      return await work(new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(masterKey, 'client-secrets'), ledger, clock: systemClock }));
+    } finally {
+      await ledger.close();
+    }
+  } finally {
+    await stores.close();
+  }
+}
+
+/** What may be shown of a client: its metadata and id, never a hash (RFC 7592 section 3 read response, without secrets). */
+function publicView(client: OAuthClient): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(client).filter(([key]) => !INTERNAL_FIELDS.has(key)));
+}
+
+/** Stored alongside the metadata but never shown: hashes of credentials, the record version. */
+const INTERNAL_FIELDS: ReadonlySet<string> = new Set(['secretHash', 'registrationTokenHash', 'version']);
+
+function formatValue(value: unknown): string {
+  if (Array.isArray(value)) return value.join(' ');
+  if (typeof value === 'string') return value;
+  return JSON.stringify(value);
+}
+
+async function findClient(registry: ClientRegistry, clientId: string): Promise<OAuthClient> {
+  const client = await registry.get(clientId);
+  if (client === null) throw new ClientCommandError(`no client ${clientId}`);
+  return client;
+}
+
+function label(client: OAuthClient): string {
+  return client.client_name === undefined ? client.client_id : `${client.client_name} (${client.client_id})`;
+}
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+function readJwks(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ClientCommandError(`cannot read --jwks-file ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new ClientCommandError(`--jwks-file ${file} is not JSON (expected a JWK Set, {"keys": [...]}, or one public JWK)`);
+  }
+  // One bare JWK is accepted too, as key tools write it.
+  return typeof parsed === 'object' && parsed !== null && Object.hasOwn(parsed, 'kty') ? { keys: [parsed] } : parsed;
+}
+
+interface CreateOptions {
+  config?: string;
+  name: string;
+  redirectUri?: string[];
+  postLogoutRedirectUri?: string[];
+  grantType?: string[];
+  authMethod?: string;
+  public?: boolean;
+  scope?: string;
+  native?: boolean;
+  jwksFile?: string;
+  requirePar?: boolean;
+  dpop?: boolean;
+  idTokenAlg?: string;
+  json?: boolean;
+}
+
+/** The RFC 7591 request the options describe; validateClientMetadata judges it like any other. */
+function metadataRequest(options: CreateOptions): Record<string, unknown> {
+  if (options.public === true && options.authMethod !== undefined && options.authMethod !== 'none') {
+    throw new ClientCommandError(`--public and --auth-method ${options.authMethod} contradict each other (--public means --auth-method none)`);
+  }
+  return {
+    client_name: options.name,
+    ...(options.redirectUri !== undefined && { redirect_uris: options.redirectUri }),
+    ...(options.postLogoutRedirectUri !== undefined && { post_logout_redirect_uris: options.postLogoutRedirectUri }),
+    ...(options.grantType !== undefined && { grant_types: options.grantType }),
+    ...(options.public === true ? { token_endpoint_auth_method: 'none' } : options.authMethod !== undefined && { token_endpoint_auth_method: options.authMethod }),
+    ...(options.scope !== undefined && { scope: options.scope }),
+    ...(options.native === true && { application_type: 'native' }),
+    ...(options.jwksFile !== undefined && { jwks: readJwks(options.jwksFile) }),
+    ...(options.requirePar === true && { require_pushed_authorization_requests: true }),
+    ...(options.dpop === true && { dpop_bound_access_tokens: true }),
+    ...(options.idTokenAlg !== undefined && { id_token_signed_response_alg: options.idTokenAlg }),
+  };
+}
+
+function showSecret(context: ClientCliContext, clientId: string, secret: string): void {
+  context.out(`  client_secret: ${secret}`);
+  context.out('Store the client secret now: it is shown only this once (Portcullis keeps only a keyed hash of it).');
+  context.out(`Lost it? \`portcullis client rotate-secret ${clientId}\` makes a new one.`);
+}
+
+export function registerClientCommands(program: Command, context: ClientCliContext): void {
+  const client = program.command('client').description('Manage OAuth clients (the applications that sign users in or call APIs).');
+
+  client
+    .command('create')
+    .description('Register a client. A confidential client gets a server-generated secret, printed once.')
+    .addOption(context.configOption())
+    .requiredOption('--name <name>', 'the name users see on the consent page')
+    .option('--redirect-uri <uri>', 'where the authorization response goes; repeat for several (https, http://127.0.0.1, or com.example.app: for --native)', collect)
+    .option('--post-logout-redirect-uri <uri>', 'where the user may land after signing out; repeatable', collect)
+    .option('--grant-type <type>', 'authorization_code, refresh_token or client_credentials; repeat for several (default: authorization_code)', collect)
+    .addOption(new Option('--auth-method <method>', 'token endpoint authentication (default: client_secret_basic)').choices(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none']))
+    .option('--public', 'a public client (browser or native app): no secret, PKCE only; same as --auth-method none')
+    .option('--scope <scopes>', 'space-separated scopes the client may request (default: openid)')
+    .option('--native', 'a native app (application_type native): may use private-use URI schemes and http://localhost')
+    .option('--jwks-file <file>', 'JSON file with the public key(s) for private_key_jwt (a JWK Set or one JWK)')
+    .option('--require-par', 'require pushed authorization requests (RFC 9126)')
+    .option('--dpop', 'issue only DPoP-bound access tokens to this client (RFC 9449)')
+    .addOption(new Option('--id-token-alg <alg>', 'ID token signing algorithm (default: tokens.signingAlgorithm)').choices(['EdDSA', 'ES256', 'RS256', 'PS256']))
+    .option('--json', 'print the registration response as JSON (RFC 7591 section 3.2.1)')
+    .action(async (options: CreateOptions) => {
+      const config = context.load(options);
+      let metadata;
+      try {
+        metadata = validateClientMetadata(metadataRequest(options), {
+          allowedScopes: [...OIDC_SCOPES, ...config.oauth.extraScopes],
+          defaultSigningAlgorithm: config.tokens.signingAlgorithm,
+        });
+      } catch (error) {
+        if (error instanceof ClientMetadataError) throw new ClientCommandError(`client refused (${error.error}): ${error.message}`);
+        throw error;
+      }
+      await withRegistry(config, async (registry) => {
+        const { client: created, clientSecret } = await registry.register(metadata, { actor: ACTOR });
+        if (options.json === true) {
+          context.out(JSON.stringify({ ...publicView(created), ...(clientSecret !== undefined && { client_secret: clientSecret, client_secret_expires_at: 0 }) }, null, 2));
+          return;
+        }
+        context.out(`Created client ${label(created)}.`);
+        context.out(`  client_id:     ${created.client_id}`);
+        if (clientSecret !== undefined) showSecret(context, created.client_id, clientSecret);
+        else if (created.token_endpoint_auth_method === 'none') context.out('It is a public client: no secret; it must use PKCE.');
+        else context.out('It authenticates with a JWT signed by its registered key (private_key_jwt): no secret.');
+      });
+    });
+
+  client
+    .command('list')
+    .description('List clients: id, name, authentication method, grant types.')
+    .addOption(context.configOption())
+    .option('--json', 'print a JSON array')
+    .action(async (options: { config?: string; json?: boolean }) => {
+      const config = context.load(options);
+      await withRegistry(config, async (registry) => {
+        const all: OAuthClient[] = [];
+        let after: string | undefined;
+        for (;;) {
+          const page = await registry.list({ ...(after !== undefined && { after }), limit: PAGE });
+          all.push(...page);
+          if (page.length < PAGE) break;
+          after = page.at(-1)!.client_id;
+        }
+        if (options.json === true) context.out(JSON.stringify(all.map(publicView), null, 2));
+        else if (all.length === 0) context.out('No clients yet: portcullis client create --name <name> --redirect-uri <uri>');
+        else for (const listed of all) context.out(`${listed.client_id}  ${listed.client_name ?? '-'}  ${listed.token_endpoint_auth_method}  ${listed.grant_types.join(',')}`);
+      });
+    });
+
+  client
+    .command('show')
+    .description('Show one client\'s registered metadata (never its secret or any hash of it).')
+    .addOption(context.configOption())
+    .argument('<client-id>', 'the client_id')
+    .option('--json', 'print JSON')
+    .action(async (clientId: string, options: { config?: string; json?: boolean }) => {
+      const config = context.load(options);
+      await withRegistry(config, async (registry) => {
+        const found = await findClient(registry, clientId);
+        const view = publicView(found);
+        if (options.json === true) {
+          context.out(JSON.stringify({ ...view, has_client_secret: found.secretHash !== undefined, has_registration_access_token: found.registrationTokenHash !== undefined }, null, 2));
+          return;
+        }
+        for (const [key, value] of Object.entries(view)) context.out(`${key}: ${formatValue(value)}`);
+        context.out(`client_secret: ${found.secretHash !== undefined ? 'set (only a keyed hash is stored; rotate-secret makes a new one)' : 'none'}`);
+        if (found.registrationTokenHash !== undefined) context.out('registration_access_token: set (RFC 7592 self-management)');
+      });
+    });
+
+  client
+    .command('delete')
+    .description('Delete a client: it can no longer authenticate or obtain tokens.')
+    .addOption(context.configOption())
+    .argument('<client-id>', 'the client_id')
+    .action(async (clientId: string, options: { config?: string }) => {
+      const config = context.load(options);
+      await withRegistry(config, async (registry) => {
+        const found = await findClient(registry, clientId);
+        if (!(await registry.delete(found.client_id, { actor: ACTOR }))) throw new ClientCommandError(`no client ${clientId}`);
+        context.out(`Deleted client ${label(found)}.`);
+      });
+    });
+
+  client
+    .command('rotate-secret')
+    .description('Replace a client\'s secret with a new one, printed once. The old secret stops working at once.')
+    .addOption(context.configOption())
+    .argument('<client-id>', 'the client_id')
+    .option('--json', 'print {"client_id", "client_secret"} as JSON')
+    .action(async (clientId: string, options: { config?: string; json?: boolean }) => {
+      const config = context.load(options);
+      await withRegistry(config, async (registry) => {
+        const found = await findClient(registry, clientId);
+        if (found.secretHash === undefined) throw new ClientCommandError(`client ${clientId} authenticates with ${found.token_endpoint_auth_method}; it has no secret to rotate`);
+        const secret = await registry.rotateSecret(found.client_id, { actor: ACTOR });
+        if (options.json === true) {
+          context.out(JSON.stringify({ client_id: found.client_id, client_secret: secret, client_secret_expires_at: 0 }, null, 2));
+          return;
+        }
+        context.out(`New secret for client ${label(found)}; the old one no longer works.`);
+        showSecret(context, found.client_id, secret);
+      });
+    });
+}

@@ -1,0 +1,105 @@
+/**
+ * `portcullis keys list | rotate | revoke`: the token-signing keys from the
+ * command line, through the same Keyring the server uses (so every change is
+ * one compare-and-set on the shared keyring and is audited the same way).
+ * Running servers take changes up at their next refresh (`tokens.keyringRefreshMs`).
+ */
+import { Option, type Command } from 'commander';
+import { openLedger } from '../audit/index.ts';
+import type { Config, ConfigInput } from '../config/index.ts';
+import { assertSchemaCurrent, openStores, systemClock } from '../store/index.ts';
+import { Keyring, SIGNING_ALGORITHMS, keyringPolicy, loadMasterKey, type KeyInfo, type SigningAlgorithm } from '../tokens/index.ts';
+
+export interface KeysCliContext {
+  readonly out: (line: string) => void;
+  readonly err: (line: string) => void;
+  readonly load: (options: { config?: string }, overrides?: ConfigInput) => Readonly<Config>;
+  readonly configOption: () => Option;
+}
+
+async function withKeyring<T>(config: Readonly<Config>, work: (keyring: Keyring) => Promise<T>): Promise<T> {
+  const stores = await openStores(config);
+  try {
+    await assertSchemaCurrent(stores.durable);
+    const masterKey = loadMasterKey(config);
+    const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey, issuer: config.issuer, clock: systemClock, audit: config.audit });
+    try {
+      const keyring = await Keyring.open({ records: stores.durable.records, masterKey, clock: systemClock, policy: keyringPolicy(config.tokens), ledger });
+      try {
+        return await work(keyring);
+      } finally {
+        keyring.close();
+      }
+    } finally {
+      await ledger.close();
+    }
+  } finally {
+    await stores.close();
+  }
+}
+
+/** ISO 8601 to the second: the keyring's times are whole seconds apart from their origin anyway. */
+function time(ms: number | undefined): string {
+  return ms === undefined ? '-' : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+function lifetimeColumn(key: KeyInfo): string {
+  if (key.state === 'revoked') return `revoked ${time(key.revokedAt)}`;
+  return key.retiredAt === undefined ? '-' : `${time(key.retiredAt)} / ${time(key.removeAt)}`;
+}
+
+function table(rows: readonly (readonly string[])[]): string[] {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  '));
+}
+
+function refreshNote(config: Readonly<Config>): string {
+  return `Running servers take this up within ${Math.ceil(config.tokens.keyringRefreshMs / 1000)}s (tokens.keyringRefreshMs).`;
+}
+
+export function registerKeysCommands(program: Command, context: KeysCliContext): void {
+  const keys = program.command('keys').description('Manage the keys that sign access and ID tokens (published at /jwks).');
+
+  keys
+    .command('list')
+    .description('List signing keys: kid, algorithm, state (next, current, retired, revoked), when each signs, retires and leaves the JWKS.')
+    .addOption(context.configOption())
+    .action(async (options: { config?: string }) => {
+      const config = context.load(options);
+      await withKeyring(config, async (keyring) => {
+        const rows = keyring.list().map((key) => [key.kid, key.alg, key.state, time(key.activatesAt), lifetimeColumn(key)]);
+        for (const line of table([['KID', 'ALG', 'STATE', 'ACTIVATES', 'RETIRES / REMOVED FROM JWKS'], ...rows])) context.out(line);
+      });
+    });
+
+  keys
+    .command('rotate')
+    .description('Publish a new signing key now; it starts signing one JWKS max-age later (tokens.jwksMaxAgeSeconds), when every verifier has it.')
+    .addOption(context.configOption())
+    .addOption(new Option('--alg <algorithm>', 'algorithm of the new key (default: tokens.signingAlgorithm)').choices(SIGNING_ALGORITHMS))
+    .action(async (options: { config?: string; alg?: SigningAlgorithm }) => {
+      const config = context.load(options);
+      await withKeyring(config, async (keyring) => {
+        const created = await keyring.rotate(options.alg ?? config.tokens.signingAlgorithm);
+        context.out(`Created ${created.alg} key ${created.kid}: published now, signs from ${time(created.activatesAt)}.`);
+        context.out(refreshNote(config));
+      });
+    });
+
+  keys
+    .command('revoke')
+    .description('Revoke a compromised key: it leaves the JWKS and tokens it signed are refused at once; if it was signing, a new key signs from now.')
+    .addOption(context.configOption())
+    .argument('<kid>', 'the key id (see portcullis keys list)')
+    .action(async (kid: string, options: { config?: string }) => {
+      const config = context.load(options);
+      await withKeyring(config, async (keyring) => {
+        const revoked = await keyring.revoke(kid);
+        context.out(`Revoked ${revoked.alg} key ${revoked.kid}: it is out of the JWKS, and tokens it signed are refused.`);
+        const current = keyring.signingKey(revoked.alg);
+        const replacement = keyring.list().find((key) => key.kid === current.kid && key.createdAt === revoked.revokedAt);
+        context.out(replacement !== undefined ? `A new ${revoked.alg} key ${current.kid} signs from now.` : `${revoked.alg} tokens are still signed by ${current.kid}.`);
+        context.out(refreshNote(config));
+      });
+    });
+}

@@ -1,0 +1,139 @@
+/**
+ * The authorization server assembled from its parts. HTTP lives in
+ * src/server/oauth-routes.ts and src/server/authorize-routes.ts; this module
+ * decides.
+ */
+import type { Ledger } from '../audit/index.ts';
+import type { Config } from '../config/index.ts';
+import type { Identity } from '../identity/index.ts';
+import type { Clock, Stores } from '../store/index.ts';
+import { deriveKey, type Keyring } from '../tokens/index.ts';
+import { AccessTokens } from './access-tokens.ts';
+import { Authorizer } from './authorization/authorizer.ts';
+import { AuthorizationCodes } from './authorization/codes.ts';
+import { Consents } from './authorization/consents.ts';
+import { PushedRequests } from './authorization/pushed-requests.ts';
+import { ClientAuthenticator } from './client-auth.ts';
+import { ClientRegistry } from './clients.ts';
+import { DpopVerifier } from './dpop.ts';
+import { authorizationServerMetadata, ENDPOINT_PATHS, endpointUrl, openIdProviderMetadata } from './discovery.ts';
+import { IdTokens } from './id-tokens.ts';
+import { IntrospectionEndpoint } from './introspection.ts';
+import { ParEndpoint } from './par.ts';
+import { RefreshTokens } from './refresh-tokens.ts';
+import { RegistrationEndpoint } from './registration.ts';
+import { OIDC_SCOPES } from './scopes.ts';
+import { RevocationEndpoint } from './revocation.ts';
+import { TokenEndpoint, type GrantServices } from './token-endpoint.ts';
+import { UserInfoEndpoint } from './userinfo.ts';
+
+/** RFC 9126 section 2.2: "a short lifetime", typically 5 to 600 seconds. */
+const PAR_TTL_SECONDS = 60;
+
+export interface AuthorizationServer {
+  readonly issuer: string;
+  readonly keyring: Keyring;
+  readonly clients: ClientRegistry;
+  readonly accessTokens: AccessTokens;
+  readonly refreshTokens: RefreshTokens;
+  readonly consents: Consents;
+  readonly authorizer: Authorizer;
+  readonly token: TokenEndpoint;
+  readonly par: ParEndpoint;
+  readonly introspection: IntrospectionEndpoint;
+  readonly revocation: RevocationEndpoint;
+  readonly userinfo: UserInfoEndpoint;
+  readonly dpop: DpopVerifier;
+  readonly registration: RegistrationEndpoint;
+  /** RFC 8414 metadata as JSON text (built once). */
+  readonly metadata: string;
+  /** OpenID Connect Discovery metadata as JSON text. */
+  readonly openIdMetadata: string;
+  readonly jwksMaxAgeSeconds: number;
+}
+
+export function createAuthorizationServer(options: {
+  config: Readonly<Config>;
+  stores: Stores;
+  ledger: Ledger;
+  keyring: Keyring;
+  identity: Identity;
+  masterKey: Uint8Array;
+  clock: Clock;
+}): AuthorizationServer {
+  const { config, stores, ledger, keyring, clock, identity } = options;
+  const issuer = config.issuer;
+  const tokens = config.tokens;
+  const clients = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(options.masterKey, 'client-secrets'), ledger, clock });
+  const accessTokens = new AccessTokens({ keyring, hot: stores.hot, clock, issuer, ttlSeconds: tokens.accessTokenTtlSeconds, defaultAlgorithm: tokens.signingAlgorithm });
+  const refreshTokens = new RefreshTokens({
+    records: stores.durable.records,
+    clock,
+    policy: { idleTtlSeconds: tokens.refreshTokenIdleTtlSeconds, absoluteTtlSeconds: tokens.refreshTokenAbsoluteTtlSeconds, graceSeconds: tokens.refreshGraceSeconds },
+    hashKey: deriveKey(options.masterKey, 'refresh-token-hashes'),
+    sealKey: options.masterKey,
+  });
+  const codes = new AuthorizationCodes({ hot: stores.hot, ttlSeconds: tokens.authorizationCodeTtlSeconds });
+  const consents = new Consents({ records: stores.durable.records, clock, ledger });
+  const pushed = new PushedRequests({ hot: stores.hot, ttlSeconds: PAR_TTL_SECONDS });
+  const clientAuthenticator = new ClientAuthenticator({
+    clients,
+    hot: stores.hot,
+    clock,
+    // RFC 7523 section 3 item 3: the audience identifies the server; the
+    // issuer and the endpoint a client posts to are both accepted.
+    assertionAudiences: [issuer, ...Object.values(ENDPOINT_PATHS).map((path) => endpointUrl(issuer, path))],
+  });
+  const users = identity.accounts.users;
+  const services: GrantServices = {
+    accessTokens,
+    idTokens: new IdTokens({ keyring, clock, issuer, ttlSeconds: tokens.idTokenTtlSeconds }),
+    refreshTokens,
+    codes,
+    ledger,
+    defaultAudience: issuer,
+    liveness: {
+      sessionIsLive: (handle) => identity.accounts.sessions.isLive(handle),
+      userIsActive: async (userId) => {
+        const user = await users.byId(userId);
+        return user !== null && !user.disabled;
+      },
+    },
+  };
+  const registrationEnabled = config.oauth.registration !== 'off';
+  const metadataOptions = { issuer, scopes: config.oauth.extraScopes, registration: registrationEnabled };
+  return {
+    issuer,
+    keyring,
+    clients,
+    accessTokens,
+    refreshTokens,
+    consents,
+    authorizer: new Authorizer({ clients, codes, consents, pushed, hot: stores.hot, clock, issuer }),
+    token: new TokenEndpoint({ clientAuthenticator, services }),
+    par: new ParEndpoint({ clientAuthenticator, pushed }),
+    introspection: new IntrospectionEndpoint({ clientAuthenticator, accessTokens, refreshTokens }),
+    revocation: new RevocationEndpoint({ clientAuthenticator, accessTokens, refreshTokens, ledger }),
+    userinfo: new UserInfoEndpoint({
+      accessTokens,
+      users: {
+        claims: async (userId) => {
+          const user = await users.byId(userId);
+          return user === null || user.disabled ? null : { email: user.email };
+        },
+      },
+    }),
+    dpop: new DpopVerifier({ hot: stores.hot, clock, nonceKey: deriveKey(options.masterKey, 'dpop-nonces'), requireNonce: false }),
+    registration: new RegistrationEndpoint({
+      clients,
+      policy: config.oauth.registration,
+      initialAccessToken: config.oauth.initialAccessToken,
+      allowedScopes: [...OIDC_SCOPES, ...config.oauth.extraScopes],
+      defaultSigningAlgorithm: config.tokens.signingAlgorithm,
+      endpoint: endpointUrl(issuer, ENDPOINT_PATHS.registration),
+    }),
+    metadata: JSON.stringify(authorizationServerMetadata(metadataOptions)),
+    openIdMetadata: JSON.stringify(openIdProviderMetadata(metadataOptions)),
+    jwksMaxAgeSeconds: config.tokens.jwksMaxAgeSeconds,
+  };
+}

@@ -1,0 +1,180 @@
+/**
+ * The authorization endpoint's decisions, from a checked request to a code:
+ * is the person signed in (recently enough), have they consented, then issue
+ * the code. The request waits between steps as an "interaction" in the hot
+ * store (10 minutes), so the login and consent pages carry only its id.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Clock, HotStore } from '../../store/index.ts';
+import type { ClientRegistry, OAuthClient } from '../clients.ts';
+import type { OAuthParams } from '../params.ts';
+import { oauthParams } from '../params.ts';
+import type { AuthorizationCodes } from './codes.ts';
+import type { Consents } from './consents.ts';
+import type { PushedRequests } from './pushed-requests.ts';
+import {
+  AuthorizationPageError,
+  AuthorizationResponseError,
+  authorizationResponseUrl,
+  checkAuthorizationRequest,
+  verifiedRedirect,
+  type AuthorizationErrorCode,
+  type AuthorizationRequest,
+} from './request.ts';
+
+/** The signed-in person, as the routes resolved them from the session cookie. */
+export interface SignedIn {
+  readonly userId: string;
+  readonly sessionHandle: string;
+  readonly authTime: number;
+  readonly amr: readonly string[];
+}
+
+export type AuthorizeOutcome =
+  | { readonly kind: 'redirect'; readonly location: string }
+  | { readonly kind: 'login'; readonly interactionId: string; readonly loginHint?: string }
+  | { readonly kind: 'consent'; readonly interactionId: string; readonly client: OAuthClient; readonly scopes: readonly string[] };
+
+interface Interaction {
+  readonly request: AuthorizationRequest;
+  /** The person must have signed in after this time (prompt=login, max_age): a sign-in that began after the request did. */
+  readonly signedInAfter?: number;
+}
+
+const INTERACTION_TTL_MS = 10 * 60 * 1000;
+const INTERACTION_ID = /^[A-Za-z0-9_-]{32}$/;
+const interactionKey = (id: string) => `oauth:interaction:${id}`;
+
+export class Authorizer {
+  readonly #clients: ClientRegistry;
+  readonly #codes: AuthorizationCodes;
+  readonly #consents: Consents;
+  readonly #pushed: PushedRequests;
+  readonly #hot: HotStore;
+  readonly #clock: Clock;
+  readonly #issuer: string;
+
+  constructor(options: { clients: ClientRegistry; codes: AuthorizationCodes; consents: Consents; pushed: PushedRequests; hot: HotStore; clock: Clock; issuer: string }) {
+    this.#clients = options.clients;
+    this.#codes = options.codes;
+    this.#consents = options.consents;
+    this.#pushed = options.pushed;
+    this.#hot = options.hot;
+    this.#clock = options.clock;
+    this.#issuer = options.issuer;
+  }
+
+  /**
+   * A new authorization request. Throws AuthorizationPageError when there is
+   * no verified redirect URI to report to.
+   */
+  async begin(query: unknown, signedIn: SignedIn | null): Promise<AuthorizeOutcome> {
+    let params: OAuthParams;
+    try {
+      params = oauthParams(query);
+    } catch {
+      throw new AuthorizationPageError('The authorization request is malformed.');
+    }
+    let pushed = false;
+    const requestUri = params.values['request_uri'];
+    if (requestUri !== undefined) {
+      // RFC 9126 section 4: the pushed parameters replace the query's, and
+      // the client_id must match the client that pushed them.
+      const stored = await this.#pushed.take(requestUri);
+      if (stored === null || stored.clientId !== params.values['client_id']) throw new AuthorizationPageError('The request_uri is unknown, expired or already used. Start again from the application.');
+      params = stored.params;
+      pushed = true;
+    }
+    const clientId = params.values['client_id'];
+    const client = clientId === undefined || clientId.length > 256 ? null : await this.#clients.get(clientId);
+    const target = verifiedRedirect(params, client);
+    let request: AuthorizationRequest;
+    try {
+      request = checkAuthorizationRequest(params, { ...target, pushed });
+    } catch (error) {
+      if (error instanceof AuthorizationResponseError) return this.#errorRedirect(error);
+      throw error;
+    }
+    const now = this.#clock();
+    const needsFreshLogin = request.prompt.includes('login') || (signedIn !== null && request.maxAgeSeconds !== undefined && now - signedIn.authTime > request.maxAgeSeconds * 1000);
+    return this.#continue({ request, ...(needsFreshLogin && { signedInAfter: now }) }, undefined, signedIn);
+  }
+
+  /** Back from the login page. */
+  async resume(interactionId: string, signedIn: SignedIn | null): Promise<AuthorizeOutcome> {
+    const interaction = await this.#interaction(interactionId);
+    return this.#continue(interaction, interactionId, signedIn);
+  }
+
+  /** The person's answer on the consent page. */
+  async decide(interactionId: string, signedIn: SignedIn, approved: boolean, audit: { requestId?: string; ip?: string }): Promise<AuthorizeOutcome> {
+    const interaction = await this.#interaction(interactionId);
+    if (this.#needsLogin(interaction, signedIn)) return this.#continue(interaction, interactionId, signedIn);
+    const { request } = interaction;
+    // The interaction is spent either way: a consent form cannot be replayed.
+    await this.#hot.delete(interactionKey(interactionId));
+    if (!approved) return this.#errorRedirect(new AuthorizationResponseError('access_denied', 'The user declined.', { redirectUri: request.redirectUri, state: request.state }));
+    await this.#consents.grant(signedIn.userId, request.clientId, request.scope.split(' '), audit);
+    return this.#issueCode(request, signedIn);
+  }
+
+  async #continue(interaction: Interaction, interactionId: string | undefined, signedIn: SignedIn | null): Promise<AuthorizeOutcome> {
+    const { request } = interaction;
+    const fail = (code: AuthorizationErrorCode, description: string) => this.#errorRedirect(new AuthorizationResponseError(code, description, { redirectUri: request.redirectUri, state: request.state }));
+    if (signedIn === null || this.#needsLogin(interaction, signedIn)) {
+      // OIDC Core section 3.1.2.6: prompt=none never shows a page.
+      if (request.prompt.includes('none')) return fail('login_required', 'The user is not signed in.');
+      const id = interactionId ?? (await this.#save(interaction));
+      return { kind: 'login', interactionId: id, ...(request.loginHint !== undefined && { loginHint: request.loginHint }) };
+    }
+    const scopes = request.scope.split(' ');
+    const consented = !request.prompt.includes('consent') && (await this.#consents.covers(signedIn.userId, request.clientId, scopes));
+    if (consented) {
+      if (interactionId !== undefined) await this.#hot.delete(interactionKey(interactionId));
+      return this.#issueCode(request, signedIn);
+    }
+    if (request.prompt.includes('none')) return fail('consent_required', 'The user has not consented to this request.');
+    const client = await this.#clients.get(request.clientId);
+    if (client === null) throw new AuthorizationPageError('The application is no longer registered.');
+    const id = interactionId ?? (await this.#save(interaction));
+    return { kind: 'consent', interactionId: id, client, scopes };
+  }
+
+  #needsLogin(interaction: Interaction, signedIn: SignedIn): boolean {
+    return interaction.signedInAfter !== undefined && signedIn.authTime <= interaction.signedInAfter;
+  }
+
+  async #issueCode(request: AuthorizationRequest, signedIn: SignedIn): Promise<AuthorizeOutcome> {
+    const code = await this.#codes.issue({
+      clientId: request.clientId,
+      redirectUri: request.redirectUri,
+      scope: request.scope,
+      resources: request.resources,
+      codeChallenge: request.codeChallenge,
+      ...(request.nonce !== undefined && { nonce: request.nonce }),
+      ...(request.dpopJkt !== undefined && { dpopJkt: request.dpopJkt }),
+      userId: signedIn.userId,
+      sessionHandle: signedIn.sessionHandle,
+      authTime: signedIn.authTime,
+      amr: signedIn.amr,
+      issuedAt: this.#clock(),
+    });
+    return { kind: 'redirect', location: authorizationResponseUrl(request.redirectUri, this.#issuer, { code, state: request.state }) };
+  }
+
+  #errorRedirect(error: AuthorizationResponseError): AuthorizeOutcome {
+    return { kind: 'redirect', location: authorizationResponseUrl(error.redirectUri, this.#issuer, { error: error.code, error_description: error.message, state: error.state }) };
+  }
+
+  async #save(interaction: Interaction): Promise<string> {
+    const id = randomBytes(24).toString('base64url');
+    await this.#hot.set(interactionKey(id), JSON.stringify(interaction), INTERACTION_TTL_MS);
+    return id;
+  }
+
+  async #interaction(id: string): Promise<Interaction> {
+    const stored = INTERACTION_ID.test(id) ? await this.#hot.get(interactionKey(id)) : null;
+    if (stored === null) throw new AuthorizationPageError('This sign-in request expired or was already completed. Start again from the application.');
+    return JSON.parse(stored) as Interaction;
+  }
+}

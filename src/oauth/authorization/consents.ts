@@ -1,0 +1,78 @@
+/**
+ * Consent, remembered per user and client as the set of scopes the user
+ * approved (OIDC Core section 3.1.2.4). A request within that set needs no
+ * new consent; a wider one asks again. The user withdraws it from the
+ * account page. Stored durably: `consents/<user>:<client>`, so one user's
+ * consents are one id range.
+ */
+import type { Ledger } from '../../audit/index.ts';
+import type { Clock, RecordStore } from '../../store/index.ts';
+
+const COLLECTION = 'consents';
+const MAX_CAS_ATTEMPTS = 8;
+
+export interface Consent {
+  readonly userId: string;
+  readonly clientId: string;
+  readonly scopes: readonly string[];
+  readonly grantedAt: number;
+}
+
+type ConsentData = Consent;
+
+const consentId = (userId: string, clientId: string) => `${userId}:${clientId}`;
+
+export class Consents {
+  readonly #records: RecordStore;
+  readonly #clock: Clock;
+  readonly #ledger: Ledger;
+
+  constructor(options: { records: RecordStore; clock: Clock; ledger: Ledger }) {
+    this.#records = options.records;
+    this.#clock = options.clock;
+    this.#ledger = options.ledger;
+  }
+
+  /** Whether the user already approved every one of `scopes` for this client. */
+  async covers(userId: string, clientId: string, scopes: readonly string[]): Promise<boolean> {
+    const record = await this.#records.get<ConsentData>(COLLECTION, consentId(userId, clientId));
+    return record !== null && scopes.every((scope) => record.data.scopes.includes(scope));
+  }
+
+  /** Adds `scopes` to what the user approved for the client. */
+  async grant(userId: string, clientId: string, scopes: readonly string[], audit: { requestId?: string; ip?: string }): Promise<void> {
+    const id = consentId(userId, clientId);
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const record = await this.#records.get<ConsentData>(COLLECTION, id);
+      const data: ConsentData = { userId, clientId, scopes: [...new Set([...(record?.data.scopes ?? []), ...scopes])].sort(), grantedAt: this.#clock() };
+      const written = record === null ? await this.#records.create(COLLECTION, id, data) : (await this.#records.update(COLLECTION, id, record.version, data)) !== null;
+      if (written) {
+        await this.#ledger.record({ type: 'consent.granted', outcome: 'success', actorUserId: userId, clientId, ...audit, detail: { scope: scopes.join(' ').slice(0, 256) } });
+        return;
+      }
+    }
+    throw new Error('consent kept losing its compare-and-set');
+  }
+
+  async list(userId: string): Promise<Consent[]> {
+    const prefix = `${userId}:`;
+    const found: Consent[] = [];
+    let after = prefix;
+    for (;;) {
+      const page = await this.#records.list<ConsentData>(COLLECTION, { after, limit: 200 });
+      for (const record of page) {
+        if (!record.id.startsWith(prefix)) return found;
+        found.push(record.data);
+      }
+      if (page.length < 200) return found;
+      after = page.at(-1)!.id;
+    }
+  }
+
+  /** Withdraws the user's consent for a client; resolves whether there was one. */
+  async revoke(userId: string, clientId: string, audit: { requestId?: string; ip?: string }): Promise<boolean> {
+    const deleted = await this.#records.delete(COLLECTION, consentId(userId, clientId));
+    if (deleted) await this.#ledger.record({ type: 'consent.revoked', outcome: 'success', actorUserId: userId, clientId, ...audit });
+    return deleted;
+  }
+}

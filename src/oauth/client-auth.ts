@@ -1,0 +1,197 @@
+/**
+ * Client authentication at the token, PAR, introspection and revocation
+ * endpoints (RFC 6749 section 2.3, RFC 7523 section 2.2 / OIDC Core section 9
+ * for private_key_jwt). One method per request (RFC 6749 section 2.3: the
+ * client MUST NOT use more than one), and it must be the method the client
+ * registered (RFC 7591 section 2, token_endpoint_auth_method).
+ */
+import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet } from 'jose';
+import type { Clock, HotStore } from '../store/index.ts';
+import type { ClientRegistry, OAuthClient } from './clients.ts';
+import type { TokenEndpointAuthMethod } from './client-metadata.ts';
+import { OAuthError } from './errors.ts';
+
+/** RFC 7523 section 2.2. */
+export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+/** Algorithms a client may sign its assertion with: asymmetric only, never `none` or HMAC (RFC 8725 section 3.1). */
+const ASSERTION_ALGORITHMS = ['EdDSA', 'Ed25519', 'ES256', 'ES384', 'PS256', 'RS256'];
+
+/** An assertion may live at most this long: a long-lived one is a replayable credential. */
+const MAX_ASSERTION_LIFETIME_SECONDS = 600;
+
+const MAX_CLIENT_ID_LENGTH = 256;
+const MAX_SECRET_LENGTH = 512;
+
+export interface ClientCredentialsInput {
+  /** The Authorization header, if any. */
+  readonly authorization: string | undefined;
+  /** The form body's parameters (single values; repeated parameters were refused before). */
+  readonly body: Readonly<Record<string, string | undefined>>;
+}
+
+export interface ClientAuthenticatorOptions {
+  readonly clients: ClientRegistry;
+  readonly hot: HotStore;
+  readonly clock: Clock;
+  /** Audiences a private_key_jwt assertion may name: the issuer and the endpoint URLs. */
+  readonly assertionAudiences: readonly string[];
+}
+
+export interface AuthenticatedClient {
+  readonly client: OAuthClient;
+  readonly method: TokenEndpointAuthMethod;
+}
+
+interface Presented {
+  readonly method: TokenEndpointAuthMethod;
+  readonly clientId: string;
+  readonly secret?: string;
+  readonly assertion?: string;
+}
+
+export class ClientAuthenticator {
+  readonly #options: ClientAuthenticatorOptions;
+
+  constructor(options: ClientAuthenticatorOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Authenticates the calling client, or throws OAuthError `invalid_client`
+   * (401; with `WWW-Authenticate: Basic` when Basic was tried, RFC 6749
+   * section 5.2). Unknown client, wrong secret and wrong method all give the
+   * same answer.
+   */
+  async authenticate(input: ClientCredentialsInput): Promise<AuthenticatedClient> {
+    const presented = presentedCredentials(input);
+    const refuse = (description: string) =>
+      new OAuthError('invalid_client', description, presented.method === 'client_secret_basic' ? { headers: { 'www-authenticate': 'Basic realm="portcullis", charset="UTF-8"' } } : {});
+    const client = await this.#options.clients.get(presented.clientId);
+    if (client === null || client.token_endpoint_auth_method !== presented.method) {
+      throw refuse('Client authentication failed.');
+    }
+    switch (presented.method) {
+      case 'none':
+        return { client, method: 'none' };
+      case 'client_secret_basic':
+      case 'client_secret_post':
+        if (!this.#options.clients.verifySecret(client, presented.secret!)) throw refuse('Client authentication failed.');
+        return { client, method: presented.method };
+      case 'private_key_jwt':
+        await this.#verifyAssertion(client, presented.assertion!, refuse);
+        return { client, method: 'private_key_jwt' };
+    }
+  }
+
+  /** RFC 7523 section 3: iss = sub = client_id, aud names us, exp required, jti used once. */
+  async #verifyAssertion(client: OAuthClient, assertion: string, refuse: (description: string) => OAuthError): Promise<void> {
+    if (client.jwks === undefined) throw refuse('Client authentication failed.');
+    const now = this.#options.clock();
+    let payload: Record<string, unknown>;
+    try {
+      ({ payload } = await jwtVerify(assertion, createLocalJWKSet(client.jwks as JSONWebKeySet), {
+        algorithms: ASSERTION_ALGORITHMS,
+        issuer: client.client_id,
+        subject: client.client_id,
+        audience: [...this.#options.assertionAudiences],
+        requiredClaims: ['exp', 'jti'],
+        currentDate: new Date(now),
+        clockTolerance: 5,
+      }));
+    } catch (error) {
+      if (error instanceof joseErrors.JOSEError) throw refuse(`The client assertion is not valid (${assertionProblem(error)}).`);
+      throw error;
+    }
+    const exp = payload['exp'] as number;
+    const jti = payload['jti'];
+    if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw refuse('The client assertion needs a jti.');
+    if (exp * 1000 - now > MAX_ASSERTION_LIFETIME_SECONDS * 1000) throw refuse(`The client assertion must expire within ${MAX_ASSERTION_LIFETIME_SECONDS} seconds.`);
+    // RFC 7523 section 3 item 7: a jti is accepted once. It is remembered
+    // until the assertion expires, after which exp refuses it anyway.
+    const ttlMs = Math.max(1, Math.ceil(exp * 1000 - now) + 5000);
+    const first = await this.#options.hot.setIfAbsent(`oauth:client-assertion:${client.client_id}:${jti}`, '1', ttlMs);
+    if (!first) throw refuse('The client assertion was already used.');
+  }
+}
+
+function assertionProblem(error: joseErrors.JOSEError): string {
+  if (error instanceof joseErrors.JWTExpired) return 'expired';
+  if (error instanceof joseErrors.JWTClaimValidationFailed) return `claim ${error.claim} is wrong or missing`;
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'algorithm not allowed';
+  if (error instanceof joseErrors.JWKSNoMatchingKey) return 'no registered key matches';
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'bad signature';
+  return 'malformed';
+}
+
+/**
+ * What the request presents, checked for shape before any lookup. Exactly
+ * one of: Basic header, client_secret in the body, client_assertion, or a
+ * bare client_id (public client).
+ */
+function presentedCredentials(input: ClientCredentialsInput): Presented {
+  const { body } = input;
+  const basic = input.authorization !== undefined && /^basic /i.test(input.authorization) ? parseBasic(input.authorization) : undefined;
+  const used = [basic !== undefined, body['client_secret'] !== undefined, body['client_assertion'] !== undefined || body['client_assertion_type'] !== undefined].filter(Boolean).length;
+  if (used > 1) throw new OAuthError('invalid_request', 'Use exactly one client authentication method.');
+  if (basic !== undefined) {
+    if (body['client_id'] !== undefined && body['client_id'] !== basic.clientId) throw new OAuthError('invalid_request', 'client_id in the body does not match the Authorization header.');
+    return { method: 'client_secret_basic', clientId: basic.clientId, secret: basic.secret };
+  }
+  if (body['client_assertion_type'] !== undefined || body['client_assertion'] !== undefined) {
+    if (body['client_assertion_type'] !== JWT_BEARER_ASSERTION) throw new OAuthError('invalid_request', `client_assertion_type must be ${JWT_BEARER_ASSERTION}.`);
+    const assertion = body['client_assertion'];
+    if (assertion === undefined || assertion.length === 0 || assertion.length > 8192) throw new OAuthError('invalid_request', 'client_assertion is missing or too long.');
+    const clientId = body['client_id'] ?? assertionIssuer(assertion);
+    return { method: 'private_key_jwt', clientId: checkClientId(clientId), assertion };
+  }
+  const clientId = body['client_id'];
+  if (clientId === undefined) throw new OAuthError('invalid_client', 'Client authentication is required.');
+  if (body['client_secret'] !== undefined) {
+    const secret = body['client_secret'];
+    if (secret.length === 0 || secret.length > MAX_SECRET_LENGTH) throw new OAuthError('invalid_client', 'Client authentication failed.');
+    return { method: 'client_secret_post', clientId: checkClientId(clientId), secret };
+  }
+  return { method: 'none', clientId: checkClientId(clientId) };
+}
+
+/**
+ * RFC 6749 section 2.3.1: the id and secret are each form-urlencoded
+ * (Appendix B) before being joined by a colon and base64-encoded.
+ */
+function parseBasic(header: string): { clientId: string; secret: string } {
+  const encoded = header.slice(6).trim();
+  const malformed = () => new OAuthError('invalid_client', 'The Basic authorization header is malformed.', { headers: { 'www-authenticate': 'Basic realm="portcullis", charset="UTF-8"' } });
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded) || encoded.length > 2048) throw malformed();
+  const decoded = Buffer.from(encoded, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon === -1) throw malformed();
+  try {
+    const clientId = formDecode(decoded.slice(0, colon));
+    const secret = formDecode(decoded.slice(colon + 1));
+    if (clientId.length === 0 || clientId.length > MAX_CLIENT_ID_LENGTH || secret.length === 0 || secret.length > MAX_SECRET_LENGTH) throw malformed();
+    return { clientId, secret };
+  } catch {
+    throw malformed();
+  }
+}
+
+function formDecode(value: string): string {
+  return decodeURIComponent(value.replaceAll('+', ' '));
+}
+
+function checkClientId(clientId: string): string {
+  if (clientId.length === 0 || clientId.length > MAX_CLIENT_ID_LENGTH) throw new OAuthError('invalid_client', 'Client authentication failed.');
+  return clientId;
+}
+
+/** The unverified `iss` of an assertion, to find whose keys verify it (RFC 7523 section 3 item 1: iss is the client_id). */
+function assertionIssuer(assertion: string): string {
+  try {
+    const payload = JSON.parse(Buffer.from(assertion.split('.')[1] ?? '', 'base64url').toString('utf8')) as { iss?: unknown };
+    if (typeof payload.iss === 'string') return payload.iss;
+  } catch {
+    // fall through
+  }
+  throw new OAuthError('invalid_client', 'The client assertion is malformed.');
+}

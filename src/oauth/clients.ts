@@ -1,0 +1,272 @@
+/**
+ * The OAuth client registry: registered clients in the durable store, their
+ * secrets and RFC 7592 registration access tokens, and an audit entry for
+ * every change.
+ *
+ * Secrets: the server makes them (32 random bytes, base64url: 256 bits),
+ * returns them once, and keeps only HMAC-SHA256(secretKey, secret) in hex.
+ * A keyed hash rather than a plain one: a copy of the database alone does not
+ * let anyone test guesses offline, and the secret's full entropy makes a slow
+ * password hash pointless (and a denial-of-service lever at the token
+ * endpoint). Registration access tokens are kept the same way under a key of
+ * their own, so a stored value of one kind never verifies as the other.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Ledger } from '../audit/index.ts';
+import type { Clock, RecordStore, StoredRecord } from '../store/index.ts';
+import { pickClientMetadata, usesClientSecret, type ClientMetadata, type TokenEndpointAuthMethod } from './client-metadata.ts';
+
+const CLIENTS = 'oauth_clients';
+const SECRET_BYTES = 32;
+const CLIENT_ID_BYTES = 16;
+const CLIENT_ID_PREFIX = 'c_';
+/** Longest client id `get` looks up; ours are 24 characters. */
+const MAX_CLIENT_ID_LENGTH = 128;
+/** Presented secrets longer than this are refused without hashing. */
+const MAX_PRESENTED_LENGTH = 1024;
+
+export interface OAuthClient extends ClientMetadata {
+  readonly client_id: string;
+  /** RFC 7591 section 3.2.1: seconds since the epoch. */
+  readonly client_id_issued_at: number;
+  /** HMAC-SHA256 of the client secret, hex; present exactly when the auth method uses a secret. */
+  readonly secretHash?: string;
+  /** HMAC-SHA256 of the RFC 7592 registration access token, hex. */
+  readonly registrationTokenHash?: string;
+  /** The stored record's version (compare-and-set); grows by one with every change. */
+  readonly version: number;
+}
+
+type ClientData = Omit<OAuthClient, 'client_id' | 'version'>;
+
+export interface ClientChangeContext {
+  /** Who acted: `admin-cli`, `registration`, a client id ... (the audit entry's service). */
+  readonly actor: string;
+  readonly requestId?: string;
+}
+
+export interface RegisteredClient {
+  readonly client: OAuthClient;
+  /** The new secret, shown this once; present for client_secret_basic and client_secret_post. */
+  readonly clientSecret?: string;
+  /** RFC 7592 registration access token, shown this once; present when asked for. */
+  readonly registrationAccessToken?: string;
+}
+
+export interface UpdatedClient {
+  readonly client: OAuthClient;
+  /** Present when the update moved the client to a secret-based auth method: a new secret, shown this once. */
+  readonly clientSecret?: string;
+}
+
+export type ClientRegistryErrorCode = 'not_found' | 'conflict' | 'no_secret';
+
+/**
+ * A change the registry refuses: no such client, a concurrent change got
+ * there first (read the client again and retry), or a secret operation on a
+ * client that has no secret. Messages are safe to show an operator.
+ */
+export class ClientRegistryError extends Error {
+  override readonly name = 'ClientRegistryError';
+  readonly code: ClientRegistryErrorCode;
+  constructor(code: ClientRegistryErrorCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export interface ClientRegistryOptions {
+  readonly records: RecordStore;
+  /** `deriveKey(masterKey, 'client-secrets')`. */
+  readonly secretKey: Uint8Array;
+  readonly ledger: Ledger;
+  readonly clock: Clock;
+}
+
+function toClient(record: StoredRecord<ClientData>): OAuthClient {
+  return { ...record.data, client_id: record.id, version: record.version };
+}
+
+function newSecret(): string {
+  return randomBytes(SECRET_BYTES).toString('base64url');
+}
+
+function auditContext(clientId: string, context: ClientChangeContext) {
+  return { actorService: context.actor, clientId, ...(context.requestId !== undefined && { requestId: context.requestId }) };
+}
+
+/** Audit detail: what kind of client it is, never a secret or a URI. */
+function describeClient(metadata: ClientMetadata) {
+  return {
+    authMethod: metadata.token_endpoint_auth_method,
+    grantTypes: metadata.grant_types.length,
+    redirectUris: metadata.redirect_uris.length,
+    applicationType: metadata.application_type,
+  };
+}
+
+export class ClientRegistry {
+  readonly #records: RecordStore;
+  readonly #secretKey: Uint8Array;
+  readonly #registrationTokenKey: Uint8Array;
+  readonly #ledger: Ledger;
+  readonly #clock: Clock;
+
+  constructor(options: ClientRegistryOptions) {
+    if (options.secretKey.length < 32) throw new TypeError('the client secret key must have at least 32 bytes');
+    this.#records = options.records;
+    this.#secretKey = options.secretKey;
+    this.#registrationTokenKey = new Uint8Array(createHmac('sha256', options.secretKey).update('portcullis/registration-access-token').digest());
+    this.#ledger = options.ledger;
+    this.#clock = options.clock;
+  }
+
+  /**
+   * Stores a new client with metadata from `validateClientMetadata` (only
+   * its known fields are kept). A secret is made for the secret-based auth
+   * methods; a registration access token (RFC 7592 section 1) when asked.
+   * Both are returned here and never again.
+   */
+  async register(metadata: ClientMetadata, context: ClientChangeContext, options: { withRegistrationToken?: boolean } = {}): Promise<RegisteredClient> {
+    const clean = pickClientMetadata(metadata);
+    const clientSecret = usesClientSecret(clean.token_endpoint_auth_method) ? newSecret() : undefined;
+    const registrationAccessToken = options.withRegistrationToken === true ? newSecret() : undefined;
+    const data: ClientData = {
+      ...clean,
+      client_id_issued_at: Math.floor(this.#clock() / 1000),
+      ...(clientSecret !== undefined && { secretHash: this.#hash(this.#secretKey, clientSecret) }),
+      ...(registrationAccessToken !== undefined && { registrationTokenHash: this.#hash(this.#registrationTokenKey, registrationAccessToken) }),
+    };
+    // 128 random bits: a collision is not expected, but `create` is
+    // create-if-absent, so one could never overwrite another client.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const clientId = `${CLIENT_ID_PREFIX}${randomBytes(CLIENT_ID_BYTES).toString('base64url')}`;
+      if (!(await this.#records.create(CLIENTS, clientId, data))) continue;
+      const created = await this.#records.get<ClientData>(CLIENTS, clientId);
+      if (created === null) throw new Error('the new client record vanished');
+      const client = toClient(created);
+      await this.#ledger.record({
+        type: 'client.registered',
+        outcome: 'success',
+        ...auditContext(clientId, context),
+        detail: { ...describeClient(clean), selfManaged: registrationAccessToken !== undefined },
+      });
+      return { client, ...(clientSecret !== undefined && { clientSecret }), ...(registrationAccessToken !== undefined && { registrationAccessToken }) };
+    }
+    throw new Error('could not find an unused client id');
+  }
+
+  async get(clientId: string): Promise<OAuthClient | null> {
+    if (typeof clientId !== 'string' || clientId.length === 0 || clientId.length > MAX_CLIENT_ID_LENGTH) return null;
+    const record = await this.#records.get<ClientData>(CLIENTS, clientId);
+    return record === null ? null : toClient(record);
+  }
+
+  /** Clients in client_id order (keyset pagination: pass the last id as `after`). */
+  async list(options: { after?: string; limit?: number } = {}): Promise<OAuthClient[]> {
+    return (await this.#records.list<ClientData>(CLIENTS, options)).map(toClient);
+  }
+
+  /**
+   * Replaces the client's metadata (RFC 7592 section 2.2: an update is a
+   * full replacement) with one compare-and-set on the version: on
+   * `expectedVersion` when given (the version the caller read), else on the
+   * version read here. A concurrent change makes it fail with
+   * ClientRegistryError `conflict`; it is never retried blindly, so no
+   * update silently overwrites another.
+   *
+   * The secret follows the auth method: kept while it stays secret-based,
+   * dropped when it moves to none or private_key_jwt, and made (and
+   * returned, once) when it moves to a secret-based one.
+   */
+  async update(clientId: string, metadata: ClientMetadata, context: ClientChangeContext, options: { expectedVersion?: number } = {}): Promise<UpdatedClient> {
+    const record = await this.#read(clientId);
+    const expectedVersion = options.expectedVersion ?? record.version;
+    if (record.version !== expectedVersion) throw conflict(clientId);
+    const clean = pickClientMetadata(metadata);
+    const before = record.data.token_endpoint_auth_method;
+    const after = clean.token_endpoint_auth_method;
+    const clientSecret = usesClientSecret(after) && (!usesClientSecret(before) || record.data.secretHash === undefined) ? newSecret() : undefined;
+    const secretHash = usesClientSecret(after) ? (clientSecret !== undefined ? this.#hash(this.#secretKey, clientSecret) : record.data.secretHash) : undefined;
+    const data: ClientData = {
+      ...clean,
+      client_id_issued_at: record.data.client_id_issued_at,
+      ...(secretHash !== undefined && { secretHash }),
+      ...(record.data.registrationTokenHash !== undefined && { registrationTokenHash: record.data.registrationTokenHash }),
+    };
+    const version = await this.#records.update(CLIENTS, clientId, expectedVersion, data);
+    if (version === null) throw conflict(clientId);
+    await this.#ledger.record({
+      type: 'client.updated',
+      outcome: 'success',
+      ...auditContext(clientId, context),
+      detail: { ...describeClient(clean), previousAuthMethod: before, reason: updateReason(before, after, clientSecret !== undefined) },
+    });
+    return { client: toClient({ ...record, version, data }), ...(clientSecret !== undefined && { clientSecret }) };
+  }
+
+  /** Deletes the client; false when there was none. Tokens it holds are the token service's to revoke. */
+  async delete(clientId: string, context: ClientChangeContext): Promise<boolean> {
+    const client = await this.get(clientId);
+    if (client === null) return false;
+    if (!(await this.#records.delete(CLIENTS, clientId))) return false;
+    await this.#ledger.record({ type: 'client.deleted', outcome: 'success', ...auditContext(clientId, context), detail: { authMethod: client.token_endpoint_auth_method, reason: 'deleted' } });
+    return true;
+  }
+
+  /**
+   * Replaces the secret with a new one, returned once. The old secret stops
+   * working at once: there is no overlap period, so a leaked secret is dead
+   * the moment it is rotated (deploy the new one before rotating if the
+   * client must not notice).
+   */
+  async rotateSecret(clientId: string, context: ClientChangeContext): Promise<string> {
+    const record = await this.#read(clientId);
+    const method = record.data.token_endpoint_auth_method;
+    if (!usesClientSecret(method)) throw new ClientRegistryError('no_secret', `client ${clientId} authenticates with ${method}; it has no secret to rotate`);
+    const clientSecret = newSecret();
+    const version = await this.#records.update(CLIENTS, clientId, record.version, { ...record.data, secretHash: this.#hash(this.#secretKey, clientSecret) });
+    if (version === null) throw conflict(clientId);
+    await this.#ledger.record({ type: 'client.updated', outcome: 'success', ...auditContext(clientId, context), detail: { authMethod: method, reason: 'secret_rotated' } });
+    return clientSecret;
+  }
+
+  /** Whether `presented` is the client's secret; constant time in the secret (RFC 6749 section 10.2 / DESIGN.md). */
+  verifySecret(client: OAuthClient, presented: string): boolean {
+    return this.#verify(this.#secretKey, client.secretHash, presented);
+  }
+
+  /** Whether `presented` is the client's RFC 7592 registration access token; constant time. */
+  verifyRegistrationToken(client: OAuthClient, presented: string): boolean {
+    return this.#verify(this.#registrationTokenKey, client.registrationTokenHash, presented);
+  }
+
+  #verify(key: Uint8Array, storedHex: string | undefined, presented: string): boolean {
+    if (storedHex === undefined || typeof presented !== 'string' || presented.length === 0 || presented.length > MAX_PRESENTED_LENGTH) return false;
+    const stored = Buffer.from(storedHex, 'hex');
+    // Both sides are HMAC outputs of one length, so timingSafeEqual compares
+    // in constant time whatever was presented.
+    const computed = createHmac('sha256', key).update(presented, 'utf8').digest();
+    return stored.length === computed.length && timingSafeEqual(stored, computed);
+  }
+
+  #hash(key: Uint8Array, value: string): string {
+    return createHmac('sha256', key).update(value, 'utf8').digest('hex');
+  }
+
+  async #read(clientId: string): Promise<StoredRecord<ClientData>> {
+    const record = typeof clientId === 'string' && clientId.length > 0 && clientId.length <= MAX_CLIENT_ID_LENGTH ? await this.#records.get<ClientData>(CLIENTS, clientId) : null;
+    if (record === null) throw new ClientRegistryError('not_found', `no client ${clientId.slice(0, MAX_CLIENT_ID_LENGTH)}`);
+    return record;
+  }
+}
+
+function conflict(clientId: string): ClientRegistryError {
+  return new ClientRegistryError('conflict', `client ${clientId} was changed concurrently; read it again and retry`);
+}
+
+function updateReason(before: TokenEndpointAuthMethod, after: TokenEndpointAuthMethod, issued: boolean): string {
+  if (issued) return 'metadata_changed_secret_issued';
+  if (usesClientSecret(before) && !usesClientSecret(after)) return 'metadata_changed_secret_removed';
+  return 'metadata_changed';
+}

@@ -1,0 +1,89 @@
+/**
+ * Authorization server metadata (RFC 8414 section 2) and OpenID Provider
+ * metadata (OpenID Connect Discovery 1.0 section 3). They list exactly what
+ * this server does: a value appears here only once the feature behind it is
+ * built and tested, because clients configure themselves from it.
+ */
+import { SIGNING_ALGORITHMS } from '../tokens/index.ts';
+import { DPOP_ALGORITHMS } from './dpop.ts';
+import { OIDC_SCOPES } from './scopes.ts';
+import { SUPPORTED_GRANT_TYPES } from './token-endpoint.ts';
+
+/** Paths of the endpoints, relative to the issuer. */
+export const ENDPOINT_PATHS = {
+  authorization: '/authorize',
+  par: '/par',
+  jwks: '/jwks',
+  token: '/token',
+  userinfo: '/userinfo',
+  introspection: '/introspect',
+  revocation: '/revoke',
+  registration: '/register',
+} as const;
+
+export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
+
+/** Algorithms we verify client assertions with (client-auth.ts). */
+const ASSERTION_SIGNING_ALGORITHMS = ['EdDSA', 'ES256', 'PS256', 'RS256'];
+
+/** An endpoint's absolute URL: the issuer (which may have a path) plus the endpoint's path. */
+export function endpointUrl(issuer: string, path: string): string {
+  return `${issuer.replace(/\/+$/, '')}${path}`;
+}
+
+export interface MetadataOptions {
+  readonly issuer: string;
+  readonly scopes: readonly string[];
+  /** Dynamic registration is on (RFC 7591). */
+  readonly registration: boolean;
+}
+
+export function authorizationServerMetadata(options: MetadataOptions): Record<string, unknown> {
+  const { issuer } = options;
+  const url = (path: string) => endpointUrl(issuer, path);
+  return {
+    issuer,
+    authorization_endpoint: url(ENDPOINT_PATHS.authorization),
+    token_endpoint: url(ENDPOINT_PATHS.token),
+    jwks_uri: url(ENDPOINT_PATHS.jwks),
+    pushed_authorization_request_endpoint: url(ENDPOINT_PATHS.par),
+    introspection_endpoint: url(ENDPOINT_PATHS.introspection),
+    revocation_endpoint: url(ENDPOINT_PATHS.revocation),
+    ...(options.registration && { registration_endpoint: url(ENDPOINT_PATHS.registration) }),
+    scopes_supported: [...new Set([...OIDC_SCOPES, ...options.scopes])],
+    // OAuth 2.1: the code flow only; no implicit, no hybrid.
+    response_types_supported: ['code'],
+    response_modes_supported: ['query'],
+    grant_types_supported: SUPPORTED_GRANT_TYPES,
+    // RFC 9700 section 2.1.1: PKCE with S256, required of every client.
+    code_challenge_methods_supported: ['S256'],
+    token_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS,
+    token_endpoint_auth_signing_alg_values_supported: ASSERTION_SIGNING_ALGORITHMS,
+    introspection_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS.filter((method) => method !== 'none'),
+    introspection_endpoint_auth_signing_alg_values_supported: ASSERTION_SIGNING_ALGORITHMS,
+    revocation_endpoint_auth_methods_supported: CLIENT_AUTH_METHODS,
+    revocation_endpoint_auth_signing_alg_values_supported: ASSERTION_SIGNING_ALGORITHMS,
+    // RFC 9207: every authorization response names its issuer.
+    authorization_response_iss_parameter_supported: true,
+    require_pushed_authorization_requests: false,
+    // RFC 9068 access tokens are signed with these.
+    access_token_signing_alg_values_supported: SIGNING_ALGORITHMS,
+    // RFC 9449 section 5.1.
+    dpop_signing_alg_values_supported: DPOP_ALGORITHMS,
+  };
+}
+
+/** OpenID Connect Discovery 1.0 section 3: the RFC 8414 fields plus the OpenID ones. */
+export function openIdProviderMetadata(options: MetadataOptions): Record<string, unknown> {
+  return {
+    ...authorizationServerMetadata(options),
+    userinfo_endpoint: endpointUrl(options.issuer, ENDPOINT_PATHS.userinfo),
+    subject_types_supported: ['public'],
+    id_token_signing_alg_values_supported: SIGNING_ALGORITHMS,
+    claims_supported: ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'at_hash', 'amr', 'sid', 'email', 'email_verified'],
+    claims_parameter_supported: false,
+    request_parameter_supported: false,
+    request_uri_parameter_supported: false,
+    prompt_values_supported: ['none', 'login', 'consent', 'select_account'],
+  };
+}

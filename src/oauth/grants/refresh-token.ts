@@ -1,0 +1,78 @@
+/**
+ * The refresh token grant (RFC 6749 section 6) with rotation on every use
+ * (OAuth 2.1 section 4.3.1, RFC 9700 section 4.14.2). The decision is one
+ * atomic operation in RefreshTokens.rotate; this file checks the request,
+ * builds the successor tokens and records what happened.
+ */
+import { OAuthError } from '../errors.ts';
+import { parseScope, type OAuthParams } from '../params.ts';
+import type { GrantContext, TokenResponse } from '../token-endpoint.ts';
+import { issueUserTokens } from '../user-tokens.ts';
+
+export async function refreshTokenGrant(params: OAuthParams, context: GrantContext): Promise<TokenResponse> {
+  const { client } = context.authenticated;
+  const { services } = context;
+  if (!client.grant_types.includes('refresh_token')) throw new OAuthError('unauthorized_client', 'This client may not use the refresh_token grant.');
+  const token = params.values['refresh_token'];
+  if (token === undefined) throw new OAuthError('invalid_request', 'refresh_token is required.');
+  // RFC 6749 section 6: a narrower scope may be asked for, never a wider one.
+  const narrowed = parseScope(params.values['scope']);
+
+  const result = await services.refreshTokens.rotate(token, client.client_id, (grant, successor) => {
+    const scopes = grant.scope.split(' ');
+    const wider = narrowed.filter((scope) => !scopes.includes(scope));
+    if (wider.length > 0) throw new OAuthError('invalid_scope', `The scope ${wider[0]!} was not granted.`);
+    // RFC 9449 section 5: a family bound to a DPoP key refreshes only with that key.
+    if (grant.dpopJkt !== undefined && grant.dpopJkt !== context.dpopJkt) throw new OAuthError('invalid_grant', 'This refresh token is bound to a DPoP key; prove possession of it.');
+    const dpopJkt = context.dpopJkt;
+    const issued = issueUserTokens(
+      services,
+      client,
+      {
+        userId: grant.userId,
+        scope: narrowed.length > 0 ? narrowed.join(' ') : grant.scope,
+        resources: grant.resources,
+        authTime: grant.authTime,
+        amr: grant.amr,
+        ...(grant.sessionHandle !== undefined && { sessionHandle: grant.sessionHandle }),
+        ...(dpopJkt !== undefined && { dpopJkt }),
+      },
+      { idToken: true },
+    );
+    return { ...issued.response, refresh_token: successor, accessTokenJti: issued.accessTokenJti, accessTokenExp: issued.accessTokenExp };
+  });
+
+  switch (result.outcome) {
+    case 'invalid':
+      throw new OAuthError('invalid_grant', result.reason === 'expired' ? 'The refresh token has expired.' : 'The refresh token is invalid or revoked.');
+    case 'reused': {
+      for (const accessToken of result.revokedAccessTokens) await services.accessTokens.revokeJti(accessToken.jti, accessToken.exp);
+      await services.ledger.record({
+        type: 'token.reuse_detected',
+        outcome: 'denied',
+        actorUserId: result.grant.userId,
+        clientId: result.grant.clientId,
+        ...context.audit,
+        detail: { kind: 'refresh_token', family: result.familyId, presentedBy: client.client_id, accessRevoked: result.revokedAccessTokens.length },
+      });
+      throw new OAuthError('invalid_grant', 'The refresh token was already used; every token of its grant is now revoked.');
+    }
+    case 'repeated':
+      // The same refresh, again, within the grace window: the same answer.
+      return result.response;
+    case 'rotated':
+      if (!(await services.liveness.userIsActive(result.grant.userId))) {
+        await services.refreshTokens.revokeFamily(result.familyId, 'user_inactive');
+        throw new OAuthError('invalid_grant', 'The account behind this refresh token is no longer active.');
+      }
+      await services.ledger.record({
+        type: 'token.refreshed',
+        outcome: 'success',
+        actorUserId: result.grant.userId,
+        clientId: client.client_id,
+        ...context.audit,
+        detail: { family: result.familyId, jti: result.accessTokenJti },
+      });
+      return result.response;
+  }
+}

@@ -1,0 +1,18 @@
+/**
+ * The OAuth 2.1 / OpenID Connect authorization server: clients, client
+ * authentication, grants, tokens, introspection, revocation, discovery.
+ */
+export { OAuthError, OAUTH_ERROR_CODES, type OAuthErrorCode } from './errors.ts';
+export { createAuthorizationServer, type AuthorizationServer } from './authorization-server.ts';
+export { ENDPOINT_PATHS, endpointUrl } from './discovery.ts';
+export { AccessTokens, ACCESS_TOKEN_TYPE, type AccessTokenClaims } from './access-tokens.ts';
+export { ClientRegistry, type OAuthClient } from './clients.ts';
+export { ClientMetadataError, validateClientMetadata, type ClientMetadata } from './client-metadata.ts';
+export { OIDC_SCOPES } from './scopes.ts';
+export { AuthorizationPageError } from './authorization/request.ts';
+export type { AuthorizeOutcome, SignedIn } from './authorization/authorizer.ts';
+export type { Consent } from './authorization/consents.ts';
+export { sessionIdClaim } from './user-tokens.ts';
+export { ClientRegistryError } from './clients.ts';
+export { pickClientMetadata, redirectUriProblem, usesClientSecret } from './client-metadata.ts';
+export { DpopVerifier, DPOP_ALGORITHMS } from './dpop.ts';

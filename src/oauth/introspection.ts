@@ -1,0 +1,57 @@
+/**
+ * Token introspection (RFC 7662). The caller must authenticate as a
+ * confidential client (section 2.1: the endpoint MUST require authorization,
+ * and a public client proves nothing). Every token that is not active, for
+ * whatever reason, gets the same `{"active": false}` (section 2.2).
+ */
+import type { AccessTokens } from './access-tokens.ts';
+import type { ClientAuthenticator } from './client-auth.ts';
+import { OAuthError } from './errors.ts';
+import { oauthParams } from './params.ts';
+import type { RefreshTokens } from './refresh-tokens.ts';
+
+export type IntrospectionResponse = { readonly active: false } | ({ readonly active: true; readonly token_type: string } & Record<string, unknown>);
+
+/** Claims an introspection answer repeats from the token (RFC 7662 section 2.2). */
+const REPORTED_CLAIMS = ['scope', 'client_id', 'sub', 'aud', 'iss', 'exp', 'iat', 'nbf', 'jti', 'auth_time', 'acr', 'sid', 'cnf'] as const;
+
+export class IntrospectionEndpoint {
+  readonly #clientAuthenticator: ClientAuthenticator;
+  readonly #accessTokens: AccessTokens;
+  readonly #refreshTokens: RefreshTokens;
+
+  constructor(options: { clientAuthenticator: ClientAuthenticator; accessTokens: AccessTokens; refreshTokens: RefreshTokens }) {
+    this.#clientAuthenticator = options.clientAuthenticator;
+    this.#accessTokens = options.accessTokens;
+    this.#refreshTokens = options.refreshTokens;
+  }
+
+  async handle(request: { body: unknown; authorization: string | undefined }): Promise<IntrospectionResponse> {
+    const params = oauthParams(request.body);
+    const authenticated = await this.#clientAuthenticator.authenticate({ authorization: request.authorization, body: params.values });
+    if (authenticated.method === 'none') throw new OAuthError('invalid_client', 'Introspection needs an authenticated (confidential) client.');
+    const token = params.values['token'];
+    if (token === undefined) throw new OAuthError('invalid_request', 'token is required.');
+    // token_type_hint is only a hint (section 2.1): every kind is tried.
+    const claims = await this.#accessTokens.check(token);
+    if (claims === null) {
+      // A refresh token is shown only to the client it was issued to: it is
+      // that client's credential, not something a resource server holds.
+      const refresh = await this.#refreshTokens.inspect(token);
+      if (refresh === null || refresh.grant.clientId !== authenticated.client.client_id) return { active: false };
+      return {
+        active: true,
+        token_type: 'refresh_token',
+        client_id: refresh.grant.clientId,
+        sub: refresh.grant.userId,
+        scope: refresh.grant.scope,
+        iat: Math.floor(refresh.issuedAt / 1000),
+        exp: Math.floor(refresh.expiresAt / 1000),
+        ...(refresh.grant.dpopJkt !== undefined && { cnf: { jkt: refresh.grant.dpopJkt } }),
+      };
+    }
+    const answer: Record<string, unknown> = { active: true, token_type: claims['cnf'] !== undefined ? 'DPoP' : 'Bearer' };
+    for (const claim of REPORTED_CLAIMS) if (claims[claim] !== undefined) answer[claim] = claims[claim];
+    return answer as IntrospectionResponse;
+  }
+}

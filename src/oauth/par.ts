@@ -1,0 +1,42 @@
+/**
+ * The pushed authorization request endpoint (RFC 9126 section 2). The
+ * client authenticates as at the token endpoint; the request is checked
+ * exactly as /authorize would check it (section 2.1), and errors come back
+ * as JSON (section 2.3) instead of a redirect.
+ */
+import type { ClientAuthenticator } from './client-auth.ts';
+import { OAuthError, OAUTH_ERROR_CODES, type OAuthErrorCode } from './errors.ts';
+import { oauthParams } from './params.ts';
+import type { PushedRequests } from './authorization/pushed-requests.ts';
+import { AuthorizationPageError, AuthorizationResponseError, checkAuthorizationRequest, verifiedRedirect } from './authorization/request.ts';
+
+export class ParEndpoint {
+  readonly #clientAuthenticator: ClientAuthenticator;
+  readonly #pushed: PushedRequests;
+
+  constructor(options: { clientAuthenticator: ClientAuthenticator; pushed: PushedRequests }) {
+    this.#clientAuthenticator = options.clientAuthenticator;
+    this.#pushed = options.pushed;
+  }
+
+  async handle(request: { body: unknown; authorization: string | undefined }): Promise<{ request_uri: string; expires_in: number }> {
+    const params = oauthParams(request.body);
+    const { client } = await this.#clientAuthenticator.authenticate({ authorization: request.authorization, body: params.values });
+    if (params.values['client_id'] !== undefined && params.values['client_id'] !== client.client_id) throw new OAuthError('invalid_request', 'client_id does not match the authenticated client.');
+    // Section 2.1: a request_uri cannot itself be pushed.
+    if (params.values['request_uri'] !== undefined) throw new OAuthError('invalid_request', 'request_uri is not allowed here.');
+    const withClient = { values: { ...params.values, client_id: client.client_id }, resources: params.resources };
+    try {
+      checkAuthorizationRequest(withClient, { ...verifiedRedirect(withClient, client), pushed: true });
+    } catch (error) {
+      if (error instanceof AuthorizationPageError) throw new OAuthError('invalid_request', error.message);
+      if (error instanceof AuthorizationResponseError) {
+        const code: OAuthErrorCode = (OAUTH_ERROR_CODES as readonly string[]).includes(error.code) ? (error.code as OAuthErrorCode) : 'invalid_request';
+        throw new OAuthError(code, error.message);
+      }
+      throw error;
+    }
+    const requestUri = await this.#pushed.push({ clientId: client.client_id, params: withClient });
+    return { request_uri: requestUri, expires_in: this.#pushed.ttlSeconds };
+  }
+}

@@ -1,0 +1,240 @@
+/**
+ * Refresh tokens: opaque, hashed at rest, rotated on every use (RFC 9700
+ * section 4.14.2, OAuth 2.1 section 4.3.1), one family per authorization.
+ *
+ * A family is one durable record; every change to it is a compare-and-set on
+ * its version, so a rotation is one atomic operation whichever instance runs
+ * it. Two tabs or two serverless instances refreshing at the same moment is
+ * normal, not an attack: a repeat of the refresh that was just made, by the
+ * same client, within `graceSeconds`, gets back the same successor tokens
+ * (kept sealed for that purpose) instead of a fork or a revocation. Any
+ * other reuse of a rotated token, or a token presented by another client,
+ * revokes the whole family (RFC 9700 section 4.14.2, "refresh token reuse
+ * detection").
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Clock, RecordStore } from '../store/index.ts';
+import { openSecret, sealSecret } from '../tokens/index.ts';
+
+const COLLECTION = 'refresh-families';
+/**
+ * A family id is a keyed hash of the user (11 characters), one of the client
+ * (11), and 128 random bits (22): ids sort by user and client, so a user's
+ * or a user's-and-client's families are one range to list (consent
+ * withdrawal, sign-out), while the id says nothing about who they are.
+ */
+const FAMILY_ID = /^[A-Za-z0-9_-]{44}$/;
+const SECRET = /^[A-Za-z0-9_-]{43}$/;
+/** Access tokens remembered per family, to revoke with it (RFC 7009 section 2.1). */
+const MAX_REMEMBERED_ACCESS_TOKENS = 32;
+const MAX_CAS_ATTEMPTS = 8;
+/** Rotated tokens remembered per family beyond the previous one. */
+const MAX_RETIRED_HASHES = 64;
+
+/** What the family was granted: the same for every token of it. */
+export interface RefreshGrant {
+  readonly clientId: string;
+  readonly userId: string;
+  readonly scope: string;
+  readonly resources: readonly string[];
+  readonly authTime: number;
+  readonly amr: readonly string[];
+  readonly sessionHandle?: string;
+  readonly sid?: string;
+  /** RFC 9449 section 5: the family is bound to this DPoP key (public clients). */
+  readonly dpopJkt?: string;
+}
+
+interface FamilyData {
+  readonly grant: RefreshGrant;
+  readonly createdAt: number;
+  readonly absoluteExpiresAt: number;
+  readonly current: { readonly hash: string; readonly issuedAt: number };
+  readonly previous?: { readonly hash: string; readonly rotatedAt: number; readonly successor: string };
+  /** Hashes of older rotated tokens, so their reuse is recognised as reuse. */
+  readonly retired: readonly string[];
+  readonly accessTokens: readonly { readonly jti: string; readonly exp: number }[];
+  readonly revoked?: { readonly at: number; readonly reason: string };
+}
+
+export interface RefreshPolicy {
+  readonly idleTtlSeconds: number;
+  readonly absoluteTtlSeconds: number;
+  readonly graceSeconds: number;
+}
+
+export type RotationResult<T> =
+  | { readonly outcome: 'rotated'; readonly response: T; readonly grant: RefreshGrant; readonly familyId: string; readonly accessTokenJti: string }
+  | { readonly outcome: 'repeated'; readonly response: T; readonly familyId: string }
+  | { readonly outcome: 'reused'; readonly familyId: string; readonly revokedAccessTokens: readonly { jti: string; exp: number }[]; readonly grant: RefreshGrant }
+  | { readonly outcome: 'invalid'; readonly reason: 'unknown' | 'revoked' | 'expired' };
+
+export class RefreshTokens {
+  readonly #records: RecordStore;
+  readonly #clock: Clock;
+  readonly #policy: RefreshPolicy;
+  readonly #hashKey: Uint8Array;
+  readonly #sealKey: Uint8Array;
+
+  constructor(options: { records: RecordStore; clock: Clock; policy: RefreshPolicy; hashKey: Uint8Array; sealKey: Uint8Array }) {
+    this.#records = options.records;
+    this.#clock = options.clock;
+    this.#policy = options.policy;
+    this.#hashKey = options.hashKey;
+    this.#sealKey = options.sealKey;
+  }
+
+  /** Starts a family; resolves with its first token and id. */
+  async start(grant: RefreshGrant, accessToken: { jti: string; exp: number }): Promise<{ token: string; familyId: string }> {
+    const familyId = `${this.#prefix(grant.userId, grant.clientId)}${randomBytes(16).toString('base64url')}`;
+    const token = `${familyId}.${randomBytes(32).toString('base64url')}`;
+    const now = this.#clock();
+    const data: FamilyData = {
+      grant,
+      createdAt: now,
+      absoluteExpiresAt: now + this.#policy.absoluteTtlSeconds * 1000,
+      current: { hash: this.#hash(token), issuedAt: now },
+      accessTokens: [accessToken],
+      retired: [],
+    };
+    if (!(await this.#records.create(COLLECTION, familyId, data))) throw new Error('refresh family id collision');
+    return { token, familyId };
+  }
+
+  /**
+   * Redeems `token` for `clientId`. `build` makes the successor response for
+   * a new refresh token; it may run more than once when the compare-and-set
+   * loses a race, and only the winning one is returned.
+   */
+  async rotate<T>(token: string, clientId: string, build: (grant: RefreshGrant, refreshToken: string) => T & { accessTokenJti: string; accessTokenExp: number }): Promise<RotationResult<T>> {
+    const familyId = parseFamilyId(token);
+    if (familyId === undefined) return { outcome: 'invalid', reason: 'unknown' };
+    const hash = this.#hash(token);
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const record = await this.#records.get<FamilyData>(COLLECTION, familyId);
+      if (record === null) return { outcome: 'invalid', reason: 'unknown' };
+      const family = record.data;
+      const now = this.#clock();
+      const isCurrent = sameHash(hash, family.current.hash);
+      const isPrevious = family.previous !== undefined && sameHash(hash, family.previous.hash);
+      if (!isCurrent && !isPrevious) {
+        // An older rotated token is reuse; anything else is a wrong secret
+        // for a real family id, which must not let its sender revoke it.
+        if (family.revoked === undefined && (family.retired ?? []).some((retired) => sameHash(hash, retired))) return this.#revokeForReuse(familyId, record.version, family, 'replayed_after_grace');
+        return { outcome: 'invalid', reason: family.revoked === undefined ? 'unknown' : 'revoked' };
+      }
+      if (family.revoked !== undefined) return { outcome: 'invalid', reason: 'revoked' };
+      if (family.grant.clientId !== clientId) return this.#revokeForReuse(familyId, record.version, family, 'other_client');
+      if (isPrevious) {
+        const previous = family.previous;
+        if (now - previous.rotatedAt <= this.#policy.graceSeconds * 1000) {
+          const response = JSON.parse(Buffer.from(openSecret(this.#sealKey, 'refresh-successor', previous.successor)).toString('utf8')) as T;
+          return { outcome: 'repeated', response, familyId };
+        }
+        return this.#revokeForReuse(familyId, record.version, family, 'replayed_after_grace');
+      }
+      if (now >= family.absoluteExpiresAt || now - family.current.issuedAt >= this.#policy.idleTtlSeconds * 1000) return { outcome: 'invalid', reason: 'expired' };
+      const successorToken = `${familyId}.${randomBytes(32).toString('base64url')}`;
+      const response = build(family.grant, successorToken);
+      const { accessTokenJti, accessTokenExp, ...visible } = response;
+      const next: FamilyData = {
+        ...family,
+        previous: { hash: family.current.hash, rotatedAt: now, successor: sealSecret(this.#sealKey, 'refresh-successor', Buffer.from(JSON.stringify(visible))) },
+        current: { hash: this.#hash(successorToken), issuedAt: now },
+        retired: [...(family.retired ?? []), ...(family.previous !== undefined ? [family.previous.hash] : [])].slice(-MAX_RETIRED_HASHES),
+        accessTokens: [...family.accessTokens.filter((at) => at.exp * 1000 > now), { jti: accessTokenJti, exp: accessTokenExp }].slice(-MAX_REMEMBERED_ACCESS_TOKENS),
+      };
+      if ((await this.#records.update(COLLECTION, familyId, record.version, next)) !== null) {
+        return { outcome: 'rotated', response: visible as T, grant: family.grant, familyId, accessTokenJti };
+      }
+      // Lost the race: re-read; the winner's rotation makes this token the
+      // previous one, answered within the grace window.
+    }
+    throw new Error('refresh rotation kept losing its compare-and-set');
+  }
+
+  /** The grant of a live token (for introspection), or null. */
+  async inspect(token: string): Promise<{ grant: RefreshGrant; familyId: string; expiresAt: number; issuedAt: number } | null> {
+    const familyId = parseFamilyId(token);
+    if (familyId === undefined) return null;
+    const record = await this.#records.get<FamilyData>(COLLECTION, familyId);
+    if (record === null || record.data.revoked !== undefined || !sameHash(this.#hash(token), record.data.current.hash)) return null;
+    const expiresAt = Math.min(record.data.absoluteExpiresAt, record.data.current.issuedAt + this.#policy.idleTtlSeconds * 1000);
+    if (this.#clock() >= expiresAt) return null;
+    return { grant: record.data.grant, familyId, expiresAt, issuedAt: record.data.current.issuedAt };
+  }
+
+  /**
+   * Revokes a family (RFC 7009, logout, code replay). Resolves with what it
+   * revoked, or null when it was unknown or already revoked. When `token` is
+   * given it must be the family's current or just-rotated token.
+   */
+  async revokeFamily(familyId: string, reason: string, options: { token?: string; clientId?: string } = {}): Promise<{ grant: RefreshGrant; accessTokens: readonly { jti: string; exp: number }[] } | null> {
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const record = await this.#records.get<FamilyData>(COLLECTION, familyId);
+      if (record === null || record.data.revoked !== undefined) return null;
+      const family = record.data;
+      if (options.clientId !== undefined && family.grant.clientId !== options.clientId) return null;
+      if (options.token !== undefined) {
+        const hash = this.#hash(options.token);
+        if (!sameHash(hash, family.current.hash) && !(family.previous !== undefined && sameHash(hash, family.previous.hash))) return null;
+      }
+      const revoked: FamilyData = { ...family, previous: undefined, revoked: { at: this.#clock(), reason } };
+      if ((await this.#records.update(COLLECTION, familyId, record.version, revoked)) !== null) return { grant: family.grant, accessTokens: family.accessTokens };
+    }
+    throw new Error('refresh revocation kept losing its compare-and-set');
+  }
+
+  familyIdOf(token: string): string | undefined {
+    return parseFamilyId(token);
+  }
+
+  /** Live families of a user, or of a user with one client. */
+  async families(userId: string, clientId?: string): Promise<{ familyId: string; grant: RefreshGrant }[]> {
+    const prefix = this.#prefix(userId, clientId);
+    const found: { familyId: string; grant: RefreshGrant }[] = [];
+    let after = prefix;
+    for (;;) {
+      const page = await this.#records.list<FamilyData>(COLLECTION, { after, limit: 200 });
+      for (const record of page) {
+        if (!record.id.startsWith(prefix)) return found;
+        if (record.data.revoked === undefined) found.push({ familyId: record.id, grant: record.data.grant });
+      }
+      if (page.length < 200) return found;
+      after = page.at(-1)!.id;
+    }
+  }
+
+  #prefix(userId: string, clientId?: string): string {
+    const part = (label: string, value: string) => createHmac('sha256', this.#hashKey).update(`${label}:${value}`).digest('base64url').slice(0, 11);
+    return clientId === undefined ? part('user', userId) : `${part('user', userId)}${part('client', clientId)}`;
+  }
+
+  async #revokeForReuse(familyId: string, version: number, family: FamilyData, reason: string): Promise<RotationResult<never>> {
+    const revoked = { ...family, previous: undefined, revoked: { at: this.#clock(), reason } } as FamilyData;
+    if ((await this.#records.update(COLLECTION, familyId, version, revoked)) === null) {
+      // Changed meanwhile: whoever changed it decides; re-run as a revocation.
+      const outcome = await this.revokeFamily(familyId, reason);
+      if (outcome === null) return { outcome: 'invalid', reason: 'revoked' };
+      return { outcome: 'reused', familyId, revokedAccessTokens: outcome.accessTokens, grant: outcome.grant };
+    }
+    return { outcome: 'reused', familyId, revokedAccessTokens: family.accessTokens, grant: family.grant };
+  }
+
+  #hash(token: string): string {
+    return createHmac('sha256', this.#hashKey).update(token).digest('base64url');
+  }
+}
+
+function parseFamilyId(token: string): string | undefined {
+  const dot = token.indexOf('.');
+  if (dot === -1 || token.length > 100) return undefined;
+  const familyId = token.slice(0, dot);
+  return FAMILY_ID.test(familyId) && SECRET.test(token.slice(dot + 1)) ? familyId : undefined;
+}
+
+function sameHash(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
+}

@@ -1,0 +1,71 @@
+/**
+ * The tokens a user's grant yields (authorization code, refresh): an access
+ * token (RFC 9068) and, for `openid`, an ID token (OIDC Core section 3.1.3.3).
+ */
+import { createHash } from 'node:crypto';
+import type { AccessTokens } from './access-tokens.ts';
+import type { OAuthClient } from './clients.ts';
+import type { IdTokens } from './id-tokens.ts';
+import type { TokenResponse } from './token-endpoint.ts';
+
+/** OIDC `sid` (Front-/Back-Channel Logout section 2.1): names the session without revealing its store handle. */
+export function sessionIdClaim(sessionHandle: string): string {
+  return createHash('sha256').update(`sid:${sessionHandle}`).digest('base64url').slice(0, 22);
+}
+
+export interface UserGrant {
+  readonly userId: string;
+  readonly scope: string;
+  readonly resources: readonly string[];
+  readonly authTime: number;
+  readonly amr: readonly string[];
+  readonly sessionHandle?: string;
+  readonly nonce?: string;
+  /** RFC 9449: the access token is bound to this key (cnf.jkt) and typed DPoP. */
+  readonly dpopJkt?: string;
+}
+
+export interface IssuedUserTokens {
+  readonly response: TokenResponse;
+  readonly accessTokenJti: string;
+  readonly accessTokenExp: number;
+}
+
+export function issueUserTokens(services: { accessTokens: AccessTokens; idTokens: IdTokens; defaultAudience: string }, client: OAuthClient, grant: UserGrant, options: { idToken: boolean }): IssuedUserTokens {
+  const sid = grant.sessionHandle === undefined ? undefined : sessionIdClaim(grant.sessionHandle);
+  const access = services.accessTokens.issue({
+    clientId: client.client_id,
+    subject: grant.userId,
+    scope: grant.scope,
+    audience: grant.resources.length === 0 ? services.defaultAudience : grant.resources.length === 1 ? grant.resources[0]! : grant.resources,
+    claims: {
+      auth_time: Math.floor(grant.authTime / 1000),
+      ...(sid !== undefined && { sid }),
+      ...(grant.dpopJkt !== undefined && { cnf: { jkt: grant.dpopJkt } }),
+    },
+  });
+  const idToken =
+    options.idToken && grant.scope.split(' ').includes('openid')
+      ? services.idTokens.issue({
+          clientId: client.client_id,
+          subject: grant.userId,
+          algorithm: client.id_token_signed_response_alg,
+          authTime: grant.authTime,
+          amr: grant.amr,
+          accessToken: access.token,
+          ...(grant.nonce !== undefined && { nonce: grant.nonce }),
+          ...(sid !== undefined && { sid }),
+        })
+      : undefined;
+  return {
+    response: {
+      access_token: access.token,
+      token_type: grant.dpopJkt !== undefined ? 'DPoP' : 'Bearer',
+      expires_in: access.expiresIn,
+      scope: grant.scope,
+      ...(idToken !== undefined && { id_token: idToken }),
+    },
+    accessTokenJti: access.jti,
+    accessTokenExp: access.expiresAt,
+  };
+}

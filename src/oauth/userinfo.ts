@@ -1,0 +1,66 @@
+/**
+ * The UserInfo endpoint (OpenID Connect Core section 5.3): the claims of the
+ * user an access token was issued for, by the scopes it carries. The token
+ * comes in the Authorization header (RFC 6750 section 2.1, or RFC 9449
+ * section 7.1 for DPoP-bound tokens, which also need a proof of the key).
+ */
+import type { AccessTokens, AccessTokenClaims } from './access-tokens.ts';
+import { OAuthError } from './errors.ts';
+
+export interface UserClaimsSource {
+  /** The user's claims, or null when the account is gone or disabled. */
+  claims(userId: string): Promise<{ email: string } | null>;
+}
+
+/** Checks a DPoP proof for a request carrying `accessToken` (src/oauth/dpop.ts). */
+export interface DpopProofCheck {
+  (accessToken: string): Promise<{ jkt: string }>;
+}
+
+/** RFC 6750 section 3 / RFC 9449 section 7.1: how a resource tells the client what went wrong. */
+function challenge(scheme: 'Bearer' | 'DPoP', error: string, description: string): OAuthError {
+  return new OAuthError('invalid_token', description, { headers: { 'www-authenticate': `${scheme} error="${error}", error_description="${description}"` } });
+}
+
+export class UserInfoEndpoint {
+  readonly #accessTokens: AccessTokens;
+  readonly #users: UserClaimsSource;
+
+  constructor(options: { accessTokens: AccessTokens; users: UserClaimsSource }) {
+    this.#accessTokens = options.accessTokens;
+    this.#users = options.users;
+  }
+
+  async handle(request: { authorization: string | undefined; checkDpop: DpopProofCheck }): Promise<Record<string, unknown>> {
+    const { scheme, token } = parseAuthorization(request.authorization);
+    const claims: AccessTokenClaims | null = await this.#accessTokens.check(token);
+    if (claims === null) throw challenge(scheme, 'invalid_token', 'The access token is invalid, expired or revoked.');
+    const boundKey = (claims['cnf'] as { jkt?: string } | undefined)?.jkt;
+    if (boundKey !== undefined) {
+      // RFC 9449 section 7.1: a DPoP-bound token is refused as a bearer token.
+      if (scheme !== 'DPoP') throw challenge('DPoP', 'invalid_token', 'This access token is DPoP-bound; send it with the DPoP scheme and a proof.');
+      const proof = await request.checkDpop(token);
+      if (proof.jkt !== boundKey) throw challenge('DPoP', 'invalid_token', 'The DPoP proof is signed by another key than the token is bound to.');
+    } else if (scheme === 'DPoP') {
+      throw challenge('DPoP', 'invalid_token', 'This access token is not DPoP-bound; send it with the Bearer scheme.');
+    }
+    const scopes = claims.scope.split(' ');
+    if (!scopes.includes('openid')) throw new OAuthError('invalid_token', 'The access token was not issued for OpenID Connect (no openid scope).', { headers: { 'www-authenticate': `${scheme} error="insufficient_scope", scope="openid"` } });
+    const user = await this.#users.claims(claims.sub);
+    if (user === null) throw challenge(scheme, 'invalid_token', 'The user of this access token is no longer active.');
+    return {
+      sub: claims.sub,
+      // Addresses are not verified by Portcullis (yet): say so (OIDC Core section 5.1).
+      ...(scopes.includes('email') && { email: user.email, email_verified: false }),
+    };
+  }
+}
+
+function parseAuthorization(header: string | undefined): { scheme: 'Bearer' | 'DPoP'; token: string } {
+  const match = header === undefined ? null : /^(Bearer|DPoP) ([A-Za-z0-9\-._~+/]+=*)$/i.exec(header);
+  if (match === null) {
+    // RFC 6750 section 3.1: no credentials at all gets a bare challenge.
+    throw new OAuthError('invalid_token', 'An access token is required.', { headers: { 'www-authenticate': 'Bearer, DPoP algs="EdDSA ES256 PS256 RS256"' } });
+  }
+  return { scheme: match[1]!.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer', token: match[2]! };
+}

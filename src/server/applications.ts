@@ -1,0 +1,30 @@
+/**
+ * The account page's "Applications" section, from the authorization
+ * server's consents: what each application may do, and withdrawing it.
+ */
+import type { AuthorizationServer } from '../oauth/index.ts';
+import type { ApplicationAccess } from './identity-routes.ts';
+
+export function applicationAccess(server: AuthorizationServer): ApplicationAccess {
+  return {
+    async list(userId) {
+      const consents = await server.consents.list(userId);
+      return Promise.all(
+        consents.map(async (consent) => {
+          const client = await server.clients.get(consent.clientId);
+          return { clientId: consent.clientId, clientName: client?.client_name ?? consent.clientId, scopes: consent.scopes, grantedAt: consent.grantedAt };
+        }),
+      );
+    },
+    async revoke(userId, clientId, audit) {
+      const withdrawn = await server.consents.revoke(userId, clientId, audit);
+      // Withdrawing consent ends the application's standing access: its
+      // refresh tokens for this user, and the access tokens issued with them.
+      for (const family of await server.refreshTokens.families(userId, clientId)) {
+        const revoked = await server.refreshTokens.revokeFamily(family.familyId, 'consent_withdrawn');
+        for (const token of revoked?.accessTokens ?? []) await server.accessTokens.revokeJti(token.jti, token.exp);
+      }
+      return withdrawn;
+    },
+  };
+}
