@@ -52,6 +52,8 @@ export interface AccessTokenOptions {
 }
 
 const DENYLIST = 'oauth:revoked-at:';
+/** Sessions that ended: their access tokens (claim `sid`) are revoked with them. */
+const ENDED_SESSIONS = 'oauth:revoked-sid:';
 
 export class AccessTokens {
   readonly #options: AccessTokenOptions;
@@ -93,7 +95,9 @@ export class AccessTokens {
   async check(token: string): Promise<AccessTokenClaims | null> {
     const claims = this.decode(token);
     if (claims === null) return null;
-    if ((await this.#options.hot.get(DENYLIST + claims.jti)) !== null) return null;
+    const sid = typeof claims['sid'] === 'string' ? claims['sid'] : undefined;
+    const [revoked, sessionEnded] = await Promise.all([this.#options.hot.get(DENYLIST + claims.jti), sid === undefined ? null : this.#options.hot.get(ENDED_SESSIONS + sid)]);
+    if (revoked !== null || sessionEnded !== null) return null;
     return claims;
   }
 
@@ -116,6 +120,11 @@ export class AccessTokens {
    */
   async revoke(claims: AccessTokenClaims): Promise<boolean> {
     return this.revokeJti(claims.jti, claims.exp);
+  }
+
+  /** Revokes every access token of a session, for as long as any of them can live. */
+  async revokeSid(sid: string): Promise<void> {
+    await this.#options.hot.set(ENDED_SESSIONS + sid, '1', (this.#options.ttlSeconds + 60) * 1000);
   }
 
   /** Revokes by id, for tokens known only by their record (a refresh family, a spent code). */

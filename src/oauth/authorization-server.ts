@@ -19,6 +19,7 @@ import { DpopVerifier } from './dpop.ts';
 import { authorizationServerMetadata, ENDPOINT_PATHS, endpointUrl, openIdProviderMetadata } from './discovery.ts';
 import { IdTokens } from './id-tokens.ts';
 import { IntrospectionEndpoint } from './introspection.ts';
+import { LogoutService } from './logout.ts';
 import { ParEndpoint } from './par.ts';
 import { RefreshTokens } from './refresh-tokens.ts';
 import { RegistrationEndpoint } from './registration.ts';
@@ -45,6 +46,7 @@ export interface AuthorizationServer {
   readonly userinfo: UserInfoEndpoint;
   readonly dpop: DpopVerifier;
   readonly registration: RegistrationEndpoint;
+  readonly logout: LogoutService;
   /** RFC 8414 metadata as JSON text (built once). */
   readonly metadata: string;
   /** OpenID Connect Discovery metadata as JSON text. */
@@ -60,6 +62,8 @@ export function createAuthorizationServer(options: {
   identity: Identity;
   masterKey: Uint8Array;
   clock: Clock;
+  /** Reports what the person never sees: a back-channel logout that could not be delivered. */
+  warn?: (message: string, detail: Record<string, unknown>) => void;
 }): AuthorizationServer {
   const { config, stores, ledger, keyring, clock, identity } = options;
   const issuer = config.issuer;
@@ -100,6 +104,18 @@ export function createAuthorizationServer(options: {
       },
     },
   };
+  const logout = new LogoutService({
+    clients,
+    keyring,
+    accessTokens,
+    refreshTokens,
+    hot: stores.hot,
+    ledger,
+    clock,
+    issuer,
+    sessionLifetimeMs: config.identity.sessionAbsoluteTimeoutMs,
+    onDeliveryFailure: (clientId, reason) => options.warn?.('back-channel logout not delivered', { clientId, reason }),
+  });
   const registrationEnabled = config.oauth.registration !== 'off';
   const metadataOptions = { issuer, scopes: config.oauth.extraScopes, registration: registrationEnabled };
   return {
@@ -109,7 +125,8 @@ export function createAuthorizationServer(options: {
     accessTokens,
     refreshTokens,
     consents,
-    authorizer: new Authorizer({ clients, codes, consents, pushed, hot: stores.hot, clock, issuer }),
+    authorizer: new Authorizer({ clients, codes, consents, pushed, hot: stores.hot, clock, issuer, sessions: logout }),
+    logout,
     token: new TokenEndpoint({ clientAuthenticator, services }),
     par: new ParEndpoint({ clientAuthenticator, pushed }),
     introspection: new IntrospectionEndpoint({ clientAuthenticator, accessTokens, refreshTokens }),

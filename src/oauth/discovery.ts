@@ -19,6 +19,7 @@ export const ENDPOINT_PATHS = {
   introspection: '/introspect',
   revocation: '/revoke',
   registration: '/register',
+  endSession: '/logout',
 } as const;
 
 export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
@@ -85,5 +86,9 @@ export function openIdProviderMetadata(options: MetadataOptions): Record<string,
     request_parameter_supported: false,
     request_uri_parameter_supported: false,
     prompt_values_supported: ['none', 'login', 'consent', 'select_account'],
+    // OIDC RP-Initiated Logout 1.0 and Back-Channel Logout 1.0.
+    end_session_endpoint: endpointUrl(options.issuer, ENDPOINT_PATHS.endSession),
+    backchannel_logout_supported: true,
+    backchannel_logout_session_supported: true,
   };
 }

@@ -16,3 +16,4 @@ export { sessionIdClaim } from './user-tokens.ts';
 export { ClientRegistryError } from './clients.ts';
 export { pickClientMetadata, redirectUriProblem, usesClientSecret } from './client-metadata.ts';
 export { DpopVerifier, DPOP_ALGORITHMS } from './dpop.ts';
+export { LogoutRequestError, LogoutService, type LogoutRequest } from './logout.ts';

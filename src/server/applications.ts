@@ -3,7 +3,8 @@
  * server's consents: what each application may do, and withdrawing it.
  */
 import type { AuthorizationServer } from '../oauth/index.ts';
-import type { ApplicationAccess } from './identity-routes.ts';
+import { LogoutRequestError } from '../oauth/index.ts';
+import type { ApplicationAccess, SignOutHooks } from './identity-routes.ts';
 
 export function applicationAccess(server: AuthorizationServer): ApplicationAccess {
   return {
@@ -26,5 +27,14 @@ export function applicationAccess(server: AuthorizationServer): ApplicationAcces
       }
       return withdrawn;
     },
+  };
+}
+
+/** Sign-out as OAuth clients see it: RP-initiated logout, and the session's tokens ending with it. */
+export function signOutHooks(server: AuthorizationServer): SignOutHooks {
+  return {
+    checkRequest: (query) => server.logout.checkRequest(query),
+    isRequestError: (error): error is Error => error instanceof LogoutRequestError,
+    sessionEnded: (session, audit) => server.logout.sessionEnded(session, audit),
   };
 }

@@ -13,8 +13,17 @@ export interface ApplicationAccess {
   revoke(userId: string, clientId: string, audit: { requestId: string; ip: string }): Promise<boolean>;
 }
 
+/** What an OAuth client asked of a sign-out (OIDC RP-Initiated Logout), and what ends with the session. */
+export interface SignOutHooks {
+  /** Throws an error whose message is fit for the person when the request cannot be honoured. */
+  checkRequest(query: unknown): Promise<{ redirectTo?: string; client?: { name: string }; params: Readonly<Record<string, string>> }>;
+  isRequestError(error: unknown): error is Error;
+  sessionEnded(session: { userId: string; sessionHandle: string }, audit: { requestId: string; ip: string }): Promise<unknown>;
+}
+
 export interface IdentityRoutesOptions {
   readonly identity: Identity;
+  readonly signOut?: SignOutHooks;
   /** Our own origin (scheme://host[:port]), for the Origin check. */
   readonly origin: () => string;
   readonly applications?: ApplicationAccess;
@@ -82,7 +91,7 @@ export function field(body: unknown, name: string): string | undefined {
  * needs the session's CSRF token and a same-origin request; every refusal is
  * a page with a clear message, never a 500.
  */
-export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (app, { identity, origin, applications }) => {
+export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (app, { identity, origin, applications, signOut }) => {
   const { accounts, csrf, secondFactor } = identity;
   const cookieOptions = { path: '/', secure: true, httpOnly: true, sameSite: 'lax' } as const;
   await app.register(fastifyCookie);
@@ -311,21 +320,51 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     return reply.redirect('/account?done=password', 303);
   });
 
+  /** The client's sign-out request, checked; a request that cannot be honoured is shown, never followed. */
+  async function signOutRequest(query: unknown): Promise<{ redirectTo?: string; clientName?: string; params: Readonly<Record<string, string>>; error?: string }> {
+    if (signOut === undefined) return { params: {} };
+    try {
+      const checked = await signOut.checkRequest(query);
+      return { params: checked.params, ...(checked.redirectTo !== undefined && { redirectTo: checked.redirectTo }), ...(checked.client !== undefined && { clientName: checked.client.name }) };
+    } catch (error) {
+      if (signOut.isRequestError(error)) return { params: {}, error: `${error.message} You can still sign out here.` };
+      throw error;
+    }
+  }
+
+  // OIDC RP-Initiated Logout section 2: the end-session endpoint. Signing
+  // out is a state change, so GET only asks; the form's POST signs out.
   app.get('/logout', async (request, reply) => {
     const current = await currentSession(request);
-    return page(reply, 200, logoutPage({ csrf: current === null ? '' : csrf.token(current.session.handle), signedIn: current !== null }));
+    const asked = await signOutRequest(request.query);
+    if (current === null && asked.redirectTo !== undefined) return reply.redirect(asked.redirectTo, 303);
+    return page(
+      reply,
+      asked.error !== undefined ? 400 : 200,
+      logoutPage({
+        csrf: current === null ? '' : csrf.token(current.session.handle),
+        signedIn: current !== null,
+        params: asked.params,
+        ...(asked.clientName !== undefined && { clientName: asked.clientName }),
+        ...(asked.error !== undefined && { error: asked.error }),
+      }),
+    );
   });
 
   app.post('/logout', async (request, reply) => {
     const current = await currentSession(request);
+    const asked = await signOutRequest(request.body);
     if (current === null) {
       clearSessionCookie(reply);
+      if (asked.redirectTo !== undefined) return reply.redirect(asked.redirectTo, 303);
       return page(reply, 200, logoutPage({ csrf: '', signedIn: false }));
     }
     const refused = refuseForgery(request, reply, current.session.handle);
     if (refused !== undefined) return refused;
     await accounts.endSession(current.user.id, current.session.handle, context(request), 'logout');
+    await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: current.session.handle }, { requestId: request.id, ip: request.ip });
     clearSessionCookie(reply);
+    if (asked.redirectTo !== undefined) return reply.redirect(asked.redirectTo, 303);
     return page(reply, 200, logoutPage({ csrf: '', signedIn: false }));
   });
 };

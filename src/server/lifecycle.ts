@@ -81,7 +81,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
       policy: keyringPolicy(config.tokens, 60),
     });
     keyring.start((error) => logger.error({ err: error }, 'signing key maintenance failed'));
-    const authorizationServer = createAuthorizationServer({ config, stores, ledger, keyring, identity, masterKey, clock });
+    const authorizationServer = createAuthorizationServer({ config, stores, ledger, keyring, identity, masterKey, clock, warn: (message, detail) => logger.warn(detail, message) });
     const app = await buildServer({ config, stores, logger, metrics, ledger, identity, authorizationServer, ...(options.plugins !== undefined && { plugins: options.plugins }) });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();

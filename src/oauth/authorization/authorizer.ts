@@ -30,6 +30,11 @@ export interface SignedIn {
   readonly amr: readonly string[];
 }
 
+/** Which clients a session signed in to (for back-channel logout). */
+export interface SessionClients {
+  signedInTo(sessionHandle: string, clientId: string): Promise<void>;
+}
+
 export type AuthorizeOutcome =
   | { readonly kind: 'redirect'; readonly location: string }
   | { readonly kind: 'login'; readonly interactionId: string; readonly loginHint?: string }
@@ -53,8 +58,10 @@ export class Authorizer {
   readonly #hot: HotStore;
   readonly #clock: Clock;
   readonly #issuer: string;
+  readonly #sessions: SessionClients;
 
-  constructor(options: { clients: ClientRegistry; codes: AuthorizationCodes; consents: Consents; pushed: PushedRequests; hot: HotStore; clock: Clock; issuer: string }) {
+  constructor(options: { clients: ClientRegistry; codes: AuthorizationCodes; consents: Consents; pushed: PushedRequests; hot: HotStore; clock: Clock; issuer: string; sessions: SessionClients }) {
+    this.#sessions = options.sessions;
     this.#clients = options.clients;
     this.#codes = options.codes;
     this.#consents = options.consents;
@@ -145,6 +152,7 @@ export class Authorizer {
   }
 
   async #issueCode(request: AuthorizationRequest, signedIn: SignedIn): Promise<AuthorizeOutcome> {
+    await this.#sessions.signedInTo(signedIn.sessionHandle, request.clientId);
     const code = await this.#codes.issue({
       clientId: request.clientId,
       redirectUri: request.redirectUri,

@@ -218,15 +218,18 @@ export function recoveryCodesPage(options: { codes: readonly string[] }): string
   );
 }
 
-export function logoutPage(options: { csrf: string; signedIn: boolean }): string {
+export function logoutPage(options: { csrf: string; signedIn: boolean; clientName?: string; params?: Readonly<Record<string, string>>; error?: string }): string {
+  const hidden = Object.entries(options.params ?? {}).map(([name, value]) => html`<input type="hidden" name="${name}" value="${value}">`);
   return layout(
     'Sign out',
     options.signedIn
       ? html`<h1>Sign out</h1>
-<p>Do you want to sign out of Portcullis on this device?</p>
-<form method="post" action="/logout"><input type="hidden" name="_csrf" value="${options.csrf}"><button type="submit">Sign out</button></form>
+${message(options.error)}
+<p>${options.clientName !== undefined ? html`${options.clientName} asks to sign you out. ` : ''}Do you want to sign out of Portcullis on this device?</p>
+<form method="post" action="/logout"><input type="hidden" name="_csrf" value="${options.csrf}">${hidden}<button type="submit">Sign out</button></form>
 <p><a href="/account">Back to your account</a></p>`
       : html`<h1>Signed out</h1>
+${message(options.error)}
 <p>You are not signed in. <a href="/login">Sign in</a></p>`,
   );
 }

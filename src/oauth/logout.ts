@@ -1,0 +1,183 @@
+/**
+ * Signing out, as the OpenID Connect logout specifications see it:
+ * - RP-Initiated Logout 1.0: a client sends the person to the end-session
+ *   endpoint with `id_token_hint` / `client_id` and may ask to be sent back to
+ *   a `post_logout_redirect_uri` it registered (exact match, like redirect
+ *   URIs);
+ * - when the session ends, the tokens it produced end too: access tokens by
+ *   their `sid` (a denylist entry that outlives them), refresh token
+ *   families bound to it;
+ * - Back-Channel Logout 1.0: every client the session signed in to that
+ *   registered a `backchannel_logout_uri` gets a signed logout token.
+ */
+import type { Ledger } from '../audit/index.ts';
+import type { Clock, HotStore } from '../store/index.ts';
+import { JwtError, signJwt, verifyJwt, type Keyring } from '../tokens/index.ts';
+import { randomBytes } from 'node:crypto';
+import type { AccessTokens } from './access-tokens.ts';
+import type { ClientRegistry, OAuthClient } from './clients.ts';
+import type { RefreshTokens } from './refresh-tokens.ts';
+import { sessionIdClaim } from './user-tokens.ts';
+
+/** A checked logout request: where to send the person afterwards, if anywhere. */
+export interface LogoutRequest {
+  readonly client?: { readonly id: string; readonly name: string };
+  /** The registered post_logout_redirect_uri, with `state` appended when given. */
+  readonly redirectTo?: string;
+  /** The raw parameters, to carry through the confirmation form. */
+  readonly params: Readonly<Record<string, string>>;
+}
+
+/** Back-Channel Logout section 2.4: the one event a logout token carries. */
+const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
+const LOGOUT_TOKEN_TTL_SECONDS = 120;
+const DELIVERY_TIMEOUT_MS = 5000;
+/** An expired id_token_hint still names its client (RP-Initiated Logout section 2). */
+const HINT_TOLERANCE_SECONDS = 366 * 24 * 3600;
+const sessionClientsKey = (handle: string) => `oauth:session-clients:${handle}`;
+const MAX_CLIENTS_PER_SESSION = 100;
+const LOGOUT_PARAMS = ['id_token_hint', 'client_id', 'post_logout_redirect_uri', 'state'];
+
+export class LogoutRequestError extends Error {
+  override readonly name = 'LogoutRequestError';
+}
+
+export interface LogoutOptions {
+  readonly clients: ClientRegistry;
+  readonly keyring: Keyring;
+  readonly accessTokens: AccessTokens;
+  readonly refreshTokens: RefreshTokens;
+  readonly hot: HotStore;
+  readonly ledger: Ledger;
+  readonly clock: Clock;
+  readonly issuer: string;
+  /** How long a session's client list is kept: as long as the longest session. */
+  readonly sessionLifetimeMs: number;
+  /** Reports a back-channel delivery that failed (the person is signed out regardless). */
+  readonly onDeliveryFailure: (clientId: string, reason: string) => void;
+}
+
+export class LogoutService {
+  readonly #options: LogoutOptions;
+
+  constructor(options: LogoutOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Checks the end-session parameters (section 2 and 3). Throws
+   * LogoutRequestError when they cannot be honoured; the person is then
+   * shown the plain sign-out page, never redirected.
+   */
+  async checkRequest(query: unknown): Promise<LogoutRequest> {
+    const params: Record<string, string> = {};
+    for (const name of LOGOUT_PARAMS) {
+      const value = (query as Record<string, unknown> | null)?.[name];
+      if (typeof value === 'string' && value !== '' && value.length <= 4096) params[name] = value;
+      else if (value !== undefined && value !== '') throw new LogoutRequestError(`The ${name} parameter is malformed.`);
+    }
+    const hintedClient = params['id_token_hint'] === undefined ? undefined : this.#hintClient(params['id_token_hint']);
+    if (params['client_id'] !== undefined && hintedClient !== undefined && params['client_id'] !== hintedClient) {
+      throw new LogoutRequestError('client_id does not match the id_token_hint.');
+    }
+    const clientId = params['client_id'] ?? hintedClient;
+    const client = clientId === undefined || clientId.length > 256 ? null : await this.#options.clients.get(clientId);
+    if (clientId !== undefined && client === null) throw new LogoutRequestError('The application that sent you here is not registered.');
+    const redirect = params['post_logout_redirect_uri'];
+    if (redirect === undefined) return { params, ...(client !== null && { client: describe(client) }) };
+    // Section 3: only a URI registered by the identified client, compared exactly.
+    if (client === null) throw new LogoutRequestError('post_logout_redirect_uri needs an id_token_hint or a client_id.');
+    if (!client.post_logout_redirect_uris.includes(redirect)) throw new LogoutRequestError('The post_logout_redirect_uri is not one this application registered.');
+    const url = new URL(redirect);
+    if (params['state'] !== undefined) url.searchParams.append('state', params['state']);
+    return { params, client: describe(client), redirectTo: url.toString() };
+  }
+
+  /** Remembers that a session signed in to a client, for back-channel logout. */
+  async signedInTo(sessionHandle: string, clientId: string): Promise<void> {
+    await this.#options.hot.boundedSetAdd(sessionClientsKey(sessionHandle), clientId, this.#options.clock() + this.#options.sessionLifetimeMs, MAX_CLIENTS_PER_SESSION);
+  }
+
+  /**
+   * The session ended (sign-out): its access tokens and refresh tokens end
+   * with it, and the clients it signed in to are told.
+   */
+  async sessionEnded(session: { userId: string; sessionHandle: string }, audit: { requestId?: string; ip?: string }): Promise<{ notified: number; failed: number }> {
+    const { accessTokens, refreshTokens, hot } = this.#options;
+    const sid = sessionIdClaim(session.sessionHandle);
+    await accessTokens.revokeSid(sid);
+    let families = 0;
+    for (const family of await refreshTokens.families(session.userId)) {
+      if (family.grant.sessionHandle !== session.sessionHandle) continue;
+      const revoked = await refreshTokens.revokeFamily(family.familyId, 'logout');
+      for (const token of revoked?.accessTokens ?? []) await accessTokens.revokeJti(token.jti, token.exp);
+      if (revoked !== null) families += 1;
+    }
+    const members = await hot.boundedSetMembers(sessionClientsKey(session.sessionHandle));
+    await hot.delete(sessionClientsKey(session.sessionHandle));
+    const clients = (await Promise.all(members.map((member) => this.#options.clients.get(member.member)))).filter((client): client is OAuthClient => client?.backchannel_logout_uri !== undefined);
+    const results = await Promise.all(clients.map((client) => this.#notify(client, session.userId, sid)));
+    const failed = results.filter((ok) => !ok).length;
+    await this.#options.ledger.record({
+      type: 'token.revoked',
+      outcome: 'success',
+      actorUserId: session.userId,
+      ...audit,
+      detail: { kind: 'session', reason: 'logout', families, backchannelNotified: clients.length - failed, backchannelFailed: failed },
+    });
+    return { notified: clients.length - failed, failed };
+  }
+
+  /** Back-Channel Logout section 2.4 and 2.5: a signed logout token, POSTed as a form. */
+  async #notify(client: OAuthClient, userId: string, sid: string): Promise<boolean> {
+    const iat = Math.floor(this.#options.clock() / 1000);
+    const token = signJwt(
+      this.#options.keyring.signingKey(client.id_token_signed_response_alg),
+      {
+        iss: this.#options.issuer,
+        aud: client.client_id,
+        iat,
+        exp: iat + LOGOUT_TOKEN_TTL_SECONDS,
+        jti: randomBytes(16).toString('base64url'),
+        sub: userId,
+        // Section 2.4: sub and sid both, so a client can end one session or every one of the user's.
+        sid,
+        events: { [BACKCHANNEL_EVENT]: {} },
+      },
+      { typ: 'logout+jwt' },
+    );
+    try {
+      const response = await fetch(client.backchannel_logout_uri!, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'cache-control': 'no-store' },
+        body: new URLSearchParams({ logout_token: token }),
+        // Section 2.5: no redirects followed; a slow client does not hold the sign-out.
+        redirect: 'manual',
+        signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
+      });
+      await response.body?.cancel();
+      if (response.status === 200 || response.status === 204) return true;
+      this.#options.onDeliveryFailure(client.client_id, `HTTP ${response.status}`);
+      return false;
+    } catch (error) {
+      this.#options.onDeliveryFailure(client.client_id, error instanceof Error ? error.name : 'error');
+      return false;
+    }
+  }
+
+  /** The audience of an ID token we issued (signature and issuer checked; expiry tolerated). */
+  #hintClient(hint: string): string {
+    try {
+      const { payload } = verifyJwt(hint, this.#options.keyring, { now: this.#options.clock(), issuer: this.#options.issuer, clockToleranceSeconds: HINT_TOLERANCE_SECONDS });
+      const aud = Array.isArray(payload['aud']) ? payload['aud'][0] : payload['aud'];
+      if (typeof aud === 'string') return aud;
+    } catch (error) {
+      if (!(error instanceof JwtError)) throw error;
+    }
+    throw new LogoutRequestError('The id_token_hint is not an ID token from this server.');
+  }
+}
+
+function describe(client: OAuthClient): { id: string; name: string } {
+  return { id: client.client_id, name: client.client_name ?? client.client_id };
+}

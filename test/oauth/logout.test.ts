@@ -1,0 +1,146 @@
+/**
+ * Sign-out as OAuth clients see it: RP-initiated logout (OIDC RP-Initiated
+ * Logout 1.0) with registered post-logout redirect URIs only, the session's
+ * tokens ending with it, and a signed back-channel logout token (OIDC
+ * Back-Channel Logout 1.0) delivered to a real HTTP listener.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { createLocalJWKSet, decodeJwt, jwtVerify, type JWK } from 'jose';
+import { validateClientMetadata } from '../../src/oauth/index.ts';
+import { BrowserlessClient, csrfField } from '../support/browserless-client.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+
+const PASSWORD = 'correct horse battery staple';
+const REDIRECT = 'http://127.0.0.1:8080/callback';
+const AFTER_LOGOUT = 'http://127.0.0.1:8080/signed-out';
+
+describe('RP-initiated and back-channel logout', () => {
+  let server: TestServer;
+  let receiver: Server;
+  const received: string[] = [];
+  let clientId: string;
+  let email: string;
+
+  before(async () => {
+    receiver = createServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+      request.on('end', () => {
+        received.push(body);
+        response.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const port = (receiver.address() as { port: number }).port;
+    server = await startTestServer({ fixedPort: true });
+    email = `bob-${randomBytes(4).toString('hex')}@example.com`;
+    await server.running.identity.accounts.createUser(email, PASSWORD, { actor: 'test' });
+    const metadata = validateClientMetadata(
+      {
+        client_name: 'Mail app',
+        redirect_uris: [REDIRECT],
+        post_logout_redirect_uris: [AFTER_LOGOUT],
+        grant_types: ['authorization_code', 'refresh_token'],
+        token_endpoint_auth_method: 'none',
+        application_type: 'native',
+        scope: 'openid email offline_access',
+        backchannel_logout_uri: `http://127.0.0.1:${port}/backchannel`,
+      },
+      { allowedScopes: ['openid', 'email', 'offline_access'], defaultSigningAlgorithm: 'EdDSA' },
+    );
+    clientId = (await server.running.authorizationServer.clients.register(metadata, { actor: 'test' })).client.client_id;
+  });
+  after(async () => {
+    await server.close();
+    await new Promise((resolve) => receiver.close(resolve));
+  });
+
+  /** Signs a fresh browser in through /authorize and returns it with its tokens. */
+  async function signedInWithTokens() {
+    const browser = new BrowserlessClient(server.url);
+    const verifier = randomBytes(32).toString('base64url');
+    const query = new URLSearchParams({ response_type: 'code', client_id: clientId, redirect_uri: REDIRECT, scope: 'openid email offline_access', state: 's', code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256' });
+    const toLogin = await browser.get(`/authorize?${query.toString()}`);
+    const loginPage = await browser.get(toLogin.location!);
+    const returnTo = /name="return_to" value="([^"]+)"/.exec(loginPage.body)![1]!.replaceAll('&amp;', '&');
+    const signedIn = await browser.post('/login', { _csrf: csrfField(loginPage.body)!, email, password: PASSWORD, return_to: returnTo });
+    let step = await browser.get(signedIn.location!);
+    if (step.status === 200) {
+      const interaction = /name="interaction" value="([^"]+)"/.exec(step.body)![1]!;
+      step = await browser.post('/authorize/consent', { _csrf: csrfField(step.body)!, interaction, decision: 'allow' });
+    }
+    const code = new URL(step.location!).searchParams.get('code')!;
+    const response = await fetch(`${server.url}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'authorization_code', client_id: clientId, code, code_verifier: verifier, redirect_uri: REDIRECT }),
+    });
+    const tokens = (await response.json()) as { access_token: string; refresh_token: string; id_token: string };
+    return { browser, tokens };
+  }
+
+  const userinfoStatus = async (token: string) => (await fetch(`${server.url}/userinfo`, { headers: { authorization: `Bearer ${token}` } })).status;
+  const refreshError = async (token: string) =>
+    ((await (await fetch(`${server.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'refresh_token', client_id: clientId, refresh_token: token }) })).json()) as { error?: string }).error;
+
+  it('asks, signs out, returns to the registered URI with state, ends the tokens and tells the client', async () => {
+    const { browser, tokens } = await signedInWithTokens();
+    assert.equal(await userinfoStatus(tokens.access_token), 200);
+    const query = new URLSearchParams({ id_token_hint: tokens.id_token, post_logout_redirect_uri: AFTER_LOGOUT, state: 'bye-1' });
+    const confirm = await browser.get(`/logout?${query.toString()}`);
+    assert.equal(confirm.status, 200);
+    assert.match(confirm.body, /Mail app asks to sign you out/);
+    const fields = Object.fromEntries([...confirm.body.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((match) => [match[1]!, match[2]!.replaceAll('&amp;', '&')]));
+    const before = received.length;
+    const done = await browser.post('/logout', fields);
+    assert.equal(done.status, 303);
+    assert.equal(done.location, `${AFTER_LOGOUT}?state=bye-1`);
+    assert.equal(browser.cookie('__Host-portcullis'), undefined, 'the session cookie is gone');
+    assert.equal(await userinfoStatus(tokens.access_token), 401, 'the session\'s access token ended with it');
+    assert.equal(await refreshError(tokens.refresh_token), 'invalid_grant', 'and its refresh token');
+
+    assert.equal(received.length, before + 1, 'one back-channel logout delivered');
+    const logoutToken = new URLSearchParams(received.at(-1)!).get('logout_token')!;
+    const jwks = createLocalJWKSet((await (await fetch(`${server.url}/jwks`)).json()) as { keys: JWK[] });
+    const { payload, protectedHeader } = await jwtVerify(logoutToken, jwks, { issuer: server.running.authorizationServer.issuer, audience: clientId, typ: 'logout+jwt' });
+    assert.ok(protectedHeader.alg);
+    assert.deepEqual(payload['events'], { 'http://schemas.openid.net/event/backchannel-logout': {} });
+    assert.equal(payload['sid'], decodeJwt(tokens.id_token)['sid']);
+    assert.equal(payload.sub, decodeJwt(tokens.id_token).sub);
+    assert.equal(payload['nonce'], undefined, 'a logout token never carries a nonce (section 2.4)');
+  });
+
+  it('never redirects to an unregistered post_logout_redirect_uri, or without a client', async () => {
+    const { browser, tokens } = await signedInWithTokens();
+    for (const query of [
+      { id_token_hint: tokens.id_token, post_logout_redirect_uri: 'https://attacker.example/after' },
+      { id_token_hint: tokens.id_token, post_logout_redirect_uri: `${AFTER_LOGOUT}/x` },
+      { post_logout_redirect_uri: AFTER_LOGOUT },
+      { id_token_hint: 'not-a-token', post_logout_redirect_uri: AFTER_LOGOUT },
+    ]) {
+      const answer = await browser.get(`/logout?${new URLSearchParams(query).toString()}`);
+      assert.equal(answer.status, 400, JSON.stringify(query));
+      assert.equal(answer.location, null);
+      assert.match(answer.body, /You can still sign out here/);
+    }
+    assert.equal(await userinfoStatus(tokens.access_token), 200, 'nothing was signed out');
+  });
+
+  it('refuses a forged sign-out (another site, no token) and keeps the session', async () => {
+    const { browser, tokens } = await signedInWithTokens();
+    const forged = await browser.post('/logout', { post_logout_redirect_uri: AFTER_LOGOUT, client_id: clientId }, { origin: 'https://attacker.example', 'sec-fetch-site': 'cross-site' });
+    assert.equal(forged.status, 403);
+    assert.equal(await userinfoStatus(tokens.access_token), 200);
+    assert.ok(browser.cookie('__Host-portcullis'));
+  });
+
+  it('sends a person who is already signed out straight back to the registered URI', async () => {
+    const stranger = new BrowserlessClient(server.url);
+    const answer = await stranger.get(`/logout?${new URLSearchParams({ client_id: clientId, post_logout_redirect_uri: AFTER_LOGOUT, state: 'x' }).toString()}`);
+    assert.equal(answer.status, 303);
+    assert.equal(answer.location, `${AFTER_LOGOUT}?state=x`);
+  });
+});
