@@ -169,7 +169,7 @@ export class LogoutService {
   #hintClient(hint: string): string {
     try {
       const { payload } = verifyJwt(hint, this.#options.keyring, { now: this.#options.clock(), issuer: this.#options.issuer, clockToleranceSeconds: HINT_TOLERANCE_SECONDS });
-      const aud = Array.isArray(payload['aud']) ? payload['aud'][0] : payload['aud'];
+      const aud: unknown = Array.isArray(payload['aud']) ? (payload['aud'] as unknown[])[0] : payload['aud'];
       if (typeof aud === 'string') return aud;
     } catch (error) {
       if (!(error instanceof JwtError)) throw error;

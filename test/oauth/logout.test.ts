@@ -103,7 +103,7 @@ describe('RP-initiated and back-channel logout', () => {
     assert.equal(await refreshError(tokens.refresh_token), 'invalid_grant', 'and its refresh token');
 
     assert.equal(received.length, before + 1, 'one back-channel logout delivered');
-    const logoutToken = new URLSearchParams(received.at(-1)!).get('logout_token')!;
+    const logoutToken = new URLSearchParams(received.at(-1)).get('logout_token')!;
     const jwks = createLocalJWKSet((await (await fetch(`${server.url}/jwks`)).json()) as { keys: JWK[] });
     const { payload, protectedHeader } = await jwtVerify(logoutToken, jwks, { issuer: server.running.authorizationServer.issuer, audience: clientId, typ: 'logout+jwt' });
     assert.ok(protectedHeader.alg);
