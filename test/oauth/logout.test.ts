@@ -115,12 +115,13 @@ describe('RP-initiated and back-channel logout', () => {
 
   it('never redirects to an unregistered post_logout_redirect_uri, or without a client', async () => {
     const { browser, tokens } = await signedInWithTokens();
-    for (const query of [
+    const queries: Record<string, string>[] = [
       { id_token_hint: tokens.id_token, post_logout_redirect_uri: 'https://attacker.example/after' },
       { id_token_hint: tokens.id_token, post_logout_redirect_uri: `${AFTER_LOGOUT}/x` },
       { post_logout_redirect_uri: AFTER_LOGOUT },
       { id_token_hint: 'not-a-token', post_logout_redirect_uri: AFTER_LOGOUT },
-    ]) {
+    ];
+    for (const query of queries) {
       const answer = await browser.get(`/logout?${new URLSearchParams(query).toString()}`);
       assert.equal(answer.status, 400, JSON.stringify(query));
       assert.equal(answer.location, null);
