@@ -133,6 +133,7 @@ export function createAuthorizationServer(options: {
     revocation: new RevocationEndpoint({ clientAuthenticator, accessTokens, refreshTokens, ledger }),
     userinfo: new UserInfoEndpoint({
       accessTokens,
+      audiences: [issuer, endpointUrl(issuer, ENDPOINT_PATHS.userinfo)],
       users: {
         claims: async (userId) => {
           const user = await users.byId(userId);

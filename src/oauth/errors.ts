@@ -16,6 +16,7 @@ export const OAUTH_ERROR_CODES = [
   'invalid_target',
   'unsupported_token_type',
   'invalid_token',
+  'insufficient_scope',
   'invalid_client_metadata',
   'invalid_redirect_uri',
   'invalid_dpop_proof',

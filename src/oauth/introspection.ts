@@ -10,7 +10,7 @@ import { OAuthError } from './errors.ts';
 import { oauthParams } from './params.ts';
 import type { RefreshTokens } from './refresh-tokens.ts';
 
-export type IntrospectionResponse = { readonly active: false } | ({ readonly active: true; readonly token_type: string } & Record<string, unknown>);
+export type IntrospectionResponse = { readonly active: false } | ({ readonly active: true; readonly token_type?: string } & Record<string, unknown>);
 
 /** Claims an introspection answer repeats from the token (RFC 7662 section 2.2). */
 const REPORTED_CLAIMS = ['scope', 'client_id', 'sub', 'aud', 'iss', 'exp', 'iat', 'nbf', 'jti', 'auth_time', 'acr', 'sid', 'cnf'] as const;
@@ -39,9 +39,9 @@ export class IntrospectionEndpoint {
       // that client's credential, not something a resource server holds.
       const refresh = await this.#refreshTokens.inspect(token);
       if (refresh === null || refresh.grant.clientId !== authenticated.client.client_id) return { active: false };
+      // No token_type: RFC 7662 section 2.2 means the access token type (RFC 6749 section 7.1).
       return {
         active: true,
-        token_type: 'refresh_token',
         client_id: refresh.grant.clientId,
         sub: refresh.grant.userId,
         scope: refresh.grant.scope,

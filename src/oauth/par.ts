@@ -19,13 +19,19 @@ export class ParEndpoint {
     this.#pushed = options.pushed;
   }
 
-  async handle(request: { body: unknown; authorization: string | undefined }): Promise<{ request_uri: string; expires_in: number }> {
+  /** `dpopJkt`: the thumbprint of the request's verified DPoP proof, if it carried one. */
+  async handle(request: { body: unknown; authorization: string | undefined; dpopJkt?: string }): Promise<{ request_uri: string; expires_in: number }> {
     const params = oauthParams(request.body);
+    // RFC 9449 section 10.1: a DPoP proof at the PAR endpoint binds the code
+    // to its key, as dpop_jkt would; if both are sent they must agree.
+    if (request.dpopJkt !== undefined) {
+      if (params.values['dpop_jkt'] !== undefined && params.values['dpop_jkt'] !== request.dpopJkt) throw new OAuthError('invalid_dpop_proof', 'dpop_jkt does not match the key of the DPoP proof.');
+    }
     const { client } = await this.#clientAuthenticator.authenticate({ authorization: request.authorization, body: params.values });
     if (params.values['client_id'] !== undefined && params.values['client_id'] !== client.client_id) throw new OAuthError('invalid_request', 'client_id does not match the authenticated client.');
     // Section 2.1: a request_uri cannot itself be pushed.
     if (params.values['request_uri'] !== undefined) throw new OAuthError('invalid_request', 'request_uri is not allowed here.');
-    const withClient = { values: { ...params.values, client_id: client.client_id }, resources: params.resources };
+    const withClient = { values: { ...params.values, client_id: client.client_id, ...(request.dpopJkt !== undefined && { dpop_jkt: request.dpopJkt }) }, resources: params.resources };
     try {
       checkAuthorizationRequest(withClient, { ...verifiedRedirect(withClient, client), pushed: true });
     } catch (error) {

@@ -25,10 +25,13 @@ function challenge(scheme: 'Bearer' | 'DPoP', error: string, description: string
 export class UserInfoEndpoint {
   readonly #accessTokens: AccessTokens;
   readonly #users: UserClaimsSource;
+  readonly #audiences: readonly string[];
 
-  constructor(options: { accessTokens: AccessTokens; users: UserClaimsSource }) {
+  /** `audiences`: what a token's `aud` must name for this endpoint to serve it (the issuer, the endpoint's URL). */
+  constructor(options: { accessTokens: AccessTokens; users: UserClaimsSource; audiences: readonly string[] }) {
     this.#accessTokens = options.accessTokens;
     this.#users = options.users;
+    this.#audiences = options.audiences;
   }
 
   async handle(request: { authorization: string | undefined; checkDpop: DpopProofCheck }): Promise<Record<string, unknown>> {
@@ -44,8 +47,13 @@ export class UserInfoEndpoint {
     } else if (scheme === 'DPoP') {
       throw challenge('DPoP', 'invalid_token', 'This access token is not DPoP-bound; send it with the Bearer scheme.');
     }
+    // RFC 8707 / RFC 9068 section 4: a token made for another resource
+    // server (its `aud`) is not a key to this one, or that server could
+    // replay what it was given here.
+    const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+    if (!audiences.some((audience) => this.#audiences.includes(audience))) throw challenge(scheme, 'invalid_token', 'The access token is for another audience than the userinfo endpoint.');
     const scopes = claims.scope.split(' ');
-    if (!scopes.includes('openid')) throw new OAuthError('invalid_token', 'The access token was not issued for OpenID Connect (no openid scope).', { headers: { 'www-authenticate': `${scheme} error="insufficient_scope", scope="openid"` } });
+    if (!scopes.includes('openid')) throw new OAuthError('insufficient_scope', 'The access token was not issued for OpenID Connect (no openid scope).', { headers: { 'www-authenticate': `${scheme} error="insufficient_scope", scope="openid"` } });
     const user = await this.#users.claims(claims.sub);
     if (user === null) throw challenge(scheme, 'invalid_token', 'The user of this access token is no longer active.');
     return {

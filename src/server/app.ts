@@ -18,7 +18,7 @@ import { identityRoutes } from './identity-routes.ts';
 import type { AuthorizationServer } from '../oauth/index.ts';
 import { oauthRoutes } from './oauth-routes.ts';
 import { authorizeRoutes } from './authorize-routes.ts';
-import { applicationAccess, signOutHooks } from './applications.ts';
+import { applicationAccess, returnTargets, signOutHooks } from './applications.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -107,7 +107,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   const origin = () => ownOrigin(config.issuer, app);
   const oauth = deps.authorizationServer;
   if (deps.identity !== undefined) {
-    await app.register(identityRoutes, { identity: deps.identity, origin, ...(oauth !== undefined && { applications: applicationAccess(oauth), signOut: signOutHooks(oauth) }) });
+    await app.register(identityRoutes, { identity: deps.identity, origin, ...(oauth !== undefined && { applications: applicationAccess(oauth), signOut: signOutHooks(oauth), returnTargets: returnTargets(oauth) }) });
   }
   if (oauth !== undefined) {
     await app.register(oauthRoutes, { server: oauth });

@@ -38,3 +38,16 @@ export function signOutHooks(server: AuthorizationServer): SignOutHooks {
     sessionEnded: (session, audit) => server.logout.sessionEnded(session, audit),
   };
 }
+
+/**
+ * A sign-in that returns to an authorization in progress ends in a redirect
+ * to the application: the sign-in pages name it in their form-action.
+ */
+export function returnTargets(server: AuthorizationServer): (returnTo: string) => Promise<readonly string[]> {
+  return async (returnTo) => {
+    const match = /^\/authorize\/resume\?interaction=([A-Za-z0-9_-]{1,64})$/.exec(returnTo);
+    if (match === null) return [];
+    const redirect = await server.authorizer.redirectOf(match[1]!);
+    return redirect === undefined ? [] : [redirect];
+  };
+}

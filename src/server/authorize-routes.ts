@@ -66,6 +66,7 @@ export const authorizeRoutes: FastifyPluginAsync<AuthorizeRoutesOptions> = async
             scopes: outcome.scopes,
             email: person!.email,
           }),
+          [outcome.redirectUri],
         );
     }
   }

@@ -36,6 +36,8 @@ export const errorRegistry = {
   invalid_target: { status: 400, title: 'Invalid resource', oauth: 'invalid_target' },
   unsupported_token_type: { status: 400, title: 'Unsupported token type', oauth: 'unsupported_token_type' },
   invalid_token: { status: 401, title: 'Invalid access token', oauth: 'invalid_token' },
+  // RFC 6750 section 3.1: a valid token without the scope the resource needs.
+  insufficient_scope: { status: 403, title: 'Insufficient scope', oauth: 'insufficient_scope' },
   invalid_client_metadata: { status: 400, title: 'Invalid client metadata', oauth: 'invalid_client_metadata' },
   invalid_redirect_uri: { status: 400, title: 'Invalid redirect URI', oauth: 'invalid_redirect_uri' },
   invalid_dpop_proof: { status: 400, title: 'Invalid DPoP proof', oauth: 'invalid_dpop_proof' },

@@ -24,6 +24,8 @@ export interface SignOutHooks {
 export interface IdentityRoutesOptions {
   readonly identity: Identity;
   readonly signOut?: SignOutHooks;
+  /** Where a sign-in that returns to `returnTo` will finally be redirected (an application's redirect URI), for the page's form-action. */
+  readonly returnTargets?: (returnTo: string) => Promise<readonly string[]>;
   /** Our own origin (scheme://host[:port]), for the Origin check. */
   readonly origin: () => string;
   readonly applications?: ApplicationAccess;
@@ -45,7 +47,28 @@ const MFA_COOKIE_MAX_AGE_S = 5 * 60;
 const MAX_FIELD = 1024;
 
 /** Pages allow their own stylesheet and forms to themselves, and nothing else: no script at all. */
-const PAGE_CSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/**
+ * Pages allow their own stylesheet and forms to themselves. `form-action`
+ * also governs where a form's redirects may go (CSP3 section 6.4.1), so a
+ * page whose form ends in a redirect to an application (sign-in during an
+ * authorization, consent, sign-out with a return address) names that
+ * application's origin too, and nothing else.
+ */
+function pageCsp(formTargets: readonly string[]): string {
+  return `default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'${formTargets.map((target) => ` ${target}`).join('')}; frame-ancestors 'none'; base-uri 'none'`;
+}
+
+/** The CSP source for a redirect target: its origin, or for a native app's private-use scheme, the scheme. */
+export function formActionSource(uri: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol === 'https:' || url.protocol === 'http:') return url.origin;
+  return /^[a-z][a-z0-9+.-]*:$/.test(url.protocol) ? url.protocol : undefined;
+}
 
 const NOTICES: Record<string, string> = {
   revoked: 'The session was signed out.',
@@ -63,8 +86,9 @@ const NOTICES: Record<string, string> = {
  */
 const PAGE_REFERRER_POLICY = 'same-origin';
 
-export function page(reply: FastifyReply, status: number, body: string): FastifyReply {
-  return reply.code(status).header('content-security-policy', PAGE_CSP).header('referrer-policy', PAGE_REFERRER_POLICY).type('text/html; charset=utf-8').send(body);
+export function page(reply: FastifyReply, status: number, body: string, redirectTargets: readonly string[] = []): FastifyReply {
+  const sources = [...new Set(redirectTargets.map(formActionSource).filter((source): source is string => source !== undefined))];
+  return reply.code(status).header('content-security-policy', pageCsp(sources)).header('referrer-policy', PAGE_REFERRER_POLICY).type('text/html; charset=utf-8').send(body);
 }
 
 /** A same-site path to go back to after sign-in: never another origin (open redirect). */
@@ -91,7 +115,8 @@ export function field(body: unknown, name: string): string | undefined {
  * needs the session's CSRF token and a same-origin request; every refusal is
  * a page with a clear message, never a 500.
  */
-export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (app, { identity, origin, applications, signOut }) => {
+export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (app, { identity, origin, applications, signOut, returnTargets }) => {
+  const targetsOf = async (returnTo: string | undefined): Promise<readonly string[]> => (returnTo === undefined || returnTargets === undefined ? [] : returnTargets(returnTo));
   const { accounts, csrf, secondFactor } = identity;
   const cookieOptions = { path: '/', secure: true, httpOnly: true, sameSite: 'lax' } as const;
   await app.register(fastifyCookie);
@@ -132,7 +157,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     const email = typeof hint === 'string' && hint.length <= 254 && hint.isWellFormed() ? hint : undefined;
     const nonce = randomBytes(18).toString('base64url');
     reply.setCookie(LOGIN_COOKIE, nonce, { path: '/', secure: true, httpOnly: true, sameSite: 'lax', maxAge: LOGIN_COOKIE_MAX_AGE_S });
-    return page(reply, 200, loginPage({ csrf: csrf.token(`login:${nonce}`), ...(returnTo !== undefined && { returnTo }), ...(email !== undefined && { email }) }));
+    return page(reply, 200, loginPage({ csrf: csrf.token(`login:${nonce}`), ...(returnTo !== undefined && { returnTo }), ...(email !== undefined && { email }) }), await targetsOf(returnTo));
   });
 
   app.post('/login', async (request, reply) => {
@@ -142,7 +167,8 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     const email = field(request.body, 'email');
     const password = field(request.body, 'password');
     const returnTo = safeReturnTo(field(request.body, 'return_to'));
-    const again = (status: number, error: string) => page(reply, status, loginPage({ csrf: csrf.token(`login:${nonce!}`), error, ...(email !== undefined && { email }), ...(returnTo !== undefined && { returnTo }) }));
+    const targets = await targetsOf(returnTo);
+    const again = (status: number, error: string) => page(reply, status, loginPage({ csrf: csrf.token(`login:${nonce!}`), error, ...(email !== undefined && { email }), ...(returnTo !== undefined && { returnTo }) }), targets);
     if (email === undefined || password === undefined || email.trim() === '' || password === '') return again(400, 'Enter your email address and your password.');
     const result = await accounts.login(email, password, context(request));
     if (result.outcome === 'throttled') {
@@ -168,7 +194,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     const token = request.cookies[MFA_COOKIE];
     if (token === undefined) return reply.redirect('/login', 303);
     const returnTo = safeReturnTo((request.query as Record<string, unknown>)['return_to']);
-    return page(reply, 200, secondFactorPage({ csrf: csrf.token(`mfa:${token}`), ...(returnTo !== undefined && { returnTo }) }));
+    return page(reply, 200, secondFactorPage({ csrf: csrf.token(`mfa:${token}`), ...(returnTo !== undefined && { returnTo }) }), await targetsOf(returnTo));
   });
 
   app.post('/login/totp', async (request, reply) => {
@@ -184,7 +210,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     }
     if (answer.outcome === 'invalid') {
       await accounts.secondFactorFailed(undefined, context(request));
-      return page(reply, 401, secondFactorPage({ csrf: csrf.token(`mfa:${token!}`), error: `That code is not right. ${answer.attemptsLeft} attempts left.`, ...(returnTo !== undefined && { returnTo }) }));
+      return page(reply, 401, secondFactorPage({ csrf: csrf.token(`mfa:${token!}`), error: `That code is not right. ${answer.attemptsLeft} attempts left.`, ...(returnTo !== undefined && { returnTo }) }), await targetsOf(returnTo));
     }
     const result = await accounts.completeSecondFactor(answer.userId, answer.method, context(request));
     if (result.outcome !== 'ok') return page(reply, 401, errorPage({ title: 'Sign in again', detail: 'This account cannot sign in.' }));
@@ -348,6 +374,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
         ...(asked.clientName !== undefined && { clientName: asked.clientName }),
         ...(asked.error !== undefined && { error: asked.error }),
       }),
+      asked.redirectTo !== undefined ? [asked.redirectTo] : [],
     );
   });
 

@@ -83,7 +83,8 @@ export const oauthRoutes: FastifyPluginAsync<OAuthRoutesOptions> = async (app, {
 
   // RFC 9126 section 2.2: 201 Created with the request_uri.
   app.post(ENDPOINT_PATHS.par, OAUTH, async (request, reply) => {
-    const answer = await server.par.handle({ body: request.body, authorization: request.headers.authorization });
+    const proof = request.headers['dpop'] === undefined ? undefined : await dpopProof(request, ENDPOINT_PATHS.par);
+    const answer = await server.par.handle({ body: request.body, authorization: request.headers.authorization, ...(proof !== undefined && { dpopJkt: proof.jkt }) });
     return noStore(reply).code(201).send(answer);
   });
 

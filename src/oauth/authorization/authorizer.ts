@@ -38,7 +38,7 @@ export interface SessionClients {
 export type AuthorizeOutcome =
   | { readonly kind: 'redirect'; readonly location: string }
   | { readonly kind: 'login'; readonly interactionId: string; readonly loginHint?: string }
-  | { readonly kind: 'consent'; readonly interactionId: string; readonly client: OAuthClient; readonly scopes: readonly string[] };
+  | { readonly kind: 'consent'; readonly interactionId: string; readonly client: OAuthClient; readonly scopes: readonly string[]; readonly redirectUri: string };
 
 interface Interaction {
   readonly request: AuthorizationRequest;
@@ -107,6 +107,12 @@ export class Authorizer {
     return this.#continue({ request, ...(needsFreshLogin && { signedInAfter: now }) }, undefined, signedIn);
   }
 
+  /** Where the interaction will send the person in the end (its client's redirect URI), if it is live. */
+  async redirectOf(interactionId: string): Promise<string | undefined> {
+    const stored = INTERACTION_ID.test(interactionId) ? await this.#hot.get(interactionKey(interactionId)) : null;
+    return stored === null ? undefined : (JSON.parse(stored) as Interaction).request.redirectUri;
+  }
+
   /** Back from the login page. */
   async resume(interactionId: string, signedIn: SignedIn | null): Promise<AuthorizeOutcome> {
     const interaction = await this.#interaction(interactionId);
@@ -144,7 +150,7 @@ export class Authorizer {
     const client = await this.#clients.get(request.clientId);
     if (client === null) throw new AuthorizationPageError('The application is no longer registered.');
     const id = interactionId ?? (await this.#save(interaction));
-    return { kind: 'consent', interactionId: id, client, scopes };
+    return { kind: 'consent', interactionId: id, client, scopes, redirectUri: request.redirectUri };
   }
 
   #needsLogin(interaction: Interaction, signedIn: SignedIn): boolean {
