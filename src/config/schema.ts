@@ -320,6 +320,11 @@ export const ConfigSchema = Type.Object(
             description: 'Bearer token that dynamic registration requires when `oauth.registration` is token (at least 32 characters).',
           }),
         ),
+        dpopRequireNonce: Type.Boolean({
+          default: false,
+          env: 'PORTCULLIS_OAUTH_DPOP_REQUIRE_NONCE',
+          description: 'DPoP proofs must carry a server nonce (RFC 9449 section 8): limits pre-made proofs, costs clients one extra round trip.',
+        }),
         extraScopes: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5b\\x5d-\\x7e]+$', maxLength: 128 }), {
           default: [],
           env: 'PORTCULLIS_OAUTH_EXTRA_SCOPES',

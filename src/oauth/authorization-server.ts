@@ -141,7 +141,7 @@ export function createAuthorizationServer(options: {
         },
       },
     }),
-    dpop: new DpopVerifier({ hot: stores.hot, clock, nonceKey: deriveKey(options.masterKey, 'dpop-nonces'), requireNonce: false }),
+    dpop: new DpopVerifier({ hot: stores.hot, clock, nonceKey: deriveKey(options.masterKey, 'dpop-nonces'), requireNonce: config.oauth.dpopRequireNonce }),
     registration: new RegistrationEndpoint({
       clients,
       policy: config.oauth.registration,

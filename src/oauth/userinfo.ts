@@ -42,7 +42,7 @@ export class UserInfoEndpoint {
     if (boundKey !== undefined) {
       // RFC 9449 section 7.1: a DPoP-bound token is refused as a bearer token.
       if (scheme !== 'DPoP') throw challenge('DPoP', 'invalid_token', 'This access token is DPoP-bound; send it with the DPoP scheme and a proof.');
-      const proof = await request.checkDpop(token);
+      const proof = await checkedProof(request.checkDpop, token);
       if (proof.jkt !== boundKey) throw challenge('DPoP', 'invalid_token', 'The DPoP proof is signed by another key than the token is bound to.');
     } else if (scheme === 'DPoP') {
       throw challenge('DPoP', 'invalid_token', 'This access token is not DPoP-bound; send it with the Bearer scheme.');
@@ -61,6 +61,24 @@ export class UserInfoEndpoint {
       // Addresses are not verified by Portcullis (yet): say so (OIDC Core section 5.1).
       ...(scopes.includes('email') && { email: user.email, email_verified: false }),
     };
+  }
+}
+
+/**
+ * RFC 9449 section 7.1 and 9: at a resource, a bad proof or a missing nonce
+ * is a 401 with a DPoP challenge (not the token endpoint's 400).
+ */
+async function checkedProof(check: DpopProofCheck, token: string): Promise<{ jkt: string }> {
+  try {
+    return await check(token);
+  } catch (error) {
+    if (error instanceof OAuthError && (error.code === 'invalid_dpop_proof' || error.code === 'use_dpop_nonce')) {
+      const nonce = error.headers['dpop-nonce'];
+      throw new OAuthError('invalid_token', error.message, {
+        headers: { 'www-authenticate': `DPoP error="${error.code}", error_description="${error.message.replaceAll('"', "'")}"`, ...(nonce !== undefined && { 'dpop-nonce': nonce }) },
+      });
+    }
+    throw error;
   }
 }
 
