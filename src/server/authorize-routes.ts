@@ -9,7 +9,7 @@ import fastifyCookie from '@fastify/cookie';
 import fastifyFormbody from '@fastify/formbody';
 import { sameOrigin, type Identity } from '../identity/index.ts';
 import { AuthorizationPageError, ENDPOINT_PATHS, type AuthorizationServer, type AuthorizeOutcome, type SignedIn } from '../oauth/index.ts';
-import { field, page, SESSION_COOKIE } from './identity-routes.ts';
+import { field, page, signedInSession } from './identity-routes.ts';
 import { consentPage, errorPage } from './views/pages.ts';
 
 export interface AuthorizeRoutesOptions {
@@ -26,12 +26,9 @@ export const authorizeRoutes: FastifyPluginAsync<AuthorizeRoutesOptions> = async
   await app.register(fastifyFormbody, { bodyLimit: 64 * 1024 });
 
   async function signedIn(request: FastifyRequest): Promise<(SignedIn & { email: string }) | null> {
-    const id = request.cookies[SESSION_COOKIE];
-    if (id === undefined) return null;
-    const session = await accounts.sessions.resolve(id);
-    if (session === null) return null;
-    const user = await accounts.users.byId(session.userId);
-    if (user === null || user.disabled) return null;
+    const current = await signedInSession(accounts, request);
+    if (current === null) return null;
+    const { session, user } = current;
     return { userId: user.id, sessionHandle: session.handle, authTime: session.authTime, amr: session.amr, email: user.email };
   }
 

@@ -91,6 +91,17 @@ export function page(reply: FastifyReply, status: number, body: string, redirect
   return reply.code(status).header('content-security-policy', pageCsp(sources)).header('referrer-policy', PAGE_REFERRER_POLICY).type('text/html; charset=utf-8').send(body);
 }
 
+/** The live session of the request's cookie and its (enabled) user, or null. */
+export async function signedInSession(accounts: Identity['accounts'], request: FastifyRequest): Promise<{ session: Session; user: User } | null> {
+  const id = request.cookies[SESSION_COOKIE];
+  if (id === undefined) return null;
+  const session = await accounts.sessions.resolve(id);
+  if (session === null) return null;
+  const user = await accounts.users.byId(session.userId);
+  if (user === null || user.disabled) return null;
+  return { session, user };
+}
+
 /** A same-site path to go back to after sign-in: never another origin (open redirect). */
 function safeReturnTo(value: unknown): string | undefined {
   if (typeof value !== 'string' || value.length > 512 || !value.startsWith('/') || value.startsWith('//') || value.includes('\\') || /[\u0000-\u001f]/.test(value)) return undefined;
@@ -128,15 +139,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     reply.setCookie(SESSION_COOKIE, id, { path: '/', secure: true, httpOnly: true, sameSite: 'lax', maxAge: Math.floor(accounts.sessions.policy.absoluteTimeoutMs / 1000) });
   const clearSessionCookie = (reply: FastifyReply) => reply.clearCookie(SESSION_COOKIE, { path: '/', secure: true, httpOnly: true, sameSite: 'lax' });
 
-  async function currentSession(request: FastifyRequest): Promise<{ session: Session; user: User } | null> {
-    const id = request.cookies[SESSION_COOKIE];
-    if (id === undefined) return null;
-    const session = await accounts.sessions.resolve(id);
-    if (session === null) return null;
-    const user = await accounts.users.byId(session.userId);
-    if (user === null || user.disabled) return null;
-    return { session, user };
-  }
+  const currentSession = (request: FastifyRequest) => signedInSession(accounts, request);
 
   /** Same-origin and a valid token for the binding, or a 403 page. */
   function refuseForgery(request: FastifyRequest, reply: FastifyReply, binding: string | undefined): FastifyReply | undefined {

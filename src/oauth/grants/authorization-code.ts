@@ -41,29 +41,16 @@ export async function authorizationCodeGrant(params: OAuthParams, context: Grant
   if (grant.dpopJkt !== undefined && grant.dpopJkt !== context.dpopJkt) throw new OAuthError('invalid_grant', 'This code is bound to a DPoP key; prove possession of it.');
   const dpopJkt = context.dpopJkt;
 
-  const userGrant = {
-    userId: grant.userId,
-    scope: grant.scope,
-    resources: grant.resources,
-    authTime: grant.authTime,
-    amr: grant.amr,
-    sessionHandle: grant.sessionHandle,
-    ...(grant.nonce !== undefined && { nonce: grant.nonce }),
-    ...(dpopJkt !== undefined && { dpopJkt }),
-  };
-  const issued = issueUserTokens(services, client, userGrant, { idToken: true });
+  // What the tokens are for: the same for the first tokens and every refresh.
+  const granted = { userId: grant.userId, scope: grant.scope, resources: grant.resources, authTime: grant.authTime, amr: grant.amr, sessionHandle: grant.sessionHandle };
+  const issued = issueUserTokens(services, client, { ...granted, ...(grant.nonce !== undefined && { nonce: grant.nonce }), ...(dpopJkt !== undefined && { dpopJkt }) }, { idToken: true });
   let refreshToken: string | undefined;
   let familyId: string | undefined;
   if (grant.scope.split(' ').includes('offline_access') && client.grant_types.includes('refresh_token')) {
     const started = await services.refreshTokens.start(
       {
         clientId: client.client_id,
-        userId: grant.userId,
-        scope: grant.scope,
-        resources: grant.resources,
-        authTime: grant.authTime,
-        amr: grant.amr,
-        sessionHandle: grant.sessionHandle,
+        ...granted,
         // RFC 9449 section 5: a public client's refresh token is bound to its DPoP key.
         ...(dpopJkt !== undefined && context.authenticated.method === 'none' && { dpopJkt }),
       },
