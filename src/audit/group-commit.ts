@@ -55,10 +55,12 @@ export class GroupCommitter {
           this.#waiting.push({ entry, resolve, reject });
         }),
     );
-    // Start on a microtask, not at once: every `add` of the current
-    // synchronous run (a Promise.all over events) joins the first batch.
+    // Start after the event loop's current I/O phase, not at once: every
+    // request whose bytes arrived in the same turn records before the write
+    // starts, so concurrent requests share one transaction (one fsync)
+    // instead of each paying its own. A lone request waits one loop turn.
     if (this.#running === undefined && entries.length > 0) {
-      this.#running = Promise.resolve().then(() => this.#drain());
+      this.#running = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#drain());
     }
     return Promise.all(written);
   }

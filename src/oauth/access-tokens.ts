@@ -4,9 +4,8 @@
  * for introspection and userinfo, and revocable before they expire through a
  * denylist in the hot store that lives exactly until the token's `exp`.
  */
-import { randomBytes } from 'node:crypto';
 import type { Clock, HotStore } from '../store/index.ts';
-import { JwtError, signJwt, verifyJwt, type Keyring, type SigningAlgorithm } from '../tokens/index.ts';
+import { JwtError, randomId, signJwtAsync, verifyJwtAsync, type Keyring, type SigningAlgorithm } from '../tokens/index.ts';
 
 /** RFC 9068 section 2.1: the `typ` header of a JWT access token. */
 export const ACCESS_TOKEN_TYPE = 'at+jwt';
@@ -52,11 +51,20 @@ export interface AccessTokenOptions {
 }
 
 const DENYLIST = 'oauth:revoked-at:';
+/**
+ * Tokens whose signature was verified, by their exact text: resource servers
+ * introspect the same token many times, and a verified JWT stays verified.
+ * Each hit still checks that the signing key is published (a revoked key
+ * ends its tokens at once), that the token has not expired, and the
+ * revocation lists. Bounded; the oldest entry goes first.
+ */
+const VERIFIED_CACHE_ENTRIES = 10_000;
 /** Sessions that ended: their access tokens (claim `sid`) are revoked with them. */
 const ENDED_SESSIONS = 'oauth:revoked-sid:';
 
 export class AccessTokens {
   readonly #options: AccessTokenOptions;
+  readonly #verified = new Map<string, { claims: AccessTokenClaims; kid: string }>();
 
   constructor(options: AccessTokenOptions) {
     this.#options = options;
@@ -66,12 +74,12 @@ export class AccessTokens {
     return this.#options.ttlSeconds;
   }
 
-  issue(request: AccessTokenRequest): IssuedAccessToken {
+  async issue(request: AccessTokenRequest): Promise<IssuedAccessToken> {
     const { keyring, clock, issuer, ttlSeconds } = this.#options;
     const iat = Math.floor(clock() / 1000);
     const exp = iat + ttlSeconds;
     // 128 bits: unguessable, and the denylist key.
-    const jti = randomBytes(16).toString('base64url');
+    const jti = randomId(16);
     const payload = {
       iss: issuer,
       sub: request.subject,
@@ -83,7 +91,7 @@ export class AccessTokens {
       scope: request.scope,
       ...request.claims,
     };
-    const token = signJwt(keyring.signingKey(request.algorithm ?? this.#options.defaultAlgorithm), payload, { typ: ACCESS_TOKEN_TYPE });
+    const token = await signJwtAsync(keyring.signingKey(request.algorithm ?? this.#options.defaultAlgorithm), payload, { typ: ACCESS_TOKEN_TYPE });
     return { token, jti, expiresIn: ttlSeconds, expiresAt: exp };
   }
 
@@ -93,7 +101,7 @@ export class AccessTokens {
    * case alike, RFC 7662 section 2.2).
    */
   async check(token: string): Promise<AccessTokenClaims | null> {
-    const claims = this.decode(token);
+    const claims = await this.decode(token);
     if (claims === null) return null;
     const sid = typeof claims['sid'] === 'string' ? claims['sid'] : undefined;
     const [revoked, sessionEnded] = await Promise.all([this.#options.hot.get(DENYLIST + claims.jti), sid === undefined ? null : this.#options.hot.get(ENDED_SESSIONS + sid)]);
@@ -102,12 +110,22 @@ export class AccessTokens {
   }
 
   /** Signature, type, issuer and lifetime only: no revocation check. */
-  decode(token: string): AccessTokenClaims | null {
+  async decode(token: string): Promise<AccessTokenClaims | null> {
     if (token.length > 8192) return null;
+    const now = this.#options.clock();
+    const cached = this.#verified.get(token);
+    if (cached !== undefined) {
+      if (cached.claims.exp * 1000 > now && this.#options.keyring.verificationKey(cached.kid) !== undefined) return cached.claims;
+      this.#verified.delete(token);
+      return null;
+    }
     try {
-      const { payload } = verifyJwt(token, this.#options.keyring, { now: this.#options.clock(), issuer: this.#options.issuer, typ: ACCESS_TOKEN_TYPE });
+      const { header, payload } = await verifyJwtAsync(token, this.#options.keyring, { now, issuer: this.#options.issuer, typ: ACCESS_TOKEN_TYPE });
       if (typeof payload['jti'] !== 'string' || typeof payload['client_id'] !== 'string' || typeof payload['sub'] !== 'string') return null;
-      return payload as unknown as AccessTokenClaims;
+      const claims = payload as unknown as AccessTokenClaims;
+      if (this.#verified.size >= VERIFIED_CACHE_ENTRIES) this.#verified.delete(this.#verified.keys().next().value!);
+      this.#verified.set(token, { claims, kid: header['kid'] as string });
+      return claims;
     } catch (error) {
       if (error instanceof JwtError) return null;
       throw error;

@@ -11,7 +11,7 @@
  * endpoint). Registration access tokens are kept the same way under a key of
  * their own, so a stored value of one kind never verifies as the other.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { Ledger } from '../audit/index.ts';
 import type { Clock, RecordStore, StoredRecord } from '../store/index.ts';
 import { pickClientMetadata, usesClientSecret, type ClientMetadata, type TokenEndpointAuthMethod } from './client-metadata.ts';
@@ -81,7 +81,17 @@ export interface ClientRegistryOptions {
   readonly secretKey: Uint8Array;
   readonly ledger: Ledger;
   readonly clock: Clock;
+  /**
+   * How long a client read from the store may be served from memory, in ms
+   * (default 1000; 0 turns the cache off). Changes made through this
+   * registry take effect here at once; another instance's change (a rotated
+   * secret, a deleted client) takes effect here within this time.
+   */
+  readonly cacheMs?: number;
 }
+
+/** Most clients kept in memory; the oldest read goes first. */
+const CACHE_ENTRIES = 5000;
 
 function toClient(record: StoredRecord<ClientData>): OAuthClient {
   return { ...record.data, client_id: record.id, version: record.version };
@@ -107,18 +117,23 @@ function describeClient(metadata: ClientMetadata) {
 
 export class ClientRegistry {
   readonly #records: RecordStore;
-  readonly #secretKey: Uint8Array;
-  readonly #registrationTokenKey: Uint8Array;
+  // KeyObjects: imported once, not on every HMAC (one per token request).
+  readonly #secretKey: KeyObject;
+  readonly #registrationTokenKey: KeyObject;
   readonly #ledger: Ledger;
   readonly #clock: Clock;
+  readonly #cacheMs: number;
+  /** Clients by id, with when they were read (the token endpoint reads one per request). */
+  readonly #cache = new Map<string, { client: OAuthClient; readAt: number }>();
 
   constructor(options: ClientRegistryOptions) {
     if (options.secretKey.length < 32) throw new TypeError('the client secret key must have at least 32 bytes');
     this.#records = options.records;
-    this.#secretKey = options.secretKey;
-    this.#registrationTokenKey = new Uint8Array(createHmac('sha256', options.secretKey).update('portcullis/registration-access-token').digest());
+    this.#secretKey = createSecretKey(options.secretKey);
+    this.#registrationTokenKey = createSecretKey(createHmac('sha256', options.secretKey).update('portcullis/registration-access-token').digest());
     this.#ledger = options.ledger;
     this.#clock = options.clock;
+    this.#cacheMs = options.cacheMs ?? 1000;
   }
 
   /**
@@ -158,8 +173,22 @@ export class ClientRegistry {
 
   async get(clientId: string): Promise<OAuthClient | null> {
     if (typeof clientId !== 'string' || clientId.length === 0 || clientId.length > MAX_CLIENT_ID_LENGTH) return null;
+    const now = performance.now();
+    const cached = this.#cache.get(clientId);
+    if (cached !== undefined && now - cached.readAt < this.#cacheMs) return cached.client;
     const record = await this.#records.get<ClientData>(CLIENTS, clientId);
-    return record === null ? null : toClient(record);
+    if (record === null) {
+      this.#cache.delete(clientId);
+      return null;
+    }
+    const client = toClient(record);
+    // Only clients that exist are cached: unknown ids cannot fill memory.
+    if (this.#cacheMs > 0) {
+      this.#cache.delete(clientId);
+      if (this.#cache.size >= CACHE_ENTRIES) this.#cache.delete(this.#cache.keys().next().value!);
+      this.#cache.set(clientId, { client, readAt: now });
+    }
+    return client;
   }
 
   /** Clients in client_id order (keyset pagination: pass the last id as `after`). */
@@ -195,6 +224,7 @@ export class ClientRegistry {
       ...(record.data.registrationTokenHash !== undefined && { registrationTokenHash: record.data.registrationTokenHash }),
     };
     const version = await this.#records.update(CLIENTS, clientId, expectedVersion, data);
+    this.#cache.delete(clientId);
     if (version === null) throw conflict(clientId);
     await this.#ledger.record({
       type: 'client.updated',
@@ -209,7 +239,9 @@ export class ClientRegistry {
   async delete(clientId: string, context: ClientChangeContext): Promise<boolean> {
     const client = await this.get(clientId);
     if (client === null) return false;
-    if (!(await this.#records.delete(CLIENTS, clientId))) return false;
+    const deleted = await this.#records.delete(CLIENTS, clientId);
+    this.#cache.delete(clientId);
+    if (!deleted) return false;
     await this.#ledger.record({ type: 'client.deleted', outcome: 'success', ...auditContext(clientId, context), detail: { authMethod: client.token_endpoint_auth_method, reason: 'deleted' } });
     return true;
   }
@@ -226,6 +258,7 @@ export class ClientRegistry {
     if (!usesClientSecret(method)) throw new ClientRegistryError('no_secret', `client ${clientId} authenticates with ${method}; it has no secret to rotate`);
     const clientSecret = newSecret();
     const version = await this.#records.update(CLIENTS, clientId, record.version, { ...record.data, secretHash: this.#hash(this.#secretKey, clientSecret) });
+    this.#cache.delete(clientId);
     if (version === null) throw conflict(clientId);
     await this.#ledger.record({ type: 'client.updated', outcome: 'success', ...auditContext(clientId, context), detail: { authMethod: method, reason: 'secret_rotated' } });
     return clientSecret;
@@ -241,7 +274,7 @@ export class ClientRegistry {
     return this.#verify(this.#registrationTokenKey, client.registrationTokenHash, presented);
   }
 
-  #verify(key: Uint8Array, storedHex: string | undefined, presented: string): boolean {
+  #verify(key: KeyObject, storedHex: string | undefined, presented: string): boolean {
     if (storedHex === undefined || typeof presented !== 'string' || presented.length === 0 || presented.length > MAX_PRESENTED_LENGTH) return false;
     const stored = Buffer.from(storedHex, 'hex');
     // Both sides are HMAC outputs of one length, so timingSafeEqual compares
@@ -250,7 +283,7 @@ export class ClientRegistry {
     return stored.length === computed.length && timingSafeEqual(stored, computed);
   }
 
-  #hash(key: Uint8Array, value: string): string {
+  #hash(key: KeyObject, value: string): string {
     return createHmac('sha256', key).update(value, 'utf8').digest('hex');
   }
 

@@ -106,7 +106,7 @@ export class RefreshTokens {
    * a new refresh token; it may run more than once when the compare-and-set
    * loses a race, and only the winning one is returned.
    */
-  async rotate<T>(token: string, clientId: string, build: (grant: RefreshGrant, refreshToken: string) => T & { accessTokenJti: string; accessTokenExp: number }): Promise<RotationResult<T>> {
+  async rotate<T>(token: string, clientId: string, build: (grant: RefreshGrant, refreshToken: string) => Promise<T & { accessTokenJti: string; accessTokenExp: number }>): Promise<RotationResult<T>> {
     const familyId = parseFamilyId(token);
     if (familyId === undefined) return { outcome: 'invalid', reason: 'unknown' };
     const hash = this.#hash(token);
@@ -135,7 +135,7 @@ export class RefreshTokens {
       }
       if (now >= family.absoluteExpiresAt || now - family.current.issuedAt >= this.#policy.idleTtlSeconds * 1000) return { outcome: 'invalid', reason: 'expired' };
       const successorToken = `${familyId}.${randomBytes(32).toString('base64url')}`;
-      const response = build(family.grant, successorToken);
+      const response = await build(family.grant, successorToken);
       const { accessTokenJti, accessTokenExp, ...visible } = response;
       const next: FamilyData = {
         ...family,

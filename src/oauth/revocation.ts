@@ -35,7 +35,7 @@ export class RevocationEndpoint {
     const hint = params.values['token_type_hint'];
     // Section 2.2.1: an unknown hint is this error; a known one is only a hint.
     if (hint !== undefined && !TOKEN_TYPE_HINTS.has(hint)) throw new OAuthError('unsupported_token_type', 'token_type_hint must be access_token or refresh_token.');
-    const claims = this.#accessTokens.decode(token);
+    const claims = await this.#accessTokens.decode(token);
     if (claims === null) return this.#revokeRefreshToken(token, client.client_id, request.audit);
     if (claims.client_id !== client.client_id) throw new OAuthError('unauthorized_client', 'This token was not issued to this client.');
     if (await this.#accessTokens.revoke(claims)) {

@@ -31,9 +31,9 @@ export interface IssuedUserTokens {
   readonly accessTokenExp: number;
 }
 
-export function issueUserTokens(services: { accessTokens: AccessTokens; idTokens: IdTokens; defaultAudience: string }, client: OAuthClient, grant: UserGrant, options: { idToken: boolean }): IssuedUserTokens {
+export async function issueUserTokens(services: { accessTokens: AccessTokens; idTokens: IdTokens; defaultAudience: string }, client: OAuthClient, grant: UserGrant, options: { idToken: boolean }): Promise<IssuedUserTokens> {
   const sid = grant.sessionHandle === undefined ? undefined : sessionIdClaim(grant.sessionHandle);
-  const access = services.accessTokens.issue({
+  const access = await services.accessTokens.issue({
     clientId: client.client_id,
     subject: grant.userId,
     scope: grant.scope,

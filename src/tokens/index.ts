@@ -15,4 +15,5 @@ export {
   type SigningKey,
   type VerificationKey,
 } from './keyring.ts';
-export { JwtError, signJwt, verifyJwt, type VerificationKeys, type VerifiedJwt, type VerifyJwtOptions } from './jwt.ts';
+export { JwtError, signJwt, signJwtAsync, verifyJwt, verifyJwtAsync, type VerificationKeys, type VerifiedJwt, type VerifyJwtOptions } from './jwt.ts';
+export { randomId } from './random.ts';

@@ -43,7 +43,7 @@ export async function authorizationCodeGrant(params: OAuthParams, context: Grant
 
   // What the tokens are for: the same for the first tokens and every refresh.
   const granted = { userId: grant.userId, scope: grant.scope, resources: grant.resources, authTime: grant.authTime, amr: grant.amr, sessionHandle: grant.sessionHandle };
-  const issued = issueUserTokens(services, client, { ...granted, ...(grant.nonce !== undefined && { nonce: grant.nonce }), ...(dpopJkt !== undefined && { dpopJkt }) }, { idToken: true });
+  const issued = await issueUserTokens(services, client, { ...granted, ...(grant.nonce !== undefined && { nonce: grant.nonce }), ...(dpopJkt !== undefined && { dpopJkt }) }, { idToken: true });
   let refreshToken: string | undefined;
   let familyId: string | undefined;
   if (grant.scope.split(' ').includes('offline_access') && client.grant_types.includes('refresh_token')) {

@@ -22,7 +22,7 @@ export async function clientCredentialsGrant(params: OAuthParams, context: Grant
   const refused = scopes.filter((scope) => !allowed.includes(scope));
   if (refused.length > 0) throw new OAuthError('invalid_scope', `This client is not registered for the scope ${refused[0]!}.`);
   const resources = checkResources(params.resources);
-  const issued = context.services.accessTokens.issue({
+  const issued = await context.services.accessTokens.issue({
     clientId: client.client_id,
     subject: client.client_id,
     scope: scopes.join(' '),

@@ -18,14 +18,14 @@ export async function refreshTokenGrant(params: OAuthParams, context: GrantConte
   // RFC 6749 section 6: a narrower scope may be asked for, never a wider one.
   const narrowed = parseScope(params.values['scope']);
 
-  const result = await services.refreshTokens.rotate(token, client.client_id, (grant, successor) => {
+  const result = await services.refreshTokens.rotate(token, client.client_id, async (grant, successor) => {
     const scopes = grant.scope.split(' ');
     const wider = narrowed.filter((scope) => !scopes.includes(scope));
     if (wider.length > 0) throw new OAuthError('invalid_scope', `The scope ${wider[0]!} was not granted.`);
     // RFC 9449 section 5: a family bound to a DPoP key refreshes only with that key.
     if (grant.dpopJkt !== undefined && grant.dpopJkt !== context.dpopJkt) throw new OAuthError('invalid_grant', 'This refresh token is bound to a DPoP key; prove possession of it.');
     const dpopJkt = context.dpopJkt;
-    const issued = issueUserTokens(
+    const issued = await issueUserTokens(
       services,
       client,
       {
