@@ -125,6 +125,8 @@ export class ClientRegistry {
   readonly #cacheMs: number;
   /** Clients by id, with when they were read (the token endpoint reads one per request). */
   readonly #cache = new Map<string, { client: OAuthClient; readAt: number }>();
+  /** The last secret that verified per client, with the stored hash it verified against. */
+  readonly #verifiedSecrets = new Map<string, { secretHash: string; secret: Buffer }>();
 
   constructor(options: ClientRegistryOptions) {
     if (options.secretKey.length < 32) throw new TypeError('the client secret key must have at least 32 bytes');
@@ -266,7 +268,21 @@ export class ClientRegistry {
 
   /** Whether `presented` is the client's secret; constant time in the secret (RFC 6749 section 10.2 / DESIGN.md). */
   verifySecret(client: OAuthClient, presented: string): boolean {
-    return this.#verify(this.#secretKey, client.secretHash, presented);
+    // A busy client presents the same secret on every request: once it has
+    // verified against this exact stored hash, later presentations are
+    // compared with it directly (constant time, same length), which skips an
+    // HMAC per request. A rotated secret changes the hash and ends the entry.
+    const remembered = this.#verifiedSecrets.get(client.client_id);
+    if (remembered !== undefined && remembered.secretHash === client.secretHash) {
+      const candidate = Buffer.from(presented, 'utf8');
+      if (candidate.length === remembered.secret.length) return timingSafeEqual(candidate, remembered.secret);
+    }
+    const ok = this.#verify(this.#secretKey, client.secretHash, presented);
+    if (ok) {
+      if (this.#verifiedSecrets.size >= CACHE_ENTRIES) this.#verifiedSecrets.delete(this.#verifiedSecrets.keys().next().value!);
+      this.#verifiedSecrets.set(client.client_id, { secretHash: client.secretHash!, secret: Buffer.from(presented, 'utf8') });
+    }
+    return ok;
   }
 
   /** Whether `presented` is the client's RFC 7592 registration access token; constant time. */

@@ -161,6 +161,18 @@ describe('token endpoint: client_credentials, introspection, revocation', () => 
     }
   });
 
+  it('refuses a wrong secret of the right length after the right one was accepted, and the old secret after a rotation', async () => {
+    await ccToken();
+    const flipped = confidential.secret.slice(0, -1) + (confidential.secret.endsWith('A') ? 'B' : 'A');
+    const wrong = await token({ grant_type: 'client_credentials' }, { authorization: basic(confidential.id, flipped) });
+    assert.equal(wrong.status, 401);
+    const rotated = await server.running.authorizationServer.clients.rotateSecret(other.id, { actor: 'test' });
+    const old = await token({ grant_type: 'client_credentials' }, { authorization: basic(other.id, other.secret) });
+    assert.equal(old.status, 401, 'the old secret stops working at once');
+    other = { id: other.id, secret: rotated };
+    assert.equal((await token({ grant_type: 'client_credentials' }, { authorization: basic(other.id, other.secret) })).status, 200);
+  });
+
   it('refuses a replayed, expired, foreign-audience or unsigned client assertion', async () => {
     const params = (value: string) => ({ grant_type: 'client_credentials', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: value });
     const once = await assertion({});
