@@ -44,6 +44,13 @@ export class Consents {
     const id = consentId(userId, clientId);
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const record = await this.#records.get<ConsentData>(COLLECTION, id);
+      // Approving again what is already approved (prompt=consent) changes
+      // nothing to store, so it costs no durable write; it is still recorded.
+      const covered = record !== null && scopes.every((scope) => record.data.scopes.includes(scope));
+      if (covered) {
+        await this.#ledger.record({ type: 'consent.granted', outcome: 'success', actorUserId: userId, clientId, ...audit, detail: { scope: scopes.join(' ').slice(0, 256), renewed: true } });
+        return;
+      }
       const data: ConsentData = { userId, clientId, scopes: [...new Set([...(record?.data.scopes ?? []), ...scopes])].sort(), grantedAt: this.#clock() };
       const written = record === null ? await this.#records.create(COLLECTION, id, data) : (await this.#records.update(COLLECTION, id, record.version, data)) !== null;
       if (written) {

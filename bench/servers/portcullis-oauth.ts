@@ -1,0 +1,78 @@
+/**
+ * Portcullis for bench/oauth.ts: as servers/portcullis.ts runs it (config
+ * from the environment, a throwaway data directory, the embedded SQLite
+ * default), on a port chosen before it starts so that the development issuer
+ * derived from the port is the URL it is reached at. Before it says it is
+ * ready it registers, through the running server's own client registry, the
+ * clients the benchmark uses, and creates its accounts:
+ *
+ * - `service`: client_credentials only, client_secret_basic, scope `api:read`;
+ * - `web`: authorization_code, client_secret_basic (PKCE is always required),
+ *   the bench redirect URI, scope `openid email api:read`;
+ * - one account per address in BENCH_OAUTH.emails, through
+ *   `accounts.createUser` (the password policy and the configured argon2id
+ *   parameters apply).
+ *
+ * BENCH_OAUTH (JSON: emails, password, redirectUri, apiScope) says what to
+ * create; the extra scope is added to the config (`oauth.extraScopes`).
+ * Prints `ready {"url", "service", "web"}` (client ids and secrets) on stdout
+ * once listening; exits on SIGTERM through the product's own graceful
+ * shutdown, or when the parent's IPC channel closes.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../../src/config/index.ts';
+import { validateClientMetadata } from '../../src/oauth/index.ts';
+import { exitGracefullyOnSignals, startPortcullis } from '../../src/server/index.ts';
+
+interface Setup {
+  readonly emails: readonly string[];
+  readonly password: string;
+  readonly redirectUri: string;
+  readonly apiScope: string;
+}
+const setup = JSON.parse(process.env['BENCH_OAUTH'] ?? 'null') as Setup | null;
+if (setup === null) throw new Error('set BENCH_OAUTH');
+
+/** A port free right now on loopback (the issuer is derived from it, so port 0 will not do). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address !== 'object') throw new Error('no port');
+  return address.port;
+}
+
+const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
+process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
+
+const config = loadConfig({ env: process.env, overrides: { dataDir, port: await freePort(), oauth: { extraScopes: [setup.apiScope] } } });
+const running = await startPortcullis(config);
+exitGracefullyOnSignals(running, config.http.shutdownTimeoutMs);
+process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+if (running.authorizationServer.issuer !== running.url) throw new Error(`issuer ${running.authorizationServer.issuer} is not the URL ${running.url}`);
+
+const register = async (metadata: Record<string, unknown>) => {
+  const valid = validateClientMetadata(metadata, { allowedScopes: ['openid', 'profile', 'email', 'offline_access', setup.apiScope], defaultSigningAlgorithm: 'EdDSA' });
+  const { client, clientSecret } = await running.authorizationServer.clients.register(valid, { actor: 'bench' });
+  if (clientSecret === undefined) throw new Error('a confidential client got no secret');
+  return { id: client.client_id, secret: clientSecret };
+};
+const service = await register({ client_name: 'bench service', grant_types: ['client_credentials'], redirect_uris: [], scope: setup.apiScope, token_endpoint_auth_method: 'client_secret_basic' });
+const web = await register({
+  client_name: 'bench web app',
+  application_type: 'web',
+  grant_types: ['authorization_code'],
+  redirect_uris: [setup.redirectUri],
+  scope: `openid email ${setup.apiScope}`,
+  token_endpoint_auth_method: 'client_secret_basic',
+});
+for (const email of setup.emails) await running.identity.accounts.createUser(email, setup.password, { actor: 'bench' });
+
+process.stdout.write(`ready ${JSON.stringify({ url: running.url, service, web })}\n`);
