@@ -48,6 +48,8 @@ export interface AccessTokenOptions {
   readonly issuer: string;
   readonly ttlSeconds: number;
   readonly defaultAlgorithm: SigningAlgorithm;
+  /** Whether the client a token was issued to still exists: a deleted client's tokens end with it. */
+  readonly clientExists?: (clientId: string) => Promise<boolean>;
 }
 
 const DENYLIST = 'oauth:revoked-at:';
@@ -106,6 +108,7 @@ export class AccessTokens {
     const sid = typeof claims['sid'] === 'string' ? claims['sid'] : undefined;
     const [revoked, sessionEnded] = await Promise.all([this.#options.hot.get(DENYLIST + claims.jti), sid === undefined ? null : this.#options.hot.get(ENDED_SESSIONS + sid)]);
     if (revoked !== null || sessionEnded !== null) return null;
+    if (this.#options.clientExists !== undefined && !(await this.#options.clientExists(claims.client_id))) return null;
     return claims;
   }
 

@@ -69,7 +69,16 @@ export function createAuthorizationServer(options: {
   const issuer = config.issuer;
   const tokens = config.tokens;
   const clients = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(options.masterKey, 'client-secrets'), ledger, clock });
-  const accessTokens = new AccessTokens({ keyring, hot: stores.hot, clock, issuer, ttlSeconds: tokens.accessTokenTtlSeconds, defaultAlgorithm: tokens.signingAlgorithm });
+  const accessTokens = new AccessTokens({
+    keyring,
+    hot: stores.hot,
+    clock,
+    issuer,
+    ttlSeconds: tokens.accessTokenTtlSeconds,
+    defaultAlgorithm: tokens.signingAlgorithm,
+    // A cached read (clients.ts): cheap on every introspection and userinfo call.
+    clientExists: async (clientId) => (await clients.get(clientId)) !== null,
+  });
   const refreshTokens = new RefreshTokens({
     records: stores.durable.records,
     clock,

@@ -300,6 +300,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     const own = handle === undefined ? undefined : (await accounts.sessions.list(current.user.id)).find((session) => session.handle === handle);
     if (own === undefined) return page(reply, 400, errorPage({ title: 'No such session', detail: 'That session has already ended, or it is not yours.' }));
     await accounts.endSession(current.user.id, own.handle, context(request), 'revoked');
+    await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: own.handle }, { requestId: request.id, ip: request.ip });
     return reply.redirect(own.handle === current.session.handle ? '/login' : '/account?done=revoked', 303);
   });
 
@@ -321,7 +322,10 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     const refused = refuseForgery(request, reply, current.session.handle);
     if (refused !== undefined) return refused;
     for (const session of await accounts.sessions.list(current.user.id)) {
-      if (session.handle !== current.session.handle) await accounts.endSession(current.user.id, session.handle, context(request), 'revoked');
+      if (session.handle === current.session.handle) continue;
+      await accounts.endSession(current.user.id, session.handle, context(request), 'revoked');
+      // The applications those sessions signed in to lose their tokens too.
+      await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: session.handle }, { requestId: request.id, ip: request.ip });
     }
     return reply.redirect('/account?done=others', 303);
   });
@@ -335,6 +339,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     const newPassword = field(request.body, 'new_password');
     const again = (error: string) => renderAccount(reply, current, 400, { error });
     if (currentPassword === undefined || newPassword === undefined) return again('Enter your current password and a new one.');
+    const others = (await accounts.sessions.list(current.user.id)).filter((session) => session.handle !== current.session.handle);
     try {
       const outcome = await accounts.changePassword(current.user.id, currentPassword, newPassword, current.session.handle, context(request));
       if (outcome === 'wrong_password') return await again('The current password is not right.');
@@ -342,6 +347,8 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
       if (error instanceof PasswordPolicyError) return again(`The new password was refused: ${error.message}`);
       throw error;
     }
+    // The other sessions ended with the old password; so do their applications' tokens.
+    for (const session of others) await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: session.handle }, { requestId: request.id, ip: request.ip });
     // A privilege change gets a new session id too (OWASP session management).
     const renewed = await accounts.sessions.create(current.user.id, { amr: current.session.amr, device: current.session.device, ip: current.session.ip, authTime: current.session.authTime });
     await accounts.sessions.revoke(current.user.id, current.session.handle);

@@ -138,6 +138,21 @@ describe('RP-initiated and back-channel logout', () => {
     assert.ok(browser.cookie('__Host-portcullis'));
   });
 
+  it('signing a session out from another device\'s account page ends that session\'s tokens', async () => {
+    const { browser: phone, tokens } = await signedInWithTokens();
+    const { browser: laptop } = await signedInWithTokens();
+    assert.equal(await userinfoStatus(tokens.access_token), 200);
+    const account = await laptop.get('/account');
+    const handles = [...account.body.matchAll(/name="session" value="([^"]+)"/g)].map((match) => match[1]!);
+    for (const handle of handles) {
+      const answer = await laptop.post('/account/sessions/revoke', { _csrf: csrfField(account.body)!, session: handle });
+      assert.equal(answer.status, 303);
+    }
+    assert.equal((await phone.get('/account')).status, 303, 'the phone is signed out');
+    assert.equal(await userinfoStatus(tokens.access_token), 401, 'and its application\'s access token ended');
+    assert.equal(await refreshError(tokens.refresh_token), 'invalid_grant', 'and its refresh token');
+  });
+
   it('sends a person who is already signed out straight back to the registered URI', async () => {
     const stranger = new BrowserlessClient(server.url);
     const answer = await stranger.get(`/logout?${new URLSearchParams({ client_id: clientId, post_logout_redirect_uri: AFTER_LOGOUT, state: 'x' }).toString()}`);

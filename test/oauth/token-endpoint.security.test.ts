@@ -271,6 +271,14 @@ describe('token endpoint: client_credentials, introspection, revocation', () => 
     assert.equal(((await badHint.json()) as TokenAnswer).error, 'unsupported_token_type');
   });
 
+  it('ends the tokens of a deleted client', async () => {
+    const temporary = await register({ grant_types: ['client_credentials'], redirect_uris: [], scope: 'orders:read' });
+    const access = await ccToken({ id: temporary.client.client_id, secret: temporary.clientSecret! });
+    assert.equal((await introspect(access))['active'], true);
+    await server.running.authorizationServer.clients.delete(temporary.client.client_id, { actor: 'test' });
+    assert.deepEqual(await introspect(access), { active: false });
+  });
+
   it('records one revocation when 50 requests race to revoke one token, and no token in the ledger', async () => {
     const access = await ccToken();
     const before = await server.running.ledger.size();
