@@ -52,7 +52,13 @@ export interface AuthorizationServer {
   /** OpenID Connect Discovery metadata as JSON text. */
   readonly openIdMetadata: string;
   readonly jwksMaxAgeSeconds: number;
+  /** Starts housekeeping (expired refresh families are deleted every hour); timers do not hold the process. */
+  startMaintenance(onError: (error: unknown) => void): void;
+  close(): void;
 }
+
+/** How often expired refresh token families are swept away. */
+const SWEEP_INTERVAL_MS = 3_600_000;
 
 export function createAuthorizationServer(options: {
   config: Readonly<Config>;
@@ -127,6 +133,7 @@ export function createAuthorizationServer(options: {
   });
   const registrationEnabled = config.oauth.registration !== 'off';
   const metadataOptions = { issuer, scopes: config.oauth.extraScopes, registration: registrationEnabled };
+  let sweeper: NodeJS.Timeout | undefined;
   return {
     issuer,
     keyring,
@@ -162,5 +169,14 @@ export function createAuthorizationServer(options: {
     metadata: JSON.stringify(authorizationServerMetadata(metadataOptions)),
     openIdMetadata: JSON.stringify(openIdProviderMetadata(metadataOptions)),
     jwksMaxAgeSeconds: config.tokens.jwksMaxAgeSeconds,
+    startMaintenance(onError) {
+      sweeper ??= setInterval(() => void refreshTokens.sweep().catch(onError), SWEEP_INTERVAL_MS);
+      sweeper.unref();
+    },
+    close() {
+      if (sweeper !== undefined) clearInterval(sweeper);
+      sweeper = undefined;
+      keyring.close();
+    },
   };
 }

@@ -205,6 +205,30 @@ export class RefreshTokens {
     }
   }
 
+  /**
+   * Deletes families none of whose tokens can work any more: past their
+   * absolute or idle lifetime, or revoked more than `revokedKeepMs` ago
+   * (kept a while so a replay is answered "revoked", and audited, rather
+   * than "unknown"). A delete is conditional on the version read, so a
+   * rotation racing the sweep wins. Resolves with how many were deleted.
+   */
+  async sweep(revokedKeepMs = 3_600_000): Promise<number> {
+    const idleMs = this.#policy.idleTtlSeconds * 1000;
+    let deleted = 0;
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.#records.list<FamilyData>(COLLECTION, { limit: 500, ...(after !== undefined && { after }) });
+      const now = this.#clock();
+      for (const record of page) {
+        const family = record.data;
+        const dead = family.revoked !== undefined ? now - family.revoked.at >= revokedKeepMs : now >= family.absoluteExpiresAt || now - family.current.issuedAt >= idleMs;
+        if (dead && (await this.#records.delete(COLLECTION, record.id, record.version))) deleted += 1;
+      }
+      if (page.length < 500) return deleted;
+      after = page.at(-1)!.id;
+    }
+  }
+
   #prefix(userId: string, clientId?: string): string {
     const part = (label: string, value: string) => createHmac('sha256', this.#hashKey).update(`${label}:${value}`).digest('base64url').slice(0, 11);
     return clientId === undefined ? part('user', userId) : `${part('user', userId)}${part('client', clientId)}`;

@@ -52,6 +52,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     observe: (driver, operation, seconds) => metrics.storeOperationDuration.observe({ driver, operation }, seconds),
   });
   let keyring: Keyring | undefined;
+  let authorizationServer: AuthorizationServer | undefined;
   try {
     if (config.migrateOnStart) {
       const report = await stores.durable.migrate();
@@ -81,7 +82,8 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
       policy: keyringPolicy(config.tokens, 60),
     });
     keyring.start((error) => logger.error({ err: error }, 'signing key maintenance failed'));
-    const authorizationServer = createAuthorizationServer({ config, stores, ledger, keyring, identity, masterKey, clock, warn: (message, detail) => logger.warn(detail, message) });
+    authorizationServer = createAuthorizationServer({ config, stores, ledger, keyring, identity, masterKey, clock, warn: (message, detail) => logger.warn(detail, message) });
+    authorizationServer.startMaintenance((error) => logger.error({ err: error }, 'OAuth housekeeping failed'));
     const app = await buildServer({ config, stores, logger, metrics, ledger, identity, authorizationServer, ...(options.plugins !== undefined && { plugins: options.plugins }) });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
@@ -101,12 +103,13 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
       stop: () =>
         (stopping ??= (async () => {
           await app.close();
-          authorizationServer.keyring.close();
+          authorizationServer?.close();
           await ledger.close();
           await stores.close();
         })()),
     };
   } catch (error) {
+    authorizationServer?.close();
     keyring?.close();
     await stores.close();
     throw error;
