@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { loadConfig } from '../src/config/index.ts';
 
 /** Nearest-rank percentile (p in 0..100) of numbers; sorts a copy. */
 export function percentile(values: readonly number[], p: number): number {
@@ -103,4 +104,29 @@ export function summariseLoad(result: { readonly requests: { readonly total: num
     },
     cpuMicrosPerRequest: cpuBefore === null || cpuAfter === null ? null : round2((cpuAfter - cpuBefore) / result.requests.total),
   };
+}
+
+/**
+ * The environment of a benchmark's Portcullis children: this process's,
+ * without any PORTCULLIS_* of the caller's (so "default Portcullis" means the
+ * defaults), quiet logs, plus the run's own settings; and the argon2id
+ * parameters that configuration gives.
+ */
+export function portcullisChildEnvironment(extra: Readonly<Record<string, string>>): {
+  baseEnv: Record<string, string | undefined>;
+  portcullisEnv: Record<string, string | undefined>;
+  argon2: { memoryCostKiB: number; timeCost: number; parallelism: number };
+} {
+  const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('PORTCULLIS_')));
+  const portcullisEnv = { ...baseEnv, PORTCULLIS_LOG_LEVEL: 'warn', ...extra };
+  const identity = loadConfig({ env: portcullisEnv, overrides: { dataDir: '/nonexistent', port: 0 } }).identity;
+  return { baseEnv, portcullisEnv, argon2: { memoryCostKiB: identity.passwordMemoryCostKiB, timeCost: identity.passwordTimeCost, parallelism: identity.passwordParallelism } };
+}
+
+/** Ends the process if a benchmark overruns its budget (a hung child must not hang the run). */
+export function giveUpAfter(name: string, budgetMs: number): void {
+  setTimeout(() => {
+    console.error(`${name}: gave up after ${budgetMs / 1000} s`);
+    process.exit(1);
+  }, budgetMs).unref();
 }

@@ -40,9 +40,8 @@ import { Agent, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { hash as argon2Hash, verify as argon2Verify } from '@node-rs/argon2';
 import type { Algorithm } from '@node-rs/argon2';
-import { loadConfig } from '../src/config/index.ts';
 import { cpuMicros, startChild, URL_LINE, type Child } from './children.ts';
-import { machine, median, option, options, percentile, positiveInteger, round2, runSql, table, writeResult } from './lib.ts';
+import { giveUpAfter, machine, median, option, options, percentile, portcullisChildEnvironment, positiveInteger, round2, runSql, table, writeResult } from './lib.ts';
 import { deleteRedisKeys } from '../test/support/services.ts';
 
 /** One account per client: the throttle counts attempts in flight per account and IP, so one account signed in by more than 5 clients at once would get 429s. */
@@ -197,18 +196,9 @@ async function main(): Promise<void> {
   // Whatever ends this process, its children go with it (./children.ts).
   process.once('SIGINT', () => process.exit(130));
   const budgetMs = (config.rounds * config.concurrencies.length * sideNames.length * (config.durationSeconds + config.warmupSeconds + 2) + 120) * 1000;
-  setTimeout(() => {
-    console.error(`login: gave up after ${budgetMs / 1000} s`);
-    process.exit(1);
-  }, budgetMs).unref();
-
-  // A clean environment: no PORTCULLIS_* of the caller's may change what
-  // "default Portcullis" means here. Every child gets the same one (the
-  // thread pool size, notably).
-  const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('PORTCULLIS_')));
-  const portcullisEnv = { ...baseEnv, PORTCULLIS_LOG_LEVEL: 'warn', ...config.portcullisEnv };
-  const identity = loadConfig({ env: portcullisEnv, overrides: { dataDir: '/nonexistent', port: 0 } }).identity;
-  const parameters: Argon2Parameters = { memoryCostKiB: identity.passwordMemoryCostKiB, timeCost: identity.passwordTimeCost, parallelism: identity.passwordParallelism };
+  giveUpAfter('login', budgetMs);
+  // Every child gets the same environment (the thread pool size, notably).
+  const { baseEnv, portcullisEnv, argon2: parameters } = portcullisChildEnvironment(config.portcullisEnv);
 
   const sides: Side[] = [];
   try {

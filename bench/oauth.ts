@@ -59,9 +59,8 @@ import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } fr
 import { Agent, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
-import { loadConfig } from '../src/config/index.ts';
 import { cpuMicros, startChild, type Child } from './children.ts';
-import { machine, median, option, options, percentile, positiveInteger, round2, table, writeResult } from './lib.ts';
+import { giveUpAfter, machine, median, option, options, percentile, portcullisChildEnvironment, positiveInteger, round2, table, writeResult } from './lib.ts';
 
 const PASSWORD = 'correct horse battery staple';
 const REDIRECT_URI = 'http://127.0.0.1:9/callback';
@@ -597,17 +596,8 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => process.exit(130));
   const perRound = config.workloads.length * 2 * (config.durationSeconds + config.warmupSeconds + 3) + config.signSeconds + 2;
   const budgetMs = (config.rounds * perRound + 180) * 1000;
-  setTimeout(() => {
-    console.error(`oauth: gave up after ${budgetMs / 1000} s`);
-    process.exit(1);
-  }, budgetMs).unref();
-
-  // A clean environment: no PORTCULLIS_* of the caller's may change what
-  // "default Portcullis" means here; every child gets the same one.
-  const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('PORTCULLIS_')));
-  const portcullisEnv = { ...baseEnv, PORTCULLIS_LOG_LEVEL: 'warn', ...config.portcullisEnv };
-  const identity = loadConfig({ env: portcullisEnv, overrides: { dataDir: '/nonexistent', port: 0 } }).identity;
-  const argon2 = { memoryCostKiB: identity.passwordMemoryCostKiB, timeCost: identity.passwordTimeCost, parallelism: identity.passwordParallelism };
+  giveUpAfter('oauth', budgetMs);
+  const { baseEnv, portcullisEnv, argon2 } = portcullisChildEnvironment(config.portcullisEnv);
   const setup = {
     emails: Array.from({ length: config.concurrency }, (_, slot) => email(slot)),
     password: PASSWORD,

@@ -20,7 +20,7 @@
  * shutdown, or when the parent's IPC channel closes.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from '../../test/support/process.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/index.ts';
@@ -36,18 +36,6 @@ interface Setup {
 const setup = JSON.parse(process.env['BENCH_OAUTH'] ?? 'null') as Setup | null;
 if (setup === null) throw new Error('set BENCH_OAUTH');
 
-/** A port free right now on loopback (the issuer is derived from it, so port 0 will not do). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address !== 'object') throw new Error('no port');
-  return address.port;
-}
 
 const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
 process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));

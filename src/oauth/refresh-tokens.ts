@@ -15,6 +15,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Clock, RecordStore } from '../store/index.ts';
 import { openSecret, sealSecret } from '../tokens/index.ts';
+import type { UserGrant } from './user-tokens.ts';
 
 const COLLECTION = 'refresh-families';
 /**
@@ -32,15 +33,8 @@ const MAX_CAS_ATTEMPTS = 8;
 const MAX_RETIRED_HASHES = 64;
 
 /** What the family was granted: the same for every token of it. */
-export interface RefreshGrant {
+export interface RefreshGrant extends Omit<UserGrant, 'nonce' | 'dpopJkt'> {
   readonly clientId: string;
-  readonly userId: string;
-  readonly scope: string;
-  readonly resources: readonly string[];
-  readonly authTime: number;
-  readonly amr: readonly string[];
-  readonly sessionHandle?: string;
-  readonly sid?: string;
   /** RFC 9449 section 5: the family is bound to this DPoP key (public clients). */
   readonly dpopJkt?: string;
 }

@@ -12,24 +12,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeEntry, openLedger } from '../../src/audit/index.ts';
-import { main } from '../../src/cli/main.ts';
+import { runCli as run } from '../support/cli.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { ClientRegistry, type OAuthClient } from '../../src/oauth/clients.ts';
 import { openStores, systemClock } from '../../src/store/index.ts';
 import { deriveKey, loadMasterKey } from '../../src/tokens/index.ts';
-
-interface Run {
-  code: number;
-  out: string[];
-  err: string[];
-}
-
-async function run(args: string[]): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(args, { out: (line) => out.push(line), err: (line) => err.push(line) });
-  return { code, out, err };
-}
 
 const SECRET_LINE = /^ {2}client_secret: ([A-Za-z0-9_-]{43})$/;
 

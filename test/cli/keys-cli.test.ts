@@ -9,23 +9,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../../src/cli/main.ts';
+import { runCli as run, type CliRun as Run } from '../support/cli.ts';
 import { decodeEntry, type AuditEntry } from '../../src/audit/index.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { openStores } from '../../src/store/index.ts';
-
-interface Run {
-  code: number;
-  out: string[];
-  err: string[];
-}
-
-async function run(args: string[]): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(args, { out: (line) => out.push(line), err: (line) => err.push(line) });
-  return { code, out, err };
-}
 
 interface Row {
   kid: string;

@@ -8,24 +8,10 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
-import { main } from '../../src/cli/main.ts';
+import { runCli as run } from '../support/cli.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { startPortcullis, type RunningPortcullis } from '../../src/server/index.ts';
 import { decodeEntry } from '../../src/audit/index.ts';
-
-interface Run {
-  code: number;
-  out: string[];
-  err: string[];
-}
-
-async function run(args: string[], stdin?: string): Promise<Run> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(args, { out: (line) => out.push(line), err: (line) => err.push(line), ...(stdin !== undefined && { stdin: Readable.from([stdin]) }) });
-  return { code, out, err };
-}
 
 describe('portcullis user', () => {
   let dir: string;
