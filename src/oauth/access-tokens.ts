@@ -61,12 +61,29 @@ const DENYLIST = 'oauth:revoked-at:';
  * revocation lists. Bounded; the oldest entry goes first.
  */
 const VERIFIED_CACHE_ENTRIES = 10_000;
+/**
+ * How long a "not revoked" answer for a cached token is reused before the
+ * hot store is asked again. Revocations made by this instance take effect
+ * here at once (they drop the cached answer); one made by another instance
+ * sharing the hot store takes effect here within this time, the
+ * "propagation delay" RFC 7009 section 2.2 allows for.
+ */
+const REVOCATION_RECHECK_MS = 1000;
+
+interface VerifiedToken {
+  readonly claims: AccessTokenClaims;
+  readonly kid: string;
+  /** Until when (performance.now()) the revocation lists need not be read again. */
+  liveUntil: number;
+}
 /** Sessions that ended: their access tokens (claim `sid`) are revoked with them. */
 const ENDED_SESSIONS = 'oauth:revoked-sid:';
 
 export class AccessTokens {
   readonly #options: AccessTokenOptions;
-  readonly #verified = new Map<string, { claims: AccessTokenClaims; kid: string }>();
+  readonly #verified = new Map<string, VerifiedToken>();
+  /** The cached tokens by jti, so a revocation here drops its cached answer. */
+  readonly #byJti = new Map<string, string>();
 
   constructor(options: AccessTokenOptions) {
     this.#options = options;
@@ -103,36 +120,57 @@ export class AccessTokens {
    * case alike, RFC 7662 section 2.2).
    */
   async check(token: string): Promise<AccessTokenClaims | null> {
-    const claims = await this.decode(token);
-    if (claims === null) return null;
-    const sid = typeof claims['sid'] === 'string' ? claims['sid'] : undefined;
-    const [revoked, sessionEnded] = await Promise.all([this.#options.hot.get(DENYLIST + claims.jti), sid === undefined ? null : this.#options.hot.get(ENDED_SESSIONS + sid)]);
-    if (revoked !== null || sessionEnded !== null) return null;
+    const verified = await this.#verifiedToken(token);
+    if (verified === null) return null;
+    const { claims } = verified;
+    const now = performance.now();
+    if (now >= verified.liveUntil) {
+      const sid = typeof claims['sid'] === 'string' ? claims['sid'] : undefined;
+      const [revoked, sessionEnded] = await Promise.all([this.#options.hot.get(DENYLIST + claims.jti), sid === undefined ? null : this.#options.hot.get(ENDED_SESSIONS + sid)]);
+      if (revoked !== null || sessionEnded !== null) {
+        this.#forget(token);
+        return null;
+      }
+      // Only while it is still cached: a revocation during the read dropped it.
+      if (this.#verified.get(token) === verified) verified.liveUntil = now + REVOCATION_RECHECK_MS;
+    }
     if (this.#options.clientExists !== undefined && !(await this.#options.clientExists(claims.client_id))) return null;
     return claims;
   }
 
   /** Signature, type, issuer and lifetime only: no revocation check. */
   async decode(token: string): Promise<AccessTokenClaims | null> {
+    return (await this.#verifiedToken(token))?.claims ?? null;
+  }
+
+  async #verifiedToken(token: string): Promise<VerifiedToken | null> {
     if (token.length > 8192) return null;
     const now = this.#options.clock();
     const cached = this.#verified.get(token);
     if (cached !== undefined) {
-      if (cached.claims.exp * 1000 > now && this.#options.keyring.verificationKey(cached.kid) !== undefined) return cached.claims;
-      this.#verified.delete(token);
+      if (cached.claims.exp * 1000 > now && this.#options.keyring.verificationKey(cached.kid) !== undefined) return cached;
+      this.#forget(token);
       return null;
     }
     try {
       const { header, payload } = await verifyJwtAsync(token, this.#options.keyring, { now, issuer: this.#options.issuer, typ: ACCESS_TOKEN_TYPE });
       if (typeof payload['jti'] !== 'string' || typeof payload['client_id'] !== 'string' || typeof payload['sub'] !== 'string') return null;
-      const claims = payload as unknown as AccessTokenClaims;
-      if (this.#verified.size >= VERIFIED_CACHE_ENTRIES) this.#verified.delete(this.#verified.keys().next().value!);
-      this.#verified.set(token, { claims, kid: header['kid'] as string });
-      return claims;
+      const verified: VerifiedToken = { claims: payload as unknown as AccessTokenClaims, kid: header['kid'] as string, liveUntil: 0 };
+      if (this.#verified.size >= VERIFIED_CACHE_ENTRIES) this.#forget(this.#verified.keys().next().value!);
+      this.#verified.set(token, verified);
+      this.#byJti.set(verified.claims.jti, token);
+      return verified;
     } catch (error) {
       if (error instanceof JwtError) return null;
       throw error;
     }
+  }
+
+  #forget(token: string): void {
+    const cached = this.#verified.get(token);
+    if (cached === undefined) return;
+    this.#verified.delete(token);
+    this.#byJti.delete(cached.claims.jti);
   }
 
   /**
@@ -146,12 +184,19 @@ export class AccessTokens {
   /** Revokes every access token of a session, for as long as any of them can live. */
   async revokeSid(sid: string): Promise<void> {
     await this.#options.hot.set(ENDED_SESSIONS + sid, '1', (this.#options.ttlSeconds + 60) * 1000);
+    for (const [token, cached] of this.#verified) if (cached.claims['sid'] === sid) this.#forget(token);
   }
 
   /** Revokes by id, for tokens known only by their record (a refresh family, a spent code). */
   async revokeJti(jti: string, exp: number): Promise<boolean> {
+    const cachedToken = this.#byJti.get(jti);
+    if (cachedToken !== undefined) this.#forget(cachedToken);
     const ttlMs = exp * 1000 - this.#options.clock();
     if (ttlMs <= 0) return false;
-    return this.#options.hot.setIfAbsent(DENYLIST + jti, '1', Math.ceil(ttlMs));
+    const first = await this.#options.hot.setIfAbsent(DENYLIST + jti, '1', Math.ceil(ttlMs));
+    // Dropped again after the write: a check that raced it must not re-cache "live".
+    const raced = this.#byJti.get(jti);
+    if (raced !== undefined) this.#forget(raced);
+    return first;
   }
 }
