@@ -10,6 +10,9 @@ import { oauthParams } from './params.ts';
 import type { PushedRequests } from './authorization/pushed-requests.ts';
 import { AuthorizationPageError, AuthorizationResponseError, checkAuthorizationRequest, verifiedRedirect } from './authorization/request.ts';
 
+/** Parameters that authenticate the client (RFC 6749 section 2.3.1, RFC 7523 section 2.2). */
+const CLIENT_CREDENTIALS = new Set(['client_secret', 'client_assertion', 'client_assertion_type']);
+
 export class ParEndpoint {
   readonly #clientAuthenticator: ClientAuthenticator;
   readonly #pushed: PushedRequests;
@@ -31,7 +34,10 @@ export class ParEndpoint {
     if (params.values['client_id'] !== undefined && params.values['client_id'] !== client.client_id) throw new OAuthError('invalid_request', 'client_id does not match the authenticated client.');
     // Section 2.1: a request_uri cannot itself be pushed.
     if (params.values['request_uri'] !== undefined) throw new OAuthError('invalid_request', 'request_uri is not allowed here.');
-    const withClient = { values: { ...params.values, client_id: client.client_id, ...(request.dpopJkt !== undefined && { dpop_jkt: request.dpopJkt }) }, resources: params.resources };
+    // The client's credentials authenticated this request; they are not
+    // authorization parameters, and never wait in the hot store.
+    const authorizationParams = Object.fromEntries(Object.entries(params.values).filter(([name]) => !CLIENT_CREDENTIALS.has(name)));
+    const withClient = { values: { ...authorizationParams, client_id: client.client_id, ...(request.dpopJkt !== undefined && { dpop_jkt: request.dpopJkt }) }, resources: params.resources };
     try {
       checkAuthorizationRequest(withClient, { ...verifiedRedirect(withClient, client), pushed: true });
     } catch (error) {

@@ -59,7 +59,7 @@ export interface RefreshPolicy {
 
 export type RotationResult<T> =
   | { readonly outcome: 'rotated'; readonly response: T; readonly grant: RefreshGrant; readonly familyId: string; readonly accessTokenJti: string }
-  | { readonly outcome: 'repeated'; readonly response: T; readonly familyId: string }
+  | { readonly outcome: 'repeated'; readonly response: T; readonly familyId: string; readonly grant: RefreshGrant }
   | { readonly outcome: 'reused'; readonly familyId: string; readonly revokedAccessTokens: readonly { jti: string; exp: number }[]; readonly grant: RefreshGrant }
   | { readonly outcome: 'invalid'; readonly reason: 'unknown' | 'revoked' | 'expired' };
 
@@ -123,7 +123,7 @@ export class RefreshTokens {
         const previous = family.previous;
         if (now - previous.rotatedAt <= this.#policy.graceSeconds * 1000) {
           const response = JSON.parse(Buffer.from(openSecret(this.#sealKey, 'refresh-successor', previous.successor)).toString('utf8')) as T;
-          return { outcome: 'repeated', response, familyId };
+          return { outcome: 'repeated', response, familyId, grant: family.grant };
         }
         return this.#revokeForReuse(familyId, record.version, family, 'replayed_after_grace');
       }

@@ -22,8 +22,7 @@ export async function refreshTokenGrant(params: OAuthParams, context: GrantConte
     const scopes = grant.scope.split(' ');
     const wider = narrowed.filter((scope) => !scopes.includes(scope));
     if (wider.length > 0) throw new OAuthError('invalid_scope', `The scope ${wider[0]!} was not granted.`);
-    // RFC 9449 section 5: a family bound to a DPoP key refreshes only with that key.
-    if (grant.dpopJkt !== undefined && grant.dpopJkt !== context.dpopJkt) throw new OAuthError('invalid_grant', 'This refresh token is bound to a DPoP key; prove possession of it.');
+    checkDpopBinding(grant.dpopJkt, context.dpopJkt);
     const dpopJkt = context.dpopJkt;
     const issued = await issueUserTokens(
       services,
@@ -58,7 +57,9 @@ export async function refreshTokenGrant(params: OAuthParams, context: GrantConte
       throw new OAuthError('invalid_grant', 'The refresh token was already used; every token of its grant is now revoked.');
     }
     case 'repeated':
-      // The same refresh, again, within the grace window: the same answer.
+      // The same refresh, again, within the grace window: the same answer,
+      // but only to the holder of the family's DPoP key, as for a rotation.
+      checkDpopBinding(result.grant.dpopJkt, context.dpopJkt);
       return result.response;
     case 'rotated':
       if (!(await services.liveness.userIsActive(result.grant.userId))) {
@@ -75,4 +76,9 @@ export async function refreshTokenGrant(params: OAuthParams, context: GrantConte
       });
       return result.response;
   }
+}
+
+/** RFC 9449 section 5: a family bound to a DPoP key refreshes only with that key. */
+function checkDpopBinding(bound: string | undefined, presented: string | undefined): void {
+  if (bound !== undefined && bound !== presented) throw new OAuthError('invalid_grant', 'This refresh token is bound to a DPoP key; prove possession of it.');
 }
