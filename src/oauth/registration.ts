@@ -5,7 +5,7 @@
  * registered client gets a registration access token for reading, updating
  * and deleting its own registration; nothing else accepts that token.
  */
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { ClientMetadataError, pickClientMetadata, validateClientMetadata, type ClientMetadata } from './client-metadata.ts';
 import { ClientRegistryError, type ClientRegistry, type OAuthClient } from './clients.ts';
 import { OAuthError } from './errors.ts';
@@ -36,10 +36,9 @@ function bearer(authorization: string | undefined): string | undefined {
   return match?.[1];
 }
 
+/** Compares digests, so neither the content nor the length of the secret leaks through timing. */
 function constantTimeEquals(a: string, b: string): boolean {
-  const left = Buffer.from(a);
-  const right = Buffer.from(b);
-  return left.length === right.length && timingSafeEqual(left, right);
+  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
 }
 
 /** RFC 6750 section 3: a missing or wrong registration access token. */
