@@ -50,6 +50,8 @@ export interface AccessTokenOptions {
   readonly defaultAlgorithm: SigningAlgorithm;
   /** Whether the client a token was issued to still exists: a deleted client's tokens end with it. */
   readonly clientExists?: (clientId: string) => Promise<boolean>;
+  /** Whether the user a token was issued for is still active: a disabled or deleted user's tokens end too. */
+  readonly userIsActive?: (userId: string) => Promise<boolean>;
 }
 
 const DENYLIST = 'oauth:revoked-at:';
@@ -135,6 +137,8 @@ export class AccessTokens {
       if (this.#verified.get(token) === verified) verified.liveUntil = now + REVOCATION_RECHECK_MS;
     }
     if (this.#options.clientExists !== undefined && !(await this.#options.clientExists(claims.client_id))) return null;
+    // client_credentials tokens name the client as their subject; the others name a user.
+    if (claims.sub !== claims.client_id && this.#options.userIsActive !== undefined && !(await this.#options.userIsActive(claims.sub))) return null;
     return claims;
   }
 

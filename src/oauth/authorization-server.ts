@@ -28,6 +28,26 @@ import { RevocationEndpoint } from './revocation.ts';
 import { TokenEndpoint, type GrantServices } from './token-endpoint.ts';
 import { UserInfoEndpoint } from './userinfo.ts';
 
+/**
+ * Whether a user is active, read from the store at most once a second per
+ * user (a busy resource server introspects that user's tokens far more
+ * often): a disabled or deleted user's access tokens stop working within
+ * the second. Bounded; the oldest entry goes first.
+ */
+function userStatusCache(clock: Clock, read: (userId: string) => Promise<boolean>): (userId: string) => Promise<boolean> {
+  const cache = new Map<string, { active: boolean; readAt: number }>();
+  return async (userId) => {
+    const now = clock();
+    const cached = cache.get(userId);
+    if (cached !== undefined && now - cached.readAt < 1000) return cached.active;
+    const active = await read(userId);
+    cache.delete(userId);
+    if (cache.size >= 5000) cache.delete(cache.keys().next().value!);
+    cache.set(userId, { active, readAt: now });
+    return active;
+  };
+}
+
 /** RFC 9126 section 2.2: "a short lifetime", typically 5 to 600 seconds. */
 const PAR_TTL_SECONDS = 60;
 
@@ -75,6 +95,7 @@ export function createAuthorizationServer(options: {
   const issuer = config.issuer;
   const tokens = config.tokens;
   const clients = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(options.masterKey, 'client-secrets'), ledger, clock });
+  const users = identity.accounts.users;
   const accessTokens = new AccessTokens({
     keyring,
     hot: stores.hot,
@@ -84,6 +105,10 @@ export function createAuthorizationServer(options: {
     defaultAlgorithm: tokens.signingAlgorithm,
     // A cached read (clients.ts): cheap on every introspection and userinfo call.
     clientExists: async (clientId) => (await clients.get(clientId)) !== null,
+    userIsActive: userStatusCache(clock, async (userId) => {
+      const user = await users.byId(userId);
+      return user !== null && !user.disabled;
+    }),
   });
   const refreshTokens = new RefreshTokens({
     records: stores.durable.records,
@@ -103,7 +128,6 @@ export function createAuthorizationServer(options: {
     // issuer and the endpoint a client posts to are both accepted.
     assertionAudiences: [issuer, ...Object.values(ENDPOINT_PATHS).map((path) => endpointUrl(issuer, path))],
   });
-  const users = identity.accounts.users;
   const services: GrantServices = {
     accessTokens,
     idTokens: new IdTokens({ keyring, clock, issuer, ttlSeconds: tokens.idTokenTtlSeconds }),

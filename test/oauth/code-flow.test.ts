@@ -368,6 +368,26 @@ for (const backend of testBackends) {
       assert.match(again.page?.body ?? '', /action="\/authorize\/consent"/, 'consent is asked again');
     });
 
+    it('a disabled user\'s access tokens stop working within a second, and their refresh at once', async () => {
+      const other = `carol-${randomBytes(4).toString('hex')}@example.com`;
+      const carol = await server.running.identity.accounts.createUser(other, PASSWORD, { actor: 'test' });
+      const browser = new BrowserlessClient(server.url);
+      const { verifier, challenge } = pkce();
+      const first = await browser.get(authorizeUrl(web.id, {}, challenge));
+      const loginPage = await browser.get(first.location!);
+      const returnTo = /name="return_to" value="([^"]+)"/.exec(loginPage.body)![1]!.replaceAll('&amp;', '&');
+      const signedIn = await browser.post('/login', { _csrf: csrfField(loginPage.body)!, email: other, password: PASSWORD, return_to: returnTo });
+      const callback = await finish(browser, await follow(browser, signedIn.location!), {});
+      const tokens = await redeem(web.id, callback.searchParams.get('code')!, verifier, {}, { authorization: basic(web.id, web.secret) });
+      const introspect = async (token: string) => (await form('/introspect', { token }, { authorization: basic(web.id, web.secret) })).body['active'];
+      assert.equal(await introspect(tokens.body.access_token!), true);
+      await server.running.identity.accounts.setDisabled(carol.id, true, { actor: 'test' });
+      const refresh = await form('/token', { grant_type: 'refresh_token', refresh_token: tokens.body.refresh_token! }, { authorization: basic(web.id, web.secret) });
+      assert.equal(refresh.body.error, 'invalid_grant', 'no refresh for a disabled user');
+      clock.advance(1500);
+      assert.equal(await introspect(tokens.body.access_token!), false, 'the access token is inactive once the user cache expires');
+    });
+
     it('refuses a forged consent form (another origin, or no token)', async () => {
       const page = await follow(signedIn, authorizeUrl(other.id, { prompt: 'consent' }));
       const interaction = /name="interaction" value="([^"]+)"/.exec(page.page!.body)![1]!;
