@@ -143,6 +143,7 @@ function applyDerivedDefaults(config: ConfigInput): void {
   }
   const oauth = (config['oauth'] ??= {}) as ConfigInput;
   oauth['registration'] ??= production ? 'token' : 'open';
+  oauth['backchannelLogoutPrivateNetworks'] ??= !production;
   if (config['masterKeyFile'] === undefined && typeof config['dataDir'] === 'string') {
     config['masterKeyFile'] = join(config['dataDir'], 'master.key');
   }

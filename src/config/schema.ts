@@ -325,6 +325,11 @@ export const ConfigSchema = Type.Object(
           env: 'PORTCULLIS_OAUTH_DPOP_REQUIRE_NONCE',
           description: 'DPoP proofs must carry a server nonce (RFC 9449 section 8): limits pre-made proofs, costs clients one extra round trip.',
         }),
+        backchannelLogoutPrivateNetworks: Type.Boolean({
+          env: 'PORTCULLIS_OAUTH_BACKCHANNEL_LOGOUT_PRIVATE_NETWORKS',
+          derived: 'true in development, false in production',
+          description: 'Back-channel logout may POST to loopback and private addresses. Off: a registered URI that is, or resolves to, such an address is refused (SSRF).',
+        }),
         extraScopes: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5b\\x5d-\\x7e]+$', maxLength: 128 }), {
           default: [],
           env: 'PORTCULLIS_OAUTH_EXTRA_SCOPES',

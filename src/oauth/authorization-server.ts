@@ -153,6 +153,7 @@ export function createAuthorizationServer(options: {
     clock,
     issuer,
     sessionLifetimeMs: config.identity.sessionAbsoluteTimeoutMs,
+    allowPrivateNetworks: config.oauth.backchannelLogoutPrivateNetworks,
     onDeliveryFailure: (clientId, reason) => options.warn?.('back-channel logout not delivered', { clientId, reason }),
   });
   const registrationEnabled = config.oauth.registration !== 'off';

@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import type { AccessTokens } from './access-tokens.ts';
 import type { ClientRegistry, OAuthClient } from './clients.ts';
 import type { RefreshTokens } from './refresh-tokens.ts';
+import { OutboundAddressError, postForm } from './outbound.ts';
 import { sessionIdClaim } from './user-tokens.ts';
 
 /** A checked logout request: where to send the person afterwards, if anywhere. */
@@ -53,6 +54,8 @@ export interface LogoutOptions {
   readonly issuer: string;
   /** How long a session's client list is kept: as long as the longest session. */
   readonly sessionLifetimeMs: number;
+  /** Back-channel logout may reach loopback and private addresses (development); else only public ones. */
+  readonly allowPrivateNetworks: boolean;
   /** Reports a back-channel delivery that failed (the person is signed out regardless). */
   readonly onDeliveryFailure: (clientId: string, reason: string) => void;
 }
@@ -147,20 +150,13 @@ export class LogoutService {
       { typ: 'logout+jwt' },
     );
     try {
-      const response = await fetch(client.backchannel_logout_uri!, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', 'cache-control': 'no-store' },
-        body: new URLSearchParams({ logout_token: token }),
-        // Section 2.5: no redirects followed; a slow client does not hold the sign-out.
-        redirect: 'manual',
-        signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
-      });
-      await response.body?.cancel();
-      if (response.status === 200 || response.status === 204) return true;
-      this.#options.onDeliveryFailure(client.client_id, `HTTP ${response.status}`);
+      // Section 2.5: a form POST, no redirects followed; a slow client does not hold the sign-out.
+      const status = await postForm(client.backchannel_logout_uri!, { logout_token: token }, { publicOnly: !this.#options.allowPrivateNetworks, timeoutMs: DELIVERY_TIMEOUT_MS });
+      if (status === 200 || status === 204) return true;
+      this.#options.onDeliveryFailure(client.client_id, `HTTP ${status}`);
       return false;
     } catch (error) {
-      this.#options.onDeliveryFailure(client.client_id, error instanceof Error ? error.name : 'error');
+      this.#options.onDeliveryFailure(client.client_id, error instanceof OutboundAddressError ? 'refused: not a public address' : error instanceof Error ? error.message.slice(0, 80) : 'error');
       return false;
     }
   }

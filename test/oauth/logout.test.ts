@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JWK } from 'jose';
+import { decodeEntry } from '../../src/audit/index.ts';
 import { validateClientMetadata } from '../../src/oauth/index.ts';
 import { BrowserlessClient, csrfField } from '../support/browserless-client.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
@@ -16,6 +17,31 @@ import { startTestServer, type TestServer } from '../support/server.ts';
 const PASSWORD = 'correct horse battery staple';
 const REDIRECT = 'http://127.0.0.1:8080/callback';
 const AFTER_LOGOUT = 'http://127.0.0.1:8080/signed-out';
+
+/** Signs a fresh browser in through /authorize and returns it with its tokens. */
+async function signInWithTokens(server: TestServer, clientId: string, email: string) {
+  const browser = new BrowserlessClient(server.url);
+  const verifier = randomBytes(32).toString('base64url');
+  const query = new URLSearchParams({ response_type: 'code', client_id: clientId, redirect_uri: REDIRECT, scope: 'openid email offline_access', state: 's', code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256' });
+  const toLogin = await browser.get(`/authorize?${query.toString()}`);
+  const loginPage = await browser.get(toLogin.location!);
+  const returnTo = /name="return_to" value="([^"]+)"/.exec(loginPage.body)![1]!.replaceAll('&amp;', '&');
+  const signedIn = await browser.post('/login', { _csrf: csrfField(loginPage.body)!, email, password: PASSWORD, return_to: returnTo });
+  let step = await browser.get(signedIn.location!);
+  if (step.status === 200) {
+    const interaction = /name="interaction" value="([^"]+)"/.exec(step.body)![1]!;
+    step = await browser.post('/authorize/consent', { _csrf: csrfField(step.body)!, interaction, decision: 'allow' });
+  }
+  const code = new URL(step.location!).searchParams.get('code')!;
+  const response = await fetch(`${server.url}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'authorization_code', client_id: clientId, code, code_verifier: verifier, redirect_uri: REDIRECT }),
+  });
+  const tokens = (await response.json()) as { access_token: string; refresh_token: string; id_token: string };
+  return { browser, tokens };
+}
+
 
 describe('RP-initiated and back-channel logout', () => {
   let server: TestServer;
@@ -58,29 +84,7 @@ describe('RP-initiated and back-channel logout', () => {
     await new Promise((resolve) => receiver.close(resolve));
   });
 
-  /** Signs a fresh browser in through /authorize and returns it with its tokens. */
-  async function signedInWithTokens() {
-    const browser = new BrowserlessClient(server.url);
-    const verifier = randomBytes(32).toString('base64url');
-    const query = new URLSearchParams({ response_type: 'code', client_id: clientId, redirect_uri: REDIRECT, scope: 'openid email offline_access', state: 's', code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256' });
-    const toLogin = await browser.get(`/authorize?${query.toString()}`);
-    const loginPage = await browser.get(toLogin.location!);
-    const returnTo = /name="return_to" value="([^"]+)"/.exec(loginPage.body)![1]!.replaceAll('&amp;', '&');
-    const signedIn = await browser.post('/login', { _csrf: csrfField(loginPage.body)!, email, password: PASSWORD, return_to: returnTo });
-    let step = await browser.get(signedIn.location!);
-    if (step.status === 200) {
-      const interaction = /name="interaction" value="([^"]+)"/.exec(step.body)![1]!;
-      step = await browser.post('/authorize/consent', { _csrf: csrfField(step.body)!, interaction, decision: 'allow' });
-    }
-    const code = new URL(step.location!).searchParams.get('code')!;
-    const response = await fetch(`${server.url}/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'authorization_code', client_id: clientId, code, code_verifier: verifier, redirect_uri: REDIRECT }),
-    });
-    const tokens = (await response.json()) as { access_token: string; refresh_token: string; id_token: string };
-    return { browser, tokens };
-  }
+  const signedInWithTokens = () => signInWithTokens(server, clientId, email);
 
   const userinfoStatus = async (token: string) => (await fetch(`${server.url}/userinfo`, { headers: { authorization: `Bearer ${token}` } })).status;
   const refreshError = async (token: string) =>
@@ -158,5 +162,51 @@ describe('RP-initiated and back-channel logout', () => {
     const answer = await stranger.get(`/logout?${new URLSearchParams({ client_id: clientId, post_logout_redirect_uri: AFTER_LOGOUT, state: 'x' }).toString()}`);
     assert.equal(answer.status, 303);
     assert.equal(answer.location, `${AFTER_LOGOUT}?state=x`);
+  });
+});
+
+describe('back-channel logout in production posture: no private networks', () => {
+  let server: TestServer;
+  let receiver: Server;
+  let hits = 0;
+  let clientId: string;
+  const email = 'dana@example.com';
+  before(async () => {
+    receiver = createServer((_request, response) => {
+      hits += 1;
+      response.writeHead(200).end();
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    server = await startTestServer({ fixedPort: true, env: { PORTCULLIS_OAUTH_BACKCHANNEL_LOGOUT_PRIVATE_NETWORKS: 'false' } });
+    await server.running.identity.accounts.createUser(email, PASSWORD, { actor: 'test' });
+    const metadata = validateClientMetadata(
+      {
+        redirect_uris: [REDIRECT],
+        grant_types: ['authorization_code', 'refresh_token'],
+        token_endpoint_auth_method: 'none',
+        application_type: 'native',
+        scope: 'openid email offline_access',
+        backchannel_logout_uri: `http://127.0.0.1:${(receiver.address() as { port: number }).port}/backchannel`,
+      },
+      { allowedScopes: ['openid', 'email', 'offline_access'], defaultSigningAlgorithm: 'EdDSA' },
+    );
+    clientId = (await server.running.authorizationServer.clients.register(metadata, { actor: 'test' })).client.client_id;
+  });
+  after(async () => {
+    await server.close();
+    await new Promise((resolve) => receiver.close(resolve));
+  });
+
+  it('signs out but never posts to a loopback back-channel URI, and records the refusal', async () => {
+    const { browser } = await signInWithTokens(server, clientId, email);
+    const account = await browser.get('/account');
+    const before = await server.running.ledger.size();
+    const done = await browser.post('/logout', { _csrf: csrfField(account.body)! });
+    assert.equal(done.status, 200);
+    assert.equal(hits, 0, 'nothing reached the loopback listener');
+    const entries = await server.running.stores.durable.auditLog.entries(before, await server.running.ledger.size());
+    const revoked = entries.map((row) => decodeEntry(row.entry)).find((entry) => entry.type === 'token.revoked');
+    assert.equal(revoked?.detail?.['backchannelFailed'], 1);
+    assert.match(server.logs.text, /back-channel logout not delivered/);
   });
 });
