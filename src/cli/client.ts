@@ -4,13 +4,13 @@
  * registry as dynamic registration (RFC 7591), so every client is checked and
  * audited the same way whoever made it.
  */
+import { withAuditedStores } from './admin-stores.ts';
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
-import { openLedger } from '../audit/index.ts';
 import type { Config, ConfigInput } from '../config/index.ts';
 import { ClientMetadataError, ClientRegistry, OIDC_SCOPES, validateClientMetadata, type OAuthClient } from '../oauth/index.ts';
-import { assertSchemaCurrent, openStores, systemClock } from '../store/index.ts';
-import { deriveKey, loadMasterKey } from '../tokens/index.ts';
+import { systemClock } from '../store/index.ts';
+import { deriveKey } from '../tokens/index.ts';
 
 export interface ClientCliContext {
   readonly out: (line: string) => void;
@@ -28,20 +28,8 @@ export class ClientCommandError extends Error {
 const ACTOR = 'admin-cli';
 const PAGE = 1000;
 
-async function withRegistry<T>(config: Readonly<Config>, work: (registry: ClientRegistry) => Promise<T>): Promise<T> {
-  const stores = await openStores(config);
-  try {
-    await assertSchemaCurrent(stores.durable);
-    const masterKey = loadMasterKey(config);
-    const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey, issuer: config.issuer, clock: systemClock, audit: config.audit });
-    try {
-      return await work(new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(masterKey, 'client-secrets'), ledger, clock: systemClock }));
-    } finally {
-      await ledger.close();
-    }
-  } finally {
-    await stores.close();
-  }
+function withRegistry<T>(config: Readonly<Config>, work: (registry: ClientRegistry) => Promise<T>): Promise<T> {
+  return withAuditedStores(config, ({ stores, masterKey, ledger }) => work(new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(masterKey, 'client-secrets'), ledger, clock: systemClock })));
 }
 
 /** What may be shown of a client: its metadata and id, never a hash (RFC 7592 section 3 read response, without secrets). */

@@ -4,11 +4,11 @@
  * one compare-and-set on the shared keyring and is audited the same way).
  * Running servers take changes up at their next refresh (`tokens.keyringRefreshMs`).
  */
+import { withAuditedStores } from './admin-stores.ts';
 import { Option, type Command } from 'commander';
-import { openLedger } from '../audit/index.ts';
 import type { Config, ConfigInput } from '../config/index.ts';
-import { assertSchemaCurrent, openStores, systemClock } from '../store/index.ts';
-import { Keyring, SIGNING_ALGORITHMS, keyringPolicy, loadMasterKey, type KeyInfo, type SigningAlgorithm } from '../tokens/index.ts';
+import { systemClock } from '../store/index.ts';
+import { Keyring, SIGNING_ALGORITHMS, keyringPolicy, type KeyInfo, type SigningAlgorithm } from '../tokens/index.ts';
 
 export interface KeysCliContext {
   readonly out: (line: string) => void;
@@ -17,25 +17,15 @@ export interface KeysCliContext {
   readonly configOption: () => Option;
 }
 
-async function withKeyring<T>(config: Readonly<Config>, work: (keyring: Keyring) => Promise<T>): Promise<T> {
-  const stores = await openStores(config);
-  try {
-    await assertSchemaCurrent(stores.durable);
-    const masterKey = loadMasterKey(config);
-    const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey, issuer: config.issuer, clock: systemClock, audit: config.audit });
+function withKeyring<T>(config: Readonly<Config>, work: (keyring: Keyring) => Promise<T>): Promise<T> {
+  return withAuditedStores(config, async ({ stores, masterKey, ledger }) => {
+    const keyring = await Keyring.open({ records: stores.durable.records, masterKey, clock: systemClock, policy: keyringPolicy(config.tokens), ledger });
     try {
-      const keyring = await Keyring.open({ records: stores.durable.records, masterKey, clock: systemClock, policy: keyringPolicy(config.tokens), ledger });
-      try {
-        return await work(keyring);
-      } finally {
-        keyring.close();
-      }
+      return await work(keyring);
     } finally {
-      await ledger.close();
+      keyring.close();
     }
-  } finally {
-    await stores.close();
-  }
+  });
 }
 
 /** ISO 8601 to the second: the keyring's times are whole seconds apart from their origin anyway. */

@@ -3,13 +3,12 @@
  * the command line, through the same Accounts service the pages use (so
  * every change is checked and audited the same way).
  */
+import { withAuditedStores } from './admin-stores.ts';
 import { createInterface } from 'node:readline';
 import type { Command, Option } from 'commander';
-import { openLedger } from '../audit/index.ts';
 import type { Config, ConfigInput } from '../config/index.ts';
 import { createIdentity, PasswordPolicyError, UserError, type Identity, type User } from '../identity/index.ts';
-import { assertSchemaCurrent, openStores, systemClock } from '../store/index.ts';
-import { loadMasterKey } from '../tokens/index.ts';
+import { systemClock } from '../store/index.ts';
 
 export interface UserCliContext {
   readonly out: (line: string) => void;
@@ -25,20 +24,8 @@ export class UserCommandError extends Error {
   override readonly name = 'UserCommandError';
 }
 
-async function withIdentity<T>(config: Readonly<Config>, work: (identity: Identity) => Promise<T>): Promise<T> {
-  const stores = await openStores(config);
-  try {
-    await assertSchemaCurrent(stores.durable);
-    const masterKey = loadMasterKey(config);
-    const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey, issuer: config.issuer, clock: systemClock, audit: config.audit });
-    try {
-      return await work(createIdentity({ config, stores, ledger, masterKey, clock: systemClock }));
-    } finally {
-      await ledger.close();
-    }
-  } finally {
-    await stores.close();
-  }
+function withIdentity<T>(config: Readonly<Config>, work: (identity: Identity) => Promise<T>): Promise<T> {
+  return withAuditedStores(config, ({ stores, masterKey, ledger }) => work(createIdentity({ config, stores, ledger, masterKey, clock: systemClock })));
 }
 
 /** The first line of stdin: `printf '%s' "$PW" | portcullis user create --email … --password-stdin`. */

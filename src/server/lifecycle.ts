@@ -78,8 +78,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
       masterKey,
       clock,
       ledger,
-      // Verifiers allow a little clock skew: a retired key stays published that much longer.
-      policy: keyringPolicy(config.tokens, 60),
+      policy: keyringPolicy(config.tokens),
     });
     keyring.start((error) => logger.error({ err: error }, 'signing key maintenance failed'));
     authorizationServer = createAuthorizationServer({ config, stores, ledger, keyring, identity, masterKey, clock, warn: (message, detail) => logger.warn(detail, message) });

@@ -98,10 +98,16 @@ export interface KeyringPolicySettings {
 }
 
 /**
- * The policy the `tokens.*` settings give. `extraLifetimeSeconds` is for
- * whatever outlives a token's `exp` at a verifier (its clock tolerance).
+ * Verifiers allow this much clock skew past a token's `exp`, so a retired
+ * key stays published that much longer.
  */
-export function keyringPolicy(tokens: KeyringPolicySettings, extraLifetimeSeconds = 0): KeyringPolicy {
+export const VERIFIER_CLOCK_TOLERANCE_SECONDS = 60;
+
+/**
+ * The policy the `tokens.*` settings give: the same for the server and the
+ * `keys` command, so both retire keys on one schedule.
+ */
+export function keyringPolicy(tokens: KeyringPolicySettings, extraLifetimeSeconds = VERIFIER_CLOCK_TOLERANCE_SECONDS): KeyringPolicy {
   return {
     rotationIntervalMs: tokens.keyRotationIntervalMs,
     jwksMaxAgeSeconds: tokens.jwksMaxAgeSeconds,
