@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import type { Page } from 'playwright-core';
 import type { ImpactValue } from 'axe-core';
 import { startTestServer, type TestServer } from '../support/server.ts';
-import { TestBrowser, screenshot } from '../support/browser.ts';
+import { TestBrowser, requireChromium, screenshot } from '../support/browser.ts';
 
 // The page's globals, as far as these tests use them inside page.evaluate()
 // (the project's tsconfig has no DOM lib, and must not get one for this file).
@@ -88,6 +88,7 @@ describe('identity pages in Chromium', { timeout: 90_000 }, () => {
   const chrome = () => browser!;
 
   before(async () => {
+    requireChromium();
     server = await startTestServer();
     for (const email of Object.values(USERS)) await server.running.identity.accounts.createUser(email, PASSWORD, { actor: 'test' });
     browser = await TestBrowser.launch(server.url);

@@ -11,26 +11,27 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import * as client from 'openid-client';
 import { validateClientMetadata } from '../../src/oauth/index.ts';
-import { TestBrowser, screenshot } from '../support/browser.ts';
+import { TestBrowser, requireChromium, screenshot } from '../support/browser.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const PASSWORD = 'correct horse battery staple';
 const EMAIL = 'chromium-flow@example.com';
 
 describe('authorization code flow in Chromium with openid-client', () => {
-  let server: TestServer;
-  let browser: TestBrowser;
-  let app: Server;
+  let server: TestServer | undefined;
+  let browser: TestBrowser | undefined;
+  let app: Server | undefined;
   let appUrl: string;
   let config: client.Configuration;
 
   before(async () => {
+    requireChromium();
     // The relying party's own pages: a callback and a signed-out page.
-    app = createServer((request, response) => {
+    const rp = (app = createServer((request, response) => {
       response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(`<!doctype html><title>App</title><h1>${request.url?.startsWith('/signed-out') ? 'App: signed out' : 'App: callback'}</h1>`);
-    });
-    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
-    appUrl = `http://127.0.0.1:${(app.address() as { port: number }).port}`;
+    }));
+    await new Promise<void>((resolve) => rp.listen(0, '127.0.0.1', resolve));
+    appUrl = `http://127.0.0.1:${(rp.address() as { port: number }).port}`;
     server = await startTestServer({ fixedPort: true });
     await server.running.identity.accounts.createUser(EMAIL, PASSWORD, { actor: 'test' });
     const metadata = validateClientMetadata(
@@ -49,9 +50,13 @@ describe('authorization code flow in Chromium with openid-client', () => {
     browser = await TestBrowser.launch(server.url);
   });
   after(async () => {
-    await browser.close();
-    await server.close();
-    await new Promise((resolve) => app.close(resolve));
+    // Whatever failed in before(), the servers close, so the file's process can end (first-hour D2).
+    try {
+      await browser?.close();
+    } finally {
+      await server?.close();
+      if (app !== undefined) await new Promise((resolve) => app!.close(resolve));
+    }
   });
 
   it('signs in, consents, returns a code the library redeems and verifies, then signs out through the client', async () => {
@@ -66,7 +71,7 @@ describe('authorization code flow in Chromium with openid-client', () => {
       state,
       nonce,
     });
-    const { page } = await browser.newPage();
+    const { page } = await browser!.newPage();
     await page.goto(authorizationUrl.href);
     await page.getByLabel('Email address').waitFor();
     await screenshot(page, 'oauth-login');
@@ -80,7 +85,7 @@ describe('authorization code flow in Chromium with openid-client', () => {
 
     const tokens = await client.authorizationCodeGrant(config, new URL(page.url()), { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce });
     const claims = tokens.claims()!;
-    assert.equal(claims.iss, server.running.authorizationServer.issuer);
+    assert.equal(claims.iss, server!.running.authorizationServer.issuer);
     assert.equal(claims.aud, config.clientMetadata().client_id);
     const userinfo = await client.fetchUserInfo(config, tokens.access_token, claims.sub);
     assert.equal(userinfo.email, EMAIL);
@@ -92,7 +97,7 @@ describe('authorization code flow in Chromium with openid-client', () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.waitForURL((url) => url.href.startsWith(`${appUrl}/signed-out`));
     assert.equal(new URL(page.url()).searchParams.get('state'), 'bye');
-    assert.deepEqual(browser.cspViolations(), [], 'no page broke its CSP');
+    assert.deepEqual(browser!.cspViolations(), [], 'no page broke its CSP');
     await assert.rejects(client.fetchUserInfo(config, tokens.access_token, claims.sub), 'the access token ended with the session');
   });
 
@@ -102,7 +107,7 @@ describe('authorization code flow in Chromium with openid-client', () => {
     // prompt=login: sign in again even though consent is remembered, so the
     // login form's POST redirects through /authorize/resume to the app.
     const url = client.buildAuthorizationUrl(config, { redirect_uri: `${appUrl}/callback`, scope: 'openid email', code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', state, prompt: 'login' });
-    const { page } = await browser.newPage();
+    const { page } = await browser!.newPage();
     await page.goto(url.href);
     await page.getByLabel('Email address').pressSequentially(EMAIL);
     await page.getByLabel('Password').pressSequentially(PASSWORD);
@@ -111,6 +116,6 @@ describe('authorization code flow in Chromium with openid-client', () => {
     await screenshot(page, 'oauth-callback-after-login');
     const tokens = await client.authorizationCodeGrant(config, new URL(page.url()), { pkceCodeVerifier: verifier, expectedState: state });
     assert.ok(tokens.access_token);
-    assert.deepEqual(browser.cspViolations(), []);
+    assert.deepEqual(browser!.cspViolations(), []);
   });
 });

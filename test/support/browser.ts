@@ -6,8 +6,22 @@ import { chromium, type Browser, type BrowserContext, type BrowserContextOptions
  * Real Chromium for interop tests, driven through playwright-core. The
  * browser is Debian's package (.ci/run installs it); playwright's own browser
  * downloads are never used (the machine's network is closed).
+ * PORTCULLIS_TEST_CHROMIUM points at another executable (the test of the
+ * missing-Chromium message points it at a path that does not exist).
  */
-export const CHROMIUM_PATH = '/usr/bin/chromium';
+export const CHROMIUM_PATH = process.env['PORTCULLIS_TEST_CHROMIUM'] || '/usr/bin/chromium';
+
+/** The one line a browser test file fails with when Chromium is not installed. */
+export const CHROMIUM_MISSING = `Chromium is missing: apt-get install -y chromium (the browser tests need it at ${CHROMIUM_PATH})`;
+
+/**
+ * Call first in a browser test file's before(), before any server starts:
+ * without Chromium the file fails at once with one clear message (first-hour
+ * D2). It fails rather than skips: CI needs these tests to run.
+ */
+export function requireChromium(): void {
+  if (!existsSync(CHROMIUM_PATH)) throw new Error(CHROMIUM_MISSING);
+}
 
 /**
  * Headless, and nothing that phones home: with the network closed, Chromium's
@@ -44,9 +58,7 @@ export class TestBrowser {
 
   /** Launch Chromium, or fail at once with what to do when it is not installed. */
   static async launch(baseURL: string): Promise<TestBrowser> {
-    if (!existsSync(CHROMIUM_PATH)) {
-      throw new Error(`Chromium is not installed at ${CHROMIUM_PATH}: the browser interop tests need Debian's package (apt-get install -y chromium; .ci/run installs it). Playwright's own browser download is not used.`);
-    }
+    requireChromium();
     const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, headless: true, timeout: 30_000 });
     return new TestBrowser(browser, baseURL);
   }
