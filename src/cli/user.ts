@@ -1,10 +1,10 @@
 /**
- * `portcullis user create | list | disable | enable | delete`: accounts from
+ * `portcullis user create | set-password | list | disable | enable | delete`: accounts from
  * the command line, through the same Accounts service the pages use (so
  * every change is checked and audited the same way).
  */
 import { withAuditedStores } from './admin-stores.ts';
-import { createInterface } from 'node:readline';
+import { PasswordInputError, readNewPassword } from './password-prompt.ts';
 import type { Command, Option } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
 import { createIdentity, PasswordPolicyError, UserError, type Identity, type User } from '../identity/index.ts';
@@ -17,6 +17,8 @@ export interface UserCliContext {
   readonly configOption: () => Option;
   /** Where a password is read from (stdin by default; tests pass text). */
   readonly stdin?: NodeJS.ReadableStream;
+  /** Where password prompts are written (stderr by default). */
+  readonly promptTo?: NodeJS.WritableStream;
 }
 
 /** A refusal the operator can act on: one line, exit 1. */
@@ -28,14 +30,13 @@ function withIdentity<T>(config: Readonly<Config>, work: (identity: Identity) =>
   return withAuditedStores(config, ({ stores, masterKey, ledger }) => work(createIdentity({ config, stores, ledger, masterKey, clock: systemClock })));
 }
 
-/** The first line of stdin: `printf '%s' "$PW" | portcullis user create --email … --password-stdin`. */
-async function readPassword(stdin: NodeJS.ReadableStream): Promise<string> {
-  const reader = createInterface({ input: stdin, crlfDelay: Infinity, terminal: false });
-  for await (const line of reader) {
-    reader.close();
-    return line;
+async function newPassword(context: UserCliContext, fromStdin: boolean, whose: string): Promise<string> {
+  try {
+    return await readNewPassword({ fromStdin, stdin: context.stdin ?? process.stdin, promptTo: context.promptTo ?? process.stderr }, whose);
+  } catch (error) {
+    if (error instanceof PasswordInputError) throw new UserCommandError(error.message);
+    throw error;
   }
-  throw new UserCommandError('--password-stdin: nothing on standard input');
 }
 
 async function findUser(identity: Identity, who: string): Promise<User> {
@@ -55,16 +56,35 @@ export function registerUserCommands(program: Command, context: UserCliContext):
 
   user
     .command('create')
-    .description('Create a user. The password comes from standard input (--password-stdin), never from the command line.')
+    .description('Create a user. On a terminal it asks for the password (typed twice, not shown); --password-stdin reads it from standard input. Never from the command line.')
     .addOption(context.configOption())
     .requiredOption('--email <address>', "the user's email address (their sign-in name)")
     .option('--password-stdin', 'read the password from the first line of standard input')
-    .action(async (options: { config?: string; email: string; passwordStdin?: boolean }) => {
+    .option('--no-password', 'create the account without a password (nobody can sign in to it until `user set-password`)')
+    .action(async (options: { config?: string; email: string; passwordStdin?: boolean; password: boolean }) => {
+      if (options.passwordStdin === true && !options.password) throw new UserCommandError('--password-stdin and --no-password contradict each other: give one');
       const config = context.load(options);
-      const password = options.passwordStdin ? await readPassword(context.stdin ?? process.stdin) : null;
       await withIdentity(config, async (identity) => {
+        // Ask only once the stores opened: a wrong --config fails before anyone types a password.
+        const password = options.password ? await newPassword(context, options.passwordStdin === true, options.email) : null;
         const created = await identity.accounts.createUser(options.email, password, { actor: 'admin-cli' }).catch(explain);
-        context.out(`Created ${created.email} (${created.id})${password === null ? ' without a password: they cannot sign in until one is set' : ''}.`);
+        context.out(`Created ${created.email} (${created.id})${password === null ? ' without a password: nobody can sign in until `portcullis user set-password` sets one' : ''}.`);
+      });
+    });
+
+  user
+    .command('set-password')
+    .description("Set a user's password (asked on a terminal, or --password-stdin); the password policy applies and every session they hold ends.")
+    .addOption(context.configOption())
+    .argument('<user>', 'email address or user id')
+    .option('--password-stdin', 'read the password from the first line of standard input')
+    .action(async (who: string, options: { config?: string; passwordStdin?: boolean }) => {
+      const config = context.load(options);
+      await withIdentity(config, async (identity) => {
+        const found = await findUser(identity, who);
+        const password = await newPassword(context, options.passwordStdin === true, found.email);
+        const ended = await identity.accounts.setPassword(found.id, password, { actor: 'admin-cli' }).catch(explain);
+        context.out(`Password set for ${found.email}; ${ended === 1 ? '1 session' : `${ended} sessions`} ended.`);
       });
     });
 

@@ -159,6 +159,23 @@ export class Accounts {
     return 'changed';
   }
 
+  /**
+   * An administrator sets a user's password (`portcullis user set-password`):
+   * the same policy as every new password, then every session of the user
+   * ends (OWASP ASVS 3.3.3 / Session Management Cheat Sheet: a password
+   * change invalidates the sessions that were open), audited. Resolves to the
+   * number of sessions ended.
+   */
+  async setPassword(userId: string, next: string, context: { actor: string }): Promise<number> {
+    const user = await this.#users.byId(userId);
+    if (user === null) throw new UserError('not_found', 'no such user');
+    const passwordHash = await this.#hasher.hash(checkNewPassword(next, { email: user.email }));
+    await this.#users.update(userId, () => ({ passwordHash, passwordChangedAt: this.#clock() }));
+    const ended = await this.#sessions.revokeAll(userId);
+    await this.#ledger.record({ type: 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { change: 'password', by: 'admin', sessionsEnded: ended } });
+    return ended;
+  }
+
   async setDisabled(userId: string, disabled: boolean, context: { actor: string }): Promise<User> {
     const user = await this.#users.update(userId, () => ({ disabled }));
     const ended = disabled ? await this.#sessions.revokeAll(userId) : 0;
