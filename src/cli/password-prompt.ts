@@ -45,9 +45,10 @@ export function isTerminal(stream: NodeJS.ReadableStream): stream is ReadStream 
  * Backspace edits; Ctrl-C and Ctrl-D cancel.
  */
 export function promptHidden(input: ReadStream, output: NodeJS.WritableStream, question: string): Promise<string> {
-  output.write(question);
+  // Echo off before the question shows: what is typed as soon as it appears must not be echoed.
   const wasRaw = input.isRaw;
   input.setRawMode(true);
+  output.write(question);
   input.resume();
   return new Promise((resolve, reject) => {
     let typed: string[] = [];
