@@ -1,12 +1,13 @@
 /**
- * What an admin command that changes something needs: the stores (schema
- * checked, never migrated from here), the master key, and the audit ledger
+ * What an admin command that changes something needs: the stores (existing,
+ * schema checked, never created or migrated from here), the master key, and the audit ledger
  * its changes are recorded in; all closed again however the work ends.
  */
 import { openLedger, type Ledger } from '../audit/index.ts';
 import type { Config } from '../config/index.ts';
-import { assertSchemaCurrent, openStores, systemClock, type Stores } from '../store/index.ts';
+import { systemClock, type Stores } from '../store/index.ts';
 import { loadMasterKey } from '../tokens/index.ts';
+import { openExistingStores, withAbsolutePaths } from './deployment.ts';
 
 export interface AdminContext {
   readonly stores: Stores;
@@ -15,10 +16,10 @@ export interface AdminContext {
 }
 
 export async function withAuditedStores<T>(config: Readonly<Config>, work: (context: AdminContext) => Promise<T>): Promise<T> {
-  const stores = await openStores(config);
+  // Never creates a deployment: a missing one is named by its absolute path (first-hour D7).
+  const stores = await openExistingStores(config, { schemaCurrent: true });
   try {
-    await assertSchemaCurrent(stores.durable);
-    const masterKey = loadMasterKey(config);
+    const masterKey = loadMasterKey(withAbsolutePaths(config));
     const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey, issuer: config.issuer, clock: systemClock, audit: config.audit });
     try {
       return await work({ stores, masterKey, ledger });

@@ -2,14 +2,14 @@
  * `portcullis audit verify | export | checkpoint | key`: the ledger from the
  * command line, for operators, auditors and SIEM pipelines.
  */
-import { createWriteStream, existsSync, readFileSync, type WriteStream } from 'node:fs';
-import { resolve } from 'node:path';
+import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { checkpointFormat, decodeEntry, openLedger, storedLogVerifierKey, verifyLog, type VerifyReport, type VerifySource } from '../audit/index.ts';
 import type { Config, ConfigInput } from '../config/index.ts';
-import { assertSchemaCurrent, openStores, sqlitePath, systemClock, type Stores } from '../store/index.ts';
+import { systemClock, type Stores } from '../store/index.ts';
 import { loadMasterKey } from '../tokens/index.ts';
+import { openExistingStores, withAbsolutePaths } from './deployment.ts';
 import { AuditSourceError, fetchFailure, fileSource, storeSource, urlSource } from './audit-sources.ts';
 
 export interface AuditCliContext {
@@ -45,14 +45,10 @@ function readText(path: string, what: string): string {
 async function withStores<T>(config: Readonly<Config>, work: (stores: Stores) => Promise<T>): Promise<T> {
   // These commands only read: opening a missing SQLite file would create an
   // empty database (and its directory) where the operator mistyped a path.
-  if (config.database.url === undefined && !existsSync(sqlitePath(config))) {
-    throw new AuditSourceError(`there is no Portcullis database at ${resolve(sqlitePath(config))} (check --config or dataDir)`);
-  }
-  const stores = await openStores(config);
+  // A database without the audit tables is a wrong --config or data
+  // directory, not an empty log: say so rather than fail on a query.
+  const stores = await openExistingStores(config, { schemaCurrent: true });
   try {
-    // A database without the audit tables is a wrong --config or data
-    // directory, not an empty log: say so rather than fail on a query.
-    await assertSchemaCurrent(stores.durable);
     return await work(stores);
   } finally {
     await stores.close();
@@ -217,7 +213,7 @@ export function registerAuditCommands(program: Command, context: AuditCliContext
       const config = context.load(options);
       await withStores(config, async (stores) => {
         if (options.sign) {
-          const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey: loadMasterKey(config), issuer: config.issuer, clock: systemClock, audit: config.audit });
+          const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey: loadMasterKey(withAbsolutePaths(config)), issuer: config.issuer, clock: systemClock, audit: config.audit });
           await ledger.signCheckpoint();
         }
         const latest = await stores.durable.auditLog.latestCheckpoint();

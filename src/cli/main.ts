@@ -4,6 +4,8 @@ import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, configWarnings, loadConfig, maskConfig, type Config, type ConfigInput } from '../config/index.ts';
 import { StoreSchemaError, StoreUnavailableError, openStores, sqlitePath } from '../store/index.ts';
+import { assertLoopbackInDevelopment } from './development-host.ts';
+import { DeploymentError, assertDataDirUsable, openExistingStores, withAbsolutePaths } from './deployment.ts';
 import { KeyringError, MasterKeyError, SealedSecretError, ensureMasterKeyFile } from '../tokens/index.ts';
 import { exitGracefullyOnSignals, startPortcullis } from '../server/index.ts';
 import { AuditSourceError, AuditVerificationFailed, registerAuditCommands } from './audit.ts';
@@ -14,7 +16,7 @@ import { ClientCommandError, registerClientCommands } from './client.ts';
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 /** Errors whose message is written for the operator and is safe to print as is. */
-const OPERATOR_ERRORS = [ConfigError, StoreUnavailableError, StoreSchemaError, MasterKeyError, SealedSecretError, AuditSourceError, UserCommandError, ClientCommandError, KeyringError];
+const OPERATOR_ERRORS = [ConfigError, DeploymentError, StoreUnavailableError, StoreSchemaError, MasterKeyError, SealedSecretError, AuditSourceError, UserCommandError, ClientCommandError, KeyringError];
 
 /** What a command writes; injected so tests can capture it. */
 export interface CliOutput {
@@ -68,22 +70,33 @@ export async function main(argv: readonly string[], output: CliOutput = processO
 
   program
     .command('init')
-    .description('Create the data directory and a master key file readable only by you (0600).')
+    .description('Create the data directory, a master key file readable only by you (0600), and the database.')
     .addOption(configOption())
     .option('--data-dir <dir>', 'data directory (default: ./data or $PORTCULLIS_DATA_DIR)')
-    .action((options: CommonOptions & { dataDir?: string }) => {
-      const config = load(options, options.dataDir !== undefined ? { dataDir: options.dataDir } : {});
+    .action(async (options: CommonOptions & { dataDir?: string }) => {
+      const config = withAbsolutePaths(load(options, options.dataDir !== undefined ? { dataDir: options.dataDir } : {}));
+      assertDataDirUsable(config);
       mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
       chmodSync(config.dataDir, 0o700);
       if (config.masterKey !== undefined) {
-        output.out(`Data directory ${resolve(config.dataDir)} is ready; the master key comes from PORTCULLIS_MASTER_KEY.`);
+        output.out(`Data directory ${config.dataDir} is ready; the master key comes from PORTCULLIS_MASTER_KEY.`);
       } else {
         const { created, path } = ensureMasterKeyFile(config.masterKeyFile);
         output.out(created ? `Created master key ${resolve(path)} (mode 0600). Back it up: private keys are encrypted with it.` : `Master key ${resolve(path)} already exists; left unchanged.`);
       }
+      // The database too, so every other command finds a deployment here (and none creates one).
+      const stores = await openStores(config);
+      try {
+        const report = await stores.durable.migrate();
+        const where = stores.durable.driver === 'sqlite' ? `SQLite ${sqlitePath(config)}` : 'PostgreSQL';
+        output.out(report.applied.length === 0 ? `Database ${where} is current (schema version ${report.currentVersion}).` : `Database ${where} is at schema version ${report.currentVersion}.`);
+      } finally {
+        await stores.close();
+      }
       output.out('Next steps:');
-      output.out('  portcullis config check   show the effective configuration');
-      output.out('  portcullis serve          start the server (http://127.0.0.1:9000 in development)');
+      output.out('  portcullis config check                  show the effective configuration');
+      output.out('  portcullis user create --email <address>  create a user (asks for the password)');
+      output.out('  portcullis serve                         start the server (http://127.0.0.1:9000 in development)');
     });
 
   program
@@ -93,12 +106,15 @@ export async function main(argv: readonly string[], output: CliOutput = processO
     .addOption(new Option('-p, --port <number>', 'listen on this port').argParser(parsePort))
     .option('--host <address>', 'bind this address')
     .option('--no-migrate', 'do not apply migrations; refuse to start if the schema is not current')
-    .action(async (options: CommonOptions & { port?: number; host?: string; migrate: boolean }) => {
+    .option('--allow-remote-development', 'in development mode, listen on a non-loopback --host anyway (plain HTTP, open registration)')
+    .action(async (options: CommonOptions & { port?: number; host?: string; migrate: boolean; allowRemoteDevelopment?: boolean }) => {
       const overrides: ConfigInput = {};
       if (options.port !== undefined) overrides['port'] = options.port;
       if (options.host !== undefined) overrides['host'] = options.host;
       if (!options.migrate) overrides['migrateOnStart'] = false;
       const config = load(options, overrides);
+      assertDataDirUsable(config);
+      assertLoopbackInDevelopment(config, options.allowRemoteDevelopment === true);
       const running = await startPortcullis(config);
       exitGracefullyOnSignals(running, config.http.shutdownTimeoutMs);
     });
@@ -109,7 +125,8 @@ export async function main(argv: readonly string[], output: CliOutput = processO
     .addOption(configOption())
     .action(async (options: CommonOptions) => {
       const config = load(options);
-      const stores = await openStores(config);
+      // Migrates an existing database; never creates one (that is `init`).
+      const stores = await openExistingStores(config, { schemaCurrent: false });
       try {
         output.out(`Migrating ${stores.durable.driver === 'sqlite' ? `SQLite ${resolve(sqlitePath(config))}` : 'PostgreSQL'} ...`);
         const report = await stores.durable.migrate();
@@ -164,7 +181,10 @@ function reportError(error: unknown, output: CliOutput): number {
   }
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'EADDRINUSE') {
-    output.err('portcullis: the address is already in use: another server listens on that port (choose one with --port)');
+    // Node's listen error carries the address and port it tried (first-hour D14: name them).
+    const { address, port } = error as { address?: string; port?: number };
+    const where = address !== undefined && port !== undefined ? `${address.includes(':') ? `[${address}]` : address}:${port}` : 'the address';
+    output.err(`portcullis: ${where} is already in use: another server listens on that port (choose another with --port or PORTCULLIS_PORT)`);
     return 1;
   }
   if (code === 'EACCES') {

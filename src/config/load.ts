@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { Value, ValueErrorType, type ValueError } from '@sinclair/typebox/value';
-import { ConfigSchema, configLeaves, type Config, type ConfigLeaf } from './schema.ts';
+import { ConfigSchema, configLeaves, type Config, type ConfigKeyOptions, type ConfigLeaf } from './schema.ts';
 import { redactUrl } from './redact-url.ts';
 
 /** A configuration mistake, with a message that names the key and its source. */
@@ -149,17 +150,55 @@ function applyDerivedDefaults(config: ConfigInput): void {
   }
 }
 
+/**
+ * TypeBox's error in an operator's words (first-hour D11): what a value must
+ * look like, never a lower-cased regular expression, and never the value of
+ * a secret.
+ */
 function describeProblem(error: ValueError): string {
-  if (error.type === ValueErrorType.ObjectAdditionalProperties) return 'unknown key';
-  if (error.type === ValueErrorType.ObjectRequiredProperty) return 'is required';
-  const literals = (error.schema['anyOf'] as { const?: unknown }[] | undefined)?.map((option) => option.const);
+  const schema = error.schema as ValueError['schema'] & ConfigKeyOptions;
+  const got = schema.secret === true ? '' : ` (got ${JSON.stringify(error.value)})`;
+  const literals = (schema['anyOf'] as { const?: unknown }[] | undefined)?.map((option) => option.const);
   if (literals?.every((literal) => typeof literal === 'string')) {
     return `must be one of ${literals.join(', ')} (got ${JSON.stringify(error.value)})`;
   }
-  if (error.type === ValueErrorType.StringPattern && error.schema['secret'] !== true) {
-    return `${error.message.toLowerCase()} (got ${JSON.stringify(error.value)})`;
+  switch (error.type) {
+    case ValueErrorType.ObjectAdditionalProperties:
+      return 'unknown key';
+    case ValueErrorType.ObjectRequiredProperty:
+      return 'is required';
+    case ValueErrorType.StringPattern:
+      return `expected ${schema.expected ?? `text of the form ${String(schema['pattern'])}`}${got}`;
+    case ValueErrorType.StringMinLength:
+      return `expected at least ${String(schema['minLength'])} characters`;
+    case ValueErrorType.StringMaxLength:
+      return `expected at most ${String(schema['maxLength'])} characters`;
+    case ValueErrorType.IntegerMinimum:
+    case ValueErrorType.NumberMinimum:
+      return `expected at least ${String(schema['minimum'])}${got}`;
+    case ValueErrorType.IntegerMaximum:
+    case ValueErrorType.NumberMaximum:
+      return `expected at most ${String(schema['maximum'])}${got}`;
+    case ValueErrorType.ArrayMaxItems:
+      return `expected at most ${String(schema['maxItems'])} items`;
+    case ValueErrorType.ArrayMinItems:
+      return `expected at least ${String(schema['minItems'])} items`;
+    case ValueErrorType.Integer:
+      return `expected an integer${got}`;
+    case ValueErrorType.Number:
+      return `expected a number${got}`;
+    case ValueErrorType.Boolean:
+      return `expected true or false${got}`;
+    case ValueErrorType.String:
+      return `expected text${got}`;
+    case ValueErrorType.Array:
+      return `expected a list${got}`;
+    case ValueErrorType.Object:
+      return 'expected an object of keys';
+    default:
+      // Keep the rest as TypeBox words it, only the first letter lowered to fit after the colon.
+      return `${error.message.charAt(0).toLowerCase()}${error.message.slice(1)}`;
   }
-  return error.message.toLowerCase();
 }
 
 function describeSource(path: string, sources: Map<string, string>, leaf: ConfigLeaf | undefined): string {
@@ -195,10 +234,28 @@ function checkSemantics(config: Config): void {
   }
 }
 
+/** Whether `host` only reaches this machine: localhost, 127.0.0.0/8 or ::1 (RFC 6890 "loopback"). */
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1' || host === '0:0:0:0:0:0:0:1' || host.toLowerCase().startsWith('::ffff:127.');
+}
+
+/** Whether `host` is the wildcard address (every interface). */
+function isWildcardHost(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '0:0:0:0:0:0:0:0';
+}
+
+function developmentWarning(config: Config): string {
+  if (isLoopbackHost(config.host)) return 'development mode: plain HTTP on loopback only; set PORTCULLIS_MODE=production to deploy';
+  const where = isWildcardHost(config.host) ? `on all interfaces (${config.host})` : `on ${config.host}, reachable from other machines`;
+  return `development mode listening ${where} over plain HTTP, and dynamic client registration is ${config.oauth.registration === 'open' ? 'open to anyone who can reach it' : config.oauth.registration}; set PORTCULLIS_MODE=production to deploy`;
+}
+
 /** Settings that are fine to try things with and unsafe to run with. */
 export function configWarnings(config: Config): string[] {
   const warnings: string[] = [];
-  if (config.mode === 'development') warnings.push('development mode: plain HTTP on loopback; set PORTCULLIS_MODE=production to deploy');
+  if (config.mode === 'development') warnings.push(developmentWarning(config));
   if (config.oauth.registration === 'open' && config.mode === 'production') warnings.push('oauth.registration is open: anyone can register OAuth clients');
   if (config.oauth.registration === 'token' && config.oauth.initialAccessToken === undefined) warnings.push('oauth.registration is token but no oauth.initialAccessToken is set: dynamic registration refuses everyone');
   if (config.mode === 'production' && config.hotStore === 'memory') warnings.push('hot store "memory": sessions and replay caches are lost on restart and not shared between instances');

@@ -51,6 +51,7 @@ export const ConfigSchema = Type.Object(
     masterKey: Type.Optional(
       Type.String({
         pattern: '^[A-Za-z0-9_-]{43}$',
+        expected: '43 base64url characters (32 bytes)',
         env: 'PORTCULLIS_MASTER_KEY',
         secret: true,
         description: 'The master key itself (base64url, 32 bytes), instead of the file; every scale-out instance needs the same one.',
@@ -61,6 +62,7 @@ export const ConfigSchema = Type.Object(
         url: Type.Optional(
           Type.String({
             pattern: '^postgres(ql)?://',
+            expected: 'a postgres:// or postgresql:// URL',
             env: 'PORTCULLIS_DATABASE_URL',
             secret: true,
             description: 'PostgreSQL URL. Unset: the embedded SQLite file `<dataDir>/portcullis.db`.',
@@ -69,6 +71,7 @@ export const ConfigSchema = Type.Object(
         schema: Type.Optional(
           Type.String({
             pattern: '^[a-z_][a-z0-9_]{0,62}$',
+            expected: 'a schema name: a lower-case letter or _, then up to 62 lower-case letters, digits or _',
             env: 'PORTCULLIS_DATABASE_SCHEMA',
             description: 'PostgreSQL schema to use (it must exist). Unset: the server default (`public`).',
           }),
@@ -82,6 +85,7 @@ export const ConfigSchema = Type.Object(
         url: Type.Optional(
           Type.String({
             pattern: '^rediss?://',
+            expected: 'a redis:// or rediss:// URL (comma-separated with redis.cluster)',
             env: 'PORTCULLIS_REDIS_URL',
             secret: true,
             description: 'Redis URL for the hot store; with `redis.cluster`, a comma-separated list of seed node URLs.',
@@ -152,6 +156,7 @@ export const ConfigSchema = Type.Object(
         origin: Type.Optional(
           Type.String({
             pattern: '^[^\\s+]+$',
+            expected: 'a name without spaces or "+"',
             maxLength: 200,
             env: 'PORTCULLIS_AUDIT_ORIGIN',
             derived: '<issuer host and path>/audit, fixed when the log key is made',
@@ -315,6 +320,7 @@ export const ConfigSchema = Type.Object(
             minLength: 32,
             maxLength: 512,
             pattern: '^[\\x21-\\x7e]+$',
+            expected: 'printable ASCII characters, no spaces',
             env: 'PORTCULLIS_OAUTH_INITIAL_ACCESS_TOKEN',
             secret: true,
             description: 'Bearer token that dynamic registration requires when `oauth.registration` is token (at least 32 characters).',
@@ -345,6 +351,7 @@ export const ConfigSchema = Type.Object(
             minLength: 32,
             maxLength: 512,
             pattern: '^[\\x21-\\x7e]+$',
+            expected: 'printable ASCII characters, no spaces',
             env: 'PORTCULLIS_ADMIN_TOKEN',
             secret: true,
             description: 'Static bearer token for admin APIs (`GET /audit/entries`), at least 32 characters. Unset: admin APIs answer 401.',
@@ -369,6 +376,8 @@ export interface ConfigKeyOptions {
   readonly env?: string;
   readonly secret?: boolean;
   readonly derived?: string;
+  /** What a valid value looks like, in words, for error messages (never the raw pattern). */
+  readonly expected?: string;
   readonly description?: string;
   readonly default?: unknown;
 }

@@ -173,7 +173,9 @@ describe('audit verify on a local store: --save-latest, progress, and an empty o
     writeFileSync(config, JSON.stringify({ dataDir: join(dir, 'data') }));
     for (const command of [['verify', '--key', log.verifierKey], ['verify'], ['export'], ['checkpoint'], ['key']]) {
       const run = await runCli(['audit', ...command, '--config', config]);
-      assertOneLineError(run, /^portcullis: there is no Portcullis database at .*portcullis\.db \(check --config or dataDir\)$/);
+      // First-hour D7: it names the absolute data directory and says to run init.
+      assertOneLineError(run, /no Portcullis data/);
+      assert.equal(run.err[0], `portcullis: there is no Portcullis data at ${join(dir, 'data')} (no portcullis.db): run \`portcullis init\` there, or point --config or PORTCULLIS_DATA_DIR at your data directory`);
     }
     assert.equal(existsSync(join(dir, 'data')), false, 'a read-only command made no directory or file');
   });
@@ -184,7 +186,8 @@ describe('audit verify on a local store: --save-latest, progress, and an empty o
     writeFileSync(config, JSON.stringify({ dataDir: join(dir, 'data') }));
     mkdirSync(join(dir, 'data'));
     writeFileSync(join(dir, 'data', 'portcullis.db'), '');
-    const schemaMessage = `portcullis: database schema is at version 0, this build needs ${LATEST_SCHEMA_VERSION}: run \`portcullis migrate\``;
+    // First-hour D7: every data error names the absolute path.
+    const schemaMessage = `portcullis: ${join(dir, 'data', 'portcullis.db')}: database schema is at version 0, this build needs ${LATEST_SCHEMA_VERSION}: run \`portcullis migrate\``;
     for (const command of [['verify', '--key', log.verifierKey], ['verify'], ['export'], ['checkpoint'], ['key']]) {
       const run = await runCli(['audit', ...command, '--config', config]);
       assertOneLineError(run, /schema/);
@@ -196,7 +199,7 @@ describe('audit verify on a local store: --save-latest, progress, and an empty o
     const dir = tempDir();
     const config = join(dir, 'portcullis.json');
     writeFileSync(config, JSON.stringify({ dataDir: join(dir, 'data') }));
-    assert.equal((await runCli(['migrate', '--config', config])).code, 0);
+    assert.equal((await runCli(['init', '--config', config])).code, 0);
     assertOneLineError(await runCli(['audit', 'key', '--config', config]), /^portcullis: the log has no key yet/);
     assertOneLineError(await runCli(['audit', 'checkpoint', '--config', config]), /^portcullis: the log has no checkpoint yet/);
     assertOneLineError(await runCli(['audit', 'verify', '--config', config]), /^portcullis: no log key: pass --key/);

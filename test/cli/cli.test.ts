@@ -250,12 +250,11 @@ describe('portcullis init', () => {
 });
 
 describe('portcullis migrate', () => {
-  it('applies every migration on a fresh directory, then says the schema is current', async () => {
+  it('init creates the database with every migration; migrate then says the schema is current', async () => {
     const cwd = tempDir();
-    const first = await runCli(['migrate'], { cwd });
+    const first = await runCli(['init'], { cwd });
     assert.equal(first.code, 0, first.stderr);
-    for (const migration of migrations) assert.ok(first.stdout.includes(`applied ${migration.version} ${migration.name}`), `applies ${migration.version}:\n${first.stdout}`);
-    assert.match(first.stdout, new RegExp(`Schema is now at version ${LATEST_VERSION}\\.`));
+    assert.match(first.stdout, new RegExp(`Database SQLite ${join(cwd, 'data', 'portcullis.db').replace(/[.]/g, '\\.')} is at schema version ${LATEST_VERSION}\\.`));
 
     const second = await runCli(['migrate'], { cwd });
     assert.equal(second.code, 0, second.stderr);
@@ -318,9 +317,9 @@ describe('portcullis serve', () => {
     assertOneLineError(result, /portcullis migrate/);
   });
 
-  it('--no-migrate starts once `portcullis migrate` has run', async () => {
+  it('--no-migrate starts once `portcullis init` has made the database', async () => {
     const cwd = tempDir();
-    const migrated = await runCli(['migrate'], { cwd });
+    const migrated = await runCli(['init'], { cwd });
     assert.equal(migrated.code, 0, migrated.stderr);
     const serving = await startServe(['--no-migrate', '--port', '0'], cwd);
     try {
@@ -350,12 +349,12 @@ describe('portcullis serve', () => {
     }
   });
 
-  it('a second serve on the same port exits non-zero with one line saying the address is in use', async () => {
+  it('a second serve on the same port exits non-zero with one line naming the host and port in use (first-hour D14)', async () => {
     const port = String(await freePort());
     const first = await startServe(['--port', port], tempDir());
     try {
       const second = await runCli(['serve', '--port', port]);
-      assertOneLineError(second, /address is already in use/);
+      assertOneLineError(second, new RegExp(`^portcullis: 127\\.0\\.0\\.1:${port} is already in use: another server listens on that port`));
       assert.equal((await fetch(`${first.url}/healthz`)).status, 200, 'the first server is unaffected');
       first.child.kill('SIGTERM');
       assert.deepEqual(await within(first.exited, RUN_TIMEOUT_MS, 'exit on SIGTERM'), { code: 0, signal: null });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, configLeaves, loadConfig, maskConfig } from '../../src/config/index.ts';
+import { ConfigError, configLeaves, configWarnings, isLoopbackHost, loadConfig, maskConfig } from '../../src/config/index.ts';
 import { TABLE_END, TABLE_START, configTable } from '../../src/config/table.ts';
 
 function withConfigFile(content: string, run: (path: string) => void): void {
@@ -178,5 +178,55 @@ describe('config: masking and documentation', () => {
     const end = readme.indexOf(TABLE_END);
     assert.ok(start !== -1 && end > start, 'README has the table markers');
     assert.equal(readme.slice(start, end + TABLE_END.length), configTable(), 'run `npm run config:table` and paste the output into the README');
+  });
+});
+
+describe('config errors in words (first-hour D11)', () => {
+  const message = (env: Record<string, string>): string => {
+    try {
+      loadConfig({ env });
+    } catch (error) {
+      if (error instanceof ConfigError) return error.message;
+      throw error;
+    }
+    assert.fail('the config was accepted');
+  };
+
+  it('a short master key: "expected 43 base64url characters (32 bytes)", not a lower-cased pattern, and not the value', () => {
+    const text = message({ PORTCULLIS_MASTER_KEY: 'short' });
+    assert.equal(text, 'environment variable PORTCULLIS_MASTER_KEY: expected 43 base64url characters (32 bytes)');
+    assert.doesNotMatch(text, /a-za-z|\^|\$|short/);
+  });
+
+  it('a short admin token: "at least 32 characters", without echoing it', () => {
+    assert.equal(message({ PORTCULLIS_ADMIN_TOKEN: 'short' }), 'environment variable PORTCULLIS_ADMIN_TOKEN: expected at least 32 characters');
+    assert.equal(message({ PORTCULLIS_ADMIN_TOKEN: `${'x'.repeat(32)} with spaces` }), 'environment variable PORTCULLIS_ADMIN_TOKEN: expected printable ASCII characters, no spaces');
+  });
+
+  it('patterns, ranges and lengths of other keys are worded, and a pattern is never lower-cased', () => {
+    assert.equal(message({ PORTCULLIS_DATABASE_URL: 'mysql://db' }), 'environment variable PORTCULLIS_DATABASE_URL: expected a postgres:// or postgresql:// URL');
+    assert.match(message({ PORTCULLIS_DATABASE_SCHEMA: 'Bad' }), /PORTCULLIS_DATABASE_SCHEMA: expected a schema name: a lower-case letter or _, .* \(got "Bad"\)$/);
+    assert.equal(message({ PORTCULLIS_PORT: '70000' }), 'environment variable PORTCULLIS_PORT: expected at most 65535 (got 70000)');
+    assert.equal(message({ PORTCULLIS_REDIS_KEY_PREFIX: 'p'.repeat(65) }), 'environment variable PORTCULLIS_REDIS_KEY_PREFIX: expected at most 64 characters');
+    for (const leaf of configLeaves()) {
+      if (typeof leaf.schema['pattern'] === 'string' && /[A-Z]/.test(leaf.schema['pattern'])) {
+        assert.ok(leaf.schema.expected !== undefined, `${leaf.path}: a pattern with capitals needs wording in "expected"`);
+      }
+    }
+  });
+});
+
+describe('development mode off loopback (first-hour D17)', () => {
+  it('the warning says all interfaces, plain HTTP and open registration when the host is not loopback', () => {
+    const wide = configWarnings(loadConfig({ env: { PORTCULLIS_HOST: '0.0.0.0' } }));
+    assert.ok(wide.includes('development mode listening on all interfaces (0.0.0.0) over plain HTTP, and dynamic client registration is open to anyone who can reach it; set PORTCULLIS_MODE=production to deploy'), wide.join('\n'));
+    const one = configWarnings(loadConfig({ env: { PORTCULLIS_HOST: '192.0.2.7' } }));
+    assert.ok(one.some((warning) => warning.startsWith('development mode listening on 192.0.2.7, reachable from other machines')), one.join('\n'));
+    assert.ok(configWarnings(loadConfig({ env: {} })).includes('development mode: plain HTTP on loopback only; set PORTCULLIS_MODE=production to deploy'));
+  });
+
+  it('knows loopback from the rest', () => {
+    for (const host of ['127.0.0.1', '127.1.2.3', '::1', 'localhost']) assert.equal(isLoopbackHost(host), true, host);
+    for (const host of ['0.0.0.0', '::', '192.0.2.1', '128.0.0.1', 'example.com', '::ffff:10.0.0.1']) assert.equal(isLoopbackHost(host), false, host);
   });
 });
