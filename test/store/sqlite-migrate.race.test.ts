@@ -5,7 +5,7 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -23,6 +23,9 @@ function migrate(cwd: string): Promise<{ code: number | null; stdout: string }> 
 
 it('four `portcullis migrate` processes at once on one SQLite file apply each migration once', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-sqlite-race-'));
+  // `migrate` migrates an existing database and never creates one (first-hour D7): start from an empty file.
+  mkdirSync(join(dir, 'data'));
+  writeFileSync(join(dir, 'data', 'portcullis.db'), '');
   try {
     const results = await within(Promise.all(Array.from({ length: 4 }, () => migrate(dir))), 30_000, 'four migrate processes');
     assert.deepEqual(results.map((r) => r.code), [0, 0, 0, 0]);
