@@ -6,13 +6,17 @@ import type { HistogramSeries, Metrics } from '../observability/index.ts';
 import { withLazyChildren } from '../observability/index.ts';
 import type { Stores } from '../store/index.ts';
 import { ConfigError } from '../config/index.ts';
-import { errorHandler, sendError } from './error-handler.ts';
+import { errorHandler, refuseUnacceptedMediaType, sendError } from './error-handler.ts';
 import { requestIdentity } from './request-id.ts';
 import { securityHeaders } from './security-headers.ts';
-import { healthRoutes } from './health.ts';
+import { healthRoutes, metricsRoute } from './health.ts';
+import { homeRoutes } from './home-routes.ts';
+import { methodsOf, routeTable } from './route-table.ts';
+import { developmentHostRedirect } from './development-host.ts';
 import { auditRoutes } from './audit-routes.ts';
 import { staticAdminAuthenticator } from './admin-auth.ts';
-import type { Ledger } from '../audit/index.ts';
+import { FailureAggregator, type Ledger } from '../audit/index.ts';
+import { systemClock, type Clock } from '../store/index.ts';
 import type { Identity } from '../identity/index.ts';
 import { identityRoutes } from './identity-routes.ts';
 import type { AuthorizationServer } from '../oauth/index.ts';
@@ -35,6 +39,7 @@ export interface ServerDependencies {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly ledger: Ledger;
+  readonly clock?: Clock;
   readonly identity?: Identity;
   readonly authorizationServer?: AuthorizationServer;
   /** More routes, registered after the built-in ones (feature modules, tests). */
@@ -84,6 +89,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     securityHeaders(reply, config.mode === 'production');
     done();
   });
+  app.addHook('preParsing', (request, reply, _payload, done) => refuseUnacceptedMediaType(request, reply, done));
   const observeDuration = requestDurationRecorder(metrics);
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
@@ -97,14 +103,25 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     done();
   });
 
-  app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler((request, reply) =>
-    sendError(request, reply, { code: 'not_found', detail: 'There is no resource at this path.', headers: {} }),
-  );
-
-  await app.register(healthRoutes, { stores: deps.stores, metrics, metricsEnabled: config.metrics.enabled });
-  await app.register(auditRoutes, { ledger: deps.ledger, admin: staticAdminAuthenticator(config.admin.token, deps.ledger) });
   const origin = () => ownOrigin(config.issuer, app);
+  if (config.mode === 'development') app.addHook('onRequest', developmentHostRedirect(origin));
+
+  const routes = routeTable(app);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) => {
+    // RFC 9110 section 15.5.6: a known path asked with a method it does not
+    // support is 405 with an Allow header listing those it does (first-hour D15).
+    const allowed = methodsOf(routes, request.url);
+    if (allowed.length > 0) {
+      return sendError(request, reply, { code: 'method_not_allowed', detail: `This path answers ${allowed.join(', ')}.`, headers: { allow: allowed.join(', ') } });
+    }
+    return sendError(request, reply, { code: 'not_found', detail: 'There is no resource at this path.', headers: {} });
+  });
+
+  await app.register(healthRoutes, { stores: deps.stores, metrics, metricsEnabled: metricsOnMainListener(config, logger), metricsToken: config.metrics.token });
+  const failures = new FailureAggregator({ ledger: deps.ledger, hot: deps.stores.hot, clock: deps.clock ?? systemClock });
+  await app.register(auditRoutes, { ledger: deps.ledger, admin: staticAdminAuthenticator(config.admin.token, failures) });
+  await app.register(homeRoutes, { issuer: () => (new URL(config.issuer).port === '0' ? origin() : config.issuer) });
   const oauth = deps.authorizationServer;
   if (deps.identity !== undefined) {
     await app.register(identityRoutes, { identity: deps.identity, origin, ...(oauth !== undefined && { applications: applicationAccess(oauth), signOut: signOutHooks(oauth), returnTargets: returnTargets(oauth) }) });
@@ -115,6 +132,45 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   }
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;
+}
+
+/**
+ * The metrics listener (`metrics.port`, on `metrics.host`, loopback by
+ * default): /metrics only, with the same headers and error answers as the
+ * main listener, and the metrics token when one is set.
+ */
+export async function buildMetricsServer(deps: { config: Readonly<Config>; logger: Logger; metrics: Metrics }): Promise<FastifyInstance> {
+  const identity = requestIdentity([]);
+  const app = Fastify({
+    loggerInstance: withLazyChildren(deps.logger) as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
+    genReqId: (request) => identity.requestId(request),
+    requestTimeout: deps.config.http.requestTimeoutMs,
+    forceCloseConnections: true,
+  });
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id);
+    securityHeaders(reply, deps.config.mode === 'production');
+    done();
+  });
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) => sendError(request, reply, { code: 'not_found', detail: 'This listener serves /metrics only.', headers: {} }));
+  await app.register(metricsRoute, { metrics: deps.metrics, token: deps.config.metrics.token });
+  return app;
+}
+
+/**
+ * Whether /metrics is served on the main listener (security review 17):
+ * not when it has its own listener; in production only behind a token, and
+ * an operator who set neither is told once, at start.
+ */
+function metricsOnMainListener(config: Readonly<Config>, logger: Logger): boolean {
+  if (!config.metrics.enabled || config.metrics.port !== undefined) return false;
+  if (config.mode === 'production' && config.metrics.token === undefined) {
+    logger.warn('metrics are not served: in production /metrics needs metrics.token (PORTCULLIS_METRICS_TOKEN) or metrics.port (PORTCULLIS_METRICS_PORT)');
+    return false;
+  }
+  return true;
 }
 
 /**

@@ -8,6 +8,36 @@ export interface PortcullisRouteConfig {
   errorFormat?: 'problem' | 'oauth';
   /** Cross-origin API endpoint: CORS headers on every answer, errors included. */
   cors?: boolean;
+  /** The only body media types this route takes: any other is 415 before the body is parsed. */
+  accepts?: readonly string[];
+}
+
+/** Body media types the server may parse, to name those a route takes in a 415. */
+const KNOWN_MEDIA_TYPES = ['application/x-www-form-urlencoded', 'application/json', 'text/plain', 'application/jwt'] as const;
+
+/** The media types a route takes: its `accepts`, else those its plugin has a parser for. */
+function acceptedMediaTypes(request: FastifyRequest): readonly string[] {
+  const declared = (request.routeOptions.config as PortcullisRouteConfig | undefined)?.accepts;
+  if (declared !== undefined) return declared;
+  return KNOWN_MEDIA_TYPES.filter((type) => request.server.hasContentTypeParser(type));
+}
+
+/**
+ * RFC 9110 section 15.5.16: a 415 for a body of a type the route does not
+ * take, checked before parsing (so a broken JSON body to a text/plain route
+ * is a 415, not a 400: first-hour D15), naming the types it takes.
+ */
+export function refuseUnacceptedMediaType(request: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void): void {
+  const declared = (request.routeOptions.config as PortcullisRouteConfig | undefined)?.accepts;
+  const contentType = request.headers['content-type'];
+  if (declared === undefined || contentType === undefined) return done();
+  const essence = contentType.split(';')[0]!.trim().toLowerCase();
+  if (declared.includes(essence)) return done();
+  done(new HttpError('unsupported_media_type', unsupportedMediaTypeDetail(declared)));
+}
+
+function unsupportedMediaTypeDetail(accepted: readonly string[]): string {
+  return accepted.length === 0 ? 'This endpoint takes no request body.' : `This endpoint accepts ${accepted.join(' or ')} only.`;
 }
 
 /** Fastify's own client-error codes, mapped to ours with a message for people. */
@@ -58,7 +88,11 @@ export function classifyError(error: FastifyError | Error): ClientAnswer {
 }
 
 export function errorHandler(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const answer = classifyError(error);
+  let answer = classifyError(error);
+  if ((error as FastifyError).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    const accepted = acceptedMediaTypes(request);
+    answer = { ...answer, detail: unsupportedMediaTypeDetail(accepted) };
+  }
   const spec = errorRegistry[answer.code];
   if (spec.status >= 500) {
     // A server fault, not the client's: the stack goes to the log (never to
