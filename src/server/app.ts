@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyRequest } from 'fastify';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../observability/index.ts';
@@ -6,9 +7,9 @@ import type { HistogramSeries, Metrics } from '../observability/index.ts';
 import { withLazyChildren } from '../observability/index.ts';
 import type { Stores } from '../store/index.ts';
 import { ConfigError } from '../config/index.ts';
-import { errorHandler, refuseUnacceptedMediaType, sendError } from './error-handler.ts';
+import { errorHandler, refuseUnacceptedMediaType, sendError, writeClientError } from './error-handler.ts';
 import { requestIdentity } from './request-id.ts';
-import { securityHeaders } from './security-headers.ts';
+import { securityHeaderFields, securityHeaders } from './security-headers.ts';
 import { healthRoutes, metricsRoute } from './health.ts';
 import { homeRoutes } from './home-routes.ts';
 import { methodsOf, routeTable } from './route-table.ts';
@@ -70,6 +71,14 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { maxParamLength: 256, ignoreTrailingSlash: false },
+    // A URL the router cannot decode is refused before any hook runs: same headers and problem body as the rest (security review 8).
+    frameworkErrors: (error, request, reply) => {
+      reply.header('x-request-id', request.id);
+      securityHeaders(reply, config.mode === 'production');
+      errorHandler(error, request, reply);
+    },
+    // What Node's parser refuses gets our headers and a problem body too (security review 8).
+    clientErrorHandler: (error, socket) => writeClientError(error, socket, securityHeaderFields(config.mode === 'production'), identity.requestId({ headers: {}, socket } as unknown as IncomingMessage)),
     ...(config.tls.certFile !== undefined && config.tls.keyFile !== undefined && { https: readTls(config.tls.certFile, config.tls.keyFile) }),
   });
   // Slow-header (slowloris) defence: Node's default is a minute.

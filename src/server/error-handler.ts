@@ -104,6 +104,28 @@ export function errorHandler(error: FastifyError | Error, request: FastifyReques
   return sendError(request, reply, answer);
 }
 
+/**
+ * What Node's HTTP parser refuses (a bad request line, an unknown method, a
+ * header too large, a timeout) never reaches Fastify's routing: this writes
+ * the answer on the socket, as a problem+json with the same security
+ * headers and a request id, instead of Fastify's bare default.
+ */
+export function writeClientError(error: NodeJS.ErrnoException, socket: { destroyed: boolean; writable: boolean; end(data: string): void }, headers: Readonly<Record<string, string>>, requestId: string): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed || !socket.writable) return;
+  const code: ErrorCode = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : error.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : 'bad_request';
+  const spec = errorRegistry[code];
+  const body = JSON.stringify({ type: problemType(code), title: spec.title, status: spec.status, detail: `${spec.title}: the server could not read this HTTP request.`, request_id: requestId });
+  const lines = [
+    `HTTP/1.1 ${spec.status} ${spec.title}`,
+    'content-type: application/problem+json; charset=utf-8',
+    `content-length: ${Buffer.byteLength(body)}`,
+    `x-request-id: ${requestId}`,
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+    'connection: close',
+  ];
+  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
+}
+
 export function sendError(request: FastifyRequest, reply: FastifyReply, answer: ClientAnswer): FastifyReply {
   const spec = errorRegistry[answer.code];
   reply.code(spec.status).headers(answer.headers).header('cache-control', 'no-store');

@@ -26,6 +26,7 @@ function patternOf(url: string): RegExp {
  */
 export function routeTable(app: FastifyInstance): RouteTable {
   const entries = new Map<string, RouteEntry>();
+  tables.set(app, { entries });
   app.addHook('onRoute', (route) => {
     let entry = entries.get(route.url);
     if (entry === undefined) entries.set(route.url, (entry = { pattern: patternOf(route.url), methods: new Set() }));
@@ -34,6 +35,13 @@ export function routeTable(app: FastifyInstance): RouteTable {
     if (entry.methods.has('GET')) entry.methods.add('HEAD');
   });
   return { entries };
+}
+
+const tables = new WeakMap<FastifyInstance, RouteTable>();
+
+/** Every route of an app built by buildServer: its path pattern and methods (the fuzz test reaches each). */
+export function registeredRoutes(app: FastifyInstance): { url: string; methods: string[] }[] {
+  return [...(tables.get(app)?.entries ?? new Map<string, RouteEntry>())].map(([url, entry]) => ({ url, methods: [...entry.methods].sort() }));
 }
 
 /** The methods some route answers at this path (query ignored), sorted; empty when none. */
