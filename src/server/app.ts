@@ -150,8 +150,9 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
  */
 export async function buildMetricsServer(deps: { config: Readonly<Config>; logger: Logger; metrics: Metrics }): Promise<FastifyInstance> {
   const identity = requestIdentity([]);
+  const metricsLogger: FastifyBaseLogger = withLazyChildren(deps.logger);
   const app = Fastify({
-    loggerInstance: withLazyChildren(deps.logger) as FastifyBaseLogger,
+    loggerInstance: metricsLogger,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
     genReqId: (request) => identity.requestId(request),
     requestTimeout: deps.config.http.requestTimeoutMs,

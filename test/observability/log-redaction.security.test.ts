@@ -43,13 +43,13 @@ describe('security review 7: secrets and JWTs never reach the request log', () =
       request_uri: remember(`urn:ietf:params:oauth:request_uri:${secret('par')}`),
       nonce: remember(secret('nonce')),
     });
-    await send(`/authorize?${query}`);
+    await send(`/authorize?${query.toString()}`);
     await send('/authorize', form(Object.fromEntries(query)));
   });
 
   it('redacts id_token_hint at /logout, and a logout_token sent to it', async () => {
-    await send(`/logout?${new URLSearchParams({ id_token_hint: remember(jwt('logout hint')), post_logout_redirect_uri: 'https://app.example/bye' })}`);
-    await send(`/logout?${new URLSearchParams({ logout_token: remember(jwt('logout_token')) })}`, form({ logout_token: remember(jwt('logout_token body')) }));
+    await send(`/logout?${new URLSearchParams({ id_token_hint: remember(jwt('logout hint')), post_logout_redirect_uri: 'https://app.example/bye' }).toString()}`);
+    await send(`/logout?${new URLSearchParams({ logout_token: remember(jwt('logout_token')) }).toString()}`, form({ logout_token: remember(jwt('logout_token body')) }));
   });
 
   it('redacts client_assertion and the DPoP header at /token, and a secret put in its query', async () => {

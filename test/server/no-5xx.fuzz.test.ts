@@ -63,7 +63,7 @@ describe('security review 8: no 5xx for any input, with our headers on every ans
   function assertOurAnswer(status: number, headers: Record<string, unknown>, what: string): void {
     assert.ok(status < 500, `${what}: ${status}`);
     assert.equal(headers['x-content-type-options'], 'nosniff', `${what}: nosniff`);
-    assert.ok(String(headers['content-security-policy'] ?? '').includes("default-src 'none'"), `${what}: CSP`);
+    assert.ok(String(headers['content-security-policy'] as string | undefined ?? '').includes("default-src 'none'"), `${what}: CSP`);
     assert.ok(headers['x-request-id'], `${what}: x-request-id`);
     assert.ok(headers['cache-control'], `${what}: cache-control`);
   }
