@@ -41,6 +41,8 @@ export interface ServerDependencies {
   readonly metrics: Metrics;
   readonly ledger: Ledger;
   readonly clock?: Clock;
+  /** Counts unauthenticated failures for the ledger (security review 11); one per instance, shared with identity. */
+  readonly failures?: FailureAggregator;
   readonly identity?: Identity;
   readonly authorizationServer?: AuthorizationServer;
   /** More routes, registered after the built-in ones (feature modules, tests). */
@@ -128,7 +130,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   });
 
   await app.register(healthRoutes, { stores: deps.stores, metrics, metricsEnabled: metricsOnMainListener(config, logger), metricsToken: config.metrics.token });
-  const failures = new FailureAggregator({ ledger: deps.ledger, hot: deps.stores.hot, clock: deps.clock ?? systemClock });
+  const failures = deps.failures ?? new FailureAggregator({ ledger: deps.ledger, hot: deps.stores.hot, clock: deps.clock ?? systemClock });
   await app.register(auditRoutes, { ledger: deps.ledger, admin: staticAdminAuthenticator(config.admin.token, failures) });
   await app.register(homeRoutes, { issuer: () => (new URL(config.issuer).port === '0' ? origin() : config.issuer) });
   const oauth = deps.authorizationServer;

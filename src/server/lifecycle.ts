@@ -3,7 +3,7 @@ import type { DestinationStream } from 'pino';
 import { configWarnings, type Config } from '../config/index.ts';
 import { Metrics, createLogger, type Logger } from '../observability/index.ts';
 import { assertSchemaCurrent, openStores, systemClock, type Clock, type Stores } from '../store/index.ts';
-import { openLedger, type Ledger } from '../audit/index.ts';
+import { FailureAggregator, openLedger, type Ledger } from '../audit/index.ts';
 import { createIdentity, type Identity } from '../identity/index.ts';
 import { createAuthorizationServer, type AuthorizationServer } from '../oauth/index.ts';
 import { Keyring, deriveKey, ensureMasterKeyFile, keyringPolicy, loadMasterKey } from '../tokens/index.ts';
@@ -74,6 +74,8 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     await ledger.latestCheckpoint();
     ledger.startCheckpointing(config.audit.checkpointIntervalMs, (error) => logger.error({ err: error }, 'audit checkpoint failed'));
     const clock = options.clock ?? systemClock;
+    // Unauthenticated failures reach the ledger aggregated (security review 11).
+    const failures = new FailureAggregator({ ledger, hot: stores.hot, clock });
     const identity = createIdentity({ config, stores, ledger, masterKey, clock });
     keyring = await Keyring.open({
       records: stores.durable.records,
@@ -85,7 +87,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     keyring.start((error) => logger.error({ err: error }, 'signing key maintenance failed'));
     authorizationServer = createAuthorizationServer({ config, stores, ledger, keyring, identity, masterKey, clock, warn: (message, detail) => logger.warn(detail, message) });
     authorizationServer.startMaintenance((error) => logger.error({ err: error }, 'OAuth housekeeping failed'));
-    const app = await buildServer({ config, stores, logger, metrics, ledger, clock, identity, authorizationServer, ...(options.plugins !== undefined && { plugins: options.plugins }) });
+    const app = await buildServer({ config, stores, logger, metrics, ledger, clock, failures, identity, authorizationServer, ...(options.plugins !== undefined && { plugins: options.plugins }) });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address !== null ? address.port : config.port;
