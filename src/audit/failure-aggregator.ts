@@ -42,24 +42,46 @@ export class FailureAggregator {
   }
 
   /**
-   * Counts one failure; writes the event to the ledger (with `count`,
+   * Counts one failure and answers the window's count so far; writes the event to the ledger (with `count`,
    * `windowStart` and `windowSeconds` in its detail; the address as the
    * ledger's IP setting says) when the window's count for
    * its type and network (IPv4 /24, IPv6 /48) is 1, 10, 100, ...
    * The increment is atomic in the hot store, so exactly one instance sees
    * each of those counts.
    */
-  async record(event: AuditEvent): Promise<void> {
+  async record(event: AuditEvent): Promise<number> {
     const now = event.time ?? this.#clock();
     const windowStart = now - (now % this.#windowMs);
-    const network = (event.ip !== undefined ? truncateIp(event.ip) : undefined) ?? 'unknown';
     // Kept two windows, so a late increment near the edge still finds its counter.
-    const counter = await this.#hot.increment(`audit:failures:${event.type}:${network}:${windowStart}`, this.#windowMs * 2);
-    if (!isPowerOfTen(counter.value)) return;
+    const counter = await this.#hot.increment(this.#key(event.type, event.ip, windowStart), this.#windowMs * 2);
+    if (!isPowerOfTen(counter.value)) return counter.value;
     await this.#ledger.record({
       ...event,
       time: now,
       detail: { ...event.detail, aggregated: true, count: counter.value, windowStart: new Date(windowStart).toISOString(), windowSeconds: this.#windowMs / 1000 },
     });
+    return counter.value;
+  }
+
+  /**
+   * Failures of this type from this address's network in the current
+   * window: what a throttle in front of the check reads. Nothing resets it
+   * but the end of the window (a success does not).
+   */
+  async count(type: AuditEvent['type'], ip: string | undefined): Promise<number> {
+    const now = this.#clock();
+    const value = await this.#hot.get(this.#key(type, ip, now - (now % this.#windowMs)));
+    return value === null ? 0 : Number(value);
+  }
+
+  /** Milliseconds until the current window ends. */
+  retryAfterMs(): number {
+    const now = this.#clock();
+    return this.#windowMs - (now % this.#windowMs);
+  }
+
+  #key(type: AuditEvent['type'], ip: string | undefined, windowStart: number): string {
+    const network = (ip !== undefined ? truncateIp(ip) : undefined) ?? 'unknown';
+    return `audit:failures:${type}:${network}:${windowStart}`;
   }
 }

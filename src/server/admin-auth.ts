@@ -29,10 +29,20 @@ export function secretMatcher(secret: string | undefined): (presented: string | 
  * The static admin bearer token from config (until the OAuth issue brings
  * real admin credentials), checked by `secretMatcher`.
  */
-export function staticAdminAuthenticator(token: string | undefined, failures: Pick<FailureAggregator, 'record'>): AdminAuthenticator {
+/** Wrong admin bearers one network may send per minute before the check is skipped (429). */
+export const ADMIN_FAILURES_PER_MINUTE = 100;
+
+export function staticAdminAuthenticator(token: string | undefined, failures: Pick<FailureAggregator, 'record' | 'count' | 'retryAfterMs'>): AdminAuthenticator {
   const matches = secretMatcher(token);
   return {
     async authenticate(request) {
+      // Every credential check goes through a throttle (OWASP Authentication
+      // Cheat Sheet); the count is per network and minute, and a right token
+      // does not reset it. Throttled attempts are not counted again: the
+      // ledger already has this window's entries.
+      if ((await failures.count('admin.auth.failed', request.ip)) >= ADMIN_FAILURES_PER_MINUTE) {
+        throw new HttpError('too_many_requests', 'Too many failed admin attempts from this network; try again later.', { headers: { 'retry-after': String(Math.ceil(failures.retryAfterMs() / 1000)) } });
+      }
       const presented = presentedBearer(request);
       if (matches(presented)) return;
       // Aggregated per network and minute (security review 11): anyone can
