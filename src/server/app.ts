@@ -29,6 +29,11 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** W3C trace id of this request (from a trusted proxy's traceparent, or new). */
     readonly traceId: string;
+    /**
+     * Why a page refused this request (`origin_mismatch`, `csrf_token_invalid`, ...):
+     * set by the handler, written in the request's log line (first-hour D20). Never a secret.
+     */
+    refusalReason: string | null;
   }
 }
 
@@ -93,6 +98,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
       return (this[TRACE_ID] ??= identity.traceId(this.raw));
     },
   });
+  app.decorateRequest('refusalReason', null);
   // Callback-style hooks: an async hook costs a promise and a microtask turn
   // on every request, and these never wait for anything.
   app.addHook('onRequest', (request, reply, done) => {
@@ -107,7 +113,16 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     observeDuration(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
     if (logger.isLevelEnabled('info')) {
       request.log.info(
-        { method: request.method, url: request.url, route, status: reply.statusCode, durationMs: Math.round(reply.elapsedTime * 10) / 10, ip: request.ip, traceId: request.traceId },
+        {
+          method: request.method,
+          url: request.url,
+          route,
+          status: reply.statusCode,
+          durationMs: Math.round(reply.elapsedTime * 10) / 10,
+          ip: request.ip,
+          traceId: request.traceId,
+          ...(request.refusalReason !== null && { reason: request.refusalReason }),
+        },
         'request completed',
       );
     }

@@ -153,6 +153,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     if (reason !== undefined) {
       // First-hour D20: an operator must tell an Origin mismatch from an
       // expired form. The reason only; never the token, cookie or Origin value.
+      request.refusalReason = reason;
       request.log.warn({ reason, route: request.routeOptions.url, status: 403 }, 'page request refused');
       return page(reply, 403, errorPage({ title: 'Request refused', detail: 'This form was not sent from this site, or it expired. Go back, reload the page and try again.' }));
     }

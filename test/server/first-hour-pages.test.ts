@@ -106,6 +106,8 @@ describe('first hour and crafted links', () => {
         assert.equal(line['status'], 403);
         assert.equal(line['route'], '/login');
       }
+      const completed = server.logs.records().filter((line) => line['msg'] === 'request completed' && line['status'] === 403 && line['route'] === '/login');
+      assert.ok(completed.some((line) => line['reason'] === 'csrf_token_invalid'), 'the request line carries the reason too');
       const text = JSON.stringify(lines);
       for (const secret of [token, PASSWORD, crossSite.cookie('__Host-portcullis-login')!, 'evil.example']) assert.ok(!text.includes(secret), 'no token, cookie, password or Origin value in the line');
     });
