@@ -11,6 +11,7 @@ import { defaultOrigin, loadOrCreateLogKey } from './log-key.ts';
 export { Ledger, AuditRequestError, type CosignatureResult, type RecordedEntry } from './ledger.ts';
 export { AUDIT_EVENT_TYPES, AuditEventError, decodeEntry, encodeEntry, type AuditEntry, type AuditEvent, type AuditEventType, type AuditOutcome, type AuditDetail } from './events.ts';
 export { AuditBackpressureError } from './group-commit.ts';
+export { FailureAggregator, type FailureAggregatorOptions } from './failure-aggregator.ts';
 export { truncateIp, type IpAddressMode } from './ip.ts';
 export { defaultOrigin, storedLogVerifierKey } from './log-key.ts';
 export { MissingTreeNodeError } from './tree.ts';

@@ -148,6 +148,30 @@ export const ConfigSchema = Type.Object(
     metrics: Type.Object(
       {
         enabled: Type.Boolean({ default: true, env: 'PORTCULLIS_METRICS_ENABLED', description: 'Serve Prometheus metrics at /metrics.' }),
+        token: Type.Optional(
+          Type.String({
+            minLength: 32,
+            maxLength: 512,
+            pattern: '^[\\x21-\\x7e]+$',
+            env: 'PORTCULLIS_METRICS_TOKEN',
+            secret: true,
+            description: 'Bearer token a scraper must send to /metrics (at least 32 characters). In production, /metrics needs this or `metrics.port`, else it is not served.',
+          }),
+        ),
+        port: Type.Optional(
+          Type.Integer({
+            minimum: 0,
+            maximum: 65535,
+            env: 'PORTCULLIS_METRICS_PORT',
+            description: 'Serve /metrics on a listener of its own at this port (0 picks a free one), and not on the main listener.',
+          }),
+        ),
+        host: Type.String({
+          minLength: 1,
+          default: '127.0.0.1',
+          env: 'PORTCULLIS_METRICS_HOST',
+          description: 'Address the metrics listener binds (with `metrics.port`): loopback unless you say otherwise.',
+        }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -9,48 +9,40 @@
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
+import ipaddr from 'ipaddr.js';
 import { lookup as dnsLookup } from 'node:dns';
 
-const NON_PUBLIC = new BlockList();
-for (const [network, prefix] of [
-  ['0.0.0.0', 8],
-  ['10.0.0.0', 8],
-  ['100.64.0.0', 10],
-  ['127.0.0.0', 8],
-  ['169.254.0.0', 16],
-  ['172.16.0.0', 12],
-  ['192.0.0.0', 24],
-  ['192.0.2.0', 24],
-  ['192.168.0.0', 16],
-  ['198.18.0.0', 15],
-  ['198.51.100.0', 24],
-  ['203.0.113.0', 24],
-  ['224.0.0.0', 4],
-  ['240.0.0.0', 4],
-] as const) {
-  NON_PUBLIC.addSubnet(network, prefix, 'ipv4');
-}
-for (const [network, prefix] of [
-  ['::', 128],
-  ['::1', 128],
-  ['64:ff9b:1::', 48],
-  ['100::', 64],
-  ['2001:db8::', 32],
-  ['fc00::', 7],
-  ['fe80::', 10],
-  ['ff00::', 8],
-] as const) {
-  NON_PUBLIC.addSubnet(network, prefix, 'ipv6');
-}
+/**
+ * Where an address may be reached from, by ipaddr.js's range tables (kept up
+ * to date with the IANA special-purpose registries, RFC 6890), not by a list
+ * of our own: only `unicast` (ipaddr's name for "none of the special
+ * ranges") is public.
+ *
+ * IPv6 transition ranges embed an IPv4 address that a relay or translator
+ * on the path may turn into a connection to it (SSRF into IPv4 space):
+ * - ::ffff:0:0/96 (IPv4-mapped, RFC 4291 section 2.5.5.2) is judged as the IPv4 address it carries;
+ * - ::/96 (IPv4-compatible, deprecated by RFC 4291 section 2.5.5.1), which
+ *   ipaddr files under `unicast`, is refused;
+ * - 64:ff9b::/96 and 64:ff9b:1::/48 (NAT64, RFC 6052, RFC 8215), 2002::/16 (6to4, RFC 3056),
+ *   2001::/32 (Teredo, RFC 4380) and fec0::/10 (site-local, RFC 3879) are special ranges, so refused.
+ */
+const IPV4_COMPATIBLE = ipaddr.parseCIDR('::/96');
 
 /** Whether an IP address is on the public internet (IPv4-mapped IPv6 is judged as its IPv4 address). */
 export function isPublicAddress(address: string): boolean {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped !== null) return isPublicAddress(mapped[1]!);
-  const family = isIP(address);
-  if (family === 0) return false;
-  return !NON_PUBLIC.check(address, family === 4 ? 'ipv4' : 'ipv6');
+  if (isIP(address) === 0) return false;
+  let parsed: ipaddr.IPv4 | ipaddr.IPv6;
+  try {
+    parsed = ipaddr.parse(address);
+  } catch {
+    return false;
+  }
+  if (parsed instanceof ipaddr.IPv6) {
+    if (parsed.isIPv4MappedAddress()) return parsed.toIPv4Address().range() === 'unicast';
+    if (parsed.match(IPV4_COMPATIBLE)) return false;
+  }
+  return parsed.range() === 'unicast';
 }
 
 export class OutboundAddressError extends Error {

@@ -34,6 +34,15 @@ const SECRET_KEYS = new Set(
     'code_verifier',
     'client_assertion',
     'assertion',
+    // JWTs that name a user or act for a client (security review 7):
+    'id_token_hint',
+    'logout_token',
+    'login_hint_token',
+    'request',
+    // One-time references: short-lived, but whoever reads them may use them.
+    'request_uri',
+    'interaction',
+    'nonce',
     'private_key',
     'privatekey',
     'master_key',
@@ -52,6 +61,54 @@ const SECRET_KEYS = new Set(
 const EMAIL_KEYS = new Set(['email', 'email_address', 'login_hint', 'username'].map(normaliseKey));
 const PHONE_KEYS = new Set(['phone', 'phone_number', 'mobile'].map(normaliseKey));
 const IP_KEYS = new Set(['ip', 'ips', 'remote_address', 'client_ip', 'x-forwarded-for', 'x-real-ip', 'forwarded'].map(normaliseKey));
+
+/**
+ * Query parameters whose values may be logged: a request URL's other
+ * parameter values are replaced (an allow-list, security review 7: a
+ * deny-list missed `id_token_hint`, and the next new parameter would be
+ * missed too). Names are compared as SECRET_KEYS are.
+ */
+const LOGGABLE_QUERY_PARAMETERS = new Set(
+  [
+    // RFC 6749 / OIDC Core authorization and logout requests: routing and display, no credential.
+    'response_type',
+    'response_mode',
+    'client_id',
+    'redirect_uri',
+    'post_logout_redirect_uri',
+    'scope',
+    'state',
+    'prompt',
+    'max_age',
+    'display',
+    'ui_locales',
+    'claims_locales',
+    'acr_values',
+    'code_challenge_method',
+    'grant_type',
+    'token_type_hint',
+    'resource',
+    'error',
+    'error_description',
+    'iss',
+    // Our own pages and APIs.
+    'return_to',
+    'reauth',
+    'done',
+    'size',
+    'start',
+    'end',
+    'count',
+    'limit',
+  ].map(normaliseKey),
+);
+
+/**
+ * A JWS or JWE in compact form (RFC 7515 section 7.1, RFC 7516 section 7.1):
+ * its header is base64url JSON, so it starts with `eyJ`. Redacted wherever
+ * it appears in free text, whatever carried it.
+ */
+const COMPACT_JWT_PATTERN = /eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*)?/g;
 
 const EMAIL_PATTERN = /[\p{L}\p{N}._%+-]+@[\p{L}\p{N}.-]+\.[\p{L}]{2,}/gu;
 
@@ -94,9 +151,10 @@ export class Redactor {
     return copy;
   }
 
-  /** Free text: email addresses in it are treated as personal data. */
+  /** Free text: email addresses in it are treated as personal data, and any compact JWT as a secret. */
   text(value: string): string {
-    return value.includes('@') ? value.replace(EMAIL_PATTERN, (email) => this.#personal(email, 'email')) : value;
+    const withoutJwts = value.includes('eyJ') ? value.replace(COMPACT_JWT_PATTERN, REDACTED) : value;
+    return withoutJwts.includes('@') ? withoutJwts.replace(EMAIL_PATTERN, (email) => this.#personal(email, 'email')) : withoutJwts;
   }
 
   /** One address or a comma-separated list (X-Forwarded-For). */
@@ -147,15 +205,18 @@ export function maskIp(address: string): string {
   }
 }
 
-/** Replaces the values of secret query parameters (`?code=…&state=…`). */
+/**
+ * Keeps the values of the query parameters on the allow-list
+ * (LOGGABLE_QUERY_PARAMETERS) and replaces every other value
+ * (`?code=…&state=…` → `?code=[REDACTED]&state=…`).
+ */
 export function redactUrlQuery(url: string): string {
   const question = url.indexOf('?');
   if (question === -1) return url;
   const params = new URLSearchParams(url.slice(question + 1));
   let changed = false;
   for (const name of new Set(params.keys())) {
-    const normalised = normaliseKey(name);
-    if (SECRET_KEYS.has(normalised) || EMAIL_KEYS.has(normalised) || PHONE_KEYS.has(normalised)) {
+    if (!LOGGABLE_QUERY_PARAMETERS.has(normaliseKey(name))) {
       params.set(name, REDACTED);
       changed = true;
     }

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyRequest } from 'fastify';
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../observability/index.ts';
@@ -6,13 +7,17 @@ import type { HistogramSeries, Metrics } from '../observability/index.ts';
 import { withLazyChildren } from '../observability/index.ts';
 import type { Stores } from '../store/index.ts';
 import { ConfigError } from '../config/index.ts';
-import { errorHandler, sendError } from './error-handler.ts';
+import { errorHandler, refuseUnacceptedMediaType, sendError, writeClientError } from './error-handler.ts';
 import { requestIdentity } from './request-id.ts';
-import { securityHeaders } from './security-headers.ts';
-import { healthRoutes } from './health.ts';
+import { securityHeaderFields, securityHeaders } from './security-headers.ts';
+import { healthRoutes, metricsRoute } from './health.ts';
+import { homeRoutes } from './home-routes.ts';
+import { methodsOf, routeTable } from './route-table.ts';
+import { developmentHostRedirect } from './development-host.ts';
 import { auditRoutes } from './audit-routes.ts';
 import { staticAdminAuthenticator } from './admin-auth.ts';
-import type { Ledger } from '../audit/index.ts';
+import { FailureAggregator, type Ledger } from '../audit/index.ts';
+import { systemClock, type Clock } from '../store/index.ts';
 import type { Identity } from '../identity/index.ts';
 import { identityRoutes } from './identity-routes.ts';
 import type { AuthorizationServer } from '../oauth/index.ts';
@@ -24,6 +29,11 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** W3C trace id of this request (from a trusted proxy's traceparent, or new). */
     readonly traceId: string;
+    /**
+     * Why a page refused this request (`origin_mismatch`, `csrf_token_invalid`, ...):
+     * set by the handler, written in the request's log line (first-hour D20). Never a secret.
+     */
+    refusalReason: string | null;
   }
 }
 
@@ -35,6 +45,9 @@ export interface ServerDependencies {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly ledger: Ledger;
+  readonly clock?: Clock;
+  /** Counts unauthenticated failures for the ledger (security review 11); one per instance, shared with identity. */
+  readonly failures?: FailureAggregator;
   readonly identity?: Identity;
   readonly authorizationServer?: AuthorizationServer;
   /** More routes, registered after the built-in ones (feature modules, tests). */
@@ -65,6 +78,14 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     routerOptions: { maxParamLength: 256, ignoreTrailingSlash: false },
+    // A URL the router cannot decode is refused before any hook runs: same headers and problem body as the rest (security review 8).
+    frameworkErrors: (error, request, reply) => {
+      reply.header('x-request-id', request.id);
+      securityHeaders(reply, config.mode === 'production');
+      errorHandler(error, request, reply);
+    },
+    // What Node's parser refuses gets our headers and a problem body too (security review 8).
+    clientErrorHandler: (error, socket) => writeClientError(error, socket, securityHeaderFields(config.mode === 'production'), identity.requestId({ headers: {}, socket } as unknown as IncomingMessage)),
     ...(config.tls.certFile !== undefined && config.tls.keyFile !== undefined && { https: readTls(config.tls.certFile, config.tls.keyFile) }),
   });
   // Slow-header (slowloris) defence: Node's default is a minute.
@@ -77,6 +98,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
       return (this[TRACE_ID] ??= identity.traceId(this.raw));
     },
   });
+  app.decorateRequest('refusalReason', null);
   // Callback-style hooks: an async hook costs a promise and a microtask turn
   // on every request, and these never wait for anything.
   app.addHook('onRequest', (request, reply, done) => {
@@ -84,27 +106,48 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     securityHeaders(reply, config.mode === 'production');
     done();
   });
+  app.addHook('preParsing', (request, reply, _payload, done) => refuseUnacceptedMediaType(request, reply, done));
   const observeDuration = requestDurationRecorder(metrics);
   app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched';
     observeDuration(request.method, route, reply.statusCode, reply.elapsedTime / 1000);
     if (logger.isLevelEnabled('info')) {
       request.log.info(
-        { method: request.method, url: request.url, route, status: reply.statusCode, durationMs: Math.round(reply.elapsedTime * 10) / 10, ip: request.ip, traceId: request.traceId },
+        {
+          method: request.method,
+          url: request.url,
+          route,
+          status: reply.statusCode,
+          durationMs: Math.round(reply.elapsedTime * 10) / 10,
+          ip: request.ip,
+          traceId: request.traceId,
+          ...(request.refusalReason !== null && { reason: request.refusalReason }),
+        },
         'request completed',
       );
     }
     done();
   });
 
-  app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler((request, reply) =>
-    sendError(request, reply, { code: 'not_found', detail: 'There is no resource at this path.', headers: {} }),
-  );
-
-  await app.register(healthRoutes, { stores: deps.stores, metrics, metricsEnabled: config.metrics.enabled });
-  await app.register(auditRoutes, { ledger: deps.ledger, admin: staticAdminAuthenticator(config.admin.token, deps.ledger) });
   const origin = () => ownOrigin(config.issuer, app);
+  if (config.mode === 'development') app.addHook('onRequest', developmentHostRedirect(origin));
+
+  const routes = routeTable(app);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) => {
+    // RFC 9110 section 15.5.6: a known path asked with a method it does not
+    // support is 405 with an Allow header listing those it does (first-hour D15).
+    const allowed = methodsOf(routes, request.url);
+    if (allowed.length > 0) {
+      return sendError(request, reply, { code: 'method_not_allowed', detail: `This path answers ${allowed.join(', ')}.`, headers: { allow: allowed.join(', ') } });
+    }
+    return sendError(request, reply, { code: 'not_found', detail: 'There is no resource at this path.', headers: {} });
+  });
+
+  await app.register(healthRoutes, { stores: deps.stores, metrics, metricsEnabled: metricsOnMainListener(config, logger), metricsToken: config.metrics.token });
+  const failures = deps.failures ?? new FailureAggregator({ ledger: deps.ledger, hot: deps.stores.hot, clock: deps.clock ?? systemClock });
+  await app.register(auditRoutes, { ledger: deps.ledger, admin: staticAdminAuthenticator(config.admin.token, failures) });
+  await app.register(homeRoutes, { issuer: () => (new URL(config.issuer).port === '0' ? origin() : config.issuer) });
   const oauth = deps.authorizationServer;
   if (deps.identity !== undefined) {
     await app.register(identityRoutes, { identity: deps.identity, origin, ...(oauth !== undefined && { applications: applicationAccess(oauth), signOut: signOutHooks(oauth), returnTargets: returnTargets(oauth) }) });
@@ -115,6 +158,46 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   }
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;
+}
+
+/**
+ * The metrics listener (`metrics.port`, on `metrics.host`, loopback by
+ * default): /metrics only, with the same headers and error answers as the
+ * main listener, and the metrics token when one is set.
+ */
+export async function buildMetricsServer(deps: { config: Readonly<Config>; logger: Logger; metrics: Metrics }): Promise<FastifyInstance> {
+  const identity = requestIdentity([]);
+  const metricsLogger: FastifyBaseLogger = withLazyChildren(deps.logger);
+  const app = Fastify({
+    loggerInstance: metricsLogger,
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
+    genReqId: (request) => identity.requestId(request),
+    requestTimeout: deps.config.http.requestTimeoutMs,
+    forceCloseConnections: true,
+  });
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id);
+    securityHeaders(reply, deps.config.mode === 'production');
+    done();
+  });
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) => sendError(request, reply, { code: 'not_found', detail: 'This listener serves /metrics only.', headers: {} }));
+  await app.register(metricsRoute, { metrics: deps.metrics, token: deps.config.metrics.token });
+  return app;
+}
+
+/**
+ * Whether /metrics is served on the main listener (security review 17):
+ * not when it has its own listener; in production only behind a token, and
+ * an operator who set neither is told once, at start.
+ */
+function metricsOnMainListener(config: Readonly<Config>, logger: Logger): boolean {
+  if (!config.metrics.enabled || config.metrics.port !== undefined) return false;
+  if (config.mode === 'production' && config.metrics.token === undefined) {
+    logger.warn('metrics are not served: in production /metrics needs metrics.token (PORTCULLIS_METRICS_TOKEN) or metrics.port (PORTCULLIS_METRICS_PORT)');
+    return false;
+  }
+  return true;
 }
 
 /**

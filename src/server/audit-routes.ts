@@ -2,6 +2,7 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { decodeEntry, type Ledger } from '../audit/index.ts';
 import { HttpError } from './errors.ts';
 import type { AdminAuthenticator } from './admin-auth.ts';
+import type { PortcullisRouteConfig } from './error-handler.ts';
 
 export interface AuditRoutesOptions {
   readonly ledger: Ledger;
@@ -97,7 +98,7 @@ export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, {
   });
 
   // A witness posts a checkpoint it cosigned (C2SP tlog-cosignature); the server verifies and keeps the lines.
-  app.post('/audit/cosignatures', async (request, reply) => {
+  app.post('/audit/cosignatures', { config: { accepts: ['text/plain'] } satisfies PortcullisRouteConfig }, async (request, reply) => {
     if (typeof request.body !== 'string') throw new HttpError('unsupported_media_type', 'Send the cosigned checkpoint note as text/plain.');
     const result = await ledger.addCosignatures(request.body);
     for (const witness of result.stored) {

@@ -8,6 +8,36 @@ export interface PortcullisRouteConfig {
   errorFormat?: 'problem' | 'oauth';
   /** Cross-origin API endpoint: CORS headers on every answer, errors included. */
   cors?: boolean;
+  /** The only body media types this route takes: any other is 415 before the body is parsed. */
+  accepts?: readonly string[];
+}
+
+/** Body media types the server may parse, to name those a route takes in a 415. */
+const KNOWN_MEDIA_TYPES = ['application/x-www-form-urlencoded', 'application/json', 'text/plain', 'application/jwt'] as const;
+
+/** The media types a route takes: its `accepts`, else those its plugin has a parser for. */
+function acceptedMediaTypes(request: FastifyRequest): readonly string[] {
+  const declared = (request.routeOptions.config as PortcullisRouteConfig | undefined)?.accepts;
+  if (declared !== undefined) return declared;
+  return KNOWN_MEDIA_TYPES.filter((type) => request.server.hasContentTypeParser(type));
+}
+
+/**
+ * RFC 9110 section 15.5.16: a 415 for a body of a type the route does not
+ * take, checked before parsing (so a broken JSON body to a text/plain route
+ * is a 415, not a 400: first-hour D15), naming the types it takes.
+ */
+export function refuseUnacceptedMediaType(request: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void): void {
+  const declared = (request.routeOptions.config as PortcullisRouteConfig | undefined)?.accepts;
+  const contentType = request.headers['content-type'];
+  if (declared === undefined || contentType === undefined) return done();
+  const essence = contentType.split(';')[0]!.trim().toLowerCase();
+  if (declared.includes(essence)) return done();
+  done(new HttpError('unsupported_media_type', unsupportedMediaTypeDetail(declared)));
+}
+
+function unsupportedMediaTypeDetail(accepted: readonly string[]): string {
+  return accepted.length === 0 ? 'This endpoint takes no request body.' : `This endpoint accepts ${accepted.join(' or ')} only.`;
 }
 
 /** Fastify's own client-error codes, mapped to ours with a message for people. */
@@ -58,7 +88,11 @@ export function classifyError(error: FastifyError | Error): ClientAnswer {
 }
 
 export function errorHandler(error: FastifyError | Error, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const answer = classifyError(error);
+  let answer = classifyError(error);
+  if ((error as FastifyError).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    const accepted = acceptedMediaTypes(request);
+    answer = { ...answer, detail: unsupportedMediaTypeDetail(accepted) };
+  }
   const spec = errorRegistry[answer.code];
   if (spec.status >= 500) {
     // A server fault, not the client's: the stack goes to the log (never to
@@ -68,6 +102,28 @@ export function errorHandler(error: FastifyError | Error, request: FastifyReques
     request.log.info({ errorCode: answer.code, status: spec.status }, 'request refused');
   }
   return sendError(request, reply, answer);
+}
+
+/**
+ * What Node's HTTP parser refuses (a bad request line, an unknown method, a
+ * header too large, a timeout) never reaches Fastify's routing: this writes
+ * the answer on the socket, as a problem+json with the same security
+ * headers and a request id, instead of Fastify's bare default.
+ */
+export function writeClientError(error: NodeJS.ErrnoException, socket: { destroyed: boolean; writable: boolean; end(data: string): void }, headers: Readonly<Record<string, string>>, requestId: string): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed || !socket.writable) return;
+  const code: ErrorCode = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : error.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : 'bad_request';
+  const spec = errorRegistry[code];
+  const body = JSON.stringify({ type: problemType(code), title: spec.title, status: spec.status, detail: `${spec.title}: the server could not read this HTTP request.`, request_id: requestId });
+  const lines = [
+    `HTTP/1.1 ${spec.status} ${spec.title}`,
+    'content-type: application/problem+json; charset=utf-8',
+    `content-length: ${Buffer.byteLength(body)}`,
+    `x-request-id: ${requestId}`,
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+    'connection: close',
+  ];
+  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
 }
 
 export function sendError(request: FastifyRequest, reply: FastifyReply, answer: ClientAnswer): FastifyReply {

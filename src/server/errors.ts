@@ -25,6 +25,7 @@ export const errorRegistry = {
   body_too_large: { status: 413, title: 'Request body too large', oauth: 'invalid_request' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type', oauth: 'invalid_request' },
   too_many_requests: { status: 429, title: 'Too many requests', oauth: 'slow_down' },
+  header_too_large: { status: 431, title: 'Request header fields too large', oauth: 'invalid_request' },
   // OAuth errors: the key is the RFC error value itself (src/oauth/errors.ts).
   invalid_request: { status: 400, title: 'Invalid OAuth request', oauth: 'invalid_request' },
   // RFC 6749 section 5.2: 401 when the client authenticated (or tried to) and failed.

@@ -1,11 +1,16 @@
 import type { FastifyPluginAsync } from 'fastify';
+import { HttpError } from './errors.ts';
+import { presentedBearer, secretMatcher } from './admin-auth.ts';
 import type { Metrics } from '../observability/index.ts';
 import type { Stores } from '../store/index.ts';
 
 export interface HealthRoutesOptions {
   readonly stores: Stores;
   readonly metrics: Metrics;
+  /** Serve /metrics here (not when it has a listener of its own, or production has no token for it). */
   readonly metricsEnabled: boolean;
+  /** Bearer a scraper must present for /metrics. */
+  readonly metricsToken?: string | undefined;
   /** How long a store may take to answer a readiness ping. */
   readonly readinessTimeoutMs?: number;
 }
@@ -32,9 +37,33 @@ export const healthRoutes: FastifyPluginAsync<HealthRoutesOptions> = async (app,
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unavailable', checks: { durable, hot } });
   });
 
-  if (options.metricsEnabled) {
-    app.get('/metrics', async (_request, reply) => reply.type(options.metrics.contentType).send(await options.metrics.render()));
-  }
+  if (options.metricsEnabled) await app.register(metricsRoute, { metrics: options.metrics, token: options.metricsToken });
+};
+
+export interface MetricsRouteOptions {
+  readonly metrics: Metrics;
+  readonly token?: string | undefined;
+}
+
+/**
+ * Prometheus metrics (route counts by status, process details): in
+ * production only behind a bearer or on a listener of its own (security
+ * review 17). The token is compared in constant time (`secretMatcher`).
+ */
+export const metricsRoute: FastifyPluginAsync<MetricsRouteOptions> = async (app, options) => {
+  const matches = secretMatcher(options.token);
+  app.get('/metrics', async (request, reply) => {
+    if (options.token !== undefined) {
+      const presented = presentedBearer(request);
+      if (!matches(presented)) {
+        // RFC 6750 section 3: a bearer challenge, with invalid_token only when one was sent.
+        throw new HttpError('unauthorized', 'Metrics need the metrics bearer token.', {
+          headers: { 'www-authenticate': presented === undefined ? 'Bearer realm="portcullis-metrics"' : 'Bearer realm="portcullis-metrics", error="invalid_token"' },
+        });
+      }
+    }
+    return reply.type(options.metrics.contentType).send(await options.metrics.render());
+  });
 };
 
 async function check(driver: string, ping: () => Promise<void>, timeoutMs: number): Promise<CheckResult> {

@@ -102,9 +102,15 @@ export async function signedInSession(accounts: Identity['accounts'], request: F
   return { session, user };
 }
 
-/** A same-site path to go back to after sign-in: never another origin (open redirect). */
+/**
+ * A same-site path to go back to after sign-in: never another origin (open
+ * redirect). Only printable ASCII (RFC 3986 section 2: a URI is ASCII; other
+ * characters arrive percent-encoded): it goes into a Location header, which
+ * Node refuses to write with control characters, DEL or anything beyond
+ * Latin-1 (security review 8: that was a 500 after the session was made).
+ */
 function safeReturnTo(value: unknown): string | undefined {
-  if (typeof value !== 'string' || value.length > 512 || !value.startsWith('/') || value.startsWith('//') || value.includes('\\') || /[\u0000-\u001f]/.test(value)) return undefined;
+  if (typeof value !== 'string' || value.length > 512 || !value.startsWith('/') || value.startsWith('//') || value.includes('\\') || !/^[\x21-\x7e]+$/.test(value)) return undefined;
   return value;
 }
 
@@ -143,9 +149,25 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
 
   /** Same-origin and a valid token for the binding, or a 403 page. */
   function refuseForgery(request: FastifyRequest, reply: FastifyReply, binding: string | undefined): FastifyReply | undefined {
-    if (!sameOrigin(request.headers, origin()) || binding === undefined || !csrf.verify(binding, field(request.body, '_csrf'))) {
+    const reason = forgeryRefusalReason(request, binding);
+    if (reason !== undefined) {
+      // First-hour D20: an operator must tell an Origin mismatch from an
+      // expired form. The reason only; never the token, cookie or Origin value.
+      request.refusalReason = reason;
+      request.log.warn({ reason, route: request.routeOptions.url, status: 403 }, 'page request refused');
       return page(reply, 403, errorPage({ title: 'Request refused', detail: 'This form was not sent from this site, or it expired. Go back, reload the page and try again.' }));
     }
+    return undefined;
+  }
+
+  /** Why a state-changing form is refused, or undefined when it may proceed. */
+  function forgeryRefusalReason(request: FastifyRequest, binding: string | undefined): string | undefined {
+    // Fetch Metadata / Origin (OWASP CSRF Prevention Cheat Sheet), then the synchronizer token.
+    if (!sameOrigin(request.headers, origin())) return typeof request.headers['origin'] === 'string' ? 'origin_mismatch' : 'cross_site_fetch';
+    if (binding === undefined) return 'form_cookie_missing';
+    const token = field(request.body, '_csrf');
+    if (token === undefined) return 'csrf_token_missing';
+    if (!csrf.verify(binding, token)) return 'csrf_token_invalid';
     return undefined;
   }
 

@@ -3,11 +3,11 @@ import type { DestinationStream } from 'pino';
 import { configWarnings, type Config } from '../config/index.ts';
 import { Metrics, createLogger, type Logger } from '../observability/index.ts';
 import { assertSchemaCurrent, openStores, systemClock, type Clock, type Stores } from '../store/index.ts';
-import { openLedger, type Ledger } from '../audit/index.ts';
+import { FailureAggregator, openLedger, type Ledger } from '../audit/index.ts';
 import { createIdentity, type Identity } from '../identity/index.ts';
 import { createAuthorizationServer, type AuthorizationServer } from '../oauth/index.ts';
 import { Keyring, deriveKey, ensureMasterKeyFile, keyringPolicy, loadMasterKey } from '../tokens/index.ts';
-import { buildServer } from './app.ts';
+import { buildMetricsServer, buildServer } from './app.ts';
 
 export interface StartOptions {
   readonly clock?: Clock;
@@ -26,6 +26,8 @@ export interface RunningPortcullis {
   readonly authorizationServer: AuthorizationServer;
   /** The URL it listens on (the real port when config.port is 0). */
   readonly url: string;
+  /** The metrics listener's URL, when `metrics.port` is set. */
+  readonly metricsUrl?: string;
   /** Stops accepting, lets in-flight requests finish, closes the stores. */
   stop(): Promise<void>;
 }
@@ -72,6 +74,8 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     await ledger.latestCheckpoint();
     ledger.startCheckpointing(config.audit.checkpointIntervalMs, (error) => logger.error({ err: error }, 'audit checkpoint failed'));
     const clock = options.clock ?? systemClock;
+    // Unauthenticated failures reach the ledger aggregated (security review 11).
+    const failures = new FailureAggregator({ ledger, hot: stores.hot, clock });
     const identity = createIdentity({ config, stores, ledger, masterKey, clock });
     keyring = await Keyring.open({
       records: stores.durable.records,
@@ -83,12 +87,26 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     keyring.start((error) => logger.error({ err: error }, 'signing key maintenance failed'));
     authorizationServer = createAuthorizationServer({ config, stores, ledger, keyring, identity, masterKey, clock, warn: (message, detail) => logger.warn(detail, message) });
     authorizationServer.startMaintenance((error) => logger.error({ err: error }, 'OAuth housekeeping failed'));
-    const app = await buildServer({ config, stores, logger, metrics, ledger, identity, authorizationServer, ...(options.plugins !== undefined && { plugins: options.plugins }) });
+    const app = await buildServer({ config, stores, logger, metrics, ledger, clock, failures, identity, authorizationServer, ...(options.plugins !== undefined && { plugins: options.plugins }) });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address !== null ? address.port : config.port;
     const scheme = config.tls.certFile !== undefined ? 'https' : 'http';
     const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+    let metricsApp: FastifyInstance | undefined;
+    let metricsUrl: string | undefined;
+    if (config.metrics.enabled && config.metrics.port !== undefined) {
+      metricsApp = await buildMetricsServer({ config, logger, metrics });
+      try {
+        await metricsApp.listen({ host: config.metrics.host, port: config.metrics.port });
+      } catch (error) {
+        await app.close();
+        throw error;
+      }
+      const bound = metricsApp.server.address();
+      metricsUrl = `http://${config.metrics.host.includes(':') ? `[${config.metrics.host}]` : config.metrics.host}:${typeof bound === 'object' && bound !== null ? bound.port : config.metrics.port}`;
+      logger.info({ url: metricsUrl }, 'metrics listening');
+    }
     logger.info({ url, durable: stores.durable.driver, hot: stores.hot.driver, mode: config.mode }, 'portcullis listening');
     let stopping: Promise<void> | undefined;
     return {
@@ -99,8 +117,10 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
       identity,
       authorizationServer,
       url,
+      ...(metricsUrl !== undefined && { metricsUrl }),
       stop: () =>
         (stopping ??= (async () => {
+          await metricsApp?.close();
           await app.close();
           authorizationServer?.close();
           await ledger.close();

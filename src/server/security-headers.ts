@@ -27,6 +27,11 @@ const API_HEADERS: Readonly<Record<string, string>> = {
 /** RFC 6797: two years, subdomains included; sent only in production (over TLS or behind a TLS proxy). */
 const HSTS = 'max-age=63072000; includeSubDomains';
 
+/** The same headers as a plain object, for answers written outside Fastify (HTTP parser errors). */
+export function securityHeaderFields(production: boolean): Readonly<Record<string, string>> {
+  return production ? { ...API_HEADERS, 'strict-transport-security': HSTS } : API_HEADERS;
+}
+
 export function securityHeaders(reply: FastifyReply, production: boolean): void {
   reply.headers(API_HEADERS);
   if (production) reply.header('strict-transport-security', HSTS);

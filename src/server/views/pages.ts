@@ -14,7 +14,7 @@ export interface SessionRow {
   readonly current: boolean;
 }
 
-function layout(title: string, body: Html): string {
+export function layout(title: string, body: Html): string {
   return html`<!doctype html>
 <html lang="en">
 <head>

@@ -1,0 +1,87 @@
+/**
+ * Unauthenticated failures (a wrong admin bearer, a throttled sign-in) cost
+ * an attacker nothing, and the ledger keeps every entry for ever: one entry
+ * per failure would let anyone grow it without bound and bury real events
+ * (security review 11). Failures are counted instead, per event type, client
+ * network and time window, in the hot store so every instance adds to the
+ * same count, and the ledger gets an entry only when that count reaches 1,
+ * 10, 100, 1000, ... within the window: at most a handful of entries per
+ * network and window, each carrying the count so far.
+ */
+import type { Clock, HotStore } from '../store/index.ts';
+import type { AuditEvent } from './events.ts';
+import { truncateIp } from './ip.ts';
+import type { Ledger } from './ledger.ts';
+
+export interface FailureAggregatorOptions {
+  readonly ledger: Pick<Ledger, 'record'>;
+  readonly hot: HotStore;
+  readonly clock: Clock;
+  /** Length of a counting window (default one minute). */
+  readonly windowMs?: number;
+}
+
+/** Counts 1, 10, 100, ...: the counts at which an entry is written. */
+function isPowerOfTen(count: number): boolean {
+  let value = count;
+  while (value >= 10 && value % 10 === 0) value /= 10;
+  return value === 1;
+}
+
+export class FailureAggregator {
+  readonly #ledger: Pick<Ledger, 'record'>;
+  readonly #hot: HotStore;
+  readonly #clock: Clock;
+  readonly #windowMs: number;
+
+  constructor(options: FailureAggregatorOptions) {
+    this.#ledger = options.ledger;
+    this.#hot = options.hot;
+    this.#clock = options.clock;
+    this.#windowMs = options.windowMs ?? 60_000;
+  }
+
+  /**
+   * Counts one failure and answers the window's count so far; writes the event to the ledger (with `count`,
+   * `windowStart` and `windowSeconds` in its detail; the address as the
+   * ledger's IP setting says) when the window's count for
+   * its type and network (IPv4 /24, IPv6 /48) is 1, 10, 100, ...
+   * The increment is atomic in the hot store, so exactly one instance sees
+   * each of those counts.
+   */
+  async record(event: AuditEvent): Promise<number> {
+    const now = event.time ?? this.#clock();
+    const windowStart = now - (now % this.#windowMs);
+    // Kept two windows, so a late increment near the edge still finds its counter.
+    const counter = await this.#hot.increment(this.#key(event.type, event.ip, windowStart), this.#windowMs * 2);
+    if (!isPowerOfTen(counter.value)) return counter.value;
+    await this.#ledger.record({
+      ...event,
+      time: now,
+      detail: { ...event.detail, aggregated: true, count: counter.value, windowStart: new Date(windowStart).toISOString(), windowSeconds: this.#windowMs / 1000 },
+    });
+    return counter.value;
+  }
+
+  /**
+   * Failures of this type from this address's network in the current
+   * window: what a throttle in front of the check reads. Nothing resets it
+   * but the end of the window (a success does not).
+   */
+  async count(type: AuditEvent['type'], ip: string | undefined): Promise<number> {
+    const now = this.#clock();
+    const value = await this.#hot.get(this.#key(type, ip, now - (now % this.#windowMs)));
+    return value === null ? 0 : Number(value);
+  }
+
+  /** Milliseconds until the current window ends. */
+  retryAfterMs(): number {
+    const now = this.#clock();
+    return this.#windowMs - (now % this.#windowMs);
+  }
+
+  #key(type: AuditEvent['type'], ip: string | undefined, windowStart: number): string {
+    const network = (ip !== undefined ? truncateIp(ip) : undefined) ?? 'unknown';
+    return `audit:failures:${type}:${network}:${windowStart}`;
+  }
+}
