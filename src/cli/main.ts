@@ -10,11 +10,12 @@ import { AuditSourceError, AuditVerificationFailed, registerAuditCommands } from
 import { registerKeysCommands } from './keys.ts';
 import { UserCommandError, registerUserCommands } from './user.ts';
 import { ClientCommandError, registerClientCommands } from './client.ts';
+import { ResourceCommandError, registerResourceCommands } from './resource.ts';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 /** Errors whose message is written for the operator and is safe to print as is. */
-const OPERATOR_ERRORS = [ConfigError, StoreUnavailableError, StoreSchemaError, MasterKeyError, SealedSecretError, AuditSourceError, UserCommandError, ClientCommandError, KeyringError];
+const OPERATOR_ERRORS = [ConfigError, StoreUnavailableError, StoreSchemaError, MasterKeyError, SealedSecretError, AuditSourceError, UserCommandError, ClientCommandError, ResourceCommandError, KeyringError];
 
 /** What a command writes; injected so tests can capture it. */
 export interface CliOutput {
@@ -133,6 +134,7 @@ export async function main(argv: readonly string[], output: CliOutput = processO
 
   registerUserCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption, ...(output.stdin !== undefined && { stdin: output.stdin }) });
   registerClientCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
+  registerResourceCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
   registerKeysCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
   registerAuditCommands(program, {
     out: (line) => output.out(line),
