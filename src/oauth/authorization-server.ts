@@ -100,7 +100,7 @@ export function createAuthorizationServer(options: {
   const tokens = config.tokens;
   const clients = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(options.masterKey, 'client-secrets'), ledger, clock });
   const resources = new ResourceRegistry({ records: stores.durable.records, ledger, clock });
-  const targets = new TokenTargets({ resources });
+  const targets = new TokenTargets({ resources, defaultAlgorithm: tokens.signingAlgorithm });
   const users = identity.accounts.users;
   const accessTokens = new AccessTokens({
     keyring,

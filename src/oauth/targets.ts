@@ -23,9 +23,12 @@ export interface TokenTarget {
 
 export class TokenTargets {
   readonly #resources: ResourceRegistry;
+  readonly #defaultAlgorithm: SigningAlgorithm;
 
-  constructor(options: { resources: ResourceRegistry }) {
+  /** `defaultAlgorithm`: `tokens.signingAlgorithm`, what a resource without --access-token-alg gets. */
+  constructor(options: { resources: ResourceRegistry; defaultAlgorithm: SigningAlgorithm }) {
     this.#resources = options.resources;
+    this.#defaultAlgorithm = options.defaultAlgorithm;
   }
 
   /** RFC 8707 section 2: each resource parameter names a registered resource. */
@@ -67,17 +70,15 @@ export class TokenTargets {
 
   /**
    * The algorithm the audience's access tokens are signed with: the one the
-   * resources registered (--access-token-alg), else undefined (the server
-   * default). Resources that registered different ones cannot share a token.
+   * resources registered (--access-token-alg) or, for those that did not,
+   * the server default. Resources that need different ones cannot share a
+   * token (a verifier pinned to one algorithm would refuse it).
    */
-  async algorithmFor(audience: readonly string[]): Promise<SigningAlgorithm | undefined> {
+  async algorithmFor(audience: readonly string[]): Promise<SigningAlgorithm> {
     const algorithms = new Set<SigningAlgorithm>();
-    for (const uri of audience) {
-      const alg = (await this.#resources.get(uri))?.accessTokenAlg;
-      if (alg !== undefined) algorithms.add(alg);
-    }
+    for (const uri of audience) algorithms.add((await this.#resources.get(uri))?.accessTokenAlg ?? this.#defaultAlgorithm);
     if (algorithms.size > 1) throw new OAuthError('invalid_target', 'These resources need access tokens signed with different algorithms; ask for one resource at a time.');
-    return algorithms.values().next().value;
+    return algorithms.values().next().value ?? this.#defaultAlgorithm;
   }
 
   /** Whether `clientId` acts for one of the resources in `audience` (RFC 7662 section 4). */

@@ -46,7 +46,7 @@ export async function issueUserTokens(
     subject: grant.userId,
     scope: grant.scope,
     audience: audienceClaim(grant.resources, services.defaultAudience),
-    ...(algorithm !== undefined && { algorithm }),
+    algorithm,
     claims: {
       auth_time: Math.floor(grant.authTime / 1000),
       ...(sid !== undefined && { sid }),

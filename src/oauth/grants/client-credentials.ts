@@ -8,7 +8,6 @@ import { checkResources, parseScope, type OAuthParams } from '../params.ts';
 import { USER_SCOPES } from '../scopes.ts';
 import { audienceClaim } from '../targets.ts';
 import type { GrantContext, TokenResponse } from '../token-endpoint.ts';
-import type { SigningAlgorithm } from '../../tokens/index.ts';
 
 export async function clientCredentialsGrant(params: OAuthParams, context: GrantContext): Promise<TokenResponse> {
   const { client } = context.authenticated;
@@ -33,7 +32,8 @@ export async function clientCredentialsGrant(params: OAuthParams, context: Grant
     subject: client.client_id,
     scope: scopes.join(' '),
     audience: audienceClaim(target.audience, context.services.defaultAudience),
-    ...(await algorithm(context, target.audience)),
+    // The resource's --access-token-alg, else the server default.
+    algorithm: await context.services.targets.algorithmFor(target.audience),
     // RFC 9449 section 5: a DPoP proof at the token endpoint binds the token to its key.
     ...(context.dpopJkt !== undefined && { claims: { cnf: { jkt: context.dpopJkt } } }),
   });
@@ -51,10 +51,4 @@ export async function clientCredentialsGrant(params: OAuthParams, context: Grant
     expires_in: issued.expiresIn,
     ...(scopes.length > 0 && { scope: scopes.join(' ') }),
   };
-}
-
-/** The resource's --access-token-alg, when it set one. */
-async function algorithm(context: GrantContext, audience: readonly string[]): Promise<{ algorithm?: SigningAlgorithm }> {
-  const alg = await context.services.targets.algorithmFor(audience);
-  return alg === undefined ? {} : { algorithm: alg };
 }
