@@ -19,6 +19,7 @@ import { startTestServer, testBackends, type TestServer } from '../support/serve
 const API = 'https://api.example.com';
 const PAYMENTS = 'https://payments.internal.example/';
 const SIGNED_API = 'https://signed.example.com/v1';
+const B_API = 'https://b-api.example.com';
 const REDIRECT = 'http://127.0.0.1:8080/callback';
 const INITIAL_ACCESS_TOKEN = 'iat-'.padEnd(40, 'x');
 
@@ -35,6 +36,8 @@ for (const backend of testBackends) {
     let app: RegisteredClient;
     /** Another confidential client, not acting for anything. */
     let stranger: RegisteredClient;
+    /** A user-facing app that refreshes, granted scopes of two APIs. */
+    let refresher: RegisteredClient;
 
     const form = async (path: string, params: Record<string, string | string[]>, authorization?: string) => {
       const body = new URLSearchParams();
@@ -53,11 +56,11 @@ for (const backend of testBackends) {
     const introspect = async (token: string, caller: RegisteredClient) => (await form('/introspect', { token }, basic(caller.clientId, caller.clientSecret!))).body;
 
     /** The authorization URL of a code flow for `app`, with PKCE. */
-    const authorizationUrl = (extra: Record<string, string> = {}) => {
+    const authorizationUrl = (extra: Record<string, string> = {}, client = app) => {
       const verifier = randomBytes(32).toString('base64url');
       const url = new URL(`${server.url}/authorize`);
       url.search = new URLSearchParams({
-        client_id: app.clientId,
+        client_id: client.clientId,
         response_type: 'code',
         redirect_uri: REDIRECT,
         scope: 'openid api:read',
@@ -69,15 +72,16 @@ for (const backend of testBackends) {
       return { url, verifier };
     };
     /** A user's access token for `app`, through sign-in and consent. */
-    const userToken = async (browser: BrowserlessClient, extra: Record<string, string> = {}) => {
-      const { url, verifier } = authorizationUrl(extra);
+    const userTokens = async (browser: BrowserlessClient, extra: Record<string, string> = {}, client = app) => {
+      const { url, verifier } = authorizationUrl(extra, client);
       const callback = await completeAuthorization(browser, url, person, { redirectUri: REDIRECT });
       const code = callback.searchParams.get('code');
       assert.ok(code !== null, `no code: ${callback.search}`);
-      const answer = await form('/token', { grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier }, basic(app.clientId, app.clientSecret!));
+      const answer = await form('/token', { grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier }, basic(client.clientId, client.clientSecret!));
       assert.equal(answer.status, 200, JSON.stringify(answer.body));
-      return answer.body['access_token'] as string;
+      return answer.body as { access_token: string; refresh_token?: string };
     };
+    const userToken = async (browser: BrowserlessClient, extra: Record<string, string> = {}) => (await userTokens(browser, extra)).access_token;
 
     before(async () => {
       server = await startTestServer({ fixedPort: true, backend, env: { PORTCULLIS_OAUTH_INITIAL_ACCESS_TOKEN: INITIAL_ACCESS_TOKEN, PORTCULLIS_OAUTH_INITIAL_ACCESS_TOKEN_SCOPES: 'openid,api:read' } });
@@ -90,6 +94,8 @@ for (const backend of testBackends) {
       const resources = server.running.authorizationServer.resources;
       await resources.create({ uri: API, scopes: ['api:read', 'api:write', 'api:admin'], clients: [apiServer.clientId] }, { actor: 'test' });
       await resources.create({ uri: SIGNED_API, scopes: ['signed:read'], accessTokenAlg: 'RS256' }, { actor: 'test' });
+      await resources.create({ uri: B_API, scopes: ['b:read'] }, { actor: 'test' });
+      refresher = await registerClient(server, { client_name: 'Refresher', redirect_uris: [REDIRECT], grant_types: ['authorization_code', 'refresh_token'], scope: 'openid offline_access api:read b:read' }, ['api:read', 'b:read']);
     });
     after(async () => {
       await server?.close();
@@ -192,6 +198,21 @@ for (const backend of testBackends) {
       const { url } = authorizationUrl({ prompt: 'none', scope: 'openid', resource: SIGNED_API });
       const other = new URL((await browser.get(url.toString())).location!);
       assert.equal(other.searchParams.get('error'), 'consent_required');
+    });
+
+    it('a refresh may name fewer of the granted resources, with their scopes only, never another resource (RFC 8707 section 2.2)', async () => {
+      const granted = await userTokens(new BrowserlessClient(server.url), { scope: 'openid offline_access api:read b:read' }, refresher);
+      assert.deepEqual((await claimsOf(granted.access_token, API)).aud, [API, B_API], 'the resources owning the two API scopes');
+      const auth = basic(refresher.clientId, refresher.clientSecret!);
+      const outside = await form('/token', { grant_type: 'refresh_token', refresh_token: granted.refresh_token!, resource: SIGNED_API }, auth);
+      assert.equal(outside.body['error'], 'invalid_target', 'registered, but not part of the grant');
+      const narrowed = await form('/token', { grant_type: 'refresh_token', refresh_token: granted.refresh_token!, resource: B_API }, auth);
+      assert.equal(narrowed.status, 200, `the refused refresh spent nothing: ${JSON.stringify(narrowed.body)}`);
+      const claims = await claimsOf(narrowed.body['access_token'] as string, B_API);
+      assert.equal(claims.aud, B_API);
+      assert.equal(claims['scope'], 'openid offline_access b:read');
+      const wrongScope = await form('/token', { grant_type: 'refresh_token', refresh_token: narrowed.body['refresh_token'] as string, resource: B_API, scope: 'api:read' }, auth);
+      assert.equal(wrongScope.body['error'], 'invalid_scope', 'api:read is not a scope of b-api');
     });
 
     it('a resource registered with --access-token-alg RS256 gets RS256 access tokens; others the server default', async () => {
