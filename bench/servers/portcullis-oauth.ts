@@ -13,8 +13,8 @@
  *   `accounts.createUser` (the password policy and the configured argon2id
  *   parameters apply).
  *
- * BENCH_OAUTH (JSON: emails, password, redirectUri, apiScope) says what to
- * create; the extra scope is added to the config (`oauth.extraScopes`).
+ * BENCH_OAUTH (JSON: emails, password, redirectUri, apiScope, resource) says what to
+ * create; the API (`resource`) is registered as a resource that owns `apiScope`.
  * Prints `ready {"url", "service", "web"}` (client ids and secrets) on stdout
  * once listening; exits on SIGTERM through the product's own graceful
  * shutdown, or when the parent's IPC channel closes.
@@ -32,6 +32,7 @@ interface Setup {
   readonly password: string;
   readonly redirectUri: string;
   readonly apiScope: string;
+  readonly resource: string;
 }
 const setup = JSON.parse(process.env['BENCH_OAUTH'] ?? 'null') as Setup | null;
 if (setup === null) throw new Error('set BENCH_OAUTH');
@@ -40,12 +41,13 @@ if (setup === null) throw new Error('set BENCH_OAUTH');
 const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
 process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
 
-const config = loadConfig({ env: process.env, overrides: { dataDir, port: await freePort(), oauth: { extraScopes: [setup.apiScope] } } });
+const config = loadConfig({ env: process.env, overrides: { dataDir, port: await freePort() } });
 const running = await startPortcullis(config);
 exitGracefullyOnSignals(running, config.http.shutdownTimeoutMs);
 process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
 if (running.authorizationServer.issuer !== running.url) throw new Error(`issuer ${running.authorizationServer.issuer} is not the URL ${running.url}`);
 
+await running.authorizationServer.resources.create({ uri: setup.resource, scopes: [setup.apiScope] }, { actor: 'bench' });
 const register = async (metadata: Record<string, unknown>) => {
   const valid = validateClientMetadata(metadata, { allowedScopes: ['openid', 'profile', 'email', 'offline_access', setup.apiScope], defaultSigningAlgorithm: 'EdDSA' });
   const { client, clientSecret } = await running.authorizationServer.clients.register(valid, { actor: 'bench' });

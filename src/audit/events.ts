@@ -32,6 +32,8 @@ export const AUDIT_EVENT_TYPES = [
   'client.registered',
   'client.updated',
   'client.deleted',
+  'resource.created',
+  'resource.deleted',
   'user.created',
   'user.updated',
   'user.disabled',

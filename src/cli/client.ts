@@ -8,7 +8,7 @@ import { withAuditedStores } from './admin-stores.ts';
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
-import { ClientMetadataError, ClientRegistry, OIDC_SCOPES, validateClientMetadata, type OAuthClient } from '../oauth/index.ts';
+import { ClientMetadataError, ClientRegistry, OIDC_SCOPES, ResourceRegistry, validateClientMetadata, type OAuthClient } from '../oauth/index.ts';
 import { systemClock } from '../store/index.ts';
 import { deriveKey } from '../tokens/index.ts';
 
@@ -133,26 +133,30 @@ export function registerClientCommands(program: Command, context: ClientCliConte
     .option('--grant-type <type>', 'authorization_code, refresh_token or client_credentials; repeat for several (default: authorization_code)', collect)
     .addOption(new Option('--auth-method <method>', 'token endpoint authentication (default: client_secret_basic)').choices(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none']))
     .option('--public', 'a public client (browser or native app): no secret, PKCE only; same as --auth-method none')
-    .option('--scope <scopes>', 'space-separated scopes the client may request (default: openid)')
+    .option('--scope <scopes>', 'space-separated scopes the client may request: OpenID scopes, and API scopes of resources (portcullis resource create); default: openid')
     .option('--native', 'a native app (application_type native): may use private-use URI schemes and http://localhost')
     .option('--jwks-file <file>', 'JSON file with the public key(s) for private_key_jwt (a JWK Set or one JWK)')
     .option('--require-par', 'require pushed authorization requests (RFC 9126)')
     .option('--dpop', 'issue only DPoP-bound access tokens to this client (RFC 9449)')
-    .addOption(new Option('--id-token-alg <alg>', 'ID token signing algorithm (default: tokens.signingAlgorithm)').choices(['EdDSA', 'ES256', 'RS256', 'PS256']))
+    .addOption(new Option('--id-token-alg <alg>', 'ID token signing algorithm (default: RS256, OIDC Dynamic Client Registration section 2)').choices(['EdDSA', 'ES256', 'RS256', 'PS256']))
     .option('--json', 'print the registration response as JSON (RFC 7591 section 3.2.1)')
     .action(async (options: CreateOptions) => {
       const config = context.load(options);
-      let metadata;
-      try {
-        metadata = validateClientMetadata(metadataRequest(options), {
-          allowedScopes: [...OIDC_SCOPES, ...config.oauth.extraScopes],
-          defaultSigningAlgorithm: config.tokens.signingAlgorithm,
-        });
-      } catch (error) {
-        if (error instanceof ClientMetadataError) throw new ClientCommandError(`client refused (${error.error}): ${error.message}`);
-        throw error;
-      }
-      await withRegistry(config, async (registry) => {
+      const request = metadataRequest(options);
+      await withAuditedStores(config, async ({ stores, masterKey, ledger }) => {
+        const registry = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(masterKey, 'client-secrets'), ledger, clock: systemClock });
+        // An API scope exists only as the scope of a registered resource.
+        const resources = new ResourceRegistry({ records: stores.durable.records, ledger, clock: systemClock, cacheMs: 0 });
+        let metadata;
+        try {
+          metadata = validateClientMetadata(request, {
+            allowedScopes: [...OIDC_SCOPES, ...(await resources.allScopes())],
+            scopeHint: 'a scope is OpenID (openid, profile, email, offline_access) or a scope of a resource: portcullis resource create --uri <uri> --scope <scope>',
+          });
+        } catch (error) {
+          if (error instanceof ClientMetadataError) throw new ClientCommandError(`client refused (${error.error}): ${error.message}`);
+          throw error;
+        }
         const { client: created, clientSecret } = await registry.register(metadata, { actor: ACTOR });
         if (options.json === true) {
           context.out(JSON.stringify({ ...publicView(created), ...(clientSecret !== undefined && { client_secret: clientSecret, client_secret_expires_at: 0 }) }, null, 2));

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, configWarnings, loadConfig, maskConfig, type Config, type ConfigInput } from '../config/index.ts';
-import { StoreSchemaError, StoreUnavailableError, openStores, sqlitePath } from '../store/index.ts';
+import { StoreSchemaError, StoreUnavailableError, openStores, sqlitePath, type Clock } from '../store/index.ts';
 import { assertLoopbackInDevelopment } from './development-host.ts';
 import { DeploymentError, assertDataDirUsable, openExistingStores, withAbsolutePaths } from './deployment.ts';
 import { KeyringError, MasterKeyError, SealedSecretError, ensureMasterKeyFile } from '../tokens/index.ts';
@@ -12,11 +12,12 @@ import { AuditSourceError, AuditVerificationFailed, registerAuditCommands } from
 import { registerKeysCommands } from './keys.ts';
 import { UserCommandError, registerUserCommands } from './user.ts';
 import { ClientCommandError, registerClientCommands } from './client.ts';
+import { ResourceCommandError, registerResourceCommands } from './resource.ts';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 /** Errors whose message is written for the operator and is safe to print as is. */
-const OPERATOR_ERRORS = [ConfigError, DeploymentError, StoreUnavailableError, StoreSchemaError, MasterKeyError, SealedSecretError, AuditSourceError, UserCommandError, ClientCommandError, KeyringError];
+const OPERATOR_ERRORS = [ConfigError, DeploymentError, StoreUnavailableError, StoreSchemaError, MasterKeyError, SealedSecretError, AuditSourceError, UserCommandError, ClientCommandError, ResourceCommandError, KeyringError];
 
 /** What a command writes; injected so tests can capture it. */
 export interface CliOutput {
@@ -26,6 +27,8 @@ export interface CliOutput {
   progress?(text: string): void;
   /** Standard input for commands that read it (tests pass a stream). */
   readonly stdin?: NodeJS.ReadableStream;
+  /** The clock time-dependent commands (keys) judge states by; default the system clock. Tests pin it. */
+  readonly clock?: Clock;
 }
 
 const processOutput: CliOutput = {
@@ -53,6 +56,15 @@ function load(options: CommonOptions, overrides: ConfigInput = {}): Readonly<Con
 }
 
 /**
+ * A key id is base64url (RFC 7638), so 1 in 64 starts with "-" and reads as
+ * an option: a refused option of exactly a kid's shape says how to pass it.
+ */
+function withKidHint(message: string): string {
+  const kid = /^error: unknown option '(-[A-Za-z0-9_-]{42})'$/.exec(message)?.[1];
+  return kid === undefined ? message : `${message}: a key id that starts with "-" goes as --kid=${kid}`;
+}
+
+/**
  * Runs the `portcullis` command line and resolves to the exit code. A
  * mistake prints one line naming what is wrong, never a stack trace.
  */
@@ -64,7 +76,7 @@ export async function main(argv: readonly string[], output: CliOutput = processO
     .configureOutput({
       writeOut: (text) => output.out(text.trimEnd()),
       // An error (with its "did you mean" hint) is one line; help text keeps its lines.
-      writeErr: (text) => output.err(text.startsWith('error:') ? text.trim().replace(/\s*\n\s*/g, ' ') : text.trimEnd()),
+      writeErr: (text) => output.err(text.startsWith('error:') ? withKidHint(text.trim().replace(/\s*\n\s*/g, ' ')) : text.trimEnd()),
     })
     .showSuggestionAfterError(true);
 
@@ -150,7 +162,8 @@ export async function main(argv: readonly string[], output: CliOutput = processO
 
   registerUserCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption, ...(output.stdin !== undefined && { stdin: output.stdin }) });
   registerClientCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
-  registerKeysCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
+  registerResourceCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
+  registerKeysCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption, ...(output.clock !== undefined && { clock: output.clock }) });
   registerAuditCommands(program, {
     out: (line) => output.out(line),
     err: (line) => output.err(line),

@@ -268,7 +268,7 @@ export const ConfigSchema = Type.Object(
         signingAlgorithm: Type.Union([Type.Literal('EdDSA'), Type.Literal('ES256'), Type.Literal('RS256'), Type.Literal('PS256')], {
           default: 'EdDSA',
           env: 'PORTCULLIS_TOKENS_SIGNING_ALGORITHM',
-          description: 'JWS algorithm of access and ID tokens unless a client asks for another (EdDSA is Ed25519).',
+          description: 'JWS algorithm of access tokens unless their resource names another (EdDSA is Ed25519). ID tokens are RS256 unless the client registers another algorithm (OIDC Dynamic Client Registration section 2).',
         }),
         keyRotationIntervalMs: Type.Integer({
           minimum: 60_000,
@@ -360,10 +360,15 @@ export const ConfigSchema = Type.Object(
           derived: 'true in development, false in production',
           description: 'Back-channel logout may POST to loopback and private addresses. Off: a registered URI that is, or resolves to, such an address is refused (SSRF).',
         }),
-        extraScopes: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5b\\x5d-\\x7e]+$', maxLength: 128 }), {
-          default: [],
-          env: 'PORTCULLIS_OAUTH_EXTRA_SCOPES',
-          description: 'API scopes clients may register and request, besides openid, profile, email and offline_access.',
+        registrationScopes: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5b\\x5d-\\x7e]+$', maxLength: 128 }), {
+          default: ['openid', 'profile', 'email', 'offline_access'],
+          env: 'PORTCULLIS_OAUTH_REGISTRATION_SCOPES',
+          description: 'The most a client registered anonymously (`oauth.registration` open) may get; asking for more is refused (RFC 7591 section 5). API scopes are granted with `portcullis client create --scope`.',
+        }),
+        initialAccessTokenScopes: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5b\\x5d-\\x7e]+$', maxLength: 128 }), {
+          default: ['openid', 'profile', 'email', 'offline_access'],
+          env: 'PORTCULLIS_OAUTH_INITIAL_ACCESS_TOKEN_SCOPES',
+          description: 'The most a client registered with the initial access token may get: OpenID scopes and scopes of resources made with `portcullis resource create`.',
         }),
       },
       { additionalProperties: false, default: {} },

@@ -23,7 +23,9 @@ import { LogoutService } from './logout.ts';
 import { ParEndpoint } from './par.ts';
 import { RefreshTokens } from './refresh-tokens.ts';
 import { RegistrationEndpoint } from './registration.ts';
-import { OIDC_SCOPES } from './scopes.ts';
+import { USER_SCOPES } from './scopes.ts';
+import { ResourceRegistry } from './resources.ts';
+import { TokenTargets } from './targets.ts';
 import { RevocationEndpoint } from './revocation.ts';
 import { TokenEndpoint, type GrantServices } from './token-endpoint.ts';
 import { UserInfoEndpoint } from './userinfo.ts';
@@ -55,6 +57,8 @@ export interface AuthorizationServer {
   readonly issuer: string;
   readonly keyring: Keyring;
   readonly clients: ClientRegistry;
+  /** Registered resource servers (RFC 8707 audiences, API scopes). */
+  readonly resources: ResourceRegistry;
   readonly accessTokens: AccessTokens;
   readonly refreshTokens: RefreshTokens;
   readonly consents: Consents;
@@ -95,6 +99,8 @@ export function createAuthorizationServer(options: {
   const issuer = config.issuer;
   const tokens = config.tokens;
   const clients = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(options.masterKey, 'client-secrets'), ledger, clock });
+  const resources = new ResourceRegistry({ records: stores.durable.records, ledger, clock });
+  const targets = new TokenTargets({ resources, defaultAlgorithm: tokens.signingAlgorithm });
   const users = identity.accounts.users;
   const accessTokens = new AccessTokens({
     keyring,
@@ -135,6 +141,7 @@ export function createAuthorizationServer(options: {
     codes,
     ledger,
     defaultAudience: issuer,
+    targets,
     liveness: {
       sessionIsLive: (handle) => identity.accounts.sessions.isLive(handle),
       userIsActive: async (userId) => {
@@ -157,7 +164,9 @@ export function createAuthorizationServer(options: {
     onDeliveryFailure: (clientId, reason) => options.warn?.('back-channel logout not delivered', { clientId, reason }),
   });
   const registrationEnabled = config.oauth.registration !== 'off';
-  const metadataOptions = { issuer, scopes: config.oauth.extraScopes, registration: registrationEnabled };
+  // API scopes are not advertised (RFC 8414 section 2: servers MAY leave
+  // scopes out): resources come and go at run time, the metadata is fixed.
+  const metadataOptions = { issuer, scopes: [], registration: registrationEnabled };
   let sweeper: NodeJS.Timeout | undefined;
   return {
     issuer,
@@ -166,11 +175,12 @@ export function createAuthorizationServer(options: {
     accessTokens,
     refreshTokens,
     consents,
-    authorizer: new Authorizer({ clients, codes, consents, pushed, hot: stores.hot, clock, issuer, sessions: logout }),
+    resources,
+    authorizer: new Authorizer({ clients, codes, consents, pushed, hot: stores.hot, clock, issuer, sessions: logout, targets }),
     logout,
     token: new TokenEndpoint({ clientAuthenticator, services }),
-    par: new ParEndpoint({ clientAuthenticator, pushed }),
-    introspection: new IntrospectionEndpoint({ clientAuthenticator, accessTokens, refreshTokens }),
+    par: new ParEndpoint({ clientAuthenticator, pushed, targets }),
+    introspection: new IntrospectionEndpoint({ clientAuthenticator, accessTokens, refreshTokens, targets }),
     revocation: new RevocationEndpoint({ clientAuthenticator, accessTokens, refreshTokens, ledger }),
     userinfo: new UserInfoEndpoint({
       accessTokens,
@@ -187,8 +197,9 @@ export function createAuthorizationServer(options: {
       clients,
       policy: config.oauth.registration,
       initialAccessToken: config.oauth.initialAccessToken,
-      allowedScopes: [...OIDC_SCOPES, ...config.oauth.extraScopes],
-      defaultSigningAlgorithm: config.tokens.signingAlgorithm,
+      registrationScopes: config.oauth.registrationScopes,
+      initialAccessTokenScopes: config.oauth.initialAccessTokenScopes,
+      scopeExists: async (scope) => USER_SCOPES.has(scope) || (await resources.ownerOf(scope)) !== null,
       endpoint: endpointUrl(issuer, ENDPOINT_PATHS.registration),
     }),
     metadata: JSON.stringify(authorizationServerMetadata(metadataOptions)),

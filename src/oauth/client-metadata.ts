@@ -67,11 +67,24 @@ export class ClientMetadataError extends Error {
 }
 
 export interface ValidateClientMetadataOptions {
-  /** Every scope a client may register: openid, profile, email, offline_access and `oauth.extraScopes`. */
+  /**
+   * Every scope this client may register: OpenID scopes and scopes of
+   * registered resources an operator grants it, or what dynamic
+   * registration allows (`oauth.registrationScopes`).
+   */
   readonly allowedScopes: readonly string[];
-  /** The default id_token_signed_response_alg (`tokens.signingAlgorithm`). */
-  readonly defaultSigningAlgorithm: string;
+  /** Added to the refusal of a scope outside `allowedScopes`: how to get it. */
+  readonly scopeHint?: string;
+  /**
+   * The default id_token_signed_response_alg. Default RS256: OIDC Dynamic
+   * Client Registration section 2 makes RS256 the default when the client
+   * names none, and relying parties that name none expect it.
+   */
+  readonly defaultSigningAlgorithm?: string;
 }
+
+/** OIDC Dynamic Client Registration section 2: "The default, if omitted, is RS256." */
+export const DEFAULT_ID_TOKEN_SIGNING_ALGORITHM: IdTokenSigningAlgorithm = 'RS256';
 
 export const TOKEN_ENDPOINT_AUTH_METHODS: readonly TokenEndpointAuthMethod[] = ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt'];
 export const GRANT_TYPES: readonly GrantType[] = ['authorization_code', 'refresh_token', 'client_credentials'];
@@ -141,7 +154,7 @@ const redirectError = (message: string) => new ClientMetadataError('invalid_redi
 export function validateClientMetadata(input: unknown, options: ValidateClientMetadataOptions): ClientMetadata {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) throw metadataError('client metadata must be a JSON object');
   const fields = input as Input;
-  const defaultAlgorithm = options.defaultSigningAlgorithm;
+  const defaultAlgorithm = options.defaultSigningAlgorithm ?? DEFAULT_ID_TOKEN_SIGNING_ALGORITHM;
   if (!(ID_TOKEN_SIGNING_ALGORITHMS as readonly string[]).includes(defaultAlgorithm)) throw new TypeError(`defaultSigningAlgorithm ${defaultAlgorithm} is not one of ${ID_TOKEN_SIGNING_ALGORITHMS.join(', ')}`);
 
   // Credentials are the server's to make: a secret a client picks is as
@@ -178,7 +191,7 @@ export function validateClientMetadata(input: unknown, options: ValidateClientMe
     grant_types: grantTypes,
     response_types: responseTypes,
     token_endpoint_auth_method: authMethod,
-    scope: checkScope(fields, options.allowedScopes),
+    scope: checkScope(fields, options.allowedScopes, options.scopeHint),
     ...(jwks !== undefined && { jwks }),
     application_type: applicationType,
     require_pushed_authorization_requests: flag(fields, 'require_pushed_authorization_requests'),
@@ -373,7 +386,7 @@ function checkClientName(value: unknown): string {
 }
 
 /** RFC 6749 section 3.3 syntax; every scope must be one this server offers. Default: openid. */
-function checkScope(fields: Input, allowedScopes: readonly string[]): string {
+function checkScope(fields: Input, allowedScopes: readonly string[], hint: string | undefined): string {
   if (!has(fields, 'scope')) return 'openid';
   const value = fields['scope'];
   if (typeof value !== 'string') throw metadataError(`scope must be a space-separated string (got ${describe(value)})`);
@@ -383,7 +396,7 @@ function checkScope(fields: Input, allowedScopes: readonly string[]): string {
   if (scopes.length > CLIENT_METADATA_LIMITS.scopes) throw metadataError(`scope: at most ${CLIENT_METADATA_LIMITS.scopes} scopes`);
   const allowed = new Set(allowedScopes);
   const unknown = scopes.filter((scope) => !allowed.has(scope));
-  if (unknown.length > 0) throw metadataError(`scope: ${unknown.slice(0, 5).map(describe).join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not offered by this server`);
+  if (unknown.length > 0) throw metadataError(`scope: ${unknown.slice(0, 5).map(describe).join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not offered to this client${hint === undefined ? '' : `; ${hint}`}`);
   return [...new Set(scopes)].join(' ');
 }
 

@@ -17,3 +17,4 @@ export { ClientRegistryError } from './clients.ts';
 export { pickClientMetadata, redirectUriProblem, usesClientSecret } from './client-metadata.ts';
 export { DpopVerifier, DPOP_ALGORITHMS } from './dpop.ts';
 export { LogoutRequestError, LogoutService, type LogoutRequest } from './logout.ts';
+export { ResourceRegistry, ResourceRegistryError, RESOURCE_TOKEN_ALGORITHMS, resourceUriProblem, type ResourceServer } from './resources.ts';

@@ -1,14 +1,19 @@
 /**
  * Token introspection (RFC 7662). The caller must authenticate as a
  * confidential client (section 2.1: the endpoint MUST require authorization,
- * and a public client proves nothing). Every token that is not active, for
- * whatever reason, gets the same `{"active": false}` (section 2.2).
+ * and a public client proves nothing). It sees a token only if the token was
+ * issued to it, or if it acts for a resource server in the token's audience
+ * (section 4: the server limits which protected resources may introspect
+ * which tokens, against token scanning and for the users' privacy). Every
+ * token that is not active, or not the caller's to see, gets the same
+ * `{"active": false}` (section 2.2).
  */
 import type { AccessTokens } from './access-tokens.ts';
 import type { ClientAuthenticator } from './client-auth.ts';
 import { OAuthError } from './errors.ts';
 import { oauthParams } from './params.ts';
 import type { RefreshTokens } from './refresh-tokens.ts';
+import type { TokenTargets } from './targets.ts';
 
 export type IntrospectionResponse = { readonly active: false } | ({ readonly active: true; readonly token_type?: string } & Record<string, unknown>);
 
@@ -20,7 +25,10 @@ export class IntrospectionEndpoint {
   readonly #accessTokens: AccessTokens;
   readonly #refreshTokens: RefreshTokens;
 
-  constructor(options: { clientAuthenticator: ClientAuthenticator; accessTokens: AccessTokens; refreshTokens: RefreshTokens }) {
+  readonly #targets: TokenTargets;
+
+  constructor(options: { clientAuthenticator: ClientAuthenticator; accessTokens: AccessTokens; refreshTokens: RefreshTokens; targets: TokenTargets }) {
+    this.#targets = options.targets;
     this.#clientAuthenticator = options.clientAuthenticator;
     this.#accessTokens = options.accessTokens;
     this.#refreshTokens = options.refreshTokens;
@@ -50,6 +58,9 @@ export class IntrospectionEndpoint {
         ...(refresh.grant.dpopJkt !== undefined && { cnf: { jkt: refresh.grant.dpopJkt } }),
       };
     }
+    // Section 4: issued to the caller, or the caller is the resource server it is for.
+    const caller = authenticated.client.client_id;
+    if (claims.client_id !== caller && !(await this.#targets.actsFor(caller, claims.aud))) return { active: false };
     const answer: Record<string, unknown> = { active: true, token_type: claims['cnf'] !== undefined ? 'DPoP' : 'Bearer' };
     for (const claim of REPORTED_CLAIMS) if (claims[claim] !== undefined) answer[claim] = claims[claim];
     return answer as IntrospectionResponse;

@@ -8,6 +8,8 @@ import type { ClientAuthenticator } from './client-auth.ts';
 import { OAuthError, OAUTH_ERROR_CODES, type OAuthErrorCode } from './errors.ts';
 import { oauthParams } from './params.ts';
 import type { PushedRequests } from './authorization/pushed-requests.ts';
+import { resolvedAudience } from './authorization/authorizer.ts';
+import type { TokenTargets } from './targets.ts';
 import { AuthorizationPageError, AuthorizationResponseError, checkAuthorizationRequest, verifiedRedirect } from './authorization/request.ts';
 
 /** Parameters that authenticate the client (RFC 6749 section 2.3.1, RFC 7523 section 2.2). */
@@ -17,7 +19,10 @@ export class ParEndpoint {
   readonly #clientAuthenticator: ClientAuthenticator;
   readonly #pushed: PushedRequests;
 
-  constructor(options: { clientAuthenticator: ClientAuthenticator; pushed: PushedRequests }) {
+  readonly #targets: TokenTargets;
+
+  constructor(options: { clientAuthenticator: ClientAuthenticator; pushed: PushedRequests; targets: TokenTargets }) {
+    this.#targets = options.targets;
     this.#clientAuthenticator = options.clientAuthenticator;
     this.#pushed = options.pushed;
   }
@@ -39,7 +44,9 @@ export class ParEndpoint {
     const authorizationParams = Object.fromEntries(Object.entries(params.values).filter(([name]) => !CLIENT_CREDENTIALS.has(name)));
     const withClient = { values: { ...authorizationParams, client_id: client.client_id, ...(request.dpopJkt !== undefined && { dpop_jkt: request.dpopJkt }) }, resources: params.resources };
     try {
-      checkAuthorizationRequest(withClient, { ...verifiedRedirect(withClient, client), pushed: true });
+      const checked = checkAuthorizationRequest(withClient, { ...verifiedRedirect(withClient, client), pushed: true });
+      // RFC 8707 section 2: the resources and API scopes are checked here too.
+      await resolvedAudience(this.#targets, checked);
     } catch (error) {
       if (error instanceof AuthorizationPageError) throw new OAuthError('invalid_request', error.message);
       if (error instanceof AuthorizationResponseError) {

@@ -4,6 +4,16 @@
  * initial access token (section 3, "initial_access_token"), or off. Each
  * registered client gets a registration access token for reading, updating
  * and deleting its own registration; nothing else accepts that token.
+ *
+ * What a registered client may get is not its own choice (RFC 7591 section
+ * 5, RFC 9700 section 2.3): an anonymous registration gets at most
+ * `oauth.registrationScopes`, one made with the initial access token at most
+ * `oauth.initialAccessTokenScopes` (API scopes there must belong to a
+ * registered resource), and an RFC 7592 update never adds a scope the client
+ * does not already hold beyond `oauth.registrationScopes`. A request for more
+ * is refused (invalid_client_metadata, RFC 7591 section 3.2.2), not trimmed:
+ * a trimmed registration succeeds and then fails at the token endpoint with
+ * invalid_scope, far from the cause; a refusal names the scope at once.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { ClientMetadataError, pickClientMetadata, validateClientMetadata, type ClientMetadata } from './client-metadata.ts';
@@ -16,8 +26,12 @@ export interface RegistrationOptions {
   readonly clients: ClientRegistry;
   readonly policy: RegistrationPolicy;
   readonly initialAccessToken: string | undefined;
-  readonly allowedScopes: readonly string[];
-  readonly defaultSigningAlgorithm: string;
+  /** `oauth.registrationScopes`: the most an anonymous (open) registration gets. */
+  readonly registrationScopes: readonly string[];
+  /** `oauth.initialAccessTokenScopes`: the most a registration with the initial access token gets. */
+  readonly initialAccessTokenScopes: readonly string[];
+  /** Whether a scope exists: an OpenID scope or a scope of a registered resource. */
+  readonly scopeExists: (scope: string) => Promise<boolean>;
   /** The registration endpoint's URL; a client's configuration URL is this plus its id. */
   readonly endpoint: string;
 }
@@ -59,8 +73,9 @@ export class RegistrationEndpoint {
 
   /** RFC 7591 section 3: register a client; 201 with its metadata and, once, its secret and registration access token. */
   async register(request: { body: unknown; authorization: string | undefined; requestId: string }): Promise<RegistrationAnswer> {
-    this.#admit(request.authorization);
-    const metadata = this.#validate(request.body);
+    const withToken = this.#admit(request.authorization);
+    const policy = withToken ? this.#options.initialAccessTokenScopes : this.#options.registrationScopes;
+    const metadata = this.#validate(request.body, await this.#existing(policy));
     const registered = await this.#options.clients.register(metadata, { actor: ACTOR, requestId: request.requestId }, { withRegistrationToken: true });
     return {
       status: 201,
@@ -91,7 +106,10 @@ export class RegistrationEndpoint {
     if (fields['client_id'] !== clientId) throw new OAuthError('invalid_request', 'client_id in the body must be this client\'s id.');
     const secret = fields['client_secret'];
     if (secret !== undefined && (typeof secret !== 'string' || !this.#options.clients.verifySecret(client, secret))) throw new OAuthError('invalid_request', 'client_secret does not match this client\'s secret.');
-    const metadata = this.#validate(Object.fromEntries(Object.entries(fields).filter(([name]) => !SERVER_FIELDS.includes(name))));
+    // RFC 7592 section 2.2 lets the server refuse values: an update keeps or
+    // drops scopes, and never gains one beyond what anyone may register.
+    const allowed = [...new Set([...client.scope.split(' ').filter((scope) => scope !== ''), ...this.#options.registrationScopes])];
+    const metadata = this.#validate(Object.fromEntries(Object.entries(fields).filter(([name]) => !SERVER_FIELDS.includes(name))), allowed);
     let updated;
     try {
       updated = await this.#options.clients.update(clientId, metadata, { actor: ACTOR, requestId: request.requestId }, { expectedVersion: client.version });
@@ -110,15 +128,26 @@ export class RegistrationEndpoint {
     return { status: 204 };
   }
 
-  /** Who may register (section 3): everyone, the holder of the initial access token, or nobody. */
-  #admit(authorization: string | undefined): void {
+  /**
+   * Who may register (section 3): everyone, the holder of the initial
+   * access token, or nobody. Resolves whether the initial access token was
+   * presented (on an open server too: it earns its wider scope policy).
+   */
+  #admit(authorization: string | undefined): boolean {
     const { policy, initialAccessToken } = this.#options;
     if (policy === 'off') throw new OAuthError('access_denied', 'Dynamic client registration is turned off on this server.');
-    if (policy === 'open') return;
     const presented = bearer(authorization);
-    if (initialAccessToken === undefined || presented === undefined || !constantTimeEquals(presented, initialAccessToken)) {
-      throw new OAuthError('invalid_token', 'Registration needs the initial access token as a Bearer token.', { headers: { 'www-authenticate': 'Bearer error="invalid_token"' } });
-    }
+    const valid = initialAccessToken !== undefined && presented !== undefined && constantTimeEquals(presented, initialAccessToken);
+    if (policy === 'open') return valid;
+    if (!valid) throw new OAuthError('invalid_token', 'Registration needs the initial access token as a Bearer token.', { headers: { 'www-authenticate': 'Bearer error="invalid_token"' } });
+    return true;
+  }
+
+  /** Of a policy's scopes, those that exist now (an API scope whose resource was deleted does not). */
+  async #existing(scopes: readonly string[]): Promise<string[]> {
+    const found: string[] = [];
+    for (const scope of scopes) if (await this.#options.scopeExists(scope)) found.push(scope);
+    return found;
   }
 
   async #authorised(clientId: string, authorization: string | undefined): Promise<OAuthClient> {
@@ -132,9 +161,9 @@ export class RegistrationEndpoint {
     return client;
   }
 
-  #validate(body: unknown): ClientMetadata {
+  #validate(body: unknown, allowedScopes: readonly string[]): ClientMetadata {
     try {
-      return validateClientMetadata(body, { allowedScopes: this.#options.allowedScopes, defaultSigningAlgorithm: this.#options.defaultSigningAlgorithm });
+      return validateClientMetadata(body, { allowedScopes, scopeHint: `a client registered here may ask for: ${allowedScopes.join(' ') || '(no scope)'}; the server's operator grants other scopes` });
     } catch (error) {
       if (error instanceof ClientMetadataError) throw new OAuthError(error.error, error.message);
       throw error;

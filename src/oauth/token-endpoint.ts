@@ -12,8 +12,9 @@ import { authorizationCodeGrant } from './grants/authorization-code.ts';
 import { clientCredentialsGrant } from './grants/client-credentials.ts';
 import { refreshTokenGrant } from './grants/refresh-token.ts';
 import type { IdTokens } from './id-tokens.ts';
-import { oauthParams, type OAuthParams } from './params.ts';
+import { checkResources, oauthParams, type OAuthParams } from './params.ts';
 import type { RefreshTokens } from './refresh-tokens.ts';
+import type { TokenTargets } from './targets.ts';
 
 /** RFC 6749 section 5.1. */
 export interface TokenResponse {
@@ -46,6 +47,8 @@ export interface GrantServices {
   readonly ledger: Ledger;
   readonly liveness: SignInLiveness;
   readonly defaultAudience: string;
+  /** Registered resources: the `resource` parameter and the audience of API scopes (RFC 8707). */
+  readonly targets: TokenTargets;
 }
 
 export interface GrantContext {
@@ -96,6 +99,8 @@ export class TokenEndpoint {
     if (grant === undefined) throw new OAuthError('unsupported_grant_type', 'This server does not support that grant_type.');
     // RFC 9449 section 5.2: a client registered for DPoP always sends a proof.
     if (authenticated.client.dpop_bound_access_tokens && request.dpopJkt === undefined) throw new OAuthError('invalid_request', 'This client must send a DPoP proof.');
+    // RFC 8707 section 2, for every grant: a resource must be a registered one.
+    await this.#options.services.targets.registered(checkResources(params.resources));
     return grant(params, { authenticated, services: this.#options.services, audit: request.audit, ...(request.dpopJkt !== undefined && { dpopJkt: request.dpopJkt }) });
   }
 }

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { AccessTokens } from './access-tokens.ts';
 import type { OAuthClient } from './clients.ts';
 import type { IdTokens } from './id-tokens.ts';
+import { audienceClaim, type TokenTargets } from './targets.ts';
 import type { TokenResponse } from './token-endpoint.ts';
 
 /** OIDC `sid` (Front-/Back-Channel Logout section 2.1): names the session without revealing its store handle. */
@@ -31,13 +32,21 @@ export interface IssuedUserTokens {
   readonly accessTokenExp: number;
 }
 
-export async function issueUserTokens(services: { accessTokens: AccessTokens; idTokens: IdTokens; defaultAudience: string }, client: OAuthClient, grant: UserGrant, options: { idToken: boolean }): Promise<IssuedUserTokens> {
+export async function issueUserTokens(
+  services: { accessTokens: AccessTokens; idTokens: IdTokens; defaultAudience: string; targets: TokenTargets },
+  client: OAuthClient,
+  grant: UserGrant,
+  options: { idToken: boolean },
+): Promise<IssuedUserTokens> {
   const sid = grant.sessionHandle === undefined ? undefined : sessionIdClaim(grant.sessionHandle);
+  // The resource's --access-token-alg, else the server default.
+  const algorithm = await services.targets.algorithmFor(grant.resources);
   const access = await services.accessTokens.issue({
     clientId: client.client_id,
     subject: grant.userId,
     scope: grant.scope,
-    audience: grant.resources.length === 0 ? services.defaultAudience : grant.resources.length === 1 ? grant.resources[0]! : grant.resources,
+    audience: audienceClaim(grant.resources, services.defaultAudience),
+    algorithm,
     claims: {
       auth_time: Math.floor(grant.authTime / 1000),
       ...(sid !== undefined && { sid }),

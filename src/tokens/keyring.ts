@@ -458,18 +458,23 @@ export class Keyring {
    * fetch it again on the unknown kid (RFC 7517 section 4.5 / OIDC Core
    * section 10.1.1), which is better than signing on with a compromised key.
    */
-  async revoke(kid: string): Promise<KeyInfo> {
+  async revoke(kid: string): Promise<KeyInfo & { readonly stateBefore: KeyState }> {
     const info = await this.#change(async (keys, now) => {
       const target = keys.find((key) => key.kid === kid);
-      if (target === undefined) throw new KeyringError(`no signing key ${kid}`);
+      // A key can leave the stored keyring between an operator's `keys list`
+      // and this call (maintain() drops it once its last token expired).
+      if (target === undefined) throw new KeyringError(`no signing key ${kid} (unknown, or removed from the keyring after its last token expired; see portcullis keys list)`);
       if (target.revokedAt !== undefined) throw new KeyringError(`signing key ${kid} is already revoked`);
       const wasCurrent = currentIn(chainOf(wrap(keys), target.alg), now)?.stored.kid === kid;
+      // Decided on the keys and the time of this very write (compare-and-set), not on an earlier read.
+      const stateBefore: KeyState = wasCurrent ? 'current' : target.activatesAt > now ? 'next' : 'retired';
+      const retiredAt = stateBefore === 'retired' ? lifetimes(keys, this.#policy).get(kid)?.retiredAt : undefined;
       const replacement = wasCurrent ? [await newKey(target.alg, this.#masterKey, now, now, 'replaces_revoked')] : [];
       return {
         keys: [...keys.map((key) => (key.kid === kid ? { ...key, revokedAt: now } : key)), ...replacement.map((key) => key.stored)],
         created: replacement,
         events: [{ type: 'key.revoked', outcome: 'success', actorService: 'admin', detail: { kid, alg: target.alg } }, ...replacement.map((key) => createdEvent(key, 'admin'))],
-        result: (keyring) => keyring.#info(kid),
+        result: (keyring) => ({ ...keyring.#info(kid), stateBefore, ...(retiredAt !== undefined && { retiredAt }) }),
       };
     });
     return info!;

@@ -51,9 +51,11 @@ describe('portcullis client', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'portcullis-client-cli-'));
     configFile = join(dir, 'portcullis.json');
-    writeFileSync(configFile, JSON.stringify({ dataDir: join(dir, 'data'), log: { level: 'silent' }, oauth: { extraScopes: ['orders:read'] } }));
+    writeFileSync(configFile, JSON.stringify({ dataDir: join(dir, 'data'), log: { level: 'silent' } }));
     assert.equal((await run(['init', '--config', configFile])).code, 0);
     assert.equal((await run(['migrate', '--config', configFile])).code, 0);
+    // API scopes are scopes of a registered resource (they were oauth.extraScopes).
+    assert.equal((await run(['resource', 'create', '--config', configFile, '--uri', 'https://orders.example.com/api', '--scope', 'orders:read'])).code, 0);
   });
   after(() => {
     rmSync(dir, { recursive: true, force: true });
@@ -194,7 +196,7 @@ describe('portcullis client', () => {
       [['client', 'create', '--name', 'X', '--public', '--grant-type', 'client_credentials'], /invalid_client_metadata.*confidential client/],
       [['client', 'create', '--name', 'X', '--grant-type', 'implicit', '--redirect-uri', 'https://app.example.com/cb'], /implicit grant is not supported/],
       [['client', 'create', '--name', 'X', '--grant-type', 'refresh_token', '--grant-type', 'client_credentials'], /refresh_token needs authorization_code/],
-      [['client', 'create', '--name', 'X', '--redirect-uri', 'https://app.example.com/cb', '--scope', 'openid admin'], /"admin" is not offered/],
+      [['client', 'create', '--name', 'X', '--redirect-uri', 'https://app.example.com/cb', '--scope', 'openid admin'], /"admin" is not offered.*portcullis resource create --uri/],
       [['client', 'create', '--name', 'X', '--redirect-uri', 'https://app.example.com/cb', '--public', '--auth-method', 'client_secret_basic'], /--public and --auth-method client_secret_basic contradict/],
       [['client', 'create', '--name', 'X', '--redirect-uri', 'https://app.example.com/cb', '--auth-method', 'magic'], /argument 'magic' is invalid/],
       [['client', 'create', '--name', 'X', '--redirect-uri', 'https://app.example.com/cb', '--auth-method', 'private_key_jwt'], /needs jwks/],

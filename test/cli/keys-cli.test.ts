@@ -3,13 +3,22 @@
  * keys, rotate (published now, signing one max-age later), revoke (a new key
  * signs at once), each audited; --help for each; one clear line and a
  * non-zero exit for every mistake.
+ *
+ * Key states come from the rotation schedule and a clock: the commands run
+ * on a clock this test pins and moves (never the wall clock), so a slow,
+ * busy machine cannot move a key between states between two commands. Kids
+ * are passed as --kid=<kid>: a kid is base64url, and one that starts with "-"
+ * (1 in 64) passed as a plain argument reads as an option; that was the CI
+ * flake of December 2026 (`keys revoke <kid>` exited 1 on "unknown option").
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli as run, type CliRun as Run } from '../support/cli.ts';
+import { main } from '../../src/cli/main.ts';
+import { type CliRun as Run } from '../support/cli.ts';
+import { ManualClock } from '../support/clock.ts';
 import { decodeEntry, type AuditEntry } from '../../src/audit/index.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { openStores } from '../../src/store/index.ts';
@@ -23,6 +32,16 @@ interface Row {
 }
 
 const KID = '[A-Za-z0-9_-]{43}';
+const clock = new ManualClock(Date.UTC(2026, 11, 1, 9, 0, 0));
+const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/** The command line in this process, on the pinned clock, with its output captured. */
+async function run(args: string[]): Promise<Run> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(args, { out: (line) => out.push(line), err: (line) => err.push(line), clock: clock.now });
+  return { code, out, err };
+}
 const TIME = '\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ';
 
 function rows(listed: Run): Row[] {
@@ -60,13 +79,12 @@ describe('portcullis keys', () => {
   });
 
   it('rotate publishes a key that signs one JWKS max-age later; the current key shows when it retires and leaves the JWKS', async () => {
-    const before = Date.now();
+    clock.advance(60_000);
     const rotated = await run(['keys', 'rotate', '--alg', 'ES256', '--config', configFile]);
     assert.equal(rotated.code, 0, rotated.err.join('\n'));
     const match = new RegExp(`^Created ES256 key (${KID}): published now, signs from (${TIME})\\.$`).exec(rotated.out[0]!);
     assert.ok(match, rotated.out[0]);
-    const signsFrom = Date.parse(match[2]!);
-    assert.ok(signsFrom >= Math.floor(before / 1000) * 1000 + 300_000 && signsFrom <= Date.now() + 300_000, 'one max-age from now');
+    assert.equal(match[2], iso(clock.now() + 300_000), 'one max-age from now');
     assert.match(rotated.out[1]!, /within 10s/);
 
     const listed = rows(await run(['keys', 'list', '--config', configFile]));
@@ -84,9 +102,9 @@ describe('portcullis keys', () => {
 
   it('revoke takes a key out at once and a new key of its algorithm signs from now', async () => {
     const current = rows(await run(['keys', 'list', '--config', configFile])).find((row) => row.alg === 'PS256' && row.state === 'current')!;
-    const revoked = await run(['keys', 'revoke', current.kid, '--config', configFile]);
+    const revoked = await run(['keys', 'revoke', `--kid=${current.kid}`, '--config', configFile]);
     assert.equal(revoked.code, 0, revoked.err.join('\n'));
-    assert.equal(revoked.out[0], `Revoked PS256 key ${current.kid}: it is out of the JWKS, and tokens it signed are refused.`);
+    assert.equal(revoked.out[0], `Revoked PS256 key ${current.kid} (it was current: signing since ${current.activates}): it is out of the JWKS, and tokens it signed are refused.`);
     const replacement = new RegExp(`^A new PS256 key (${KID}) signs from now\\.$`).exec(revoked.out[1]!);
     assert.ok(replacement, revoked.out[1]);
 
@@ -102,9 +120,30 @@ describe('portcullis keys', () => {
     assert.match(ps256[0]!.lifetime, new RegExp(`^revoked ${TIME}$`));
 
     const next = listed.find((row) => row.alg === 'ES256' && row.state === 'next')!;
-    const notSigning = await run(['keys', 'revoke', next.kid, '--config', configFile]);
-    assert.equal(notSigning.code, 0);
+    const notSigning = await run(['keys', 'revoke', `--kid=${next.kid}`, '--config', configFile]);
+    assert.equal(notSigning.code, 0, notSigning.err.join('\n'));
+    assert.equal(notSigning.out[0], `Revoked ES256 key ${next.kid} (it was next: published, signing from ${next.activates}): it is out of the JWKS, and tokens it signed are refused.`);
     assert.match(notSigning.out[1]!, new RegExp(`^ES256 tokens are still signed by ${KID}\\.$`));
+  });
+
+  it('ci flake 2026-12: a key that changed state between `keys list` and `keys revoke` is revoked for what it is at that moment, and the answer says so', async () => {
+    const rotated = await run(['keys', 'rotate', '--alg', 'RS256', '--config', configFile]);
+    assert.equal(rotated.code, 0, rotated.err.join('\n'));
+    const listed = rows(await run(['keys', 'list', '--config', configFile])).filter((row) => row.alg === 'RS256');
+    const next = listed.find((row) => row.state === 'next')!;
+    const current = listed.find((row) => row.state === 'current')!;
+    // The machine stalls past the new key's activation: it is signing now,
+    // and the key the operator saw as current has retired.
+    clock.advance(Date.parse(next.activates) - clock.now() + 1000);
+    const revokedNext = await run(['keys', 'revoke', `--kid=${next.kid}`, '--config', configFile]);
+    assert.equal(revokedNext.code, 0, revokedNext.err.join('\n'));
+    assert.equal(revokedNext.out[0], `Revoked RS256 key ${next.kid} (it was current: signing since ${next.activates}): it is out of the JWKS, and tokens it signed are refused.`);
+    const replacement = new RegExp(`^A new RS256 key (${KID}) signs from now\\.$`).exec(revokedNext.out[1]!);
+    assert.ok(replacement, revokedNext.out[1]);
+    const revokedOld = await run(['keys', 'revoke', `--kid=${current.kid}`, '--config', configFile]);
+    assert.equal(revokedOld.code, 0, revokedOld.err.join('\n'));
+    assert.equal(revokedOld.out[0], `Revoked RS256 key ${current.kid} (it was retired: it stopped signing at ${next.activates}): it is out of the JWKS, and tokens it signed are refused.`);
+    assert.equal(revokedOld.out[1], `RS256 tokens are still signed by ${replacement[1]!}.`);
   });
 
   it('records each change in the audit log', async () => {
@@ -123,6 +162,10 @@ describe('portcullis keys', () => {
         ['key.revoked', 'admin', 'PS256', null],
         ['key.created', 'admin', 'PS256', 'replaces_revoked'],
         ['key.revoked', 'admin', 'ES256', null],
+        ['key.created', 'admin', 'RS256', 'manual'],
+        ['key.revoked', 'admin', 'RS256', null],
+        ['key.created', 'admin', 'RS256', 'replaces_revoked'],
+        ['key.revoked', 'admin', 'RS256', null],
       ]);
     } finally {
       await stores.close();
@@ -143,8 +186,11 @@ describe('portcullis keys', () => {
   it('refuses, in one line and a non-zero exit: an unknown kid, a revoked kid, an unknown algorithm, a missing kid, an unknown command', async () => {
     const revoked = rows(await run(['keys', 'list', '--config', configFile])).find((row) => row.state === 'revoked')!;
     const cases: [string[], RegExp][] = [
-      [['keys', 'revoke', 'no-such-kid'], /^portcullis: no signing key no-such-kid$/],
-      [['keys', 'revoke', revoked.kid], /^portcullis: signing key \S+ is already revoked$/],
+      [['keys', 'revoke', 'no-such-kid'], /^portcullis: no signing key no-such-kid \(unknown, or removed from the keyring after its last token expired; see portcullis keys list\)$/],
+      [['keys', 'revoke', `--kid=${revoked.kid}`], /^portcullis: signing key \S+ is already revoked$/],
+      // A kid is base64url: 1 in 64 starts with "-" (the CI flake: such a kid, passed as an argument, read as an option).
+      [['keys', 'revoke', `-${'A'.repeat(42)}`], /^error: unknown option '-A{42}': a key id that starts with "-" goes as --kid=-A{42}$/],
+      [['keys', 'revoke', `--kid=-${'A'.repeat(42)}`], /^portcullis: no signing key -A{42} \(unknown/],
       [['keys', 'rotate', '--alg', 'HS256'], /^error: option '--alg <algorithm>' argument 'HS256' is invalid\. Allowed choices are EdDSA, ES256, RS256, PS256\.$/],
       [['keys', 'revoke'], /^error: missing required argument 'kid'$/],
       [['keys', 'rotat'], /^error: unknown command 'rotat'.*rotate/],

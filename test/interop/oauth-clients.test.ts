@@ -140,7 +140,7 @@ describe('third-party OAuth clients against a real Portcullis', () => {
   let signedKey: oauth.PrivateKey;
 
   before(async () => {
-    server = await startTestServer({ fixedPort: true, overrides: { oauth: { extraScopes: [API_SCOPE] } } });
+    server = await startTestServer({ fixedPort: true });
     issuer = server.running.authorizationServer.issuer;
     person = { email: `interop-${randomBytes(4).toString('hex')}@example.com`, password: PASSWORD };
     await server.running.identity.accounts.createUser(person.email, person.password, { actor: 'test' });
@@ -163,6 +163,9 @@ describe('third-party OAuth clients against a real Portcullis', () => {
       },
       [API_SCOPE],
     );
+    // The API is a registered resource that owns API_SCOPE; the web app's
+    // client acts for it, so it may introspect tokens issued for it (RFC 7662 section 4).
+    await server.running.authorizationServer.resources.create({ uri: API, scopes: [API_SCOPE], clients: [web.clientId] }, { actor: 'test' });
     browser = new BrowserlessClient(server.url);
     jwks = (await (await fetch(`${server.url}/jwks`)).json()) as JSONWebKeySet;
     as = await oauth.processDiscoveryResponse(new URL(issuer), await oauth.discoveryRequest(new URL(issuer), { algorithm: 'oidc', ...insecure }));
@@ -373,6 +376,32 @@ describe('third-party OAuth clients against a real Portcullis', () => {
       }
     });
 
+    it('strict relying party: a dynamically registered client that names no algorithm gets RS256 ID tokens, which openid-client validates expecting RS256 only (OIDC Registration section 2, Discovery section 3)', async () => {
+      const registration = await fetch(`${server.url}/register`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ client_name: 'Strict RP', redirect_uris: [REDIRECT], grant_types: ['authorization_code', 'refresh_token'], scope: USER_SCOPE, token_endpoint_auth_method: 'none', application_type: 'native' }),
+      });
+      assert.equal(registration.status, 201);
+      const registered = (await registration.json()) as { client_id: string; id_token_signed_response_alg: string };
+      assert.equal(registered.id_token_signed_response_alg, 'RS256', 'the registration response names the default');
+      const discovered = await client.discovery(new URL(issuer), registered.client_id, undefined, client.None(), { execute: [client.allowInsecureRequests] });
+      assert.ok((discovered.serverMetadata().id_token_signing_alg_values_supported ?? []).includes('RS256'), 'Discovery section 3: RS256 MUST be listed');
+      // A strict RP takes nothing from the server's list: with neither the client nor the
+      // server naming an algorithm, openid-client (oauth4webapi) accepts RS256 only.
+      const strictMetadata = { ...discovered.serverMetadata() };
+      delete strictMetadata.id_token_signing_alg_values_supported;
+      const config = new client.Configuration(strictMetadata, registered.client_id, undefined, client.None());
+      client.allowInsecureRequests(config);
+      client.enableNonRepudiationChecks(config);
+      const { tokens } = await openIdClientCodeFlow(config);
+      assert.equal(decodeProtectedHeader(tokens.id_token!).alg, 'RS256');
+      assert.equal(tokens.claims()?.aud, registered.client_id);
+      assert.equal(tokens.claims()?.['at_hash'], atHash(tokens.access_token, 'RS256'));
+      // Access tokens keep the server default.
+      assert.equal(decodeProtectedHeader(tokens.access_token).alg, 'EdDSA');
+    });
+
     it('a resource indicator on the authorization request (RFC 8707) sets the access token audience; a resource server validates it', async () => {
       const config = await configure(web);
       const { tokens } = await openIdClientCodeFlow(config, { parameters: { resource: API } });
@@ -420,8 +449,10 @@ describe('third-party OAuth clients against a real Portcullis', () => {
       assert.equal(refreshed.token_type, 'dpop');
       const otherKey = client.getDPoPHandle(config, await client.randomDPoPKeyPair('ES256'));
       await rejectsWithChallenge(client.fetchUserInfo(config, refreshed.access_token, sub, { DPoP: otherKey }));
-      // RFC 7662 + RFC 9449 section 6.2: introspection reports the binding.
-      const introspection = await client.tokenIntrospection(await configure(web), refreshed.access_token);
+      // RFC 7662 + RFC 9449 section 6.2: introspection reports the binding, to the resource
+      // server the token is for (security review 14: the web app's client acts for API).
+      const { tokens: forApi } = await openIdClientCodeFlow(config, { dpop, parameters: { resource: API } });
+      const introspection = await client.tokenIntrospection(await configure(web), forApi.access_token);
       assert.equal(introspection.active, true);
       assert.equal(introspection.token_type, 'DPoP');
       assert.deepEqual(introspection.cnf, { jkt: await thumbprint(keyPair) });
@@ -468,13 +499,13 @@ describe('third-party OAuth clients against a real Portcullis', () => {
       const keyPair = await client.randomDPoPKeyPair();
       const tokens = await client.clientCredentialsGrant(config, { scope: API_SCOPE }, { DPoP: client.getDPoPHandle(config, keyPair) });
       assert.equal(tokens.token_type, 'dpop');
-      assert.deepEqual((await verifyAccessToken(tokens.access_token))['cnf'], { jkt: await thumbprint(keyPair) });
+      assert.deepEqual((await verifyAccessToken(tokens.access_token, API))['cnf'], { jkt: await thumbprint(keyPair) });
       const o4wClient: oauth.Client = { client_id: service.clientId };
       const o4wKeys = await oauth.generateKeyPair('ES256');
       const response = await oauth.clientCredentialsGrantRequest(as, o4wClient, o4wAuth(service), { scope: API_SCOPE }, { ...insecure, DPoP: oauth.DPoP(o4wClient, o4wKeys) });
       const result = await oauth.processClientCredentialsResponse(as, o4wClient, response);
       assert.equal(result.token_type, 'dpop');
-      assert.deepEqual((await verifyAccessToken(result.access_token))['cnf'], { jkt: await thumbprint(o4wKeys) });
+      assert.deepEqual((await verifyAccessToken(result.access_token, API))['cnf'], { jkt: await thumbprint(o4wKeys) });
     });
   });
 
@@ -512,17 +543,20 @@ describe('third-party OAuth clients against a real Portcullis', () => {
   });
 
   describe('client_credentials and RFC 9068 access tokens', () => {
-    it('openid-client clientCredentialsGrant: jose verifies the JWT (typ at+jwt), oauth4webapi validateJwtAccessToken accepts it for the issuer audience, and for a resource', async () => {
+    // Security review 2: the audience is the resource that owns the scope, with or without a
+    // resource parameter (it was the issuer without one).
+    it('openid-client clientCredentialsGrant: jose verifies the JWT (typ at+jwt), oauth4webapi validateJwtAccessToken accepts it for the resource its scope belongs to, with or without a resource parameter', async () => {
       const config = await configure(service);
       const tokens = await client.clientCredentialsGrant(config, { scope: API_SCOPE });
       assert.equal(tokens.token_type, 'bearer');
       assert.equal(tokens.refresh_token, undefined, 'no refresh token for client_credentials (RFC 6749 section 4.4.3)');
-      const payload = await verifyAccessToken(tokens.access_token);
+      const payload = await verifyAccessToken(tokens.access_token, API);
       assert.equal(payload.sub, service.clientId);
       assert.equal(payload['client_id'], service.clientId);
       assert.equal(payload['scope'], API_SCOPE);
-      const validated = await resourceServerValidates(tokens.access_token, issuer);
+      const validated = await resourceServerValidates(tokens.access_token, API);
       assert.equal(validated.client_id, service.clientId);
+      await rejectsWithMessage(resourceServerValidates(tokens.access_token, issuer), /unexpected JWT "aud"/);
 
       const forApi = await client.clientCredentialsGrant(config, { scope: API_SCOPE, resource: API });
       assert.equal((await verifyAccessToken(forApi.access_token, API)).aud, API);
@@ -534,10 +568,10 @@ describe('third-party OAuth clients against a real Portcullis', () => {
       const posting = await registerClient(server, { client_name: 'Posting service', grant_types: ['client_credentials'], scope: API_SCOPE, token_endpoint_auth_method: 'client_secret_post' }, [API_SCOPE]);
       const config = await configure(posting, client.ClientSecretPost(posting.clientSecret));
       const tokens = await client.clientCredentialsGrant(config, { scope: API_SCOPE });
-      assert.equal((await verifyAccessToken(tokens.access_token)).sub, posting.clientId);
+      assert.equal((await verifyAccessToken(tokens.access_token, API)).sub, posting.clientId);
       const o4wClient: oauth.Client = { client_id: posting.clientId };
       const result = await oauth.processClientCredentialsResponse(as, o4wClient, await oauth.clientCredentialsGrantRequest(as, o4wClient, oauth.ClientSecretPost(posting.clientSecret!), { scope: API_SCOPE }, insecure));
-      assert.equal((await verifyAccessToken(result.access_token)).sub, posting.clientId);
+      assert.equal((await verifyAccessToken(result.access_token, API)).sub, posting.clientId);
       // The registered method only: the same secret in a Basic header is refused (RFC 7591 section 2),
       // with the Basic challenge RFC 6749 section 5.2 asks for, which the library surfaces as such.
       const challenge = await rejectsWithChallenge(client.clientCredentialsGrant(await configure(posting, client.ClientSecretBasic(posting.clientSecret)), { scope: API_SCOPE }));
@@ -545,8 +579,10 @@ describe('third-party OAuth clients against a real Portcullis', () => {
     });
 
     it('a token without the openid scope is refused at userinfo with 403 insufficient_scope (RFC 6750 section 3.1)', async () => {
-      const o4wClient: oauth.Client = { client_id: service.clientId };
-      const result = await oauth.processClientCredentialsResponse(as, o4wClient, await oauth.clientCredentialsGrantRequest(as, o4wClient, o4wAuth(service), { scope: API_SCOPE }, insecure));
+      // No API scope: the token's audience stays the issuer, so userinfo judges its scope.
+      const scopeless = await registerClient(server, { client_name: 'Scopeless service', grant_types: ['client_credentials'] });
+      const o4wClient: oauth.Client = { client_id: scopeless.clientId };
+      const result = await oauth.processClientCredentialsResponse(as, o4wClient, await oauth.clientCredentialsGrantRequest(as, o4wClient, oauth.ClientSecretBasic(scopeless.clientSecret!), {}, insecure));
       const response = await oauth.userInfoRequest(as, o4wClient, result.access_token, insecure);
       const body = (await response.clone().json()) as { error?: string };
       assert.equal(response.status, 403, `status ${response.status}, WWW-Authenticate: ${response.headers.get('www-authenticate') ?? ''}, body error ${body.error ?? ''}`);
@@ -567,7 +603,7 @@ describe('third-party OAuth clients against a real Portcullis', () => {
     it('openid-client PrivateKeyJwt: client_credentials, code flow and introspection', async () => {
       const config = await configure(signed);
       const tokens = await client.clientCredentialsGrant(config, { scope: API_SCOPE });
-      assert.equal((await verifyAccessToken(tokens.access_token)).sub, signed.clientId);
+      assert.equal((await verifyAccessToken(tokens.access_token, API)).sub, signed.clientId);
       const { tokens: userTokens } = await openIdClientCodeFlow(config);
       assert.equal(userTokens.claims()?.aud, signed.clientId);
       const introspection = await client.tokenIntrospection(config, userTokens.access_token);
@@ -640,8 +676,9 @@ describe('third-party OAuth clients against a real Portcullis', () => {
     });
 
     it('oauth4webapi introspectionRequest and revocationRequest; a public client revokes its own refresh token', async () => {
-      const { result } = await o4wCodeFlow(spa);
-      assert.equal((await introspectAsWeb(result.access_token)).active, true, 'a resource server (any confidential client) may introspect an access token');
+      // Security review 14: the web app's client acts for API, so it sees tokens issued for API.
+      const { result } = await o4wCodeFlow(spa, { parameters: { resource: API } });
+      assert.equal((await introspectAsWeb(result.access_token)).active, true, 'the resource server a token is for may introspect it');
       const o4wClient: oauth.Client = { client_id: spa.clientId };
       await oauth.processRevocationResponse(await oauth.revocationRequest(as, o4wClient, oauth.None(), result.refresh_token!, { ...insecure, additionalParameters: { token_type_hint: 'refresh_token' } }));
       assert.equal((await introspectAsWeb(result.access_token)).active, false, 'revoking the refresh token revoked its access token (RFC 7009 section 2.1)');

@@ -17,7 +17,8 @@ describe('DPoP with server nonces required', () => {
   let secret: string;
 
   before(async () => {
-    server = await startTestServer({ fixedPort: true, env: { PORTCULLIS_OAUTH_DPOP_REQUIRE_NONCE: 'true', PORTCULLIS_OAUTH_EXTRA_SCOPES: 'reports:read' } });
+    server = await startTestServer({ fixedPort: true, env: { PORTCULLIS_OAUTH_DPOP_REQUIRE_NONCE: 'true' } });
+    await server.running.authorizationServer.resources.create({ uri: 'https://reports.example.com', scopes: ['reports:read'] }, { actor: 'test' });
     const metadata = validateClientMetadata({ grant_types: ['client_credentials'], redirect_uris: [], scope: 'reports:read' }, { allowedScopes: ['openid', 'reports:read'], defaultSigningAlgorithm: 'EdDSA' });
     const registered = await server.running.authorizationServer.clients.register(metadata, { actor: 'test' });
     clientId = registered.client.client_id;

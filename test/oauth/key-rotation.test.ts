@@ -30,9 +30,9 @@ describe('signing key rotation under continuous token issuance', () => {
         PORTCULLIS_TOKENS_JWKS_MAX_AGE_SECONDS: String(MAX_AGE_SECONDS),
         PORTCULLIS_TOKENS_KEY_ROTATION_INTERVAL_MS: String(ROTATION_MS),
         PORTCULLIS_TOKENS_ACCESS_TOKEN_TTL_SECONDS: String(ACCESS_TTL_SECONDS),
-        PORTCULLIS_OAUTH_EXTRA_SCOPES: 'jobs:run',
       },
     });
+    await server.running.authorizationServer.resources.create({ uri: 'https://jobs.example.com', scopes: ['jobs:run'] }, { actor: 'test' });
     const metadata = validateClientMetadata({ grant_types: ['client_credentials'], redirect_uris: [], scope: 'jobs:run' }, { allowedScopes: ['openid', 'jobs:run'], defaultSigningAlgorithm: 'EdDSA' });
     const registered = await server.running.authorizationServer.clients.register(metadata, { actor: 'test' });
     authorization = `Basic ${Buffer.from(`${registered.client.client_id}:${registered.clientSecret!}`).toString('base64')}`;

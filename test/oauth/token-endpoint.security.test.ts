@@ -23,6 +23,7 @@ interface TokenAnswer {
   request_id?: string;
 }
 
+const ORDERS_API = 'https://api.example.com/orders';
 const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
 
 describe('token endpoint: client_credentials, introspection, revocation', () => {
@@ -69,8 +70,9 @@ describe('token endpoint: client_credentials, introspection, revocation', () => 
       .sign(options.key ?? jwtKey.privateKey);
 
   before(async () => {
-    server = await startTestServer({ fixedPort: true, env: { PORTCULLIS_OAUTH_EXTRA_SCOPES: 'orders:read,orders:write' } });
+    server = await startTestServer({ fixedPort: true });
     issuer = server.running.authorizationServer.issuer;
+
     const service = { grant_types: ['client_credentials'], redirect_uris: [], scope: 'orders:read orders:write' };
     const a = await register({ ...service, client_name: 'billing' });
     confidential = { id: a.client.client_id, secret: a.clientSecret! };
@@ -81,6 +83,12 @@ describe('token endpoint: client_credentials, introspection, revocation', () => 
     publicClient = (await register({ redirect_uris: ['http://127.0.0.1:8080/cb'], token_endpoint_auth_method: 'none' })).client.client_id;
     const jwk = { ...(await exportJWK(jwtKey.publicKey)), alg: 'EdDSA', use: 'sig' } as JWK;
     jwtClient = (await register({ ...service, token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [jwk] } })).client.client_id;
+    // API scopes exist as scopes of a registered resource (they were oauth.extraScopes);
+    // `confidential` acts for the orders API, so it may introspect its tokens (RFC 7662 section 4).
+    const resources = server.running.authorizationServer.resources;
+    await resources.create({ uri: ORDERS_API, scopes: ['orders:read', 'orders:write'], clients: [confidential.id] }, { actor: 'test' });
+    await resources.create({ uri: 'https://a.example.com', scopes: ['a:read'] }, { actor: 'test' });
+    await resources.create({ uri: 'https://b.example.com', scopes: ['b:read'] }, { actor: 'test' });
   });
   after(async () => {
     await server.close();
@@ -113,7 +121,8 @@ describe('token endpoint: client_credentials, introspection, revocation', () => 
     assert.equal(answer.body.scope, 'orders:read');
     assert.equal(answer.body.expires_in, 600);
     const jwks = createLocalJWKSet((await (await fetch(`${server.url}/jwks`)).json()) as { keys: JWK[] });
-    const { payload, protectedHeader } = await jwtVerify(answer.body.access_token!, jwks, { issuer, audience: issuer, typ: 'at+jwt' });
+    // The audience is the resource that owns the scope (security review 2), no longer the issuer.
+    const { payload, protectedHeader } = await jwtVerify(answer.body.access_token!, jwks, { issuer, audience: ORDERS_API, typ: 'at+jwt' });
     assert.equal(protectedHeader.alg, 'EdDSA');
     assert.equal(payload.sub, confidential.id);
     assert.equal(payload['client_id'], confidential.id);

@@ -23,12 +23,12 @@ export interface RegisteredClient {
   readonly metadata: ClientMetadata;
 }
 
-/** Scopes the test servers offer clients (the built-in ones plus `extraScopes`). */
+/** The OpenID scopes every test server offers; API scopes are those of resources a test registers. */
 export const OFFERED_SCOPES = ['openid', 'profile', 'email', 'offline_access'];
 
-/** Registers a client directly with the server's registry, as an administrator would. */
-export async function registerClient(server: TestServer, metadata: Record<string, unknown>, extraScopes: readonly string[] = []): Promise<RegisteredClient> {
-  const checked = validateClientMetadata(metadata, { allowedScopes: [...OFFERED_SCOPES, ...extraScopes], defaultSigningAlgorithm: 'EdDSA' });
+/** Registers a client directly with the server's registry, as an administrator would (granting it `apiScopes`). */
+export async function registerClient(server: TestServer, metadata: Record<string, unknown>, apiScopes: readonly string[] = []): Promise<RegisteredClient> {
+  const checked = validateClientMetadata(metadata, { allowedScopes: [...OFFERED_SCOPES, ...apiScopes], defaultSigningAlgorithm: 'EdDSA' });
   const registered = await server.running.authorizationServer.clients.register(checked, { actor: 'test' });
   return { clientId: registered.client.client_id, ...(registered.clientSecret !== undefined && { clientSecret: registered.clientSecret }), metadata: checked };
 }

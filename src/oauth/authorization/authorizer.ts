@@ -12,6 +12,8 @@ import { oauthParams } from '../params.ts';
 import type { AuthorizationCodes } from './codes.ts';
 import type { Consents } from './consents.ts';
 import type { PushedRequests } from './pushed-requests.ts';
+import { OAuthError } from '../errors.ts';
+import type { TokenTargets } from '../targets.ts';
 import {
   AuthorizationPageError,
   AuthorizationResponseError,
@@ -60,7 +62,10 @@ export class Authorizer {
   readonly #issuer: string;
   readonly #sessions: SessionClients;
 
-  constructor(options: { clients: ClientRegistry; codes: AuthorizationCodes; consents: Consents; pushed: PushedRequests; hot: HotStore; clock: Clock; issuer: string; sessions: SessionClients }) {
+  readonly #targets: TokenTargets;
+
+  constructor(options: { clients: ClientRegistry; codes: AuthorizationCodes; consents: Consents; pushed: PushedRequests; hot: HotStore; clock: Clock; issuer: string; sessions: SessionClients; targets: TokenTargets }) {
+    this.#targets = options.targets;
     this.#sessions = options.sessions;
     this.#clients = options.clients;
     this.#codes = options.codes;
@@ -98,6 +103,7 @@ export class Authorizer {
     let request: AuthorizationRequest;
     try {
       request = checkAuthorizationRequest(params, { ...target, pushed });
+      request = { ...request, resources: await resolvedAudience(this.#targets, request) };
     } catch (error) {
       if (error instanceof AuthorizationResponseError) return this.#errorRedirect(error);
       throw error;
@@ -127,7 +133,7 @@ export class Authorizer {
     // The interaction is spent either way: a consent form cannot be replayed.
     await this.#hot.delete(interactionKey(interactionId));
     if (!approved) return this.#errorRedirect(new AuthorizationResponseError('access_denied', 'The user declined.', { redirectUri: request.redirectUri, state: request.state }));
-    await this.#consents.grant(signedIn.userId, request.clientId, request.scope.split(' '), audit);
+    await this.#consents.grant(signedIn.userId, request.clientId, request.scope.split(' '), audit, request.resources);
     return this.#issueCode(request, signedIn);
   }
 
@@ -141,7 +147,7 @@ export class Authorizer {
       return { kind: 'login', interactionId: id, ...(request.loginHint !== undefined && { loginHint: request.loginHint }) };
     }
     const scopes = request.scope.split(' ');
-    const consented = !request.prompt.includes('consent') && (await this.#consents.covers(signedIn.userId, request.clientId, scopes));
+    const consented = !request.prompt.includes('consent') && (await this.#consents.covers(signedIn.userId, request.clientId, scopes, request.resources));
     if (consented) {
       if (interactionId !== undefined) await this.#hot.delete(interactionKey(interactionId));
       return this.#issueCode(request, signedIn);
@@ -190,5 +196,21 @@ export class Authorizer {
     const stored = INTERACTION_ID.test(id) ? await this.#hot.get(interactionKey(id)) : null;
     if (stored === null) throw new AuthorizationPageError('This sign-in request expired or was already completed. Start again from the application.');
     return JSON.parse(stored) as Interaction;
+  }
+}
+
+/**
+ * The request's audience (targets.ts): its registered resources, or those
+ * its API scopes belong to; a refusal goes back to the client like any
+ * other (RFC 8707 section 2: invalid_target; RFC 6749 4.1.2.1: invalid_scope).
+ */
+export async function resolvedAudience(targets: TokenTargets, request: AuthorizationRequest): Promise<readonly string[]> {
+  try {
+    return (await targets.resolve(request.scope.split(' ').filter((scope) => scope !== ''), request.resources)).audience;
+  } catch (error) {
+    if (error instanceof OAuthError && (error.code === 'invalid_target' || error.code === 'invalid_scope')) {
+      throw new AuthorizationResponseError(error.code, error.message, { redirectUri: request.redirectUri, state: request.state });
+    }
+    throw error;
   }
 }

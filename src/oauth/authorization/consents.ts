@@ -1,7 +1,8 @@
 /**
- * Consent, remembered per user and client as the set of scopes the user
- * approved (OIDC Core section 3.1.2.4). A request within that set needs no
- * new consent; a wider one asks again. The user withdraws it from the
+ * Consent, remembered per user and client as the set of scopes and the set
+ * of resources (RFC 8707 audiences) the user approved (OIDC Core section
+ * 3.1.2.4). A request within both sets needs no new consent; a wider one,
+ * or one for another resource, asks again (RFC 9700 section 2.3). The user withdraws it from the
  * account page. Stored durably: `consents/<user>:<client>`, so one user's
  * consents are one id range.
  */
@@ -15,12 +16,19 @@ export interface Consent {
   readonly userId: string;
   readonly clientId: string;
   readonly scopes: readonly string[];
+  /** Resources the user let the client reach; absent in records made before resources existed (none). */
+  readonly resources?: readonly string[];
   readonly grantedAt: number;
 }
 
 type ConsentData = Consent;
 
 const consentId = (userId: string, clientId: string) => `${userId}:${clientId}`;
+
+function coversAll(consent: ConsentData, scopes: readonly string[], resources: readonly string[]): boolean {
+  const approved = consent.resources ?? [];
+  return scopes.every((scope) => consent.scopes.includes(scope)) && resources.every((resource) => approved.includes(resource));
+}
 
 export class Consents {
   readonly #records: RecordStore;
@@ -33,25 +41,31 @@ export class Consents {
     this.#ledger = options.ledger;
   }
 
-  /** Whether the user already approved every one of `scopes` for this client. */
-  async covers(userId: string, clientId: string, scopes: readonly string[]): Promise<boolean> {
+  /** Whether the user already approved every one of `scopes`, and of `resources`, for this client. */
+  async covers(userId: string, clientId: string, scopes: readonly string[], resources: readonly string[] = []): Promise<boolean> {
     const record = await this.#records.get<ConsentData>(COLLECTION, consentId(userId, clientId));
-    return record !== null && scopes.every((scope) => record.data.scopes.includes(scope));
+    return record !== null && coversAll(record.data, scopes, resources);
   }
 
-  /** Adds `scopes` to what the user approved for the client. */
-  async grant(userId: string, clientId: string, scopes: readonly string[], audit: { requestId?: string; ip?: string }): Promise<void> {
+  /** Adds `scopes` and `resources` to what the user approved for the client. */
+  async grant(userId: string, clientId: string, scopes: readonly string[], audit: { requestId?: string; ip?: string }, resources: readonly string[] = []): Promise<void> {
     const id = consentId(userId, clientId);
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const record = await this.#records.get<ConsentData>(COLLECTION, id);
       // Approving again what is already approved (prompt=consent) changes
       // nothing to store, so it costs no durable write; it is still recorded.
-      const covered = record !== null && scopes.every((scope) => record.data.scopes.includes(scope));
+      const covered = record !== null && coversAll(record.data, scopes, resources);
       if (covered) {
         await this.#ledger.record({ type: 'consent.granted', outcome: 'success', actorUserId: userId, clientId, ...audit, detail: { scope: scopes.join(' ').slice(0, 256), renewed: true } });
         return;
       }
-      const data: ConsentData = { userId, clientId, scopes: [...new Set([...(record?.data.scopes ?? []), ...scopes])].sort(), grantedAt: this.#clock() };
+      const data: ConsentData = {
+        userId,
+        clientId,
+        scopes: [...new Set([...(record?.data.scopes ?? []), ...scopes])].sort(),
+        resources: [...new Set([...(record?.data.resources ?? []), ...resources])].sort(),
+        grantedAt: this.#clock(),
+      };
       const written = record === null ? await this.#records.create(COLLECTION, id, data) : (await this.#records.update(COLLECTION, id, record.version, data)) !== null;
       if (written) {
         await this.#ledger.record({ type: 'consent.granted', outcome: 'success', actorUserId: userId, clientId, ...audit, detail: { scope: scopes.join(' ').slice(0, 256) } });

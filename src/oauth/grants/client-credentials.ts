@@ -6,6 +6,7 @@
 import { OAuthError } from '../errors.ts';
 import { checkResources, parseScope, type OAuthParams } from '../params.ts';
 import { USER_SCOPES } from '../scopes.ts';
+import { audienceClaim } from '../targets.ts';
 import type { GrantContext, TokenResponse } from '../token-endpoint.ts';
 
 export async function clientCredentialsGrant(params: OAuthParams, context: GrantContext): Promise<TokenResponse> {
@@ -17,16 +18,22 @@ export async function clientCredentialsGrant(params: OAuthParams, context: Grant
   const allowed = client.scope.split(' ').filter((scope) => scope !== '' && !USER_SCOPES.has(scope));
   const requested = parseScope(params.values['scope']);
   if (requested.some((scope) => USER_SCOPES.has(scope))) throw new OAuthError('invalid_scope', 'OpenID scopes need a user; the client_credentials grant has none.');
-  // RFC 6749 section 3.3: an omitted scope means the client's registered ones.
-  const scopes = requested.length === 0 ? allowed : requested;
+  const resources = checkResources(params.resources);
+  // RFC 6749 section 3.3: an omitted scope means the client's registered
+  // ones (of the requested resources, when it names any: RFC 8707 section 2).
+  const scopes = requested.length > 0 ? requested : resources.length > 0 ? await context.services.targets.scopesOf(allowed, resources) : allowed;
   const refused = scopes.filter((scope) => !allowed.includes(scope));
   if (refused.length > 0) throw new OAuthError('invalid_scope', `This client is not registered for the scope ${refused[0]!}.`);
-  const resources = checkResources(params.resources);
+  // RFC 8707 section 2 / RFC 9700 section 2.3: only registered resources,
+  // and the token goes to the resources its scopes belong to.
+  const target = await context.services.targets.resolve(scopes, resources);
   const issued = await context.services.accessTokens.issue({
     clientId: client.client_id,
     subject: client.client_id,
     scope: scopes.join(' '),
-    audience: resources.length === 0 ? context.services.defaultAudience : resources.length === 1 ? resources[0]! : resources,
+    audience: audienceClaim(target.audience, context.services.defaultAudience),
+    // The resource's --access-token-alg, else the server default.
+    algorithm: await context.services.targets.algorithmFor(target.audience),
     // RFC 9449 section 5: a DPoP proof at the token endpoint binds the token to its key.
     ...(context.dpopJkt !== undefined && { claims: { cnf: { jkt: context.dpopJkt } } }),
   });

@@ -5,7 +5,8 @@
  * builds the successor tokens and records what happened.
  */
 import { OAuthError } from '../errors.ts';
-import { parseScope, type OAuthParams } from '../params.ts';
+import { checkResources, parseScope, type OAuthParams } from '../params.ts';
+import { USER_SCOPES } from '../scopes.ts';
 import type { GrantContext, TokenResponse } from '../token-endpoint.ts';
 import { issueUserTokens } from '../user-tokens.ts';
 
@@ -17,20 +18,23 @@ export async function refreshTokenGrant(params: OAuthParams, context: GrantConte
   if (token === undefined) throw new OAuthError('invalid_request', 'refresh_token is required.');
   // RFC 6749 section 6: a narrower scope may be asked for, never a wider one.
   const narrowed = parseScope(params.values['scope']);
+  // RFC 8707 section 2.2: a refresh may name fewer of the granted resources (each one registered: token-endpoint.ts).
+  const resources = checkResources(params.resources);
 
   const result = await services.refreshTokens.rotate(token, client.client_id, async (grant, successor) => {
     const scopes = grant.scope.split(' ');
     const wider = narrowed.filter((scope) => !scopes.includes(scope));
     if (wider.length > 0) throw new OAuthError('invalid_scope', `The scope ${wider[0]!} was not granted.`);
     checkDpopBinding(grant.dpopJkt, context.dpopJkt);
+    const target = await narrowedTarget(context, { scopes, resources: grant.resources }, { scopes: narrowed, resources });
     const dpopJkt = context.dpopJkt;
     const issued = await issueUserTokens(
       services,
       client,
       {
         userId: grant.userId,
-        scope: narrowed.length > 0 ? narrowed.join(' ') : grant.scope,
-        resources: grant.resources,
+        scope: target.scopes.join(' '),
+        resources: target.resources,
         authTime: grant.authTime,
         amr: grant.amr,
         ...(grant.sessionHandle !== undefined && { sessionHandle: grant.sessionHandle }),
@@ -81,4 +85,24 @@ export async function refreshTokenGrant(params: OAuthParams, context: GrantConte
 /** RFC 9449 section 5: a family bound to a DPoP key refreshes only with that key. */
 function checkDpopBinding(bound: string | undefined, presented: string | undefined): void {
   if (bound !== undefined && bound !== presented) throw new OAuthError('invalid_grant', 'This refresh token is bound to a DPoP key; prove possession of it.');
+}
+
+/**
+ * The scopes and audience of a refresh: what was granted, or the part of it
+ * the request names. Naming resources keeps the OpenID scopes and the API
+ * scopes of those resources (a token for one API carries no other API's
+ * scopes); a resource outside the grant is invalid_target (RFC 8707 section 2).
+ */
+async function narrowedTarget(
+  context: GrantContext,
+  granted: { scopes: readonly string[]; resources: readonly string[] },
+  asked: { scopes: readonly string[]; resources: readonly string[] },
+): Promise<{ scopes: readonly string[]; resources: readonly string[] }> {
+  const scopes = asked.scopes.length > 0 ? asked.scopes : granted.scopes;
+  if (asked.resources.length === 0) return { scopes, resources: granted.resources };
+  if (asked.resources.some((resource) => !granted.resources.includes(resource))) throw new OAuthError('invalid_target', 'The resource was not part of this grant.');
+  const kept = asked.scopes.length > 0 ? scopes : [...scopes.filter((scope) => USER_SCOPES.has(scope)), ...(await context.services.targets.scopesOf(scopes, asked.resources))];
+  // A scope named explicitly must belong to the named resources.
+  await context.services.targets.resolve(kept, asked.resources);
+  return { scopes: kept, resources: asked.resources };
 }

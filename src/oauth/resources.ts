@@ -1,0 +1,238 @@
+/**
+ * Resource servers (the APIs tokens are for), registered by an operator:
+ * each has an absolute URI, the scopes it defines, optionally the JWS
+ * algorithm its access tokens are signed with, and the clients that act
+ * for it (which may introspect tokens issued for it, RFC 7662 section 4).
+ *
+ * An API scope exists only as the scope of one resource: a scope name
+ * belongs to at most one resource, so the resource a scope is for is known
+ * from the scope alone (RFC 9700 section 2.3: access tokens restricted to
+ * the audience they are for). Uniqueness is kept by a claim record per scope
+ * (`oauth_resource_scopes/<scope>`, create-if-absent), so two operators
+ * creating resources with the same scope at once cannot both win.
+ */
+import type { Ledger } from '../audit/index.ts';
+import type { Clock, RecordStore, StoredRecord } from '../store/index.ts';
+import { OIDC_SCOPES } from './scopes.ts';
+
+const RESOURCES = 'oauth_resources';
+const SCOPE_CLAIMS = 'oauth_resource_scopes';
+/** Longest resource URI accepted (record ids stay small). */
+export const MAX_RESOURCE_URI_LENGTH = 512;
+const MAX_SCOPES = 50;
+const MAX_CLIENTS = 20;
+/** RFC 6749 section 3.3 scope-token. */
+const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]{1,128}$/;
+
+/** Algorithms an operator may pin a resource's access tokens to. */
+export const RESOURCE_TOKEN_ALGORITHMS = ['EdDSA', 'ES256', 'RS256'] as const;
+export type ResourceTokenAlgorithm = (typeof RESOURCE_TOKEN_ALGORITHMS)[number];
+
+export interface ResourceServer {
+  /** RFC 8707 section 2: an absolute URI without a fragment; compared as an exact string. */
+  readonly uri: string;
+  readonly scopes: readonly string[];
+  /** Access tokens for this resource are signed with this algorithm; default: `tokens.signingAlgorithm`. */
+  readonly accessTokenAlg?: ResourceTokenAlgorithm;
+  /** Clients that act for this resource server: they may introspect tokens whose audience it is. */
+  readonly clients: readonly string[];
+  /** ms since the epoch. */
+  readonly createdAt: number;
+}
+
+export interface NewResourceServer {
+  readonly uri: string;
+  readonly scopes: readonly string[];
+  readonly accessTokenAlg?: string;
+  readonly clients?: readonly string[];
+}
+
+export type ResourceRegistryErrorCode = 'invalid' | 'exists' | 'scope_taken' | 'not_found';
+
+/** A refusal safe to show an operator (it names the URI or scope at fault). */
+export class ResourceRegistryError extends Error {
+  override readonly name = 'ResourceRegistryError';
+  readonly code: ResourceRegistryErrorCode;
+  constructor(code: ResourceRegistryErrorCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** Why `uri` cannot name a resource, or undefined when it can (RFC 8707 section 2). */
+export function resourceUriProblem(uri: string): string | undefined {
+  if (uri.length === 0 || uri.length > MAX_RESOURCE_URI_LENGTH) return `must be 1 to ${MAX_RESOURCE_URI_LENGTH} characters`;
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    return 'must be an absolute URI (RFC 8707 section 2), like https://api.example.com';
+  }
+  if (uri.includes('#') || url.hash !== '') return 'must not contain a fragment (RFC 8707 section 2)';
+  if (url.username !== '' || url.password !== '') return 'must not contain a user name or password';
+  if (/[\s\x00-\x1f\x7f]/.test(uri)) return 'must not contain spaces or control characters';
+  return undefined;
+}
+
+function isAlgorithm(value: string): value is ResourceTokenAlgorithm {
+  return (RESOURCE_TOKEN_ALGORITHMS as readonly string[]).includes(value);
+}
+
+export interface ResourceChangeContext {
+  readonly actor: string;
+  readonly requestId?: string;
+}
+
+export class ResourceRegistry {
+  readonly #records: RecordStore;
+  readonly #ledger: Ledger;
+  readonly #clock: Clock;
+  readonly #cacheMs: number;
+  readonly #cache = new Map<string, { value: ResourceServer | null; readAt: number }>();
+  readonly #scopeCache = new Map<string, { owner: string | null; readAt: number }>();
+
+  /**
+   * `cacheMs`: how long a read may be served from memory (default 1000):
+   * a resource another instance (or the CLI) creates or deletes takes
+   * effect here within this time.
+   */
+  constructor(options: { records: RecordStore; ledger: Ledger; clock: Clock; cacheMs?: number }) {
+    this.#records = options.records;
+    this.#ledger = options.ledger;
+    this.#clock = options.clock;
+    this.#cacheMs = options.cacheMs ?? 1000;
+  }
+
+  /**
+   * Registers a resource. Its scopes must be new: not an OpenID scope, not a
+   * scope of another resource. Audited as `resource.created`.
+   */
+  async create(input: NewResourceServer, context: ResourceChangeContext): Promise<ResourceServer> {
+    const problem = resourceUriProblem(input.uri);
+    if (problem !== undefined) throw new ResourceRegistryError('invalid', `resource URI ${input.uri.slice(0, 80)} ${problem}`);
+    const scopes = [...new Set(input.scopes)];
+    if (scopes.length === 0) throw new ResourceRegistryError('invalid', 'a resource needs at least one scope (--scope)');
+    if (scopes.length > MAX_SCOPES) throw new ResourceRegistryError('invalid', `a resource has at most ${MAX_SCOPES} scopes`);
+    for (const scope of scopes) {
+      if (!SCOPE_TOKEN.test(scope)) throw new ResourceRegistryError('invalid', `scope ${JSON.stringify(scope.slice(0, 40))} is not a scope name (RFC 6749 section 3.3: printable ASCII, no space, quote or backslash)`);
+      if ((OIDC_SCOPES as readonly string[]).includes(scope)) throw new ResourceRegistryError('invalid', `scope ${scope} is an OpenID Connect scope; a resource defines API scopes of its own`);
+    }
+    if (input.accessTokenAlg !== undefined && !isAlgorithm(input.accessTokenAlg)) throw new ResourceRegistryError('invalid', `access token algorithm ${input.accessTokenAlg.slice(0, 20)} is not one of ${RESOURCE_TOKEN_ALGORITHMS.join(', ')}`);
+    const clients = [...new Set(input.clients ?? [])];
+    if (clients.length > MAX_CLIENTS) throw new ResourceRegistryError('invalid', `a resource has at most ${MAX_CLIENTS} clients`);
+    if ((await this.#records.get(RESOURCES, input.uri)) !== null) throw new ResourceRegistryError('exists', `resource ${input.uri} already exists`);
+    // Claim each scope first (create-if-absent): a scope another resource
+    // holds, or wins meanwhile, stops this one, and our claims are undone.
+    const claimed: string[] = [];
+    for (const scope of scopes) {
+      if (!(await this.#records.create(SCOPE_CLAIMS, scope, { uri: input.uri }))) {
+        await this.#release(claimed, input.uri);
+        const owner = (await this.#records.get<{ uri: string }>(SCOPE_CLAIMS, scope))?.data.uri;
+        throw new ResourceRegistryError('scope_taken', `scope ${scope} already belongs to resource ${owner ?? '(another resource)'}; scope names are unique across resources`);
+      }
+      claimed.push(scope);
+    }
+    const resource: ResourceServer = {
+      uri: input.uri,
+      scopes,
+      ...(input.accessTokenAlg !== undefined && { accessTokenAlg: input.accessTokenAlg }),
+      clients,
+      createdAt: this.#clock(),
+    };
+    if (!(await this.#records.create(RESOURCES, input.uri, resource))) {
+      await this.#release(claimed, input.uri);
+      throw new ResourceRegistryError('exists', `resource ${input.uri} already exists`);
+    }
+    this.#forget(input.uri, scopes);
+    await this.#ledger.record({
+      type: 'resource.created',
+      outcome: 'success',
+      actorService: context.actor,
+      ...(context.requestId !== undefined && { requestId: context.requestId }),
+      detail: { uri: input.uri.slice(0, 256), scopes: scopes.join(' ').slice(0, 256), alg: resource.accessTokenAlg ?? null, clients: clients.length },
+    });
+    return resource;
+  }
+
+  async get(uri: string): Promise<ResourceServer | null> {
+    if (typeof uri !== 'string' || uri.length === 0 || uri.length > MAX_RESOURCE_URI_LENGTH) return null;
+    const now = performance.now();
+    const cached = this.#cache.get(uri);
+    if (cached !== undefined && now - cached.readAt < this.#cacheMs) return cached.value;
+    const record: StoredRecord<ResourceServer> | null = await this.#records.get<ResourceServer>(RESOURCES, uri);
+    const value = record === null ? null : { ...record.data, clients: record.data.clients ?? [] };
+    // Unknown URIs are cached too, but the map is bounded.
+    if (this.#cacheMs > 0) {
+      if (this.#cache.size >= 1000) this.#cache.delete(this.#cache.keys().next().value!);
+      this.#cache.set(uri, { value, readAt: now });
+    }
+    return value;
+  }
+
+  /** The URI of the resource that defines `scope`, or null (an OpenID scope, or no such scope). */
+  async ownerOf(scope: string): Promise<string | null> {
+    if (!SCOPE_TOKEN.test(scope)) return null;
+    const now = performance.now();
+    const cached = this.#scopeCache.get(scope);
+    if (cached !== undefined && now - cached.readAt < this.#cacheMs) return cached.owner;
+    const claim = await this.#records.get<{ uri: string }>(SCOPE_CLAIMS, scope);
+    // A claim whose resource is gone (a create that failed half-way) owns nothing.
+    const owner = claim === null || (await this.get(claim.data.uri)) === null ? null : claim.data.uri;
+    if (this.#cacheMs > 0) {
+      if (this.#scopeCache.size >= 1000) this.#scopeCache.delete(this.#scopeCache.keys().next().value!);
+      this.#scopeCache.set(scope, { owner, readAt: now });
+    }
+    return owner;
+  }
+
+  /** Every resource, in URI order. */
+  async list(): Promise<ResourceServer[]> {
+    const all: ResourceServer[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.#records.list<ResourceServer>(RESOURCES, { ...(after !== undefined && { after }), limit: 500 });
+      all.push(...page.map((record) => ({ ...record.data, clients: record.data.clients ?? [] })));
+      if (page.length < 500) return all;
+      after = page.at(-1)!.id;
+    }
+  }
+
+  /** Every API scope, for checking what an operator grants a client. */
+  async allScopes(): Promise<string[]> {
+    return (await this.list()).flatMap((resource) => resource.scopes);
+  }
+
+  /**
+   * Deletes the resource and frees its scopes; false when there was none.
+   * Tokens already issued for it live on until they expire. Audited as
+   * `resource.deleted`.
+   */
+  async delete(uri: string, context: ResourceChangeContext): Promise<boolean> {
+    const record = await this.#records.get<ResourceServer>(RESOURCES, uri);
+    if (record === null) return false;
+    if (!(await this.#records.delete(RESOURCES, uri, record.version))) return false;
+    await this.#release(record.data.scopes, uri);
+    this.#forget(uri, record.data.scopes);
+    await this.#ledger.record({
+      type: 'resource.deleted',
+      outcome: 'success',
+      actorService: context.actor,
+      ...(context.requestId !== undefined && { requestId: context.requestId }),
+      detail: { uri: uri.slice(0, 256), scopes: record.data.scopes.join(' ').slice(0, 256) },
+    });
+    return true;
+  }
+
+  /** Frees scope claims held for `uri` (never another resource's). */
+  async #release(scopes: readonly string[], uri: string): Promise<void> {
+    for (const scope of scopes) {
+      const claim = await this.#records.get<{ uri: string }>(SCOPE_CLAIMS, scope);
+      if (claim !== null && claim.data.uri === uri) await this.#records.delete(SCOPE_CLAIMS, scope, claim.version);
+    }
+  }
+
+  #forget(uri: string, scopes: readonly string[]): void {
+    this.#cache.delete(uri);
+    for (const scope of scopes) this.#scopeCache.delete(scope);
+  }
+}
