@@ -124,9 +124,9 @@ export function createAuthorizationServer(options: {
     clients,
     hot: stores.hot,
     clock,
-    // RFC 7523 section 3 item 3: the audience identifies the server; the
-    // issuer and the endpoint a client posts to are both accepted.
-    assertionAudiences: [issuer, ...Object.values(ENDPOINT_PATHS).map((path) => endpointUrl(issuer, path))],
+    // draft-ietf-oauth-rfc7523bis section 5: the issuer identifier; the token
+    // endpoint URL only as a transition. No other endpoint (audience injection).
+    assertionAudiences: [issuer, endpointUrl(issuer, ENDPOINT_PATHS.token)],
   });
   const services: GrantServices = {
     accessTokens,
