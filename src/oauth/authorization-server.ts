@@ -166,7 +166,7 @@ export function createAuthorizationServer(options: {
     accessTokens,
     refreshTokens,
     consents,
-    authorizer: new Authorizer({ clients, codes, consents, pushed, hot: stores.hot, clock, issuer, sessions: logout }),
+    authorizer: new Authorizer({ clients, codes, consents, pushed, hot: stores.hot, clock, issuer, sessions: logout, keyring }),
     logout,
     token: new TokenEndpoint({ clientAuthenticator, services }),
     par: new ParEndpoint({ clientAuthenticator, pushed }),
