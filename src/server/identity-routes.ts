@@ -410,6 +410,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
         signedIn: true,
         params: asked.params,
         ...(asked.clientName !== undefined && { clientName: asked.clientName }),
+        ...(asked.unconfirmedRedirect !== undefined && { continueTo: asked.unconfirmedRedirect }),
         ...(asked.error !== undefined && { error: asked.error }),
       }),
       // The form's POST ends in a redirect only to a confirmed address.

@@ -5,7 +5,8 @@
  * errors; loopback redirect URIs with any port for native apps only; a
  * token request without redirect_uri when /authorize had none; an
  * id_token_hint for another person; a PAR request_uri presented by another
- * client; the consent page naming where it leads.
+ * client; the consent page naming where it leads. On the embedded stores,
+ * and on PostgreSQL + Redis when their URLs are set.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +16,7 @@ import { signJwt } from '../../src/tokens/index.ts';
 import { BrowserlessClient, csrfField, type PageResponse } from '../support/browserless-client.ts';
 import { ManualClock } from '../support/clock.ts';
 import { completeAuthorization, registerClient, type Person } from '../support/oauth-flow.ts';
-import { startTestServer, type TestServer } from '../support/server.ts';
+import { startTestServer, testBackends, type TestServer } from '../support/server.ts';
 
 const PASSWORD = 'correct horse battery staple';
 const EVIL_LANDING = 'https://evil.example/landing';
@@ -40,7 +41,7 @@ function assertPlainPage(answer: PageResponse, formTargets = "'self'"): void {
   assert.ok(!/http-equiv="refresh"/i.test(answer.body), 'no automatic redirect');
 }
 
-describe('redirect safety (security review 5, 12, 13, 16, 19, 20)', () => {
+for (const backend of testBackends) describe(`redirect safety (security review 5, 12, 13, 16, 19, 20) (${backend})`, () => {
   let server: TestServer;
   const clock = new ManualClock(Date.now());
   let alice: Person & { id: string };
@@ -78,7 +79,7 @@ describe('redirect safety (security review 5, 12, 13, 16, 19, 20)', () => {
   }
 
   before(async () => {
-    server = await startTestServer({ fixedPort: true, clock: clock.now });
+    server = await startTestServer({ fixedPort: true, clock: clock.now, backend });
     issuer = server.running.authorizationServer.issuer;
     const accounts = server.running.identity.accounts;
     const suffix = randomBytes(4).toString('hex');
@@ -133,6 +134,7 @@ describe('redirect safety (security review 5, 12, 13, 16, 19, 20)', () => {
       const ask = await browser.get(`/logout?${new URLSearchParams({ client_id: selfRegistered, post_logout_redirect_uri: EVIL_AFTER_LOGOUT }).toString()}`);
       assert.equal(ask.status, 200);
       assertPlainPage(ask);
+      assert.match(ask.body, /Afterwards you can choose whether to continue to evil\.example/);
       const fields = Object.fromEntries([...ask.body.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((match) => [match[1]!, match[2]!.replaceAll('&amp;', '&')]));
       const done = await browser.post('/logout', fields);
       assert.equal(done.status, 200);
@@ -372,6 +374,22 @@ describe('redirect safety (security review 5, 12, 13, 16, 19, 20)', () => {
       assert.match(right.location!, /^\/login\?/);
       const again = await new BrowserlessClient(server.url).get(`/authorize?${new URLSearchParams({ client_id: service.id, request_uri: requestUri }).toString()}`);
       assert.equal(again.status, 400, 'still one use');
+    });
+
+    it('raced by its own client and by others, a request_uri is used exactly once, by its own client', async () => {
+      const { challenge } = pkce();
+      const pushed = await fetch(`${server.url}/par`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${service.id}:${service.secret}`).toString('base64')}` },
+        body: new URLSearchParams({ response_type: 'code', redirect_uri: APPROVED_REDIRECT, scope: 'openid', code_challenge: challenge, code_challenge_method: 'S256' }),
+      });
+      const requestUri = ((await pushed.json()) as { request_uri: string }).request_uri;
+      const attempt = (clientId: string) => new BrowserlessClient(server.url).get(`/authorize?${new URLSearchParams({ client_id: clientId, request_uri: requestUri }).toString()}`);
+      const answers = await Promise.all(Array.from({ length: 40 }, (_, index) => attempt(index % 2 === 0 ? service.id : approved)));
+      const used = answers.map((answer, index) => ({ answer, own: index % 2 === 0 })).filter(({ answer }) => answer.status === 303);
+      assert.equal(used.length, 1, 'exactly one use');
+      assert.equal(used[0]!.own, true, 'and by the client that pushed it');
+      assert.ok(answers.every((answer) => answer.status === 303 || answer.status === 400));
     });
   });
 });

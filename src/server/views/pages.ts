@@ -271,6 +271,7 @@ export function logoutPage(options: { csrf: string; signedIn: boolean; clientNam
       ? html`<h1>Sign out</h1>
 ${message(options.error)}
 <p>${options.clientName !== undefined ? html`${options.clientName} asks to sign you out. ` : ''}Do you want to sign out of Portcullis on this device?</p>
+${options.continueTo !== undefined ? html`<p class="hint">Afterwards you can choose whether to continue to ${destinationName(options.continueTo)}.</p>` : ''}
 <form method="post" action="/logout"><input type="hidden" name="_csrf" value="${options.csrf}">${hidden}<button type="submit">Sign out</button></form>
 <p><a href="/account">Back to your account</a></p>`
       : html`<h1>Signed out</h1>
