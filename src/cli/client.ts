@@ -1,5 +1,5 @@
 /**
- * `portcullis client create | list | show | delete | rotate-secret`: OAuth
+ * `portcullis client create | list | show | approve | delete | rotate-secret`: OAuth
  * clients from the command line, through the same metadata validation and
  * registry as dynamic registration (RFC 7591), so every client is checked and
  * audited the same way whoever made it.
@@ -50,6 +50,10 @@ async function findClient(registry: ClientRegistry, clientId: string): Promise<O
   const client = await registry.get(clientId);
   if (client === null) throw new ClientCommandError(`no client ${clientId}`);
   return client;
+}
+
+function approvalLabel(client: OAuthClient): string {
+  return client.approved === true ? 'approved' : 'unapproved';
 }
 
 function label(client: OAuthClient): string {
@@ -157,7 +161,8 @@ export function registerClientCommands(program: Command, context: ClientCliConte
           if (error instanceof ClientMetadataError) throw new ClientCommandError(`client refused (${error.error}): ${error.message}`);
           throw error;
         }
-        const { client: created, clientSecret } = await registry.register(metadata, { actor: ACTOR });
+        // The operator wrote these URIs: approved (see OAuthClient.approved).
+        const { client: created, clientSecret } = await registry.register(metadata, { actor: ACTOR }, { approved: true });
         if (options.json === true) {
           context.out(JSON.stringify({ ...publicView(created), ...(clientSecret !== undefined && { client_secret: clientSecret, client_secret_expires_at: 0 }) }, null, 2));
           return;
@@ -172,7 +177,7 @@ export function registerClientCommands(program: Command, context: ClientCliConte
 
   client
     .command('list')
-    .description('List clients: id, name, authentication method, grant types.')
+    .description('List clients: id, name, authentication method, grant types, approved or not.')
     .addOption(context.configOption())
     .option('--json', 'print a JSON array')
     .action(async (options: { config?: string; json?: boolean }) => {
@@ -188,7 +193,7 @@ export function registerClientCommands(program: Command, context: ClientCliConte
         }
         if (options.json === true) context.out(JSON.stringify(all.map(publicView), null, 2));
         else if (all.length === 0) context.out('No clients yet: portcullis client create --name <name> --redirect-uri <uri>');
-        else for (const listed of all) context.out(`${listed.client_id}  ${listed.client_name ?? '-'}  ${listed.token_endpoint_auth_method}  ${listed.grant_types.join(',')}`);
+        else for (const listed of all) context.out(`${listed.client_id}  ${listed.client_name ?? '-'}  ${listed.token_endpoint_auth_method}  ${listed.grant_types.join(',')}  ${approvalLabel(listed)}`);
       });
     });
 
@@ -204,12 +209,26 @@ export function registerClientCommands(program: Command, context: ClientCliConte
         const found = await findClient(registry, clientId);
         const view = publicView(found);
         if (options.json === true) {
-          context.out(JSON.stringify({ ...view, has_client_secret: found.secretHash !== undefined, has_registration_access_token: found.registrationTokenHash !== undefined }, null, 2));
+          context.out(JSON.stringify({ ...view, approved: found.approved === true, has_client_secret: found.secretHash !== undefined, has_registration_access_token: found.registrationTokenHash !== undefined }, null, 2));
           return;
         }
-        for (const [key, value] of Object.entries(view)) context.out(`${key}: ${formatValue(value)}`);
+        for (const [key, value] of Object.entries({ ...view, approved: found.approved === true })) context.out(`${key}: ${formatValue(value)}`);
         context.out(`client_secret: ${found.secretHash !== undefined ? 'set (only a keyed hash is stored; rotate-secret makes a new one)' : 'none'}`);
         if (found.registrationTokenHash !== undefined) context.out('registration_access_token: set (RFC 7592 self-management)');
+      });
+    });
+
+  client
+    .command('approve')
+    .description('Vouch for a self-registered client\'s redirect URIs: errors and sign-outs then return to them without an interstitial page.')
+    .addOption(context.configOption())
+    .argument('<client-id>', 'the client_id')
+    .action(async (clientId: string, options: { config?: string }) => {
+      const config = context.load(options);
+      await withRegistry(config, async (registry) => {
+        const found = await findClient(registry, clientId);
+        const changed = await registry.approve(found.client_id, { actor: ACTOR });
+        context.out(changed ? `Approved client ${label(found)}. Its redirect URIs: ${[...found.redirect_uris, ...found.post_logout_redirect_uris].join(' ') || 'none'}` : `Client ${label(found)} was already approved.`);
       });
     });
 

@@ -130,9 +130,9 @@ export function createAuthorizationServer(options: {
     clients,
     hot: stores.hot,
     clock,
-    // RFC 7523 section 3 item 3: the audience identifies the server; the
-    // issuer and the endpoint a client posts to are both accepted.
-    assertionAudiences: [issuer, ...Object.values(ENDPOINT_PATHS).map((path) => endpointUrl(issuer, path))],
+    // draft-ietf-oauth-rfc7523bis section 5: the issuer identifier; the token
+    // endpoint URL only as a transition. No other endpoint (audience injection).
+    assertionAudiences: [issuer, endpointUrl(issuer, ENDPOINT_PATHS.token)],
   });
   const services: GrantServices = {
     accessTokens,
@@ -176,7 +176,7 @@ export function createAuthorizationServer(options: {
     refreshTokens,
     consents,
     resources,
-    authorizer: new Authorizer({ clients, codes, consents, pushed, hot: stores.hot, clock, issuer, sessions: logout, targets }),
+    authorizer: new Authorizer({ clients, codes, consents, pushed, hot: stores.hot, clock, issuer, sessions: logout, targets, keyring }),
     logout,
     token: new TokenEndpoint({ clientAuthenticator, services }),
     par: new ParEndpoint({ clientAuthenticator, pushed, targets }),

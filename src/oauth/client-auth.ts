@@ -34,7 +34,11 @@ export interface ClientAuthenticatorOptions {
   readonly clients: ClientRegistry;
   readonly hot: HotStore;
   readonly clock: Clock;
-  /** Audiences a private_key_jwt assertion may name: the issuer and the endpoint URLs. */
+  /**
+   * Audiences a private_key_jwt assertion may name, as its single `aud`
+   * string: the issuer identifier, and (during the transition) exactly the
+   * token endpoint URL (draft-ietf-oauth-rfc7523bis section 5).
+   */
   readonly assertionAudiences: readonly string[];
 }
 
@@ -84,7 +88,7 @@ export class ClientAuthenticator {
     }
   }
 
-  /** RFC 7523 section 3: iss = sub = client_id, aud names us, exp required, jti used once. */
+  /** RFC 7523 section 3: iss = sub = client_id, aud names us (one string), exp required, jti used once. */
   async #verifyAssertion(client: OAuthClient, assertion: string, refuse: (description: string) => OAuthError): Promise<void> {
     if (client.jwks === undefined) throw refuse('Client authentication failed.');
     const now = this.#options.clock();
@@ -94,8 +98,7 @@ export class ClientAuthenticator {
         algorithms: ASSERTION_ALGORITHMS,
         issuer: client.client_id,
         subject: client.client_id,
-        audience: [...this.#options.assertionAudiences],
-        requiredClaims: ['exp', 'jti'],
+        requiredClaims: ['exp', 'jti', 'aud'],
         currentDate: new Date(now),
         clockTolerance: 5,
       }));
@@ -103,6 +106,12 @@ export class ClientAuthenticator {
       if (error instanceof joseErrors.JOSEError) throw refuse(`The client assertion is not valid (${assertionProblem(error)}).`);
       throw error;
     }
+    // draft-ietf-oauth-rfc7523bis section 5: aud MUST be a single string, the
+    // issuer identifier (or the token endpoint URL while clients move over).
+    // jose accepts an array if any element matches: an assertion a malicious
+    // server obtained for itself could then name us too (audience injection).
+    const aud = payload['aud'];
+    if (typeof aud !== 'string' || !this.#options.assertionAudiences.includes(aud)) throw refuse('The client assertion is not valid (aud must be this server\'s issuer identifier, as one string).');
     const exp = payload['exp'] as number;
     const jti = payload['jti'];
     if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256) throw refuse('The client assertion needs a jti.');

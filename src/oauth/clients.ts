@@ -33,6 +33,14 @@ export interface OAuthClient extends ClientMetadata {
   readonly secretHash?: string;
   /** HMAC-SHA256 of the RFC 7592 registration access token, hex. */
   readonly registrationTokenHash?: string;
+  /**
+   * An operator vouches for this client's registered URIs (`client create`,
+   * or `client approve` for a self-registered one). Until then the server
+   * sends nobody to them without the person's say: RFC 9700 section 4.11.2
+   * (the authorization server as open redirector), RFC 7591 section 5
+   * (self-asserted metadata). Absent on records from before the flag: not approved.
+   */
+  readonly approved?: boolean;
   /** The stored record's version (compare-and-set); grows by one with every change. */
   readonly version: number;
 }
@@ -60,6 +68,11 @@ export interface UpdatedClient {
 }
 
 export type ClientRegistryErrorCode = 'not_found' | 'conflict' | 'no_secret';
+
+/** Whether an operator vouched for the client (see OAuthClient.approved). */
+export function isApproved(client: OAuthClient): boolean {
+  return client.approved === true;
+}
 
 /**
  * A change the registry refuses: no such client, a concurrent change got
@@ -142,15 +155,17 @@ export class ClientRegistry {
    * Stores a new client with metadata from `validateClientMetadata` (only
    * its known fields are kept). A secret is made for the secret-based auth
    * methods; a registration access token (RFC 7592 section 1) when asked.
-   * Both are returned here and never again.
+   * Both are returned here and never again. `approved`: an operator made it
+   * (default false: a self-registered client waits for `client approve`).
    */
-  async register(metadata: ClientMetadata, context: ClientChangeContext, options: { withRegistrationToken?: boolean } = {}): Promise<RegisteredClient> {
+  async register(metadata: ClientMetadata, context: ClientChangeContext, options: { withRegistrationToken?: boolean; approved?: boolean } = {}): Promise<RegisteredClient> {
     const clean = pickClientMetadata(metadata);
     const clientSecret = usesClientSecret(clean.token_endpoint_auth_method) ? newSecret() : undefined;
     const registrationAccessToken = options.withRegistrationToken === true ? newSecret() : undefined;
     const data: ClientData = {
       ...clean,
       client_id_issued_at: Math.floor(this.#clock() / 1000),
+      approved: options.approved === true,
       ...(clientSecret !== undefined && { secretHash: this.#hash(this.#secretKey, clientSecret) }),
       ...(registrationAccessToken !== undefined && { registrationTokenHash: this.#hash(this.#registrationTokenKey, registrationAccessToken) }),
     };
@@ -219,9 +234,12 @@ export class ClientRegistry {
     const after = clean.token_endpoint_auth_method;
     const clientSecret = usesClientSecret(after) && (!usesClientSecret(before) || record.data.secretHash === undefined) ? newSecret() : undefined;
     const secretHash = usesClientSecret(after) ? (clientSecret !== undefined ? this.#hash(this.#secretKey, clientSecret) : record.data.secretHash) : undefined;
+    // An operator approved the URIs they saw: new ones need approving again.
+    const approved = record.data.approved === true && sameList(record.data.redirect_uris, clean.redirect_uris) && sameList(record.data.post_logout_redirect_uris, clean.post_logout_redirect_uris);
     const data: ClientData = {
       ...clean,
       client_id_issued_at: record.data.client_id_issued_at,
+      approved,
       ...(secretHash !== undefined && { secretHash }),
       ...(record.data.registrationTokenHash !== undefined && { registrationTokenHash: record.data.registrationTokenHash }),
     };
@@ -232,9 +250,24 @@ export class ClientRegistry {
       type: 'client.updated',
       outcome: 'success',
       ...auditContext(clientId, context),
-      detail: { ...describeClient(clean), previousAuthMethod: before, reason: updateReason(before, after, clientSecret !== undefined) },
+      detail: { ...describeClient(clean), previousAuthMethod: before, reason: updateReason(before, after, clientSecret !== undefined), ...(record.data.approved === true && !approved && { approvalWithdrawn: true }) },
     });
     return { client: toClient({ ...record, version, data }), ...(clientSecret !== undefined && { clientSecret }) };
+  }
+
+  /**
+   * An operator vouches for the client's registered URIs (`client approve`):
+   * from now on /authorize errors and sign-outs may go to them without an
+   * interstitial page. Resolves false when it was approved already.
+   */
+  async approve(clientId: string, context: ClientChangeContext): Promise<boolean> {
+    const record = await this.#read(clientId);
+    if (record.data.approved === true) return false;
+    const version = await this.#records.update(CLIENTS, clientId, record.version, { ...record.data, approved: true });
+    this.#cache.delete(clientId);
+    if (version === null) throw conflict(clientId);
+    await this.#ledger.record({ type: 'client.updated', outcome: 'success', ...auditContext(clientId, context), detail: { ...describeClient(record.data), reason: 'approved', approved: true } });
+    return true;
   }
 
   /** Deletes the client; false when there was none. Tokens it holds are the token service's to revoke. */
@@ -308,6 +341,10 @@ export class ClientRegistry {
     if (record === null) throw new ClientRegistryError('not_found', `no client ${clientId.slice(0, MAX_CLIENT_ID_LENGTH)}`);
     return record;
   }
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((value, index) => value === b[index]);
 }
 
 function conflict(clientId: string): ClientRegistryError {

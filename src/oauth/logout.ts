@@ -3,7 +3,8 @@
  * - RP-Initiated Logout 1.0: a client sends the person to the end-session
  *   endpoint with `id_token_hint` / `client_id` and may ask to be sent back to
  *   a `post_logout_redirect_uri` it registered (exact match, like redirect
- *   URIs);
+ *   URIs), followed at once only when an `id_token_hint` proves the client
+ *   sent the request; otherwise the person is shown where it leads;
  * - when the session ends, the tokens it produced end too: access tokens by
  *   their `sid` (a denylist entry that outlives them), refresh token
  *   families bound to it;
@@ -12,19 +13,30 @@
  */
 import type { Ledger } from '../audit/index.ts';
 import type { Clock, HotStore } from '../store/index.ts';
-import { JwtError, signJwt, verifyJwt, type Keyring } from '../tokens/index.ts';
+import { signJwt, type Keyring } from '../tokens/index.ts';
 import { randomBytes } from 'node:crypto';
 import type { AccessTokens } from './access-tokens.ts';
 import type { ClientRegistry, OAuthClient } from './clients.ts';
 import type { RefreshTokens } from './refresh-tokens.ts';
+import { readIdTokenHint } from './id-token-hint.ts';
 import { OutboundAddressError, postForm } from './outbound.ts';
 import { sessionIdClaim } from './user-tokens.ts';
 
 /** A checked logout request: where to send the person afterwards, if anywhere. */
 export interface LogoutRequest {
   readonly client?: { readonly id: string; readonly name: string };
-  /** The registered post_logout_redirect_uri, with `state` appended when given. */
+  /**
+   * The registered post_logout_redirect_uri, with `state` appended, when an
+   * id_token_hint issued to the client confirms the request: the server may
+   * redirect there without asking.
+   */
   readonly redirectTo?: string;
+  /**
+   * The same, when only a client_id names the client: anyone can write that
+   * link, so the person is shown where it leads and chooses (section 3: "the
+   * OP has other means to confirm the legitimacy"; RFC 9700 section 4.11.2).
+   */
+  readonly unconfirmedRedirect?: string;
   /** The raw parameters, to carry through the confirmation form. */
   readonly params: Readonly<Record<string, string>>;
 }
@@ -33,8 +45,6 @@ export interface LogoutRequest {
 const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 const LOGOUT_TOKEN_TTL_SECONDS = 120;
 const DELIVERY_TIMEOUT_MS = 5000;
-/** An expired id_token_hint still names its client (RP-Initiated Logout section 2). */
-const HINT_TOLERANCE_SECONDS = 366 * 24 * 3600;
 const sessionClientsKey = (handle: string) => `oauth:session-clients:${handle}`;
 const MAX_CLIENTS_PER_SESSION = 100;
 const LOGOUT_PARAMS = ['id_token_hint', 'client_id', 'post_logout_redirect_uri', 'state'];
@@ -79,11 +89,12 @@ export class LogoutService {
       if (typeof value === 'string' && value !== '' && value.length <= 4096) params[name] = value;
       else if (value !== undefined && value !== '') throw new LogoutRequestError(`The ${name} parameter is malformed.`);
     }
-    const hintedClient = params['id_token_hint'] === undefined ? undefined : this.#hintClient(params['id_token_hint']);
-    if (params['client_id'] !== undefined && hintedClient !== undefined && params['client_id'] !== hintedClient) {
+    const hint = params['id_token_hint'] === undefined ? undefined : readIdTokenHint(params['id_token_hint'], { keyring: this.#options.keyring, issuer: this.#options.issuer, now: this.#options.clock() });
+    if (hint === null) throw new LogoutRequestError('The id_token_hint is not an ID token from this server.');
+    if (params['client_id'] !== undefined && hint !== undefined && !hint.audiences.includes(params['client_id'])) {
       throw new LogoutRequestError('client_id does not match the id_token_hint.');
     }
-    const clientId = params['client_id'] ?? hintedClient;
+    const clientId = params['client_id'] ?? hint?.audiences[0];
     const client = clientId === undefined || clientId.length > 256 ? null : await this.#options.clients.get(clientId);
     if (clientId !== undefined && client === null) throw new LogoutRequestError('The application that sent you here is not registered.');
     const redirect = params['post_logout_redirect_uri'];
@@ -93,7 +104,10 @@ export class LogoutService {
     if (!client.post_logout_redirect_uris.includes(redirect)) throw new LogoutRequestError('The post_logout_redirect_uri is not one this application registered.');
     const url = new URL(redirect);
     if (params['state'] !== undefined) url.searchParams.append('state', params['state']);
-    return { params, client: describe(client), redirectTo: url.toString() };
+    // Sections 2 and 3: without an id_token_hint issued to this client,
+    // nothing shows the client sent the person here.
+    const confirmed = hint !== undefined && hint.audiences.includes(client.client_id);
+    return { params, client: describe(client), ...(confirmed ? { redirectTo: url.toString() } : { unconfirmedRedirect: url.toString() }) };
   }
 
   /** Remembers that a session signed in to a client, for back-channel logout. */
@@ -159,18 +173,6 @@ export class LogoutService {
       this.#options.onDeliveryFailure(client.client_id, error instanceof OutboundAddressError ? 'refused: not a public address' : error instanceof Error ? error.message.slice(0, 80) : 'error');
       return false;
     }
-  }
-
-  /** The audience of an ID token we issued (signature and issuer checked; expiry tolerated). */
-  #hintClient(hint: string): string {
-    try {
-      const { payload } = verifyJwt(hint, this.#options.keyring, { now: this.#options.clock(), issuer: this.#options.issuer, clockToleranceSeconds: HINT_TOLERANCE_SECONDS });
-      const aud: unknown = Array.isArray(payload['aud']) ? (payload['aud'] as unknown[])[0] : payload['aud'];
-      if (typeof aud === 'string') return aud;
-    } catch (error) {
-      if (!(error instanceof JwtError)) throw error;
-    }
-    throw new LogoutRequestError('The id_token_hint is not an ID token from this server.');
   }
 }
 

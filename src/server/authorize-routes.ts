@@ -10,7 +10,7 @@ import fastifyFormbody from '@fastify/formbody';
 import { sameOrigin, type Identity } from '../identity/index.ts';
 import { AuthorizationPageError, ENDPOINT_PATHS, type AuthorizationServer, type AuthorizeOutcome, type SignedIn } from '../oauth/index.ts';
 import { field, page, signedInSession } from './identity-routes.ts';
-import { consentPage, errorPage } from './views/pages.ts';
+import { consentPage, errorPage, redirectInterstitialPage } from './views/pages.ts';
 
 export interface AuthorizeRoutesOptions {
   readonly server: AuthorizationServer;
@@ -46,6 +46,9 @@ export const authorizeRoutes: FastifyPluginAsync<AuthorizeRoutesOptions> = async
     switch (outcome.kind) {
       case 'redirect':
         return reply.redirect(outcome.location, 303);
+      case 'interstitial':
+        // A link, not a form: form-action stays 'self'.
+        return page(reply, 200, redirectInterstitialPage({ clientName: outcome.clientName, description: outcome.description, location: outcome.location }));
       case 'login': {
         const returnTo = `${ENDPOINT_PATHS.authorization}/resume?interaction=${outcome.interactionId}`;
         const hint = outcome.loginHint !== undefined ? `&login_hint=${encodeURIComponent(outcome.loginHint)}` : '';
@@ -62,6 +65,8 @@ export const authorizeRoutes: FastifyPluginAsync<AuthorizeRoutesOptions> = async
             clientId: outcome.client.client_id,
             scopes: outcome.scopes,
             email: person!.email,
+            redirectUri: outcome.redirectUri,
+            approved: outcome.client.approved === true,
           }),
           [outcome.redirectUri],
         );

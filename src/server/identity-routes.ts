@@ -16,7 +16,8 @@ export interface ApplicationAccess {
 /** What an OAuth client asked of a sign-out (OIDC RP-Initiated Logout), and what ends with the session. */
 export interface SignOutHooks {
   /** Throws an error whose message is fit for the person when the request cannot be honoured. */
-  checkRequest(query: unknown): Promise<{ redirectTo?: string; client?: { name: string }; params: Readonly<Record<string, string>> }>;
+  /** `redirectTo` may be followed at once; `unconfirmedRedirect` only offered as a link (nothing proves the client asked). */
+  checkRequest(query: unknown): Promise<{ redirectTo?: string; unconfirmedRedirect?: string; client?: { name: string }; params: Readonly<Record<string, string>> }>;
   isRequestError(error: unknown): error is Error;
   sessionEnded(session: { userId: string; sessionHandle: string }, audit: { requestId: string; ip: string }): Promise<unknown>;
 }
@@ -379,15 +380,42 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
   });
 
   /** The client's sign-out request, checked; a request that cannot be honoured is shown, never followed. */
-  async function signOutRequest(query: unknown): Promise<{ redirectTo?: string; clientName?: string; params: Readonly<Record<string, string>>; error?: string }> {
+  async function signOutRequest(query: unknown): Promise<{ redirectTo?: string; unconfirmedRedirect?: string; clientName?: string; params: Readonly<Record<string, string>>; error?: string }> {
     if (signOut === undefined) return { params: {} };
     try {
       const checked = await signOut.checkRequest(query);
-      return { params: checked.params, ...(checked.redirectTo !== undefined && { redirectTo: checked.redirectTo }), ...(checked.client !== undefined && { clientName: checked.client.name }) };
+      return {
+        params: checked.params,
+        ...(checked.redirectTo !== undefined && { redirectTo: checked.redirectTo }),
+        ...(checked.unconfirmedRedirect !== undefined && { unconfirmedRedirect: checked.unconfirmedRedirect }),
+        ...(checked.client !== undefined && { clientName: checked.client.name }),
+      };
     } catch (error) {
       if (signOut.isRequestError(error)) return { params: {}, error: `${error.message} You can still sign out here.` };
       throw error;
     }
+  }
+
+  /**
+   * The page after signing out (or for someone not signed in): a return
+   * address confirmed by an id_token_hint is followed; one named only by
+   * client_id is offered as a link naming its host (RP-Initiated Logout
+   * sections 2 and 3, RFC 9700 section 4.11.2: no open redirector).
+   */
+  function signedOut(reply: FastifyReply, asked: Awaited<ReturnType<typeof signOutRequest>>, showError: boolean): FastifyReply {
+    if (asked.redirectTo !== undefined) return reply.redirect(asked.redirectTo, 303);
+    const error = showError ? asked.error : undefined;
+    return page(
+      reply,
+      error !== undefined ? 400 : 200,
+      logoutPage({
+        csrf: '',
+        signedIn: false,
+        ...(asked.clientName !== undefined && { clientName: asked.clientName }),
+        ...(asked.unconfirmedRedirect !== undefined && { continueTo: asked.unconfirmedRedirect }),
+        ...(error !== undefined && { error }),
+      }),
+    );
   }
 
   // OIDC RP-Initiated Logout section 2: the end-session endpoint. Signing
@@ -395,17 +423,19 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
   app.get('/logout', async (request, reply) => {
     const current = await currentSession(request);
     const asked = await signOutRequest(request.query);
-    if (current === null && asked.redirectTo !== undefined) return reply.redirect(asked.redirectTo, 303);
+    if (current === null) return signedOut(reply, asked, true);
     return page(
       reply,
       asked.error !== undefined ? 400 : 200,
       logoutPage({
-        csrf: current === null ? '' : csrf.token(current.session.handle),
-        signedIn: current !== null,
+        csrf: csrf.token(current.session.handle),
+        signedIn: true,
         params: asked.params,
         ...(asked.clientName !== undefined && { clientName: asked.clientName }),
+        ...(asked.unconfirmedRedirect !== undefined && { continueTo: asked.unconfirmedRedirect }),
         ...(asked.error !== undefined && { error: asked.error }),
       }),
+      // The form's POST ends in a redirect only to a confirmed address.
       asked.redirectTo !== undefined ? [asked.redirectTo] : [],
     );
   });
@@ -415,15 +445,13 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     const asked = await signOutRequest(request.body);
     if (current === null) {
       clearSessionCookie(reply);
-      if (asked.redirectTo !== undefined) return reply.redirect(asked.redirectTo, 303);
-      return page(reply, 200, logoutPage({ csrf: '', signedIn: false }));
+      return signedOut(reply, asked, false);
     }
     const refused = refuseForgery(request, reply, current.session.handle);
     if (refused !== undefined) return refused;
     await accounts.endSession(current.user.id, current.session.handle, context(request), 'logout');
     await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: current.session.handle }, { requestId: request.id, ip: request.ip });
     clearSessionCookie(reply);
-    if (asked.redirectTo !== undefined) return reply.redirect(asked.redirectTo, 303);
-    return page(reply, 200, logoutPage({ csrf: '', signedIn: false }));
+    return signedOut(reply, asked, false);
   });
 };

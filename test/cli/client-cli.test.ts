@@ -112,7 +112,7 @@ describe('portcullis client', () => {
     }
 
     const listed = await run(['client', 'list', '--config', configFile]);
-    assert.ok(listed.out.includes(`${clientId}  Orders Portal  client_secret_basic  authorization_code,refresh_token`), listed.out.join('\n'));
+    assert.ok(listed.out.includes(`${clientId}  Orders Portal  client_secret_basic  authorization_code,refresh_token  approved`), listed.out.join('\n'));
     assert.ok(!JSON.stringify(listed).includes(secret));
   });
 

@@ -133,7 +133,7 @@ for (const backend of testBackends) {
       email = `alice-${randomBytes(4).toString('hex')}@example.com`;
       await server.running.identity.accounts.createUser(email, PASSWORD, { actor: 'test' });
       const register = async (metadata: Record<string, unknown>) =>
-        server.running.authorizationServer.clients.register(validateClientMetadata(metadata, { allowedScopes: ['openid', 'profile', 'email', 'offline_access'], defaultSigningAlgorithm: 'EdDSA' }), { actor: 'test' });
+        server.running.authorizationServer.clients.register(validateClientMetadata(metadata, { allowedScopes: ['openid', 'profile', 'email', 'offline_access'], defaultSigningAlgorithm: 'EdDSA' }), { actor: 'test' }, { approved: true });
       const base = { redirect_uris: [REDIRECT], grant_types: ['authorization_code', 'refresh_token'], scope: 'openid email offline_access', application_type: 'native' };
       spa = (await register({ ...base, client_name: 'Notes app', token_endpoint_auth_method: 'none' })).client.client_id;
       const w = await register({ ...base, client_name: 'Web app', application_type: 'web', redirect_uris: [REDIRECT] });

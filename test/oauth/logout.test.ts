@@ -157,11 +157,19 @@ describe('RP-initiated and back-channel logout', () => {
     assert.equal(await refreshError(tokens.refresh_token), 'invalid_grant', 'and its refresh token');
   });
 
-  it('sends a person who is already signed out straight back to the registered URI', async () => {
+  it('sends a person who is already signed out back to the registered URI when an id_token_hint confirms it, and otherwise only offers a link', async () => {
+    const { browser, tokens } = await signedInWithTokens();
+    const account = await browser.get('/account');
+    assert.equal((await browser.post('/logout', { _csrf: csrfField(account.body)! })).status, 200);
+    const hinted = await browser.get(`/logout?${new URLSearchParams({ id_token_hint: tokens.id_token, post_logout_redirect_uri: AFTER_LOGOUT, state: 'x' }).toString()}`);
+    assert.equal(hinted.status, 303);
+    assert.equal(hinted.location, `${AFTER_LOGOUT}?state=x`);
+    // Security review 5: client_id alone is no proof the client asked.
     const stranger = new BrowserlessClient(server.url);
     const answer = await stranger.get(`/logout?${new URLSearchParams({ client_id: clientId, post_logout_redirect_uri: AFTER_LOGOUT, state: 'x' }).toString()}`);
-    assert.equal(answer.status, 303);
-    assert.equal(answer.location, `${AFTER_LOGOUT}?state=x`);
+    assert.equal(answer.status, 200);
+    assert.equal(answer.location, null);
+    assert.match(answer.body, /<a href="http:\/\/127\.0\.0\.1:8080\/signed-out\?state=x" id="continue">Continue to 127\.0\.0\.1:8080<\/a>/);
   });
 });
 

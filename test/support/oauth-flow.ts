@@ -29,7 +29,7 @@ export const OFFERED_SCOPES = ['openid', 'profile', 'email', 'offline_access'];
 /** Registers a client directly with the server's registry, as an administrator would (granting it `apiScopes`). */
 export async function registerClient(server: TestServer, metadata: Record<string, unknown>, apiScopes: readonly string[] = []): Promise<RegisteredClient> {
   const checked = validateClientMetadata(metadata, { allowedScopes: [...OFFERED_SCOPES, ...apiScopes], defaultSigningAlgorithm: 'EdDSA' });
-  const registered = await server.running.authorizationServer.clients.register(checked, { actor: 'test' });
+  const registered = await server.running.authorizationServer.clients.register(checked, { actor: 'test' }, { approved: true });
   return { clientId: registered.client.client_id, ...(registered.clientSecret !== undefined && { clientSecret: registered.clientSecret }), metadata: checked };
 }
 

@@ -3,10 +3,18 @@
  * is the person signed in (recently enough), have they consented, then issue
  * the code. The request waits between steps as an "interaction" in the hot
  * store (10 minutes), so the login and consent pages carry only its id.
+ *
+ * An error goes back to the client's redirect URI at once only when an
+ * operator approved the client: a self-registered client's URIs are the
+ * registrant's choice, and sending a person there before they did anything
+ * would make this server an open redirector (RFC 9700 section 4.11.2). Such
+ * an error is an interstitial page naming where it leads instead.
  */
 import { randomBytes } from 'node:crypto';
 import type { Clock, HotStore } from '../../store/index.ts';
-import type { ClientRegistry, OAuthClient } from '../clients.ts';
+import type { Keyring } from '../../tokens/index.ts';
+import { isApproved, type ClientRegistry, type OAuthClient } from '../clients.ts';
+import { readIdTokenHint } from '../id-token-hint.ts';
 import type { OAuthParams } from '../params.ts';
 import { oauthParams } from '../params.ts';
 import type { AuthorizationCodes } from './codes.ts';
@@ -39,6 +47,8 @@ export interface SessionClients {
 
 export type AuthorizeOutcome =
   | { readonly kind: 'redirect'; readonly location: string }
+  /** An error response for a client no operator approved: show where it leads, let the person choose. */
+  | { readonly kind: 'interstitial'; readonly location: string; readonly clientName: string; readonly description: string }
   | { readonly kind: 'login'; readonly interactionId: string; readonly loginHint?: string }
   | { readonly kind: 'consent'; readonly interactionId: string; readonly client: OAuthClient; readonly scopes: readonly string[]; readonly redirectUri: string };
 
@@ -61,12 +71,14 @@ export class Authorizer {
   readonly #clock: Clock;
   readonly #issuer: string;
   readonly #sessions: SessionClients;
+  readonly #keyring: Keyring;
 
   readonly #targets: TokenTargets;
 
-  constructor(options: { clients: ClientRegistry; codes: AuthorizationCodes; consents: Consents; pushed: PushedRequests; hot: HotStore; clock: Clock; issuer: string; sessions: SessionClients; targets: TokenTargets }) {
+  constructor(options: { clients: ClientRegistry; codes: AuthorizationCodes; consents: Consents; pushed: PushedRequests; hot: HotStore; clock: Clock; issuer: string; sessions: SessionClients; targets: TokenTargets; keyring: Keyring }) {
     this.#targets = options.targets;
     this.#sessions = options.sessions;
+    this.#keyring = options.keyring;
     this.#clients = options.clients;
     this.#codes = options.codes;
     this.#consents = options.consents;
@@ -91,9 +103,10 @@ export class Authorizer {
     const requestUri = params.values['request_uri'];
     if (requestUri !== undefined) {
       // RFC 9126 section 4: the pushed parameters replace the query's, and
-      // the client_id must match the client that pushed them.
-      const stored = await this.#pushed.take(requestUri);
-      if (stored === null || stored.clientId !== params.values['client_id']) throw new AuthorizationPageError('The request_uri is unknown, expired or already used. Start again from the application.');
+      // the client_id must match the client that pushed them; another
+      // client's attempt leaves the request_uri for its own client.
+      const stored = await this.#pushed.take(requestUri, params.values['client_id']);
+      if (stored === null) throw new AuthorizationPageError('The request_uri is unknown, expired or already used. Start again from the application.');
       params = stored.params;
       pushed = true;
     }
@@ -105,12 +118,28 @@ export class Authorizer {
       request = checkAuthorizationRequest(params, { ...target, pushed });
       request = { ...request, resources: await resolvedAudience(this.#targets, request) };
     } catch (error) {
-      if (error instanceof AuthorizationResponseError) return this.#errorRedirect(error);
+      if (error instanceof AuthorizationResponseError) return this.#errorRedirect(error, target.client);
       throw error;
     }
     const now = this.#clock();
-    const needsFreshLogin = request.prompt.includes('login') || (signedIn !== null && request.maxAgeSeconds !== undefined && now - signedIn.authTime > request.maxAgeSeconds * 1000);
+    const needsFreshLogin =
+      request.prompt.includes('login') ||
+      (signedIn !== null && request.maxAgeSeconds !== undefined && now - signedIn.authTime > request.maxAgeSeconds * 1000) ||
+      (signedIn !== null && !this.#hintNames(params.values['id_token_hint'], signedIn.userId, request.clientId));
     return this.#continue({ request, ...(needsFreshLogin && { signedInAfter: now }) }, undefined, signedIn);
+  }
+
+  /**
+   * OIDC Core section 3.1.2.1: with an id_token_hint, the person signed in
+   * must be the one the hint names; if not, they sign in again (and with
+   * prompt=none, which shows no page, the answer is login_required). A hint
+   * this issuer did not sign for this client confirms nobody. Expiry is not
+   * checked: the OP need not (same section).
+   */
+  #hintNames(hint: string | undefined, userId: string, clientId: string): boolean {
+    if (hint === undefined) return true;
+    const read = readIdTokenHint(hint, { keyring: this.#keyring, issuer: this.#issuer, now: this.#clock() });
+    return read !== null && read.audiences.includes(clientId) && read.subject === userId;
   }
 
   /** Where the interaction will send the person in the end (its client's redirect URI), if it is live. */
@@ -132,14 +161,16 @@ export class Authorizer {
     const { request } = interaction;
     // The interaction is spent either way: a consent form cannot be replayed.
     await this.#hot.delete(interactionKey(interactionId));
-    if (!approved) return this.#errorRedirect(new AuthorizationResponseError('access_denied', 'The user declined.', { redirectUri: request.redirectUri, state: request.state }));
+    // The person chose, on a page that named where it leads: no interstitial.
+    if (!approved) return errorResponse(new AuthorizationResponseError('access_denied', 'The user declined.', { redirectUri: request.redirectUri, state: request.state }), this.#issuer);
     await this.#consents.grant(signedIn.userId, request.clientId, request.scope.split(' '), audit, request.resources);
     return this.#issueCode(request, signedIn);
   }
 
   async #continue(interaction: Interaction, interactionId: string | undefined, signedIn: SignedIn | null): Promise<AuthorizeOutcome> {
     const { request } = interaction;
-    const fail = (code: AuthorizationErrorCode, description: string) => this.#errorRedirect(new AuthorizationResponseError(code, description, { redirectUri: request.redirectUri, state: request.state }));
+    const fail = async (code: AuthorizationErrorCode, description: string) =>
+      this.#errorRedirect(new AuthorizationResponseError(code, description, { redirectUri: request.redirectUri, state: request.state }), await this.#clients.get(request.clientId));
     if (signedIn === null || this.#needsLogin(interaction, signedIn)) {
       // OIDC Core section 3.1.2.6: prompt=none never shows a page.
       if (request.prompt.includes('none')) return fail('login_required', 'The user is not signed in.');
@@ -168,6 +199,7 @@ export class Authorizer {
     const code = await this.#codes.issue({
       clientId: request.clientId,
       redirectUri: request.redirectUri,
+      redirectUriGiven: request.redirectUriGiven !== false,
       scope: request.scope,
       resources: request.resources,
       codeChallenge: request.codeChallenge,
@@ -182,8 +214,11 @@ export class Authorizer {
     return { kind: 'redirect', location: authorizationResponseUrl(request.redirectUri, this.#issuer, { code, state: request.state }) };
   }
 
-  #errorRedirect(error: AuthorizationResponseError): AuthorizeOutcome {
-    return { kind: 'redirect', location: authorizationResponseUrl(error.redirectUri, this.#issuer, { error: error.code, error_description: error.message, state: error.state }) };
+  /** An error response: redirected for an approved client, else an interstitial page (RFC 9700 section 4.11.2). */
+  #errorRedirect(error: AuthorizationResponseError, client: OAuthClient | null): AuthorizeOutcome {
+    const response = errorResponse(error, this.#issuer);
+    if (client !== null && isApproved(client)) return response;
+    return { kind: 'interstitial', location: response.location, clientName: client?.client_name ?? client?.client_id ?? 'The application', description: error.message };
   }
 
   async #save(interaction: Interaction): Promise<string> {
@@ -213,4 +248,9 @@ export async function resolvedAudience(targets: TokenTargets, request: Authoriza
     }
     throw error;
   }
+}
+
+/** RFC 6749 section 4.1.2.1: the error, its description and state, to the redirect URI (with iss, RFC 9207). */
+function errorResponse(error: AuthorizationResponseError, issuer: string): { kind: 'redirect'; location: string } {
+  return { kind: 'redirect', location: authorizationResponseUrl(error.redirectUri, issuer, { error: error.code, error_description: error.message, state: error.state }) };
 }

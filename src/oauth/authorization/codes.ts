@@ -12,7 +12,10 @@ import type { HotStore } from '../../store/index.ts';
 /** What the code stands for: everything the token endpoint checks and issues from. */
 export interface AuthorizationGrant {
   readonly clientId: string;
+  /** The redirect URI the authorization response went to. */
   readonly redirectUri: string;
+  /** Whether the authorization request named it (absent on codes from before: treated as named). */
+  readonly redirectUriGiven?: boolean;
   readonly scope: string;
   readonly resources: readonly string[];
   readonly codeChallenge: string;

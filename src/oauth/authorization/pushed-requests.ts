@@ -2,7 +2,8 @@
  * Pushed authorization requests (RFC 9126): the client posts its request
  * parameters, authenticated, and gets a one-time `request_uri` that lives a
  * short while (section 2.2: "expires_in"). Only a hash of the URI's random
- * part is stored; `take` consumes it atomically, so it works once.
+ * part is stored; `take` consumes it atomically, so it works once, and only
+ * for the client that pushed it.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { HotStore } from '../../store/index.ts';
@@ -36,10 +37,19 @@ export class PushedRequests {
     return `${PREFIX}${reference}`;
   }
 
-  async take(requestUri: string): Promise<PushedRequest | null> {
+  /**
+   * The pushed request, consumed, when `clientId` is the client that pushed
+   * it (RFC 9126 section 4). A request naming another client gets null and
+   * leaves it in place: whoever merely saw the request_uri cannot burn it.
+   */
+  async take(requestUri: string, clientId: string | undefined): Promise<PushedRequest | null> {
     if (!requestUri.startsWith(PREFIX)) return null;
     const reference = requestUri.slice(PREFIX.length);
     if (!REFERENCE.test(reference)) return null;
+    // Read, compare, then consume: the consume stays the one atomic step, so
+    // of two requests by the right client exactly one gets it.
+    const peeked = await this.#hot.get(key(reference));
+    if (peeked === null || (JSON.parse(peeked) as PushedRequest).clientId !== clientId) return null;
     const stored = await this.#hot.consume(key(reference));
     return stored === null ? null : (JSON.parse(stored) as PushedRequest);
   }

@@ -49,7 +49,10 @@ export type Prompt = 'none' | 'login' | 'consent';
 /** A checked request, ready for sign-in and consent. */
 export interface AuthorizationRequest {
   readonly clientId: string;
+  /** The redirect URI used: the one the request named (a loopback one with its port), else the one registered. */
   readonly redirectUri: string;
+  /** Whether the request named redirect_uri: then the token request must name the same (OAuth 2.1 section 4.1.3). */
+  readonly redirectUriGiven: boolean;
   readonly scope: string;
   readonly state?: string;
   readonly nonce?: string;
@@ -73,7 +76,7 @@ export interface ValidationContext {
 }
 
 /** Step 1 and 2: the client and its redirect URI, or a page. */
-export function verifiedRedirect(params: OAuthParams, client: OAuthClient | null): { client: OAuthClient; redirectUri: string; state: string | undefined } {
+export function verifiedRedirect(params: OAuthParams, client: OAuthClient | null): { client: OAuthClient; redirectUri: string; redirectUriGiven: boolean; state: string | undefined } {
   if (params.values['client_id'] === undefined) throw new AuthorizationPageError('The request has no client_id.');
   if (client === null) throw new AuthorizationPageError('The application that sent you here is not registered with this server.');
   const redirectUri = params.values['redirect_uri'];
@@ -81,14 +84,39 @@ export function verifiedRedirect(params: OAuthParams, client: OAuthClient | null
   // leaving it out only with one registered URI.
   const chosen = redirectUri ?? (client.redirect_uris.length === 1 && !parseScope(params.values['scope']).includes('openid') ? client.redirect_uris[0] : undefined);
   if (chosen === undefined) throw new AuthorizationPageError('The request has no redirect_uri.');
-  // RFC 9700 section 4.1.3 / 2.1: exact string comparison, nothing looser.
-  if (!client.redirect_uris.includes(chosen)) throw new AuthorizationPageError('The redirect_uri is not one this application registered.');
+  if (!isRegisteredRedirect(client, chosen)) throw new AuthorizationPageError('The redirect_uri is not one this application registered.');
   const state = params.values['state'];
-  return { client, redirectUri: chosen, state: state !== undefined && state.length <= MAX_STATE ? state : undefined };
+  return { client, redirectUri: chosen, redirectUriGiven: redirectUri !== undefined, state: state !== undefined && state.length <= MAX_STATE ? state : undefined };
+}
+
+/** http on a loopback IP literal, with the port apart: `http://127.0.0.1` or `http://[::1]`, then `:port`, then the rest. */
+const LOOPBACK_REDIRECT = /^(http:\/\/(?:127\.0\.0\.1|\[::1\]))(?::(\d{1,5}))?(?=[/?]|$)/;
+
+/** The URI with its loopback port taken out, or undefined when it is no loopback IP http URI (or its port is not one). */
+function withoutLoopbackPort(uri: string): string | undefined {
+  const match = LOOPBACK_REDIRECT.exec(uri);
+  if (match === null || (match[2] !== undefined && Number(match[2]) > 65535)) return undefined;
+  return match[1]! + uri.slice(match[0].length);
+}
+
+/**
+ * RFC 9700 sections 2.1 and 4.1.3: exact string comparison, with one
+ * exception. A native app listening on a loopback IP address gets a port
+ * from the system when it runs, so for native clients the port of a
+ * loopback IP redirect URI may be any (RFC 8252 section 7.3, OAuth 2.1
+ * section 8.4.2); everything else about it still matches exactly. Not for
+ * `localhost`, which is a name that may resolve elsewhere (RFC 8252 section
+ * 8.3), and not for web clients, whose URIs are matched exactly.
+ */
+export function isRegisteredRedirect(client: OAuthClient, uri: string): boolean {
+  if (client.redirect_uris.includes(uri)) return true;
+  if (client.application_type !== 'native') return false;
+  const requested = withoutLoopbackPort(uri);
+  return requested !== undefined && client.redirect_uris.some((registered) => withoutLoopbackPort(registered) === requested);
 }
 
 /** Every other rule, each failure redirected to the client. */
-export function checkAuthorizationRequest(params: OAuthParams, context: { client: OAuthClient; redirectUri: string; state: string | undefined; pushed: boolean }): AuthorizationRequest {
+export function checkAuthorizationRequest(params: OAuthParams, context: { client: OAuthClient; redirectUri: string; redirectUriGiven: boolean; state: string | undefined; pushed: boolean }): AuthorizationRequest {
   const { client, redirectUri, state } = context;
   const fail = (code: AuthorizationErrorCode, description: string) => new AuthorizationResponseError(code, description, { redirectUri, state });
   const values = params.values;
@@ -118,6 +146,7 @@ export function checkAuthorizationRequest(params: OAuthParams, context: { client
   return {
     clientId: client.client_id,
     redirectUri,
+    redirectUriGiven: context.redirectUriGiven,
     scope,
     codeChallenge,
     prompt,

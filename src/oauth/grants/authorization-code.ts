@@ -81,7 +81,12 @@ export async function authorizationCodeGrant(params: OAuthParams, context: Grant
 /** RFC 6749 section 4.1.3: the same client, the same redirect URI; RFC 7636 section 4.6: the verifier hashes to the challenge. */
 function checkBinding(grant: AuthorizationGrant, clientId: string, redirectUri: string | undefined, verifier: string): void {
   if (grant.clientId !== clientId) throw new OAuthError('invalid_grant', 'The authorization code was issued to another client.');
-  if (redirectUri !== grant.redirectUri) throw new OAuthError('invalid_grant', 'redirect_uri does not match the authorization request.');
+  // OAuth 2.1 section 4.1.3: redirect_uri is required "if the redirect_uri
+  // parameter was included in the authorization request", and then must be
+  // identical to the one actually used there (with its loopback port).
+  // Left out at /authorize, it may be left out here; if sent anyway, it must match.
+  const required = grant.redirectUriGiven !== false;
+  if ((required || redirectUri !== undefined) && redirectUri !== grant.redirectUri) throw new OAuthError('invalid_grant', 'redirect_uri does not match the authorization request.');
   const computed = Buffer.from(createHash('sha256').update(verifier, 'ascii').digest('base64url'));
   const expected = Buffer.from(grant.codeChallenge);
   if (computed.length !== expected.length || !timingSafeEqual(computed, expected)) throw new OAuthError('invalid_grant', 'code_verifier does not match the code_challenge.');

@@ -106,11 +106,31 @@ export function describeScope(scope: string): string {
   return SCOPE_DESCRIPTIONS[scope] ?? `Use the API permission "${scope}"`;
 }
 
-export function consentPage(options: { csrf: string; interaction: string; clientName: string; clientId: string; scopes: readonly string[]; email: string }): string {
+/**
+ * Where a URI leads, as a person should read it: the host (and port) of a
+ * web address, or the app a private-use scheme opens. A name the
+ * application chose for itself can say anything (RFC 7591 section 5); the
+ * host is where the person actually goes.
+ */
+export function destinationName(uri: string): string {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    return 'an unknown address';
+  }
+  if (url.protocol === 'https:' || url.protocol === 'http:') return url.host;
+  return `the app ${url.protocol.slice(0, -1)}`;
+}
+
+export function consentPage(options: { csrf: string; interaction: string; clientName: string; clientId: string; scopes: readonly string[]; email: string; redirectUri: string; approved: boolean }): string {
+  const destination = destinationName(options.redirectUri);
   return layout(
     'Allow access',
     html`<h1>Allow ${options.clientName} to access your account?</h1>
 <p>Signed in as <strong>${options.email}</strong>. <span class="hint">Application id: ${options.clientId}</span></p>
+<p id="destination">You will be sent to <strong>${destination}</strong>.</p>
+${options.approved ? '' : html`<p class="hint" id="unreviewed">This application registered itself: its name is its own claim, not checked by the operator of this server. Allow only if you expected to be sent to ${destination}.</p>`}
 <h2 id="scopes-heading">${options.clientName} asks to:</h2>
 <ul aria-labelledby="scopes-heading">
 ${options.scopes.map((scope) => html`<li>${describeScope(scope)}</li>
@@ -218,7 +238,32 @@ export function recoveryCodesPage(options: { codes: readonly string[] }): string
   );
 }
 
-export function logoutPage(options: { csrf: string; signedIn: boolean; clientName?: string; params?: Readonly<Record<string, string>>; error?: string }): string {
+/**
+ * Before an authorization error goes to an application no operator
+ * approved: the person sees where the link leads and chooses (RFC 9700
+ * section 4.11.2). A plain link, never an automatic redirect.
+ */
+export function redirectInterstitialPage(options: { clientName: string; description: string; location: string }): string {
+  const destination = destinationName(options.location);
+  return layout(
+    `Continue to ${destination}?`,
+    html`<h1>Continue to ${destination}?</h1>
+<p>${options.clientName} sent you here, but the request could not be completed: ${options.description}</p>
+<p>The application asks to send you back to <strong>${destination}</strong>. It registered itself; the operator of this server has not reviewed it. Continue only if you trust ${destination}.</p>
+<p><a href="${options.location}" id="continue">Continue to ${destination}</a></p>
+<p><a href="/account">Stay on this site</a></p>`,
+  );
+}
+
+/** After signing out: a return address no id_token_hint confirmed is offered as a link, never followed. */
+function continueLink(clientName: string | undefined, continueTo: string | undefined): Html | string {
+  if (continueTo === undefined) return '';
+  const destination = destinationName(continueTo);
+  return html`<p>${clientName ?? 'The application'} asks to send you to <strong>${destination}</strong>. Continue only if you trust it.</p>
+<p><a href="${continueTo}" id="continue">Continue to ${destination}</a></p>`;
+}
+
+export function logoutPage(options: { csrf: string; signedIn: boolean; clientName?: string; params?: Readonly<Record<string, string>>; error?: string; continueTo?: string }): string {
   const hidden = Object.entries(options.params ?? {}).map(([name, value]) => html`<input type="hidden" name="${name}" value="${value}">`);
   return layout(
     'Sign out',
@@ -226,11 +271,13 @@ export function logoutPage(options: { csrf: string; signedIn: boolean; clientNam
       ? html`<h1>Sign out</h1>
 ${message(options.error)}
 <p>${options.clientName !== undefined ? html`${options.clientName} asks to sign you out. ` : ''}Do you want to sign out of Portcullis on this device?</p>
+${options.continueTo !== undefined ? html`<p class="hint">Afterwards you can choose whether to continue to ${destinationName(options.continueTo)}.</p>` : ''}
 <form method="post" action="/logout"><input type="hidden" name="_csrf" value="${options.csrf}">${hidden}<button type="submit">Sign out</button></form>
 <p><a href="/account">Back to your account</a></p>`
       : html`<h1>Signed out</h1>
 ${message(options.error)}
-<p>You are not signed in. <a href="/login">Sign in</a></p>`,
+<p>You are not signed in. <a href="/login">Sign in</a></p>
+${continueLink(options.clientName, options.continueTo)}`,
   );
 }
 
