@@ -26,6 +26,11 @@ export type LoginResult =
   | { readonly outcome: 'invalid' }
   | { readonly outcome: 'throttled'; readonly retryAfterSeconds: number };
 
+export type ReauthResult =
+  | { readonly outcome: 'ok' }
+  | { readonly outcome: 'wrong_password'; readonly endSession: boolean }
+  | { readonly outcome: 'throttled'; readonly retryAfterSeconds: number; readonly endSession: true };
+
 /** Longest input looked at before any work (the pages take 1024 characters, at most 4 bytes each in UTF-8). */
 const MAX_PASSWORD_BYTES = 4096;
 const MAX_EMAIL_BYTES = 254;
@@ -83,34 +88,39 @@ export class Accounts {
       });
       return { outcome: 'invalid' };
     }
-    await this.#throttle.succeeded(account, context.ip);
     if (check.needsRehash) {
       // The parameters changed since this hash was made: upgrade it now,
       // while we hold the password (the only moment we ever do).
       const upgraded = await this.#hasher.hash(password);
       await this.#users.update(user.id, (current) => (current.passwordHash === user.passwordHash ? { passwordHash: upgraded } : {}));
     }
+    // Security review 1: the throttle is not refunded after the password
+    // alone. With a second factor the counters stay until the whole sign-in
+    // succeeded (completeSecondFactor), so knowing the password does not
+    // reset what stops the guessing of the second factor.
     if (user.totpSecret !== null && user.totpSecret !== undefined) return { outcome: 'second_factor', user };
+    await this.#throttle.succeeded(account, context.ip, user.id);
     return { outcome: 'ok', user, session: await this.#signIn(user, ['pwd'], 'password', context) };
   }
 
-  /** The second step answered (TOTP or a recovery code): the session starts now. */
+  /** The second step answered (TOTP or a recovery code): the session starts now, and the throttle forgets the failures. */
   async completeSecondFactor(userId: string, method: 'totp' | 'recovery_code', context: RequestContext): Promise<LoginResult> {
     const user = await this.#users.byId(userId);
     if (user === null || user.disabled) return { outcome: 'invalid' };
+    await this.#throttle.succeeded(normaliseEmail(user.email), context.ip, user.id);
     return { outcome: 'ok', user, session: await this.#signIn(user, ['pwd', method === 'totp' ? 'otp' : 'mfa'], `password+${method}`, context) };
   }
 
-  /** Records a wrong second-factor answer. */
-  async secondFactorFailed(userId: string | undefined, context: RequestContext): Promise<void> {
+  /** Records a wrong or refused second-factor answer, on the user's account (the ledger turns the id into its pseudonym). */
+  async secondFactorFailed(userId: string, context: RequestContext, reason: 'wrong_second_factor' | 'throttled' = 'wrong_second_factor'): Promise<void> {
     await this.#ledger.record({
       type: 'auth.login.failed',
-      outcome: 'failure',
-      ...(userId !== undefined && { actorUserId: userId }),
+      outcome: reason === 'throttled' ? 'denied' : 'failure',
+      actorUserId: userId,
       requestId: context.requestId,
       traceId: context.traceId,
       ip: context.ip,
-      detail: { reason: 'wrong_second_factor' },
+      detail: reason === 'throttled' ? { reason: 'throttled', scope: 'second_factor' } : { reason },
     });
   }
 
@@ -124,11 +134,32 @@ export class Accounts {
     return session;
   }
 
-  /** Checks a user's current password (for sensitive changes such as turning off the second factor). */
-  async checkPassword(userId: string, password: string): Promise<boolean> {
+  /**
+   * Re-authentication of a signed-in user (changing the password, turning
+   * the second factor off or on): the current password, checked through the
+   * same throttle as sign-in (account + IP), so a stolen session is no
+   * password oracle (security review 4). `endSession` is true once the
+   * pair's limit is reached: the caller ends the session, and the person
+   * signs in again (where the throttle already waits for them).
+   */
+  async reauthenticate(userId: string, password: string, context: RequestContext): Promise<ReauthResult> {
     const user = await this.#users.byId(userId);
-    if (user === null || user.passwordHash === null) return this.#hasher.verifyDummy(password);
-    return (await this.#hasher.verify(user.passwordHash, password)).ok;
+    if (user === null) return { outcome: 'wrong_password', endSession: true };
+    const account = normaliseEmail(user.email);
+    const verdict = await this.#throttle.attempt(account, context.ip);
+    const audit = { actorUserId: userId, requestId: context.requestId, traceId: context.traceId, ip: context.ip };
+    if (!verdict.allowed) {
+      await this.#ledger.record({ type: 'auth.login.failed', outcome: 'denied', ...audit, detail: { reason: 'throttled', scope: verdict.scope, step: 'reauthentication' } });
+      return { outcome: 'throttled', retryAfterSeconds: verdict.retryAfterSeconds, endSession: true };
+    }
+    const ok = Buffer.byteLength(password) <= MAX_PASSWORD_BYTES && user.passwordHash !== null ? (await this.#hasher.verify(user.passwordHash, password)).ok : await this.#hasher.verifyDummy(password);
+    if (!ok) {
+      const endSession = verdict.pairAttempts >= THROTTLE.pairLimit;
+      await this.#ledger.record({ type: 'auth.login.failed', outcome: 'failure', ...audit, detail: { reason: 'wrong_password', step: 'reauthentication', locked: endSession } });
+      return { outcome: 'wrong_password', endSession };
+    }
+    await this.#throttle.succeeded(account, context.ip);
+    return { outcome: 'ok' };
   }
 
   /** Creates an account (admin CLI, later sign-up). The password is checked against the policy first. */
@@ -143,14 +174,14 @@ export class Accounts {
    * Changes a password after checking the current one; ends every other
    * session of the user (OWASP: a password change invalidates sessions).
    */
-  async changePassword(userId: string, current: string, next: string, keepSession: string, context: RequestContext): Promise<'changed' | 'wrong_password'> {
+  async changePassword(userId: string, current: string, next: string, keepSession: string, context: RequestContext): Promise<'changed' | Exclude<ReauthResult, { outcome: 'ok' }>> {
     const user = await this.#users.byId(userId);
     if (user === null) throw new UserError('not_found', 'no such user');
-    const check = user.passwordHash === null ? { ok: await this.#hasher.verifyDummy(current) } : await this.#hasher.verify(user.passwordHash, current);
     const audit = { actorUserId: userId, requestId: context.requestId, traceId: context.traceId, ip: context.ip };
-    if (!check.ok) {
-      await this.#ledger.record({ type: 'user.updated', outcome: 'failure', ...audit, detail: { change: 'password', reason: 'wrong_password' } });
-      return 'wrong_password';
+    const check = await this.reauthenticate(userId, current, context);
+    if (check.outcome !== 'ok') {
+      await this.#ledger.record({ type: 'user.updated', outcome: 'failure', ...audit, detail: { change: 'password', reason: check.outcome } });
+      return check;
     }
     const passwordHash = await this.#hasher.hash(checkNewPassword(next, { email: user.email }));
     await this.#users.update(userId, () => ({ passwordHash, passwordChangedAt: this.#clock() }));

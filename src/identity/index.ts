@@ -15,7 +15,7 @@ import { LoginThrottle } from './throttle.ts';
 import { UserDirectory } from './users.ts';
 import { SecondFactor } from './second-factor.ts';
 
-export { Accounts, type LoginResult, type RequestContext } from './accounts.ts';
+export { Accounts, type LoginResult, type ReauthResult, type RequestContext } from './accounts.ts';
 export { CsrfTokens, sameOrigin } from './csrf.ts';
 export { PasswordHasher, PasswordPolicyError, checkNewPassword, normalisePassword } from './passwords.ts';
 export { SessionManager, sessionHandle, type Session, type SessionPolicy } from './sessions.ts';
@@ -44,11 +44,13 @@ export function createIdentity(options: { config: Readonly<Config>; stores: Stor
       maxPerUser: identity.maxSessionsPerUser,
     },
   });
+  // One throttle for every credential check: password, second factor, re-authentication.
+  const throttle = new LoginThrottle({ hot: stores.hot, clock });
   const accounts = new Accounts({
     users: new UserDirectory(stores.durable.records),
     hasher: new PasswordHasher({ memoryCostKiB: identity.passwordMemoryCostKiB, timeCost: identity.passwordTimeCost, parallelism: identity.passwordParallelism }),
     sessions,
-    throttle: new LoginThrottle({ hot: stores.hot, clock }),
+    throttle,
     ledger: options.ledger,
     clock,
     maskIp,
@@ -62,6 +64,7 @@ export function createIdentity(options: { config: Readonly<Config>; stores: Stor
     masterKey: options.masterKey,
     recoveryKey: deriveKey(options.masterKey, 'recovery-codes'),
     issuer: new URL(config.issuer).hostname,
+    throttle,
   });
   return { accounts, csrf: new CsrfTokens(deriveKey(options.masterKey, 'csrf')), secondFactor };
 }

@@ -13,6 +13,13 @@ import type { Clock, HotStore } from '../store/index.ts';
  *   previous one: slowed, not locked.
  * - IP, across accounts: 100 failures in 15 minutes stop that address
  *   (credential stuffing).
+ * - second factor, per account: wrong TOTP and recovery codes count
+ *   across challenges and sign-ins (NIST SP 800-63B 5.2.2 applies to every
+ *   authenticator, RFC 4226 7.3 to OTP checks). After 5 free failures each
+ *   further check waits 1, 2, 4 ... seconds (at most 15 minutes) after the
+ *   previous one, and after 100 consecutive failures the account's second
+ *   step is locked until the window ends or an administrator unlocks it.
+ *   Only a whole sign-in (password and second factor) resets it.
  */
 export const THROTTLE = {
   windowMs: 15 * 60_000,
@@ -20,11 +27,27 @@ export const THROTTLE = {
   accountFreeFailures: 10,
   accountMaxDelayMs: 60_000,
   ipLimit: 100,
+  /** NIST SP 800-63B 5.2.2: "no more than 100 consecutive failed attempts on a single subscriber account". */
+  secondFactorLockFailures: 100,
+  secondFactorFreeFailures: 5,
+  secondFactorMaxDelayMs: 15 * 60_000,
+  /** Consecutive second-factor failures are remembered this long (a day: the lock outlives a sign-in window). */
+  secondFactorWindowMs: 24 * 60 * 60_000,
 } as const;
 
 export type ThrottleVerdict =
   | { readonly allowed: true; readonly pairAttempts: number }
-  | { readonly allowed: false; readonly retryAfterSeconds: number; readonly scope: 'pair' | 'account' | 'ip' };
+  | { readonly allowed: false; readonly retryAfterSeconds: number; readonly scope: 'pair' | 'account' | 'ip' | 'second_factor' };
+
+/** Key names, one place: an unlock clears exactly what an attempt counts. */
+const keys = {
+  pair: (account: string, ip: string) => `throttle:pair:${hashed(account)}:${hashed(ip)}`,
+  account: (account: string) => `throttle:account:${hashed(account)}`,
+  accountGate: (account: string) => `throttle:account-gate:${hashed(account)}`,
+  ip: (ip: string) => `throttle:ip:${hashed(ip)}`,
+  secondFactor: (userId: string) => `throttle:second-factor:${hashed(userId)}`,
+  secondFactorGate: (userId: string) => `throttle:second-factor-gate:${hashed(userId)}`,
+};
 
 /** Keys carry a hash of the account name: no email address in the hot store's key space. */
 const hashed = (text: string) => createHash('sha256').update(text).digest('base64url').slice(0, 22);
@@ -45,9 +68,9 @@ export class LoginThrottle {
 
   async attempt(account: string, ip: string): Promise<ThrottleVerdict> {
     const [pair, accountCount, ipCount] = await Promise.all([
-      this.#hot.increment(`throttle:pair:${hashed(account)}:${hashed(ip)}`, THROTTLE.windowMs),
-      this.#hot.increment(`throttle:account:${hashed(account)}`, THROTTLE.windowMs),
-      this.#hot.increment(`throttle:ip:${hashed(ip)}`, THROTTLE.windowMs),
+      this.#hot.increment(keys.pair(account, ip), THROTTLE.windowMs),
+      this.#hot.increment(keys.account(account), THROTTLE.windowMs),
+      this.#hot.increment(keys.ip(ip), THROTTLE.windowMs),
     ]);
     if (ipCount.value > THROTTLE.ipLimit) return { allowed: false, retryAfterSeconds: Math.ceil(ipCount.ttlMs / 1000), scope: 'ip' };
     if (pair.value > THROTTLE.pairLimit) return { allowed: false, retryAfterSeconds: Math.ceil(pair.ttlMs / 1000), scope: 'pair' };
@@ -55,7 +78,7 @@ export class LoginThrottle {
     // seconds (k = attempts beyond 10, at most 60 s), and the next attempt
     // must find the gate open: of parallel attempts, one passes.
     const excess = accountCount.value - THROTTLE.accountFreeFailures;
-    const gate = `throttle:account-gate:${hashed(account)}`;
+    const gate = keys.accountGate(account);
     const delayMs = (k: number) => Math.min(THROTTLE.accountMaxDelayMs, 1000 * 2 ** k);
     if (excess > 0) {
       if (!(await this.#hot.setIfAbsent(gate, '1', delayMs(excess)))) {
@@ -67,13 +90,43 @@ export class LoginThrottle {
     return { allowed: true, pairAttempts: pair.value };
   }
 
-  /** A success clears the pair and the account's counters, and refunds the IP's count. */
-  async succeeded(account: string, ip: string): Promise<void> {
+  /**
+   * One second-factor check for the user. Counts first (parallel checks
+   * each see a different number), then decides: beyond the free failures
+   * an atomic gate lets one check through per 2^k seconds; beyond the lock
+   * limit none. A refused check is refunded, so being refused does not
+   * lengthen the wait. The count stays until the whole sign-in succeeds
+   * ({@link succeeded}); a right password does not touch it.
+   */
+  async secondFactorAttempt(userId: string): Promise<ThrottleVerdict> {
+    const counter = keys.secondFactor(userId);
+    const count = await this.#hot.increment(counter, THROTTLE.secondFactorWindowMs);
+    const refuse = async (retryAfterMs: number): Promise<ThrottleVerdict> => {
+      await this.#hot.increment(counter, THROTTLE.secondFactorWindowMs, -1);
+      return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)), scope: 'second_factor' };
+    };
+    if (count.value > THROTTLE.secondFactorLockFailures) return refuse(count.ttlMs);
+    const excess = count.value - 1 - THROTTLE.secondFactorFreeFailures;
+    if (excess >= 0) {
+      const delayMs = Math.min(THROTTLE.secondFactorMaxDelayMs, 1000 * 2 ** excess);
+      if (!(await this.#hot.setIfAbsent(keys.secondFactorGate(userId), '1', delayMs))) return refuse(delayMs);
+    }
+    return { allowed: true, pairAttempts: count.value };
+  }
+
+  /**
+   * A whole sign-in succeeded (password, and the second factor when the
+   * account has one): clears the pair, the account's counters and its
+   * second-factor count, and refunds the IP's count. Never call it after
+   * the password alone (security review 1).
+   */
+  async succeeded(account: string, ip: string, userId?: string): Promise<void> {
     await Promise.all([
-      this.#hot.delete(`throttle:pair:${hashed(account)}:${hashed(ip)}`),
-      this.#hot.delete(`throttle:account:${hashed(account)}`),
-      this.#hot.delete(`throttle:account-gate:${hashed(account)}`),
-      this.#hot.increment(`throttle:ip:${hashed(ip)}`, THROTTLE.windowMs, -1),
+      this.#hot.delete(keys.pair(account, ip)),
+      this.#hot.delete(keys.account(account)),
+      this.#hot.delete(keys.accountGate(account)),
+      this.#hot.increment(keys.ip(ip), THROTTLE.windowMs, -1),
+      ...(userId === undefined ? [] : [this.#hot.delete(keys.secondFactor(userId)), this.#hot.delete(keys.secondFactorGate(userId))]),
     ]);
   }
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import fastifyFormbody from '@fastify/formbody';
-import { PasswordPolicyError, sameOrigin, type Identity, type RequestContext, type Session, type User } from '../identity/index.ts';
+import { PasswordPolicyError, THROTTLE, sameOrigin, type Identity, type RequestContext, type Session, type User } from '../identity/index.ts';
 import { accountPage, errorPage, loginPage, logoutPage, recoveryCodesPage, secondFactorPage, type ConsentRow, type SecondFactorState } from './views/pages.ts';
 import { STYLESHEET } from './views/style.ts';
 
@@ -78,6 +78,15 @@ const NOTICES: Record<string, string> = {
   application: 'The application no longer has access to your account.',
 };
 
+/** A wait in words a person reads ("about 15 minutes"); Retry-After keeps the seconds. */
+export function waitInWords(seconds: number): string {
+  if (seconds < 60) return seconds <= 1 ? 'a second' : `${seconds} seconds`;
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return minutes === 1 ? 'about a minute' : `about ${minutes} minutes`;
+  const hours = Math.round(minutes / 60);
+  return hours === 1 ? 'about an hour' : `about ${hours} hours`;
+}
+
 /**
  * Pages send their referrer to themselves only. Not `no-referrer`: under it
  * browsers send `Origin: null` even on same-origin form posts (Fetch
@@ -141,6 +150,31 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
 
   const currentSession = (request: FastifyRequest) => signedInSession(accounts, request);
 
+  /**
+   * Every sign-in path ends here (password alone, password + second factor;
+   * security review 10): a new session id (no fixation), and a session this
+   * browser still held is ended, not orphaned.
+   */
+  async function startSession(request: FastifyRequest, reply: FastifyReply, sessionId: string): Promise<void> {
+    const previous = await currentSession(request);
+    if (previous !== null) await accounts.sessions.revoke(previous.user.id, previous.session.handle);
+    setSessionCookie(reply, sessionId);
+  }
+
+  /**
+   * A re-authentication the throttle refused, or the pair's last allowed
+   * failure (security review 4): the session ends, and the person signs in
+   * again, where the same throttle waits for them.
+   */
+  async function endAfterReauthFailures(request: FastifyRequest, reply: FastifyReply, current: { session: Session; user: User }, retryAfterSeconds: number | undefined) {
+    await accounts.endSession(current.user.id, current.session.handle, context(request), 'revoked');
+    await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: current.session.handle }, { requestId: request.id, ip: request.ip });
+    clearSessionCookie(reply);
+    const wait = retryAfterSeconds ?? Math.ceil(THROTTLE.windowMs / 1000);
+    reply.header('retry-after', String(wait));
+    return page(reply, 429, errorPage({ title: 'Sign in again', detail: `The password was wrong too many times, so you were signed out. Wait ${waitInWords(wait)}, then sign in again.` }));
+  }
+
   /** Same-origin and a valid token for the binding, or a 403 page. */
   function refuseForgery(request: FastifyRequest, reply: FastifyReply, binding: string | undefined): FastifyReply | undefined {
     if (!sameOrigin(request.headers, origin()) || binding === undefined || !csrf.verify(binding, field(request.body, '_csrf'))) {
@@ -176,7 +210,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     const result = await accounts.login(email, password, context(request));
     if (result.outcome === 'throttled') {
       reply.header('retry-after', String(result.retryAfterSeconds));
-      return again(429, `Too many attempts. Wait ${result.retryAfterSeconds} seconds, then try again.`);
+      return again(429, `Too many attempts. Wait ${waitInWords(result.retryAfterSeconds)}, then try again.`);
     }
     if (result.outcome === 'invalid') return again(401, 'The email address or the password is not right.');
     if (result.outcome === 'second_factor') {
@@ -184,11 +218,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
       reply.clearCookie(LOGIN_COOKIE, cookieOptions);
       return reply.redirect(`/login/totp${returnTo !== undefined ? `?return_to=${encodeURIComponent(returnTo)}` : ''}`, 303);
     }
-    // A new session id at every sign-in (no fixation), and the pre-session
-    // cookie is spent. A session this browser still held is ended, not orphaned.
-    const previous = await currentSession(request);
-    if (previous !== null) await accounts.sessions.revoke(previous.user.id, previous.session.handle);
-    setSessionCookie(reply, result.session.id);
+    await startSession(request, reply, result.session.id);
     reply.clearCookie(LOGIN_COOKIE, { path: '/', secure: true, httpOnly: true, sameSite: 'lax' });
     return reply.redirect(returnTo ?? '/account', 303);
   });
@@ -211,13 +241,23 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
       reply.clearCookie(MFA_COOKIE, cookieOptions);
       return page(reply, 401, errorPage({ title: 'Sign in again', detail: 'The sign-in took too long or had too many wrong codes. Start again with your password.' }));
     }
+    if (answer.outcome === 'throttled') {
+      await accounts.secondFactorFailed(answer.userId, context(request), 'throttled');
+      reply.header('retry-after', String(answer.retryAfterSeconds));
+      return page(
+        reply,
+        429,
+        secondFactorPage({ csrf: csrf.token(`mfa:${token!}`), error: `Too many wrong codes for this account. Wait ${waitInWords(answer.retryAfterSeconds)}, then try again.`, ...(returnTo !== undefined && { returnTo }) }),
+        await targetsOf(returnTo),
+      );
+    }
     if (answer.outcome === 'invalid') {
-      await accounts.secondFactorFailed(undefined, context(request));
+      await accounts.secondFactorFailed(answer.userId, context(request));
       return page(reply, 401, secondFactorPage({ csrf: csrf.token(`mfa:${token!}`), error: `That code is not right. ${answer.attemptsLeft} attempts left.`, ...(returnTo !== undefined && { returnTo }) }), await targetsOf(returnTo));
     }
     const result = await accounts.completeSecondFactor(answer.userId, answer.method, context(request));
     if (result.outcome !== 'ok') return page(reply, 401, errorPage({ title: 'Sign in again', detail: 'This account cannot sign in.' }));
-    setSessionCookie(reply, result.session.id);
+    await startSession(request, reply, result.session.id);
     reply.clearCookie(MFA_COOKIE, cookieOptions);
     return reply.redirect(returnTo ?? '/account', 303);
   });
@@ -268,7 +308,9 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     if (current === null) return reply.redirect('/login', 303);
     const refused = refuseForgery(request, reply, current.session.handle);
     if (refused !== undefined) return refused;
-    if (!(await accounts.checkPassword(current.user.id, field(request.body, 'password') ?? ''))) {
+    const check = await accounts.reauthenticate(current.user.id, (field(request.body, 'password') ?? '').slice(0, MAX_FIELD), context(request));
+    if (check.outcome !== 'ok') {
+      if (check.endSession) return endAfterReauthFailures(request, reply, current, check.outcome === 'throttled' ? check.retryAfterSeconds : undefined);
       return renderAccount(reply, current, 400, { error: 'The password is not right; two-step verification stays on.' });
     }
     await secondFactor.disable(current.user.id, { requestId: request.id, ip: request.ip });
@@ -342,7 +384,10 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     const others = (await accounts.sessions.list(current.user.id)).filter((session) => session.handle !== current.session.handle);
     try {
       const outcome = await accounts.changePassword(current.user.id, currentPassword, newPassword, current.session.handle, context(request));
-      if (outcome === 'wrong_password') return await again('The current password is not right.');
+      if (outcome !== 'changed') {
+        if (outcome.endSession) return await endAfterReauthFailures(request, reply, current, outcome.outcome === 'throttled' ? outcome.retryAfterSeconds : undefined);
+        return await again('The current password is not right.');
+      }
     } catch (error) {
       if (error instanceof PasswordPolicyError) return again(`The new password was refused: ${error.message}`);
       throw error;

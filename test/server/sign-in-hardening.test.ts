@@ -1,0 +1,191 @@
+/**
+ * What stands between an attacker and an account once they have part of
+ * it: the password (second factor still guarded, security review 1), or a
+ * stolen session (no password oracle, review 4; no new authenticator,
+ * review 9). Driven over HTTP against the real server, on a test clock.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { decodeEntry } from '../../src/audit/index.ts';
+import { totpCodeAt } from '../../src/identity/totp.ts';
+import { ManualClock } from '../support/clock.ts';
+import { BrowserlessClient, csrfField, type PageResponse } from '../support/browserless-client.ts';
+import { startTestServer, testBackends, type TestServer } from '../support/server.ts';
+
+const PASSWORD = 'correct horse battery staple';
+const SESSION_COOKIE = '__Host-portcullis';
+
+let ipCounter = 0;
+/** A client address of its own (the server trusts the loopback proxy's X-Forwarded-For). */
+const freshIp = () => `198.51.${Math.floor(++ipCounter / 250)}.${(ipCounter % 250) + 1}`;
+
+async function password(client: BrowserlessClient, email: string, secret = PASSWORD, form = '/login'): Promise<PageResponse> {
+  const csrf = csrfField((await client.get(form)).body)!;
+  return client.post('/login', { _csrf: csrf, email, password: secret });
+}
+
+async function secondStep(client: BrowserlessClient, code: string): Promise<PageResponse> {
+  const csrf = csrfField((await client.get('/login/totp')).body)!;
+  return client.post('/login/totp', { _csrf: csrf, code });
+}
+
+async function formOnAccount(client: BrowserlessClient, path: string, form: Record<string, string>): Promise<PageResponse> {
+  const csrf = csrfField((await client.get('/account')).body)!;
+  return client.post(path, { _csrf: csrf, ...form });
+}
+
+for (const backend of testBackends) {
+  describe(`sign-in hardening (${backend})`, () => {
+    let server: TestServer;
+    const clock = new ManualClock(Date.now());
+    let users = 0;
+
+    /** A new account with TOTP on; returns its email and TOTP secret. */
+    async function userWithTotp(name: string): Promise<{ email: string; secret: string; userId: string }> {
+      const email = `${name}-${++users}@example.com`;
+      const user = await server.running.identity.accounts.createUser(email, PASSWORD, { actor: 'test' });
+      const { secret } = await server.running.identity.secondFactor.beginEnrolment(user.id, email);
+      assert.ok(await server.running.identity.secondFactor.confirmEnrolment(user.id, await totpCodeAt(secret, clock.now()), {}));
+      // The enrolment code's time step is spent (replay protection): move on to the next one.
+      clock.advance(30_000);
+      return { email, secret, userId: user.id };
+    }
+
+    before(async () => {
+      server = await startTestServer({ env: { PORTCULLIS_TRUST_PROXY: '127.0.0.1' }, clock: clock.now, backend });
+    });
+    after(async () => {
+      await server.close();
+    });
+
+    it('security review 1: a known password does not reset the count of wrong codes; the review loop over 8 connections gets fewer than 20 codes checked in 15 minutes', async () => {
+      const { email, secret, userId } = await userWithTotp('bruteforce');
+      let checked = 0;
+      let refused = 0;
+      const cycles = 40;
+      const connections = 8;
+      let next = 0;
+      const worker = async () => {
+        while (next < cycles) {
+          next++;
+          // A fresh address every cycle: the per-address limits alone must not be what holds.
+          const attacker = new BrowserlessClient(server.url, { ip: freshIp() });
+          const first = await password(attacker, email);
+          if (first.location?.startsWith('/login/totp') === true) {
+            for (let guess = 0; guess < 5; guess++) {
+              const answer = await secondStep(attacker, String(100000 + Math.floor(Math.random() * 899999)));
+              if (answer.status === 401 && /That code is not right/.test(answer.body)) checked++;
+              else if (answer.status === 429) {
+                refused++;
+                assert.ok(Number(answer.headers.get('retry-after')) >= 1);
+              } else break;
+            }
+          }
+          // 40 cycles spread over 15 minutes of (test-clock) time.
+          clock.advance(Math.floor((15 * 60_000) / cycles));
+        }
+      };
+      await Promise.all(Array.from({ length: connections }, worker));
+      assert.ok(checked < 20, `wrong codes actually checked: ${checked}`);
+      assert.ok(refused > 0);
+      // Redis keeps its own time for value TTLs: what follows waits on the test clock, which only the embedded store follows.
+      if (backend !== 'embedded') return;
+
+      // The right code while the account's second step is slowed is refused too, without being looked at.
+      clock.advance(61_000); // the password step's own account slowdown (at most 60 s) has passed
+      const owner = new BrowserlessClient(server.url, { ip: freshIp() });
+      assert.match((await password(owner, email)).location ?? '', /^\/login\/totp/);
+      let slowed = await secondStep(owner, '000000');
+      if (slowed.status !== 429) {
+        checked++;
+        slowed = await secondStep(owner, '000001');
+      }
+      assert.equal(slowed.status, 429);
+      const right = await secondStep(owner, await totpCodeAt(secret, clock.now()));
+      assert.equal(right.status, 429, 'the right code is refused while the second step is slowed');
+      assert.equal(owner.cookie(SESSION_COOKIE), undefined);
+
+      // The wrong codes are on the account in the ledger (its pseudonym), not anonymous.
+      const pseudonym = await server.running.ledger.pseudonyms.pseudonym(userId);
+      const end = await server.running.ledger.size();
+      const rows = await server.running.stores.durable.auditLog.entries(0, end);
+      const wrongCodes = rows.map((row) => decodeEntry(row.entry)).filter((entry) => entry.type === 'auth.login.failed' && entry.detail?.['reason'] === 'wrong_second_factor');
+      assert.equal(wrongCodes.length, checked, 'every wrong code checked is in the ledger');
+      assert.ok(wrongCodes.every((entry) => entry.actor === pseudonym), 'every wrong code names the account');
+
+      // Once the wait has passed, the owner gets in with the right code, and that whole sign-in resets the count.
+      clock.advance(Number(right.headers.get('retry-after')) * 1000);
+      const later = new BrowserlessClient(server.url, { ip: freshIp() });
+      assert.match((await password(later, email)).location ?? '', /^\/login\/totp/);
+      assert.equal((await secondStep(later, await totpCodeAt(secret, clock.now()))).location, '/account');
+    });
+
+    it('security review 10: signing in with password and code ends the session the browser held before', async () => {
+      const { email, secret } = await userWithTotp('previous');
+      const browser = new BrowserlessClient(server.url, { ip: freshIp() });
+      await password(browser, email);
+      assert.equal((await secondStep(browser, await totpCodeAt(secret, clock.now()))).location, '/account');
+      const old = browser.cookie(SESSION_COOKIE)!;
+      clock.advance(30_000);
+      await password(browser, email, PASSWORD, '/login?reauth=1');
+      assert.equal((await secondStep(browser, await totpCodeAt(secret, clock.now()))).location, '/account');
+      assert.notEqual(browser.cookie(SESSION_COOKIE), old);
+      const stale = new BrowserlessClient(server.url, { ip: freshIp() });
+      stale.setCookie(SESSION_COOKIE, old);
+      const answer = await stale.get('/account/session.json');
+      assert.equal(answer.status, 401);
+      assert.deepEqual(JSON.parse(answer.body), { authenticated: false });
+    });
+
+    for (const [form, fields] of [
+      ['/account/password', (guess: string) => ({ current_password: guess, new_password: 'a brand new passphrase for this' })],
+      ['/account/totp/disable', (guess: string) => ({ password: guess })],
+    ] as const) {
+      it(`security review 4: ${form} is no password oracle: wrong passwords go through the sign-in throttle, and the session ends after 5`, async () => {
+        const email = `oracle-${++users}@example.com`;
+        const user = await server.running.identity.accounts.createUser(email, PASSWORD, { actor: 'test' });
+        if (form === '/account/totp/disable') {
+          const { secret } = await server.running.identity.secondFactor.beginEnrolment(user.id, email);
+          await server.running.identity.secondFactor.confirmEnrolment(user.id, await totpCodeAt(secret, clock.now()), {});
+          clock.advance(30_000);
+          await server.running.identity.secondFactor.disable(user.id, {});
+        }
+        const ip = freshIp();
+        const thief = new BrowserlessClient(server.url, { ip });
+        assert.equal((await password(thief, email)).location, '/account');
+        const stolen = thief.cookie(SESSION_COOKIE)!;
+        const statuses: number[] = [];
+        for (let i = 0; i < 60; i++) {
+          if (thief.cookie(SESSION_COOKIE) === undefined) thief.setCookie(SESSION_COOKIE, stolen);
+          const csrf = csrfField((await thief.get('/account')).body);
+          if (csrf === undefined) {
+            statuses.push(303);
+            continue;
+          }
+          const answer = await thief.post(form, { _csrf: csrf, ...fields(`guess number ${i}`) });
+          statuses.push(answer.status);
+          if (answer.status === 429) {
+            assert.ok(Number(answer.headers.get('retry-after')) > 60);
+            assert.match(answer.body, /Wait about \d+ minutes/);
+          }
+        }
+        assert.deepEqual(statuses.slice(0, 5), [400, 400, 400, 400, 429]);
+        assert.ok(statuses.slice(5).every((status) => status === 303), 'the stolen session is over: every later try is sent to sign in');
+        const check = new BrowserlessClient(server.url, { ip: freshIp() });
+        check.setCookie(SESSION_COOKIE, stolen);
+        assert.equal((await check.get('/account/session.json')).status, 401);
+        // The same throttle as sign-in: this address cannot now try the password at /login either.
+        assert.equal((await password(new BrowserlessClient(server.url, { ip }), email)).status, 429);
+      });
+    }
+
+    it('a right current password still changes the password (and refunds the throttle)', async () => {
+      const email = `change-${++users}@example.com`;
+      await server.running.identity.accounts.createUser(email, PASSWORD, { actor: 'test' });
+      const owner = new BrowserlessClient(server.url, { ip: freshIp() });
+      await password(owner, email);
+      assert.equal((await formOnAccount(owner, '/account/password', { current_password: 'a wrong one first', new_password: 'another brand new passphrase' })).status, 400);
+      assert.equal((await formOnAccount(owner, '/account/password', { current_password: PASSWORD, new_password: 'another brand new passphrase' })).location, '/account?done=password');
+    });
+  });
+}
