@@ -31,6 +31,14 @@ export type ReauthResult =
   | { readonly outcome: 'wrong_password'; readonly endSession: boolean }
   | { readonly outcome: 'throttled'; readonly retryAfterSeconds: number; readonly endSession: true };
 
+/**
+ * How long after signing in a session may still add an authenticator
+ * without the password again (NIST SP 800-63B 6.1.2.1: binding a new
+ * authenticator needs the subscriber to authenticate at the AAL it gives,
+ * recently; security review 9).
+ */
+export const REAUTHENTICATION_MAX_AGE_MS = 5 * 60_000;
+
 /** Longest input looked at before any work (the pages take 1024 characters, at most 4 bytes each in UTF-8). */
 const MAX_PASSWORD_BYTES = 4096;
 const MAX_EMAIL_BYTES = 254;
@@ -132,6 +140,11 @@ export class Accounts {
       ...session.evicted.map((evicted) => ({ type: 'session.revoked', outcome: 'success', actorUserId: user.id, ...audit, detail: { reason: 'session_limit', session: evicted.slice(0, 12) } }) as const),
     ]);
     return session;
+  }
+
+  /** Whether the session signed in (or re-authenticated) recently enough to bind a new authenticator. */
+  authenticatedRecently(session: { readonly authTime: number }): boolean {
+    return this.#clock() - session.authTime <= REAUTHENTICATION_MAX_AGE_MS;
   }
 
   /**

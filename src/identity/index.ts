@@ -15,7 +15,7 @@ import { LoginThrottle } from './throttle.ts';
 import { UserDirectory } from './users.ts';
 import { SecondFactor } from './second-factor.ts';
 
-export { Accounts, type LoginResult, type ReauthResult, type RequestContext } from './accounts.ts';
+export { Accounts, REAUTHENTICATION_MAX_AGE_MS, type LoginResult, type ReauthResult, type RequestContext } from './accounts.ts';
 export { CsrfTokens, sameOrigin } from './csrf.ts';
 export { PasswordHasher, PasswordPolicyError, checkNewPassword, normalisePassword } from './passwords.ts';
 export { SessionManager, sessionHandle, type Session, type SessionPolicy } from './sessions.ts';

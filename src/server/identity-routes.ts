@@ -262,10 +262,21 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     return reply.redirect(returnTo ?? '/account', 303);
   });
 
-  async function secondFactorState(user: User): Promise<SecondFactorState> {
+  async function secondFactorState(current: { session: Session; user: User }): Promise<SecondFactorState> {
+    const { user } = current;
     if (user.totpSecret !== null && user.totpSecret !== undefined) return { state: 'on', recoveryCodesLeft: await secondFactor.remainingRecoveryCodes(user.id) };
+    // An old session sees no pending secret (it could bind it, security review 9): the password starts setup again.
+    if (!accounts.authenticatedRecently(current.session)) return { state: 'off', passwordRequired: true };
     const pending = await secondFactor.pendingEnrolment(user.id, user.email);
     return pending === null ? { state: 'off' } : { state: 'pending', ...pending };
+  }
+
+  /** A new session id after a privilege change (OWASP session management); after a re-authentication its auth time is now. */
+  async function renewSession(reply: FastifyReply, current: { session: Session; user: User }, reauthenticated: boolean): Promise<void> {
+    // Without an authTime the session manager stamps its clock's now.
+    const renewed = await accounts.sessions.create(current.user.id, { amr: current.session.amr, device: current.session.device, ip: current.session.ip, ...(!reauthenticated && { authTime: current.session.authTime }) });
+    await accounts.sessions.revoke(current.user.id, current.session.handle);
+    setSessionCookie(reply, renewed.id);
   }
 
   async function renderAccount(reply: FastifyReply, current: { session: Session; user: User }, status: number, extra: { error?: string; notice?: string } = {}) {
@@ -278,7 +289,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
         csrf: csrf.token(current.session.handle),
         sessions: sessions.map((session) => ({ ...session, current: session.handle === current.session.handle })),
         consents: applications === undefined ? [] : await applications.list(current.user.id),
-        secondFactor: await secondFactorState(current.user),
+        secondFactor: await secondFactorState(current),
         ...extra,
       }),
     );
@@ -289,7 +300,17 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     if (current === null) return reply.redirect('/login', 303);
     const refused = refuseForgery(request, reply, current.session.handle);
     if (refused !== undefined) return refused;
-    if (current.user.totpSecret === null || current.user.totpSecret === undefined) await secondFactor.beginEnrolment(current.user.id, current.user.email);
+    if (current.user.totpSecret !== null && current.user.totpSecret !== undefined) return reply.redirect('/account', 303);
+    // NIST SP 800-63B 6.1.2.1: a new authenticator only after a recent authentication (security review 9).
+    if (!accounts.authenticatedRecently(current.session)) {
+      const check = await accounts.reauthenticate(current.user.id, (field(request.body, 'password') ?? '').slice(0, MAX_FIELD), context(request));
+      if (check.outcome !== 'ok') {
+        if (check.endSession) return endAfterReauthFailures(request, reply, current, check.outcome === 'throttled' ? check.retryAfterSeconds : undefined);
+        return renderAccount(reply, current, 400, { error: 'Enter your current password to set up two-step verification.' });
+      }
+      await renewSession(reply, current, true);
+    }
+    await secondFactor.beginEnrolment(current.user.id, current.user.email);
     return reply.redirect('/account', 303);
   });
 
@@ -298,6 +319,9 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     if (current === null) return reply.redirect('/login', 303);
     const refused = refuseForgery(request, reply, current.session.handle);
     if (refused !== undefined) return refused;
+    if (!accounts.authenticatedRecently(current.session)) {
+      return renderAccount(reply, current, 400, { error: 'Setting up took too long since you signed in. Enter your password and start again.' });
+    }
     const codes = await secondFactor.confirmEnrolment(current.user.id, field(request.body, 'code') ?? '', { requestId: request.id, ip: request.ip });
     if (codes === null) return renderAccount(reply, current, 400, { error: 'That code is not right, or the setup expired. Try the current code from your app.' });
     return page(reply, 200, recoveryCodesPage({ codes }));
@@ -395,9 +419,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     // The other sessions ended with the old password; so do their applications' tokens.
     for (const session of others) await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: session.handle }, { requestId: request.id, ip: request.ip });
     // A privilege change gets a new session id too (OWASP session management).
-    const renewed = await accounts.sessions.create(current.user.id, { amr: current.session.amr, device: current.session.device, ip: current.session.ip, authTime: current.session.authTime });
-    await accounts.sessions.revoke(current.user.id, current.session.handle);
-    setSessionCookie(reply, renewed.id);
+    await renewSession(reply, current, false);
     return reply.redirect('/account?done=password', 303);
   });
 

@@ -179,6 +179,41 @@ for (const backend of testBackends) {
       });
     }
 
+    it('security review 9: a stolen session that signed in long ago cannot bind a new authenticator without the password', async () => {
+      const email = `enrol-${++users}@example.com`;
+      const user = await server.running.identity.accounts.createUser(email, PASSWORD, { actor: 'test' });
+      const thief = new BrowserlessClient(server.url, { ip: freshIp() });
+      await password(thief, email);
+      const owner = new BrowserlessClient(server.url, { ip: freshIp() });
+      clock.advance(6 * 60_000);
+      await password(owner, email);
+
+      // The owner, just signed in, starts setup: the old session sees no secret and cannot confirm it.
+      assert.equal((await formOnAccount(owner, '/account/totp/begin', {})).location, '/account');
+      const pending = await server.running.identity.secondFactor.pendingEnrolment(user.id, email);
+      assert.ok(pending);
+      const thiefPage = (await thief.get('/account')).body;
+      assert.doesNotMatch(thiefPage, /totp-secret|otpauth:/);
+      assert.match(thiefPage, /name="password"[^>]*autocomplete="current-password"/);
+      const confirm = await formOnAccount(thief, '/account/totp/confirm', { code: await totpCodeAt(pending.secret, clock.now()) });
+      assert.equal(confirm.status, 400);
+      assert.equal((await server.running.identity.accounts.users.byId(user.id))?.totpSecret ?? null, null, 'nothing bound');
+
+      // Nor start its own setup without the password, or with a wrong one.
+      assert.equal((await formOnAccount(thief, '/account/totp/begin', {})).status, 400);
+      assert.equal((await formOnAccount(thief, '/account/totp/begin', { password: 'a guess at the password' })).status, 400);
+      assert.equal((await server.running.identity.secondFactor.pendingEnrolment(user.id, email))?.secret, pending.secret, 'the pending secret is unchanged');
+
+      // With the password, the same session may: re-authentication renews it (new id, fresh auth time).
+      const before = thief.cookie(SESSION_COOKIE);
+      assert.equal((await formOnAccount(thief, '/account/totp/begin', { password: PASSWORD })).location, '/account');
+      assert.notEqual(thief.cookie(SESSION_COOKIE), before);
+      const fresh = await server.running.identity.secondFactor.pendingEnrolment(user.id, email);
+      assert.ok(fresh);
+      clock.advance(30_000);
+      assert.equal((await formOnAccount(thief, '/account/totp/confirm', { code: await totpCodeAt(fresh.secret, clock.now()) })).status, 200);
+    });
+
     it('a right current password still changes the password (and refunds the throttle)', async () => {
       const email = `change-${++users}@example.com`;
       await server.running.identity.accounts.createUser(email, PASSWORD, { actor: 'test' });

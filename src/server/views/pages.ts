@@ -57,7 +57,8 @@ function formatTime(ms: number): string {
 }
 
 export type SecondFactorState =
-  | { readonly state: 'off' }
+  /** `passwordRequired`: the session signed in too long ago to add an authenticator without the password. */
+  | { readonly state: 'off'; readonly passwordRequired?: boolean }
   | { readonly state: 'pending'; readonly secret: string; readonly uri: string }
   | { readonly state: 'on'; readonly recoveryCodesLeft: number };
 
@@ -83,7 +84,14 @@ function secondFactorSection(csrf: string, factor: SecondFactorState): Html {
 </form>`;
   }
   return html`<p>Two-step verification is off. With it on, signing in also needs a code from an authenticator app.</p>
-<form method="post" action="/account/totp/begin"><input type="hidden" name="_csrf" value="${csrf}"><button type="submit" class="secondary">Set up two-step verification</button></form>`;
+<form method="post" action="/account/totp/begin"><input type="hidden" name="_csrf" value="${csrf}">${
+    factor.passwordRequired === true
+      ? html`
+<label for="begin-password">Current password, to set it up</label>
+<input type="password" id="begin-password" name="password" autocomplete="current-password" required maxlength="1024">
+`
+      : ''
+  }<button type="submit" class="secondary">Set up two-step verification</button></form>`;
 }
 
 /** An application the user let in, for the account page. */
