@@ -6,6 +6,7 @@
 import type { Ledger } from '../audit/index.ts';
 import type { Clock } from '../store/index.ts';
 import { PasswordPolicyError, checkNewPassword, type PasswordHasher } from './passwords.ts';
+import type { DeviceCookies } from './device-cookies.ts';
 import type { NewSession, SessionManager } from './sessions.ts';
 import { THROTTLE, type LoginThrottle } from './throttle.ts';
 import { UserError, normaliseEmail, type User, type UserDirectory } from './users.ts';
@@ -17,10 +18,13 @@ export interface RequestContext {
   readonly traceId?: string;
   /** A short device description for the account page. */
   readonly device?: string;
+  /** The device cookie the browser sent, if any (device-cookies.ts). */
+  readonly deviceCookie?: string;
 }
 
 export type LoginResult =
-  | { readonly outcome: 'ok'; readonly user: User; readonly session: NewSession }
+  /** `deviceCookie`: a fresh device cookie for this account, for the browser to keep (OWASP device cookies). */
+  | { readonly outcome: 'ok'; readonly user: User; readonly session: NewSession; readonly deviceCookie: string }
   /** The password was right and the user has a second factor: answer the challenge next. */
   | { readonly outcome: 'second_factor'; readonly user: User }
   | { readonly outcome: 'invalid' }
@@ -51,8 +55,10 @@ export class Accounts {
   readonly #ledger: Ledger;
   readonly #clock: Clock;
   readonly #maskIp: (ip: string) => string;
+  readonly #devices: DeviceCookies;
 
-  constructor(options: { users: UserDirectory; hasher: PasswordHasher; sessions: SessionManager; throttle: LoginThrottle; ledger: Ledger; clock: Clock; maskIp: (ip: string) => string }) {
+  constructor(options: { users: UserDirectory; hasher: PasswordHasher; sessions: SessionManager; throttle: LoginThrottle; devices: DeviceCookies; ledger: Ledger; clock: Clock; maskIp: (ip: string) => string }) {
+    this.#devices = options.devices;
     this.#users = options.users;
     this.#hasher = options.hasher;
     this.#sessions = options.sessions;
@@ -77,7 +83,8 @@ export class Accounts {
    */
   async login(email: string, password: string, context: RequestContext): Promise<LoginResult> {
     const account = normaliseEmail(email).slice(0, MAX_EMAIL_BYTES);
-    const verdict = await this.#throttle.attempt(account, context.ip);
+    const device = this.#devices.verify(account, context.deviceCookie) ?? undefined;
+    const verdict = await this.#throttle.attempt(account, context.ip, device);
     const audit = { requestId: context.requestId, traceId: context.traceId, ip: context.ip };
     if (!verdict.allowed) {
       await this.#ledger.record({ type: 'auth.login.failed', outcome: 'denied', ...audit, detail: { reason: 'throttled', scope: verdict.scope } });
@@ -107,16 +114,17 @@ export class Accounts {
     // succeeded (completeSecondFactor), so knowing the password does not
     // reset what stops the guessing of the second factor.
     if (user.totpSecret !== null && user.totpSecret !== undefined) return { outcome: 'second_factor', user };
-    await this.#throttle.succeeded(account, context.ip, user.id);
-    return { outcome: 'ok', user, session: await this.#signIn(user, ['pwd'], 'password', context) };
+    await this.#throttle.succeeded(account, context.ip, user.id, device);
+    return { outcome: 'ok', user, session: await this.#signIn(user, ['pwd'], 'password', context), deviceCookie: this.#devices.issue(account) };
   }
 
   /** The second step answered (TOTP or a recovery code): the session starts now, and the throttle forgets the failures. */
   async completeSecondFactor(userId: string, method: 'totp' | 'recovery_code', context: RequestContext): Promise<LoginResult> {
     const user = await this.#users.byId(userId);
     if (user === null || user.disabled) return { outcome: 'invalid' };
-    await this.#throttle.succeeded(normaliseEmail(user.email), context.ip, user.id);
-    return { outcome: 'ok', user, session: await this.#signIn(user, ['pwd', method === 'totp' ? 'otp' : 'mfa'], `password+${method}`, context) };
+    const account = normaliseEmail(user.email);
+    await this.#throttle.succeeded(account, context.ip, user.id, this.#devices.verify(account, context.deviceCookie) ?? undefined);
+    return { outcome: 'ok', user, session: await this.#signIn(user, ['pwd', method === 'totp' ? 'otp' : 'mfa'], `password+${method}`, context), deviceCookie: this.#devices.issue(account) };
   }
 
   /** Records a wrong or refused second-factor answer, on the user's account (the ledger turns the id into its pseudonym). */
@@ -159,7 +167,8 @@ export class Accounts {
     const user = await this.#users.byId(userId);
     if (user === null) return { outcome: 'wrong_password', endSession: true };
     const account = normaliseEmail(user.email);
-    const verdict = await this.#throttle.attempt(account, context.ip);
+    const device = this.#devices.verify(account, context.deviceCookie) ?? undefined;
+    const verdict = await this.#throttle.attempt(account, context.ip, device);
     const audit = { actorUserId: userId, requestId: context.requestId, traceId: context.traceId, ip: context.ip };
     if (!verdict.allowed) {
       await this.#ledger.record({ type: 'auth.login.failed', outcome: 'denied', ...audit, detail: { reason: 'throttled', scope: verdict.scope, step: 'reauthentication' } });
@@ -171,7 +180,7 @@ export class Accounts {
       await this.#ledger.record({ type: 'auth.login.failed', outcome: 'failure', ...audit, detail: { reason: 'wrong_password', step: 'reauthentication', locked: endSession } });
       return { outcome: 'wrong_password', endSession };
     }
-    await this.#throttle.succeeded(account, context.ip);
+    await this.#throttle.succeeded(account, context.ip, undefined, device);
     return { outcome: 'ok' };
   }
 

@@ -9,6 +9,7 @@ import type { Clock, Stores } from '../store/index.ts';
 import { deriveKey } from '../tokens/index.ts';
 import { Accounts } from './accounts.ts';
 import { CsrfTokens } from './csrf.ts';
+import { DeviceCookies } from './device-cookies.ts';
 import { PasswordHasher } from './passwords.ts';
 import { SessionManager } from './sessions.ts';
 import { LoginThrottle } from './throttle.ts';
@@ -17,6 +18,7 @@ import { SecondFactor } from './second-factor.ts';
 
 export { Accounts, REAUTHENTICATION_MAX_AGE_MS, type LoginResult, type ReauthResult, type RequestContext } from './accounts.ts';
 export { CsrfTokens, sameOrigin } from './csrf.ts';
+export { DeviceCookies, DEVICE_COOKIE_MAX_AGE_MS } from './device-cookies.ts';
 export { PasswordHasher, PasswordPolicyError, checkNewPassword, normalisePassword } from './passwords.ts';
 export { SessionManager, sessionHandle, type Session, type SessionPolicy } from './sessions.ts';
 export { LoginThrottle, THROTTLE } from './throttle.ts';
@@ -51,6 +53,7 @@ export function createIdentity(options: { config: Readonly<Config>; stores: Stor
     hasher: new PasswordHasher({ memoryCostKiB: identity.passwordMemoryCostKiB, timeCost: identity.passwordTimeCost, parallelism: identity.passwordParallelism }),
     sessions,
     throttle,
+    devices: new DeviceCookies({ key: deriveKey(options.masterKey, 'device-cookies'), clock }),
     ledger: options.ledger,
     clock,
     maskIp,

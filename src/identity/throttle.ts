@@ -11,6 +11,12 @@ import type { Clock, HotStore } from '../store/index.ts';
  * - account, from anywhere: from the 10th attempt in the window on, the
  *   next attempt must wait 1, 2, 4 ... seconds (at most 60 s) after the
  *   previous one: slowed, not locked.
+ *   A browser holding a device cookie of the account (device-cookies.ts,
+ *   OWASP "Slow Down Online Guessing Attacks with Device Cookies") is not
+ *   slowed by this account-wide gate, which anyone could keep closed
+ *   (security review 3); its own failures count against its cookie, and
+ *   after 5 in the window the cookie no longer exempts it. Attempts the
+ *   throttle refuses do not count towards the account's slowdown.
  * - IP, across accounts: 100 failures in 15 minutes stop that address
  *   (credential stuffing).
  * - second factor, per account: wrong TOTP and recovery codes count
@@ -27,6 +33,8 @@ export const THROTTLE = {
   accountFreeFailures: 10,
   accountMaxDelayMs: 60_000,
   ipLimit: 100,
+  /** OWASP device cookies: failures one device cookie may cause in the window before it stops exempting. */
+  deviceCookieLimit: 5,
   /** NIST SP 800-63B 5.2.2: "no more than 100 consecutive failed attempts on a single subscriber account". */
   secondFactorLockFailures: 100,
   secondFactorFreeFailures: 5,
@@ -45,6 +53,7 @@ const keys = {
   account: (account: string) => `throttle:account:${hashed(account)}`,
   accountGate: (account: string) => `throttle:account-gate:${hashed(account)}`,
   ip: (ip: string) => `throttle:ip:${hashed(ip)}`,
+  device: (device: string) => `throttle:device:${hashed(device)}`,
   secondFactor: (userId: string) => `throttle:second-factor:${hashed(userId)}`,
   secondFactorGate: (userId: string) => `throttle:second-factor-gate:${hashed(userId)}`,
 };
@@ -66,22 +75,31 @@ export class LoginThrottle {
     this.#hot = options.hot;
   }
 
-  async attempt(account: string, ip: string): Promise<ThrottleVerdict> {
-    const [pair, accountCount, ipCount] = await Promise.all([
+  /**
+   * `device`: the id of a valid device cookie the browser presented for
+   * this account (DeviceCookies.verify), if any.
+   */
+  async attempt(account: string, ip: string, device?: string): Promise<ThrottleVerdict> {
+    const [pair, ipCount, deviceCount] = await Promise.all([
       this.#hot.increment(keys.pair(account, ip), THROTTLE.windowMs),
-      this.#hot.increment(keys.account(account), THROTTLE.windowMs),
       this.#hot.increment(keys.ip(ip), THROTTLE.windowMs),
+      device === undefined ? undefined : this.#hot.increment(keys.device(device), THROTTLE.windowMs),
     ]);
     if (ipCount.value > THROTTLE.ipLimit) return { allowed: false, retryAfterSeconds: Math.ceil(ipCount.ttlMs / 1000), scope: 'ip' };
     if (pair.value > THROTTLE.pairLimit) return { allowed: false, retryAfterSeconds: Math.ceil(pair.ttlMs / 1000), scope: 'pair' };
+    // A known device within its own limit skips the account-wide gate, and does not feed it.
+    if (deviceCount !== undefined && deviceCount.value <= THROTTLE.deviceCookieLimit) return { allowed: true, pairAttempts: pair.value };
+    const accountCount = await this.#hot.increment(keys.account(account), THROTTLE.windowMs);
     // From the 10th attempt on, each one closes an atomic gate for 2^k
     // seconds (k = attempts beyond 10, at most 60 s), and the next attempt
-    // must find the gate open: of parallel attempts, one passes.
+    // must find the gate open: of parallel attempts, one passes. A refused
+    // attempt is refunded: only attempts that were checked slow the account.
     const excess = accountCount.value - THROTTLE.accountFreeFailures;
     const gate = keys.accountGate(account);
     const delayMs = (k: number) => Math.min(THROTTLE.accountMaxDelayMs, 1000 * 2 ** k);
     if (excess > 0) {
       if (!(await this.#hot.setIfAbsent(gate, '1', delayMs(excess)))) {
+        await this.#hot.increment(keys.account(account), THROTTLE.windowMs, -1);
         return { allowed: false, retryAfterSeconds: Math.ceil(delayMs(excess - 1) / 1000), scope: 'account' };
       }
     } else if (excess === 0) {
@@ -116,15 +134,17 @@ export class LoginThrottle {
 
   /**
    * A whole sign-in succeeded (password, and the second factor when the
-   * account has one): clears the pair, the account's counters and its
-   * second-factor count, and refunds the IP's count. Never call it after
-   * the password alone (security review 1).
+   * account has one): clears the pair, the device cookie's failures and the
+   * account's second-factor count, and refunds the IP's count. Never call
+   * it after the password alone (security review 1). The account-wide
+   * count is left to its window: one success (perhaps the owner's, from a
+   * known device) must not reopen the account to an attacker who keeps
+   * guessing; the owner's browsers are not slowed by it (device cookies).
    */
-  async succeeded(account: string, ip: string, userId?: string): Promise<void> {
+  async succeeded(account: string, ip: string, userId?: string, device?: string): Promise<void> {
     await Promise.all([
+      ...(device === undefined ? [] : [this.#hot.delete(keys.device(device))]),
       this.#hot.delete(keys.pair(account, ip)),
-      this.#hot.delete(keys.account(account)),
-      this.#hot.delete(keys.accountGate(account)),
       this.#hot.increment(keys.ip(ip), THROTTLE.windowMs, -1),
       ...(userId === undefined ? [] : [this.#hot.delete(keys.secondFactor(userId)), this.#hot.delete(keys.secondFactorGate(userId))]),
     ]);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import fastifyFormbody from '@fastify/formbody';
-import { PasswordPolicyError, THROTTLE, sameOrigin, type Identity, type RequestContext, type Session, type User } from '../identity/index.ts';
+import { DEVICE_COOKIE_MAX_AGE_MS, PasswordPolicyError, THROTTLE, sameOrigin, type Identity, type RequestContext, type Session, type User } from '../identity/index.ts';
 import { accountPage, errorPage, loginPage, logoutPage, recoveryCodesPage, secondFactorPage, type ConsentRow, type SecondFactorState } from './views/pages.ts';
 import { STYLESHEET } from './views/style.ts';
 
@@ -45,6 +45,8 @@ const LOGIN_COOKIE_MAX_AGE_S = 30 * 60;
 const MFA_COOKIE = '__Host-portcullis-mfa';
 const MFA_COOKIE_MAX_AGE_S = 5 * 60;
 const MAX_FIELD = 1024;
+/** Marks a browser that signed in to an account before (OWASP device cookies); kept across sign-outs. */
+const DEVICE_COOKIE = '__Host-portcullis-device';
 
 /** Pages allow their own stylesheet and forms to themselves, and nothing else: no script at all. */
 /**
@@ -142,7 +144,10 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
   await app.register(fastifyCookie);
   await app.register(fastifyFormbody, { bodyLimit: 8 * 1024 });
 
-  const context = (request: FastifyRequest): RequestContext => ({ ip: request.ip, requestId: request.id, traceId: request.traceId, device: describeDevice(request.headers['user-agent']) });
+  const context = (request: FastifyRequest): RequestContext => {
+    const deviceCookie = request.cookies[DEVICE_COOKIE];
+    return { ip: request.ip, requestId: request.id, traceId: request.traceId, device: describeDevice(request.headers['user-agent']), ...(deviceCookie !== undefined && { deviceCookie }) };
+  };
 
   const setSessionCookie = (reply: FastifyReply, id: string) =>
     reply.setCookie(SESSION_COOKIE, id, { path: '/', secure: true, httpOnly: true, sameSite: 'lax', maxAge: Math.floor(accounts.sessions.policy.absoluteTimeoutMs / 1000) });
@@ -155,10 +160,12 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
    * security review 10): a new session id (no fixation), and a session this
    * browser still held is ended, not orphaned.
    */
-  async function startSession(request: FastifyRequest, reply: FastifyReply, sessionId: string): Promise<void> {
+  async function startSession(request: FastifyRequest, reply: FastifyReply, signedIn: { session: { id: string }; deviceCookie: string }): Promise<void> {
     const previous = await currentSession(request);
     if (previous !== null) await accounts.sessions.revoke(previous.user.id, previous.session.handle);
-    setSessionCookie(reply, sessionId);
+    setSessionCookie(reply, signedIn.session.id);
+    // OWASP device cookies: this browser has now signed in to the account (security review 3).
+    reply.setCookie(DEVICE_COOKIE, signedIn.deviceCookie, { path: '/', secure: true, httpOnly: true, sameSite: 'lax', maxAge: Math.floor(DEVICE_COOKIE_MAX_AGE_MS / 1000) });
   }
 
   /**
@@ -218,7 +225,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
       reply.clearCookie(LOGIN_COOKIE, cookieOptions);
       return reply.redirect(`/login/totp${returnTo !== undefined ? `?return_to=${encodeURIComponent(returnTo)}` : ''}`, 303);
     }
-    await startSession(request, reply, result.session.id);
+    await startSession(request, reply, result);
     reply.clearCookie(LOGIN_COOKIE, { path: '/', secure: true, httpOnly: true, sameSite: 'lax' });
     return reply.redirect(returnTo ?? '/account', 303);
   });
@@ -257,7 +264,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     }
     const result = await accounts.completeSecondFactor(answer.userId, answer.method, context(request));
     if (result.outcome !== 'ok') return page(reply, 401, errorPage({ title: 'Sign in again', detail: 'This account cannot sign in.' }));
-    await startSession(request, reply, result.session.id);
+    await startSession(request, reply, result);
     reply.clearCookie(MFA_COOKIE, cookieOptions);
     return reply.redirect(returnTo ?? '/account', 303);
   });

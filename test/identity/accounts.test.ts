@@ -11,6 +11,7 @@ import { Accounts } from '../../src/identity/accounts.ts';
 import { PasswordHasher } from '../../src/identity/passwords.ts';
 import { SessionManager } from '../../src/identity/sessions.ts';
 import { LoginThrottle } from '../../src/identity/throttle.ts';
+import { DeviceCookies } from '../../src/identity/device-cookies.ts';
 import { UserDirectory } from '../../src/identity/users.ts';
 import { openMemoryHotStore } from '../../src/store/memory/hot-store.ts';
 import { durableDrivers, type DurableFixture } from '../store/drivers.ts';
@@ -47,6 +48,7 @@ describe('password hashes are upgraded at sign-in', () => {
       hasher: new PasswordHasher(parameters),
       sessions: new SessionManager({ hot, clock: () => Date.now(), policy: { idleTimeoutMs: 60_000, absoluteTimeoutMs: 600_000, renewIntervalMs: 1_000, maxPerUser: 10 } }),
       throttle: new LoginThrottle({ hot, clock: () => Date.now() }),
+      devices: new DeviceCookies({ key: new Uint8Array(randomBytes(32)), clock: () => Date.now() }),
       ledger,
       clock: () => Date.now(),
       maskIp: (ip) => ip,

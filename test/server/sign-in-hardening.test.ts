@@ -214,6 +214,41 @@ for (const backend of testBackends) {
       assert.equal((await formOnAccount(thief, '/account/totp/confirm', { code: await totpCodeAt(fresh.secret, clock.now()) })).status, 200);
     });
 
+    it('security review 3: attackers who slow the account down from 5 addresses do not keep out the user\'s own browser (device cookie)', async () => {
+      const email = `lockout-${++users}@example.com`;
+      await server.running.identity.accounts.createUser(email, PASSWORD, { actor: 'test' });
+      const own = new BrowserlessClient(server.url, { ip: freshIp() });
+      assert.equal((await password(own, email)).location, '/account');
+      const deviceCookie = own.cookie('__Host-portcullis-device');
+      assert.ok(deviceCookie, 'a device cookie after signing in');
+      own.deleteCookie(SESSION_COOKIE); // signed out since
+
+      for (let address = 0; address < 5; address++) {
+        const attacker = new BrowserlessClient(server.url, { ip: freshIp() });
+        for (let i = 0; i < 6; i++) await password(attacker, email, `guess ${address}-${i}`);
+      }
+      // The account is slowed: a browser that never signed in here waits, even with the right password.
+      const stranger = await password(new BrowserlessClient(server.url, { ip: freshIp() }), email);
+      assert.equal(stranger.status, 429);
+      // The user's own browser, from yet another address, gets in at its first try.
+      assert.equal((await password(own, email)).location, '/account');
+
+      // A stolen device cookie buys only its own few guesses, then waits like everyone else.
+      const statuses: number[] = [];
+      for (let address = 0; address < 7; address++) {
+        const from = new BrowserlessClient(server.url, { ip: freshIp() });
+        from.setCookie('__Host-portcullis-device', deviceCookie);
+        statuses.push((await password(from, email, `stolen cookie guess ${address}`)).status);
+      }
+      assert.deepEqual(statuses.slice(0, 5), [401, 401, 401, 401, 401]);
+      // Past the cookie's limit the account's slowdown applies again (the attackers' failures keep it closed).
+      assert.ok(statuses.slice(5).includes(429), `statuses: ${statuses.join(',')}`);
+      // A device cookie of another account, or a forged one, exempts nothing.
+      const other = new BrowserlessClient(server.url, { ip: freshIp() });
+      other.setCookie('__Host-portcullis-device', `${deviceCookie.slice(0, -2)}AA`);
+      assert.equal((await password(other, email)).status, 429);
+    });
+
     it('a right current password still changes the password (and refunds the throttle)', async () => {
       const email = `change-${++users}@example.com`;
       await server.running.identity.accounts.createUser(email, PASSWORD, { actor: 'test' });
