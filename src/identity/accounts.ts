@@ -212,6 +212,19 @@ export class Accounts {
     return 'changed';
   }
 
+  /** Clears the throttle's counts and locks for the account (`portcullis user unlock`), audited. */
+  async unlock(userId: string, context: { actor: string }): Promise<void> {
+    const user = await this.#users.byId(userId);
+    if (user === null) throw new UserError('not_found', 'no such user');
+    await this.#throttle.unlock(normaliseEmail(user.email), user.id);
+    await this.#ledger.record({ type: 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { change: 'unlocked' } });
+  }
+
+  /** Whether sign-in for the user is locked or slowed now (THROTTLE), for administrators. */
+  async lockState(user: User): Promise<'locked' | 'slowed' | null> {
+    return this.#throttle.state(normaliseEmail(user.email), user.id);
+  }
+
   async setDisabled(userId: string, disabled: boolean, context: { actor: string }): Promise<User> {
     const user = await this.#users.update(userId, () => ({ disabled }));
     const ended = disabled ? await this.#sessions.revokeAll(userId) : 0;

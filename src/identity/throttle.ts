@@ -49,7 +49,9 @@ export type ThrottleVerdict =
 
 /** Key names, one place: an unlock clears exactly what an attempt counts. */
 const keys = {
-  pair: (account: string, ip: string) => `throttle:pair:${hashed(account)}:${hashed(ip)}`,
+  /** A pair key names the account's epoch: an unlock moves the epoch on, which clears every pair at once. */
+  pair: (account: string, ip: string, epoch: string) => `throttle:pair:${hashed(account)}:${epoch}:${hashed(ip)}`,
+  epoch: (account: string) => `throttle:epoch:${hashed(account)}`,
   account: (account: string) => `throttle:account:${hashed(account)}`,
   accountGate: (account: string) => `throttle:account-gate:${hashed(account)}`,
   ip: (ip: string) => `throttle:ip:${hashed(ip)}`,
@@ -80,8 +82,9 @@ export class LoginThrottle {
    * this account (DeviceCookies.verify), if any.
    */
   async attempt(account: string, ip: string, device?: string): Promise<ThrottleVerdict> {
+    const epoch = await this.#epoch(account);
     const [pair, ipCount, deviceCount] = await Promise.all([
-      this.#hot.increment(keys.pair(account, ip), THROTTLE.windowMs),
+      this.#hot.increment(keys.pair(account, ip, epoch), THROTTLE.windowMs),
       this.#hot.increment(keys.ip(ip), THROTTLE.windowMs),
       device === undefined ? undefined : this.#hot.increment(keys.device(device), THROTTLE.windowMs),
     ]);
@@ -142,11 +145,33 @@ export class LoginThrottle {
    * guessing; the owner's browsers are not slowed by it (device cookies).
    */
   async succeeded(account: string, ip: string, userId?: string, device?: string): Promise<void> {
+    const epoch = await this.#epoch(account);
     await Promise.all([
       ...(device === undefined ? [] : [this.#hot.delete(keys.device(device))]),
-      this.#hot.delete(keys.pair(account, ip)),
+      this.#hot.delete(keys.pair(account, ip, epoch)),
       this.#hot.increment(keys.ip(ip), THROTTLE.windowMs, -1),
       ...(userId === undefined ? [] : [this.#hot.delete(keys.secondFactor(userId)), this.#hot.delete(keys.secondFactorGate(userId))]),
     ]);
+  }
+
+  /** What an administrator sees (`portcullis user list`): locked (second step, 100 failures), slowed (enough failures in the window to slow it down), or neither. */
+  async state(account: string, userId: string): Promise<'locked' | 'slowed' | null> {
+    const [accountCount, secondFactor] = await Promise.all([this.#hot.get(keys.account(account)), this.#hot.get(keys.secondFactor(userId))]);
+    if (Number(secondFactor ?? 0) >= THROTTLE.secondFactorLockFailures) return 'locked';
+    return Number(accountCount ?? 0) >= THROTTLE.accountFreeFailures || Number(secondFactor ?? 0) >= THROTTLE.secondFactorFreeFailures ? 'slowed' : null;
+  }
+
+  /**
+   * `portcullis user unlock`: forgets the account's counts and locks: every
+   * account + IP pair (by moving the epoch on), the account gate and the
+   * second-factor count. IP counts stay: they are about addresses, not the account.
+   */
+  async unlock(account: string, userId: string): Promise<void> {
+    await this.#hot.increment(keys.epoch(account), THROTTLE.secondFactorWindowMs);
+    await Promise.all([keys.account(account), keys.accountGate(account), keys.secondFactor(userId), keys.secondFactorGate(userId)].map((key) => this.#hot.delete(key)));
+  }
+
+  async #epoch(account: string): Promise<string> {
+    return (await this.#hot.get(keys.epoch(account))) ?? '0';
   }
 }

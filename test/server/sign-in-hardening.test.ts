@@ -175,7 +175,11 @@ for (const backend of testBackends) {
         check.setCookie(SESSION_COOKIE, stolen);
         assert.equal((await check.get('/account/session.json')).status, 401);
         // The same throttle as sign-in: this address cannot now try the password at /login either.
-        assert.equal((await password(new BrowserlessClient(server.url, { ip }), email)).status, 429);
+        const signIn = await password(new BrowserlessClient(server.url, { ip }), email);
+        assert.equal(signIn.status, 429);
+        // First-hour D6: the wait in words a person reads; Retry-After keeps the seconds.
+        assert.match(signIn.body, /Wait about 15 minutes, then try again\./);
+        assert.match(signIn.headers.get('retry-after') ?? '', /^(89\d|900)$/);
       });
     }
 
