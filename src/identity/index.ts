@@ -66,7 +66,7 @@ export function createIdentity(options: { config: Readonly<Config>; stores: Stor
     clock,
     masterKey: options.masterKey,
     recoveryKey: deriveKey(options.masterKey, 'recovery-codes'),
-    issuer: new URL(config.issuer).hostname,
+    issuer: identity.totpIssuer ?? new URL(config.issuer).hostname,
     throttle,
   });
   return { accounts, csrf: new CsrfTokens(deriveKey(options.masterKey, 'csrf')), secondFactor };

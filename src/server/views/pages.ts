@@ -3,6 +3,7 @@
  * all, labelled fields in a natural focus order, one h1 per page, errors
  * announced (role="alert") and tied to their form.
  */
+import { qrCodeSvg } from './qr-code.ts';
 import { html, type Html } from './html.ts';
 
 export interface SessionRow {
@@ -74,7 +75,8 @@ function secondFactorSection(csrf: string, factor: SecondFactorState): Html {
   }
   if (factor.state === 'pending') {
     const grouped = factor.secret.match(/.{1,4}/g)?.join(' ') ?? factor.secret;
-    return html`<p>Add this key to your authenticator app (or <a href="${factor.uri}">open it in the app</a>), then enter the 6-digit code it shows.</p>
+    return html`<p>Scan this code with your authenticator app, or add the key below to it (or <a href="${factor.uri}">open it in the app</a>), then enter the 6-digit code it shows.</p>
+<p class="qr-code">${qrCodeSvg(factor.uri, 'QR code for your authenticator app')}</p>
 <p><code id="totp-secret">${grouped}</code></p>
 <form method="post" action="/account/totp/confirm">
 <input type="hidden" name="_csrf" value="${csrf}">
