@@ -31,7 +31,8 @@ export type LoginResult =
   | { readonly outcome: 'throttled'; readonly retryAfterSeconds: number };
 
 export type ReauthResult =
-  | { readonly outcome: 'ok' }
+  /** `passwordHash`: the hash the password was checked against (for a compare-and-set on it). */
+  | { readonly outcome: 'ok'; readonly passwordHash: string | null }
   | { readonly outcome: 'wrong_password'; readonly endSession: boolean }
   | { readonly outcome: 'throttled'; readonly retryAfterSeconds: number; readonly endSession: true };
 
@@ -181,7 +182,7 @@ export class Accounts {
       return { outcome: 'wrong_password', endSession };
     }
     await this.#throttle.succeeded(account, context.ip, undefined, device);
-    return { outcome: 'ok' };
+    return { outcome: 'ok', passwordHash: user.passwordHash };
   }
 
   /** Creates an account (admin CLI, later sign-up). The password is checked against the policy first. */
@@ -206,7 +207,18 @@ export class Accounts {
       return check;
     }
     const passwordHash = await this.#hasher.hash(checkNewPassword(next, { email: user.email }));
-    await this.#users.update(userId, () => ({ passwordHash, passwordChangedAt: this.#clock() }));
+    // Compare-and-set on the hash the current password was checked against
+    // (security review 21): of parallel changes from one current password,
+    // exactly one wins; for the others that password is no longer current.
+    let won = false;
+    await this.#users.update(userId, (latest) => {
+      won = latest.passwordHash === check.passwordHash;
+      return won ? { passwordHash, passwordChangedAt: this.#clock() } : {};
+    });
+    if (!won) {
+      await this.#ledger.record({ type: 'user.updated', outcome: 'failure', ...audit, detail: { change: 'password', reason: 'changed_concurrently' } });
+      return { outcome: 'wrong_password', endSession: false };
+    }
     const ended = await this.#sessions.revokeAll(userId, keepSession);
     await this.#ledger.record({ type: 'user.updated', outcome: 'success', ...audit, detail: { change: 'password', sessionsEnded: ended } });
     return 'changed';

@@ -70,4 +70,21 @@ describe('password hashes are upgraded at sign-in', () => {
     assert.equal((await after.login('upgrade@example.com', PASSWORD, { ip: '198.51.100.1' })).outcome, 'ok', 'the upgraded hash verifies');
     assert.equal((await after.users.byId(user.id))?.passwordHash, upgraded, 'and is not rehashed again');
   });
+
+  it('security review 21: of 12 parallel password changes from the same current password exactly one wins', async () => {
+    const accounts = accountsWith(OLD);
+    const user = await accounts.createUser('race@example.com', PASSWORD, { actor: 'test' });
+    const outcomes = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => accounts.changePassword(user.id, PASSWORD, `a new passphrase number ${i} of the contest`, 'none', { ip: `198.51.100.${i + 10}` })),
+    );
+    const winners = outcomes.flatMap((outcome, i) => (outcome === 'changed' ? [i] : []));
+    assert.equal(winners.length, 1, `changed: ${winners.join(',')}`);
+    // The others lose the compare-and-set, or (beyond the account's 10 free attempts) wait at the throttle.
+    const losers = outcomes.filter((_, i) => i !== winners[0]);
+    assert.ok(losers.every((outcome) => outcome !== 'changed' && (outcome.outcome === 'throttled' || (outcome.outcome === 'wrong_password' && !outcome.endSession))));
+    assert.ok(losers.filter((outcome) => outcome !== 'changed' && outcome.outcome === 'wrong_password').length >= 8, 'most got past the throttle and lost the race itself');
+    // The stored password is the winner's.
+    const stored = (await accounts.users.byId(user.id))?.passwordHash ?? '';
+    assert.equal((await new PasswordHasher(OLD).verify(stored, `a new passphrase number ${winners[0]} of the contest`)).ok, true);
+  });
 });
