@@ -24,7 +24,7 @@ import type { Clock, HotStore } from '../store/index.ts';
  *   authenticator, RFC 4226 7.3 to OTP checks). After 5 free failures each
  *   further check waits 1, 2, 4 ... seconds (at most 15 minutes) after the
  *   previous one, and after 100 consecutive failures the account's second
- *   step is locked until the window ends or an administrator unlocks it.
+ *   step is locked until its 30-day window ends or an administrator unlocks it.
  *   Only a whole sign-in (password and second factor) resets it.
  */
 export const THROTTLE = {
@@ -39,8 +39,12 @@ export const THROTTLE = {
   secondFactorLockFailures: 100,
   secondFactorFreeFailures: 5,
   secondFactorMaxDelayMs: 15 * 60_000,
-  /** Consecutive second-factor failures are remembered this long (a day: the lock outlives a sign-in window). */
-  secondFactorWindowMs: 24 * 60 * 60_000,
+  /**
+   * Consecutive second-factor failures are remembered this long (every hot
+   * key has a TTL): 100 guesses per 30 days at most, and a lock lasts until
+   * the window ends, a whole sign-in succeeds, or `portcullis user unlock`.
+   */
+  secondFactorWindowMs: 30 * 24 * 60 * 60_000,
 } as const;
 
 export type ThrottleVerdict =
@@ -68,7 +72,10 @@ const hashed = (text: string) => createHash('sha256').update(text).digest('base6
  * atomically before the password is checked, so parallel guesses each see a
  * different number and no more than the limit get through (a read-then-
  * write check would let a burst pass before any failure was counted). A
- * success refunds what it counted.
+ * whole sign-in's success clears the pair, the device cookie's and the
+ * second factor's counts and refunds the IP's; the account-wide count runs
+ * out with its window. Sign-in, the second step and re-authentication all
+ * go through this one class.
  */
 export class LoginThrottle {
   readonly #hot: HotStore;

@@ -86,7 +86,8 @@ export function waitInWords(seconds: number): string {
   const minutes = Math.round(seconds / 60);
   if (minutes < 60) return minutes === 1 ? 'about a minute' : `about ${minutes} minutes`;
   const hours = Math.round(minutes / 60);
-  return hours === 1 ? 'about an hour' : `about ${hours} hours`;
+  if (hours < 48) return hours === 1 ? 'about an hour' : `about ${hours} hours`;
+  return `about ${Math.round(hours / 24)} days`;
 }
 
 /**
