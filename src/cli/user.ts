@@ -1,5 +1,5 @@
 /**
- * `portcullis user create | set-password | list | disable | enable | delete`: accounts from
+ * `portcullis user create | set-password | list | disable | enable | unlock | delete`: accounts from
  * the command line, through the same Accounts service the pages use (so
  * every change is checked and audited the same way).
  */
@@ -90,7 +90,7 @@ export function registerUserCommands(program: Command, context: UserCliContext):
 
   user
     .command('list')
-    .description('List users: id, email, state.')
+    .description('List users: id, email, state (active or disabled; locked or slowed by failed sign-ins; no password).')
     .addOption(context.configOption())
     .action(async (options: { config?: string }) => {
       const config = context.load(options);
@@ -99,7 +99,11 @@ export function registerUserCommands(program: Command, context: UserCliContext):
         let count = 0;
         for (;;) {
           const page = await identity.accounts.users.list({ ...(after !== undefined && { after }), limit: 1000 });
-          for (const listed of page) context.out(`${listed.id}  ${listed.email}  ${listed.disabled ? 'disabled' : 'active'}`);
+          for (const listed of page) {
+            const lock = await identity.accounts.lockState(listed);
+            const states = [listed.disabled ? 'disabled' : 'active', ...(lock !== null ? [lock] : []), ...(listed.passwordHash === null ? ['no password'] : [])];
+            context.out(`${listed.id}  ${listed.email}  ${states.join(', ')}`);
+          }
           count += page.length;
           if (page.length < 1000) break;
           after = page.at(-1)!.id;
@@ -126,6 +130,20 @@ export function registerUserCommands(program: Command, context: UserCliContext):
         });
       });
   }
+
+  user
+    .command('unlock')
+    .description('Clear the failed sign-in counts and locks of a user (every address, the account-wide slowdown, the second step).')
+    .addOption(context.configOption())
+    .argument('<user>', 'email address or user id')
+    .action(async (who: string, options: { config?: string }) => {
+      const config = context.load(options);
+      await withIdentity(config, async (identity) => {
+        const found = await findUser(identity, who);
+        await identity.accounts.unlock(found.id, { actor: 'admin-cli' }).catch(explain);
+        context.out(`${found.email} is unlocked: failed sign-ins are forgotten.`);
+      });
+    });
 
   user
     .command('delete')

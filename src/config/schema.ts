@@ -260,6 +260,14 @@ export const ConfigSchema = Type.Object(
           env: 'PORTCULLIS_IDENTITY_MAX_SESSIONS_PER_USER',
           description: 'Sessions one user may hold; a new sign-in ends the oldest.',
         }),
+        totpIssuer: Type.Optional(
+          Type.String({
+            // The otpauth URI's issuer label: no colon (it separates issuer and account in the label).
+            pattern: '^[^:]{1,64}$',
+            env: 'PORTCULLIS_IDENTITY_TOTP_ISSUER',
+            description: "The name authenticator apps show beside the account (the otpauth URI's issuer); default: the issuer's host name.",
+          }),
+        ),
       },
       { additionalProperties: false, default: {} },
     ),

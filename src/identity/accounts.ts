@@ -6,6 +6,7 @@
 import type { Ledger } from '../audit/index.ts';
 import type { Clock } from '../store/index.ts';
 import { PasswordPolicyError, checkNewPassword, type PasswordHasher } from './passwords.ts';
+import type { DeviceCookies } from './device-cookies.ts';
 import type { NewSession, SessionManager } from './sessions.ts';
 import { THROTTLE, type LoginThrottle } from './throttle.ts';
 import { UserError, normaliseEmail, type User, type UserDirectory } from './users.ts';
@@ -17,14 +18,31 @@ export interface RequestContext {
   readonly traceId?: string;
   /** A short device description for the account page. */
   readonly device?: string;
+  /** The device cookie the browser sent, if any (device-cookies.ts). */
+  readonly deviceCookie?: string;
 }
 
 export type LoginResult =
-  | { readonly outcome: 'ok'; readonly user: User; readonly session: NewSession }
+  /** `deviceCookie`: a fresh device cookie for this account, for the browser to keep (OWASP device cookies). */
+  | { readonly outcome: 'ok'; readonly user: User; readonly session: NewSession; readonly deviceCookie: string }
   /** The password was right and the user has a second factor: answer the challenge next. */
   | { readonly outcome: 'second_factor'; readonly user: User }
   | { readonly outcome: 'invalid' }
   | { readonly outcome: 'throttled'; readonly retryAfterSeconds: number };
+
+export type ReauthResult =
+  /** `passwordHash`: the hash the password was checked against (for a compare-and-set on it). */
+  | { readonly outcome: 'ok'; readonly passwordHash: string | null }
+  | { readonly outcome: 'wrong_password'; readonly endSession: boolean }
+  | { readonly outcome: 'throttled'; readonly retryAfterSeconds: number; readonly endSession: true };
+
+/**
+ * How long after signing in a session may still add an authenticator
+ * without the password again (NIST SP 800-63B 6.1.2.1: binding a new
+ * authenticator needs the subscriber to authenticate at the AAL it gives,
+ * recently; security review 9).
+ */
+export const REAUTHENTICATION_MAX_AGE_MS = 5 * 60_000;
 
 /** Longest input looked at before any work (the pages take 1024 characters, at most 4 bytes each in UTF-8). */
 const MAX_PASSWORD_BYTES = 4096;
@@ -38,8 +56,10 @@ export class Accounts {
   readonly #ledger: Ledger;
   readonly #clock: Clock;
   readonly #maskIp: (ip: string) => string;
+  readonly #devices: DeviceCookies;
 
-  constructor(options: { users: UserDirectory; hasher: PasswordHasher; sessions: SessionManager; throttle: LoginThrottle; ledger: Ledger; clock: Clock; maskIp: (ip: string) => string }) {
+  constructor(options: { users: UserDirectory; hasher: PasswordHasher; sessions: SessionManager; throttle: LoginThrottle; devices: DeviceCookies; ledger: Ledger; clock: Clock; maskIp: (ip: string) => string }) {
+    this.#devices = options.devices;
     this.#users = options.users;
     this.#hasher = options.hasher;
     this.#sessions = options.sessions;
@@ -64,7 +84,8 @@ export class Accounts {
    */
   async login(email: string, password: string, context: RequestContext): Promise<LoginResult> {
     const account = normaliseEmail(email).slice(0, MAX_EMAIL_BYTES);
-    const verdict = await this.#throttle.attempt(account, context.ip);
+    const device = this.#devices.verify(account, context.deviceCookie) ?? undefined;
+    const verdict = await this.#throttle.attempt(account, context.ip, device);
     const audit = { requestId: context.requestId, traceId: context.traceId, ip: context.ip };
     if (!verdict.allowed) {
       await this.#ledger.record({ type: 'auth.login.failed', outcome: 'denied', ...audit, detail: { reason: 'throttled', scope: verdict.scope } });
@@ -83,34 +104,40 @@ export class Accounts {
       });
       return { outcome: 'invalid' };
     }
-    await this.#throttle.succeeded(account, context.ip);
     if (check.needsRehash) {
       // The parameters changed since this hash was made: upgrade it now,
       // while we hold the password (the only moment we ever do).
       const upgraded = await this.#hasher.hash(password);
       await this.#users.update(user.id, (current) => (current.passwordHash === user.passwordHash ? { passwordHash: upgraded } : {}));
     }
+    // Security review 1: the throttle is not refunded after the password
+    // alone. With a second factor the counters stay until the whole sign-in
+    // succeeded (completeSecondFactor), so knowing the password does not
+    // reset what stops the guessing of the second factor.
     if (user.totpSecret !== null && user.totpSecret !== undefined) return { outcome: 'second_factor', user };
-    return { outcome: 'ok', user, session: await this.#signIn(user, ['pwd'], 'password', context) };
+    await this.#throttle.succeeded(account, context.ip, user.id, device);
+    return { outcome: 'ok', user, session: await this.#signIn(user, ['pwd'], 'password', context), deviceCookie: this.#devices.issue(account) };
   }
 
-  /** The second step answered (TOTP or a recovery code): the session starts now. */
+  /** The second step answered (TOTP or a recovery code): the session starts now, and the throttle forgets the failures. */
   async completeSecondFactor(userId: string, method: 'totp' | 'recovery_code', context: RequestContext): Promise<LoginResult> {
     const user = await this.#users.byId(userId);
     if (user === null || user.disabled) return { outcome: 'invalid' };
-    return { outcome: 'ok', user, session: await this.#signIn(user, ['pwd', method === 'totp' ? 'otp' : 'mfa'], `password+${method}`, context) };
+    const account = normaliseEmail(user.email);
+    await this.#throttle.succeeded(account, context.ip, user.id, this.#devices.verify(account, context.deviceCookie) ?? undefined);
+    return { outcome: 'ok', user, session: await this.#signIn(user, ['pwd', method === 'totp' ? 'otp' : 'mfa'], `password+${method}`, context), deviceCookie: this.#devices.issue(account) };
   }
 
-  /** Records a wrong second-factor answer. */
-  async secondFactorFailed(userId: string | undefined, context: RequestContext): Promise<void> {
+  /** Records a wrong or refused second-factor answer, on the user's account (the ledger turns the id into its pseudonym). */
+  async secondFactorFailed(userId: string, context: RequestContext, reason: 'wrong_second_factor' | 'throttled' = 'wrong_second_factor'): Promise<void> {
     await this.#ledger.record({
       type: 'auth.login.failed',
-      outcome: 'failure',
-      ...(userId !== undefined && { actorUserId: userId }),
+      outcome: reason === 'throttled' ? 'denied' : 'failure',
+      actorUserId: userId,
       requestId: context.requestId,
       traceId: context.traceId,
       ip: context.ip,
-      detail: { reason: 'wrong_second_factor' },
+      detail: reason === 'throttled' ? { reason: 'throttled', scope: 'second_factor' } : { reason },
     });
   }
 
@@ -124,11 +151,38 @@ export class Accounts {
     return session;
   }
 
-  /** Checks a user's current password (for sensitive changes such as turning off the second factor). */
-  async checkPassword(userId: string, password: string): Promise<boolean> {
+  /** Whether the session signed in (or re-authenticated) recently enough to bind a new authenticator. */
+  authenticatedRecently(session: { readonly authTime: number }): boolean {
+    return this.#clock() - session.authTime <= REAUTHENTICATION_MAX_AGE_MS;
+  }
+
+  /**
+   * Re-authentication of a signed-in user (changing the password, turning
+   * the second factor off or on): the current password, checked through the
+   * same throttle as sign-in (account + IP), so a stolen session is no
+   * password oracle (security review 4). `endSession` is true once the
+   * pair's limit is reached: the caller ends the session, and the person
+   * signs in again (where the throttle already waits for them).
+   */
+  async reauthenticate(userId: string, password: string, context: RequestContext): Promise<ReauthResult> {
     const user = await this.#users.byId(userId);
-    if (user === null || user.passwordHash === null) return this.#hasher.verifyDummy(password);
-    return (await this.#hasher.verify(user.passwordHash, password)).ok;
+    if (user === null) return { outcome: 'wrong_password', endSession: true };
+    const account = normaliseEmail(user.email);
+    const device = this.#devices.verify(account, context.deviceCookie) ?? undefined;
+    const verdict = await this.#throttle.attempt(account, context.ip, device);
+    const audit = { actorUserId: userId, requestId: context.requestId, traceId: context.traceId, ip: context.ip };
+    if (!verdict.allowed) {
+      await this.#ledger.record({ type: 'auth.login.failed', outcome: 'denied', ...audit, detail: { reason: 'throttled', scope: verdict.scope, step: 'reauthentication' } });
+      return { outcome: 'throttled', retryAfterSeconds: verdict.retryAfterSeconds, endSession: true };
+    }
+    const ok = Buffer.byteLength(password) <= MAX_PASSWORD_BYTES && user.passwordHash !== null ? (await this.#hasher.verify(user.passwordHash, password)).ok : await this.#hasher.verifyDummy(password);
+    if (!ok) {
+      const endSession = verdict.pairAttempts >= THROTTLE.pairLimit;
+      await this.#ledger.record({ type: 'auth.login.failed', outcome: 'failure', ...audit, detail: { reason: 'wrong_password', step: 'reauthentication', locked: endSession } });
+      return { outcome: 'wrong_password', endSession };
+    }
+    await this.#throttle.succeeded(account, context.ip, undefined, device);
+    return { outcome: 'ok', passwordHash: user.passwordHash };
   }
 
   /** Creates an account (admin CLI, later sign-up). The password is checked against the policy first. */
@@ -143,17 +197,28 @@ export class Accounts {
    * Changes a password after checking the current one; ends every other
    * session of the user (OWASP: a password change invalidates sessions).
    */
-  async changePassword(userId: string, current: string, next: string, keepSession: string, context: RequestContext): Promise<'changed' | 'wrong_password'> {
+  async changePassword(userId: string, current: string, next: string, keepSession: string, context: RequestContext): Promise<'changed' | Exclude<ReauthResult, { outcome: 'ok' }>> {
     const user = await this.#users.byId(userId);
     if (user === null) throw new UserError('not_found', 'no such user');
-    const check = user.passwordHash === null ? { ok: await this.#hasher.verifyDummy(current) } : await this.#hasher.verify(user.passwordHash, current);
     const audit = { actorUserId: userId, requestId: context.requestId, traceId: context.traceId, ip: context.ip };
-    if (!check.ok) {
-      await this.#ledger.record({ type: 'user.updated', outcome: 'failure', ...audit, detail: { change: 'password', reason: 'wrong_password' } });
-      return 'wrong_password';
+    const check = await this.reauthenticate(userId, current, context);
+    if (check.outcome !== 'ok') {
+      await this.#ledger.record({ type: 'user.updated', outcome: 'failure', ...audit, detail: { change: 'password', reason: check.outcome } });
+      return check;
     }
     const passwordHash = await this.#hasher.hash(checkNewPassword(next, { email: user.email }));
-    await this.#users.update(userId, () => ({ passwordHash, passwordChangedAt: this.#clock() }));
+    // Compare-and-set on the hash the current password was checked against
+    // (security review 21): of parallel changes from one current password,
+    // exactly one wins; for the others that password is no longer current.
+    let won = false;
+    await this.#users.update(userId, (latest) => {
+      won = latest.passwordHash === check.passwordHash;
+      return won ? { passwordHash, passwordChangedAt: this.#clock() } : {};
+    });
+    if (!won) {
+      await this.#ledger.record({ type: 'user.updated', outcome: 'failure', ...audit, detail: { change: 'password', reason: 'changed_concurrently' } });
+      return { outcome: 'wrong_password', endSession: false };
+    }
     const ended = await this.#sessions.revokeAll(userId, keepSession);
     await this.#ledger.record({ type: 'user.updated', outcome: 'success', ...audit, detail: { change: 'password', sessionsEnded: ended } });
     return 'changed';
@@ -174,6 +239,19 @@ export class Accounts {
     const ended = await this.#sessions.revokeAll(userId);
     await this.#ledger.record({ type: 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { change: 'password', by: 'admin', sessionsEnded: ended } });
     return ended;
+  }
+
+  /** Clears the throttle's counts and locks for the account (`portcullis user unlock`), audited. */
+  async unlock(userId: string, context: { actor: string }): Promise<void> {
+    const user = await this.#users.byId(userId);
+    if (user === null) throw new UserError('not_found', 'no such user');
+    await this.#throttle.unlock(normaliseEmail(user.email), user.id);
+    await this.#ledger.record({ type: 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { change: 'unlocked' } });
+  }
+
+  /** Whether sign-in for the user is locked or slowed now (THROTTLE), for administrators. */
+  async lockState(user: User): Promise<'locked' | 'slowed' | null> {
+    return this.#throttle.state(normaliseEmail(user.email), user.id);
   }
 
   async setDisabled(userId: string, disabled: boolean, context: { actor: string }): Promise<User> {

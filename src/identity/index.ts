@@ -9,14 +9,16 @@ import type { Clock, Stores } from '../store/index.ts';
 import { deriveKey } from '../tokens/index.ts';
 import { Accounts } from './accounts.ts';
 import { CsrfTokens } from './csrf.ts';
+import { DeviceCookies } from './device-cookies.ts';
 import { PasswordHasher } from './passwords.ts';
 import { SessionManager } from './sessions.ts';
 import { LoginThrottle } from './throttle.ts';
 import { UserDirectory } from './users.ts';
 import { SecondFactor } from './second-factor.ts';
 
-export { Accounts, type LoginResult, type RequestContext } from './accounts.ts';
+export { Accounts, REAUTHENTICATION_MAX_AGE_MS, type LoginResult, type ReauthResult, type RequestContext } from './accounts.ts';
 export { CsrfTokens, sameOrigin } from './csrf.ts';
+export { DeviceCookies, DEVICE_COOKIE_MAX_AGE_MS } from './device-cookies.ts';
 export { PasswordHasher, PasswordPolicyError, checkNewPassword, normalisePassword } from './passwords.ts';
 export { SessionManager, sessionHandle, type Session, type SessionPolicy } from './sessions.ts';
 export { LoginThrottle, THROTTLE } from './throttle.ts';
@@ -44,11 +46,14 @@ export function createIdentity(options: { config: Readonly<Config>; stores: Stor
       maxPerUser: identity.maxSessionsPerUser,
     },
   });
+  // One throttle for every credential check: password, second factor, re-authentication.
+  const throttle = new LoginThrottle({ hot: stores.hot, clock });
   const accounts = new Accounts({
     users: new UserDirectory(stores.durable.records),
     hasher: new PasswordHasher({ memoryCostKiB: identity.passwordMemoryCostKiB, timeCost: identity.passwordTimeCost, parallelism: identity.passwordParallelism }),
     sessions,
-    throttle: new LoginThrottle({ hot: stores.hot, clock }),
+    throttle,
+    devices: new DeviceCookies({ key: deriveKey(options.masterKey, 'device-cookies'), clock }),
     ledger: options.ledger,
     clock,
     maskIp,
@@ -61,7 +66,8 @@ export function createIdentity(options: { config: Readonly<Config>; stores: Stor
     clock,
     masterKey: options.masterKey,
     recoveryKey: deriveKey(options.masterKey, 'recovery-codes'),
-    issuer: new URL(config.issuer).hostname,
+    issuer: identity.totpIssuer ?? new URL(config.issuer).hostname,
+    throttle,
   });
   return { accounts, csrf: new CsrfTokens(deriveKey(options.masterKey, 'csrf')), secondFactor };
 }

@@ -15,7 +15,10 @@
  * far beyond what a password holds, so a slow hash adds little; the HMAC key
  * (derived from the master key by the caller, never stored beside the
  * hashes) means a copy of the database alone cannot be searched offline at
- * all. Online guessing is bounded by the login rate limits and lockout.
+ * all. Online guessing is bounded by the second-factor throttle: wrong
+ * codes count per account across sign-ins, slow down after a few and lock
+ * after 100 (THROTTLE in throttle.ts, NIST SP 800-63B 5.2.2); a right
+ * password does not reset that count.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { systemClock, type Clock, type RecordStore } from '../store/index.ts';

@@ -9,6 +9,7 @@ import type { Ledger } from '../audit/index.ts';
 import type { Clock, HotStore, RecordStore } from '../store/index.ts';
 import { openSecret, sealSecret } from '../tokens/index.ts';
 import { RECOVERY_CODES_COLLECTION, consumeRecoveryCode, generateRecoveryCodes, remainingRecoveryCodes, saveRecoveryCodes } from './recovery-codes.ts';
+import type { LoginThrottle } from './throttle.ts';
 import { TotpVerifier, generateTotpSecret, totpUri } from './totp.ts';
 import type { UserDirectory } from './users.ts';
 
@@ -20,7 +21,12 @@ const SEAL_PURPOSE = 'totp-secret';
 
 const digest = (token: string) => createHash('sha256').update(token).digest('base64url');
 
-export type ChallengeResult = { readonly outcome: 'ok'; readonly userId: string; readonly method: 'totp' | 'recovery_code' } | { readonly outcome: 'invalid'; readonly attemptsLeft: number } | { readonly outcome: 'expired' };
+export type ChallengeResult =
+  | { readonly outcome: 'ok'; readonly userId: string; readonly method: 'totp' | 'recovery_code' }
+  | { readonly outcome: 'invalid'; readonly userId: string; readonly attemptsLeft: number }
+  /** The account's second step is slowed or locked (THROTTLE): nothing was checked. */
+  | { readonly outcome: 'throttled'; readonly userId: string; readonly retryAfterSeconds: number }
+  | { readonly outcome: 'expired' };
 
 export class SecondFactor {
   readonly #hot: HotStore;
@@ -31,8 +37,10 @@ export class SecondFactor {
   readonly #recoveryKey: Uint8Array;
   readonly #totp: TotpVerifier;
   readonly #issuer: string;
+  readonly #throttle: LoginThrottle;
 
-  constructor(options: { hot: HotStore; records: RecordStore; users: UserDirectory; ledger: Ledger; clock: Clock; masterKey: Uint8Array; recoveryKey: Uint8Array; issuer: string }) {
+  constructor(options: { hot: HotStore; records: RecordStore; users: UserDirectory; ledger: Ledger; clock: Clock; masterKey: Uint8Array; recoveryKey: Uint8Array; issuer: string; throttle: LoginThrottle }) {
+    this.#throttle = options.throttle;
     this.#hot = options.hot;
     this.#records = options.records;
     this.#users = options.users;
@@ -86,9 +94,11 @@ export class SecondFactor {
   }
 
   /**
-   * Answers a challenge with a TOTP code or a recovery code. At most
-   * MAX_CHALLENGE_ATTEMPTS tries; success consumes the challenge atomically,
-   * so one challenge yields at most one session.
+   * Answers a challenge with a TOTP code or a recovery code. Every check
+   * goes through the account's second-factor throttle first (counted per
+   * account across challenges, security review 1); at most
+   * MAX_CHALLENGE_ATTEMPTS tries per challenge; success consumes the
+   * challenge atomically, so one challenge yields at most one session.
    */
   async answer(token: string, code: string): Promise<ChallengeResult> {
     const key = `mfa:${digest(token)}`;
@@ -99,6 +109,9 @@ export class SecondFactor {
       await this.#hot.delete(key);
       return { outcome: 'expired' };
     }
+    // The account-wide count (security review 1); a refused try still spends one of the challenge's.
+    const verdict = await this.#throttle.secondFactorAttempt(userId);
+    if (!verdict.allowed) return { outcome: 'throttled', userId, retryAfterSeconds: verdict.retryAfterSeconds };
     const user = await this.#users.byId(userId);
     if (user === null || user.disabled || user.totpSecret === null || user.totpSecret === undefined) return { outcome: 'expired' };
     const secret = new TextDecoder().decode(openSecret(this.#masterKey, SEAL_PURPOSE, user.totpSecret));
@@ -109,7 +122,7 @@ export class SecondFactor {
     } else if (await consumeRecoveryCode(this.#records, RECOVERY_CODES_COLLECTION, userId, code, this.#recoveryKey)) {
       method = 'recovery_code';
     }
-    if (method === undefined) return { outcome: 'invalid', attemptsLeft: MAX_CHALLENGE_ATTEMPTS - attempt.value };
+    if (method === undefined) return { outcome: 'invalid', userId, attemptsLeft: MAX_CHALLENGE_ATTEMPTS - attempt.value };
     // Consume: of two concurrent right answers, one session.
     if ((await this.#hot.consume(key)) === null) return { outcome: 'expired' };
     return { outcome: 'ok', userId, method };

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import fastifyFormbody from '@fastify/formbody';
-import { PasswordPolicyError, sameOrigin, type Identity, type RequestContext, type Session, type User } from '../identity/index.ts';
+import { DEVICE_COOKIE_MAX_AGE_MS, PasswordPolicyError, THROTTLE, sameOrigin, type Identity, type RequestContext, type Session, type User } from '../identity/index.ts';
 import { accountPage, errorPage, loginPage, logoutPage, recoveryCodesPage, secondFactorPage, type ConsentRow, type SecondFactorState } from './views/pages.ts';
 import { STYLESHEET } from './views/style.ts';
 
@@ -46,6 +46,8 @@ const LOGIN_COOKIE_MAX_AGE_S = 30 * 60;
 const MFA_COOKIE = '__Host-portcullis-mfa';
 const MFA_COOKIE_MAX_AGE_S = 5 * 60;
 const MAX_FIELD = 1024;
+/** Marks a browser that signed in to an account before (OWASP device cookies); kept across sign-outs. */
+const DEVICE_COOKIE = '__Host-portcullis-device';
 
 /** Pages allow their own stylesheet and forms to themselves, and nothing else: no script at all. */
 /**
@@ -78,6 +80,16 @@ const NOTICES: Record<string, string> = {
   'mfa-off': 'Two-step verification is off.',
   application: 'The application no longer has access to your account.',
 };
+
+/** A wait in words a person reads ("about 15 minutes"); Retry-After keeps the seconds. */
+export function waitInWords(seconds: number): string {
+  if (seconds < 60) return seconds <= 1 ? 'a second' : `${seconds} seconds`;
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 60) return minutes === 1 ? 'about a minute' : `about ${minutes} minutes`;
+  const hours = Math.round(minutes / 60);
+  if (hours < 48) return hours === 1 ? 'about an hour' : `about ${hours} hours`;
+  return `about ${Math.round(hours / 24)} days`;
+}
 
 /**
  * Pages send their referrer to themselves only. Not `no-referrer`: under it
@@ -140,13 +152,43 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
   await app.register(fastifyCookie);
   await app.register(fastifyFormbody, { bodyLimit: 8 * 1024 });
 
-  const context = (request: FastifyRequest): RequestContext => ({ ip: request.ip, requestId: request.id, traceId: request.traceId, device: describeDevice(request.headers['user-agent']) });
+  const context = (request: FastifyRequest): RequestContext => {
+    const deviceCookie = request.cookies[DEVICE_COOKIE];
+    return { ip: request.ip, requestId: request.id, traceId: request.traceId, device: describeDevice(request.headers['user-agent']), ...(deviceCookie !== undefined && { deviceCookie }) };
+  };
 
   const setSessionCookie = (reply: FastifyReply, id: string) =>
     reply.setCookie(SESSION_COOKIE, id, { path: '/', secure: true, httpOnly: true, sameSite: 'lax', maxAge: Math.floor(accounts.sessions.policy.absoluteTimeoutMs / 1000) });
   const clearSessionCookie = (reply: FastifyReply) => reply.clearCookie(SESSION_COOKIE, { path: '/', secure: true, httpOnly: true, sameSite: 'lax' });
 
   const currentSession = (request: FastifyRequest) => signedInSession(accounts, request);
+
+  /**
+   * Every sign-in path ends here (password alone, password + second factor;
+   * security review 10): a new session id (no fixation), and a session this
+   * browser still held is ended, not orphaned.
+   */
+  async function startSession(request: FastifyRequest, reply: FastifyReply, signedIn: { session: { id: string }; deviceCookie: string }): Promise<void> {
+    const previous = await currentSession(request);
+    if (previous !== null) await accounts.sessions.revoke(previous.user.id, previous.session.handle);
+    setSessionCookie(reply, signedIn.session.id);
+    // OWASP device cookies: this browser has now signed in to the account (security review 3).
+    reply.setCookie(DEVICE_COOKIE, signedIn.deviceCookie, { path: '/', secure: true, httpOnly: true, sameSite: 'lax', maxAge: Math.floor(DEVICE_COOKIE_MAX_AGE_MS / 1000) });
+  }
+
+  /**
+   * A re-authentication the throttle refused, or the pair's last allowed
+   * failure (security review 4): the session ends, and the person signs in
+   * again, where the same throttle waits for them.
+   */
+  async function endAfterReauthFailures(request: FastifyRequest, reply: FastifyReply, current: { session: Session; user: User }, retryAfterSeconds: number | undefined) {
+    await accounts.endSession(current.user.id, current.session.handle, context(request), 'revoked');
+    await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: current.session.handle }, { requestId: request.id, ip: request.ip });
+    clearSessionCookie(reply);
+    const wait = retryAfterSeconds ?? Math.ceil(THROTTLE.windowMs / 1000);
+    reply.header('retry-after', String(wait));
+    return page(reply, 429, errorPage({ title: 'Sign in again', detail: `The password was wrong too many times, so you were signed out. Wait ${waitInWords(wait)}, then sign in again.` }));
+  }
 
   /** Same-origin and a valid token for the binding, or a 403 page. */
   function refuseForgery(request: FastifyRequest, reply: FastifyReply, binding: string | undefined): FastifyReply | undefined {
@@ -199,7 +241,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     const result = await accounts.login(email, password, context(request));
     if (result.outcome === 'throttled') {
       reply.header('retry-after', String(result.retryAfterSeconds));
-      return again(429, `Too many attempts. Wait ${result.retryAfterSeconds} seconds, then try again.`);
+      return again(429, `Too many attempts. Wait ${waitInWords(result.retryAfterSeconds)}, then try again.`);
     }
     if (result.outcome === 'invalid') return again(401, 'The email address or the password is not right.');
     if (result.outcome === 'second_factor') {
@@ -207,11 +249,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
       reply.clearCookie(LOGIN_COOKIE, cookieOptions);
       return reply.redirect(`/login/totp${returnTo !== undefined ? `?return_to=${encodeURIComponent(returnTo)}` : ''}`, 303);
     }
-    // A new session id at every sign-in (no fixation), and the pre-session
-    // cookie is spent. A session this browser still held is ended, not orphaned.
-    const previous = await currentSession(request);
-    if (previous !== null) await accounts.sessions.revoke(previous.user.id, previous.session.handle);
-    setSessionCookie(reply, result.session.id);
+    await startSession(request, reply, result);
     reply.clearCookie(LOGIN_COOKIE, { path: '/', secure: true, httpOnly: true, sameSite: 'lax' });
     return reply.redirect(returnTo ?? '/account', 303);
   });
@@ -234,21 +272,42 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
       reply.clearCookie(MFA_COOKIE, cookieOptions);
       return page(reply, 401, errorPage({ title: 'Sign in again', detail: 'The sign-in took too long or had too many wrong codes. Start again with your password.' }));
     }
+    if (answer.outcome === 'throttled') {
+      await accounts.secondFactorFailed(answer.userId, context(request), 'throttled');
+      reply.header('retry-after', String(answer.retryAfterSeconds));
+      return page(
+        reply,
+        429,
+        secondFactorPage({ csrf: csrf.token(`mfa:${token!}`), error: `Too many wrong codes for this account. Wait ${waitInWords(answer.retryAfterSeconds)}, then try again.`, ...(returnTo !== undefined && { returnTo }) }),
+        await targetsOf(returnTo),
+      );
+    }
     if (answer.outcome === 'invalid') {
-      await accounts.secondFactorFailed(undefined, context(request));
+      await accounts.secondFactorFailed(answer.userId, context(request));
       return page(reply, 401, secondFactorPage({ csrf: csrf.token(`mfa:${token!}`), error: `That code is not right. ${answer.attemptsLeft} attempts left.`, ...(returnTo !== undefined && { returnTo }) }), await targetsOf(returnTo));
     }
     const result = await accounts.completeSecondFactor(answer.userId, answer.method, context(request));
     if (result.outcome !== 'ok') return page(reply, 401, errorPage({ title: 'Sign in again', detail: 'This account cannot sign in.' }));
-    setSessionCookie(reply, result.session.id);
+    await startSession(request, reply, result);
     reply.clearCookie(MFA_COOKIE, cookieOptions);
     return reply.redirect(returnTo ?? '/account', 303);
   });
 
-  async function secondFactorState(user: User): Promise<SecondFactorState> {
+  async function secondFactorState(current: { session: Session; user: User }): Promise<SecondFactorState> {
+    const { user } = current;
     if (user.totpSecret !== null && user.totpSecret !== undefined) return { state: 'on', recoveryCodesLeft: await secondFactor.remainingRecoveryCodes(user.id) };
+    // An old session sees no pending secret (it could bind it, security review 9): the password starts setup again.
+    if (!accounts.authenticatedRecently(current.session)) return { state: 'off', passwordRequired: true };
     const pending = await secondFactor.pendingEnrolment(user.id, user.email);
     return pending === null ? { state: 'off' } : { state: 'pending', ...pending };
+  }
+
+  /** A new session id after a privilege change (OWASP session management); after a re-authentication its auth time is now. */
+  async function renewSession(reply: FastifyReply, current: { session: Session; user: User }, reauthenticated: boolean): Promise<void> {
+    // Without an authTime the session manager stamps its clock's now.
+    const renewed = await accounts.sessions.create(current.user.id, { amr: current.session.amr, device: current.session.device, ip: current.session.ip, ...(!reauthenticated && { authTime: current.session.authTime }) });
+    await accounts.sessions.revoke(current.user.id, current.session.handle);
+    setSessionCookie(reply, renewed.id);
   }
 
   async function renderAccount(reply: FastifyReply, current: { session: Session; user: User }, status: number, extra: { error?: string; notice?: string } = {}) {
@@ -261,7 +320,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
         csrf: csrf.token(current.session.handle),
         sessions: sessions.map((session) => ({ ...session, current: session.handle === current.session.handle })),
         consents: applications === undefined ? [] : await applications.list(current.user.id),
-        secondFactor: await secondFactorState(current.user),
+        secondFactor: await secondFactorState(current),
         ...extra,
       }),
     );
@@ -272,7 +331,17 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     if (current === null) return reply.redirect('/login', 303);
     const refused = refuseForgery(request, reply, current.session.handle);
     if (refused !== undefined) return refused;
-    if (current.user.totpSecret === null || current.user.totpSecret === undefined) await secondFactor.beginEnrolment(current.user.id, current.user.email);
+    if (current.user.totpSecret !== null && current.user.totpSecret !== undefined) return reply.redirect('/account', 303);
+    // NIST SP 800-63B 6.1.2.1: a new authenticator only after a recent authentication (security review 9).
+    if (!accounts.authenticatedRecently(current.session)) {
+      const check = await accounts.reauthenticate(current.user.id, (field(request.body, 'password') ?? '').slice(0, MAX_FIELD), context(request));
+      if (check.outcome !== 'ok') {
+        if (check.endSession) return endAfterReauthFailures(request, reply, current, check.outcome === 'throttled' ? check.retryAfterSeconds : undefined);
+        return renderAccount(reply, current, 400, { error: 'Enter your current password to set up two-step verification.' });
+      }
+      await renewSession(reply, current, true);
+    }
+    await secondFactor.beginEnrolment(current.user.id, current.user.email);
     return reply.redirect('/account', 303);
   });
 
@@ -281,6 +350,9 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     if (current === null) return reply.redirect('/login', 303);
     const refused = refuseForgery(request, reply, current.session.handle);
     if (refused !== undefined) return refused;
+    if (!accounts.authenticatedRecently(current.session)) {
+      return renderAccount(reply, current, 400, { error: 'Setting up took too long since you signed in. Enter your password and start again.' });
+    }
     const codes = await secondFactor.confirmEnrolment(current.user.id, field(request.body, 'code') ?? '', { requestId: request.id, ip: request.ip });
     if (codes === null) return renderAccount(reply, current, 400, { error: 'That code is not right, or the setup expired. Try the current code from your app.' });
     return page(reply, 200, recoveryCodesPage({ codes }));
@@ -291,7 +363,9 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     if (current === null) return reply.redirect('/login', 303);
     const refused = refuseForgery(request, reply, current.session.handle);
     if (refused !== undefined) return refused;
-    if (!(await accounts.checkPassword(current.user.id, field(request.body, 'password') ?? ''))) {
+    const check = await accounts.reauthenticate(current.user.id, (field(request.body, 'password') ?? '').slice(0, MAX_FIELD), context(request));
+    if (check.outcome !== 'ok') {
+      if (check.endSession) return endAfterReauthFailures(request, reply, current, check.outcome === 'throttled' ? check.retryAfterSeconds : undefined);
       return renderAccount(reply, current, 400, { error: 'The password is not right; two-step verification stays on.' });
     }
     await secondFactor.disable(current.user.id, { requestId: request.id, ip: request.ip });
@@ -365,7 +439,10 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     const others = (await accounts.sessions.list(current.user.id)).filter((session) => session.handle !== current.session.handle);
     try {
       const outcome = await accounts.changePassword(current.user.id, currentPassword, newPassword, current.session.handle, context(request));
-      if (outcome === 'wrong_password') return await again('The current password is not right.');
+      if (outcome !== 'changed') {
+        if (outcome.endSession) return await endAfterReauthFailures(request, reply, current, outcome.outcome === 'throttled' ? outcome.retryAfterSeconds : undefined);
+        return await again('The current password is not right.');
+      }
     } catch (error) {
       if (error instanceof PasswordPolicyError) return again(`The new password was refused: ${error.message}`);
       throw error;
@@ -373,9 +450,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     // The other sessions ended with the old password; so do their applications' tokens.
     for (const session of others) await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: session.handle }, { requestId: request.id, ip: request.ip });
     // A privilege change gets a new session id too (OWASP session management).
-    const renewed = await accounts.sessions.create(current.user.id, { amr: current.session.amr, device: current.session.device, ip: current.session.ip, authTime: current.session.authTime });
-    await accounts.sessions.revoke(current.user.id, current.session.handle);
-    setSessionCookie(reply, renewed.id);
+    await renewSession(reply, current, false);
     return reply.redirect('/account?done=password', 303);
   });
 

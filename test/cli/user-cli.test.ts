@@ -89,4 +89,39 @@ describe('portcullis user', () => {
       await running?.stop();
     }
   });
+
+  it('first-hour D6: list shows who is slowed by failed sign-ins or has no password; unlock clears every address\'s lock and is audited', async () => {
+    assert.equal((await run(['user', 'create', '--config', configFile, '--email', 'dave@example.com', '--password-stdin'], 'correct horse battery staple\n')).code, 0);
+    assert.equal((await run(['user', 'create', '--config', configFile, '--email', 'erin@example.com'])).code, 0);
+    const config = loadConfig({ env: {}, file: configFile, overrides: { port: 0 } });
+    let running: RunningPortcullis | undefined = await startPortcullis(config);
+    try {
+      // Two addresses, five wrong passwords each: the first is locked for this account, and the account is slowed.
+      for (const ip of ['198.51.100.20', '198.51.100.21']) {
+        for (let i = 0; i < 5; i++) assert.equal((await running.identity.accounts.login('dave@example.com', `wrong guess ${i}`, { ip })).outcome, 'invalid');
+      }
+      assert.equal((await running.identity.accounts.login('dave@example.com', 'correct horse battery staple', { ip: '198.51.100.20' })).outcome, 'throttled');
+      await running.stop();
+      running = undefined;
+
+      const listed = await run(['user', 'list', '--config', configFile]);
+      assert.ok(listed.out.some((line) => / {2}dave@example\.com {2}active, slowed$/.test(line)), listed.out.join('\n'));
+      assert.ok(listed.out.some((line) => / {2}erin@example\.com {2}active, no password$/.test(line)), listed.out.join('\n'));
+
+      const unlocked = await run(['user', 'unlock', 'dave@example.com', '--config', configFile]);
+      assert.equal(unlocked.code, 0, unlocked.err.join('\n'));
+      assert.match(unlocked.out[0]!, /dave@example\.com is unlocked/);
+      assert.ok((await run(['user', 'list', '--config', configFile])).out.some((line) => / {2}dave@example\.com {2}active$/.test(line)));
+      assert.equal((await run(['user', 'unlock', 'nobody@example.com', '--config', configFile])).code, 1);
+
+      running = await startPortcullis(config);
+      assert.equal((await running.identity.accounts.login('dave@example.com', 'correct horse battery staple', { ip: '198.51.100.20' })).outcome, 'ok', 'the locked address may sign in again');
+      const size = await running.ledger.size();
+      const unlocks = (await running.stores.durable.auditLog.entries(0, size)).map((row) => decodeEntry(row.entry)).filter((entry) => entry.type === 'user.updated' && entry.detail?.['change'] === 'unlocked');
+      assert.equal(unlocks.length, 1);
+      assert.equal(unlocks[0]!.service, 'admin-cli');
+    } finally {
+      await running?.stop();
+    }
+  });
 });

@@ -11,6 +11,7 @@ import { Accounts } from '../../src/identity/accounts.ts';
 import { PasswordHasher } from '../../src/identity/passwords.ts';
 import { SessionManager } from '../../src/identity/sessions.ts';
 import { LoginThrottle } from '../../src/identity/throttle.ts';
+import { DeviceCookies } from '../../src/identity/device-cookies.ts';
 import { UserDirectory } from '../../src/identity/users.ts';
 import { openMemoryHotStore } from '../../src/store/memory/hot-store.ts';
 import { durableDrivers, type DurableFixture } from '../store/drivers.ts';
@@ -47,6 +48,7 @@ describe('password hashes are upgraded at sign-in', () => {
       hasher: new PasswordHasher(parameters),
       sessions: new SessionManager({ hot, clock: () => Date.now(), policy: { idleTimeoutMs: 60_000, absoluteTimeoutMs: 600_000, renewIntervalMs: 1_000, maxPerUser: 10 } }),
       throttle: new LoginThrottle({ hot, clock: () => Date.now() }),
+      devices: new DeviceCookies({ key: new Uint8Array(randomBytes(32)), clock: () => Date.now() }),
       ledger,
       clock: () => Date.now(),
       maskIp: (ip) => ip,
@@ -67,5 +69,22 @@ describe('password hashes are upgraded at sign-in', () => {
     assert.match(upgraded, /\$m=19456,t=3,p=1\$/);
     assert.equal((await after.login('upgrade@example.com', PASSWORD, { ip: '198.51.100.1' })).outcome, 'ok', 'the upgraded hash verifies');
     assert.equal((await after.users.byId(user.id))?.passwordHash, upgraded, 'and is not rehashed again');
+  });
+
+  it('security review 21: of 12 parallel password changes from the same current password exactly one wins', async () => {
+    const accounts = accountsWith(OLD);
+    const user = await accounts.createUser('race@example.com', PASSWORD, { actor: 'test' });
+    const outcomes = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => accounts.changePassword(user.id, PASSWORD, `a new passphrase number ${i} of the contest`, 'none', { ip: `198.51.100.${i + 10}` })),
+    );
+    const winners = outcomes.flatMap((outcome, i) => (outcome === 'changed' ? [i] : []));
+    assert.equal(winners.length, 1, `changed: ${winners.join(',')}`);
+    // The others lose the compare-and-set, or (beyond the account's 10 free attempts) wait at the throttle.
+    const losers = outcomes.filter((_, i) => i !== winners[0]);
+    assert.ok(losers.every((outcome) => outcome !== 'changed' && (outcome.outcome === 'throttled' || (outcome.outcome === 'wrong_password' && !outcome.endSession))));
+    assert.ok(losers.filter((outcome) => outcome !== 'changed' && outcome.outcome === 'wrong_password').length >= 8, 'most got past the throttle and lost the race itself');
+    // The stored password is the winner's.
+    const stored = (await accounts.users.byId(user.id))?.passwordHash ?? '';
+    assert.equal((await new PasswordHasher(OLD).verify(stored, `a new passphrase number ${winners[0]} of the contest`)).ok, true);
   });
 });

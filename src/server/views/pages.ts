@@ -3,6 +3,7 @@
  * all, labelled fields in a natural focus order, one h1 per page, errors
  * announced (role="alert") and tied to their form.
  */
+import { qrCodeSvg } from './qr-code.ts';
 import { html, type Html } from './html.ts';
 
 export interface SessionRow {
@@ -57,7 +58,8 @@ function formatTime(ms: number): string {
 }
 
 export type SecondFactorState =
-  | { readonly state: 'off' }
+  /** `passwordRequired`: the session signed in too long ago to add an authenticator without the password. */
+  | { readonly state: 'off'; readonly passwordRequired?: boolean }
   | { readonly state: 'pending'; readonly secret: string; readonly uri: string }
   | { readonly state: 'on'; readonly recoveryCodesLeft: number };
 
@@ -73,7 +75,8 @@ function secondFactorSection(csrf: string, factor: SecondFactorState): Html {
   }
   if (factor.state === 'pending') {
     const grouped = factor.secret.match(/.{1,4}/g)?.join(' ') ?? factor.secret;
-    return html`<p>Add this key to your authenticator app (or <a href="${factor.uri}">open it in the app</a>), then enter the 6-digit code it shows.</p>
+    return html`<p>Scan this code with your authenticator app, or add the key below to it (or <a href="${factor.uri}">open it in the app</a>), then enter the 6-digit code it shows.</p>
+<p class="qr-code">${qrCodeSvg(factor.uri, 'QR code for your authenticator app')}</p>
 <p><code id="totp-secret">${grouped}</code></p>
 <form method="post" action="/account/totp/confirm">
 <input type="hidden" name="_csrf" value="${csrf}">
@@ -83,7 +86,14 @@ function secondFactorSection(csrf: string, factor: SecondFactorState): Html {
 </form>`;
   }
   return html`<p>Two-step verification is off. With it on, signing in also needs a code from an authenticator app.</p>
-<form method="post" action="/account/totp/begin"><input type="hidden" name="_csrf" value="${csrf}"><button type="submit" class="secondary">Set up two-step verification</button></form>`;
+<form method="post" action="/account/totp/begin"><input type="hidden" name="_csrf" value="${csrf}">${
+    factor.passwordRequired === true
+      ? html`
+<label for="begin-password">Current password, to set it up</label>
+<input type="password" id="begin-password" name="password" autocomplete="current-password" required maxlength="1024">
+`
+      : ''
+  }<button type="submit" class="secondary">Set up two-step verification</button></form>`;
 }
 
 /** An application the user let in, for the account page. */

@@ -1,0 +1,59 @@
+/**
+ * The throttle's own rules, on a test clock: the second factor's lock after
+ * 100 consecutive failures (NIST SP 800-63B 5.2.2), what a success resets and
+ * what it does not, and what an unlock clears.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { LoginThrottle, THROTTLE } from '../../src/identity/throttle.ts';
+import { openMemoryHotStore } from '../../src/store/memory/hot-store.ts';
+import { ManualClock } from '../support/clock.ts';
+
+function throttleOnClock() {
+  const clock = new ManualClock();
+  const hot = openMemoryHotStore({ clock: clock.now });
+  return { clock, throttle: new LoginThrottle({ hot, clock: clock.now }) };
+}
+
+describe('LoginThrottle', () => {
+  it('security review 1: the second factor locks after 100 consecutive failures however slowly they come, until a whole sign-in or an unlock', async () => {
+    const { clock, throttle } = throttleOnClock();
+    for (let i = 0; i < THROTTLE.secondFactorLockFailures; i++) {
+      const verdict = await throttle.secondFactorAttempt('u_1');
+      assert.equal(verdict.allowed, true, `check ${i + 1}`);
+      clock.advance(THROTTLE.secondFactorMaxDelayMs); // the slowest guesser: always waits the gate out
+    }
+    const locked = await throttle.secondFactorAttempt('u_1');
+    assert.equal(locked.allowed, false);
+    assert.equal(await throttle.state('a@example.com', 'u_1'), 'locked');
+    clock.advance(24 * 60 * 60_000);
+    assert.equal((await throttle.secondFactorAttempt('u_1')).allowed, false, 'still locked a day later');
+    await throttle.unlock('a@example.com', 'u_1');
+    assert.equal((await throttle.secondFactorAttempt('u_1')).allowed, true);
+    assert.equal(await throttle.state('a@example.com', 'u_1'), null);
+  });
+
+  it('a right password does not reset the second-factor count; only succeeded() after the whole sign-in does', async () => {
+    const { throttle } = throttleOnClock();
+    for (let i = 0; i < THROTTLE.secondFactorFreeFailures + 1; i++) assert.equal((await throttle.secondFactorAttempt('u_2')).allowed, true);
+    // The password step again (allowed, counted) changes nothing for the second factor.
+    assert.equal((await throttle.attempt('b@example.com', '198.51.100.1')).allowed, true);
+    assert.equal((await throttle.secondFactorAttempt('u_2')).allowed, false, 'slowed: the gate is closed');
+    await throttle.succeeded('b@example.com', '198.51.100.1', 'u_2');
+    assert.equal((await throttle.secondFactorAttempt('u_2')).allowed, true);
+  });
+
+  it('security review 3: refused attempts do not feed the account count, and a valid device id skips the account gate within its own limit', async () => {
+    const { throttle } = throttleOnClock();
+    const account = 'c@example.com';
+    for (let i = 0; i < THROTTLE.accountFreeFailures; i++) assert.equal((await throttle.attempt(account, `198.51.100.${i}`)).allowed, true);
+    // The gate is closed now: a hundred refused attempts from new addresses...
+    for (let i = 0; i < 100; i++) assert.equal((await throttle.attempt(account, `203.0.113.${i}`)).allowed, false);
+    // ...leave the wait where it was (1 s), not at the 60 s a counted hundred would give.
+    const refused = await throttle.attempt(account, '192.0.2.1');
+    assert.deepEqual(refused, { allowed: false, retryAfterSeconds: 1, scope: 'account' });
+    // A known device gets through, five times, then waits like everyone else.
+    for (let i = 0; i < THROTTLE.deviceCookieLimit; i++) assert.equal((await throttle.attempt(account, `192.0.2.${i + 10}`, 'device-1')).allowed, true);
+    assert.equal((await throttle.attempt(account, '192.0.2.99', 'device-1')).allowed, false);
+  });
+});
