@@ -176,8 +176,9 @@ export class Accounts {
    * checked first, so a bad one changes nothing (UserError
    * 'invalid_profile'). The audit entry names the changed fields, never
    * their values: the ledger is append-only and must not hold personal data.
+   * `actor`: the admin service making the change; absent when the user does.
    */
-  async updateProfile(userId: string, change: ProfileChange, context: { actor: string; requestId?: string; traceId?: string; ip?: string }): Promise<{ user: User; changed: readonly ProfileField[] }> {
+  async updateProfile(userId: string, change: ProfileChange, context: { actor?: string; requestId?: string; traceId?: string; ip?: string }): Promise<{ user: User; changed: readonly ProfileField[] }> {
     const checked = checkProfileChange(change, { allowLoopbackHttp: this.#allowLoopbackHttpPictures });
     let changed: ProfileField[] = [];
     const user = await this.#users.update(userId, (current) => {
@@ -190,7 +191,7 @@ export class Accounts {
         type: 'user.updated',
         outcome: 'success',
         actorUserId: userId,
-        actorService: context.actor,
+        ...(context.actor !== undefined && { actorService: context.actor }),
         ...(context.requestId !== undefined && { requestId: context.requestId }),
         ...(context.traceId !== undefined && { traceId: context.traceId }),
         ...(context.ip !== undefined && { ip: context.ip }),
