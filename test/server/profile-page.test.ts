@@ -7,7 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeEntry, type AuditEntry } from '../../src/audit/index.ts';
-import type { User } from '../../src/identity/index.ts';
+import { UserError, checkProfileChange, type User } from '../../src/identity/index.ts';
 import { BrowserlessClient, csrfField, type PageResponse } from '../support/browserless-client.ts';
 import { ManualClock } from '../support/clock.ts';
 import { startTestServer, testBackends, type TestServer } from '../support/server.ts';
@@ -147,3 +147,10 @@ for (const backend of testBackends) {
     });
   });
 }
+
+it('in production, a picture must be https even on loopback (OIDC Core 5.1 picture; http only for local development)', () => {
+  const loopback = { picture: 'http://127.0.0.1:8080/me.png' };
+  assert.deepEqual(checkProfileChange(loopback, { allowLoopbackHttp: true }), loopback);
+  assert.throws(() => checkProfileChange(loopback, { allowLoopbackHttp: false }), (error) => error instanceof UserError && error.code === 'invalid_profile' && /must be an https URL/.test(error.message));
+  assert.throws(() => checkProfileChange({ picture: 'http://images.example.net/me.png' }, { allowLoopbackHttp: true }), UserError);
+});
