@@ -147,13 +147,14 @@ export interface ProfileValues {
   readonly picture?: string;
 }
 
-const PROFILE_INPUTS: readonly { readonly field: keyof ProfileValues; readonly label: string; readonly type: string; readonly autocomplete: string; readonly maxlength: number; readonly hint?: string }[] = [
-  { field: 'name', label: 'Full name', type: 'text', autocomplete: 'name', maxlength: 200 },
-  { field: 'given_name', label: 'Given name', type: 'text', autocomplete: 'given-name', maxlength: 200 },
-  { field: 'family_name', label: 'Family name', type: 'text', autocomplete: 'family-name', maxlength: 200 },
-  { field: 'locale', label: 'Language', type: 'text', autocomplete: 'language', maxlength: 200, hint: 'A language tag, for example en-GB or fr-CA.' },
-  { field: 'zoneinfo', label: 'Time zone', type: 'text', autocomplete: 'off', maxlength: 200, hint: 'For example Europe/Paris or America/New_York.' },
-  { field: 'picture', label: 'Picture URL', type: 'url', autocomplete: 'photo', maxlength: 2048, hint: 'An https address of an image.' },
+const PROFILE_INPUTS: readonly { readonly field: keyof ProfileValues; readonly label: string; readonly inputmode?: string; readonly autocomplete: string; readonly maxlength: number; readonly hint?: string }[] = [
+  { field: 'name', label: 'Full name', autocomplete: 'name', maxlength: 200 },
+  { field: 'given_name', label: 'Given name', autocomplete: 'given-name', maxlength: 200 },
+  { field: 'family_name', label: 'Family name', autocomplete: 'family-name', maxlength: 200 },
+  { field: 'locale', label: 'Language', autocomplete: 'language', maxlength: 200, hint: 'A language tag, for example en-GB or fr-CA.' },
+  { field: 'zoneinfo', label: 'Time zone', autocomplete: 'off', maxlength: 200, hint: 'For example Europe/Paris or America/New_York.' },
+  // A text field with inputmode="url" (styled like the others); the server checks the URL.
+  { field: 'picture', label: 'Picture URL', inputmode: 'url', autocomplete: 'photo', maxlength: 2048, hint: 'An https address of an image.' },
 ];
 
 function profileSection(csrf: string, profile: ProfileValues): Html {
@@ -162,7 +163,7 @@ function profileSection(csrf: string, profile: ProfileValues): Html {
 <input type="hidden" name="_csrf" value="${csrf}">
 ${PROFILE_INPUTS.map(
   (input) => html`<label for="profile-${input.field}">${input.label}</label>
-<input type="${input.type}" id="profile-${input.field}" name="${input.field}" autocomplete="${input.autocomplete}" maxlength="${String(input.maxlength)}" value="${profile[input.field] ?? ''}"${input.hint !== undefined ? html` aria-describedby="profile-${input.field}-hint"` : ''}>
+<input type="text"${input.inputmode !== undefined ? html` inputmode="${input.inputmode}"` : ''} id="profile-${input.field}" name="${input.field}" autocomplete="${input.autocomplete}" maxlength="${String(input.maxlength)}" value="${profile[input.field] ?? ''}"${input.hint !== undefined ? html` aria-describedby="profile-${input.field}-hint"` : ''}>
 ${input.hint !== undefined ? html`<p class="hint" id="profile-${input.field}-hint">${input.hint}</p>
 ` : ''}`,
 )}<button type="submit">Save profile</button>
