@@ -1,5 +1,5 @@
 /**
- * `portcullis user create | set-password | list | disable | enable | unlock | delete`: accounts from
+ * `portcullis user create | set-password | list | set-profile | disable | enable | unlock | delete`: accounts from
  * the command line, through the same Accounts service the pages use (so
  * every change is checked and audited the same way).
  */
@@ -7,7 +7,7 @@ import { withAuditedStores } from './admin-stores.ts';
 import { PasswordInputError, readNewPassword } from './password-prompt.ts';
 import type { Command, Option } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
-import { createIdentity, PasswordPolicyError, UserError, type Identity, type User } from '../identity/index.ts';
+import { createIdentity, PasswordPolicyError, UserError, type Identity, type ProfileField, type User } from '../identity/index.ts';
 import { systemClock } from '../store/index.ts';
 
 export interface UserCliContext {
@@ -90,7 +90,7 @@ export function registerUserCommands(program: Command, context: UserCliContext):
 
   user
     .command('list')
-    .description('List users: id, email, state (active or disabled; locked or slowed by failed sign-ins; no password).')
+    .description('List users: id, email, state (active or disabled; locked or slowed by failed sign-ins; no password), and name when one is set.')
     .addOption(context.configOption())
     .action(async (options: { config?: string }) => {
       const config = context.load(options);
@@ -102,13 +102,42 @@ export function registerUserCommands(program: Command, context: UserCliContext):
           for (const listed of page) {
             const lock = await identity.accounts.lockState(listed);
             const states = [listed.disabled ? 'disabled' : 'active', ...(lock !== null ? [lock] : []), ...(listed.passwordHash === null ? ['no password'] : [])];
-            context.out(`${listed.id}  ${listed.email}  ${states.join(', ')}`);
+            context.out(`${listed.id}  ${listed.email}  ${states.join(', ')}${listed.profile?.name !== undefined ? `  ${JSON.stringify(listed.profile.name)}` : ''}`);
           }
           count += page.length;
           if (page.length < 1000) break;
           after = page.at(-1)!.id;
         }
         if (count === 0) context.out('No users yet: portcullis user create --email <address> --password-stdin');
+      });
+    });
+
+  user
+    .command('set-profile')
+    .description('Set profile claims (OpenID Connect Core 5.1) that applications granted the "profile" scope receive. An empty value removes a claim.')
+    .addOption(context.configOption())
+    .argument('<user>', 'email address or user id')
+    .option('--name <text>', 'full name')
+    .option('--given-name <text>', 'given (first) name')
+    .option('--family-name <text>', 'family (last) name')
+    .option('--locale <tag>', 'BCP 47 language tag, e.g. en-GB')
+    .option('--zoneinfo <zone>', 'IANA time zone, e.g. Europe/Paris')
+    .option('--picture <url>', 'https URL of a picture')
+    .action(async (who: string, options: { config?: string; name?: string; givenName?: string; familyName?: string; locale?: string; zoneinfo?: string; picture?: string }) => {
+      const change: { [field in ProfileField]?: string } = {
+        ...(options.name !== undefined && { name: options.name }),
+        ...(options.givenName !== undefined && { given_name: options.givenName }),
+        ...(options.familyName !== undefined && { family_name: options.familyName }),
+        ...(options.locale !== undefined && { locale: options.locale }),
+        ...(options.zoneinfo !== undefined && { zoneinfo: options.zoneinfo }),
+        ...(options.picture !== undefined && { picture: options.picture }),
+      };
+      if (Object.keys(change).length === 0) throw new UserCommandError('set-profile: give at least one of --name, --given-name, --family-name, --locale, --zoneinfo, --picture');
+      const config = context.load(options);
+      await withIdentity(config, async (identity) => {
+        const found = await findUser(identity, who);
+        const { changed } = await identity.accounts.updateProfile(found.id, change, { actor: 'admin-cli' }).catch(explain);
+        context.out(changed.length === 0 ? `${found.email}: the profile already had these values; nothing changed.` : `${found.email}: profile updated (${changed.join(', ')}).`);
       });
     });
 

@@ -9,6 +9,7 @@ import { PasswordPolicyError, checkNewPassword, type PasswordHasher } from './pa
 import type { DeviceCookies } from './device-cookies.ts';
 import type { NewSession, SessionManager } from './sessions.ts';
 import { THROTTLE, type LoginThrottle } from './throttle.ts';
+import { PROFILE_FIELDS, applyProfileChange, checkProfileChange, type ProfileChange, type ProfileField } from './profile.ts';
 import { UserError, normaliseEmail, type User, type UserDirectory } from './users.ts';
 
 /** Who is asking, for throttling and the audit entry. */
@@ -58,8 +59,12 @@ export class Accounts {
   readonly #maskIp: (ip: string) => string;
   readonly #devices: DeviceCookies;
 
-  constructor(options: { users: UserDirectory; hasher: PasswordHasher; sessions: SessionManager; throttle: LoginThrottle; devices: DeviceCookies; ledger: Ledger; clock: Clock; maskIp: (ip: string) => string }) {
+  readonly #allowLoopbackHttpPictures: boolean;
+
+  /** `allowLoopbackHttpPictures`: development mode, where a picture may be served from http://localhost. */
+  constructor(options: { users: UserDirectory; hasher: PasswordHasher; sessions: SessionManager; throttle: LoginThrottle; devices: DeviceCookies; ledger: Ledger; clock: Clock; maskIp: (ip: string) => string; allowLoopbackHttpPictures?: boolean }) {
     this.#devices = options.devices;
+    this.#allowLoopbackHttpPictures = options.allowLoopbackHttpPictures ?? false;
     this.#users = options.users;
     this.#hasher = options.hasher;
     this.#sessions = options.sessions;
@@ -259,6 +264,37 @@ export class Accounts {
     const ended = disabled ? await this.#sessions.revokeAll(userId) : 0;
     await this.#ledger.record({ type: disabled ? 'user.disabled' : 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { disabled, sessionsEnded: ended } });
     return user;
+  }
+
+  /**
+   * Sets or clears profile claims (OIDC Core section 5.1). Every value is
+   * checked first, so a bad one changes nothing (UserError
+   * 'invalid_profile'). The audit entry names the changed fields, never
+   * their values: the ledger is append-only and must not hold personal data.
+   * `actor`: the admin service making the change; absent when the user does.
+   */
+  async updateProfile(userId: string, change: ProfileChange, context: { actor?: string; requestId?: string; traceId?: string; ip?: string }): Promise<{ user: User; changed: readonly ProfileField[] }> {
+    const checked = checkProfileChange(change, { allowLoopbackHttp: this.#allowLoopbackHttpPictures });
+    let changed: ProfileField[] = [];
+    const user = await this.#users.update(userId, (current) => {
+      const next = applyProfileChange(current.profile ?? {}, checked, Math.floor(this.#clock() / 1000));
+      changed = next.changed;
+      return changed.length === 0 ? {} : { profile: next.profile };
+    });
+    if (changed.length > 0) {
+      await this.#ledger.record({
+        type: 'user.updated',
+        outcome: 'success',
+        actorUserId: userId,
+        ...(context.actor !== undefined && { actorService: context.actor }),
+        ...(context.requestId !== undefined && { requestId: context.requestId }),
+        ...(context.traceId !== undefined && { traceId: context.traceId }),
+        ...(context.ip !== undefined && { ip: context.ip }),
+        // An entry's detail holds scalars only: the names, comma-separated.
+        detail: { change: 'profile', fields: PROFILE_FIELDS.filter((field) => changed.includes(field)).join(',') },
+      });
+    }
+    return { user, changed };
   }
 
   async deleteUser(userId: string, context: { actor: string }): Promise<boolean> {

@@ -23,6 +23,7 @@ export { PasswordHasher, PasswordPolicyError, checkNewPassword, normalisePasswor
 export { SessionManager, sessionHandle, type Session, type SessionPolicy } from './sessions.ts';
 export { LoginThrottle, THROTTLE } from './throttle.ts';
 export { UserDirectory, UserError, normaliseEmail, type User } from './users.ts';
+export { PROFILE_FIELDS, checkProfileChange, type Profile, type ProfileChange, type ProfileField } from './profile.ts';
 export { SecondFactor, MAX_CHALLENGE_ATTEMPTS, type ChallengeResult } from './second-factor.ts';
 export { TotpVerifier, generateTotpSecret, totpUri } from './totp.ts';
 export { consumeRecoveryCode, generateRecoveryCodes, remainingRecoveryCodes, saveRecoveryCodes } from './recovery-codes.ts';
@@ -57,6 +58,7 @@ export function createIdentity(options: { config: Readonly<Config>; stores: Stor
     ledger: options.ledger,
     clock,
     maskIp,
+    allowLoopbackHttpPictures: config.mode === 'development',
   });
   const secondFactor = new SecondFactor({
     hot: stores.hot,

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { RecordStore, StoredRecord } from '../store/index.ts';
+import type { Profile } from './profile.ts';
 
 const USERS = 'users';
 const EMAILS = 'user_emails';
@@ -16,6 +17,8 @@ export interface User {
   readonly passwordChangedAt: number | null;
   /** Sealed TOTP secret once a second factor is enrolled. */
   readonly totpSecret?: string | null;
+  /** OIDC Core section 5.1 profile claims (src/identity/profile.ts); absent until one is set. */
+  readonly profile?: Profile;
 }
 
 interface UserData {
@@ -24,11 +27,12 @@ interface UserData {
   disabled: boolean;
   passwordChangedAt: number | null;
   totpSecret?: string | null;
+  profile?: Profile;
 }
 
 export class UserError extends Error {
   override readonly name = 'UserError';
-  readonly code: 'invalid_email' | 'email_taken' | 'not_found' | 'conflict';
+  readonly code: 'invalid_email' | 'invalid_profile' | 'email_taken' | 'not_found' | 'conflict';
   constructor(code: UserError['code'], message: string) {
     super(message);
     this.code = code;

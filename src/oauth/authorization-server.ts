@@ -188,7 +188,8 @@ export function createAuthorizationServer(options: {
       users: {
         claims: async (userId) => {
           const user = await users.byId(userId);
-          return user === null || user.disabled ? null : { email: user.email };
+          // Addresses are not verified by Portcullis (yet): say so (OIDC Core section 5.1).
+          return user === null || user.disabled ? null : { ...user.profile, email: user.email, email_verified: false };
         },
       },
     }),

@@ -6,7 +6,7 @@
  */
 import { SIGNING_ALGORITHMS } from '../tokens/index.ts';
 import { DPOP_ALGORITHMS } from './dpop.ts';
-import { OIDC_SCOPES } from './scopes.ts';
+import { OIDC_SCOPES, SCOPE_CLAIMS } from './scopes.ts';
 import { SUPPORTED_GRANT_TYPES } from './token-endpoint.ts';
 
 /** Paths of the endpoints, relative to the issuer. */
@@ -81,7 +81,7 @@ export function openIdProviderMetadata(options: MetadataOptions): Record<string,
     userinfo_endpoint: endpointUrl(options.issuer, ENDPOINT_PATHS.userinfo),
     subject_types_supported: ['public'],
     id_token_signing_alg_values_supported: SIGNING_ALGORITHMS,
-    claims_supported: ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'at_hash', 'amr', 'sid', 'email', 'email_verified'],
+    claims_supported: ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'at_hash', 'amr', 'sid', ...Object.values(SCOPE_CLAIMS).flat()],
     claims_parameter_supported: false,
     request_parameter_supported: false,
     request_uri_parameter_supported: false,

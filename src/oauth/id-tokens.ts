@@ -45,6 +45,9 @@ export class IdTokens {
       // RFC 8176 authentication method references.
       ...(request.amr.length > 0 && { amr: request.amr }),
       ...(request.sid !== undefined && { sid: request.sid }),
+      // No email or profile claims here: OIDC Core section 5.4 puts them in
+      // the ID token only when no access token is issued, and every flow
+      // here (response_type=code) issues one, so they come from /userinfo.
     });
   }
 }

@@ -6,10 +6,15 @@
  */
 import type { AccessTokens, AccessTokenClaims } from './access-tokens.ts';
 import { OAuthError } from './errors.ts';
+import { claimsForScopes } from './scopes.ts';
 
 export interface UserClaimsSource {
-  /** The user's claims, or null when the account is gone or disabled. */
-  claims(userId: string): Promise<{ email: string } | null>;
+  /**
+   * Every claim value the user has (email, email_verified, the profile
+   * claims of OIDC Core section 5.1), or null when the account is gone or
+   * disabled. What is released is decided here, by scope.
+   */
+  claims(userId: string): Promise<Readonly<Record<string, unknown>> | null>;
 }
 
 /** Checks a DPoP proof for a request carrying `accessToken` (src/oauth/dpop.ts). */
@@ -56,11 +61,8 @@ export class UserInfoEndpoint {
     if (!scopes.includes('openid')) throw new OAuthError('insufficient_scope', 'The access token was not issued for OpenID Connect (no openid scope).', { headers: { 'www-authenticate': `${scheme} error="insufficient_scope", scope="openid"` } });
     const user = await this.#users.claims(claims.sub);
     if (user === null) throw challenge(scheme, 'invalid_token', 'The user of this access token is no longer active.');
-    return {
-      sub: claims.sub,
-      // Addresses are not verified by Portcullis (yet): say so (OIDC Core section 5.1).
-      ...(scopes.includes('email') && { email: user.email, email_verified: false }),
-    };
+    // OIDC Core section 5.4: the scopes of the token pick the claims; sub always.
+    return { ...claimsForScopes(scopes, user), sub: claims.sub };
   }
 }
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import fastifyFormbody from '@fastify/formbody';
-import { DEVICE_COOKIE_MAX_AGE_MS, PasswordPolicyError, THROTTLE, sameOrigin, type Identity, type RequestContext, type Session, type User } from '../identity/index.ts';
+import { DEVICE_COOKIE_MAX_AGE_MS, PROFILE_FIELDS, PasswordPolicyError, THROTTLE, UserError, sameOrigin, type Identity, type ProfileField, type RequestContext, type Session, type User } from '../identity/index.ts';
 import { accountPage, errorPage, loginPage, logoutPage, recoveryCodesPage, secondFactorPage, type ConsentRow, type SecondFactorState } from './views/pages.ts';
 import { STYLESHEET } from './views/style.ts';
 
@@ -79,6 +79,7 @@ const NOTICES: Record<string, string> = {
   password: 'Your password was changed. Other sessions were signed out.',
   'mfa-off': 'Two-step verification is off.',
   application: 'The application no longer has access to your account.',
+  profile: 'Your profile was saved.',
 };
 
 /** A wait in words a person reads ("about 15 minutes"); Retry-After keeps the seconds. */
@@ -321,6 +322,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
         sessions: sessions.map((session) => ({ ...session, current: session.handle === current.session.handle })),
         consents: applications === undefined ? [] : await applications.list(current.user.id),
         secondFactor: await secondFactorState(current),
+        ...(current.user.profile !== undefined && { profile: current.user.profile }),
         ...extra,
       }),
     );
@@ -425,6 +427,32 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
       await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: session.handle }, { requestId: request.id, ip: request.ip });
     }
     return reply.redirect('/account?done=others', 303);
+  });
+
+  // OIDC Core section 5.1 profile claims, edited by their owner. A field
+  // left out is unchanged, an empty one is removed; one bad value refuses
+  // the whole form and changes nothing.
+  app.post('/account/profile', async (request, reply) => {
+    const current = await currentSession(request);
+    if (current === null) return reply.redirect('/login', 303);
+    const refused = refuseForgery(request, reply, current.session.handle);
+    if (refused !== undefined) return refused;
+    const body = (request.body ?? {}) as Record<string, unknown>;
+    const change: { [field in ProfileField]?: string } = {};
+    for (const name of PROFILE_FIELDS) {
+      const value = body[name];
+      if (value === undefined) continue;
+      // A repeated field arrives as an array: ambiguous, so refused.
+      if (typeof value !== 'string') return renderAccount(reply, current, 400, { error: `Your profile was not saved: ${name} was sent more than once.` });
+      change[name] = value;
+    }
+    try {
+      await accounts.updateProfile(current.user.id, change, { requestId: request.id, traceId: request.traceId, ip: request.ip });
+    } catch (error) {
+      if (error instanceof UserError && error.code === 'invalid_profile') return renderAccount(reply, current, 400, { error: `Your profile was not saved: ${error.message}.` });
+      throw error;
+    }
+    return reply.redirect('/account?done=profile', 303);
   });
 
   app.post('/account/password', async (request, reply) => {

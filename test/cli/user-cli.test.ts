@@ -125,3 +125,92 @@ describe('portcullis user', () => {
     }
   });
 });
+
+describe('portcullis user set-profile (first-hour review D13)', () => {
+  let dir: string;
+  let configFile: string;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'portcullis-user-profile-'));
+    configFile = join(dir, 'portcullis.json');
+    writeFileSync(configFile, JSON.stringify({ dataDir: join(dir, 'data'), log: { level: 'silent' } }));
+    assert.equal((await run(['init', '--config', configFile])).code, 0);
+    assert.equal((await run(['migrate', '--config', configFile])).code, 0);
+    assert.equal((await run(['user', 'create', '--config', configFile, '--email', 'ada@example.com'])).code, 0);
+  });
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const profileOf = async () => {
+    const running = await startPortcullis(loadConfig({ env: {}, file: configFile, overrides: { port: 0 } }));
+    try {
+      return (await running.identity.accounts.users.byEmail('ada@example.com'))?.profile;
+    } finally {
+      await running.stop();
+    }
+  };
+
+  it('sets the profile claims, names the changed fields, shows the name in user list, and audits field names without values', async () => {
+    const startedAt = Math.floor(Date.now() / 1000);
+    const set = await run(
+      ['user', 'set-profile', 'ada@example.com', '--config', configFile, '--name', 'Ada Lovelace', '--given-name', 'Ada', '--family-name', 'Lovelace', '--locale', 'en-GB', '--zoneinfo', 'Europe/London', '--picture', 'https://images.example.net/ada.png'],
+    );
+    assert.equal(set.code, 0, set.err.join('\n'));
+    assert.deepEqual(set.out, ['ada@example.com: profile updated (name, given_name, family_name, locale, zoneinfo, picture).']);
+    const profile = await profileOf();
+    assert.ok(profile !== undefined && typeof profile.updated_at === 'number' && profile.updated_at >= startedAt, 'updated_at set by the server');
+    assert.deepEqual(profile, { updated_at: profile.updated_at, name: 'Ada Lovelace', given_name: 'Ada', family_name: 'Lovelace', locale: 'en-GB', zoneinfo: 'Europe/London', picture: 'https://images.example.net/ada.png' });
+    const listed = await run(['user', 'list', '--config', configFile]);
+    assert.ok(listed.out.some((line) => / {2}ada@example\.com {2}active {2}"Ada Lovelace"$/.test(line)), listed.out.join('\n'));
+
+    const again = await run(['user', 'set-profile', 'ada@example.com', '--config', configFile, '--name', 'Ada Lovelace', '--picture', '']);
+    assert.deepEqual(again.out, ['ada@example.com: profile updated (picture).'], 'an empty value removes a claim; an unchanged one is not a change');
+    assert.equal((await profileOf())?.picture, undefined);
+
+    const running = await startPortcullis(loadConfig({ env: {}, file: configFile, overrides: { port: 0 } }));
+    try {
+      const rows = await running.stores.durable.auditLog.entries(0, await running.ledger.size());
+      const updates = rows.map((row) => ({ entry: decodeEntry(row.entry), text: Buffer.from(row.entry).toString('utf8') })).filter(({ entry }) => entry.type === 'user.updated');
+      assert.deepEqual(
+        updates.map(({ entry }) => [entry.service, entry.detail]),
+        [
+          ['admin-cli', { change: 'profile', fields: 'name,given_name,family_name,locale,zoneinfo,picture' }],
+          ['admin-cli', { change: 'profile', fields: 'picture' }],
+        ],
+      );
+      for (const value of ['Ada', 'Lovelace', 'en-GB', 'Europe/London', 'images.example.net']) assert.ok(!updates.some(({ text }) => text.includes(value)), `no entry holds ${value}`);
+    } finally {
+      await running.stop();
+    }
+  });
+
+  it('refuses a bad value in one line and a non-zero exit, changing nothing', async () => {
+    const before = await profileOf();
+    const cases: [string[], RegExp][] = [
+      [['--zoneinfo', 'Mars/Olympus_Mons'], /^portcullis: zoneinfo: is not an IANA time zone name/],
+      [['--picture', 'http://images.example.net/ada.png'], /^portcullis: picture: must be an https URL/],
+      [['--locale', 'english please'], /^portcullis: locale: is not a BCP 47 language tag/],
+      [['--name', 'Ada\u0007'], /^portcullis: name: must not contain control characters/],
+      [['--name', 'New', '--zoneinfo', 'Nope/Nowhere'], /^portcullis: zoneinfo:/],
+      [[], /give at least one of --name/],
+    ];
+    for (const [options, message] of cases) {
+      const result = await run(['user', 'set-profile', 'ada@example.com', '--config', configFile, ...options]);
+      assert.notEqual(result.code, 0, options.join(' '));
+      assert.equal(result.err.length, 1, result.err.join(' | '));
+      assert.match(result.err[0]!, message);
+    }
+    assert.match((await run(['user', 'set-profile', 'nobody@example.com', '--config', configFile, '--name', 'X'])).err[0]!, /no user nobody@example\.com/);
+    assert.deepEqual(await profileOf(), before, 'nothing changed');
+  });
+
+  it('in development, takes an http picture on loopback only (a local image server); anywhere else it must be https', async () => {
+    const local = await run(['user', 'set-profile', 'ada@example.com', '--config', configFile, '--picture', 'http://127.0.0.1:8080/ada.png']);
+    assert.equal(local.code, 0, local.err.join('\n'));
+    assert.equal((await profileOf())?.picture, 'http://127.0.0.1:8080/ada.png');
+    const remote = await run(['user', 'set-profile', 'ada@example.com', '--config', configFile, '--picture', 'http://127.0.0.2.nip.io/ada.png']);
+    assert.notEqual(remote.code, 0);
+    assert.equal((await profileOf())?.picture, 'http://127.0.0.1:8080/ada.png');
+  });
+});

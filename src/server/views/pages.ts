@@ -167,7 +167,49 @@ ${consents.map(
 </ul>`;
 }
 
-export function accountPage(options: { email: string; csrf: string; sessions: readonly SessionRow[]; consents?: readonly ConsentRow[]; secondFactor?: SecondFactorState; error?: string; notice?: string }): string {
+/** The profile claims shown and edited on the account page (OIDC Core section 5.1). */
+export interface ProfileValues {
+  readonly name?: string;
+  readonly given_name?: string;
+  readonly family_name?: string;
+  readonly locale?: string;
+  readonly zoneinfo?: string;
+  readonly picture?: string;
+}
+
+const PROFILE_INPUTS: readonly { readonly field: keyof ProfileValues; readonly label: string; readonly inputmode?: string; readonly autocomplete: string; readonly maxlength: number; readonly hint?: string }[] = [
+  { field: 'name', label: 'Full name', autocomplete: 'name', maxlength: 200 },
+  { field: 'given_name', label: 'Given name', autocomplete: 'given-name', maxlength: 200 },
+  { field: 'family_name', label: 'Family name', autocomplete: 'family-name', maxlength: 200 },
+  { field: 'locale', label: 'Language', autocomplete: 'language', maxlength: 200, hint: 'A language tag, for example en-GB or fr-CA.' },
+  { field: 'zoneinfo', label: 'Time zone', autocomplete: 'off', maxlength: 200, hint: 'For example Europe/Paris or America/New_York.' },
+  // A text field with inputmode="url" (styled like the others); the server checks the URL.
+  { field: 'picture', label: 'Picture URL', inputmode: 'url', autocomplete: 'photo', maxlength: 2048, hint: 'An https address of an image.' },
+];
+
+function profileSection(csrf: string, profile: ProfileValues): Html {
+  return html`<p class="hint">Applications you allow to "See your basic profile" receive these. Leave a field empty to remove it.</p>
+<form method="post" action="/account/profile">
+<input type="hidden" name="_csrf" value="${csrf}">
+${PROFILE_INPUTS.map(
+  (input) => html`<label for="profile-${input.field}">${input.label}</label>
+<input type="text"${input.inputmode !== undefined ? html` inputmode="${input.inputmode}"` : ''} id="profile-${input.field}" name="${input.field}" autocomplete="${input.autocomplete}" maxlength="${String(input.maxlength)}" value="${profile[input.field] ?? ''}"${input.hint !== undefined ? html` aria-describedby="profile-${input.field}-hint"` : ''}>
+${input.hint !== undefined ? html`<p class="hint" id="profile-${input.field}-hint">${input.hint}</p>
+` : ''}`,
+)}<button type="submit">Save profile</button>
+</form>`;
+}
+
+export function accountPage(options: {
+  email: string;
+  csrf: string;
+  sessions: readonly SessionRow[];
+  consents?: readonly ConsentRow[];
+  secondFactor?: SecondFactorState;
+  profile?: ProfileValues;
+  error?: string;
+  notice?: string;
+}): string {
   const others = options.sessions.filter((session) => !session.current).length;
   return layout(
     'Your account',
@@ -199,6 +241,9 @@ ${
     ? html`<form method="post" action="/account/sessions/revoke-others"><input type="hidden" name="_csrf" value="${options.csrf}"><button type="submit" class="secondary">Sign out all other sessions (${others})</button></form>`
     : html`<p class="hint">No other sessions.</p>`
 }
+
+<h2>Profile</h2>
+${profileSection(options.csrf, options.profile ?? {})}
 
 <h2>Applications</h2>
 ${applicationsSection(options.csrf, options.consents ?? [])}
