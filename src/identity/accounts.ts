@@ -3,7 +3,7 @@
  * password, disable, delete. Each step checks, acts, and records an audit
  * event; nothing here writes HTML or reads HTTP.
  */
-import type { Ledger } from '../audit/index.ts';
+import type { FailureAggregator, Ledger } from '../audit/index.ts';
 import type { Clock } from '../store/index.ts';
 import { PasswordPolicyError, checkNewPassword, type PasswordHasher } from './passwords.ts';
 import type { DeviceCookies } from './device-cookies.ts';
@@ -58,12 +58,14 @@ export class Accounts {
   readonly #clock: Clock;
   readonly #maskIp: (ip: string) => string;
   readonly #devices: DeviceCookies;
+  readonly #failures: Pick<FailureAggregator, 'record'>;
 
   readonly #allowLoopbackHttpPictures: boolean;
 
   /** `allowLoopbackHttpPictures`: development mode, where a picture may be served from http://localhost. */
-  constructor(options: { users: UserDirectory; hasher: PasswordHasher; sessions: SessionManager; throttle: LoginThrottle; devices: DeviceCookies; ledger: Ledger; clock: Clock; maskIp: (ip: string) => string; allowLoopbackHttpPictures?: boolean }) {
+  constructor(options: { users: UserDirectory; hasher: PasswordHasher; sessions: SessionManager; throttle: LoginThrottle; devices: DeviceCookies; ledger: Ledger; failures: Pick<FailureAggregator, 'record'>; clock: Clock; maskIp: (ip: string) => string; allowLoopbackHttpPictures?: boolean }) {
     this.#devices = options.devices;
+    this.#failures = options.failures;
     this.#allowLoopbackHttpPictures = options.allowLoopbackHttpPictures ?? false;
     this.#users = options.users;
     this.#hasher = options.hasher;
@@ -93,7 +95,9 @@ export class Accounts {
     const verdict = await this.#throttle.attempt(account, context.ip, device);
     const audit = { requestId: context.requestId, traceId: context.traceId, ip: context.ip };
     if (!verdict.allowed) {
-      await this.#ledger.record({ type: 'auth.login.failed', outcome: 'denied', ...audit, detail: { reason: 'throttled', scope: verdict.scope } });
+      // A refused attempt costs the attacker nothing, so it is counted per
+      // network and window instead of written one by one (security review 11).
+      await this.#failures.record({ type: 'auth.login.failed', outcome: 'denied', ...audit, detail: { reason: 'throttled', scope: verdict.scope } });
       return { outcome: 'throttled', retryAfterSeconds: verdict.retryAfterSeconds };
     }
     const user = Buffer.byteLength(password) > MAX_PASSWORD_BYTES ? null : await this.#users.byEmail(account);

@@ -2,7 +2,7 @@
  * Identity: users, passwords, sign-in, sessions, CSRF, brute-force defence,
  * second factor. HTTP lives in src/server; this module only decides.
  */
-import type { Ledger } from '../audit/index.ts';
+import { FailureAggregator, type Ledger } from '../audit/index.ts';
 import type { Config } from '../config/index.ts';
 import { maskIp } from '../observability/index.ts';
 import type { Clock, Stores } from '../store/index.ts';
@@ -34,7 +34,12 @@ export interface Identity {
   readonly secondFactor: SecondFactor;
 }
 
-export function createIdentity(options: { config: Readonly<Config>; stores: Stores; ledger: Ledger; masterKey: Uint8Array; clock: Clock }): Identity {
+/**
+ * `failures`: the instance's aggregator of unauthenticated failures (one per
+ * server, shared with the admin check); a command that makes no HTTP
+ * requests gets its own.
+ */
+export function createIdentity(options: { config: Readonly<Config>; stores: Stores; ledger: Ledger; masterKey: Uint8Array; clock: Clock; failures?: FailureAggregator }): Identity {
   const { config, stores, clock } = options;
   const identity = config.identity;
   const sessions = new SessionManager({
@@ -56,6 +61,7 @@ export function createIdentity(options: { config: Readonly<Config>; stores: Stor
     throttle,
     devices: new DeviceCookies({ key: deriveKey(options.masterKey, 'device-cookies'), clock }),
     ledger: options.ledger,
+    failures: options.failures ?? new FailureAggregator({ ledger: options.ledger, hot: stores.hot, clock }),
     clock,
     maskIp,
     allowLoopbackHttpPictures: config.mode === 'development',

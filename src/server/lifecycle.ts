@@ -76,7 +76,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     const clock = options.clock ?? systemClock;
     // Unauthenticated failures reach the ledger aggregated (security review 11).
     const failures = new FailureAggregator({ ledger, hot: stores.hot, clock });
-    const identity = createIdentity({ config, stores, ledger, masterKey, clock });
+    const identity = createIdentity({ config, stores, ledger, masterKey, clock, failures });
     keyring = await Keyring.open({
       records: stores.durable.records,
       masterKey,

@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { openLedger, type Ledger } from '../../src/audit/index.ts';
+import { FailureAggregator, decodeEntry, openLedger, type Ledger } from '../../src/audit/index.ts';
 import { Accounts } from '../../src/identity/accounts.ts';
 import { PasswordHasher } from '../../src/identity/passwords.ts';
 import { SessionManager } from '../../src/identity/sessions.ts';
@@ -50,10 +50,29 @@ describe('password hashes are upgraded at sign-in', () => {
       throttle: new LoginThrottle({ hot, clock: () => Date.now() }),
       devices: new DeviceCookies({ key: new Uint8Array(randomBytes(32)), clock: () => Date.now() }),
       ledger,
+      failures: new FailureAggregator({ ledger, hot, clock: () => Date.now() }),
       clock: () => Date.now(),
       maskIp: (ip) => ip,
     });
   };
+
+  it('security review 11: 1,000 throttled sign-ins from one network add at most a few ledger entries, each with its count', async () => {
+    const accounts = accountsWith(OLD);
+    await accounts.createUser('flood@example.com', PASSWORD, { actor: 'test' });
+    const sizeBefore = await ledger.size();
+    const outcomes: string[] = [];
+    // Sequential: each wrong attempt is argon2 work until the pair locks, then each refusal is free to the attacker.
+    for (let i = 0; i < 1000; i++) outcomes.push((await accounts.login('flood@example.com', 'a wrong guess', { ip: '198.51.100.7' })).outcome);
+    assert.equal(outcomes.filter((outcome) => outcome === 'invalid').length, 5, 'the pair lock stops the guesses after 5');
+    assert.equal(outcomes.filter((outcome) => outcome === 'throttled').length, 995);
+    const sizeAfter = await ledger.size();
+    const added = sizeAfter - sizeBefore;
+    // 5 wrong passwords, each its own entry; the 995 refusals as counts 1, 10, 100 (one window) or a few more (two windows).
+    assert.ok(added <= 5 + 6, `ledger grew by ${added}`);
+    const entries = (await ledger.entries(sizeBefore, sizeAfter)).map((row) => decodeEntry(row.entry));
+    const aggregated = entries.filter((entry) => entry.detail?.['reason'] === 'throttled');
+    assert.ok(aggregated.length >= 3 && aggregated.every((entry) => entry.detail?.['aggregated'] === true && typeof entry.detail?.['count'] === 'number'));
+  });
 
   it('rehashes with the current parameters after a right password, never after a wrong one', async () => {
     const before = accountsWith(OLD);
