@@ -7,9 +7,9 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import fastifyFormbody from '@fastify/formbody';
-import { sameOrigin, type Identity } from '../identity/index.ts';
+import type { Identity } from '../identity/index.ts';
 import { AuthorizationPageError, ENDPOINT_PATHS, type AuthorizationServer, type AuthorizeOutcome, type SignedIn } from '../oauth/index.ts';
-import { field, page, signedInSession } from './identity-routes.ts';
+import { field, forgeryRefusalReason, page, refusePage, signedInSession } from './identity-routes.ts';
 import { consentPage, errorPage, redirectInterstitialPage } from './views/pages.ts';
 
 export interface AuthorizeRoutesOptions {
@@ -40,7 +40,7 @@ export const authorizeRoutes: FastifyPluginAsync<AuthorizeRoutesOptions> = async
     try {
       outcome = await decide(person);
     } catch (error) {
-      if (error instanceof AuthorizationPageError) return page(reply, 400, errorPage({ title: 'This sign-in link does not work', detail: error.message }));
+      if (error instanceof AuthorizationPageError) return refusePage(reply, 400, 'authorization_request_invalid', errorPage({ title: 'This sign-in link does not work', detail: error.message }));
       throw error;
     }
     switch (outcome.kind) {
@@ -88,11 +88,12 @@ export const authorizeRoutes: FastifyPluginAsync<AuthorizeRoutesOptions> = async
     if (person === null) return reply.redirect(`/login?return_to=${encodeURIComponent(`${ENDPOINT_PATHS.authorization}/resume?interaction=${interaction}`)}`, 303);
     // The consent form is a state change: same origin and a token bound to
     // this session and this request, like every other form (CSRF).
-    if (!sameOrigin(request.headers, origin()) || !csrf.verify(consentBinding(person.sessionHandle, interaction), field(request.body, '_csrf'))) {
-      return page(reply, 403, errorPage({ title: 'Request refused', detail: 'This form was not sent from this site, or it expired. Start again from the application.' }));
+    const forged = forgeryRefusalReason(request, origin(), csrf, consentBinding(person.sessionHandle, interaction));
+    if (forged !== undefined) {
+      return refusePage(reply, 403, forged, errorPage({ title: 'Request refused', detail: 'This form was not sent from this site, or it expired. Start again from the application.' }));
     }
     const decision = field(request.body, 'decision');
-    if (decision !== 'allow' && decision !== 'deny') return page(reply, 400, errorPage({ title: 'No answer', detail: 'Choose Allow or Deny.' }));
+    if (decision !== 'allow' && decision !== 'deny') return refusePage(reply, 400, 'consent_decision_missing', errorPage({ title: 'No answer', detail: 'Choose Allow or Deny.' }));
     return respond(request, reply, () => server.authorizer.decide(interaction, person, decision === 'allow', { requestId: request.id, ip: request.ip }));
   });
 };

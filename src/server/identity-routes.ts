@@ -73,6 +73,9 @@ export function formActionSource(uri: string): string | undefined {
   return /^[a-z][a-z0-9+.-]*:$/.test(url.protocol) ? url.protocol : undefined;
 }
 
+/** The log reason of each refused sign-in (first-hour D20), by status. */
+const LOGIN_REFUSALS: Readonly<Record<number, string>> = { 400: 'sign_in_fields_missing', 401: 'invalid_credentials', 429: 'sign_in_throttled' };
+
 const NOTICES: Record<string, string> = {
   revoked: 'The session was signed out.',
   others: 'All other sessions were signed out.',
@@ -103,6 +106,29 @@ const PAGE_REFERRER_POLICY = 'same-origin';
 export function page(reply: FastifyReply, status: number, body: string, redirectTargets: readonly string[] = []): FastifyReply {
   const sources = [...new Set(redirectTargets.map(formActionSource).filter((source): source is string => source !== undefined))];
   return reply.code(status).header('content-security-policy', pageCsp(sources)).header('referrer-policy', PAGE_REFERRER_POLICY).type('text/html; charset=utf-8').send(body);
+}
+
+/**
+ * A refused page request: the page, and the reason in the request's log
+ * line (first-hour D20: an operator must tell an Origin mismatch from an
+ * expired form or a wrong code). The reason only; never a token, cookie,
+ * Origin or code value.
+ */
+export function refusePage(reply: FastifyReply, status: number, reason: string, body: string, redirectTargets: readonly string[] = []): FastifyReply {
+  reply.request.refusalReason = reason;
+  if (status === 403) reply.request.log.warn({ reason, route: reply.request.routeOptions.url, status }, 'page request refused');
+  return page(reply, status, body, redirectTargets);
+}
+
+/** Why a state-changing form is refused, or undefined when it may proceed. */
+export function forgeryRefusalReason(request: FastifyRequest, ownOrigin: string, csrf: Pick<Identity['csrf'], 'verify'>, binding: string | undefined): string | undefined {
+  // Fetch Metadata / Origin (OWASP CSRF Prevention Cheat Sheet), then the synchronizer token.
+  if (!sameOrigin(request.headers, ownOrigin)) return typeof request.headers['origin'] === 'string' ? 'origin_mismatch' : 'cross_site_fetch';
+  if (binding === undefined) return 'form_cookie_missing';
+  const token = field(request.body, '_csrf');
+  if (token === undefined) return 'csrf_token_missing';
+  if (!csrf.verify(binding, token)) return 'csrf_token_invalid';
+  return undefined;
 }
 
 /** The live session of the request's cookie and its (enabled) user, or null. */
@@ -188,30 +214,15 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     clearSessionCookie(reply);
     const wait = retryAfterSeconds ?? Math.ceil(THROTTLE.windowMs / 1000);
     reply.header('retry-after', String(wait));
-    return page(reply, 429, errorPage({ title: 'Sign in again', detail: `The password was wrong too many times, so you were signed out. Wait ${waitInWords(wait)}, then sign in again.` }));
+    return refusePage(reply, 429, 'reauthentication_throttled', errorPage({ title: 'Sign in again', detail: `The password was wrong too many times, so you were signed out. Wait ${waitInWords(wait)}, then sign in again.` }));
   }
 
   /** Same-origin and a valid token for the binding, or a 403 page. */
   function refuseForgery(request: FastifyRequest, reply: FastifyReply, binding: string | undefined): FastifyReply | undefined {
-    const reason = forgeryRefusalReason(request, binding);
+    const reason = forgeryRefusalReason(request, origin(), csrf, binding);
     if (reason !== undefined) {
-      // First-hour D20: an operator must tell an Origin mismatch from an
-      // expired form. The reason only; never the token, cookie or Origin value.
-      request.refusalReason = reason;
-      request.log.warn({ reason, route: request.routeOptions.url, status: 403 }, 'page request refused');
-      return page(reply, 403, errorPage({ title: 'Request refused', detail: 'This form was not sent from this site, or it expired. Go back, reload the page and try again.' }));
+      return refusePage(reply, 403, reason, errorPage({ title: 'Request refused', detail: 'This form was not sent from this site, or it expired. Go back, reload the page and try again.' }));
     }
-    return undefined;
-  }
-
-  /** Why a state-changing form is refused, or undefined when it may proceed. */
-  function forgeryRefusalReason(request: FastifyRequest, binding: string | undefined): string | undefined {
-    // Fetch Metadata / Origin (OWASP CSRF Prevention Cheat Sheet), then the synchronizer token.
-    if (!sameOrigin(request.headers, origin())) return typeof request.headers['origin'] === 'string' ? 'origin_mismatch' : 'cross_site_fetch';
-    if (binding === undefined) return 'form_cookie_missing';
-    const token = field(request.body, '_csrf');
-    if (token === undefined) return 'csrf_token_missing';
-    if (!csrf.verify(binding, token)) return 'csrf_token_invalid';
     return undefined;
   }
 
@@ -237,7 +248,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     const password = field(request.body, 'password');
     const returnTo = safeReturnTo(field(request.body, 'return_to'));
     const targets = await targetsOf(returnTo);
-    const again = (status: number, error: string) => page(reply, status, loginPage({ csrf: csrf.token(`login:${nonce!}`), error, ...(email !== undefined && { email }), ...(returnTo !== undefined && { returnTo }) }), targets);
+    const again = (status: number, error: string) => refusePage(reply, status, LOGIN_REFUSALS[status] ?? 'sign_in_refused', loginPage({ csrf: csrf.token(`login:${nonce!}`), error, ...(email !== undefined && { email }), ...(returnTo !== undefined && { returnTo }) }), targets);
     if (email === undefined || password === undefined || email.trim() === '' || password === '') return again(400, 'Enter your email address and your password.');
     const result = await accounts.login(email, password, context(request));
     if (result.outcome === 'throttled') {
@@ -271,7 +282,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     const answer = await secondFactor.answer(token!, code.slice(0, 64));
     if (answer.outcome === 'expired') {
       reply.clearCookie(MFA_COOKIE, cookieOptions);
-      return page(reply, 401, errorPage({ title: 'Sign in again', detail: 'The sign-in took too long or had too many wrong codes. Start again with your password.' }));
+      return refusePage(reply, 401, 'second_factor_challenge_expired', errorPage({ title: 'Sign in again', detail: 'The sign-in took too long or had too many wrong codes. Start again with your password.' }));
     }
     if (answer.outcome === 'throttled') {
       await accounts.secondFactorFailed(answer.userId, context(request), 'throttled');
@@ -285,10 +296,10 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     }
     if (answer.outcome === 'invalid') {
       await accounts.secondFactorFailed(answer.userId, context(request));
-      return page(reply, 401, secondFactorPage({ csrf: csrf.token(`mfa:${token!}`), error: `That code is not right. ${answer.attemptsLeft} attempts left.`, ...(returnTo !== undefined && { returnTo }) }), await targetsOf(returnTo));
+      return refusePage(reply, 401, 'wrong_second_factor', secondFactorPage({ csrf: csrf.token(`mfa:${token!}`), error: `That code is not right. ${answer.attemptsLeft} attempts left.`, ...(returnTo !== undefined && { returnTo }) }), await targetsOf(returnTo));
     }
     const result = await accounts.completeSecondFactor(answer.userId, answer.method, context(request));
-    if (result.outcome !== 'ok') return page(reply, 401, errorPage({ title: 'Sign in again', detail: 'This account cannot sign in.' }));
+    if (result.outcome !== 'ok') return refusePage(reply, 401, 'account_cannot_sign_in', errorPage({ title: 'Sign in again', detail: 'This account cannot sign in.' }));
     await startSession(request, reply, result);
     reply.clearCookie(MFA_COOKIE, cookieOptions);
     return reply.redirect(returnTo ?? '/account', 303);
@@ -397,7 +408,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     const handle = field(request.body, 'session');
     // Only one of the user's own sessions: a handle is checked against their list, never trusted.
     const own = handle === undefined ? undefined : (await accounts.sessions.list(current.user.id)).find((session) => session.handle === handle);
-    if (own === undefined) return page(reply, 400, errorPage({ title: 'No such session', detail: 'That session has already ended, or it is not yours.' }));
+    if (own === undefined) return refusePage(reply, 400, 'unknown_session', errorPage({ title: 'No such session', detail: 'That session has already ended, or it is not yours.' }));
     await accounts.endSession(current.user.id, own.handle, context(request), 'revoked');
     await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: own.handle }, { requestId: request.id, ip: request.ip });
     return reply.redirect(own.handle === current.session.handle ? '/login' : '/account?done=revoked', 303);
@@ -410,7 +421,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     if (refused !== undefined) return refused;
     const clientId = field(request.body, 'client');
     if (applications === undefined || clientId === undefined || !(await applications.revoke(current.user.id, clientId, { requestId: request.id, ip: request.ip }))) {
-      return page(reply, 400, errorPage({ title: 'No such application', detail: 'That application has no access to your account.' }));
+      return refusePage(reply, 400, 'unknown_application', errorPage({ title: 'No such application', detail: 'That application has no access to your account.' }));
     }
     return reply.redirect('/account?done=application', 303);
   });

@@ -92,7 +92,7 @@ describe('portcullis user', () => {
 
   it('first-hour D6: list shows who is slowed by failed sign-ins or has no password; unlock clears every address\'s lock and is audited', async () => {
     assert.equal((await run(['user', 'create', '--config', configFile, '--email', 'dave@example.com', '--password-stdin'], 'correct horse battery staple\n')).code, 0);
-    assert.equal((await run(['user', 'create', '--config', configFile, '--email', 'erin@example.com'])).code, 0);
+    assert.equal((await run(['user', 'create', '--config', configFile, '--email', 'erin@example.com', '--no-password'])).code, 0);
     const config = loadConfig({ env: {}, file: configFile, overrides: { port: 0 } });
     let running: RunningPortcullis | undefined = await startPortcullis(config);
     try {
@@ -136,7 +136,7 @@ describe('portcullis user set-profile (first-hour review D13)', () => {
     writeFileSync(configFile, JSON.stringify({ dataDir: join(dir, 'data'), log: { level: 'silent' } }));
     assert.equal((await run(['init', '--config', configFile])).code, 0);
     assert.equal((await run(['migrate', '--config', configFile])).code, 0);
-    assert.equal((await run(['user', 'create', '--config', configFile, '--email', 'ada@example.com'])).code, 0);
+    assert.equal((await run(['user', 'create', '--config', configFile, '--email', 'ada@example.com', '--no-password'])).code, 0);
   });
   after(() => {
     rmSync(dir, { recursive: true, force: true });
@@ -162,7 +162,7 @@ describe('portcullis user set-profile (first-hour review D13)', () => {
     assert.ok(profile !== undefined && typeof profile.updated_at === 'number' && profile.updated_at >= startedAt, 'updated_at set by the server');
     assert.deepEqual(profile, { updated_at: profile.updated_at, name: 'Ada Lovelace', given_name: 'Ada', family_name: 'Lovelace', locale: 'en-GB', zoneinfo: 'Europe/London', picture: 'https://images.example.net/ada.png' });
     const listed = await run(['user', 'list', '--config', configFile]);
-    assert.ok(listed.out.some((line) => / {2}ada@example\.com {2}active {2}"Ada Lovelace"$/.test(line)), listed.out.join('\n'));
+    assert.ok(listed.out.some((line) => / {2}ada@example\.com {2}active, no password {2}"Ada Lovelace"$/.test(line)), listed.out.join('\n'));
 
     const again = await run(['user', 'set-profile', 'ada@example.com', '--config', configFile, '--name', 'Ada Lovelace', '--picture', '']);
     assert.deepEqual(again.out, ['ada@example.com: profile updated (picture).'], 'an empty value removes a claim; an unchanged one is not a change');

@@ -113,6 +113,34 @@ describe('first hour and crafted links', () => {
     });
   });
 
+  describe('first-hour D20: every refused page request names its reason in its log line', () => {
+    const reasonOf = (route: string, status: number) =>
+      server.logs
+        .records()
+        .filter((line) => line['msg'] === 'request completed' && line['route'] === route && line['status'] === status)
+        .map((line) => line['reason'])
+        .at(-1);
+
+    it('a wrong password, empty fields, an unknown session to revoke and a consent form from elsewhere each say why', async () => {
+      const email = await newUser();
+      const client = browser();
+      const form = await client.get('/login');
+      assert.equal((await client.post('/login', { _csrf: csrfField(form.body)!, email, password: 'not the password' })).status, 401);
+      assert.equal(reasonOf('/login', 401), 'invalid_credentials');
+      assert.equal((await client.post('/login', { _csrf: csrfField(form.body)!, email, password: '' })).status, 400);
+      assert.equal(reasonOf('/login', 400), 'sign_in_fields_missing');
+
+      assert.equal((await signIn(client, email)).status, 303);
+      const account = await client.get('/account');
+      assert.equal((await client.post('/account/sessions/revoke', { _csrf: csrfField(account.body)!, session: 'not-a-session' })).status, 400);
+      assert.equal(reasonOf('/account/sessions/revoke', 400), 'unknown_session');
+
+      assert.equal((await client.post('/authorize/consent', { _csrf: 'forged', interaction: 'x', decision: 'allow' }, { origin: 'https://evil.example' })).status, 403);
+      assert.equal(reasonOf('/authorize/consent', 403), 'origin_mismatch');
+      assert.ok(!JSON.stringify(server.logs.records()).includes('not the password'), 'no password in any line');
+    });
+  });
+
   describe('first-hour D10: the root URL and the favicon', () => {
     it('shows a browser a small home page with the way to the account and the discovery document', async () => {
       const response = await fetch(`${server.url}/`, { headers: { accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8' } });
