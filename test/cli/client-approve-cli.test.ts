@@ -6,15 +6,13 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { decodeEntry, openLedger } from '../../src/audit/index.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { ClientRegistry, validateClientMetadata } from '../../src/oauth/index.ts';
 import { openStores, systemClock } from '../../src/store/index.ts';
 import { deriveKey, loadMasterKey } from '../../src/tokens/index.ts';
-import { runCli as run } from '../support/cli.ts';
+import { initDeployment, runCli as run } from '../support/cli.ts';
 
 describe('portcullis client approve', () => {
   let dir: string;
@@ -42,11 +40,7 @@ describe('portcullis client approve', () => {
   const metadata = (redirect: string) => validateClientMetadata({ client_name: 'Stranger', redirect_uris: [redirect], token_endpoint_auth_method: 'none' }, { allowedScopes: ['openid'], defaultSigningAlgorithm: 'EdDSA' });
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'portcullis-client-approve-'));
-    configFile = join(dir, 'portcullis.json');
-    writeFileSync(configFile, JSON.stringify({ dataDir: join(dir, 'data'), log: { level: 'silent' } }));
-    assert.equal((await run(['init', '--config', configFile])).code, 0);
-    assert.equal((await run(['migrate', '--config', configFile])).code, 0);
+    ({ dir, configFile } = await initDeployment('portcullis-client-approve-'));
     // As dynamic registration (RFC 7591) stores it: no approval.
     selfRegistered = await withRegistry(async (registry) => (await registry.register(metadata('https://stranger.example/cb'), { actor: 'registration' }, { withRegistrationToken: true })).client.client_id);
   });

@@ -8,11 +8,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeEntry, openLedger } from '../../src/audit/index.ts';
-import { runCli as run } from '../support/cli.ts';
+import { initDeployment, runCli as run } from '../support/cli.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { ClientRegistry, type OAuthClient } from '../../src/oauth/clients.ts';
 import { openStores, systemClock } from '../../src/store/index.ts';
@@ -49,11 +48,7 @@ describe('portcullis client', () => {
   }
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'portcullis-client-cli-'));
-    configFile = join(dir, 'portcullis.json');
-    writeFileSync(configFile, JSON.stringify({ dataDir: join(dir, 'data'), log: { level: 'silent' } }));
-    assert.equal((await run(['init', '--config', configFile])).code, 0);
-    assert.equal((await run(['migrate', '--config', configFile])).code, 0);
+    ({ dir, configFile } = await initDeployment('portcullis-client-cli-'));
     // API scopes are scopes of a registered resource (they were oauth.extraScopes).
     assert.equal((await run(['resource', 'create', '--config', configFile, '--uri', 'https://orders.example.com/api', '--scope', 'orders:read'])).code, 0);
   });

@@ -13,11 +13,9 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { main } from '../../src/cli/main.ts';
-import { type CliRun as Run } from '../support/cli.ts';
+import { initDeployment, type CliRun as Run } from '../support/cli.ts';
 import { ManualClock } from '../support/clock.ts';
 import { decodeEntry, type AuditEntry } from '../../src/audit/index.ts';
 import { loadConfig } from '../../src/config/index.ts';
@@ -59,11 +57,7 @@ describe('portcullis keys', () => {
   let configFile: string;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'portcullis-keys-cli-'));
-    configFile = join(dir, 'portcullis.json');
-    writeFileSync(configFile, JSON.stringify({ dataDir: join(dir, 'data'), log: { level: 'silent' }, tokens: { jwksMaxAgeSeconds: 300 } }));
-    assert.equal((await run(['init', '--config', configFile])).code, 0);
-    assert.equal((await run(['migrate', '--config', configFile])).code, 0);
+    ({ dir, configFile } = await initDeployment('portcullis-keys-cli-', { tokens: { jwksMaxAgeSeconds: 300 } }));
   });
   after(() => {
     rmSync(dir, { recursive: true, force: true });

@@ -16,7 +16,7 @@ import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { decodeEntry } from '../../src/audit/index.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { openStores } from '../../src/store/index.ts';
-import { runCli as run } from '../support/cli.ts';
+import { initDeployment, runCli as run } from '../support/cli.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 describe('portcullis resource', () => {
@@ -24,11 +24,7 @@ describe('portcullis resource', () => {
   let configFile: string;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'portcullis-resource-cli-'));
-    configFile = join(dir, 'portcullis.json');
-    writeFileSync(configFile, JSON.stringify({ dataDir: join(dir, 'data'), log: { level: 'silent' } }));
-    assert.equal((await run(['init', '--config', configFile])).code, 0);
-    assert.equal((await run(['migrate', '--config', configFile])).code, 0);
+    ({ dir, configFile } = await initDeployment('portcullis-resource-cli-'));
   });
   after(() => {
     rmSync(dir, { recursive: true, force: true });

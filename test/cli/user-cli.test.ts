@@ -5,10 +5,8 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { runCli as run } from '../support/cli.ts';
+import { rmSync } from 'node:fs';
+import { initDeployment, runCli as run } from '../support/cli.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { startPortcullis, type RunningPortcullis } from '../../src/server/index.ts';
 import { decodeEntry } from '../../src/audit/index.ts';
@@ -18,11 +16,7 @@ describe('portcullis user', () => {
   let configFile: string;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'portcullis-user-cli-'));
-    configFile = join(dir, 'portcullis.json');
-    writeFileSync(configFile, JSON.stringify({ dataDir: join(dir, 'data'), log: { level: 'silent' } }));
-    assert.equal((await run(['init', '--config', configFile])).code, 0);
-    assert.equal((await run(['migrate', '--config', configFile])).code, 0);
+    ({ dir, configFile } = await initDeployment('portcullis-user-cli-'));
   });
   after(() => {
     rmSync(dir, { recursive: true, force: true });
@@ -131,11 +125,7 @@ describe('portcullis user set-profile (first-hour review D13)', () => {
   let configFile: string;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'portcullis-user-profile-'));
-    configFile = join(dir, 'portcullis.json');
-    writeFileSync(configFile, JSON.stringify({ dataDir: join(dir, 'data'), log: { level: 'silent' } }));
-    assert.equal((await run(['init', '--config', configFile])).code, 0);
-    assert.equal((await run(['migrate', '--config', configFile])).code, 0);
+    ({ dir, configFile } = await initDeployment('portcullis-user-profile-'));
     assert.equal((await run(['user', 'create', '--config', configFile, '--email', 'ada@example.com', '--no-password'])).code, 0);
   });
   after(() => {

@@ -9,10 +9,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { runCli as run } from '../support/cli.ts';
+import { rmSync } from 'node:fs';
+import { initDeployment, runCli as run } from '../support/cli.ts';
 import { BIN, collectRun, runBinary, type BinaryRun } from '../support/process.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { startPortcullis } from '../../src/server/index.ts';
@@ -60,11 +58,7 @@ describe('portcullis user create and set-password: the password (first-hour D1)'
   let configFile: string;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'portcullis-user-password-'));
-    configFile = join(dir, 'portcullis.json');
-    writeFileSync(configFile, JSON.stringify({ dataDir: join(dir, 'data'), log: { level: 'silent' } }));
-    assert.equal((await run(['init', '--config', configFile])).code, 0);
-    assert.equal((await run(['migrate', '--config', configFile])).code, 0);
+    ({ dir, configFile } = await initDeployment('portcullis-user-password-'));
   });
   after(() => {
     rmSync(dir, { recursive: true, force: true });
