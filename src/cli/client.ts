@@ -8,7 +8,7 @@ import { withAuditedStores } from './admin-stores.ts';
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
-import { ClientMetadataError, ClientRegistry, OIDC_SCOPES, ResourceRegistry, validateClientMetadata, type OAuthClient } from '../oauth/index.ts';
+import { ClientMetadataError, ClientRegistry, OIDC_SCOPES, ResourceRegistry, isApproved, validateClientMetadata, type OAuthClient } from '../oauth/index.ts';
 import { systemClock } from '../store/index.ts';
 import { deriveKey } from '../tokens/index.ts';
 
@@ -53,7 +53,7 @@ async function findClient(registry: ClientRegistry, clientId: string): Promise<O
 }
 
 function approvalLabel(client: OAuthClient): string {
-  return client.approved === true ? 'approved' : 'unapproved';
+  return isApproved(client) ? 'approved' : 'unapproved';
 }
 
 function label(client: OAuthClient): string {
@@ -209,10 +209,10 @@ export function registerClientCommands(program: Command, context: ClientCliConte
         const found = await findClient(registry, clientId);
         const view = publicView(found);
         if (options.json === true) {
-          context.out(JSON.stringify({ ...view, approved: found.approved === true, has_client_secret: found.secretHash !== undefined, has_registration_access_token: found.registrationTokenHash !== undefined }, null, 2));
+          context.out(JSON.stringify({ ...view, approved: isApproved(found), has_client_secret: found.secretHash !== undefined, has_registration_access_token: found.registrationTokenHash !== undefined }, null, 2));
           return;
         }
-        for (const [key, value] of Object.entries({ ...view, approved: found.approved === true })) context.out(`${key}: ${formatValue(value)}`);
+        for (const [key, value] of Object.entries({ ...view, approved: isApproved(found) })) context.out(`${key}: ${formatValue(value)}`);
         context.out(`client_secret: ${found.secretHash !== undefined ? 'set (only a keyed hash is stored; rotate-secret makes a new one)' : 'none'}`);
         if (found.registrationTokenHash !== undefined) context.out('registration_access_token: set (RFC 7592 self-management)');
       });

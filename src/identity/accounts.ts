@@ -170,10 +170,10 @@ export class Accounts {
    * the second factor off or on): the current password, checked through the
    * same throttle as sign-in (account + IP), so a stolen session is no
    * password oracle (security review 4). `endSession` is true once the
-   * pair's limit is reached: the caller ends the session, and the person
-   * signs in again (where the throttle already waits for them).
+   * pair's limit, or the session's own count of wrong passwords, is
+   * reached: the caller ends the session, and the person signs in again (where the throttle already waits for them).
    */
-  async reauthenticate(userId: string, password: string, context: RequestContext): Promise<ReauthResult> {
+  async reauthenticate(userId: string, password: string, context: RequestContext, sessionHandle: string): Promise<ReauthResult> {
     const user = await this.#users.byId(userId);
     if (user === null) return { outcome: 'wrong_password', endSession: true };
     const account = normaliseEmail(user.email);
@@ -186,7 +186,7 @@ export class Accounts {
     }
     const ok = Buffer.byteLength(password) <= MAX_PASSWORD_BYTES && user.passwordHash !== null ? (await this.#hasher.verify(user.passwordHash, password)).ok : await this.#hasher.verifyDummy(password);
     if (!ok) {
-      const endSession = verdict.pairAttempts >= THROTTLE.pairLimit;
+      const endSession = verdict.pairAttempts >= THROTTLE.pairLimit || (await this.#throttle.reauthenticationFailed(sessionHandle)) >= THROTTLE.pairLimit;
       await this.#ledger.record({ type: 'auth.login.failed', outcome: 'failure', ...audit, detail: { reason: 'wrong_password', step: 'reauthentication', locked: endSession } });
       return { outcome: 'wrong_password', endSession };
     }
@@ -210,7 +210,7 @@ export class Accounts {
     const user = await this.#users.byId(userId);
     if (user === null) throw new UserError('not_found', 'no such user');
     const audit = { actorUserId: userId, requestId: context.requestId, traceId: context.traceId, ip: context.ip };
-    const check = await this.reauthenticate(userId, current, context);
+    const check = await this.reauthenticate(userId, current, context, keepSession);
     if (check.outcome !== 'ok') {
       await this.#ledger.record({ type: 'user.updated', outcome: 'failure', ...audit, detail: { change: 'password', reason: check.outcome } });
       return check;
@@ -244,7 +244,10 @@ export class Accounts {
     const user = await this.#users.byId(userId);
     if (user === null) throw new UserError('not_found', 'no such user');
     const passwordHash = await this.#hasher.hash(checkNewPassword(next, { email: user.email }));
-    await this.#users.update(userId, () => ({ passwordHash, passwordChangedAt: this.#clock() }));
+    const now = this.#clock();
+    // The reset is what an administrator does after a compromise: the
+    // applications' tokens end too, not only the sessions (tokensNotBefore).
+    await this.#users.update(userId, () => ({ passwordHash, passwordChangedAt: now, tokensNotBefore: now }));
     const ended = await this.#sessions.revokeAll(userId);
     await this.#ledger.record({ type: 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { change: 'password', by: 'admin', sessionsEnded: ended } });
     return ended;

@@ -62,6 +62,7 @@ const keys = {
   device: (device: string) => `throttle:device:${hashed(device)}`,
   secondFactor: (userId: string) => `throttle:second-factor:${hashed(userId)}`,
   secondFactorGate: (userId: string) => `throttle:second-factor-gate:${hashed(userId)}`,
+  reauthentication: (sessionHandle: string) => `throttle:reauthentication:${hashed(sessionHandle)}`,
 };
 
 /** Keys carry a hash of the account name: no email address in the hot store's key space. */
@@ -151,6 +152,17 @@ export class LoginThrottle {
    * known device) must not reopen the account to an attacker who keeps
    * guessing; the owner's browsers are not slowed by it (device cookies).
    */
+  /**
+   * Counts a wrong password given to re-authenticate within one session and
+   * answers the session's count: the session ends at the pair limit whatever
+   * address the guesses come from (security review 4: a stolen session moved
+   * between addresses must not keep guessing). Nothing resets it; the session
+   * ends first.
+   */
+  async reauthenticationFailed(sessionHandle: string): Promise<number> {
+    return (await this.#hot.increment(keys.reauthentication(sessionHandle), THROTTLE.windowMs)).value;
+  }
+
   async succeeded(account: string, ip: string, userId?: string, device?: string): Promise<void> {
     const epoch = await this.#epoch(account);
     await Promise.all([

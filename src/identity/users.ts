@@ -19,6 +19,12 @@ export interface User {
   readonly totpSecret?: string | null;
   /** OIDC Core section 5.1 profile claims (src/identity/profile.ts); absent until one is set. */
   readonly profile?: Profile;
+  /**
+   * Tokens issued (access tokens) or granted (refresh families) at or before
+   * this time (ms) are refused: an administrator's password reset ends what
+   * a thief may already hold (OWASP ASVS 3.3.3).
+   */
+  readonly tokensNotBefore?: number;
 }
 
 interface UserData {
@@ -28,6 +34,7 @@ interface UserData {
   passwordChangedAt: number | null;
   totpSecret?: string | null;
   profile?: Profile;
+  tokensNotBefore?: number;
 }
 
 export class UserError extends Error {

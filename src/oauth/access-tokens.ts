@@ -51,7 +51,8 @@ export interface AccessTokenOptions {
   /** Whether the client a token was issued to still exists: a deleted client's tokens end with it. */
   readonly clientExists?: (clientId: string) => Promise<boolean>;
   /** Whether the user a token was issued for is still active: a disabled or deleted user's tokens end too. */
-  readonly userIsActive?: (userId: string) => Promise<boolean>;
+  /** `issuedAt` (ms): tokens issued at or before the user's `tokensNotBefore` are refused. */
+  readonly userIsActive?: (userId: string, issuedAt?: number) => Promise<boolean>;
 }
 
 const DENYLIST = 'oauth:revoked-at:';
@@ -138,7 +139,7 @@ export class AccessTokens {
     }
     if (this.#options.clientExists !== undefined && !(await this.#options.clientExists(claims.client_id))) return null;
     // client_credentials tokens name the client as their subject; the others name a user.
-    if (claims.sub !== claims.client_id && this.#options.userIsActive !== undefined && !(await this.#options.userIsActive(claims.sub))) return null;
+    if (claims.sub !== claims.client_id && this.#options.userIsActive !== undefined && !(await this.#options.userIsActive(claims.sub, claims.iat * 1000))) return null;
     return claims;
   }
 

@@ -5,7 +5,7 @@
  */
 import type { Ledger } from '../audit/index.ts';
 import type { Config } from '../config/index.ts';
-import type { Identity } from '../identity/index.ts';
+import type { Identity, UserDirectory } from '../identity/index.ts';
 import type { Clock, Stores } from '../store/index.ts';
 import { deriveKey, type Keyring } from '../tokens/index.ts';
 import { AccessTokens } from './access-tokens.ts';
@@ -36,18 +36,41 @@ import { UserInfoEndpoint } from './userinfo.ts';
  * often): a disabled or deleted user's access tokens stop working within
  * the second. Bounded; the oldest entry goes first.
  */
-function userStatusCache(clock: Clock, read: (userId: string) => Promise<boolean>): (userId: string) => Promise<boolean> {
-  const cache = new Map<string, { active: boolean; readAt: number }>();
-  return async (userId) => {
+function userStatusCache(clock: Clock, read: (userId: string) => Promise<UserStatus>): (userId: string, issuedAt?: number) => Promise<boolean> {
+  const cache = new Map<string, { status: UserStatus; readAt: number }>();
+  return async (userId, issuedAt) => {
     const now = clock();
-    const cached = cache.get(userId);
-    if (cached !== undefined && now - cached.readAt < 1000) return cached.active;
-    const active = await read(userId);
-    cache.delete(userId);
-    if (cache.size >= 5000) cache.delete(cache.keys().next().value!);
-    cache.set(userId, { active, readAt: now });
-    return active;
+    let status = cache.get(userId)?.status;
+    if (status === undefined || now - cache.get(userId)!.readAt >= 1000) {
+      status = await read(userId);
+      cache.delete(userId);
+      if (cache.size >= 5000) cache.delete(cache.keys().next().value!);
+      cache.set(userId, { status, readAt: now });
+    }
+    return acceptsTokenOf(status, issuedAt);
   };
+}
+
+/** A user's standing for their tokens: active, and which tokens an administrator's reset ended. */
+interface UserStatus {
+  readonly active: boolean;
+  readonly tokensNotBefore?: number;
+}
+
+async function userStatus(users: UserDirectory, userId: string): Promise<UserStatus> {
+  const user = await users.byId(userId);
+  return user === null ? { active: false } : { active: !user.disabled, ...(user.tokensNotBefore !== undefined && { tokensNotBefore: user.tokensNotBefore }) };
+}
+
+/**
+ * Whether a token issued (or a grant signed in) at `issuedAt` still stands.
+ * Access tokens carry `iat` in whole seconds, so one issued in the second of
+ * the reset counts as before it (refused rather than kept).
+ */
+function acceptsTokenOf(status: UserStatus, issuedAt: number | undefined): boolean {
+  if (!status.active) return false;
+  if (status.tokensNotBefore === undefined || issuedAt === undefined) return true;
+  return Math.floor(issuedAt / 1000) > Math.floor(status.tokensNotBefore / 1000);
 }
 
 /** RFC 9126 section 2.2: "a short lifetime", typically 5 to 600 seconds. */
@@ -111,10 +134,7 @@ export function createAuthorizationServer(options: {
     defaultAlgorithm: tokens.signingAlgorithm,
     // A cached read (clients.ts): cheap on every introspection and userinfo call.
     clientExists: async (clientId) => (await clients.get(clientId)) !== null,
-    userIsActive: userStatusCache(clock, async (userId) => {
-      const user = await users.byId(userId);
-      return user !== null && !user.disabled;
-    }),
+    userIsActive: userStatusCache(clock, (userId) => userStatus(users, userId)),
   });
   const refreshTokens = new RefreshTokens({
     records: stores.durable.records,
@@ -144,10 +164,7 @@ export function createAuthorizationServer(options: {
     targets,
     liveness: {
       sessionIsLive: (handle) => identity.accounts.sessions.isLive(handle),
-      userIsActive: async (userId) => {
-        const user = await users.byId(userId);
-        return user !== null && !user.disabled;
-      },
+      userIsActive: async (userId, grantedAt) => acceptsTokenOf(await userStatus(users, userId), grantedAt),
     },
   };
   const logout = new LogoutService({

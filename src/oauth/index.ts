@@ -6,7 +6,7 @@ export { OAuthError, OAUTH_ERROR_CODES, type OAuthErrorCode } from './errors.ts'
 export { createAuthorizationServer, type AuthorizationServer } from './authorization-server.ts';
 export { ENDPOINT_PATHS, endpointUrl } from './discovery.ts';
 export { AccessTokens, ACCESS_TOKEN_TYPE, type AccessTokenClaims } from './access-tokens.ts';
-export { ClientRegistry, type OAuthClient } from './clients.ts';
+export { ClientRegistry, isApproved, type OAuthClient } from './clients.ts';
 export { ClientMetadataError, validateClientMetadata, type ClientMetadata } from './client-metadata.ts';
 export { OIDC_SCOPES } from './scopes.ts';
 export { AuthorizationPageError } from './authorization/request.ts';

@@ -16,7 +16,7 @@ import type { Clock, HotStore } from '../store/index.ts';
 import { signJwt, type Keyring } from '../tokens/index.ts';
 import { randomBytes } from 'node:crypto';
 import type { AccessTokens } from './access-tokens.ts';
-import type { ClientRegistry, OAuthClient } from './clients.ts';
+import { isApproved, type ClientRegistry, type OAuthClient } from './clients.ts';
 import type { RefreshTokens } from './refresh-tokens.ts';
 import { readIdTokenHint } from './id-token-hint.ts';
 import { OutboundAddressError, postForm } from './outbound.ts';
@@ -105,8 +105,10 @@ export class LogoutService {
     const url = new URL(redirect);
     if (params['state'] !== undefined) url.searchParams.append('state', params['state']);
     // Sections 2 and 3: without an id_token_hint issued to this client,
-    // nothing shows the client sent the person here.
-    const confirmed = hint !== undefined && hint.audiences.includes(client.client_id);
+    // nothing shows the client sent the person here. A self-registered client
+    // no operator approved can mint its own hint (its owner signs in once), so
+    // its URIs are offered on a page, never followed (RFC 9700 section 4.11.2).
+    const confirmed = hint !== undefined && hint.audiences.includes(client.client_id) && isApproved(client);
     return { params, client: describe(client), ...(confirmed ? { redirectTo: url.toString() } : { unconfirmedRedirect: url.toString() }) };
   }
 

@@ -46,7 +46,7 @@ export class ParEndpoint {
     try {
       const checked = checkAuthorizationRequest(withClient, { ...verifiedRedirect(withClient, client), pushed: true });
       // RFC 8707 section 2: the resources and API scopes are checked here too.
-      await resolvedAudience(this.#targets, checked);
+      await resolvedAudience(this.#targets, checked, client);
     } catch (error) {
       if (error instanceof AuthorizationPageError) throw new OAuthError('invalid_request', error.message);
       if (error instanceof AuthorizationResponseError) {

@@ -42,8 +42,12 @@ export class TokenTargets {
     return found;
   }
 
-  /** The audience of a token carrying `scopes` for `resources` (see the module comment). */
-  async resolve(scopes: readonly string[], resources: readonly string[]): Promise<TokenTarget> {
+  /**
+   * The audience of a token carrying `scopes` for `resources` (see the
+   * module comment). `clientScopes`: the client's registered scopes, which
+   * bound the resources it may name (left out where a grant already did).
+   */
+  async resolve(scopes: readonly string[], resources: readonly string[], clientScopes?: readonly string[]): Promise<TokenTarget> {
     const requested = await this.registered(resources);
     const owners: string[] = [];
     for (const scope of scopes) {
@@ -52,6 +56,13 @@ export class TokenTargets {
       if (owner === null) throw new OAuthError('invalid_scope', `The scope ${scope.slice(0, 64)} is not offered by this server.`);
       if (requested.length > 0 && !resources.includes(owner)) throw new OAuthError('invalid_scope', `The scope ${scope.slice(0, 64)} is not a scope of the requested resource.`);
       if (!owners.includes(owner)) owners.push(owner);
+    }
+    // RFC 8707 section 2 and RFC 9700 section 2.3: a client may name only a
+    // resource it was granted a scope of (`clientScopes`, its registration);
+    // any other is refused, never put in `aud` of an empty-scope token.
+    if (clientScopes !== undefined) {
+      const allowed = new Set(await Promise.all(clientScopes.filter((scope) => !USER_SCOPES.has(scope)).map((scope) => this.#resources.ownerOf(scope))));
+      if (resources.some((uri) => !allowed.has(uri))) throw new OAuthError('invalid_target', 'This client was granted no scope of that resource.');
     }
     const audience = requested.length > 0 ? [...resources] : owners;
     await this.algorithmFor(audience);

@@ -36,7 +36,8 @@ export interface RequestAudit {
 /** Whether a user's sign-in still stands: codes and refreshes are bound to it. */
 export interface SignInLiveness {
   sessionIsLive(sessionHandle: string): Promise<boolean>;
-  userIsActive(userId: string): Promise<boolean>;
+  /** `grantedAt` (ms): when the user signed in for the grant; grants from before an administrator's reset are refused. */
+  userIsActive(userId: string, grantedAt?: number): Promise<boolean>;
 }
 
 export interface GrantServices {

@@ -91,8 +91,8 @@ const LOGGABLE_QUERY_PARAMETERS = new Set(
     'error',
     'error_description',
     'iss',
-    // Our own pages and APIs.
-    'return_to',
+    // Our own pages and APIs. Not return_to: it can carry an authorization
+    // interaction id (/authorize/resume?interaction=…), a live one-time reference.
     'reauth',
     'done',
     'size',

@@ -8,7 +8,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import fastifyFormbody from '@fastify/formbody';
 import type { Identity } from '../identity/index.ts';
-import { AuthorizationPageError, ENDPOINT_PATHS, type AuthorizationServer, type AuthorizeOutcome, type SignedIn } from '../oauth/index.ts';
+import { AuthorizationPageError, ENDPOINT_PATHS, isApproved, type AuthorizationServer, type AuthorizeOutcome, type SignedIn } from '../oauth/index.ts';
 import { field, forgeryRefusalReason, page, refusePage, signedInSession } from './identity-routes.ts';
 import { consentPage, errorPage, redirectInterstitialPage } from './views/pages.ts';
 
@@ -66,7 +66,7 @@ export const authorizeRoutes: FastifyPluginAsync<AuthorizeRoutesOptions> = async
             scopes: outcome.scopes,
             email: person!.email,
             redirectUri: outcome.redirectUri,
-            approved: outcome.client.approved === true,
+            approved: isApproved(outcome.client),
           }),
           [outcome.redirectUri],
         );

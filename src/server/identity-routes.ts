@@ -287,9 +287,10 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     if (answer.outcome === 'throttled') {
       await accounts.secondFactorFailed(answer.userId, context(request), 'throttled');
       reply.header('retry-after', String(answer.retryAfterSeconds));
-      return page(
+      return refusePage(
         reply,
         429,
+        'second_factor_throttled',
         secondFactorPage({ csrf: csrf.token(`mfa:${token!}`), error: `Too many wrong codes for this account. Wait ${waitInWords(answer.retryAfterSeconds)}, then try again.`, ...(returnTo !== undefined && { returnTo }) }),
         await targetsOf(returnTo),
       );
@@ -347,7 +348,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     if (current.user.totpSecret !== null && current.user.totpSecret !== undefined) return reply.redirect('/account', 303);
     // NIST SP 800-63B 6.1.2.1: a new authenticator only after a recent authentication (security review 9).
     if (!accounts.authenticatedRecently(current.session)) {
-      const check = await accounts.reauthenticate(current.user.id, (field(request.body, 'password') ?? '').slice(0, MAX_FIELD), context(request));
+      const check = await accounts.reauthenticate(current.user.id, (field(request.body, 'password') ?? '').slice(0, MAX_FIELD), context(request), current.session.handle);
       if (check.outcome !== 'ok') {
         if (check.endSession) return endAfterReauthFailures(request, reply, current, check.outcome === 'throttled' ? check.retryAfterSeconds : undefined);
         return renderAccount(reply, current, 400, { error: 'Enter your current password to set up two-step verification.' });
@@ -376,7 +377,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     if (current === null) return reply.redirect('/login', 303);
     const refused = refuseForgery(request, reply, current.session.handle);
     if (refused !== undefined) return refused;
-    const check = await accounts.reauthenticate(current.user.id, (field(request.body, 'password') ?? '').slice(0, MAX_FIELD), context(request));
+    const check = await accounts.reauthenticate(current.user.id, (field(request.body, 'password') ?? '').slice(0, MAX_FIELD), context(request), current.session.handle);
     if (check.outcome !== 'ok') {
       if (check.endSession) return endAfterReauthFailures(request, reply, current, check.outcome === 'throttled' ? check.retryAfterSeconds : undefined);
       return renderAccount(reply, current, 400, { error: 'The password is not right; two-step verification stays on.' });

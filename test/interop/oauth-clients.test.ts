@@ -144,8 +144,9 @@ describe('third-party OAuth clients against a real Portcullis', () => {
     issuer = server.running.authorizationServer.issuer;
     person = { email: `interop-${randomBytes(4).toString('hex')}@example.com`, password: PASSWORD };
     await server.running.identity.accounts.createUser(person.email, person.password, { actor: 'test' });
-    spa = await registerClient(server, { ...userClientMetadata, client_name: 'Notes app (public)', application_type: 'native', token_endpoint_auth_method: 'none' });
-    web = await registerClient(server, { ...userClientMetadata, client_name: 'Web app', token_endpoint_auth_method: 'client_secret_basic' });
+    spa = await registerClient(server, { ...userClientMetadata, scope: `${USER_SCOPE} ${API_SCOPE}`, client_name: 'Notes app (public)', application_type: 'native', token_endpoint_auth_method: 'none' }, [API_SCOPE]);
+    // Granted a scope of the API, so it may name it as a resource (RFC 8707 section 2).
+    web = await registerClient(server, { ...userClientMetadata, scope: `${USER_SCOPE} ${API_SCOPE}`, client_name: 'Web app', token_endpoint_auth_method: 'client_secret_basic' }, [API_SCOPE]);
     other = await registerClient(server, { ...userClientMetadata, client_name: 'Other app', token_endpoint_auth_method: 'client_secret_basic' });
     service = await registerClient(server, { client_name: 'Billing service', grant_types: ['client_credentials'], scope: API_SCOPE }, [API_SCOPE]);
     const keyPair = await oauth.generateKeyPair('ES256', { extractable: true });

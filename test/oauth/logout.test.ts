@@ -77,7 +77,7 @@ describe('RP-initiated and back-channel logout', () => {
       },
       { allowedScopes: ['openid', 'email', 'offline_access'], defaultSigningAlgorithm: 'EdDSA' },
     );
-    clientId = (await server.running.authorizationServer.clients.register(metadata, { actor: 'test' })).client.client_id;
+    clientId = (await server.running.authorizationServer.clients.register(metadata, { actor: 'test' }, { approved: true })).client.client_id;
   });
   after(async () => {
     await server.close();
@@ -198,7 +198,7 @@ describe('back-channel logout in production posture: no private networks', () =>
       },
       { allowedScopes: ['openid', 'email', 'offline_access'], defaultSigningAlgorithm: 'EdDSA' },
     );
-    clientId = (await server.running.authorizationServer.clients.register(metadata, { actor: 'test' })).client.client_id;
+    clientId = (await server.running.authorizationServer.clients.register(metadata, { actor: 'test' }, { approved: true })).client.client_id;
   });
   after(async () => {
     await server.close();

@@ -143,18 +143,36 @@ for (const backend of testBackends) describe(`redirect safety (security review 5
       assert.match(done.body, /Continue to evil\.example/);
     });
 
-    it('with an id_token_hint issued to that client, the sign-out returns to its URI at once', async () => {
+    it('an unapproved client\'s own id_token_hint opens no redirect: its owner can mint one, so the page only offers a link', async () => {
       const { browser, idToken } = await idTokenFor(alice, selfRegistered, EVIL_LANDING);
       const ask = await browser.get(`/logout?${new URLSearchParams({ id_token_hint: idToken, post_logout_redirect_uri: EVIL_AFTER_LOGOUT, state: 'y' }).toString()}`);
       assert.equal(ask.status, 200);
-      assert.match(ask.headers.get('content-security-policy')!, /form-action 'self' https:\/\/evil\.example;/, 'the form may end at the confirmed address');
+      const fields = Object.fromEntries([...ask.body.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((match) => [match[1]!, match[2]!.replaceAll('&amp;', '&')]));
+      const done = await browser.post('/logout', fields);
+      assert.equal(done.location, null, 'signed out, not sent on');
+      assert.match(done.body, /Continue to evil\.example/);
+      const again = await new BrowserlessClient(server.url).get(`/logout?${new URLSearchParams({ id_token_hint: idToken, post_logout_redirect_uri: EVIL_AFTER_LOGOUT }).toString()}`);
+      assert.equal(again.location, null, 'not signed in: still only a link');
+      assert.match(again.body, /Continue to evil\.example/);
+    });
+
+    it('with an id_token_hint issued to an approved client, the sign-out returns to its URI at once', async () => {
+      const approvedAfterLogout = 'https://app.example/signed-out';
+      const app = (await registerClient(server, { client_name: 'Approved app', redirect_uris: [APPROVED_REDIRECT], post_logout_redirect_uris: [approvedAfterLogout], token_endpoint_auth_method: 'none', application_type: 'native', scope: 'openid email' })).clientId;
+      // A person of its own: each sign-in from a new browser counts toward the account's slowdown.
+      const carol = `carol-${randomBytes(4).toString('hex')}@example.com`;
+      await server.running.identity.accounts.createUser(carol, PASSWORD, { actor: 'test' });
+      const { browser, idToken } = await idTokenFor({ email: carol, password: PASSWORD }, app, APPROVED_REDIRECT);
+      const ask = await browser.get(`/logout?${new URLSearchParams({ id_token_hint: idToken, post_logout_redirect_uri: approvedAfterLogout, state: 'y' }).toString()}`);
+      assert.equal(ask.status, 200);
+      assert.match(ask.headers.get('content-security-policy')!, /form-action 'self' https:\/\/app\.example;/, 'the form may end at the confirmed address');
       const fields = Object.fromEntries([...ask.body.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((match) => [match[1]!, match[2]!.replaceAll('&amp;', '&')]));
       const done = await browser.post('/logout', fields);
       assert.equal(done.status, 303);
-      assert.equal(done.location, `${EVIL_AFTER_LOGOUT}?state=y`);
-      const again = await new BrowserlessClient(server.url).get(`/logout?${new URLSearchParams({ id_token_hint: idToken, post_logout_redirect_uri: EVIL_AFTER_LOGOUT }).toString()}`);
+      assert.equal(done.location, `${approvedAfterLogout}?state=y`);
+      const again = await new BrowserlessClient(server.url).get(`/logout?${new URLSearchParams({ id_token_hint: idToken, post_logout_redirect_uri: approvedAfterLogout }).toString()}`);
       assert.equal(again.status, 303, 'not signed in: straight back');
-      assert.equal(again.location, EVIL_AFTER_LOGOUT);
+      assert.equal(again.location, approvedAfterLogout);
     });
 
     it('a hint issued to another client does not confirm this client\'s return address', async () => {

@@ -90,7 +90,7 @@ for (const backend of testBackends) {
       await server.running.identity.accounts.createUser(person.email, person.password, { actor: 'test' });
       apiServer = await registerClient(server, { client_name: 'API itself', grant_types: ['client_credentials'] });
       stranger = await registerClient(server, { client_name: 'Stranger', grant_types: ['client_credentials'] });
-      app = await registerClient(server, { client_name: 'App', redirect_uris: [REDIRECT], grant_types: ['authorization_code'], scope: 'openid api:read' }, ['api:read']);
+      app = await registerClient(server, { client_name: 'App', redirect_uris: [REDIRECT], grant_types: ['authorization_code'], scope: 'openid api:read signed:read' }, ['api:read', 'signed:read']);
       const resources = server.running.authorizationServer.resources;
       await resources.create({ uri: API, scopes: ['api:read', 'api:write', 'api:admin'], clients: [apiServer.clientId] }, { actor: 'test' });
       await resources.create({ uri: SIGNED_API, scopes: ['signed:read'], accessTokenAlg: 'RS256' }, { actor: 'test' });
@@ -118,6 +118,28 @@ for (const backend of testBackends) {
       assert.equal(unregistered.body['error'], 'invalid_scope', 'a scope the client was not granted');
       const anyResource = await form('/token', { grant_type: 'client_credentials', resource: PAYMENTS }, auth);
       assert.equal(anyResource.body['error'], 'invalid_target', 'not even an empty-scope token for another audience');
+      // Review of the merge: nor for a REGISTERED resource it was granted no scope of.
+      const registeredApi = await form('/token', { grant_type: 'client_credentials', resource: API }, auth);
+      assert.equal(registeredApi.body['error'], 'invalid_target', 'a registered API is no audience for a client granted none of its scopes');
+    });
+
+    it('a user-facing client may name only a resource it was granted a scope of (RFC 8707 section 2, RFC 9700 section 2.3)', async () => {
+      const registered = await json('POST', '/register', { redirect_uris: [REDIRECT], token_endpoint_auth_method: 'none', scope: 'openid' });
+      assert.equal(registered.status, 201, JSON.stringify(registered.body));
+      const selfRegistered = registered.body['client_id'] as string;
+      for (const endpoint of ['/authorize', '/par']) {
+        const url = new URL(`${server.url}/authorize`);
+        const params = { client_id: selfRegistered, redirect_uri: REDIRECT, response_type: 'code', scope: 'openid', resource: API, state: 's', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' };
+        if (endpoint === '/par') {
+          const pushed = await form('/par', params);
+          assert.equal(pushed.body['error'], 'invalid_target', '/par');
+        } else {
+          for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
+          const answer = await new BrowserlessClient(server.url).get(url.toString());
+          assert.ok(answer.location === null || !answer.location.includes('code='), 'no code');
+          assert.match(answer.location ?? answer.body, /invalid_target|invalid%5Ftarget/, '/authorize');
+        }
+      }
     });
 
     it('an operator-granted client gets its token with aud = the resource that owns its scope, with or without a resource parameter', async () => {

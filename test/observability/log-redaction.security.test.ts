@@ -67,12 +67,14 @@ describe('security review 7: secrets and JWTs never reach the request log', () =
   it('redacts interaction references and any parameter that is not known to be harmless', async () => {
     await send(`/authorize/resume?interaction=${remember(secret('interaction'))}`);
     await send(`/healthz?something_new=${remember(secret('unknown'))}`);
+    // Review of the merge: the sign-in page's return address carries the interaction id.
+    await send(`/login?return_to=${encodeURIComponent(`/authorize/resume?interaction=${remember(secret('interaction-in-return-to'))}`)}`);
   });
 
   it('logged every request, with no JWT and no secret value in any line', () => {
     const text = server.logs.text;
     const lines = server.logs.records().filter((line) => line['msg'] === 'request completed');
-    for (const path of ['/authorize?', '/logout?', '/token?', '/par', '/authorize/resume?', '/healthz?']) {
+    for (const path of ['/authorize?', '/logout?', '/token?', '/par', '/authorize/resume?', '/healthz?', '/login?']) {
       assert.ok(lines.some((line) => String(line['url']).startsWith(path)), `a line for ${path}`);
     }
     assert.ok(lines.some((line) => String(line['url']).includes('client_id=some-client')), 'harmless parameters stay readable');

@@ -181,6 +181,32 @@ for (const backend of testBackends) {
         assert.match(signIn.body, /Wait about 15 minutes, then try again\./);
         assert.match(signIn.headers.get('retry-after') ?? '', /^(89\d|900)$/);
       });
+
+      it(`security review 4 (review of the merge): ${form} ends a stolen session after 5 wrong passwords even from 5 different addresses`, async () => {
+        const email = `roaming-${++users}@example.com`;
+        const user = await server.running.identity.accounts.createUser(email, PASSWORD, { actor: 'test' });
+        if (form === '/account/totp/disable') {
+          const { secret } = await server.running.identity.secondFactor.beginEnrolment(user.id, email);
+          await server.running.identity.secondFactor.confirmEnrolment(user.id, await totpCodeAt(secret, clock.now()), {});
+          clock.advance(30_000);
+          await server.running.identity.secondFactor.disable(user.id, {});
+        }
+        const owner = new BrowserlessClient(server.url, { ip: freshIp() });
+        assert.equal((await password(owner, email)).location, '/account');
+        const stolen = owner.cookie(SESSION_COOKIE)!;
+        const statuses: number[] = [];
+        for (let i = 0; i < 6; i++) {
+          const thief = new BrowserlessClient(server.url, { ip: freshIp() });
+          thief.setCookie(SESSION_COOKIE, stolen);
+          const csrf = csrfField((await thief.get('/account')).body);
+          if (csrf === undefined) {
+            statuses.push(303);
+            continue;
+          }
+          statuses.push((await thief.post(form, { _csrf: csrf, ...fields(`roaming guess ${i}`) })).status);
+        }
+        assert.deepEqual(statuses, [400, 400, 400, 400, 429, 303], 'the fifth wrong password ends the session, whatever the address');
+      });
     }
 
     it('security review 9: a stolen session that signed in long ago cannot bind a new authenticator without the password', async () => {

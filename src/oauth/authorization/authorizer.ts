@@ -116,7 +116,7 @@ export class Authorizer {
     let request: AuthorizationRequest;
     try {
       request = checkAuthorizationRequest(params, { ...target, pushed });
-      request = { ...request, resources: await resolvedAudience(this.#targets, request) };
+      request = { ...request, resources: await resolvedAudience(this.#targets, request, target.client) };
     } catch (error) {
       if (error instanceof AuthorizationResponseError) return this.#errorRedirect(error, target.client);
       throw error;
@@ -239,9 +239,9 @@ export class Authorizer {
  * its API scopes belong to; a refusal goes back to the client like any
  * other (RFC 8707 section 2: invalid_target; RFC 6749 4.1.2.1: invalid_scope).
  */
-export async function resolvedAudience(targets: TokenTargets, request: AuthorizationRequest): Promise<readonly string[]> {
+export async function resolvedAudience(targets: TokenTargets, request: AuthorizationRequest, client: OAuthClient): Promise<readonly string[]> {
   try {
-    return (await targets.resolve(request.scope.split(' ').filter((scope) => scope !== ''), request.resources)).audience;
+    return (await targets.resolve(request.scope.split(' ').filter((scope) => scope !== ''), request.resources, client.scope.split(' '))).audience;
   } catch (error) {
     if (error instanceof OAuthError && (error.code === 'invalid_target' || error.code === 'invalid_scope')) {
       throw new AuthorizationResponseError(error.code, error.message, { redirectUri: request.redirectUri, state: request.state });

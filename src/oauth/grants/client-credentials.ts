@@ -26,7 +26,7 @@ export async function clientCredentialsGrant(params: OAuthParams, context: Grant
   if (refused.length > 0) throw new OAuthError('invalid_scope', `This client is not registered for the scope ${refused[0]!}.`);
   // RFC 8707 section 2 / RFC 9700 section 2.3: only registered resources,
   // and the token goes to the resources its scopes belong to.
-  const target = await context.services.targets.resolve(scopes, resources);
+  const target = await context.services.targets.resolve(scopes, resources, allowed);
   const issued = await context.services.accessTokens.issue({
     clientId: client.client_id,
     subject: client.client_id,

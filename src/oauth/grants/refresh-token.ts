@@ -66,7 +66,7 @@ export async function refreshTokenGrant(params: OAuthParams, context: GrantConte
       checkDpopBinding(result.grant.dpopJkt, context.dpopJkt);
       return result.response;
     case 'rotated':
-      if (!(await services.liveness.userIsActive(result.grant.userId))) {
+      if (!(await services.liveness.userIsActive(result.grant.userId, result.grant.authTime))) {
         await services.refreshTokens.revokeFamily(result.familyId, 'user_inactive');
         throw new OAuthError('invalid_grant', 'The account behind this refresh token is no longer active.');
       }
