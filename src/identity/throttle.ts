@@ -144,15 +144,6 @@ export class LoginThrottle {
   }
 
   /**
-   * A whole sign-in succeeded (password, and the second factor when the
-   * account has one): clears the pair, the device cookie's failures and the
-   * account's second-factor count, and refunds the IP's count. Never call
-   * it after the password alone (security review 1). The account-wide
-   * count is left to its window: one success (perhaps the owner's, from a
-   * known device) must not reopen the account to an attacker who keeps
-   * guessing; the owner's browsers are not slowed by it (device cookies).
-   */
-  /**
    * Counts a wrong password given to re-authenticate within one session and
    * answers the session's count: the session ends at the pair limit whatever
    * address the guesses come from (security review 4: a stolen session moved
@@ -163,12 +154,24 @@ export class LoginThrottle {
     return (await this.#hot.increment(keys.reauthentication(sessionHandle), THROTTLE.windowMs)).value;
   }
 
+  /**
+   * A whole sign-in succeeded (password, and the second factor when the
+   * account has one): clears the pair, the device cookie's failures and the
+   * account's second-factor count, and refunds the IP's count. Never call
+   * it after the password alone (security review 1). Of the account-wide
+   * count it refunds only its own attempt (one without a device cookie fed
+   * it), so a person who signs in often is not slowed by their own
+   * successes; the attackers' failures stay until their window ends, since
+   * one success must not reopen the account to an attacker who keeps
+   * guessing.
+   */
   async succeeded(account: string, ip: string, userId?: string, device?: string): Promise<void> {
     const epoch = await this.#epoch(account);
     await Promise.all([
       ...(device === undefined ? [] : [this.#hot.delete(keys.device(device))]),
       this.#hot.delete(keys.pair(account, ip, epoch)),
       this.#hot.increment(keys.ip(ip), THROTTLE.windowMs, -1),
+      ...(device === undefined ? [this.#hot.increment(keys.account(account), THROTTLE.windowMs, -1)] : []),
       ...(userId === undefined ? [] : [this.#hot.delete(keys.secondFactor(userId)), this.#hot.delete(keys.secondFactorGate(userId))]),
     ]);
   }

@@ -33,6 +33,19 @@ describe('LoginThrottle', () => {
     assert.equal(await throttle.state('a@example.com', 'u_1'), null);
   });
 
+  it('a person who signs in 30 times in 15 minutes, each time from a new browser, is never slowed by their own successes; failures still are', async () => {
+    const { throttle } = throttleOnClock();
+    for (let i = 0; i < 30; i++) {
+      const verdict = await throttle.attempt('often@example.com', '198.51.100.9');
+      assert.equal(verdict.allowed, true, `sign-in ${i + 1}`);
+      await throttle.succeeded('often@example.com', '198.51.100.9', 'u_often');
+    }
+    assert.equal(await throttle.state('often@example.com', 'u_often'), null);
+    // Failures from other addresses (no success refunds them) slow the account as before.
+    for (let i = 0; i < THROTTLE.accountFreeFailures; i++) await throttle.attempt('often@example.com', `203.0.113.${i}`);
+    assert.equal(await throttle.state('often@example.com', 'u_often'), 'slowed');
+  });
+
   it('a right password does not reset the second-factor count; only succeeded() after the whole sign-in does', async () => {
     const { throttle } = throttleOnClock();
     for (let i = 0; i < THROTTLE.secondFactorFreeFailures + 1; i++) assert.equal((await throttle.secondFactorAttempt('u_2')).allowed, true);
