@@ -6,6 +6,7 @@
  * registered (RFC 7591 section 2, token_endpoint_auth_method).
  */
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet } from 'jose';
+import { throttledFor, type FailureAggregator } from '../audit/index.ts';
 import type { Clock, HotStore } from '../store/index.ts';
 import type { ClientRegistry, OAuthClient } from './clients.ts';
 import type { TokenEndpointAuthMethod } from './client-metadata.ts';
@@ -28,7 +29,17 @@ export interface ClientCredentialsInput {
   readonly authorization: string | undefined;
   /** The form body's parameters (single values; repeated parameters were refused before). */
   readonly body: Readonly<Record<string, string | undefined>>;
+  /** Who asked: the network the throttle counts, and the ids of the aggregated ledger entry. */
+  readonly audit: { readonly requestId?: string; readonly traceId?: string; readonly ip?: string };
 }
+
+/**
+ * Failed client authentications one network may cause per minute before the
+ * check is skipped (429). A client that has its credential fails none; a
+ * misconfigured one fails one per request, and 100 a minute leaves its
+ * operator time to see the log.
+ */
+export const CLIENT_AUTH_FAILURES_PER_MINUTE = 100;
 
 export interface ClientAuthenticatorOptions {
   readonly clients: ClientRegistry;
@@ -40,6 +51,8 @@ export interface ClientAuthenticatorOptions {
    * token endpoint URL (draft-ietf-oauth-rfc7523bis section 5).
    */
   readonly assertionAudiences: readonly string[];
+  /** Counts failed client authentications per network: the throttle reads it, the ledger gets them aggregated. */
+  readonly failures: Pick<FailureAggregator, 'record' | 'count' | 'retryAfterMs'>;
 }
 
 export interface AuthenticatedClient {
@@ -68,6 +81,32 @@ export class ClientAuthenticator {
    * same answer.
    */
   async authenticate(input: ClientCredentialsInput): Promise<AuthenticatedClient> {
+    // Every credential check goes through a throttle, read before the check:
+    // client secrets and assertions can be guessed like passwords (RFC 9700
+    // section 4.10 / OWASP), and a right secret does not reset the count.
+    // RFC 6585 section 4: 429 with Retry-After.
+    const wait = await throttledFor(this.#options.failures, 'client.auth.failed', input.audit.ip, CLIENT_AUTH_FAILURES_PER_MINUTE);
+    if (wait !== undefined) {
+      throw new OAuthError('temporarily_unavailable', 'Too many failed client authentications from this network; try again later.', { headers: { 'retry-after': String(wait) } });
+    }
+    try {
+      return await this.#check(input);
+    } catch (error) {
+      // Unauthenticated failures reach the ledger aggregated per network and
+      // minute (security review 11): anyone can send wrong secrets.
+      if (error instanceof OAuthError && error.code === 'invalid_client') {
+        await this.#options.failures.record({
+          type: 'client.auth.failed',
+          outcome: 'denied',
+          ...input.audit,
+          detail: { reason: error.message.slice(0, 200) },
+        });
+      }
+      throw error;
+    }
+  }
+
+  async #check(input: ClientCredentialsInput): Promise<AuthenticatedClient> {
     const presented = presentedCredentials(input);
     const refuse = (description: string) =>
       new OAuthError('invalid_client', description, presented.method === 'client_secret_basic' ? { headers: { 'www-authenticate': 'Basic realm="portcullis", charset="UTF-8"' } } : {});
