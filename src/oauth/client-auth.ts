@@ -41,6 +41,14 @@ export interface ClientCredentialsInput {
  */
 export const CLIENT_AUTH_FAILURES_PER_MINUTE = 100;
 
+/**
+ * Failed authentications of one client_id per minute, from all networks,
+ * beyond which only networks with no failure of their own this minute may
+ * still try that client: a guesser spread over many networks is stopped,
+ * and the real client (which fails none) is not locked out by it.
+ */
+export const CLIENT_ID_FAILURES_PER_MINUTE = 1000;
+
 export interface ClientAuthenticatorOptions {
   readonly clients: ClientRegistry;
   readonly hot: HotStore;
@@ -52,7 +60,7 @@ export interface ClientAuthenticatorOptions {
    */
   readonly assertionAudiences: readonly string[];
   /** Counts failed client authentications per network: the throttle reads it, the ledger gets them aggregated. */
-  readonly failures: Pick<FailureAggregator, 'record' | 'count' | 'retryAfterMs'>;
+  readonly failures: Pick<FailureAggregator, 'record' | 'count' | 'retryAfterMs' | 'tally' | 'countFor'>;
 }
 
 export interface AuthenticatedClient {
@@ -82,32 +90,36 @@ export class ClientAuthenticator {
    */
   async authenticate(input: ClientCredentialsInput): Promise<AuthenticatedClient> {
     // Every credential check goes through a throttle, read before the check:
-    // client secrets and assertions can be guessed like passwords (RFC 9700
-    // section 4.10 / OWASP), and a right secret does not reset the count.
+    // RFC 6749 section 10.10, the server MUST prevent attackers from guessing
+    // client credentials; a right secret does not reset the count.
     // RFC 6585 section 4: 429 with Retry-After.
-    const wait = await throttledFor(this.#options.failures, 'client.auth.failed', input.audit.ip, CLIENT_AUTH_FAILURES_PER_MINUTE);
-    if (wait !== undefined) {
-      throw new OAuthError('temporarily_unavailable', 'Too many failed client authentications from this network; try again later.', { headers: { 'retry-after': String(wait) } });
-    }
+    const { failures } = this.#options;
+    const wait = await throttledFor(failures, 'client.auth.failed', input.audit.ip, CLIENT_AUTH_FAILURES_PER_MINUTE);
+    if (wait !== undefined) throw throttled(wait);
+    let presented: Presented | undefined;
     try {
-      return await this.#check(input);
+      presented = presentedCredentials(input);
+      if ((await failures.countFor('client.auth.failed', presented.clientId)) >= CLIENT_ID_FAILURES_PER_MINUTE && (await failures.count('client.auth.failed', input.audit.ip)) > 0) {
+        throw throttled(Math.max(1, Math.ceil(failures.retryAfterMs() / 1000)));
+      }
+      return await this.#check(presented);
     } catch (error) {
       // Unauthenticated failures reach the ledger aggregated per network and
       // minute (security review 11): anyone can send wrong secrets.
       if (error instanceof OAuthError && error.code === 'invalid_client') {
-        await this.#options.failures.record({
+        await failures.record({
           type: 'client.auth.failed',
           outcome: 'denied',
           ...input.audit,
           detail: { reason: error.message.slice(0, 200) },
         });
+        if (presented !== undefined) await failures.tally('client.auth.failed', presented.clientId);
       }
       throw error;
     }
   }
 
-  async #check(input: ClientCredentialsInput): Promise<AuthenticatedClient> {
-    const presented = presentedCredentials(input);
+  async #check(presented: Presented): Promise<AuthenticatedClient> {
     const refuse = (description: string) =>
       new OAuthError('invalid_client', description, presented.method === 'client_secret_basic' ? { headers: { 'www-authenticate': 'Basic realm="portcullis", charset="UTF-8"' } } : {});
     const client = await this.#options.clients.get(presented.clientId);
@@ -161,6 +173,11 @@ export class ClientAuthenticator {
     const first = await this.#options.hot.setIfAbsent(`oauth:client-assertion:${client.client_id}:${jti}`, '1', ttlMs);
     if (!first) throw refuse('The client assertion was already used.');
   }
+}
+
+/** RFC 6585 section 4: 429 with Retry-After; the credential was not checked. */
+function throttled(retryAfterSeconds: number): OAuthError {
+  return new OAuthError('temporarily_unavailable', 'Too many failed client authentications; try again later.', { headers: { 'retry-after': String(retryAfterSeconds) } });
 }
 
 function assertionProblem(error: joseErrors.JOSEError): string {

@@ -19,7 +19,7 @@ import { startTestServer, type TestServer } from '../support/server.ts';
 
 const INITIAL_TOKEN = 'initial-5d2c8e1a-7f4b-4c3e-9a0d-1b6e2f8c4a97';
 const METRICS_TOKEN = 'metrics-3e9a1c7b-2d5f-4a8e-b0c6-9f1d4e7a2b53';
-/** The per-network limit every one of these throttles uses (a minute's window). */
+/** The per-network limit every one of these throttles uses (a minute's window); a client_id has 1,000 across networks. */
 const LIMIT = 100;
 const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
 
@@ -92,6 +92,17 @@ describe('credential throttles: client secrets, registration tokens, the metrics
     assert.ok(added.length >= 1 && added.length <= 3, `${added.length} entries`);
     assert.ok(added.every((type) => type === 'client.auth.failed'), added.join(', '));
     clock.advance(60_000);
+  });
+
+  it('stops a guesser spread over many networks at 1,000 failures a minute for one client_id, and lets the real client in from a clean network', async () => {
+    // 10 networks at 99 failures and one at 10: every network stays below its own limit of 100.
+    for (let n = 0; n < 10; n++) for (let i = 0; i < LIMIT - 1; i++) assert.equal((await tokenFrom(`100.64.${n}.1`, `guess-${i}`)).status, 401);
+    for (let i = 0; i < 10; i++) assert.equal((await tokenFrom('100.64.10.1', `guess-${i}`)).status, 401);
+    await assertThrottled(await tokenFrom('100.64.10.1', client.secret), 'oauth');
+    await assertThrottled(await tokenFrom('100.64.3.1', 'another-guess'), 'oauth');
+    assert.equal((await tokenFrom('203.0.113.30', client.secret)).status, 200, 'a network with no failure this minute is not refused');
+    clock.advance(60_000);
+    assert.equal((await tokenFrom('100.64.10.1', client.secret)).status, 200);
   });
 
   it('throttles wrong private_key_jwt assertions like wrong secrets', async () => {
