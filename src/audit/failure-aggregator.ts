@@ -8,6 +8,7 @@
  * 10, 100, 1000, ... within the window: at most a handful of entries per
  * network and window, each carrying the count so far.
  */
+import { createHash } from 'node:crypto';
 import type { Clock, HotStore } from '../store/index.ts';
 import type { AuditEvent } from './events.ts';
 import { truncateIp } from './ip.ts';
@@ -74,6 +75,23 @@ export class FailureAggregator {
     return value === null ? 0 : Number(value);
   }
 
+  /**
+   * Counts one failure against a named target rather than a network (the
+   * client_id a distributed guesser aims at), in the same windows; writes
+   * nothing to the ledger (`record` does, per network). Answers the count.
+   */
+  async tally(type: AuditEvent['type'], target: string): Promise<number> {
+    const now = this.#clock();
+    return (await this.#hot.increment(this.#targetKey(type, target, now - (now % this.#windowMs)), this.#windowMs * 2)).value;
+  }
+
+  /** Failures `tally` counted against this target in the current window; only the end of the window resets it. */
+  async countFor(type: AuditEvent['type'], target: string): Promise<number> {
+    const now = this.#clock();
+    const value = await this.#hot.get(this.#targetKey(type, target, now - (now % this.#windowMs)));
+    return value === null ? 0 : Number(value);
+  }
+
   /** Milliseconds until the current window ends. */
   retryAfterMs(): number {
     const now = this.#clock();
@@ -83,5 +101,10 @@ export class FailureAggregator {
   #key(type: AuditEvent['type'], ip: string | undefined, windowStart: number): string {
     const network = (ip !== undefined ? truncateIp(ip) : undefined) ?? 'unknown';
     return `audit:failures:${type}:${network}:${windowStart}`;
+  }
+
+  /** Hashed: a target is chosen by whoever sends the request, the key stays short and plain. */
+  #targetKey(type: AuditEvent['type'], target: string, windowStart: number): string {
+    return `audit:failures:${type}:target:${createHash('sha256').update(target).digest('base64url')}:${windowStart}`;
   }
 }

@@ -12,6 +12,7 @@ export { Ledger, AuditRequestError, type CosignatureResult, type RecordedEntry }
 export { AUDIT_EVENT_TYPES, AuditEventError, decodeEntry, encodeEntry, type AuditEntry, type AuditEvent, type AuditEventType, type AuditOutcome, type AuditDetail } from './events.ts';
 export { AuditBackpressureError } from './group-commit.ts';
 export { FailureAggregator, type FailureAggregatorOptions } from './failure-aggregator.ts';
+export { throttledFor } from './failure-throttle.ts';
 export { truncateIp, type IpAddressMode } from './ip.ts';
 export { defaultOrigin, storedLogVerifierKey } from './log-key.ts';
 export { MissingTreeNodeError } from './tree.ts';

@@ -3,7 +3,7 @@
  * src/server/oauth-routes.ts and src/server/authorize-routes.ts; this module
  * decides.
  */
-import type { Ledger } from '../audit/index.ts';
+import { FailureAggregator, type Ledger } from '../audit/index.ts';
 import type { Config } from '../config/index.ts';
 import type { Identity, UserDirectory } from '../identity/index.ts';
 import type { Clock, Stores } from '../store/index.ts';
@@ -115,12 +115,15 @@ export function createAuthorizationServer(options: {
   identity: Identity;
   masterKey: Uint8Array;
   clock: Clock;
+  /** The instance's aggregator of unauthenticated failures (client and registration credentials; security review 11); one is made when not given. */
+  failures?: FailureAggregator;
   /** Reports what the person never sees: a back-channel logout that could not be delivered. */
   warn?: (message: string, detail: Record<string, unknown>) => void;
 }): AuthorizationServer {
   const { config, stores, ledger, keyring, clock, identity } = options;
   const issuer = config.issuer;
   const tokens = config.tokens;
+  const failures = options.failures ?? new FailureAggregator({ ledger, hot: stores.hot, clock });
   const clients = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(options.masterKey, 'client-secrets'), ledger, clock });
   const resources = new ResourceRegistry({ records: stores.durable.records, ledger, clock });
   const targets = new TokenTargets({ resources, defaultAlgorithm: tokens.signingAlgorithm });
@@ -153,6 +156,7 @@ export function createAuthorizationServer(options: {
     // draft-ietf-oauth-rfc7523bis section 5: the issuer identifier; the token
     // endpoint URL only as a transition. No other endpoint (audience injection).
     assertionAudiences: [issuer, endpointUrl(issuer, ENDPOINT_PATHS.token)],
+    failures,
   });
   const services: GrantServices = {
     accessTokens,
@@ -219,6 +223,7 @@ export function createAuthorizationServer(options: {
       initialAccessTokenScopes: config.oauth.initialAccessTokenScopes,
       scopeExists: async (scope) => USER_SCOPES.has(scope) || (await resources.ownerOf(scope)) !== null,
       endpoint: endpointUrl(issuer, ENDPOINT_PATHS.registration),
+      failures,
     }),
     metadata: JSON.stringify(authorizationServerMetadata(metadataOptions)),
     openIdMetadata: JSON.stringify(openIdProviderMetadata(metadataOptions)),

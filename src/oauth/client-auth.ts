@@ -6,6 +6,7 @@
  * registered (RFC 7591 section 2, token_endpoint_auth_method).
  */
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet } from 'jose';
+import { throttledFor, type FailureAggregator } from '../audit/index.ts';
 import type { Clock, HotStore } from '../store/index.ts';
 import type { ClientRegistry, OAuthClient } from './clients.ts';
 import type { TokenEndpointAuthMethod } from './client-metadata.ts';
@@ -28,7 +29,25 @@ export interface ClientCredentialsInput {
   readonly authorization: string | undefined;
   /** The form body's parameters (single values; repeated parameters were refused before). */
   readonly body: Readonly<Record<string, string | undefined>>;
+  /** Who asked: the network the throttle counts, and the ids of the aggregated ledger entry. */
+  readonly audit: { readonly requestId?: string; readonly traceId?: string; readonly ip?: string };
 }
+
+/**
+ * Failed client authentications one network may cause per minute before the
+ * check is skipped (429). A client that has its credential fails none; a
+ * misconfigured one fails one per request, and 100 a minute leaves its
+ * operator time to see the log.
+ */
+export const CLIENT_AUTH_FAILURES_PER_MINUTE = 100;
+
+/**
+ * Failed authentications of one client_id per minute, from all networks,
+ * beyond which only networks with no failure of their own this minute may
+ * still try that client: a guesser spread over many networks is stopped,
+ * and the real client (which fails none) is not locked out by it.
+ */
+export const CLIENT_ID_FAILURES_PER_MINUTE = 1000;
 
 export interface ClientAuthenticatorOptions {
   readonly clients: ClientRegistry;
@@ -40,6 +59,8 @@ export interface ClientAuthenticatorOptions {
    * token endpoint URL (draft-ietf-oauth-rfc7523bis section 5).
    */
   readonly assertionAudiences: readonly string[];
+  /** Counts failed client authentications per network: the throttle reads it, the ledger gets them aggregated. */
+  readonly failures: Pick<FailureAggregator, 'record' | 'count' | 'retryAfterMs' | 'tally' | 'countFor'>;
 }
 
 export interface AuthenticatedClient {
@@ -68,7 +89,37 @@ export class ClientAuthenticator {
    * same answer.
    */
   async authenticate(input: ClientCredentialsInput): Promise<AuthenticatedClient> {
-    const presented = presentedCredentials(input);
+    // Every credential check goes through a throttle, read before the check:
+    // RFC 6749 section 10.10, the server MUST prevent attackers from guessing
+    // client credentials; a right secret does not reset the count.
+    // RFC 6585 section 4: 429 with Retry-After.
+    const { failures } = this.#options;
+    const wait = await throttledFor(failures, 'client.auth.failed', input.audit.ip, CLIENT_AUTH_FAILURES_PER_MINUTE);
+    if (wait !== undefined) throw throttled(wait);
+    let presented: Presented | undefined;
+    try {
+      presented = presentedCredentials(input);
+      if ((await failures.countFor('client.auth.failed', presented.clientId)) >= CLIENT_ID_FAILURES_PER_MINUTE && (await failures.count('client.auth.failed', input.audit.ip)) > 0) {
+        throw throttled(Math.max(1, Math.ceil(failures.retryAfterMs() / 1000)));
+      }
+      return await this.#check(presented);
+    } catch (error) {
+      // Unauthenticated failures reach the ledger aggregated per network and
+      // minute (security review 11): anyone can send wrong secrets.
+      if (error instanceof OAuthError && error.code === 'invalid_client') {
+        await failures.record({
+          type: 'client.auth.failed',
+          outcome: 'denied',
+          ...input.audit,
+          detail: { reason: error.message.slice(0, 200) },
+        });
+        if (presented !== undefined) await failures.tally('client.auth.failed', presented.clientId);
+      }
+      throw error;
+    }
+  }
+
+  async #check(presented: Presented): Promise<AuthenticatedClient> {
     const refuse = (description: string) =>
       new OAuthError('invalid_client', description, presented.method === 'client_secret_basic' ? { headers: { 'www-authenticate': 'Basic realm="portcullis", charset="UTF-8"' } } : {});
     const client = await this.#options.clients.get(presented.clientId);
@@ -122,6 +173,11 @@ export class ClientAuthenticator {
     const first = await this.#options.hot.setIfAbsent(`oauth:client-assertion:${client.client_id}:${jti}`, '1', ttlMs);
     if (!first) throw refuse('The client assertion was already used.');
   }
+}
+
+/** RFC 6585 section 4: 429 with Retry-After; the credential was not checked. */
+function throttled(retryAfterSeconds: number): OAuthError {
+  return new OAuthError('temporarily_unavailable', 'Too many failed client authentications; try again later.', { headers: { 'retry-after': String(retryAfterSeconds) } });
 }
 
 function assertionProblem(error: joseErrors.JOSEError): string {

@@ -22,6 +22,7 @@ export const OAUTH_ERROR_CODES = [
   'invalid_dpop_proof',
   'use_dpop_nonce',
   'access_denied',
+  'temporarily_unavailable',
 ] as const;
 
 export type OAuthErrorCode = (typeof OAUTH_ERROR_CODES)[number];

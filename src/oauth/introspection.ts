@@ -14,6 +14,7 @@ import { OAuthError } from './errors.ts';
 import { oauthParams } from './params.ts';
 import type { RefreshTokens } from './refresh-tokens.ts';
 import type { TokenTargets } from './targets.ts';
+import type { RequestAudit } from './token-endpoint.ts';
 
 export type IntrospectionResponse = { readonly active: false } | ({ readonly active: true; readonly token_type?: string } & Record<string, unknown>);
 
@@ -34,9 +35,9 @@ export class IntrospectionEndpoint {
     this.#refreshTokens = options.refreshTokens;
   }
 
-  async handle(request: { body: unknown; authorization: string | undefined }): Promise<IntrospectionResponse> {
+  async handle(request: { body: unknown; authorization: string | undefined; audit: RequestAudit }): Promise<IntrospectionResponse> {
     const params = oauthParams(request.body);
-    const authenticated = await this.#clientAuthenticator.authenticate({ authorization: request.authorization, body: params.values });
+    const authenticated = await this.#clientAuthenticator.authenticate({ authorization: request.authorization, body: params.values, audit: request.audit });
     if (authenticated.method === 'none') throw new OAuthError('invalid_client', 'Introspection needs an authenticated (confidential) client.');
     const token = params.values['token'];
     if (token === undefined) throw new OAuthError('invalid_request', 'token is required.');

@@ -10,6 +10,7 @@ import { oauthParams } from './params.ts';
 import type { PushedRequests } from './authorization/pushed-requests.ts';
 import { resolvedAudience } from './authorization/authorizer.ts';
 import type { TokenTargets } from './targets.ts';
+import type { RequestAudit } from './token-endpoint.ts';
 import { AuthorizationPageError, AuthorizationResponseError, checkAuthorizationRequest, verifiedRedirect } from './authorization/request.ts';
 
 /** Parameters that authenticate the client (RFC 6749 section 2.3.1, RFC 7523 section 2.2). */
@@ -28,14 +29,14 @@ export class ParEndpoint {
   }
 
   /** `dpopJkt`: the thumbprint of the request's verified DPoP proof, if it carried one. */
-  async handle(request: { body: unknown; authorization: string | undefined; dpopJkt?: string }): Promise<{ request_uri: string; expires_in: number }> {
+  async handle(request: { body: unknown; authorization: string | undefined; audit: RequestAudit; dpopJkt?: string }): Promise<{ request_uri: string; expires_in: number }> {
     const params = oauthParams(request.body);
     // RFC 9449 section 10.1: a DPoP proof at the PAR endpoint binds the code
     // to its key, as dpop_jkt would; if both are sent they must agree.
     if (request.dpopJkt !== undefined) {
       if (params.values['dpop_jkt'] !== undefined && params.values['dpop_jkt'] !== request.dpopJkt) throw new OAuthError('invalid_dpop_proof', 'dpop_jkt does not match the key of the DPoP proof.');
     }
-    const { client } = await this.#clientAuthenticator.authenticate({ authorization: request.authorization, body: params.values });
+    const { client } = await this.#clientAuthenticator.authenticate({ authorization: request.authorization, body: params.values, audit: request.audit });
     if (params.values['client_id'] !== undefined && params.values['client_id'] !== client.client_id) throw new OAuthError('invalid_request', 'client_id does not match the authenticated client.');
     // Section 2.1: a request_uri cannot itself be pushed.
     if (params.values['request_uri'] !== undefined) throw new OAuthError('invalid_request', 'request_uri is not allowed here.');

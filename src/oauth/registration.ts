@@ -16,9 +16,11 @@
  * invalid_scope, far from the cause; a refusal names the scope at once.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { throttledFor, type FailureAggregator } from '../audit/index.ts';
 import { ClientMetadataError, pickClientMetadata, validateClientMetadata, type ClientMetadata } from './client-metadata.ts';
 import { ClientRegistryError, type ClientRegistry, type OAuthClient } from './clients.ts';
 import { OAuthError } from './errors.ts';
+import type { RequestAudit } from './token-endpoint.ts';
 
 export type RegistrationPolicy = 'open' | 'token' | 'off';
 
@@ -34,7 +36,17 @@ export interface RegistrationOptions {
   readonly scopeExists: (scope: string) => Promise<boolean>;
   /** The registration endpoint's URL; a client's configuration URL is this plus its id. */
   readonly endpoint: string;
+  /** Counts wrong initial and registration access tokens per network: the throttle reads it, the ledger gets them aggregated. */
+  readonly failures: Pick<FailureAggregator, 'record' | 'count' | 'retryAfterMs'>;
 }
+
+/** Who asked: the network the throttle counts, and the ids the ledger entries carry. */
+export interface RegistrationRequestAudit extends RequestAudit {
+  readonly requestId: string;
+}
+
+/** Wrong initial or registration access tokens one network may send per minute before the check is skipped (429). */
+export const REGISTRATION_FAILURES_PER_MINUTE = 100;
 
 export interface RegistrationAnswer {
   readonly status: 200 | 201 | 204;
@@ -72,11 +84,11 @@ export class RegistrationEndpoint {
   }
 
   /** RFC 7591 section 3: register a client; 201 with its metadata and, once, its secret and registration access token. */
-  async register(request: { body: unknown; authorization: string | undefined; requestId: string }): Promise<RegistrationAnswer> {
-    const withToken = this.#admit(request.authorization);
+  async register(request: { body: unknown; authorization: string | undefined; audit: RegistrationRequestAudit }): Promise<RegistrationAnswer> {
+    const withToken = await this.#admit(request.authorization, request.audit);
     const policy = withToken ? this.#options.initialAccessTokenScopes : this.#options.registrationScopes;
     const metadata = this.#validate(request.body, await this.#existing(policy));
-    const registered = await this.#options.clients.register(metadata, { actor: ACTOR, requestId: request.requestId }, { withRegistrationToken: true });
+    const registered = await this.#options.clients.register(metadata, { actor: ACTOR, requestId: request.audit.requestId }, { withRegistrationToken: true });
     return {
       status: 201,
       body: {
@@ -88,8 +100,8 @@ export class RegistrationEndpoint {
   }
 
   /** RFC 7592 section 2.1. */
-  async read(clientId: string, authorization: string | undefined): Promise<RegistrationAnswer> {
-    const client = await this.#authorised(clientId, authorization);
+  async read(clientId: string, request: { authorization: string | undefined; audit: RegistrationRequestAudit }): Promise<RegistrationAnswer> {
+    const client = await this.#authorised(clientId, request);
     return { status: 200, body: this.#describe(client) };
   }
 
@@ -98,8 +110,8 @@ export class RegistrationEndpoint {
    * client_id must be the client's own, and a client_secret, if sent, must
    * be its current one.
    */
-  async update(clientId: string, request: { body: unknown; authorization: string | undefined; requestId: string }): Promise<RegistrationAnswer> {
-    const client = await this.#authorised(clientId, request.authorization);
+  async update(clientId: string, request: { body: unknown; authorization: string | undefined; audit: RegistrationRequestAudit }): Promise<RegistrationAnswer> {
+    const client = await this.#authorised(clientId, request);
     const body = request.body;
     if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new OAuthError('invalid_client_metadata', 'The body must be a JSON object of client metadata.');
     const fields = body as Record<string, unknown>;
@@ -112,7 +124,7 @@ export class RegistrationEndpoint {
     const metadata = this.#validate(Object.fromEntries(Object.entries(fields).filter(([name]) => !SERVER_FIELDS.includes(name))), allowed);
     let updated;
     try {
-      updated = await this.#options.clients.update(clientId, metadata, { actor: ACTOR, requestId: request.requestId }, { expectedVersion: client.version });
+      updated = await this.#options.clients.update(clientId, metadata, { actor: ACTOR, requestId: request.audit.requestId }, { expectedVersion: client.version });
     } catch (error) {
       // Another update won the compare-and-set: nothing of this one was written.
       if (error instanceof ClientRegistryError && error.code === 'conflict') throw new OAuthError('invalid_request', 'The registration changed meanwhile; read it again and retry.');
@@ -122,9 +134,9 @@ export class RegistrationEndpoint {
   }
 
   /** RFC 7592 section 2.3: 204 once deleted. */
-  async delete(clientId: string, request: { authorization: string | undefined; requestId: string }): Promise<RegistrationAnswer> {
-    await this.#authorised(clientId, request.authorization);
-    await this.#options.clients.delete(clientId, { actor: ACTOR, requestId: request.requestId });
+  async delete(clientId: string, request: { authorization: string | undefined; audit: RegistrationRequestAudit }): Promise<RegistrationAnswer> {
+    await this.#authorised(clientId, request);
+    await this.#options.clients.delete(clientId, { actor: ACTOR, requestId: request.audit.requestId });
     return { status: 204 };
   }
 
@@ -133,14 +145,33 @@ export class RegistrationEndpoint {
    * access token, or nobody. Resolves whether the initial access token was
    * presented (on an open server too: it earns its wider scope policy).
    */
-  #admit(authorization: string | undefined): boolean {
+  async #admit(authorization: string | undefined, audit: RegistrationRequestAudit): Promise<boolean> {
     const { policy, initialAccessToken } = this.#options;
     if (policy === 'off') throw new OAuthError('access_denied', 'Dynamic client registration is turned off on this server.');
     const presented = bearer(authorization);
+    // An anonymous registration on an open server checks no credential.
+    if (policy === 'open' && presented === undefined) return false;
+    await this.#throttle(audit);
     const valid = initialAccessToken !== undefined && presented !== undefined && constantTimeEquals(presented, initialAccessToken);
+    // A wrong token is a guess, on an open server too (where it would earn the wider scope policy).
+    if (!valid) await this.#failed(audit, 'initial access token', presented);
     if (policy === 'open') return valid;
     if (!valid) throw new OAuthError('invalid_token', 'Registration needs the initial access token as a Bearer token.', { headers: { 'www-authenticate': 'Bearer error="invalid_token"' } });
     return true;
+  }
+
+  /**
+   * Every credential check goes through a throttle, read before the check;
+   * a right token does not reset it. RFC 6585 section 4: 429 with Retry-After.
+   */
+  async #throttle(audit: RegistrationRequestAudit): Promise<void> {
+    const wait = await throttledFor(this.#options.failures, 'registration.auth.failed', audit.ip, REGISTRATION_FAILURES_PER_MINUTE);
+    if (wait !== undefined) throw new OAuthError('temporarily_unavailable', 'Too many wrong registration tokens from this network; try again later.', { headers: { 'retry-after': String(wait) } });
+  }
+
+  /** Unauthenticated failures reach the ledger aggregated per network and minute (security review 11). */
+  async #failed(audit: RegistrationRequestAudit, kind: 'initial access token' | 'registration access token', presented: string | undefined): Promise<void> {
+    await this.#options.failures.record({ type: 'registration.auth.failed', outcome: 'denied', ...audit, detail: { checked: kind, presented: presented === undefined ? 'nothing' : 'a wrong token' } });
   }
 
   /** Of a policy's scopes, those that exist now (an API scope whose resource was deleted does not). */
@@ -150,14 +181,17 @@ export class RegistrationEndpoint {
     return found;
   }
 
-  async #authorised(clientId: string, authorization: string | undefined): Promise<OAuthClient> {
+  async #authorised(clientId: string, request: { authorization: string | undefined; audit: RegistrationRequestAudit }): Promise<OAuthClient> {
     if (!this.enabled) throw new OAuthError('access_denied', 'Dynamic client registration is turned off on this server.');
-    const presented = bearer(authorization);
-    if (presented === undefined) throw invalidToken();
-    const client = clientId.length > 256 ? null : await this.#options.clients.get(clientId);
+    await this.#throttle(request.audit);
+    const presented = bearer(request.authorization);
+    const client = presented === undefined || clientId.length > 256 ? null : await this.#options.clients.get(clientId);
     // RFC 7592 section 3: an unknown client and a wrong token answer alike,
     // so the endpoint does not tell which client ids exist.
-    if (client === null || !this.#options.clients.verifyRegistrationToken(client, presented)) throw invalidToken();
+    if (client === null || !this.#options.clients.verifyRegistrationToken(client, presented!)) {
+      await this.#failed(request.audit, 'registration access token', presented);
+      throw invalidToken();
+    }
     return client;
   }
 

@@ -29,7 +29,7 @@ export class RevocationEndpoint {
 
   async handle(request: { body: unknown; authorization: string | undefined; audit: RequestAudit }): Promise<void> {
     const params = oauthParams(request.body);
-    const { client } = await this.#clientAuthenticator.authenticate({ authorization: request.authorization, body: params.values });
+    const { client } = await this.#clientAuthenticator.authenticate({ authorization: request.authorization, body: params.values, audit: request.audit });
     const token = params.values['token'];
     if (token === undefined) throw new OAuthError('invalid_request', 'token is required.');
     const hint = params.values['token_type_hint'];

@@ -96,7 +96,7 @@ export class TokenEndpoint {
     const grant = Object.hasOwn(GRANTS, grantType) ? GRANTS[grantType] : undefined;
     // Authenticate before answering about the grant type, so an
     // unauthenticated caller learns nothing but "authenticate".
-    const authenticated = await this.#options.clientAuthenticator.authenticate({ authorization: request.authorization, body: params.values });
+    const authenticated = await this.#options.clientAuthenticator.authenticate({ authorization: request.authorization, body: params.values, audit: request.audit });
     if (grant === undefined) throw new OAuthError('unsupported_grant_type', 'This server does not support that grant_type.');
     // RFC 9449 section 5.2: a client registered for DPoP always sends a proof.
     if (authenticated.client.dpop_bound_access_tokens && request.dpopJkt === undefined) throw new OAuthError('invalid_request', 'This client must send a DPoP proof.');

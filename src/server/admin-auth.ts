@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
-import type { FailureAggregator } from '../audit/index.ts';
+import { throttledFor, type FailureAggregator } from '../audit/index.ts';
 import { HttpError } from './errors.ts';
 
 export interface AdminAuthenticator {
@@ -40,9 +40,8 @@ export function staticAdminAuthenticator(token: string | undefined, failures: Pi
       // Cheat Sheet); the count is per network and minute, and a right token
       // does not reset it. Throttled attempts are not counted again: the
       // ledger already has this window's entries.
-      if ((await failures.count('admin.auth.failed', request.ip)) >= ADMIN_FAILURES_PER_MINUTE) {
-        throw new HttpError('too_many_requests', 'Too many failed admin attempts from this network; try again later.', { headers: { 'retry-after': String(Math.ceil(failures.retryAfterMs() / 1000)) } });
-      }
+      const wait = await throttledFor(failures, 'admin.auth.failed', request.ip, ADMIN_FAILURES_PER_MINUTE);
+      if (wait !== undefined) throw new HttpError('too_many_requests', 'Too many failed admin attempts from this network; try again later.', { headers: { 'retry-after': String(wait) } });
       const presented = presentedBearer(request);
       if (matches(presented)) return;
       // Aggregated per network and minute (security review 11): anyone can

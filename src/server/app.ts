@@ -10,7 +10,7 @@ import { ConfigError } from '../config/index.ts';
 import { errorHandler, refuseUnacceptedMediaType, sendError, writeClientError } from './error-handler.ts';
 import { requestIdentity } from './request-id.ts';
 import { securityHeaderFields, securityHeaders } from './security-headers.ts';
-import { healthRoutes, metricsRoute } from './health.ts';
+import { healthRoutes, metricsRoute, type MetricsFailures } from './health.ts';
 import { homeRoutes } from './home-routes.ts';
 import { methodsOf, routeTable } from './route-table.ts';
 import { developmentHostRedirect } from './development-host.ts';
@@ -144,8 +144,8 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     return sendError(request, reply, { code: 'not_found', detail: 'There is no resource at this path.', headers: {} });
   });
 
-  await app.register(healthRoutes, { stores: deps.stores, metrics, metricsEnabled: metricsOnMainListener(config, logger), metricsToken: config.metrics.token });
   const failures = deps.failures ?? new FailureAggregator({ ledger: deps.ledger, hot: deps.stores.hot, clock: deps.clock ?? systemClock });
+  await app.register(healthRoutes, { stores: deps.stores, metrics, metricsEnabled: metricsOnMainListener(config, logger), metricsToken: config.metrics.token, failures });
   await app.register(auditRoutes, { ledger: deps.ledger, admin: staticAdminAuthenticator(config.admin.token, failures) });
   await app.register(homeRoutes, { issuer: () => (new URL(config.issuer).port === '0' ? origin() : config.issuer) });
   const oauth = deps.authorizationServer;
@@ -165,7 +165,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
  * default): /metrics only, with the same headers and error answers as the
  * main listener, and the metrics token when one is set.
  */
-export async function buildMetricsServer(deps: { config: Readonly<Config>; logger: Logger; metrics: Metrics }): Promise<FastifyInstance> {
+export async function buildMetricsServer(deps: { config: Readonly<Config>; logger: Logger; metrics: Metrics; failures: MetricsFailures }): Promise<FastifyInstance> {
   const identity = requestIdentity([]);
   const metricsLogger: FastifyBaseLogger = withLazyChildren(deps.logger);
   const app = Fastify({
@@ -182,7 +182,7 @@ export async function buildMetricsServer(deps: { config: Readonly<Config>; logge
   });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) => sendError(request, reply, { code: 'not_found', detail: 'This listener serves /metrics only.', headers: {} }));
-  await app.register(metricsRoute, { metrics: deps.metrics, token: deps.config.metrics.token });
+  await app.register(metricsRoute, { metrics: deps.metrics, token: deps.config.metrics.token, failures: deps.failures });
   return app;
 }
 

@@ -44,6 +44,11 @@ export const errorRegistry = {
   invalid_dpop_proof: { status: 400, title: 'Invalid DPoP proof', oauth: 'invalid_dpop_proof' },
   use_dpop_nonce: { status: 400, title: 'DPoP nonce required', oauth: 'use_dpop_nonce' },
   access_denied: { status: 403, title: 'Access denied', oauth: 'access_denied' },
+  // A credential throttle (RFC 6585 section 4: 429 with Retry-After). The
+  // error value is RFC 6749 section 4.1.2.1's temporarily_unavailable, not
+  // invalid_client: the credential was not even checked, and a client told
+  // "invalid_client" would think its secret wrong.
+  temporarily_unavailable: { status: 429, title: 'Too many failed attempts', oauth: 'temporarily_unavailable' },
   internal_error: { status: 500, title: 'Internal server error', oauth: 'server_error' },
   service_unavailable: { status: 503, title: 'Service unavailable', oauth: 'temporarily_unavailable' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -85,7 +85,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
       policy: keyringPolicy(config.tokens),
     });
     keyring.start((error) => logger.error({ err: error }, 'signing key maintenance failed'));
-    authorizationServer = createAuthorizationServer({ config, stores, ledger, keyring, identity, masterKey, clock, warn: (message, detail) => logger.warn(detail, message) });
+    authorizationServer = createAuthorizationServer({ config, stores, ledger, keyring, identity, masterKey, clock, failures, warn: (message, detail) => logger.warn(detail, message) });
     authorizationServer.startMaintenance((error) => logger.error({ err: error }, 'OAuth housekeeping failed'));
     const app = await buildServer({ config, stores, logger, metrics, ledger, clock, failures, identity, authorizationServer, ...(options.plugins !== undefined && { plugins: options.plugins }) });
     await app.listen({ host: config.host, port: config.port });
@@ -96,7 +96,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     let metricsApp: FastifyInstance | undefined;
     let metricsUrl: string | undefined;
     if (config.metrics.enabled && config.metrics.port !== undefined) {
-      metricsApp = await buildMetricsServer({ config, logger, metrics });
+      metricsApp = await buildMetricsServer({ config, logger, metrics, failures });
       try {
         await metricsApp.listen({ host: config.metrics.host, port: config.metrics.port });
       } catch (error) {

@@ -84,12 +84,12 @@ export const oauthRoutes: FastifyPluginAsync<OAuthRoutesOptions> = async (app, {
   // RFC 9126 section 2.2: 201 Created with the request_uri.
   app.post(ENDPOINT_PATHS.par, OAUTH, async (request, reply) => {
     const proof = request.headers['dpop'] === undefined ? undefined : await dpopProof(request, ENDPOINT_PATHS.par);
-    const answer = await server.par.handle({ body: request.body, authorization: request.headers.authorization, ...(proof !== undefined && { dpopJkt: proof.jkt }) });
+    const answer = await server.par.handle({ body: request.body, authorization: request.headers.authorization, audit: audit(request), ...(proof !== undefined && { dpopJkt: proof.jkt }) });
     return noStore(reply).code(201).send(answer);
   });
 
   app.post(ENDPOINT_PATHS.introspection, OAUTH, async (request, reply) => {
-    const answer = await server.introspection.handle({ body: request.body, authorization: request.headers.authorization });
+    const answer = await server.introspection.handle({ body: request.body, authorization: request.headers.authorization, audit: audit(request) });
     return noStore(reply).send(answer);
   });
 
@@ -114,13 +114,13 @@ const registrationRoutes: FastifyPluginAsync<OAuthRoutesOptions> = async (app, {
   const send = (reply: FastifyReply, answer: { status: number; body?: Record<string, unknown> }) => noStore(reply).code(answer.status).send(answer.body);
   const clientId = (request: FastifyRequest) => (request.params as { clientId: string }).clientId;
   app.post(ENDPOINT_PATHS.registration, OAUTH, async (request, reply) =>
-    send(reply, await registration.register({ body: request.body, authorization: request.headers.authorization, requestId: request.id })),
+    send(reply, await registration.register({ body: request.body, authorization: request.headers.authorization, audit: audit(request) })),
   );
-  app.get(`${ENDPOINT_PATHS.registration}/:clientId`, OAUTH, async (request, reply) => send(reply, await registration.read(clientId(request), request.headers.authorization)));
+  app.get(`${ENDPOINT_PATHS.registration}/:clientId`, OAUTH, async (request, reply) => send(reply, await registration.read(clientId(request), { authorization: request.headers.authorization, audit: audit(request) })));
   app.put(`${ENDPOINT_PATHS.registration}/:clientId`, OAUTH, async (request, reply) =>
-    send(reply, await registration.update(clientId(request), { body: request.body, authorization: request.headers.authorization, requestId: request.id })),
+    send(reply, await registration.update(clientId(request), { body: request.body, authorization: request.headers.authorization, audit: audit(request) })),
   );
   app.delete(`${ENDPOINT_PATHS.registration}/:clientId`, OAUTH, async (request, reply) =>
-    send(reply, await registration.delete(clientId(request), { authorization: request.headers.authorization, requestId: request.id })),
+    send(reply, await registration.delete(clientId(request), { authorization: request.headers.authorization, audit: audit(request) })),
   );
 };

@@ -36,6 +36,22 @@ describe('security review 11: failure aggregation', () => {
     await hot.close();
   });
 
+  it('counts failures against one target (a client_id) across networks and instances, writes no entry for them, and starts again next window', async () => {
+    const hot = openMemoryHotStore();
+    const recorded: AuditEvent[] = [];
+    const ledger = { record: async (event: AuditEvent) => (recorded.push(event), undefined as never) };
+    const clock = new ManualClock();
+    const instances = [new FailureAggregator({ ledger, hot, clock: clock.now }), new FailureAggregator({ ledger, hot, clock: clock.now })];
+    await Promise.all(Array.from({ length: 40 }, (_, i) => instances[i % 2]!.tally('client.auth.failed', 'client-a')));
+    assert.equal(await instances[0]!.countFor('client.auth.failed', 'client-a'), 40);
+    assert.equal(await instances[1]!.countFor('client.auth.failed', 'client-b'), 0, 'another target is counted apart');
+    assert.equal(await instances[1]!.count('client.auth.failed', '192.0.2.1'), 0, 'no network was counted');
+    assert.equal(recorded.length, 0);
+    clock.advance(60_000);
+    assert.equal(await instances[0]!.countFor('client.auth.failed', 'client-a'), 0);
+    await hot.close();
+  });
+
   for (const backend of testBackends) {
     it(`10,000 failed admin calls add at most a few entries and are throttled, and the next minute starts a new count (${backend})`, async () => {
       const clock = new ManualClock(Date.UTC(2026, 11, 4, 12, 0, 10));
