@@ -45,7 +45,7 @@ describe('authorization code flow in Chromium with openid-client', () => {
       },
       { allowedScopes: ['openid', 'email'], defaultSigningAlgorithm: 'EdDSA' },
     );
-    const clientId = (await server.running.authorizationServer.clients.register(metadata, { actor: 'test' })).client.client_id;
+    const clientId = (await server.running.authorizationServer.clients.register(metadata, { actor: 'test' }, { approved: true })).client.client_id;
     config = await client.discovery(new URL(server.running.authorizationServer.issuer), clientId, undefined, client.None(), { execute: [client.allowInsecureRequests] });
     browser = await TestBrowser.launch(server.url);
   });

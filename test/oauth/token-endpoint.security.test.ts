@@ -56,7 +56,7 @@ describe('token endpoint: client_credentials, introspection, revocation', () => 
     return (await response.json()) as Record<string, unknown>;
   };
   const register = async (metadata: Record<string, unknown>) => {
-    const valid: ClientMetadata = validateClientMetadata(metadata, { allowedScopes: ['openid', 'profile', 'email', 'offline_access', 'orders:read', 'orders:write'], defaultSigningAlgorithm: 'EdDSA' });
+    const valid: ClientMetadata = validateClientMetadata(metadata, { allowedScopes: ['openid', 'profile', 'email', 'offline_access', 'orders:read', 'orders:write', 'a:read', 'b:read'], defaultSigningAlgorithm: 'EdDSA' });
     return server.running.authorizationServer.clients.register(valid, { actor: 'test' });
   };
   const assertion = (claims: Record<string, unknown>, options: { key?: typeof jwtKey.privateKey; alg?: string } = {}) =>
@@ -74,7 +74,8 @@ describe('token endpoint: client_credentials, introspection, revocation', () => 
     issuer = server.running.authorizationServer.issuer;
 
     const service = { grant_types: ['client_credentials'], redirect_uris: [], scope: 'orders:read orders:write' };
-    const a = await register({ ...service, client_name: 'billing' });
+    // Granted scopes of the a and b APIs too: a client may name only resources it holds a scope of (RFC 8707 section 2).
+    const a = await register({ ...service, scope: 'orders:read orders:write a:read b:read', client_name: 'billing' });
     confidential = { id: a.client.client_id, secret: a.clientSecret! };
     const b = await register({ ...service, token_endpoint_auth_method: 'client_secret_post' });
     postClient = { id: b.client.client_id, secret: b.clientSecret! };
@@ -138,6 +139,7 @@ describe('token endpoint: client_credentials, introspection, revocation', () => 
     assert.equal(claims['aud'], 'https://api.example.com/orders');
     const two = await introspect(await ccToken(confidential, { resource: ['https://a.example.com', 'https://b.example.com'] }));
     assert.deepEqual(two['aud'], ['https://a.example.com', 'https://b.example.com']);
+    assert.equal(two['scope'], 'a:read b:read', 'the scopes of the named resources only');
   });
 
   it('authenticates with client_secret_post and with private_key_jwt', async () => {
