@@ -6,14 +6,14 @@
 # SIGTERM reaches the server and it shuts down gracefully.
 
 # Stage 1: production dependencies only. `--omit=dev` leaves out the Node the
-# package pins for development; the image's Node 24 runs it (engines: >=22.12).
-FROM node:24-bookworm-slim AS dependencies
+# package pins for development; the image's Node 26 runs it (engines: >=26).
+FROM node:26-trixie-slim AS dependencies
 WORKDIR /opt/portcullis
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
 # Stage 2: the runtime image.
-FROM node:24-bookworm-slim
+FROM node:26-trixie-slim
 ENV NODE_ENV=production \
     PORTCULLIS_MODE=production \
     PORTCULLIS_DATA_DIR=/var/lib/portcullis \

@@ -3,9 +3,9 @@
 // directly (type stripping); an installed package runs the compiled dist/.
 import { existsSync } from 'node:fs';
 
-const [major, minor] = process.versions.node.split('.').map(Number);
-if (major < 22 || (major === 22 && minor < 12)) {
-  process.stderr.write(`portcullis: needs Node.js 22.12 or later (this is ${process.versions.node}); run it through npm (npx portcullis, npm start), which uses the Node 24 pinned in package.json\n`);
+const [major] = process.versions.node.split('.').map(Number);
+if (major < 26) {
+  process.stderr.write(`portcullis: needs Node.js 26 or later (this is ${process.versions.node}); run it through npm (npx portcullis, npm start), which uses the Node 26 pinned in package.json\n`);
   process.exit(1);
 }
 
