@@ -141,50 +141,50 @@ export function registerUserCommands(program: Command, context: UserCliContext):
       });
     });
 
-  for (const [name, disabled] of [
-    ['disable', true],
-    ['enable', false],
-  ] as const) {
+  // The commands that act on one user and say what they did: one shape, one table.
+  const actions: readonly { name: string; description: string; act: (identity: Identity, found: User) => Promise<string> }[] = [
+    {
+      name: 'disable',
+      description: 'Disable a user: they cannot sign in, and every session they hold ends now.',
+      act: async (identity, found) => {
+        await identity.accounts.setDisabled(found.id, true, { actor: 'admin-cli' }).catch(explain);
+        return `${found.email} is disabled; their sessions have ended.`;
+      },
+    },
+    {
+      name: 'enable',
+      description: 'Enable a disabled user again.',
+      act: async (identity, found) => {
+        await identity.accounts.setDisabled(found.id, false, { actor: 'admin-cli' }).catch(explain);
+        return `${found.email} is enabled.`;
+      },
+    },
+    {
+      name: 'unlock',
+      description: 'Clear the failed sign-in counts and locks of a user (every address, the account-wide slowdown, the second step).',
+      act: async (identity, found) => {
+        await identity.accounts.unlock(found.id, { actor: 'admin-cli' }).catch(explain);
+        return `${found.email} is unlocked: failed sign-ins are forgotten.`;
+      },
+    },
+    {
+      name: 'delete',
+      description: 'Delete a user and end their sessions.',
+      act: async (identity, found) => {
+        await identity.accounts.deleteUser(found.id, { actor: 'admin-cli' });
+        return `Deleted ${found.email} (${found.id}).`;
+      },
+    },
+  ];
+  for (const action of actions) {
     user
-      .command(name)
-      .description(disabled ? 'Disable a user: they cannot sign in, and every session they hold ends now.' : 'Enable a disabled user again.')
+      .command(action.name)
+      .description(action.description)
       .addOption(context.configOption())
       .argument('<user>', 'email address or user id')
       .action(async (who: string, options: { config?: string }) => {
         const config = context.load(options);
-        await withIdentity(config, async (identity) => {
-          const found = await findUser(identity, who);
-          await identity.accounts.setDisabled(found.id, disabled, { actor: 'admin-cli' }).catch(explain);
-          context.out(`${found.email} is ${disabled ? 'disabled; their sessions have ended' : 'enabled'}.`);
-        });
+        await withIdentity(config, async (identity) => context.out(await action.act(identity, await findUser(identity, who))));
       });
   }
-
-  user
-    .command('unlock')
-    .description('Clear the failed sign-in counts and locks of a user (every address, the account-wide slowdown, the second step).')
-    .addOption(context.configOption())
-    .argument('<user>', 'email address or user id')
-    .action(async (who: string, options: { config?: string }) => {
-      const config = context.load(options);
-      await withIdentity(config, async (identity) => {
-        const found = await findUser(identity, who);
-        await identity.accounts.unlock(found.id, { actor: 'admin-cli' }).catch(explain);
-        context.out(`${found.email} is unlocked: failed sign-ins are forgotten.`);
-      });
-    });
-
-  user
-    .command('delete')
-    .description('Delete a user and end their sessions.')
-    .addOption(context.configOption())
-    .argument('<user>', 'email address or user id')
-    .action(async (who: string, options: { config?: string }) => {
-      const config = context.load(options);
-      await withIdentity(config, async (identity) => {
-        const found = await findUser(identity, who);
-        await identity.accounts.deleteUser(found.id, { actor: 'admin-cli' });
-        context.out(`Deleted ${found.email} (${found.id}).`);
-      });
-    });
 }
