@@ -37,11 +37,11 @@ interface Registries {
 }
 
 function withRegistries<T>(config: Readonly<Config>, work: (registries: Registries) => Promise<T>): Promise<T> {
-  return withAuditedStores(config, ({ stores, masterKey, ledger }) =>
+  return withAuditedStores(config, ({ stores, masterKey, events }) =>
     work({
       // No cache: the command reads what is stored now.
-      resources: new ResourceRegistry({ records: stores.durable.records, ledger, clock: systemClock, cacheMs: 0 }),
-      clients: new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(masterKey, 'client-secrets'), ledger, clock: systemClock, cacheMs: 0 }),
+      resources: new ResourceRegistry({ records: stores.durable.records, events, clock: systemClock, cacheMs: 0 }),
+      clients: new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(masterKey, 'client-secrets'), events, clock: systemClock, cacheMs: 0 }),
     }),
   );
 }

@@ -3,12 +3,13 @@
  * src/server/oauth-routes.ts and src/server/authorize-routes.ts; this module
  * decides.
  */
-import { FailureAggregator, type Ledger } from '../audit/index.ts';
+import { FailureAggregator } from '../audit/index.ts';
 import type { Config } from '../config/index.ts';
+import { freshFor, type DomainEvents, type EventSubscriptions } from '../events/index.ts';
 import type { Identity, UserDirectory } from '../identity/index.ts';
 import type { Clock, Stores } from '../store/index.ts';
 import { deriveKey, type Keyring } from '../tokens/index.ts';
-import { AccessTokens } from './access-tokens.ts';
+import { AccessTokens, REVOCATION_RECHECK_MS } from './access-tokens.ts';
 import { Authorizer } from './authorization/authorizer.ts';
 import { AuthorizationCodes } from './authorization/codes.ts';
 import { Consents } from './authorization/consents.ts';
@@ -34,20 +35,34 @@ import { UserInfoEndpoint } from './userinfo.ts';
  * Whether a user is active, read from the store at most once a second per
  * user (a busy resource server introspects that user's tokens far more
  * often): a disabled or deleted user's access tokens stop working within
- * the second. Bounded; the oldest entry goes first.
+ * the second, or at once where the change arrives as an event (`forget`;
+ * the read is then only a fallback, `cacheMs`). Bounded; the oldest entry
+ * goes first.
  */
-function userStatusCache(clock: Clock, read: (userId: string) => Promise<UserStatus>): (userId: string, issuedAt?: number) => Promise<boolean> {
+function userStatusCache(clock: Clock, cacheMs: () => number, read: (userId: string) => Promise<UserStatus>) {
   const cache = new Map<string, { status: UserStatus; readAt: number }>();
-  return async (userId, issuedAt) => {
-    const now = clock();
-    let status = cache.get(userId)?.status;
-    if (status === undefined || now - cache.get(userId)!.readAt >= 1000) {
-      status = await read(userId);
-      cache.delete(userId);
-      if (cache.size >= 5000) cache.delete(cache.keys().next().value!);
-      cache.set(userId, { status, readAt: now });
-    }
-    return acceptsTokenOf(status, issuedAt);
+  // Grows with every forget: a read that started before one is not cached.
+  let generation = 0;
+  return {
+    isActive: async (userId: string, issuedAt?: number): Promise<boolean> => {
+      const now = clock();
+      let status = cache.get(userId)?.status;
+      if (status === undefined || now - cache.get(userId)!.readAt >= cacheMs()) {
+        const started = generation;
+        status = await read(userId);
+        cache.delete(userId);
+        if (started === generation) {
+          if (cache.size >= 5000) cache.delete(cache.keys().next().value!);
+          cache.set(userId, { status, readAt: now });
+        }
+      }
+      return acceptsTokenOf(status, issuedAt);
+    },
+    forget(userId?: string): void {
+      generation += 1;
+      if (userId === undefined) cache.clear();
+      else cache.delete(userId);
+    },
   };
 }
 
@@ -110,7 +125,8 @@ const SWEEP_INTERVAL_MS = 3_600_000;
 export function createAuthorizationServer(options: {
   config: Readonly<Config>;
   stores: Stores;
-  ledger: Ledger;
+  /** Where features emit, and where the caches below learn of other instances' changes. */
+  events: DomainEvents & EventSubscriptions;
   keyring: Keyring;
   identity: Identity;
   masterKey: Uint8Array;
@@ -120,14 +136,17 @@ export function createAuthorizationServer(options: {
   /** Reports what the person never sees: a back-channel logout that could not be delivered. */
   warn?: (message: string, detail: Record<string, unknown>) => void;
 }): AuthorizationServer {
-  const { config, stores, ledger, keyring, clock, identity } = options;
+  const { config, stores, events, keyring, clock, identity } = options;
   const issuer = config.issuer;
   const tokens = config.tokens;
-  const failures = options.failures ?? new FailureAggregator({ ledger, hot: stores.hot, clock });
-  const clients = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(options.masterKey, 'client-secrets'), ledger, clock });
-  const resources = new ResourceRegistry({ records: stores.durable.records, ledger, clock });
+  const failures = options.failures ?? new FailureAggregator({ events, hot: stores.hot, clock });
+  // Caches keep what they read until an event says it changed, polling as
+  // before only where events from every instance cannot arrive (freshFor).
+  const clients = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(options.masterKey, 'client-secrets'), events, clock, cacheMs: freshFor(events, 1000) });
+  const resources = new ResourceRegistry({ records: stores.durable.records, events, clock, cacheMs: freshFor(events, 1000) });
   const targets = new TokenTargets({ resources, defaultAlgorithm: tokens.signingAlgorithm });
   const users = identity.accounts.users;
+  const userStatuses = userStatusCache(clock, freshFor(events, 1000), (userId) => userStatus(users, userId));
   const accessTokens = new AccessTokens({
     keyring,
     hot: stores.hot,
@@ -137,8 +156,24 @@ export function createAuthorizationServer(options: {
     defaultAlgorithm: tokens.signingAlgorithm,
     // A cached read (clients.ts): cheap on every introspection and userinfo call.
     clientExists: async (clientId) => (await clients.get(clientId)) !== null,
-    userIsActive: userStatusCache(clock, (userId) => userStatus(users, userId)),
+    userIsActive: userStatuses.isActive,
+    events,
+    revocationRecheckMs: freshFor(events, REVOCATION_RECHECK_MS),
   });
+  const subscriptions = [
+    events.on('tokens.revoked', (event) => ('jti' in event ? accessTokens.forgetJti(event.jti) : accessTokens.forgetSession(event.sid))),
+    events.on(['client.updated', 'client.deleted'], (event) => clients.forget(event.clientId)),
+    events.on(['resource.created', 'resource.deleted'], (event) => resources.forget(event.resource.uri, event.resource.scopes)),
+    events.on(['user.updated', 'user.disabled', 'user.deleted'], (event) => userStatuses.forget(event.actorUserId)),
+    // Another instance rotated or revoked a key: take it up now, not at the next refresh.
+    events.on(['key.created', 'key.revoked'], () => keyring.refresh()),
+    events.onInterrupted(() => {
+      accessTokens.forgetAll();
+      clients.forgetAll();
+      resources.forgetAll();
+      userStatuses.forget();
+    }),
+  ];
   const refreshTokens = new RefreshTokens({
     records: stores.durable.records,
     clock,
@@ -147,7 +182,7 @@ export function createAuthorizationServer(options: {
     sealKey: options.masterKey,
   });
   const codes = new AuthorizationCodes({ hot: stores.hot, ttlSeconds: tokens.authorizationCodeTtlSeconds });
-  const consents = new Consents({ records: stores.durable.records, clock, ledger });
+  const consents = new Consents({ records: stores.durable.records, clock, events });
   const pushed = new PushedRequests({ hot: stores.hot, ttlSeconds: PAR_TTL_SECONDS });
   const clientAuthenticator = new ClientAuthenticator({
     clients,
@@ -163,7 +198,7 @@ export function createAuthorizationServer(options: {
     idTokens: new IdTokens({ keyring, clock, issuer, ttlSeconds: tokens.idTokenTtlSeconds }),
     refreshTokens,
     codes,
-    ledger,
+    events,
     defaultAudience: issuer,
     targets,
     liveness: {
@@ -177,7 +212,7 @@ export function createAuthorizationServer(options: {
     accessTokens,
     refreshTokens,
     hot: stores.hot,
-    ledger,
+    events,
     clock,
     issuer,
     sessionLifetimeMs: config.identity.sessionAbsoluteTimeoutMs,
@@ -202,7 +237,7 @@ export function createAuthorizationServer(options: {
     token: new TokenEndpoint({ clientAuthenticator, services }),
     par: new ParEndpoint({ clientAuthenticator, pushed, targets }),
     introspection: new IntrospectionEndpoint({ clientAuthenticator, accessTokens, refreshTokens, targets }),
-    revocation: new RevocationEndpoint({ clientAuthenticator, accessTokens, refreshTokens, ledger }),
+    revocation: new RevocationEndpoint({ clientAuthenticator, accessTokens, refreshTokens, events }),
     userinfo: new UserInfoEndpoint({
       accessTokens,
       audiences: [issuer, endpointUrl(issuer, ENDPOINT_PATHS.userinfo)],
@@ -235,6 +270,7 @@ export function createAuthorizationServer(options: {
     close() {
       if (sweeper !== undefined) clearInterval(sweeper);
       sweeper = undefined;
+      for (const unsubscribe of subscriptions) unsubscribe();
       keyring.close();
     },
   };

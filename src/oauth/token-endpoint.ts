@@ -3,7 +3,7 @@
  * parameters, authenticate the client, run the grant. Each grant lives in
  * grants/ with its own rules; this file only dispatches.
  */
-import type { Ledger } from '../audit/index.ts';
+import type { DomainEvents } from '../events/index.ts';
 import type { AccessTokens } from './access-tokens.ts';
 import type { AuthorizationCodes } from './authorization/codes.ts';
 import type { AuthenticatedClient, ClientAuthenticator } from './client-auth.ts';
@@ -45,7 +45,7 @@ export interface GrantServices {
   readonly idTokens: IdTokens;
   readonly refreshTokens: RefreshTokens;
   readonly codes: AuthorizationCodes;
-  readonly ledger: Ledger;
+  readonly events: DomainEvents;
   readonly liveness: SignInLiveness;
   readonly defaultAudience: string;
   /** Registered resources: the `resource` parameter and the audience of API scopes (RFC 8707). */

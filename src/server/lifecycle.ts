@@ -3,7 +3,8 @@ import type { DestinationStream } from 'pino';
 import { configWarnings, type Config } from '../config/index.ts';
 import { Metrics, createLogger, type Logger } from '../observability/index.ts';
 import { assertSchemaCurrent, openStores, systemClock, type Clock, type Stores } from '../store/index.ts';
-import { FailureAggregator, openLedger, type Ledger } from '../audit/index.ts';
+import { FailureAggregator, auditedEvents, openLedger, type Ledger } from '../audit/index.ts';
+import type { EventHub } from '../events/index.ts';
 import { createIdentity, type Identity } from '../identity/index.ts';
 import { createAuthorizationServer, type AuthorizationServer } from '../oauth/index.ts';
 import { Keyring, deriveKey, ensureMasterKeyFile, keyringPolicy, loadMasterKey } from '../tokens/index.ts';
@@ -22,6 +23,8 @@ export interface RunningPortcullis {
   readonly stores: Stores;
   readonly logger: Logger;
   readonly ledger: Ledger;
+  /** Where features emit; the ledger records, other instances hear through `stores.bus`. */
+  readonly events: EventHub;
   readonly identity: Identity;
   readonly authorizationServer: AuthorizationServer;
   /** The URL it listens on (the real port when config.port is 0). */
@@ -54,6 +57,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     observe: (driver, operation, seconds) => metrics.storeOperationDuration.observe({ driver, operation }, seconds),
   });
   let keyring: Keyring | undefined;
+  let events: EventHub | undefined;
   let authorizationServer: AuthorizationServer | undefined;
   try {
     if (config.migrateOnStart) {
@@ -74,20 +78,23 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     await ledger.latestCheckpoint();
     ledger.startCheckpointing(config.audit.checkpointIntervalMs, (error) => logger.error({ err: error }, 'audit checkpoint failed'));
     const clock = options.clock ?? systemClock;
+    // The ledger records every event before the action answers; the bus carries them to the other instances.
+    const hub = auditedEvents(ledger, { bus: stores.bus, onError: (error) => logger.error({ err: error }, 'domain event delivery failed') });
+    events = hub;
     // Unauthenticated failures reach the ledger aggregated (security review 11).
-    const failures = new FailureAggregator({ ledger, hot: stores.hot, clock });
-    const identity = createIdentity({ config, stores, ledger, masterKey, clock, failures });
+    const failures = new FailureAggregator({ events: hub, hot: stores.hot, clock });
+    const identity = createIdentity({ config, stores, events: hub, masterKey, clock, failures });
     keyring = await Keyring.open({
       records: stores.durable.records,
       masterKey,
       clock,
-      ledger,
+      events: hub,
       policy: keyringPolicy(config.tokens),
     });
     keyring.start((error) => logger.error({ err: error }, 'signing key maintenance failed'));
-    authorizationServer = createAuthorizationServer({ config, stores, ledger, keyring, identity, masterKey, clock, failures, warn: (message, detail) => logger.warn(detail, message) });
+    authorizationServer = createAuthorizationServer({ config, stores, events: hub, keyring, identity, masterKey, clock, failures, warn: (message, detail) => logger.warn(detail, message) });
     authorizationServer.startMaintenance((error) => logger.error({ err: error }, 'OAuth housekeeping failed'));
-    const app = await buildServer({ config, stores, logger, metrics, ledger, clock, failures, identity, authorizationServer, ...(options.plugins !== undefined && { plugins: options.plugins }) });
+    const app = await buildServer({ config, stores, logger, metrics, ledger, events: hub, clock, failures, identity, authorizationServer, ...(options.plugins !== undefined && { plugins: options.plugins }) });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address !== null ? address.port : config.port;
@@ -114,6 +121,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
       stores,
       logger,
       ledger,
+      events: hub,
       identity,
       authorizationServer,
       url,
@@ -123,6 +131,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
           await metricsApp?.close();
           await app.close();
           authorizationServer?.close();
+          hub.close();
           await ledger.close();
           await stores.close();
         })()),
@@ -130,6 +139,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
   } catch (error) {
     authorizationServer?.close();
     keyring?.close();
+    events?.close();
     await stores.close();
     throw error;
   }

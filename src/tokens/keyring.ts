@@ -19,7 +19,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
-import type { AuditEvent, Ledger } from '../audit/index.ts';
+import type { DomainEvent, DomainEvents } from '../events/index.ts';
 import type { Clock, RecordStore, StoredRecord } from '../store/index.ts';
 import { openSecret, sealSecret } from './sealed.ts';
 
@@ -77,15 +77,15 @@ export class KeyringError extends Error {
   override readonly name = 'KeyringError';
 }
 
-/** The ledger calls the keyring makes; a full `Ledger` fits. */
-export type KeyringLedger = Pick<Ledger, 'recordAll'>;
+/** What the keyring emits through: key.created and key.revoked (the ledger records them; other instances take the change up). */
+export type KeyringEvents = Pick<DomainEvents, 'emitAll'>;
 
 export interface KeyringOptions {
   readonly records: RecordStore;
   readonly masterKey: Uint8Array;
   readonly clock: Clock;
   readonly policy: KeyringPolicy;
-  readonly ledger?: KeyringLedger;
+  readonly events?: KeyringEvents;
 }
 
 /** The `tokens.*` settings a keyring policy is made from. */
@@ -178,7 +178,7 @@ interface NewKey {
 interface Change<T> {
   readonly keys: readonly StoredKey[];
   readonly created: readonly NewKey[];
-  readonly events: readonly AuditEvent[];
+  readonly events: readonly DomainEvent<'key.created' | 'key.revoked'>[];
   readonly result: (keyring: Keyring) => T;
 }
 
@@ -353,7 +353,7 @@ function checkAlgorithm(alg: string): asserts alg is SigningAlgorithm {
   if (!ALGORITHMS.has(alg)) throw new KeyringError(`unknown signing algorithm ${alg} (one of ${SIGNING_ALGORITHMS.join(', ')})`);
 }
 
-function createdEvent(key: NewKey, actorService: string): AuditEvent {
+function createdEvent(key: NewKey, actorService: string): DomainEvent<'key.created'> {
   return {
     type: 'key.created',
     outcome: 'success',
@@ -367,7 +367,7 @@ export class Keyring {
   readonly #masterKey: Uint8Array;
   readonly #clock: Clock;
   readonly #policy: KeyringPolicy;
-  readonly #ledger: KeyringLedger | undefined;
+  readonly #events: KeyringEvents | undefined;
   #snapshot: KeyringSnapshot = EMPTY_SNAPSHOT;
   /** Opened keys by kid, so a refresh decrypts only keys it has not seen. */
   #opened = new Map<string, OpenedKey>();
@@ -381,7 +381,7 @@ export class Keyring {
     this.#clock = options.clock;
     const { rotationIntervalMs, jwksMaxAgeSeconds, maxTokenLifetimeSeconds, refreshMs } = options.policy;
     this.#policy = { rotationIntervalMs, jwksMaxAgeSeconds, maxTokenLifetimeSeconds, refreshMs };
-    this.#ledger = options.ledger;
+    this.#events = options.events;
   }
 
   /**
@@ -572,7 +572,7 @@ export class Keyring {
       if (version === null) continue;
       for (const key of change.created) this.#opened.set(key.stored.kid, key.opened);
       await this.#apply({ version, data: document });
-      if (this.#ledger !== undefined && change.events.length > 0) await this.#ledger.recordAll(change.events);
+      if (this.#events !== undefined && change.events.length > 0) await this.#events.emitAll(change.events);
       return change.result(this);
     }
     throw new KeyringError('the signing keys kept changing under this instance; try again');

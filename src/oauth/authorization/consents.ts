@@ -6,7 +6,7 @@
  * account page. Stored durably: `consents/<user>:<client>`, so one user's
  * consents are one id range.
  */
-import type { Ledger } from '../../audit/index.ts';
+import type { DomainEvents } from '../../events/index.ts';
 import type { Clock, RecordStore } from '../../store/index.ts';
 
 const COLLECTION = 'consents';
@@ -33,12 +33,12 @@ function coversAll(consent: ConsentData, scopes: readonly string[], resources: r
 export class Consents {
   readonly #records: RecordStore;
   readonly #clock: Clock;
-  readonly #ledger: Ledger;
+  readonly #events: DomainEvents;
 
-  constructor(options: { records: RecordStore; clock: Clock; ledger: Ledger }) {
+  constructor(options: { records: RecordStore; clock: Clock; events: DomainEvents }) {
     this.#records = options.records;
     this.#clock = options.clock;
-    this.#ledger = options.ledger;
+    this.#events = options.events;
   }
 
   /** Whether the user already approved every one of `scopes`, and of `resources`, for this client. */
@@ -56,7 +56,7 @@ export class Consents {
       // nothing to store, so it costs no durable write; it is still recorded.
       const covered = record !== null && coversAll(record.data, scopes, resources);
       if (covered) {
-        await this.#ledger.record({ type: 'consent.granted', outcome: 'success', actorUserId: userId, clientId, ...audit, detail: { scope: scopes.join(' ').slice(0, 256), renewed: true } });
+        await this.#events.emit({ type: 'consent.granted', outcome: 'success', actorUserId: userId, clientId, ...audit, detail: { scope: scopes.join(' ').slice(0, 256), renewed: true } });
         return;
       }
       const data: ConsentData = {
@@ -68,7 +68,7 @@ export class Consents {
       };
       const written = record === null ? await this.#records.create(COLLECTION, id, data) : (await this.#records.update(COLLECTION, id, record.version, data)) !== null;
       if (written) {
-        await this.#ledger.record({ type: 'consent.granted', outcome: 'success', actorUserId: userId, clientId, ...audit, detail: { scope: scopes.join(' ').slice(0, 256) } });
+        await this.#events.emit({ type: 'consent.granted', outcome: 'success', actorUserId: userId, clientId, ...audit, detail: { scope: scopes.join(' ').slice(0, 256) } });
         return;
       }
     }
@@ -93,7 +93,7 @@ export class Consents {
   /** Withdraws the user's consent for a client; resolves whether there was one. */
   async revoke(userId: string, clientId: string, audit: { requestId?: string; ip?: string }): Promise<boolean> {
     const deleted = await this.#records.delete(COLLECTION, consentId(userId, clientId));
-    if (deleted) await this.#ledger.record({ type: 'consent.revoked', outcome: 'success', actorUserId: userId, clientId, ...audit });
+    if (deleted) await this.#events.emit({ type: 'consent.revoked', outcome: 'success', actorUserId: userId, clientId, ...audit });
     return deleted;
   }
 }
