@@ -189,8 +189,10 @@ export class EventHub implements DomainEvents, EventSubscriptions {
 
 /** Another instance needs the ids an event is about, not its audit detail or the caller's address. */
 function forTheBus(event: DomainEvent): DomainEvent {
-  const { ip: _ip, detail: _detail, ...rest } = event as DomainEvent & { detail?: unknown };
-  return rest as DomainEvent;
+  const copy: Record<string, unknown> = { ...event };
+  delete copy['ip'];
+  delete copy['detail'];
+  return copy as unknown as DomainEvent;
 }
 
 /** A message from the bus, checked: only cross-instance event types, with their string ids. */
