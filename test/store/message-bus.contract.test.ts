@@ -42,7 +42,7 @@ interface BusDriver {
   readonly name: string;
   readonly reach: 'process' | 'deployment';
   /** Two instances of one deployment (one channel), and one bus of another deployment. */
-  open(): Promise<{ first: MessageBus; second: MessageBus; other: MessageBus; close(): Promise<void> }>;
+  open(): Promise<{ first: MessageBus; second: MessageBus; other: MessageBus; close: () => Promise<void> }>;
 }
 
 const drivers: BusDriver[] = [
