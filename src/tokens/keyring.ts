@@ -6,7 +6,8 @@
  * `keyring`). Every change is a compare-and-set on its version, so of many
  * instances that rotate at the same moment exactly one write wins; the others
  * re-read, find nothing left to do, and use the winner's keys. Instances pick
- * up each other's changes by re-reading every `refreshMs`.
+ * up each other's changes at once from the `key.created` / `key.revoked`
+ * events (`refresh`), and in any case by re-reading every `refreshMs`.
  *
  * Schedule (RFC 7517 section 5 and RFC 7515 section 4.1.4 `kid`): a verifier
  * may cache the JWKS for `jwksMaxAgeSeconds`, so a key is published at least
