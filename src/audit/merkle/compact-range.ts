@@ -47,11 +47,12 @@ export class CompactRange {
    */
   constructor(size = 0, hashes: readonly Uint8Array[] = []) {
     if (!isCount(size)) throw new RangeError(`tree size must be a non-negative safe integer, got ${String(size)}`);
-    if (!Array.isArray(hashes) || hashes.length !== setBits(size)) {
-      throw new RangeError(`a compact range of ${size} leaves has ${setBits(size)} subtree hashes, got ${Array.isArray(hashes) ? hashes.length : 'none'}`);
-    }
-    hashes.forEach((hash: unknown, i) => assertHash(hash, `subtree hash ${i}`));
-    this.#hashes = [...hashes];
+    const count = Array.isArray(hashes) ? String(hashes.length) : 'none';
+    if (count !== String(setBits(size))) throw new RangeError(`a compact range of ${size} leaves has ${setBits(size)} subtree hashes, got ${count}`);
+    this.#hashes = hashes.map((hash: unknown, i) => {
+      assertHash(hash, `subtree hash ${i}`);
+      return hash;
+    });
     this.#size = size;
   }
 
