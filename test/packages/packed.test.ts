@@ -253,6 +253,14 @@ describe('packages: the packed tarball', () => {
     ]);
   });
 
+  it('the installed `portcullis` command runs from the compiled dist/ (Node strips no types under node_modules)', async () => {
+    const manifest = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as { version: string };
+    const bin = join(consumer, 'node_modules', '.bin', 'portcullis');
+    assert.ok(existsSync(bin), 'npm linked the bin');
+    const { stdout } = await run(process.execPath, [bin, '--version'], { cwd: consumer });
+    assert.equal(stdout.trim(), manifest.version);
+  });
+
   it("a TypeScript consumer gets each entry's declarations through the 'types' condition", () => {
     const file = join(consumer, 'consumer.ts');
     writeFileSync(
