@@ -11,16 +11,9 @@ import type { IdTokens } from '../id-tokens.ts';
 import type { OAuthParams } from '../params.ts';
 import type { RefreshTokens } from '../refresh-tokens.ts';
 import type { TokenTargets } from '../targets.ts';
+import type { TokenResponse } from '../token-response.ts';
 
-/** RFC 6749 section 5.1. */
-export interface TokenResponse {
-  readonly access_token: string;
-  readonly token_type: 'Bearer' | 'DPoP';
-  readonly expires_in: number;
-  readonly scope?: string;
-  readonly refresh_token?: string;
-  readonly id_token?: string;
-}
+export type { TokenResponse };
 
 /** Who asked, for the audit entries a grant writes. */
 export interface RequestAudit {
