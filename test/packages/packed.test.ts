@@ -198,6 +198,14 @@ describe('packages: the packed tarball', () => {
     });
   });
 
+  it("a CommonJS consumer can require('portcullis/audit/merkle') (require of an ES module without top-level await)", async () => {
+    const script = join(consumer, 'consumer.cjs');
+    writeFileSync(script, "const { rootHash, leafHash } = require('portcullis/audit/merkle'); console.log(Buffer.from(rootHash([leafHash(new Uint8Array())])).toString('hex'));");
+    const { stdout } = await run(process.execPath, [script], { cwd: consumer });
+    // kSHA256Roots[0]: the tree of the one empty input.
+    assert.equal(stdout.trim(), '6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d');
+  });
+
   it('the permission sandbox is real: the merkle entry does not load with read access to another directory only', async () => {
     await assert.rejects(runConsumer("import 'portcullis/audit/merkle';", entryReadable(ENTRIES['./sdk'])), (error: Error & { stderr?: string }) => {
       assert.match(error.stderr ?? '', /ERR_ACCESS_DENIED/);
