@@ -79,8 +79,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     ledger.startCheckpointing(config.audit.checkpointIntervalMs, (error) => logger.error({ err: error }, 'audit checkpoint failed'));
     const clock = options.clock ?? systemClock;
     // The ledger records every event before the action answers; the bus carries them to the other instances.
-    const hub = auditedEvents(ledger, { bus: stores.bus, onError: (error) => logger.error({ err: error }, 'domain event delivery failed') });
-    events = hub;
+    const hub = (events = auditedEvents(ledger, { bus: stores.bus, onError: (error) => logger.error({ err: error }, 'domain event delivery failed') }));
     // Unauthenticated failures reach the ledger aggregated (security review 11).
     const failures = new FailureAggregator({ events: hub, hot: stores.hot, clock });
     const identity = createIdentity({ config, stores, events: hub, masterKey, clock, failures });
