@@ -78,6 +78,9 @@ export const OAUTH_HOOKS: readonly AnyHookHandler[] = [registrationPolicy, metad
 export const OAUTH_HOOK_POINTS: readonly HookPoint[] = ['registration.before', 'consent.before', 'token.claims', 'userinfo.claims'];
 
 /** The authorization server's chains alone, from the source tree's chain file: when it is built without the server's chains (tools, tests). */
+let defaults: HookChains | undefined;
+
 export function defaultOAuthHooks(): HookChains {
-  return HookChains.load({ handlers: OAUTH_HOOKS, source: bundledChainSource(), points: OAUTH_HOOK_POINTS });
+  defaults ??= HookChains.load({ handlers: OAUTH_HOOKS, source: bundledChainSource(), points: OAUTH_HOOK_POINTS });
+  return defaults;
 }
