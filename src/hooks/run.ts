@@ -33,7 +33,9 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 function checked(answer: unknown, handler: HookHandler): Called {
   if (typeof answer !== 'object' || answer === null) return { fault: 'invalid_answer' };
   const verdict = (answer as { verdict?: unknown }).verdict;
-  if (typeof verdict !== 'string' || !(handler.answers as readonly string[]).includes(verdict)) return { fault: 'invalid_answer' };
+  // A pass is let through here whatever the handler declared: the chain
+  // checks it against the file's `pass` and reports an undeclared one as such.
+  if (typeof verdict !== 'string' || (verdict !== 'pass' && !(handler.answers as readonly string[]).includes(verdict))) return { fault: 'invalid_answer' };
   switch (verdict) {
     case 'allow':
     case 'pass':
@@ -68,7 +70,7 @@ export async function callHandler<P extends HookPoint>(handler: HookHandler<P>, 
   } catch {
     return { fault: 'error' };
   }
-  if (!isThenable(result)) return checked(result, handler as HookHandler);
+  if (!isThenable(result)) return checked(result, handler);
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<typeof TIMED_OUT>((resolve) => {
     timer = setTimeout(() => {
@@ -78,7 +80,7 @@ export async function callHandler<P extends HookPoint>(handler: HookHandler<P>, 
   });
   try {
     const settled = await Promise.race([result, deadline]);
-    return settled === TIMED_OUT ? { fault: 'timeout' } : checked(settled, handler as HookHandler);
+    return settled === TIMED_OUT ? { fault: 'timeout' } : checked(settled, handler);
   } catch {
     return { fault: 'error' };
   } finally {
