@@ -55,6 +55,19 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
   });
   for (const warning of configWarnings(config)) logger.warn(warning);
 
+  // Every chain, loaded once and checked against every handler before
+  // anything is opened: a chain file that does not fit stops the start,
+  // naming its line. Faults are logged and audited (the ledger opens below).
+  let faultLedger: Ledger | undefined;
+  const hooks = HookChains.load({
+    handlers: [...IDENTITY_HOOKS, ...OAUTH_HOOKS, ...(options.hooks?.handlers ?? [])],
+    source: options.hooks?.chains ?? bundledChainSource(),
+    report: async (fault) => {
+      logger.warn({ hook: fault.handler, point: fault.point, line: fault.line, fault: fault.kind, skipped: fault.skipped }, 'hook handler failed');
+      await faultLedger?.record({ type: 'hook.fault', outcome: fault.skipped ? 'failure' : 'denied', actorService: 'hooks', detail: { point: fault.point, hook: fault.handler, line: fault.line, fault: fault.kind, skipped: fault.skipped } });
+    },
+  });
+
   const metrics = new Metrics();
   const stores = await openStores(config, {
     ...(options.clock !== undefined && { clock: options.clock }),
@@ -83,16 +96,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     const clock = options.clock ?? systemClock;
     // Unauthenticated failures reach the ledger aggregated (security review 11).
     const failures = new FailureAggregator({ ledger, hot: stores.hot, clock });
-    // Every chain, loaded once and checked against every handler: a chain
-    // file that does not fit stops the start, naming its line.
-    const hooks = HookChains.load({
-      handlers: [...IDENTITY_HOOKS, ...OAUTH_HOOKS, ...(options.hooks?.handlers ?? [])],
-      source: options.hooks?.chains ?? bundledChainSource(),
-      report: async (fault) => {
-        logger.warn({ hook: fault.handler, point: fault.point, line: fault.line, fault: fault.kind, skipped: fault.skipped }, 'hook handler failed');
-        await ledger.record({ type: 'hook.fault', outcome: fault.skipped ? 'failure' : 'denied', actorService: 'hooks', detail: { point: fault.point, hook: fault.handler, line: fault.line, fault: fault.kind, skipped: fault.skipped } });
-      },
-    });
+    faultLedger = ledger;
     const identity = createIdentity({ config, stores, ledger, masterKey, clock, failures, hooks });
     keyring = await Keyring.open({
       records: stores.durable.records,

@@ -7,11 +7,16 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { decodeEntry, type AuditEntry } from '../../src/audit/index.ts';
-import { bundledChainSource, defineHook, type HookAnswer } from '../../src/hooks/index.ts';
+import { loadConfig } from '../../src/config/index.ts';
+import { HookChainError, bundledChainSource, defineHook, type HookAnswer } from '../../src/hooks/index.ts';
+import { startPortcullis } from '../../src/server/index.ts';
 import { totpCodeAt } from '../../src/identity/totp.ts';
 import { ManualClock } from '../support/clock.ts';
-import { startTestServer, type TestServer } from '../support/server.ts';
+import { CapturedLogs, startTestServer, type TestServer } from '../support/server.ts';
 
 const PASSWORD = 'correct horse battery staple';
 const BLOCKED = 'blocked@example.com';
@@ -145,5 +150,26 @@ describe('hook chains in the sign-in', () => {
     assert.equal(second.headers.get('location'), '/account');
     const session = (await (await browser.request('/account/session.json')).json()) as { authenticated: boolean; amr: string[] };
     assert.deepEqual(session, { ...session, authenticated: true, amr: ['pwd', 'otp'] });
+  });
+});
+
+describe('a server with a chain that does not fit', () => {
+  it('does not start: the error names the line, and nothing was opened', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-hooks-'));
+    try {
+      const config = loadConfig({ env: {}, overrides: { port: 0, dataDir } });
+      // identity.throttle may fall through, but this file does not say so.
+      const chains = bundledChainSource().replace(/^(login\.before\s+identity\.throttle)\s+pass$/m, '$1');
+      const line = bundledChainSource().split('\n').findIndex((text) => /^login\.before\s+identity\.throttle/.test(text)) + 1;
+      await assert.rejects(startPortcullis(config, { hooks: { chains }, logDestination: new CapturedLogs().stream }), (error: unknown) => {
+        assert.ok(error instanceof HookChainError);
+        assert.equal(error.line, line);
+        assert.match(error.message, new RegExp(`^chains.cfg line ${line}: handler "identity.throttle" may answer pass, but this line does not declare that it may fall through`));
+        return true;
+      });
+      assert.deepEqual(readdirSync(dataDir).filter((name) => !name.startsWith('master')), []);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
