@@ -23,6 +23,7 @@ const BLOCKED = 'blocked@example.com';
 const SLOW = 'slow@example.com';
 const PLAIN = 'plain@example.com';
 const MFA = 'mfa@example.com';
+const MFA_REFUSED = 'mfa-refused@example.com';
 
 /** A browser stand-in: keeps cookies, sends the Origin a browser would, never follows redirects. */
 class Browser {
@@ -61,6 +62,9 @@ describe('hook chains in the sign-in', () => {
   const clock = new ManualClock(Date.now());
   const ran: string[] = [];
   let totpSecret: string;
+  let refusedSecret: string;
+  /** Users the login.after handler refuses. */
+  const refusedAfter = new Set<string>();
 
   // Registered in the reverse of their order in the chain file.
   const recorder = defineHook({
@@ -79,10 +83,15 @@ describe('hook chains in the sign-in', () => {
       return context.account === BLOCKED ? { verdict: 'deny', reason: 'This account is blocked by the organisation.' } : { verdict: 'pass' };
     },
   });
-  const chains = bundledChainSource().replace(
-    /^login\.before\s+identity\.throttle\s+pass$/m,
-    (line) => `${line}\nlogin.before test.blocklist pass deadline=100ms\nlogin.before test.recorder pass`,
-  );
+  const afterSecondFactor = defineHook({
+    point: 'login.after',
+    name: 'test.after',
+    answers: ['pass', 'deny'],
+    run: (context) => (refusedAfter.has(context.userId) ? { verdict: 'deny', reason: `Refused after ${context.amr.join('+')}.` } : { verdict: 'pass' }),
+  });
+  const chains = bundledChainSource()
+    .replace(/^login\.before\s+identity\.throttle\s+pass$/m, (line) => `${line}\nlogin.before test.blocklist pass deadline=100ms\nlogin.before test.recorder pass`)
+    .replace(/^login\.after\s+identity\.second-factor\s+pass$/m, (line) => `${line}\nlogin.after test.after pass`);
 
   async function ledger(from: number): Promise<AuditEntry[]> {
     const rows = await server.running.stores.durable.auditLog.entries(from, await server.running.ledger.size());
@@ -91,12 +100,16 @@ describe('hook chains in the sign-in', () => {
 
   before(async () => {
     assert.notEqual(chains, bundledChainSource(), 'the test lines went into the chain');
-    server = await startTestServer({ clock: clock.now, hooks: { handlers: [recorder, blocklist], chains } });
+    server = await startTestServer({ clock: clock.now, hooks: { handlers: [afterSecondFactor, recorder, blocklist], chains } });
     const { accounts, secondFactor } = server.running.identity;
     for (const email of [BLOCKED, SLOW, PLAIN]) await accounts.createUser(email, PASSWORD, { actor: 'test' });
     const mfa = await accounts.createUser(MFA, PASSWORD, { actor: 'test' });
     totpSecret = (await secondFactor.beginEnrolment(mfa.id, MFA)).secret;
     assert.ok(await secondFactor.confirmEnrolment(mfa.id, await totpCodeAt(totpSecret, clock.now()), {}));
+    const refused = await accounts.createUser(MFA_REFUSED, PASSWORD, { actor: 'test' });
+    refusedSecret = (await secondFactor.beginEnrolment(refused.id, MFA_REFUSED)).secret;
+    assert.ok(await secondFactor.confirmEnrolment(refused.id, await totpCodeAt(refusedSecret, clock.now()), {}));
+    refusedAfter.add(refused.id);
   });
   after(async () => {
     await server.close();
@@ -150,6 +163,17 @@ describe('hook chains in the sign-in', () => {
     assert.equal(second.headers.get('location'), '/account');
     const session = (await (await browser.request('/account/session.json')).json()) as { authenticated: boolean; amr: string[] };
     assert.deepEqual(session, { ...session, authenticated: true, amr: ['pwd', 'otp'] });
+  });
+
+  it('a login.after handler placed after the second factor decides only once the code is answered, and its refusal is a page', async () => {
+    const browser = new Browser(server.url);
+    const first = await browser.signIn(MFA_REFUSED);
+    assert.equal(first.headers.get('location'), '/login/totp', 'the second factor comes first');
+    clock.advance(30_000);
+    const second = await browser.request('/login/totp', { _csrf: await browser.csrf('/login/totp'), code: await totpCodeAt(refusedSecret, clock.now()) });
+    assert.equal(second.status, 403);
+    assert.match(await second.text(), /Refused after pwd\+otp\./);
+    assert.equal(browser.cookies.has('__Host-portcullis'), false);
   });
 });
 
