@@ -2,6 +2,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { StoreUnavailableError } from '../errors.ts';
+import { TransactionScope, assertOutsideTransaction, runInScope } from '../transaction-scope.ts';
 
 export interface SqliteDatabaseOptions {
   /** A file path, or ':memory:' for tests. */
@@ -23,11 +24,18 @@ export interface SqliteDatabaseOptions {
  * writers ("one writer"). Multi-statement operations still run in
  * `BEGIN IMMEDIATE` transactions so that a second process opening the same
  * file (an admin CLI next to a running server) cannot interleave with them.
+ *
+ * An async transaction (`asyncTransaction`) spans many turns of the event
+ * loop, and everything on this connection between its BEGIN and COMMIT would
+ * be part of it. So the durable store runs its operations through `run`,
+ * which waits behind an open async transaction (a FIFO gate), while the
+ * transaction's own view runs directly.
  */
 export class SqliteDatabase {
   readonly path: string;
   readonly #db: DatabaseSync;
   readonly #statements = new Map<string, StatementSync>();
+  readonly #gate = new Gate();
   #closed = false;
 
   constructor(options: SqliteDatabaseOptions) {
@@ -73,6 +81,55 @@ export class SqliteDatabase {
     }
   }
 
+  /**
+   * Runs a synchronous operation of the outer store: at once when no async
+   * transaction holds the connection (the common case costs nothing more),
+   * otherwise after it and everything queued before this call.
+   */
+  run<T>(work: () => T): T | Promise<T> {
+    if (this.#gate.free) return work();
+    assertOutsideTransaction(this);
+    return this.#runQueued(work);
+  }
+
+  async #runQueued<T>(work: () => T): Promise<T> {
+    await this.#gate.acquire();
+    try {
+      return work();
+    } finally {
+      this.#gate.release();
+    }
+  }
+
+  /**
+   * Runs async `work` in one `BEGIN IMMEDIATE` transaction holding the
+   * connection: commit when it fulfils, roll back and rethrow when it rejects.
+   * `work` receives the scope its view must check on every operation.
+   */
+  async asyncTransaction<T>(work: (scope: TransactionScope) => Promise<T>): Promise<T> {
+    assertOutsideTransaction(this);
+    await this.#gate.acquire();
+    const scope = new TransactionScope(this);
+    try {
+      this.#db.exec('BEGIN IMMEDIATE');
+      let result: T;
+      try {
+        result = await runInScope(scope, () => work(scope));
+        scope.end();
+        if (scope.failure !== undefined) throw scope.failure.error;
+        this.#db.exec('COMMIT');
+      } catch (error) {
+        scope.end();
+        if (this.isOpen && this.#db.isTransaction) this.#db.exec('ROLLBACK');
+        throw error;
+      }
+      return result;
+    } finally {
+      scope.end();
+      this.#gate.release();
+    }
+  }
+
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -82,6 +139,34 @@ export class SqliteDatabase {
 
   get isOpen(): boolean {
     return !this.#closed;
+  }
+}
+
+/**
+ * A FIFO mutex whose holder is handed over directly on release, so a caller
+ * that arrived later cannot overtake one already waiting.
+ */
+class Gate {
+  #held = false;
+  readonly #waiters: (() => void)[] = [];
+
+  /** Nobody holds the gate and nobody waits for it. */
+  get free(): boolean {
+    return !this.#held;
+  }
+
+  acquire(): Promise<void> {
+    if (!this.#held) {
+      this.#held = true;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  release(): void {
+    const next = this.#waiters.shift();
+    if (next === undefined) this.#held = false;
+    else next();
   }
 }
 
