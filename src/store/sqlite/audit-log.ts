@@ -62,7 +62,7 @@ export class SqliteAuditLog implements AuditLogStore {
   }
 
   async size(): Promise<number> {
-    return this.#db.run(() => this.#size());
+    return this.#db.run(() => this.#size(), 'read');
   }
 
   async entries(start: number, end: number): Promise<AuditEntryRow[]> {
@@ -70,13 +70,13 @@ export class SqliteAuditLog implements AuditLogStore {
     const rows = (await this.#db.run(() =>
       this.#db
         .statement('SELECT idx, entry, recorded_at FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx LIMIT ?')
-        .all(start, end, MAX_ENTRY_PAGE))) as unknown as { idx: number; entry: Uint8Array; recorded_at: number }[];
+        .all(start, end, MAX_ENTRY_PAGE), 'read')) as unknown as { idx: number; entry: Uint8Array; recorded_at: number }[];
     return rows.map((row) => ({ index: Number(row.idx), entry: new Uint8Array(row.entry), recordedAt: Number(row.recorded_at) }));
   }
 
   async nodes(addresses: readonly TreeNodeAddress[]): Promise<(Uint8Array | undefined)[]> {
     assertNodeAddresses(addresses);
-    return this.#db.run(() => this.#nodes(addresses));
+    return this.#db.run(() => this.#nodes(addresses), 'read');
   }
 
   async addCheckpoint(checkpoint: Omit<StoredCheckpoint, 'id'>): Promise<StoredCheckpoint> {
@@ -89,12 +89,12 @@ export class SqliteAuditLog implements AuditLogStore {
   }
 
   async latestCheckpoint(): Promise<StoredCheckpoint | null> {
-    const row = (await this.#db.run(() => this.#db.statement('SELECT * FROM audit_checkpoints ORDER BY id DESC LIMIT 1').get())) as CheckpointRow | undefined;
+    const row = (await this.#db.run(() => this.#db.statement('SELECT * FROM audit_checkpoints ORDER BY id DESC LIMIT 1').get(), 'read')) as CheckpointRow | undefined;
     return row === undefined ? null : toCheckpoint(row);
   }
 
   async checkpointOfSize(size: number): Promise<StoredCheckpoint | null> {
-    const row = (await this.#db.run(() => this.#db.statement('SELECT * FROM audit_checkpoints WHERE size = ? ORDER BY id DESC LIMIT 1').get(size))) as
+    const row = (await this.#db.run(() => this.#db.statement('SELECT * FROM audit_checkpoints WHERE size = ? ORDER BY id DESC LIMIT 1').get(size), 'read')) as
       | CheckpointRow
       | undefined;
     return row === undefined ? null : toCheckpoint(row);
@@ -103,7 +103,7 @@ export class SqliteAuditLog implements AuditLogStore {
   async checkpoints(options: { readonly afterId?: number; readonly limit?: number } = {}): Promise<StoredCheckpoint[]> {
     const limit = listLimit(options.limit); // checked before the statement touches the database
     const rows = (await this.#db.run(() =>
-      this.#db.statement('SELECT * FROM audit_checkpoints WHERE id > ? ORDER BY id LIMIT ?').all(options.afterId ?? 0, limit),
+      this.#db.statement('SELECT * FROM audit_checkpoints WHERE id > ? ORDER BY id LIMIT ?').all(options.afterId ?? 0, limit), 'read',
     )) as unknown as CheckpointRow[];
     return rows.map(toCheckpoint);
   }
@@ -121,7 +121,7 @@ export class SqliteAuditLog implements AuditLogStore {
 
   async cosignatures(checkpointId: number): Promise<StoredCosignature[]> {
     const rows = (await this.#db.run(() =>
-      this.#db.statement('SELECT * FROM audit_cosignatures WHERE checkpoint_id = ? ORDER BY witness').all(checkpointId),
+      this.#db.statement('SELECT * FROM audit_cosignatures WHERE checkpoint_id = ? ORDER BY witness').all(checkpointId), 'read',
     )) as unknown as CosignatureRow[];
     return rows.map((row) => ({
       checkpointId: Number(row.checkpoint_id),

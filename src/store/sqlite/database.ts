@@ -1,6 +1,6 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { mkdirSync, realpathSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { StoreUnavailableError } from '../errors.ts';
 import { TransactionScope, assertOutsideTransaction, runInScope } from '../transaction-scope.ts';
 
@@ -26,16 +26,25 @@ export interface SqliteDatabaseOptions {
  * file (an admin CLI next to a running server) cannot interleave with them.
  *
  * An async transaction (`asyncTransaction`) spans many turns of the event
- * loop, and everything on this connection between its BEGIN and COMMIT would
- * be part of it. So the durable store runs its operations through `run`,
- * which waits behind an open async transaction (a FIFO gate), while the
- * transaction's own view runs directly.
+ * loop and holds the file's write lock all along. Two things must then wait
+ * for it, asynchronously (a FIFO gate), instead of running:
+ * - anything on this connection, which would become part of it;
+ * - a write on another connection to the same file in this process (the hot
+ *   store's, a second store's): SQLite's busy handler would block the event
+ *   loop, so the transaction could never finish, until busy_timeout failed it.
+ * The gate is therefore shared by every connection to one file in this
+ * process. Reads on other connections need no gate (WAL readers see the last
+ * commit and take no lock). Other processes are kept apart by SQLite's own
+ * locks (busy_timeout), as before.
  */
 export class SqliteDatabase {
   readonly path: string;
   readonly #db: DatabaseSync;
   readonly #statements = new Map<string, StatementSync>();
-  readonly #gate = new Gate();
+  readonly #gate: Gate;
+  readonly #gateKey: string;
+  /** This connection has an async transaction open (its own reads must wait too). */
+  #holdsTransaction = false;
   #closed = false;
 
   constructor(options: SqliteDatabaseOptions) {
@@ -52,6 +61,8 @@ export class SqliteDatabase {
     } catch (error) {
       throw new StoreUnavailableError('sqlite', `cannot open SQLite database ${options.path}: ${reason(error)}`, { cause: error });
     }
+    this.#gateKey = options.path === ':memory:' ? `:memory:${++memoryDatabases}` : fileKey(options.path);
+    this.#gate = openGate(this.#gateKey);
   }
 
   /** A cached prepared statement. */
@@ -82,14 +93,22 @@ export class SqliteDatabase {
   }
 
   /**
-   * Runs a synchronous operation of the outer store: at once when no async
-   * transaction holds the connection (the common case costs nothing more),
-   * otherwise after it and everything queued before this call.
+   * Runs a synchronous operation of a store (not of a transaction's view): at
+   * once when no async transaction holds the file in this process (the
+   * common case costs one check), otherwise after it and everything queued
+   * before this call. A read on another connection than the transaction's
+   * runs at once. Called from inside the transaction's function, where it
+   * would wait forever, it is refused (TransactionUsageError).
    */
-  run<T>(work: () => T): T | Promise<T> {
-    if (this.#gate.free) return work();
-    assertOutsideTransaction(this);
+  run<T>(work: () => T, access: 'read' | 'write' = 'write'): T | Promise<T> {
+    if (this.#gate.free || (access === 'read' && !this.#holdsTransaction)) return work();
+    assertOutsideTransaction(this.#gate);
     return this.#runQueued(work);
+  }
+
+  /** An async transaction holds the file in this process (a timer's work should wait for the next turn). */
+  get busy(): boolean {
+    return !this.#gate.free;
   }
 
   async #runQueued<T>(work: () => T): Promise<T> {
@@ -107,11 +126,12 @@ export class SqliteDatabase {
    * `work` receives the scope its view must check on every operation.
    */
   async asyncTransaction<T>(work: (scope: TransactionScope) => Promise<T>): Promise<T> {
-    assertOutsideTransaction(this);
+    assertOutsideTransaction(this.#gate);
     await this.#gate.acquire();
-    const scope = new TransactionScope(this);
+    const scope = new TransactionScope(this.#gate);
     try {
       this.#db.exec('BEGIN IMMEDIATE');
+      this.#holdsTransaction = true;
       let result: T;
       try {
         result = await runInScope(scope, () => work(scope));
@@ -126,6 +146,7 @@ export class SqliteDatabase {
       return result;
     } finally {
       scope.end();
+      this.#holdsTransaction = false;
       this.#gate.release();
     }
   }
@@ -133,6 +154,7 @@ export class SqliteDatabase {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    closeGate(this.#gateKey);
     this.#statements.clear();
     this.#db.close();
   }
@@ -167,6 +189,31 @@ class Gate {
     const next = this.#waiters.shift();
     if (next === undefined) this.#held = false;
     else next();
+  }
+}
+
+/** One gate per database file in this process, shared by its connections. */
+const gates = new Map<string, { readonly gate: Gate; users: number }>();
+let memoryDatabases = 0;
+
+function openGate(key: string): Gate {
+  const entry = gates.get(key) ?? { gate: new Gate(), users: 0 };
+  entry.users++;
+  gates.set(key, entry);
+  return entry.gate;
+}
+
+function closeGate(key: string): void {
+  const entry = gates.get(key);
+  if (entry !== undefined && --entry.users === 0) gates.delete(key);
+}
+
+/** The file's real path once it exists, so two spellings of one file share a gate. */
+function fileKey(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return resolve(path);
   }
 }
 

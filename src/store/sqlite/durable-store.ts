@@ -22,7 +22,7 @@ import { SqliteOutboxStore, SqliteOutboxWriter } from './outbox.ts';
  * store waits behind an open transaction (`database.run`), a transaction's
  * view runs at once (it is the transaction).
  */
-export type SqliteRunner = <T>(work: () => T) => T | Promise<T>;
+export type SqliteRunner = <T>(work: () => T, access?: 'read' | 'write') => T | Promise<T>;
 const direct: SqliteRunner = (work) => work();
 
 interface RecordRow {
@@ -57,7 +57,7 @@ class SqliteDurableStore implements DurableStore {
   constructor(database: SqliteDatabase, clock: Clock) {
     this.#db = database;
     this.#clock = clock;
-    const gated: SqliteRunner = (work) => database.run(work);
+    const gated: SqliteRunner = (work, access) => database.run(work, access);
     this.records = new SqliteRecordStore(database, clock, gated);
     this.auditLog = new SqliteAuditLog(database);
     this.outbox = new SqliteOutboxStore(database);
@@ -103,11 +103,11 @@ class SqliteDurableStore implements DurableStore {
       if (table === undefined) return 0;
       const row = this.#db.statement('SELECT MAX(version) AS version FROM portcullis_migrations').get() as { version: number | null };
       return row.version ?? 0;
-    });
+    }, 'read');
   }
 
   async ping(): Promise<void> {
-    await this.#db.run(() => this.#db.statement('SELECT 1').get());
+    await this.#db.run(() => this.#db.statement('SELECT 1').get(), 'read');
   }
 
   async close(): Promise<void> {
@@ -130,7 +130,7 @@ class SqliteRecordStore implements RecordStore {
     return this.#run(() => {
       const row = this.#db.statement('SELECT * FROM records WHERE collection = ? AND id = ?').get(collection, id) as RecordRow | undefined;
       return row === undefined ? null : toRecord<T>(row);
-    });
+    }, 'read');
   }
 
   async create(collection: string, id: string, data: unknown): Promise<boolean> {
@@ -173,7 +173,7 @@ class SqliteRecordStore implements RecordStore {
           : this.#db.statement('SELECT * FROM records WHERE collection = ? AND id > ? ORDER BY id LIMIT ?').all(collection, options.after, limit)
       ) as unknown as RecordRow[];
       return rows.map((row) => toRecord<T>(row));
-    });
+    }, 'read');
   }
 }
 

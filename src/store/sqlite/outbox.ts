@@ -72,6 +72,7 @@ export class SqliteOutboxStore implements OutboxStore {
           'SELECT COALESCE(SUM(delivered_at IS NULL), 0) AS pending, COALESCE(SUM(delivered_at IS NOT NULL), 0) AS delivered FROM outbox',
         )
         .get(),
+      'read',
     )) as { pending: number; delivered: number };
     return { pending: Number(row.pending), delivered: Number(row.delivered) };
   }
@@ -99,6 +100,7 @@ export class SqliteOutboxStore implements OutboxStore {
               'SELECT id, topic, payload, idempotency_key, attempts, created_at FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?',
             )
             .all(now, capped),
+          'read',
         )) as unknown as OutboxRow[];
         return rows.map(toMessage);
       },
