@@ -10,7 +10,9 @@ export const unique = (label: string): string => `${label}-${randomBytes(6).toSt
 
 /** Every undelivered message of `topic`, due or not, in id order (read under a lease of its own). */
 export async function pendingOf(store: DurableStore, topic: string): Promise<OutboxMessage[]> {
-  const outcome = await store.outbox.withLease({ holder: unique('inspector'), now: Number.MAX_SAFE_INTEGER - 1, leaseMs: 1 }, (lease) =>
+  // The lease at the real time: a fake far-future `now` would see a live
+  // worker's SQLite lease as lapsed and take it over.
+  const outcome = await store.outbox.withLease({ holder: unique('inspector'), now: Date.now(), leaseMs: 60_000 }, (lease) =>
     lease.due(Number.MAX_SAFE_INTEGER, 1000),
   );
   if (!outcome.acquired) throw new Error('the outbox lease is held elsewhere while a test inspects it');
