@@ -61,12 +61,19 @@ export function runInScope<T>(scope: TransactionScope, fn: () => Promise<T>): Pr
  * an open transaction of the same owner. Outside one it costs one lookup.
  */
 export function assertOutsideTransaction(owner: object): void {
+  if (insideTransaction(owner)) throw usedInside();
+}
+
+/** Whether the caller runs inside an open transaction of `owner` (one lookup). */
+export function insideTransaction(owner: object): boolean {
   const scope = scopes.getStore();
-  if (scope !== undefined && scope.open && scope.owner === owner) {
-    throw new TransactionUsageError(
-      'a durable transaction is open in this context: use the `tx` it passed (nested transactions and outer-store calls inside one are refused)',
-    );
-  }
+  return scope !== undefined && scope.open && scope.owner === owner;
+}
+
+export function usedInside(): TransactionUsageError {
+  return new TransactionUsageError(
+    'a durable transaction is open in this context: use the `tx` it passed (nested transactions and outer-store calls inside one are refused)',
+  );
 }
 
 const RECORD_METHODS = ['get', 'create', 'update', 'delete', 'list'] as const satisfies readonly (keyof RecordStore)[];

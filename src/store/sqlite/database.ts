@@ -2,7 +2,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { mkdirSync, realpathSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { StoreUnavailableError } from '../errors.ts';
-import { TransactionScope, assertOutsideTransaction, runInScope } from '../transaction-scope.ts';
+import { TransactionScope, assertOutsideTransaction, insideTransaction, runInScope, usedInside } from '../transaction-scope.ts';
 
 export interface SqliteDatabaseOptions {
   /** A file path, or ':memory:' for tests. */
@@ -102,7 +102,8 @@ export class SqliteDatabase {
    */
   run<T>(work: () => T, access: 'read' | 'write' = 'write'): T | Promise<T> {
     if (this.#gate.free || (access === 'read' && !this.#holdsTransaction)) return work();
-    assertOutsideTransaction(this.#gate);
+    // Callers may be plain functions returning a promise: reject, never throw.
+    if (insideTransaction(this.#gate)) return Promise.reject(usedInside());
     return this.#runQueued(work);
   }
 
