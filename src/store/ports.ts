@@ -327,5 +327,14 @@ export interface DurableTransaction {
  *   transaction ends, and never see or join its uncommitted writes.
  * - `tx` is dead once the transaction has ended: using it afterwards is a
  *   TransactionUsageError, never a write on some other connection.
+ * - An operation through `tx` that rejects dooms the transaction: it rolls
+ *   back (and rejects with that error) even if `fn` caught it, on every
+ *   driver (PostgreSQL has aborted it by then anyway).
+ * - On the embedded deployment the SQLite hot store shares the file, whose
+ *   one writer the transaction holds: hot-store writes from inside `fn` are
+ *   refused too (its reads work), and from elsewhere they wait.
+ * - Keep `fn` short and free of network calls: on SQLite it holds the file's
+ *   write lock, so other processes' writers wait (busy_timeout) meanwhile.
+ *   Side effects belong in the outbox, delivered after the commit.
  */
 export type DurableTransactionRunner = <T>(fn: (tx: DurableTransaction) => Promise<T>) => Promise<T>;

@@ -13,7 +13,7 @@ import type { DurableTransaction, OutboxWriter, RecordStore } from './ports.ts';
  * call would wait forever for the one SQLite connection the transaction holds.
  */
 export class TransactionScope {
-  /** The connection (SQLite) or pool (PostgreSQL) the transaction belongs to. */
+  /** What the transaction holds: the SQLite file's gate (shared by its connections in this process) or the PostgreSQL pool. */
   readonly owner: object;
   #open = true;
   #failure: { readonly error: unknown } | undefined;
