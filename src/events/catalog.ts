@@ -90,6 +90,8 @@ export interface DomainEventPayloads {
   'client.deleted': Recorded & { readonly clientId: string };
   'resource.created': Recorded & { readonly resource: ResourceRef };
   'resource.deleted': Recorded & { readonly resource: ResourceRef };
+  /** A hook handler failed or overran its deadline (src/hooks); the chain failed closed or skipped it. */
+  'hook.fault': Recorded;
   // the audit ledger's own API (server)
   'audit.entries.read': Recorded;
   'audit.cosignature.added': Recorded;
@@ -128,6 +130,7 @@ export const DOMAIN_EVENT_TYPES = [
   'client.deleted',
   'resource.created',
   'resource.deleted',
+  'hook.fault',
   'audit.entries.read',
   'audit.cosignature.added',
 ] as const satisfies readonly DomainEventType[];
