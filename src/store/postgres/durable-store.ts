@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
-import { systemClock, type Clock, type AuditLogStore, type DurableStore, type ListOptions, type MigrationReport, type RecordStore, type StoredRecord } from '../ports.ts';
+import { systemClock, type Clock, type AuditLogStore, type DurableStore, type ListOptions, type MigrationReport, type RecordStore, type StoredRecord, type WriteOptions } from '../ports.ts';
+import { indexRows } from '../collections-index.ts';
 import { StoreSchemaError, StoreUnavailableError, assertExpectedVersion, listLimit } from '../errors.ts';
 import { migrationChecksum, pendingMigrations, type AppliedRow } from '../migrations/index.ts';
 import { PostgresAuditLog } from './audit-log.ts';
@@ -208,30 +209,43 @@ class PostgresRecordStore implements RecordStore {
     return row === undefined ? null : toRecord<T>(row);
   }
 
-  async create(collection: string, id: string, data: unknown): Promise<boolean> {
+  async create(collection: string, id: string, data: unknown, options?: WriteOptions): Promise<boolean> {
     if (!storableKey(collection, id)) throw new TypeError('record collection and id cannot contain NUL characters in PostgreSQL');
+    const { names, values } = indexArrays(options);
     const now = this.#clock();
     // ON CONFLICT DO NOTHING makes "insert if absent" one statement: of racing
-    // creates, the primary key lets exactly one row in, with no error for the rest.
-    const result = await writeData(() =>
-      this.#query(
-        `INSERT INTO records (${RECORD_COLUMNS}) VALUES ($1, $2, 1, $3::jsonb, $4, $4) ON CONFLICT (collection, id) DO NOTHING`,
-        [collection, id, toJson(data), now],
+    // creates, the primary key lets exactly one row in, with no error for the
+    // rest. The index entries are written by the same statement, so they
+    // exist exactly when the record does; `purge` drops entries a racing
+    // delete of an earlier record with this id may have left behind.
+    const { rows } = await writeData(() =>
+      this.#query<{ created: number }>(
+        `WITH ins AS (
+           INSERT INTO records (${RECORD_COLUMNS}) VALUES ($1, $2, 1, $3::jsonb, $4, $4) ON CONFLICT (collection, id) DO NOTHING RETURNING id
+         ), ${indexCtes('ins', '$5', '$6')}
+         SELECT count(*)::int AS created FROM ins`,
+        [collection, id, toJson(data), now, names, values],
       ),
     );
-    return result.rowCount === 1;
+    return rows[0]?.created === 1;
   }
 
-  async update(collection: string, id: string, expectedVersion: number, data: unknown): Promise<number | null> {
+  async update(collection: string, id: string, expectedVersion: number, data: unknown, options?: WriteOptions): Promise<number | null> {
     assertExpectedVersion(expectedVersion);
     const json = toJson(data);
+    const { names, values } = indexArrays(options);
     if (!storableKey(collection, id)) return null;
     // Under READ COMMITTED a racing UPDATE waits for the row lock and then
-    // re-checks `version` against the committed row, so only one writer wins.
+    // re-checks `version` against the committed row, so only one writer wins;
+    // the index CTEs act only through `upd`, so only the winner's entries land.
     const { rows } = await writeData(() =>
       this.#query<{ version: string }>(
-        'UPDATE records SET version = version + 1, data = $4::jsonb, updated_at = $5 WHERE collection = $1 AND id = $2 AND version = $3 RETURNING version',
-        [collection, id, expectedVersion, json, this.#clock()],
+        `WITH upd AS (
+           UPDATE records SET version = version + 1, data = $6::jsonb, updated_at = $7
+           WHERE collection = $1 AND id = $2 AND version = $3 RETURNING id, version
+         ), ${indexCtes('upd', '$4', '$5')}
+         SELECT version FROM upd`,
+        [collection, id, expectedVersion, names, values, json, this.#clock()],
       ),
     );
     const row = rows[0];
@@ -241,11 +255,41 @@ class PostgresRecordStore implements RecordStore {
   async delete(collection: string, id: string, expectedVersion?: number): Promise<boolean> {
     if (expectedVersion !== undefined) assertExpectedVersion(expectedVersion);
     if (!storableKey(collection, id)) return false;
-    const result =
+    // The entries go with the record, in the same statement.
+    const { rows } =
       expectedVersion === undefined
-        ? await this.#query('DELETE FROM records WHERE collection = $1 AND id = $2', [collection, id])
-        : await this.#query('DELETE FROM records WHERE collection = $1 AND id = $2 AND version = $3', [collection, id, expectedVersion]);
-    return result.rowCount === 1;
+        ? await this.#query<{ deleted: number }>(
+            `WITH del AS (DELETE FROM records WHERE collection = $1 AND id = $2 RETURNING id),
+                  idx AS (DELETE FROM record_index WHERE collection = $1 AND id IN (SELECT id FROM del))
+             SELECT count(*)::int AS deleted FROM del`,
+            [collection, id],
+          )
+        : await this.#query<{ deleted: number }>(
+            `WITH del AS (DELETE FROM records WHERE collection = $1 AND id = $2 AND version = $3 RETURNING id),
+                  idx AS (DELETE FROM record_index WHERE collection = $1 AND id IN (SELECT id FROM del))
+             SELECT count(*)::int AS deleted FROM del`,
+            [collection, id, expectedVersion],
+          );
+    return rows[0]?.deleted === 1;
+  }
+
+  async findBy<T>(collection: string, index: string, value: string, options: ListOptions = {}): Promise<StoredRecord<T>[]> {
+    const limit = listLimit(options.limit);
+    if (!storableKey(collection, index, value)) return [];
+    const select = `SELECT r.collection, r.id, r.version, r.data, r.created_at, r.updated_at
+      FROM record_index i JOIN records r ON r.collection = i.collection AND r.id = i.id
+      WHERE i.collection = $1 AND i.index_name = $2 AND i.index_value = $3`;
+    const { rows } =
+      options.after === undefined
+        ? await this.#query<RecordRow>(`${select} ORDER BY i.id COLLATE "C" LIMIT $4`, [collection, index, value, limit])
+        : await this.#query<RecordRow>(`${select} AND i.id COLLATE "C" > $4 ORDER BY i.id COLLATE "C" LIMIT $5`, [
+            collection,
+            index,
+            value,
+            storableAfter(options.after),
+            limit,
+          ]);
+    return rows.map((row) => toRecord<T>(row));
   }
 
   async list<T>(collection: string, options: ListOptions = {}): Promise<StoredRecord<T>[]> {
@@ -265,6 +309,29 @@ class PostgresRecordStore implements RecordStore {
           );
     return rows.map((row) => toRecord<T>(row));
   }
+}
+
+/**
+ * The index CTEs of a write whose CTE `source` returns the written record's
+ * id (no row when the write did not happen). `purge` drops the record's
+ * entries that are not in the new set and `idx` adds the missing ones: the
+ * two never touch the same row, which one statement could not do safely
+ * (both CTEs see the same snapshot). $1 is the collection.
+ */
+function indexCtes(source: string, names: string, values: string): string {
+  return `purge AS (
+      DELETE FROM record_index WHERE collection = $1 AND id IN (SELECT id FROM ${source})
+      AND (index_name, index_value) NOT IN (SELECT n, v FROM unnest(${names}::text[], ${values}::text[]) AS e(n, v))
+    ), idx AS (
+      INSERT INTO record_index (collection, index_name, index_value, id)
+      SELECT $1, e.n, e.v, ${source}.id FROM ${source}, unnest(${names}::text[], ${values}::text[]) AS e(n, v)
+      ON CONFLICT DO NOTHING
+    )`;
+}
+
+function indexArrays(options: WriteOptions | undefined): { names: string[]; values: string[] } {
+  const rows = indexRows(options?.index);
+  return { names: rows.map((row) => row.name), values: rows.map((row) => row.value) };
 }
 
 /**

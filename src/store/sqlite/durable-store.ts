@@ -1,4 +1,5 @@
-import { systemClock, type Clock, type AuditLogStore, type DurableStore, type ListOptions, type MigrationReport, type RecordStore, type StoredRecord } from '../ports.ts';
+import { systemClock, type Clock, type AuditLogStore, type DurableStore, type ListOptions, type MigrationReport, type RecordStore, type StoredRecord, type WriteOptions } from '../ports.ts';
+import { indexRows, type IndexRow } from '../collections-index.ts';
 import { listLimit } from '../errors.ts';
 import { migrationChecksum, pendingMigrations, type AppliedRow } from '../migrations/index.ts';
 import type { SqliteDatabase } from './database.ts';
@@ -87,27 +88,65 @@ class SqliteRecordStore implements RecordStore {
     return row === undefined ? null : toRecord<T>(row);
   }
 
-  async create(collection: string, id: string, data: unknown): Promise<boolean> {
+  async create(collection: string, id: string, data: unknown, options?: WriteOptions): Promise<boolean> {
     const now = this.#clock();
-    const result = this.#db
-      .statement('INSERT INTO records (collection, id, version, data, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT DO NOTHING')
-      .run(collection, id, toJson(data), now, now);
-    return result.changes === 1;
+    const json = toJson(data);
+    const entries = indexRows(options?.index);
+    const insert = () =>
+      this.#db
+        .statement('INSERT INTO records (collection, id, version, data, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT DO NOTHING')
+        .run(collection, id, json, now, now).changes === 1;
+    // A record's entries are written with it or not at all; with none to
+    // write, the insert alone is atomic (a delete drops entries with the record).
+    if (entries.length === 0) return insert();
+    return this.#db.atomic(() => {
+      if (!insert()) return false;
+      this.#writeIndex(collection, id, entries);
+      return true;
+    });
   }
 
-  async update(collection: string, id: string, expectedVersion: number, data: unknown): Promise<number | null> {
-    const result = this.#db
-      .statement('UPDATE records SET version = version + 1, data = ?, updated_at = ? WHERE collection = ? AND id = ? AND version = ?')
-      .run(toJson(data), this.#clock(), collection, id, expectedVersion);
-    return result.changes === 1 ? expectedVersion + 1 : null;
+  async update(collection: string, id: string, expectedVersion: number, data: unknown, options?: WriteOptions): Promise<number | null> {
+    const json = toJson(data);
+    const entries = indexRows(options?.index);
+    return this.#db.atomic(() => {
+      const result = this.#db
+        .statement('UPDATE records SET version = version + 1, data = ?, updated_at = ? WHERE collection = ? AND id = ? AND version = ?')
+        .run(json, this.#clock(), collection, id, expectedVersion);
+      if (result.changes !== 1) return null;
+      this.#db.statement('DELETE FROM record_index WHERE collection = ? AND id = ?').run(collection, id);
+      this.#writeIndex(collection, id, entries);
+      return expectedVersion + 1;
+    });
   }
 
   async delete(collection: string, id: string, expectedVersion?: number): Promise<boolean> {
-    const result =
-      expectedVersion === undefined
-        ? this.#db.statement('DELETE FROM records WHERE collection = ? AND id = ?').run(collection, id)
-        : this.#db.statement('DELETE FROM records WHERE collection = ? AND id = ? AND version = ?').run(collection, id, expectedVersion);
-    return result.changes === 1;
+    return this.#db.atomic(() => {
+      const result =
+        expectedVersion === undefined
+          ? this.#db.statement('DELETE FROM records WHERE collection = ? AND id = ?').run(collection, id)
+          : this.#db.statement('DELETE FROM records WHERE collection = ? AND id = ? AND version = ?').run(collection, id, expectedVersion);
+      if (result.changes !== 1) return false;
+      this.#db.statement('DELETE FROM record_index WHERE collection = ? AND id = ?').run(collection, id);
+      return true;
+    });
+  }
+
+  async findBy<T>(collection: string, index: string, value: string, options: ListOptions = {}): Promise<StoredRecord<T>[]> {
+    const limit = listLimit(options.limit);
+    const select =
+      'SELECT r.* FROM record_index i JOIN records r ON r.collection = i.collection AND r.id = i.id WHERE i.collection = ? AND i.index_name = ? AND i.index_value = ?';
+    const rows = (
+      options.after === undefined
+        ? this.#db.statement(`${select} ORDER BY i.id LIMIT ?`).all(collection, index, value, limit)
+        : this.#db.statement(`${select} AND i.id > ? ORDER BY i.id LIMIT ?`).all(collection, index, value, options.after, limit)
+    ) as unknown as RecordRow[];
+    return rows.map((row) => toRecord<T>(row));
+  }
+
+  #writeIndex(collection: string, id: string, entries: readonly IndexRow[]): void {
+    const insert = this.#db.statement('INSERT INTO record_index (collection, index_name, index_value, id) VALUES (?, ?, ?, ?)');
+    for (const entry of entries) insert.run(collection, entry.name, entry.value, id);
   }
 
   async list<T>(collection: string, options: ListOptions = {}): Promise<StoredRecord<T>[]> {
