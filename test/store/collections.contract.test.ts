@@ -267,7 +267,7 @@ for (const driver of durableDrivers) {
         const final = await things.get(r);
         assert.equal(final?.data.count, racers);
         for (let i = 0; i < racers; i++) {
-          const expected = final?.data.owner === `owner-${i}` ? [r] : [];
+          const expected: string[] = final?.data.owner === `owner-${i}` ? [r] : [];
           assert.deepEqual(ids(await things.findBy('owner', `owner-${i}`)), expected, `owner-${i}`);
           assert.deepEqual(ids(await things.findBy('tag', `tag-${i}`)), expected, `tag-${i}`);
         }
