@@ -118,7 +118,7 @@ for (const driver of durableDrivers) {
         assert.ok(results.every((outcome) => outcome.written));
         const stored = await items(fx.store.records, name).get(r);
         assert.equal(stored?.data.count, racers);
-        assert.deepEqual([...stored!.data.writers].sort((a, b) => a - b), Array.from({ length: racers }, (_, i) => i));
+        assert.deepEqual([...stored.data.writers].sort((a, b) => a - b), Array.from({ length: racers }, (_, i) => i));
         assert.equal(stored?.version, racers, 'one create and racers - 1 updates');
         assert.deepEqual(new Set(results.map((outcome) => outcome.record?.version)).size, racers, 'every winner wrote its own version');
       });
