@@ -172,6 +172,13 @@ export const migrations: readonly Migration[] = [
         PRIMARY KEY (collection, index_name, index_value, id)
       ) WITHOUT ROWID;
       CREATE INDEX record_index_by_record ON record_index (collection, id);
+      -- A changed or deleted record loses its entries inside the same
+      -- statement (the writer then adds the new ones in its transaction), so
+      -- a write that indexes nothing stays one statement.
+      CREATE TRIGGER records_unindex_on_update AFTER UPDATE ON records
+        BEGIN DELETE FROM record_index WHERE collection = OLD.collection AND id = OLD.id; END;
+      CREATE TRIGGER records_unindex_on_delete AFTER DELETE ON records
+        BEGIN DELETE FROM record_index WHERE collection = OLD.collection AND id = OLD.id; END;
       INSERT INTO record_index (collection, index_name, index_value, id)
         SELECT collection, 'user', json_extract(data, '$.grant.userId'), id FROM records
         WHERE collection = 'refresh-families' AND json_type(data, '$.grant.userId') = 'text';

@@ -83,7 +83,7 @@ class PostgresDurableStore implements DurableStore {
     this.#pool = pool;
     this.#target = target;
     this.#clock = clock;
-    this.records = new PostgresRecordStore((sql, params) => this.#query(sql, params), clock);
+    this.records = new PostgresRecordStore((sql, params, options) => this.#query(sql, params, options), clock);
     this.auditLog = new PostgresAuditLog(
       (sql, params) => this.#query(sql, params),
       (work) => this.#transaction(work),
@@ -134,10 +134,10 @@ class PostgresDurableStore implements DurableStore {
     return this.#closing;
   }
 
-  async #query<R extends QueryResultRow>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+  async #query<R extends QueryResultRow>(sql: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>> {
     this.#assertOpen();
     try {
-      return await this.#pool.query<R>(sql, params as unknown[] | undefined);
+      return await this.#pool.query<R>(options?.prepared === true ? { name: statementName(sql), text: sql, values: params as unknown[] } : { text: sql, values: params as unknown[] | undefined });
     } catch (error) {
       throw this.#translate(error);
     }
@@ -180,7 +180,15 @@ class PostgresDurableStore implements DurableStore {
   }
 }
 
-type Query = <R extends QueryResultRow>(sql: string, params?: readonly unknown[]) => Promise<QueryResult<R>>;
+interface QueryOptions {
+  /**
+   * Run as a named prepared statement, planned once per connection: for the
+   * record writes whose CTEs would otherwise be planned again on every call.
+   */
+  readonly prepared?: boolean;
+}
+
+type Query = <R extends QueryResultRow>(sql: string, params?: readonly unknown[], options?: QueryOptions) => Promise<QueryResult<R>>;
 
 interface RecordRow {
   collection: string;
@@ -192,6 +200,26 @@ interface RecordRow {
 }
 
 const RECORD_COLUMNS = 'collection, id, version, data, created_at, updated_at';
+
+/*
+ * Record writes with their index entries, each one statement. $1 is the
+ * collection, $2 the id; the entries arrive as two parallel text arrays.
+ */
+const CREATE_SQL = `WITH ins AS (
+    INSERT INTO records (${RECORD_COLUMNS}) VALUES ($1, $2, 1, $3::jsonb, $4, $4) ON CONFLICT (collection, id) DO NOTHING RETURNING id
+  ), ${indexCtes('ins', '$5', '$6')}
+  SELECT count(*)::int AS created FROM ins`;
+const UPDATE_SQL = `WITH upd AS (
+    UPDATE records SET version = version + 1, data = $6::jsonb, updated_at = $7
+    WHERE collection = $1 AND id = $2 AND version = $3 RETURNING id, version
+  ), ${indexCtes('upd', '$4', '$5')}
+  SELECT version FROM upd`;
+const DELETE_SQL = `WITH del AS (DELETE FROM records WHERE collection = $1 AND id = $2 RETURNING id),
+    idx AS (DELETE FROM record_index WHERE collection = $1 AND id IN (SELECT id FROM del))
+  SELECT count(*)::int AS deleted FROM del`;
+const DELETE_VERSIONED_SQL = `WITH del AS (DELETE FROM records WHERE collection = $1 AND id = $2 AND version = $3 RETURNING id),
+    idx AS (DELETE FROM record_index WHERE collection = $1 AND id IN (SELECT id FROM del))
+  SELECT count(*)::int AS deleted FROM del`;
 
 class PostgresRecordStore implements RecordStore {
   readonly #query: Query;
@@ -220,11 +248,9 @@ class PostgresRecordStore implements RecordStore {
     // delete of an earlier record with this id may have left behind.
     const { rows } = await writeData(() =>
       this.#query<{ created: number }>(
-        `WITH ins AS (
-           INSERT INTO records (${RECORD_COLUMNS}) VALUES ($1, $2, 1, $3::jsonb, $4, $4) ON CONFLICT (collection, id) DO NOTHING RETURNING id
-         ), ${indexCtes('ins', '$5', '$6')}
-         SELECT count(*)::int AS created FROM ins`,
+        CREATE_SQL,
         [collection, id, toJson(data), now, names, values],
+        PREPARED,
       ),
     );
     return rows[0]?.created === 1;
@@ -240,12 +266,9 @@ class PostgresRecordStore implements RecordStore {
     // the index CTEs act only through `upd`, so only the winner's entries land.
     const { rows } = await writeData(() =>
       this.#query<{ version: string }>(
-        `WITH upd AS (
-           UPDATE records SET version = version + 1, data = $6::jsonb, updated_at = $7
-           WHERE collection = $1 AND id = $2 AND version = $3 RETURNING id, version
-         ), ${indexCtes('upd', '$4', '$5')}
-         SELECT version FROM upd`,
+        UPDATE_SQL,
         [collection, id, expectedVersion, names, values, json, this.#clock()],
+        PREPARED,
       ),
     );
     const row = rows[0];
@@ -258,18 +281,8 @@ class PostgresRecordStore implements RecordStore {
     // The entries go with the record, in the same statement.
     const { rows } =
       expectedVersion === undefined
-        ? await this.#query<{ deleted: number }>(
-            `WITH del AS (DELETE FROM records WHERE collection = $1 AND id = $2 RETURNING id),
-                  idx AS (DELETE FROM record_index WHERE collection = $1 AND id IN (SELECT id FROM del))
-             SELECT count(*)::int AS deleted FROM del`,
-            [collection, id],
-          )
-        : await this.#query<{ deleted: number }>(
-            `WITH del AS (DELETE FROM records WHERE collection = $1 AND id = $2 AND version = $3 RETURNING id),
-                  idx AS (DELETE FROM record_index WHERE collection = $1 AND id IN (SELECT id FROM del))
-             SELECT count(*)::int AS deleted FROM del`,
-            [collection, id, expectedVersion],
-          );
+        ? await this.#query<{ deleted: number }>(DELETE_SQL, [collection, id], PREPARED)
+        : await this.#query<{ deleted: number }>(DELETE_VERSIONED_SQL, [collection, id, expectedVersion], PREPARED);
     return rows[0]?.deleted === 1;
   }
 
@@ -327,6 +340,19 @@ function indexCtes(source: string, names: string, values: string): string {
       SELECT $1, e.n, e.v, ${source}.id FROM ${source}, unnest(${names}::text[], ${values}::text[]) AS e(n, v)
       ON CONFLICT DO NOTHING
     )`;
+}
+
+const PREPARED: QueryOptions = { prepared: true };
+
+/** A prepared statement's name: the same text gets the same name on every connection, different texts never share one. */
+const statementNames = new Map<string, string>();
+function statementName(sql: string): string {
+  let name = statementNames.get(sql);
+  if (name === undefined) {
+    name = `portcullis_${createHash('sha256').update(sql).digest('hex').slice(0, 16)}`;
+    statementNames.set(sql, name);
+  }
+  return name;
 }
 
 function indexArrays(options: WriteOptions | undefined): { names: string[]; values: string[] } {

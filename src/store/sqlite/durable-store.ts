@@ -109,27 +109,27 @@ class SqliteRecordStore implements RecordStore {
   async update(collection: string, id: string, expectedVersion: number, data: unknown, options?: WriteOptions): Promise<number | null> {
     const json = toJson(data);
     const entries = indexRows(options?.index);
-    return this.#db.atomic(() => {
-      const result = this.#db
+    // The update trigger (migration 5) drops the old entries in the same
+    // statement; new ones are added in the same transaction.
+    const update = () =>
+      this.#db
         .statement('UPDATE records SET version = version + 1, data = ?, updated_at = ? WHERE collection = ? AND id = ? AND version = ?')
-        .run(json, this.#clock(), collection, id, expectedVersion);
-      if (result.changes !== 1) return null;
-      this.#db.statement('DELETE FROM record_index WHERE collection = ? AND id = ?').run(collection, id);
+        .run(json, this.#clock(), collection, id, expectedVersion).changes === 1;
+    if (entries.length === 0) return update() ? expectedVersion + 1 : null;
+    return this.#db.atomic(() => {
+      if (!update()) return null;
       this.#writeIndex(collection, id, entries);
       return expectedVersion + 1;
     });
   }
 
   async delete(collection: string, id: string, expectedVersion?: number): Promise<boolean> {
-    return this.#db.atomic(() => {
-      const result =
-        expectedVersion === undefined
-          ? this.#db.statement('DELETE FROM records WHERE collection = ? AND id = ?').run(collection, id)
-          : this.#db.statement('DELETE FROM records WHERE collection = ? AND id = ? AND version = ?').run(collection, id, expectedVersion);
-      if (result.changes !== 1) return false;
-      this.#db.statement('DELETE FROM record_index WHERE collection = ? AND id = ?').run(collection, id);
-      return true;
-    });
+    // The delete trigger (migration 5) drops the entries in the same statement.
+    const result =
+      expectedVersion === undefined
+        ? this.#db.statement('DELETE FROM records WHERE collection = ? AND id = ?').run(collection, id)
+        : this.#db.statement('DELETE FROM records WHERE collection = ? AND id = ? AND version = ?').run(collection, id, expectedVersion);
+    return result.changes === 1;
   }
 
   async findBy<T>(collection: string, index: string, value: string, options: ListOptions = {}): Promise<StoredRecord<T>[]> {
