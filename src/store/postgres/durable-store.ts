@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { systemClock, type Clock, type AuditLogStore, type DurableStore, type ListOptions, type MigrationReport, type RecordStore, type StoredRecord, type WriteOptions } from '../ports.ts';
-import { indexRows } from '../collections-index.ts';
+import { CREATE_SQL, DELETE_SQL, DELETE_VERSIONED_SQL, FIND_BY_AFTER_SQL, FIND_BY_SQL, UPDATE_SQL, indexArrays, statementName } from './record-index-sql.ts';
 import { StoreSchemaError, StoreUnavailableError, assertExpectedVersion, listLimit } from '../errors.ts';
 import { migrationChecksum, pendingMigrations, type AppliedRow } from '../migrations/index.ts';
 import { PostgresAuditLog } from './audit-log.ts';
@@ -190,6 +190,8 @@ interface QueryOptions {
 
 type Query = <R extends QueryResultRow>(sql: string, params?: readonly unknown[], options?: QueryOptions) => Promise<QueryResult<R>>;
 
+const PREPARED: QueryOptions = { prepared: true };
+
 interface RecordRow {
   collection: string;
   id: string;
@@ -201,25 +203,6 @@ interface RecordRow {
 
 const RECORD_COLUMNS = 'collection, id, version, data, created_at, updated_at';
 
-/*
- * Record writes with their index entries, each one statement. $1 is the
- * collection, $2 the id; the entries arrive as two parallel text arrays.
- */
-const CREATE_SQL = `WITH ins AS (
-    INSERT INTO records (${RECORD_COLUMNS}) VALUES ($1, $2, 1, $3::jsonb, $4, $4) ON CONFLICT (collection, id) DO NOTHING RETURNING id
-  ), ${indexCtes('ins', '$5', '$6')}
-  SELECT count(*)::int AS created FROM ins`;
-const UPDATE_SQL = `WITH upd AS (
-    UPDATE records SET version = version + 1, data = $6::jsonb, updated_at = $7
-    WHERE collection = $1 AND id = $2 AND version = $3 RETURNING id, version
-  ), ${indexCtes('upd', '$4', '$5')}
-  SELECT version FROM upd`;
-const DELETE_SQL = `WITH del AS (DELETE FROM records WHERE collection = $1 AND id = $2 RETURNING id),
-    idx AS (DELETE FROM record_index WHERE collection = $1 AND id IN (SELECT id FROM del))
-  SELECT count(*)::int AS deleted FROM del`;
-const DELETE_VERSIONED_SQL = `WITH del AS (DELETE FROM records WHERE collection = $1 AND id = $2 AND version = $3 RETURNING id),
-    idx AS (DELETE FROM record_index WHERE collection = $1 AND id IN (SELECT id FROM del))
-  SELECT count(*)::int AS deleted FROM del`;
 
 class PostgresRecordStore implements RecordStore {
   readonly #query: Query;
@@ -289,19 +272,10 @@ class PostgresRecordStore implements RecordStore {
   async findBy<T>(collection: string, index: string, value: string, options: ListOptions = {}): Promise<StoredRecord<T>[]> {
     const limit = listLimit(options.limit);
     if (!storableKey(collection, index, value)) return [];
-    const select = `SELECT r.collection, r.id, r.version, r.data, r.created_at, r.updated_at
-      FROM record_index i JOIN records r ON r.collection = i.collection AND r.id = i.id
-      WHERE i.collection = $1 AND i.index_name = $2 AND i.index_value = $3`;
     const { rows } =
       options.after === undefined
-        ? await this.#query<RecordRow>(`${select} ORDER BY i.id COLLATE "C" LIMIT $4`, [collection, index, value, limit])
-        : await this.#query<RecordRow>(`${select} AND i.id COLLATE "C" > $4 ORDER BY i.id COLLATE "C" LIMIT $5`, [
-            collection,
-            index,
-            value,
-            storableAfter(options.after),
-            limit,
-          ]);
+        ? await this.#query<RecordRow>(FIND_BY_SQL, [collection, index, value, limit])
+        : await this.#query<RecordRow>(FIND_BY_AFTER_SQL, [collection, index, value, storableAfter(options.after), limit]);
     return rows.map((row) => toRecord<T>(row));
   }
 
@@ -324,41 +298,6 @@ class PostgresRecordStore implements RecordStore {
   }
 }
 
-/**
- * The index CTEs of a write whose CTE `source` returns the written record's
- * id (no row when the write did not happen). `purge` drops the record's
- * entries that are not in the new set and `idx` adds the missing ones: the
- * two never touch the same row, which one statement could not do safely
- * (both CTEs see the same snapshot). $1 is the collection.
- */
-function indexCtes(source: string, names: string, values: string): string {
-  return `purge AS (
-      DELETE FROM record_index WHERE collection = $1 AND id IN (SELECT id FROM ${source})
-      AND (index_name, index_value) NOT IN (SELECT n, v FROM unnest(${names}::text[], ${values}::text[]) AS e(n, v))
-    ), idx AS (
-      INSERT INTO record_index (collection, index_name, index_value, id)
-      SELECT $1, e.n, e.v, ${source}.id FROM ${source}, unnest(${names}::text[], ${values}::text[]) AS e(n, v)
-      ON CONFLICT DO NOTHING
-    )`;
-}
-
-const PREPARED: QueryOptions = { prepared: true };
-
-/** A prepared statement's name: the same text gets the same name on every connection, different texts never share one. */
-const statementNames = new Map<string, string>();
-function statementName(sql: string): string {
-  let name = statementNames.get(sql);
-  if (name === undefined) {
-    name = `portcullis_${createHash('sha256').update(sql).digest('hex').slice(0, 16)}`;
-    statementNames.set(sql, name);
-  }
-  return name;
-}
-
-function indexArrays(options: WriteOptions | undefined): { names: string[]; values: string[] } {
-  const rows = indexRows(options?.index);
-  return { names: rows.map((row) => row.name), values: rows.map((row) => row.value) };
-}
 
 /**
  * Two instances on one schema must serialise their migrations; test runs in
