@@ -10,6 +10,10 @@
  *   hot path (sessions, revocation lists, rate-limit counters, replay caches,
  *   one-time codes). Drivers: `memory`, `sqlite` and `redis`.
  *
+ * Features do not call {@link RecordStore} with casts: they reach records
+ * through typed collections (collections.ts), each with a codec, its
+ * secondary indexes and `mutate`, the one compare-and-set loop.
+ *
  * Every driver runs the same contract suite (test/store/*.contract.ts); the
  * promises below are written in MUST terms so that the drivers cannot drift.
  */
