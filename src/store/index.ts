@@ -10,11 +10,13 @@ import { migrations } from './migrations/index.ts';
 import { StoreSchemaError } from './errors.ts';
 
 export * from './ports.ts';
-export { StoreSchemaError, StoreUnavailableError } from './errors.ts';
+export { StoreSchemaError, StoreUnavailableError, TransactionUsageError } from './errors.ts';
 export type { StoreObserver } from './instrumented.ts';
 export { collection, Collection, type CollectionDefinition, type IndexKey, type MutateOptions, type MutateOutcome } from './collections.ts';
 export { compareAndSetLoop, keep, write, type CompareAndSetLoop, type Decision } from './collections-mutate.ts';
 export { codec, typeboxCodec, CodecError, RecordCodecError, type Codec } from './codecs.ts';
+export { createOutboxWorker, outboxRetryDelay } from './outbox-worker.ts';
+export type { OutboxBackoff, OutboxDeliverer, OutboxDelivery, OutboxRunReport, OutboxWorker, OutboxWorkerOptions } from './outbox-worker.ts';
 
 export const LATEST_SCHEMA_VERSION = migrations.at(-1)?.version ?? 0;
 

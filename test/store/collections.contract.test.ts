@@ -275,6 +275,30 @@ for (const driver of durableDrivers) {
         assert.deepEqual(ids(await things.findBy('tag', 'shared')), [r]);
       });
 
+      it("inside a store transaction, a collection's writes and entries commit or roll back together", async () => {
+        const name = id('items');
+        const r = id('tx');
+        await assert.rejects(
+          fx.store.transaction(async (tx) => {
+            const things = items(fx.store.records, name).on(tx.records);
+            assert.equal(await things.create(r, item('alice')), true);
+            assert.deepEqual(ids(await things.findBy('owner', 'alice')), [r], 'the transaction sees its own entries');
+            throw new Error('roll back');
+          }),
+          /roll back/,
+        );
+        const things = items(fx.store.records, name);
+        assert.equal(await things.get(r), null);
+        assert.deepEqual(ids(await things.findBy('owner', 'alice')), []);
+        await fx.store.transaction(async (tx) => {
+          const inTx = things.on(tx.records);
+          await inTx.create(r, item('alice'));
+          await inTx.mutate(r, (current) => write({ ...current!.data, owner: 'bob' }), { attempts: 1, exhausted: () => assert.fail('no race here') });
+        });
+        assert.deepEqual(ids(await things.findBy('owner', 'alice')), []);
+        assert.deepEqual(ids(await things.findBy('owner', 'bob')), [r]);
+      });
+
       it('racing deletes and updates leave no record findable that is gone', async () => {
         const name = id('items');
         const rs = Array.from({ length: 10 }, (_, i) => `gone-${i}`);

@@ -3,7 +3,6 @@
  * (migration 5): each write is one statement, so a record and its entries
  * change together under any caller (a pool connection or a transaction's).
  */
-import { createHash } from 'node:crypto';
 import type { WriteOptions } from '../ports.ts';
 import { indexRows } from '../collections-index.ts';
 
@@ -51,17 +50,6 @@ function indexCtes(source: string, names: string, values: string): string {
       SELECT $1, e.n, e.v, ${source}.id FROM ${source}, unnest(${names}::text[], ${values}::text[]) AS e(n, v)
       ON CONFLICT DO NOTHING
     )`;
-}
-
-/** A prepared statement's name: the same text gets the same name on every connection, different texts never share one. */
-const statementNames = new Map<string, string>();
-export function statementName(sql: string): string {
-  let name = statementNames.get(sql);
-  if (name === undefined) {
-    name = `portcullis_${createHash('sha256').update(sql).digest('hex').slice(0, 16)}`;
-    statementNames.set(sql, name);
-  }
-  return name;
 }
 
 export function indexArrays(options: WriteOptions | undefined): { names: string[]; values: string[] } {
