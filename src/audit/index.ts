@@ -2,8 +2,8 @@
  * The audit ledger (RFC 9162 Merkle log, C2SP signed checkpoints). Every
  * module records security events through `Ledger.record`, and only there.
  */
+import type { KeyVault } from '../crypto/index.ts';
 import type { AuditLogStore, Clock, RecordStore } from '../store/index.ts';
-import { deriveKey } from '../tokens/index.ts';
 import type { IpAddressMode } from './ip.ts';
 import { Ledger } from './ledger.ts';
 import { defaultOrigin, loadOrCreateLogKey } from './log-key.ts';
@@ -22,7 +22,7 @@ export * as checkpointFormat from './checkpoint/index.ts';
 export interface OpenLedgerOptions {
   readonly log: AuditLogStore;
   readonly records: RecordStore;
-  readonly masterKey: Uint8Array;
+  readonly vault: KeyVault;
   readonly issuer: string;
   readonly clock: Clock;
   readonly audit: {
@@ -35,14 +35,14 @@ export interface OpenLedgerOptions {
 
 /** Opens the ledger: loads (or makes, once per deployment) the log key. */
 export async function openLedger(options: OpenLedgerOptions): Promise<Ledger> {
-  const key = await loadOrCreateLogKey(options.records, options.masterKey, options.audit.origin ?? defaultOrigin(options.issuer));
+  const key = await loadOrCreateLogKey(options.records, options.vault, options.audit.origin ?? defaultOrigin(options.issuer));
   return new Ledger({
     log: options.log,
     records: options.records,
     key,
     clock: options.clock,
     ipAddresses: options.audit.ipAddresses,
-    ipHashKey: deriveKey(options.masterKey, 'audit-ip-pseudonyms'),
+    ipHashKey: options.vault.derive('audit-ip-pseudonyms'),
     witnesses: options.audit.witnesses,
     maxPendingEntries: options.audit.maxPendingEntries,
   });

@@ -1,10 +1,8 @@
+import { createSealedLogKey, openSealedLogKey, parseVerifierKey, type KeyVault, type NoteSigner, type NoteVerifier } from '../crypto/index.ts';
 import type { RecordStore } from '../store/index.ts';
-import { openSecret, sealSecret } from '../tokens/index.ts';
-import { generateSignerKey, parseSignerKey, parseVerifierKey, type NoteSigner, type NoteVerifier } from './checkpoint/index.ts';
 
 const COLLECTION = 'audit';
 const ID = 'log-key';
-const SEAL_PURPOSE = 'audit-log-key';
 
 interface LogKeyRecord {
   readonly origin: string;
@@ -27,19 +25,14 @@ export interface LogKey {
  * issuer does not silently start a "different" log. Of several instances
  * starting together, one creates it and all read the same record.
  */
-export async function loadOrCreateLogKey(records: RecordStore, masterKey: Uint8Array, origin: string): Promise<LogKey> {
+export async function loadOrCreateLogKey(records: RecordStore, vault: KeyVault, origin: string): Promise<LogKey> {
   let record = await records.get<LogKeyRecord>(COLLECTION, ID);
   if (record === null) {
-    const generated = generateSignerKey(origin);
-    await records.create(COLLECTION, ID, {
-      origin,
-      verifierKey: generated.verifierKey,
-      sealedSignerKey: sealSecret(masterKey, SEAL_PURPOSE, new TextEncoder().encode(generated.signerKey)),
-    } satisfies LogKeyRecord);
+    await records.create(COLLECTION, ID, { origin, ...createSealedLogKey(vault, origin) } satisfies LogKeyRecord);
     record = await records.get<LogKeyRecord>(COLLECTION, ID);
     if (record === null) throw new Error('the audit log key vanished while it was being created');
   }
-  const signer = parseSignerKey(new TextDecoder().decode(openSecret(masterKey, SEAL_PURPOSE, record.data.sealedSignerKey)));
+  const signer = openSealedLogKey(vault, record.data.sealedSignerKey);
   return { origin: record.data.origin, signer, verifier: parseVerifierKey(record.data.verifierKey), verifierKey: record.data.verifierKey };
 }
 
@@ -50,7 +43,7 @@ export function defaultOrigin(issuer: string): string {
   return `${url.host}${path}/audit`;
 }
 
-/** The log's public key as stored, without the master key (null before the first start). */
+/** The log's public key as stored, without the vault (null before the first start). */
 export async function storedLogVerifierKey(records: RecordStore): Promise<string | null> {
   const record = await records.get<LogKeyRecord>(COLLECTION, ID);
   return record?.data.verifierKey ?? null;

@@ -1,17 +1,17 @@
 /**
  * What an admin command that changes something needs: the stores (existing,
- * schema checked, never created or migrated from here), the master key, and the audit ledger
+ * schema checked, never created or migrated from here), the key vault, and the audit ledger
  * its changes are recorded in; all closed again however the work ends.
  */
 import { openLedger, type Ledger } from '../audit/index.ts';
 import type { Config } from '../config/index.ts';
+import { KeyVault } from '../crypto/index.ts';
 import { systemClock, type Stores } from '../store/index.ts';
-import { loadMasterKey } from '../tokens/index.ts';
 import { openExistingStores, withAbsolutePaths } from './deployment.ts';
 
 export interface AdminContext {
   readonly stores: Stores;
-  readonly masterKey: Uint8Array;
+  readonly vault: KeyVault;
   readonly ledger: Ledger;
 }
 
@@ -19,10 +19,10 @@ export async function withAuditedStores<T>(config: Readonly<Config>, work: (cont
   // Never creates a deployment: a missing one is named by its absolute path (first-hour D7).
   const stores = await openExistingStores(config, { schemaCurrent: true });
   try {
-    const masterKey = loadMasterKey(withAbsolutePaths(config));
-    const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey, issuer: config.issuer, clock: systemClock, audit: config.audit });
+    const vault = KeyVault.load(withAbsolutePaths(config));
+    const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, vault, issuer: config.issuer, clock: systemClock, audit: config.audit });
     try {
-      return await work({ stores, masterKey, ledger });
+      return await work({ stores, vault, ledger });
     } finally {
       await ledger.close();
     }

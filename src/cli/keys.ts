@@ -20,8 +20,8 @@ export interface KeysCliContext {
 }
 
 function withKeyring<T>(config: Readonly<Config>, clock: Clock, work: (keyring: Keyring) => Promise<T>): Promise<T> {
-  return withAuditedStores(config, async ({ stores, masterKey, ledger }) => {
-    const keyring = await Keyring.open({ records: stores.durable.records, masterKey, clock, policy: keyringPolicy(config.tokens), ledger });
+  return withAuditedStores(config, async ({ stores, vault, ledger }) => {
+    const keyring = await Keyring.open({ records: stores.durable.records, vault, clock, policy: keyringPolicy(config.tokens), ledger });
     try {
       return await work(keyring);
     } finally {

@@ -7,7 +7,8 @@ import { FailureAggregator, type Ledger } from '../audit/index.ts';
 import type { Config } from '../config/index.ts';
 import type { Identity, UserDirectory } from '../identity/index.ts';
 import type { Clock, Stores } from '../store/index.ts';
-import { deriveKey, type Keyring } from '../tokens/index.ts';
+import type { KeyVault } from '../crypto/index.ts';
+import type { Keyring } from '../tokens/index.ts';
 import { AccessTokens } from './access-tokens.ts';
 import { Authorizer } from './authorization/authorizer.ts';
 import { AuthorizationCodes } from './authorization/codes.ts';
@@ -113,7 +114,7 @@ export function createAuthorizationServer(options: {
   ledger: Ledger;
   keyring: Keyring;
   identity: Identity;
-  masterKey: Uint8Array;
+  vault: KeyVault;
   clock: Clock;
   /** The instance's aggregator of unauthenticated failures (client and registration credentials; security review 11); one is made when not given. */
   failures?: FailureAggregator;
@@ -124,7 +125,7 @@ export function createAuthorizationServer(options: {
   const issuer = config.issuer;
   const tokens = config.tokens;
   const failures = options.failures ?? new FailureAggregator({ ledger, hot: stores.hot, clock });
-  const clients = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(options.masterKey, 'client-secrets'), ledger, clock });
+  const clients = new ClientRegistry({ records: stores.durable.records, secretKey: options.vault.derive('client-secrets'), ledger, clock });
   const resources = new ResourceRegistry({ records: stores.durable.records, ledger, clock });
   const targets = new TokenTargets({ resources, defaultAlgorithm: tokens.signingAlgorithm });
   const users = identity.accounts.users;
@@ -143,8 +144,7 @@ export function createAuthorizationServer(options: {
     records: stores.durable.records,
     clock,
     policy: { idleTtlSeconds: tokens.refreshTokenIdleTtlSeconds, absoluteTtlSeconds: tokens.refreshTokenAbsoluteTtlSeconds, graceSeconds: tokens.refreshGraceSeconds },
-    hashKey: deriveKey(options.masterKey, 'refresh-token-hashes'),
-    sealKey: options.masterKey,
+    vault: options.vault,
   });
   const codes = new AuthorizationCodes({ hot: stores.hot, ttlSeconds: tokens.authorizationCodeTtlSeconds });
   const consents = new Consents({ records: stores.durable.records, clock, ledger });
@@ -214,7 +214,7 @@ export function createAuthorizationServer(options: {
         },
       },
     }),
-    dpop: new DpopVerifier({ hot: stores.hot, clock, nonceKey: deriveKey(options.masterKey, 'dpop-nonces'), requireNonce: config.oauth.dpopRequireNonce }),
+    dpop: new DpopVerifier({ hot: stores.hot, clock, nonceKey: options.vault.derive('dpop-nonces'), requireNonce: config.oauth.dpopRequireNonce }),
     registration: new RegistrationEndpoint({
       clients,
       policy: config.oauth.registration,

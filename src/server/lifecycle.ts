@@ -6,7 +6,8 @@ import { assertSchemaCurrent, openStores, systemClock, type Clock, type Stores }
 import { FailureAggregator, openLedger, type Ledger } from '../audit/index.ts';
 import { createIdentity, type Identity } from '../identity/index.ts';
 import { createAuthorizationServer, type AuthorizationServer } from '../oauth/index.ts';
-import { Keyring, deriveKey, ensureMasterKeyFile, keyringPolicy, loadMasterKey } from '../tokens/index.ts';
+import { KeyVault } from '../crypto/index.ts';
+import { Keyring, keyringPolicy } from '../tokens/index.ts';
 import { buildMetricsServer, buildServer } from './app.ts';
 
 export interface StartOptions {
@@ -38,12 +39,11 @@ export interface RunningPortcullis {
  * later step fails.
  */
 export async function startPortcullis(config: Readonly<Config>, options: StartOptions = {}): Promise<RunningPortcullis> {
-  if (config.masterKey === undefined) ensureMasterKeyFile(config.masterKeyFile);
-  const masterKey = loadMasterKey(config);
+  const vault = KeyVault.loadOrCreate(config);
   const logger = createLogger({
     level: config.log.level,
     personalData: config.log.personalData,
-    pseudonymKey: deriveKey(masterKey, 'log-pseudonyms'),
+    pseudonymKey: vault.derive('log-pseudonyms'),
     ...(options.logDestination !== undefined && { destination: options.logDestination }),
   });
   for (const warning of configWarnings(config)) logger.warn(warning);
@@ -65,7 +65,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     const ledger = await openLedger({
       log: stores.durable.auditLog,
       records: stores.durable.records,
-      masterKey,
+      vault,
       issuer: config.issuer,
       clock: options.clock ?? systemClock,
       audit: config.audit,
@@ -76,16 +76,16 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     const clock = options.clock ?? systemClock;
     // Unauthenticated failures reach the ledger aggregated (security review 11).
     const failures = new FailureAggregator({ ledger, hot: stores.hot, clock });
-    const identity = createIdentity({ config, stores, ledger, masterKey, clock, failures });
+    const identity = createIdentity({ config, stores, ledger, vault, clock, failures });
     keyring = await Keyring.open({
       records: stores.durable.records,
-      masterKey,
+      vault,
       clock,
       ledger,
       policy: keyringPolicy(config.tokens),
     });
     keyring.start((error) => logger.error({ err: error }, 'signing key maintenance failed'));
-    authorizationServer = createAuthorizationServer({ config, stores, ledger, keyring, identity, masterKey, clock, failures, warn: (message, detail) => logger.warn(detail, message) });
+    authorizationServer = createAuthorizationServer({ config, stores, ledger, keyring, identity, vault, clock, failures, warn: (message, detail) => logger.warn(detail, message) });
     authorizationServer.startMaintenance((error) => logger.error({ err: error }, 'OAuth housekeeping failed'));
     const app = await buildServer({ config, stores, logger, metrics, ledger, clock, failures, identity, authorizationServer, ...(options.plugins !== undefined && { plugins: options.plugins }) });
     await app.listen({ host: config.host, port: config.port });
