@@ -5,7 +5,6 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import { KeyVault } from '../../src/crypto/index.ts';
 import { AuditBackpressureError, AuditEventError, AuditRequestError, decodeEntry, openLedger, type Ledger } from '../../src/audit/index.ts';

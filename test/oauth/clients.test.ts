@@ -8,7 +8,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { decodeEntry, openLedger, type Ledger } from '../../src/audit/index.ts';
 import { validateClientMetadata, type ClientMetadata } from '../../src/oauth/client-metadata.ts';
 import { ClientRegistry, ClientRegistryError, type OAuthClient } from '../../src/oauth/clients.ts';

@@ -8,7 +8,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { constants, createHmac, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { constants, createHmac, sign, type KeyObject } from 'node:crypto';
 import { SignJWT, createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import { KeyVault } from '../../src/crypto/index.ts';
 import { JwtError, Keyring, SIGNING_ALGORITHMS, signJwt, verifyJwt, type SigningAlgorithm } from '../../src/tokens/index.ts';
