@@ -55,7 +55,6 @@ interface AlgorithmRow {
   readonly clientKey?: true;
 }
 
-// prettier-ignore
 const TABLE = {
   EdDSA:   { kty: 'OKP', keyType: 'ed25519', crv: 'Ed25519', digest: null, tokenHash: 'sha512', keyring: 1, resourceToken: true, dpop: true, clientAssertion: true, advertisedForClientAssertion: true, clientKey: true },
   Ed25519: { kty: 'OKP', keyType: 'ed25519', crv: 'Ed25519', digest: null, tokenHash: 'sha512', dpop: true, clientAssertion: true, clientKey: true },

@@ -3,7 +3,6 @@
  * cosignatures): one class, with a `code` callers switch on.
  */
 
-
 /** Why a note, key, checkpoint or cosignature was refused. */
 export type NoteErrorCode =
   /** The note text violates c2sp.org/signed-note §Format. */

@@ -17,10 +17,8 @@ import {
 import { NoteError } from './errors.ts';
 import { decodeBase64Strict, hasControlCharacter, isWellFormedText } from './text.ts';
 
-
 /** Signature type byte for plain Ed25519 note signatures (signed-note §Signature types). */
 export const SIGNATURE_TYPE_ED25519 = 0x01;
-
 
 /** Checks one signature made by one key. */
 export interface NoteVerifier {

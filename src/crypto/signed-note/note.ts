@@ -22,7 +22,6 @@ import { assertNoteText, decodeBase64Strict, decodeNoteMessage, hasControlCharac
  */
 export const MAX_NOTE_SIGNATURES = 100;
 
-
 /** One signature line of a note. */
 export interface NoteSignature {
   readonly name: string;

@@ -5,7 +5,6 @@
 import { Buffer } from 'node:buffer';
 import { NoteError } from './errors.ts';
 
-
 /** The note text MUST end in a newline, be valid UTF-8, and carry no control character but newline. */
 export function assertNoteText(text: string): void {
   if (!text.endsWith('\n')) throw new NoteError('malformed_note', 'note text must end with a newline');
