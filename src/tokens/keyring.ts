@@ -15,6 +15,11 @@
  * the longest-lived token it signed has expired. The key that signs is picked
  * by the clock (the newest key whose `activatesAt` has passed), so takeover
  * needs no write and happens on every instance at the same moment.
+ *
+ * This file is the ring (reads, writes, snapshots, JWKS); the schedule's
+ * pure rules are in keyring-schedule.ts, key generation and sealing in
+ * key-material.ts, the stored form in keyring-types.ts and
+ * keyring-document.ts.
  */
 import type { Clock, RecordStore, StoredRecord } from '../store/index.ts';
 import { SIGNING_ALGORITHMS, isAlgorithmFor, type KeyVault, type SigningAlgorithm } from '../crypto/index.ts';
