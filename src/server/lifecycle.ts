@@ -4,8 +4,9 @@ import { configWarnings, type Config } from '../config/index.ts';
 import { Metrics, createLogger, type Logger } from '../observability/index.ts';
 import { assertSchemaCurrent, openStores, systemClock, type Clock, type Stores } from '../store/index.ts';
 import { FailureAggregator, openLedger, type Ledger } from '../audit/index.ts';
-import { createIdentity, type Identity } from '../identity/index.ts';
-import { createAuthorizationServer, type AuthorizationServer } from '../oauth/index.ts';
+import { HookChains, bundledChainSource, type AnyHookHandler } from '../hooks/index.ts';
+import { IDENTITY_HOOKS, createIdentity, type Identity } from '../identity/index.ts';
+import { OAUTH_HOOKS, createAuthorizationServer, type AuthorizationServer } from '../oauth/index.ts';
 import { KeyVault } from '../crypto/index.ts';
 import { Keyring, keyringPolicy } from '../tokens/index.ts';
 import { buildMetricsServer, buildServer } from './app.ts';
@@ -16,6 +17,12 @@ export interface StartOptions {
   readonly plugins?: readonly FastifyPluginAsync[];
   /** Where log lines go (default stdout). */
   readonly logDestination?: DestinationStream;
+  /**
+   * More hook handlers (tests; later the plugin host), and the chain file
+   * that places them. The chain file is src/hooks/chains.cfg unless given
+   * here; configuration (file, environment, flags) has no say in the order.
+   */
+  readonly hooks?: { readonly handlers?: readonly AnyHookHandler[]; readonly chains?: string };
 }
 
 export interface RunningPortcullis {
@@ -48,6 +55,19 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
   });
   for (const warning of configWarnings(config)) logger.warn(warning);
 
+  // Every chain, loaded once and checked against every handler before
+  // anything is opened: a chain file that does not fit stops the start,
+  // naming its line. Faults are logged and audited (the ledger opens below).
+  let faultLedger: Ledger | undefined;
+  const hooks = HookChains.load({
+    handlers: [...IDENTITY_HOOKS, ...OAUTH_HOOKS, ...(options.hooks?.handlers ?? [])],
+    source: options.hooks?.chains ?? bundledChainSource(),
+    report: async (fault) => {
+      logger.warn({ hook: fault.handler, point: fault.point, line: fault.line, fault: fault.kind, skipped: fault.skipped }, 'hook handler failed');
+      await faultLedger?.record({ type: 'hook.fault', outcome: fault.skipped ? 'failure' : 'denied', actorService: 'hooks', detail: { point: fault.point, hook: fault.handler, line: fault.line, fault: fault.kind, skipped: fault.skipped } });
+    },
+  });
+
   const metrics = new Metrics();
   const stores = await openStores(config, {
     ...(options.clock !== undefined && { clock: options.clock }),
@@ -76,7 +96,8 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     const clock = options.clock ?? systemClock;
     // Unauthenticated failures reach the ledger aggregated (security review 11).
     const failures = new FailureAggregator({ ledger, hot: stores.hot, clock });
-    const identity = createIdentity({ config, stores, ledger, vault, clock, failures });
+    faultLedger = ledger;
+    const identity = createIdentity({ config, stores, ledger, vault, clock, failures, hooks });
     keyring = await Keyring.open({
       records: stores.durable.records,
       vault,
@@ -85,7 +106,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
       policy: keyringPolicy(config.tokens),
     });
     keyring.start((error) => logger.error({ err: error }, 'signing key maintenance failed'));
-    authorizationServer = createAuthorizationServer({ config, stores, ledger, keyring, identity, vault, clock, failures, warn: (message, detail) => logger.warn(detail, message) });
+    authorizationServer = createAuthorizationServer({ config, stores, ledger, keyring, identity, vault, clock, failures, hooks, warn: (message, detail) => logger.warn(detail, message) });
     authorizationServer.startMaintenance((error) => logger.error({ err: error }, 'OAuth housekeeping failed'));
     const app = await buildServer({ config, stores, logger, metrics, ledger, clock, failures, identity, authorizationServer, ...(options.plugins !== undefined && { plugins: options.plugins }) });
     await app.listen({ host: config.host, port: config.port });
