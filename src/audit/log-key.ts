@@ -1,5 +1,6 @@
+import { Type } from '@sinclair/typebox';
 import { createSealedLogKey, openSealedLogKey, parseVerifierKey, type KeyVault, type NoteSigner, type NoteVerifier } from '../crypto/index.ts';
-import type { RecordStore } from '../store/index.ts';
+import { collection, typeboxCodec, type Codec, type Collection, type RecordStore } from '../store/index.ts';
 
 const COLLECTION = 'audit';
 const ID = 'log-key';
@@ -11,6 +12,10 @@ interface LogKeyRecord {
   /** The signer key, sealed with the master key (AES-256-GCM). */
   readonly sealedSignerKey: string;
 }
+
+const logKeyCodec: Codec<LogKeyRecord> = typeboxCodec(Type.Object({ origin: Type.String(), verifierKey: Type.String(), sealedSignerKey: Type.String() }));
+
+const logKeys = (records: RecordStore): Collection<LogKeyRecord> => collection(records, { name: COLLECTION, codec: logKeyCodec });
 
 export interface LogKey {
   readonly origin: string;
@@ -26,10 +31,11 @@ export interface LogKey {
  * starting together, one creates it and all read the same record.
  */
 export async function loadOrCreateLogKey(records: RecordStore, vault: KeyVault, origin: string): Promise<LogKey> {
-  let record = await records.get<LogKeyRecord>(COLLECTION, ID);
+  const keys = logKeys(records);
+  let record = await keys.get(ID);
   if (record === null) {
-    await records.create(COLLECTION, ID, { origin, ...createSealedLogKey(vault, origin) } satisfies LogKeyRecord);
-    record = await records.get<LogKeyRecord>(COLLECTION, ID);
+    await keys.create(ID, { origin, ...createSealedLogKey(vault, origin) });
+    record = await keys.get(ID);
     if (record === null) throw new Error('the audit log key vanished while it was being created');
   }
   const signer = openSealedLogKey(vault, record.data.sealedSignerKey);
@@ -45,6 +51,6 @@ export function defaultOrigin(issuer: string): string {
 
 /** The log's public key as stored, without the vault (null before the first start). */
 export async function storedLogVerifierKey(records: RecordStore): Promise<string | null> {
-  const record = await records.get<LogKeyRecord>(COLLECTION, ID);
+  const record = await logKeys(records).get(ID);
   return record?.data.verifierKey ?? null;
 }
