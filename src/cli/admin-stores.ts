@@ -1,18 +1,21 @@
 /**
  * What an admin command that changes something needs: the stores (existing,
- * schema checked, never created or migrated from here), the key vault, and the audit ledger
- * its changes are recorded in; all closed again however the work ends.
+ * schema checked, never created or migrated from here), the key vault, and
+ * the events its changes are emitted through (the audit ledger records them;
+ * on scale-out the running instances hear of them through the bus); all
+ * closed again however the work ends.
  */
-import { openLedger, type Ledger } from '../audit/index.ts';
+import { auditedEvents, openLedger } from '../audit/index.ts';
 import type { Config } from '../config/index.ts';
 import { KeyVault } from '../crypto/index.ts';
+import type { DomainEvents } from '../events/index.ts';
 import { systemClock, type Stores } from '../store/index.ts';
 import { openExistingStores, withAbsolutePaths } from './deployment.ts';
 
 export interface AdminContext {
   readonly stores: Stores;
   readonly vault: KeyVault;
-  readonly ledger: Ledger;
+  readonly events: DomainEvents;
 }
 
 export async function withAuditedStores<T>(config: Readonly<Config>, work: (context: AdminContext) => Promise<T>): Promise<T> {
@@ -21,9 +24,11 @@ export async function withAuditedStores<T>(config: Readonly<Config>, work: (cont
   try {
     const vault = KeyVault.load(withAbsolutePaths(config));
     const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, vault, issuer: config.issuer, clock: systemClock, audit: config.audit });
+    const events = auditedEvents(ledger, { bus: stores.bus });
     try {
-      return await work({ stores, vault, ledger });
+      return await work({ stores, vault, events });
     } finally {
+      events.close();
       await ledger.close();
     }
   } finally {

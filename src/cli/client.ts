@@ -29,7 +29,7 @@ const ACTOR = 'admin-cli';
 const PAGE = 1000;
 
 function withRegistry<T>(config: Readonly<Config>, work: (registry: ClientRegistry) => Promise<T>): Promise<T> {
-  return withAuditedStores(config, ({ stores, vault, ledger }) => work(new ClientRegistry({ records: stores.durable.records, secretKey: vault.derive('client-secrets'), ledger, clock: systemClock })));
+  return withAuditedStores(config, ({ stores, vault, events }) => work(new ClientRegistry({ records: stores.durable.records, secretKey: vault.derive('client-secrets'), events, clock: systemClock })));
 }
 
 /** What may be shown of a client: its metadata and id, never a hash (RFC 7592 section 3 read response, without secrets). */
@@ -147,10 +147,10 @@ export function registerClientCommands(program: Command, context: ClientCliConte
     .action(async (options: CreateOptions) => {
       const config = context.load(options);
       const request = metadataRequest(options);
-      await withAuditedStores(config, async ({ stores, vault, ledger }) => {
-        const registry = new ClientRegistry({ records: stores.durable.records, secretKey: vault.derive('client-secrets'), ledger, clock: systemClock });
+      await withAuditedStores(config, async ({ stores, vault, events }) => {
+        const registry = new ClientRegistry({ records: stores.durable.records, secretKey: vault.derive('client-secrets'), events, clock: systemClock });
         // An API scope exists only as the scope of a registered resource.
-        const resources = new ResourceRegistry({ records: stores.durable.records, ledger, clock: systemClock, cacheMs: 0 });
+        const resources = new ResourceRegistry({ records: stores.durable.records, events, clock: systemClock, cacheMs: 0 });
         let metadata;
         try {
           metadata = validateClientMetadata(request, {

@@ -36,11 +36,11 @@ interface Registries {
 }
 
 function withRegistries<T>(config: Readonly<Config>, work: (registries: Registries) => Promise<T>): Promise<T> {
-  return withAuditedStores(config, ({ stores, vault, ledger }) =>
+  return withAuditedStores(config, ({ stores, vault, events }) =>
     work({
       // No cache: the command reads what is stored now.
-      resources: new ResourceRegistry({ records: stores.durable.records, ledger, clock: systemClock, cacheMs: 0 }),
-      clients: new ClientRegistry({ records: stores.durable.records, secretKey: vault.derive('client-secrets'), ledger, clock: systemClock, cacheMs: 0 }),
+      resources: new ResourceRegistry({ records: stores.durable.records, events, clock: systemClock, cacheMs: 0 }),
+      clients: new ClientRegistry({ records: stores.durable.records, secretKey: vault.derive('client-secrets'), events, clock: systemClock, cacheMs: 0 }),
     }),
   );
 }

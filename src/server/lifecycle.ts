@@ -3,7 +3,8 @@ import type { DestinationStream } from 'pino';
 import { configWarnings, type Config } from '../config/index.ts';
 import { Metrics, createLogger, type Logger } from '../observability/index.ts';
 import { assertSchemaCurrent, openStores, systemClock, type Clock, type Stores } from '../store/index.ts';
-import { FailureAggregator, openLedger, type Ledger } from '../audit/index.ts';
+import { FailureAggregator, auditedEvents, openLedger, type Ledger } from '../audit/index.ts';
+import type { EventHub } from '../events/index.ts';
 import { HookChains, bundledChainSource, type AnyHookHandler } from '../hooks/index.ts';
 import { IDENTITY_HOOKS, createIdentity, type Identity } from '../identity/index.ts';
 import { OAUTH_HOOKS, createAuthorizationServer, type AuthorizationServer } from '../oauth/index.ts';
@@ -30,6 +31,8 @@ export interface RunningPortcullis {
   readonly stores: Stores;
   readonly logger: Logger;
   readonly ledger: Ledger;
+  /** Where features emit; the ledger records, other instances hear through `stores.bus`. */
+  readonly events: EventHub;
   readonly identity: Identity;
   readonly authorizationServer: AuthorizationServer;
   /** The URL it listens on (the real port when config.port is 0). */
@@ -57,14 +60,15 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
 
   // Every chain, loaded once and checked against every handler before
   // anything is opened: a chain file that does not fit stops the start,
-  // naming its line. Faults are logged and audited (the ledger opens below).
-  let faultLedger: Ledger | undefined;
+  // naming its line. Faults are logged and audited (emitted as hook.fault
+  // once the events exist, below, when the ledger is open).
+  let events: EventHub | undefined;
   const hooks = HookChains.load({
     handlers: [...IDENTITY_HOOKS, ...OAUTH_HOOKS, ...(options.hooks?.handlers ?? [])],
     source: options.hooks?.chains ?? bundledChainSource(),
     report: async (fault) => {
       logger.warn({ hook: fault.handler, point: fault.point, line: fault.line, fault: fault.kind, skipped: fault.skipped }, 'hook handler failed');
-      await faultLedger?.record({ type: 'hook.fault', outcome: fault.skipped ? 'failure' : 'denied', actorService: 'hooks', detail: { point: fault.point, hook: fault.handler, line: fault.line, fault: fault.kind, skipped: fault.skipped } });
+      await events?.emit({ type: 'hook.fault', outcome: fault.skipped ? 'failure' : 'denied', actorService: 'hooks', detail: { point: fault.point, hook: fault.handler, line: fault.line, fault: fault.kind, skipped: fault.skipped } });
     },
   });
 
@@ -94,21 +98,22 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     await ledger.latestCheckpoint();
     ledger.startCheckpointing(config.audit.checkpointIntervalMs, (error) => logger.error({ err: error }, 'audit checkpoint failed'));
     const clock = options.clock ?? systemClock;
+    // The ledger records every event before the action answers; the bus carries them to the other instances.
+    const hub = (events = auditedEvents(ledger, { bus: stores.bus, onError: (error) => logger.error({ err: error }, 'domain event delivery failed') }));
     // Unauthenticated failures reach the ledger aggregated (security review 11).
-    const failures = new FailureAggregator({ ledger, hot: stores.hot, clock });
-    faultLedger = ledger;
-    const identity = createIdentity({ config, stores, ledger, vault, clock, failures, hooks });
+    const failures = new FailureAggregator({ events: hub, hot: stores.hot, clock });
+    const identity = createIdentity({ config, stores, events: hub, vault, clock, failures, hooks });
     keyring = await Keyring.open({
       records: stores.durable.records,
       vault,
       clock,
-      ledger,
+      events: hub,
       policy: keyringPolicy(config.tokens),
     });
     keyring.start((error) => logger.error({ err: error }, 'signing key maintenance failed'));
-    authorizationServer = createAuthorizationServer({ config, stores, ledger, keyring, identity, vault, clock, failures, hooks, warn: (message, detail) => logger.warn(detail, message) });
+    authorizationServer = createAuthorizationServer({ config, stores, events: hub, keyring, identity, vault, clock, failures, hooks, warn: (message, detail) => logger.warn(detail, message) });
     authorizationServer.startMaintenance((error) => logger.error({ err: error }, 'OAuth housekeeping failed'));
-    const app = await buildServer({ config, stores, logger, metrics, ledger, clock, failures, identity, authorizationServer, ...(options.plugins !== undefined && { plugins: options.plugins }) });
+    const app = await buildServer({ config, stores, logger, metrics, ledger, events: hub, clock, failures, identity, authorizationServer, ...(options.plugins !== undefined && { plugins: options.plugins }) });
     await app.listen({ host: config.host, port: config.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address !== null ? address.port : config.port;
@@ -135,6 +140,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
       stores,
       logger,
       ledger,
+      events: hub,
       identity,
       authorizationServer,
       url,
@@ -144,6 +150,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
           await metricsApp?.close();
           await app.close();
           authorizationServer?.close();
+          hub.close();
           await ledger.close();
           await stores.close();
         })()),
@@ -151,6 +158,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
   } catch (error) {
     authorizationServer?.close();
     keyring?.close();
+    events?.close();
     await stores.close();
     throw error;
   }

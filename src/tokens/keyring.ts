@@ -6,7 +6,8 @@
  * `keyring`). Every change is a compare-and-set on its version, so of many
  * instances that rotate at the same moment exactly one write wins; the others
  * re-read, find nothing left to do, and use the winner's keys. Instances pick
- * up each other's changes by re-reading every `refreshMs`.
+ * up each other's changes at once from the `key.created` / `key.revoked`
+ * events (`refresh`), and in any case by re-reading every `refreshMs`.
  *
  * Schedule (RFC 7517 section 5 and RFC 7515 section 4.1.4 `kid`): a verifier
  * may cache the JWKS for `jwksMaxAgeSeconds`, so a key is published at least
@@ -21,6 +22,7 @@
  * key-material.ts, the stored form in keyring-types.ts and
  * keyring-document.ts.
  */
+import type { DomainEvent, DomainEvents } from '../events/index.ts';
 import { codec, collection, keep, write, type Clock, type Collection, type RecordStore } from '../store/index.ts';
 import { SIGNING_ALGORITHMS, isAlgorithmFor, type KeyVault, type SigningAlgorithm } from '../crypto/index.ts';
 import { newKey, openStoredKey, type CreateReason, type NewKey, type OpenedKey } from './key-material.ts';
@@ -40,25 +42,15 @@ import {
   type VerificationKey,
 } from './keyring-types.ts';
 
-/** What the keyring tells the audit ledger: a key made or revoked. */
-export interface KeyringEvent {
-  readonly type: 'key.created' | 'key.revoked';
-  readonly outcome: 'success';
-  readonly actorService: string;
-  readonly detail: Readonly<Record<string, string | number>>;
-}
-
-/** The ledger calls the keyring makes; the audit `Ledger` fits, and the keyring does not depend on it. */
-export interface KeyringLedger {
-  recordAll(events: readonly KeyringEvent[]): Promise<unknown>;
-}
+/** What the keyring emits through: key.created and key.revoked (the ledger records them; other instances take the change up). */
+export type KeyringEvents = Pick<DomainEvents, 'emitAll'>;
 
 export interface KeyringOptions {
   readonly records: RecordStore;
   readonly vault: KeyVault;
   readonly clock: Clock;
   readonly policy: KeyringPolicy;
-  readonly ledger?: KeyringLedger;
+  readonly events?: KeyringEvents;
 }
 
 /** Compare-and-set attempts before giving up; each loser re-reads, so two or three are the most a race needs. */
@@ -84,7 +76,7 @@ const EMPTY_SNAPSHOT: KeyringSnapshot = { version: 0, keys: [], byKid: new Map()
 interface Change<T> {
   readonly keys: readonly StoredKey[];
   readonly created: readonly NewKey[];
-  readonly events: readonly KeyringEvent[];
+  readonly events: readonly DomainEvent<'key.created' | 'key.revoked'>[];
   readonly result: (keyring: Keyring) => T;
 }
 
@@ -97,7 +89,7 @@ function checkAlgorithm(alg: string): asserts alg is SigningAlgorithm {
   if (!isAlgorithmFor('keyring', alg)) throw new KeyringError(`unknown signing algorithm ${alg} (one of ${SIGNING_ALGORITHMS.join(', ')})`);
 }
 
-function createdEvent(key: NewKey, actorService: string): KeyringEvent {
+function createdEvent(key: NewKey, actorService: string): DomainEvent<'key.created'> {
   return {
     type: 'key.created',
     outcome: 'success',
@@ -111,7 +103,7 @@ export class Keyring {
   readonly #vault: KeyVault;
   readonly #clock: Clock;
   readonly #policy: KeyringPolicy;
-  readonly #ledger: KeyringLedger | undefined;
+  readonly #events: KeyringEvents | undefined;
   #snapshot: KeyringSnapshot = EMPTY_SNAPSHOT;
   /** Opened keys by kid, so a refresh decrypts only keys it has not seen. */
   #opened = new Map<string, OpenedKey>();
@@ -125,7 +117,7 @@ export class Keyring {
     this.#clock = options.clock;
     const { rotationIntervalMs, jwksMaxAgeSeconds, maxTokenLifetimeSeconds, refreshMs } = options.policy;
     this.#policy = { rotationIntervalMs, jwksMaxAgeSeconds, maxTokenLifetimeSeconds, refreshMs };
-    this.#ledger = options.ledger;
+    this.#events = options.events;
   }
 
   /**
@@ -324,7 +316,7 @@ export class Keyring {
     if (!outcome.written || change === null || outcome.record === null) return null;
     for (const key of change.created) this.#opened.set(key.stored.kid, key.opened);
     await this.#apply(outcome.record);
-    if (this.#ledger !== undefined && change.events.length > 0) await this.#ledger.recordAll(change.events);
+    if (this.#events !== undefined && change.events.length > 0) await this.#events.emitAll(change.events);
     return change.result(this);
   }
 

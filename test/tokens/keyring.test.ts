@@ -9,7 +9,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as wait } from 'node:timers/promises';
 import { calculateJwkThumbprint, createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWK } from 'jose';
-import { decodeEntry, openLedger, type AuditEvent } from '../../src/audit/index.ts';
+import { auditedEvents, decodeEntry, openLedger } from '../../src/audit/index.ts';
+import type { DomainEvent } from '../../src/events/index.ts';
 import { KeyVault, SealedSecretError } from '../../src/crypto/index.ts';
 import type { DurableStore } from '../../src/store/ports.ts';
 import {
@@ -19,7 +20,7 @@ import {
   signJwt,
   verifyJwt,
   type KeyInfo,
-  type KeyringLedger,
+  type KeyringEvents,
   type KeyringPolicy,
   type SigningAlgorithm,
 } from '../../src/tokens/index.ts';
@@ -34,17 +35,16 @@ const ISSUER = 'https://id.example.com';
 const vault = KeyVault.generate();
 const sqlite = durableDrivers[0]!;
 
-/** Keeps what the keyring would record, so tests can read the events. */
-class RecordingLedger implements KeyringLedger {
-  readonly events: AuditEvent[] = [];
-  async recordAll(events: readonly AuditEvent[]): Promise<{ index: number }[]> {
-    this.events.push(...events);
-    return events.map((_, index) => ({ index }));
+/** Keeps what the keyring emits (what the ledger would record), so tests can read the events. */
+class RecordingLedger implements KeyringEvents {
+  readonly events: DomainEvent<'key.created' | 'key.revoked'>[] = [];
+  async emitAll(events: readonly DomainEvent[]): Promise<void> {
+    this.events.push(...(events as DomainEvent<'key.created' | 'key.revoked'>[]));
   }
 }
 
-function open(store: DurableStore, clock: ManualClock, options: { ledger?: KeyringLedger; policy?: KeyringPolicy; vault?: KeyVault } = {}): Promise<Keyring> {
-  return Keyring.open({ records: store.records, vault: options.vault ?? vault, clock: clock.now, policy: options.policy ?? policy, ...(options.ledger && { ledger: options.ledger }) });
+function open(store: DurableStore, clock: ManualClock, options: { ledger?: KeyringEvents; policy?: KeyringPolicy; vault?: KeyVault } = {}): Promise<Keyring> {
+  return Keyring.open({ records: store.records, vault: options.vault ?? vault, clock: clock.now, policy: options.policy ?? policy, ...(options.ledger && { events: options.ledger }) });
 }
 
 function byAlg(keyring: Keyring, alg: SigningAlgorithm): KeyInfo[] {
@@ -369,7 +369,7 @@ describe('Keyring', () => {
     });
     try {
       const before = await ledger.size();
-      const keyring = await open(store, clock, { ledger });
+      const keyring = await open(store, clock, { ledger: auditedEvents(ledger) });
       await keyring.revoke(keyring.signingKey('PS256').kid);
       const entries = (await store.auditLog.entries(before, await ledger.size())).map((row) => decodeEntry(row.entry));
       assert.deepEqual(
