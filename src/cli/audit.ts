@@ -8,7 +8,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { checkpointFormat, decodeEntry, openLedger, storedLogVerifierKey, verifyLog, type VerifyReport, type VerifySource } from '../audit/index.ts';
 import type { Config, ConfigInput } from '../config/index.ts';
 import { systemClock, type Stores } from '../store/index.ts';
-import { loadMasterKey } from '../tokens/index.ts';
+import { KeyVault } from '../crypto/index.ts';
 import { openExistingStores, withAbsolutePaths } from './deployment.ts';
 import { AuditSourceError, fetchFailure, fileSource, storeSource, urlSource } from './audit-sources.ts';
 
@@ -213,7 +213,7 @@ export function registerAuditCommands(program: Command, context: AuditCliContext
       const config = context.load(options);
       await withStores(config, async (stores) => {
         if (options.sign) {
-          const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey: loadMasterKey(withAbsolutePaths(config)), issuer: config.issuer, clock: systemClock, audit: config.audit });
+          const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, vault: KeyVault.load(withAbsolutePaths(config)), issuer: config.issuer, clock: systemClock, audit: config.audit });
           await ledger.signCheckpoint();
         }
         const latest = await stores.durable.auditLog.latestCheckpoint();

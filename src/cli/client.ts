@@ -8,9 +8,9 @@ import { withAuditedStores } from './admin-stores.ts';
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
+import { SIGNING_ALGORITHMS } from '../crypto/index.ts';
 import { ClientMetadataError, ClientRegistry, OIDC_SCOPES, ResourceRegistry, isApproved, validateClientMetadata, type OAuthClient } from '../oauth/index.ts';
 import { systemClock } from '../store/index.ts';
-import { deriveKey } from '../tokens/index.ts';
 
 export interface ClientCliContext {
   readonly out: (line: string) => void;
@@ -29,7 +29,7 @@ const ACTOR = 'admin-cli';
 const PAGE = 1000;
 
 function withRegistry<T>(config: Readonly<Config>, work: (registry: ClientRegistry) => Promise<T>): Promise<T> {
-  return withAuditedStores(config, ({ stores, masterKey, events }) => work(new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(masterKey, 'client-secrets'), events, clock: systemClock })));
+  return withAuditedStores(config, ({ stores, vault, events }) => work(new ClientRegistry({ records: stores.durable.records, secretKey: vault.derive('client-secrets'), events, clock: systemClock })));
 }
 
 /** What may be shown of a client: its metadata and id, never a hash (RFC 7592 section 3 read response, without secrets). */
@@ -142,13 +142,13 @@ export function registerClientCommands(program: Command, context: ClientCliConte
     .option('--jwks-file <file>', 'JSON file with the public key(s) for private_key_jwt (a JWK Set or one JWK)')
     .option('--require-par', 'require pushed authorization requests (RFC 9126)')
     .option('--dpop', 'issue only DPoP-bound access tokens to this client (RFC 9449)')
-    .addOption(new Option('--id-token-alg <alg>', 'ID token signing algorithm (default: RS256, OIDC Dynamic Client Registration section 2)').choices(['EdDSA', 'ES256', 'RS256', 'PS256']))
+    .addOption(new Option('--id-token-alg <alg>', 'ID token signing algorithm (default: RS256, OIDC Dynamic Client Registration section 2)').choices(SIGNING_ALGORITHMS))
     .option('--json', 'print the registration response as JSON (RFC 7591 section 3.2.1)')
     .action(async (options: CreateOptions) => {
       const config = context.load(options);
       const request = metadataRequest(options);
-      await withAuditedStores(config, async ({ stores, masterKey, events }) => {
-        const registry = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(masterKey, 'client-secrets'), events, clock: systemClock });
+      await withAuditedStores(config, async ({ stores, vault, events }) => {
+        const registry = new ClientRegistry({ records: stores.durable.records, secretKey: vault.derive('client-secrets'), events, clock: systemClock });
         // An API scope exists only as the scope of a registered resource.
         const resources = new ResourceRegistry({ records: stores.durable.records, events, clock: systemClock, cacheMs: 0 });
         let metadata;

@@ -20,8 +20,8 @@ export interface KeysCliContext {
 }
 
 function withKeyring<T>(config: Readonly<Config>, clock: Clock, work: (keyring: Keyring) => Promise<T>): Promise<T> {
-  return withAuditedStores(config, async ({ stores, masterKey, events }) => {
-    const keyring = await Keyring.open({ records: stores.durable.records, masterKey, clock, policy: keyringPolicy(config.tokens), events });
+  return withAuditedStores(config, async ({ stores, vault, events }) => {
+    const keyring = await Keyring.open({ records: stores.durable.records, vault, clock, policy: keyringPolicy(config.tokens), events });
     try {
       return await work(keyring);
     } finally {

@@ -6,7 +6,8 @@ import { ConfigError, configWarnings, loadConfig, maskConfig, type Config, type 
 import { StoreSchemaError, StoreUnavailableError, openStores, sqlitePath, type Clock } from '../store/index.ts';
 import { assertLoopbackInDevelopment } from './development-host.ts';
 import { DeploymentError, assertDataDirUsable, openExistingStores, withAbsolutePaths } from './deployment.ts';
-import { KeyringError, MasterKeyError, SealedSecretError, ensureMasterKeyFile } from '../tokens/index.ts';
+import { MasterKeyError, SealedSecretError, ensureMasterKeyFile } from '../crypto/index.ts';
+import { KeyringError } from '../tokens/index.ts';
 import { exitGracefullyOnSignals, startPortcullis } from '../server/index.ts';
 import { AuditSourceError, AuditVerificationFailed, registerAuditCommands } from './audit.ts';
 import { registerKeysCommands } from './keys.ts';

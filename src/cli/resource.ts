@@ -10,7 +10,6 @@ import { Option, type Command } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
 import { ClientRegistry, RESOURCE_TOKEN_ALGORITHMS, ResourceRegistry, ResourceRegistryError, type ResourceServer } from '../oauth/index.ts';
 import { systemClock } from '../store/index.ts';
-import { deriveKey } from '../tokens/index.ts';
 import { withAuditedStores } from './admin-stores.ts';
 
 export interface ResourceCliContext {
@@ -37,11 +36,11 @@ interface Registries {
 }
 
 function withRegistries<T>(config: Readonly<Config>, work: (registries: Registries) => Promise<T>): Promise<T> {
-  return withAuditedStores(config, ({ stores, masterKey, events }) =>
+  return withAuditedStores(config, ({ stores, vault, events }) =>
     work({
       // No cache: the command reads what is stored now.
       resources: new ResourceRegistry({ records: stores.durable.records, events, clock: systemClock, cacheMs: 0 }),
-      clients: new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(masterKey, 'client-secrets'), events, clock: systemClock, cacheMs: 0 }),
+      clients: new ClientRegistry({ records: stores.durable.records, secretKey: vault.derive('client-secrets'), events, clock: systemClock, cacheMs: 0 }),
     }),
   );
 }

@@ -27,7 +27,7 @@ export class UserCommandError extends Error {
 }
 
 function withIdentity<T>(config: Readonly<Config>, work: (identity: Identity) => Promise<T>): Promise<T> {
-  return withAuditedStores(config, ({ stores, masterKey, events }) => work(createIdentity({ config, stores, events, masterKey, clock: systemClock })));
+  return withAuditedStores(config, ({ stores, vault, events }) => work(createIdentity({ config, stores, events, vault, clock: systemClock })));
 }
 
 async function newPassword(context: UserCliContext, fromStdin: boolean, whose: string): Promise<string> {

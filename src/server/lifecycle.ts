@@ -8,7 +8,8 @@ import type { EventHub } from '../events/index.ts';
 import { HookChains, bundledChainSource, type AnyHookHandler } from '../hooks/index.ts';
 import { IDENTITY_HOOKS, createIdentity, type Identity } from '../identity/index.ts';
 import { OAUTH_HOOKS, createAuthorizationServer, type AuthorizationServer } from '../oauth/index.ts';
-import { Keyring, deriveKey, ensureMasterKeyFile, keyringPolicy, loadMasterKey } from '../tokens/index.ts';
+import { KeyVault } from '../crypto/index.ts';
+import { Keyring, keyringPolicy } from '../tokens/index.ts';
 import { buildMetricsServer, buildServer } from './app.ts';
 
 export interface StartOptions {
@@ -48,12 +49,11 @@ export interface RunningPortcullis {
  * later step fails.
  */
 export async function startPortcullis(config: Readonly<Config>, options: StartOptions = {}): Promise<RunningPortcullis> {
-  if (config.masterKey === undefined) ensureMasterKeyFile(config.masterKeyFile);
-  const masterKey = loadMasterKey(config);
+  const vault = KeyVault.loadOrCreate(config);
   const logger = createLogger({
     level: config.log.level,
     personalData: config.log.personalData,
-    pseudonymKey: deriveKey(masterKey, 'log-pseudonyms'),
+    pseudonymKey: vault.derive('log-pseudonyms'),
     ...(options.logDestination !== undefined && { destination: options.logDestination }),
   });
   for (const warning of configWarnings(config)) logger.warn(warning);
@@ -89,7 +89,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     const ledger = await openLedger({
       log: stores.durable.auditLog,
       records: stores.durable.records,
-      masterKey,
+      vault,
       issuer: config.issuer,
       clock: options.clock ?? systemClock,
       audit: config.audit,
@@ -102,16 +102,16 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     const hub = (events = auditedEvents(ledger, { bus: stores.bus, onError: (error) => logger.error({ err: error }, 'domain event delivery failed') }));
     // Unauthenticated failures reach the ledger aggregated (security review 11).
     const failures = new FailureAggregator({ events: hub, hot: stores.hot, clock });
-    const identity = createIdentity({ config, stores, events: hub, masterKey, clock, failures, hooks });
+    const identity = createIdentity({ config, stores, events: hub, vault, clock, failures, hooks });
     keyring = await Keyring.open({
       records: stores.durable.records,
-      masterKey,
+      vault,
       clock,
       events: hub,
       policy: keyringPolicy(config.tokens),
     });
     keyring.start((error) => logger.error({ err: error }, 'signing key maintenance failed'));
-    authorizationServer = createAuthorizationServer({ config, stores, events: hub, keyring, identity, masterKey, clock, failures, hooks, warn: (message, detail) => logger.warn(detail, message) });
+    authorizationServer = createAuthorizationServer({ config, stores, events: hub, keyring, identity, vault, clock, failures, hooks, warn: (message, detail) => logger.warn(detail, message) });
     authorizationServer.startMaintenance((error) => logger.error({ err: error }, 'OAuth housekeeping failed'));
     const app = await buildServer({ config, stores, logger, metrics, ledger, events: hub, clock, failures, identity, authorizationServer, ...(options.plugins !== undefined && { plugins: options.plugins }) });
     await app.listen({ host: config.host, port: config.port });
