@@ -20,9 +20,9 @@ const DRIVERS = new Set(['pg', 'ioredis', 'node:sqlite']);
  * circle (checked below as well).
  */
 const ALLOWED_EDGES: Readonly<Record<string, readonly string[]>> = {
-  config: [],
+  crypto: [],
+  config: ['crypto'],
   observability: ['config'],
-  crypto: ['config'],
   store: ['config'],
   events: ['store'],
   hooks: [],

@@ -347,7 +347,7 @@ export class ClientRegistry {
     this.#cache.clear();
   }
 
-  /** Whether `presented` is the client's secret; constant time in the secret (RFC 6749 section 10.2 / DESIGN.md). */
+  /** Whether `presented` is the client's secret; constant time in the secret (RFC 6749 section 10.2; docs/architecture.md, Conventions). */
   verifySecret(client: OAuthClient, presented: string): boolean {
     // A busy client presents the same secret on every request: once it has
     // verified against this exact stored hash, later presentations are

@@ -16,7 +16,7 @@ export interface LoggerConfig {
 /**
  * The JSON logger. Every log object and message passes the redactor before it
  * is written: secrets are replaced, personal data masked, hashed or removed
- * by the configured mode (DESIGN.md "Logs are JSON (pino). Secrets never
+ * by the configured mode (docs/architecture.md, Conventions: "Secrets never
  * reach a log").
  */
 export function createLogger(config: LoggerConfig): Logger {

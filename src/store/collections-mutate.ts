@@ -1,6 +1,6 @@
 /**
  * Read, decide, compare-and-set, retry: the one loop behind every
- * optimistic change in Portcullis (DESIGN.md: "every state change that must
+ * optimistic change in Portcullis (docs/architecture.md, Conventions: "every state change that must
  * not double-spend is one atomic operation in the store"). A feature states
  * what to write given what it read; this module owns the retrying, so the
  * rules "decide on a fresh read after every lost race" and "a bounded number

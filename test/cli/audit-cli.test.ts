@@ -1,7 +1,7 @@
 /**
  * `portcullis audit …` as an operator and an auditor use it: help, export
  * to JSONL and verify the file offline, verify a running server over HTTP,
- * and the DESIGN.md contract for bad input (one line, non-zero exit) and
+ * and the docs/architecture.md contract for bad input (one line, non-zero exit) and
  * for long work (a progress bar on a terminal).
  */
 import { after, before, describe, it } from 'node:test';

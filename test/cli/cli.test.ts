@@ -2,7 +2,7 @@
  * The `portcullis` command as a user runs it: bin/portcullis.js in a child
  * process, in a fresh working directory (so ./data lands there), with an
  * environment that holds no PORTCULLIS_* variable unless a test sets one.
- * DESIGN.md: every command has --help, exits non-zero with one clear line on
+ * docs/architecture.md (Conventions): every command has --help, exits non-zero with one clear line on
  * bad input (no stack, no secret), and `serve` stops cleanly on SIGTERM.
  */
 import { after, describe, it } from 'node:test';
