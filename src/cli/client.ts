@@ -4,13 +4,11 @@
  * registry as dynamic registration (RFC 7591), so every client is checked and
  * audited the same way whoever made it.
  */
-import { withAuditedStores } from './admin-stores.ts';
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
-import { ClientMetadataError, ClientRegistry, OIDC_SCOPES, ResourceRegistry, isApproved, validateClientMetadata, type OAuthClient } from '../oauth/index.ts';
-import { systemClock } from '../store/index.ts';
-import { deriveKey } from '../tokens/index.ts';
+import { ClientMetadataError, OIDC_SCOPES, isApproved, validateClientMetadata, type ClientRegistry, type OAuthClient } from '../oauth/index.ts';
+import { PROFILES, withServices, type Registries } from '../runtime/index.ts';
 
 export interface ClientCliContext {
   readonly out: (line: string) => void;
@@ -28,8 +26,13 @@ export class ClientCommandError extends Error {
 const ACTOR = 'admin-cli';
 const PAGE = 1000;
 
+/** The registries over an existing deployment (never created or migrated from here), audited; stopped however the work ends. */
+function withRegistries<T>(config: Readonly<Config>, work: (registries: Registries) => Promise<T>): Promise<T> {
+  return withServices({ config, profile: PROFILES.admin() }, ['registries'], (services) => work(services.get('registries')));
+}
+
 function withRegistry<T>(config: Readonly<Config>, work: (registry: ClientRegistry) => Promise<T>): Promise<T> {
-  return withAuditedStores(config, ({ stores, masterKey, ledger }) => work(new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(masterKey, 'client-secrets'), ledger, clock: systemClock })));
+  return withRegistries(config, ({ clients }) => work(clients));
 }
 
 /** What may be shown of a client: its metadata and id, never a hash (RFC 7592 section 3 read response, without secrets). */
@@ -147,10 +150,8 @@ export function registerClientCommands(program: Command, context: ClientCliConte
     .action(async (options: CreateOptions) => {
       const config = context.load(options);
       const request = metadataRequest(options);
-      await withAuditedStores(config, async ({ stores, masterKey, ledger }) => {
-        const registry = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(masterKey, 'client-secrets'), ledger, clock: systemClock });
-        // An API scope exists only as the scope of a registered resource.
-        const resources = new ResourceRegistry({ records: stores.durable.records, ledger, clock: systemClock, cacheMs: 0 });
+      // An API scope exists only as the scope of a registered resource.
+      await withRegistries(config, async ({ clients: registry, resources }) => {
         let metadata;
         try {
           metadata = validateClientMetadata(request, {

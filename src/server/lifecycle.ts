@@ -1,12 +1,12 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { DestinationStream } from 'pino';
-import { configWarnings, type Config } from '../config/index.ts';
-import { Metrics, createLogger, type Logger } from '../observability/index.ts';
-import { assertSchemaCurrent, openStores, systemClock, type Clock, type Stores } from '../store/index.ts';
-import { FailureAggregator, openLedger, type Ledger } from '../audit/index.ts';
-import { createIdentity, type Identity } from '../identity/index.ts';
-import { createAuthorizationServer, type AuthorizationServer } from '../oauth/index.ts';
-import { Keyring, deriveKey, ensureMasterKeyFile, keyringPolicy, loadMasterKey } from '../tokens/index.ts';
+import type { Config } from '../config/index.ts';
+import type { Logger } from '../observability/index.ts';
+import type { Clock, Stores } from '../store/index.ts';
+import type { Ledger } from '../audit/index.ts';
+import type { Identity } from '../identity/index.ts';
+import type { AuthorizationServer } from '../oauth/index.ts';
+import { PROFILES, startServices, type HttpApplications, type Listener, type PortcullisRuntime } from '../runtime/index.ts';
 import { buildMetricsServer, buildServer } from './app.ts';
 
 export interface StartOptions {
@@ -28,111 +28,56 @@ export interface RunningPortcullis {
   readonly url: string;
   /** The metrics listener's URL, when `metrics.port` is set. */
   readonly metricsUrl?: string;
-  /** Stops accepting, lets in-flight requests finish, closes the stores. */
+  /** The main listener: on TLS, `reloadTls()` swaps the certificate without a restart. */
+  readonly listener: Listener;
+  /** Every service, for what the fields above do not name. */
+  readonly runtime: PortcullisRuntime;
+  /** Stops accepting, lets in-flight requests finish, then stops every service in reverse order. */
   stop(): Promise<void>;
 }
 
+/** The routes of the listeners: this module's part of the runtime's table. */
+function applications(plugins: readonly FastifyPluginAsync[] | undefined): HttpApplications {
+  return {
+    main: (services, https) => buildServer({ ...services, ...(https !== undefined && { https }), ...(plugins !== undefined && { plugins }) }),
+    metrics: (services) => buildMetricsServer(services),
+  };
+}
+
 /**
- * Starts one Portcullis instance: master key, logger, metrics, stores,
- * migrations, HTTP listener, in that order, undoing what was opened if a
- * later step fails.
+ * Starts one Portcullis instance through the runtime (src/runtime): master
+ * key, logger and metrics, stores and migrations, ledger, keyring, identity,
+ * OAuth, listeners, in that order, undoing what was opened if a later step fails.
  */
 export async function startPortcullis(config: Readonly<Config>, options: StartOptions = {}): Promise<RunningPortcullis> {
-  if (config.masterKey === undefined) ensureMasterKeyFile(config.masterKeyFile);
-  const masterKey = loadMasterKey(config);
-  const logger = createLogger({
-    level: config.log.level,
-    personalData: config.log.personalData,
-    pseudonymKey: deriveKey(masterKey, 'log-pseudonyms'),
-    ...(options.logDestination !== undefined && { destination: options.logDestination }),
-  });
-  for (const warning of configWarnings(config)) logger.warn(warning);
-
-  const metrics = new Metrics();
-  const stores = await openStores(config, {
-    ...(options.clock !== undefined && { clock: options.clock }),
-    observe: (driver, operation, seconds) => metrics.storeOperationDuration.observe({ driver, operation }, seconds),
-  });
-  let keyring: Keyring | undefined;
-  let authorizationServer: AuthorizationServer | undefined;
-  try {
-    if (config.migrateOnStart) {
-      const report = await stores.durable.migrate();
-      for (const migration of report.applied) logger.info({ version: migration.version, name: migration.name }, 'migration applied');
-    } else {
-      await assertSchemaCurrent(stores.durable);
-    }
-    const ledger = await openLedger({
-      log: stores.durable.auditLog,
-      records: stores.durable.records,
-      masterKey,
-      issuer: config.issuer,
-      clock: options.clock ?? systemClock,
-      audit: config.audit,
-    });
-    // The first checkpoint exists from the start, so clients always have one to hold.
-    await ledger.latestCheckpoint();
-    ledger.startCheckpointing(config.audit.checkpointIntervalMs, (error) => logger.error({ err: error }, 'audit checkpoint failed'));
-    const clock = options.clock ?? systemClock;
-    // Unauthenticated failures reach the ledger aggregated (security review 11).
-    const failures = new FailureAggregator({ ledger, hot: stores.hot, clock });
-    const identity = createIdentity({ config, stores, ledger, masterKey, clock, failures });
-    keyring = await Keyring.open({
-      records: stores.durable.records,
-      masterKey,
-      clock,
-      ledger,
-      policy: keyringPolicy(config.tokens),
-    });
-    keyring.start((error) => logger.error({ err: error }, 'signing key maintenance failed'));
-    authorizationServer = createAuthorizationServer({ config, stores, ledger, keyring, identity, masterKey, clock, failures, warn: (message, detail) => logger.warn(detail, message) });
-    authorizationServer.startMaintenance((error) => logger.error({ err: error }, 'OAuth housekeeping failed'));
-    const app = await buildServer({ config, stores, logger, metrics, ledger, clock, failures, identity, authorizationServer, ...(options.plugins !== undefined && { plugins: options.plugins }) });
-    await app.listen({ host: config.host, port: config.port });
-    const address = app.server.address();
-    const port = typeof address === 'object' && address !== null ? address.port : config.port;
-    const scheme = config.tls.certFile !== undefined ? 'https' : 'http';
-    const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-    let metricsApp: FastifyInstance | undefined;
-    let metricsUrl: string | undefined;
-    if (config.metrics.enabled && config.metrics.port !== undefined) {
-      metricsApp = await buildMetricsServer({ config, logger, metrics, failures });
-      try {
-        await metricsApp.listen({ host: config.metrics.host, port: config.metrics.port });
-      } catch (error) {
-        await app.close();
-        throw error;
-      }
-      const bound = metricsApp.server.address();
-      metricsUrl = `http://${config.metrics.host.includes(':') ? `[${config.metrics.host}]` : config.metrics.host}:${typeof bound === 'object' && bound !== null ? bound.port : config.metrics.port}`;
-      logger.info({ url: metricsUrl }, 'metrics listening');
-    }
-    logger.info({ url, durable: stores.durable.driver, hot: stores.hot.driver, mode: config.mode }, 'portcullis listening');
-    let stopping: Promise<void> | undefined;
-    return {
-      app,
-      stores,
-      logger,
-      ledger,
-      identity,
-      authorizationServer,
-      url,
-      ...(metricsUrl !== undefined && { metricsUrl }),
-      stop: () =>
-        (stopping ??= (async () => {
-          await metricsApp?.close();
-          await app.close();
-          authorizationServer?.close();
-          await ledger.close();
-          await stores.close();
-        })()),
-    };
-  } catch (error) {
-    authorizationServer?.close();
-    keyring?.close();
-    await stores.close();
-    throw error;
-  }
+  const runtime = await startServices(
+    {
+      config,
+      profile: PROFILES.serve(config),
+      applications: applications(options.plugins),
+      ...(options.clock !== undefined && { clock: options.clock }),
+      ...(options.logDestination !== undefined && { logDestination: options.logDestination }),
+    },
+    ['listener', 'metricsListener'],
+  );
+  const { logger } = runtime.get('telemetry');
+  const stores = runtime.get('stores');
+  const listener = runtime.get('listener');
+  const metricsListener = runtime.get('metricsListener');
+  logger.info({ url: listener.url, durable: stores.durable.driver, hot: stores.hot.driver, mode: config.mode }, 'portcullis listening');
+  return {
+    app: listener.app,
+    stores,
+    logger,
+    ledger: runtime.get('ledger'),
+    identity: runtime.get('identity'),
+    authorizationServer: runtime.get('oauth'),
+    url: listener.url,
+    ...(metricsListener !== undefined && { metricsUrl: metricsListener.url }),
+    listener,
+    runtime,
+    stop: () => runtime.stop(),
+  };
 }
 
 /**

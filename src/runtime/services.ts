@@ -1,0 +1,309 @@
+/**
+ * The services of one Portcullis instance, in the one order they start
+ * (and the reverse in which they stop). A new service (the domain-event
+ * bus, a CA, an mTLS listener) is one more entry, placed after what it needs.
+ */
+import type { DestinationStream } from 'pino';
+import type { FastifyInstance } from 'fastify';
+import { configWarnings, type Config } from '../config/index.ts';
+import { Metrics, createLogger, type Logger } from '../observability/index.ts';
+import { assertSchemaCurrent, openStores, type Clock, type Stores } from '../store/index.ts';
+import { FailureAggregator, openLedger, type Ledger } from '../audit/index.ts';
+import { createIdentity, type Identity } from '../identity/index.ts';
+import { ClientRegistry, ResourceRegistry, createAuthorizationServer, type AuthorizationServer } from '../oauth/index.ts';
+import { Keyring, deriveKey, keyringPolicy } from '../tokens/index.ts';
+import { assertDataDirUsable, assertDeploymentExists, openExistingStores, withAbsolutePaths } from './deployment.ts';
+import { Listener } from './listener.ts';
+import { readTlsMaterial, tlsFilesOf, type TlsMaterial } from './tls.ts';
+import { openVault, type Vault } from './vault.ts';
+import type { ServiceContext, ServiceTable } from './service.ts';
+
+/** What the instance logs with and counts in. */
+export interface Telemetry {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+/** Client and resource registries without caches: what an admin command reads is what is stored now. */
+export interface Registries {
+  readonly clients: ClientRegistry;
+  readonly resources: ResourceRegistry;
+}
+
+/** Every service's value, by name. */
+export interface PortcullisServices {
+  readonly config: Readonly<Config>;
+  readonly vault: Vault;
+  readonly telemetry: Telemetry;
+  readonly stores: Stores;
+  readonly ledger: Ledger;
+  /** Unauthenticated failures, aggregated for the ledger (security review 11): one per instance. */
+  readonly failures: FailureAggregator;
+  readonly keyring: Keyring;
+  readonly identity: Identity;
+  readonly registries: Registries;
+  readonly oauth: AuthorizationServer;
+  readonly listener: Listener;
+  /** The metrics listener, when `metrics.port` is set. */
+  readonly metricsListener: Listener | undefined;
+}
+
+export type ServiceName = keyof PortcullisServices;
+
+/** What the HTTP applications are built from. */
+export interface ApplicationServices {
+  readonly config: Readonly<Config>;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly stores: Stores;
+  readonly ledger: Ledger;
+  readonly failures: FailureAggregator;
+  readonly identity: Identity;
+  readonly authorizationServer: AuthorizationServer;
+}
+
+/**
+ * Builds the listeners' applications (src/server does: the runtime knows
+ * services and sockets, not routes). `https` is given when TLS is configured.
+ */
+export interface HttpApplications {
+  main(services: ApplicationServices, https: TlsMaterial | undefined): Promise<FastifyInstance>;
+  metrics(services: ApplicationServices): Promise<FastifyInstance>;
+}
+
+/**
+ * What a deployment may do:
+ * - `create`: make a missing master key and database (`init`, `serve`);
+ *   otherwise the deployment must exist (admin commands, first-hour D7);
+ * - `schema`: `migrate` applies pending migrations, `current` refuses a
+ *   schema this build does not match, `as-is` leaves it (the `migrate` and
+ *   `init` commands migrate themselves, and say so);
+ * - `maintenance`: background timers (checkpoints, key rotation,
+ *   housekeeping) and the first checkpoint: a server, not a command;
+ * - `telemetry`: a logger and metrics, which the stores report to.
+ */
+export interface Profile {
+  readonly create: boolean;
+  readonly schema: 'migrate' | 'current' | 'as-is';
+  readonly maintenance: boolean;
+  readonly telemetry: boolean;
+}
+
+export const PROFILES = {
+  serve: (config: Readonly<Config>): Profile => ({ create: true, schema: config.migrateOnStart ? 'migrate' : 'current', maintenance: true, telemetry: true }),
+  init: (): Profile => ({ create: true, schema: 'as-is', maintenance: false, telemetry: false }),
+  migrate: (): Profile => ({ create: false, schema: 'as-is', maintenance: false, telemetry: false }),
+  admin: (): Profile => ({ create: false, schema: 'current', maintenance: false, telemetry: false }),
+} as const;
+
+export interface ServiceSettings {
+  readonly config: Readonly<Config>;
+  readonly profile: Profile;
+  readonly clock: Clock;
+  /** Where log lines go (default stdout). */
+  readonly logDestination?: DestinationStream;
+  /** Needed only when a listener is started. */
+  readonly applications?: HttpApplications;
+}
+
+/** A background failure is logged, never thrown: the timers keep running. */
+function reporter(services: ServiceContext<PortcullisServices>, message: string): (error: unknown) => void {
+  const { logger } = services.get('telemetry');
+  return (error) => logger.error({ err: error }, message);
+}
+
+export function portcullisServices(settings: ServiceSettings): ServiceTable<PortcullisServices> {
+  const { profile, clock } = settings;
+  const maintenance = profile.maintenance ? (['telemetry'] as const) : [];
+  return [
+    {
+      name: 'config',
+      needs: [],
+      // An admin command names absolute paths in what it says (first-hour D7).
+      start: () => {
+        if (profile.create) {
+          assertDataDirUsable(settings.config);
+          return settings.config;
+        }
+        assertDeploymentExists(settings.config);
+        return withAbsolutePaths(settings.config);
+      },
+    },
+    {
+      name: 'vault',
+      needs: ['config'],
+      start: (services) => openVault(services.get('config'), { create: profile.create }),
+    },
+    {
+      name: 'telemetry',
+      needs: ['config', 'vault'],
+      start: (services) => {
+        const config = services.get('config');
+        const logger = createLogger({
+          level: config.log.level,
+          personalData: config.log.personalData,
+          pseudonymKey: deriveKey(services.get('vault'), 'log-pseudonyms'),
+          ...(settings.logDestination !== undefined && { destination: settings.logDestination }),
+        });
+        for (const warning of configWarnings(config)) logger.warn(warning);
+        return { logger, metrics: new Metrics() };
+      },
+    },
+    {
+      name: 'stores',
+      needs: profile.telemetry ? ['config', 'telemetry'] : ['config'],
+      start: async (services) => {
+        const config = services.get('config');
+        const telemetry = profile.telemetry ? services.get('telemetry') : undefined;
+        const options = {
+          clock,
+          ...(telemetry !== undefined && { observe: (driver: string, operation: string, seconds: number) => telemetry.metrics.storeOperationDuration.observe({ driver, operation }, seconds) }),
+        };
+        if (!profile.create) return openExistingStores(config, { schemaCurrent: profile.schema === 'current', ...options });
+        const stores = await openStores(config, options);
+        try {
+          if (profile.schema === 'migrate') {
+            const report = await stores.durable.migrate();
+            for (const migration of report.applied) telemetry?.logger.info({ version: migration.version, name: migration.name }, 'migration applied');
+          } else if (profile.schema === 'current') {
+            await assertSchemaCurrent(stores.durable);
+          }
+          return stores;
+        } catch (error) {
+          await stores.close();
+          throw error;
+        }
+      },
+      stop: (stores) => stores.close(),
+    },
+    {
+      name: 'ledger',
+      needs: ['config', 'vault', 'stores', ...maintenance],
+      start: async (services) => {
+        const config = services.get('config');
+        const stores = services.get('stores');
+        const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey: services.get('vault'), issuer: config.issuer, clock, audit: config.audit });
+        if (profile.maintenance) {
+          try {
+            // The first checkpoint exists from the start, so clients always have one to hold.
+            await ledger.latestCheckpoint();
+          } catch (error) {
+            await ledger.close();
+            throw error;
+          }
+          ledger.startCheckpointing(config.audit.checkpointIntervalMs, reporter(services, 'audit checkpoint failed'));
+        }
+        return ledger;
+      },
+      stop: (ledger) => ledger.close(),
+    },
+    {
+      name: 'failures',
+      needs: ['stores', 'ledger'],
+      start: (services) => new FailureAggregator({ ledger: services.get('ledger'), hot: services.get('stores').hot, clock }),
+    },
+    {
+      name: 'keyring',
+      needs: ['config', 'vault', 'stores', 'ledger', ...maintenance],
+      start: async (services) => {
+        const keyring = await Keyring.open({
+          records: services.get('stores').durable.records,
+          masterKey: services.get('vault'),
+          clock,
+          ledger: services.get('ledger'),
+          policy: keyringPolicy(services.get('config').tokens),
+        });
+        if (profile.maintenance) keyring.start(reporter(services, 'signing key maintenance failed'));
+        return keyring;
+      },
+      stop: (keyring) => keyring.close(),
+    },
+    {
+      name: 'identity',
+      needs: ['config', 'vault', 'stores', 'ledger', 'failures'],
+      start: (services) =>
+        createIdentity({ config: services.get('config'), stores: services.get('stores'), ledger: services.get('ledger'), masterKey: services.get('vault'), clock, failures: services.get('failures') }),
+    },
+    {
+      name: 'registries',
+      needs: ['vault', 'stores', 'ledger'],
+      start: (services) => {
+        const records = services.get('stores').durable.records;
+        const ledger = services.get('ledger');
+        return {
+          clients: new ClientRegistry({ records, secretKey: deriveKey(services.get('vault'), 'client-secrets'), ledger, clock, cacheMs: 0 }),
+          resources: new ResourceRegistry({ records, ledger, clock, cacheMs: 0 }),
+        };
+      },
+    },
+    {
+      name: 'oauth',
+      needs: ['config', 'vault', 'stores', 'ledger', 'failures', 'keyring', 'identity', ...maintenance],
+      start: (services) => {
+        const logger = profile.maintenance ? services.get('telemetry').logger : undefined;
+        const server = createAuthorizationServer({
+          config: services.get('config'),
+          stores: services.get('stores'),
+          ledger: services.get('ledger'),
+          keyring: services.get('keyring'),
+          identity: services.get('identity'),
+          masterKey: services.get('vault'),
+          clock,
+          failures: services.get('failures'),
+          ...(logger !== undefined && { warn: (message: string, detail: Record<string, unknown>) => logger.warn(detail, message) }),
+        });
+        if (profile.maintenance) server.startMaintenance(reporter(services, 'OAuth housekeeping failed'));
+        return server;
+      },
+      stop: (server) => server.close(),
+    },
+    {
+      name: 'listener',
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'failures', 'identity', 'oauth'],
+      // In-flight requests may take the shutdown timeout, no longer.
+      stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
+      start: async (services) => {
+        const config = services.get('config');
+        const files = tlsFilesOf(config);
+        const app = await applications(settings).main(applicationServices(services, clock), files !== undefined ? readTlsMaterial(files) : undefined);
+        return Listener.open(app, { host: config.host, port: config.port, ...(files !== undefined && { tls: files }) });
+      },
+      stop: (listener) => listener.close(),
+    },
+    {
+      name: 'metricsListener',
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'failures', 'identity', 'oauth', 'listener'],
+      stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
+      start: async (services) => {
+        const config = services.get('config');
+        if (!config.metrics.enabled || config.metrics.port === undefined) return undefined;
+        const app = await applications(settings).metrics(applicationServices(services, clock));
+        const listener = await Listener.open(app, { host: config.metrics.host, port: config.metrics.port });
+        services.get('telemetry').logger.info({ url: listener.url }, 'metrics listening');
+        return listener;
+      },
+      stop: (listener) => listener?.close(),
+    },
+  ];
+}
+
+function applications(settings: ServiceSettings): HttpApplications {
+  if (settings.applications === undefined) throw new TypeError('a listener needs the HTTP applications (ServiceSettings.applications)');
+  return settings.applications;
+}
+
+function applicationServices(services: ServiceContext<PortcullisServices>, clock: Clock): ApplicationServices {
+  const { logger, metrics } = services.get('telemetry');
+  return {
+    config: services.get('config'),
+    clock,
+    logger,
+    metrics,
+    stores: services.get('stores'),
+    ledger: services.get('ledger'),
+    failures: services.get('failures'),
+    identity: services.get('identity'),
+    authorizationServer: services.get('oauth'),
+  };
+}

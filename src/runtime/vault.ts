@@ -1,0 +1,33 @@
+/**
+ * The one seam between the runtime and the master key. Services receive
+ * what `openVault` returns; today that is the raw key from tokens/, and
+ * when the crypto core's KeyVault lands it is that object, changed here
+ * and in the services' signatures, nowhere else in the runtime.
+ */
+import type { Config } from '../config/index.ts';
+import { ensureMasterKeyFile, loadMasterKey } from '../tokens/index.ts';
+
+/** The master key material services are built with. */
+export type Vault = Uint8Array;
+
+type VaultConfig = Pick<Config, 'masterKey' | 'masterKeyFile'>;
+
+/** Where the master key of a new deployment comes from, for `init` to say. */
+export type VaultProvision = { readonly source: 'environment' } | { readonly source: 'file'; readonly path: string; readonly created: boolean };
+
+/**
+ * Makes the master key file when there is none (owner-only, created
+ * atomically); a key given in the environment needs nothing. Only `init`
+ * and `serve` may create it.
+ */
+export function provisionVault(config: Readonly<VaultConfig>): VaultProvision {
+  if (config.masterKey !== undefined) return { source: 'environment' };
+  const { created, path } = ensureMasterKeyFile(config.masterKeyFile);
+  return { source: 'file', path, created };
+}
+
+/** Loads the key; `create` first makes a missing key file (serve). */
+export function openVault(config: Readonly<VaultConfig>, options: { readonly create: boolean }): Vault {
+  if (options.create) provisionVault(config);
+  return loadMasterKey(config);
+}
