@@ -5,7 +5,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Runtime, RuntimeStopError, ServiceDefinitionError, ServiceStopError, plan, type Service, type ServiceTable } from '../../src/runtime/index.ts';
+import { Runtime, RuntimeStopError, ServiceDefinitionError, plan, type Service, type ServiceStopError, type ServiceTable } from '../../src/runtime/index.ts';
 
 interface Values {
   a: string;
