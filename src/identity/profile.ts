@@ -4,7 +4,7 @@
  * at /userinfo is well-formed text, a real time zone, a real language tag
  * and a picture it can fetch safely.
  */
-import { UserError } from './users.ts';
+import { UserError } from './user-error.ts';
 
 /** OIDC Core section 5.1 names; `updated_at` is kept by the server, never set. */
 export const PROFILE_FIELDS = ['name', 'given_name', 'family_name', 'locale', 'zoneinfo', 'picture'] as const;

@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { RecordStore, StoredRecord } from '../store/index.ts';
 import type { Profile } from './profile.ts';
+import { UserError } from './user-error.ts';
+
+export { UserError };
 
 const USERS = 'users';
 const EMAILS = 'user_emails';
@@ -35,15 +38,6 @@ interface UserData {
   totpSecret?: string | null;
   profile?: Profile;
   tokensNotBefore?: number;
-}
-
-export class UserError extends Error {
-  override readonly name = 'UserError';
-  readonly code: 'invalid_email' | 'invalid_profile' | 'email_taken' | 'not_found' | 'conflict';
-  constructor(code: UserError['code'], message: string) {
-    super(message);
-    this.code = code;
-  }
 }
 
 /** The key an address is unique by: NFKC, trimmed, lower-cased. */

@@ -27,7 +27,8 @@ import { USER_SCOPES } from './scopes.ts';
 import { ResourceRegistry } from './resources.ts';
 import { TokenTargets } from './targets.ts';
 import { RevocationEndpoint } from './revocation.ts';
-import { TokenEndpoint, type GrantServices } from './token-endpoint.ts';
+import type { GrantServices } from './grants/grant.ts';
+import { TokenEndpoint } from './token-endpoint.ts';
 import { UserInfoEndpoint } from './userinfo.ts';
 
 /**

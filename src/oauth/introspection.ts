@@ -14,7 +14,7 @@ import { OAuthError } from './errors.ts';
 import { oauthParams } from './params.ts';
 import type { RefreshTokens } from './refresh-tokens.ts';
 import type { TokenTargets } from './targets.ts';
-import type { RequestAudit } from './token-endpoint.ts';
+import type { RequestAudit } from './grants/grant.ts';
 
 export type IntrospectionResponse = { readonly active: false } | ({ readonly active: true; readonly token_type?: string } & Record<string, unknown>);
 

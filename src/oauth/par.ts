@@ -10,7 +10,7 @@ import { oauthParams } from './params.ts';
 import type { PushedRequests } from './authorization/pushed-requests.ts';
 import { resolvedAudience } from './authorization/authorizer.ts';
 import type { TokenTargets } from './targets.ts';
-import type { RequestAudit } from './token-endpoint.ts';
+import type { RequestAudit } from './grants/grant.ts';
 import { AuthorizationPageError, AuthorizationResponseError, checkAuthorizationRequest, verifiedRedirect } from './authorization/request.ts';
 
 /** Parameters that authenticate the client (RFC 6749 section 2.3.1, RFC 7523 section 2.2). */

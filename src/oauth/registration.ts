@@ -20,7 +20,7 @@ import { throttledFor, type FailureAggregator } from '../audit/index.ts';
 import { ClientMetadataError, pickClientMetadata, validateClientMetadata, type ClientMetadata } from './client-metadata.ts';
 import { ClientRegistryError, type ClientRegistry, type OAuthClient } from './clients.ts';
 import { OAuthError } from './errors.ts';
-import type { RequestAudit } from './token-endpoint.ts';
+import type { RequestAudit } from './grants/grant.ts';
 
 export type RegistrationPolicy = 'open' | 'token' | 'off';
 

@@ -10,7 +10,7 @@ import type { ClientAuthenticator } from './client-auth.ts';
 import { OAuthError } from './errors.ts';
 import { oauthParams } from './params.ts';
 import type { RefreshTokens } from './refresh-tokens.ts';
-import type { RequestAudit } from './token-endpoint.ts';
+import type { RequestAudit } from './grants/grant.ts';
 
 const TOKEN_TYPE_HINTS = new Set(['access_token', 'refresh_token']);
 

@@ -3,64 +3,13 @@
  * parameters, authenticate the client, run the grant. Each grant lives in
  * grants/ with its own rules; this file only dispatches.
  */
-import type { Ledger } from '../audit/index.ts';
-import type { AccessTokens } from './access-tokens.ts';
-import type { AuthorizationCodes } from './authorization/codes.ts';
-import type { AuthenticatedClient, ClientAuthenticator } from './client-auth.ts';
+import type { ClientAuthenticator } from './client-auth.ts';
 import { OAuthError } from './errors.ts';
 import { authorizationCodeGrant } from './grants/authorization-code.ts';
 import { clientCredentialsGrant } from './grants/client-credentials.ts';
+import type { Grant, GrantServices, RequestAudit, TokenResponse } from './grants/grant.ts';
 import { refreshTokenGrant } from './grants/refresh-token.ts';
-import type { IdTokens } from './id-tokens.ts';
-import { checkResources, oauthParams, type OAuthParams } from './params.ts';
-import type { RefreshTokens } from './refresh-tokens.ts';
-import type { TokenTargets } from './targets.ts';
-
-/** RFC 6749 section 5.1. */
-export interface TokenResponse {
-  readonly access_token: string;
-  readonly token_type: 'Bearer' | 'DPoP';
-  readonly expires_in: number;
-  readonly scope?: string;
-  readonly refresh_token?: string;
-  readonly id_token?: string;
-}
-
-/** Who asked, for the audit entries a grant writes. */
-export interface RequestAudit {
-  readonly requestId?: string;
-  readonly traceId?: string;
-  readonly ip?: string;
-}
-
-/** Whether a user's sign-in still stands: codes and refreshes are bound to it. */
-export interface SignInLiveness {
-  sessionIsLive(sessionHandle: string): Promise<boolean>;
-  /** `grantedAt` (ms): when the user signed in for the grant; grants from before an administrator's reset are refused. */
-  userIsActive(userId: string, grantedAt?: number): Promise<boolean>;
-}
-
-export interface GrantServices {
-  readonly accessTokens: AccessTokens;
-  readonly idTokens: IdTokens;
-  readonly refreshTokens: RefreshTokens;
-  readonly codes: AuthorizationCodes;
-  readonly ledger: Ledger;
-  readonly liveness: SignInLiveness;
-  readonly defaultAudience: string;
-  /** Registered resources: the `resource` parameter and the audience of API scopes (RFC 8707). */
-  readonly targets: TokenTargets;
-}
-
-export interface GrantContext {
-  readonly authenticated: AuthenticatedClient;
-  readonly services: GrantServices;
-  readonly audit: RequestAudit;
-  /** The thumbprint of the request's verified DPoP proof, if it carried one (RFC 9449 section 5). */
-  readonly dpopJkt?: string;
-}
-
-export type Grant = (params: OAuthParams, context: GrantContext) => Promise<TokenResponse>;
+import { checkResources, oauthParams } from './params.ts';
 
 const GRANTS: Readonly<Record<string, Grant>> = {
   authorization_code: authorizationCodeGrant,

@@ -7,7 +7,7 @@ import type { AccessTokens } from './access-tokens.ts';
 import type { OAuthClient } from './clients.ts';
 import type { IdTokens } from './id-tokens.ts';
 import { audienceClaim, type TokenTargets } from './targets.ts';
-import type { TokenResponse } from './token-endpoint.ts';
+import type { TokenResponse } from './token-response.ts';
 
 /** OIDC `sid` (Front-/Back-Channel Logout section 2.1): names the session without revealing its store handle. */
 export function sessionIdClaim(sessionHandle: string): string {

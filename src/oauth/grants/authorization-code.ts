@@ -9,7 +9,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AuthorizationGrant, CodeRedemption } from '../authorization/codes.ts';
 import { OAuthError } from '../errors.ts';
 import type { OAuthParams } from '../params.ts';
-import type { GrantContext, TokenResponse } from '../token-endpoint.ts';
+import type { GrantContext, TokenResponse } from './grant.ts';
 import { issueUserTokens } from '../user-tokens.ts';
 
 /** RFC 7636 section 4.1: 43 to 128 unreserved characters. */

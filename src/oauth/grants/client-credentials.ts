@@ -7,7 +7,7 @@ import { OAuthError } from '../errors.ts';
 import { checkResources, parseScope, type OAuthParams } from '../params.ts';
 import { USER_SCOPES } from '../scopes.ts';
 import { audienceClaim } from '../targets.ts';
-import type { GrantContext, TokenResponse } from '../token-endpoint.ts';
+import type { GrantContext, TokenResponse } from './grant.ts';
 
 export async function clientCredentialsGrant(params: OAuthParams, context: GrantContext): Promise<TokenResponse> {
   const { client } = context.authenticated;

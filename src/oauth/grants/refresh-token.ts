@@ -7,7 +7,7 @@
 import { OAuthError } from '../errors.ts';
 import { checkResources, parseScope, type OAuthParams } from '../params.ts';
 import { USER_SCOPES } from '../scopes.ts';
-import type { GrantContext, TokenResponse } from '../token-endpoint.ts';
+import type { GrantContext, TokenResponse } from './grant.ts';
 import { issueUserTokens } from '../user-tokens.ts';
 
 export async function refreshTokenGrant(params: OAuthParams, context: GrantContext): Promise<TokenResponse> {
