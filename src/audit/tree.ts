@@ -5,32 +5,23 @@
  * so a root or a proof reads O(log n) nodes in one query, never the leaves.
  */
 import type { AuditAppendPlan, AuditLogStore, TreeNode, TreeNodeAddress } from '../store/index.ts';
-import { completeSubtrees, consistencyProofNodes, foldSubtrees, inclusionProofNodes, leafHash, nodeHash, type ProofNode } from './merkle/index.ts';
+import { CompactRange, completeSubtrees, consistencyProofNodes, foldSubtrees, inclusionProofNodes, leafHash, type ProofNode } from './merkle/index.ts';
 
 /**
- * Extends the tree: the frontier of a log of `size` entries is its
- * decomposition into complete subtrees (one per set bit of size, largest
- * first). Each new leaf is pushed on that stack and equal-sized neighbours
- * are merged, like a carry in binary addition; every push and merge is a
- * node to store.
+ * Extends the tree: the frontier of a log of `size` entries is its compact
+ * range (merkle/compact-range.ts), one complete subtree per set bit of size,
+ * largest first. Each new leaf is appended to that range, and every subtree
+ * the append completes (the leaf, then each merge) is a node to store.
  */
 export const appendPlan: AuditAppendPlan = {
   frontier: (size) => completeSubtrees(0, size),
   extend(size, frontierHashes, entries) {
-    const stack: TreeNode[] = completeSubtrees(0, size).map((address, i) => ({ ...address, hash: frontierHashes[i]! }));
+    const range = new CompactRange(size, frontierHashes);
     const written: TreeNode[] = [];
-    entries.forEach((entry, offset) => {
-      let node: TreeNode = { level: 0, index: size + offset, hash: leafHash(entry) };
+    const store = (node: TreeNode): void => {
       written.push(node);
-      let top = stack.at(-1);
-      while (top !== undefined && top.level === node.level) {
-        stack.pop();
-        node = { level: node.level + 1, index: top.index / 2, hash: nodeHash(top.hash, node.hash) };
-        written.push(node);
-        top = stack.at(-1);
-      }
-      stack.push(node);
-    });
+    };
+    for (const entry of entries) range.append(leafHash(entry), store);
     return written;
   },
 };

@@ -1,0 +1,305 @@
+/**
+ * The public packages as a user gets them. `npm pack` runs prepack (a clean
+ * build with tsconfig.build.json) and writes the tarball; `npm install`
+ * puts it into a scratch project outside the repository, with the
+ * dependencies package.json declares and nothing else; a separate Node
+ * process then imports each entry the "exports" map names:
+ *
+ *   portcullis/audit/merkle  the RFC 9162 Merkle tree (hash, compact range, proofs)
+ *   portcullis/sdk           empty for now, filled by the next issues
+ *
+ * Each entry is imported under Node's permission model with read access to
+ * its own dist/ directory and the package.json only, so an entry that pulled
+ * in a server module (store, config, keys) or a dependency would fail to
+ * load; a static walk of the emitted imports names the offending edge.
+ *
+ * The install resolves the declared dependencies like any user's
+ * (--prefer-offline: from the npm cache when it holds them, else from the
+ * registry) and skips their install scripts (--ignore-scripts), which no
+ * entry needs.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { promisify } from 'node:util';
+import { isBuiltin } from 'node:module';
+import ts from 'typescript';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const run = promisify(execFile);
+
+/** The public entries: subpath -> the directory of dist/ its import graph must stay in. */
+const ENTRIES = { './audit/merkle': 'dist/audit/merkle', './sdk': 'dist/sdk' } as const;
+
+let scratch = '';
+let consumer = '';
+let installed = '';
+let packedFiles: string[] = [];
+
+/**
+ * npm's environment without the npm_* variables of an enclosing `npm test`
+ * (npm_config_prefix and friends would point the scratch install at the
+ * repository), and with this Node first on PATH so npm, prepack and tsc run
+ * on the pinned Node.
+ */
+function npmEnvironment(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) if (!/^npm_/i.test(key)) env[key] = value;
+  env.PATH = [dirname(process.execPath), join(ROOT, 'node_modules/.bin'), process.env.PATH ?? ''].join(':');
+  env.npm_config_update_notifier = 'false';
+  return env;
+}
+
+before(
+  async () => {
+    scratch = mkdtempSync(join(tmpdir(), 'portcullis-packed-'));
+    const tarballs = join(scratch, 'tarball');
+    consumer = join(scratch, 'consumer');
+    mkdirSync(tarballs);
+    mkdirSync(consumer);
+    const env = npmEnvironment();
+    const packed = await run('npm', ['pack', '--json', '--pack-destination', tarballs], { cwd: ROOT, env, maxBuffer: 64 * 1024 * 1024 });
+    // prepack's own output goes to stdout before the JSON report.
+    const report = JSON.parse(packed.stdout.slice(packed.stdout.indexOf('\n[') + 1)) as { filename: string; files: { path: string }[] }[];
+    assert.equal(report.length, 1);
+    packedFiles = report[0]!.files.map((file) => file.path);
+    writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
+    await run('npm', ['install', '--no-audit', '--no-fund', '--no-package-lock', '--prefer-offline', '--ignore-scripts', join(tarballs, report[0]!.filename)], {
+      cwd: consumer,
+      env,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    installed = join(consumer, 'node_modules', 'portcullis');
+  },
+  { timeout: 300_000 },
+);
+
+after(() => {
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+});
+
+/** Runs `source` as an ES module in the consumer project; with `readable`, under the permission model with read access to those paths only. */
+async function runConsumer(source: string, readable?: readonly string[]): Promise<string> {
+  const script = join(consumer, `consumer-${Math.random().toString(36).slice(2)}.mjs`);
+  writeFileSync(script, source);
+  const permission = readable === undefined ? [] : ['--permission', ...[script, ...readable].map((path) => `--allow-fs-read=${path}`)];
+  const { stdout } = await run(process.execPath, [...permission, script], { cwd: consumer });
+  return stdout;
+}
+
+/** What an entry may read at run time: the package manifest (for the exports map) and its own directory. */
+function entryReadable(directory: string): string[] {
+  return [join(installed, 'package.json'), `${join(installed, directory)}${sep}`];
+}
+
+/**
+ * The files reachable from `directory`/index.js of the package at
+ * `packageDir` through static imports, re-exports and import() calls (as
+ * TypeScript's scanner finds them), and every edge that leaves `directory`
+ * or names anything but a node: built-in.
+ */
+function importGraph(packageDir: string, directory: string): { files: string[]; outside: string[] } {
+  const base = join(packageDir, directory);
+  const seen = new Set<string>();
+  const outside: string[] = [];
+  const pending = [join(base, 'index.js')];
+  for (let file = pending.pop(); file !== undefined; file = pending.pop()) {
+    if (seen.has(file)) continue;
+    seen.add(file);
+    for (const { fileName: specifier } of ts.preProcessFile(readFileSync(file, 'utf8'), true, true).importedFiles) {
+      const target = resolve(dirname(file), specifier);
+      if (specifier.startsWith('.') ? !target.startsWith(`${base}${sep}`) : !(specifier.startsWith('node:') && isBuiltin(specifier))) {
+        outside.push(`${relative(packageDir, file)} -> ${specifier}`);
+      } else if (specifier.startsWith('.')) pending.push(target);
+    }
+  }
+  return { files: [...seen].map((file) => relative(packageDir, file)).sort(), outside };
+}
+
+interface Manifest {
+  readonly exports: Record<string, string | { types: string; default: string }>;
+  readonly dependencies: Record<string, string>;
+}
+
+describe('packages: the packed tarball', () => {
+  it('ships every file the "exports" map names, which lists exactly the public entries and nothing from test/ or bench/', () => {
+    const manifest = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as Manifest;
+    assert.deepEqual(Object.keys(manifest.exports), ['./audit/merkle', './sdk', './package.json']);
+    for (const [subpath, directory] of Object.entries(ENTRIES)) {
+      assert.deepEqual(manifest.exports[subpath], { types: `./${directory}/index.d.ts`, default: `./${directory}/index.js` });
+      for (const file of [`${directory}/index.js`, `${directory}/index.d.ts`]) {
+        assert.ok(packedFiles.includes(file), `${file} is in the tarball`);
+        assert.ok(existsSync(join(installed, file)), `${file} is installed`);
+      }
+    }
+    assert.deepEqual(
+      packedFiles.filter((file) => file.startsWith('test/') || file.startsWith('bench/')),
+      [],
+    );
+    // The installed manifest is the repository's: what a user installs is what we test.
+    const repository = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Manifest;
+    assert.deepEqual(manifest.exports, repository.exports);
+    assert.deepEqual(manifest.dependencies, repository.dependencies);
+  });
+
+  it("'portcullis/audit/merkle' loads from its own directory alone and computes the RFC 9162 test vectors", async () => {
+    const source = `
+      import * as merkle from 'portcullis/audit/merkle';
+      const { CompactRange, consistencyProof, inclusionProof, leafHash, rootHash, verifyConsistency, verifyInclusion } = merkle;
+      const hex = (bytes) => Buffer.from(bytes).toString('hex');
+      const leaves = ['', '00', '10', '2021', '3031', '40414243', '5051525354555657', '606162636465666768696a6b6c6d6e6f']
+        .map((h) => leafHash(Buffer.from(h, 'hex')));
+      const root = rootHash(leaves);
+      const root6 = rootHash(leaves.slice(0, 6));
+      const range = new CompactRange();
+      for (const leaf of leaves) range.append(leaf);
+      const forged = root.slice();
+      forged[0] ^= 1;
+      console.log(JSON.stringify({
+        exports: Object.keys(merkle).sort(),
+        root: hex(root),
+        rangeRoot: hex(range.root()),
+        inclusion: hex(inclusionProof(5, leaves)[0]),
+        included: verifyInclusion(leaves[5], 5, 8, inclusionProof(5, leaves), root),
+        includedInForged: verifyInclusion(leaves[5], 5, 8, inclusionProof(5, leaves), forged),
+        consistent: verifyConsistency(6, 8, root6, root, consistencyProof(6, leaves)),
+      }));
+    `;
+    const output = JSON.parse(await runConsumer(source, entryReadable(ENTRIES['./audit/merkle']))) as Record<string, unknown>;
+    assert.deepEqual(output, {
+      exports: [
+        'CompactRange',
+        'EMPTY_ROOT',
+        'completeSubtrees',
+        'consistencyProof',
+        'consistencyProofNodes',
+        'emptyRoot',
+        'equalHashes',
+        'foldSubtrees',
+        'inclusionProof',
+        'inclusionProofNodes',
+        'leafHash',
+        'nodeHash',
+        'rootHash',
+        'verifyConsistency',
+        'verifyInclusion',
+      ],
+      // The 8-leaf root of the Certificate Transparency test vectors (see test/audit/merkle.test.ts).
+      root: '5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328',
+      rangeRoot: '5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328',
+      // kSHA256Paths {6, 8}: the sibling of leaf 5 is leaf 4.
+      inclusion: 'bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b',
+      included: true,
+      includedInForged: false,
+      consistent: true,
+    });
+  });
+
+  it("a CommonJS consumer can require('portcullis/audit/merkle') (require of an ES module without top-level await)", async () => {
+    const script = join(consumer, 'consumer.cjs');
+    writeFileSync(script, "const { rootHash, leafHash } = require('portcullis/audit/merkle'); console.log(Buffer.from(rootHash([leafHash(new Uint8Array())])).toString('hex'));");
+    const { stdout } = await run(process.execPath, [script], { cwd: consumer });
+    // kSHA256Roots[0]: the tree of the one empty input.
+    assert.equal(stdout.trim(), '6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d');
+  });
+
+  it('the permission sandbox is real: the merkle entry does not load with read access to another directory only', async () => {
+    await assert.rejects(runConsumer("import 'portcullis/audit/merkle';", entryReadable(ENTRIES['./sdk'])), (error: Error & { stderr?: string }) => {
+      assert.match(error.stderr ?? '', /ERR_ACCESS_DENIED/);
+      return true;
+    });
+  });
+
+  it("'portcullis/sdk' loads from its own directory alone, with an empty surface for now", async () => {
+    const output = await runConsumer("import * as sdk from 'portcullis/sdk'; console.log(JSON.stringify(Object.keys(sdk)));", entryReadable(ENTRIES['./sdk']));
+    assert.deepEqual(JSON.parse(output), []);
+  });
+
+  it('the emitted import graph of each entry stays inside its directory and reaches only node: built-ins beyond it', () => {
+    for (const [subpath, directory] of Object.entries(ENTRIES)) {
+      const { files, outside } = importGraph(installed, directory);
+      assert.deepEqual(outside, [], `${subpath} reaches outside ${directory}`);
+      assert.ok(files.includes(`${directory}/index.js`));
+    }
+    // The walk follows re-exports: the merkle entry is split into modules.
+    const merkle = importGraph(installed, ENTRIES['./audit/merkle']).files;
+    for (const part of ['hash.js', 'compact-range.js', 'proof.js']) assert.ok(merkle.includes(`dist/audit/merkle/${part}`), `${part} in ${merkle.join(', ')}`);
+  });
+
+  it('the import graph walk catches an edge out of the entry (a copy of the merkle entry with a server import added)', () => {
+    const mutant = join(scratch, 'mutant');
+    cpSync(join(installed, ENTRIES['./audit/merkle']), join(mutant, ENTRIES['./audit/merkle']), { recursive: true });
+    const proof = join(mutant, ENTRIES['./audit/merkle'], 'proof.js');
+    writeFileSync(proof, `${readFileSync(proof, 'utf8')}\nexport { Ledger } from '../ledger.js';\nimport 'canonicalize';\n`);
+    assert.deepEqual(importGraph(mutant, ENTRIES['./audit/merkle']).outside, [
+      'dist/audit/merkle/proof.js -> ../ledger.js',
+      'dist/audit/merkle/proof.js -> canonicalize',
+    ]);
+  });
+
+  it("the package root and internal paths are not exported: 'portcullis' and deep imports fail with ERR_PACKAGE_PATH_NOT_EXPORTED", async () => {
+    const source = `
+      const codes = [];
+      for (const specifier of ['portcullis', 'portcullis/audit/merkle/hash', 'portcullis/dist/audit/ledger.js', 'portcullis/dist/sdk/index.js']) {
+        try {
+          await import(specifier);
+          codes.push(specifier + ': imported');
+        } catch (error) {
+          codes.push(specifier + ': ' + error.code);
+        }
+      }
+      console.log(JSON.stringify(codes));
+    `;
+    assert.deepEqual(JSON.parse(await runConsumer(source)), [
+      'portcullis: ERR_PACKAGE_PATH_NOT_EXPORTED',
+      'portcullis/audit/merkle/hash: ERR_PACKAGE_PATH_NOT_EXPORTED',
+      'portcullis/dist/audit/ledger.js: ERR_PACKAGE_PATH_NOT_EXPORTED',
+      'portcullis/dist/sdk/index.js: ERR_PACKAGE_PATH_NOT_EXPORTED',
+    ]);
+  });
+
+  it('the installed `portcullis` command runs from the compiled dist/ (Node strips no types under node_modules)', async () => {
+    const manifest = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as { version: string };
+    const bin = join(consumer, 'node_modules', '.bin', 'portcullis');
+    assert.ok(existsSync(bin), 'npm linked the bin');
+    const { stdout } = await run(process.execPath, [bin, '--version'], { cwd: consumer });
+    assert.equal(stdout.trim(), manifest.version);
+  });
+
+  it("a TypeScript consumer gets each entry's declarations through the 'types' condition", () => {
+    const file = join(consumer, 'consumer.ts');
+    writeFileSync(
+      file,
+      [
+        "import { CompactRange, rootHash, leafHash, completeSubtrees, type ProofNode, type SubtreeHash } from 'portcullis/audit/merkle';",
+        "import * as sdk from 'portcullis/sdk';",
+        'const root: Uint8Array = rootHash([leafHash(new Uint8Array())]);',
+        'const node: ProofNode = { start: 0, end: 1 };',
+        'const range = new CompactRange();',
+        'range.append(root, (subtree: SubtreeHash) => subtree.level);',
+        'export const levels: number[] = completeSubtrees(node.start, node.end).map((s) => s.level);',
+        'export { root, sdk };',
+        '// @ts-expect-error rootHash takes leaf hashes, not a string',
+        "rootHash('not hashes');",
+      ].join('\n'),
+    );
+    const program = ts.createProgram([file], {
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      target: ts.ScriptTarget.ES2023,
+      lib: ['lib.es2023.d.ts'],
+      types: [],
+      strict: true,
+      noEmit: true,
+    });
+    const resolved = program.getSourceFiles().map((source) => relative(installed, source.fileName));
+    for (const directory of Object.values(ENTRIES)) assert.ok(resolved.includes(`${directory}/index.d.ts`), `resolved ${directory}/index.d.ts through the exports map`);
+    assert.deepEqual(
+      ts.getPreEmitDiagnostics(program).map((diagnostic) => ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n')),
+      [],
+    );
+  });
+});
