@@ -44,6 +44,7 @@ export const AUDIT_EVENT_TYPES = [
   'privacy.export',
   'privacy.erasure',
   'plugin.call',
+  'hook.fault',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];

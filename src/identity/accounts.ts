@@ -4,7 +4,9 @@
  * event; nothing here writes HTML or reads HTTP.
  */
 import type { FailureAggregator, Ledger } from '../audit/index.ts';
+import type { Decision, HookChains } from '../hooks/index.ts';
 import type { Clock } from '../store/index.ts';
+import { THROTTLE_HOOK, defaultIdentityHooks } from './hooks.ts';
 import { PasswordPolicyError, checkNewPassword, type PasswordHasher } from './passwords.ts';
 import type { DeviceCookies } from './device-cookies.ts';
 import type { NewSession, SessionManager } from './sessions.ts';
@@ -29,7 +31,9 @@ export type LoginResult =
   /** The password was right and the user has a second factor: answer the challenge next. */
   | { readonly outcome: 'second_factor'; readonly user: User }
   | { readonly outcome: 'invalid' }
-  | { readonly outcome: 'throttled'; readonly retryAfterSeconds: number };
+  | { readonly outcome: 'throttled'; readonly retryAfterSeconds: number }
+  /** A sign-in hook (login.before, login.after) refused; `reason` is fit to show the person. */
+  | { readonly outcome: 'refused'; readonly reason: string };
 
 export type ReauthResult =
   /** `passwordHash`: the hash the password was checked against (for a compare-and-set on it). */
@@ -61,9 +65,14 @@ export class Accounts {
   readonly #failures: Pick<FailureAggregator, 'record'>;
 
   readonly #allowLoopbackHttpPictures: boolean;
+  readonly #hooks: HookChains;
 
-  /** `allowLoopbackHttpPictures`: development mode, where a picture may be served from http://localhost. */
-  constructor(options: { users: UserDirectory; hasher: PasswordHasher; sessions: SessionManager; throttle: LoginThrottle; devices: DeviceCookies; ledger: Ledger; failures: Pick<FailureAggregator, 'record'>; clock: Clock; maskIp: (ip: string) => string; allowLoopbackHttpPictures?: boolean }) {
+  /**
+   * `allowLoopbackHttpPictures`: development mode, where a picture may be served from http://localhost.
+   * `hooks`: the server's chains (login.before, login.after); identity's built-ins alone when absent.
+   */
+  constructor(options: { users: UserDirectory; hasher: PasswordHasher; sessions: SessionManager; throttle: LoginThrottle; devices: DeviceCookies; ledger: Ledger; failures: Pick<FailureAggregator, 'record'>; clock: Clock; maskIp: (ip: string) => string; allowLoopbackHttpPictures?: boolean; hooks?: HookChains }) {
+    this.#hooks = options.hooks ?? defaultIdentityHooks();
     this.#devices = options.devices;
     this.#failures = options.failures;
     this.#allowLoopbackHttpPictures = options.allowLoopbackHttpPictures ?? false;
@@ -94,16 +103,20 @@ export class Accounts {
     const device = this.#devices.verify(account, context.deviceCookie) ?? undefined;
     const verdict = await this.#throttle.attempt(account, context.ip, device);
     const audit = { requestId: context.requestId, traceId: context.traceId, ip: context.ip };
-    if (!verdict.allowed) {
-      // A refused attempt costs the attacker nothing, so it is counted per
-      // network and window instead of written one by one (security review 11).
-      await this.#failures.record({ type: 'auth.login.failed', outcome: 'denied', ...audit, detail: { reason: 'throttled', scope: verdict.scope } });
-      return { outcome: 'throttled', retryAfterSeconds: verdict.retryAfterSeconds };
+    const before = await this.#hooks.decide('login.before', { account, ip: context.ip, ...(context.requestId !== undefined && { requestId: context.requestId }), throttle: { allowed: verdict.allowed } });
+    if (!before.allowed) {
+      if (!verdict.allowed && before.handler === THROTTLE_HOOK) {
+        // A refused attempt costs the attacker nothing, so it is counted per
+        // network and window instead of written one by one (security review 11).
+        await this.#failures.record({ type: 'auth.login.failed', outcome: 'denied', ...audit, detail: { reason: 'throttled', scope: verdict.scope } });
+        return { outcome: 'throttled', retryAfterSeconds: verdict.retryAfterSeconds };
+      }
+      return this.#refused(before, 'login.before', audit);
     }
     const user = Buffer.byteLength(password) > MAX_PASSWORD_BYTES ? null : await this.#users.byEmail(account);
     const check = user !== null && !user.disabled && user.passwordHash !== null ? await this.#hasher.verify(user.passwordHash, password) : { ok: await this.#hasher.verifyDummy(password), needsRehash: false };
     if (!check.ok || user === null) {
-      const pairLocked = verdict.pairAttempts === THROTTLE.pairLimit;
+      const pairLocked = verdict.allowed && verdict.pairAttempts === THROTTLE.pairLimit;
       await this.#ledger.record({
         type: 'auth.login.failed',
         outcome: 'failure',
@@ -120,10 +133,12 @@ export class Accounts {
       await this.#users.update(user.id, (current) => (current.passwordHash === user.passwordHash ? { passwordHash: upgraded } : {}));
     }
     // Security review 1: the throttle is not refunded after the password
-    // alone. With a second factor the counters stay until the whole sign-in
-    // succeeded (completeSecondFactor), so knowing the password does not
-    // reset what stops the guessing of the second factor.
-    if (user.totpSecret !== null && user.totpSecret !== undefined) return { outcome: 'second_factor', user };
+    // alone. With a second factor (identity.second-factor at login.after)
+    // the counters stay until the whole sign-in succeeded
+    // (completeSecondFactor), so knowing the password does not reset what
+    // stops the guessing of the second factor.
+    const after = await this.#afterStep(user, ['pwd'], context);
+    if (!after.allowed) return after.interaction === 'second_factor' ? { outcome: 'second_factor', user } : this.#refused(after, 'login.after', { ...audit, actorUserId: user.id });
     await this.#throttle.succeeded(account, context.ip, user.id, device);
     return { outcome: 'ok', user, session: await this.#signIn(user, ['pwd'], 'password', context), deviceCookie: this.#devices.issue(account) };
   }
@@ -133,8 +148,30 @@ export class Accounts {
     const user = await this.#users.byId(userId);
     if (user === null || user.disabled) return { outcome: 'invalid' };
     const account = normaliseEmail(user.email);
+    const amr = ['pwd', method === 'totp' ? 'otp' : 'mfa'];
+    const after = await this.#afterStep(user, amr, context);
+    // A deny asking for yet another interaction cannot be answered here: refused like any other.
+    if (!after.allowed) return this.#refused(after, 'login.after', { requestId: context.requestId, traceId: context.traceId, ip: context.ip, actorUserId: user.id });
     await this.#throttle.succeeded(account, context.ip, user.id, this.#devices.verify(account, context.deviceCookie) ?? undefined);
-    return { outcome: 'ok', user, session: await this.#signIn(user, ['pwd', method === 'totp' ? 'otp' : 'mfa'], `password+${method}`, context), deviceCookie: this.#devices.issue(account) };
+    return { outcome: 'ok', user, session: await this.#signIn(user, amr, `password+${method}`, context), deviceCookie: this.#devices.issue(account) };
+  }
+
+  /** login.after: may a session start, with what this sign-in proved so far (`amr`, RFC 8176)? */
+  async #afterStep(user: User, amr: readonly string[], context: RequestContext): Promise<Decision> {
+    return this.#hooks.decide('login.after', {
+      userId: user.id,
+      amr,
+      secondFactorEnrolled: user.totpSecret !== null && user.totpSecret !== undefined,
+      disabled: user.disabled,
+      ip: context.ip,
+      ...(context.requestId !== undefined && { requestId: context.requestId }),
+    });
+  }
+
+  /** A sign-in a hook refused: audited with the handler's name (its reason is free text, so it stays out of the ledger). */
+  async #refused(decision: Extract<Decision, { allowed: false }>, point: 'login.before' | 'login.after', audit: { requestId?: string | undefined; traceId?: string | undefined; ip: string; actorUserId?: string }): Promise<LoginResult> {
+    await this.#ledger.record({ type: 'auth.login.failed', outcome: 'denied', ...audit, detail: { reason: 'refused_by_hook', point, hook: decision.handler ?? 'default_deny', ...(decision.fault !== undefined && { fault: decision.fault }) } });
+    return { outcome: 'refused', reason: decision.reason };
   }
 
   /** Records a wrong or refused second-factor answer, on the user's account (the ledger turns the id into its pseudonym). */

@@ -4,6 +4,7 @@
  */
 import { FailureAggregator, type Ledger } from '../audit/index.ts';
 import type { Config } from '../config/index.ts';
+import type { HookChains } from '../hooks/index.ts';
 import { maskIp } from '../observability/index.ts';
 import type { Clock, Stores } from '../store/index.ts';
 import { deriveKey } from '../tokens/index.ts';
@@ -26,6 +27,7 @@ export { UserDirectory, UserError, normaliseEmail, type User } from './users.ts'
 export { PROFILE_FIELDS, checkProfileChange, type Profile, type ProfileChange, type ProfileField } from './profile.ts';
 export { SecondFactor, MAX_CHALLENGE_ATTEMPTS, type ChallengeResult } from './second-factor.ts';
 export { TotpVerifier, generateTotpSecret, totpUri } from './totp.ts';
+export { IDENTITY_HOOKS, IDENTITY_HOOK_POINTS, ACCOUNT_ACTIVE_HOOK, PASSWORD_STEP_HOOK, SECOND_FACTOR_HOOK, THROTTLE_HOOK } from './hooks.ts';
 export { consumeRecoveryCode, generateRecoveryCodes, remainingRecoveryCodes, saveRecoveryCodes } from './recovery-codes.ts';
 
 export interface Identity {
@@ -39,7 +41,7 @@ export interface Identity {
  * server, shared with the admin check); a command that makes no HTTP
  * requests gets its own.
  */
-export function createIdentity(options: { config: Readonly<Config>; stores: Stores; ledger: Ledger; masterKey: Uint8Array; clock: Clock; failures?: FailureAggregator }): Identity {
+export function createIdentity(options: { config: Readonly<Config>; stores: Stores; ledger: Ledger; masterKey: Uint8Array; clock: Clock; failures?: FailureAggregator; hooks?: HookChains }): Identity {
   const { config, stores, clock } = options;
   const identity = config.identity;
   const sessions = new SessionManager({
@@ -65,6 +67,7 @@ export function createIdentity(options: { config: Readonly<Config>; stores: Stor
     clock,
     maskIp,
     allowLoopbackHttpPictures: config.mode === 'development',
+    ...(options.hooks !== undefined && { hooks: options.hooks }),
   });
   const secondFactor = new SecondFactor({
     hot: stores.hot,

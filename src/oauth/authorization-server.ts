@@ -5,6 +5,7 @@
  */
 import { FailureAggregator, type Ledger } from '../audit/index.ts';
 import type { Config } from '../config/index.ts';
+import type { HookChains } from '../hooks/index.ts';
 import type { Identity, UserDirectory } from '../identity/index.ts';
 import type { Clock, Stores } from '../store/index.ts';
 import { deriveKey, type Keyring } from '../tokens/index.ts';
@@ -30,6 +31,7 @@ import { RevocationEndpoint } from './revocation.ts';
 import type { GrantServices } from './grants/grant.ts';
 import { TokenEndpoint } from './token-endpoint.ts';
 import { UserInfoEndpoint } from './userinfo.ts';
+import { defaultOAuthHooks } from './hooks.ts';
 
 /**
  * Whether a user is active, read from the store at most once a second per
@@ -120,8 +122,11 @@ export function createAuthorizationServer(options: {
   failures?: FailureAggregator;
   /** Reports what the person never sees: a back-channel logout that could not be delivered. */
   warn?: (message: string, detail: Record<string, unknown>) => void;
+  /** The server's chains (registration.before, consent.before, token.claims, userinfo.claims); the built-ins alone when absent. */
+  hooks?: HookChains;
 }): AuthorizationServer {
   const { config, stores, ledger, keyring, clock, identity } = options;
+  const hooks = options.hooks ?? defaultOAuthHooks();
   const issuer = config.issuer;
   const tokens = config.tokens;
   const failures = options.failures ?? new FailureAggregator({ ledger, hot: stores.hot, clock });
@@ -129,6 +134,11 @@ export function createAuthorizationServer(options: {
   const resources = new ResourceRegistry({ records: stores.durable.records, ledger, clock });
   const targets = new TokenTargets({ resources, defaultAlgorithm: tokens.signingAlgorithm });
   const users = identity.accounts.users;
+  // Addresses are not verified by Portcullis (yet): say so (OIDC Core section 5.1).
+  const claimValues = async (userId: string) => {
+    const user = await users.byId(userId);
+    return user === null || user.disabled ? null : { ...user.profile, email: user.email, email_verified: false };
+  };
   const accessTokens = new AccessTokens({
     keyring,
     hot: stores.hot,
@@ -161,7 +171,7 @@ export function createAuthorizationServer(options: {
   });
   const services: GrantServices = {
     accessTokens,
-    idTokens: new IdTokens({ keyring, clock, issuer, ttlSeconds: tokens.idTokenTtlSeconds }),
+    idTokens: new IdTokens({ keyring, clock, issuer, ttlSeconds: tokens.idTokenTtlSeconds, hooks, claimValues }),
     refreshTokens,
     codes,
     ledger,
@@ -198,7 +208,7 @@ export function createAuthorizationServer(options: {
     refreshTokens,
     consents,
     resources,
-    authorizer: new Authorizer({ clients, codes, consents, pushed, hot: stores.hot, clock, issuer, sessions: logout, targets, keyring }),
+    authorizer: new Authorizer({ clients, codes, consents, pushed, hot: stores.hot, clock, issuer, sessions: logout, targets, keyring, hooks }),
     logout,
     token: new TokenEndpoint({ clientAuthenticator, services }),
     par: new ParEndpoint({ clientAuthenticator, pushed, targets }),
@@ -207,13 +217,8 @@ export function createAuthorizationServer(options: {
     userinfo: new UserInfoEndpoint({
       accessTokens,
       audiences: [issuer, endpointUrl(issuer, ENDPOINT_PATHS.userinfo)],
-      users: {
-        claims: async (userId) => {
-          const user = await users.byId(userId);
-          // Addresses are not verified by Portcullis (yet): say so (OIDC Core section 5.1).
-          return user === null || user.disabled ? null : { ...user.profile, email: user.email, email_verified: false };
-        },
-      },
+      users: { claims: claimValues },
+      hooks,
     }),
     dpop: new DpopVerifier({ hot: stores.hot, clock, nonceKey: deriveKey(options.masterKey, 'dpop-nonces'), requireNonce: config.oauth.dpopRequireNonce }),
     registration: new RegistrationEndpoint({
@@ -225,6 +230,7 @@ export function createAuthorizationServer(options: {
       scopeExists: async (scope) => USER_SCOPES.has(scope) || (await resources.ownerOf(scope)) !== null,
       endpoint: endpointUrl(issuer, ENDPOINT_PATHS.registration),
       failures,
+      hooks,
     }),
     metadata: JSON.stringify(authorizationServerMetadata(metadataOptions)),
     openIdMetadata: JSON.stringify(openIdProviderMetadata(metadataOptions)),

@@ -3,6 +3,7 @@
  * algorithm the client registered (id_token_signed_response_alg).
  */
 import { createHash } from 'node:crypto';
+import type { Claims, HookChains } from '../hooks/index.ts';
 import type { Clock } from '../store/index.ts';
 import { signJwt, type Keyring, type SigningAlgorithm } from '../tokens/index.ts';
 
@@ -16,6 +17,8 @@ export interface IdTokenRequest {
   readonly sid?: string;
   /** The access token issued with it: at_hash binds the two (section 3.1.3.6). */
   readonly accessToken: string;
+  /** What the token.claims chain added (extraClaims); the protocol's claims above always win. */
+  readonly claims?: Claims;
 }
 
 export class IdTokens {
@@ -23,17 +26,30 @@ export class IdTokens {
   readonly #clock: Clock;
   readonly #issuer: string;
   readonly #ttlSeconds: number;
+  readonly #hooks: HookChains;
+  readonly #claimValues: (userId: string) => Promise<Claims | null>;
 
-  constructor(options: { keyring: Keyring; clock: Clock; issuer: string; ttlSeconds: number }) {
+  /** `hooks`: the chains with token.claims; `claimValues`: a user's claim values, read only when a handler asks. */
+  constructor(options: { keyring: Keyring; clock: Clock; issuer: string; ttlSeconds: number; hooks: HookChains; claimValues: (userId: string) => Promise<Claims | null> }) {
+    this.#hooks = options.hooks;
+    this.#claimValues = options.claimValues;
     this.#keyring = options.keyring;
     this.#clock = options.clock;
     this.#issuer = options.issuer;
     this.#ttlSeconds = options.ttlSeconds;
   }
 
+  /** The token.claims chain: the claims the ID token carries beyond the protocol's own. */
+  async extraClaims(request: { userId: string; clientId: string; scopes: readonly string[]; accessTokenIssued: boolean }): Promise<Claims> {
+    return this.#hooks.claims('token.claims', { ...request, claimValues: () => this.#claimValues(request.userId) }, {});
+  }
+
   issue(request: IdTokenRequest): string {
     const iat = Math.floor(this.#clock() / 1000);
     return signJwt(this.#keyring.signingKey(request.algorithm), {
+      // First, so no added claim can stand in for a protocol claim below
+      // (the chain's namespaces already leave those out: RESERVED_CLAIMS).
+      ...request.claims,
       iss: this.#issuer,
       sub: request.subject,
       aud: request.clientId,
@@ -45,9 +61,10 @@ export class IdTokens {
       // RFC 8176 authentication method references.
       ...(request.amr.length > 0 && { amr: request.amr }),
       ...(request.sid !== undefined && { sid: request.sid }),
-      // No email or profile claims here: OIDC Core section 5.4 puts them in
-      // the ID token only when no access token is issued, and every flow
-      // here (response_type=code) issues one, so they come from /userinfo.
+      // Email and profile claims come from the token.claims chain
+      // (oidc.id-token-scope-claims): OIDC Core section 5.4 puts them here
+      // only when no access token is issued, and every flow here
+      // (response_type=code) issues one, so they come from /userinfo.
     });
   }
 }

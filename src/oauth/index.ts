@@ -13,6 +13,7 @@ export { AuthorizationPageError } from './authorization/request.ts';
 export type { AuthorizeOutcome, SignedIn } from './authorization/authorizer.ts';
 export type { Consent } from './authorization/consents.ts';
 export { sessionIdClaim } from './user-tokens.ts';
+export { OAUTH_HOOKS, OAUTH_HOOK_POINTS, ID_TOKEN_CLAIMS_HOOK, METADATA_STEP_HOOK, REGISTRATION_POLICY_HOOK, STORED_CONSENT_HOOK, USERINFO_CLAIMS_HOOK } from './hooks.ts';
 export { ClientRegistryError } from './clients.ts';
 export { pickClientMetadata, redirectUriProblem, usesClientSecret } from './client-metadata.ts';
 export { DpopVerifier, DPOP_ALGORITHMS } from './dpop.ts';

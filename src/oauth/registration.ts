@@ -17,10 +17,12 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { throttledFor, type FailureAggregator } from '../audit/index.ts';
+import type { Decision, HookChains } from '../hooks/index.ts';
 import { ClientMetadataError, pickClientMetadata, validateClientMetadata, type ClientMetadata } from './client-metadata.ts';
 import { ClientRegistryError, type ClientRegistry, type OAuthClient } from './clients.ts';
 import { OAuthError } from './errors.ts';
 import type { RequestAudit } from './grants/grant.ts';
+import { REGISTRATION_POLICY_HOOK } from './hooks.ts';
 
 export type RegistrationPolicy = 'open' | 'token' | 'off';
 
@@ -38,6 +40,8 @@ export interface RegistrationOptions {
   readonly endpoint: string;
   /** Counts wrong initial and registration access tokens per network: the throttle reads it, the ledger gets them aggregated. */
   readonly failures: Pick<FailureAggregator, 'record' | 'count' | 'retryAfterMs'>;
+  /** The chains with registration.before (oauth.registration-policy first). */
+  readonly hooks: HookChains;
 }
 
 /** Who asked: the network the throttle counts, and the ids the ledger entries carry. */
@@ -85,7 +89,16 @@ export class RegistrationEndpoint {
 
   /** RFC 7591 section 3: register a client; 201 with its metadata and, once, its secret and registration access token. */
   async register(request: { body: unknown; authorization: string | undefined; audit: RegistrationRequestAudit }): Promise<RegistrationAnswer> {
-    const withToken = await this.#admit(request.authorization, request.audit);
+    const initialAccessToken = await this.#admit(request.authorization, request.audit);
+    const decision = await this.#options.hooks.decide('registration.before', {
+      policy: this.#options.policy,
+      initialAccessToken,
+      metadata: request.body,
+      ip: request.audit.ip ?? '',
+      requestId: request.audit.requestId,
+    });
+    if (!decision.allowed) throw this.#refusal(decision);
+    const withToken = initialAccessToken === 'valid';
     const policy = withToken ? this.#options.initialAccessTokenScopes : this.#options.registrationScopes;
     const metadata = this.#validate(request.body, await this.#existing(policy));
     const registered = await this.#options.clients.register(metadata, { actor: ACTOR, requestId: request.audit.requestId }, { withRegistrationToken: true });
@@ -141,23 +154,35 @@ export class RegistrationEndpoint {
   }
 
   /**
-   * Who may register (section 3): everyone, the holder of the initial
-   * access token, or nobody. Resolves whether the initial access token was
-   * presented (on an open server too: it earns its wider scope policy).
+   * Checks the initial access token (section 3), throttled, in constant
+   * time; whether its holder may register is the registration.before
+   * chain's (oauth.registration-policy). With registration off nothing is
+   * looked at; an anonymous registration on an open server checks nothing.
    */
-  async #admit(authorization: string | undefined, audit: RegistrationRequestAudit): Promise<boolean> {
+  async #admit(authorization: string | undefined, audit: RegistrationRequestAudit): Promise<'valid' | 'wrong' | 'absent' | 'unchecked'> {
     const { policy, initialAccessToken } = this.#options;
-    if (policy === 'off') throw new OAuthError('access_denied', 'Dynamic client registration is turned off on this server.');
+    if (policy === 'off') return 'unchecked';
     const presented = bearer(authorization);
-    // An anonymous registration on an open server checks no credential.
-    if (policy === 'open' && presented === undefined) return false;
+    if (policy === 'open' && presented === undefined) return 'absent';
     await this.#throttle(audit);
     const valid = initialAccessToken !== undefined && presented !== undefined && constantTimeEquals(presented, initialAccessToken);
     // A wrong token is a guess, on an open server too (where it would earn the wider scope policy).
     if (!valid) await this.#failed(audit, 'initial access token', presented);
-    if (policy === 'open') return valid;
-    if (!valid) throw new OAuthError('invalid_token', 'Registration needs the initial access token as a Bearer token.', { headers: { 'www-authenticate': 'Bearer error="invalid_token"' } });
-    return true;
+    return valid ? 'valid' : presented === undefined ? 'absent' : 'wrong';
+  }
+
+  /**
+   * The built-in policy's refusals answer as they always did: off is
+   * access_denied, a missing or wrong initial access token invalid_token
+   * (RFC 6750 section 3). Another handler's refusal is access_denied with
+   * its reason.
+   */
+  #refusal(decision: Extract<Decision, { allowed: false }>): OAuthError {
+    if (decision.handler === REGISTRATION_POLICY_HOOK && decision.fault === undefined) {
+      if (this.#options.policy === 'off') return new OAuthError('access_denied', 'Dynamic client registration is turned off on this server.');
+      return new OAuthError('invalid_token', 'Registration needs the initial access token as a Bearer token.', { headers: { 'www-authenticate': 'Bearer error="invalid_token"' } });
+    }
+    return new OAuthError('access_denied', decision.reason);
   }
 
   /**

@@ -53,8 +53,11 @@ export async function issueUserTokens(
       ...(grant.dpopJkt !== undefined && { cnf: { jkt: grant.dpopJkt } }),
     },
   });
+  const scopes = grant.scope.split(' ');
+  const wantsIdToken = options.idToken && scopes.includes('openid');
+  const claims = wantsIdToken ? await services.idTokens.extraClaims({ userId: grant.userId, clientId: client.client_id, scopes, accessTokenIssued: true }) : undefined;
   const idToken =
-    options.idToken && grant.scope.split(' ').includes('openid')
+    wantsIdToken
       ? services.idTokens.issue({
           clientId: client.client_id,
           subject: grant.userId,
@@ -64,6 +67,7 @@ export async function issueUserTokens(
           accessToken: access.token,
           ...(grant.nonce !== undefined && { nonce: grant.nonce }),
           ...(sid !== undefined && { sid }),
+          ...(claims !== undefined && { claims }),
         })
       : undefined;
   return {

@@ -5,8 +5,8 @@
  * section 7.1 for DPoP-bound tokens, which also need a proof of the key).
  */
 import type { AccessTokens, AccessTokenClaims } from './access-tokens.ts';
+import type { HookChains } from '../hooks/index.ts';
 import { OAuthError } from './errors.ts';
-import { claimsForScopes } from './scopes.ts';
 
 export interface UserClaimsSource {
   /**
@@ -31,9 +31,14 @@ export class UserInfoEndpoint {
   readonly #accessTokens: AccessTokens;
   readonly #users: UserClaimsSource;
   readonly #audiences: readonly string[];
+  readonly #hooks: HookChains;
 
-  /** `audiences`: what a token's `aud` must name for this endpoint to serve it (the issuer, the endpoint's URL). */
-  constructor(options: { accessTokens: AccessTokens; users: UserClaimsSource; audiences: readonly string[] }) {
+  /**
+   * `audiences`: what a token's `aud` must name for this endpoint to serve it (the issuer, the endpoint's URL).
+   * `hooks`: the chains with userinfo.claims, which pick the claims released.
+   */
+  constructor(options: { accessTokens: AccessTokens; users: UserClaimsSource; audiences: readonly string[]; hooks: HookChains }) {
+    this.#hooks = options.hooks;
     this.#accessTokens = options.accessTokens;
     this.#users = options.users;
     this.#audiences = options.audiences;
@@ -61,8 +66,11 @@ export class UserInfoEndpoint {
     if (!scopes.includes('openid')) throw new OAuthError('insufficient_scope', 'The access token was not issued for OpenID Connect (no openid scope).', { headers: { 'www-authenticate': `${scheme} error="insufficient_scope", scope="openid"` } });
     const user = await this.#users.claims(claims.sub);
     if (user === null) throw challenge(scheme, 'invalid_token', 'The user of this access token is no longer active.');
-    // OIDC Core section 5.4: the scopes of the token pick the claims; sub always.
-    return { ...claimsForScopes(scopes, user), sub: claims.sub };
+    // OIDC Core section 5.4: the scopes of the token pick the claims
+    // (oidc.scope-claims at userinfo.claims, then any added handler, each
+    // inside its namespace); sub always, and from the token only.
+    const released = await this.#hooks.claims('userinfo.claims', { userId: claims.sub, clientId: claims.client_id, scopes, claimValues: user }, {});
+    return { ...released, sub: claims.sub };
   }
 }
 

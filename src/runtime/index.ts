@@ -8,6 +8,7 @@ export {
   PROFILES,
   portcullisServices,
   type ApplicationServices,
+  type HookSettings,
   type HttpApplications,
   type PortcullisServices,
   type Profile,

@@ -7,7 +7,7 @@ import type { DestinationStream } from 'pino';
 import type { Config } from '../config/index.ts';
 import { systemClock, type Clock } from '../store/index.ts';
 import { Runtime } from './runtime.ts';
-import { portcullisServices, type HttpApplications, type PortcullisServices, type Profile, type ServiceName } from './services.ts';
+import { portcullisServices, type HookSettings, type HttpApplications, type PortcullisServices, type Profile, type ServiceName } from './services.ts';
 import type { ServiceStopError } from './service.ts';
 
 /** What a stop may take when its service sets no timeout of its own. */
@@ -21,6 +21,7 @@ export interface StartServicesOptions {
   readonly clock?: Clock;
   readonly logDestination?: DestinationStream;
   readonly applications?: HttpApplications;
+  readonly hooks?: HookSettings;
   readonly stopTimeoutMs?: number;
 }
 
@@ -32,6 +33,7 @@ export async function startServices(options: StartServicesOptions, wanted: reado
     clock: options.clock ?? systemClock,
     ...(options.logDestination !== undefined && { logDestination: options.logDestination }),
     ...(options.applications !== undefined && { applications: options.applications }),
+    ...(options.hooks !== undefined && { hooks: options.hooks }),
   });
   const onStopError = (error: ServiceStopError, runtime: PortcullisRuntime) => {
     // A running instance logs it; a command has no logger and says it in one line.

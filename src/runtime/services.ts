@@ -9,8 +9,9 @@ import { configWarnings, type Config } from '../config/index.ts';
 import { Metrics, createLogger, type Logger } from '../observability/index.ts';
 import { assertSchemaCurrent, openStores, type Clock, type Stores } from '../store/index.ts';
 import { FailureAggregator, openLedger, type Ledger } from '../audit/index.ts';
-import { createIdentity, type Identity } from '../identity/index.ts';
-import { ClientRegistry, ResourceRegistry, createAuthorizationServer, type AuthorizationServer } from '../oauth/index.ts';
+import { HookChains, bundledChainSource, type AnyHookHandler } from '../hooks/index.ts';
+import { IDENTITY_HOOKS, createIdentity, type Identity } from '../identity/index.ts';
+import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer, type AuthorizationServer } from '../oauth/index.ts';
 import { Keyring, deriveKey, keyringPolicy } from '../tokens/index.ts';
 import { assertDataDirUsable, assertDeploymentExists, openExistingStores, withAbsolutePaths } from './deployment.ts';
 import { Listener } from './listener.ts';
@@ -35,6 +36,8 @@ export interface PortcullisServices {
   readonly config: Readonly<Config>;
   readonly vault: Vault;
   readonly telemetry: Telemetry;
+  /** Every hook chain, loaded and checked against its handlers before anything is opened. */
+  readonly hooks: HookChains;
   readonly stores: Stores;
   readonly ledger: Ledger;
   /** Unauthenticated failures, aggregated for the ledger (security review 11): one per instance. */
@@ -81,21 +84,33 @@ export interface HttpApplications {
  *   `init` commands migrate themselves, and say so);
  * - `maintenance`: background timers (checkpoints, key rotation,
  *   housekeeping) and the first checkpoint: a server, not a command;
- * - `telemetry`: a logger and metrics, which the stores report to.
+ * - `telemetry`: a logger and metrics, which the stores report to;
+ * - `hooks`: identity and OAuth run the loaded chains (src/hooks), whose
+ *   faults are logged and audited; without, their built-in behaviour alone.
  */
 export interface Profile {
   readonly create: boolean;
   readonly schema: 'migrate' | 'current' | 'as-is';
   readonly maintenance: boolean;
   readonly telemetry: boolean;
+  readonly hooks: boolean;
 }
 
 export const PROFILES = {
-  serve: (config: Readonly<Config>): Profile => ({ create: true, schema: config.migrateOnStart ? 'migrate' : 'current', maintenance: true, telemetry: true }),
-  init: (): Profile => ({ create: true, schema: 'as-is', maintenance: false, telemetry: false }),
-  migrate: (): Profile => ({ create: false, schema: 'as-is', maintenance: false, telemetry: false }),
-  admin: (): Profile => ({ create: false, schema: 'current', maintenance: false, telemetry: false }),
+  serve: (config: Readonly<Config>): Profile => ({ create: true, schema: config.migrateOnStart ? 'migrate' : 'current', maintenance: true, telemetry: true, hooks: true }),
+  init: (): Profile => ({ create: true, schema: 'as-is', maintenance: false, telemetry: false, hooks: false }),
+  migrate: (): Profile => ({ create: false, schema: 'as-is', maintenance: false, telemetry: false, hooks: false }),
+  admin: (): Profile => ({ create: false, schema: 'current', maintenance: false, telemetry: false, hooks: false }),
 } as const;
+
+/**
+ * More hook handlers (tests; later the plugin host), and the chain file that
+ * places them (src/hooks/chains.cfg unless given): configuration has no say in the order.
+ */
+export interface HookSettings {
+  readonly handlers?: readonly AnyHookHandler[];
+  readonly chains?: string;
+}
 
 export interface ServiceSettings {
   readonly config: Readonly<Config>;
@@ -105,6 +120,7 @@ export interface ServiceSettings {
   readonly logDestination?: DestinationStream;
   /** Needed only when a listener is started. */
   readonly applications?: HttpApplications;
+  readonly hooks?: HookSettings;
 }
 
 /** A background failure is logged, never thrown: the timers keep running. */
@@ -116,6 +132,9 @@ function reporter(services: ServiceContext<PortcullisServices>, message: string)
 export function portcullisServices(settings: ServiceSettings): ServiceTable<PortcullisServices> {
   const { profile, clock } = settings;
   const maintenance = profile.maintenance ? (['telemetry'] as const) : [];
+  const hooks = profile.hooks ? (['hooks'] as const) : [];
+  // Hook faults are audited once the ledger is open (and until it closes).
+  let faultLedger: Ledger | undefined;
   return [
     {
       name: 'config',
@@ -148,6 +167,22 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
         });
         for (const warning of configWarnings(config)) logger.warn(warning);
         return { logger, metrics: new Metrics() };
+      },
+    },
+    {
+      name: 'hooks',
+      needs: ['telemetry'],
+      // Before anything is opened: a chain file that does not fit its handlers stops the start, naming its line.
+      start: (services) => {
+        const { logger } = services.get('telemetry');
+        return HookChains.load({
+          handlers: [...IDENTITY_HOOKS, ...OAUTH_HOOKS, ...(settings.hooks?.handlers ?? [])],
+          source: settings.hooks?.chains ?? bundledChainSource(),
+          report: async (fault) => {
+            logger.warn({ hook: fault.handler, point: fault.point, line: fault.line, fault: fault.kind, skipped: fault.skipped }, 'hook handler failed');
+            await faultLedger?.record({ type: 'hook.fault', outcome: fault.skipped ? 'failure' : 'denied', actorService: 'hooks', detail: { point: fault.point, hook: fault.handler, line: fault.line, fault: fault.kind, skipped: fault.skipped } });
+          },
+        });
       },
     },
     {
@@ -194,9 +229,13 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           }
           ledger.startCheckpointing(config.audit.checkpointIntervalMs, reporter(services, 'audit checkpoint failed'));
         }
+        faultLedger = ledger;
         return ledger;
       },
-      stop: (ledger) => ledger.close(),
+      stop: (ledger) => {
+        faultLedger = undefined;
+        return ledger.close();
+      },
     },
     {
       name: 'failures',
@@ -221,9 +260,17 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'identity',
-      needs: ['config', 'vault', 'stores', 'ledger', 'failures'],
+      needs: ['config', 'vault', 'stores', 'ledger', 'failures', ...hooks],
       start: (services) =>
-        createIdentity({ config: services.get('config'), stores: services.get('stores'), ledger: services.get('ledger'), masterKey: services.get('vault'), clock, failures: services.get('failures') }),
+        createIdentity({
+          config: services.get('config'),
+          stores: services.get('stores'),
+          ledger: services.get('ledger'),
+          masterKey: services.get('vault'),
+          clock,
+          failures: services.get('failures'),
+          ...(profile.hooks && { hooks: services.get('hooks') }),
+        }),
     },
     {
       name: 'registries',
@@ -239,7 +286,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'oauth',
-      needs: ['config', 'vault', 'stores', 'ledger', 'failures', 'keyring', 'identity', ...maintenance],
+      needs: ['config', 'vault', 'stores', 'ledger', 'failures', 'keyring', 'identity', ...maintenance, ...hooks],
       start: (services) => {
         const logger = profile.maintenance ? services.get('telemetry').logger : undefined;
         const server = createAuthorizationServer({
@@ -251,6 +298,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           masterKey: services.get('vault'),
           clock,
           failures: services.get('failures'),
+          ...(profile.hooks && { hooks: services.get('hooks') }),
           ...(logger !== undefined && { warn: (message: string, detail: Record<string, unknown>) => logger.warn(detail, message) }),
         });
         if (profile.maintenance) server.startMaintenance(reporter(services, 'OAuth housekeeping failed'));

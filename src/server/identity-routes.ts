@@ -74,7 +74,7 @@ export function formActionSource(uri: string): string | undefined {
 }
 
 /** The log reason of each refused sign-in (first-hour D20), by status. */
-const LOGIN_REFUSALS: Readonly<Record<number, string>> = { 400: 'sign_in_fields_missing', 401: 'invalid_credentials', 429: 'sign_in_throttled' };
+const LOGIN_REFUSALS: Readonly<Record<number, string>> = { 400: 'sign_in_fields_missing', 401: 'invalid_credentials', 403: 'sign_in_refused_by_hook', 429: 'sign_in_throttled' };
 
 const NOTICES: Record<string, string> = {
   revoked: 'The session was signed out.',
@@ -256,6 +256,8 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
       return again(429, `Too many attempts. Wait ${waitInWords(result.retryAfterSeconds)}, then try again.`);
     }
     if (result.outcome === 'invalid') return again(401, 'The email address or the password is not right.');
+    // A sign-in hook said no: its reason, as a page (never a 5xx).
+    if (result.outcome === 'refused') return again(403, `Sign-in refused: ${result.reason}`);
     if (result.outcome === 'second_factor') {
       reply.setCookie(MFA_COOKIE, await secondFactor.challenge(result.user.id), { ...cookieOptions, maxAge: MFA_COOKIE_MAX_AGE_S });
       reply.clearCookie(LOGIN_COOKIE, cookieOptions);
@@ -300,6 +302,10 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
       return refusePage(reply, 401, 'wrong_second_factor', secondFactorPage({ csrf: csrf.token(`mfa:${token!}`), error: `That code is not right. ${answer.attemptsLeft} attempts left.`, ...(returnTo !== undefined && { returnTo }) }), await targetsOf(returnTo));
     }
     const result = await accounts.completeSecondFactor(answer.userId, answer.method, context(request));
+    if (result.outcome === 'refused') {
+      reply.clearCookie(MFA_COOKIE, cookieOptions);
+      return refusePage(reply, 403, 'sign_in_refused_by_hook', errorPage({ title: 'Sign-in refused', detail: result.reason }));
+    }
     if (result.outcome !== 'ok') return refusePage(reply, 401, 'account_cannot_sign_in', errorPage({ title: 'Sign in again', detail: 'This account cannot sign in.' }));
     await startSession(request, reply, result);
     reply.clearCookie(MFA_COOKIE, cookieOptions);

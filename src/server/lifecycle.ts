@@ -6,7 +6,7 @@ import type { Clock, Stores } from '../store/index.ts';
 import type { Ledger } from '../audit/index.ts';
 import type { Identity } from '../identity/index.ts';
 import type { AuthorizationServer } from '../oauth/index.ts';
-import { PROFILES, startServices, type HttpApplications, type Listener, type PortcullisRuntime } from '../runtime/index.ts';
+import { PROFILES, startServices, type HookSettings, type HttpApplications, type Listener, type PortcullisRuntime } from '../runtime/index.ts';
 import { buildMetricsServer, buildServer } from './app.ts';
 
 export interface StartOptions {
@@ -15,6 +15,12 @@ export interface StartOptions {
   readonly plugins?: readonly FastifyPluginAsync[];
   /** Where log lines go (default stdout). */
   readonly logDestination?: DestinationStream;
+  /**
+   * More hook handlers (tests; later the plugin host), and the chain file
+   * that places them. The chain file is src/hooks/chains.cfg unless given
+   * here; configuration (file, environment, flags) has no say in the order.
+   */
+  readonly hooks?: HookSettings;
 }
 
 export interface RunningPortcullis {
@@ -46,7 +52,7 @@ function applications(plugins: readonly FastifyPluginAsync[] | undefined): HttpA
 
 /**
  * Starts one Portcullis instance through the runtime (src/runtime): master
- * key, logger and metrics, stores and migrations, ledger, keyring, identity,
+ * key, logger and metrics, hook chains, stores and migrations, ledger, keyring, identity,
  * OAuth, listeners, in that order, undoing what was opened if a later step fails.
  */
 export async function startPortcullis(config: Readonly<Config>, options: StartOptions = {}): Promise<RunningPortcullis> {
@@ -57,6 +63,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
       applications: applications(options.plugins),
       ...(options.clock !== undefined && { clock: options.clock }),
       ...(options.logDestination !== undefined && { logDestination: options.logDestination }),
+      ...(options.hooks !== undefined && { hooks: options.hooks }),
     },
     ['listener', 'metricsListener'],
   );

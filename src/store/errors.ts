@@ -19,6 +19,15 @@ export class StoreSchemaError extends Error {
   override readonly name = 'StoreSchemaError';
 }
 
+/**
+ * A transaction used the wrong way: nested, the outer store called from
+ * inside the transaction's function, or its view used after it ended. A
+ * programming error, refused on every driver alike.
+ */
+export class TransactionUsageError extends Error {
+  override readonly name = 'TransactionUsageError';
+}
+
 /** Rejects a TTL that is not a positive integer number of milliseconds. */
 export function assertTtl(ttlMs: number): void {
   if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) {

@@ -10,8 +10,10 @@ import { migrations } from './migrations/index.ts';
 import { StoreSchemaError } from './errors.ts';
 
 export * from './ports.ts';
-export { StoreSchemaError, StoreUnavailableError } from './errors.ts';
+export { StoreSchemaError, StoreUnavailableError, TransactionUsageError } from './errors.ts';
 export type { StoreObserver } from './instrumented.ts';
+export { createOutboxWorker, outboxRetryDelay } from './outbox-worker.ts';
+export type { OutboxBackoff, OutboxDeliverer, OutboxDelivery, OutboxRunReport, OutboxWorker, OutboxWorkerOptions } from './outbox-worker.ts';
 
 export const LATEST_SCHEMA_VERSION = migrations.at(-1)?.version ?? 0;
 

@@ -1,4 +1,4 @@
-import type { AuditLogStore, DurableStore, HotStore, RecordStore } from './ports.ts';
+import type { AuditLogStore, DurableStore, DurableTransaction, HotStore, OutboxStore, RecordStore } from './ports.ts';
 
 /** Receives the duration of every store operation (seconds). */
 export type StoreObserver = (driver: string, operation: string, seconds: number) => void;
@@ -33,6 +33,8 @@ const AUDIT_LOG_OPERATIONS = [
 
 const RECORD_OPERATIONS = ['get', 'create', 'update', 'delete', 'list'] as const satisfies readonly (keyof RecordStore)[];
 
+const OUTBOX_OPERATIONS = ['withLease', 'counts', 'pruneDelivered'] as const satisfies readonly (keyof OutboxStore)[];
+
 function timed<A extends unknown[], R>(observe: StoreObserver, driver: string, operation: string, fn: (...args: A) => Promise<R>) {
   return async (...args: A): Promise<R> => {
     const start = process.hrtime.bigint();
@@ -65,6 +67,9 @@ export function instrumentDurableStore(store: DurableStore, observe: StoreObserv
     driver: store.driver,
     records: instrumentMethods(store.records, RECORD_OPERATIONS, store.driver, 'records.', observe),
     auditLog: instrumentMethods(store.auditLog, AUDIT_LOG_OPERATIONS, store.driver, 'auditLog.', observe),
+    outbox: instrumentMethods(store.outbox, OUTBOX_OPERATIONS, store.driver, 'outbox.', observe),
+    // The whole transaction is one operation (from BEGIN to COMMIT or ROLLBACK).
+    transaction: <T>(fn: (tx: DurableTransaction) => Promise<T>) => timed(observe, store.driver, 'transaction', () => store.transaction(fn))(),
     migrate: () => store.migrate(),
     schemaVersion: () => store.schemaVersion(),
     ping: timed(observe, store.driver, 'ping', () => store.ping()),

@@ -14,6 +14,9 @@
  * promises below are written in MUST terms so that the drivers cannot drift.
  */
 
+import type { OutboxStore, OutboxWriter } from './outbox-ports.ts';
+export type * from './outbox-ports.ts';
+
 /** Milliseconds since the Unix epoch. Injected so tests can freeze time. */
 export type Clock = () => number;
 
@@ -95,6 +98,10 @@ export interface DurableStore {
   readonly driver: DurableDriverName;
   readonly records: RecordStore;
   readonly auditLog: AuditLogStore;
+  /** The outbox's delivery side (the writing side is `transaction`'s `tx.outbox`). */
+  readonly outbox: OutboxStore;
+  /** Runs `fn` in one transaction; see {@link DurableTransactionRunner}. */
+  transaction<T>(fn: (tx: DurableTransaction) => Promise<T>): Promise<T>;
   migrate(): Promise<MigrationReport>;
   /** The highest applied migration version (0 for an empty database). */
   schemaVersion(): Promise<number>;
@@ -281,3 +288,53 @@ export interface Stores {
   readonly hot: HotStore;
   close(): Promise<void>;
 }
+
+// ---------------------------------------------------------------------------
+// Transactions and the transactional outbox (issue 11, section 5); the outbox
+// ports themselves are in outbox-ports.ts.
+// ---------------------------------------------------------------------------
+
+/**
+ * What a transaction's function receives: the same ports, bound to the
+ * transaction. Everything written through it commits together or not at all.
+ */
+export interface DurableTransaction {
+  readonly records: RecordStore;
+  readonly outbox: OutboxWriter;
+}
+
+/**
+ * `durable.transaction(fn)`.
+ *
+ * Contract:
+ * - Every write made through `tx` commits when `fn`'s promise fulfils, and
+ *   none of them when it rejects: the store rolls back and rejects with
+ *   `fn`'s own error. If COMMIT itself fails, the transaction rejects with
+ *   that failure (a lost connection during COMMIT leaves the outcome unknown,
+ *   as with any database).
+ * - Isolation: PostgreSQL READ COMMITTED on one pooled connection, so the
+ *   records' compare-and-set (`update` from a version) still decides races
+ *   between concurrent transactions (a racing UPDATE waits for the row lock
+ *   and re-checks the version); SQLite `BEGIN IMMEDIATE` on the store's one
+ *   connection, so transactions run one at a time (serializable), also
+ *   against other processes on the same file.
+ * - While `fn` runs, the outer store (`durable.records`, `durable.transaction`)
+ *   MUST NOT be used from inside `fn`: a nested `transaction` and an outer
+ *   operation called from `fn`'s async context are refused with a
+ *   {@link import('./errors.ts').TransactionUsageError} on every driver
+ *   (on SQLite they would otherwise deadlock on the one connection).
+ *   Operations from elsewhere (other requests) wait on SQLite until the
+ *   transaction ends, and never see or join its uncommitted writes.
+ * - `tx` is dead once the transaction has ended: using it afterwards is a
+ *   TransactionUsageError, never a write on some other connection.
+ * - An operation through `tx` that rejects dooms the transaction: it rolls
+ *   back (and rejects with that error) even if `fn` caught it, on every
+ *   driver (PostgreSQL has aborted it by then anyway).
+ * - On the embedded deployment the SQLite hot store shares the file, whose
+ *   one writer the transaction holds: hot-store writes from inside `fn` are
+ *   refused too (its reads work), and from elsewhere they wait.
+ * - Keep `fn` short and free of network calls: on SQLite it holds the file's
+ *   write lock, so other processes' writers wait (busy_timeout) meanwhile.
+ *   Side effects belong in the outbox, delivered after the commit.
+ */
+export type DurableTransactionRunner = <T>(fn: (tx: DurableTransaction) => Promise<T>) => Promise<T>;

@@ -22,7 +22,7 @@ function started(profile: Profile, wanted: ServiceName[]): ServiceName[] {
 
 describe('the services each start asks for', () => {
   it('serve starts every service, in the table order', () => {
-    assert.deepEqual(started(PROFILES.serve(config), ['listener', 'metricsListener']), ['config', 'vault', 'telemetry', 'stores', 'ledger', 'failures', 'keyring', 'identity', 'oauth', 'listener', 'metricsListener']);
+    assert.deepEqual(started(PROFILES.serve(config), ['listener', 'metricsListener']), ['config', 'vault', 'telemetry', 'hooks', 'stores', 'ledger', 'failures', 'keyring', 'identity', 'oauth', 'listener', 'metricsListener']);
   });
 
   it('a user command: identity and its audit ledger, no keyring, no logger, no listener', () => {
@@ -40,10 +40,10 @@ describe('the services each start asks for', () => {
     assert.deepEqual(started(PROFILES.init(), ['stores']), ['config', 'stores']);
   });
 
-  it('only serve runs background maintenance and reports to a logger', () => {
-    assert.deepEqual(PROFILES.serve(config), { create: true, schema: 'migrate', maintenance: true, telemetry: true });
+  it('only serve runs background maintenance, reports to a logger and loads the hook chains', () => {
+    assert.deepEqual(PROFILES.serve(config), { create: true, schema: 'migrate', maintenance: true, telemetry: true, hooks: true });
     assert.equal(PROFILES.serve({ ...config, migrateOnStart: false }).schema, 'current');
-    for (const profile of [PROFILES.admin(), PROFILES.migrate(), PROFILES.init()]) assert.deepEqual([profile.maintenance, profile.telemetry], [false, false]);
+    for (const profile of [PROFILES.admin(), PROFILES.migrate(), PROFILES.init()]) assert.deepEqual([profile.maintenance, profile.telemetry, profile.hooks], [false, false, false]);
     assert.deepEqual([PROFILES.admin().create, PROFILES.migrate().create, PROFILES.init().create], [false, false, true]);
   });
 });

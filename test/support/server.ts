@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { FastifyPluginAsync } from 'fastify';
 import { loadConfig, type ConfigInput } from '../../src/config/index.ts';
-import { startPortcullis, type RunningPortcullis } from '../../src/server/index.ts';
+import { startPortcullis, type RunningPortcullis, type StartOptions } from '../../src/server/index.ts';
 import { freePort } from './process.ts';
 import type { Clock } from '../../src/store/index.ts';
 import { createTestSchema, deleteRedisKeys, redisTestPrefix, testDatabaseUrl, testRedisUrl } from './services.ts';
@@ -44,7 +44,7 @@ export interface TestServer {
  * directory and captured logs.
  */
 export async function startTestServer(
-  options: { overrides?: ConfigInput; env?: Record<string, string>; plugins?: FastifyPluginAsync[]; fixedPort?: boolean; clock?: Clock; backend?: TestBackend } = {},
+  options: { overrides?: ConfigInput; env?: Record<string, string>; plugins?: FastifyPluginAsync[]; fixedPort?: boolean; clock?: Clock; backend?: TestBackend; hooks?: StartOptions['hooks'] } = {},
 ): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-server-'));
   const cleanups: (() => Promise<void>)[] = [];
@@ -60,7 +60,7 @@ export async function startTestServer(
   const port = options.fixedPort === true ? await freePort() : 0;
   const config = loadConfig({ env, overrides: { port, dataDir, log: { level: 'info' }, ...options.overrides } });
   const logs = new CapturedLogs();
-  const running = await startPortcullis(config, { logDestination: logs.stream, ...(options.plugins && { plugins: options.plugins }), ...(options.clock !== undefined && { clock: options.clock }) });
+  const running = await startPortcullis(config, { logDestination: logs.stream, ...(options.plugins && { plugins: options.plugins }), ...(options.clock !== undefined && { clock: options.clock }), ...(options.hooks !== undefined && { hooks: options.hooks }) });
   return {
     url: running.url,
     running,

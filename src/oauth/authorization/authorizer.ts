@@ -11,6 +11,7 @@
  * an error is an interstitial page naming where it leads instead.
  */
 import { randomBytes } from 'node:crypto';
+import type { HookChains } from '../../hooks/index.ts';
 import type { Clock, HotStore } from '../../store/index.ts';
 import type { Keyring } from '../../tokens/index.ts';
 import { isApproved, type ClientRegistry, type OAuthClient } from '../clients.ts';
@@ -74,8 +75,11 @@ export class Authorizer {
   readonly #keyring: Keyring;
 
   readonly #targets: TokenTargets;
+  readonly #hooks: HookChains;
 
-  constructor(options: { clients: ClientRegistry; codes: AuthorizationCodes; consents: Consents; pushed: PushedRequests; hot: HotStore; clock: Clock; issuer: string; sessions: SessionClients; targets: TokenTargets; keyring: Keyring }) {
+  /** `hooks`: the chains with consent.before, which decide whether a code needs the consent page. */
+  constructor(options: { clients: ClientRegistry; codes: AuthorizationCodes; consents: Consents; pushed: PushedRequests; hot: HotStore; clock: Clock; issuer: string; sessions: SessionClients; targets: TokenTargets; keyring: Keyring; hooks: HookChains }) {
+    this.#hooks = options.hooks;
     this.#targets = options.targets;
     this.#sessions = options.sessions;
     this.#keyring = options.keyring;
@@ -179,9 +183,17 @@ export class Authorizer {
     }
     const scopes = request.scope.split(' ');
     const consented = !request.prompt.includes('consent') && (await this.#consents.covers(signedIn.userId, request.clientId, scopes, request.resources));
-    if (consented) {
+    // consent.before (oauth.stored-consent last): allow issues the code
+    // now; a deny that asks for the consent page shows it; any other deny
+    // is a refusal, sent to the client as access_denied (RFC 6749 4.1.2.1).
+    const decision = await this.#hooks.decide('consent.before', { userId: signedIn.userId, clientId: request.clientId, scopes, resources: request.resources, prompt: request.prompt, consented });
+    if (decision.allowed) {
       if (interactionId !== undefined) await this.#hot.delete(interactionKey(interactionId));
       return this.#issueCode(request, signedIn);
+    }
+    if (decision.interaction !== 'consent') {
+      if (interactionId !== undefined) await this.#hot.delete(interactionKey(interactionId));
+      return fail('access_denied', decision.reason);
     }
     if (request.prompt.includes('none')) return fail('consent_required', 'The user has not consented to this request.');
     const client = await this.#clients.get(request.clientId);

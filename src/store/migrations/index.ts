@@ -153,6 +153,50 @@ export const migrations: readonly Migration[] = [
       CREATE TRIGGER audit_entries_no_truncate BEFORE TRUNCATE ON audit_entries
         FOR EACH STATEMENT EXECUTE FUNCTION audit_entries_append_only();`,
   },
+  {
+    version: 4,
+    name: 'outbox',
+    // The transactional outbox: a message is inserted in the same transaction
+    // as the change that causes it, and a delivery worker hands it on later
+    // (at least once). New messages are due at once (next_attempt_at 0), so
+    // no clock decides whether a fresh message may go; a failed attempt sets
+    // the time of the next one. The pending index holds only undelivered rows.
+    // SQLite also gets the lease row of its single delivery worker; PostgreSQL
+    // leases through an advisory lock and needs no table for it.
+    sqlite: `
+      CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        topic TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        delivered_at INTEGER
+      );
+      CREATE INDEX outbox_due ON outbox (next_attempt_at, id) WHERE delivered_at IS NULL;
+      CREATE INDEX outbox_delivered ON outbox (delivered_at) WHERE delivered_at IS NOT NULL;
+      CREATE TABLE outbox_lease (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) WITHOUT ROWID;`,
+    postgres: `
+      CREATE TABLE outbox (
+        id bigserial PRIMARY KEY,
+        topic text NOT NULL,
+        payload jsonb NOT NULL,
+        idempotency_key text COLLATE "C" NOT NULL UNIQUE,
+        created_at bigint NOT NULL,
+        attempts integer NOT NULL DEFAULT 0,
+        next_attempt_at bigint NOT NULL DEFAULT 0,
+        last_error text,
+        delivered_at bigint
+      );
+      CREATE INDEX outbox_due ON outbox (next_attempt_at, id) WHERE delivered_at IS NULL;
+      CREATE INDEX outbox_delivered ON outbox (delivered_at) WHERE delivered_at IS NOT NULL;`,
+  },
 ];
 
 export type Dialect = 'sqlite' | 'postgres';

@@ -1,10 +1,13 @@
-import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
-import { systemClock, type Clock, type AuditLogStore, type DurableStore, type ListOptions, type MigrationReport, type RecordStore, type StoredRecord } from '../ports.ts';
-import { StoreSchemaError, StoreUnavailableError, assertExpectedVersion, listLimit } from '../errors.ts';
+import { systemClock, type Clock, type AuditLogStore, type DurableStore, type DurableTransaction, type MigrationReport, type OutboxStore, type RecordStore } from '../ports.ts';
+import { StoreSchemaError, StoreUnavailableError } from '../errors.ts';
 import { migrationChecksum, pendingMigrations, type AppliedRow } from '../migrations/index.ts';
+import { TransactionScope, assertOutsideTransaction, runInScope, scopedView } from '../transaction-scope.ts';
 import { PostgresAuditLog } from './audit-log.ts';
+import { PostgresOutboxStore, PostgresOutboxWriter } from './outbox.ts';
+import { PostgresRecordStore } from './records.ts';
+import { schemaLockKey, sqlState, type Query } from './sql.ts';
 
 export interface PostgresDurableStoreOptions {
   readonly url: string; // postgres://user[:pass]@host:port/db
@@ -73,6 +76,7 @@ class PostgresDurableStore implements DurableStore {
   readonly driver = DRIVER;
   readonly records: RecordStore;
   readonly auditLog: AuditLogStore;
+  readonly outbox: OutboxStore;
   readonly #pool: Pool;
   readonly #target: string;
   readonly #clock: Clock;
@@ -87,11 +91,86 @@ class PostgresDurableStore implements DurableStore {
       (sql, params) => this.#query(sql, params),
       (work) => this.#transaction(work),
     );
+    this.outbox = new PostgresOutboxStore(
+      (sql, params) => this.#query(sql, params),
+      () => this.#checkout(),
+      (error) => this.#translate(error),
+    );
+  }
+
+  /**
+   * One pooled connection, BEGIN ... COMMIT (READ COMMITTED). `fn`'s own
+   * error is rethrown as it is; the store's failures are translated as
+   * everywhere else.
+   */
+  async transaction<T>(fn: (tx: DurableTransaction) => Promise<T>): Promise<T> {
+    assertOutsideTransaction(this.#pool);
+    const client = await this.#checkout();
+    const scope = new TransactionScope(this.#pool);
+    let broken = false;
+    const rollback = () =>
+      client.query('ROLLBACK').catch(() => {
+        broken = true; // the connection itself is gone: destroy it, do not pool it
+      });
+    try {
+      try {
+        await client.query('BEGIN');
+      } catch (error) {
+        broken = true;
+        throw this.#translate(error);
+      }
+      let result: T;
+      try {
+        result = await runInScope(scope, () => fn(this.#view(client, scope)));
+      } catch (error) {
+        scope.end();
+        await rollback();
+        throw error;
+      }
+      scope.end();
+      if (scope.failure !== undefined) {
+        await rollback();
+        throw scope.failure.error;
+      }
+      let committed: QueryResult;
+      try {
+        committed = await client.query('COMMIT');
+      } catch (error) {
+        await rollback();
+        throw this.#translate(error);
+      }
+      // PostgreSQL answers COMMIT of an aborted transaction with ROLLBACK, not an error.
+      if (committed.command === 'ROLLBACK') throw new Error('the transaction was aborted by a failed statement and rolled back');
+      return result;
+    } finally {
+      scope.end();
+      client.release(broken);
+    }
+  }
+
+  #view(client: PoolClient, scope: TransactionScope): DurableTransaction {
+    const query: Query = async (sql, params) => {
+      try {
+        return await client.query(sql, params as unknown[] | undefined);
+      } catch (error) {
+        throw this.#translate(error);
+      }
+    };
+    return scopedView(scope, { records: new PostgresRecordStore(query, this.#clock), outbox: new PostgresOutboxWriter(query, this.#clock) });
+  }
+
+  async #checkout(): Promise<PoolClient> {
+    this.#assertOpen();
+    try {
+      return await this.#pool.connect();
+    } catch (error) {
+      throw this.#translate(error);
+    }
   }
 
   async migrate(): Promise<MigrationReport> {
     return this.#transaction(async (client) => {
-      await lockMigrations(client);
+      await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [await schemaLockKey(client, 'migrations')]);
       await client.query(MIGRATIONS_TABLE);
       const { rows: applied } = await client.query<AppliedRow>('SELECT version, checksum FROM portcullis_migrations ORDER BY version');
       const pending = pendingMigrations(applied, 'postgres');
@@ -135,6 +214,7 @@ class PostgresDurableStore implements DurableStore {
 
   async #query<R extends QueryResultRow>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
     this.#assertOpen();
+    assertOutsideTransaction(this.#pool);
     try {
       return await this.#pool.query<R>(sql, params as unknown[] | undefined);
     } catch (error) {
@@ -143,13 +223,8 @@ class PostgresDurableStore implements DurableStore {
   }
 
   async #transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
-    this.#assertOpen();
-    let client: PoolClient;
-    try {
-      client = await this.#pool.connect();
-    } catch (error) {
-      throw this.#translate(error);
-    }
+    assertOutsideTransaction(this.#pool);
+    const client = await this.#checkout();
     let broken = false;
     try {
       await client.query('BEGIN');
@@ -177,161 +252,6 @@ class PostgresDurableStore implements DurableStore {
     if (error instanceof StoreSchemaError || error instanceof StoreUnavailableError || !isConnectionFailure(error)) return error;
     return new StoreUnavailableError(DRIVER, `lost PostgreSQL at ${this.#target}: ${shortReason(error)}`, { cause: error });
   }
-}
-
-type Query = <R extends QueryResultRow>(sql: string, params?: readonly unknown[]) => Promise<QueryResult<R>>;
-
-interface RecordRow {
-  collection: string;
-  id: string;
-  version: string;
-  data: unknown;
-  created_at: string;
-  updated_at: string;
-}
-
-const RECORD_COLUMNS = 'collection, id, version, data, created_at, updated_at';
-
-class PostgresRecordStore implements RecordStore {
-  readonly #query: Query;
-  readonly #clock: Clock;
-
-  constructor(query: Query, clock: Clock) {
-    this.#query = query;
-    this.#clock = clock;
-  }
-
-  async get<T>(collection: string, id: string): Promise<StoredRecord<T> | null> {
-    if (!storableKey(collection, id)) return null;
-    const { rows } = await this.#query<RecordRow>(`SELECT ${RECORD_COLUMNS} FROM records WHERE collection = $1 AND id = $2`, [collection, id]);
-    const row = rows[0];
-    return row === undefined ? null : toRecord<T>(row);
-  }
-
-  async create(collection: string, id: string, data: unknown): Promise<boolean> {
-    if (!storableKey(collection, id)) throw new TypeError('record collection and id cannot contain NUL characters in PostgreSQL');
-    const now = this.#clock();
-    // ON CONFLICT DO NOTHING makes "insert if absent" one statement: of racing
-    // creates, the primary key lets exactly one row in, with no error for the rest.
-    const result = await writeData(() =>
-      this.#query(
-        `INSERT INTO records (${RECORD_COLUMNS}) VALUES ($1, $2, 1, $3::jsonb, $4, $4) ON CONFLICT (collection, id) DO NOTHING`,
-        [collection, id, toJson(data), now],
-      ),
-    );
-    return result.rowCount === 1;
-  }
-
-  async update(collection: string, id: string, expectedVersion: number, data: unknown): Promise<number | null> {
-    assertExpectedVersion(expectedVersion);
-    const json = toJson(data);
-    if (!storableKey(collection, id)) return null;
-    // Under READ COMMITTED a racing UPDATE waits for the row lock and then
-    // re-checks `version` against the committed row, so only one writer wins.
-    const { rows } = await writeData(() =>
-      this.#query<{ version: string }>(
-        'UPDATE records SET version = version + 1, data = $4::jsonb, updated_at = $5 WHERE collection = $1 AND id = $2 AND version = $3 RETURNING version',
-        [collection, id, expectedVersion, json, this.#clock()],
-      ),
-    );
-    const row = rows[0];
-    return row === undefined ? null : Number(row.version);
-  }
-
-  async delete(collection: string, id: string, expectedVersion?: number): Promise<boolean> {
-    if (expectedVersion !== undefined) assertExpectedVersion(expectedVersion);
-    if (!storableKey(collection, id)) return false;
-    const result =
-      expectedVersion === undefined
-        ? await this.#query('DELETE FROM records WHERE collection = $1 AND id = $2', [collection, id])
-        : await this.#query('DELETE FROM records WHERE collection = $1 AND id = $2 AND version = $3', [collection, id, expectedVersion]);
-    return result.rowCount === 1;
-  }
-
-  async list<T>(collection: string, options: ListOptions = {}): Promise<StoredRecord<T>[]> {
-    const limit = listLimit(options.limit);
-    if (!storableKey(collection)) return [];
-    // COLLATE "C" orders by code point, as SQLite's BINARY does, so pages come
-    // in the same order whatever collation the database was created with.
-    const { rows } =
-      options.after === undefined
-        ? await this.#query<RecordRow>(`SELECT ${RECORD_COLUMNS} FROM records WHERE collection = $1 ORDER BY id COLLATE "C" LIMIT $2`, [
-            collection,
-            limit,
-          ])
-        : await this.#query<RecordRow>(
-            `SELECT ${RECORD_COLUMNS} FROM records WHERE collection = $1 AND id COLLATE "C" > $2 ORDER BY id COLLATE "C" LIMIT $3`,
-            [collection, storableAfter(options.after), limit],
-          );
-    return rows.map((row) => toRecord<T>(row));
-  }
-}
-
-/**
- * Two instances on one schema must serialise their migrations; test runs in
- * different schemas of one database must not. So the advisory lock key is
- * derived from the schema the connection actually writes to.
- */
-async function lockMigrations(client: PoolClient): Promise<void> {
-  const { rows } = await client.query<{ schema: string | null }>('SELECT current_schema() AS schema');
-  const schema = rows[0]?.schema ?? null;
-  if (schema === null) throw new StoreSchemaError('no PostgreSQL schema is selected (the search_path names no existing schema)');
-  await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [migrationLockKey(schema)]);
-}
-
-/** A stable signed 64-bit key (as a decimal string) for one schema's migrations. */
-function migrationLockKey(schema: string): string {
-  return createHash('sha256').update(`portcullis:migrations:${schema}`).digest().readBigInt64BE(0).toString();
-}
-
-function toRecord<T>(row: RecordRow): StoredRecord<T> {
-  // bigint columns arrive as strings (pg will not guess at precision); every
-  // value we store is a safe integer, so Number is exact.
-  return {
-    collection: row.collection,
-    id: row.id,
-    version: Number(row.version),
-    data: row.data as T,
-    createdAt: Number(row.created_at),
-    updatedAt: Number(row.updated_at),
-  };
-}
-
-/**
- * Serialised here, not by pg: pg would turn a top-level array into a
- * PostgreSQL array literal instead of JSON.
- */
-function toJson(data: unknown): string {
-  const json = JSON.stringify(data);
-  if (json === undefined) throw new TypeError('record data must be JSON-serialisable');
-  return json;
-}
-
-/** jsonb refuses some valid JSON text (\u0000, lone surrogates): that is the caller's data, not an outage. */
-async function writeData<R>(write: () => Promise<R>): Promise<R> {
-  try {
-    return await write();
-  } catch (error) {
-    const state = sqlState(error);
-    if (state === '22P05' || state === '22P02') {
-      throw new TypeError('record data cannot be stored as PostgreSQL jsonb (it contains \\u0000 or an unpaired surrogate)', { cause: error });
-    }
-    throw error;
-  }
-}
-
-/** PostgreSQL text cannot hold NUL, so no stored record has such a key. */
-function storableKey(...parts: string[]): boolean {
-  return parts.every((part) => !part.includes('\0'));
-}
-
-/**
- * No stored id contains NUL, so "ids after p + NUL + rest" are exactly the
- * ids after p (code point order): truncating keeps the page boundary exact.
- */
-function storableAfter(after: string): string {
-  const nul = after.indexOf('\0');
-  return nul === -1 ? after : after.slice(0, nul);
 }
 
 function checkSchemaName(schema: string): string {
@@ -409,10 +329,6 @@ function errorCode(error: unknown): string | undefined {
   if (typeof code === 'string') return code;
   if (error instanceof AggregateError) return errorCode(error.errors[0]);
   return undefined;
-}
-
-function sqlState(error: unknown): string | undefined {
-  return error instanceof pg.DatabaseError ? error.code : undefined;
 }
 
 /**

@@ -44,7 +44,7 @@ export class SqliteAuditLog implements AuditLogStore {
 
   async append(entries: readonly Uint8Array[], recordedAt: number, plan: AuditAppendPlan): Promise<number> {
     checkAppend(entries, recordedAt);
-    return this.#db.transaction(() => {
+    return this.#db.run(() => this.#db.transaction(() => {
       const size = this.#size();
       const frontier = plan.frontier(size);
       const frontierHashes = this.#nodes(frontier).map((hash, i) => {
@@ -58,64 +58,71 @@ export class SqliteAuditLog implements AuditLogStore {
       for (const node of nodes) insertNode.run(node.level, node.index, node.hash);
       this.#db.statement('UPDATE audit_head SET size = ? WHERE id = 1').run(size + entries.length);
       return size;
-    });
+    }));
   }
 
   async size(): Promise<number> {
-    return this.#size();
+    return this.#db.run(() => this.#size(), 'read');
   }
 
   async entries(start: number, end: number): Promise<AuditEntryRow[]> {
     assertEntryRange(start, end);
-    const rows = this.#db
-      .statement('SELECT idx, entry, recorded_at FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx LIMIT ?')
-        .all(start, end, MAX_ENTRY_PAGE) as unknown as { idx: number; entry: Uint8Array; recorded_at: number }[];
+    const rows = (await this.#db.run(() =>
+      this.#db
+        .statement('SELECT idx, entry, recorded_at FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx LIMIT ?')
+        .all(start, end, MAX_ENTRY_PAGE), 'read')) as unknown as { idx: number; entry: Uint8Array; recorded_at: number }[];
     return rows.map((row) => ({ index: Number(row.idx), entry: new Uint8Array(row.entry), recordedAt: Number(row.recorded_at) }));
   }
 
   async nodes(addresses: readonly TreeNodeAddress[]): Promise<(Uint8Array | undefined)[]> {
     assertNodeAddresses(addresses);
-    return this.#nodes(addresses);
+    return this.#db.run(() => this.#nodes(addresses), 'read');
   }
 
   async addCheckpoint(checkpoint: Omit<StoredCheckpoint, 'id'>): Promise<StoredCheckpoint> {
-    const result = this.#db
-      .statement('INSERT INTO audit_checkpoints (size, root_hash, note, created_at) VALUES (?, ?, ?, ?)')
-      .run(checkpoint.size, checkpoint.rootHash, checkpoint.note, checkpoint.createdAt);
+    const result = await this.#db.run(() =>
+      this.#db
+        .statement('INSERT INTO audit_checkpoints (size, root_hash, note, created_at) VALUES (?, ?, ?, ?)')
+        .run(checkpoint.size, checkpoint.rootHash, checkpoint.note, checkpoint.createdAt),
+    );
     return { id: Number(result.lastInsertRowid), ...checkpoint };
   }
 
   async latestCheckpoint(): Promise<StoredCheckpoint | null> {
-    const row = this.#db.statement('SELECT * FROM audit_checkpoints ORDER BY id DESC LIMIT 1').get() as CheckpointRow | undefined;
+    const row = (await this.#db.run(() => this.#db.statement('SELECT * FROM audit_checkpoints ORDER BY id DESC LIMIT 1').get(), 'read')) as CheckpointRow | undefined;
     return row === undefined ? null : toCheckpoint(row);
   }
 
   async checkpointOfSize(size: number): Promise<StoredCheckpoint | null> {
-    const row = this.#db.statement('SELECT * FROM audit_checkpoints WHERE size = ? ORDER BY id DESC LIMIT 1').get(size) as CheckpointRow | undefined;
+    const row = (await this.#db.run(() => this.#db.statement('SELECT * FROM audit_checkpoints WHERE size = ? ORDER BY id DESC LIMIT 1').get(size), 'read')) as
+      | CheckpointRow
+      | undefined;
     return row === undefined ? null : toCheckpoint(row);
   }
 
   async checkpoints(options: { readonly afterId?: number; readonly limit?: number } = {}): Promise<StoredCheckpoint[]> {
     const limit = listLimit(options.limit); // checked before the statement touches the database
-    const rows = this.#db
-      .statement('SELECT * FROM audit_checkpoints WHERE id > ? ORDER BY id LIMIT ?')
-      .all(options.afterId ?? 0, limit) as unknown as CheckpointRow[];
+    const rows = (await this.#db.run(() =>
+      this.#db.statement('SELECT * FROM audit_checkpoints WHERE id > ? ORDER BY id LIMIT ?').all(options.afterId ?? 0, limit), 'read',
+    )) as unknown as CheckpointRow[];
     return rows.map(toCheckpoint);
   }
 
   async addCosignature(cosignature: StoredCosignature): Promise<boolean> {
-    const result = this.#db
-      .statement(
-        'INSERT INTO audit_cosignatures (checkpoint_id, witness, signature_line, cosigned_at, received_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
-      )
-      .run(cosignature.checkpointId, cosignature.witness, cosignature.signatureLine, cosignature.cosignedAt, cosignature.receivedAt);
+    const result = await this.#db.run(() =>
+      this.#db
+        .statement(
+          'INSERT INTO audit_cosignatures (checkpoint_id, witness, signature_line, cosigned_at, received_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+        )
+        .run(cosignature.checkpointId, cosignature.witness, cosignature.signatureLine, cosignature.cosignedAt, cosignature.receivedAt),
+    );
     return result.changes === 1;
   }
 
   async cosignatures(checkpointId: number): Promise<StoredCosignature[]> {
-    const rows = this.#db
-      .statement('SELECT * FROM audit_cosignatures WHERE checkpoint_id = ? ORDER BY witness')
-      .all(checkpointId) as unknown as CosignatureRow[];
+    const rows = (await this.#db.run(() =>
+      this.#db.statement('SELECT * FROM audit_cosignatures WHERE checkpoint_id = ? ORDER BY witness').all(checkpointId), 'read',
+    )) as unknown as CosignatureRow[];
     return rows.map((row) => ({
       checkpointId: Number(row.checkpoint_id),
       witness: row.witness,

@@ -1,7 +1,8 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { mkdirSync, realpathSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { StoreUnavailableError } from '../errors.ts';
+import { TransactionScope, assertOutsideTransaction, insideTransaction, runInScope, usedInside } from '../transaction-scope.ts';
 
 export interface SqliteDatabaseOptions {
   /** A file path, or ':memory:' for tests. */
@@ -23,11 +24,27 @@ export interface SqliteDatabaseOptions {
  * writers ("one writer"). Multi-statement operations still run in
  * `BEGIN IMMEDIATE` transactions so that a second process opening the same
  * file (an admin CLI next to a running server) cannot interleave with them.
+ *
+ * An async transaction (`asyncTransaction`) spans many turns of the event
+ * loop and holds the file's write lock all along. Two things must then wait
+ * for it, asynchronously (a FIFO gate), instead of running:
+ * - anything on this connection, which would become part of it;
+ * - a write on another connection to the same file in this process (the hot
+ *   store's, a second store's): SQLite's busy handler would block the event
+ *   loop, so the transaction could never finish, until busy_timeout failed it.
+ * The gate is therefore shared by every connection to one file in this
+ * process. Reads on other connections need no gate (WAL readers see the last
+ * commit and take no lock). Other processes are kept apart by SQLite's own
+ * locks (busy_timeout), as before.
  */
 export class SqliteDatabase {
   readonly path: string;
   readonly #db: DatabaseSync;
   readonly #statements = new Map<string, StatementSync>();
+  readonly #gate: Gate;
+  readonly #gateKey: string;
+  /** This connection has an async transaction open (its own reads must wait too). */
+  #holdsTransaction = false;
   #closed = false;
 
   constructor(options: SqliteDatabaseOptions) {
@@ -44,6 +61,8 @@ export class SqliteDatabase {
     } catch (error) {
       throw new StoreUnavailableError('sqlite', `cannot open SQLite database ${options.path}: ${reason(error)}`, { cause: error });
     }
+    this.#gateKey = options.path === ':memory:' ? `:memory:${++memoryDatabases}` : fileKey(options.path);
+    this.#gate = openGate(this.#gateKey);
   }
 
   /** A cached prepared statement. */
@@ -73,15 +92,129 @@ export class SqliteDatabase {
     }
   }
 
+  /**
+   * Runs a synchronous operation of a store (not of a transaction's view): at
+   * once when no async transaction holds the file in this process (the
+   * common case costs one check), otherwise after it and everything queued
+   * before this call. A read on another connection than the transaction's
+   * runs at once. Called from inside the transaction's function, where it
+   * would wait forever, it is refused (TransactionUsageError).
+   */
+  run<T>(work: () => T, access: 'read' | 'write' = 'write'): T | Promise<T> {
+    if (this.#gate.free || (access === 'read' && !this.#holdsTransaction)) return work();
+    // Callers may be plain functions returning a promise: reject, never throw.
+    if (insideTransaction(this.#gate)) return Promise.reject(usedInside());
+    return this.#runQueued(work);
+  }
+
+  /** An async transaction holds the file in this process (a timer's work should wait for the next turn). */
+  get busy(): boolean {
+    return !this.#gate.free;
+  }
+
+  async #runQueued<T>(work: () => T): Promise<T> {
+    await this.#gate.acquire();
+    try {
+      return work();
+    } finally {
+      this.#gate.release();
+    }
+  }
+
+  /**
+   * Runs async `work` in one `BEGIN IMMEDIATE` transaction holding the
+   * connection: commit when it fulfils, roll back and rethrow when it rejects.
+   * `work` receives the scope its view must check on every operation.
+   */
+  async asyncTransaction<T>(work: (scope: TransactionScope) => Promise<T>): Promise<T> {
+    assertOutsideTransaction(this.#gate);
+    await this.#gate.acquire();
+    const scope = new TransactionScope(this.#gate);
+    try {
+      this.#db.exec('BEGIN IMMEDIATE');
+      this.#holdsTransaction = true;
+      let result: T;
+      try {
+        result = await runInScope(scope, () => work(scope));
+        scope.end();
+        if (scope.failure !== undefined) throw scope.failure.error;
+        this.#db.exec('COMMIT');
+      } catch (error) {
+        scope.end();
+        if (this.isOpen && this.#db.isTransaction) this.#db.exec('ROLLBACK');
+        throw error;
+      }
+      return result;
+    } finally {
+      scope.end();
+      this.#holdsTransaction = false;
+      this.#gate.release();
+    }
+  }
+
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    closeGate(this.#gateKey);
     this.#statements.clear();
     this.#db.close();
   }
 
   get isOpen(): boolean {
     return !this.#closed;
+  }
+}
+
+/**
+ * A FIFO mutex whose holder is handed over directly on release, so a caller
+ * that arrived later cannot overtake one already waiting.
+ */
+class Gate {
+  #held = false;
+  readonly #waiters: (() => void)[] = [];
+
+  /** Nobody holds the gate and nobody waits for it. */
+  get free(): boolean {
+    return !this.#held;
+  }
+
+  acquire(): Promise<void> {
+    if (!this.#held) {
+      this.#held = true;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  release(): void {
+    const next = this.#waiters.shift();
+    if (next === undefined) this.#held = false;
+    else next();
+  }
+}
+
+/** One gate per database file in this process, shared by its connections. */
+const gates = new Map<string, { readonly gate: Gate; users: number }>();
+let memoryDatabases = 0;
+
+function openGate(key: string): Gate {
+  const entry = gates.get(key) ?? { gate: new Gate(), users: 0 };
+  entry.users++;
+  gates.set(key, entry);
+  return entry.gate;
+}
+
+function closeGate(key: string): void {
+  const entry = gates.get(key);
+  if (entry !== undefined && --entry.users === 0) gates.delete(key);
+}
+
+/** The file's real path once it exists, so two spellings of one file share a gate. */
+function fileKey(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return resolve(path);
   }
 }
 

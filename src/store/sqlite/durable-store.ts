@@ -1,8 +1,29 @@
-import { systemClock, type Clock, type AuditLogStore, type DurableStore, type ListOptions, type MigrationReport, type RecordStore, type StoredRecord } from '../ports.ts';
+import {
+  systemClock,
+  type Clock,
+  type AuditLogStore,
+  type DurableStore,
+  type DurableTransaction,
+  type ListOptions,
+  type MigrationReport,
+  type OutboxStore,
+  type RecordStore,
+  type StoredRecord,
+} from '../ports.ts';
 import { listLimit } from '../errors.ts';
 import { migrationChecksum, pendingMigrations, type AppliedRow } from '../migrations/index.ts';
+import { scopedView } from '../transaction-scope.ts';
 import type { SqliteDatabase } from './database.ts';
 import { SqliteAuditLog } from './audit-log.ts';
+import { SqliteOutboxStore, SqliteOutboxWriter } from './outbox.ts';
+
+/**
+ * How a store runs a synchronous operation on the connection: the outer
+ * store waits behind an open transaction (`database.run`), a transaction's
+ * view runs at once (it is the transaction).
+ */
+export type SqliteRunner = <T>(work: () => T, access?: 'read' | 'write') => T | Promise<T>;
+const direct: SqliteRunner = (work) => work();
 
 interface RecordRow {
   collection: string;
@@ -29,20 +50,39 @@ class SqliteDurableStore implements DurableStore {
   readonly driver = 'sqlite' as const;
   readonly records: RecordStore;
   readonly auditLog: AuditLogStore;
+  readonly outbox: OutboxStore;
   readonly #db: SqliteDatabase;
   readonly #clock: Clock;
 
   constructor(database: SqliteDatabase, clock: Clock) {
     this.#db = database;
     this.#clock = clock;
-    this.records = new SqliteRecordStore(database, clock);
+    const gated: SqliteRunner = (work, access) => database.run(work, access);
+    this.records = new SqliteRecordStore(database, clock, gated);
     this.auditLog = new SqliteAuditLog(database);
+    this.outbox = new SqliteOutboxStore(database);
+  }
+
+  /**
+   * BEGIN IMMEDIATE takes the file's write lock at the start, so a
+   * transaction never fails half-way on a lock upgrade, and other processes'
+   * writers wait (busy_timeout) until it ends.
+   */
+  async transaction<T>(fn: (tx: DurableTransaction) => Promise<T>): Promise<T> {
+    return this.#db.asyncTransaction((scope) =>
+      fn(
+        scopedView(scope, {
+          records: new SqliteRecordStore(this.#db, this.#clock, direct),
+          outbox: new SqliteOutboxWriter(this.#db, this.#clock),
+        }),
+      ),
+    );
   }
 
   async migrate(): Promise<MigrationReport> {
     // BEGIN IMMEDIATE takes the database's write lock before reading what is
     // applied, so two processes starting together apply each migration once.
-    return this.#db.transaction(() => {
+    return this.#db.run(() => this.#db.transaction(() => {
       this.#db.exec(MIGRATIONS_TABLE);
       const applied = this.#db.statement('SELECT version, checksum FROM portcullis_migrations ORDER BY version').all() as unknown as AppliedRow[];
       const pending = pendingMigrations(applied, 'sqlite');
@@ -54,18 +94,20 @@ class SqliteDurableStore implements DurableStore {
       }
       const currentVersion = Math.max(0, ...applied.map((row) => row.version), ...pending.map((m) => m.version));
       return { applied: pending.map(({ version, name }) => ({ version, name })), currentVersion };
-    });
+    }));
   }
 
   async schemaVersion(): Promise<number> {
-    const table = this.#db.statement("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'portcullis_migrations'").get();
-    if (table === undefined) return 0;
-    const row = this.#db.statement('SELECT MAX(version) AS version FROM portcullis_migrations').get() as { version: number | null };
-    return row.version ?? 0;
+    return this.#db.run(() => {
+      const table = this.#db.statement("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'portcullis_migrations'").get();
+      if (table === undefined) return 0;
+      const row = this.#db.statement('SELECT MAX(version) AS version FROM portcullis_migrations').get() as { version: number | null };
+      return row.version ?? 0;
+    }, 'read');
   }
 
   async ping(): Promise<void> {
-    this.#db.statement('SELECT 1').get();
+    await this.#db.run(() => this.#db.statement('SELECT 1').get(), 'read');
   }
 
   async close(): Promise<void> {
@@ -76,48 +118,62 @@ class SqliteDurableStore implements DurableStore {
 class SqliteRecordStore implements RecordStore {
   readonly #db: SqliteDatabase;
   readonly #clock: Clock;
+  readonly #run: SqliteRunner;
 
-  constructor(database: SqliteDatabase, clock: Clock) {
+  constructor(database: SqliteDatabase, clock: Clock, run: SqliteRunner) {
     this.#db = database;
     this.#clock = clock;
+    this.#run = run;
   }
 
   async get<T>(collection: string, id: string): Promise<StoredRecord<T> | null> {
-    const row = this.#db.statement('SELECT * FROM records WHERE collection = ? AND id = ?').get(collection, id) as RecordRow | undefined;
-    return row === undefined ? null : toRecord<T>(row);
+    return this.#run(() => {
+      const row = this.#db.statement('SELECT * FROM records WHERE collection = ? AND id = ?').get(collection, id) as RecordRow | undefined;
+      return row === undefined ? null : toRecord<T>(row);
+    }, 'read');
   }
 
   async create(collection: string, id: string, data: unknown): Promise<boolean> {
-    const now = this.#clock();
-    const result = this.#db
-      .statement('INSERT INTO records (collection, id, version, data, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT DO NOTHING')
-      .run(collection, id, toJson(data), now, now);
-    return result.changes === 1;
+    const json = toJson(data);
+    return this.#run(() => {
+      const now = this.#clock();
+      const result = this.#db
+        .statement('INSERT INTO records (collection, id, version, data, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT DO NOTHING')
+        .run(collection, id, json, now, now);
+      return result.changes === 1;
+    });
   }
 
   async update(collection: string, id: string, expectedVersion: number, data: unknown): Promise<number | null> {
-    const result = this.#db
-      .statement('UPDATE records SET version = version + 1, data = ?, updated_at = ? WHERE collection = ? AND id = ? AND version = ?')
-      .run(toJson(data), this.#clock(), collection, id, expectedVersion);
-    return result.changes === 1 ? expectedVersion + 1 : null;
+    const json = toJson(data);
+    return this.#run(() => {
+      const result = this.#db
+        .statement('UPDATE records SET version = version + 1, data = ?, updated_at = ? WHERE collection = ? AND id = ? AND version = ?')
+        .run(json, this.#clock(), collection, id, expectedVersion);
+      return result.changes === 1 ? expectedVersion + 1 : null;
+    });
   }
 
   async delete(collection: string, id: string, expectedVersion?: number): Promise<boolean> {
-    const result =
-      expectedVersion === undefined
-        ? this.#db.statement('DELETE FROM records WHERE collection = ? AND id = ?').run(collection, id)
-        : this.#db.statement('DELETE FROM records WHERE collection = ? AND id = ? AND version = ?').run(collection, id, expectedVersion);
-    return result.changes === 1;
+    return this.#run(() => {
+      const result =
+        expectedVersion === undefined
+          ? this.#db.statement('DELETE FROM records WHERE collection = ? AND id = ?').run(collection, id)
+          : this.#db.statement('DELETE FROM records WHERE collection = ? AND id = ? AND version = ?').run(collection, id, expectedVersion);
+      return result.changes === 1;
+    });
   }
 
   async list<T>(collection: string, options: ListOptions = {}): Promise<StoredRecord<T>[]> {
     const limit = listLimit(options.limit);
-    const rows = (
-      options.after === undefined
-        ? this.#db.statement('SELECT * FROM records WHERE collection = ? ORDER BY id LIMIT ?').all(collection, limit)
-        : this.#db.statement('SELECT * FROM records WHERE collection = ? AND id > ? ORDER BY id LIMIT ?').all(collection, options.after, limit)
-    ) as unknown as RecordRow[];
-    return rows.map((row) => toRecord<T>(row));
+    return this.#run(() => {
+      const rows = (
+        options.after === undefined
+          ? this.#db.statement('SELECT * FROM records WHERE collection = ? ORDER BY id LIMIT ?').all(collection, limit)
+          : this.#db.statement('SELECT * FROM records WHERE collection = ? AND id > ? ORDER BY id LIMIT ?').all(collection, options.after, limit)
+      ) as unknown as RecordRow[];
+      return rows.map((row) => toRecord<T>(row));
+    }, 'read');
   }
 }
 

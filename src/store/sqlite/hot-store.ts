@@ -21,7 +21,39 @@ export interface SqliteHotStoreOptions {
  * migration 2 applied. Closing it does not close the shared database.
  */
 export function openSqliteHotStore(database: SqliteDatabase, options: SqliteHotStoreOptions = {}): HotStore {
-  return new SqliteHotStore(database, options.clock ?? systemClock, options.sweepIntervalMs ?? 60_000);
+  return gated(new SqliteHotStore(database, options.clock ?? systemClock, options.sweepIntervalMs ?? 60_000), database);
+}
+
+/** Which operations only read (they never wait for a durable transaction on the file; see SqliteDatabase). */
+const ACCESS = {
+  get: 'read',
+  set: 'write',
+  delete: 'write',
+  setIfAbsent: 'write',
+  consume: 'write',
+  getVersioned: 'read',
+  compareAndSet: 'write',
+  increment: 'write',
+  boundedSetAdd: 'write',
+  boundedSetRemove: 'write',
+  boundedSetMembers: 'read',
+  ping: 'read',
+} as const satisfies Record<Exclude<keyof HotStore, 'driver' | 'close'>, 'read' | 'write'>;
+
+/**
+ * Every method runs through the file's gate: a durable transaction open on
+ * the same file holds the write lock across turns of the event loop, and a
+ * write here must wait for it rather than block the loop in SQLite's busy
+ * handler. Each method does all its database work synchronously, before its
+ * first await, so running its call inside the gate covers all of it.
+ */
+function gated(store: SqliteHotStore, database: SqliteDatabase): HotStore {
+  const wrapped: Record<string, unknown> = { driver: store.driver, close: () => store.close() };
+  for (const [name, access] of Object.entries(ACCESS)) {
+    const method = (store as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>)[name]!;
+    wrapped[name] = (...args: unknown[]) => database.run(() => method.apply(store, args), access);
+  }
+  return wrapped as unknown as HotStore;
 }
 
 class SqliteHotStore implements HotStore {
@@ -176,7 +208,8 @@ class SqliteHotStore implements HotStore {
   }
 
   #sweep(): void {
-    if (!this.#db.isOpen) return;
+    // Busy: a durable transaction holds the file; the next sweep will do.
+    if (!this.#db.isOpen || this.#db.busy) return;
     const now = this.#clock();
     this.#db.statement('DELETE FROM hot_entries WHERE expires_at <= ?').run(now);
     this.#db.statement('DELETE FROM hot_set_members WHERE expires_at <= ?').run(now);

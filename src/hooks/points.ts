@@ -1,0 +1,162 @@
+/**
+ * The hook points: a closed, named list (like Fastify's lib/hooks.js), what
+ * each point's handlers are told, and what a handler may answer.
+ *
+ * Two kinds of point:
+ * - a decision point asks "may this go on?": its chain ends in `allow` or
+ *   `deny`, and in deny when no handler allowed (default deny);
+ * - a claims point builds the claims a token or the UserInfo response
+ *   carries: its handlers `modify` claims inside a declared namespace, and
+ *   with no handler (or any fault) the claims stay as they came in.
+ */
+
+export const HOOK_POINTS = {
+  /** Before the password is checked: the request, the account named, the throttle's verdict. */
+  'login.before': 'decision',
+  /** After each authentication step (password, second factor): may a session start now? */
+  'login.after': 'decision',
+  /** RFC 7591 section 3: may this client register? Before its metadata is checked. */
+  'registration.before': 'decision',
+  /** OIDC Core section 3.1.2.4: may the code be issued without asking the person? */
+  'consent.before': 'decision',
+  /** The extra claims of an ID token (OIDC Core sections 2 and 5.4). */
+  'token.claims': 'claims',
+  /** The claims the UserInfo endpoint returns (OIDC Core section 5.3.2). */
+  'userinfo.claims': 'claims',
+} as const;
+
+export type HookPoint = keyof typeof HOOK_POINTS;
+export type DecisionPoint = { [P in HookPoint]: (typeof HOOK_POINTS)[P] extends 'decision' ? P : never }[HookPoint];
+export type ClaimsPoint = { [P in HookPoint]: (typeof HOOK_POINTS)[P] extends 'claims' ? P : never }[HookPoint];
+
+export const isHookPoint = (value: string): value is HookPoint => Object.hasOwn(HOOK_POINTS, value);
+
+/**
+ * Claims no handler may set, whatever namespace it declares: the protocol's
+ * own (RFC 7519 section 4.1, OIDC Core sections 2 and 3.1.3.6, RFC 7800
+ * cnf, RFC 9068 section 2.2, Back-Channel Logout sid). A handler that could
+ * write `sub` or `aud` could hand one user's token to another.
+ */
+export const RESERVED_CLAIMS: ReadonlySet<string> = new Set([
+  'iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti',
+  'auth_time', 'nonce', 'acr', 'amr', 'azp', 'at_hash', 'c_hash', 's_hash', 'sid',
+  'cnf', 'scope', 'client_id', 'typ', 'events', 'sub_jwk',
+]);
+
+/** Claims as handlers see and change them: JSON values. */
+export type Claims = Readonly<Record<string, unknown>>;
+
+/**
+ * Why a decision is not final yet: the person can lift the deny by
+ * answering something more (a second factor, the consent page). Like
+ * RFC 9470's step-up challenge, but inside the server.
+ */
+export type HookInteraction = 'second_factor' | 'consent';
+
+export type HookAnswer =
+  | { readonly verdict: 'allow' }
+  /** `reason`: short plain text the person or client may be shown (at most 200 characters). */
+  | { readonly verdict: 'deny'; readonly reason: string; readonly interaction?: HookInteraction }
+  /** Claims points only. A value of null removes the claim. */
+  | { readonly verdict: 'modify'; readonly claims: Claims }
+  /** "Not mine to decide": the next handler answers, where the chain file says this handler may fall through. */
+  | { readonly verdict: 'pass' };
+
+export type HookVerdict = HookAnswer['verdict'];
+
+export interface LoginBeforeContext {
+  /** The account named, normalised (identity's normaliseEmail). */
+  readonly account: string;
+  readonly ip: string;
+  readonly requestId?: string;
+  /** The sign-in throttle's verdict for this attempt, already counted. */
+  readonly throttle: { readonly allowed: boolean };
+}
+
+export interface LoginAfterContext {
+  readonly userId: string;
+  /** RFC 8176 methods proven so far in this sign-in (`pwd`, then `otp` or `mfa`). */
+  readonly amr: readonly string[];
+  readonly secondFactorEnrolled: boolean;
+  readonly disabled: boolean;
+  readonly ip: string;
+  readonly requestId?: string;
+}
+
+export interface RegistrationBeforeContext {
+  /** `oauth.registration`. */
+  readonly policy: 'open' | 'token' | 'off';
+  /** The initial access token (RFC 7591 section 3): checked and right, checked and wrong, absent, or not looked at (registration off). */
+  readonly initialAccessToken: 'valid' | 'wrong' | 'absent' | 'unchecked';
+  /** The metadata as sent, not yet validated. */
+  readonly metadata: unknown;
+  readonly ip: string;
+  readonly requestId?: string;
+}
+
+export interface ConsentBeforeContext {
+  readonly userId: string;
+  readonly clientId: string;
+  readonly scopes: readonly string[];
+  readonly resources: readonly string[];
+  /** OIDC Core section 3.1.2.1 prompt values of the request. */
+  readonly prompt: readonly string[];
+  /** Whether the person's stored consent already covers every scope and resource. */
+  readonly consented: boolean;
+}
+
+export interface TokenClaimsContext {
+  readonly userId: string;
+  readonly clientId: string;
+  readonly scopes: readonly string[];
+  /** Whether an access token is issued with the ID token (OIDC Core section 5.4). */
+  readonly accessTokenIssued: boolean;
+  /** The user's claim values, read only when a handler asks (null: the account is gone or disabled). */
+  readonly claimValues: () => Promise<Claims | null>;
+}
+
+export interface UserinfoClaimsContext {
+  readonly userId: string;
+  readonly clientId: string;
+  readonly scopes: readonly string[];
+  /** Every claim value the user has (email, the OIDC Core section 5.1 profile claims). */
+  readonly claimValues: Claims;
+}
+
+export interface HookContexts {
+  'login.before': LoginBeforeContext;
+  'login.after': LoginAfterContext;
+  'registration.before': RegistrationBeforeContext;
+  'consent.before': ConsentBeforeContext;
+  'token.claims': TokenClaimsContext;
+  'userinfo.claims': UserinfoClaimsContext;
+}
+
+/** What a handler gets besides the context. */
+export interface HookCall {
+  /** Aborted when the handler's deadline passes: stop work, the answer is no longer awaited. */
+  readonly signal: AbortSignal;
+  /** Claims points: the claims as the handlers before this one left them. Decision points: empty. */
+  readonly claims: Claims;
+}
+
+/**
+ * A handler joins one point under a name. `answers` declares every verdict
+ * it may give: the chain file must declare `pass` for a handler that may
+ * fall through (checked when the chains load), and an answer outside the
+ * declaration is refused at run time.
+ */
+export interface HookHandler<P extends HookPoint = HookPoint> {
+  readonly point: P;
+  readonly name: string;
+  readonly answers: readonly HookVerdict[];
+  run(context: HookContexts[P], call: HookCall): HookAnswer | Promise<HookAnswer>;
+}
+
+/** Any point's handler, for lists that mix points. */
+export type AnyHookHandler = { [P in HookPoint]: HookHandler<P> }[HookPoint];
+
+/** Typed construction of a handler for one point. */
+export function defineHook<P extends HookPoint>(handler: HookHandler<P>): HookHandler<P> {
+  return handler;
+}
