@@ -6,7 +6,6 @@ export { Runtime, plan, type RuntimeOptions } from './runtime.ts';
 export { RuntimeStopError, ServiceDefinitionError, ServiceStopError, type Service, type ServiceContext, type ServiceTable } from './service.ts';
 export {
   PROFILES,
-  portcullisServices,
   type ApplicationServices,
   type HookSettings,
   type HttpApplications,
@@ -16,7 +15,8 @@ export {
   type ServiceName,
   type ServiceSettings,
   type Telemetry,
-} from './services.ts';
+} from './profiles.ts';
+export { portcullisServices } from './services.ts';
 export { DEFAULT_STOP_TIMEOUT_MS, startServices, withServices, type PortcullisRuntime, type StartServicesOptions } from './portcullis.ts';
 export { Listener, type ListenOptions } from './listener.ts';
 export { checkTlsMaterial, readTlsMaterial, tlsFilesOf, type TlsFiles, type TlsMaterial } from './tls.ts';

@@ -7,7 +7,8 @@ import type { DestinationStream } from 'pino';
 import type { Config } from '../config/index.ts';
 import { systemClock, type Clock } from '../store/index.ts';
 import { Runtime } from './runtime.ts';
-import { portcullisServices, type HookSettings, type HttpApplications, type PortcullisServices, type Profile, type ServiceName } from './services.ts';
+import { portcullisServices } from './services.ts';
+import type { HookSettings, HttpApplications, PortcullisServices, Profile, ServiceName } from './profiles.ts';
 import type { ServiceStopError } from './service.ts';
 
 /** What a stop may take when its service sets no timeout of its own. */

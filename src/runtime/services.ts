@@ -1,127 +1,23 @@
 /**
  * The services of one Portcullis instance, in the one order they start
  * (and the reverse in which they stop). A new service (the domain-event
- * bus, a CA, an mTLS listener) is one more entry, placed after what it needs.
+ * bus, a CA, an mTLS listener) is one more entry, placed after what it
+ * needs, with its value named in PortcullisServices (profiles.ts).
  */
-import type { DestinationStream } from 'pino';
-import type { FastifyInstance } from 'fastify';
-import { configWarnings, type Config } from '../config/index.ts';
-import { Metrics, createLogger, type Logger } from '../observability/index.ts';
-import { assertSchemaCurrent, openStores, type Clock, type Stores } from '../store/index.ts';
+import { configWarnings } from '../config/index.ts';
+import { Metrics, createLogger } from '../observability/index.ts';
+import { assertSchemaCurrent, openStores, type Clock } from '../store/index.ts';
 import { FailureAggregator, openLedger, type Ledger } from '../audit/index.ts';
-import { HookChains, bundledChainSource, type AnyHookHandler } from '../hooks/index.ts';
-import { IDENTITY_HOOKS, createIdentity, type Identity } from '../identity/index.ts';
-import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer, type AuthorizationServer } from '../oauth/index.ts';
+import { HookChains, bundledChainSource } from '../hooks/index.ts';
+import { IDENTITY_HOOKS, createIdentity } from '../identity/index.ts';
+import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer } from '../oauth/index.ts';
 import { Keyring, deriveKey, keyringPolicy } from '../tokens/index.ts';
 import { assertDataDirUsable, assertDeploymentExists, openExistingStores, withAbsolutePaths } from './deployment.ts';
 import { Listener } from './listener.ts';
-import { readTlsMaterial, tlsFilesOf, type TlsMaterial } from './tls.ts';
-import { openVault, type Vault } from './vault.ts';
+import { readTlsMaterial, tlsFilesOf } from './tls.ts';
+import { openVault } from './vault.ts';
+import type { ApplicationServices, HttpApplications, PortcullisServices, ServiceSettings } from './profiles.ts';
 import type { ServiceContext, ServiceTable } from './service.ts';
-
-/** What the instance logs with and counts in. */
-export interface Telemetry {
-  readonly logger: Logger;
-  readonly metrics: Metrics;
-}
-
-/** Client and resource registries without caches: what an admin command reads is what is stored now. */
-export interface Registries {
-  readonly clients: ClientRegistry;
-  readonly resources: ResourceRegistry;
-}
-
-/** Every service's value, by name. */
-export interface PortcullisServices {
-  readonly config: Readonly<Config>;
-  readonly vault: Vault;
-  readonly telemetry: Telemetry;
-  /** Every hook chain, loaded and checked against its handlers before anything is opened. */
-  readonly hooks: HookChains;
-  readonly stores: Stores;
-  readonly ledger: Ledger;
-  /** Unauthenticated failures, aggregated for the ledger (security review 11): one per instance. */
-  readonly failures: FailureAggregator;
-  readonly keyring: Keyring;
-  readonly identity: Identity;
-  readonly registries: Registries;
-  readonly oauth: AuthorizationServer;
-  readonly listener: Listener;
-  /** The metrics listener, when `metrics.port` is set. */
-  readonly metricsListener: Listener | undefined;
-}
-
-export type ServiceName = keyof PortcullisServices;
-
-/** What the HTTP applications are built from. */
-export interface ApplicationServices {
-  readonly config: Readonly<Config>;
-  readonly clock: Clock;
-  readonly logger: Logger;
-  readonly metrics: Metrics;
-  readonly stores: Stores;
-  readonly ledger: Ledger;
-  readonly failures: FailureAggregator;
-  readonly identity: Identity;
-  readonly authorizationServer: AuthorizationServer;
-}
-
-/**
- * Builds the listeners' applications (src/server does: the runtime knows
- * services and sockets, not routes). `https` is given when TLS is configured.
- */
-export interface HttpApplications {
-  main(services: ApplicationServices, https: TlsMaterial | undefined): Promise<FastifyInstance>;
-  metrics(services: ApplicationServices): Promise<FastifyInstance>;
-}
-
-/**
- * What a deployment may do:
- * - `create`: make a missing master key and database (`init`, `serve`);
- *   otherwise the deployment must exist (admin commands, first-hour D7);
- * - `schema`: `migrate` applies pending migrations, `current` refuses a
- *   schema this build does not match, `as-is` leaves it (the `migrate` and
- *   `init` commands migrate themselves, and say so);
- * - `maintenance`: background timers (checkpoints, key rotation,
- *   housekeeping) and the first checkpoint: a server, not a command;
- * - `telemetry`: a logger and metrics, which the stores report to;
- * - `hooks`: identity and OAuth run the loaded chains (src/hooks), whose
- *   faults are logged and audited; without, their built-in behaviour alone.
- */
-export interface Profile {
-  readonly create: boolean;
-  readonly schema: 'migrate' | 'current' | 'as-is';
-  readonly maintenance: boolean;
-  readonly telemetry: boolean;
-  readonly hooks: boolean;
-}
-
-export const PROFILES = {
-  serve: (config: Readonly<Config>): Profile => ({ create: true, schema: config.migrateOnStart ? 'migrate' : 'current', maintenance: true, telemetry: true, hooks: true }),
-  init: (): Profile => ({ create: true, schema: 'as-is', maintenance: false, telemetry: false, hooks: false }),
-  migrate: (): Profile => ({ create: false, schema: 'as-is', maintenance: false, telemetry: false, hooks: false }),
-  admin: (): Profile => ({ create: false, schema: 'current', maintenance: false, telemetry: false, hooks: false }),
-} as const;
-
-/**
- * More hook handlers (tests; later the plugin host), and the chain file that
- * places them (src/hooks/chains.cfg unless given): configuration has no say in the order.
- */
-export interface HookSettings {
-  readonly handlers?: readonly AnyHookHandler[];
-  readonly chains?: string;
-}
-
-export interface ServiceSettings {
-  readonly config: Readonly<Config>;
-  readonly profile: Profile;
-  readonly clock: Clock;
-  /** Where log lines go (default stdout). */
-  readonly logDestination?: DestinationStream;
-  /** Needed only when a listener is started. */
-  readonly applications?: HttpApplications;
-  readonly hooks?: HookSettings;
-}
 
 /** A background failure is logged, never thrown: the timers keep running. */
 function reporter(services: ServiceContext<PortcullisServices>, message: string): (error: unknown) => void {
