@@ -1,4 +1,5 @@
-import type { RecordStore } from '../store/index.ts';
+import { Type } from '@sinclair/typebox';
+import { collection, typeboxCodec, type Codec, type Collection, type RecordStore } from '../store/index.ts';
 import { openSecret, sealSecret } from '../tokens/index.ts';
 import { generateSignerKey, parseSignerKey, parseVerifierKey, type NoteSigner, type NoteVerifier } from './checkpoint/index.ts';
 
@@ -14,6 +15,10 @@ interface LogKeyRecord {
   readonly sealedSignerKey: string;
 }
 
+const logKeyCodec: Codec<LogKeyRecord> = typeboxCodec(Type.Object({ origin: Type.String(), verifierKey: Type.String(), sealedSignerKey: Type.String() }));
+
+const logKeys = (records: RecordStore): Collection<LogKeyRecord> => collection(records, { name: COLLECTION, codec: logKeyCodec });
+
 export interface LogKey {
   readonly origin: string;
   readonly signer: NoteSigner;
@@ -28,15 +33,16 @@ export interface LogKey {
  * starting together, one creates it and all read the same record.
  */
 export async function loadOrCreateLogKey(records: RecordStore, masterKey: Uint8Array, origin: string): Promise<LogKey> {
-  let record = await records.get<LogKeyRecord>(COLLECTION, ID);
+  const keys = logKeys(records);
+  let record = await keys.get(ID);
   if (record === null) {
     const generated = generateSignerKey(origin);
-    await records.create(COLLECTION, ID, {
+    await keys.create(ID, {
       origin,
       verifierKey: generated.verifierKey,
       sealedSignerKey: sealSecret(masterKey, SEAL_PURPOSE, new TextEncoder().encode(generated.signerKey)),
-    } satisfies LogKeyRecord);
-    record = await records.get<LogKeyRecord>(COLLECTION, ID);
+    });
+    record = await keys.get(ID);
     if (record === null) throw new Error('the audit log key vanished while it was being created');
   }
   const signer = parseSignerKey(new TextDecoder().decode(openSecret(masterKey, SEAL_PURPOSE, record.data.sealedSignerKey)));
@@ -52,6 +58,6 @@ export function defaultOrigin(issuer: string): string {
 
 /** The log's public key as stored, without the master key (null before the first start). */
 export async function storedLogVerifierKey(records: RecordStore): Promise<string | null> {
-  const record = await records.get<LogKeyRecord>(COLLECTION, ID);
+  const record = await logKeys(records).get(ID);
   return record?.data.verifierKey ?? null;
 }

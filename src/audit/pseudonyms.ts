@@ -1,5 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import type { RecordStore } from '../store/index.ts';
+import { Type } from '@sinclair/typebox';
+import { collection, typeboxCodec, type Codec, type Collection, type RecordStore } from '../store/index.ts';
 
 const COLLECTION = 'audit_subject_keys';
 
@@ -7,6 +8,8 @@ interface SubjectKey {
   /** 256 random bits, base64url. */
   readonly secret: string;
 }
+
+const subjectKeyCodec: Codec<SubjectKey> = typeboxCodec(Type.Object({ secret: Type.String({ pattern: '^[A-Za-z0-9_-]{43}$' }) }));
 
 /**
  * Keyed pseudonyms of the people in the audit log (GDPR Art. 4(5)). Each
@@ -16,19 +19,19 @@ interface SubjectKey {
  * and nothing links them to the person any more.
  */
 export class SubjectPseudonyms {
-  readonly #records: RecordStore;
+  readonly #keys: Collection<SubjectKey>;
 
   constructor(records: RecordStore) {
-    this.#records = records;
+    this.#keys = collection(records, { name: COLLECTION, codec: subjectKeyCodec });
   }
 
   /** The user's pseudonym, creating their secret on first use (atomic: concurrent first uses agree). */
   async pseudonym(userId: string): Promise<string> {
-    let record = await this.#records.get<SubjectKey>(COLLECTION, userId);
+    let record = await this.#keys.get(userId);
     if (record === null) {
-      await this.#records.create(COLLECTION, userId, { secret: randomBytes(32).toString('base64url') } satisfies SubjectKey);
+      await this.#keys.create(userId, { secret: randomBytes(32).toString('base64url') });
       // Whoever won the create, everyone now reads the same secret.
-      record = await this.#records.get<SubjectKey>(COLLECTION, userId);
+      record = await this.#keys.get(userId);
       if (record === null) throw new Error('the pseudonym secret vanished while it was being created');
     }
     return pseudonymOf(Buffer.from(record.data.secret, 'base64url'), userId);
@@ -36,13 +39,13 @@ export class SubjectPseudonyms {
 
   /** The pseudonym the user has now, without creating a secret (null once forgotten). */
   async existingPseudonym(userId: string): Promise<string | null> {
-    const record = await this.#records.get<SubjectKey>(COLLECTION, userId);
+    const record = await this.#keys.get(userId);
     return record === null ? null : pseudonymOf(Buffer.from(record.data.secret, 'base64url'), userId);
   }
 
   /** Destroys the user's secret. Returns whether there was one. */
   async forget(userId: string): Promise<boolean> {
-    return this.#records.delete(COLLECTION, userId);
+    return this.#keys.delete(userId);
   }
 }
 

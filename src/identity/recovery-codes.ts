@@ -21,7 +21,7 @@
  * password does not reset that count.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { systemClock, type Clock, type RecordStore } from '../store/index.ts';
+import { codec, collection, keep, systemClock, write, type Clock, type Collection, type RecordStore } from '../store/index.ts';
 
 export const RECOVERY_CODES_COLLECTION = 'recovery_codes';
 export const DEFAULT_RECOVERY_CODE_COUNT = 10;
@@ -59,6 +59,20 @@ export class RecoveryCodeStoreError extends Error {
   override readonly name = 'RecoveryCodeStoreError';
 }
 
+/** A user's set, checked by {@link parseStored} on every read. */
+function recoveryCodeSets(records: RecordStore, name: string): Collection<StoredRecoveryCodes> {
+  return collection(records, { name, codec: codec(parseStored) });
+}
+
+/**
+ * The same records for replacing a set: a replacement needs nothing of the
+ * old set, not even that it parses, so a set of an unknown shape is
+ * replaced too rather than locking its user out of new codes.
+ */
+function replaceableSets(records: RecordStore, name: string): Collection<unknown> {
+  return collection(records, { name, codec: codec((data: unknown) => data) });
+}
+
 /**
  * A fresh set: `codes` to show the user once ('xxxx-xxxx-xxxx'), `stored`
  * to save with {@link saveRecoveryCodes}. `key` is the HMAC key (at least
@@ -78,12 +92,12 @@ export function generateRecoveryCodes(key: Uint8Array, count = DEFAULT_RECOVERY_
 
 /** Stores a new set for the user, replacing (and so invalidating) any previous one. */
 export async function saveRecoveryCodes(records: RecordStore, collection: string, userId: string, stored: StoredRecoveryCodes): Promise<void> {
-  for (let attempt = 0; attempt < MAX_UPDATE_ATTEMPTS; attempt++) {
-    if (await records.create(collection, userId, stored)) return;
-    const existing = await records.get(collection, userId);
-    if (existing !== null && (await records.update(collection, userId, existing.version, stored)) !== null) return;
-  }
-  throw new RecoveryCodeStoreError('recovery codes kept changing while being replaced');
+  await replaceableSets(records, collection).mutate(userId, () => write(stored), {
+    attempts: MAX_UPDATE_ATTEMPTS,
+    exhausted: () => {
+      throw new RecoveryCodeStoreError('recovery codes kept changing while being replaced');
+    },
+  });
 }
 
 /**
@@ -107,24 +121,31 @@ export async function consumeRecoveryCode(
   const normalised = normaliseRecoveryCode(code);
   if (normalised === null) return false;
   const given = hmac(key, normalised);
-  for (let attempt = 0; attempt < MAX_UPDATE_ATTEMPTS; attempt++) {
-    const record = await records.get<unknown>(collection, userId);
-    if (record === null) return false;
-    const stored = parseStored(record.data);
-    const index = findUnused(stored, given);
-    if (index === null) return false;
-    const codes = stored.codes.map((entry, i) => (i === index ? { hash: entry.hash, usedAt: clock() } : entry));
-    const data: StoredRecoveryCodes = { scheme: stored.scheme, codes };
-    if ((await records.update(collection, userId, record.version, data)) !== null) return true;
-  }
-  throw new RecoveryCodeStoreError('recovery codes kept changing while one was being used');
+  const { result } = await recoveryCodeSets(records, collection).mutate(
+    userId,
+    (record) => {
+      if (record === null) return keep(false);
+      const stored = record.data;
+      const index = findUnused(stored, given);
+      if (index === null) return keep(false);
+      const codes = stored.codes.map((entry, i) => (i === index ? { hash: entry.hash, usedAt: clock() } : entry));
+      return write({ scheme: stored.scheme, codes }, true);
+    },
+    {
+      attempts: MAX_UPDATE_ATTEMPTS,
+      exhausted: () => {
+        throw new RecoveryCodeStoreError('recovery codes kept changing while one was being used');
+      },
+    },
+  );
+  return result;
 }
 
 /** How many unused codes the user has left (0 without a set). */
 export async function remainingRecoveryCodes(records: RecordStore, collection: string, userId: string): Promise<number> {
-  const record = await records.get<unknown>(collection, userId);
+  const record = await recoveryCodeSets(records, collection).get(userId);
   if (record === null) return 0;
-  return parseStored(record.data).codes.filter((entry) => entry.usedAt === null).length;
+  return record.data.codes.filter((entry) => entry.usedAt === null).length;
 }
 
 /** The 12 symbols of a code, or null when the input cannot be one. */

@@ -9,7 +9,7 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { ScureBase32Plugin, generate, generateURI } from 'otplib';
-import type { Clock, HotStore } from '../store/index.ts';
+import { compareAndSetLoop, keep, write, type Clock, type HotStore, type VersionedValue } from '../store/index.ts';
 
 export const TOTP_ALGORITHM = 'sha1';
 export const TOTP_DIGITS = 6;
@@ -153,17 +153,27 @@ export class TotpVerifier {
 
     const user = encodeURIComponent(userId);
     const lastKey = `totp:last:${user}`;
-    let last = await this.#hot.getVersioned(lastKey);
+    const last = await this.#hot.getVersioned(lastKey);
     // Cheap early refusal of a stale code; the decision is the CAS below.
     if (last !== null && parseStep(last.value) >= step) return 'replayed';
     if (!(await this.#hot.setIfAbsent(`totp:used:${user}:${step}`, '1', REPLAY_TTL_MS))) return 'replayed';
 
-    for (let attempt = 0; attempt < MAX_REGISTER_ATTEMPTS; attempt++) {
-      if ((await this.#hot.compareAndSet(lastKey, last?.version ?? 0, String(step), REPLAY_TTL_MS)) !== null) return 'ok';
-      last = await this.#hot.getVersioned(lastKey);
-      if (last !== null && parseStep(last.value) >= step) return 'replayed';
-    }
-    throw new Error('TOTP replay register kept changing; the hot store is not keeping its compare-and-set promise');
+    const read = () => this.#hot.getVersioned(lastKey);
+    const stale = (register: VersionedValue | null) => register !== null && parseStep(register.value) >= step;
+    const { result } = await compareAndSetLoop<VersionedValue | null, string, TotpResult>({
+      attempts: MAX_REGISTER_ATTEMPTS,
+      // The register as read before the claim: the first round writes on it.
+      initial: { snapshot: last },
+      read,
+      decide: (register) => (stale(register) ? keep('replayed') : write(String(step), 'ok')),
+      write: async (register, value) => (await this.#hot.compareAndSet(lastKey, register?.version ?? 0, value, REPLAY_TTL_MS)) !== null,
+      // After the last lost race, a newer acceptance still means "replayed".
+      exhausted: async (): Promise<TotpResult> => {
+        if (stale(await read())) return 'replayed';
+        throw new Error('TOTP replay register kept changing; the hot store is not keeping its compare-and-set promise');
+      },
+    });
+    return result;
   }
 
   /**

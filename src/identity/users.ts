@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { RecordStore, StoredRecord } from '../store/index.ts';
+import { Type } from '@sinclair/typebox';
+import { collection, typeboxCodec, write, type Codec, type Collection, type RecordStore, type StoredRecord } from '../store/index.ts';
 import type { Profile } from './profile.ts';
 import { UserError } from './user-error.ts';
 
@@ -40,6 +41,26 @@ interface UserData {
   tokensNotBefore?: number;
 }
 
+const userCodec: Codec<UserData> = typeboxCodec(
+  Type.Object({
+    email: Type.String(),
+    passwordHash: Type.Union([Type.String(), Type.Null()]),
+    disabled: Type.Boolean(),
+    passwordChangedAt: Type.Union([Type.Number(), Type.Null()]),
+    totpSecret: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+    // The claims' own rules live in profile.ts; stored, a profile is string claims and updated_at.
+    profile: Type.Optional(Type.Unsafe<Profile>(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number()])))),
+    tokensNotBefore: Type.Optional(Type.Number()),
+  }),
+);
+
+/** The claim on an address: which user holds it. */
+interface EmailClaim {
+  readonly userId: string;
+}
+
+const emailClaimCodec: Codec<EmailClaim> = typeboxCodec(Type.Object({ userId: Type.String() }));
+
 /** The key an address is unique by: NFKC, trimmed, lower-cased. */
 export function normaliseEmail(email: string): string {
   return email.normalize('NFKC').trim().toLowerCase();
@@ -62,64 +83,72 @@ function toUser(record: StoredRecord<UserData>): User {
  * address cannot both succeed.
  */
 export class UserDirectory {
-  readonly #records: RecordStore;
+  readonly #users: Collection<UserData>;
+  readonly #emails: Collection<EmailClaim>;
 
   constructor(records: RecordStore) {
-    this.#records = records;
+    this.#users = collection(records, { name: USERS, codec: userCodec });
+    this.#emails = collection(records, { name: EMAILS, codec: emailClaimCodec });
   }
 
   async create(email: string, passwordHash: string | null, now: number): Promise<User> {
     const address = checkEmail(email);
     const id = `u_${randomBytes(16).toString('base64url')}`;
-    if (!(await this.#records.create(EMAILS, address, { userId: id }))) {
+    if (!(await this.#emails.create(address, { userId: id }))) {
       // A claim whose user record never got written (a crash between the
       // two creates) is reclaimed; a live one means the address is taken.
-      const claim = await this.#records.get<{ userId: string }>(EMAILS, address);
-      if (claim === null || (await this.#records.get(USERS, claim.data.userId)) !== null) throw new UserError('email_taken', 'that email address already has an account');
-      if (!(await this.#records.delete(EMAILS, address, claim.version)) || !(await this.#records.create(EMAILS, address, { userId: id }))) {
+      const claim = await this.#emails.get(address);
+      if (claim === null || (await this.#users.get(claim.data.userId)) !== null) throw new UserError('email_taken', 'that email address already has an account');
+      if (!(await this.#emails.delete(address, claim.version)) || !(await this.#emails.create(address, { userId: id }))) {
         throw new UserError('email_taken', 'that email address already has an account');
       }
     }
     const data: UserData = { email: address, passwordHash, disabled: false, passwordChangedAt: passwordHash === null ? null : now, totpSecret: null };
-    await this.#records.create(USERS, id, data);
-    const created = await this.#records.get<UserData>(USERS, id);
+    await this.#users.create(id, data);
+    const created = await this.#users.get(id);
     if (created === null) throw new Error('the new user record vanished');
     return toUser(created);
   }
 
   async byId(id: string): Promise<User | null> {
-    const record = await this.#records.get<UserData>(USERS, id);
+    const record = await this.#users.get(id);
     return record === null ? null : toUser(record);
   }
 
   async byEmail(email: string): Promise<User | null> {
-    const claim = await this.#records.get<{ userId: string }>(EMAILS, normaliseEmail(email));
+    const claim = await this.#emails.get(normaliseEmail(email));
     return claim === null ? null : this.byId(claim.data.userId);
   }
 
   /** Users in id order (keyset pagination). */
   async list(options: { after?: string; limit?: number } = {}): Promise<User[]> {
-    return (await this.#records.list<UserData>(USERS, options)).map(toUser);
+    return (await this.#users.list(options)).map(toUser);
   }
 
   /** Applies `change` with a compare-and-set, retrying a few times on a concurrent update. */
   async update(id: string, change: (user: User) => Partial<UserData>): Promise<User> {
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const record = await this.#records.get<UserData>(USERS, id);
-      if (record === null) throw new UserError('not_found', 'no such user');
-      const data = { ...record.data, ...change(toUser(record)) };
-      const version = await this.#records.update(USERS, id, record.version, data);
-      if (version !== null) return toUser({ ...record, version, data });
-    }
-    throw new UserError('conflict', 'the user changed concurrently too often; try again');
+    const { record } = await this.#users.mutate(
+      id,
+      (current) => {
+        if (current === null) throw new UserError('not_found', 'no such user');
+        return write({ ...current.data, ...change(toUser(current)) });
+      },
+      {
+        attempts: 5,
+        exhausted: () => {
+          throw new UserError('conflict', 'the user changed concurrently too often; try again');
+        },
+      },
+    );
+    return toUser(record!);
   }
 
   async delete(id: string): Promise<boolean> {
-    const record = await this.#records.get<UserData>(USERS, id);
+    const record = await this.#users.get(id);
     if (record === null) return false;
-    await this.#records.delete(USERS, id);
-    const claim = await this.#records.get<{ userId: string }>(EMAILS, record.data.email);
-    if (claim?.data.userId === id) await this.#records.delete(EMAILS, record.data.email, claim.version);
+    await this.#users.delete(id);
+    const claim = await this.#emails.get(record.data.email);
+    if (claim?.data.userId === id) await this.#emails.delete(record.data.email, claim.version);
     return true;
   }
 }

@@ -13,8 +13,9 @@
  */
 import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { Ledger } from '../audit/index.ts';
-import type { Clock, RecordStore, StoredRecord } from '../store/index.ts';
-import { pickClientMetadata, usesClientSecret, type ClientMetadata, type TokenEndpointAuthMethod } from './client-metadata.ts';
+import { Type } from '@sinclair/typebox';
+import { collection, typeboxCodec, type Clock, type Codec, type Collection, type RecordStore, type StoredRecord } from '../store/index.ts';
+import { pickClientMetadata, usesClientSecret, type ClientMetadata, type IdTokenSigningAlgorithm, type TokenEndpointAuthMethod } from './client-metadata.ts';
 
 const CLIENTS = 'oauth_clients';
 const SECRET_BYTES = 32;
@@ -46,6 +47,37 @@ export interface OAuthClient extends ClientMetadata {
 }
 
 type ClientData = Omit<OAuthClient, 'client_id' | 'version'>;
+
+const strings = Type.Array(Type.String());
+
+/**
+ * A stored client: the metadata `pickClientMetadata` keeps, and the
+ * registry's own fields. The auth method and grant types are checked
+ * against their closed lists, since they decide how a client authenticates;
+ * the signing algorithm is checked where it is used (the algorithm table).
+ */
+const clientCodec: Codec<ClientData> = typeboxCodec(
+  Type.Object({
+    client_name: Type.Optional(Type.String()),
+    redirect_uris: strings,
+    post_logout_redirect_uris: strings,
+    grant_types: Type.Array(Type.Union([Type.Literal('authorization_code'), Type.Literal('refresh_token'), Type.Literal('client_credentials')])),
+    response_types: Type.Array(Type.Literal('code')),
+    token_endpoint_auth_method: Type.Union([Type.Literal('none'), Type.Literal('client_secret_basic'), Type.Literal('client_secret_post'), Type.Literal('private_key_jwt')]),
+    scope: Type.String(),
+    jwks: Type.Optional(Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown())) })),
+    application_type: Type.Union([Type.Literal('web'), Type.Literal('native')]),
+    require_pushed_authorization_requests: Type.Boolean(),
+    dpop_bound_access_tokens: Type.Boolean(),
+    id_token_signed_response_alg: Type.Unsafe<IdTokenSigningAlgorithm>(Type.String()),
+    backchannel_logout_uri: Type.Optional(Type.String()),
+    backchannel_logout_session_required: Type.Boolean(),
+    client_id_issued_at: Type.Number(),
+    secretHash: Type.Optional(Type.String()),
+    registrationTokenHash: Type.Optional(Type.String()),
+    approved: Type.Optional(Type.Boolean()),
+  }),
+);
 
 export interface ClientChangeContext {
   /** Who acted: `admin-cli`, `registration`, a client id ... (the audit entry's service). */
@@ -129,7 +161,7 @@ function describeClient(metadata: ClientMetadata) {
 }
 
 export class ClientRegistry {
-  readonly #records: RecordStore;
+  readonly #clients: Collection<ClientData>;
   // KeyObjects: imported once, not on every HMAC (one per token request).
   readonly #secretKey: KeyObject;
   readonly #registrationTokenKey: KeyObject;
@@ -143,7 +175,7 @@ export class ClientRegistry {
 
   constructor(options: ClientRegistryOptions) {
     if (options.secretKey.length < 32) throw new TypeError('the client secret key must have at least 32 bytes');
-    this.#records = options.records;
+    this.#clients = collection(options.records, { name: CLIENTS, codec: clientCodec });
     this.#secretKey = createSecretKey(options.secretKey);
     this.#registrationTokenKey = createSecretKey(createHmac('sha256', options.secretKey).update('portcullis/registration-access-token').digest());
     this.#ledger = options.ledger;
@@ -171,21 +203,18 @@ export class ClientRegistry {
     };
     // 128 random bits: a collision is not expected, but `create` is
     // create-if-absent, so one could never overwrite another client.
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const clientId = `${CLIENT_ID_PREFIX}${randomBytes(CLIENT_ID_BYTES).toString('base64url')}`;
-      if (!(await this.#records.create(CLIENTS, clientId, data))) continue;
-      const created = await this.#records.get<ClientData>(CLIENTS, clientId);
-      if (created === null) throw new Error('the new client record vanished');
-      const client = toClient(created);
-      await this.#ledger.record({
-        type: 'client.registered',
-        outcome: 'success',
-        ...auditContext(clientId, context),
-        detail: { ...describeClient(clean), selfManaged: registrationAccessToken !== undefined },
-      });
-      return { client, ...(clientSecret !== undefined && { clientSecret }), ...(registrationAccessToken !== undefined && { registrationAccessToken }) };
-    }
-    throw new Error('could not find an unused client id');
+    const clientId = await this.#clients.createWithFreshId(() => `${CLIENT_ID_PREFIX}${randomBytes(CLIENT_ID_BYTES).toString('base64url')}`, data, 3);
+    if (clientId === null) throw new Error('could not find an unused client id');
+    const created = await this.#clients.get(clientId);
+    if (created === null) throw new Error('the new client record vanished');
+    const client = toClient(created);
+    await this.#ledger.record({
+      type: 'client.registered',
+      outcome: 'success',
+      ...auditContext(clientId, context),
+      detail: { ...describeClient(clean), selfManaged: registrationAccessToken !== undefined },
+    });
+    return { client, ...(clientSecret !== undefined && { clientSecret }), ...(registrationAccessToken !== undefined && { registrationAccessToken }) };
   }
 
   async get(clientId: string): Promise<OAuthClient | null> {
@@ -193,7 +222,7 @@ export class ClientRegistry {
     const now = performance.now();
     const cached = this.#cache.get(clientId);
     if (cached !== undefined && now - cached.readAt < this.#cacheMs) return cached.client;
-    const record = await this.#records.get<ClientData>(CLIENTS, clientId);
+    const record = await this.#clients.get(clientId);
     if (record === null) {
       this.#cache.delete(clientId);
       return null;
@@ -210,7 +239,7 @@ export class ClientRegistry {
 
   /** Clients in client_id order (keyset pagination: pass the last id as `after`). */
   async list(options: { after?: string; limit?: number } = {}): Promise<OAuthClient[]> {
-    return (await this.#records.list<ClientData>(CLIENTS, options)).map(toClient);
+    return (await this.#clients.list(options)).map(toClient);
   }
 
   /**
@@ -243,7 +272,7 @@ export class ClientRegistry {
       ...(secretHash !== undefined && { secretHash }),
       ...(record.data.registrationTokenHash !== undefined && { registrationTokenHash: record.data.registrationTokenHash }),
     };
-    const version = await this.#records.update(CLIENTS, clientId, expectedVersion, data);
+    const version = await this.#clients.update(clientId, expectedVersion, data);
     this.#cache.delete(clientId);
     if (version === null) throw conflict(clientId);
     await this.#ledger.record({
@@ -263,7 +292,7 @@ export class ClientRegistry {
   async approve(clientId: string, context: ClientChangeContext): Promise<boolean> {
     const record = await this.#read(clientId);
     if (record.data.approved === true) return false;
-    const version = await this.#records.update(CLIENTS, clientId, record.version, { ...record.data, approved: true });
+    const version = await this.#clients.update(clientId, record.version, { ...record.data, approved: true });
     this.#cache.delete(clientId);
     if (version === null) throw conflict(clientId);
     await this.#ledger.record({ type: 'client.updated', outcome: 'success', ...auditContext(clientId, context), detail: { ...describeClient(record.data), reason: 'approved', approved: true } });
@@ -274,7 +303,7 @@ export class ClientRegistry {
   async delete(clientId: string, context: ClientChangeContext): Promise<boolean> {
     const client = await this.get(clientId);
     if (client === null) return false;
-    const deleted = await this.#records.delete(CLIENTS, clientId);
+    const deleted = await this.#clients.delete(clientId);
     this.#cache.delete(clientId);
     if (!deleted) return false;
     await this.#ledger.record({ type: 'client.deleted', outcome: 'success', ...auditContext(clientId, context), detail: { authMethod: client.token_endpoint_auth_method, reason: 'deleted' } });
@@ -292,7 +321,7 @@ export class ClientRegistry {
     const method = record.data.token_endpoint_auth_method;
     if (!usesClientSecret(method)) throw new ClientRegistryError('no_secret', `client ${clientId} authenticates with ${method}; it has no secret to rotate`);
     const clientSecret = newSecret();
-    const version = await this.#records.update(CLIENTS, clientId, record.version, { ...record.data, secretHash: this.#hash(this.#secretKey, clientSecret) });
+    const version = await this.#clients.update(clientId, record.version, { ...record.data, secretHash: this.#hash(this.#secretKey, clientSecret) });
     this.#cache.delete(clientId);
     if (version === null) throw conflict(clientId);
     await this.#ledger.record({ type: 'client.updated', outcome: 'success', ...auditContext(clientId, context), detail: { authMethod: method, reason: 'secret_rotated' } });
@@ -337,7 +366,7 @@ export class ClientRegistry {
   }
 
   async #read(clientId: string): Promise<StoredRecord<ClientData>> {
-    const record = typeof clientId === 'string' && clientId.length > 0 && clientId.length <= MAX_CLIENT_ID_LENGTH ? await this.#records.get<ClientData>(CLIENTS, clientId) : null;
+    const record = typeof clientId === 'string' && clientId.length > 0 && clientId.length <= MAX_CLIENT_ID_LENGTH ? await this.#clients.get(clientId) : null;
     if (record === null) throw new ClientRegistryError('not_found', `no client ${clientId.slice(0, MAX_CLIENT_ID_LENGTH)}`);
     return record;
   }

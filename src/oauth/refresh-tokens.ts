@@ -13,16 +13,17 @@
  * detection").
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Clock, RecordStore } from '../store/index.ts';
+import { Type } from '@sinclair/typebox';
+import { collection, keep, typeboxCodec, write, type Clock, type Codec, type Collection, type RecordStore } from '../store/index.ts';
 import { openSecret, sealSecret } from '../tokens/index.ts';
 import type { UserGrant } from './user-tokens.ts';
 
 const COLLECTION = 'refresh-families';
 /**
  * A family id is a keyed hash of the user (11 characters), one of the client
- * (11), and 128 random bits (22): ids sort by user and client, so a user's
- * or a user's-and-client's families are one range to list (consent
- * withdrawal, sign-out), while the id says nothing about who they are.
+ * (11), and 128 random bits (22), so the id says nothing about who they are.
+ * (Families are found by user through an index, not by this id's prefix;
+ * the format stays so that tokens already issued keep working.)
  */
 const FAMILY_ID = /^[A-Za-z0-9_-]{44}$/;
 const SECRET = /^[A-Za-z0-9_-]{43}$/;
@@ -45,10 +46,43 @@ interface FamilyData {
   readonly absoluteExpiresAt: number;
   readonly current: { readonly hash: string; readonly issuedAt: number };
   readonly previous?: { readonly hash: string; readonly rotatedAt: number; readonly successor: string };
-  /** Hashes of older rotated tokens, so their reuse is recognised as reuse. */
-  readonly retired: readonly string[];
+  /** Hashes of older rotated tokens, so their reuse is recognised as reuse (absent in the earliest records). */
+  readonly retired?: readonly string[];
   readonly accessTokens: readonly { readonly jti: string; readonly exp: number }[];
   readonly revoked?: { readonly at: number; readonly reason: string };
+}
+
+const RefreshGrantSchema = Type.Object({
+  userId: Type.String(),
+  clientId: Type.String(),
+  scope: Type.String(),
+  resources: Type.Array(Type.String()),
+  authTime: Type.Number(),
+  amr: Type.Array(Type.String()),
+  sessionHandle: Type.Optional(Type.String()),
+  dpopJkt: Type.Optional(Type.String()),
+});
+
+const FamilySchema = Type.Object({
+  grant: RefreshGrantSchema,
+  createdAt: Type.Number(),
+  absoluteExpiresAt: Type.Number(),
+  current: Type.Object({ hash: Type.String(), issuedAt: Type.Number() }),
+  previous: Type.Optional(Type.Object({ hash: Type.String(), rotatedAt: Type.Number(), successor: Type.String() })),
+  retired: Type.Optional(Type.Array(Type.String())),
+  accessTokens: Type.Array(Type.Object({ jti: Type.String(), exp: Type.Number() })),
+  revoked: Type.Optional(Type.Object({ at: Type.Number(), reason: Type.String() })),
+});
+
+const familyCodec: Codec<FamilyData> = typeboxCodec(FamilySchema);
+
+/** Refresh families, found by user and by client (migration 5 backfills both). */
+function families(records: RecordStore): Collection<FamilyData, 'user' | 'client'> {
+  return collection(records, {
+    name: COLLECTION,
+    codec: familyCodec,
+    indexes: { user: (family) => family.grant.userId, client: (family) => family.grant.clientId },
+  });
 }
 
 export interface RefreshPolicy {
@@ -64,14 +98,14 @@ export type RotationResult<T> =
   | { readonly outcome: 'invalid'; readonly reason: 'unknown' | 'revoked' | 'expired' };
 
 export class RefreshTokens {
-  readonly #records: RecordStore;
+  readonly #families: Collection<FamilyData, 'user' | 'client'>;
   readonly #clock: Clock;
   readonly #policy: RefreshPolicy;
   readonly #hashKey: Uint8Array;
   readonly #sealKey: Uint8Array;
 
   constructor(options: { records: RecordStore; clock: Clock; policy: RefreshPolicy; hashKey: Uint8Array; sealKey: Uint8Array }) {
-    this.#records = options.records;
+    this.#families = families(options.records);
     this.#clock = options.clock;
     this.#policy = options.policy;
     this.#hashKey = options.hashKey;
@@ -91,7 +125,7 @@ export class RefreshTokens {
       accessTokens: [accessToken],
       retired: [],
     };
-    if (!(await this.#records.create(COLLECTION, familyId, data))) throw new Error('refresh family id collision');
+    if (!(await this.#families.create(familyId, data))) throw new Error('refresh family id collision');
     return { token, familyId };
   }
 
@@ -104,54 +138,64 @@ export class RefreshTokens {
     const familyId = parseFamilyId(token);
     if (familyId === undefined) return { outcome: 'invalid', reason: 'unknown' };
     const hash = this.#hash(token);
-    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-      const record = await this.#records.get<FamilyData>(COLLECTION, familyId);
-      if (record === null) return { outcome: 'invalid', reason: 'unknown' };
-      const family = record.data;
-      const now = this.#clock();
-      const isCurrent = sameHash(hash, family.current.hash);
-      const isPrevious = family.previous !== undefined && sameHash(hash, family.previous.hash);
-      if (!isCurrent && !isPrevious) {
-        // An older rotated token is reuse; anything else is a wrong secret
-        // for a real family id, which must not let its sender revoke it.
-        if (family.revoked === undefined && (family.retired ?? []).some((retired) => sameHash(hash, retired))) return this.#revokeForReuse(familyId, record.version, family, 'replayed_after_grace');
-        return { outcome: 'invalid', reason: family.revoked === undefined ? 'unknown' : 'revoked' };
-      }
-      if (family.revoked !== undefined) return { outcome: 'invalid', reason: 'revoked' };
-      if (family.grant.clientId !== clientId) return this.#revokeForReuse(familyId, record.version, family, 'other_client');
-      if (isPrevious) {
-        const previous = family.previous;
-        if (now - previous.rotatedAt <= this.#policy.graceSeconds * 1000) {
-          const response = JSON.parse(Buffer.from(openSecret(this.#sealKey, 'refresh-successor', previous.successor)).toString('utf8')) as T;
-          return { outcome: 'repeated', response, familyId, grant: family.grant };
+    type Step = { readonly done: RotationResult<T> } | { readonly reuse: { readonly version: number; readonly family: FamilyData; readonly reason: string } };
+    const done = (result: RotationResult<T>) => keep<Step>({ done: result });
+    const reuse = (version: number, family: FamilyData, reason: string) => keep<Step>({ reuse: { version, family, reason } });
+    // A lost race re-reads: the winner's rotation makes this token the
+    // previous one, answered within the grace window.
+    const { result: step } = await this.#families.mutate<Step>(
+      familyId,
+      async (record) => {
+        if (record === null) return done({ outcome: 'invalid', reason: 'unknown' });
+        const family = record.data;
+        const now = this.#clock();
+        const isCurrent = sameHash(hash, family.current.hash);
+        const isPrevious = family.previous !== undefined && sameHash(hash, family.previous.hash);
+        if (!isCurrent && !isPrevious) {
+          // An older rotated token is reuse; anything else is a wrong secret
+          // for a real family id, which must not let its sender revoke it.
+          if (family.revoked === undefined && (family.retired ?? []).some((retired) => sameHash(hash, retired))) return reuse(record.version, family, 'replayed_after_grace');
+          return done({ outcome: 'invalid', reason: family.revoked === undefined ? 'unknown' : 'revoked' });
         }
-        return this.#revokeForReuse(familyId, record.version, family, 'replayed_after_grace');
-      }
-      if (now >= family.absoluteExpiresAt || now - family.current.issuedAt >= this.#policy.idleTtlSeconds * 1000) return { outcome: 'invalid', reason: 'expired' };
-      const successorToken = `${familyId}.${randomBytes(32).toString('base64url')}`;
-      const response = await build(family.grant, successorToken);
-      const { accessTokenJti, accessTokenExp, ...visible } = response;
-      const next: FamilyData = {
-        ...family,
-        previous: { hash: family.current.hash, rotatedAt: now, successor: sealSecret(this.#sealKey, 'refresh-successor', Buffer.from(JSON.stringify(visible))) },
-        current: { hash: this.#hash(successorToken), issuedAt: now },
-        retired: [...(family.retired ?? []), ...(family.previous !== undefined ? [family.previous.hash] : [])].slice(-MAX_RETIRED_HASHES),
-        accessTokens: [...family.accessTokens.filter((at) => at.exp * 1000 > now), { jti: accessTokenJti, exp: accessTokenExp }].slice(-MAX_REMEMBERED_ACCESS_TOKENS),
-      };
-      if ((await this.#records.update(COLLECTION, familyId, record.version, next)) !== null) {
-        return { outcome: 'rotated', response: visible as T, grant: family.grant, familyId, accessTokenJti };
-      }
-      // Lost the race: re-read; the winner's rotation makes this token the
-      // previous one, answered within the grace window.
-    }
-    throw new Error('refresh rotation kept losing its compare-and-set');
+        if (family.revoked !== undefined) return done({ outcome: 'invalid', reason: 'revoked' });
+        if (family.grant.clientId !== clientId) return reuse(record.version, family, 'other_client');
+        if (isPrevious) {
+          const previous = family.previous;
+          if (now - previous.rotatedAt <= this.#policy.graceSeconds * 1000) {
+            const response = JSON.parse(Buffer.from(openSecret(this.#sealKey, 'refresh-successor', previous.successor)).toString('utf8')) as T;
+            return done({ outcome: 'repeated', response, familyId, grant: family.grant });
+          }
+          return reuse(record.version, family, 'replayed_after_grace');
+        }
+        if (now >= family.absoluteExpiresAt || now - family.current.issuedAt >= this.#policy.idleTtlSeconds * 1000) return done({ outcome: 'invalid', reason: 'expired' });
+        const successorToken = `${familyId}.${randomBytes(32).toString('base64url')}`;
+        const response = await build(family.grant, successorToken);
+        const { accessTokenJti, accessTokenExp, ...visible } = response;
+        const next: FamilyData = {
+          ...family,
+          previous: { hash: family.current.hash, rotatedAt: now, successor: sealSecret(this.#sealKey, 'refresh-successor', Buffer.from(JSON.stringify(visible))) },
+          current: { hash: this.#hash(successorToken), issuedAt: now },
+          retired: [...(family.retired ?? []), ...(family.previous !== undefined ? [family.previous.hash] : [])].slice(-MAX_RETIRED_HASHES),
+          accessTokens: [...family.accessTokens.filter((at) => at.exp * 1000 > now), { jti: accessTokenJti, exp: accessTokenExp }].slice(-MAX_REMEMBERED_ACCESS_TOKENS),
+        };
+        return write(next, { done: { outcome: 'rotated', response: visible as T, grant: family.grant, familyId, accessTokenJti } });
+      },
+      {
+        attempts: MAX_CAS_ATTEMPTS,
+        exhausted: () => {
+          throw new Error('refresh rotation kept losing its compare-and-set');
+        },
+      },
+    );
+    if ('done' in step) return step.done;
+    return this.#revokeForReuse(familyId, step.reuse.version, step.reuse.family, step.reuse.reason);
   }
 
   /** The grant of a live token (for introspection), or null. */
   async inspect(token: string): Promise<{ grant: RefreshGrant; familyId: string; expiresAt: number; issuedAt: number } | null> {
     const familyId = parseFamilyId(token);
     if (familyId === undefined) return null;
-    const record = await this.#records.get<FamilyData>(COLLECTION, familyId);
+    const record = await this.#families.get(familyId);
     if (record === null || record.data.revoked !== undefined || !sameHash(this.#hash(token), record.data.current.hash)) return null;
     const expiresAt = Math.min(record.data.absoluteExpiresAt, record.data.current.issuedAt + this.#policy.idleTtlSeconds * 1000);
     if (this.#clock() >= expiresAt) return null;
@@ -164,19 +208,28 @@ export class RefreshTokens {
    * given it must be the family's current or just-rotated token.
    */
   async revokeFamily(familyId: string, reason: string, options: { token?: string; clientId?: string } = {}): Promise<{ grant: RefreshGrant; accessTokens: readonly { jti: string; exp: number }[] } | null> {
-    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-      const record = await this.#records.get<FamilyData>(COLLECTION, familyId);
-      if (record === null || record.data.revoked !== undefined) return null;
-      const family = record.data;
-      if (options.clientId !== undefined && family.grant.clientId !== options.clientId) return null;
-      if (options.token !== undefined) {
-        const hash = this.#hash(options.token);
-        if (!sameHash(hash, family.current.hash) && !(family.previous !== undefined && sameHash(hash, family.previous.hash))) return null;
-      }
-      const revoked: FamilyData = { ...family, previous: undefined, revoked: { at: this.#clock(), reason } };
-      if ((await this.#records.update(COLLECTION, familyId, record.version, revoked)) !== null) return { grant: family.grant, accessTokens: family.accessTokens };
-    }
-    throw new Error('refresh revocation kept losing its compare-and-set');
+    type Revoked = { grant: RefreshGrant; accessTokens: readonly { jti: string; exp: number }[] } | null;
+    const { result } = await this.#families.mutate<Revoked>(
+      familyId,
+      (record) => {
+        if (record === null || record.data.revoked !== undefined) return keep(null);
+        const family = record.data;
+        if (options.clientId !== undefined && family.grant.clientId !== options.clientId) return keep(null);
+        if (options.token !== undefined) {
+          const hash = this.#hash(options.token);
+          if (!sameHash(hash, family.current.hash) && !(family.previous !== undefined && sameHash(hash, family.previous.hash))) return keep(null);
+        }
+        const revoked: FamilyData = { ...family, previous: undefined, revoked: { at: this.#clock(), reason } };
+        return write(revoked, { grant: family.grant, accessTokens: family.accessTokens });
+      },
+      {
+        attempts: MAX_CAS_ATTEMPTS,
+        exhausted: () => {
+          throw new Error('refresh revocation kept losing its compare-and-set');
+        },
+      },
+    );
+    return result;
   }
 
   familyIdOf(token: string): string | undefined {
@@ -185,18 +238,9 @@ export class RefreshTokens {
 
   /** Live families of a user, or of a user with one client. */
   async families(userId: string, clientId?: string): Promise<{ familyId: string; grant: RefreshGrant }[]> {
-    const prefix = this.#prefix(userId, clientId);
-    const found: { familyId: string; grant: RefreshGrant }[] = [];
-    let after = prefix;
-    for (;;) {
-      const page = await this.#records.list<FamilyData>(COLLECTION, { after, limit: 200 });
-      for (const record of page) {
-        if (!record.id.startsWith(prefix)) return found;
-        if (record.data.revoked === undefined) found.push({ familyId: record.id, grant: record.data.grant });
-      }
-      if (page.length < 200) return found;
-      after = page.at(-1)!.id;
-    }
+    return (await this.#families.findAllBy('user', userId))
+      .filter((record) => record.data.revoked === undefined && (clientId === undefined || record.data.grant.clientId === clientId))
+      .map((record) => ({ familyId: record.id, grant: record.data.grant }));
   }
 
   /**
@@ -211,12 +255,12 @@ export class RefreshTokens {
     let deleted = 0;
     let after: string | undefined;
     for (;;) {
-      const page = await this.#records.list<FamilyData>(COLLECTION, { limit: 500, ...(after !== undefined && { after }) });
+      const page = await this.#families.list({ limit: 500, ...(after !== undefined && { after }) });
       const now = this.#clock();
       for (const record of page) {
         const family = record.data;
         const dead = family.revoked !== undefined ? now - family.revoked.at >= revokedKeepMs : now >= family.absoluteExpiresAt || now - family.current.issuedAt >= idleMs;
-        if (dead && (await this.#records.delete(COLLECTION, record.id, record.version))) deleted += 1;
+        if (dead && (await this.#families.delete(record.id, record.version))) deleted += 1;
       }
       if (page.length < 500) return deleted;
       after = page.at(-1)!.id;
@@ -230,7 +274,7 @@ export class RefreshTokens {
 
   async #revokeForReuse(familyId: string, version: number, family: FamilyData, reason: string): Promise<RotationResult<never>> {
     const revoked = { ...family, previous: undefined, revoked: { at: this.#clock(), reason } } as FamilyData;
-    if ((await this.#records.update(COLLECTION, familyId, version, revoked)) === null) {
+    if ((await this.#families.update(familyId, version, revoked)) === null) {
       // Changed meanwhile: whoever changed it decides; re-run as a revocation.
       const outcome = await this.revokeFamily(familyId, reason);
       if (outcome === null) return { outcome: 'invalid', reason: 'revoked' };

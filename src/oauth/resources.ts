@@ -12,7 +12,8 @@
  * creating resources with the same scope at once cannot both win.
  */
 import type { Ledger } from '../audit/index.ts';
-import type { Clock, RecordStore, StoredRecord } from '../store/index.ts';
+import { Type } from '@sinclair/typebox';
+import { collection, typeboxCodec, type Clock, type Codec, type Collection, type RecordStore } from '../store/index.ts';
 import { OIDC_SCOPES } from './scopes.ts';
 
 const RESOURCES = 'oauth_resources';
@@ -39,6 +40,26 @@ export interface ResourceServer {
   /** ms since the epoch. */
   readonly createdAt: number;
 }
+
+/** As stored: `clients` is absent in records made before resources had clients (none). */
+type StoredResource = Omit<ResourceServer, 'clients'> & { readonly clients?: readonly string[] };
+
+const resourceCodec: Codec<StoredResource> = typeboxCodec(
+  Type.Object({
+    uri: Type.String(),
+    scopes: Type.Array(Type.String()),
+    accessTokenAlg: Type.Optional(Type.Union(RESOURCE_TOKEN_ALGORITHMS.map((alg) => Type.Literal(alg)))),
+    clients: Type.Optional(Type.Array(Type.String())),
+    createdAt: Type.Number(),
+  }),
+);
+
+/** Which resource holds a scope (scope names are unique across resources). */
+interface ScopeClaim {
+  readonly uri: string;
+}
+
+const scopeClaimCodec: Codec<ScopeClaim> = typeboxCodec(Type.Object({ uri: Type.String() }));
 
 export interface NewResourceServer {
   readonly uri: string;
@@ -84,7 +105,8 @@ export interface ResourceChangeContext {
 }
 
 export class ResourceRegistry {
-  readonly #records: RecordStore;
+  readonly #resources: Collection<StoredResource>;
+  readonly #scopeClaims: Collection<ScopeClaim>;
   readonly #ledger: Ledger;
   readonly #clock: Clock;
   readonly #cacheMs: number;
@@ -97,7 +119,8 @@ export class ResourceRegistry {
    * effect here within this time.
    */
   constructor(options: { records: RecordStore; ledger: Ledger; clock: Clock; cacheMs?: number }) {
-    this.#records = options.records;
+    this.#resources = collection(options.records, { name: RESOURCES, codec: resourceCodec });
+    this.#scopeClaims = collection(options.records, { name: SCOPE_CLAIMS, codec: scopeClaimCodec });
     this.#ledger = options.ledger;
     this.#clock = options.clock;
     this.#cacheMs = options.cacheMs ?? 1000;
@@ -120,14 +143,14 @@ export class ResourceRegistry {
     if (input.accessTokenAlg !== undefined && !isAlgorithm(input.accessTokenAlg)) throw new ResourceRegistryError('invalid', `access token algorithm ${input.accessTokenAlg.slice(0, 20)} is not one of ${RESOURCE_TOKEN_ALGORITHMS.join(', ')}`);
     const clients = [...new Set(input.clients ?? [])];
     if (clients.length > MAX_CLIENTS) throw new ResourceRegistryError('invalid', `a resource has at most ${MAX_CLIENTS} clients`);
-    if ((await this.#records.get(RESOURCES, input.uri)) !== null) throw new ResourceRegistryError('exists', `resource ${input.uri} already exists`);
+    if ((await this.#resources.get(input.uri)) !== null) throw new ResourceRegistryError('exists', `resource ${input.uri} already exists`);
     // Claim each scope first (create-if-absent): a scope another resource
     // holds, or wins meanwhile, stops this one, and our claims are undone.
     const claimed: string[] = [];
     for (const scope of scopes) {
-      if (!(await this.#records.create(SCOPE_CLAIMS, scope, { uri: input.uri }))) {
+      if (!(await this.#scopeClaims.create(scope, { uri: input.uri }))) {
         await this.#release(claimed, input.uri);
-        const owner = (await this.#records.get<{ uri: string }>(SCOPE_CLAIMS, scope))?.data.uri;
+        const owner = (await this.#scopeClaims.get(scope))?.data.uri;
         throw new ResourceRegistryError('scope_taken', `scope ${scope} already belongs to resource ${owner ?? '(another resource)'}; scope names are unique across resources`);
       }
       claimed.push(scope);
@@ -139,7 +162,7 @@ export class ResourceRegistry {
       clients,
       createdAt: this.#clock(),
     };
-    if (!(await this.#records.create(RESOURCES, input.uri, resource))) {
+    if (!(await this.#resources.create(input.uri, resource))) {
       await this.#release(claimed, input.uri);
       throw new ResourceRegistryError('exists', `resource ${input.uri} already exists`);
     }
@@ -159,7 +182,7 @@ export class ResourceRegistry {
     const now = performance.now();
     const cached = this.#cache.get(uri);
     if (cached !== undefined && now - cached.readAt < this.#cacheMs) return cached.value;
-    const record: StoredRecord<ResourceServer> | null = await this.#records.get<ResourceServer>(RESOURCES, uri);
+    const record = await this.#resources.get(uri);
     const value = record === null ? null : { ...record.data, clients: record.data.clients ?? [] };
     // Unknown URIs are cached too, but the map is bounded.
     if (this.#cacheMs > 0) {
@@ -175,7 +198,7 @@ export class ResourceRegistry {
     const now = performance.now();
     const cached = this.#scopeCache.get(scope);
     if (cached !== undefined && now - cached.readAt < this.#cacheMs) return cached.owner;
-    const claim = await this.#records.get<{ uri: string }>(SCOPE_CLAIMS, scope);
+    const claim = await this.#scopeClaims.get(scope);
     // A claim whose resource is gone (a create that failed half-way) owns nothing.
     const owner = claim === null || (await this.get(claim.data.uri)) === null ? null : claim.data.uri;
     if (this.#cacheMs > 0) {
@@ -190,7 +213,7 @@ export class ResourceRegistry {
     const all: ResourceServer[] = [];
     let after: string | undefined;
     for (;;) {
-      const page = await this.#records.list<ResourceServer>(RESOURCES, { ...(after !== undefined && { after }), limit: 500 });
+      const page = await this.#resources.list({ ...(after !== undefined && { after }), limit: 500 });
       all.push(...page.map((record) => ({ ...record.data, clients: record.data.clients ?? [] })));
       if (page.length < 500) return all;
       after = page.at(-1)!.id;
@@ -208,9 +231,9 @@ export class ResourceRegistry {
    * `resource.deleted`.
    */
   async delete(uri: string, context: ResourceChangeContext): Promise<boolean> {
-    const record = await this.#records.get<ResourceServer>(RESOURCES, uri);
+    const record = await this.#resources.get(uri);
     if (record === null) return false;
-    if (!(await this.#records.delete(RESOURCES, uri, record.version))) return false;
+    if (!(await this.#resources.delete(uri, record.version))) return false;
     await this.#release(record.data.scopes, uri);
     this.#forget(uri, record.data.scopes);
     await this.#ledger.record({
@@ -226,8 +249,8 @@ export class ResourceRegistry {
   /** Frees scope claims held for `uri` (never another resource's). */
   async #release(scopes: readonly string[], uri: string): Promise<void> {
     for (const scope of scopes) {
-      const claim = await this.#records.get<{ uri: string }>(SCOPE_CLAIMS, scope);
-      if (claim !== null && claim.data.uri === uri) await this.#records.delete(SCOPE_CLAIMS, scope, claim.version);
+      const claim = await this.#scopeClaims.get(scope);
+      if (claim !== null && claim.data.uri === uri) await this.#scopeClaims.delete(scope, claim.version);
     }
   }
 

@@ -12,6 +12,9 @@ import { StoreSchemaError } from './errors.ts';
 export * from './ports.ts';
 export { StoreSchemaError, StoreUnavailableError, TransactionUsageError } from './errors.ts';
 export type { StoreObserver } from './instrumented.ts';
+export { collection, Collection, type CollectionDefinition, type IndexKey, type MutateOptions, type MutateOutcome } from './collections.ts';
+export { compareAndSetLoop, keep, write, type CompareAndSetLoop, type Decision } from './collections-mutate.ts';
+export { codec, typeboxCodec, CodecError, RecordCodecError, type Codec } from './codecs.ts';
 export { createOutboxWorker, outboxRetryDelay } from './outbox-worker.ts';
 export type { OutboxBackoff, OutboxDeliverer, OutboxDelivery, OutboxRunReport, OutboxWorker, OutboxWorkerOptions } from './outbox-worker.ts';
 

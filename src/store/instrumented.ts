@@ -31,7 +31,7 @@ const AUDIT_LOG_OPERATIONS = [
   'cosignatures',
 ] as const satisfies readonly (keyof AuditLogStore)[];
 
-const RECORD_OPERATIONS = ['get', 'create', 'update', 'delete', 'list'] as const satisfies readonly (keyof RecordStore)[];
+const RECORD_OPERATIONS = ['get', 'create', 'update', 'delete', 'list', 'findBy'] as const satisfies readonly (keyof RecordStore)[];
 
 const OUTBOX_OPERATIONS = ['withLease', 'counts', 'pruneDelivered'] as const satisfies readonly (keyof OutboxStore)[];
 

@@ -10,6 +10,10 @@
  *   hot path (sessions, revocation lists, rate-limit counters, replay caches,
  *   one-time codes). Drivers: `memory`, `sqlite` and `redis`.
  *
+ * Features do not call {@link RecordStore} with casts: they reach records
+ * through typed collections (collections.ts), each with a codec, its
+ * secondary indexes and `mutate`, the one compare-and-set loop.
+ *
  * Every driver runs the same contract suite (test/store/*.contract.ts); the
  * promises below are written in MUST terms so that the drivers cannot drift.
  */
@@ -45,6 +49,23 @@ export interface ListOptions {
 }
 
 /**
+ * Secondary-index entries of one record: index name -> the values the record
+ * is found under (a record may have several values, or none, per index).
+ * Names and values are plain strings; an empty list means "not indexed".
+ */
+export type IndexEntries = Readonly<Record<string, readonly string[]>>;
+
+export interface WriteOptions {
+  /**
+   * The record's complete index entries after this write. The store MUST
+   * replace the record's previous entries with exactly these, in the same
+   * atomic operation as the record write (so no reader ever sees the new
+   * data under old entries, nor the reverse); omitted means "no entries".
+   */
+  readonly index?: IndexEntries;
+}
+
+/**
  * Generic versioned documents, the durable store's general-purpose table.
  * Later features add their own tables through migrations; this one carries
  * what needs no schema of its own.
@@ -62,13 +83,20 @@ export interface ListOptions {
 export interface RecordStore {
   get<T = unknown>(collection: string, id: string): Promise<StoredRecord<T> | null>;
   /** Returns false, and changes nothing, when the record already exists. */
-  create(collection: string, id: string, data: unknown): Promise<boolean>;
+  create(collection: string, id: string, data: unknown, options?: WriteOptions): Promise<boolean>;
   /** Returns the new version, or null (and changes nothing) on a version mismatch or a missing record. */
-  update(collection: string, id: string, expectedVersion: number, data: unknown): Promise<number | null>;
+  update(collection: string, id: string, expectedVersion: number, data: unknown, options?: WriteOptions): Promise<number | null>;
   /** Returns whether a record was deleted. */
   delete(collection: string, id: string, expectedVersion?: number): Promise<boolean>;
   /** Records of one collection in ascending id order. */
   list<T = unknown>(collection: string, options?: ListOptions): Promise<StoredRecord<T>[]>;
+  /**
+   * Records of one collection that were written with `value` among their
+   * entries for `index`, in ascending id order (keyset pagination as
+   * `list`). A deleted record MUST NOT be returned; the entries are dropped
+   * with it, in the same atomic operation.
+   */
+  findBy<T = unknown>(collection: string, index: string, value: string, options?: ListOptions): Promise<StoredRecord<T>[]>;
 }
 
 export interface AppliedMigration {

@@ -76,7 +76,7 @@ export function usedInside(): TransactionUsageError {
   );
 }
 
-const RECORD_METHODS = ['get', 'create', 'update', 'delete', 'list'] as const satisfies readonly (keyof RecordStore)[];
+const RECORD_METHODS = ['get', 'create', 'update', 'delete', 'list', 'findBy'] as const satisfies readonly (keyof RecordStore)[];
 const OUTBOX_METHODS = ['add'] as const satisfies readonly (keyof OutboxWriter)[];
 
 /**

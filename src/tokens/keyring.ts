@@ -20,7 +20,7 @@ import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } fr
 import { promisify } from 'node:util';
 import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
 import type { AuditEvent, Ledger } from '../audit/index.ts';
-import type { Clock, RecordStore, StoredRecord } from '../store/index.ts';
+import { codec, collection, keep, write, type Clock, type Collection, type RecordStore } from '../store/index.ts';
 import { openSecret, sealSecret } from './sealed.ts';
 
 export type SigningAlgorithm = 'EdDSA' | 'ES256' | 'RS256' | 'PS256';
@@ -363,7 +363,7 @@ function createdEvent(key: NewKey, actorService: string): AuditEvent {
 }
 
 export class Keyring {
-  readonly #records: RecordStore;
+  readonly #documents: Collection<KeyringDocument>;
   readonly #masterKey: Uint8Array;
   readonly #clock: Clock;
   readonly #policy: KeyringPolicy;
@@ -376,7 +376,7 @@ export class Keyring {
   #ticking = false;
 
   private constructor(options: KeyringOptions) {
-    this.#records = options.records;
+    this.#documents = collection(options.records, { name: COLLECTION, codec: codec(parseDocument) });
     this.#masterKey = options.masterKey;
     this.#clock = options.clock;
     const { rotationIntervalMs, jwksMaxAgeSeconds, maxTokenLifetimeSeconds, refreshMs } = options.policy;
@@ -562,25 +562,30 @@ export class Keyring {
    * the winner's keys (and usually finds nothing left to do).
    */
   async #change<T>(plan: (keys: readonly StoredKey[], now: number) => Promise<Change<T> | null>): Promise<T | null> {
-    for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
-      const record = await this.#read();
-      await this.#apply(record);
-      const change = await plan(record?.data.keys ?? [], this.#clock());
-      if (change === null) return null;
-      const document: KeyringDocument = { format: DOCUMENT_FORMAT, keys: change.keys };
-      const version = record === null ? ((await this.#records.create(COLLECTION, DOCUMENT_ID, document)) ? 1 : null) : await this.#records.update(COLLECTION, DOCUMENT_ID, record.version, document);
-      if (version === null) continue;
-      for (const key of change.created) this.#opened.set(key.stored.kid, key.opened);
-      await this.#apply({ version, data: document });
-      if (this.#ledger !== undefined && change.events.length > 0) await this.#ledger.recordAll(change.events);
-      return change.result(this);
-    }
-    throw new KeyringError('the signing keys kept changing under this instance; try again');
+    const outcome = await this.#documents.mutate<Change<T> | null>(
+      DOCUMENT_ID,
+      async (record) => {
+        await this.#apply(record);
+        const change = await plan(record?.data.keys ?? [], this.#clock());
+        return change === null ? keep(null) : write({ format: DOCUMENT_FORMAT, keys: change.keys }, change);
+      },
+      {
+        attempts: MAX_WRITE_ATTEMPTS,
+        exhausted: () => {
+          throw new KeyringError('the signing keys kept changing under this instance; try again');
+        },
+      },
+    );
+    const change = outcome.result;
+    if (!outcome.written || change === null || outcome.record === null) return null;
+    for (const key of change.created) this.#opened.set(key.stored.kid, key.opened);
+    await this.#apply(outcome.record);
+    if (this.#ledger !== undefined && change.events.length > 0) await this.#ledger.recordAll(change.events);
+    return change.result(this);
   }
 
   async #read(): Promise<{ version: number; data: KeyringDocument } | null> {
-    const record: StoredRecord | null = await this.#records.get(COLLECTION, DOCUMENT_ID);
-    return record === null ? null : { version: record.version, data: parseDocument(record.data) };
+    return this.#documents.get(DOCUMENT_ID);
   }
 
   /** Takes up a document read from the store, unless a newer one is already in use. */

@@ -3,11 +3,12 @@
  * of resources (RFC 8707 audiences) the user approved (OIDC Core section
  * 3.1.2.4). A request within both sets needs no new consent; a wider one,
  * or one for another resource, asks again (RFC 9700 section 2.3). The user withdraws it from the
- * account page. Stored durably: `consents/<user>:<client>`, so one user's
- * consents are one id range.
+ * account page. Stored durably: `consents/<user>:<client>`, found by user
+ * and by client through the collection's indexes.
  */
 import type { Ledger } from '../../audit/index.ts';
-import type { Clock, RecordStore } from '../../store/index.ts';
+import { Type } from '@sinclair/typebox';
+import { collection, keep, typeboxCodec, write, type Clock, type Codec, type Collection, type RecordStore } from '../../store/index.ts';
 
 const COLLECTION = 'consents';
 const MAX_CAS_ATTEMPTS = 8;
@@ -23,6 +24,25 @@ export interface Consent {
 
 type ConsentData = Consent;
 
+const consentCodec: Codec<ConsentData> = typeboxCodec(
+  Type.Object({
+    userId: Type.String(),
+    clientId: Type.String(),
+    scopes: Type.Array(Type.String()),
+    resources: Type.Optional(Type.Array(Type.String())),
+    grantedAt: Type.Number(),
+  }),
+);
+
+/** Consents by user (the account page) and by client (migration 5 backfills both). */
+function consents(records: RecordStore): Collection<ConsentData, 'user' | 'client'> {
+  return collection(records, {
+    name: COLLECTION,
+    codec: consentCodec,
+    indexes: { user: (consent) => consent.userId, client: (consent) => consent.clientId },
+  });
+}
+
 const consentId = (userId: string, clientId: string) => `${userId}:${clientId}`;
 
 function coversAll(consent: ConsentData, scopes: readonly string[], resources: readonly string[]): boolean {
@@ -31,68 +51,63 @@ function coversAll(consent: ConsentData, scopes: readonly string[], resources: r
 }
 
 export class Consents {
-  readonly #records: RecordStore;
+  readonly #consents: Collection<ConsentData, 'user' | 'client'>;
   readonly #clock: Clock;
   readonly #ledger: Ledger;
 
   constructor(options: { records: RecordStore; clock: Clock; ledger: Ledger }) {
-    this.#records = options.records;
+    this.#consents = consents(options.records);
     this.#clock = options.clock;
     this.#ledger = options.ledger;
   }
 
   /** Whether the user already approved every one of `scopes`, and of `resources`, for this client. */
   async covers(userId: string, clientId: string, scopes: readonly string[], resources: readonly string[] = []): Promise<boolean> {
-    const record = await this.#records.get<ConsentData>(COLLECTION, consentId(userId, clientId));
+    const record = await this.#consents.get(consentId(userId, clientId));
     return record !== null && coversAll(record.data, scopes, resources);
   }
 
   /** Adds `scopes` and `resources` to what the user approved for the client. */
   async grant(userId: string, clientId: string, scopes: readonly string[], audit: { requestId?: string; ip?: string }, resources: readonly string[] = []): Promise<void> {
-    const id = consentId(userId, clientId);
-    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-      const record = await this.#records.get<ConsentData>(COLLECTION, id);
-      // Approving again what is already approved (prompt=consent) changes
-      // nothing to store, so it costs no durable write; it is still recorded.
-      const covered = record !== null && coversAll(record.data, scopes, resources);
-      if (covered) {
-        await this.#ledger.record({ type: 'consent.granted', outcome: 'success', actorUserId: userId, clientId, ...audit, detail: { scope: scopes.join(' ').slice(0, 256), renewed: true } });
-        return;
-      }
-      const data: ConsentData = {
-        userId,
-        clientId,
-        scopes: [...new Set([...(record?.data.scopes ?? []), ...scopes])].sort(),
-        resources: [...new Set([...(record?.data.resources ?? []), ...resources])].sort(),
-        grantedAt: this.#clock(),
-      };
-      const written = record === null ? await this.#records.create(COLLECTION, id, data) : (await this.#records.update(COLLECTION, id, record.version, data)) !== null;
-      if (written) {
-        await this.#ledger.record({ type: 'consent.granted', outcome: 'success', actorUserId: userId, clientId, ...audit, detail: { scope: scopes.join(' ').slice(0, 256) } });
-        return;
-      }
-    }
-    throw new Error('consent kept losing its compare-and-set');
+    const { result } = await this.#consents.mutate(
+      consentId(userId, clientId),
+      (record) => {
+        // Approving again what is already approved (prompt=consent) changes
+        // nothing to store, so it costs no durable write; it is still recorded.
+        if (record !== null && coversAll(record.data, scopes, resources)) return keep('renewed' as const);
+        const data: ConsentData = {
+          userId,
+          clientId,
+          scopes: [...new Set([...(record?.data.scopes ?? []), ...scopes])].sort(),
+          resources: [...new Set([...(record?.data.resources ?? []), ...resources])].sort(),
+          grantedAt: this.#clock(),
+        };
+        return write(data, 'granted' as const);
+      },
+      {
+        attempts: MAX_CAS_ATTEMPTS,
+        exhausted: () => {
+          throw new Error('consent kept losing its compare-and-set');
+        },
+      },
+    );
+    await this.#ledger.record({
+      type: 'consent.granted',
+      outcome: 'success',
+      actorUserId: userId,
+      clientId,
+      ...audit,
+      detail: { scope: scopes.join(' ').slice(0, 256), ...(result === 'renewed' && { renewed: true }) },
+    });
   }
 
   async list(userId: string): Promise<Consent[]> {
-    const prefix = `${userId}:`;
-    const found: Consent[] = [];
-    let after = prefix;
-    for (;;) {
-      const page = await this.#records.list<ConsentData>(COLLECTION, { after, limit: 200 });
-      for (const record of page) {
-        if (!record.id.startsWith(prefix)) return found;
-        found.push(record.data);
-      }
-      if (page.length < 200) return found;
-      after = page.at(-1)!.id;
-    }
+    return (await this.#consents.findAllBy('user', userId)).map((record) => record.data);
   }
 
   /** Withdraws the user's consent for a client; resolves whether there was one. */
   async revoke(userId: string, clientId: string, audit: { requestId?: string; ip?: string }): Promise<boolean> {
-    const deleted = await this.#records.delete(COLLECTION, consentId(userId, clientId));
+    const deleted = await this.#consents.delete(consentId(userId, clientId));
     if (deleted) await this.#ledger.record({ type: 'consent.revoked', outcome: 'success', actorUserId: userId, clientId, ...audit });
     return deleted;
   }

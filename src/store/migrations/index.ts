@@ -197,6 +197,64 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX outbox_due ON outbox (next_attempt_at, id) WHERE delivered_at IS NULL;
       CREATE INDEX outbox_delivered ON outbox (delivered_at) WHERE delivered_at IS NOT NULL;`,
   },
+  {
+    version: 5,
+    name: 'record indexes',
+    // Secondary indexes of `records` (by user, by client, ...): one row per
+    // (record, index, value), written by the store in the same atomic
+    // operation as the record. The backfill indexes what earlier versions
+    // stored, with the same rules as the collections that define these
+    // indexes (src/oauth: refresh families and consents by user and client).
+    sqlite: `
+      CREATE TABLE record_index (
+        collection TEXT NOT NULL,
+        index_name TEXT NOT NULL,
+        index_value TEXT NOT NULL,
+        id TEXT NOT NULL,
+        PRIMARY KEY (collection, index_name, index_value, id)
+      ) WITHOUT ROWID;
+      CREATE INDEX record_index_by_record ON record_index (collection, id);
+      -- A changed or deleted record loses its entries inside the same
+      -- statement (the writer then adds the new ones in its transaction), so
+      -- a write that indexes nothing stays one statement.
+      CREATE TRIGGER records_unindex_on_update AFTER UPDATE ON records
+        BEGIN DELETE FROM record_index WHERE collection = OLD.collection AND id = OLD.id; END;
+      CREATE TRIGGER records_unindex_on_delete AFTER DELETE ON records
+        BEGIN DELETE FROM record_index WHERE collection = OLD.collection AND id = OLD.id; END;
+      INSERT INTO record_index (collection, index_name, index_value, id)
+        SELECT collection, 'user', json_extract(data, '$.grant.userId'), id FROM records
+        WHERE collection = 'refresh-families' AND json_type(data, '$.grant.userId') = 'text';
+      INSERT INTO record_index (collection, index_name, index_value, id)
+        SELECT collection, 'client', json_extract(data, '$.grant.clientId'), id FROM records
+        WHERE collection = 'refresh-families' AND json_type(data, '$.grant.clientId') = 'text';
+      INSERT INTO record_index (collection, index_name, index_value, id)
+        SELECT collection, 'user', json_extract(data, '$.userId'), id FROM records
+        WHERE collection = 'consents' AND json_type(data, '$.userId') = 'text';
+      INSERT INTO record_index (collection, index_name, index_value, id)
+        SELECT collection, 'client', json_extract(data, '$.clientId'), id FROM records
+        WHERE collection = 'consents' AND json_type(data, '$.clientId') = 'text';`,
+    postgres: `
+      CREATE TABLE record_index (
+        collection text COLLATE "C" NOT NULL,
+        index_name text COLLATE "C" NOT NULL,
+        index_value text COLLATE "C" NOT NULL,
+        id text COLLATE "C" NOT NULL,
+        PRIMARY KEY (collection, index_name, index_value, id)
+      );
+      CREATE INDEX record_index_by_record ON record_index (collection, id);
+      INSERT INTO record_index (collection, index_name, index_value, id)
+        SELECT collection, 'user', data->'grant'->>'userId', id FROM records
+        WHERE collection = 'refresh-families' AND jsonb_typeof(data->'grant'->'userId') = 'string';
+      INSERT INTO record_index (collection, index_name, index_value, id)
+        SELECT collection, 'client', data->'grant'->>'clientId', id FROM records
+        WHERE collection = 'refresh-families' AND jsonb_typeof(data->'grant'->'clientId') = 'string';
+      INSERT INTO record_index (collection, index_name, index_value, id)
+        SELECT collection, 'user', data->>'userId', id FROM records
+        WHERE collection = 'consents' AND jsonb_typeof(data->'userId') = 'string';
+      INSERT INTO record_index (collection, index_name, index_value, id)
+        SELECT collection, 'client', data->>'clientId', id FROM records
+        WHERE collection = 'consents' AND jsonb_typeof(data->'clientId') = 'string';`,
+  },
 ];
 
 export type Dialect = 'sqlite' | 'postgres';

@@ -7,7 +7,7 @@ import { TransactionScope, assertOutsideTransaction, runInScope, scopedView } fr
 import { PostgresAuditLog } from './audit-log.ts';
 import { PostgresOutboxStore, PostgresOutboxWriter } from './outbox.ts';
 import { PostgresRecordStore } from './records.ts';
-import { schemaLockKey, sqlState, type Query } from './sql.ts';
+import { queryConfig, schemaLockKey, sqlState, type Query, type QueryOptions } from './sql.ts';
 
 export interface PostgresDurableStoreOptions {
   readonly url: string; // postgres://user[:pass]@host:port/db
@@ -86,7 +86,7 @@ class PostgresDurableStore implements DurableStore {
     this.#pool = pool;
     this.#target = target;
     this.#clock = clock;
-    this.records = new PostgresRecordStore((sql, params) => this.#query(sql, params), clock);
+    this.records = new PostgresRecordStore((sql, params, options) => this.#query(sql, params, options), clock);
     this.auditLog = new PostgresAuditLog(
       (sql, params) => this.#query(sql, params),
       (work) => this.#transaction(work),
@@ -149,9 +149,9 @@ class PostgresDurableStore implements DurableStore {
   }
 
   #view(client: PoolClient, scope: TransactionScope): DurableTransaction {
-    const query: Query = async (sql, params) => {
+    const query: Query = async (sql, params, options) => {
       try {
-        return await client.query(sql, params as unknown[] | undefined);
+        return await client.query(queryConfig(sql, params, options));
       } catch (error) {
         throw this.#translate(error);
       }
@@ -212,11 +212,11 @@ class PostgresDurableStore implements DurableStore {
     return this.#closing;
   }
 
-  async #query<R extends QueryResultRow>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+  async #query<R extends QueryResultRow>(sql: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>> {
     this.#assertOpen();
     assertOutsideTransaction(this.#pool);
     try {
-      return await this.#pool.query<R>(sql, params as unknown[] | undefined);
+      return await this.#pool.query<R>(queryConfig(sql, params, options));
     } catch (error) {
       throw this.#translate(error);
     }

@@ -1,6 +1,9 @@
-import type { Clock, ListOptions, RecordStore, StoredRecord } from '../ports.ts';
+import type { Clock, ListOptions, RecordStore, StoredRecord, WriteOptions } from '../ports.ts';
 import { assertExpectedVersion, listLimit } from '../errors.ts';
-import { toJson, writeData, type Query } from './sql.ts';
+import { toJson, writeData, type Query, type QueryOptions } from './sql.ts';
+import { CREATE_SQL, DELETE_SQL, DELETE_VERSIONED_SQL, FIND_BY_AFTER_SQL, FIND_BY_SQL, UPDATE_SQL, indexArrays } from './record-index-sql.ts';
+
+const PREPARED: QueryOptions = { prepared: true };
 
 interface RecordRow {
   collection: string;
@@ -34,31 +37,29 @@ export class PostgresRecordStore implements RecordStore {
     return row === undefined ? null : toRecord<T>(row);
   }
 
-  async create(collection: string, id: string, data: unknown): Promise<boolean> {
+  async create(collection: string, id: string, data: unknown, options?: WriteOptions): Promise<boolean> {
     if (!storableKey(collection, id)) throw new TypeError('record collection and id cannot contain NUL characters in PostgreSQL');
+    const { names, values } = indexArrays(options);
     const now = this.#clock();
     // ON CONFLICT DO NOTHING makes "insert if absent" one statement: of racing
-    // creates, the primary key lets exactly one row in, with no error for the rest.
-    const result = await writeData(() =>
-      this.#query(
-        `INSERT INTO records (${RECORD_COLUMNS}) VALUES ($1, $2, 1, $3::jsonb, $4, $4) ON CONFLICT (collection, id) DO NOTHING`,
-        [collection, id, toJson(data), now],
-      ),
-    );
-    return result.rowCount === 1;
+    // creates, the primary key lets exactly one row in, with no error for the
+    // rest. The index entries are written by the same statement, so they
+    // exist exactly when the record does; `purge` drops entries a racing
+    // delete of an earlier record with this id may have left behind.
+    const { rows } = await writeData(() => this.#query<{ created: number }>(CREATE_SQL, [collection, id, toJson(data), now, names, values], PREPARED));
+    return rows[0]?.created === 1;
   }
 
-  async update(collection: string, id: string, expectedVersion: number, data: unknown): Promise<number | null> {
+  async update(collection: string, id: string, expectedVersion: number, data: unknown, options?: WriteOptions): Promise<number | null> {
     assertExpectedVersion(expectedVersion);
     const json = toJson(data);
+    const { names, values } = indexArrays(options);
     if (!storableKey(collection, id)) return null;
     // Under READ COMMITTED a racing UPDATE waits for the row lock and then
-    // re-checks `version` against the committed row, so only one writer wins.
+    // re-checks `version` against the committed row, so only one writer wins;
+    // the index CTEs act only through `upd`, so only the winner's entries land.
     const { rows } = await writeData(() =>
-      this.#query<{ version: string }>(
-        'UPDATE records SET version = version + 1, data = $4::jsonb, updated_at = $5 WHERE collection = $1 AND id = $2 AND version = $3 RETURNING version',
-        [collection, id, expectedVersion, json, this.#clock()],
-      ),
+      this.#query<{ version: string }>(UPDATE_SQL, [collection, id, expectedVersion, names, values, json, this.#clock()], PREPARED),
     );
     const row = rows[0];
     return row === undefined ? null : Number(row.version);
@@ -67,11 +68,22 @@ export class PostgresRecordStore implements RecordStore {
   async delete(collection: string, id: string, expectedVersion?: number): Promise<boolean> {
     if (expectedVersion !== undefined) assertExpectedVersion(expectedVersion);
     if (!storableKey(collection, id)) return false;
-    const result =
+    // The entries go with the record, in the same statement.
+    const { rows } =
       expectedVersion === undefined
-        ? await this.#query('DELETE FROM records WHERE collection = $1 AND id = $2', [collection, id])
-        : await this.#query('DELETE FROM records WHERE collection = $1 AND id = $2 AND version = $3', [collection, id, expectedVersion]);
-    return result.rowCount === 1;
+        ? await this.#query<{ deleted: number }>(DELETE_SQL, [collection, id], PREPARED)
+        : await this.#query<{ deleted: number }>(DELETE_VERSIONED_SQL, [collection, id, expectedVersion], PREPARED);
+    return rows[0]?.deleted === 1;
+  }
+
+  async findBy<T>(collection: string, index: string, value: string, options: ListOptions = {}): Promise<StoredRecord<T>[]> {
+    const limit = listLimit(options.limit);
+    if (!storableKey(collection, index, value)) return [];
+    const { rows } =
+      options.after === undefined
+        ? await this.#query<RecordRow>(FIND_BY_SQL, [collection, index, value, limit])
+        : await this.#query<RecordRow>(FIND_BY_AFTER_SQL, [collection, index, value, storableAfter(options.after), limit]);
+    return rows.map((row) => toRecord<T>(row));
   }
 
   async list<T>(collection: string, options: ListOptions = {}): Promise<StoredRecord<T>[]> {

@@ -1,10 +1,34 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
+import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { StoreSchemaError } from '../errors.ts';
 
 /** Runs one statement: on the pool, or on a transaction's connection. */
-export type Query = <R extends QueryResultRow>(sql: string, params?: readonly unknown[]) => Promise<QueryResult<R>>;
+export type Query = <R extends QueryResultRow>(sql: string, params?: readonly unknown[], options?: QueryOptions) => Promise<QueryResult<R>>;
+
+export interface QueryOptions {
+  /**
+   * Run as a named prepared statement, planned once per connection: for the
+   * record writes whose CTEs (record-index-sql.ts) would otherwise be planned
+   * again on every call.
+   */
+  readonly prepared?: boolean;
+}
+
+/** What pg runs for one statement; a prepared one is named after its text, so the same text gets the same name on every connection. */
+export function queryConfig(sql: string, params: readonly unknown[] | undefined, options: QueryOptions | undefined): QueryConfig {
+  return options?.prepared === true ? { name: statementName(sql), text: sql, values: params as unknown[] } : { text: sql, values: params as unknown[] | undefined };
+}
+
+const statementNames = new Map<string, string>();
+function statementName(sql: string): string {
+  let name = statementNames.get(sql);
+  if (name === undefined) {
+    name = `portcullis_${createHash('sha256').update(sql).digest('hex').slice(0, 16)}`;
+    statementNames.set(sql, name);
+  }
+  return name;
+}
 
 /**
  * Serialised here, not by pg: pg would turn a top-level array into a

@@ -152,6 +152,26 @@ export class SqliteDatabase {
     }
   }
 
+  /**
+   * Runs `work` atomically: in its own immediate transaction, or, when a
+   * transaction is already open on this connection (a caller's unit of
+   * work), in a savepoint of it, so that a multi-statement write joins the
+   * caller's transaction instead of failing on a nested BEGIN.
+   */
+  atomic<T>(work: () => T): T {
+    if (!this.#db.isTransaction) return this.transaction(work);
+    this.#db.exec('SAVEPOINT portcullis_atomic');
+    try {
+      const result = work();
+      this.#db.exec('RELEASE portcullis_atomic');
+      return result;
+    } catch (error) {
+      this.#db.exec('ROLLBACK TO portcullis_atomic');
+      this.#db.exec('RELEASE portcullis_atomic');
+      throw error;
+    }
+  }
+
   close(): void {
     if (this.#closed) return;
     this.#closed = true;

@@ -9,7 +9,9 @@ import {
   type OutboxStore,
   type RecordStore,
   type StoredRecord,
+  type WriteOptions,
 } from '../ports.ts';
+import { indexRows, type IndexRow } from '../collections-index.ts';
 import { listLimit } from '../errors.ts';
 import { migrationChecksum, pendingMigrations, type AppliedRow } from '../migrations/index.ts';
 import { scopedView } from '../transaction-scope.ts';
@@ -133,28 +135,47 @@ class SqliteRecordStore implements RecordStore {
     }, 'read');
   }
 
-  async create(collection: string, id: string, data: unknown): Promise<boolean> {
+  async create(collection: string, id: string, data: unknown, options?: WriteOptions): Promise<boolean> {
     const json = toJson(data);
+    const entries = indexRows(options?.index);
     return this.#run(() => {
       const now = this.#clock();
-      const result = this.#db
-        .statement('INSERT INTO records (collection, id, version, data, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT DO NOTHING')
-        .run(collection, id, json, now, now);
-      return result.changes === 1;
+      const insert = () =>
+        this.#db
+          .statement('INSERT INTO records (collection, id, version, data, created_at, updated_at) VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT DO NOTHING')
+          .run(collection, id, json, now, now).changes === 1;
+      // A record's entries are written with it or not at all; with none to
+      // write, the insert alone is atomic (a delete drops entries with the record).
+      if (entries.length === 0) return insert();
+      return this.#db.atomic(() => {
+        if (!insert()) return false;
+        this.#writeIndex(collection, id, entries);
+        return true;
+      });
     });
   }
 
-  async update(collection: string, id: string, expectedVersion: number, data: unknown): Promise<number | null> {
+  async update(collection: string, id: string, expectedVersion: number, data: unknown, options?: WriteOptions): Promise<number | null> {
     const json = toJson(data);
+    const entries = indexRows(options?.index);
     return this.#run(() => {
-      const result = this.#db
-        .statement('UPDATE records SET version = version + 1, data = ?, updated_at = ? WHERE collection = ? AND id = ? AND version = ?')
-        .run(json, this.#clock(), collection, id, expectedVersion);
-      return result.changes === 1 ? expectedVersion + 1 : null;
+      // The update trigger (migration 5) drops the old entries in the same
+      // statement; new ones are added in the same transaction.
+      const update = () =>
+        this.#db
+          .statement('UPDATE records SET version = version + 1, data = ?, updated_at = ? WHERE collection = ? AND id = ? AND version = ?')
+          .run(json, this.#clock(), collection, id, expectedVersion).changes === 1;
+      if (entries.length === 0) return update() ? expectedVersion + 1 : null;
+      return this.#db.atomic(() => {
+        if (!update()) return null;
+        this.#writeIndex(collection, id, entries);
+        return expectedVersion + 1;
+      });
     });
   }
 
   async delete(collection: string, id: string, expectedVersion?: number): Promise<boolean> {
+    // The delete trigger (migration 5) drops the entries in the same statement.
     return this.#run(() => {
       const result =
         expectedVersion === undefined
@@ -162,6 +183,25 @@ class SqliteRecordStore implements RecordStore {
           : this.#db.statement('DELETE FROM records WHERE collection = ? AND id = ? AND version = ?').run(collection, id, expectedVersion);
       return result.changes === 1;
     });
+  }
+
+  async findBy<T>(collection: string, index: string, value: string, options: ListOptions = {}): Promise<StoredRecord<T>[]> {
+    const limit = listLimit(options.limit);
+    const select =
+      'SELECT r.* FROM record_index i JOIN records r ON r.collection = i.collection AND r.id = i.id WHERE i.collection = ? AND i.index_name = ? AND i.index_value = ?';
+    return this.#run(() => {
+      const rows = (
+        options.after === undefined
+          ? this.#db.statement(`${select} ORDER BY i.id LIMIT ?`).all(collection, index, value, limit)
+          : this.#db.statement(`${select} AND i.id > ? ORDER BY i.id LIMIT ?`).all(collection, index, value, options.after, limit)
+      ) as unknown as RecordRow[];
+      return rows.map((row) => toRecord<T>(row));
+    }, 'read');
+  }
+
+  #writeIndex(collection: string, id: string, entries: readonly IndexRow[]): void {
+    const insert = this.#db.statement('INSERT INTO record_index (collection, index_name, index_value, id) VALUES (?, ?, ?, ?)');
+    for (const entry of entries) insert.run(collection, entry.name, entry.value, id);
   }
 
   async list<T>(collection: string, options: ListOptions = {}): Promise<StoredRecord<T>[]> {
