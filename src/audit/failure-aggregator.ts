@@ -9,13 +9,17 @@
  * network and window, each carrying the count so far.
  */
 import { createHash } from 'node:crypto';
+import type { DomainEvent, DomainEvents } from '../events/index.ts';
 import type { Clock, HotStore } from '../store/index.ts';
-import type { AuditEvent } from './events.ts';
 import { truncateIp } from './ip.ts';
-import type { Ledger } from './ledger.ts';
+
+/** The failures that are counted, not recorded one by one. */
+export type AggregatedFailureType = 'admin.auth.failed' | 'metrics.auth.failed' | 'client.auth.failed' | 'registration.auth.failed' | 'auth.login.failed';
+export type AggregatedFailure = DomainEvent<AggregatedFailureType>;
 
 export interface FailureAggregatorOptions {
-  readonly ledger: Pick<Ledger, 'record'>;
+  /** Where the counted entries go (the ledger subscribes). */
+  readonly events: Pick<DomainEvents, 'emit'>;
   readonly hot: HotStore;
   readonly clock: Clock;
   /** Length of a counting window (default one minute). */
@@ -30,13 +34,13 @@ function isPowerOfTen(count: number): boolean {
 }
 
 export class FailureAggregator {
-  readonly #ledger: Pick<Ledger, 'record'>;
+  readonly #events: Pick<DomainEvents, 'emit'>;
   readonly #hot: HotStore;
   readonly #clock: Clock;
   readonly #windowMs: number;
 
   constructor(options: FailureAggregatorOptions) {
-    this.#ledger = options.ledger;
+    this.#events = options.events;
     this.#hot = options.hot;
     this.#clock = options.clock;
     this.#windowMs = options.windowMs ?? 60_000;
@@ -50,13 +54,13 @@ export class FailureAggregator {
    * The increment is atomic in the hot store, so exactly one instance sees
    * each of those counts.
    */
-  async record(event: AuditEvent): Promise<number> {
+  async record(event: AggregatedFailure): Promise<number> {
     const now = event.time ?? this.#clock();
     const windowStart = now - (now % this.#windowMs);
     // Kept two windows, so a late increment near the edge still finds its counter.
     const counter = await this.#hot.increment(this.#key(event.type, event.ip, windowStart), this.#windowMs * 2);
     if (!isPowerOfTen(counter.value)) return counter.value;
-    await this.#ledger.record({
+    await this.#events.emit({
       ...event,
       time: now,
       detail: { ...event.detail, aggregated: true, count: counter.value, windowStart: new Date(windowStart).toISOString(), windowSeconds: this.#windowMs / 1000 },
@@ -69,7 +73,7 @@ export class FailureAggregator {
    * window: what a throttle in front of the check reads. Nothing resets it
    * but the end of the window (a success does not).
    */
-  async count(type: AuditEvent['type'], ip: string | undefined): Promise<number> {
+  async count(type: AggregatedFailureType, ip: string | undefined): Promise<number> {
     const now = this.#clock();
     const value = await this.#hot.get(this.#key(type, ip, now - (now % this.#windowMs)));
     return value === null ? 0 : Number(value);
@@ -80,13 +84,13 @@ export class FailureAggregator {
    * client_id a distributed guesser aims at), in the same windows; writes
    * nothing to the ledger (`record` does, per network). Answers the count.
    */
-  async tally(type: AuditEvent['type'], target: string): Promise<number> {
+  async tally(type: AggregatedFailureType, target: string): Promise<number> {
     const now = this.#clock();
     return (await this.#hot.increment(this.#targetKey(type, target, now - (now % this.#windowMs)), this.#windowMs * 2)).value;
   }
 
   /** Failures `tally` counted against this target in the current window; only the end of the window resets it. */
-  async countFor(type: AuditEvent['type'], target: string): Promise<number> {
+  async countFor(type: AggregatedFailureType, target: string): Promise<number> {
     const now = this.#clock();
     const value = await this.#hot.get(this.#targetKey(type, target, now - (now % this.#windowMs)));
     return value === null ? 0 : Number(value);
@@ -98,13 +102,13 @@ export class FailureAggregator {
     return this.#windowMs - (now % this.#windowMs);
   }
 
-  #key(type: AuditEvent['type'], ip: string | undefined, windowStart: number): string {
+  #key(type: AggregatedFailureType, ip: string | undefined, windowStart: number): string {
     const network = (ip !== undefined ? truncateIp(ip) : undefined) ?? 'unknown';
     return `audit:failures:${type}:${network}:${windowStart}`;
   }
 
   /** Hashed: a target is chosen by whoever sends the request, the key stays short and plain. */
-  #targetKey(type: AuditEvent['type'], target: string, windowStart: number): string {
+  #targetKey(type: AggregatedFailureType, target: string, windowStart: number): string {
     return `audit:failures:${type}:target:${createHash('sha256').update(target).digest('base64url')}:${windowStart}`;
   }
 }

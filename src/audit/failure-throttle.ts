@@ -8,13 +8,12 @@
  * attacks"). The caller answers 429 with Retry-After (RFC 6585 section 4,
  * RFC 9110 section 10.2.3).
  */
-import type { AuditEventType } from './events.ts';
-import type { FailureAggregator } from './failure-aggregator.ts';
+import type { AggregatedFailureType, FailureAggregator } from './failure-aggregator.ts';
 
 /** Whole seconds to wait when this network is over the limit for this kind of failure; undefined while it is not. */
 export async function throttledFor(
   failures: Pick<FailureAggregator, 'count' | 'retryAfterMs'>,
-  type: AuditEventType,
+  type: AggregatedFailureType,
   ip: string | undefined,
   limit: number,
 ): Promise<number | undefined> {

@@ -1,6 +1,7 @@
 /**
- * The audit ledger (RFC 9162 Merkle log, C2SP signed checkpoints). Every
- * module records security events through `Ledger.record`, and only there.
+ * The audit ledger (RFC 9162 Merkle log, C2SP signed checkpoints). Modules
+ * emit domain events (src/events); the ledger subscribes through the audit
+ * projection (projection.ts) and is the only writer of entries.
  */
 import type { AuditLogStore, Clock, RecordStore } from '../store/index.ts';
 import { deriveKey } from '../tokens/index.ts';
@@ -11,7 +12,8 @@ import { defaultOrigin, loadOrCreateLogKey } from './log-key.ts';
 export { Ledger, AuditRequestError, type CosignatureResult, type RecordedEntry } from './ledger.ts';
 export { AUDIT_EVENT_TYPES, AuditEventError, decodeEntry, encodeEntry, type AuditEntry, type AuditEvent, type AuditEventType, type AuditOutcome, type AuditDetail } from './events.ts';
 export { AuditBackpressureError } from './group-commit.ts';
-export { FailureAggregator, type FailureAggregatorOptions } from './failure-aggregator.ts';
+export { FailureAggregator, type AggregatedFailure, type AggregatedFailureType, type FailureAggregatorOptions } from './failure-aggregator.ts';
+export { auditEventsOf, auditedEvents, ledgerRecorder } from './projection.ts';
 export { throttledFor } from './failure-throttle.ts';
 export { truncateIp, type IpAddressMode } from './ip.ts';
 export { defaultOrigin, storedLogVerifierKey } from './log-key.ts';

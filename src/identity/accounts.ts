@@ -3,7 +3,8 @@
  * password, disable, delete. Each step checks, acts, and records an audit
  * event; nothing here writes HTML or reads HTTP.
  */
-import type { FailureAggregator, Ledger } from '../audit/index.ts';
+import type { FailureAggregator } from '../audit/index.ts';
+import type { DomainEvents } from '../events/index.ts';
 import type { Decision, HookChains } from '../hooks/index.ts';
 import type { Clock } from '../store/index.ts';
 import { THROTTLE_HOOK, defaultIdentityHooks } from './hooks.ts';
@@ -58,7 +59,7 @@ export class Accounts {
   readonly #hasher: PasswordHasher;
   readonly #sessions: SessionManager;
   readonly #throttle: LoginThrottle;
-  readonly #ledger: Ledger;
+  readonly #events: DomainEvents;
   readonly #clock: Clock;
   readonly #maskIp: (ip: string) => string;
   readonly #devices: DeviceCookies;
@@ -71,7 +72,7 @@ export class Accounts {
    * `allowLoopbackHttpPictures`: development mode, where a picture may be served from http://localhost.
    * `hooks`: the server's chains (login.before, login.after); identity's built-ins alone when absent.
    */
-  constructor(options: { users: UserDirectory; hasher: PasswordHasher; sessions: SessionManager; throttle: LoginThrottle; devices: DeviceCookies; ledger: Ledger; failures: Pick<FailureAggregator, 'record'>; clock: Clock; maskIp: (ip: string) => string; allowLoopbackHttpPictures?: boolean; hooks?: HookChains }) {
+  constructor(options: { users: UserDirectory; hasher: PasswordHasher; sessions: SessionManager; throttle: LoginThrottle; devices: DeviceCookies; events: DomainEvents; failures: Pick<FailureAggregator, 'record'>; clock: Clock; maskIp: (ip: string) => string; allowLoopbackHttpPictures?: boolean; hooks?: HookChains }) {
     this.#hooks = options.hooks ?? defaultIdentityHooks();
     this.#devices = options.devices;
     this.#failures = options.failures;
@@ -80,7 +81,7 @@ export class Accounts {
     this.#hasher = options.hasher;
     this.#sessions = options.sessions;
     this.#throttle = options.throttle;
-    this.#ledger = options.ledger;
+    this.#events = options.events;
     this.#clock = options.clock;
     this.#maskIp = options.maskIp;
   }
@@ -117,7 +118,7 @@ export class Accounts {
     const check = user !== null && !user.disabled && user.passwordHash !== null ? await this.#hasher.verify(user.passwordHash, password) : { ok: await this.#hasher.verifyDummy(password), needsRehash: false };
     if (!check.ok || user === null) {
       const pairLocked = verdict.allowed && verdict.pairAttempts === THROTTLE.pairLimit;
-      await this.#ledger.record({
+      await this.#events.emit({
         type: 'auth.login.failed',
         outcome: 'failure',
         ...(user !== null && { actorUserId: user.id }),
@@ -170,13 +171,13 @@ export class Accounts {
 
   /** A sign-in a hook refused: audited with the handler's name (its reason is free text, so it stays out of the ledger). */
   async #refused(decision: Extract<Decision, { allowed: false }>, point: 'login.before' | 'login.after', audit: { requestId?: string | undefined; traceId?: string | undefined; ip: string; actorUserId?: string }): Promise<LoginResult> {
-    await this.#ledger.record({ type: 'auth.login.failed', outcome: 'denied', ...audit, detail: { reason: 'refused_by_hook', point, hook: decision.handler ?? 'default_deny', ...(decision.fault !== undefined && { fault: decision.fault }) } });
+    await this.#events.emit({ type: 'auth.login.failed', outcome: 'denied', ...audit, detail: { reason: 'refused_by_hook', point, hook: decision.handler ?? 'default_deny', ...(decision.fault !== undefined && { fault: decision.fault }) } });
     return { outcome: 'refused', reason: decision.reason };
   }
 
   /** Records a wrong or refused second-factor answer, on the user's account (the ledger turns the id into its pseudonym). */
   async secondFactorFailed(userId: string, context: RequestContext, reason: 'wrong_second_factor' | 'throttled' = 'wrong_second_factor'): Promise<void> {
-    await this.#ledger.record({
+    await this.#events.emit({
       type: 'auth.login.failed',
       outcome: reason === 'throttled' ? 'denied' : 'failure',
       actorUserId: userId,
@@ -190,7 +191,7 @@ export class Accounts {
   async #signIn(user: User, amr: readonly string[], method: string, context: RequestContext): Promise<NewSession> {
     const audit = { requestId: context.requestId, traceId: context.traceId, ip: context.ip };
     const session = await this.#sessions.create(user.id, { amr, device: context.device ?? 'unknown device', ip: this.#maskIp(context.ip) });
-    await this.#ledger.recordAll([
+    await this.#events.emitAll([
       { type: 'auth.login.succeeded', outcome: 'success', actorUserId: user.id, ...audit, detail: { method, evictedSessions: session.evicted.length } },
       ...session.evicted.map((evicted) => ({ type: 'session.revoked', outcome: 'success', actorUserId: user.id, ...audit, detail: { reason: 'session_limit', session: evicted.slice(0, 12) } }) as const),
     ]);
@@ -218,13 +219,13 @@ export class Accounts {
     const verdict = await this.#throttle.attempt(account, context.ip, device);
     const audit = { actorUserId: userId, requestId: context.requestId, traceId: context.traceId, ip: context.ip };
     if (!verdict.allowed) {
-      await this.#ledger.record({ type: 'auth.login.failed', outcome: 'denied', ...audit, detail: { reason: 'throttled', scope: verdict.scope, step: 'reauthentication' } });
+      await this.#events.emit({ type: 'auth.login.failed', outcome: 'denied', ...audit, detail: { reason: 'throttled', scope: verdict.scope, step: 'reauthentication' } });
       return { outcome: 'throttled', retryAfterSeconds: verdict.retryAfterSeconds, endSession: true };
     }
     const ok = Buffer.byteLength(password) <= MAX_PASSWORD_BYTES && user.passwordHash !== null ? (await this.#hasher.verify(user.passwordHash, password)).ok : await this.#hasher.verifyDummy(password);
     if (!ok) {
       const endSession = verdict.pairAttempts >= THROTTLE.pairLimit || (await this.#throttle.reauthenticationFailed(sessionHandle)) >= THROTTLE.pairLimit;
-      await this.#ledger.record({ type: 'auth.login.failed', outcome: 'failure', ...audit, detail: { reason: 'wrong_password', step: 'reauthentication', locked: endSession } });
+      await this.#events.emit({ type: 'auth.login.failed', outcome: 'failure', ...audit, detail: { reason: 'wrong_password', step: 'reauthentication', locked: endSession } });
       return { outcome: 'wrong_password', endSession };
     }
     await this.#throttle.succeeded(account, context.ip, undefined, device);
@@ -235,7 +236,7 @@ export class Accounts {
   async createUser(email: string, password: string | null, context: { actor: string; requestId?: string }): Promise<User> {
     const passwordHash = password === null ? null : await this.#hasher.hash(checkNewPassword(password, { email }));
     const user = await this.#users.create(email, passwordHash, this.#clock());
-    await this.#ledger.record({ type: 'user.created', outcome: 'success', actorService: context.actor, ...(context.requestId !== undefined && { requestId: context.requestId }), detail: { subject: await this.#ledger.pseudonyms.pseudonym(user.id) } });
+    await this.#events.emit({ type: 'user.created', outcome: 'success', actorService: context.actor, ...(context.requestId !== undefined && { requestId: context.requestId }), userId: user.id });
     return user;
   }
 
@@ -249,7 +250,7 @@ export class Accounts {
     const audit = { actorUserId: userId, requestId: context.requestId, traceId: context.traceId, ip: context.ip };
     const check = await this.reauthenticate(userId, current, context, keepSession);
     if (check.outcome !== 'ok') {
-      await this.#ledger.record({ type: 'user.updated', outcome: 'failure', ...audit, detail: { change: 'password', reason: check.outcome } });
+      await this.#events.emit({ type: 'user.updated', outcome: 'failure', ...audit, detail: { change: 'password', reason: check.outcome } });
       return check;
     }
     const passwordHash = await this.#hasher.hash(checkNewPassword(next, { email: user.email }));
@@ -262,11 +263,11 @@ export class Accounts {
       return won ? { passwordHash, passwordChangedAt: this.#clock() } : {};
     });
     if (!won) {
-      await this.#ledger.record({ type: 'user.updated', outcome: 'failure', ...audit, detail: { change: 'password', reason: 'changed_concurrently' } });
+      await this.#events.emit({ type: 'user.updated', outcome: 'failure', ...audit, detail: { change: 'password', reason: 'changed_concurrently' } });
       return { outcome: 'wrong_password', endSession: false };
     }
     const ended = await this.#sessions.revokeAll(userId, keepSession);
-    await this.#ledger.record({ type: 'user.updated', outcome: 'success', ...audit, detail: { change: 'password', sessionsEnded: ended } });
+    await this.#events.emit({ type: 'user.updated', outcome: 'success', ...audit, detail: { change: 'password', sessionsEnded: ended } });
     return 'changed';
   }
 
@@ -286,7 +287,7 @@ export class Accounts {
     // applications' tokens end too, not only the sessions (tokensNotBefore).
     await this.#users.update(userId, () => ({ passwordHash, passwordChangedAt: now, tokensNotBefore: now }));
     const ended = await this.#sessions.revokeAll(userId);
-    await this.#ledger.record({ type: 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { change: 'password', by: 'admin', sessionsEnded: ended } });
+    await this.#events.emit({ type: 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { change: 'password', by: 'admin', sessionsEnded: ended } });
     return ended;
   }
 
@@ -295,7 +296,7 @@ export class Accounts {
     const user = await this.#users.byId(userId);
     if (user === null) throw new UserError('not_found', 'no such user');
     await this.#throttle.unlock(normaliseEmail(user.email), user.id);
-    await this.#ledger.record({ type: 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { change: 'unlocked' } });
+    await this.#events.emit({ type: 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { change: 'unlocked' } });
   }
 
   /** Whether sign-in for the user is locked or slowed now (THROTTLE), for administrators. */
@@ -306,7 +307,7 @@ export class Accounts {
   async setDisabled(userId: string, disabled: boolean, context: { actor: string }): Promise<User> {
     const user = await this.#users.update(userId, () => ({ disabled }));
     const ended = disabled ? await this.#sessions.revokeAll(userId) : 0;
-    await this.#ledger.record({ type: disabled ? 'user.disabled' : 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { disabled, sessionsEnded: ended } });
+    await this.#events.emit({ type: disabled ? 'user.disabled' : 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { disabled, sessionsEnded: ended } });
     return user;
   }
 
@@ -326,7 +327,7 @@ export class Accounts {
       return changed.length === 0 ? {} : { profile: next.profile };
     });
     if (changed.length > 0) {
-      await this.#ledger.record({
+      await this.#events.emit({
         type: 'user.updated',
         outcome: 'success',
         actorUserId: userId,
@@ -344,14 +345,14 @@ export class Accounts {
   async deleteUser(userId: string, context: { actor: string }): Promise<boolean> {
     const ended = await this.#sessions.revokeAll(userId);
     const deleted = await this.#users.delete(userId);
-    if (deleted) await this.#ledger.record({ type: 'user.deleted', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { sessionsEnded: ended } });
+    if (deleted) await this.#events.emit({ type: 'user.deleted', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { sessionsEnded: ended } });
     return deleted;
   }
 
   /** Signs out one session of the user (account page, logout). */
   async endSession(userId: string, handle: string, context: RequestContext, reason: 'logout' | 'revoked'): Promise<boolean> {
     const ended = await this.#sessions.revoke(userId, handle);
-    await this.#ledger.record({
+    await this.#events.emit({
       type: reason === 'logout' ? 'auth.logout' : 'session.revoked',
       outcome: 'success',
       actorUserId: userId,

@@ -2,8 +2,9 @@
  * Identity: users, passwords, sign-in, sessions, CSRF, brute-force defence,
  * second factor. HTTP lives in src/server; this module only decides.
  */
-import { FailureAggregator, type Ledger } from '../audit/index.ts';
+import { FailureAggregator } from '../audit/index.ts';
 import type { Config } from '../config/index.ts';
+import type { DomainEvents } from '../events/index.ts';
 import type { HookChains } from '../hooks/index.ts';
 import { maskIp } from '../observability/index.ts';
 import type { Clock, Stores } from '../store/index.ts';
@@ -41,7 +42,7 @@ export interface Identity {
  * server, shared with the admin check); a command that makes no HTTP
  * requests gets its own.
  */
-export function createIdentity(options: { config: Readonly<Config>; stores: Stores; ledger: Ledger; masterKey: Uint8Array; clock: Clock; failures?: FailureAggregator; hooks?: HookChains }): Identity {
+export function createIdentity(options: { config: Readonly<Config>; stores: Stores; events: DomainEvents; masterKey: Uint8Array; clock: Clock; failures?: FailureAggregator; hooks?: HookChains }): Identity {
   const { config, stores, clock } = options;
   const identity = config.identity;
   const sessions = new SessionManager({
@@ -62,8 +63,8 @@ export function createIdentity(options: { config: Readonly<Config>; stores: Stor
     sessions,
     throttle,
     devices: new DeviceCookies({ key: deriveKey(options.masterKey, 'device-cookies'), clock }),
-    ledger: options.ledger,
-    failures: options.failures ?? new FailureAggregator({ ledger: options.ledger, hot: stores.hot, clock }),
+    events: options.events,
+    failures: options.failures ?? new FailureAggregator({ events: options.events, hot: stores.hot, clock }),
     clock,
     maskIp,
     allowLoopbackHttpPictures: config.mode === 'development',
@@ -73,7 +74,7 @@ export function createIdentity(options: { config: Readonly<Config>; stores: Stor
     hot: stores.hot,
     records: stores.durable.records,
     users: accounts.users,
-    ledger: options.ledger,
+    events: options.events,
     clock,
     masterKey: options.masterKey,
     recoveryKey: deriveKey(options.masterKey, 'recovery-codes'),

@@ -5,7 +5,7 @@
  * short-lived, single-use value in the hot store, limited in attempts.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { Ledger } from '../audit/index.ts';
+import type { DomainEvents } from '../events/index.ts';
 import type { Clock, HotStore, RecordStore } from '../store/index.ts';
 import { openSecret, sealSecret } from '../tokens/index.ts';
 import { RECOVERY_CODES_COLLECTION, consumeRecoveryCode, generateRecoveryCodes, remainingRecoveryCodes, saveRecoveryCodes } from './recovery-codes.ts';
@@ -32,19 +32,19 @@ export class SecondFactor {
   readonly #hot: HotStore;
   readonly #records: RecordStore;
   readonly #users: UserDirectory;
-  readonly #ledger: Ledger;
+  readonly #events: DomainEvents;
   readonly #masterKey: Uint8Array;
   readonly #recoveryKey: Uint8Array;
   readonly #totp: TotpVerifier;
   readonly #issuer: string;
   readonly #throttle: LoginThrottle;
 
-  constructor(options: { hot: HotStore; records: RecordStore; users: UserDirectory; ledger: Ledger; clock: Clock; masterKey: Uint8Array; recoveryKey: Uint8Array; issuer: string; throttle: LoginThrottle }) {
+  constructor(options: { hot: HotStore; records: RecordStore; users: UserDirectory; events: DomainEvents; clock: Clock; masterKey: Uint8Array; recoveryKey: Uint8Array; issuer: string; throttle: LoginThrottle }) {
     this.#throttle = options.throttle;
     this.#hot = options.hot;
     this.#records = options.records;
     this.#users = options.users;
-    this.#ledger = options.ledger;
+    this.#events = options.events;
     this.#masterKey = options.masterKey;
     this.#recoveryKey = options.recoveryKey;
     this.#totp = new TotpVerifier({ hot: options.hot, clock: options.clock });
@@ -72,14 +72,14 @@ export class SecondFactor {
     await this.#users.update(userId, () => ({ totpSecret: sealed }));
     const { codes, stored } = generateRecoveryCodes(this.#recoveryKey);
     await saveRecoveryCodes(this.#records, RECOVERY_CODES_COLLECTION, userId, stored);
-    await this.#ledger.record({ type: 'user.updated', outcome: 'success', actorUserId: userId, ...audit, detail: { change: 'mfa_enabled', method: 'totp' } });
+    await this.#events.emit({ type: 'user.updated', outcome: 'success', actorUserId: userId, ...audit, detail: { change: 'mfa_enabled', method: 'totp' } });
     return codes;
   }
 
   async disable(userId: string, audit: { requestId?: string; ip?: string }): Promise<void> {
     await this.#users.update(userId, () => ({ totpSecret: null }));
     await this.#records.delete(RECOVERY_CODES_COLLECTION, userId);
-    await this.#ledger.record({ type: 'user.updated', outcome: 'success', actorUserId: userId, ...audit, detail: { change: 'mfa_disabled' } });
+    await this.#events.emit({ type: 'user.updated', outcome: 'success', actorUserId: userId, ...audit, detail: { change: 'mfa_disabled' } });
   }
 
   async remainingRecoveryCodes(userId: string): Promise<number> {

@@ -4,6 +4,7 @@
  * for introspection and userinfo, and revocable before they expire through a
  * denylist in the hot store that lives exactly until the token's `exp`.
  */
+import type { DomainEvents } from '../events/index.ts';
 import type { Clock, HotStore } from '../store/index.ts';
 import { JwtError, randomId, signJwtAsync, verifyJwtAsync, type Keyring, type SigningAlgorithm } from '../tokens/index.ts';
 
@@ -53,6 +54,13 @@ export interface AccessTokenOptions {
   /** Whether the user a token was issued for is still active: a disabled or deleted user's tokens end too. */
   /** `issuedAt` (ms): tokens issued at or before the user's `tokensNotBefore` are refused. */
   readonly userIsActive?: (userId: string, issuedAt?: number) => Promise<boolean>;
+  /** Told of every revocation (`tokens.revoked`), so other instances drop their cached answers at once. */
+  readonly events?: Pick<DomainEvents, 'emit'>;
+  /**
+   * How long a "not revoked" answer is reused (default REVOCATION_RECHECK_MS);
+   * longer while revocations arrive as events (src/events freshness.ts).
+   */
+  readonly revocationRecheckMs?: () => number;
 }
 
 const DENYLIST = 'oauth:revoked-at:';
@@ -68,10 +76,11 @@ const VERIFIED_CACHE_ENTRIES = 10_000;
  * How long a "not revoked" answer for a cached token is reused before the
  * hot store is asked again. Revocations made by this instance take effect
  * here at once (they drop the cached answer); one made by another instance
- * sharing the hot store takes effect here within this time, the
- * "propagation delay" RFC 7009 section 2.2 allows for.
+ * sharing the hot store arrives as a `tokens.revoked` event where a
+ * deployment-wide bus carries them, and otherwise takes effect here within
+ * this time, the "propagation delay" RFC 7009 section 2.2 allows for.
  */
-const REVOCATION_RECHECK_MS = 1000;
+export const REVOCATION_RECHECK_MS = 1000;
 
 interface VerifiedToken {
   readonly claims: AccessTokenClaims;
@@ -87,9 +96,11 @@ export class AccessTokens {
   readonly #verified = new Map<string, VerifiedToken>();
   /** The cached tokens by jti, so a revocation here drops its cached answer. */
   readonly #byJti = new Map<string, string>();
+  readonly #recheckMs: () => number;
 
   constructor(options: AccessTokenOptions) {
     this.#options = options;
+    this.#recheckMs = options.revocationRecheckMs ?? (() => REVOCATION_RECHECK_MS);
   }
 
   get ttlSeconds(): number {
@@ -135,7 +146,7 @@ export class AccessTokens {
         return null;
       }
       // Only while it is still cached: a revocation during the read dropped it.
-      if (this.#verified.get(token) === verified) verified.liveUntil = now + REVOCATION_RECHECK_MS;
+      if (this.#verified.get(token) === verified) verified.liveUntil = now + this.#recheckMs();
     }
     if (this.#options.clientExists !== undefined && !(await this.#options.clientExists(claims.client_id))) return null;
     // client_credentials tokens name the client as their subject; the others name a user.
@@ -189,19 +200,36 @@ export class AccessTokens {
   /** Revokes every access token of a session, for as long as any of them can live. */
   async revokeSid(sid: string): Promise<void> {
     await this.#options.hot.set(ENDED_SESSIONS + sid, '1', (this.#options.ttlSeconds + 60) * 1000);
+    this.forgetSession(sid);
+    await this.#options.events?.emit({ type: 'tokens.revoked', sid });
+  }
+
+  /** Drops the cached answers for a session's tokens (it ended here, or on another instance: its event). */
+  forgetSession(sid: string): void {
     for (const [token, cached] of this.#verified) if (cached.claims['sid'] === sid) this.#forget(token);
+  }
+
+  /** Drops the cached answer for one token (revoked here, or on another instance). */
+  forgetJti(jti: string): void {
+    const cachedToken = this.#byJti.get(jti);
+    if (cachedToken !== undefined) this.#forget(cachedToken);
+  }
+
+  /** Drops every cached answer (revocation events may have been missed). */
+  forgetAll(): void {
+    this.#verified.clear();
+    this.#byJti.clear();
   }
 
   /** Revokes by id, for tokens known only by their record (a refresh family, a spent code). */
   async revokeJti(jti: string, exp: number): Promise<boolean> {
-    const cachedToken = this.#byJti.get(jti);
-    if (cachedToken !== undefined) this.#forget(cachedToken);
+    this.forgetJti(jti);
     const ttlMs = exp * 1000 - this.#options.clock();
     if (ttlMs <= 0) return false;
     const first = await this.#options.hot.setIfAbsent(DENYLIST + jti, '1', Math.ceil(ttlMs));
     // Dropped again after the write: a check that raced it must not re-cache "live".
-    const raced = this.#byJti.get(jti);
-    if (raced !== undefined) this.#forget(raced);
+    this.forgetJti(jti);
+    if (first) await this.#options.events?.emit({ type: 'tokens.revoked', jti });
     return first;
   }
 }

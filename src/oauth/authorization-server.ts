@@ -3,13 +3,14 @@
  * src/server/oauth-routes.ts and src/server/authorize-routes.ts; this module
  * decides.
  */
-import { FailureAggregator, type Ledger } from '../audit/index.ts';
+import { FailureAggregator } from '../audit/index.ts';
 import type { Config } from '../config/index.ts';
+import { freshFor, type DomainEvents, type EventSubscriptions } from '../events/index.ts';
 import type { HookChains } from '../hooks/index.ts';
 import type { Identity, UserDirectory } from '../identity/index.ts';
 import type { Clock, Stores } from '../store/index.ts';
 import { deriveKey, type Keyring } from '../tokens/index.ts';
-import { AccessTokens } from './access-tokens.ts';
+import { AccessTokens, REVOCATION_RECHECK_MS } from './access-tokens.ts';
 import { Authorizer } from './authorization/authorizer.ts';
 import { AuthorizationCodes } from './authorization/codes.ts';
 import { Consents } from './authorization/consents.ts';
@@ -37,20 +38,34 @@ import { defaultOAuthHooks } from './hooks.ts';
  * Whether a user is active, read from the store at most once a second per
  * user (a busy resource server introspects that user's tokens far more
  * often): a disabled or deleted user's access tokens stop working within
- * the second. Bounded; the oldest entry goes first.
+ * the second, or at once where the change arrives as an event (`forget`;
+ * the read is then only a fallback, `cacheMs`). Bounded; the oldest entry
+ * goes first.
  */
-function userStatusCache(clock: Clock, read: (userId: string) => Promise<UserStatus>): (userId: string, issuedAt?: number) => Promise<boolean> {
+function userStatusCache(clock: Clock, cacheMs: () => number, read: (userId: string) => Promise<UserStatus>) {
   const cache = new Map<string, { status: UserStatus; readAt: number }>();
-  return async (userId, issuedAt) => {
-    const now = clock();
-    let status = cache.get(userId)?.status;
-    if (status === undefined || now - cache.get(userId)!.readAt >= 1000) {
-      status = await read(userId);
-      cache.delete(userId);
-      if (cache.size >= 5000) cache.delete(cache.keys().next().value!);
-      cache.set(userId, { status, readAt: now });
-    }
-    return acceptsTokenOf(status, issuedAt);
+  // Grows with every forget: a read that started before one is not cached.
+  let generation = 0;
+  return {
+    isActive: async (userId: string, issuedAt?: number): Promise<boolean> => {
+      const now = clock();
+      let status = cache.get(userId)?.status;
+      if (status === undefined || now - cache.get(userId)!.readAt >= cacheMs()) {
+        const started = generation;
+        status = await read(userId);
+        cache.delete(userId);
+        if (started === generation) {
+          if (cache.size >= 5000) cache.delete(cache.keys().next().value!);
+          cache.set(userId, { status, readAt: now });
+        }
+      }
+      return acceptsTokenOf(status, issuedAt);
+    },
+    forget(userId?: string): void {
+      generation += 1;
+      if (userId === undefined) cache.clear();
+      else cache.delete(userId);
+    },
   };
 }
 
@@ -113,7 +128,8 @@ const SWEEP_INTERVAL_MS = 3_600_000;
 export function createAuthorizationServer(options: {
   config: Readonly<Config>;
   stores: Stores;
-  ledger: Ledger;
+  /** Where features emit, and where the caches below learn of other instances' changes. */
+  events: DomainEvents & EventSubscriptions;
   keyring: Keyring;
   identity: Identity;
   masterKey: Uint8Array;
@@ -125,15 +141,18 @@ export function createAuthorizationServer(options: {
   /** The server's chains (registration.before, consent.before, token.claims, userinfo.claims); the built-ins alone when absent. */
   hooks?: HookChains;
 }): AuthorizationServer {
-  const { config, stores, ledger, keyring, clock, identity } = options;
+  const { config, stores, events, keyring, clock, identity } = options;
   const hooks = options.hooks ?? defaultOAuthHooks();
   const issuer = config.issuer;
   const tokens = config.tokens;
-  const failures = options.failures ?? new FailureAggregator({ ledger, hot: stores.hot, clock });
-  const clients = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(options.masterKey, 'client-secrets'), ledger, clock });
-  const resources = new ResourceRegistry({ records: stores.durable.records, ledger, clock });
+  const failures = options.failures ?? new FailureAggregator({ events, hot: stores.hot, clock });
+  // Caches keep what they read until an event says it changed, polling as
+  // before only where events from every instance cannot arrive (freshFor).
+  const clients = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(options.masterKey, 'client-secrets'), events, clock, cacheMs: freshFor(events, 1000) });
+  const resources = new ResourceRegistry({ records: stores.durable.records, events, clock, cacheMs: freshFor(events, 1000) });
   const targets = new TokenTargets({ resources, defaultAlgorithm: tokens.signingAlgorithm });
   const users = identity.accounts.users;
+  const userStatuses = userStatusCache(clock, freshFor(events, 1000), (userId) => userStatus(users, userId));
   // Addresses are not verified by Portcullis (yet): say so (OIDC Core section 5.1).
   const claimValues = async (userId: string) => {
     const user = await users.byId(userId);
@@ -148,8 +167,24 @@ export function createAuthorizationServer(options: {
     defaultAlgorithm: tokens.signingAlgorithm,
     // A cached read (clients.ts): cheap on every introspection and userinfo call.
     clientExists: async (clientId) => (await clients.get(clientId)) !== null,
-    userIsActive: userStatusCache(clock, (userId) => userStatus(users, userId)),
+    userIsActive: userStatuses.isActive,
+    events,
+    revocationRecheckMs: freshFor(events, REVOCATION_RECHECK_MS),
   });
+  const subscriptions = [
+    events.on('tokens.revoked', (event) => ('jti' in event ? accessTokens.forgetJti(event.jti) : accessTokens.forgetSession(event.sid))),
+    events.on(['client.updated', 'client.deleted'], (event) => clients.forget(event.clientId)),
+    events.on(['resource.created', 'resource.deleted'], (event) => resources.forget(event.resource.uri, event.resource.scopes)),
+    events.on(['user.updated', 'user.disabled', 'user.deleted'], (event) => userStatuses.forget(event.actorUserId)),
+    // Another instance rotated or revoked a key: take it up now, not at the next refresh.
+    events.on(['key.created', 'key.revoked'], () => keyring.refresh()),
+    events.onInterrupted(() => {
+      accessTokens.forgetAll();
+      clients.forgetAll();
+      resources.forgetAll();
+      userStatuses.forget();
+    }),
+  ];
   const refreshTokens = new RefreshTokens({
     records: stores.durable.records,
     clock,
@@ -158,7 +193,7 @@ export function createAuthorizationServer(options: {
     sealKey: options.masterKey,
   });
   const codes = new AuthorizationCodes({ hot: stores.hot, ttlSeconds: tokens.authorizationCodeTtlSeconds });
-  const consents = new Consents({ records: stores.durable.records, clock, ledger });
+  const consents = new Consents({ records: stores.durable.records, clock, events });
   const pushed = new PushedRequests({ hot: stores.hot, ttlSeconds: PAR_TTL_SECONDS });
   const clientAuthenticator = new ClientAuthenticator({
     clients,
@@ -174,7 +209,7 @@ export function createAuthorizationServer(options: {
     idTokens: new IdTokens({ keyring, clock, issuer, ttlSeconds: tokens.idTokenTtlSeconds, hooks, claimValues }),
     refreshTokens,
     codes,
-    ledger,
+    events,
     defaultAudience: issuer,
     targets,
     liveness: {
@@ -188,7 +223,7 @@ export function createAuthorizationServer(options: {
     accessTokens,
     refreshTokens,
     hot: stores.hot,
-    ledger,
+    events,
     clock,
     issuer,
     sessionLifetimeMs: config.identity.sessionAbsoluteTimeoutMs,
@@ -213,7 +248,7 @@ export function createAuthorizationServer(options: {
     token: new TokenEndpoint({ clientAuthenticator, services }),
     par: new ParEndpoint({ clientAuthenticator, pushed, targets }),
     introspection: new IntrospectionEndpoint({ clientAuthenticator, accessTokens, refreshTokens, targets }),
-    revocation: new RevocationEndpoint({ clientAuthenticator, accessTokens, refreshTokens, ledger }),
+    revocation: new RevocationEndpoint({ clientAuthenticator, accessTokens, refreshTokens, events }),
     userinfo: new UserInfoEndpoint({
       accessTokens,
       audiences: [issuer, endpointUrl(issuer, ENDPOINT_PATHS.userinfo)],
@@ -242,6 +277,7 @@ export function createAuthorizationServer(options: {
     close() {
       if (sweeper !== undefined) clearInterval(sweeper);
       sweeper = undefined;
+      for (const unsubscribe of subscriptions) unsubscribe();
       keyring.close();
     },
   };

@@ -12,7 +12,7 @@
  * their own, so a stored value of one kind never verifies as the other.
  */
 import { createHmac, createSecretKey, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
-import type { Ledger } from '../audit/index.ts';
+import type { DomainEvents } from '../events/index.ts';
 import { Type } from '@sinclair/typebox';
 import { collection, typeboxCodec, type Clock, type Codec, type Collection, type RecordStore, type StoredRecord } from '../store/index.ts';
 import { pickClientMetadata, usesClientSecret, type ClientMetadata, type IdTokenSigningAlgorithm, type TokenEndpointAuthMethod } from './client-metadata.ts';
@@ -124,15 +124,17 @@ export interface ClientRegistryOptions {
   readonly records: RecordStore;
   /** `deriveKey(masterKey, 'client-secrets')`. */
   readonly secretKey: Uint8Array;
-  readonly ledger: Ledger;
+  readonly events: DomainEvents;
   readonly clock: Clock;
   /**
    * How long a client read from the store may be served from memory, in ms
-   * (default 1000; 0 turns the cache off). Changes made through this
-   * registry take effect here at once; another instance's change (a rotated
-   * secret, a deleted client) takes effect here within this time.
+   * (default 1000; 0 turns the cache off; a function when it depends on
+   * whether events arrive, src/events freshness.ts). Changes made through
+   * this registry take effect here at once; another instance's change (a
+   * rotated secret, a deleted client) takes effect here at once through its
+   * event (`forget`), and within this time without one.
    */
-  readonly cacheMs?: number;
+  readonly cacheMs?: number | (() => number);
 }
 
 /** Most clients kept in memory; the oldest read goes first. */
@@ -165,9 +167,11 @@ export class ClientRegistry {
   // KeyObjects: imported once, not on every HMAC (one per token request).
   readonly #secretKey: KeyObject;
   readonly #registrationTokenKey: KeyObject;
-  readonly #ledger: Ledger;
+  readonly #events: DomainEvents;
   readonly #clock: Clock;
-  readonly #cacheMs: number;
+  readonly #cacheMs: () => number;
+  /** Grows with every forget: a read that started before one is not cached (it may be stale). */
+  #generation = 0;
   /** Clients by id, with when they were read (the token endpoint reads one per request). */
   readonly #cache = new Map<string, { client: OAuthClient; readAt: number }>();
   /** The last secret that verified per client, with the stored hash it verified against. */
@@ -178,9 +182,10 @@ export class ClientRegistry {
     this.#clients = collection(options.records, { name: CLIENTS, codec: clientCodec });
     this.#secretKey = createSecretKey(options.secretKey);
     this.#registrationTokenKey = createSecretKey(createHmac('sha256', options.secretKey).update('portcullis/registration-access-token').digest());
-    this.#ledger = options.ledger;
+    this.#events = options.events;
     this.#clock = options.clock;
-    this.#cacheMs = options.cacheMs ?? 1000;
+    const cacheMs = options.cacheMs ?? 1000;
+    this.#cacheMs = typeof cacheMs === 'number' ? () => cacheMs : cacheMs;
   }
 
   /**
@@ -208,7 +213,7 @@ export class ClientRegistry {
     const created = await this.#clients.get(clientId);
     if (created === null) throw new Error('the new client record vanished');
     const client = toClient(created);
-    await this.#ledger.record({
+    await this.#events.emit({
       type: 'client.registered',
       outcome: 'success',
       ...auditContext(clientId, context),
@@ -220,8 +225,10 @@ export class ClientRegistry {
   async get(clientId: string): Promise<OAuthClient | null> {
     if (typeof clientId !== 'string' || clientId.length === 0 || clientId.length > MAX_CLIENT_ID_LENGTH) return null;
     const now = performance.now();
+    const cacheMs = this.#cacheMs();
     const cached = this.#cache.get(clientId);
-    if (cached !== undefined && now - cached.readAt < this.#cacheMs) return cached.client;
+    if (cached !== undefined && now - cached.readAt < cacheMs) return cached.client;
+    const generation = this.#generation;
     const record = await this.#clients.get(clientId);
     if (record === null) {
       this.#cache.delete(clientId);
@@ -229,7 +236,7 @@ export class ClientRegistry {
     }
     const client = toClient(record);
     // Only clients that exist are cached: unknown ids cannot fill memory.
-    if (this.#cacheMs > 0) {
+    if (cacheMs > 0 && generation === this.#generation) {
       this.#cache.delete(clientId);
       if (this.#cache.size >= CACHE_ENTRIES) this.#cache.delete(this.#cache.keys().next().value!);
       this.#cache.set(clientId, { client, readAt: now });
@@ -273,9 +280,9 @@ export class ClientRegistry {
       ...(record.data.registrationTokenHash !== undefined && { registrationTokenHash: record.data.registrationTokenHash }),
     };
     const version = await this.#clients.update(clientId, expectedVersion, data);
-    this.#cache.delete(clientId);
+    this.forget(clientId);
     if (version === null) throw conflict(clientId);
-    await this.#ledger.record({
+    await this.#events.emit({
       type: 'client.updated',
       outcome: 'success',
       ...auditContext(clientId, context),
@@ -293,9 +300,9 @@ export class ClientRegistry {
     const record = await this.#read(clientId);
     if (record.data.approved === true) return false;
     const version = await this.#clients.update(clientId, record.version, { ...record.data, approved: true });
-    this.#cache.delete(clientId);
+    this.forget(clientId);
     if (version === null) throw conflict(clientId);
-    await this.#ledger.record({ type: 'client.updated', outcome: 'success', ...auditContext(clientId, context), detail: { ...describeClient(record.data), reason: 'approved', approved: true } });
+    await this.#events.emit({ type: 'client.updated', outcome: 'success', ...auditContext(clientId, context), detail: { ...describeClient(record.data), reason: 'approved', approved: true } });
     return true;
   }
 
@@ -304,9 +311,9 @@ export class ClientRegistry {
     const client = await this.get(clientId);
     if (client === null) return false;
     const deleted = await this.#clients.delete(clientId);
-    this.#cache.delete(clientId);
+    this.forget(clientId);
     if (!deleted) return false;
-    await this.#ledger.record({ type: 'client.deleted', outcome: 'success', ...auditContext(clientId, context), detail: { authMethod: client.token_endpoint_auth_method, reason: 'deleted' } });
+    await this.#events.emit({ type: 'client.deleted', outcome: 'success', ...auditContext(clientId, context), detail: { authMethod: client.token_endpoint_auth_method, reason: 'deleted' } });
     return true;
   }
 
@@ -322,10 +329,22 @@ export class ClientRegistry {
     if (!usesClientSecret(method)) throw new ClientRegistryError('no_secret', `client ${clientId} authenticates with ${method}; it has no secret to rotate`);
     const clientSecret = newSecret();
     const version = await this.#clients.update(clientId, record.version, { ...record.data, secretHash: this.#hash(this.#secretKey, clientSecret) });
-    this.#cache.delete(clientId);
+    this.forget(clientId);
     if (version === null) throw conflict(clientId);
-    await this.#ledger.record({ type: 'client.updated', outcome: 'success', ...auditContext(clientId, context), detail: { authMethod: method, reason: 'secret_rotated' } });
+    await this.#events.emit({ type: 'client.updated', outcome: 'success', ...auditContext(clientId, context), detail: { authMethod: method, reason: 'secret_rotated' } });
     return clientSecret;
+  }
+
+  /** Drops what is cached of a client that changed (here, or on another instance: its event). */
+  forget(clientId: string): void {
+    this.#generation += 1;
+    this.#cache.delete(clientId);
+  }
+
+  /** Drops every cached client (events may have been missed). */
+  forgetAll(): void {
+    this.#generation += 1;
+    this.#cache.clear();
   }
 
   /** Whether `presented` is the client's secret; constant time in the secret (RFC 6749 section 10.2 / DESIGN.md). */

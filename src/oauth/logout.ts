@@ -11,7 +11,7 @@
  * - Back-Channel Logout 1.0: every client the session signed in to that
  *   registered a `backchannel_logout_uri` gets a signed logout token.
  */
-import type { Ledger } from '../audit/index.ts';
+import type { DomainEvents } from '../events/index.ts';
 import type { Clock, HotStore } from '../store/index.ts';
 import { signJwt, type Keyring } from '../tokens/index.ts';
 import { randomBytes } from 'node:crypto';
@@ -59,7 +59,7 @@ export interface LogoutOptions {
   readonly accessTokens: AccessTokens;
   readonly refreshTokens: RefreshTokens;
   readonly hot: HotStore;
-  readonly ledger: Ledger;
+  readonly events: DomainEvents;
   readonly clock: Clock;
   readonly issuer: string;
   /** How long a session's client list is kept: as long as the longest session. */
@@ -137,7 +137,7 @@ export class LogoutService {
     const clients = (await Promise.all(members.map((member) => this.#options.clients.get(member.member)))).filter((client): client is OAuthClient => client?.backchannel_logout_uri !== undefined);
     const results = await Promise.all(clients.map((client) => this.#notify(client, session.userId, sid)));
     const failed = results.filter((ok) => !ok).length;
-    await this.#options.ledger.record({
+    await this.#options.events.emit({
       type: 'token.revoked',
       outcome: 'success',
       actorUserId: session.userId,

@@ -11,7 +11,7 @@
  * (`oauth_resource_scopes/<scope>`, create-if-absent), so two operators
  * creating resources with the same scope at once cannot both win.
  */
-import type { Ledger } from '../audit/index.ts';
+import type { DomainEvents } from '../events/index.ts';
 import { Type } from '@sinclair/typebox';
 import { collection, typeboxCodec, type Clock, type Codec, type Collection, type RecordStore } from '../store/index.ts';
 import { OIDC_SCOPES } from './scopes.ts';
@@ -107,23 +107,28 @@ export interface ResourceChangeContext {
 export class ResourceRegistry {
   readonly #resources: Collection<StoredResource>;
   readonly #scopeClaims: Collection<ScopeClaim>;
-  readonly #ledger: Ledger;
+  readonly #events: DomainEvents;
   readonly #clock: Clock;
-  readonly #cacheMs: number;
+  readonly #cacheMs: () => number;
   readonly #cache = new Map<string, { value: ResourceServer | null; readAt: number }>();
   readonly #scopeCache = new Map<string, { owner: string | null; readAt: number }>();
+  /** Grows with every forget: a read that started before one is not cached (it may be stale). */
+  #generation = 0;
 
   /**
-   * `cacheMs`: how long a read may be served from memory (default 1000):
-   * a resource another instance (or the CLI) creates or deletes takes
-   * effect here within this time.
+   * `cacheMs`: how long a read may be served from memory (default 1000; a
+   * function when it depends on whether events arrive, src/events
+   * freshness.ts): a resource another instance (or the CLI) creates or
+   * deletes takes effect here within this time, or at once through its
+   * event (`forget`).
    */
-  constructor(options: { records: RecordStore; ledger: Ledger; clock: Clock; cacheMs?: number }) {
+  constructor(options: { records: RecordStore; events: DomainEvents; clock: Clock; cacheMs?: number | (() => number) }) {
     this.#resources = collection(options.records, { name: RESOURCES, codec: resourceCodec });
     this.#scopeClaims = collection(options.records, { name: SCOPE_CLAIMS, codec: scopeClaimCodec });
-    this.#ledger = options.ledger;
+    this.#events = options.events;
     this.#clock = options.clock;
-    this.#cacheMs = options.cacheMs ?? 1000;
+    const cacheMs = options.cacheMs ?? 1000;
+    this.#cacheMs = typeof cacheMs === 'number' ? () => cacheMs : cacheMs;
   }
 
   /**
@@ -166,10 +171,11 @@ export class ResourceRegistry {
       await this.#release(claimed, input.uri);
       throw new ResourceRegistryError('exists', `resource ${input.uri} already exists`);
     }
-    this.#forget(input.uri, scopes);
-    await this.#ledger.record({
+    this.forget(input.uri, scopes);
+    await this.#events.emit({
       type: 'resource.created',
       outcome: 'success',
+      resource: { uri: input.uri, scopes },
       actorService: context.actor,
       ...(context.requestId !== undefined && { requestId: context.requestId }),
       detail: { uri: input.uri.slice(0, 256), scopes: scopes.join(' ').slice(0, 256), alg: resource.accessTokenAlg ?? null, clients: clients.length },
@@ -180,12 +186,14 @@ export class ResourceRegistry {
   async get(uri: string): Promise<ResourceServer | null> {
     if (typeof uri !== 'string' || uri.length === 0 || uri.length > MAX_RESOURCE_URI_LENGTH) return null;
     const now = performance.now();
+    const cacheMs = this.#cacheMs();
     const cached = this.#cache.get(uri);
-    if (cached !== undefined && now - cached.readAt < this.#cacheMs) return cached.value;
+    if (cached !== undefined && now - cached.readAt < cacheMs) return cached.value;
+    const generation = this.#generation;
     const record = await this.#resources.get(uri);
     const value = record === null ? null : { ...record.data, clients: record.data.clients ?? [] };
     // Unknown URIs are cached too, but the map is bounded.
-    if (this.#cacheMs > 0) {
+    if (cacheMs > 0 && generation === this.#generation) {
       if (this.#cache.size >= 1000) this.#cache.delete(this.#cache.keys().next().value!);
       this.#cache.set(uri, { value, readAt: now });
     }
@@ -196,12 +204,14 @@ export class ResourceRegistry {
   async ownerOf(scope: string): Promise<string | null> {
     if (!SCOPE_TOKEN.test(scope)) return null;
     const now = performance.now();
+    const cacheMs = this.#cacheMs();
     const cached = this.#scopeCache.get(scope);
-    if (cached !== undefined && now - cached.readAt < this.#cacheMs) return cached.owner;
+    if (cached !== undefined && now - cached.readAt < cacheMs) return cached.owner;
+    const generation = this.#generation;
     const claim = await this.#scopeClaims.get(scope);
     // A claim whose resource is gone (a create that failed half-way) owns nothing.
     const owner = claim === null || (await this.get(claim.data.uri)) === null ? null : claim.data.uri;
-    if (this.#cacheMs > 0) {
+    if (cacheMs > 0 && generation === this.#generation) {
       if (this.#scopeCache.size >= 1000) this.#scopeCache.delete(this.#scopeCache.keys().next().value!);
       this.#scopeCache.set(scope, { owner, readAt: now });
     }
@@ -235,10 +245,11 @@ export class ResourceRegistry {
     if (record === null) return false;
     if (!(await this.#resources.delete(uri, record.version))) return false;
     await this.#release(record.data.scopes, uri);
-    this.#forget(uri, record.data.scopes);
-    await this.#ledger.record({
+    this.forget(uri, record.data.scopes);
+    await this.#events.emit({
       type: 'resource.deleted',
       outcome: 'success',
+      resource: { uri, scopes: record.data.scopes },
       actorService: context.actor,
       ...(context.requestId !== undefined && { requestId: context.requestId }),
       detail: { uri: uri.slice(0, 256), scopes: record.data.scopes.join(' ').slice(0, 256) },
@@ -254,8 +265,17 @@ export class ResourceRegistry {
     }
   }
 
-  #forget(uri: string, scopes: readonly string[]): void {
+  /** Drops what is cached of a resource that changed (here, or on another instance: its event). */
+  forget(uri: string, scopes: readonly string[]): void {
+    this.#generation += 1;
     this.#cache.delete(uri);
     for (const scope of scopes) this.#scopeCache.delete(scope);
+  }
+
+  /** Drops everything cached (events may have been missed). */
+  forgetAll(): void {
+    this.#generation += 1;
+    this.#cache.clear();
+    this.#scopeCache.clear();
   }
 }

@@ -4,7 +4,7 @@
  * expired token is answered 200 like a revoked one (section 2.2), but a
  * token issued to another client is refused (section 2.1).
  */
-import type { Ledger } from '../audit/index.ts';
+import type { DomainEvents } from '../events/index.ts';
 import type { AccessTokens } from './access-tokens.ts';
 import type { ClientAuthenticator } from './client-auth.ts';
 import { OAuthError } from './errors.ts';
@@ -18,13 +18,13 @@ export class RevocationEndpoint {
   readonly #clientAuthenticator: ClientAuthenticator;
   readonly #accessTokens: AccessTokens;
   readonly #refreshTokens: RefreshTokens;
-  readonly #ledger: Ledger;
+  readonly #events: DomainEvents;
 
-  constructor(options: { clientAuthenticator: ClientAuthenticator; accessTokens: AccessTokens; refreshTokens: RefreshTokens; ledger: Ledger }) {
+  constructor(options: { clientAuthenticator: ClientAuthenticator; accessTokens: AccessTokens; refreshTokens: RefreshTokens; events: DomainEvents }) {
     this.#clientAuthenticator = options.clientAuthenticator;
     this.#accessTokens = options.accessTokens;
     this.#refreshTokens = options.refreshTokens;
-    this.#ledger = options.ledger;
+    this.#events = options.events;
   }
 
   async handle(request: { body: unknown; authorization: string | undefined; audit: RequestAudit }): Promise<void> {
@@ -39,7 +39,7 @@ export class RevocationEndpoint {
     if (claims === null) return this.#revokeRefreshToken(token, client.client_id, request.audit);
     if (claims.client_id !== client.client_id) throw new OAuthError('unauthorized_client', 'This token was not issued to this client.');
     if (await this.#accessTokens.revoke(claims)) {
-      await this.#ledger.record({
+      await this.#events.emit({
         type: 'token.revoked',
         outcome: 'success',
         clientId: client.client_id,
@@ -61,7 +61,7 @@ export class RevocationEndpoint {
     const revoked = await this.#refreshTokens.revokeFamily(live.familyId, 'client_request', { token, clientId });
     if (revoked === null) return;
     for (const accessToken of revoked.accessTokens) await this.#accessTokens.revokeJti(accessToken.jti, accessToken.exp);
-    await this.#ledger.record({
+    await this.#events.emit({
       type: 'token.revoked',
       outcome: 'success',
       actorUserId: revoked.grant.userId,

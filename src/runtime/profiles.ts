@@ -9,6 +9,7 @@ import type { Config } from '../config/index.ts';
 import type { Logger, Metrics } from '../observability/index.ts';
 import type { Clock, Stores } from '../store/index.ts';
 import type { FailureAggregator, Ledger } from '../audit/index.ts';
+import type { EventHub } from '../events/index.ts';
 import type { AnyHookHandler, HookChains } from '../hooks/index.ts';
 import type { Identity } from '../identity/index.ts';
 import type { AuthorizationServer, ClientRegistry, ResourceRegistry } from '../oauth/index.ts';
@@ -38,6 +39,8 @@ export interface PortcullisServices {
   readonly hooks: HookChains;
   readonly stores: Stores;
   readonly ledger: Ledger;
+  /** Where features emit domain events: the ledger records them before the action answers; the bus carries them to other instances. */
+  readonly events: EventHub;
   /** Unauthenticated failures, aggregated for the ledger (security review 11): one per instance. */
   readonly failures: FailureAggregator;
   readonly keyring: Keyring;
@@ -59,6 +62,7 @@ export interface ApplicationServices {
   readonly metrics: Metrics;
   readonly stores: Stores;
   readonly ledger: Ledger;
+  readonly events: EventHub;
   readonly failures: FailureAggregator;
   readonly identity: Identity;
   readonly authorizationServer: AuthorizationServer;

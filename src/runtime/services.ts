@@ -7,7 +7,8 @@
 import { configWarnings } from '../config/index.ts';
 import { Metrics, createLogger } from '../observability/index.ts';
 import { assertSchemaCurrent, openStores, type Clock } from '../store/index.ts';
-import { FailureAggregator, openLedger, type Ledger } from '../audit/index.ts';
+import { FailureAggregator, auditedEvents, openLedger } from '../audit/index.ts';
+import type { EventHub } from '../events/index.ts';
 import { HookChains, bundledChainSource } from '../hooks/index.ts';
 import { IDENTITY_HOOKS, createIdentity } from '../identity/index.ts';
 import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer } from '../oauth/index.ts';
@@ -29,8 +30,8 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
   const { profile, clock } = settings;
   const maintenance = profile.maintenance ? (['telemetry'] as const) : [];
   const hooks = profile.hooks ? (['hooks'] as const) : [];
-  // Hook faults are audited once the ledger is open (and until it closes).
-  let faultLedger: Ledger | undefined;
+  // Hook faults are emitted (and so audited) once the events exist, and until they close.
+  let faultEvents: EventHub | undefined;
   return [
     {
       name: 'config',
@@ -76,7 +77,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           source: settings.hooks?.chains ?? bundledChainSource(),
           report: async (fault) => {
             logger.warn({ hook: fault.handler, point: fault.point, line: fault.line, fault: fault.kind, skipped: fault.skipped }, 'hook handler failed');
-            await faultLedger?.record({ type: 'hook.fault', outcome: fault.skipped ? 'failure' : 'denied', actorService: 'hooks', detail: { point: fault.point, hook: fault.handler, line: fault.line, fault: fault.kind, skipped: fault.skipped } });
+            await faultEvents?.emit({ type: 'hook.fault', outcome: fault.skipped ? 'failure' : 'denied', actorService: 'hooks', detail: { point: fault.point, hook: fault.handler, line: fault.line, fault: fault.kind, skipped: fault.skipped } });
           },
         });
       },
@@ -125,28 +126,42 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           }
           ledger.startCheckpointing(config.audit.checkpointIntervalMs, reporter(services, 'audit checkpoint failed'));
         }
-        faultLedger = ledger;
         return ledger;
       },
-      stop: (ledger) => {
-        faultLedger = undefined;
-        return ledger.close();
+      stop: (ledger) => ledger.close(),
+    },
+    {
+      name: 'events',
+      needs: ['stores', 'ledger', ...maintenance],
+      // The ledger records every event before the action answers; the bus carries them to the other instances.
+      start: (services) => {
+        const logger = profile.maintenance ? services.get('telemetry').logger : undefined;
+        const events = auditedEvents(services.get('ledger'), {
+          bus: services.get('stores').bus,
+          ...(logger !== undefined && { onError: (error: unknown) => logger.error({ err: error }, 'domain event delivery failed') }),
+        });
+        faultEvents = events;
+        return events;
+      },
+      stop: (events) => {
+        faultEvents = undefined;
+        events.close();
       },
     },
     {
       name: 'failures',
-      needs: ['stores', 'ledger'],
-      start: (services) => new FailureAggregator({ ledger: services.get('ledger'), hot: services.get('stores').hot, clock }),
+      needs: ['stores', 'events'],
+      start: (services) => new FailureAggregator({ events: services.get('events'), hot: services.get('stores').hot, clock }),
     },
     {
       name: 'keyring',
-      needs: ['config', 'vault', 'stores', 'ledger', ...maintenance],
+      needs: ['config', 'vault', 'stores', 'events', ...maintenance],
       start: async (services) => {
         const keyring = await Keyring.open({
           records: services.get('stores').durable.records,
           masterKey: services.get('vault'),
           clock,
-          ledger: services.get('ledger'),
+          events: services.get('events'),
           policy: keyringPolicy(services.get('config').tokens),
         });
         if (profile.maintenance) keyring.start(reporter(services, 'signing key maintenance failed'));
@@ -156,12 +171,12 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'identity',
-      needs: ['config', 'vault', 'stores', 'ledger', 'failures', ...hooks],
+      needs: ['config', 'vault', 'stores', 'events', 'failures', ...hooks],
       start: (services) =>
         createIdentity({
           config: services.get('config'),
           stores: services.get('stores'),
-          ledger: services.get('ledger'),
+          events: services.get('events'),
           masterKey: services.get('vault'),
           clock,
           failures: services.get('failures'),
@@ -170,25 +185,25 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'registries',
-      needs: ['vault', 'stores', 'ledger'],
+      needs: ['vault', 'stores', 'events'],
       start: (services) => {
         const records = services.get('stores').durable.records;
-        const ledger = services.get('ledger');
+        const events = services.get('events');
         return {
-          clients: new ClientRegistry({ records, secretKey: deriveKey(services.get('vault'), 'client-secrets'), ledger, clock, cacheMs: 0 }),
-          resources: new ResourceRegistry({ records, ledger, clock, cacheMs: 0 }),
+          clients: new ClientRegistry({ records, secretKey: deriveKey(services.get('vault'), 'client-secrets'), events, clock, cacheMs: 0 }),
+          resources: new ResourceRegistry({ records, events, clock, cacheMs: 0 }),
         };
       },
     },
     {
       name: 'oauth',
-      needs: ['config', 'vault', 'stores', 'ledger', 'failures', 'keyring', 'identity', ...maintenance, ...hooks],
+      needs: ['config', 'vault', 'stores', 'events', 'failures', 'keyring', 'identity', ...maintenance, ...hooks],
       start: (services) => {
         const logger = profile.maintenance ? services.get('telemetry').logger : undefined;
         const server = createAuthorizationServer({
           config: services.get('config'),
           stores: services.get('stores'),
-          ledger: services.get('ledger'),
+          events: services.get('events'),
           keyring: services.get('keyring'),
           identity: services.get('identity'),
           masterKey: services.get('vault'),
@@ -204,7 +219,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'listener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'failures', 'identity', 'oauth'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth'],
       // In-flight requests may take the shutdown timeout, no longer.
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
@@ -217,7 +232,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'metricsListener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'failures', 'identity', 'oauth', 'listener'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'listener'],
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
         const config = services.get('config');
@@ -246,6 +261,7 @@ function applicationServices(services: ServiceContext<PortcullisServices>, clock
     metrics,
     stores: services.get('stores'),
     ledger: services.get('ledger'),
+    events: services.get('events'),
     failures: services.get('failures'),
     identity: services.get('identity'),
     authorizationServer: services.get('oauth'),

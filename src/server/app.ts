@@ -15,6 +15,7 @@ import { developmentHostRedirect } from './development-host.ts';
 import { auditRoutes } from './audit-routes.ts';
 import { staticAdminAuthenticator } from './admin-auth.ts';
 import { FailureAggregator, type Ledger } from '../audit/index.ts';
+import type { DomainEvents } from '../events/index.ts';
 import { systemClock, type Clock } from '../store/index.ts';
 import type { Identity } from '../identity/index.ts';
 import { identityRoutes } from './identity-routes.ts';
@@ -42,7 +43,9 @@ export interface ServerDependencies {
   readonly stores: Stores;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** Read by the audit API; written only through `events`. */
   readonly ledger: Ledger;
+  readonly events: DomainEvents;
   readonly clock?: Clock;
   /** Counts unauthenticated failures for the ledger (security review 11); one per instance, shared with identity. */
   readonly failures?: FailureAggregator;
@@ -144,9 +147,9 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     return sendError(request, reply, { code: 'not_found', detail: 'There is no resource at this path.', headers: {} });
   });
 
-  const failures = deps.failures ?? new FailureAggregator({ ledger: deps.ledger, hot: deps.stores.hot, clock: deps.clock ?? systemClock });
+  const failures = deps.failures ?? new FailureAggregator({ events: deps.events, hot: deps.stores.hot, clock: deps.clock ?? systemClock });
   await app.register(healthRoutes, { stores: deps.stores, metrics, metricsEnabled: metricsOnMainListener(config, logger), metricsToken: config.metrics.token, failures });
-  await app.register(auditRoutes, { ledger: deps.ledger, admin: staticAdminAuthenticator(config.admin.token, failures) });
+  await app.register(auditRoutes, { ledger: deps.ledger, events: deps.events, admin: staticAdminAuthenticator(config.admin.token, failures) });
   await app.register(homeRoutes, { issuer: () => (new URL(config.issuer).port === '0' ? origin() : config.issuer) });
   const oauth = deps.authorizationServer;
   if (deps.identity !== undefined) {

@@ -1,11 +1,14 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { decodeEntry, type Ledger } from '../audit/index.ts';
+import type { DomainEvents } from '../events/index.ts';
 import { HttpError } from './errors.ts';
 import type { AdminAuthenticator } from './admin-auth.ts';
 import type { PortcullisRouteConfig } from './error-handler.ts';
 
 export interface AuditRoutesOptions {
+  /** Read only: what is recorded is emitted through `events`. */
   readonly ledger: Ledger;
+  readonly events: DomainEvents;
   readonly admin: AdminAuthenticator;
 }
 
@@ -32,7 +35,7 @@ function integerParameter(request: FastifyRequest, name: string, fallback?: numb
  * anyone may check the log. Entries need the admin credential: they are
  * pseudonymous, but still a record of who did what.
  */
-export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, { ledger, admin }) => {
+export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, { ledger, events, admin }) => {
   app.addContentTypeParser('text/plain', { parseAs: 'string', bodyLimit: MAX_NOTE_BYTES }, (_request, body, done) => done(null, body));
 
   // The latest signed checkpoint (C2SP tlog-checkpoint) with witness cosignatures; ?size=N for the newest of that size.
@@ -90,7 +93,7 @@ export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, {
     const size = await ledger.size();
     if (end > size) throw new HttpError('bad_request', `The log holds ${size} entries; "end" is beyond it.`);
     const rows = await ledger.entries(start, end);
-    await ledger.record({ type: 'audit.entries.read', outcome: 'success', actorService: 'admin', requestId: request.id, traceId: request.traceId, ip: request.ip, detail: { start, end } });
+    await events.emit({ type: 'audit.entries.read', outcome: 'success', actorService: 'admin', requestId: request.id, traceId: request.traceId, ip: request.ip, detail: { start, end } });
     return {
       size,
       entries: rows.map((row) => ({ index: row.index, entry: decodeEntry(row.entry), entryBase64: base64(row.entry) })),
@@ -102,7 +105,7 @@ export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, {
     if (typeof request.body !== 'string') throw new HttpError('unsupported_media_type', 'Send the cosigned checkpoint note as text/plain.');
     const result = await ledger.addCosignatures(request.body);
     for (const witness of result.stored) {
-      await ledger.record({ type: 'audit.cosignature.added', outcome: 'success', actorService: witness.slice(0, 128), requestId: request.id, traceId: request.traceId, detail: { size: result.checkpoint.size } });
+      await events.emit({ type: 'audit.cosignature.added', outcome: 'success', actorService: witness.slice(0, 128), requestId: request.id, traceId: request.traceId, detail: { size: result.checkpoint.size } });
     }
     return reply.code(result.stored.length > 0 ? 201 : 200).send({ size: result.checkpoint.size, stored: result.stored, alreadyStored: result.duplicates });
   });

@@ -4,6 +4,7 @@ import type { Config } from '../config/index.ts';
 import type { Logger } from '../observability/index.ts';
 import type { Clock, Stores } from '../store/index.ts';
 import type { Ledger } from '../audit/index.ts';
+import type { EventHub } from '../events/index.ts';
 import type { Identity } from '../identity/index.ts';
 import type { AuthorizationServer } from '../oauth/index.ts';
 import { PROFILES, startServices, type HookSettings, type HttpApplications, type Listener, type PortcullisRuntime } from '../runtime/index.ts';
@@ -28,6 +29,8 @@ export interface RunningPortcullis {
   readonly stores: Stores;
   readonly logger: Logger;
   readonly ledger: Ledger;
+  /** Where features emit; the ledger records, other instances hear through `stores.bus`. */
+  readonly events: EventHub;
   readonly identity: Identity;
   readonly authorizationServer: AuthorizationServer;
   /** The URL it listens on (the real port when config.port is 0). */
@@ -77,6 +80,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     stores,
     logger,
     ledger: runtime.get('ledger'),
+    events: runtime.get('events'),
     identity: runtime.get('identity'),
     authorizationServer: runtime.get('oauth'),
     url: listener.url,

@@ -1,10 +1,11 @@
 import { join } from 'node:path';
 import type { Config } from '../config/index.ts';
-import { systemClock, type Clock, type DurableStore, type HotStore, type Stores } from './ports.ts';
+import { systemClock, type Clock, type DurableStore, type HotStore, type MessageBus, type Stores } from './ports.ts';
 import { SqliteDatabase } from './sqlite/database.ts';
 import { openSqliteDurableStore } from './sqlite/durable-store.ts';
 import { openSqliteHotStore } from './sqlite/hot-store.ts';
 import { openMemoryHotStore } from './memory/hot-store.ts';
+import { openInProcessMessageBus } from './memory/message-bus.ts';
 import { instrumentDurableStore, instrumentHotStore, type StoreObserver } from './instrumented.ts';
 import { migrations } from './migrations/index.ts';
 import { StoreSchemaError } from './errors.ts';
@@ -12,6 +13,7 @@ import { StoreSchemaError } from './errors.ts';
 export * from './ports.ts';
 export { StoreSchemaError, StoreUnavailableError, TransactionUsageError } from './errors.ts';
 export type { StoreObserver } from './instrumented.ts';
+export { openInProcessMessageBus } from './memory/message-bus.ts';
 export { collection, Collection, type CollectionDefinition, type IndexKey, type MutateOptions, type MutateOutcome } from './collections.ts';
 export { compareAndSetLoop, keep, write, type CompareAndSetLoop, type Decision } from './collections-mutate.ts';
 export { codec, typeboxCodec, CodecError, RecordCodecError, type Codec } from './codecs.ts';
@@ -63,9 +65,19 @@ export async function openStores(config: StoreConfig, options: OpenStoresOptions
   }
 
   let hot: HotStore;
+  let bus: MessageBus;
   try {
     hot = await openHotStore(config, durable, hotConnection, clock);
   } catch (error) {
+    await durable.close();
+    sqlite?.close();
+    hotSqlite?.close();
+    throw error;
+  }
+  try {
+    bus = await openMessageBus(config, hot);
+  } catch (error) {
+    await hot.close();
     await durable.close();
     sqlite?.close();
     hotSqlite?.close();
@@ -80,9 +92,11 @@ export async function openStores(config: StoreConfig, options: OpenStoresOptions
   return {
     durable,
     hot,
+    bus,
     async close() {
       if (closed) return;
       closed = true;
+      await bus.close();
       await hot.close();
       await durable.close();
       sqlite?.close();
@@ -109,6 +123,19 @@ async function openHotStore(config: StoreConfig, durable: DurableStore, hotConne
       return openSqliteHotStore(database, { clock });
     }
   }
+}
+
+/**
+ * The bus between instances: Redis pub/sub next to a Redis hot store (the
+ * scale-out shape, where instances share it), else in-process.
+ */
+async function openMessageBus(config: StoreConfig, hot: HotStore): Promise<MessageBus> {
+  if (hot.driver !== 'redis') return openInProcessMessageBus();
+  const { redisPubSubConnections } = await import('./redis/hot-store.ts');
+  const { openRedisMessageBus } = await import('./redis/message-bus.ts');
+  const connections = redisPubSubConnections(hot);
+  if (connections === undefined) throw new TypeError('the redis hot store has no pub/sub connections');
+  return openRedisMessageBus({ ...connections, channel: `${config.redis.keyPrefix}events` });
 }
 
 /** Refuses to serve on a schema this build does not match (`--no-migrate`). */

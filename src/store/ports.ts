@@ -310,10 +310,52 @@ export interface HotStore {
   close(): Promise<void>;
 }
 
-/** What a running Portcullis holds: one durable and one hot store. */
+export type MessageBusDriverName = 'memory' | 'redis';
+
+/** What a bus subscriber is told. */
+export interface MessageListener {
+  /** One message, as published. */
+  message(text: string): void;
+  /**
+   * Delivery was interrupted (the connection dropped, or came back): messages
+   * published meanwhile are lost, so whatever was cached on their promise
+   * must be read again.
+   */
+  interrupted(): void;
+}
+
+/**
+ * Messages between the processes of one deployment: the transport of the
+ * events port (src/events). One channel per deployment (per key prefix).
+ *
+ * Contract:
+ * - `publish` MUST hand the message to every listener subscribed at that
+ *   moment in every process the bus reaches, this one included; delivery is
+ *   at most once (a message published while a listener's connection is down
+ *   is lost, and the listener is told through `interrupted`).
+ * - `reach` says which processes that is: `deployment` when every instance
+ *   sharing the stores is reached (Redis pub/sub), `process` when only this
+ *   one is (in-process: another process sharing the SQLite file, such as
+ *   the CLI, is not). Caches that may wait for messages instead of polling
+ *   MUST poll as before unless the reach is `deployment` and `connected`.
+ * - `connected` is false while messages cannot be received.
+ * - `close` MUST release its connections; it is safe to call twice.
+ */
+export interface MessageBus {
+  readonly driver: MessageBusDriverName;
+  readonly reach: 'process' | 'deployment';
+  readonly connected: boolean;
+  publish(text: string): Promise<void>;
+  /** Returns the function that unsubscribes. */
+  subscribe(listener: MessageListener): () => void;
+  close(): Promise<void>;
+}
+
+/** What a running Portcullis holds: one durable and one hot store, and the bus between its instances. */
 export interface Stores {
   readonly durable: DurableStore;
   readonly hot: HotStore;
+  readonly bus: MessageBus;
   close(): Promise<void>;
 }
 

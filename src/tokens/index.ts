@@ -7,7 +7,7 @@ export {
   keyringPolicy,
   type KeyInfo,
   type KeyState,
-  type KeyringLedger,
+  type KeyringEvents,
   type KeyringOptions,
   type KeyringPolicy,
   type KeyringPolicySettings,

@@ -6,7 +6,8 @@
  * `keyring`). Every change is a compare-and-set on its version, so of many
  * instances that rotate at the same moment exactly one write wins; the others
  * re-read, find nothing left to do, and use the winner's keys. Instances pick
- * up each other's changes by re-reading every `refreshMs`.
+ * up each other's changes at once from the `key.created` / `key.revoked`
+ * events (`refresh`), and in any case by re-reading every `refreshMs`.
  *
  * Schedule (RFC 7517 section 5 and RFC 7515 section 4.1.4 `kid`): a verifier
  * may cache the JWKS for `jwksMaxAgeSeconds`, so a key is published at least
@@ -19,7 +20,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
-import type { AuditEvent, Ledger } from '../audit/index.ts';
+import type { DomainEvent, DomainEvents } from '../events/index.ts';
 import { codec, collection, keep, write, type Clock, type Collection, type RecordStore } from '../store/index.ts';
 import { openSecret, sealSecret } from './sealed.ts';
 
@@ -77,15 +78,15 @@ export class KeyringError extends Error {
   override readonly name = 'KeyringError';
 }
 
-/** The ledger calls the keyring makes; a full `Ledger` fits. */
-export type KeyringLedger = Pick<Ledger, 'recordAll'>;
+/** What the keyring emits through: key.created and key.revoked (the ledger records them; other instances take the change up). */
+export type KeyringEvents = Pick<DomainEvents, 'emitAll'>;
 
 export interface KeyringOptions {
   readonly records: RecordStore;
   readonly masterKey: Uint8Array;
   readonly clock: Clock;
   readonly policy: KeyringPolicy;
-  readonly ledger?: KeyringLedger;
+  readonly events?: KeyringEvents;
 }
 
 /** The `tokens.*` settings a keyring policy is made from. */
@@ -178,7 +179,7 @@ interface NewKey {
 interface Change<T> {
   readonly keys: readonly StoredKey[];
   readonly created: readonly NewKey[];
-  readonly events: readonly AuditEvent[];
+  readonly events: readonly DomainEvent<'key.created' | 'key.revoked'>[];
   readonly result: (keyring: Keyring) => T;
 }
 
@@ -353,7 +354,7 @@ function checkAlgorithm(alg: string): asserts alg is SigningAlgorithm {
   if (!ALGORITHMS.has(alg)) throw new KeyringError(`unknown signing algorithm ${alg} (one of ${SIGNING_ALGORITHMS.join(', ')})`);
 }
 
-function createdEvent(key: NewKey, actorService: string): AuditEvent {
+function createdEvent(key: NewKey, actorService: string): DomainEvent<'key.created'> {
   return {
     type: 'key.created',
     outcome: 'success',
@@ -367,7 +368,7 @@ export class Keyring {
   readonly #masterKey: Uint8Array;
   readonly #clock: Clock;
   readonly #policy: KeyringPolicy;
-  readonly #ledger: KeyringLedger | undefined;
+  readonly #events: KeyringEvents | undefined;
   #snapshot: KeyringSnapshot = EMPTY_SNAPSHOT;
   /** Opened keys by kid, so a refresh decrypts only keys it has not seen. */
   #opened = new Map<string, OpenedKey>();
@@ -381,7 +382,7 @@ export class Keyring {
     this.#clock = options.clock;
     const { rotationIntervalMs, jwksMaxAgeSeconds, maxTokenLifetimeSeconds, refreshMs } = options.policy;
     this.#policy = { rotationIntervalMs, jwksMaxAgeSeconds, maxTokenLifetimeSeconds, refreshMs };
-    this.#ledger = options.ledger;
+    this.#events = options.events;
   }
 
   /**
@@ -580,7 +581,7 @@ export class Keyring {
     if (!outcome.written || change === null || outcome.record === null) return null;
     for (const key of change.created) this.#opened.set(key.stored.kid, key.opened);
     await this.#apply(outcome.record);
-    if (this.#ledger !== undefined && change.events.length > 0) await this.#ledger.recordAll(change.events);
+    if (this.#events !== undefined && change.events.length > 0) await this.#events.emitAll(change.events);
     return change.result(this);
   }
 

@@ -5,7 +5,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { FailureAggregator, decodeEntry, type AuditEntry, type AuditEvent } from '../../src/audit/index.ts';
+import { FailureAggregator, decodeEntry, type AggregatedFailure, type AuditEntry } from '../../src/audit/index.ts';
+import type { DomainEvent } from '../../src/events/index.ts';
 import { openMemoryHotStore } from '../../src/store/memory/hot-store.ts';
 import { ManualClock } from '../support/clock.ts';
 import { startTestServer, testBackends } from '../support/server.ts';
@@ -15,10 +16,10 @@ const ADMIN_TOKEN = 'admin-token-for-the-flooding-test-0123456789';
 describe('security review 11: failure aggregation', () => {
   it('instances sharing one hot store write one entry per count of 1, 10, 100 for a network and window', async () => {
     const hot = openMemoryHotStore();
-    const recorded: AuditEvent[] = [];
-    const ledger = { record: async (event: AuditEvent) => (recorded.push(event), undefined as never) };
+    const recorded: AggregatedFailure[] = [];
+    const events = { emit: async (event: DomainEvent) => void recorded.push(event as AggregatedFailure) };
     const clock = new ManualClock();
-    const instances = [new FailureAggregator({ ledger, hot, clock: clock.now }), new FailureAggregator({ ledger, hot, clock: clock.now })];
+    const instances = [new FailureAggregator({ events, hot, clock: clock.now }), new FailureAggregator({ events, hot, clock: clock.now })];
     const failures: Promise<number>[] = [];
     for (let i = 0; i < 150; i++) {
       // Two addresses of one /24: one network.
@@ -38,10 +39,10 @@ describe('security review 11: failure aggregation', () => {
 
   it('counts failures against one target (a client_id) across networks and instances, writes no entry for them, and starts again next window', async () => {
     const hot = openMemoryHotStore();
-    const recorded: AuditEvent[] = [];
-    const ledger = { record: async (event: AuditEvent) => (recorded.push(event), undefined as never) };
+    const recorded: AggregatedFailure[] = [];
+    const events = { emit: async (event: DomainEvent) => void recorded.push(event as AggregatedFailure) };
     const clock = new ManualClock();
-    const instances = [new FailureAggregator({ ledger, hot, clock: clock.now }), new FailureAggregator({ ledger, hot, clock: clock.now })];
+    const instances = [new FailureAggregator({ events, hot, clock: clock.now }), new FailureAggregator({ events, hot, clock: clock.now })];
     await Promise.all(Array.from({ length: 40 }, (_, i) => instances[i % 2]!.tally('client.auth.failed', 'client-a')));
     assert.equal(await instances[0]!.countFor('client.auth.failed', 'client-a'), 40);
     assert.equal(await instances[1]!.countFor('client.auth.failed', 'client-b'), 0, 'another target is counted apart');

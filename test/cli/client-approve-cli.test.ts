@@ -7,7 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { decodeEntry, openLedger } from '../../src/audit/index.ts';
+import { auditedEvents, decodeEntry, openLedger } from '../../src/audit/index.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { ClientRegistry, validateClientMetadata } from '../../src/oauth/index.ts';
 import { openStores, systemClock } from '../../src/store/index.ts';
@@ -26,7 +26,7 @@ describe('portcullis client approve', () => {
     const masterKey = loadMasterKey(config);
     const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey, issuer: config.issuer, clock: systemClock, audit: config.audit });
     try {
-      const registry = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(masterKey, 'client-secrets'), ledger, clock: systemClock, cacheMs: 0 });
+      const registry = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(masterKey, 'client-secrets'), events: auditedEvents(ledger), clock: systemClock, cacheMs: 0 });
       return await work(registry, async () => {
         const size = await stores.durable.auditLog.size();
         return (await stores.durable.auditLog.entries(0, size)).map((row) => decodeEntry(row.entry)).map((entry) => ({ type: entry.type, detail: entry.detail }));

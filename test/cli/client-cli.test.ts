@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeEntry, openLedger } from '../../src/audit/index.ts';
+import { auditedEvents, decodeEntry, openLedger } from '../../src/audit/index.ts';
 import { initDeployment, runCli as run } from '../support/cli.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { ClientRegistry, type OAuthClient } from '../../src/oauth/clients.ts';
@@ -32,7 +32,7 @@ describe('portcullis client', () => {
     const masterKey = loadMasterKey(config);
     const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey, issuer: config.issuer, clock: systemClock, audit: config.audit });
     try {
-      const registry = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(masterKey, 'client-secrets'), ledger, clock: systemClock });
+      const registry = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(masterKey, 'client-secrets'), events: auditedEvents(ledger), clock: systemClock });
       return await work({
         registry,
         raw: async (id) => JSON.stringify(await stores.durable.records.get('oauth_clients', id)),

@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { FailureAggregator, decodeEntry, openLedger, type Ledger } from '../../src/audit/index.ts';
+import { FailureAggregator, auditedEvents, decodeEntry, openLedger, type Ledger } from '../../src/audit/index.ts';
 import { Accounts } from '../../src/identity/accounts.ts';
 import { PasswordHasher } from '../../src/identity/passwords.ts';
 import { SessionManager } from '../../src/identity/sessions.ts';
@@ -49,8 +49,8 @@ describe('password hashes are upgraded at sign-in', () => {
       sessions: new SessionManager({ hot, clock: () => Date.now(), policy: { idleTimeoutMs: 60_000, absoluteTimeoutMs: 600_000, renewIntervalMs: 1_000, maxPerUser: 10 } }),
       throttle: new LoginThrottle({ hot, clock: () => Date.now() }),
       devices: new DeviceCookies({ key: new Uint8Array(randomBytes(32)), clock: () => Date.now() }),
-      ledger,
-      failures: new FailureAggregator({ ledger, hot, clock: () => Date.now() }),
+      events: auditedEvents(ledger),
+      failures: new FailureAggregator({ events: auditedEvents(ledger), hot, clock: () => Date.now() }),
       clock: () => Date.now(),
       maskIp: (ip) => ip,
     });

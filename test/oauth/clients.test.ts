@@ -9,7 +9,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
-import { decodeEntry, openLedger, type Ledger } from '../../src/audit/index.ts';
+import { auditedEvents, decodeEntry, openLedger, type Ledger } from '../../src/audit/index.ts';
 import { validateClientMetadata, type ClientMetadata } from '../../src/oauth/client-metadata.ts';
 import { ClientRegistry, ClientRegistryError, type OAuthClient } from '../../src/oauth/clients.ts';
 import type { DurableStore } from '../../src/store/index.ts';
@@ -59,8 +59,8 @@ for (const driver of durableDrivers) {
     before(async () => {
       fixture = await driver.open(2);
       ledgers = [await ledgerOn(fixture.stores[0]!, clock), await ledgerOn(fixture.stores[1]!, clock)];
-      registry = new ClientRegistry({ records: fixture.stores[0]!.records, secretKey, ledger: ledgers[0]!, clock: clock.now });
-      peer = new ClientRegistry({ records: fixture.stores[1]!.records, secretKey, ledger: ledgers[1]!, clock: clock.now });
+      registry = new ClientRegistry({ records: fixture.stores[0]!.records, secretKey, events: auditedEvents(ledgers[0]!), clock: clock.now });
+      peer = new ClientRegistry({ records: fixture.stores[1]!.records, secretKey, events: auditedEvents(ledgers[1]!), clock: clock.now });
     });
     after(async () => {
       for (const ledger of ledgers) await ledger.close();
@@ -97,7 +97,7 @@ for (const driver of durableDrivers) {
       for (const wrong of [flipped, '', `${clientSecret!}x`, clientSecret!.slice(0, 42), clientSecret!.toUpperCase(), 'x'.repeat(5000)]) {
         assert.equal(registry.verifySecret(client, wrong), false, JSON.stringify(wrong.slice(0, 50)));
       }
-      const other = new ClientRegistry({ records: fixture.store.records, secretKey: deriveKey(new Uint8Array(randomBytes(32)), 'client-secrets'), ledger: ledgers[0]!, clock: clock.now });
+      const other = new ClientRegistry({ records: fixture.store.records, secretKey: deriveKey(new Uint8Array(randomBytes(32)), 'client-secrets'), events: auditedEvents(ledgers[0]!), clock: clock.now });
       assert.equal(other.verifySecret(client, clientSecret!), false, 'a different master key does not verify it');
       const { client: publicClient } = await registry.register(PUBLIC, CONTEXT);
       assert.equal(registry.verifySecret(publicClient, clientSecret!), false, 'a public client has no secret to match');
@@ -304,6 +304,6 @@ for (const driver of durableDrivers) {
 
 describe('ClientRegistry construction', () => {
   it('refuses a secret key shorter than 32 bytes', () => {
-    assert.throws(() => new ClientRegistry({ records: {} as never, secretKey: new Uint8Array(16), ledger: {} as never, clock: () => 0 }), TypeError);
+    assert.throws(() => new ClientRegistry({ records: {} as never, secretKey: new Uint8Array(16), events: {} as never, clock: () => 0 }), TypeError);
   });
 });

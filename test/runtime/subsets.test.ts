@@ -22,16 +22,16 @@ function started(profile: Profile, wanted: ServiceName[]): ServiceName[] {
 
 describe('the services each start asks for', () => {
   it('serve starts every service, in the table order', () => {
-    assert.deepEqual(started(PROFILES.serve(config), ['listener', 'metricsListener']), ['config', 'vault', 'telemetry', 'hooks', 'stores', 'ledger', 'failures', 'keyring', 'identity', 'oauth', 'listener', 'metricsListener']);
+    assert.deepEqual(started(PROFILES.serve(config), ['listener', 'metricsListener']), ['config', 'vault', 'telemetry', 'hooks', 'stores', 'ledger', 'events', 'failures', 'keyring', 'identity', 'oauth', 'listener', 'metricsListener']);
   });
 
-  it('a user command: identity and its audit ledger, no keyring, no logger, no listener', () => {
-    assert.deepEqual(started(PROFILES.admin(), ['identity']), ['config', 'vault', 'stores', 'ledger', 'failures', 'identity']);
+  it('a user command: identity and its audited events, no keyring, no logger, no listener', () => {
+    assert.deepEqual(started(PROFILES.admin(), ['identity']), ['config', 'vault', 'stores', 'ledger', 'events', 'failures', 'identity']);
   });
 
   it('client and resource commands: the registries; keys commands: the keyring', () => {
-    assert.deepEqual(started(PROFILES.admin(), ['registries']), ['config', 'vault', 'stores', 'ledger', 'registries']);
-    assert.deepEqual(started(PROFILES.admin(), ['keyring']), ['config', 'vault', 'stores', 'ledger', 'keyring']);
+    assert.deepEqual(started(PROFILES.admin(), ['registries']), ['config', 'vault', 'stores', 'ledger', 'events', 'registries']);
+    assert.deepEqual(started(PROFILES.admin(), ['keyring']), ['config', 'vault', 'stores', 'ledger', 'events', 'keyring']);
   });
 
   it('reading the audit log needs the stores only: an auditor with a copy of the database needs no master key', () => {

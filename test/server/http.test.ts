@@ -8,7 +8,8 @@ import { buildServer } from '../../src/server/index.ts';
 import { Metrics, createLogger } from '../../src/observability/index.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { openMemoryHotStore } from '../../src/store/memory/hot-store.ts';
-import type { Stores } from '../../src/store/index.ts';
+import { openInProcessMessageBus, type Stores } from '../../src/store/index.ts';
+import { EventHub } from '../../src/events/index.ts';
 
 /** Routes that exercise the server's rules; real feature routes arrive with later issues. */
 const testRoutes: FastifyPluginAsync = async (app) => {
@@ -191,9 +192,9 @@ describe('readiness when a store is down', () => {
       ping: () => Promise.reject(new Error('ECONNREFUSED redis://:pw@10.0.0.1')),
     });
     const durable = { driver: 'sqlite' as const, ping: () => Promise.resolve() } as unknown as Stores['durable'];
-    const stores: Stores = { durable, hot: failingHot, close: () => hot.close() };
+    const stores: Stores = { durable, hot: failingHot, bus: openInProcessMessageBus(), close: () => hot.close() };
     const config = loadConfig({ env: {} });
-    const app = await buildServer({ config, stores, logger: createLogger({ level: 'silent', personalData: 'mask' }), metrics: new Metrics({ collectProcessMetrics: false }), ledger: {} as Ledger });
+    const app = await buildServer({ config, stores, logger: createLogger({ level: 'silent', personalData: 'mask' }), metrics: new Metrics({ collectProcessMetrics: false }), ledger: {} as Ledger, events: new EventHub() });
     try {
       const response = await app.inject({ method: 'GET', url: '/readyz' });
       assert.equal(response.statusCode, 503);

@@ -21,7 +21,8 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { StoreUnavailableError } from '../../src/store/errors.ts';
 import type { HotStore } from '../../src/store/ports.ts';
-import { openRedisHotStore } from '../../src/store/redis/hot-store.ts';
+import { openRedisHotStore, redisPubSubConnections } from '../../src/store/redis/hot-store.ts';
+import { openRedisMessageBus } from '../../src/store/redis/message-bus.ts';
 import { BOUNDED_SET_ADD_LUA, SET_LUA } from '../../src/store/redis/scripts.ts';
 import { deleteRedisKeys } from '../support/services.ts';
 
@@ -394,6 +395,19 @@ describe(
         ),
       );
       if (dir !== '') rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('carries event messages between instances (pub/sub on the cluster: the events port)', async () => {
+      assert.ok(store);
+      const channel = `${prefix()}events`;
+      const buses = [await openRedisMessageBus({ ...redisPubSubConnections(store)!, channel }), await openRedisMessageBus({ ...redisPubSubConnections(store)!, channel })];
+      try {
+        const heard = new Promise<string>((resolve) => buses[1]!.subscribe({ message: resolve, interrupted: () => undefined }));
+        await buses[0]!.publish('revoked');
+        assert.equal(await heard, 'revoked');
+      } finally {
+        for (const bus of buses) await bus.close();
+      }
     });
 
     it('runs every kind of operation on keys spread over all three nodes', async () => {

@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as wait } from 'node:timers/promises';
 import { calculateJwkThumbprint, createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWK } from 'jose';
-import { decodeEntry, openLedger, type AuditEvent } from '../../src/audit/index.ts';
+import { auditedEvents, decodeEntry, openLedger } from '../../src/audit/index.ts';
+import type { DomainEvent } from '../../src/events/index.ts';
 import type { DurableStore } from '../../src/store/ports.ts';
 import {
   Keyring,
@@ -20,7 +21,7 @@ import {
   signJwt,
   verifyJwt,
   type KeyInfo,
-  type KeyringLedger,
+  type KeyringEvents,
   type KeyringPolicy,
   type SigningAlgorithm,
 } from '../../src/tokens/index.ts';
@@ -35,17 +36,16 @@ const ISSUER = 'https://id.example.com';
 const masterKey = new Uint8Array(randomBytes(32));
 const sqlite = durableDrivers[0]!;
 
-/** Keeps what the keyring would record, so tests can read the events. */
-class RecordingLedger implements KeyringLedger {
-  readonly events: AuditEvent[] = [];
-  async recordAll(events: readonly AuditEvent[]): Promise<{ index: number }[]> {
-    this.events.push(...events);
-    return events.map((_, index) => ({ index }));
+/** Keeps what the keyring emits (what the ledger would record), so tests can read the events. */
+class RecordingLedger implements KeyringEvents {
+  readonly events: DomainEvent<'key.created' | 'key.revoked'>[] = [];
+  async emitAll(events: readonly DomainEvent[]): Promise<void> {
+    this.events.push(...(events as DomainEvent<'key.created' | 'key.revoked'>[]));
   }
 }
 
-function open(store: DurableStore, clock: ManualClock, options: { ledger?: KeyringLedger; policy?: KeyringPolicy; masterKey?: Uint8Array } = {}): Promise<Keyring> {
-  return Keyring.open({ records: store.records, masterKey: options.masterKey ?? masterKey, clock: clock.now, policy: options.policy ?? policy, ...(options.ledger && { ledger: options.ledger }) });
+function open(store: DurableStore, clock: ManualClock, options: { ledger?: KeyringEvents; policy?: KeyringPolicy; masterKey?: Uint8Array } = {}): Promise<Keyring> {
+  return Keyring.open({ records: store.records, masterKey: options.masterKey ?? masterKey, clock: clock.now, policy: options.policy ?? policy, ...(options.ledger && { events: options.ledger }) });
 }
 
 function byAlg(keyring: Keyring, alg: SigningAlgorithm): KeyInfo[] {
@@ -370,7 +370,7 @@ describe('Keyring', () => {
     });
     try {
       const before = await ledger.size();
-      const keyring = await open(store, clock, { ledger });
+      const keyring = await open(store, clock, { ledger: auditedEvents(ledger) });
       await keyring.revoke(keyring.signingKey('PS256').kid);
       const entries = (await store.auditLog.entries(before, await ledger.size())).map((row) => decodeEntry(row.entry));
       assert.deepEqual(

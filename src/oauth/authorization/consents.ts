@@ -6,7 +6,7 @@
  * account page. Stored durably: `consents/<user>:<client>`, found by user
  * and by client through the collection's indexes.
  */
-import type { Ledger } from '../../audit/index.ts';
+import type { DomainEvents } from '../../events/index.ts';
 import { Type } from '@sinclair/typebox';
 import { collection, keep, typeboxCodec, write, type Clock, type Codec, type Collection, type RecordStore } from '../../store/index.ts';
 
@@ -53,12 +53,12 @@ function coversAll(consent: ConsentData, scopes: readonly string[], resources: r
 export class Consents {
   readonly #consents: Collection<ConsentData, 'user' | 'client'>;
   readonly #clock: Clock;
-  readonly #ledger: Ledger;
+  readonly #events: DomainEvents;
 
-  constructor(options: { records: RecordStore; clock: Clock; ledger: Ledger }) {
+  constructor(options: { records: RecordStore; clock: Clock; events: DomainEvents }) {
     this.#consents = consents(options.records);
     this.#clock = options.clock;
-    this.#ledger = options.ledger;
+    this.#events = options.events;
   }
 
   /** Whether the user already approved every one of `scopes`, and of `resources`, for this client. */
@@ -91,7 +91,7 @@ export class Consents {
         },
       },
     );
-    await this.#ledger.record({
+    await this.#events.emit({
       type: 'consent.granted',
       outcome: 'success',
       actorUserId: userId,
@@ -108,7 +108,7 @@ export class Consents {
   /** Withdraws the user's consent for a client; resolves whether there was one. */
   async revoke(userId: string, clientId: string, audit: { requestId?: string; ip?: string }): Promise<boolean> {
     const deleted = await this.#consents.delete(consentId(userId, clientId));
-    if (deleted) await this.#ledger.record({ type: 'consent.revoked', outcome: 'success', actorUserId: userId, clientId, ...audit });
+    if (deleted) await this.#events.emit({ type: 'consent.revoked', outcome: 'success', actorUserId: userId, clientId, ...audit });
     return deleted;
   }
 }

@@ -67,7 +67,7 @@ export async function authorizationCodeGrant(params: OAuthParams, context: Grant
     ...(familyId !== undefined && { refreshFamilyId: familyId }),
   };
   await services.codes.recordRedemption(taken.hash, redemption);
-  await services.ledger.record({
+  await services.events.emit({
     type: 'token.issued',
     outcome: 'success',
     actorUserId: grant.userId,
@@ -101,7 +101,7 @@ async function revokeRedemption(redemption: CodeRedemption | null, context: Gran
     const revoked = await services.refreshTokens.revokeFamily(redemption.refreshFamilyId, 'code_reuse');
     for (const token of revoked?.accessTokens ?? []) await services.accessTokens.revokeJti(token.jti, token.exp);
   }
-  await services.ledger.record({
+  await services.events.emit({
     type: 'token.reuse_detected',
     outcome: 'denied',
     actorUserId: redemption.userId,

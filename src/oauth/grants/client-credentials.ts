@@ -37,7 +37,7 @@ export async function clientCredentialsGrant(params: OAuthParams, context: Grant
     // RFC 9449 section 5: a DPoP proof at the token endpoint binds the token to its key.
     ...(context.dpopJkt !== undefined && { claims: { cnf: { jkt: context.dpopJkt } } }),
   });
-  await context.services.ledger.record({
+  await context.services.events.emit({
     type: 'token.issued',
     outcome: 'success',
     clientId: client.client_id,

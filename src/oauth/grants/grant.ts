@@ -3,7 +3,7 @@
  * endpoint (which dispatches) and the grants (which run). A module of its own
  * so that neither side imports the other's implementation.
  */
-import type { Ledger } from '../../audit/index.ts';
+import type { DomainEvents } from '../../events/index.ts';
 import type { AccessTokens } from '../access-tokens.ts';
 import type { AuthorizationCodes } from '../authorization/codes.ts';
 import type { AuthenticatedClient } from '../client-auth.ts';
@@ -34,7 +34,7 @@ export interface GrantServices {
   readonly idTokens: IdTokens;
   readonly refreshTokens: RefreshTokens;
   readonly codes: AuthorizationCodes;
-  readonly ledger: Ledger;
+  readonly events: DomainEvents;
   readonly liveness: SignInLiveness;
   readonly defaultAudience: string;
   /** Registered resources: the `resource` parameter and the audience of API scopes (RFC 8707). */

@@ -50,7 +50,7 @@ export async function refreshTokenGrant(params: OAuthParams, context: GrantConte
       throw new OAuthError('invalid_grant', result.reason === 'expired' ? 'The refresh token has expired.' : 'The refresh token is invalid or revoked.');
     case 'reused': {
       for (const accessToken of result.revokedAccessTokens) await services.accessTokens.revokeJti(accessToken.jti, accessToken.exp);
-      await services.ledger.record({
+      await services.events.emit({
         type: 'token.reuse_detected',
         outcome: 'denied',
         actorUserId: result.grant.userId,
@@ -70,7 +70,7 @@ export async function refreshTokenGrant(params: OAuthParams, context: GrantConte
         await services.refreshTokens.revokeFamily(result.familyId, 'user_inactive');
         throw new OAuthError('invalid_grant', 'The account behind this refresh token is no longer active.');
       }
-      await services.ledger.record({
+      await services.events.emit({
         type: 'token.refreshed',
         outcome: 'success',
         actorUserId: result.grant.userId,

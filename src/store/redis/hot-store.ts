@@ -169,6 +169,11 @@ export async function openRedisHotStore(options: RedisHotStoreOptions): Promise<
   return new RedisHotStore(client, options.keyPrefix, options.clock ?? systemClock, options.onOperation, lastError);
 }
 
+/** The pub/sub connections of a Redis hot store (see RedisHotStore.pubSubConnections); undefined for another driver. */
+export function redisPubSubConnections(store: HotStore): { publisher: Redis | Cluster; subscriber: Redis | Cluster } | undefined {
+  return store instanceof RedisHotStore ? store.pubSubConnections() : undefined;
+}
+
 class RedisHotStore implements HotStore {
   readonly driver = 'redis' as const;
   readonly #client: Client;
@@ -266,6 +271,16 @@ class RedisHotStore implements HotStore {
 
   async ping(): Promise<void> {
     await this.#run('ping', () => this.#client.ping());
+  }
+
+  /**
+   * The connections a message bus on this Redis needs: this store's own for
+   * PUBLISH, and a new one with the same settings for SUBSCRIBE (a
+   * subscribed connection can run no other command).
+   */
+  pubSubConnections(): { publisher: Redis | Cluster; subscriber: Redis | Cluster } {
+    const client: Redis | Cluster = this.#client;
+    return { publisher: client, subscriber: client instanceof Cluster ? client.duplicate() : client.duplicate() };
   }
 
   close(): Promise<void> {

@@ -1,0 +1,171 @@
+/**
+ * The domain events: one closed list of what happened, each with its
+ * payload type. Features emit them (src/events/hub.ts); subscribers react:
+ * the audit projection (src/audit/projection.ts) turns each into its ledger
+ * entry, and caches of other instances drop what an event made stale.
+ *
+ * Most events carry what their audit entry says (who, from where, the
+ * outcome, a small flat detail): the entry is the record of the event, and
+ * its bytes must not change when the event is emitted instead of written.
+ * Some carry more, for the subscribers that react (the URI of a resource,
+ * the user an event is about); the projection leaves that out of the entry.
+ */
+
+export type EventOutcome = 'success' | 'failure' | 'denied';
+
+/** A small, flat detail object: no nesting, bounded sizes, no secret-named keys (the audit ledger checks it). */
+export type EventDetail = Readonly<Record<string, string | number | boolean | null>>;
+
+/** Who acted, on what, from where: the envelope of an event. */
+export interface EventContext {
+  /** The user who acted, by internal id (the ledger stores only a keyed pseudonym of it). */
+  readonly actorUserId?: string;
+  /** A non-personal actor: a client id, `admin`, `system`. */
+  readonly actorService?: string;
+  /** The OAuth client the event concerns. */
+  readonly clientId?: string;
+  readonly requestId?: string;
+  readonly traceId?: string;
+  /** The client's IP address (the ledger truncates, hashes or omits it). */
+  readonly ip?: string;
+  /** When it happened (ms since the epoch); default: when recorded. */
+  readonly time?: number;
+}
+
+/** What an event the ledger records carries besides its context. */
+interface Recorded {
+  readonly outcome: EventOutcome;
+  readonly detail?: EventDetail;
+}
+
+/** A resource server, as the subscribers of its events need it. */
+export interface ResourceRef {
+  readonly uri: string;
+  readonly scopes: readonly string[];
+}
+
+/**
+ * Every event type and its payload. Names are dotted from the area to the
+ * outcome-neutral action; the recorded ones keep the names of their audit
+ * entries (which are public and must not change).
+ */
+export interface DomainEventPayloads {
+  // sign-in and sessions (identity)
+  'auth.login.succeeded': Recorded & { readonly actorUserId: string };
+  'auth.login.failed': Recorded;
+  'auth.logout': Recorded & { readonly actorUserId: string };
+  /** A session ended by the user, the session limit or an administrator. */
+  'session.revoked': Recorded & { readonly actorUserId: string };
+  // accounts (identity)
+  /** The detail (the new user's audit pseudonym) is the projection's: the user's id is here. */
+  'user.created': { readonly outcome: 'success'; readonly userId: string };
+  'user.updated': Recorded & { readonly actorUserId: string };
+  'user.disabled': Recorded & { readonly actorUserId: string };
+  'user.deleted': Recorded & { readonly actorUserId: string };
+  // unauthenticated failures, aggregated (audit/failure-aggregator.ts)
+  'admin.auth.failed': Recorded;
+  'metrics.auth.failed': Recorded;
+  'client.auth.failed': Recorded;
+  'registration.auth.failed': Recorded;
+  // tokens (oauth)
+  'token.issued': Recorded;
+  'token.refreshed': Recorded;
+  'token.reuse_detected': Recorded;
+  'token.revoked': Recorded;
+  /**
+   * Access tokens revoked before their expiry: one by its `jti`, or every
+   * token of an ended session by its `sid`. Not recorded (the action that
+   * revoked them is); other instances drop their cached "not revoked".
+   */
+  'tokens.revoked': { readonly jti: string } | { readonly sid: string };
+  // signing keys (tokens)
+  'key.created': Recorded;
+  'key.revoked': Recorded;
+  // consent (oauth)
+  'consent.granted': Recorded & { readonly actorUserId: string; readonly clientId: string };
+  'consent.revoked': Recorded & { readonly actorUserId: string; readonly clientId: string };
+  // clients and resources (oauth)
+  'client.registered': Recorded & { readonly clientId: string };
+  'client.updated': Recorded & { readonly clientId: string };
+  'client.deleted': Recorded & { readonly clientId: string };
+  'resource.created': Recorded & { readonly resource: ResourceRef };
+  'resource.deleted': Recorded & { readonly resource: ResourceRef };
+  /** A hook handler failed or overran its deadline (src/hooks); the chain failed closed or skipped it. */
+  'hook.fault': Recorded;
+  // the audit ledger's own API (server)
+  'audit.entries.read': Recorded;
+  'audit.cosignature.added': Recorded;
+}
+
+export type DomainEventType = keyof DomainEventPayloads;
+
+/** One event: its type, its context and its payload. */
+export type DomainEvent<T extends DomainEventType = DomainEventType> = { [K in T]: { readonly type: K } & EventContext & DomainEventPayloads[K] }[T];
+
+/** The closed list, in the order above (a test checks it names every type once). */
+export const DOMAIN_EVENT_TYPES = [
+  'auth.login.succeeded',
+  'auth.login.failed',
+  'auth.logout',
+  'session.revoked',
+  'user.created',
+  'user.updated',
+  'user.disabled',
+  'user.deleted',
+  'admin.auth.failed',
+  'metrics.auth.failed',
+  'client.auth.failed',
+  'registration.auth.failed',
+  'token.issued',
+  'token.refreshed',
+  'token.reuse_detected',
+  'token.revoked',
+  'tokens.revoked',
+  'key.created',
+  'key.revoked',
+  'consent.granted',
+  'consent.revoked',
+  'client.registered',
+  'client.updated',
+  'client.deleted',
+  'resource.created',
+  'resource.deleted',
+  'hook.fault',
+  'audit.entries.read',
+  'audit.cosignature.added',
+] as const satisfies readonly DomainEventType[];
+
+// Fails to compile when a payload type is missing from the list.
+type Missing = Exclude<DomainEventType, (typeof DOMAIN_EVENT_TYPES)[number]>;
+const listIsComplete: [Missing] extends [never] ? true : Missing = true;
+void listIsComplete;
+
+/**
+ * The events another instance must react to: a revocation, a changed or
+ * deleted client, resource, signing key or user. Only these cross instances
+ * (src/events/hub.ts), and only when they succeeded; the rest stay in the
+ * process that emitted them.
+ */
+export const CROSS_INSTANCE_EVENT_TYPES: ReadonlySet<DomainEventType> = new Set<DomainEventType>([
+  'tokens.revoked',
+  'key.created',
+  'key.revoked',
+  'client.updated',
+  'client.deleted',
+  'resource.created',
+  'resource.deleted',
+  'user.updated',
+  'user.disabled',
+  'user.deleted',
+]);
+
+const TYPES: ReadonlySet<string> = new Set(DOMAIN_EVENT_TYPES);
+
+export function isDomainEventType(value: unknown): value is DomainEventType {
+  return typeof value === 'string' && TYPES.has(value);
+}
+
+/** Whether another instance must hear of it. */
+export function crossesInstances(event: DomainEvent): boolean {
+  return CROSS_INSTANCE_EVENT_TYPES.has(event.type) && (!('outcome' in event) || event.outcome === 'success');
+}
