@@ -38,6 +38,7 @@ import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { DatabaseSync } from 'node:sqlite';
 import pg from 'pg';
+import { KeyVault } from '../src/crypto/index.ts';
 import { encodeEntry, openLedger, truncateIp, type AuditEntry, type AuditEvent, type Ledger } from '../src/audit/index.ts';
 import type { AuditLogStore, DurableStore } from '../src/store/index.ts';
 import { openPostgresDurableStore } from '../src/store/postgres/durable-store.ts';
@@ -227,7 +228,7 @@ async function benchTarget(target: Target): Promise<DriverResult> {
   const ledger: Ledger = await openLedger({
     log: countingLog(target.store.auditLog, counter),
     records: target.store.records,
-    masterKey: new Uint8Array(randomBytes(32)),
+    vault: KeyVault.generate(),
     issuer: 'https://id.example.com',
     clock: () => Date.now(),
     audit: { ipAddresses: 'truncate', witnesses: [], maxPendingEntries: 10_000 },

@@ -40,6 +40,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import pg from 'pg';
+import { KeyVault } from '../src/crypto/index.ts';
 import { encodeEntry, openLedger, type AuditEntry, type AuditEventType, type Ledger } from '../src/audit/index.ts';
 import { leafHash, rootHash, verifyConsistency, verifyInclusion } from '../src/audit/merkle/index.ts';
 import { appendPlan, storedConsistencyProof, storedInclusionProof, storedRootHash } from '../src/audit/tree.ts';
@@ -322,7 +323,7 @@ async function benchStore(store: DurableStore, driver: string, size: number, dis
   const ledger: Ledger = await openLedger({
     log: store.auditLog,
     records: store.records,
-    masterKey: new Uint8Array(randomBytes(32)),
+    vault: KeyVault.generate(),
     issuer: 'https://id.example.com',
     clock: () => Date.now(),
     audit: { ipAddresses: 'truncate', witnesses: [], maxPendingEntries: 10_000 },

@@ -3,8 +3,8 @@
  * emit domain events (src/events); the ledger subscribes through the audit
  * projection (projection.ts) and is the only writer of entries.
  */
+import type { KeyVault } from '../crypto/index.ts';
 import type { AuditLogStore, Clock, RecordStore } from '../store/index.ts';
-import { deriveKey } from '../tokens/index.ts';
 import type { IpAddressMode } from './ip.ts';
 import { Ledger } from './ledger.ts';
 import { defaultOrigin, loadOrCreateLogKey } from './log-key.ts';
@@ -24,7 +24,7 @@ export * as checkpointFormat from './checkpoint/index.ts';
 export interface OpenLedgerOptions {
   readonly log: AuditLogStore;
   readonly records: RecordStore;
-  readonly masterKey: Uint8Array;
+  readonly vault: KeyVault;
   readonly issuer: string;
   readonly clock: Clock;
   readonly audit: {
@@ -37,14 +37,14 @@ export interface OpenLedgerOptions {
 
 /** Opens the ledger: loads (or makes, once per deployment) the log key. */
 export async function openLedger(options: OpenLedgerOptions): Promise<Ledger> {
-  const key = await loadOrCreateLogKey(options.records, options.masterKey, options.audit.origin ?? defaultOrigin(options.issuer));
+  const key = await loadOrCreateLogKey(options.records, options.vault, options.audit.origin ?? defaultOrigin(options.issuer));
   return new Ledger({
     log: options.log,
     records: options.records,
     key,
     clock: options.clock,
     ipAddresses: options.audit.ipAddresses,
-    ipHashKey: deriveKey(options.masterKey, 'audit-ip-pseudonyms'),
+    ipHashKey: options.vault.derive('audit-ip-pseudonyms'),
     witnesses: options.audit.witnesses,
     maxPendingEntries: options.audit.maxPendingEntries,
   });

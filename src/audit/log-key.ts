@@ -1,11 +1,9 @@
 import { Type } from '@sinclair/typebox';
+import { createSealedLogKey, openSealedLogKey, parseVerifierKey, type KeyVault, type NoteSigner, type NoteVerifier } from '../crypto/index.ts';
 import { collection, typeboxCodec, type Codec, type Collection, type RecordStore } from '../store/index.ts';
-import { openSecret, sealSecret } from '../tokens/index.ts';
-import { generateSignerKey, parseSignerKey, parseVerifierKey, type NoteSigner, type NoteVerifier } from './checkpoint/index.ts';
 
 const COLLECTION = 'audit';
 const ID = 'log-key';
-const SEAL_PURPOSE = 'audit-log-key';
 
 interface LogKeyRecord {
   readonly origin: string;
@@ -32,20 +30,15 @@ export interface LogKey {
  * issuer does not silently start a "different" log. Of several instances
  * starting together, one creates it and all read the same record.
  */
-export async function loadOrCreateLogKey(records: RecordStore, masterKey: Uint8Array, origin: string): Promise<LogKey> {
+export async function loadOrCreateLogKey(records: RecordStore, vault: KeyVault, origin: string): Promise<LogKey> {
   const keys = logKeys(records);
   let record = await keys.get(ID);
   if (record === null) {
-    const generated = generateSignerKey(origin);
-    await keys.create(ID, {
-      origin,
-      verifierKey: generated.verifierKey,
-      sealedSignerKey: sealSecret(masterKey, SEAL_PURPOSE, new TextEncoder().encode(generated.signerKey)),
-    });
+    await keys.create(ID, { origin, ...createSealedLogKey(vault, origin) });
     record = await keys.get(ID);
     if (record === null) throw new Error('the audit log key vanished while it was being created');
   }
-  const signer = parseSignerKey(new TextDecoder().decode(openSecret(masterKey, SEAL_PURPOSE, record.data.sealedSignerKey)));
+  const signer = openSealedLogKey(vault, record.data.sealedSignerKey);
   return { origin: record.data.origin, signer, verifier: parseVerifierKey(record.data.verifierKey), verifierKey: record.data.verifierKey };
 }
 
@@ -56,7 +49,7 @@ export function defaultOrigin(issuer: string): string {
   return `${url.host}${path}/audit`;
 }
 
-/** The log's public key as stored, without the master key (null before the first start). */
+/** The log's public key as stored, without the vault (null before the first start). */
 export async function storedLogVerifierKey(records: RecordStore): Promise<string | null> {
   const record = await logKeys(records).get(ID);
   return record?.data.verifierKey ?? null;

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
+import { SIGNING_ALGORITHMS } from '../crypto/index.ts';
 import { ClientMetadataError, OIDC_SCOPES, isApproved, validateClientMetadata, type ClientRegistry, type OAuthClient } from '../oauth/index.ts';
 import { PROFILES, withServices, type Registries } from '../runtime/index.ts';
 
@@ -145,7 +146,7 @@ export function registerClientCommands(program: Command, context: ClientCliConte
     .option('--jwks-file <file>', 'JSON file with the public key(s) for private_key_jwt (a JWK Set or one JWK)')
     .option('--require-par', 'require pushed authorization requests (RFC 9126)')
     .option('--dpop', 'issue only DPoP-bound access tokens to this client (RFC 9449)')
-    .addOption(new Option('--id-token-alg <alg>', 'ID token signing algorithm (default: RS256, OIDC Dynamic Client Registration section 2)').choices(['EdDSA', 'ES256', 'RS256', 'PS256']))
+    .addOption(new Option('--id-token-alg <alg>', 'ID token signing algorithm (default: RS256, OIDC Dynamic Client Registration section 2)').choices(SIGNING_ALGORITHMS))
     .option('--json', 'print the registration response as JSON (RFC 7591 section 3.2.1)')
     .action(async (options: CreateOptions) => {
       const config = context.load(options);

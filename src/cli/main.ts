@@ -6,7 +6,8 @@ import { ConfigError, configWarnings, loadConfig, maskConfig, type Config, type 
 import { StoreSchemaError, StoreUnavailableError, sqlitePath, type Clock } from '../store/index.ts';
 import { assertLoopbackInDevelopment } from './development-host.ts';
 import { DeploymentError, PROFILES, assertDataDirUsable, provisionVault, withAbsolutePaths, withServices } from '../runtime/index.ts';
-import { KeyringError, MasterKeyError, SealedSecretError } from '../tokens/index.ts';
+import { MasterKeyError, SealedSecretError } from '../crypto/index.ts';
+import { KeyringError } from '../tokens/index.ts';
 import { exitGracefullyOnSignals, startPortcullis } from '../server/index.ts';
 import { AuditSourceError, AuditVerificationFailed, registerAuditCommands } from './audit.ts';
 import { registerKeysCommands } from './keys.ts';

@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { SIGNING_ALGORITHMS } from '../crypto/index.ts';
 
 /**
  * The one configuration schema. Every key has a description, a default (or a
@@ -273,7 +274,7 @@ export const ConfigSchema = Type.Object(
     ),
     tokens: Type.Object(
       {
-        signingAlgorithm: Type.Union([Type.Literal('EdDSA'), Type.Literal('ES256'), Type.Literal('RS256'), Type.Literal('PS256')], {
+        signingAlgorithm: Type.Union(SIGNING_ALGORITHMS.map((alg) => Type.Literal(alg)), {
           default: 'EdDSA',
           env: 'PORTCULLIS_TOKENS_SIGNING_ALGORITHM',
           description: 'JWS algorithm of access tokens unless their resource names another (EdDSA is Ed25519). ID tokens are RS256 unless the client registers another algorithm (OIDC Dynamic Client Registration section 2).',

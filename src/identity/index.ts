@@ -8,7 +8,7 @@ import type { DomainEvents } from '../events/index.ts';
 import type { HookChains } from '../hooks/index.ts';
 import { maskIp } from '../observability/index.ts';
 import type { Clock, Stores } from '../store/index.ts';
-import { deriveKey } from '../tokens/index.ts';
+import type { KeyVault } from '../crypto/index.ts';
 import { Accounts } from './accounts.ts';
 import { CsrfTokens } from './csrf.ts';
 import { DeviceCookies } from './device-cookies.ts';
@@ -42,7 +42,7 @@ export interface Identity {
  * server, shared with the admin check); a command that makes no HTTP
  * requests gets its own.
  */
-export function createIdentity(options: { config: Readonly<Config>; stores: Stores; events: DomainEvents; masterKey: Uint8Array; clock: Clock; failures?: FailureAggregator; hooks?: HookChains }): Identity {
+export function createIdentity(options: { config: Readonly<Config>; stores: Stores; events: DomainEvents; vault: KeyVault; clock: Clock; failures?: FailureAggregator; hooks?: HookChains }): Identity {
   const { config, stores, clock } = options;
   const identity = config.identity;
   const sessions = new SessionManager({
@@ -62,7 +62,7 @@ export function createIdentity(options: { config: Readonly<Config>; stores: Stor
     hasher: new PasswordHasher({ memoryCostKiB: identity.passwordMemoryCostKiB, timeCost: identity.passwordTimeCost, parallelism: identity.passwordParallelism }),
     sessions,
     throttle,
-    devices: new DeviceCookies({ key: deriveKey(options.masterKey, 'device-cookies'), clock }),
+    devices: new DeviceCookies({ key: options.vault.derive('device-cookies'), clock }),
     events: options.events,
     failures: options.failures ?? new FailureAggregator({ events: options.events, hot: stores.hot, clock }),
     clock,
@@ -76,10 +76,10 @@ export function createIdentity(options: { config: Readonly<Config>; stores: Stor
     users: accounts.users,
     events: options.events,
     clock,
-    masterKey: options.masterKey,
-    recoveryKey: deriveKey(options.masterKey, 'recovery-codes'),
+    vault: options.vault,
+    recoveryKey: options.vault.derive('recovery-codes'),
     issuer: identity.totpIssuer ?? new URL(config.issuer).hostname,
     throttle,
   });
-  return { accounts, csrf: new CsrfTokens(deriveKey(options.masterKey, 'csrf')), secondFactor };
+  return { accounts, csrf: new CsrfTokens(options.vault.derive('csrf')), secondFactor };
 }

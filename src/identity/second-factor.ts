@@ -5,9 +5,9 @@
  * short-lived, single-use value in the hot store, limited in attempts.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import type { KeyVault } from '../crypto/index.ts';
 import type { DomainEvents } from '../events/index.ts';
 import type { Clock, HotStore, RecordStore } from '../store/index.ts';
-import { openSecret, sealSecret } from '../tokens/index.ts';
 import { RECOVERY_CODES_COLLECTION, consumeRecoveryCode, generateRecoveryCodes, remainingRecoveryCodes, saveRecoveryCodes } from './recovery-codes.ts';
 import type { LoginThrottle } from './throttle.ts';
 import { TotpVerifier, generateTotpSecret, totpUri } from './totp.ts';
@@ -33,19 +33,19 @@ export class SecondFactor {
   readonly #records: RecordStore;
   readonly #users: UserDirectory;
   readonly #events: DomainEvents;
-  readonly #masterKey: Uint8Array;
+  readonly #vault: KeyVault;
   readonly #recoveryKey: Uint8Array;
   readonly #totp: TotpVerifier;
   readonly #issuer: string;
   readonly #throttle: LoginThrottle;
 
-  constructor(options: { hot: HotStore; records: RecordStore; users: UserDirectory; events: DomainEvents; clock: Clock; masterKey: Uint8Array; recoveryKey: Uint8Array; issuer: string; throttle: LoginThrottle }) {
+  constructor(options: { hot: HotStore; records: RecordStore; users: UserDirectory; events: DomainEvents; clock: Clock; vault: KeyVault; recoveryKey: Uint8Array; issuer: string; throttle: LoginThrottle }) {
     this.#throttle = options.throttle;
     this.#hot = options.hot;
     this.#records = options.records;
     this.#users = options.users;
     this.#events = options.events;
-    this.#masterKey = options.masterKey;
+    this.#vault = options.vault;
     this.#recoveryKey = options.recoveryKey;
     this.#totp = new TotpVerifier({ hot: options.hot, clock: options.clock });
     this.#issuer = options.issuer;
@@ -68,7 +68,7 @@ export class SecondFactor {
     const secret = await this.#hot.get(`totp-pending:${userId}`);
     if (secret === null || (await this.#totp.verify(userId, secret, code)) !== 'ok') return null;
     await this.#hot.delete(`totp-pending:${userId}`);
-    const sealed = sealSecret(this.#masterKey, SEAL_PURPOSE, new TextEncoder().encode(secret));
+    const sealed = this.#vault.seal(SEAL_PURPOSE, new TextEncoder().encode(secret));
     await this.#users.update(userId, () => ({ totpSecret: sealed }));
     const { codes, stored } = generateRecoveryCodes(this.#recoveryKey);
     await saveRecoveryCodes(this.#records, RECOVERY_CODES_COLLECTION, userId, stored);
@@ -114,7 +114,7 @@ export class SecondFactor {
     if (!verdict.allowed) return { outcome: 'throttled', userId, retryAfterSeconds: verdict.retryAfterSeconds };
     const user = await this.#users.byId(userId);
     if (user === null || user.disabled || user.totpSecret === null || user.totpSecret === undefined) return { outcome: 'expired' };
-    const secret = new TextDecoder().decode(openSecret(this.#masterKey, SEAL_PURPOSE, user.totpSecret));
+    const secret = new TextDecoder().decode(this.#vault.open(SEAL_PURPOSE, user.totpSecret));
     const compact = code.replace(/\s+/g, '');
     let method: 'totp' | 'recovery_code' | undefined;
     if (/^\d{6}$/.test(compact)) {

@@ -9,7 +9,8 @@ import { freshFor, type DomainEvents, type EventSubscriptions } from '../events/
 import type { HookChains } from '../hooks/index.ts';
 import type { Identity, UserDirectory } from '../identity/index.ts';
 import type { Clock, Stores } from '../store/index.ts';
-import { deriveKey, type Keyring } from '../tokens/index.ts';
+import type { KeyVault } from '../crypto/index.ts';
+import type { Keyring } from '../tokens/index.ts';
 import { AccessTokens, REVOCATION_RECHECK_MS } from './access-tokens.ts';
 import { Authorizer } from './authorization/authorizer.ts';
 import { AuthorizationCodes } from './authorization/codes.ts';
@@ -132,7 +133,7 @@ export function createAuthorizationServer(options: {
   events: DomainEvents & EventSubscriptions;
   keyring: Keyring;
   identity: Identity;
-  masterKey: Uint8Array;
+  vault: KeyVault;
   clock: Clock;
   /** The instance's aggregator of unauthenticated failures (client and registration credentials; security review 11); one is made when not given. */
   failures?: FailureAggregator;
@@ -148,7 +149,7 @@ export function createAuthorizationServer(options: {
   const failures = options.failures ?? new FailureAggregator({ events, hot: stores.hot, clock });
   // Caches keep what they read until an event says it changed, polling as
   // before only where events from every instance cannot arrive (freshFor).
-  const clients = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(options.masterKey, 'client-secrets'), events, clock, cacheMs: freshFor(events, 1000) });
+  const clients = new ClientRegistry({ records: stores.durable.records, secretKey: options.vault.derive('client-secrets'), events, clock, cacheMs: freshFor(events, 1000) });
   const resources = new ResourceRegistry({ records: stores.durable.records, events, clock, cacheMs: freshFor(events, 1000) });
   const targets = new TokenTargets({ resources, defaultAlgorithm: tokens.signingAlgorithm });
   const users = identity.accounts.users;
@@ -189,8 +190,7 @@ export function createAuthorizationServer(options: {
     records: stores.durable.records,
     clock,
     policy: { idleTtlSeconds: tokens.refreshTokenIdleTtlSeconds, absoluteTtlSeconds: tokens.refreshTokenAbsoluteTtlSeconds, graceSeconds: tokens.refreshGraceSeconds },
-    hashKey: deriveKey(options.masterKey, 'refresh-token-hashes'),
-    sealKey: options.masterKey,
+    vault: options.vault,
   });
   const codes = new AuthorizationCodes({ hot: stores.hot, ttlSeconds: tokens.authorizationCodeTtlSeconds });
   const consents = new Consents({ records: stores.durable.records, clock, events });
@@ -255,7 +255,7 @@ export function createAuthorizationServer(options: {
       users: { claims: claimValues },
       hooks,
     }),
-    dpop: new DpopVerifier({ hot: stores.hot, clock, nonceKey: deriveKey(options.masterKey, 'dpop-nonces'), requireNonce: config.oauth.dpopRequireNonce }),
+    dpop: new DpopVerifier({ hot: stores.hot, clock, nonceKey: options.vault.derive('dpop-nonces'), requireNonce: config.oauth.dpopRequireNonce }),
     registration: new RegistrationEndpoint({
       clients,
       policy: config.oauth.registration,

@@ -7,6 +7,7 @@
  */
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet } from 'jose';
 import { throttledFor, type FailureAggregator } from '../audit/index.ts';
+import { algorithmsFor } from '../crypto/index.ts';
 import type { Clock, HotStore } from '../store/index.ts';
 import type { ClientRegistry, OAuthClient } from './clients.ts';
 import type { TokenEndpointAuthMethod } from './client-metadata.ts';
@@ -16,7 +17,7 @@ import { OAuthError } from './errors.ts';
 export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
 /** Algorithms a client may sign its assertion with: asymmetric only, never `none` or HMAC (RFC 8725 section 3.1). */
-const ASSERTION_ALGORITHMS = ['EdDSA', 'Ed25519', 'ES256', 'ES384', 'PS256', 'RS256'];
+const ASSERTION_ALGORITHMS: readonly string[] = algorithmsFor('clientAssertion');
 
 /** An assertion may live at most this long: a long-lived one is a replayable credential. */
 const MAX_ASSERTION_LIFETIME_SECONDS = 600;
@@ -146,7 +147,7 @@ export class ClientAuthenticator {
     let payload: Record<string, unknown>;
     try {
       ({ payload } = await jwtVerify(assertion, createLocalJWKSet(client.jwks as JSONWebKeySet), {
-        algorithms: ASSERTION_ALGORITHMS,
+        algorithms: [...ASSERTION_ALGORITHMS],
         issuer: client.client_id,
         subject: client.client_id,
         requiredClaims: ['exp', 'jti', 'aud'],

@@ -18,10 +18,12 @@
  *   metadata it does not understand) and never stored.
  */
 import { createPublicKey } from 'node:crypto';
+import { MIN_RSA_MODULUS_BITS, SIGNING_ALGORITHMS, algorithmsFor, type SigningAlgorithm } from '../crypto/index.ts';
 
 export type TokenEndpointAuthMethod = 'none' | 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
 export type GrantType = 'authorization_code' | 'refresh_token' | 'client_credentials';
-export type IdTokenSigningAlgorithm = 'EdDSA' | 'ES256' | 'RS256' | 'PS256';
+/** ID tokens are signed by the keyring, so with any algorithm it keeps keys for (crypto/algorithms.ts). */
+export type IdTokenSigningAlgorithm = SigningAlgorithm;
 
 /** What is stored and returned, under the RFC 7591 section 2 (and OIDC Registration) names. */
 export interface ClientMetadata {
@@ -88,7 +90,7 @@ export const DEFAULT_ID_TOKEN_SIGNING_ALGORITHM: IdTokenSigningAlgorithm = 'RS25
 
 export const TOKEN_ENDPOINT_AUTH_METHODS: readonly TokenEndpointAuthMethod[] = ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt'];
 export const GRANT_TYPES: readonly GrantType[] = ['authorization_code', 'refresh_token', 'client_credentials'];
-export const ID_TOKEN_SIGNING_ALGORITHMS: readonly IdTokenSigningAlgorithm[] = ['EdDSA', 'ES256', 'RS256', 'PS256'];
+export const ID_TOKEN_SIGNING_ALGORITHMS: readonly IdTokenSigningAlgorithm[] = SIGNING_ALGORITHMS;
 
 /** Auth methods for which the server issues a client secret. */
 export function usesClientSecret(method: TokenEndpointAuthMethod): boolean {
@@ -132,9 +134,8 @@ const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 /** What is kept of a registered JWK: its public parts and labels, nothing else. */
 const PUBLIC_JWK_MEMBERS = ['kty', 'kid', 'use', 'key_ops', 'alg', 'crv', 'x', 'y', 'n', 'e'];
 /** Asymmetric JWS algorithms a client key may declare (never `none` or HMAC: RFC 8725 section 3.1). */
-const CLIENT_KEY_ALGORITHMS = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']);
+const CLIENT_KEY_ALGORITHMS = new Set<string>(algorithmsFor('clientKey'));
 const EC_CURVES = new Set(['P-256', 'P-384', 'P-521']);
-const MIN_RSA_BITS = 2048;
 
 type Input = Readonly<Record<string, unknown>>;
 
@@ -450,6 +451,6 @@ function checkJwk(value: unknown, where: string): Record<string, unknown> {
   } catch {
     throw metadataError(`${where} is not a valid ${kty} public key`);
   }
-  if (kty === 'RSA' && (publicKey.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_BITS) throw metadataError(`${where}: an RSA key must have at least ${MIN_RSA_BITS} bits`);
+  if (kty === 'RSA' && (publicKey.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_MODULUS_BITS) throw metadataError(`${where}: an RSA key must have at least ${MIN_RSA_MODULUS_BITS} bits`);
   return kept;
 }

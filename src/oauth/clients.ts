@@ -122,7 +122,7 @@ export class ClientRegistryError extends Error {
 
 export interface ClientRegistryOptions {
   readonly records: RecordStore;
-  /** `deriveKey(masterKey, 'client-secrets')`. */
+  /** `vault.derive('client-secrets')`. */
   readonly secretKey: Uint8Array;
   readonly events: DomainEvents;
   readonly clock: Clock;

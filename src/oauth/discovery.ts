@@ -4,7 +4,7 @@
  * this server does: a value appears here only once the feature behind it is
  * built and tested, because clients configure themselves from it.
  */
-import { SIGNING_ALGORITHMS } from '../tokens/index.ts';
+import { SIGNING_ALGORITHMS, algorithmsFor } from '../crypto/index.ts';
 import { DPOP_ALGORITHMS } from './dpop.ts';
 import { OIDC_SCOPES, SCOPE_CLAIMS } from './scopes.ts';
 import { SUPPORTED_GRANT_TYPES } from './token-endpoint.ts';
@@ -24,8 +24,8 @@ export const ENDPOINT_PATHS = {
 
 export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
 
-/** Algorithms we verify client assertions with (client-auth.ts). */
-const ASSERTION_SIGNING_ALGORITHMS = ['EdDSA', 'ES256', 'PS256', 'RS256'];
+/** Algorithms we publish for client assertions (client-auth.ts accepts these and a few more). */
+const ASSERTION_SIGNING_ALGORITHMS = algorithmsFor('advertisedForClientAssertion');
 
 /** An endpoint's absolute URL: the issuer (which may have a path) plus the endpoint's path. */
 export function endpointUrl(issuer: string, path: string): string {

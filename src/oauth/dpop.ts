@@ -16,6 +16,7 @@
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { calculateJwkThumbprint, EmbeddedJWK, errors as joseErrors, jwtVerify, type JWK } from 'jose';
+import { algorithmsFor } from '../crypto/index.ts';
 import type { Clock, HotStore } from '../store/index.ts';
 import { OAuthError } from './errors.ts';
 
@@ -23,7 +24,7 @@ import { OAuthError } from './errors.ts';
  * RFC 9449 section 4.3 item 5: asymmetric algorithms only. `none` and the
  * MAC algorithms (HS*) can prove nothing about a key the server never saw.
  */
-export const DPOP_ALGORITHMS: readonly string[] = Object.freeze(['EdDSA', 'Ed25519', 'ES256', 'ES384', 'PS256', 'RS256']);
+export const DPOP_ALGORITHMS: readonly string[] = algorithmsFor('dpop');
 
 /** RFC 9449 section 4.2: the `typ` header of a DPoP proof. */
 const DPOP_TYPE = 'dpop+jwt';

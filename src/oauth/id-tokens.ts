@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { Claims, HookChains } from '../hooks/index.ts';
 import type { Clock } from '../store/index.ts';
+import { tokenHashAlgorithm } from '../crypto/index.ts';
 import { signJwt, type Keyring, type SigningAlgorithm } from '../tokens/index.ts';
 
 export interface IdTokenRequest {
@@ -73,9 +74,10 @@ export class IdTokens {
  * OIDC Core section 3.1.3.6: the left half of the hash of the token's ASCII
  * octets, with the hash of the JWS algorithm: SHA-256 for ES256, RS256 and
  * PS256; for EdDSA with Ed25519, SHA-512 (the OpenID Foundation's choice for
- * Ed25519, as its conformance suite checks it).
+ * Ed25519, as its conformance suite checks it). The algorithm table
+ * (crypto/algorithms.ts) holds the choice.
  */
 export function tokenHash(token: string, algorithm: SigningAlgorithm): string {
-  const digest = createHash(algorithm === 'EdDSA' ? 'sha512' : 'sha256').update(token, 'ascii').digest();
+  const digest = createHash(tokenHashAlgorithm(algorithm)).update(token, 'ascii').digest();
   return digest.subarray(0, digest.length / 2).toString('base64url');
 }

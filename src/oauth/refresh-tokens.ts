@@ -14,8 +14,8 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
+import type { KeyVault } from '../crypto/index.ts';
 import { collection, keep, typeboxCodec, write, type Clock, type Codec, type Collection, type RecordStore } from '../store/index.ts';
-import { openSecret, sealSecret } from '../tokens/index.ts';
 import type { UserGrant } from './user-tokens.ts';
 
 const COLLECTION = 'refresh-families';
@@ -102,14 +102,14 @@ export class RefreshTokens {
   readonly #clock: Clock;
   readonly #policy: RefreshPolicy;
   readonly #hashKey: Uint8Array;
-  readonly #sealKey: Uint8Array;
+  readonly #vault: KeyVault;
 
-  constructor(options: { records: RecordStore; clock: Clock; policy: RefreshPolicy; hashKey: Uint8Array; sealKey: Uint8Array }) {
+  constructor(options: { records: RecordStore; clock: Clock; policy: RefreshPolicy; vault: KeyVault }) {
     this.#families = families(options.records);
     this.#clock = options.clock;
     this.#policy = options.policy;
-    this.#hashKey = options.hashKey;
-    this.#sealKey = options.sealKey;
+    this.#hashKey = options.vault.derive('refresh-token-hashes');
+    this.#vault = options.vault;
   }
 
   /** Starts a family; resolves with its first token and id. */
@@ -162,7 +162,7 @@ export class RefreshTokens {
         if (isPrevious) {
           const previous = family.previous;
           if (now - previous.rotatedAt <= this.#policy.graceSeconds * 1000) {
-            const response = JSON.parse(Buffer.from(openSecret(this.#sealKey, 'refresh-successor', previous.successor)).toString('utf8')) as T;
+            const response = JSON.parse(Buffer.from(this.#vault.open('refresh-successor', previous.successor)).toString('utf8')) as T;
             return done({ outcome: 'repeated', response, familyId, grant: family.grant });
           }
           return reuse(record.version, family, 'replayed_after_grace');
@@ -173,7 +173,7 @@ export class RefreshTokens {
         const { accessTokenJti, accessTokenExp, ...visible } = response;
         const next: FamilyData = {
           ...family,
-          previous: { hash: family.current.hash, rotatedAt: now, successor: sealSecret(this.#sealKey, 'refresh-successor', Buffer.from(JSON.stringify(visible))) },
+          previous: { hash: family.current.hash, rotatedAt: now, successor: this.#vault.seal('refresh-successor', Buffer.from(JSON.stringify(visible))) },
           current: { hash: this.#hash(successorToken), issuedAt: now },
           retired: [...(family.retired ?? []), ...(family.previous !== undefined ? [family.previous.hash] : [])].slice(-MAX_RETIRED_HASHES),
           accessTokens: [...family.accessTokens.filter((at) => at.exp * 1000 > now), { jti: accessTokenJti, exp: accessTokenExp }].slice(-MAX_REMEMBERED_ACCESS_TOKENS),

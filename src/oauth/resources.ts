@@ -13,6 +13,7 @@
  */
 import type { DomainEvents } from '../events/index.ts';
 import { Type } from '@sinclair/typebox';
+import { algorithmsFor, isAlgorithmFor, type ResourceTokenAlgorithm } from '../crypto/index.ts';
 import { collection, typeboxCodec, type Clock, type Codec, type Collection, type RecordStore } from '../store/index.ts';
 import { OIDC_SCOPES } from './scopes.ts';
 
@@ -26,8 +27,8 @@ const MAX_CLIENTS = 20;
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]{1,128}$/;
 
 /** Algorithms an operator may pin a resource's access tokens to. */
-export const RESOURCE_TOKEN_ALGORITHMS = ['EdDSA', 'ES256', 'RS256'] as const;
-export type ResourceTokenAlgorithm = (typeof RESOURCE_TOKEN_ALGORITHMS)[number];
+export const RESOURCE_TOKEN_ALGORITHMS: readonly ResourceTokenAlgorithm[] = algorithmsFor('resourceToken');
+export type { ResourceTokenAlgorithm };
 
 export interface ResourceServer {
   /** RFC 8707 section 2: an absolute URI without a fragment; compared as an exact string. */
@@ -96,7 +97,7 @@ export function resourceUriProblem(uri: string): string | undefined {
 }
 
 function isAlgorithm(value: string): value is ResourceTokenAlgorithm {
-  return (RESOURCE_TOKEN_ALGORITHMS as readonly string[]).includes(value);
+  return isAlgorithmFor('resourceToken', value);
 }
 
 export interface ResourceChangeContext {

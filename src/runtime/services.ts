@@ -12,7 +12,7 @@ import type { EventHub } from '../events/index.ts';
 import { HookChains, bundledChainSource } from '../hooks/index.ts';
 import { IDENTITY_HOOKS, createIdentity } from '../identity/index.ts';
 import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer } from '../oauth/index.ts';
-import { Keyring, deriveKey, keyringPolicy } from '../tokens/index.ts';
+import { Keyring, keyringPolicy } from '../tokens/index.ts';
 import { assertDataDirUsable, assertDeploymentExists, openExistingStores, withAbsolutePaths } from './deployment.ts';
 import { Listener } from './listener.ts';
 import { readTlsMaterial, tlsFilesOf } from './tls.ts';
@@ -59,7 +59,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
         const logger = createLogger({
           level: config.log.level,
           personalData: config.log.personalData,
-          pseudonymKey: deriveKey(services.get('vault'), 'log-pseudonyms'),
+          pseudonymKey: services.get('vault').derive('log-pseudonyms'),
           ...(settings.logDestination !== undefined && { destination: settings.logDestination }),
         });
         for (const warning of configWarnings(config)) logger.warn(warning);
@@ -115,7 +115,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
       start: async (services) => {
         const config = services.get('config');
         const stores = services.get('stores');
-        const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey: services.get('vault'), issuer: config.issuer, clock, audit: config.audit });
+        const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, vault: services.get('vault'), issuer: config.issuer, clock, audit: config.audit });
         if (profile.maintenance) {
           try {
             // The first checkpoint exists from the start, so clients always have one to hold.
@@ -159,7 +159,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
       start: async (services) => {
         const keyring = await Keyring.open({
           records: services.get('stores').durable.records,
-          masterKey: services.get('vault'),
+          vault: services.get('vault'),
           clock,
           events: services.get('events'),
           policy: keyringPolicy(services.get('config').tokens),
@@ -177,7 +177,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           config: services.get('config'),
           stores: services.get('stores'),
           events: services.get('events'),
-          masterKey: services.get('vault'),
+          vault: services.get('vault'),
           clock,
           failures: services.get('failures'),
           ...(profile.hooks && { hooks: services.get('hooks') }),
@@ -190,7 +190,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
         const records = services.get('stores').durable.records;
         const events = services.get('events');
         return {
-          clients: new ClientRegistry({ records, secretKey: deriveKey(services.get('vault'), 'client-secrets'), events, clock, cacheMs: 0 }),
+          clients: new ClientRegistry({ records, secretKey: services.get('vault').derive('client-secrets'), events, clock, cacheMs: 0 }),
           resources: new ResourceRegistry({ records, events, clock, cacheMs: 0 }),
         };
       },
@@ -206,7 +206,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           events: services.get('events'),
           keyring: services.get('keyring'),
           identity: services.get('identity'),
-          masterKey: services.get('vault'),
+          vault: services.get('vault'),
           clock,
           failures: services.get('failures'),
           ...(profile.hooks && { hooks: services.get('hooks') }),

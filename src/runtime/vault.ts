@@ -1,14 +1,12 @@
 /**
- * The one seam between the runtime and the master key. Services receive
- * what `openVault` returns; today that is the raw key from tokens/, and
- * when the crypto core's KeyVault lands it is that object, changed here
- * and in the services' signatures, nowhere else in the runtime.
+ * The one seam between the runtime and the master key: services receive
+ * the crypto core's KeyVault (src/crypto), never key bytes.
  */
 import type { Config } from '../config/index.ts';
-import { ensureMasterKeyFile, loadMasterKey } from '../tokens/index.ts';
+import { KeyVault, ensureMasterKeyFile } from '../crypto/index.ts';
 
-/** The master key material services are built with. */
-export type Vault = Uint8Array;
+/** What services derive and seal with. */
+export type Vault = KeyVault;
 
 type VaultConfig = Pick<Config, 'masterKey' | 'masterKeyFile'>;
 
@@ -28,6 +26,5 @@ export function provisionVault(config: Readonly<VaultConfig>): VaultProvision {
 
 /** Loads the key; `create` first makes a missing key file (serve). */
 export function openVault(config: Readonly<VaultConfig>, options: { readonly create: boolean }): Vault {
-  if (options.create) provisionVault(config);
-  return loadMasterKey(config);
+  return options.create ? KeyVault.loadOrCreate(config) : KeyVault.load(config);
 }

@@ -1,19 +1,10 @@
-export { MASTER_KEY_BYTES, MasterKeyError, deriveKey, ensureMasterKeyFile, loadMasterKey } from './master-key.ts';
-export { SealedSecretError, openSecret, sealSecret } from './sealed.ts';
-export {
-  Keyring,
-  KeyringError,
-  SIGNING_ALGORITHMS,
-  keyringPolicy,
-  type KeyInfo,
-  type KeyState,
-  type KeyringEvents,
-  type KeyringOptions,
-  type KeyringPolicy,
-  type KeyringPolicySettings,
-  type SigningAlgorithm,
-  type SigningKey,
-  type VerificationKey,
-} from './keyring.ts';
+/**
+ * Tokens: the keyring (generation, rotation, JWKS) and JWT signing and
+ * verification, built on the crypto core's vault and algorithm table.
+ */
+export { SIGNING_ALGORITHMS, type SigningAlgorithm } from '../crypto/index.ts';
+export { Keyring, type KeyringEvents, type KeyringOptions } from './keyring.ts';
+export { KeyringError, type KeyInfo, type KeyState, type KeyringPolicy, type SigningKey, type VerificationKey } from './keyring-types.ts';
+export { keyringPolicy, type KeyringPolicySettings } from './keyring-schedule.ts';
 export { JwtError, signJwt, signJwtAsync, verifyJwt, verifyJwtAsync, type VerificationKeys, type VerifiedJwt, type VerifyJwtOptions } from './jwt.ts';
 export { randomId } from './random.ts';

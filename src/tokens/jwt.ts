@@ -10,8 +10,9 @@
  * (section 2.1); `typ` is checked when the caller says what it expects
  * (section 3.11); issuer and audience are checked (sections 3.8, 3.9).
  */
-import { constants, sign, verify, type KeyObject, type SignKeyObjectInput, type VerifyKeyObjectInput } from 'node:crypto';
-import { SIGNING_ALGORITHMS, type SigningAlgorithm, type SigningKey, type VerificationKey } from './keyring.ts';
+import { sign, verify } from 'node:crypto';
+import { isAlgorithmFor, nodeSignParameters as signParameters } from '../crypto/index.ts';
+import type { SigningKey, VerificationKey } from './keyring-types.ts';
 
 /** Why a token was refused, in words safe to show its presenter (no key material, no token contents). */
 export class JwtError extends Error {
@@ -39,28 +40,8 @@ export interface VerificationKeys {
   verificationKey(kid: string): VerificationKey | undefined;
 }
 
-const ALGORITHMS = new Set<string>(SIGNING_ALGORITHMS);
 const BASE64URL = /^[A-Za-z0-9_-]*$/;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-/**
- * The node:crypto call for each algorithm: EdDSA takes no digest (RFC 8037
- * section 3.1); ES256 signatures are R || S, 64 bytes, not DER (RFC 7518
- * section 3.4); PS256 is RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte
- * salt (RFC 7518 section 3.5).
- */
-function signParameters(alg: SigningAlgorithm, key: KeyObject): { digest: string | null; key: SignKeyObjectInput & VerifyKeyObjectInput } {
-  switch (alg) {
-    case 'EdDSA':
-      return { digest: null, key: { key } };
-    case 'ES256':
-      return { digest: 'sha256', key: { key, dsaEncoding: 'ieee-p1363' } };
-    case 'RS256':
-      return { digest: 'sha256', key: { key, padding: constants.RSA_PKCS1_PADDING } };
-    case 'PS256':
-      return { digest: 'sha256', key: { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 } };
-  }
-}
 
 function encodeJson(value: unknown): string {
   return Buffer.from(JSON.stringify(value), 'utf8').toString('base64url');
@@ -123,7 +104,7 @@ function normaliseTyp(typ: string): string {
 /** The key the header names, if its algorithm is the one that key is for. */
 function keyFor(header: Record<string, unknown>, keys: VerificationKeys): VerificationKey {
   const { alg, kid } = header;
-  if (typeof alg !== 'string' || !ALGORITHMS.has(alg)) throw new JwtError('unsupported alg');
+  if (!isAlgorithmFor('keyring', alg)) throw new JwtError('unsupported alg');
   if (typeof kid !== 'string') throw new JwtError('missing kid');
   const key = keys.verificationKey(kid);
   if (key === undefined) throw new JwtError('unknown kid');

@@ -16,140 +16,45 @@
  * the longest-lived token it signed has expired. The key that signs is picked
  * by the clock (the newest key whose `activatesAt` has passed), so takeover
  * needs no write and happens on every instance at the same moment.
+ *
+ * This file is the ring (reads, writes, snapshots, JWKS); the schedule's
+ * pure rules are in keyring-schedule.ts, key generation and sealing in
+ * key-material.ts, the stored form in keyring-types.ts and
+ * keyring-document.ts.
  */
-import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
-import { promisify } from 'node:util';
-import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
 import type { DomainEvent, DomainEvents } from '../events/index.ts';
 import { codec, collection, keep, write, type Clock, type Collection, type RecordStore } from '../store/index.ts';
-import { openSecret, sealSecret } from './sealed.ts';
-
-export type SigningAlgorithm = 'EdDSA' | 'ES256' | 'RS256' | 'PS256';
-
-/** RFC 8037 (EdDSA with Ed25519) and RFC 7518 section 3.1 (ES256, RS256, PS256); nothing symmetric, nothing `none`. */
-export const SIGNING_ALGORITHMS: readonly SigningAlgorithm[] = Object.freeze(['EdDSA', 'ES256', 'RS256', 'PS256'] as const);
-
-export interface SigningKey {
-  readonly kid: string;
-  readonly alg: SigningAlgorithm;
-  readonly privateKey: KeyObject;
-}
-
-export interface VerificationKey {
-  readonly kid: string;
-  readonly alg: SigningAlgorithm;
-  readonly publicKey: KeyObject;
-}
-
-export interface KeyringPolicy {
-  /** A key signs for this long. */
-  readonly rotationIntervalMs: number;
-  /** `Cache-Control: max-age` of /jwks: a new key is published at least this long before it signs. */
-  readonly jwksMaxAgeSeconds: number;
-  /** The longest-lived token a key signs: a retired key stays published this long after it stopped signing. */
-  readonly maxTokenLifetimeSeconds: number;
-  /** How often `start()` re-reads the store (and runs the rotation schedule). */
-  readonly refreshMs: number;
-}
-
-export type KeyState = 'next' | 'current' | 'retired' | 'revoked';
-
-export interface KeyInfo {
-  readonly kid: string;
-  readonly alg: SigningAlgorithm;
-  readonly state: KeyState;
-  readonly createdAt: number;
-  /** When it starts (or started) signing. */
-  readonly activatesAt: number;
-  /** When it stops (or stopped) signing: its successor's `activatesAt`, once a successor exists. */
-  readonly retiredAt?: number;
-  /**
-   * When it leaves the JWKS (`retiredAt` + the longest token lifetime), after
-   * which `maintain()` drops it. For a revoked key (already unpublished), when
-   * it is dropped from the stored keyring.
-   */
-  readonly removeAt?: number;
-  /** When it was revoked (state `revoked` only). */
-  readonly revokedAt?: number;
-}
-
-/** A refusal the operator can act on (unknown kid, already revoked, unreadable keyring); safe to print. */
-export class KeyringError extends Error {
-  override readonly name = 'KeyringError';
-}
+import { SIGNING_ALGORITHMS, isAlgorithmFor, type KeyVault, type SigningAlgorithm } from '../crypto/index.ts';
+import { newKey, openStoredKey, type CreateReason, type NewKey, type OpenedKey } from './key-material.ts';
+import { parseDocument } from './keyring-document.ts';
+import { byActivation, chainOf, checkPolicy, currentIn, lifetimes, wrap } from './keyring-schedule.ts';
+import {
+  KEYRING_COLLECTION,
+  KEYRING_DOCUMENT_FORMAT,
+  KEYRING_DOCUMENT_ID,
+  KeyringError,
+  type KeyInfo,
+  type KeyState,
+  type KeyringDocument,
+  type KeyringPolicy,
+  type SigningKey,
+  type StoredKey,
+  type VerificationKey,
+} from './keyring-types.ts';
 
 /** What the keyring emits through: key.created and key.revoked (the ledger records them; other instances take the change up). */
 export type KeyringEvents = Pick<DomainEvents, 'emitAll'>;
 
 export interface KeyringOptions {
   readonly records: RecordStore;
-  readonly masterKey: Uint8Array;
+  readonly vault: KeyVault;
   readonly clock: Clock;
   readonly policy: KeyringPolicy;
   readonly events?: KeyringEvents;
 }
 
-/** The `tokens.*` settings a keyring policy is made from. */
-export interface KeyringPolicySettings {
-  readonly keyRotationIntervalMs: number;
-  readonly jwksMaxAgeSeconds: number;
-  readonly keyringRefreshMs: number;
-  readonly accessTokenTtlSeconds: number;
-  readonly idTokenTtlSeconds: number;
-}
-
-/**
- * Verifiers allow this much clock skew past a token's `exp`, so a retired
- * key stays published that much longer.
- */
-export const VERIFIER_CLOCK_TOLERANCE_SECONDS = 60;
-
-/**
- * The policy the `tokens.*` settings give: the same for the server and the
- * `keys` command, so both retire keys on one schedule.
- */
-export function keyringPolicy(tokens: KeyringPolicySettings, extraLifetimeSeconds = VERIFIER_CLOCK_TOLERANCE_SECONDS): KeyringPolicy {
-  return {
-    rotationIntervalMs: tokens.keyRotationIntervalMs,
-    jwksMaxAgeSeconds: tokens.jwksMaxAgeSeconds,
-    maxTokenLifetimeSeconds: Math.max(tokens.accessTokenTtlSeconds, tokens.idTokenTtlSeconds) + extraLifetimeSeconds,
-    refreshMs: tokens.keyringRefreshMs,
-  };
-}
-
-const COLLECTION = 'signing-keys';
-const DOCUMENT_ID = 'keyring';
-const DOCUMENT_FORMAT = 1;
-/** Sealing purpose (and AAD) of the private keys: a sealed value from another slot does not open here. */
-const SEAL_PURPOSE = 'signing-keys';
 /** Compare-and-set attempts before giving up; each loser re-reads, so two or three are the most a race needs. */
 const MAX_WRITE_ATTEMPTS = 10;
-const RSA_MODULUS_BITS = 2048;
-
-/** One key as stored: the private key only sealed (AES-256-GCM under a master-key-derived key), never in clear. */
-interface StoredKey {
-  readonly kid: string;
-  readonly alg: SigningAlgorithm;
-  readonly createdAt: number;
-  readonly activatesAt: number;
-  readonly revokedAt?: number;
-  /** PKCS #8 DER of the private key, sealed. */
-  readonly sealedPrivateKey: string;
-}
-
-interface KeyringDocument {
-  readonly format: typeof DOCUMENT_FORMAT;
-  readonly keys: readonly StoredKey[];
-}
-
-/** A key opened in memory: what signing and verifying need, ready on the hot path. */
-interface OpenedKey {
-  readonly sealedPrivateKey: string;
-  readonly signing: SigningKey;
-  readonly verification: VerificationKey;
-  /** The public JWK as published (RFC 7517 section 4), with kid, alg and use. */
-  readonly publicJwk: Readonly<JWK>;
-}
 
 interface LoadedKey extends OpenedKey {
   readonly stored: StoredKey;
@@ -167,14 +72,6 @@ interface KeyringSnapshot {
 
 const EMPTY_SNAPSHOT: KeyringSnapshot = { version: 0, keys: [], byKid: new Map(), chains: new Map() };
 
-type CreateReason = 'initial' | 'scheduled' | 'manual' | 'replaces_revoked';
-
-interface NewKey {
-  readonly stored: StoredKey;
-  readonly opened: OpenedKey;
-  readonly reason: CreateReason;
-}
-
 /** What one compare-and-set write changes, and what it tells the ledger. */
 interface Change<T> {
   readonly keys: readonly StoredKey[];
@@ -183,175 +80,13 @@ interface Change<T> {
   readonly result: (keyring: Keyring) => T;
 }
 
-// ---- schedule: pure functions of the stored keys and the clock -------------
-
-function byActivation(a: Pick<StoredKey, 'activatesAt' | 'createdAt' | 'kid'>, b: Pick<StoredKey, 'activatesAt' | 'createdAt' | 'kid'>): number {
-  return a.activatesAt - b.activatesAt || a.createdAt - b.createdAt || (a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0);
-}
-
-/** A key revoked before its activation never signed, so it never retired anything. */
-function tookOver(key: StoredKey): boolean {
-  return key.revokedAt === undefined || key.revokedAt > key.activatesAt;
-}
-
-/** The keys of one algorithm that signed or will sign, in the order they take over. */
-function chainOf<K extends { readonly stored: StoredKey }>(keys: readonly K[], alg: SigningAlgorithm): K[] {
-  return keys.filter((key) => key.stored.alg === alg && tookOver(key.stored)).sort((a, b) => byActivation(a.stored, b.stored));
-}
-
-/**
- * The key that signs at `now`: the one that took over last, unless it was
- * revoked. A key made to sign at once (the first keys, a revoked key's
- * replacement: `activatesAt` = `createdAt`) signs at once on every instance,
- * also on one whose clock is a little behind the instance that made it;
- * else that instance would make keys of its own, or have none to sign with.
- */
-function currentIn<K extends { readonly stored: StoredKey }>(chain: readonly K[], now: number): K | undefined {
-  for (let i = chain.length - 1; i >= 0; i--) {
-    const key = chain[i]!;
-    if (key.stored.activatesAt > now) continue;
-    if (key.stored.revokedAt === undefined) return key;
-    break;
-  }
-  return chain.find(({ stored }) => stored.revokedAt === undefined && stored.activatesAt > now && stored.activatesAt === stored.createdAt);
-}
-
-function wrap(keys: readonly StoredKey[]): { stored: StoredKey }[] {
-  return keys.map((stored) => ({ stored }));
-}
-
-/** When each key stops signing and leaves the document, from the stored keys alone. */
-function lifetimes(keys: readonly StoredKey[], policy: KeyringPolicy): Map<string, { retiredAt?: number; removeAt?: number }> {
-  const lifetimeMs = policy.maxTokenLifetimeSeconds * 1000;
-  const result = new Map<string, { retiredAt?: number; removeAt?: number }>();
-  for (const key of keys) {
-    if (key.revokedAt !== undefined) result.set(key.kid, { removeAt: key.revokedAt + lifetimeMs });
-  }
-  for (const alg of SIGNING_ALGORITHMS) {
-    const chain = chainOf(wrap(keys), alg);
-    chain.forEach(({ stored }, i) => {
-      const successor = chain[i + 1];
-      if (stored.revokedAt !== undefined || successor === undefined) return;
-      // Tokens it signed until its successor took over live at most one
-      // token lifetime more; until then verifiers need it (RFC 7517 section 5).
-      result.set(stored.kid, { retiredAt: successor.stored.activatesAt, removeAt: successor.stored.activatesAt + lifetimeMs });
-    });
-  }
-  return result;
-}
-
 /** Whether it is in the JWKS at `now`: not revoked and not past its removal. */
 function published(key: LoadedKey, now: number): boolean {
   return key.stored.revokedAt === undefined && (key.removeAt === undefined || now < key.removeAt);
 }
 
-// ---- key material ----------------------------------------------------------
-
-const generateKeyPairAsync = promisify(generateKeyPair);
-
-async function generatePrivateKey(alg: SigningAlgorithm): Promise<KeyObject> {
-  switch (alg) {
-    case 'EdDSA':
-      return (await generateKeyPairAsync('ed25519')).privateKey;
-    case 'ES256':
-      return (await generateKeyPairAsync('ec', { namedCurve: 'P-256' })).privateKey;
-    case 'RS256':
-    case 'PS256':
-      // RFC 7518 section 3.3/3.5: 2048 bits at least.
-      return (await generateKeyPairAsync('rsa', { modulusLength: RSA_MODULUS_BITS, publicExponent: 0x10001 })).privateKey;
-  }
-}
-
-/** Refuses a stored key whose type does not fit its algorithm (RFC 8725 section 3.1: one key, one algorithm). */
-function checkKeyType(alg: SigningAlgorithm, key: KeyObject, kid: string): void {
-  const details = key.asymmetricKeyDetails;
-  const fits =
-    alg === 'EdDSA'
-      ? key.asymmetricKeyType === 'ed25519'
-      : alg === 'ES256'
-        ? key.asymmetricKeyType === 'ec' && details?.namedCurve === 'prime256v1'
-        : key.asymmetricKeyType === 'rsa' && (details?.modulusLength ?? 0) >= RSA_MODULUS_BITS;
-  if (!fits) throw new KeyringError(`signing key ${kid}: not a ${alg} key`);
-}
-
-/** The public JWK with the members a verifier selects by (RFC 7517 section 4: use, alg, kid). */
-async function publicJwkOf(publicKey: KeyObject): Promise<{ jwk: JWK; kid: string }> {
-  const { kty, crv, x, y, n, e } = await exportJWK(publicKey);
-  const members: JWK = { kty, ...(crv !== undefined && { crv }), ...(x !== undefined && { x }), ...(y !== undefined && { y }), ...(n !== undefined && { n }), ...(e !== undefined && { e }) };
-  // RFC 7638: the kid is the SHA-256 thumbprint of the required public members.
-  return { jwk: members, kid: await calculateJwkThumbprint(members, 'sha256') };
-}
-
-function openedKey(kid: string, alg: SigningAlgorithm, privateKey: KeyObject, publicKey: KeyObject, jwk: JWK, sealedPrivateKey: string): OpenedKey {
-  return {
-    sealedPrivateKey,
-    signing: Object.freeze({ kid, alg, privateKey }),
-    verification: Object.freeze({ kid, alg, publicKey }),
-    publicJwk: Object.freeze({ ...jwk, kid, use: 'sig', alg }),
-  };
-}
-
-async function newKey(alg: SigningAlgorithm, masterKey: Uint8Array, createdAt: number, activatesAt: number, reason: CreateReason): Promise<NewKey> {
-  const privateKey = await generatePrivateKey(alg);
-  const publicKey = createPublicKey(privateKey);
-  const { jwk, kid } = await publicJwkOf(publicKey);
-  const sealedPrivateKey = sealSecret(masterKey, SEAL_PURPOSE, privateKey.export({ format: 'der', type: 'pkcs8' }));
-  return { stored: { kid, alg, createdAt, activatesAt, sealedPrivateKey }, opened: openedKey(kid, alg, privateKey, publicKey, jwk, sealedPrivateKey), reason };
-}
-
-async function openStoredKey(stored: StoredKey, masterKey: Uint8Array): Promise<OpenedKey> {
-  const privateKey = createPrivateKey({ key: Buffer.from(openSecret(masterKey, SEAL_PURPOSE, stored.sealedPrivateKey)), format: 'der', type: 'pkcs8' });
-  checkKeyType(stored.alg, privateKey, stored.kid);
-  const publicKey = createPublicKey(privateKey);
-  const { jwk, kid } = await publicJwkOf(publicKey);
-  // A private key moved under another kid would sign tokens that verify
-  // against the wrong published key; the thumbprint ties them together.
-  if (kid !== stored.kid) throw new KeyringError(`signing key ${stored.kid}: its private key does not match its kid`);
-  return openedKey(kid, stored.alg, privateKey, publicKey, jwk, stored.sealedPrivateKey);
-}
-
-// ---- the stored document ---------------------------------------------------
-
-const ALGORITHMS = new Set<string>(SIGNING_ALGORITHMS);
-
-function isTime(value: unknown): value is number {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
-}
-
-function parseStoredKey(value: unknown): StoredKey {
-  const key = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
-  const { kid, alg, createdAt, activatesAt, revokedAt, sealedPrivateKey } = key;
-  if (
-    typeof kid !== 'string' ||
-    typeof alg !== 'string' ||
-    !ALGORITHMS.has(alg) ||
-    !isTime(createdAt) ||
-    !isTime(activatesAt) ||
-    (revokedAt !== undefined && !isTime(revokedAt)) ||
-    typeof sealedPrivateKey !== 'string'
-  ) {
-    throw new KeyringError('the stored signing keys are not in a format this build reads');
-  }
-  return { kid, alg: alg as SigningAlgorithm, createdAt, activatesAt, ...(revokedAt !== undefined && { revokedAt }), sealedPrivateKey };
-}
-
-function parseDocument(data: unknown): KeyringDocument {
-  const document = (typeof data === 'object' && data !== null ? data : {}) as Record<string, unknown>;
-  if (document['format'] !== DOCUMENT_FORMAT || !Array.isArray(document['keys'])) {
-    throw new KeyringError('the stored signing keys are not in a format this build reads');
-  }
-  return { format: DOCUMENT_FORMAT, keys: (document['keys'] as unknown[]).map(parseStoredKey) };
-}
-
-function checkPolicy(policy: KeyringPolicy): void {
-  for (const name of ['rotationIntervalMs', 'jwksMaxAgeSeconds', 'maxTokenLifetimeSeconds', 'refreshMs'] as const) {
-    const value = policy[name];
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) throw new KeyringError(`keyring policy ${name} must be a positive integer`);
-  }
-}
-
 function checkAlgorithm(alg: string): asserts alg is SigningAlgorithm {
-  if (!ALGORITHMS.has(alg)) throw new KeyringError(`unknown signing algorithm ${alg} (one of ${SIGNING_ALGORITHMS.join(', ')})`);
+  if (!isAlgorithmFor('keyring', alg)) throw new KeyringError(`unknown signing algorithm ${alg} (one of ${SIGNING_ALGORITHMS.join(', ')})`);
 }
 
 function createdEvent(key: NewKey, actorService: string): DomainEvent<'key.created'> {
@@ -365,7 +100,7 @@ function createdEvent(key: NewKey, actorService: string): DomainEvent<'key.creat
 
 export class Keyring {
   readonly #documents: Collection<KeyringDocument>;
-  readonly #masterKey: Uint8Array;
+  readonly #vault: KeyVault;
   readonly #clock: Clock;
   readonly #policy: KeyringPolicy;
   readonly #events: KeyringEvents | undefined;
@@ -377,8 +112,8 @@ export class Keyring {
   #ticking = false;
 
   private constructor(options: KeyringOptions) {
-    this.#documents = collection(options.records, { name: COLLECTION, codec: codec(parseDocument) });
-    this.#masterKey = options.masterKey;
+    this.#documents = collection(options.records, { name: KEYRING_COLLECTION, codec: codec(parseDocument) });
+    this.#vault = options.vault;
     this.#clock = options.clock;
     const { rotationIntervalMs, jwksMaxAgeSeconds, maxTokenLifetimeSeconds, refreshMs } = options.policy;
     this.#policy = { rotationIntervalMs, jwksMaxAgeSeconds, maxTokenLifetimeSeconds, refreshMs };
@@ -446,7 +181,7 @@ export class Keyring {
   async rotate(alg: SigningAlgorithm = SIGNING_ALGORITHMS[0]!): Promise<KeyInfo> {
     checkAlgorithm(alg);
     const info = await this.#change(async (keys, now) => {
-      const created = await newKey(alg, this.#masterKey, now, now + this.#policy.jwksMaxAgeSeconds * 1000, 'manual');
+      const created = await newKey(alg, this.#vault, now, now + this.#policy.jwksMaxAgeSeconds * 1000, 'manual');
       return { keys: [...keys, created.stored], created: [created], events: [createdEvent(created, 'admin')], result: (keyring) => keyring.#info(created.stored.kid) };
     });
     return info!;
@@ -470,7 +205,7 @@ export class Keyring {
       // Decided on the keys and the time of this very write (compare-and-set), not on an earlier read.
       const stateBefore: KeyState = wasCurrent ? 'current' : target.activatesAt > now ? 'next' : 'retired';
       const retiredAt = stateBefore === 'retired' ? lifetimes(keys, this.#policy).get(kid)?.retiredAt : undefined;
-      const replacement = wasCurrent ? [await newKey(target.alg, this.#masterKey, now, now, 'replaces_revoked')] : [];
+      const replacement = wasCurrent ? [await newKey(target.alg, this.#vault, now, now, 'replaces_revoked')] : [];
       return {
         keys: [...keys.map((key) => (key.kid === kid ? { ...key, revokedAt: now } : key)), ...replacement.map((key) => key.stored)],
         created: replacement,
@@ -514,7 +249,7 @@ export class Keyring {
     await this.#change(async (keys, now) => {
       const missing = SIGNING_ALGORITHMS.filter((alg) => currentIn(chainOf(wrap(keys), alg), now) === undefined);
       if (missing.length === 0) return null;
-      const created = await Promise.all(missing.map((alg) => newKey(alg, this.#masterKey, now, now, 'initial')));
+      const created = await Promise.all(missing.map((alg) => newKey(alg, this.#vault, now, now, 'initial')));
       return { keys: [...keys, ...created.map((key) => key.stored)], created, events: created.map((key) => createdEvent(key, 'system')), result: () => undefined };
     });
   }
@@ -529,7 +264,7 @@ export class Keyring {
     const created: NewKey[] = [];
     for (const alg of SIGNING_ALGORITHMS) {
       const due = this.#dueSuccessor(kept, alg, now);
-      if (due !== undefined) created.push(await newKey(alg, this.#masterKey, now, due.activatesAt, due.reason));
+      if (due !== undefined) created.push(await newKey(alg, this.#vault, now, due.activatesAt, due.reason));
     }
     if (created.length === 0 && kept.length === keys.length) return null;
     return {
@@ -564,11 +299,11 @@ export class Keyring {
    */
   async #change<T>(plan: (keys: readonly StoredKey[], now: number) => Promise<Change<T> | null>): Promise<T | null> {
     const outcome = await this.#documents.mutate<Change<T> | null>(
-      DOCUMENT_ID,
+      KEYRING_DOCUMENT_ID,
       async (record) => {
         await this.#apply(record);
         const change = await plan(record?.data.keys ?? [], this.#clock());
-        return change === null ? keep(null) : write({ format: DOCUMENT_FORMAT, keys: change.keys }, change);
+        return change === null ? keep(null) : write({ format: KEYRING_DOCUMENT_FORMAT, keys: change.keys }, change);
       },
       {
         attempts: MAX_WRITE_ATTEMPTS,
@@ -586,7 +321,7 @@ export class Keyring {
   }
 
   async #read(): Promise<{ version: number; data: KeyringDocument } | null> {
-    return this.#documents.get(DOCUMENT_ID);
+    return this.#documents.get(KEYRING_DOCUMENT_ID);
   }
 
   /** Takes up a document read from the store, unless a newer one is already in use. */
@@ -595,7 +330,7 @@ export class Keyring {
     const opened = new Map<string, OpenedKey>();
     for (const stored of record.data.keys) {
       const known = this.#opened.get(stored.kid);
-      opened.set(stored.kid, known !== undefined && known.sealedPrivateKey === stored.sealedPrivateKey ? known : await openStoredKey(stored, this.#masterKey));
+      opened.set(stored.kid, known !== undefined && known.sealedPrivateKey === stored.sealedPrivateKey ? known : await openStoredKey(stored, this.#vault));
     }
     // Another read may have been taken up while this one was opening keys.
     if (record.version <= this.#snapshot.version) return;

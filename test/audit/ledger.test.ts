@@ -5,21 +5,21 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import canonicalize from 'canonicalize';
+import { KeyVault } from '../../src/crypto/index.ts';
 import { AuditBackpressureError, AuditEventError, AuditRequestError, decodeEntry, openLedger, type Ledger } from '../../src/audit/index.ts';
 import { cosign, generateCosignatureKey, openCheckpoint, parseCosignatureSignerKey, parseVerifierKey } from '../../src/audit/checkpoint/index.ts';
 import { leafHash, rootHash, verifyConsistency, verifyInclusion } from '../../src/audit/merkle/index.ts';
 import type { AuditLogStore, DurableStore } from '../../src/store/index.ts';
 import { durableDrivers, type DurableFixture } from '../store/drivers.ts';
 
-const masterKey = new Uint8Array(randomBytes(32));
+const vault = KeyVault.generate();
 
 async function ledgerOn(store: DurableStore, overrides: { log?: AuditLogStore; ipAddresses?: 'truncate' | 'hash' | 'omit'; witnesses?: string[]; maxPendingEntries?: number } = {}): Promise<Ledger> {
   return openLedger({
     log: overrides.log ?? store.auditLog,
     records: store.records,
-    masterKey,
+    vault,
     issuer: 'https://id.example.com',
     clock: () => Date.now(),
     audit: { ipAddresses: overrides.ipAddresses ?? 'truncate', witnesses: overrides.witnesses ?? [], maxPendingEntries: overrides.maxPendingEntries ?? 10_000 },

@@ -7,20 +7,20 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { KeyVault } from '../../src/crypto/index.ts';
 import { auditedEvents, decodeEntry, openLedger, type AuditEvent, type Ledger } from '../../src/audit/index.ts';
 import type { DomainEvent } from '../../src/events/index.ts';
 import { ClientRegistry, validateClientMetadata } from '../../src/oauth/index.ts';
 import type { DurableStore } from '../../src/store/index.ts';
-import { deriveKey } from '../../src/tokens/index.ts';
 import { durableDrivers, type DurableFixture } from '../store/drivers.ts';
 
-const masterKey = new Uint8Array(randomBytes(32));
+const vault = KeyVault.generate();
 
 function ledgerOn(store: DurableStore): Promise<Ledger> {
   return openLedger({
     log: store.auditLog,
     records: store.records,
-    masterKey,
+    vault,
     issuer: 'https://id.example.com',
     clock: () => Date.now(),
     audit: { ipAddresses: 'truncate', witnesses: [], maxPendingEntries: 10_000 },
@@ -104,7 +104,7 @@ describe('the audit projection (the ledger subscribes to the domain events)', ()
     const gone = await durableDrivers[0]!.open();
     const goneLedger = await ledgerOn(gone.store);
     await gone.close();
-    const registry = new ClientRegistry({ records: fixture.store.records, secretKey: deriveKey(masterKey, 'client-secrets'), events: auditedEvents(goneLedger), clock: () => Date.now() });
+    const registry = new ClientRegistry({ records: fixture.store.records, secretKey: vault.derive('client-secrets'), events: auditedEvents(goneLedger), clock: () => Date.now() });
     const metadata = validateClientMetadata({ redirect_uris: ['https://app.example.com/cb'] }, { allowedScopes: ['openid'], defaultSigningAlgorithm: 'EdDSA' });
     const sizeBefore = await ledger.size();
     await assert.rejects(registry.register(metadata, { actor: 'test' }), /database is not open/, 'the ledger write failed, and the action with it');

@@ -11,7 +11,7 @@ import { auditedEvents, decodeEntry, openLedger } from '../../src/audit/index.ts
 import { loadConfig } from '../../src/config/index.ts';
 import { ClientRegistry, validateClientMetadata } from '../../src/oauth/index.ts';
 import { openStores, systemClock } from '../../src/store/index.ts';
-import { deriveKey, loadMasterKey } from '../../src/tokens/index.ts';
+import { KeyVault } from '../../src/crypto/index.ts';
 import { initDeployment, runCli as run } from '../support/cli.ts';
 
 describe('portcullis client approve', () => {
@@ -23,10 +23,10 @@ describe('portcullis client approve', () => {
   async function withRegistry<T>(work: (registry: ClientRegistry, auditTypes: () => Promise<{ type: string; detail: Record<string, unknown> | undefined }[]>) => Promise<T>): Promise<T> {
     const config = loadConfig({ env: {}, file: configFile });
     const stores = await openStores(config);
-    const masterKey = loadMasterKey(config);
-    const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey, issuer: config.issuer, clock: systemClock, audit: config.audit });
+    const vault = KeyVault.load(config);
+    const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, vault, issuer: config.issuer, clock: systemClock, audit: config.audit });
     try {
-      const registry = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(masterKey, 'client-secrets'), events: auditedEvents(ledger), clock: systemClock, cacheMs: 0 });
+      const registry = new ClientRegistry({ records: stores.durable.records, secretKey: vault.derive('client-secrets'), events: auditedEvents(ledger), clock: systemClock, cacheMs: 0 });
       return await work(registry, async () => {
         const size = await stores.durable.auditLog.size();
         return (await stores.durable.auditLog.entries(0, size)).map((row) => decodeEntry(row.entry)).map((entry) => ({ type: entry.type, detail: entry.detail }));

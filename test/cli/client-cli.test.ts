@@ -15,7 +15,7 @@ import { initDeployment, runCli as run } from '../support/cli.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { ClientRegistry, type OAuthClient } from '../../src/oauth/clients.ts';
 import { openStores, systemClock } from '../../src/store/index.ts';
-import { deriveKey, loadMasterKey } from '../../src/tokens/index.ts';
+import { KeyVault } from '../../src/crypto/index.ts';
 
 const SECRET_LINE = /^ {2}client_secret: ([A-Za-z0-9_-]{43})$/;
 
@@ -29,10 +29,10 @@ describe('portcullis client', () => {
   async function inspect<T>(work: (tools: { registry: ClientRegistry; raw: (id: string) => Promise<string>; auditTexts: () => Promise<string[]> }) => Promise<T>): Promise<T> {
     const config = loadConfig({ env: {}, file: configFile });
     const stores = await openStores(config);
-    const masterKey = loadMasterKey(config);
-    const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, masterKey, issuer: config.issuer, clock: systemClock, audit: config.audit });
+    const vault = KeyVault.load(config);
+    const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, vault, issuer: config.issuer, clock: systemClock, audit: config.audit });
     try {
-      const registry = new ClientRegistry({ records: stores.durable.records, secretKey: deriveKey(masterKey, 'client-secrets'), events: auditedEvents(ledger), clock: systemClock });
+      const registry = new ClientRegistry({ records: stores.durable.records, secretKey: vault.derive('client-secrets'), events: auditedEvents(ledger), clock: systemClock });
       return await work({
         registry,
         raw: async (id) => JSON.stringify(await stores.durable.records.get('oauth_clients', id)),

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { FailureAggregator, auditedEvents, decodeEntry, openLedger, type Ledger } from '../../src/audit/index.ts';
+import { KeyVault } from '../../src/crypto/index.ts';
 import { Accounts } from '../../src/identity/accounts.ts';
 import { PasswordHasher } from '../../src/identity/passwords.ts';
 import { SessionManager } from '../../src/identity/sessions.ts';
@@ -30,7 +31,7 @@ describe('password hashes are upgraded at sign-in', () => {
     ledger = await openLedger({
       log: fixture.store.auditLog,
       records: fixture.store.records,
-      masterKey: new Uint8Array(randomBytes(32)),
+      vault: KeyVault.generate(),
       issuer: 'http://127.0.0.1:9000',
       clock: () => Date.now(),
       audit: { ipAddresses: 'truncate', witnesses: [], maxPendingEntries: 1000 },

@@ -8,17 +8,17 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { auditedEvents, decodeEntry, openLedger, type Ledger } from '../../src/audit/index.ts';
 import { validateClientMetadata, type ClientMetadata } from '../../src/oauth/client-metadata.ts';
 import { ClientRegistry, ClientRegistryError, type OAuthClient } from '../../src/oauth/clients.ts';
 import type { DurableStore } from '../../src/store/index.ts';
-import { deriveKey } from '../../src/tokens/index.ts';
+import { KeyVault } from '../../src/crypto/index.ts';
 import { ManualClock } from '../support/clock.ts';
 import { durableDrivers, type DurableFixture } from '../store/drivers.ts';
 
-const masterKey = new Uint8Array(randomBytes(32));
-const secretKey = deriveKey(masterKey, 'client-secrets');
+const vault = KeyVault.generate();
+const secretKey = vault.derive('client-secrets');
 const allowedScopes = ['openid', 'profile', 'email', 'offline_access', 'orders:read'];
 const metadata = (input: Record<string, unknown>): ClientMetadata => validateClientMetadata(input, { allowedScopes, defaultSigningAlgorithm: 'EdDSA' });
 
@@ -31,7 +31,7 @@ async function ledgerOn(store: DurableStore, clock: ManualClock): Promise<Ledger
   return openLedger({
     log: store.auditLog,
     records: store.records,
-    masterKey,
+    vault,
     issuer: 'https://id.example.com',
     clock: clock.now,
     audit: { ipAddresses: 'truncate', witnesses: [], maxPendingEntries: 10_000 },
@@ -97,7 +97,7 @@ for (const driver of durableDrivers) {
       for (const wrong of [flipped, '', `${clientSecret!}x`, clientSecret!.slice(0, 42), clientSecret!.toUpperCase(), 'x'.repeat(5000)]) {
         assert.equal(registry.verifySecret(client, wrong), false, JSON.stringify(wrong.slice(0, 50)));
       }
-      const other = new ClientRegistry({ records: fixture.store.records, secretKey: deriveKey(new Uint8Array(randomBytes(32)), 'client-secrets'), events: auditedEvents(ledgers[0]!), clock: clock.now });
+      const other = new ClientRegistry({ records: fixture.store.records, secretKey: KeyVault.generate().derive('client-secrets'), events: auditedEvents(ledgers[0]!), clock: clock.now });
       assert.equal(other.verifySecret(client, clientSecret!), false, 'a different master key does not verify it');
       const { client: publicClient } = await registry.register(PUBLIC, CONTEXT);
       assert.equal(registry.verifySecret(publicClient, clientSecret!), false, 'a public client has no secret to match');

@@ -8,6 +8,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { KeyVault } from '../../src/crypto/index.ts';
 import { RefreshTokens, type RefreshGrant } from '../../src/oauth/refresh-tokens.ts';
 import { RecordCodecError } from '../../src/store/index.ts';
 import { durableDrivers, type DurableFixture } from '../store/drivers.ts';
@@ -25,8 +26,7 @@ for (const driver of durableDrivers) {
         records: fixture.store.records,
         clock: () => Date.now(),
         policy: { idleTtlSeconds: 3600, absoluteTtlSeconds: 86_400, graceSeconds: 10 },
-        hashKey: new Uint8Array(randomBytes(32)),
-        sealKey: new Uint8Array(randomBytes(32)),
+        vault: KeyVault.generate(),
       });
     });
     after(async () => {

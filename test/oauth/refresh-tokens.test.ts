@@ -7,6 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { KeyVault } from '../../src/crypto/index.ts';
 import { RefreshTokens, type RefreshGrant } from '../../src/oauth/refresh-tokens.ts';
 import { ManualClock } from '../support/clock.ts';
 import { durableDrivers, type DurableFixture } from '../store/drivers.ts';
@@ -25,8 +26,7 @@ for (const driver of durableDrivers) {
         records: fixture.store.records,
         clock: clock.now,
         policy: { idleTtlSeconds: 3600, absoluteTtlSeconds: 86_400, graceSeconds: 10 },
-        hashKey: new Uint8Array(randomBytes(32)),
-        sealKey: new Uint8Array(randomBytes(32)),
+        vault: KeyVault.generate(),
       });
     });
     after(async () => {
@@ -59,8 +59,7 @@ for (const driver of durableDrivers) {
         records: fixture.stores[0]!.records,
         clock: clock.now,
         policy: { idleTtlSeconds: 3600, absoluteTtlSeconds: 86_400, graceSeconds: 10 },
-        hashKey: new Uint8Array(randomBytes(32)),
-        sealKey: new Uint8Array(randomBytes(32)),
+        vault: KeyVault.generate(),
       });
       const dead = await Promise.all(Array.from({ length: 30 }, (_, i) => tokens.start(grant(`dead-${i}`), { jti: 'j', exp: 0 })));
       clock.advance(3_600_000);

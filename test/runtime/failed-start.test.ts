@@ -18,7 +18,7 @@ import { Writable } from 'node:stream';
 import { loadConfig, type Config } from '../../src/config/index.ts';
 import { PROFILES, startServices, type ServiceName } from '../../src/runtime/index.ts';
 import { StoreSchemaError } from '../../src/store/index.ts';
-import { SealedSecretError } from '../../src/tokens/index.ts';
+import { SealedSecretError } from '../../src/crypto/index.ts';
 import { createTestSchema, deleteRedisKeys, redisTestPrefix, testDatabaseUrl, testRedisUrl } from '../support/services.ts';
 
 const cleanups: (() => Promise<void> | void)[] = [];

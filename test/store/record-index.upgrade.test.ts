@@ -16,6 +16,7 @@ import { SqliteDatabase } from '../../src/store/sqlite/database.ts';
 import { openSqliteDurableStore } from '../../src/store/sqlite/durable-store.ts';
 import type { DurableStore } from '../../src/store/ports.ts';
 import { RefreshTokens, type RefreshGrant } from '../../src/oauth/refresh-tokens.ts';
+import { KeyVault } from '../../src/crypto/index.ts';
 import { createTestSchema, testDatabaseUrl } from '../support/services.ts';
 
 /** What a version-3 build stored: rows of `records`, no index entries. */
@@ -105,8 +106,8 @@ function postgres(url: string): Driver {
 
 const drivers: readonly Driver[] = [sqlite, ...(testDatabaseUrl ? [postgres(testDatabaseUrl)] : [])];
 
-const hashKey = new Uint8Array(randomBytes(32));
-const sealKey = new Uint8Array(randomBytes(32));
+const vault = KeyVault.generate();
+const hashKey = vault.derive('refresh-token-hashes');
 const now = Date.now();
 
 /** A family id as the version-3 build made them: keyed user and client hashes, then 128 random bits. */
@@ -162,7 +163,7 @@ for (const driver of drivers) {
     let tokens: RefreshTokens;
     before(async () => {
       fx = await driver.open(rows);
-      tokens = new RefreshTokens({ records: fx.store.records, clock: () => now + 1000, policy: { idleTtlSeconds: 3600, absoluteTtlSeconds: 86_400, graceSeconds: 10 }, hashKey, sealKey });
+      tokens = new RefreshTokens({ records: fx.store.records, clock: () => now + 1000, policy: { idleTtlSeconds: 3600, absoluteTtlSeconds: 86_400, graceSeconds: 10 }, vault });
     });
     after(async () => {
       await fx.close();

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import pg from 'pg';
 import { openLedger, type AuditEvent } from '../../src/audit/index.ts';
+import { KeyVault } from '../../src/crypto/index.ts';
 import { main } from '../../src/cli/main.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { openStores, sqlitePath } from '../../src/store/index.ts';
@@ -112,7 +113,7 @@ export async function buildAuditLog(driver: AuditDriver, options: BuildOptions =
       const ledger = await openLedger({
         log: stores.durable.auditLog,
         records: stores.durable.records,
-        masterKey,
+        vault: KeyVault.fromBytes(masterKey),
         issuer: 'https://id.example.com',
         clock: () => now,
         audit: { ipAddresses: 'truncate', witnesses: [], maxPendingEntries: 10_000 },

@@ -8,8 +8,9 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { constants, createHmac, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { constants, createHmac, sign, type KeyObject } from 'node:crypto';
 import { SignJWT, createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
+import { KeyVault } from '../../src/crypto/index.ts';
 import { JwtError, Keyring, SIGNING_ALGORITHMS, signJwt, verifyJwt, type SigningAlgorithm } from '../../src/tokens/index.ts';
 import { durableDrivers, type DurableFixture } from '../store/drivers.ts';
 import { ManualClock } from '../support/clock.ts';
@@ -47,7 +48,7 @@ describe('signJwt / verifyJwt', () => {
     fixture = await durableDrivers[0]!.open();
     keyring = await Keyring.open({
       records: fixture.store.records,
-      masterKey: new Uint8Array(randomBytes(32)),
+      vault: KeyVault.generate(),
       clock: clock.now,
       policy: { rotationIntervalMs: 86_400_000, jwksMaxAgeSeconds: 600, maxTokenLifetimeSeconds: 3600, refreshMs: 60_000 },
     });

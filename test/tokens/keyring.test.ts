@@ -7,17 +7,16 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { setTimeout as wait } from 'node:timers/promises';
 import { calculateJwkThumbprint, createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWK } from 'jose';
 import { auditedEvents, decodeEntry, openLedger } from '../../src/audit/index.ts';
 import type { DomainEvent } from '../../src/events/index.ts';
+import { KeyVault, SealedSecretError } from '../../src/crypto/index.ts';
 import type { DurableStore } from '../../src/store/ports.ts';
 import {
   Keyring,
   KeyringError,
   SIGNING_ALGORITHMS,
-  SealedSecretError,
   signJwt,
   verifyJwt,
   type KeyInfo,
@@ -33,7 +32,7 @@ const policy: KeyringPolicy = { rotationIntervalMs: 24 * HOUR, jwksMaxAgeSeconds
 const MAX_AGE_MS = policy.jwksMaxAgeSeconds * 1000;
 const LIFETIME_MS = policy.maxTokenLifetimeSeconds * 1000;
 const ISSUER = 'https://id.example.com';
-const masterKey = new Uint8Array(randomBytes(32));
+const vault = KeyVault.generate();
 const sqlite = durableDrivers[0]!;
 
 /** Keeps what the keyring emits (what the ledger would record), so tests can read the events. */
@@ -44,8 +43,8 @@ class RecordingLedger implements KeyringEvents {
   }
 }
 
-function open(store: DurableStore, clock: ManualClock, options: { ledger?: KeyringEvents; policy?: KeyringPolicy; masterKey?: Uint8Array } = {}): Promise<Keyring> {
-  return Keyring.open({ records: store.records, masterKey: options.masterKey ?? masterKey, clock: clock.now, policy: options.policy ?? policy, ...(options.ledger && { events: options.ledger }) });
+function open(store: DurableStore, clock: ManualClock, options: { ledger?: KeyringEvents; policy?: KeyringPolicy; vault?: KeyVault } = {}): Promise<Keyring> {
+  return Keyring.open({ records: store.records, vault: options.vault ?? vault, clock: clock.now, policy: options.policy ?? policy, ...(options.ledger && { events: options.ledger }) });
 }
 
 function byAlg(keyring: Keyring, alg: SigningAlgorithm): KeyInfo[] {
@@ -145,7 +144,7 @@ describe('Keyring', () => {
       assert.ok(!text.includes(pkcs8.toString('base64')) && !text.includes(pkcs8.toString('base64url')), `${alg} PKCS #8 is not in the stored JSON`);
     }
     assert.ok(!text.includes('PRIVATE KEY'));
-    await assert.rejects(open(store, clock, { masterKey: new Uint8Array(randomBytes(32)) }), SealedSecretError);
+    await assert.rejects(open(store, clock, { vault: KeyVault.generate() }), SealedSecretError);
   });
 
   it('refuses a stored private key moved under another kid', async () => {
@@ -363,7 +362,7 @@ describe('Keyring', () => {
     const ledger = await openLedger({
       log: store.auditLog,
       records: store.records,
-      masterKey,
+      vault,
       issuer: ISSUER,
       clock: clock.now,
       audit: { ipAddresses: 'omit', witnesses: [], maxPendingEntries: 1000 },

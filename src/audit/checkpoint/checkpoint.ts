@@ -22,7 +22,7 @@
  * compare byte for byte, so there must be exactly one spelling of each.
  */
 import { Buffer } from 'node:buffer';
-import { NoteError, assertNoteText, decodeBase64Strict, isValidKeyName, openNote, signNote, type NoteSigner, type NoteVerifier } from './note.ts';
+import { NoteError, assertNoteText, decodeBase64Strict, isValidKeyName, openNote, signNote, type NoteSigner, type NoteVerifier } from '../../crypto/index.ts';
 
 /** The tree head a checkpoint commits to. */
 export interface Checkpoint {

@@ -36,7 +36,7 @@ import {
   type GeneratedKey,
   type NoteSignature,
   type NoteVerifier,
-} from './note.ts';
+} from '../../crypto/index.ts';
 
 /** Signature type byte of Ed25519 cosignature/v1 (signed-note §Signature types, tlog-cosignature §Format). */
 export const SIGNATURE_TYPE_COSIGNATURE_V1 = 0x04;

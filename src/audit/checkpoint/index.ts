@@ -2,7 +2,9 @@
  * C2SP formats of the audit ledger's signed checkpoints: signed notes
  * (c2sp.org/signed-note), checkpoints (c2sp.org/tlog-checkpoint) and witness
  * cosignatures (c2sp.org/tlog-cosignature, Ed25519 cosignature/v1).
- * Pure functions; every refusal is a `NoteError` with a `code`.
+ * Pure functions; every refusal is a `NoteError` with a `code`. The signed
+ * note itself (keys, signing, verifying) is the crypto core's; this module
+ * keeps the checkpoint and cosignature formats built on it.
  */
 export {
   NoteError,
@@ -30,7 +32,7 @@ export {
   type NoteVerifier,
   type OpenedNote,
   type VerifiedSignature,
-} from './note.ts';
+} from '../../crypto/index.ts';
 export { formatCheckpoint, openCheckpoint, parseCheckpoint, signCheckpoint, type Checkpoint, type CheckpointFields } from './checkpoint.ts';
 export {
   SIGNATURE_TYPE_COSIGNATURE_V1,

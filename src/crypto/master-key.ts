@@ -1,4 +1,4 @@
-import { hkdfSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
@@ -6,7 +6,8 @@ import { dirname } from 'node:path';
  * The master key: 256 random bits from which every key-encryption and
  * pseudonym key is derived (HKDF, RFC 5869). It lives in a file readable
  * only by its owner, or in PORTCULLIS_MASTER_KEY; every instance of one
- * deployment needs the same one.
+ * deployment needs the same one. Only `KeyVault` holds its bytes; this file
+ * finds and checks them.
  */
 export const MASTER_KEY_BYTES = 32;
 
@@ -41,8 +42,14 @@ export function ensureMasterKeyFile(path: string): EnsureResult {
   return { created: true, path };
 }
 
+/** Where the master key comes from: the `masterKey` and `masterKeyFile` settings (config/schema.ts). */
+export interface MasterKeySource {
+  readonly masterKey?: string | undefined;
+  readonly masterKeyFile: string;
+}
+
 /** Reads the key from the configured value, else from the file (which must be owner-only). */
-export function loadMasterKey(options: { readonly masterKey?: string | undefined; readonly masterKeyFile: string }): Uint8Array {
+export function loadMasterKey(options: MasterKeySource): Uint8Array {
   if (options.masterKey !== undefined) return decodeKey(options.masterKey, 'PORTCULLIS_MASTER_KEY');
   let text: string;
   try {
@@ -64,9 +71,4 @@ function decodeKey(encoded: string, source: string): Uint8Array {
     throw new MasterKeyError(`${source}: not a base64url-encoded ${MASTER_KEY_BYTES}-byte key`);
   }
   return new Uint8Array(key);
-}
-
-/** A sub-key for one purpose; different purposes never share key material. */
-export function deriveKey(masterKey: Uint8Array, purpose: string, bytes = 32): Uint8Array {
-  return new Uint8Array(hkdfSync('sha256', masterKey, new Uint8Array(0), `portcullis/${purpose}`, bytes));
 }
