@@ -2,13 +2,10 @@
  * The one seam between the runtime and the master key: services receive
  * the crypto core's KeyVault (src/crypto), never key bytes.
  */
-import type { Config } from '../config/index.ts';
-import { KeyVault, ensureMasterKeyFile } from '../crypto/index.ts';
+import { KeyVault, ensureMasterKeyFile, type MasterKeySource } from '../crypto/index.ts';
 
 /** What services derive and seal with. */
 export type Vault = KeyVault;
-
-type VaultConfig = Pick<Config, 'masterKey' | 'masterKeyFile'>;
 
 /** Where the master key of a new deployment comes from, for `init` to say. */
 export type VaultProvision = { readonly source: 'environment' } | { readonly source: 'file'; readonly path: string; readonly created: boolean };
@@ -18,13 +15,13 @@ export type VaultProvision = { readonly source: 'environment' } | { readonly sou
  * atomically); a key given in the environment needs nothing. Only `init`
  * and `serve` may create it.
  */
-export function provisionVault(config: Readonly<VaultConfig>): VaultProvision {
+export function provisionVault(config: MasterKeySource): VaultProvision {
   if (config.masterKey !== undefined) return { source: 'environment' };
   const { created, path } = ensureMasterKeyFile(config.masterKeyFile);
   return { source: 'file', path, created };
 }
 
 /** Loads the key; `create` first makes a missing key file (serve). */
-export function openVault(config: Readonly<VaultConfig>, options: { readonly create: boolean }): Vault {
+export function openVault(config: MasterKeySource, options: { readonly create: boolean }): Vault {
   return options.create ? KeyVault.loadOrCreate(config) : KeyVault.load(config);
 }
