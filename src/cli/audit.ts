@@ -5,11 +5,10 @@
 import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { checkpointFormat, decodeEntry, openLedger, storedLogVerifierKey, verifyLog, type VerifyReport, type VerifySource } from '../audit/index.ts';
+import { checkpointFormat, decodeEntry, storedLogVerifierKey, verifyLog, type VerifyReport, type VerifySource } from '../audit/index.ts';
 import type { Config, ConfigInput } from '../config/index.ts';
-import { systemClock, type Stores } from '../store/index.ts';
-import { KeyVault } from '../crypto/index.ts';
-import { openExistingStores, withAbsolutePaths } from './deployment.ts';
+import type { Stores } from '../store/index.ts';
+import { PROFILES, withServices } from '../runtime/index.ts';
 import { AuditSourceError, fetchFailure, fileSource, storeSource, urlSource } from './audit-sources.ts';
 
 export interface AuditCliContext {
@@ -47,12 +46,8 @@ async function withStores<T>(config: Readonly<Config>, work: (stores: Stores) =>
   // empty database (and its directory) where the operator mistyped a path.
   // A database without the audit tables is a wrong --config or data
   // directory, not an empty log: say so rather than fail on a query.
-  const stores = await openExistingStores(config, { schemaCurrent: true });
-  try {
-    return await work(stores);
-  } finally {
-    await stores.close();
-  }
+  // No master key either: an auditor with a copy of the database needs none.
+  return withServices({ config, profile: PROFILES.admin() }, ['stores'], (services) => work(services.get('stores')));
 }
 
 /** A one-line progress bar on a terminal: `verifying  45% [#########-----------] 450000/1000000`. */
@@ -211,11 +206,10 @@ export function registerAuditCommands(program: Command, context: AuditCliContext
         return;
       }
       const config = context.load(options);
-      await withStores(config, async (stores) => {
-        if (options.sign) {
-          const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, vault: KeyVault.load(withAbsolutePaths(config)), issuer: config.issuer, clock: systemClock, audit: config.audit });
-          await ledger.signCheckpoint();
-        }
+      // Signing needs the ledger (and so the master key); reading needs only the stores.
+      await withServices({ config, profile: PROFILES.admin() }, options.sign ? ['ledger'] : ['stores'], async (services) => {
+        if (options.sign) await services.get('ledger').signCheckpoint();
+        const stores = services.get('stores');
         const latest = await stores.durable.auditLog.latestCheckpoint();
         if (latest === null) throw new AuditSourceError('the log has no checkpoint yet: start the server once (`portcullis serve`)');
         const cosignatures = await stores.durable.auditLog.cosignatures(latest.id);

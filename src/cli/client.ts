@@ -4,13 +4,12 @@
  * registry as dynamic registration (RFC 7591), so every client is checked and
  * audited the same way whoever made it.
  */
-import { withAuditedStores } from './admin-stores.ts';
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
 import { SIGNING_ALGORITHMS } from '../crypto/index.ts';
-import { ClientMetadataError, ClientRegistry, OIDC_SCOPES, ResourceRegistry, isApproved, validateClientMetadata, type OAuthClient } from '../oauth/index.ts';
-import { systemClock } from '../store/index.ts';
+import { ClientMetadataError, OIDC_SCOPES, isApproved, validateClientMetadata, type ClientRegistry, type OAuthClient } from '../oauth/index.ts';
+import { PROFILES, withServices, type Registries } from '../runtime/index.ts';
 
 export interface ClientCliContext {
   readonly out: (line: string) => void;
@@ -28,8 +27,13 @@ export class ClientCommandError extends Error {
 const ACTOR = 'admin-cli';
 const PAGE = 1000;
 
+/** The registries over an existing deployment (never created or migrated from here), audited; stopped however the work ends. */
+function withRegistries<T>(config: Readonly<Config>, work: (registries: Registries) => Promise<T>): Promise<T> {
+  return withServices({ config, profile: PROFILES.admin() }, ['registries'], (services) => work(services.get('registries')));
+}
+
 function withRegistry<T>(config: Readonly<Config>, work: (registry: ClientRegistry) => Promise<T>): Promise<T> {
-  return withAuditedStores(config, ({ stores, vault, events }) => work(new ClientRegistry({ records: stores.durable.records, secretKey: vault.derive('client-secrets'), events, clock: systemClock })));
+  return withRegistries(config, ({ clients }) => work(clients));
 }
 
 /** What may be shown of a client: its metadata and id, never a hash (RFC 7592 section 3 read response, without secrets). */
@@ -147,10 +151,8 @@ export function registerClientCommands(program: Command, context: ClientCliConte
     .action(async (options: CreateOptions) => {
       const config = context.load(options);
       const request = metadataRequest(options);
-      await withAuditedStores(config, async ({ stores, vault, events }) => {
-        const registry = new ClientRegistry({ records: stores.durable.records, secretKey: vault.derive('client-secrets'), events, clock: systemClock });
-        // An API scope exists only as the scope of a registered resource.
-        const resources = new ResourceRegistry({ records: stores.durable.records, events, clock: systemClock, cacheMs: 0 });
+      // An API scope exists only as the scope of a registered resource.
+      await withRegistries(config, async ({ clients: registry, resources }) => {
         let metadata;
         try {
           metadata = validateClientMetadata(request, {

@@ -4,11 +4,11 @@
  * one compare-and-set on the shared keyring and is audited the same way).
  * Running servers take changes up at their next refresh (`tokens.keyringRefreshMs`).
  */
-import { withAuditedStores } from './admin-stores.ts';
 import { Option, type Command } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
 import { systemClock, type Clock } from '../store/index.ts';
-import { Keyring, SIGNING_ALGORITHMS, keyringPolicy, type KeyInfo, type KeyState, type SigningAlgorithm } from '../tokens/index.ts';
+import { PROFILES, withServices } from '../runtime/index.ts';
+import { SIGNING_ALGORITHMS, type Keyring, type KeyInfo, type KeyState, type SigningAlgorithm } from '../tokens/index.ts';
 
 export interface KeysCliContext {
   readonly out: (line: string) => void;
@@ -19,15 +19,9 @@ export interface KeysCliContext {
   readonly clock?: Clock;
 }
 
+/** The keyring of an existing deployment, on `clock`, without its refresh timer; stopped however the work ends. */
 function withKeyring<T>(config: Readonly<Config>, clock: Clock, work: (keyring: Keyring) => Promise<T>): Promise<T> {
-  return withAuditedStores(config, async ({ stores, vault, events }) => {
-    const keyring = await Keyring.open({ records: stores.durable.records, vault, clock, policy: keyringPolicy(config.tokens), events });
-    try {
-      return await work(keyring);
-    } finally {
-      keyring.close();
-    }
-  });
+  return withServices({ config, profile: PROFILES.admin(), clock }, ['keyring'], (services) => work(services.get('keyring')));
 }
 
 /** ISO 8601 to the second: the keyring's times are whole seconds apart from their origin anyway. */

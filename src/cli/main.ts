@@ -3,10 +3,10 @@ import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, configWarnings, loadConfig, maskConfig, type Config, type ConfigInput } from '../config/index.ts';
-import { StoreSchemaError, StoreUnavailableError, openStores, sqlitePath, type Clock } from '../store/index.ts';
+import { StoreSchemaError, StoreUnavailableError, sqlitePath, type Clock } from '../store/index.ts';
 import { assertLoopbackInDevelopment } from './development-host.ts';
-import { DeploymentError, assertDataDirUsable, openExistingStores, withAbsolutePaths } from './deployment.ts';
-import { MasterKeyError, SealedSecretError, ensureMasterKeyFile } from '../crypto/index.ts';
+import { DeploymentError, PROFILES, assertDataDirUsable, provisionVault, withAbsolutePaths, withServices } from '../runtime/index.ts';
+import { MasterKeyError, SealedSecretError } from '../crypto/index.ts';
 import { KeyringError } from '../tokens/index.ts';
 import { exitGracefullyOnSignals, startPortcullis } from '../server/index.ts';
 import { AuditSourceError, AuditVerificationFailed, registerAuditCommands } from './audit.ts';
@@ -91,21 +91,19 @@ export async function main(argv: readonly string[], output: CliOutput = processO
       assertDataDirUsable(config);
       mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
       chmodSync(config.dataDir, 0o700);
-      if (config.masterKey !== undefined) {
+      const vault = provisionVault(config);
+      if (vault.source === 'environment') {
         output.out(`Data directory ${config.dataDir} is ready; the master key comes from PORTCULLIS_MASTER_KEY.`);
       } else {
-        const { created, path } = ensureMasterKeyFile(config.masterKeyFile);
-        output.out(created ? `Created master key ${resolve(path)} (mode 0600). Back it up: private keys are encrypted with it.` : `Master key ${resolve(path)} already exists; left unchanged.`);
+        output.out(vault.created ? `Created master key ${resolve(vault.path)} (mode 0600). Back it up: private keys are encrypted with it.` : `Master key ${resolve(vault.path)} already exists; left unchanged.`);
       }
       // The database too, so every other command finds a deployment here (and none creates one).
-      const stores = await openStores(config);
-      try {
+      await withServices({ config, profile: PROFILES.init() }, ['stores'], async (services) => {
+        const stores = services.get('stores');
         const report = await stores.durable.migrate();
         const where = stores.durable.driver === 'sqlite' ? `SQLite ${sqlitePath(config)}` : 'PostgreSQL';
         output.out(report.applied.length === 0 ? `Database ${where} is current (schema version ${report.currentVersion}).` : `Database ${where} is at schema version ${report.currentVersion}.`);
-      } finally {
-        await stores.close();
-      }
+      });
       output.out('Next steps:');
       output.out('  portcullis config check                  show the effective configuration');
       output.out('  portcullis user create --email <address>  create a user (asks for the password)');
@@ -139,15 +137,13 @@ export async function main(argv: readonly string[], output: CliOutput = processO
     .action(async (options: CommonOptions) => {
       const config = load(options);
       // Migrates an existing database; never creates one (that is `init`).
-      const stores = await openExistingStores(config, { schemaCurrent: false });
-      try {
+      await withServices({ config, profile: PROFILES.migrate() }, ['stores'], async (services) => {
+        const stores = services.get('stores');
         output.out(`Migrating ${stores.durable.driver === 'sqlite' ? `SQLite ${resolve(sqlitePath(config))}` : 'PostgreSQL'} ...`);
         const report = await stores.durable.migrate();
         for (const migration of report.applied) output.out(`  applied ${migration.version} ${migration.name}`);
         output.out(report.applied.length === 0 ? `Schema is current (version ${report.currentVersion}).` : `Schema is now at version ${report.currentVersion}.`);
-      } finally {
-        await stores.close();
-      }
+      });
     });
 
   const configCommand = program.command('config').description('Inspect the configuration.');

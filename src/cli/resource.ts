@@ -8,9 +8,8 @@
  */
 import { Option, type Command } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
-import { ClientRegistry, RESOURCE_TOKEN_ALGORITHMS, ResourceRegistry, ResourceRegistryError, type ResourceServer } from '../oauth/index.ts';
-import { systemClock } from '../store/index.ts';
-import { withAuditedStores } from './admin-stores.ts';
+import { RESOURCE_TOKEN_ALGORITHMS, ResourceRegistryError, type ClientRegistry, type ResourceRegistry, type ResourceServer } from '../oauth/index.ts';
+import { PROFILES, withServices } from '../runtime/index.ts';
 
 export interface ResourceCliContext {
   readonly out: (line: string) => void;
@@ -35,14 +34,9 @@ interface Registries {
   readonly clients: ClientRegistry;
 }
 
+/** The registries (no cache: the command reads what is stored now) over an existing deployment, audited. */
 function withRegistries<T>(config: Readonly<Config>, work: (registries: Registries) => Promise<T>): Promise<T> {
-  return withAuditedStores(config, ({ stores, vault, events }) =>
-    work({
-      // No cache: the command reads what is stored now.
-      resources: new ResourceRegistry({ records: stores.durable.records, events, clock: systemClock, cacheMs: 0 }),
-      clients: new ClientRegistry({ records: stores.durable.records, secretKey: vault.derive('client-secrets'), events, clock: systemClock, cacheMs: 0 }),
-    }),
-  );
+  return withServices({ config, profile: PROFILES.admin() }, ['registries'], (services) => work(services.get('registries')));
 }
 
 async function findResource(resources: ResourceRegistry, uri: string): Promise<ResourceServer> {

@@ -3,12 +3,11 @@
  * the command line, through the same Accounts service the pages use (so
  * every change is checked and audited the same way).
  */
-import { withAuditedStores } from './admin-stores.ts';
 import { PasswordInputError, readNewPassword } from './password-prompt.ts';
 import type { Command, Option } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
-import { createIdentity, PasswordPolicyError, UserError, type Identity, type ProfileField, type User } from '../identity/index.ts';
-import { systemClock } from '../store/index.ts';
+import { PasswordPolicyError, UserError, type Identity, type ProfileField, type User } from '../identity/index.ts';
+import { PROFILES, withServices } from '../runtime/index.ts';
 
 export interface UserCliContext {
   readonly out: (line: string) => void;
@@ -26,8 +25,9 @@ export class UserCommandError extends Error {
   override readonly name = 'UserCommandError';
 }
 
+/** Identity over an existing deployment (never created or migrated from here), audited; stopped however the work ends. */
 function withIdentity<T>(config: Readonly<Config>, work: (identity: Identity) => Promise<T>): Promise<T> {
-  return withAuditedStores(config, ({ stores, vault, events }) => work(createIdentity({ config, stores, events, vault, clock: systemClock })));
+  return withServices({ config, profile: PROFILES.admin() }, ['identity'], (services) => work(services.get('identity')));
 }
 
 async function newPassword(context: UserCliContext, fromStdin: boolean, whose: string): Promise<string> {

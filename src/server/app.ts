@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyRequest } from 'fastify';
 import type { Config } from '../config/index.ts';
@@ -6,7 +5,6 @@ import type { Logger } from '../observability/index.ts';
 import type { HistogramSeries, Metrics } from '../observability/index.ts';
 import { withLazyChildren } from '../observability/index.ts';
 import type { Stores } from '../store/index.ts';
-import { ConfigError } from '../config/index.ts';
 import { errorHandler, refuseUnacceptedMediaType, sendError, writeClientError } from './error-handler.ts';
 import { requestIdentity } from './request-id.ts';
 import { securityHeaderFields, securityHeaders } from './security-headers.ts';
@@ -55,12 +53,14 @@ export interface ServerDependencies {
   readonly authorizationServer?: AuthorizationServer;
   /** More routes, registered after the built-in ones (feature modules, tests). */
   readonly plugins?: readonly FastifyPluginAsync[];
+  /** Certificate and key: the server speaks HTTPS (the runtime's listener reads and reloads them). */
+  readonly https?: { readonly cert: Buffer; readonly key: Buffer };
 }
 
 /**
  * Assembles the HTTP server: request ids, security headers, limits and
  * timeouts, one error handler, metrics, request logs, and the routes. It does
- * not listen and does not own the stores: see `lifecycle.ts`.
+ * not listen and does not own the stores: the runtime's listener does (src/runtime).
  */
 export async function buildServer(deps: ServerDependencies): Promise<FastifyInstance> {
   const { config, logger, metrics } = deps;
@@ -89,7 +89,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     },
     // What Node's parser refuses gets our headers and a problem body too (security review 8).
     clientErrorHandler: (error, socket) => writeClientError(error, socket, securityHeaderFields(config.mode === 'production'), identity.requestId({ headers: {}, socket } as unknown as IncomingMessage)),
-    ...(config.tls.certFile !== undefined && config.tls.keyFile !== undefined && { https: readTls(config.tls.certFile, config.tls.keyFile) }),
+    ...(deps.https !== undefined && { https: { cert: deps.https.cert, key: deps.https.key } }),
   });
   // Slow-header (slowloris) defence: Node's default is a minute.
   app.server.headersTimeout = config.http.headersTimeoutMs;
@@ -231,12 +231,4 @@ function ownOrigin(issuer: string, app: FastifyInstance): string {
   if (url.port !== '0') return url.origin;
   const address = app.server.address();
   return typeof address === 'object' && address !== null ? `${url.protocol}//${url.hostname}:${address.port}` : url.origin;
-}
-
-function readTls(certFile: string, keyFile: string): { cert: Buffer; key: Buffer } {
-  try {
-    return { cert: readFileSync(certFile), key: readFileSync(keyFile) };
-  } catch (error) {
-    throw new ConfigError(`cannot read the TLS certificate or key (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`);
-  }
 }

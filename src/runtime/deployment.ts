@@ -7,7 +7,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Config } from '../config/index.ts';
-import { assertSchemaCurrent, openStores, sqlitePath, StoreSchemaError, type Stores } from '../store/index.ts';
+import { assertSchemaCurrent, openStores, sqlitePath, StoreSchemaError, type OpenStoresOptions, type Stores } from '../store/index.ts';
 
 /** The deployment is missing, or its data directory is not usable: the message says where and what to do. */
 export class DeploymentError extends Error {
@@ -64,12 +64,12 @@ export function assertDeploymentExists(config: Readonly<Config>): void {
  * sessions or counters, so a command uses an empty in-memory one instead of
  * creating the file.
  */
-export async function openExistingStores(config: Readonly<Config>, options: { schemaCurrent: boolean }): Promise<Stores> {
+export async function openExistingStores(config: Readonly<Config>, options: { schemaCurrent: boolean } & OpenStoresOptions): Promise<Stores> {
   assertDeploymentExists(config);
   const absolute = withAbsolutePaths(config);
   const localHot = absolute.hotStore === 'sqlite' || (absolute.hotStore === 'auto' && absolute.redis.url === undefined);
   const hotStore = absolute.database.url !== undefined && localHot && !existsSync(sqlitePath(absolute)) ? 'memory' : absolute.hotStore;
-  const stores = await openStores({ ...absolute, hotStore });
+  const stores = await openStores({ ...absolute, hotStore }, { ...(options.clock !== undefined && { clock: options.clock }), ...(options.observe !== undefined && { observe: options.observe }) });
   if (!options.schemaCurrent) return stores;
   try {
     await assertSchemaCurrent(stores.durable);

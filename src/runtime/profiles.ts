@@ -1,0 +1,126 @@
+/**
+ * What the runtime's table is made of: each service's value by name, what a
+ * kind of start (serve, init, migrate, an admin command) may do, and what
+ * the caller supplies (the HTTP applications, extra hook handlers).
+ */
+import type { DestinationStream } from 'pino';
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../config/index.ts';
+import type { Logger, Metrics } from '../observability/index.ts';
+import type { Clock, Stores } from '../store/index.ts';
+import type { FailureAggregator, Ledger } from '../audit/index.ts';
+import type { EventHub } from '../events/index.ts';
+import type { AnyHookHandler, HookChains } from '../hooks/index.ts';
+import type { Identity } from '../identity/index.ts';
+import type { AuthorizationServer, ClientRegistry, ResourceRegistry } from '../oauth/index.ts';
+import type { Keyring } from '../tokens/index.ts';
+import type { Listener } from './listener.ts';
+import type { TlsMaterial } from './tls.ts';
+import type { Vault } from './vault.ts';
+
+/** What the instance logs with and counts in. */
+export interface Telemetry {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+/** Client and resource registries without caches: what an admin command reads is what is stored now. */
+export interface Registries {
+  readonly clients: ClientRegistry;
+  readonly resources: ResourceRegistry;
+}
+
+/** Every service's value, by name. */
+export interface PortcullisServices {
+  readonly config: Readonly<Config>;
+  readonly vault: Vault;
+  readonly telemetry: Telemetry;
+  /** Every hook chain, loaded and checked against its handlers before anything is opened. */
+  readonly hooks: HookChains;
+  readonly stores: Stores;
+  readonly ledger: Ledger;
+  /** Where features emit domain events: the ledger records them before the action answers; the bus carries them to other instances. */
+  readonly events: EventHub;
+  /** Unauthenticated failures, aggregated for the ledger (security review 11): one per instance. */
+  readonly failures: FailureAggregator;
+  readonly keyring: Keyring;
+  readonly identity: Identity;
+  readonly registries: Registries;
+  readonly oauth: AuthorizationServer;
+  readonly listener: Listener;
+  /** The metrics listener, when `metrics.port` is set. */
+  readonly metricsListener: Listener | undefined;
+}
+
+export type ServiceName = keyof PortcullisServices;
+
+/** What the HTTP applications are built from. */
+export interface ApplicationServices {
+  readonly config: Readonly<Config>;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly stores: Stores;
+  readonly ledger: Ledger;
+  readonly events: EventHub;
+  readonly failures: FailureAggregator;
+  readonly identity: Identity;
+  readonly authorizationServer: AuthorizationServer;
+}
+
+/**
+ * Builds the listeners' applications (src/server does: the runtime knows
+ * services and sockets, not routes). `https` is given when TLS is configured.
+ */
+export interface HttpApplications {
+  main(services: ApplicationServices, https: TlsMaterial | undefined): Promise<FastifyInstance>;
+  metrics(services: ApplicationServices): Promise<FastifyInstance>;
+}
+
+/**
+ * What a deployment may do:
+ * - `create`: make a missing master key and database (`init`, `serve`);
+ *   otherwise the deployment must exist (admin commands, first-hour D7);
+ * - `schema`: `migrate` applies pending migrations, `current` refuses a
+ *   schema this build does not match, `as-is` leaves it (the `migrate` and
+ *   `init` commands migrate themselves, and say so);
+ * - `maintenance`: background timers (checkpoints, key rotation,
+ *   housekeeping) and the first checkpoint: a server, not a command;
+ * - `telemetry`: a logger and metrics, which the stores report to;
+ * - `hooks`: identity and OAuth run the loaded chains (src/hooks), whose
+ *   faults are logged and audited; without, their built-in behaviour alone.
+ */
+export interface Profile {
+  readonly create: boolean;
+  readonly schema: 'migrate' | 'current' | 'as-is';
+  readonly maintenance: boolean;
+  readonly telemetry: boolean;
+  readonly hooks: boolean;
+}
+
+export const PROFILES = {
+  serve: (config: Readonly<Config>): Profile => ({ create: true, schema: config.migrateOnStart ? 'migrate' : 'current', maintenance: true, telemetry: true, hooks: true }),
+  init: (): Profile => ({ create: true, schema: 'as-is', maintenance: false, telemetry: false, hooks: false }),
+  migrate: (): Profile => ({ create: false, schema: 'as-is', maintenance: false, telemetry: false, hooks: false }),
+  admin: (): Profile => ({ create: false, schema: 'current', maintenance: false, telemetry: false, hooks: false }),
+} as const;
+
+/**
+ * More hook handlers (tests; later the plugin host), and the chain file that
+ * places them (src/hooks/chains.cfg unless given): configuration has no say in the order.
+ */
+export interface HookSettings {
+  readonly handlers?: readonly AnyHookHandler[];
+  readonly chains?: string;
+}
+
+export interface ServiceSettings {
+  readonly config: Readonly<Config>;
+  readonly profile: Profile;
+  readonly clock: Clock;
+  /** Where log lines go (default stdout). */
+  readonly logDestination?: DestinationStream;
+  /** Needed only when a listener is started. */
+  readonly applications?: HttpApplications;
+  readonly hooks?: HookSettings;
+}

@@ -1,0 +1,269 @@
+/**
+ * The services of one Portcullis instance, in the one order they start
+ * (and the reverse in which they stop). A new service (the domain-event
+ * bus, a CA, an mTLS listener) is one more entry, placed after what it
+ * needs, with its value named in PortcullisServices (profiles.ts).
+ */
+import { configWarnings } from '../config/index.ts';
+import { Metrics, createLogger } from '../observability/index.ts';
+import { assertSchemaCurrent, openStores, type Clock } from '../store/index.ts';
+import { FailureAggregator, auditedEvents, openLedger } from '../audit/index.ts';
+import type { EventHub } from '../events/index.ts';
+import { HookChains, bundledChainSource } from '../hooks/index.ts';
+import { IDENTITY_HOOKS, createIdentity } from '../identity/index.ts';
+import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer } from '../oauth/index.ts';
+import { Keyring, keyringPolicy } from '../tokens/index.ts';
+import { assertDataDirUsable, assertDeploymentExists, openExistingStores, withAbsolutePaths } from './deployment.ts';
+import { Listener } from './listener.ts';
+import { readTlsMaterial, tlsFilesOf } from './tls.ts';
+import { openVault } from './vault.ts';
+import type { ApplicationServices, HttpApplications, PortcullisServices, ServiceSettings } from './profiles.ts';
+import type { ServiceContext, ServiceTable } from './service.ts';
+
+/** A background failure is logged, never thrown: the timers keep running. */
+function reporter(services: ServiceContext<PortcullisServices>, message: string): (error: unknown) => void {
+  const { logger } = services.get('telemetry');
+  return (error) => logger.error({ err: error }, message);
+}
+
+export function portcullisServices(settings: ServiceSettings): ServiceTable<PortcullisServices> {
+  const { profile, clock } = settings;
+  const maintenance = profile.maintenance ? (['telemetry'] as const) : [];
+  const hooks = profile.hooks ? (['hooks'] as const) : [];
+  // Hook faults are emitted (and so audited) once the events exist, and until they close.
+  let faultEvents: EventHub | undefined;
+  return [
+    {
+      name: 'config',
+      needs: [],
+      // An admin command names absolute paths in what it says (first-hour D7).
+      start: () => {
+        if (profile.create) {
+          assertDataDirUsable(settings.config);
+          return settings.config;
+        }
+        assertDeploymentExists(settings.config);
+        return withAbsolutePaths(settings.config);
+      },
+    },
+    {
+      name: 'vault',
+      needs: ['config'],
+      start: (services) => openVault(services.get('config'), { create: profile.create }),
+    },
+    {
+      name: 'telemetry',
+      needs: ['config', 'vault'],
+      start: (services) => {
+        const config = services.get('config');
+        const logger = createLogger({
+          level: config.log.level,
+          personalData: config.log.personalData,
+          pseudonymKey: services.get('vault').derive('log-pseudonyms'),
+          ...(settings.logDestination !== undefined && { destination: settings.logDestination }),
+        });
+        for (const warning of configWarnings(config)) logger.warn(warning);
+        return { logger, metrics: new Metrics() };
+      },
+    },
+    {
+      name: 'hooks',
+      needs: ['telemetry'],
+      // Before anything is opened: a chain file that does not fit its handlers stops the start, naming its line.
+      start: (services) => {
+        const { logger } = services.get('telemetry');
+        return HookChains.load({
+          handlers: [...IDENTITY_HOOKS, ...OAUTH_HOOKS, ...(settings.hooks?.handlers ?? [])],
+          source: settings.hooks?.chains ?? bundledChainSource(),
+          report: async (fault) => {
+            logger.warn({ hook: fault.handler, point: fault.point, line: fault.line, fault: fault.kind, skipped: fault.skipped }, 'hook handler failed');
+            await faultEvents?.emit({ type: 'hook.fault', outcome: fault.skipped ? 'failure' : 'denied', actorService: 'hooks', detail: { point: fault.point, hook: fault.handler, line: fault.line, fault: fault.kind, skipped: fault.skipped } });
+          },
+        });
+      },
+    },
+    {
+      name: 'stores',
+      needs: profile.telemetry ? ['config', 'telemetry'] : ['config'],
+      start: async (services) => {
+        const config = services.get('config');
+        const telemetry = profile.telemetry ? services.get('telemetry') : undefined;
+        const options = {
+          clock,
+          ...(telemetry !== undefined && { observe: (driver: string, operation: string, seconds: number) => telemetry.metrics.storeOperationDuration.observe({ driver, operation }, seconds) }),
+        };
+        if (!profile.create) return openExistingStores(config, { schemaCurrent: profile.schema === 'current', ...options });
+        const stores = await openStores(config, options);
+        try {
+          if (profile.schema === 'migrate') {
+            const report = await stores.durable.migrate();
+            for (const migration of report.applied) telemetry?.logger.info({ version: migration.version, name: migration.name }, 'migration applied');
+          } else if (profile.schema === 'current') {
+            await assertSchemaCurrent(stores.durable);
+          }
+          return stores;
+        } catch (error) {
+          await stores.close();
+          throw error;
+        }
+      },
+      stop: (stores) => stores.close(),
+    },
+    {
+      name: 'ledger',
+      needs: ['config', 'vault', 'stores', ...maintenance],
+      start: async (services) => {
+        const config = services.get('config');
+        const stores = services.get('stores');
+        const ledger = await openLedger({ log: stores.durable.auditLog, records: stores.durable.records, vault: services.get('vault'), issuer: config.issuer, clock, audit: config.audit });
+        if (profile.maintenance) {
+          try {
+            // The first checkpoint exists from the start, so clients always have one to hold.
+            await ledger.latestCheckpoint();
+          } catch (error) {
+            await ledger.close();
+            throw error;
+          }
+          ledger.startCheckpointing(config.audit.checkpointIntervalMs, reporter(services, 'audit checkpoint failed'));
+        }
+        return ledger;
+      },
+      stop: (ledger) => ledger.close(),
+    },
+    {
+      name: 'events',
+      needs: ['stores', 'ledger', ...maintenance],
+      // The ledger records every event before the action answers; the bus carries them to the other instances.
+      start: (services) => {
+        const logger = profile.maintenance ? services.get('telemetry').logger : undefined;
+        const events = auditedEvents(services.get('ledger'), {
+          bus: services.get('stores').bus,
+          ...(logger !== undefined && { onError: (error: unknown) => logger.error({ err: error }, 'domain event delivery failed') }),
+        });
+        faultEvents = events;
+        return events;
+      },
+      stop: (events) => {
+        faultEvents = undefined;
+        events.close();
+      },
+    },
+    {
+      name: 'failures',
+      needs: ['stores', 'events'],
+      start: (services) => new FailureAggregator({ events: services.get('events'), hot: services.get('stores').hot, clock }),
+    },
+    {
+      name: 'keyring',
+      needs: ['config', 'vault', 'stores', 'events', ...maintenance],
+      start: async (services) => {
+        const keyring = await Keyring.open({
+          records: services.get('stores').durable.records,
+          vault: services.get('vault'),
+          clock,
+          events: services.get('events'),
+          policy: keyringPolicy(services.get('config').tokens),
+        });
+        if (profile.maintenance) keyring.start(reporter(services, 'signing key maintenance failed'));
+        return keyring;
+      },
+      stop: (keyring) => keyring.close(),
+    },
+    {
+      name: 'identity',
+      needs: ['config', 'vault', 'stores', 'events', 'failures', ...hooks],
+      start: (services) =>
+        createIdentity({
+          config: services.get('config'),
+          stores: services.get('stores'),
+          events: services.get('events'),
+          vault: services.get('vault'),
+          clock,
+          failures: services.get('failures'),
+          ...(profile.hooks && { hooks: services.get('hooks') }),
+        }),
+    },
+    {
+      name: 'registries',
+      needs: ['vault', 'stores', 'events'],
+      start: (services) => {
+        const records = services.get('stores').durable.records;
+        const events = services.get('events');
+        return {
+          clients: new ClientRegistry({ records, secretKey: services.get('vault').derive('client-secrets'), events, clock, cacheMs: 0 }),
+          resources: new ResourceRegistry({ records, events, clock, cacheMs: 0 }),
+        };
+      },
+    },
+    {
+      name: 'oauth',
+      needs: ['config', 'vault', 'stores', 'events', 'failures', 'keyring', 'identity', ...maintenance, ...hooks],
+      start: (services) => {
+        const logger = profile.maintenance ? services.get('telemetry').logger : undefined;
+        const server = createAuthorizationServer({
+          config: services.get('config'),
+          stores: services.get('stores'),
+          events: services.get('events'),
+          keyring: services.get('keyring'),
+          identity: services.get('identity'),
+          vault: services.get('vault'),
+          clock,
+          failures: services.get('failures'),
+          ...(profile.hooks && { hooks: services.get('hooks') }),
+          ...(logger !== undefined && { warn: (message: string, detail: Record<string, unknown>) => logger.warn(detail, message) }),
+        });
+        if (profile.maintenance) server.startMaintenance(reporter(services, 'OAuth housekeeping failed'));
+        return server;
+      },
+      stop: (server) => server.close(),
+    },
+    {
+      name: 'listener',
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth'],
+      // In-flight requests may take the shutdown timeout, no longer.
+      stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
+      start: async (services) => {
+        const config = services.get('config');
+        const files = tlsFilesOf(config);
+        const app = await applications(settings).main(applicationServices(services, clock), files !== undefined ? readTlsMaterial(files) : undefined);
+        return Listener.open(app, { host: config.host, port: config.port, ...(files !== undefined && { tls: files }) });
+      },
+      stop: (listener) => listener.close(),
+    },
+    {
+      name: 'metricsListener',
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'listener'],
+      stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
+      start: async (services) => {
+        const config = services.get('config');
+        if (!config.metrics.enabled || config.metrics.port === undefined) return undefined;
+        const app = await applications(settings).metrics(applicationServices(services, clock));
+        const listener = await Listener.open(app, { host: config.metrics.host, port: config.metrics.port });
+        services.get('telemetry').logger.info({ url: listener.url }, 'metrics listening');
+        return listener;
+      },
+      stop: (listener) => listener?.close(),
+    },
+  ];
+}
+
+function applications(settings: ServiceSettings): HttpApplications {
+  if (settings.applications === undefined) throw new TypeError('a listener needs the HTTP applications (ServiceSettings.applications)');
+  return settings.applications;
+}
+
+function applicationServices(services: ServiceContext<PortcullisServices>, clock: Clock): ApplicationServices {
+  const { logger, metrics } = services.get('telemetry');
+  return {
+    config: services.get('config'),
+    clock,
+    logger,
+    metrics,
+    stores: services.get('stores'),
+    ledger: services.get('ledger'),
+    events: services.get('events'),
+    failures: services.get('failures'),
+    identity: services.get('identity'),
+    authorizationServer: services.get('oauth'),
+  };
+}
