@@ -27,13 +27,13 @@ const ALLOWED_EDGES: Readonly<Record<string, readonly string[]>> = {
   events: ['store'],
   hooks: [],
   tokens: ['crypto', 'store', 'events'],
-  audit: ['crypto', 'store', 'events', 'observability', 'config'],
+  audit: ['crypto', 'store', 'events', 'observability'],
   sdk: [],
-  identity: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'observability'],
-  oauth: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity', 'observability'],
+  identity: ['config', 'crypto', 'store', 'events', 'hooks', 'audit', 'observability'],
+  oauth: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity'],
   runtime: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity', 'oauth', 'observability'],
-  server: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity', 'oauth', 'observability', 'runtime'],
-  cli: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity', 'oauth', 'observability', 'runtime', 'server'],
+  server: ['config', 'store', 'events', 'audit', 'identity', 'oauth', 'observability', 'runtime'],
+  cli: ['config', 'crypto', 'store', 'tokens', 'audit', 'identity', 'oauth', 'runtime', 'server'],
 };
 
 /** Public entry points (package.json `exports`): they may import only their own files and node: built-ins. */
