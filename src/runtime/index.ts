@@ -19,6 +19,7 @@ export {
 export { portcullisServices } from './services.ts';
 export { DEFAULT_STOP_TIMEOUT_MS, startServices, withServices, type PortcullisRuntime, type StartServicesOptions } from './portcullis.ts';
 export { Listener, type ListenOptions } from './listener.ts';
+export { UnknownOutboxTopicError, outboxDispatcher, type OutboxDeliverers } from './outbox.ts';
 export { checkTlsMaterial, readTlsMaterial, tlsFilesOf, type TlsFiles, type TlsMaterial } from './tls.ts';
 export { openVault, provisionVault, type Vault, type VaultProvision } from './vault.ts';
 export { DeploymentError, assertDataDirUsable, assertDeploymentExists, openExistingStores, withAbsolutePaths } from './deployment.ts';

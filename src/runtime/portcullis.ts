@@ -10,6 +10,7 @@ import { Runtime } from './runtime.ts';
 import { portcullisServices } from './services.ts';
 import type { HookSettings, HttpApplications, PortcullisServices, Profile, ServiceName } from './profiles.ts';
 import type { ServiceStopError } from './service.ts';
+import type { OutboxDeliverers } from './outbox.ts';
 
 /** What a stop may take when its service sets no timeout of its own. */
 export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
@@ -23,6 +24,7 @@ export interface StartServicesOptions {
   readonly logDestination?: DestinationStream;
   readonly applications?: HttpApplications;
   readonly hooks?: HookSettings;
+  readonly outbox?: OutboxDeliverers;
   readonly stopTimeoutMs?: number;
 }
 
@@ -35,6 +37,7 @@ export async function startServices(options: StartServicesOptions, wanted: reado
     ...(options.logDestination !== undefined && { logDestination: options.logDestination }),
     ...(options.applications !== undefined && { applications: options.applications }),
     ...(options.hooks !== undefined && { hooks: options.hooks }),
+    ...(options.outbox !== undefined && { outbox: options.outbox }),
   });
   const onStopError = (error: ServiceStopError, runtime: PortcullisRuntime) => {
     // A running instance logs it; a command has no logger and says it in one line.

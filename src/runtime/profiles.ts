@@ -7,7 +7,7 @@ import type { DestinationStream } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config/index.ts';
 import type { Logger, Metrics } from '../observability/index.ts';
-import type { Clock, Stores } from '../store/index.ts';
+import type { Clock, OutboxWorker, Stores } from '../store/index.ts';
 import type { FailureAggregator, Ledger } from '../audit/index.ts';
 import type { EventHub } from '../events/index.ts';
 import type { AnyHookHandler, HookChains } from '../hooks/index.ts';
@@ -15,6 +15,7 @@ import type { Identity } from '../identity/index.ts';
 import type { AuthorizationServer, ClientRegistry, ResourceRegistry } from '../oauth/index.ts';
 import type { Keyring } from '../tokens/index.ts';
 import type { Listener } from './listener.ts';
+import type { OutboxDeliverers } from './outbox.ts';
 import type { TlsMaterial } from './tls.ts';
 import type { Vault } from './vault.ts';
 
@@ -50,6 +51,8 @@ export interface PortcullisServices {
   readonly listener: Listener;
   /** The metrics listener, when `metrics.port` is set. */
   readonly metricsListener: Listener | undefined;
+  /** The outbox delivery worker; only where background maintenance runs (serve). */
+  readonly outbox: OutboxWorker | undefined;
 }
 
 export type ServiceName = keyof PortcullisServices;
@@ -123,4 +126,6 @@ export interface ServiceSettings {
   /** Needed only when a listener is started. */
   readonly applications?: HttpApplications;
   readonly hooks?: HookSettings;
+  /** Deliverers of outbox messages by topic (later features; tests). */
+  readonly outbox?: OutboxDeliverers;
 }

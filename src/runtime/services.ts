@@ -17,6 +17,7 @@ import { assertDataDirUsable, assertDeploymentExists, openExistingStores, withAb
 import { Listener } from './listener.ts';
 import { readTlsMaterial, tlsFilesOf } from './tls.ts';
 import { openVault } from './vault.ts';
+import { startOutboxWorker } from './outbox.ts';
 import type { ApplicationServices, HttpApplications, PortcullisServices, ServiceSettings } from './profiles.ts';
 import type { ServiceContext, ServiceTable } from './service.ts';
 
@@ -147,6 +148,17 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
         faultEvents = undefined;
         events.close();
       },
+    },
+    {
+      name: 'outbox',
+      needs: ['stores', ...maintenance],
+      // Only where background work runs: one-shot commands never deliver.
+      start: (services) =>
+        profile.maintenance
+          ? startOutboxWorker({ outbox: services.get('stores').durable.outbox, deliverers: settings.outbox ?? {}, clock, onError: reporter(services, 'outbox delivery failed') })
+          : undefined,
+      // Lets the delivery in flight finish and be recorded; the stores close after.
+      stop: (worker) => worker?.stop(),
     },
     {
       name: 'failures',

@@ -7,7 +7,7 @@ import type { Ledger } from '../audit/index.ts';
 import type { EventHub } from '../events/index.ts';
 import type { Identity } from '../identity/index.ts';
 import type { AuthorizationServer } from '../oauth/index.ts';
-import { PROFILES, startServices, type HookSettings, type HttpApplications, type Listener, type PortcullisRuntime } from '../runtime/index.ts';
+import { PROFILES, startServices, type HookSettings, type HttpApplications, type Listener, type OutboxDeliverers, type PortcullisRuntime } from '../runtime/index.ts';
 import { buildMetricsServer, buildServer } from './app.ts';
 
 export interface StartOptions {
@@ -22,6 +22,8 @@ export interface StartOptions {
    * here; configuration (file, environment, flags) has no say in the order.
    */
   readonly hooks?: HookSettings;
+  /** Deliverers of outbox messages by topic (later features; tests). */
+  readonly outbox?: OutboxDeliverers;
 }
 
 export interface RunningPortcullis {
@@ -67,8 +69,9 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
       ...(options.clock !== undefined && { clock: options.clock }),
       ...(options.logDestination !== undefined && { logDestination: options.logDestination }),
       ...(options.hooks !== undefined && { hooks: options.hooks }),
+      ...(options.outbox !== undefined && { outbox: options.outbox }),
     },
-    ['listener', 'metricsListener'],
+    ['outbox', 'listener', 'metricsListener'],
   );
   const { logger } = runtime.get('telemetry');
   const stores = runtime.get('stores');

@@ -1,0 +1,30 @@
+/**
+ * The outbox's delivery worker as a runtime service: messages written with
+ * `tx.outbox.add` in a durable transaction are handed to the deliverer
+ * registered for their topic (the signal stream and privacy notifications
+ * register theirs). The worker holds the outbox lease (store/outbox-worker.ts),
+ * so of all instances one delivers at a time, at least once, with the
+ * message's stable idempotency key.
+ */
+import { createOutboxWorker, type Clock, type OutboxDeliverer, type OutboxStore, type OutboxWorker } from '../store/index.ts';
+
+/** Topic -> deliverer. A topic nobody registered is not lost: it fails and is retried with backoff until a build that knows it runs. */
+export type OutboxDeliverers = Readonly<Record<string, OutboxDeliverer>>;
+
+export class UnknownOutboxTopicError extends Error {
+  override readonly name = 'UnknownOutboxTopicError';
+}
+
+export function outboxDispatcher(deliverers: OutboxDeliverers): OutboxDeliverer {
+  return (message, signal) => {
+    const deliver = Object.hasOwn(deliverers, message.topic) ? deliverers[message.topic] : undefined;
+    if (deliver === undefined) return Promise.reject(new UnknownOutboxTopicError(`no deliverer for outbox topic ${JSON.stringify(message.topic)}`));
+    return deliver(message, signal);
+  };
+}
+
+export function startOutboxWorker(options: { readonly outbox: OutboxStore; readonly deliverers: OutboxDeliverers; readonly clock: Clock; readonly onError: (error: unknown) => void }): OutboxWorker {
+  const worker = createOutboxWorker({ outbox: options.outbox, deliver: outboxDispatcher(options.deliverers), clock: options.clock, onError: options.onError });
+  worker.start();
+  return worker;
+}
