@@ -8,7 +8,7 @@ import { assertLoopbackInDevelopment } from './development-host.ts';
 import { DeploymentError, PROFILES, assertDataDirUsable, provisionVault, withAbsolutePaths, withServices } from '../runtime/index.ts';
 import { MasterKeyError, SealedSecretError } from '../crypto/index.ts';
 import { KeyringError } from '../tokens/index.ts';
-import { exitGracefullyOnSignals, startPortcullis } from '../server/index.ts';
+import { exitGracefullyOnSignals, reloadTlsOnHangup, startPortcullis } from '../server/index.ts';
 import { AuditSourceError, AuditVerificationFailed, registerAuditCommands } from './audit.ts';
 import { registerKeysCommands } from './keys.ts';
 import { UserCommandError, registerUserCommands } from './user.ts';
@@ -128,6 +128,7 @@ export async function main(argv: readonly string[], output: CliOutput = processO
       assertLoopbackInDevelopment(config, options.allowRemoteDevelopment === true);
       const running = await startPortcullis(config);
       exitGracefullyOnSignals(running, config.http.shutdownTimeoutMs);
+      reloadTlsOnHangup(running);
     });
 
   program

@@ -121,3 +121,28 @@ export function exitGracefullyOnSignals(running: RunningPortcullis, timeoutMs: n
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
 }
+
+/**
+ * SIGHUP (`systemctl reload`): read the TLS certificate and key files again
+ * and serve the new pair to new connections, without a restart; open
+ * connections keep theirs. A pair that does not load is refused, logged,
+ * and the current certificate keeps serving. Without TLS there is nothing
+ * to reload and the signal is only logged. Returns the way to stop listening.
+ */
+export function reloadTlsOnHangup(running: RunningPortcullis): () => void {
+  const onHangup = () => {
+    if (!running.listener.secure) {
+      running.logger.info({ signal: 'SIGHUP' }, 'no TLS certificate to reload (tls.certFile is not set)');
+      return;
+    }
+    try {
+      running.listener.reloadTls();
+      running.logger.info({ signal: 'SIGHUP' }, 'TLS certificate reloaded');
+    } catch (error) {
+      // ConfigError messages name the problem, never the key material.
+      running.logger.error({ signal: 'SIGHUP', reason: error instanceof Error ? error.message : 'unknown' }, 'TLS certificate reload refused; still serving the previous certificate');
+    }
+  };
+  process.on('SIGHUP', onHangup);
+  return () => process.off('SIGHUP', onHangup);
+}

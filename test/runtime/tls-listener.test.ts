@@ -17,13 +17,14 @@ import { connect, type TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { loadConfig } from '../../src/config/index.ts';
 import { ConfigError } from '../../src/config/index.ts';
-import { startPortcullis, type RunningPortcullis } from '../../src/server/index.ts';
+import { reloadTlsOnHangup, startPortcullis, type RunningPortcullis } from '../../src/server/index.ts';
 import { CapturedLogs } from '../support/server.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'portcullis-tls-'));
 const certFile = join(dir, 'server.crt');
 const keyFile = join(dir, 'server.key');
 let running: RunningPortcullis;
+const logs = new CapturedLogs();
 let port: number;
 
 /** A self-signed certificate for 127.0.0.1 (subjectAltName IP, so a client can verify it by `ca`). */
@@ -84,7 +85,7 @@ before(async () => {
   certB = makeCertificate('b');
   install(certA);
   const config = loadConfig({ env: { PORTCULLIS_TLS_CERT_FILE: certFile, PORTCULLIS_TLS_KEY_FILE: keyFile }, overrides: { dataDir: join(dir, 'data'), port: 0 } });
-  running = await startPortcullis(config, { logDestination: new CapturedLogs().stream });
+  running = await startPortcullis(config, { logDestination: logs.stream });
   port = Number(new URL(running.url).port);
 });
 
@@ -149,6 +150,30 @@ describe('a TLS listener swaps its certificate without a restart', () => {
       assert.throws(() => plain.listener.setSecureContext({ cert: readFileSync(certA.cert), key: readFileSync(certA.key) }), TypeError);
     } finally {
       await plain.stop();
+    }
+  });
+
+  it('SIGHUP (systemctl reload) reads the files again; a pair that does not load is refused in the log, naming no key material, and the current certificate keeps serving', async () => {
+    const stopListening = reloadTlsOnHangup(running);
+    try {
+      install(certA);
+      const reloaded = logs.next(/TLS certificate reloaded/);
+      process.kill(process.pid, 'SIGHUP');
+      await reloaded;
+      const first = await handshake();
+      first.socket.destroy();
+      assert.equal(first.fingerprint, certA.fingerprint, 'a new connection gets the certificate now in the files');
+
+      copyFileSync(certB.key, keyFile);
+      const refused = logs.next(/TLS certificate reload refused/);
+      process.kill(process.pid, 'SIGHUP');
+      const line = await refused;
+      assert.doesNotMatch(line, /PRIVATE KEY|BEGIN/, 'the log names the problem, not the key');
+      const second = await handshake();
+      second.socket.destroy();
+      assert.equal(second.fingerprint, certA.fingerprint, 'A still serves');
+    } finally {
+      stopListening();
     }
   });
 });

@@ -18,12 +18,24 @@ export const testBackends: readonly TestBackend[] = testDatabaseUrl !== undefine
 /** Log lines a server wrote, parsed, plus the raw text for "never appears" checks. */
 export class CapturedLogs {
   readonly lines: string[] = [];
+  readonly #waiters: { readonly pattern: RegExp; readonly resolve: (line: string) => void }[] = [];
   readonly stream = new Writable({
     write: (chunk: Buffer, _encoding, done) => {
-      this.lines.push(...chunk.toString('utf8').split('\n').filter((line) => line !== ''));
+      const lines = chunk.toString('utf8').split('\n').filter((line) => line !== '');
+      this.lines.push(...lines);
+      for (const line of lines) {
+        for (const waiter of this.#waiters.filter((candidate) => candidate.pattern.test(line))) {
+          this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+          waiter.resolve(line);
+        }
+      }
       done();
     },
   });
+  /** Resolves with the next line written that matches (lines already written do not count). */
+  next(pattern: RegExp): Promise<string> {
+    return new Promise((resolve) => this.#waiters.push({ pattern, resolve }));
+  }
   get text(): string {
     return this.lines.join('\n');
   }
