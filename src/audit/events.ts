@@ -6,6 +6,7 @@
  * offline verifier can check an entry is untouched by re-canonicalising it.
  */
 import canonicalize from 'canonicalize';
+import type { EventContext } from '../events/index.ts';
 
 /**
  * Event types, a closed list: a type names what happened, dotted from the
@@ -54,22 +55,15 @@ export type AuditOutcome = 'success' | 'failure' | 'denied';
 /** A small, flat detail object: no nesting, bounded sizes, no secret-named keys. */
 export type AuditDetail = Readonly<Record<string, string | number | boolean | null>>;
 
-export interface AuditEvent {
+/**
+ * An event as the ledger records it: the domain event's context (who, on
+ * what, from where, when; the ledger pseudonymises the user and truncates,
+ * hashes or omits the IP by config) with its audit type, outcome and detail.
+ */
+export interface AuditEvent extends EventContext {
   readonly type: AuditEventType;
   readonly outcome: AuditOutcome;
-  /** The user who acted, by their internal id: the ledger stores only a keyed pseudonym of it. */
-  readonly actorUserId?: string;
-  /** A non-personal actor: a client id, `admin`, `system`. */
-  readonly actorService?: string;
-  /** The OAuth client the event concerns. */
-  readonly clientId?: string;
-  readonly requestId?: string;
-  readonly traceId?: string;
-  /** The client's IP address, stored truncated, hashed or not at all by config. */
-  readonly ip?: string;
   readonly detail?: AuditDetail;
-  /** When it happened (ms since the epoch); default: now. */
-  readonly time?: number;
 }
 
 /** The JSON object an entry holds (format version 1). */
