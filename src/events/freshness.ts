@@ -7,8 +7,13 @@
  */
 import type { EventSubscriptions } from './hub.ts';
 
-/** The fallback poll while events arrive: a lost message is noticed within this time. */
-export const FALLBACK_POLL_MS = 30_000;
+/**
+ * The fallback poll while events arrive: a lost message (Redis pub/sub is at
+ * most once, and a publish can fail while the subscription stays up) is
+ * noticed within this time. Short enough to bound a missed revocation, long
+ * enough that a busy token is re-read once in thousands of checks.
+ */
+export const FALLBACK_POLL_MS = 5_000;
 
 /** A cache's freshness, read at each use (the bus may drop or come back). */
 export function freshFor(events: Pick<EventSubscriptions, 'deploymentWide'> | undefined, pollMs: number): () => number {

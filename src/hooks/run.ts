@@ -27,10 +27,28 @@ export const MAX_REASON_LENGTH = 200;
 const TIMED_OUT = Symbol('timed out');
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+  try {
+    return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+  } catch {
+    // A Proxy that throws on `then`: not a promise; reading it as an answer fails closed.
+    return false;
+  }
 }
 
+/**
+ * The answer as plain data, or a fault: reading a handler's answer runs its
+ * code too (a getter, a Proxy), so a throw while reading is a malformed
+ * answer (fail closed), never an exception out of the chain.
+ */
 function checked(answer: unknown, handler: HookHandler): Called {
+  try {
+    return readAnswer(answer, handler);
+  } catch {
+    return { fault: 'invalid_answer' };
+  }
+}
+
+function readAnswer(answer: unknown, handler: HookHandler): Called {
   if (typeof answer !== 'object' || answer === null) return { fault: 'invalid_answer' };
   const verdict = (answer as { verdict?: unknown }).verdict;
   // A pass is let through here whatever the handler declared: the chain
@@ -50,7 +68,8 @@ function checked(answer: unknown, handler: HookHandler): Called {
     case 'modify': {
       const claims = (answer as { claims?: unknown }).claims;
       if (typeof claims !== 'object' || claims === null || Array.isArray(claims)) return { fault: 'invalid_answer' };
-      return { answer: { verdict, claims: claims as Claims } };
+      // A copy of plain JSON values, read here inside the fault boundary.
+      return { answer: { verdict, claims: structuredClone({ ...claims }) } };
     }
     default:
       return { fault: 'invalid_answer' };

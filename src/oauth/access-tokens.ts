@@ -94,8 +94,12 @@ const ENDED_SESSIONS = 'oauth:revoked-sid:';
 export class AccessTokens {
   readonly #options: AccessTokenOptions;
   readonly #verified = new Map<string, VerifiedToken>();
-  /** The cached tokens by jti, so a revocation here drops its cached answer. */
-  readonly #byJti = new Map<string, string>();
+  /**
+   * The cached texts by jti, so a revocation drops every cached answer for
+   * the token: an ECDSA signature has two valid forms (s and n - s), so one
+   * token can arrive as more than one text.
+   */
+  readonly #byJti = new Map<string, Set<string>>();
   readonly #recheckMs: () => number;
 
   constructor(options: AccessTokenOptions) {
@@ -174,7 +178,9 @@ export class AccessTokens {
       const verified: VerifiedToken = { claims: payload as unknown as AccessTokenClaims, kid: header['kid'] as string, liveUntil: 0 };
       if (this.#verified.size >= VERIFIED_CACHE_ENTRIES) this.#forget(this.#verified.keys().next().value!);
       this.#verified.set(token, verified);
-      this.#byJti.set(verified.claims.jti, token);
+      const texts = this.#byJti.get(verified.claims.jti);
+      if (texts === undefined) this.#byJti.set(verified.claims.jti, new Set([token]));
+      else texts.add(token);
       return verified;
     } catch (error) {
       if (error instanceof JwtError) return null;
@@ -186,7 +192,9 @@ export class AccessTokens {
     const cached = this.#verified.get(token);
     if (cached === undefined) return;
     this.#verified.delete(token);
-    this.#byJti.delete(cached.claims.jti);
+    const texts = this.#byJti.get(cached.claims.jti);
+    texts?.delete(token);
+    if (texts?.size === 0) this.#byJti.delete(cached.claims.jti);
   }
 
   /**
@@ -211,8 +219,7 @@ export class AccessTokens {
 
   /** Drops the cached answer for one token (revoked here, or on another instance). */
   forgetJti(jti: string): void {
-    const cachedToken = this.#byJti.get(jti);
-    if (cachedToken !== undefined) this.#forget(cachedToken);
+    for (const text of [...(this.#byJti.get(jti) ?? [])]) this.#forget(text);
   }
 
   /** Drops every cached answer (revocation events may have been missed). */

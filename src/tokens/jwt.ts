@@ -87,11 +87,20 @@ function decodeObject(segment: string, what: string): Record<string, unknown> {
 }
 
 /** RFC 7515 section 7.1: exactly three base64url segments, no padding. */
+function isCanonicalBase64url(part: string): boolean {
+  return Buffer.from(part, 'base64url').toString('base64url') === part;
+}
+
 function splitCompact(token: string): [string, string, string] {
   const parts = typeof token === 'string' ? token.split('.') : [];
   if (parts.length !== 3 || !parts.every((part) => BASE64URL.test(part)) || parts[0] === '' || parts[1] === '') {
     throw new JwtError('malformed token: not a compact JWS');
   }
+  // One token, one text: the decoder ignores the unused low bits of a last
+  // character, so without this several texts would verify as the same token
+  // and a cache or denylist keyed by the text could be walked around
+  // (RFC 4648 section 3.5, canonical encoding).
+  if (!parts.every(isCanonicalBase64url)) throw new JwtError('malformed token: not canonical base64url');
   return parts as [string, string, string];
 }
 

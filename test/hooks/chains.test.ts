@@ -143,6 +143,17 @@ describe('decision chains', () => {
     }
   });
 
+  it('an answer that throws while it is read (a getter, a Proxy) is a malformed answer: a deny, reported, never an exception out of the chain', async () => {
+    const throwing = () => ({ get verdict(): 'allow' { throw new Error('boom'); } }) as unknown as HookAnswer;
+    const proxy = () => new Proxy({}, { get: () => { throw new Error('boom'); } }) as HookAnswer;
+    for (const run of [throwing, proxy, async () => throwing()]) {
+      const { chains, faults } = load([decider('t.tricky', ['pass', 'allow'], run), decider('t.last', ['allow'], () => ({ verdict: 'allow' }))], 'login.before t.tricky pass fail-open', 'login.before t.last');
+      const decision = await chains.decide('login.before', LOGIN);
+      assert.equal(decision.allowed, false);
+      assert.deepEqual(faults.map((fault) => fault.kind), ['invalid_answer']);
+    }
+  });
+
   it('a handler that never answers fails closed at its deadline, and its signal aborts', async () => {
     let signal: AbortSignal | undefined;
     const never = defineHook({ point: 'login.before', name: 't.never', answers: ['allow'], run: (_context, call) => ((signal = call.signal), new Promise<HookAnswer>(() => {})) });
@@ -205,6 +216,13 @@ describe('claims chains', () => {
     assert.equal(await deny.chains.claims('userinfo.claims', USERINFO, base), base);
     const allow = load([modify, claimer('t.allow', ['allow'], () => ({ verdict: 'allow' }))], 'userinfo.claims t.modify claims=name', 'userinfo.claims t.allow');
     assert.deepEqual(await allow.chains.claims('userinfo.claims', USERINFO, base), { email: 'a@example.com', name: 'Ada' });
+  });
+
+  it('claims that throw while they are read leave the claims unchanged, and are reported', async () => {
+    const claims = new Proxy({ name: 'Ada' }, { ownKeys: () => { throw new Error('boom'); } });
+    const { chains, faults } = load([claimer('t.tricky', ['modify'], () => ({ verdict: 'modify', claims }))], 'userinfo.claims t.tricky claims=name');
+    assert.equal(await chains.claims('userinfo.claims', USERINFO, base), base);
+    assert.deepEqual(faults.map((fault) => fault.kind), ['invalid_answer']);
   });
 
   it('a handler that misses its deadline leaves the claims unchanged', async () => {

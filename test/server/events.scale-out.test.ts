@@ -3,7 +3,7 @@
  * Redis. A token instance B has verified and cached, revoked on instance A,
  * is refused by B within 100 ms: the revocation reaches B's cache as an
  * event over Redis pub/sub (B's poll, now only a fallback, would take
- * 30 s). So do a revoked signing key and a deleted client. Each instance
+ * 5 s). So do a revoked signing key and a deleted client. Each instance
  * applies each event once. Needs PORTCULLIS_TEST_DATABASE_URL and
  * PORTCULLIS_TEST_REDIS_URL (CI sets both).
  */
@@ -104,7 +104,7 @@ describe('scale-out: a revocation on one instance is refused by the other within
 
   it('an access token revoked on A (RFC 7009) is refused by B, which had verified and cached it, within 100 ms', async (t) => {
     const token = await accessToken();
-    // B verifies the token and caches "not revoked" (for its fallback poll: 30 s).
+    // B verifies the token and caches "not revoked" (for its fallback poll: 5 s).
     assert.equal(await activeOn(b, token), true);
     assert.equal(await activeOn(b, token), true);
     const revocation = await form(a, '/revoke', { token });
