@@ -13,10 +13,9 @@
  *   the whole checkpoint note text (extension lines included, signatures not).
  * - Keys: vkeys/skeys as in signed-note, with signature type 0x04.
  *
- * The ML-DSA-44 cosignature type of the same spec (0x06, `subtree/v1`
- * message) is not implemented: the ledger does not need it yet, and
- * node:crypto lacks ML-DSA on older Node versions this package supports
- * (engines >= 22.12).
+ * Scope: Ed25519 cosignatures (0x04) only. The spec's ML-DSA-44 type
+ * (0x06, `subtree/v1` message) is left out on purpose: it cosigns subtrees,
+ * which the ledger does not publish, and no witness it talks to uses it.
  */
 import { Buffer } from 'node:buffer';
 import type { KeyObject } from 'node:crypto';
