@@ -31,9 +31,10 @@ const ALLOWED_EDGES: Readonly<Record<string, readonly string[]>> = {
   sdk: [],
   identity: ['config', 'crypto', 'store', 'events', 'hooks', 'audit', 'observability'],
   oauth: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity'],
-  runtime: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity', 'oauth', 'observability'],
-  server: ['config', 'store', 'events', 'audit', 'identity', 'oauth', 'observability', 'runtime'],
-  cli: ['config', 'crypto', 'store', 'tokens', 'audit', 'identity', 'oauth', 'runtime', 'server'],
+  pki: ['config', 'crypto', 'store', 'events', 'tokens'],
+  runtime: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity', 'oauth', 'pki', 'observability'],
+  server: ['config', 'store', 'events', 'audit', 'identity', 'oauth', 'pki', 'observability', 'runtime'],
+  cli: ['config', 'crypto', 'store', 'tokens', 'audit', 'identity', 'oauth', 'pki', 'runtime', 'server'],
 };
 
 /** Public entry points (package.json `exports`): they may import only their own files and node: built-ins. */

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Value, ValueErrorType, type ValueError } from '@sinclair/typebox/value';
 import { ConfigSchema, configLeaves, type Config, type ConfigKeyOptions, type ConfigLeaf } from './schema.ts';
 import { redactUrl } from './redact-url.ts';
+import { parseDuration } from './duration.ts';
 
 /** A configuration mistake, with a message that names the key and its source. */
 export class ConfigError extends Error {
@@ -222,6 +223,12 @@ function checkSemantics(config: Config): void {
   if (issuer.search !== '' || issuer.hash !== '') throw new ConfigError('key "issuer": must have no query or fragment');
   if ((config.tls.certFile === undefined) !== (config.tls.keyFile === undefined)) {
     throw new ConfigError('keys "tls.certFile" and "tls.keyFile": set both or neither');
+  }
+  if ((config.tls.mtlsCertFile === undefined) !== (config.tls.mtlsKeyFile === undefined)) {
+    throw new ConfigError('keys "tls.mtlsCertFile" and "tls.mtlsKeyFile": set both or neither');
+  }
+  if (parseDuration(config.pki.defaultTtl) > parseDuration(config.pki.maxTtl)) {
+    throw new ConfigError('key "pki.defaultTtl" is longer than "pki.maxTtl"');
   }
   if (config.hotStore === 'redis' && config.redis.url === undefined) {
     throw new ConfigError('key "hotStore" is redis but "redis.url" (PORTCULLIS_REDIS_URL) is not set');

@@ -13,6 +13,9 @@ import { SIGNING_ALGORITHMS } from '../crypto/index.ts';
  * - `derived`: how the default is computed when no value is given.
  */
 
+/** A duration as operators write it: a whole number and a unit (s, m, h, d). */
+export const DURATION_PATTERN = '^[1-9][0-9]{0,8}(s|m|h|d)$';
+
 const port = (description: string, env: string, value: number) =>
   Type.Integer({ minimum: 0, maximum: 65535, default: value, description, env });
 
@@ -112,6 +115,25 @@ export const ConfigSchema = Type.Object(
       {
         certFile: Type.Optional(Type.String({ minLength: 1, env: 'PORTCULLIS_TLS_CERT_FILE', description: 'PEM certificate chain; with keyFile, the server speaks HTTPS.' })),
         keyFile: Type.Optional(Type.String({ minLength: 1, env: 'PORTCULLIS_TLS_KEY_FILE', description: 'PEM private key of the certificate.' })),
+        mtlsPort: Type.Optional(
+          Type.Integer({
+            minimum: 0,
+            maximum: 65535,
+            env: 'PORTCULLIS_TLS_MTLS_PORT',
+            description: 'Opens a second listener here that requires a client certificate chained to the built-in CA (RFC 8705 mtls_endpoint_aliases; HTTP/1.1 only, so WebSocket upgrades work).',
+          }),
+        ),
+        mtlsCertFile: Type.Optional(
+          Type.String({ minLength: 1, env: 'PORTCULLIS_TLS_MTLS_CERT_FILE', description: 'PEM certificate chain of the mTLS listener; without it, the built-in CA issues one and renews it at two thirds of its lifetime.' }),
+        ),
+        mtlsKeyFile: Type.Optional(Type.String({ minLength: 1, env: 'PORTCULLIS_TLS_MTLS_KEY_FILE', description: 'PEM private key of the mTLS listener certificate.' })),
+        watchDebounceMs: Type.Integer({
+          minimum: 10,
+          maximum: 60_000,
+          default: 250,
+          env: 'PORTCULLIS_TLS_WATCH_DEBOUNCE_MS',
+          description: 'Certificate and key files are watched; a change is loaded this long after the last write (a half-written pair is never used).',
+        }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -121,6 +143,24 @@ export const ConfigSchema = Type.Object(
       description:
         'Reverse proxies whose X-Forwarded-*, X-Request-Id and traceparent headers are believed (addresses, CIDRs, or loopback/linklocal/uniquelocal; comma-separated in the env var).',
     }),
+    pki: Type.Object(
+      {
+        trustDomain: Type.Optional(
+          Type.String({
+            minLength: 1,
+            maxLength: 255,
+            pattern: '^[a-z0-9._-]+$',
+            env: 'PORTCULLIS_PKI_TRUST_DOMAIN',
+            derived: 'the issuer host',
+            description: 'SPIFFE trust domain of the built-in CA: issued certificates name spiffe://TRUST_DOMAIN/... (lowercase letters, digits, dot, dash, underscore).',
+          }),
+        ),
+        defaultTtl: Type.String({ pattern: DURATION_PATTERN, default: '24h', env: 'PORTCULLIS_PKI_DEFAULT_TTL', description: 'Lifetime of an issued certificate when the request names none (s, m, h or d).' }),
+        maxTtl: Type.String({ pattern: DURATION_PATTERN, default: '168h', env: 'PORTCULLIS_PKI_MAX_TTL', description: 'Longest lifetime an issued certificate may have; a longer request is refused.' }),
+        crlTtl: Type.String({ pattern: DURATION_PATTERN, default: '1h', env: 'PORTCULLIS_PKI_CRL_TTL', description: 'The CRL at /ca/crl is re-signed at least this often (its nextUpdate); a revocation re-signs it at once.' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     http: Type.Object(
       {
         bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 102_400, env: 'PORTCULLIS_HTTP_BODY_LIMIT_BYTES', description: 'Largest request body accepted; larger gets 413.' }),
