@@ -7,6 +7,7 @@
  *
  *   portcullis/audit/merkle  the RFC 9162 Merkle tree (hash, compact range, proofs)
  *   portcullis/sdk           empty for now, filled by the next issues
+ *   portcullis/sdk/mtls      mutual TLS with SPIFFE X509-SVIDs (agent, server options, SPIFFE IDs)
  *
  * Each entry is imported under Node's permission model with read access to
  * its own dist/ directory and the package.json only, so an entry that pulled
@@ -32,7 +33,7 @@ const ROOT = resolve(import.meta.dirname, '../..');
 const run = promisify(execFile);
 
 /** The public entries: subpath -> the directory of dist/ its import graph must stay in. */
-const ENTRIES = { './audit/merkle': 'dist/audit/merkle', './sdk': 'dist/sdk' } as const;
+const ENTRIES = { './audit/merkle': 'dist/audit/merkle', './sdk': 'dist/sdk', './sdk/mtls': 'dist/sdk/mtls' } as const;
 
 let scratch = '';
 let consumer = '';
@@ -127,7 +128,7 @@ interface Manifest {
 describe('packages: the packed tarball', () => {
   it('ships every file the "exports" map names, which lists exactly the public entries and nothing from test/ or bench/', () => {
     const manifest = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as Manifest;
-    assert.deepEqual(Object.keys(manifest.exports), ['./audit/merkle', './sdk', './package.json']);
+    assert.deepEqual(Object.keys(manifest.exports), ['./audit/merkle', './sdk', './sdk/mtls', './package.json']);
     for (const [subpath, directory] of Object.entries(ENTRIES)) {
       assert.deepEqual(manifest.exports[subpath], { types: `./${directory}/index.d.ts`, default: `./${directory}/index.js` });
       for (const file of [`${directory}/index.js`, `${directory}/index.d.ts`]) {
@@ -218,6 +219,45 @@ describe('packages: the packed tarball', () => {
     assert.deepEqual(JSON.parse(output), []);
   });
 
+  it("'portcullis/sdk/mtls' loads from its own directory alone and reads SPIFFE IDs", async () => {
+    const source = `
+      import * as mtls from 'portcullis/sdk/mtls';
+      const allow = mtls.allowSpiffeIds(['spiffe://example.org/ns/prod/*']);
+      let refused = '';
+      try {
+        mtls.parseSpiffeId('spiffe://example.org/ns/../admin');
+      } catch (error) {
+        refused = error.name;
+      }
+      console.log(JSON.stringify({
+        exports: Object.keys(mtls).sort(),
+        parsed: mtls.parseSpiffeId('spiffe://example.org/ns/prod/sa/billing'),
+        allowed: allow('spiffe://example.org/ns/prod/sa/billing'),
+        outside: allow('spiffe://example.org/ns/dev/sa/billing'),
+        refused,
+      }));
+    `;
+    const output = JSON.parse(await runConsumer(source, entryReadable(ENTRIES['./sdk/mtls']))) as Record<string, unknown>;
+    assert.deepEqual(output, {
+      exports: [
+        'MtlsAgent',
+        'MtlsMaterialError',
+        'SpiffeIdForbiddenError',
+        'allowSpiffeIds',
+        'createMtlsAgent',
+        'createMtlsServerOptions',
+        'isSpiffeId',
+        'parseSpiffeId',
+        'requireSpiffeId',
+        'spiffeIdOf',
+      ],
+      parsed: { trustDomain: 'example.org', path: '/ns/prod/sa/billing' },
+      allowed: true,
+      outside: false,
+      refused: 'TypeError',
+    });
+  });
+
   it('the emitted import graph of each entry stays inside its directory and reaches only node: built-ins beyond it', () => {
     for (const [subpath, directory] of Object.entries(ENTRIES)) {
       const { files, outside } = importGraph(installed, directory);
@@ -243,7 +283,7 @@ describe('packages: the packed tarball', () => {
   it("the package root and internal paths are not exported: 'portcullis' and deep imports fail with ERR_PACKAGE_PATH_NOT_EXPORTED", async () => {
     const source = `
       const codes = [];
-      for (const specifier of ['portcullis', 'portcullis/audit/merkle/hash', 'portcullis/dist/audit/ledger.js', 'portcullis/dist/sdk/index.js']) {
+      for (const specifier of ['portcullis', 'portcullis/audit/merkle/hash', 'portcullis/dist/audit/ledger.js', 'portcullis/dist/sdk/index.js', 'portcullis/sdk/mtls/agent']) {
         try {
           await import(specifier);
           codes.push(specifier + ': imported');
@@ -258,6 +298,7 @@ describe('packages: the packed tarball', () => {
       'portcullis/audit/merkle/hash: ERR_PACKAGE_PATH_NOT_EXPORTED',
       'portcullis/dist/audit/ledger.js: ERR_PACKAGE_PATH_NOT_EXPORTED',
       'portcullis/dist/sdk/index.js: ERR_PACKAGE_PATH_NOT_EXPORTED',
+      'portcullis/sdk/mtls/agent: ERR_PACKAGE_PATH_NOT_EXPORTED',
     ]);
   });
 
@@ -296,7 +337,48 @@ describe('packages: the packed tarball', () => {
       noEmit: true,
     });
     const resolved = program.getSourceFiles().map((source) => relative(installed, source.fileName));
-    for (const directory of Object.values(ENTRIES)) assert.ok(resolved.includes(`${directory}/index.d.ts`), `resolved ${directory}/index.d.ts through the exports map`);
+    // These two need no Node types; 'portcullis/sdk/mtls' (node:tls, node:https) is checked below.
+    for (const directory of [ENTRIES['./audit/merkle'], ENTRIES['./sdk']]) assert.ok(resolved.includes(`${directory}/index.d.ts`), `resolved ${directory}/index.d.ts through the exports map`);
+    assert.deepEqual(
+      ts.getPreEmitDiagnostics(program).map((diagnostic) => ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n')),
+      [],
+    );
+  });
+
+  it("a TypeScript consumer of 'portcullis/sdk/mtls' (with @types/node, as any Node service has) gets its declarations", () => {
+    const file = join(consumer, 'consumer-mtls.ts');
+    writeFileSync(
+      file,
+      [
+        "import { createServer } from 'node:https';",
+        "import { allowSpiffeIds, createMtlsAgent, createMtlsServerOptions, requireSpiffeId, spiffeIdOf, type MtlsAgentOptions, type SpiffeId } from 'portcullis/sdk/mtls';",
+        "const files = { certFile: 'cert.pem', keyFile: 'key.pem', caFile: 'ca.pem' };",
+        "const options: MtlsAgentOptions = { ...files, keepAlive: true, onReload: (event) => void event.certificate.serialNumber };",
+        'export const agent = () => createMtlsAgent(options);',
+        'export function serve() {',
+        "  const mtls = createMtlsServerOptions({ ...files, allow: ['spiffe://example.org/ns/prod/*'] });",
+        "  const only = requireSpiffeId(allowSpiffeIds(['spiffe://example.org/ns/prod/sa/billing']));",
+        '  const server = createServer(mtls.options, (req, res) => res.end(only(req)));',
+        '  const detach: () => void = mtls.attach(server);',
+        '  return { server, detach, id: spiffeIdOf(mtls.certificate) satisfies string | undefined };',
+        '}',
+        "export const parsed: SpiffeId = { trustDomain: 'example.org', path: '' };",
+        '// @ts-expect-error the certificate file is required',
+        "createMtlsAgent({ keyFile: 'key.pem', caFile: 'ca.pem' });",
+      ].join('\n'),
+    );
+    const program = ts.createProgram([file], {
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      target: ts.ScriptTarget.ES2023,
+      lib: ['lib.es2023.d.ts'],
+      typeRoots: [join(ROOT, 'node_modules/@types')],
+      types: ['node'],
+      strict: true,
+      noEmit: true,
+    });
+    const resolved = program.getSourceFiles().map((source) => relative(installed, source.fileName));
+    assert.ok(resolved.includes(`${ENTRIES['./sdk/mtls']}/index.d.ts`), 'resolved the mtls declarations through the exports map');
     assert.deepEqual(
       ts.getPreEmitDiagnostics(program).map((diagnostic) => ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n')),
       [],
