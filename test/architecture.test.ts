@@ -31,7 +31,7 @@ const ALLOWED_EDGES: Readonly<Record<string, readonly string[]>> = {
   sdk: [],
   identity: ['config', 'crypto', 'store', 'events', 'hooks', 'audit', 'observability'],
   oauth: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity'],
-  pki: ['config', 'crypto', 'store', 'events', 'tokens'],
+  pki: ['config', 'crypto', 'store', 'events', 'tokens', 'sdk'],
   runtime: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity', 'oauth', 'pki', 'observability'],
   server: ['config', 'store', 'events', 'audit', 'identity', 'oauth', 'pki', 'observability', 'runtime'],
   cli: ['config', 'crypto', 'store', 'tokens', 'audit', 'identity', 'oauth', 'pki', 'runtime', 'server'],

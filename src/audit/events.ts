@@ -46,6 +46,12 @@ export const AUDIT_EVENT_TYPES = [
   'privacy.erasure',
   'plugin.call',
   'hook.fault',
+  'ca.created',
+  'ca.rotated',
+  'ca.enrolment.created',
+  'certificate.issued',
+  'certificate.renewed',
+  'certificate.revoked',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];

@@ -48,6 +48,8 @@ export const SEAL_PURPOSES = Object.freeze([
   'totp-secret',
   /** oauth/refresh-tokens.ts: the response a rotated refresh token answers again within its grace period. */
   'refresh-successor',
+  /** pki: the built-in CA's private keys (the intermediate's, and the root's unless it is kept offline), PKCS #8 DER. */
+  'ca-keys',
 ] as const);
 
 export type SealPurpose = (typeof SEAL_PURPOSES)[number];

@@ -92,6 +92,17 @@ export interface DomainEventPayloads {
   'resource.deleted': Recorded & { readonly resource: ResourceRef };
   /** A hook handler failed or overran its deadline (src/hooks); the chain failed closed or skipped it. */
   'hook.fault': Recorded;
+  // the built-in CA (pki)
+  /** `ca init`: a root and an intermediate were made. */
+  'ca.created': Recorded;
+  /** `ca rotate`: a new intermediate signs from now on; the old one stays in the bundles until what it signed expires. */
+  'ca.rotated': Recorded;
+  /** `ca token`: a one-time enrolment token was made (its id and names, never the token). */
+  'ca.enrolment.created': Recorded;
+  'certificate.issued': Recorded;
+  'certificate.renewed': Recorded;
+  /** Other instances re-sign nothing, they re-read the CRL and hand it to their mTLS listener. */
+  'certificate.revoked': Recorded & { readonly serial: string };
   // the audit ledger's own API (server)
   'audit.entries.read': Recorded;
   'audit.cosignature.added': Recorded;
@@ -131,6 +142,12 @@ export const DOMAIN_EVENT_TYPES = [
   'resource.created',
   'resource.deleted',
   'hook.fault',
+  'ca.created',
+  'ca.rotated',
+  'ca.enrolment.created',
+  'certificate.issued',
+  'certificate.renewed',
+  'certificate.revoked',
   'audit.entries.read',
   'audit.cosignature.added',
 ] as const satisfies readonly DomainEventType[];
@@ -157,6 +174,8 @@ export const CROSS_INSTANCE_EVENT_TYPES: ReadonlySet<DomainEventType> = new Set<
   'user.updated',
   'user.disabled',
   'user.deleted',
+  'ca.rotated',
+  'certificate.revoked',
 ]);
 
 const TYPES: ReadonlySet<string> = new Set(DOMAIN_EVENT_TYPES);

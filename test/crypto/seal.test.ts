@@ -7,9 +7,10 @@ const vault = KeyVault.generate();
 const secret = new TextEncoder().encode('PRIVATE+KEY+example');
 
 /**
- * Values sealed by the code before the crypto core existed (282426e,
- * tokens/sealed.ts) under the master key 0x01..0x20: deployments made then
- * must still open their sealed keys (same format, same HKDF info strings).
+ * Values sealed under the master key 0x01..0x20 by the code before the
+ * crypto core existed (282426e, tokens/sealed.ts), and for slots added
+ * since, by the build that added them: deployments made then must still
+ * open their sealed keys (same format, same HKDF info strings).
  */
 const OLD_MASTER_KEY = new Uint8Array(32).map((_, i) => i + 1);
 const SEALED_BY_282426E: Readonly<Record<SealPurpose, string>> = {
@@ -17,7 +18,10 @@ const SEALED_BY_282426E: Readonly<Record<SealPurpose, string>> = {
   'audit-log-key': 'v1.5sqAfDkgz5ByyPyI.WUfxRYPA7j2gXdCl1xmZlsg-Or-XzgnOdzB1cgYzRq-z1rQ.ldk1zwLNfPK4v3Ra4Bi0vw',
   'totp-secret': 'v1.b2phr9REvRnt3aR_.UPMPvajEisrWT0HfEspYN1P8NLd_qOBn_F4PgV4HQVS8.Si6S8tBcnKE0lrSO881lQw',
   'refresh-successor': 'v1._DtJTitur63UeQGn.oOq_BPtDTvvcHdF42i4pZDbOo4KrAWvVMgcKkrrNqtx40nqWWLLr.yVcW4_qtapxC02h34MKrTw',
+  /** The built-in CA's keys (service identity, after 2fca0d6). */
+  'ca-keys': 'v1.L6GYmxRHQD9XsL7Q.B3k1lqhYgHj4Lt6Z1uFyHQf018BML6P7A-cRwcgm.7GnMsOOKQlg4u4EkUhy11w',
 };
+const SEALED_BY: Readonly<Record<SealPurpose, string>> = { 'signing-keys': '282426e', 'audit-log-key': '282426e', 'totp-secret': '282426e', 'refresh-successor': '282426e', 'ca-keys': '2fca0d6+' };
 
 it('seals and opens a secret; the sealed text does not contain it', () => {
   const sealed = vault.seal('audit-log-key', secret);
@@ -54,7 +58,7 @@ it('opens values sealed before the crypto core existed, in every slot, and only 
   const old = KeyVault.fromBytes(OLD_MASTER_KEY);
   assert.deepEqual(Object.keys(SEALED_BY_282426E).sort(), [...SEAL_PURPOSES].sort(), 'a test vector for every seal purpose');
   for (const purpose of SEAL_PURPOSES) {
-    assert.equal(new TextDecoder().decode(old.open(purpose, SEALED_BY_282426E[purpose])), `sealed by 282426e for ${purpose}`);
+    assert.equal(new TextDecoder().decode(old.open(purpose, SEALED_BY_282426E[purpose])), `sealed by ${SEALED_BY[purpose]} for ${purpose}`);
     const other = SEAL_PURPOSES.find((candidate) => candidate !== purpose)!;
     assert.throws(() => old.open(other, SEALED_BY_282426E[purpose]), SealedSecretError, `${purpose} does not open as ${other}`);
   }
