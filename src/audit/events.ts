@@ -20,6 +20,7 @@ export const AUDIT_EVENT_TYPES = [
   'metrics.auth.failed',
   'client.auth.failed',
   'registration.auth.failed',
+  'ca.auth.failed',
   'server.started',
   'auth.login.succeeded',
   'auth.login.failed',

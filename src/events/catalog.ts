@@ -67,6 +67,8 @@ export interface DomainEventPayloads {
   'metrics.auth.failed': Recorded;
   'client.auth.failed': Recorded;
   'registration.auth.failed': Recorded;
+  /** A refused enrolment token or CA bearer at /ca/sign. */
+  'ca.auth.failed': Recorded;
   // tokens (oauth)
   'token.issued': Recorded;
   'token.refreshed': Recorded;
@@ -127,6 +129,7 @@ export const DOMAIN_EVENT_TYPES = [
   'metrics.auth.failed',
   'client.auth.failed',
   'registration.auth.failed',
+  'ca.auth.failed',
   'token.issued',
   'token.refreshed',
   'token.reuse_detected',

@@ -70,6 +70,8 @@ export interface IssueRequest {
   /** `client:ID` or `enrolment:JTI`, recorded with the certificate. */
   readonly requestedBy: string;
   readonly context?: EventContext;
+  /** Runs once the request passed policy, before anything is signed (an enrolment token is used up here, not by a CSR mistake). */
+  readonly beforeSigning?: () => Promise<void>;
 }
 
 export interface CertificateSummary extends CertificateRecord {
@@ -183,6 +185,7 @@ export class CertificateAuthority {
     const csr = parseCertificateRequest(request.csr);
     const names = grantNames(csr, request.allowed, this.trustDomain);
     const ttlMs = this.#ttl(request.ttlMs);
+    await request.beforeSigning?.();
     const issued = await this.#sign(csr.spki, csr.publicKey.kind, names, ttlMs, request.requestedBy);
     await this.#options.events.emit({ type: 'certificate.issued', outcome: 'success', ...request.context, detail: this.#auditDetail(issued, request.requestedBy) });
     return issued;

@@ -11,6 +11,7 @@ export {
   type HttpApplications,
   type PortcullisServices,
   type Profile,
+  type Pki,
   type Registries,
   type ServiceName,
   type ServiceSettings,

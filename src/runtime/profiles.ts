@@ -14,6 +14,7 @@ import type { AnyHookHandler, HookChains } from '../hooks/index.ts';
 import type { Identity } from '../identity/index.ts';
 import type { AuthorizationServer, ClientRegistry, ResourceRegistry } from '../oauth/index.ts';
 import type { Keyring } from '../tokens/index.ts';
+import type { CertificateAuthority, EnrolmentTokens } from '../pki/index.ts';
 import type { Listener } from './listener.ts';
 import type { OutboxDeliverers } from './outbox.ts';
 import type { TlsMaterial } from './tls.ts';
@@ -29,6 +30,12 @@ export interface Telemetry {
 export interface Registries {
   readonly clients: ClientRegistry;
   readonly resources: ResourceRegistry;
+}
+
+/** The built-in CA and its one-time enrolment tokens. */
+export interface Pki {
+  readonly authority: CertificateAuthority;
+  readonly enrolment: EnrolmentTokens;
 }
 
 /** Every service's value, by name. */
@@ -48,6 +55,7 @@ export interface PortcullisServices {
   readonly identity: Identity;
   readonly registries: Registries;
   readonly oauth: AuthorizationServer;
+  readonly pki: Pki;
   readonly listener: Listener;
   /** The metrics listener, when `metrics.port` is set. */
   readonly metricsListener: Listener | undefined;
@@ -69,6 +77,7 @@ export interface ApplicationServices {
   readonly failures: FailureAggregator;
   readonly identity: Identity;
   readonly authorizationServer: AuthorizationServer;
+  readonly pki: Pki;
 }
 
 /**

@@ -13,6 +13,7 @@ import { HookChains, bundledChainSource } from '../hooks/index.ts';
 import { IDENTITY_HOOKS, createIdentity } from '../identity/index.ts';
 import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer } from '../oauth/index.ts';
 import { Keyring, keyringPolicy } from '../tokens/index.ts';
+import { CertificateAuthority, EnrolmentTokens, caSettings } from '../pki/index.ts';
 import { assertDataDirUsable, assertDeploymentExists, openExistingStores, withAbsolutePaths } from './deployment.ts';
 import { Listener } from './listener.ts';
 import { readTlsMaterial, tlsFilesOf } from './tls.ts';
@@ -230,8 +231,24 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
       stop: (server) => server.close(),
     },
     {
+      name: 'pki',
+      needs: ['config', 'vault', 'stores', 'events', 'keyring', ...maintenance],
+      // Opens whether or not `ca init` has run: the routes answer "not initialised" until it has.
+      start: async (services) => {
+        const config = services.get('config');
+        const settings = caSettings(config);
+        const events = services.get('events');
+        const stores = services.get('stores');
+        const authority = await CertificateAuthority.open({ records: stores.durable.records, vault: services.get('vault'), clock, events, subscriptions: events, ...settings });
+        if (profile.maintenance) authority.start(reporter(services, 'CA maintenance failed'));
+        const enrolment = new EnrolmentTokens({ keyring: services.get('keyring'), algorithm: config.tokens.signingAlgorithm, hot: stores.hot, clock, events, issuer: settings.issuer, trustDomain: settings.trustDomain });
+        return { authority, enrolment };
+      },
+      stop: (pki) => pki.authority.close(),
+    },
+    {
       name: 'listener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki'],
       // In-flight requests may take the shutdown timeout, no longer.
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
@@ -244,7 +261,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'metricsListener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'listener'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'listener'],
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
         const config = services.get('config');
@@ -277,5 +294,6 @@ function applicationServices(services: ServiceContext<PortcullisServices>, clock
     failures: services.get('failures'),
     identity: services.get('identity'),
     authorizationServer: services.get('oauth'),
+    pki: services.get('pki'),
   };
 }

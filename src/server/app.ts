@@ -12,6 +12,7 @@ import { healthRoutes, metricsRoute, type MetricsFailures } from './health.ts';
 import { homeRoutes } from './home-routes.ts';
 import { methodsOf, routeTable } from './route-table.ts';
 import { developmentHostRedirect } from './development-host.ts';
+import { caRoutes } from './ca-routes.ts';
 import { auditRoutes } from './audit-routes.ts';
 import { staticAdminAuthenticator } from './admin-auth.ts';
 import { FailureAggregator, type Ledger } from '../audit/index.ts';
@@ -20,6 +21,7 @@ import { systemClock, type Clock } from '../store/index.ts';
 import type { Identity } from '../identity/index.ts';
 import { identityRoutes } from './identity-routes.ts';
 import type { AuthorizationServer } from '../oauth/index.ts';
+import type { Pki } from '../runtime/index.ts';
 import { oauthRoutes } from './oauth-routes.ts';
 import { authorizeRoutes } from './authorize-routes.ts';
 import { applicationAccess, returnTargets, signOutHooks } from './applications.ts';
@@ -51,6 +53,8 @@ export interface ServerDependencies {
   readonly failures?: FailureAggregator;
   readonly identity?: Identity;
   readonly authorizationServer?: AuthorizationServer;
+  /** The built-in CA: its routes are served when it is given. */
+  readonly pki?: Pki;
   /** More routes, registered after the built-in ones (feature modules, tests). */
   readonly plugins?: readonly FastifyPluginAsync[];
   /** Certificate and key: the server speaks HTTPS (the runtime's listener reads and reloads them). */
@@ -159,6 +163,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     await app.register(oauthRoutes, { server: oauth });
     if (deps.identity !== undefined) await app.register(authorizeRoutes, { server: oauth, identity: deps.identity, origin });
   }
+  if (deps.pki !== undefined) await app.register(caRoutes, { pki: deps.pki, oauth, failures, issuer: config.issuer });
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;
 }

@@ -49,6 +49,21 @@ export const errorRegistry = {
   // invalid_client: the credential was not even checked, and a client told
   // "invalid_client" would think its secret wrong.
   temporarily_unavailable: { status: 429, title: 'Too many failed attempts', oauth: 'temporarily_unavailable' },
+  // The built-in CA's refusals (src/pki): one code per rule, so a client can tell what to fix.
+  malformed_csr: { status: 400, title: 'Malformed certificate signing request', oauth: 'invalid_request' },
+  bad_csr_signature: { status: 400, title: 'Certificate signing request signature invalid', oauth: 'invalid_request' },
+  unsupported_algorithm: { status: 400, title: 'Signature algorithm not accepted', oauth: 'invalid_request' },
+  weak_key: { status: 400, title: 'Public key not accepted', oauth: 'invalid_request' },
+  ca_requested: { status: 403, title: 'CA certificates are not issued', oauth: 'access_denied' },
+  spiffe_id_required: { status: 400, title: 'SPIFFE ID required', oauth: 'invalid_request' },
+  multiple_uri_sans: { status: 400, title: 'More than one URI SAN', oauth: 'invalid_request' },
+  unsupported_name: { status: 400, title: 'Name type not issued', oauth: 'invalid_request' },
+  name_not_permitted: { status: 403, title: 'Name not permitted', oauth: 'access_denied' },
+  lifetime_too_long: { status: 400, title: 'Certificate lifetime not allowed', oauth: 'invalid_request' },
+  unknown_certificate: { status: 403, title: 'Certificate not issued by this CA', oauth: 'access_denied' },
+  certificate_revoked: { status: 403, title: 'Certificate revoked', oauth: 'access_denied' },
+  certificate_expired: { status: 403, title: 'Certificate expired', oauth: 'access_denied' },
+  ca_not_initialised: { status: 404, title: 'No certificate authority', oauth: 'invalid_request' },
   internal_error: { status: 500, title: 'Internal server error', oauth: 'server_error' },
   service_unavailable: { status: 503, title: 'Service unavailable', oauth: 'temporarily_unavailable' },
 } as const satisfies Record<string, ErrorSpec>;
