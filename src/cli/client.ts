@@ -99,6 +99,13 @@ interface CreateOptions {
   requirePar?: boolean;
   dpop?: boolean;
   idTokenAlg?: string;
+  tlsSubjectDn?: string;
+  tlsSanDns?: string;
+  tlsSanUri?: string;
+  tlsSanIp?: string;
+  tlsSanEmail?: string;
+  certificateBoundTokens?: boolean;
+  certSan?: string[];
   json?: boolean;
 }
 
@@ -119,7 +126,28 @@ function metadataRequest(options: CreateOptions): Record<string, unknown> {
     ...(options.requirePar === true && { require_pushed_authorization_requests: true }),
     ...(options.dpop === true && { dpop_bound_access_tokens: true }),
     ...(options.idTokenAlg !== undefined && { id_token_signed_response_alg: options.idTokenAlg }),
+    ...(options.tlsSubjectDn !== undefined && { tls_client_auth_subject_dn: options.tlsSubjectDn }),
+    ...(options.tlsSanDns !== undefined && { tls_client_auth_san_dns: options.tlsSanDns }),
+    ...(options.tlsSanUri !== undefined && { tls_client_auth_san_uri: options.tlsSanUri }),
+    ...(options.tlsSanIp !== undefined && { tls_client_auth_san_ip: options.tlsSanIp }),
+    ...(options.tlsSanEmail !== undefined && { tls_client_auth_san_email: options.tlsSanEmail }),
+    ...(options.certificateBoundTokens === true && { tls_client_certificate_bound_access_tokens: true }),
+    ...(options.certSan !== undefined && { cert_sans: options.certSan }),
   };
+}
+
+/** How the new client proves who it is, when it has no secret to show. */
+function authenticationNote(client: OAuthClient): string {
+  switch (client.token_endpoint_auth_method) {
+    case 'none':
+      return 'It is a public client: no secret; it must use PKCE.';
+    case 'tls_client_auth':
+      return 'It authenticates with a TLS client certificate from a trusted CA carrying the registered name (tls_client_auth): no secret.';
+    case 'self_signed_tls_client_auth':
+      return 'It authenticates with the self-signed TLS client certificate registered in its jwks (self_signed_tls_client_auth): no secret.';
+    default:
+      return 'It authenticates with a JWT signed by its registered key (private_key_jwt): no secret.';
+  }
 }
 
 function showSecret(context: ClientCliContext, clientId: string, secret: string): void {
@@ -139,11 +167,27 @@ export function registerClientCommands(program: Command, context: ClientCliConte
     .option('--redirect-uri <uri>', 'where the authorization response goes; repeat for several (https, http://127.0.0.1, or com.example.app: for --native)', collect)
     .option('--post-logout-redirect-uri <uri>', 'where the user may land after signing out; repeatable', collect)
     .option('--grant-type <type>', 'authorization_code, refresh_token or client_credentials; repeat for several (default: authorization_code)', collect)
-    .addOption(new Option('--auth-method <method>', 'token endpoint authentication (default: client_secret_basic)').choices(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none']))
+    .addOption(
+      new Option('--auth-method <method>', 'token endpoint authentication (default: client_secret_basic)').choices([
+        'client_secret_basic',
+        'client_secret_post',
+        'private_key_jwt',
+        'tls_client_auth',
+        'self_signed_tls_client_auth',
+        'none',
+      ]),
+    )
     .option('--public', 'a public client (browser or native app): no secret, PKCE only; same as --auth-method none')
     .option('--scope <scopes>', 'space-separated scopes the client may request: OpenID scopes, and API scopes of resources (portcullis resource create); default: openid')
     .option('--native', 'a native app (application_type native): may use private-use URI schemes and http://localhost')
-    .option('--jwks-file <file>', 'JSON file with the public key(s) for private_key_jwt (a JWK Set or one JWK)')
+    .option('--jwks-file <file>', 'JSON file with the public key(s) for private_key_jwt, or the certificate (x5c) for self_signed_tls_client_auth (a JWK Set or one JWK)')
+    .option('--tls-subject-dn <dn>', 'tls_client_auth: the certificate\'s subject DN, RFC 4514 (CN=client,O=Example,C=US)')
+    .option('--tls-san-dns <name>', 'tls_client_auth: a DNS name the certificate carries')
+    .option('--tls-san-uri <uri>', 'tls_client_auth: a URI the certificate carries (e.g. a SPIFFE ID)')
+    .option('--tls-san-ip <address>', 'tls_client_auth: an IP address the certificate carries')
+    .option('--tls-san-email <address>', 'tls_client_auth: an email address the certificate carries')
+    .option('--certificate-bound-tokens', 'issue only access tokens bound to the client\'s TLS certificate (RFC 8705 section 3.4)')
+    .option('--cert-san <name>', 'a name the built-in CA may put in this client\'s certificates: spiffe://trust-domain/path, dns:name or ip:address; repeatable', collect)
     .option('--require-par', 'require pushed authorization requests (RFC 9126)')
     .option('--dpop', 'issue only DPoP-bound access tokens to this client (RFC 9449)')
     .addOption(new Option('--id-token-alg <alg>', 'ID token signing algorithm (default: RS256, OIDC Dynamic Client Registration section 2)').choices(SIGNING_ALGORITHMS))
@@ -156,6 +200,8 @@ export function registerClientCommands(program: Command, context: ClientCliConte
         let metadata;
         try {
           metadata = validateClientMetadata(request, {
+            // The operator: cert_sans may be set here, and only here.
+            operator: true,
             allowedScopes: [...OIDC_SCOPES, ...(await resources.allScopes())],
             scopeHint: 'a scope is OpenID (openid, profile, email, offline_access) or a scope of a resource: portcullis resource create --uri <uri> --scope <scope>',
           });
@@ -172,8 +218,8 @@ export function registerClientCommands(program: Command, context: ClientCliConte
         context.out(`Created client ${label(created)}.`);
         context.out(`  client_id:     ${created.client_id}`);
         if (clientSecret !== undefined) showSecret(context, created.client_id, clientSecret);
-        else if (created.token_endpoint_auth_method === 'none') context.out('It is a public client: no secret; it must use PKCE.');
-        else context.out('It authenticates with a JWT signed by its registered key (private_key_jwt): no secret.');
+        else context.out(authenticationNote(created));
+        if (created.cert_sans !== undefined) context.out(`  cert_sans:     ${created.cert_sans.join(' ')}`);
       });
     });
 

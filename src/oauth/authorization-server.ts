@@ -233,7 +233,7 @@ export function createAuthorizationServer(options: {
   const registrationEnabled = config.oauth.registration !== 'off';
   // API scopes are not advertised (RFC 8414 section 2: servers MAY leave
   // scopes out): resources come and go at run time, the metadata is fixed.
-  const metadataOptions = { issuer, scopes: [], registration: registrationEnabled };
+  const metadataOptions = { issuer, scopes: [], registration: registrationEnabled, mtlsPort: config.tls.mtlsPort };
   let sweeper: NodeJS.Timeout | undefined;
   return {
     issuer,

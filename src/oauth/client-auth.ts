@@ -1,9 +1,10 @@
 /**
  * Client authentication at the token, PAR, introspection and revocation
  * endpoints (RFC 6749 section 2.3, RFC 7523 section 2.2 / OIDC Core section 9
- * for private_key_jwt). One method per request (RFC 6749 section 2.3: the
- * client MUST NOT use more than one), and it must be the method the client
- * registered (RFC 7591 section 2, token_endpoint_auth_method).
+ * for private_key_jwt, RFC 8705 section 2 for the TLS client certificate
+ * methods). One method per request (RFC 6749 section 2.3: the client MUST
+ * NOT use more than one), and it must be the method the client registered
+ * (RFC 7591 section 2, token_endpoint_auth_method).
  */
 import { createLocalJWKSet, errors as joseErrors, jwtVerify, type JSONWebKeySet } from 'jose';
 import { throttledFor, type FailureAggregator } from '../audit/index.ts';
@@ -12,6 +13,7 @@ import type { Clock, HotStore } from '../store/index.ts';
 import type { ClientRegistry, OAuthClient } from './clients.ts';
 import type { TokenEndpointAuthMethod } from './client-metadata.ts';
 import { OAuthError } from './errors.ts';
+import { TLS_SUBJECT_FIELDS, certificateMatchesSubject, isCurrentlyValid, isRegisteredCertificate, type ClientCertificate } from './mtls.ts';
 
 /** RFC 7523 section 2.2. */
 export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -32,6 +34,8 @@ export interface ClientCredentialsInput {
   readonly body: Readonly<Record<string, string | undefined>>;
   /** Who asked: the network the throttle counts, and the ids of the aggregated ledger entry. */
   readonly audit: { readonly requestId?: string; readonly traceId?: string; readonly ip?: string };
+  /** The TLS client certificate of the connection, when there is one (RFC 8705). */
+  readonly clientCertificate?: ClientCertificate;
 }
 
 /**
@@ -70,11 +74,20 @@ export interface AuthenticatedClient {
 }
 
 interface Presented {
-  readonly method: TokenEndpointAuthMethod;
+  /** What the request itself carries; `none` is a bare client_id, which a certificate may back (RFC 8705 section 2). */
+  readonly method: 'none' | 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
   readonly clientId: string;
   readonly secret?: string;
   readonly assertion?: string;
+  readonly certificate?: ClientCertificate;
 }
+
+/**
+ * Registered methods a bare client_id in the body stands for: a public
+ * client, or (RFC 8705 section 2: "the client_id parameter is REQUIRED")
+ * one that authenticates with its TLS client certificate.
+ */
+const BARE_CLIENT_ID_METHODS: ReadonlySet<TokenEndpointAuthMethod> = new Set(['none', 'tls_client_auth', 'self_signed_tls_client_auth']);
 
 export class ClientAuthenticator {
   readonly #options: ClientAuthenticatorOptions;
@@ -124,19 +137,26 @@ export class ClientAuthenticator {
     const refuse = (description: string) =>
       new OAuthError('invalid_client', description, presented.method === 'client_secret_basic' ? { headers: { 'www-authenticate': 'Basic realm="portcullis", charset="UTF-8"' } } : {});
     const client = await this.#options.clients.get(presented.clientId);
-    if (client === null || client.token_endpoint_auth_method !== presented.method) {
+    const registered = client?.token_endpoint_auth_method;
+    if (client === null || (registered !== presented.method && !(presented.method === 'none' && BARE_CLIENT_ID_METHODS.has(registered!)))) {
       throw refuse('Client authentication failed.');
     }
-    switch (presented.method) {
+    switch (client.token_endpoint_auth_method) {
       case 'none':
         return { client, method: 'none' };
       case 'client_secret_basic':
       case 'client_secret_post':
         if (!this.#options.clients.verifySecret(client, presented.secret!)) throw refuse('Client authentication failed.');
-        return { client, method: presented.method };
+        return { client, method: client.token_endpoint_auth_method };
       case 'private_key_jwt':
         await this.#verifyAssertion(client, presented.assertion!, refuse);
         return { client, method: 'private_key_jwt' };
+      case 'tls_client_auth':
+        checkCertificateSubject(client, presented.certificate, refuse);
+        return { client, method: 'tls_client_auth' };
+      case 'self_signed_tls_client_auth':
+        checkSelfSignedCertificate(client, presented.certificate, this.#options.clock(), refuse);
+        return { client, method: 'self_signed_tls_client_auth' };
     }
   }
 
@@ -174,6 +194,34 @@ export class ClientAuthenticator {
     const first = await this.#options.hot.setIfAbsent(`oauth:client-assertion:${client.client_id}:${jti}`, '1', ttlMs);
     if (!first) throw refuse('The client assertion was already used.');
   }
+}
+
+/**
+ * RFC 8705 section 2.1: the certificate chains to a CA the listener trusts
+ * (TLS checked the chain and the validity period: the socket is
+ * `authorized`), and carries the one subject name the client registered
+ * (section 2.1.2). No certificate, an untrusted one or another name is a
+ * failed client authentication like a wrong secret.
+ */
+function checkCertificateSubject(client: OAuthClient, certificate: ClientCertificate | undefined, refuse: (description: string) => OAuthError): void {
+  if (certificate === undefined) throw refuse('Client authentication failed: this client authenticates with a TLS client certificate (RFC 8705 section 2), and the connection presented none.');
+  if (!certificate.chainVerified) throw refuse('Client authentication failed: the TLS client certificate is not issued by a CA this server trusts.');
+  const field = TLS_SUBJECT_FIELDS.find((candidate) => client[candidate] !== undefined);
+  if (field === undefined || !certificateMatchesSubject(certificate.x509, field, client[field]!)) {
+    throw refuse(`Client authentication failed: the TLS client certificate does not carry the registered ${field ?? 'subject'}.`);
+  }
+}
+
+/**
+ * RFC 8705 section 2.2: the certificate need not chain to anything (TLS
+ * may call it unauthorized), but it must be one the client registered
+ * (an x5c of its JWK Set, section 2.2.2) and, since no CA vouches for its
+ * dates, be within its validity period by our clock.
+ */
+function checkSelfSignedCertificate(client: OAuthClient, certificate: ClientCertificate | undefined, now: number, refuse: (description: string) => OAuthError): void {
+  if (certificate === undefined) throw refuse('Client authentication failed: this client authenticates with a TLS client certificate (RFC 8705 section 2), and the connection presented none.');
+  if (!isRegisteredCertificate(certificate.x509, client.jwks)) throw refuse('Client authentication failed: the TLS client certificate is not one this client registered.');
+  if (!isCurrentlyValid(certificate.x509, now)) throw refuse('Client authentication failed: the TLS client certificate is expired or not yet valid.');
 }
 
 /** RFC 6585 section 4: 429 with Retry-After; the credential was not checked. */
@@ -218,7 +266,7 @@ function presentedCredentials(input: ClientCredentialsInput): Presented {
     if (secret.length === 0 || secret.length > MAX_SECRET_LENGTH) throw new OAuthError('invalid_client', 'Client authentication failed.');
     return { method: 'client_secret_post', clientId: checkClientId(clientId), secret };
   }
-  return { method: 'none', clientId: checkClientId(clientId) };
+  return { method: 'none', clientId: checkClientId(clientId), ...(input.clientCertificate !== undefined && { certificate: input.clientCertificate }) };
 }
 
 /**

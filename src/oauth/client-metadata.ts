@@ -17,10 +17,11 @@
  * - Unknown fields are ignored (RFC 7591 section 2: the server MUST ignore
  *   metadata it does not understand) and never stored.
  */
-import { createPublicKey } from 'node:crypto';
+import { X509Certificate, createPublicKey } from 'node:crypto';
 import { MIN_RSA_MODULUS_BITS, SIGNING_ALGORITHMS, algorithmsFor, type SigningAlgorithm } from '../crypto/index.ts';
+import { TLS_SUBJECT_FIELDS, canonicalIp, tlsSubjectProblem, type TlsSubjectField } from './mtls.ts';
 
-export type TokenEndpointAuthMethod = 'none' | 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+export type TokenEndpointAuthMethod = 'none' | 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'tls_client_auth' | 'self_signed_tls_client_auth';
 export type GrantType = 'authorization_code' | 'refresh_token' | 'client_credentials';
 /** ID tokens are signed by the keyring, so with any algorithm it keeps keys for (crypto/algorithms.ts). */
 export type IdTokenSigningAlgorithm = SigningAlgorithm;
@@ -50,6 +51,21 @@ export interface ClientMetadata {
   /** OIDC Back-Channel Logout 1.0 section 2.2. */
   readonly backchannel_logout_uri?: string;
   readonly backchannel_logout_session_required: boolean;
+  /** RFC 8705 section 2.1.2: for tls_client_auth, exactly one of these names the client's certificate. */
+  readonly tls_client_auth_subject_dn?: string;
+  readonly tls_client_auth_san_dns?: string;
+  readonly tls_client_auth_san_uri?: string;
+  readonly tls_client_auth_san_ip?: string;
+  readonly tls_client_auth_san_email?: string;
+  /** RFC 8705 section 3.4: the client uses only certificate-bound access tokens. */
+  readonly tls_client_certificate_bound_access_tokens: boolean;
+  /**
+   * Portcullis extension, set by the operator only (never through dynamic
+   * registration): the names this client may have the built-in CA put in
+   * its certificates, as `spiffe://trust-domain/path`, `dns:name` or
+   * `ip:address`. Absent when none.
+   */
+  readonly cert_sans?: readonly string[];
 }
 
 export type ClientMetadataErrorCode = 'invalid_redirect_uri' | 'invalid_client_metadata';
@@ -83,14 +99,24 @@ export interface ValidateClientMetadataOptions {
    * names none, and relying parties that name none expect it.
    */
   readonly defaultSigningAlgorithm?: string;
+  /**
+   * The operator is registering (`portcullis client`): operator-only fields
+   * (`cert_sans`) are accepted. Default false: dynamic registration refuses them.
+   */
+  readonly operator?: boolean;
 }
 
 /** OIDC Dynamic Client Registration section 2: "The default, if omitted, is RS256." */
 export const DEFAULT_ID_TOKEN_SIGNING_ALGORITHM: IdTokenSigningAlgorithm = 'RS256';
 
-export const TOKEN_ENDPOINT_AUTH_METHODS: readonly TokenEndpointAuthMethod[] = ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt'];
+export const TOKEN_ENDPOINT_AUTH_METHODS: readonly TokenEndpointAuthMethod[] = ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth'];
 export const GRANT_TYPES: readonly GrantType[] = ['authorization_code', 'refresh_token', 'client_credentials'];
 export const ID_TOKEN_SIGNING_ALGORITHMS: readonly IdTokenSigningAlgorithm[] = SIGNING_ALGORITHMS;
+
+/** RFC 8705 section 2: the client authenticates with its TLS client certificate. */
+export function usesClientCertificate(method: TokenEndpointAuthMethod): boolean {
+  return method === 'tls_client_auth' || method === 'self_signed_tls_client_auth';
+}
 
 /** Auth methods for which the server issues a client secret. */
 export function usesClientSecret(method: TokenEndpointAuthMethod): boolean {
@@ -105,6 +131,10 @@ export const CLIENT_METADATA_LIMITS = {
   scopeLength: 2000,
   jwksKeys: 10,
   kidLength: 128,
+  x5cCertificates: 10,
+  x5cCertificateLength: 16_384,
+  certSans: 20,
+  certSanLength: 2048,
 } as const;
 
 /**
@@ -132,7 +162,7 @@ const FRONT_CHANNEL_TOKEN_RESPONSE = /(^|\s)(token|id_token)(\s|$)/;
 /** JWK members that hold private or symmetric key material (RFC 7518 section 6). */
 const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 /** What is kept of a registered JWK: its public parts and labels, nothing else. */
-const PUBLIC_JWK_MEMBERS = ['kty', 'kid', 'use', 'key_ops', 'alg', 'crv', 'x', 'y', 'n', 'e'];
+const PUBLIC_JWK_MEMBERS = ['kty', 'kid', 'use', 'key_ops', 'alg', 'crv', 'x', 'y', 'n', 'e', 'x5c'];
 /** Asymmetric JWS algorithms a client key may declare (never `none` or HMAC: RFC 8725 section 3.1). */
 const CLIENT_KEY_ALGORITHMS = new Set<string>(algorithmsFor('clientKey'));
 const EC_CURVES = new Set(['P-256', 'P-384', 'P-521']);
@@ -166,8 +196,6 @@ export function validateClientMetadata(input: unknown, options: ValidateClientMe
   const applicationType = oneOf(fields, 'application_type', ['web', 'native'] as const, 'web');
   const authMethod = oneOf(fields, 'token_endpoint_auth_method', TOKEN_ENDPOINT_AUTH_METHODS, 'client_secret_basic', {
     client_secret_jwt: 'client_secret_jwt needs the server to keep the secret itself, which this server never does; use private_key_jwt',
-    tls_client_auth: 'mTLS client authentication is not supported for this client; use private_key_jwt',
-    self_signed_tls_client_auth: 'mTLS client authentication is not supported for this client; use private_key_jwt',
   });
   const grantTypes = checkGrantTypes(fields, authMethod);
   const responseTypes = checkResponseTypes(fields, grantTypes);
@@ -181,6 +209,17 @@ export function validateClientMetadata(input: unknown, options: ValidateClientMe
 
   const jwks = has(fields, 'jwks') ? checkJwks(fields['jwks']) : undefined;
   if (authMethod === 'private_key_jwt' && jwks === undefined) throw metadataError('token_endpoint_auth_method private_key_jwt needs jwks: the public key(s) the client signs its assertions with');
+  // RFC 8705 section 2.2.2: the self-signed certificate is registered as the
+  // x5c of a JWK (jwks_uri is not supported here, see above).
+  if (authMethod === 'self_signed_tls_client_auth' && !(jwks?.keys.some((key) => key['x5c'] !== undefined) ?? false)) {
+    throw metadataError('token_endpoint_auth_method self_signed_tls_client_auth needs jwks with the client\'s certificate as the x5c of a key (RFC 8705 section 2.2.2)');
+  }
+  const tlsSubject = checkTlsSubject(fields, authMethod);
+  const certificateBound = flag(fields, 'tls_client_certificate_bound_access_tokens');
+  const dpopBound = flag(fields, 'dpop_bound_access_tokens');
+  // A token is bound to one key: a DPoP key or a TLS client certificate.
+  if (certificateBound && dpopBound) throw metadataError('tls_client_certificate_bound_access_tokens and dpop_bound_access_tokens exclude each other: an access token is bound to one key');
+  const certSans = checkCertSans(fields, options.operator === true);
 
   const clientName = has(fields, 'client_name') ? checkClientName(fields['client_name']) : undefined;
   const backchannelLogoutUri = has(fields, 'backchannel_logout_uri') ? checkBackchannelLogoutUri(fields['backchannel_logout_uri']) : undefined;
@@ -196,12 +235,15 @@ export function validateClientMetadata(input: unknown, options: ValidateClientMe
     ...(jwks !== undefined && { jwks }),
     application_type: applicationType,
     require_pushed_authorization_requests: flag(fields, 'require_pushed_authorization_requests'),
-    dpop_bound_access_tokens: flag(fields, 'dpop_bound_access_tokens'),
+    dpop_bound_access_tokens: dpopBound,
     id_token_signed_response_alg: oneOf(fields, 'id_token_signed_response_alg', ID_TOKEN_SIGNING_ALGORITHMS, defaultAlgorithm as IdTokenSigningAlgorithm, {
       none: 'unsigned ID tokens (none) are not issued',
     }),
     ...(backchannelLogoutUri !== undefined && { backchannel_logout_uri: backchannelLogoutUri }),
     backchannel_logout_session_required: flag(fields, 'backchannel_logout_session_required'),
+    ...(tlsSubject !== undefined && { [tlsSubject.field]: tlsSubject.value }),
+    tls_client_certificate_bound_access_tokens: certificateBound,
+    ...(certSans !== undefined && { cert_sans: certSans }),
   };
 }
 
@@ -222,6 +264,9 @@ export function pickClientMetadata(source: ClientMetadata): ClientMetadata {
     id_token_signed_response_alg: source.id_token_signed_response_alg,
     ...(source.backchannel_logout_uri !== undefined && { backchannel_logout_uri: source.backchannel_logout_uri }),
     backchannel_logout_session_required: source.backchannel_logout_session_required,
+    ...Object.fromEntries(TLS_SUBJECT_FIELDS.filter((field) => source[field] !== undefined).map((field) => [field, source[field]])),
+    tls_client_certificate_bound_access_tokens: source.tls_client_certificate_bound_access_tokens,
+    ...(source.cert_sans !== undefined && { cert_sans: [...source.cert_sans] }),
   };
 }
 
@@ -375,6 +420,79 @@ function checkBackchannelLogoutUri(value: unknown): string {
   return value;
 }
 
+/**
+ * RFC 8705 section 2.1.2: a tls_client_auth client registers exactly one of
+ * the subject DN and the four SAN types, which the certificate it presents
+ * must carry. Another method has none of them (they would suggest a check
+ * that never runs).
+ */
+function checkTlsSubject(fields: Input, authMethod: TokenEndpointAuthMethod): { field: TlsSubjectField; value: string } | undefined {
+  const given = TLS_SUBJECT_FIELDS.filter((field) => has(fields, field));
+  if (authMethod !== 'tls_client_auth') {
+    if (given.length > 0) throw metadataError(`${given[0]!} is only for token_endpoint_auth_method tls_client_auth`);
+    return undefined;
+  }
+  if (given.length !== 1) {
+    throw metadataError(`token_endpoint_auth_method tls_client_auth needs exactly one of ${TLS_SUBJECT_FIELDS.join(', ')} (RFC 8705 section 2.1.2)${given.length > 1 ? `; got ${given.join(' and ')}` : ''}`);
+  }
+  const field = given[0]!;
+  const value = fields[field];
+  if (typeof value !== 'string') throw metadataError(`${field} must be a string (got ${describe(value)})`);
+  const problem = tlsSubjectProblem(field, value);
+  if (problem !== undefined) throw metadataError(`${field}: ${problem}`);
+  return { field, value };
+}
+
+/** SPIFFE-ID section 2: lower-case trust domain; path segments of letters, digits, `.`, `-`, `_`, never `.` or `..`. */
+const SPIFFE_ID = /^spiffe:\/\/([a-z0-9._-]{1,255})((?:\/[A-Za-z0-9._-]+)*)$/;
+/** A DNS name for a certificate: RFC 1035 labels, no wildcard (the CA issues for names, not patterns). */
+const CERT_DNS_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+/**
+ * `cert_sans` (a Portcullis extension): the names the built-in CA may put in
+ * this client's certificates. Only the operator sets it; through dynamic
+ * registration a client could name any workload and then be issued its
+ * identity (RFC 7591 section 5: self-asserted metadata is not trusted).
+ * Each entry is `spiffe://trust-domain/path` (a workload SPIFFE ID, which
+ * has a path), `dns:name` (stored lower case) or `ip:address` (stored in
+ * its canonical form).
+ */
+function checkCertSans(fields: Input, operator: boolean): string[] | undefined {
+  if (!has(fields, 'cert_sans')) return undefined;
+  if (!operator) throw metadataError('cert_sans is set by the server\'s operator only (portcullis client create --cert-san), never through dynamic registration');
+  const given = stringArray(fields, 'cert_sans', CLIENT_METADATA_LIMITS.certSans, metadataError);
+  const sans = given.map((value, index) => {
+    const problem = certSanProblem(value);
+    if (typeof problem === 'string') throw metadataError(`cert_sans[${index}]: ${problem}`);
+    return problem.value;
+  });
+  const duplicate = sans.find((san, index) => sans.indexOf(san) !== index);
+  if (duplicate !== undefined) throw metadataError(`cert_sans: ${describe(duplicate)} is listed twice`);
+  return sans.length === 0 ? undefined : sans;
+}
+
+function certSanProblem(value: string): string | { value: string } {
+  if (value.length === 0 || value.length > CLIENT_METADATA_LIMITS.certSanLength) return `must be 1 to ${CLIENT_METADATA_LIMITS.certSanLength} characters`;
+  if (value.startsWith('spiffe:')) {
+    const match = SPIFFE_ID.exec(value);
+    if (match === null) return 'a SPIFFE ID is spiffe://trust-domain/path: a lower-case trust domain (letters, digits, . - _), path segments of letters, digits, . - _, no query, port or trailing slash';
+    if (match[2] === '') return 'a workload\'s SPIFFE ID needs a path (spiffe://trust-domain/workload); the bare trust domain names no workload';
+    if (match[2]!.split('/').some((segment) => segment === '.' || segment === '..')) return 'a SPIFFE ID path has no . or .. segments';
+    return { value };
+  }
+  if (value.startsWith('dns:')) {
+    const name = value.slice(4).toLowerCase();
+    if (name.length > 253 || !CERT_DNS_NAME.test(name)) return 'dns: needs a DNS name (letters, digits, hyphens and dots, no wildcard; internationalised names in their xn-- form)';
+    return { value: `dns:${name}` };
+  }
+  if (value.startsWith('ip:')) {
+    const address = canonicalIp(value.slice(3));
+    if (address === undefined) return 'ip: needs an IPv4 address in dotted decimal or an IPv6 address (no brackets, no zone)';
+    return { value: `ip:${address}` };
+  }
+  return `${describe(value)} is none of spiffe://trust-domain/path, dns:name, ip:address`;
+}
+
 function checkClientName(value: unknown): string {
   if (typeof value !== 'string') throw metadataError(`client_name must be a string (got ${describe(value)})`);
   const name = value.trim();
@@ -452,5 +570,28 @@ function checkJwk(value: unknown, where: string): Record<string, unknown> {
     throw metadataError(`${where} is not a valid ${kty} public key`);
   }
   if (kty === 'RSA' && (publicKey.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_MODULUS_BITS) throw metadataError(`${where}: an RSA key must have at least ${MIN_RSA_MODULUS_BITS} bits`);
+  if (kept['x5c'] !== undefined) checkX5c(kept['x5c'], publicKey, where);
   return kept;
+}
+
+/**
+ * RFC 7517 section 4.7: x5c is an array of base64 (not base64url) DER
+ * certificates, the first of which holds the key the JWK describes. Each
+ * must parse as X.509; the first must carry this very key.
+ */
+function checkX5c(value: unknown, publicKey: ReturnType<typeof createPublicKey>, where: string): void {
+  const limits = CLIENT_METADATA_LIMITS;
+  if (!Array.isArray(value) || value.length === 0 || value.length > limits.x5cCertificates) throw metadataError(`${where}: x5c must be an array of 1 to ${limits.x5cCertificates} certificates`);
+  for (const [index, item] of value.entries()) {
+    if (typeof item !== 'string' || item.length > limits.x5cCertificateLength || !/^[A-Za-z0-9+/]+={0,2}$/.test(item)) {
+      throw metadataError(`${where}: x5c[${index}] must be a base64 (not base64url) DER certificate of at most ${limits.x5cCertificateLength} characters`);
+    }
+    let certificate: X509Certificate;
+    try {
+      certificate = new X509Certificate(Buffer.from(item, 'base64'));
+    } catch {
+      throw metadataError(`${where}: x5c[${index}] is not an X.509 certificate`);
+    }
+    if (index === 0 && !certificate.publicKey.equals(publicKey)) throw metadataError(`${where}: the key of x5c[0] is not the key this JWK describes (RFC 7517 section 4.7)`);
+  }
 }

@@ -56,14 +56,24 @@ const strings = Type.Array(Type.String());
  * against their closed lists, since they decide how a client authenticates;
  * the signing algorithm is checked where it is used (the algorithm table).
  */
-const clientCodec: Codec<ClientData> = typeboxCodec(
+/** What a record may hold: records from before RFC 8705 lack the flag. */
+type StoredClientData = Omit<ClientData, 'tls_client_certificate_bound_access_tokens'> & { readonly tls_client_certificate_bound_access_tokens?: boolean };
+
+const storedClient: Codec<StoredClientData> = typeboxCodec(
   Type.Object({
     client_name: Type.Optional(Type.String()),
     redirect_uris: strings,
     post_logout_redirect_uris: strings,
     grant_types: Type.Array(Type.Union([Type.Literal('authorization_code'), Type.Literal('refresh_token'), Type.Literal('client_credentials')])),
     response_types: Type.Array(Type.Literal('code')),
-    token_endpoint_auth_method: Type.Union([Type.Literal('none'), Type.Literal('client_secret_basic'), Type.Literal('client_secret_post'), Type.Literal('private_key_jwt')]),
+    token_endpoint_auth_method: Type.Union([
+      Type.Literal('none'),
+      Type.Literal('client_secret_basic'),
+      Type.Literal('client_secret_post'),
+      Type.Literal('private_key_jwt'),
+      Type.Literal('tls_client_auth'),
+      Type.Literal('self_signed_tls_client_auth'),
+    ]),
     scope: Type.String(),
     jwks: Type.Optional(Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown())) })),
     application_type: Type.Union([Type.Literal('web'), Type.Literal('native')]),
@@ -72,12 +82,28 @@ const clientCodec: Codec<ClientData> = typeboxCodec(
     id_token_signed_response_alg: Type.Unsafe<IdTokenSigningAlgorithm>(Type.String()),
     backchannel_logout_uri: Type.Optional(Type.String()),
     backchannel_logout_session_required: Type.Boolean(),
+    tls_client_auth_subject_dn: Type.Optional(Type.String()),
+    tls_client_auth_san_dns: Type.Optional(Type.String()),
+    tls_client_auth_san_uri: Type.Optional(Type.String()),
+    tls_client_auth_san_ip: Type.Optional(Type.String()),
+    tls_client_auth_san_email: Type.Optional(Type.String()),
+    // Absent on records from before RFC 8705: false.
+    tls_client_certificate_bound_access_tokens: Type.Optional(Type.Boolean()),
+    cert_sans: Type.Optional(strings),
     client_id_issued_at: Type.Number(),
     secretHash: Type.Optional(Type.String()),
     registrationTokenHash: Type.Optional(Type.String()),
     approved: Type.Optional(Type.Boolean()),
   }),
 );
+
+const clientCodec: Codec<ClientData> = {
+  decode: (data) => {
+    const stored = storedClient.decode(data);
+    return { ...stored, tls_client_certificate_bound_access_tokens: stored.tls_client_certificate_bound_access_tokens ?? false };
+  },
+  encode: (value) => storedClient.encode(value),
+};
 
 export interface ClientChangeContext {
   /** Who acted: `admin-cli`, `registration`, a client id ... (the audit entry's service). */
@@ -152,13 +178,14 @@ function auditContext(clientId: string, context: ClientChangeContext) {
   return { actorService: context.actor, clientId, ...(context.requestId !== undefined && { requestId: context.requestId }) };
 }
 
-/** Audit detail: what kind of client it is, never a secret or a URI. */
+/** Audit detail: what kind of client it is, never a secret or a URI; how many names the CA may certify for it (cert_sans). */
 function describeClient(metadata: ClientMetadata) {
   return {
     authMethod: metadata.token_endpoint_auth_method,
     grantTypes: metadata.grant_types.length,
     redirectUris: metadata.redirect_uris.length,
     applicationType: metadata.application_type,
+    ...(metadata.cert_sans !== undefined && { certSans: metadata.cert_sans.length }),
   };
 }
 

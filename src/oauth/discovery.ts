@@ -22,7 +22,16 @@ export const ENDPOINT_PATHS = {
   endSession: '/logout',
 } as const;
 
-export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
+export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth', 'none'] as const;
+
+/** RFC 8705 section 5: the endpoints that take a TLS client certificate, under their metadata names. */
+const MTLS_ENDPOINTS = {
+  token_endpoint: ENDPOINT_PATHS.token,
+  revocation_endpoint: ENDPOINT_PATHS.revocation,
+  introspection_endpoint: ENDPOINT_PATHS.introspection,
+  userinfo_endpoint: ENDPOINT_PATHS.userinfo,
+  pushed_authorization_request_endpoint: ENDPOINT_PATHS.par,
+} as const;
 
 /** Algorithms we publish for client assertions (client-auth.ts accepts these and a few more). */
 const ASSERTION_SIGNING_ALGORITHMS = algorithmsFor('advertisedForClientAssertion');
@@ -37,11 +46,27 @@ export interface MetadataOptions {
   readonly scopes: readonly string[];
   /** Dynamic registration is on (RFC 7591). */
   readonly registration: boolean;
+  /** `tls.mtlsPort`: the listener that asks for client certificates (RFC 8705 section 5). */
+  readonly mtlsPort?: number | undefined;
+}
+
+/**
+ * RFC 8705 section 5: where the endpoints are reached with a client
+ * certificate: the issuer's host and path on the mTLS port, always https.
+ * Port 0 (any free port) is left out: the port a client must use is not
+ * known when the metadata is made.
+ */
+function mtlsEndpointAliases(issuer: string, mtlsPort: number | undefined): Record<string, string> | undefined {
+  if (mtlsPort === undefined || mtlsPort === 0) return undefined;
+  const url = new URL(issuer);
+  const base = `https://${url.hostname}:${mtlsPort}${url.pathname.replace(/\/+$/, '')}`;
+  return Object.fromEntries(Object.entries(MTLS_ENDPOINTS).map(([name, path]) => [name, `${base}${path}`]));
 }
 
 export function authorizationServerMetadata(options: MetadataOptions): Record<string, unknown> {
   const { issuer } = options;
   const url = (path: string) => endpointUrl(issuer, path);
+  const aliases = mtlsEndpointAliases(issuer, options.mtlsPort);
   return {
     issuer,
     authorization_endpoint: url(ENDPOINT_PATHS.authorization),
@@ -71,6 +96,9 @@ export function authorizationServerMetadata(options: MetadataOptions): Record<st
     access_token_signing_alg_values_supported: SIGNING_ALGORITHMS,
     // RFC 9449 section 5.1.
     dpop_signing_alg_values_supported: DPOP_ALGORITHMS,
+    // RFC 8705 sections 3.3 and 5.
+    tls_client_certificate_bound_access_tokens: true,
+    ...(aliases !== undefined && { mtls_endpoint_aliases: aliases }),
   };
 }
 

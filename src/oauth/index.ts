@@ -17,5 +17,6 @@ export { OAUTH_HOOKS, OAUTH_HOOK_POINTS, ID_TOKEN_CLAIMS_HOOK, METADATA_STEP_HOO
 export { ClientRegistryError } from './clients.ts';
 export { pickClientMetadata, redirectUriProblem, usesClientSecret } from './client-metadata.ts';
 export { DpopVerifier, DPOP_ALGORITHMS } from './dpop.ts';
+export { certificateThumbprint, type ClientCertificate } from './mtls.ts';
 export { LogoutRequestError, LogoutService, type LogoutRequest } from './logout.ts';
 export { ResourceRegistry, ResourceRegistryError, RESOURCE_TOKEN_ALGORITHMS, resourceUriProblem, type ResourceServer } from './resources.ts';

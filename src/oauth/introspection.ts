@@ -10,6 +10,7 @@
  */
 import type { AccessTokens } from './access-tokens.ts';
 import type { ClientAuthenticator } from './client-auth.ts';
+import { CERTIFICATE_CONFIRMATION, type ClientCertificate } from './mtls.ts';
 import { OAuthError } from './errors.ts';
 import { oauthParams } from './params.ts';
 import type { RefreshTokens } from './refresh-tokens.ts';
@@ -35,9 +36,14 @@ export class IntrospectionEndpoint {
     this.#refreshTokens = options.refreshTokens;
   }
 
-  async handle(request: { body: unknown; authorization: string | undefined; audit: RequestAudit }): Promise<IntrospectionResponse> {
+  async handle(request: { body: unknown; authorization: string | undefined; audit: RequestAudit; clientCertificate?: ClientCertificate }): Promise<IntrospectionResponse> {
     const params = oauthParams(request.body);
-    const authenticated = await this.#clientAuthenticator.authenticate({ authorization: request.authorization, body: params.values, audit: request.audit });
+    const authenticated = await this.#clientAuthenticator.authenticate({
+      authorization: request.authorization,
+      body: params.values,
+      audit: request.audit,
+      ...(request.clientCertificate !== undefined && { clientCertificate: request.clientCertificate }),
+    });
     if (authenticated.method === 'none') throw new OAuthError('invalid_client', 'Introspection needs an authenticated (confidential) client.');
     const token = params.values['token'];
     if (token === undefined) throw new OAuthError('invalid_request', 'token is required.');
@@ -57,12 +63,17 @@ export class IntrospectionEndpoint {
         iat: Math.floor(refresh.issuedAt / 1000),
         exp: Math.floor(refresh.expiresAt / 1000),
         ...(refresh.grant.dpopJkt !== undefined && { cnf: { jkt: refresh.grant.dpopJkt } }),
+        ...(refresh.grant.certificateThumbprint !== undefined && { cnf: { [CERTIFICATE_CONFIRMATION]: refresh.grant.certificateThumbprint } }),
       };
     }
     // Section 4: issued to the caller, or the caller is the resource server it is for.
     const caller = authenticated.client.client_id;
     if (claims.client_id !== caller && !(await this.#targets.actsFor(caller, claims.aud))) return { active: false };
-    const answer: Record<string, unknown> = { active: true, token_type: claims['cnf'] !== undefined ? 'DPoP' : 'Bearer' };
+    // RFC 9449 section 6.2: a DPoP-bound token is of type DPoP. A
+    // certificate-bound one stays Bearer (RFC 8705 defines no token type);
+    // its `cnf` (section 3.2) tells the resource server which certificate.
+    const dpopBound = (claims['cnf'] as { jkt?: unknown } | undefined)?.jkt !== undefined;
+    const answer: Record<string, unknown> = { active: true, token_type: dpopBound ? 'DPoP' : 'Bearer' };
     for (const claim of REPORTED_CLAIMS) if (claims[claim] !== undefined) answer[claim] = claims[claim];
     return answer as IntrospectionResponse;
   }

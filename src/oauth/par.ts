@@ -5,6 +5,7 @@
  * as JSON (section 2.3) instead of a redirect.
  */
 import type { ClientAuthenticator } from './client-auth.ts';
+import type { ClientCertificate } from './mtls.ts';
 import { OAuthError, OAUTH_ERROR_CODES, type OAuthErrorCode } from './errors.ts';
 import { oauthParams } from './params.ts';
 import type { PushedRequests } from './authorization/pushed-requests.ts';
@@ -29,14 +30,19 @@ export class ParEndpoint {
   }
 
   /** `dpopJkt`: the thumbprint of the request's verified DPoP proof, if it carried one. */
-  async handle(request: { body: unknown; authorization: string | undefined; audit: RequestAudit; dpopJkt?: string }): Promise<{ request_uri: string; expires_in: number }> {
+  async handle(request: { body: unknown; authorization: string | undefined; audit: RequestAudit; dpopJkt?: string; clientCertificate?: ClientCertificate }): Promise<{ request_uri: string; expires_in: number }> {
     const params = oauthParams(request.body);
     // RFC 9449 section 10.1: a DPoP proof at the PAR endpoint binds the code
     // to its key, as dpop_jkt would; if both are sent they must agree.
     if (request.dpopJkt !== undefined) {
       if (params.values['dpop_jkt'] !== undefined && params.values['dpop_jkt'] !== request.dpopJkt) throw new OAuthError('invalid_dpop_proof', 'dpop_jkt does not match the key of the DPoP proof.');
     }
-    const { client } = await this.#clientAuthenticator.authenticate({ authorization: request.authorization, body: params.values, audit: request.audit });
+    const { client } = await this.#clientAuthenticator.authenticate({
+      authorization: request.authorization,
+      body: params.values,
+      audit: request.audit,
+      ...(request.clientCertificate !== undefined && { clientCertificate: request.clientCertificate }),
+    });
     if (params.values['client_id'] !== undefined && params.values['client_id'] !== client.client_id) throw new OAuthError('invalid_request', 'client_id does not match the authenticated client.');
     // Section 2.1: a request_uri cannot itself be pushed.
     if (params.values['request_uri'] !== undefined) throw new OAuthError('invalid_request', 'request_uri is not allowed here.');

@@ -34,10 +34,12 @@ const MAX_CAS_ATTEMPTS = 8;
 const MAX_RETIRED_HASHES = 64;
 
 /** What the family was granted: the same for every token of it. */
-export interface RefreshGrant extends Omit<UserGrant, 'nonce' | 'dpopJkt'> {
+export interface RefreshGrant extends Omit<UserGrant, 'nonce' | 'dpopJkt' | 'certificateThumbprint'> {
   readonly clientId: string;
   /** RFC 9449 section 5: the family is bound to this DPoP key (public clients). */
   readonly dpopJkt?: string;
+  /** RFC 8705 section 4: the family is bound to this TLS client certificate, `x5t#S256` (public clients). */
+  readonly certificateThumbprint?: string;
 }
 
 interface FamilyData {
@@ -61,6 +63,7 @@ const RefreshGrantSchema = Type.Object({
   amr: Type.Array(Type.String()),
   sessionHandle: Type.Optional(Type.String()),
   dpopJkt: Type.Optional(Type.String()),
+  certificateThumbprint: Type.Optional(Type.String()),
 });
 
 const FamilySchema = Type.Object({

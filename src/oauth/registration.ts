@@ -135,9 +135,11 @@ export class RegistrationEndpoint {
     // drops scopes, and never gains one beyond what anyone may register.
     const allowed = [...new Set([...client.scope.split(' ').filter((scope) => scope !== ''), ...this.#options.registrationScopes])];
     const metadata = this.#validate(Object.fromEntries(Object.entries(fields).filter(([name]) => !SERVER_FIELDS.includes(name))), allowed);
+    // The operator's cert_sans are not the client's to change (nor to see): they stay.
+    const kept: ClientMetadata = client.cert_sans === undefined ? metadata : { ...metadata, cert_sans: client.cert_sans };
     let updated;
     try {
-      updated = await this.#options.clients.update(clientId, metadata, { actor: ACTOR, requestId: request.audit.requestId }, { expectedVersion: client.version });
+      updated = await this.#options.clients.update(clientId, kept, { actor: ACTOR, requestId: request.audit.requestId }, { expectedVersion: client.version });
     } catch (error) {
       // Another update won the compare-and-set: nothing of this one was written.
       if (error instanceof ClientRegistryError && error.code === 'conflict') throw new OAuthError('invalid_request', 'The registration changed meanwhile; read it again and retry.');
@@ -229,14 +231,20 @@ export class RegistrationEndpoint {
     }
   }
 
-  /** RFC 7591 section 3.2.1 and RFC 7592 section 3: what the client may see of its registration. */
+  /**
+   * RFC 7591 section 3.2.1 and RFC 7592 section 3: what the client may see of
+   * its registration. Not the operator's cert_sans: a client that sent its
+   * registration back as an update (section 2.2) would be refused for it.
+   */
   #describe(client: OAuthClient): Record<string, unknown> {
+    const metadata: Record<string, unknown> = { ...pickClientMetadata(client) };
+    delete metadata['cert_sans'];
     return {
       client_id: client.client_id,
       client_id_issued_at: client.client_id_issued_at,
       ...(client.secretHash !== undefined && { client_secret_expires_at: 0 }),
       registration_client_uri: `${this.#options.endpoint}/${encodeURIComponent(client.client_id)}`,
-      ...pickClientMetadata(client),
+      ...metadata,
     };
   }
 }

@@ -7,6 +7,7 @@
 import type { DomainEvents } from '../events/index.ts';
 import type { AccessTokens } from './access-tokens.ts';
 import type { ClientAuthenticator } from './client-auth.ts';
+import type { ClientCertificate } from './mtls.ts';
 import { OAuthError } from './errors.ts';
 import { oauthParams } from './params.ts';
 import type { RefreshTokens } from './refresh-tokens.ts';
@@ -27,9 +28,14 @@ export class RevocationEndpoint {
     this.#events = options.events;
   }
 
-  async handle(request: { body: unknown; authorization: string | undefined; audit: RequestAudit }): Promise<void> {
+  async handle(request: { body: unknown; authorization: string | undefined; audit: RequestAudit; clientCertificate?: ClientCertificate }): Promise<void> {
     const params = oauthParams(request.body);
-    const { client } = await this.#clientAuthenticator.authenticate({ authorization: request.authorization, body: params.values, audit: request.audit });
+    const { client } = await this.#clientAuthenticator.authenticate({
+      authorization: request.authorization,
+      body: params.values,
+      audit: request.audit,
+      ...(request.clientCertificate !== undefined && { clientCertificate: request.clientCertificate }),
+    });
     const token = params.values['token'];
     if (token === undefined) throw new OAuthError('invalid_request', 'token is required.');
     const hint = params.values['token_type_hint'];

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { AccessTokens } from './access-tokens.ts';
 import type { OAuthClient } from './clients.ts';
 import type { IdTokens } from './id-tokens.ts';
+import { CERTIFICATE_CONFIRMATION } from './mtls.ts';
 import { audienceClaim, type TokenTargets } from './targets.ts';
 import type { TokenResponse } from './token-response.ts';
 
@@ -24,6 +25,8 @@ export interface UserGrant {
   readonly nonce?: string;
   /** RFC 9449: the access token is bound to this key (cnf.jkt) and typed DPoP. */
   readonly dpopJkt?: string;
+  /** RFC 8705 section 3.1: the access token is bound to this certificate (cnf.x5t#S256); never with dpopJkt. */
+  readonly certificateThumbprint?: string;
 }
 
 export interface IssuedUserTokens {
@@ -51,6 +54,7 @@ export async function issueUserTokens(
       auth_time: Math.floor(grant.authTime / 1000),
       ...(sid !== undefined && { sid }),
       ...(grant.dpopJkt !== undefined && { cnf: { jkt: grant.dpopJkt } }),
+      ...(grant.dpopJkt === undefined && grant.certificateThumbprint !== undefined && { cnf: { [CERTIFICATE_CONFIRMATION]: grant.certificateThumbprint } }),
     },
   });
   const scopes = grant.scope.split(' ');

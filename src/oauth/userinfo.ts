@@ -2,11 +2,14 @@
  * The UserInfo endpoint (OpenID Connect Core section 5.3): the claims of the
  * user an access token was issued for, by the scopes it carries. The token
  * comes in the Authorization header (RFC 6750 section 2.1, or RFC 9449
- * section 7.1 for DPoP-bound tokens, which also need a proof of the key).
+ * section 7.1 for DPoP-bound tokens, which also need a proof of the key); a
+ * certificate-bound token comes over a connection presenting its
+ * certificate (RFC 8705 section 3).
  */
 import type { AccessTokens, AccessTokenClaims } from './access-tokens.ts';
 import type { HookChains } from '../hooks/index.ts';
 import { OAuthError } from './errors.ts';
+import { CERTIFICATE_CONFIRMATION, certificateThumbprint, type ClientCertificate } from './mtls.ts';
 
 export interface UserClaimsSource {
   /**
@@ -44,11 +47,23 @@ export class UserInfoEndpoint {
     this.#audiences = options.audiences;
   }
 
-  async handle(request: { authorization: string | undefined; checkDpop: DpopProofCheck }): Promise<Record<string, unknown>> {
+  /** `clientCertificate`: the connection's TLS client certificate, when it presented one. */
+  async handle(request: { authorization: string | undefined; checkDpop: DpopProofCheck; clientCertificate?: ClientCertificate }): Promise<Record<string, unknown>> {
     const { scheme, token } = parseAuthorization(request.authorization);
     const claims: AccessTokenClaims | null = await this.#accessTokens.check(token);
     if (claims === null) throw challenge(scheme, 'invalid_token', 'The access token is invalid, expired or revoked.');
-    const boundKey = (claims['cnf'] as { jkt?: string } | undefined)?.jkt;
+    const cnf = claims['cnf'] as { jkt?: string; [CERTIFICATE_CONFIRMATION]?: string } | undefined;
+    // RFC 8705 section 3: a certificate-bound token is honoured only over a
+    // connection whose client certificate hashes to its x5t#S256; without
+    // it, the token is refused as RFC 6750 section 3.1 invalid_token (401).
+    // TLS proved possession of the certificate's key; its chain is not the
+    // point here, so an untrusted (self-signed) certificate counts.
+    const boundCertificate = cnf?.[CERTIFICATE_CONFIRMATION];
+    if (boundCertificate !== undefined) {
+      const presented = request.clientCertificate === undefined ? undefined : certificateThumbprint(request.clientCertificate.x509);
+      if (presented !== boundCertificate) throw challenge(scheme, 'invalid_token', 'This access token is bound to a TLS client certificate (RFC 8705 section 3); send it over a connection presenting that certificate.');
+    }
+    const boundKey = cnf?.jkt;
     if (boundKey !== undefined) {
       // RFC 9449 section 7.1: a DPoP-bound token is refused as a bearer token.
       if (scheme !== 'DPoP') throw challenge('DPoP', 'invalid_token', 'This access token is DPoP-bound; send it with the DPoP scheme and a proof.');

@@ -3,10 +3,17 @@
  * PAR, userinfo, introspection, revocation. Every OAuth endpoint answers
  * RFC 6749 section 5.2 errors (route config `errorFormat: 'oauth'`)
  * carrying the request id.
+ *
+ * Token, PAR, introspection, revocation and userinfo hand the connection's
+ * TLS client certificate to the authorization server (RFC 8705), read from
+ * the socket: only a listener that asks for certificates (`requestCert`)
+ * has one. Whether TLS trusted its chain travels with it (`authorized`);
+ * the authorization server decides what each method needs.
  */
+import { TLSSocket } from 'node:tls';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyFormbody from '@fastify/formbody';
-import { ENDPOINT_PATHS, endpointUrl, type AuthorizationServer } from '../oauth/index.ts';
+import { ENDPOINT_PATHS, endpointUrl, type AuthorizationServer, type ClientCertificate } from '../oauth/index.ts';
 import type { PortcullisRouteConfig } from './error-handler.ts';
 
 export interface OAuthRoutesOptions {
@@ -22,6 +29,19 @@ function noStore(reply: FastifyReply): FastifyReply {
 
 function audit(request: FastifyRequest) {
   return { requestId: request.id, traceId: request.traceId, ip: request.ip };
+}
+
+/**
+ * The certificate the TLS peer presented, if the connection is TLS and it
+ * presented one; `chainVerified` is the socket's `authorized` (the chain
+ * reaches a CA the listener trusts, within its validity). Never from a
+ * header: a proxy's word about a certificate is not proof of its key.
+ */
+function clientCertificate(request: FastifyRequest): { clientCertificate?: ClientCertificate } {
+  const socket = request.raw.socket;
+  if (!(socket instanceof TLSSocket)) return {};
+  const x509 = socket.getPeerX509Certificate();
+  return x509 === undefined ? {} : { clientCertificate: { x509, chainVerified: socket.authorized } };
 }
 
 /**
@@ -77,31 +97,31 @@ export const oauthRoutes: FastifyPluginAsync<OAuthRoutesOptions> = async (app, {
 
   app.post(ENDPOINT_PATHS.token, api, async (request, reply) => {
     const proof = request.headers['dpop'] === undefined ? undefined : await dpopProof(request, ENDPOINT_PATHS.token);
-    const answer = await server.token.handle({ body: request.body, authorization: request.headers.authorization, audit: audit(request), ...(proof !== undefined && { dpopJkt: proof.jkt }) });
+    const answer = await server.token.handle({ body: request.body, authorization: request.headers.authorization, audit: audit(request), ...(proof !== undefined && { dpopJkt: proof.jkt }), ...clientCertificate(request) });
     return noStore(reply).send(answer);
   });
 
   // RFC 9126 section 2.2: 201 Created with the request_uri.
   app.post(ENDPOINT_PATHS.par, OAUTH, async (request, reply) => {
     const proof = request.headers['dpop'] === undefined ? undefined : await dpopProof(request, ENDPOINT_PATHS.par);
-    const answer = await server.par.handle({ body: request.body, authorization: request.headers.authorization, audit: audit(request), ...(proof !== undefined && { dpopJkt: proof.jkt }) });
+    const answer = await server.par.handle({ body: request.body, authorization: request.headers.authorization, audit: audit(request), ...(proof !== undefined && { dpopJkt: proof.jkt }), ...clientCertificate(request) });
     return noStore(reply).code(201).send(answer);
   });
 
   app.post(ENDPOINT_PATHS.introspection, OAUTH, async (request, reply) => {
-    const answer = await server.introspection.handle({ body: request.body, authorization: request.headers.authorization, audit: audit(request) });
+    const answer = await server.introspection.handle({ body: request.body, authorization: request.headers.authorization, audit: audit(request), ...clientCertificate(request) });
     return noStore(reply).send(answer);
   });
 
   // RFC 7009 section 2.2: 200 with an empty body, revoked or not.
   app.post(ENDPOINT_PATHS.revocation, api, async (request, reply) => {
-    await server.revocation.handle({ body: request.body, authorization: request.headers.authorization, audit: audit(request) });
+    await server.revocation.handle({ body: request.body, authorization: request.headers.authorization, audit: audit(request), ...clientCertificate(request) });
     return noStore(reply).code(200).send();
   });
 
   // OIDC Core section 5.3.1: GET and POST.
   const userinfo = async (request: FastifyRequest, reply: FastifyReply) => {
-    const claims = await server.userinfo.handle({ authorization: request.headers.authorization, checkDpop: (token) => dpopProof(request, ENDPOINT_PATHS.userinfo, token) });
+    const claims = await server.userinfo.handle({ authorization: request.headers.authorization, checkDpop: (token) => dpopProof(request, ENDPOINT_PATHS.userinfo, token), ...clientCertificate(request) });
     return noStore(reply).send(claims);
   };
   app.get(ENDPOINT_PATHS.userinfo, api, userinfo);

@@ -40,6 +40,7 @@ describe('validateClientMetadata accepts', () => {
       dpop_bound_access_tokens: false,
       id_token_signed_response_alg: 'EdDSA',
       backchannel_logout_session_required: false,
+      tls_client_certificate_bound_access_tokens: false,
     });
   });
 
@@ -125,7 +126,7 @@ describe('validateClientMetadata accepts', () => {
   });
 
   it('only the public members of a JWK (unknown members dropped)', () => {
-    const metadata = validate({ ...WEB, token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [{ ...ed25519, x5c: ['MIIB...'], note: 'hello' }], extra: 1 } });
+    const metadata = validate({ ...WEB, token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [{ ...ed25519, x5u: 'https://app.example.com/cert.pem', note: 'hello' }], extra: 1 } });
     assert.deepEqual(Object.keys(metadata.jwks!.keys[0]!).sort(), ['alg', 'crv', 'kid', 'kty', 'use', 'x']);
     assert.deepEqual(Object.keys(metadata.jwks!), ['keys']);
   });
@@ -255,5 +256,85 @@ describe('redirectUriProblem', () => {
     }
     assert.equal(redirectUriProblem('http://localhost/cb', 'native'), undefined);
     assert.match(redirectUriProblem('http://localhost/cb', 'web')!, /native apps only/);
+  });
+});
+
+describe('RFC 8705 client metadata (mutual TLS) and the operator-only cert_sans', () => {
+  const SERVICE = { grant_types: ['client_credentials'], scope: 'orders:read' };
+  const TLS = { ...SERVICE, token_endpoint_auth_method: 'tls_client_auth' };
+  const operator = (input: unknown) => validateClientMetadata(input, { ...options, operator: true });
+  const refuses = (run: () => unknown, pattern: RegExp) =>
+    assert.throws(run, (error: unknown) => error instanceof ClientMetadataError && error.error === 'invalid_client_metadata' && pattern.test(error.message));
+
+  it('tls_client_auth with exactly one registered name, kept as given; the bound-tokens flag', () => {
+    for (const [field, value] of [
+      ['tls_client_auth_subject_dn', 'CN=alpha,OU=Payments,O=Example Corp,C=US'],
+      ['tls_client_auth_san_dns', 'alpha.example.com'],
+      ['tls_client_auth_san_uri', 'spiffe://example.org/ns/prod/sa/alpha'],
+      ['tls_client_auth_san_ip', '2001:db8::10'],
+      ['tls_client_auth_san_email', 'ops@example.com'],
+    ] as const) {
+      const metadata = validate({ ...TLS, [field]: value, tls_client_certificate_bound_access_tokens: true });
+      assert.equal(metadata.token_endpoint_auth_method, 'tls_client_auth');
+      assert.equal(metadata[field], value);
+      assert.equal(metadata.tls_client_certificate_bound_access_tokens, true);
+    }
+  });
+
+  it('refuses tls_client_auth with no name, with two, and names for another method', () => {
+    refuses(() => validate(TLS), /exactly one of tls_client_auth_subject_dn/);
+    refuses(() => validate({ ...TLS, tls_client_auth_san_dns: 'a.example.com', tls_client_auth_san_uri: 'spiffe://example.org/a' }), /exactly one of .*got tls_client_auth_san_dns and tls_client_auth_san_uri/);
+    refuses(() => validate({ ...SERVICE, tls_client_auth_san_dns: 'a.example.com' }), /only for token_endpoint_auth_method tls_client_auth/);
+    refuses(() => validate({ ...TLS, tls_client_auth_san_dns: ['a.example.com'] }), /must be a string/);
+    refuses(() => validate({ ...TLS, tls_client_auth_subject_dn: 'alpha' }), /RFC 4514/);
+    refuses(() => validate({ ...TLS, tls_client_auth_san_ip: '10.0.0.1/8' }), /IPv4/);
+  });
+
+  it('self_signed_tls_client_auth needs a key with its certificate as x5c, and the certificate must hold that key', () => {
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const jwk = publicKey.export({ format: 'jwk' });
+    refuses(() => validate({ ...SERVICE, token_endpoint_auth_method: 'self_signed_tls_client_auth' }), /needs jwks with the client's certificate as the x5c/);
+    refuses(() => validate({ ...SERVICE, token_endpoint_auth_method: 'self_signed_tls_client_auth', jwks: { keys: [jwk] } }), /x5c/);
+    refuses(() => validate({ ...SERVICE, token_endpoint_auth_method: 'self_signed_tls_client_auth', jwks: { keys: [{ ...jwk, x5c: ['not base64!'] }] } }), /base64 \(not base64url\)/);
+    refuses(() => validate({ ...SERVICE, token_endpoint_auth_method: 'self_signed_tls_client_auth', jwks: { keys: [{ ...jwk, x5c: ['AAAA'] }] } }), /not an X\.509 certificate/);
+    refuses(() => validate({ ...SERVICE, token_endpoint_auth_method: 'self_signed_tls_client_auth', jwks: { keys: [{ ...jwk, x5c: 'AAAA' }] } }), /array of 1 to/);
+  });
+
+  it('refuses both bound-token flags at once: a token is bound to one key', () => {
+    refuses(() => validate({ ...SERVICE, dpop_bound_access_tokens: true, tls_client_certificate_bound_access_tokens: true }), /exclude each other/);
+    refuses(() => validate({ ...SERVICE, tls_client_certificate_bound_access_tokens: 'yes' }), /true or false/);
+  });
+
+  it('cert_sans from the operator: SPIFFE IDs, dns: (lower-cased) and ip: (canonical) names', () => {
+    const metadata = operator({ ...SERVICE, cert_sans: ['spiffe://example.org/ns/prod/sa/alpha', 'dns:Alpha.Example.com', 'ip:2001:DB8:0::10', 'ip:192.0.2.10'] });
+    assert.deepEqual(metadata.cert_sans, ['spiffe://example.org/ns/prod/sa/alpha', 'dns:alpha.example.com', 'ip:2001:db8::10', 'ip:192.0.2.10']);
+    assert.equal(operator({ ...SERVICE, cert_sans: [] }).cert_sans, undefined, 'an empty list is no list');
+    assert.equal(operator(SERVICE).cert_sans, undefined);
+  });
+
+  it('refuses cert_sans from anyone but the operator (dynamic registration), and malformed names', () => {
+    refuses(() => validate({ ...SERVICE, cert_sans: ['spiffe://example.org/a'] }), /operator only/);
+    for (const [value, pattern] of [
+      ['spiffe://example.org', /needs a path/],
+      ['spiffe://Example.org/a', /lower-case trust domain/],
+      ['spiffe://example.org/a/', /trailing slash/],
+      ['spiffe://example.org/a/../b', /no \. or \.\. segments/],
+      ['spiffe://example.org:8443/a', /no query, port/],
+      ['spiffe://example.org/a?b=c', /no query/],
+      ['spiffe://user@example.org/a', /SPIFFE ID/],
+      ['dns:*.example.com', /no wildcard/],
+      ['dns:exa mple.com', /DNS name/],
+      ['dns:', /DNS name/],
+      ['ip:300.1.1.1', /IPv4/],
+      ['ip:[::1]', /no brackets/],
+      ['https://example.org/a', /none of spiffe/],
+      ['example.org', /none of spiffe/],
+      ['', /1 to 2048/],
+    ] as const) {
+      refuses(() => operator({ ...SERVICE, cert_sans: [value] }), pattern);
+    }
+    refuses(() => operator({ ...SERVICE, cert_sans: 'dns:a.example.com' }), /array of strings/);
+    refuses(() => operator({ ...SERVICE, cert_sans: ['dns:a.example.com', 'dns:A.example.com'] }), /listed twice/);
+    refuses(() => operator({ ...SERVICE, cert_sans: Array.from({ length: 21 }, (_, i) => `dns:n${i}.example.com`) }), /at most 20/);
   });
 });

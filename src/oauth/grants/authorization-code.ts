@@ -40,10 +40,16 @@ export async function authorizationCodeGrant(params: OAuthParams, context: Grant
   // RFC 9449 section 10: a code bound with dpop_jkt is redeemed only with that key.
   if (grant.dpopJkt !== undefined && grant.dpopJkt !== context.dpopJkt) throw new OAuthError('invalid_grant', 'This code is bound to a DPoP key; prove possession of it.');
   const dpopJkt = context.dpopJkt;
+  const certificate = context.certificateBinding;
 
   // What the tokens are for: the same for the first tokens and every refresh.
   const granted = { userId: grant.userId, scope: grant.scope, resources: grant.resources, authTime: grant.authTime, amr: grant.amr, sessionHandle: grant.sessionHandle };
-  const issued = await issueUserTokens(services, client, { ...granted, ...(grant.nonce !== undefined && { nonce: grant.nonce }), ...(dpopJkt !== undefined && { dpopJkt }) }, { idToken: true });
+  const issued = await issueUserTokens(
+    services,
+    client,
+    { ...granted, ...(grant.nonce !== undefined && { nonce: grant.nonce }), ...(dpopJkt !== undefined && { dpopJkt }), ...(certificate !== undefined && { certificateThumbprint: certificate }) },
+    { idToken: true },
+  );
   let refreshToken: string | undefined;
   let familyId: string | undefined;
   if (grant.scope.split(' ').includes('offline_access') && client.grant_types.includes('refresh_token')) {
@@ -51,8 +57,10 @@ export async function authorizationCodeGrant(params: OAuthParams, context: Grant
       {
         clientId: client.client_id,
         ...granted,
-        // RFC 9449 section 5: a public client's refresh token is bound to its DPoP key.
+        // RFC 9449 section 5: a public client's refresh token is bound to its
+        // DPoP key; RFC 8705 section 4: or else to its TLS client certificate.
         ...(dpopJkt !== undefined && context.authenticated.method === 'none' && { dpopJkt }),
+        ...(certificate !== undefined && context.authenticated.method === 'none' && { certificateThumbprint: certificate }),
       },
       { jti: issued.accessTokenJti, exp: issued.accessTokenExp },
     );
@@ -73,7 +81,7 @@ export async function authorizationCodeGrant(params: OAuthParams, context: Grant
     actorUserId: grant.userId,
     clientId: client.client_id,
     ...context.audit,
-    detail: { grant: 'authorization_code', jti: issued.accessTokenJti, scope: grant.scope.slice(0, 256), refresh: refreshToken !== undefined, openid: issued.response.id_token !== undefined, dpop: dpopJkt !== undefined },
+    detail: { grant: 'authorization_code', jti: issued.accessTokenJti, scope: grant.scope.slice(0, 256), refresh: refreshToken !== undefined, openid: issued.response.id_token !== undefined, dpop: dpopJkt !== undefined, mtls: certificate !== undefined },
   });
   return { ...issued.response, ...(refreshToken !== undefined && { refresh_token: refreshToken }) };
 }

@@ -8,6 +8,7 @@ import { checkResources, parseScope, type OAuthParams } from '../params.ts';
 import { USER_SCOPES } from '../scopes.ts';
 import { audienceClaim } from '../targets.ts';
 import type { GrantContext, TokenResponse } from './grant.ts';
+import { CERTIFICATE_CONFIRMATION } from '../mtls.ts';
 
 export async function clientCredentialsGrant(params: OAuthParams, context: GrantContext): Promise<TokenResponse> {
   const { client } = context.authenticated;
@@ -34,8 +35,10 @@ export async function clientCredentialsGrant(params: OAuthParams, context: Grant
     audience: audienceClaim(target.audience, context.services.defaultAudience),
     // The resource's --access-token-alg, else the server default.
     algorithm: await context.services.targets.algorithmFor(target.audience),
-    // RFC 9449 section 5: a DPoP proof at the token endpoint binds the token to its key.
+    // RFC 9449 section 5: a DPoP proof at the token endpoint binds the token
+    // to its key; else RFC 8705 section 3.1 may bind it to the certificate.
     ...(context.dpopJkt !== undefined && { claims: { cnf: { jkt: context.dpopJkt } } }),
+    ...(context.certificateBinding !== undefined && { claims: { cnf: { [CERTIFICATE_CONFIRMATION]: context.certificateBinding } } }),
   });
   await context.services.events.emit({
     type: 'token.issued',
@@ -43,7 +46,7 @@ export async function clientCredentialsGrant(params: OAuthParams, context: Grant
     clientId: client.client_id,
     actorService: client.client_id,
     ...context.audit,
-    detail: { grant: 'client_credentials', jti: issued.jti, scope: scopes.join(' ').slice(0, 256) },
+    detail: { grant: 'client_credentials', jti: issued.jti, scope: scopes.join(' ').slice(0, 256), ...(context.certificateBinding !== undefined && { mtls: true }) },
   });
   return {
     access_token: issued.token,

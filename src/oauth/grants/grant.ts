@@ -47,6 +47,10 @@ export interface GrantContext {
   readonly audit: RequestAudit;
   /** The thumbprint of the request's verified DPoP proof, if it carried one (RFC 9449 section 5). */
   readonly dpopJkt?: string;
+  /** RFC 8705 section 3.1: the `x5t#S256` of the connection's TLS client certificate, if it presented one. */
+  readonly certificateThumbprint?: string;
+  /** The same thumbprint when the access tokens are bound to that certificate (token-endpoint.ts decides); never with dpopJkt. */
+  readonly certificateBinding?: string;
 }
 
 export type Grant = (params: OAuthParams, context: GrantContext) => Promise<TokenResponse>;

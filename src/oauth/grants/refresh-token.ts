@@ -26,8 +26,10 @@ export async function refreshTokenGrant(params: OAuthParams, context: GrantConte
     const wider = narrowed.filter((scope) => !scopes.includes(scope));
     if (wider.length > 0) throw new OAuthError('invalid_scope', `The scope ${wider[0]!} was not granted.`);
     checkDpopBinding(grant.dpopJkt, context.dpopJkt);
+    checkCertificateBinding(grant.certificateThumbprint, context.certificateThumbprint);
     const target = await narrowedTarget(context, { scopes, resources: grant.resources }, { scopes: narrowed, resources });
     const dpopJkt = context.dpopJkt;
+    const certificate = context.certificateBinding;
     const issued = await issueUserTokens(
       services,
       client,
@@ -39,6 +41,7 @@ export async function refreshTokenGrant(params: OAuthParams, context: GrantConte
         amr: grant.amr,
         ...(grant.sessionHandle !== undefined && { sessionHandle: grant.sessionHandle }),
         ...(dpopJkt !== undefined && { dpopJkt }),
+        ...(certificate !== undefined && { certificateThumbprint: certificate }),
       },
       { idToken: true },
     );
@@ -62,8 +65,9 @@ export async function refreshTokenGrant(params: OAuthParams, context: GrantConte
     }
     case 'repeated':
       // The same refresh, again, within the grace window: the same answer,
-      // but only to the holder of the family's DPoP key, as for a rotation.
+      // but only to the holder of the family's DPoP key or certificate, as for a rotation.
       checkDpopBinding(result.grant.dpopJkt, context.dpopJkt);
+      checkCertificateBinding(result.grant.certificateThumbprint, context.certificateThumbprint);
       return result.response;
     case 'rotated':
       if (!(await services.liveness.userIsActive(result.grant.userId, result.grant.authTime))) {
@@ -85,6 +89,14 @@ export async function refreshTokenGrant(params: OAuthParams, context: GrantConte
 /** RFC 9449 section 5: a family bound to a DPoP key refreshes only with that key. */
 function checkDpopBinding(bound: string | undefined, presented: string | undefined): void {
   if (bound !== undefined && bound !== presented) throw new OAuthError('invalid_grant', 'This refresh token is bound to a DPoP key; prove possession of it.');
+}
+
+/**
+ * RFC 8705 section 4: a family bound to a TLS client certificate refreshes
+ * only over a connection presenting that certificate.
+ */
+function checkCertificateBinding(bound: string | undefined, presented: string | undefined): void {
+  if (bound !== undefined && bound !== presented) throw new OAuthError('invalid_grant', 'This refresh token is bound to a TLS client certificate (RFC 8705 section 4); present that certificate.');
 }
 
 /**
