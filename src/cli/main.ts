@@ -14,11 +14,12 @@ import { registerKeysCommands } from './keys.ts';
 import { UserCommandError, registerUserCommands } from './user.ts';
 import { ClientCommandError, registerClientCommands } from './client.ts';
 import { ResourceCommandError, registerResourceCommands } from './resource.ts';
+import { CaCommandError, registerCaCommands } from './ca.ts';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 /** Errors whose message is written for the operator and is safe to print as is. */
-const OPERATOR_ERRORS = [ConfigError, DeploymentError, StoreUnavailableError, StoreSchemaError, MasterKeyError, SealedSecretError, AuditSourceError, UserCommandError, ClientCommandError, ResourceCommandError, KeyringError];
+const OPERATOR_ERRORS = [ConfigError, DeploymentError, StoreUnavailableError, StoreSchemaError, MasterKeyError, SealedSecretError, AuditSourceError, UserCommandError, ClientCommandError, ResourceCommandError, CaCommandError, KeyringError];
 
 /** What a command writes; injected so tests can capture it. */
 export interface CliOutput {
@@ -161,6 +162,7 @@ export async function main(argv: readonly string[], output: CliOutput = processO
   registerUserCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption, ...(output.stdin !== undefined && { stdin: output.stdin }) });
   registerClientCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
   registerResourceCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
+  registerCaCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
   registerKeysCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption, ...(output.clock !== undefined && { clock: output.clock }) });
   registerAuditCommands(program, {
     out: (line) => output.out(line),

@@ -137,7 +137,7 @@ export const caRoutes: FastifyPluginAsync<CaRoutesOptions> = async (app, options
       });
     }
     const client = await options.oauth!.clients.get(claims.client_id);
-    const allowed = (client as { cert_sans?: readonly string[] } | null)?.cert_sans ?? [];
+    const allowed = client?.cert_sans ?? [];
     if (allowed.length === 0) throw new HttpError('name_not_permitted', 'This client has no certificate names registered (client create --cert-san).');
     return { kind: 'client', clientId: claims.client_id, allowed };
   }
@@ -170,7 +170,7 @@ function audiences(claims: AccessTokenClaims): string[] {
 
 function jsonBody(body: unknown): SignBody {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new HttpError('bad_request', 'The body is a JSON object: {"csr": "-----BEGIN CERTIFICATE REQUEST-----...", "ttl": "24h"}.');
-  return body as SignBody;
+  return body;
 }
 
 function csrOf(body: SignBody): string {

@@ -22,7 +22,7 @@ function started(profile: Profile, wanted: ServiceName[]): ServiceName[] {
 
 describe('the services each start asks for', () => {
   it('serve starts every service, in the table order', () => {
-    assert.deepEqual(started(PROFILES.serve(config), ['outbox', 'listener', 'metricsListener']), ['config', 'vault', 'telemetry', 'hooks', 'stores', 'ledger', 'events', 'outbox', 'failures', 'keyring', 'identity', 'oauth', 'listener', 'metricsListener']);
+    assert.deepEqual(started(PROFILES.serve(config), ['outbox', 'listener', 'metricsListener']), ['config', 'vault', 'telemetry', 'hooks', 'stores', 'ledger', 'events', 'outbox', 'failures', 'keyring', 'identity', 'oauth', 'pki', 'listener', 'metricsListener']);
   });
 
   it('a user command: identity and its audited events, no keyring, no logger, no listener', () => {
