@@ -19,7 +19,8 @@
  */
 import { X509Certificate, createPublicKey } from 'node:crypto';
 import { MIN_RSA_MODULUS_BITS, SIGNING_ALGORITHMS, algorithmsFor, type SigningAlgorithm } from '../crypto/index.ts';
-import { TLS_SUBJECT_FIELDS, canonicalIp, tlsSubjectProblem, type TlsSubjectField } from './mtls.ts';
+import { parseAllowedName } from '../pki/index.ts';
+import { TLS_SUBJECT_FIELDS, tlsSubjectProblem, type TlsSubjectField } from './mtls.ts';
 
 export type TokenEndpointAuthMethod = 'none' | 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'tls_client_auth' | 'self_signed_tls_client_auth';
 export type GrantType = 'authorization_code' | 'refresh_token' | 'client_credentials';
@@ -443,11 +444,6 @@ function checkTlsSubject(fields: Input, authMethod: TokenEndpointAuthMethod): { 
   return { field, value };
 }
 
-/** SPIFFE-ID section 2: lower-case trust domain; path segments of letters, digits, `.`, `-`, `_`, never `.` or `..`. */
-const SPIFFE_ID = /^spiffe:\/\/([a-z0-9._-]{1,255})((?:\/[A-Za-z0-9._-]+)*)$/;
-/** A DNS name for a certificate: RFC 1035 labels, no wildcard (the CA issues for names, not patterns). */
-const CERT_DNS_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
-
 /**
  * `cert_sans` (a Portcullis extension): the names the built-in CA may put in
  * this client's certificates. Only the operator sets it; through dynamic
@@ -472,25 +468,12 @@ function checkCertSans(fields: Input, operator: boolean): string[] | undefined {
 }
 
 function certSanProblem(value: string): string | { value: string } {
-  if (value.length === 0 || value.length > CLIENT_METADATA_LIMITS.certSanLength) return `must be 1 to ${CLIENT_METADATA_LIMITS.certSanLength} characters`;
-  if (value.startsWith('spiffe:')) {
-    const match = SPIFFE_ID.exec(value);
-    if (match === null) return 'a SPIFFE ID is spiffe://trust-domain/path: a lower-case trust domain (letters, digits, . - _), path segments of letters, digits, . - _, no query, port or trailing slash';
-    if (match[2] === '') return 'a workload\'s SPIFFE ID needs a path (spiffe://trust-domain/workload); the bare trust domain names no workload';
-    if (match[2]!.split('/').some((segment) => segment === '.' || segment === '..')) return 'a SPIFFE ID path has no . or .. segments';
-    return { value };
+  if (value.length > CLIENT_METADATA_LIMITS.certSanLength) return `must be 1 to ${CLIENT_METADATA_LIMITS.certSanLength} characters`;
+  try {
+    return { value: parseAllowedName(value).written };
+  } catch (error) {
+    return `${describe(value)}: ${(error as Error).message}`;
   }
-  if (value.startsWith('dns:')) {
-    const name = value.slice(4).toLowerCase();
-    if (name.length > 253 || !CERT_DNS_NAME.test(name)) return 'dns: needs a DNS name (letters, digits, hyphens and dots, no wildcard; internationalised names in their xn-- form)';
-    return { value: `dns:${name}` };
-  }
-  if (value.startsWith('ip:')) {
-    const address = canonicalIp(value.slice(3));
-    if (address === undefined) return 'ip: needs an IPv4 address in dotted decimal or an IPv6 address (no brackets, no zone)';
-    return { value: `ip:${address}` };
-  }
-  return `${describe(value)} is none of spiffe://trust-domain/path, dns:name, ip:address`;
 }
 
 function checkClientName(value: unknown): string {

@@ -10,7 +10,7 @@
  * or a newline inside a value cannot pose as a separator.
  */
 import { createHash, timingSafeEqual, type X509Certificate } from 'node:crypto';
-import { isIPv4, isIPv6 } from 'node:net';
+import { canonicalIp } from '../pki/index.ts';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate, SubjectAlternativeName, id_ce_subjectAltName, type AttributeTypeAndValue, type GeneralName } from '@peculiar/asn1-x509';
 
@@ -172,23 +172,6 @@ function normaliseUri(uri: string): string {
 function normaliseEmail(email: string): string {
   const at = email.lastIndexOf('@');
   return at === -1 ? email : `${email.slice(0, at)}@${asciiLower(email.slice(at + 1))}`;
-}
-
-/**
- * One spelling per address: IPv4 dotted decimal as Node's strict parser
- * accepts it (no leading zeros), IPv6 in the RFC 5952 form the WHATWG URL
- * serialiser writes. An IPv4-mapped IPv6 address stays IPv6 (another
- * iPAddress value in the certificate: 16 octets, not 4).
- */
-export function canonicalIp(value: string): string | undefined {
-  if (isIPv4(value)) return value;
-  if (!isIPv6(value) || value.includes('%')) return undefined;
-  try {
-    // The serialiser writes the host in brackets: the address is inside.
-    return new URL(`http://[${value}]/`).hostname.slice(1, -1);
-  } catch {
-    return undefined;
-  }
 }
 
 // --- Distinguished names (RFC 4514 strings, RFC 4517 matching) ------------

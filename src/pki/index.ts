@@ -7,7 +7,8 @@
 export { CertificateAuthority, normaliseSerial, type CertificateAuthorityOptions, type CertificateSummary, type IssueRequest, type IssuedCertificate, type RevocationOutcome } from './authority.ts';
 export { EnrolmentTokens, ENROLMENT_TOKEN_TYPE, MAX_ENROLMENT_TTL_MS, type EnrolmentGrant, type EnrolmentTokensOptions } from './enrolment.ts';
 export { AuthorityError, type AuthorityRefusal } from './errors.ts';
-export { parseAllowedName, type GrantedNames } from './policy.ts';
+export { parseAllowedName, type AllowedName, type GrantedNames } from './policy.ts';
+export { canonicalIp } from './x509/names.ts';
 export { caSettings, type CaSettings } from './settings.ts';
 export { CertificateRequestError, type RequestRefusal } from './x509/errors.ts';
 export { REVOCATION_REASONS, type RevocationReason } from './x509/crl.ts';

@@ -10,7 +10,7 @@
 import { parseSpiffeId } from '../sdk/mtls/index.ts';
 import type { CertificateRequest } from './x509/csr.ts';
 import { CertificateRequestError } from './x509/errors.ts';
-import { isDnsName, isIpAddress, type SubjectNames } from './x509/names.ts';
+import { canonicalIp, isDnsName, type SubjectNames } from './x509/names.ts';
 
 export interface GrantedNames {
   readonly spiffeId: string;
@@ -18,24 +18,47 @@ export interface GrantedNames {
   readonly ips: readonly string[];
 }
 
-/** One allowed name in its written form, checked; throws a TypeError saying what is wrong. */
-export function parseAllowedName(text: string): { readonly kind: 'uri' | 'dns' | 'ip'; readonly value: string } {
-  if (text.startsWith('spiffe://')) {
-    const id = parseSpiffeId(text);
-    if (id.path === '') throw new TypeError(`${text}: a certificate names a workload, so the SPIFFE ID needs a path`);
-    return { kind: 'uri', value: text };
+/** Longest allowed name as written (a SPIFFE ID is at most 2048 bytes). */
+const MAX_NAME_LENGTH = 2048;
+
+export interface AllowedName {
+  readonly kind: 'uri' | 'dns' | 'ip';
+  /** The bare name: the SPIFFE ID, the DNS name in lower case, the address in its one spelling. */
+  readonly value: string;
+  /** How it is stored and compared: `spiffe://...`, `dns:name`, `ip:address`. */
+  readonly written: string;
+}
+
+/**
+ * One allowed name as an operator writes it (`--cert-san`, `ca token
+ * --san`), checked and put in its one spelling; throws a TypeError saying
+ * what is wrong. Client registration (cert_sans) and enrolment tokens both
+ * go through here, so what one stores the other compares alike.
+ */
+export function parseAllowedName(text: string): AllowedName {
+  if (text.length === 0 || text.length > MAX_NAME_LENGTH) throw new TypeError(`must be 1 to ${MAX_NAME_LENGTH} characters`);
+  if (text.startsWith('spiffe:')) {
+    let id;
+    try {
+      id = parseSpiffeId(text);
+    } catch (error) {
+      throw new TypeError(`a SPIFFE ID is spiffe://trust-domain/path: ${(error as Error).message}`);
+    }
+    if (id.path === '') throw new TypeError("a workload's SPIFFE ID needs a path (spiffe://trust-domain/workload); the bare trust domain names no workload");
+    return { kind: 'uri', value: text, written: text };
   }
   if (text.startsWith('dns:')) {
-    const name = text.slice(4);
-    if (!isDnsName(name)) throw new TypeError(`${text}: not a lowercase DNS name`);
-    return { kind: 'dns', value: name };
+    // RFC 4343: DNS names compare without regard to ASCII case.
+    const name = text.slice(4).toLowerCase();
+    if (!isDnsName(name)) throw new TypeError('dns: needs a DNS name (letters, digits, hyphens and dots, no wildcard; internationalised names in their xn-- form)');
+    return { kind: 'dns', value: name, written: `dns:${name}` };
   }
   if (text.startsWith('ip:')) {
-    const address = text.slice(3);
-    if (!isIpAddress(address)) throw new TypeError(`${text}: not an IP address`);
-    return { kind: 'ip', value: address };
+    const address = canonicalIp(text.slice(3));
+    if (address === undefined) throw new TypeError('ip: needs an IPv4 address in dotted decimal or an IPv6 address (no brackets, no zone)');
+    return { kind: 'ip', value: address, written: `ip:${address}` };
   }
-  throw new TypeError(`${text}: write spiffe://TRUST_DOMAIN/PATH, dns:NAME or ip:ADDRESS`);
+  throw new TypeError('write spiffe://trust-domain/path, dns:name or ip:address');
 }
 
 /**
@@ -60,12 +83,19 @@ export function grantListedNames(names: SubjectNames, allowed: readonly string[]
   }
   if (parsed.trustDomain !== trustDomain) throw new CertificateRequestError('name_not_permitted', `${spiffeId} is outside this CA's trust domain ${trustDomain}`);
   if (parsed.path === '') throw new CertificateRequestError('spiffe_id_required', 'the SPIFFE ID needs a workload path');
-  const permitted = new Set(allowed);
+  // The caller's names in their one spelling (parseAllowedName), so `ip:::1` and `ip:0:0::1` are one name.
+  const permitted = new Set(allowed.flatMap((name) => {
+    try {
+      return [parseAllowedName(name).written];
+    } catch {
+      return [];
+    }
+  }));
   const refuse = (written: string) => new CertificateRequestError('name_not_permitted', `the caller may not have ${written} in a certificate`);
   if (!permitted.has(spiffeId)) throw refuse(spiffeId);
   const dns = [...new Set(names.dns.map((name) => name.toLowerCase()))];
   for (const name of dns) if (!permitted.has(`dns:${name}`)) throw refuse(`dns:${name}`);
-  const ips = [...new Set(names.ips)];
+  const ips = [...new Set(names.ips.map((address) => canonicalIp(address) ?? address))];
   for (const address of ips) if (!permitted.has(`ip:${address}`)) throw refuse(`ip:${address}`);
   return { spiffeId, dns, ips };
 }

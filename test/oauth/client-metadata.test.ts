@@ -316,10 +316,10 @@ describe('RFC 8705 client metadata (mutual TLS) and the operator-only cert_sans'
     refuses(() => validate({ ...SERVICE, cert_sans: ['spiffe://example.org/a'] }), /operator only/);
     for (const [value, pattern] of [
       ['spiffe://example.org', /needs a path/],
-      ['spiffe://Example.org/a', /lower-case trust domain/],
+      ['spiffe://Example.org/a', /only lowercase letters/],
       ['spiffe://example.org/a/', /trailing slash/],
-      ['spiffe://example.org/a/../b', /no \. or \.\. segments/],
-      ['spiffe://example.org:8443/a', /no query, port/],
+      ['spiffe://example.org/a/../b', /no '\.' or '\.\.' segment/],
+      ['spiffe://example.org:8443/a', /no port/],
       ['spiffe://example.org/a?b=c', /no query/],
       ['spiffe://user@example.org/a', /SPIFFE ID/],
       ['dns:*.example.com', /no wildcard/],
@@ -327,8 +327,8 @@ describe('RFC 8705 client metadata (mutual TLS) and the operator-only cert_sans'
       ['dns:', /DNS name/],
       ['ip:300.1.1.1', /IPv4/],
       ['ip:[::1]', /no brackets/],
-      ['https://example.org/a', /none of spiffe/],
-      ['example.org', /none of spiffe/],
+      ['https://example.org/a', /write spiffe:\/\/trust-domain\/path, dns:name or ip:address/],
+      ['example.org', /write spiffe/],
       ['', /1 to 2048/],
     ] as const) {
       refuses(() => operator({ ...SERVICE, cert_sans: [value] }), pattern);

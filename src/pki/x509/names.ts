@@ -4,7 +4,7 @@
  * decoded with @peculiar/asn1-x509's GeneralName, never by hand.
  */
 import { GeneralName, GeneralNames } from '@peculiar/asn1-x509';
-import { isIP } from 'node:net';
+import { isIP, isIPv4, isIPv6 } from 'node:net';
 
 export interface SubjectNames {
   readonly uris: readonly string[];
@@ -34,7 +34,7 @@ export function fromGeneralNames(names: readonly GeneralName[]): SubjectNames {
   for (const name of names) {
     if (name.uniformResourceIdentifier !== undefined) uris.push(name.uniformResourceIdentifier);
     else if (name.dNSName !== undefined) dns.push(name.dNSName);
-    else if (name.iPAddress !== undefined) ips.push(name.iPAddress);
+    else if (name.iPAddress !== undefined) ips.push(canonicalIp(name.iPAddress) ?? name.iPAddress);
     else if (name.rfc822Name !== undefined) emails.push(name.rfc822Name);
     else other += 1;
   }
@@ -50,4 +50,22 @@ export function isDnsName(text: string): boolean {
 
 export function isIpAddress(text: string): boolean {
   return isIP(text) !== 0;
+}
+
+/**
+ * One spelling per address: IPv4 dotted decimal as Node's strict parser
+ * accepts it (no leading zeros), IPv6 in the RFC 5952 form the WHATWG URL
+ * serialiser writes. An IPv4-mapped IPv6 address stays IPv6 (another
+ * iPAddress value in a certificate: 16 octets, not 4). Undefined for
+ * anything else, a zone included.
+ */
+export function canonicalIp(value: string): string | undefined {
+  if (isIPv4(value)) return value;
+  if (!isIPv6(value) || value.includes('%')) return undefined;
+  try {
+    // The serialiser writes the host in brackets: the address is inside.
+    return new URL(`http://[${value}]/`).hostname.slice(1, -1);
+  } catch {
+    return undefined;
+  }
 }
