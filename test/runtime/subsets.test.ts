@@ -22,7 +22,29 @@ function started(profile: Profile, wanted: ServiceName[]): ServiceName[] {
 
 describe('the services each start asks for', () => {
   it('serve starts every service, in the table order', () => {
-    assert.deepEqual(started(PROFILES.serve(config), ['outbox', 'listener', 'metricsListener']), ['config', 'vault', 'telemetry', 'hooks', 'stores', 'ledger', 'events', 'outbox', 'failures', 'keyring', 'identity', 'oauth', 'listener', 'metricsListener']);
+    assert.deepEqual(started(PROFILES.serve(config), ['outbox', 'listener', 'mtlsListener', 'metricsListener']), [
+      'config',
+      'vault',
+      'telemetry',
+      'hooks',
+      'stores',
+      'ledger',
+      'events',
+      'outbox',
+      'failures',
+      'keyring',
+      'identity',
+      'oauth',
+      'ca',
+      'listener',
+      'mtlsListener',
+      'metricsListener',
+    ]);
+  });
+
+  it('the mTLS listener needs the ca service (where the built-in CA plugs in) and comes after the main listener', () => {
+    assert.deepEqual(started(PROFILES.serve(config), ['mtlsListener']).slice(-3), ['ca', 'listener', 'mtlsListener']);
+    assert.deepEqual(started(PROFILES.admin(), ['ca']), ['ca'], 'no command starts it by accident: it needs nothing yet');
   });
 
   it('a user command: identity and its audited events, no keyring, no logger, no listener', () => {
