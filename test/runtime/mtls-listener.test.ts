@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyPluginAsync } from 'fastify';
 import { ConfigError, loadConfig } from '../../src/config/index.ts';
+import { serverNames } from '../../src/runtime/index.ts';
 import { startPortcullis, type RunningPortcullis } from '../../src/server/index.ts';
 import { CapturedLogs } from '../support/server.ts';
 import { OpensslCa, selfSigned, type IssuedFiles } from '../support/openssl-ca.ts';
@@ -188,6 +189,13 @@ describe('starting the mTLS listener', () => {
       startPortcullis(config, { logDestination: new CapturedLogs().stream }),
       (error) => error instanceof ConfigError && /client certificates the mTLS listener trusts$/.test(error.message),
     );
+  });
+
+  it('asks the CA for a certificate naming the issuer host, and the listen host when it is one address', () => {
+    assert.deepEqual(serverNames({ issuer: 'https://ID.example.com', host: '0.0.0.0' }), { dnsNames: ['id.example.com'], ipAddresses: [] });
+    assert.deepEqual(serverNames({ issuer: 'https://id.example.com:8443', host: '10.0.0.7' }), { dnsNames: ['id.example.com'], ipAddresses: ['10.0.0.7'] });
+    assert.deepEqual(serverNames({ issuer: 'https://[::1]:9443', host: '::1' }), { dnsNames: [], ipAddresses: ['::1'] });
+    assert.deepEqual(serverNames({ issuer: 'http://127.0.0.1:9000', host: '::' }), { dnsNames: [], ipAddresses: ['127.0.0.1'] });
   });
 
   it('a stopped instance unsubscribes from the authority', async () => {
