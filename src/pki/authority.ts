@@ -87,7 +87,10 @@ export class CertificateAuthority {
   readonly #certificates: CertificateCollection;
   readonly #trustListeners = new Set<() => void>();
   #loaded: readonly LoadedAuthority[] = [];
-  #fingerprint = '';
+  /** Serials of revoked, unexpired certificates: what an mTLS listener refuses (read with the CA records). */
+  #revoked: ReadonlySet<string> = new Set();
+  /** `id@version` of every CA record as last read; undefined before the first read. */
+  #fingerprint: string | undefined;
   #readAt = -Infinity;
   #timer: NodeJS.Timeout | undefined;
   readonly #unsubscribe: (() => void) | undefined;
@@ -319,6 +322,12 @@ export class CertificateAuthority {
     return { ca: authorities.map((authority) => authority.pem), crl: authorities.flatMap((authority) => (authority.record.crl === undefined ? [] : [Buffer.from(authority.record.crl, 'base64')])) };
   }
 
+  /** Whether a serial (hex, as certificates carry it) is revoked and unexpired; from memory, as of the last re-read. */
+  isRevoked(serial: string): boolean {
+    const id = normaliseSerial(serial);
+    return id !== undefined && this.#revoked.has(id);
+  }
+
   onTrustChange(listener: () => void): () => void {
     this.#trustListeners.add(listener);
     return () => this.#trustListeners.delete(listener);
@@ -344,7 +353,14 @@ export class CertificateAuthority {
       const known = previous.get(item.id);
       return known !== undefined && known.version === item.version ? known : loadAuthority(item, this.#options.vault);
     });
-    const changed = this.#fingerprint !== '';
+    // A revocation re-signs its issuer's CRL, so the fingerprint moves with every revocation.
+    const revoked = new Set<string>();
+    const now = this.#options.clock();
+    for (const authority of this.#loaded) {
+      for (const item of await this.#certificates.findAllBy('revoked-by', authority.id)) if (item.data.notAfter > now) revoked.add(item.id);
+    }
+    this.#revoked = revoked;
+    const changed = this.#fingerprint !== undefined;
     this.#fingerprint = fingerprint;
     if (changed) for (const listener of this.#trustListeners) listener();
   }

@@ -6,6 +6,7 @@ export { Runtime, plan, type RuntimeOptions } from './runtime.ts';
 export { RuntimeStopError, ServiceDefinitionError, ServiceStopError, type Service, type ServiceContext, type ServiceTable } from './service.ts';
 export {
   PROFILES,
+  type ApplicationRole,
   type ApplicationServices,
   type HookSettings,
   type HttpApplications,
@@ -19,8 +20,29 @@ export {
 } from './profiles.ts';
 export { portcullisServices } from './services.ts';
 export { DEFAULT_STOP_TIMEOUT_MS, startServices, withServices, type PortcullisRuntime, type StartServicesOptions } from './portcullis.ts';
-export { Listener, type ListenOptions } from './listener.ts';
+export { Listener, type ListenOptions, type ListenerTls } from './listener.ts';
+export type { IssuedServerCertificate, ListenerAuthority } from './listener-authority.ts';
+export { MtlsListener, serverNames, type MtlsListenerOptions } from './mtls.ts';
+export { renewalTime, scheduleRenewal, type CertificateRenewal, type RenewalEvent, type RenewalOptions } from './certificate-renewal.ts';
+export { MAX_TIMER_MS, logTlsWatchEvent, watchTlsFiles, type TlsFileWatch, type TlsFileWatchOptions, type TlsLoadOutcome, type TlsWatchEvent } from './tls-watch.ts';
 export { UnknownOutboxTopicError, outboxDispatcher, type OutboxDeliverers } from './outbox.ts';
-export { checkTlsMaterial, readTlsMaterial, tlsFilesOf, type TlsFiles, type TlsMaterial } from './tls.ts';
+export {
+  CertificateNotYetValidError,
+  checkCertificateCurrent,
+  checkClientTrust,
+  checkTlsMaterial,
+  describeCertificate,
+  mtlsFilesOf,
+  readTlsFiles,
+  readTlsMaterial,
+  secureContextOptions,
+  tlsFilesOf,
+  tlsServerOptions,
+  type CertificateInfo,
+  type ClientTrust,
+  type TlsFiles,
+  type TlsMaterial,
+  type TlsServerOptions,
+} from './tls.ts';
 export { openVault, provisionVault, type Vault, type VaultProvision } from './vault.ts';
 export { DeploymentError, assertDataDirUsable, assertDeploymentExists, openExistingStores, withAbsolutePaths } from './deployment.ts';

@@ -11,6 +11,7 @@ import { portcullisServices } from './services.ts';
 import type { HookSettings, HttpApplications, PortcullisServices, Profile, ServiceName } from './profiles.ts';
 import type { ServiceStopError } from './service.ts';
 import type { OutboxDeliverers } from './outbox.ts';
+import type { ListenerAuthority } from './listener-authority.ts';
 
 /** What a stop may take when its service sets no timeout of its own. */
 export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
@@ -25,6 +26,7 @@ export interface StartServicesOptions {
   readonly applications?: HttpApplications;
   readonly hooks?: HookSettings;
   readonly outbox?: OutboxDeliverers;
+  readonly listenerAuthority?: ListenerAuthority;
   readonly stopTimeoutMs?: number;
 }
 
@@ -38,6 +40,7 @@ export async function startServices(options: StartServicesOptions, wanted: reado
     ...(options.applications !== undefined && { applications: options.applications }),
     ...(options.hooks !== undefined && { hooks: options.hooks }),
     ...(options.outbox !== undefined && { outbox: options.outbox }),
+    ...(options.listenerAuthority !== undefined && { listenerAuthority: options.listenerAuthority }),
   });
   const onStopError = (error: ServiceStopError, runtime: PortcullisRuntime) => {
     // A running instance logs it; a command has no logger and says it in one line.

@@ -16,8 +16,10 @@ import type { AuthorizationServer, ClientRegistry, ResourceRegistry } from '../o
 import type { Keyring } from '../tokens/index.ts';
 import type { CertificateAuthority, EnrolmentTokens } from '../pki/index.ts';
 import type { Listener } from './listener.ts';
+import type { ListenerAuthority } from './listener-authority.ts';
+import type { MtlsListener } from './mtls.ts';
 import type { OutboxDeliverers } from './outbox.ts';
-import type { TlsMaterial } from './tls.ts';
+import type { TlsServerOptions } from './tls.ts';
 import type { Vault } from './vault.ts';
 
 /** What the instance logs with and counts in. */
@@ -56,7 +58,11 @@ export interface PortcullisServices {
   readonly registries: Registries;
   readonly oauth: AuthorizationServer;
   readonly pki: Pki;
+  /** What the mTLS listener trusts and takes its certificate from: the built-in CA (ca-authority.ts), or what ServiceSettings.listenerAuthority supplies. */
+  readonly ca: ListenerAuthority | undefined;
   readonly listener: Listener;
+  /** The mTLS listener, when `tls.mtlsPort` is set. */
+  readonly mtlsListener: MtlsListener | undefined;
   /** The metrics listener, when `metrics.port` is set. */
   readonly metricsListener: Listener | undefined;
   /** The outbox delivery worker; only where background maintenance runs (serve). */
@@ -80,12 +86,19 @@ export interface ApplicationServices {
   readonly pki: Pki;
 }
 
+/** Which listener an application instance serves. */
+export interface ApplicationRole {
+  /** The mTLS listener's instance: the same routes; every connection carries a verified client certificate. */
+  readonly mtls: boolean;
+}
+
 /**
  * Builds the listeners' applications (src/server does: the runtime knows
- * services and sockets, not routes). `https` is given when TLS is configured.
+ * services and sockets, not routes). `https` is given when TLS is
+ * configured: the server options as they are, the runtime's to decide.
  */
 export interface HttpApplications {
-  main(services: ApplicationServices, https: TlsMaterial | undefined): Promise<FastifyInstance>;
+  main(services: ApplicationServices, https: TlsServerOptions | undefined, role?: ApplicationRole): Promise<FastifyInstance>;
   metrics(services: ApplicationServices): Promise<FastifyInstance>;
 }
 
@@ -137,4 +150,6 @@ export interface ServiceSettings {
   readonly hooks?: HookSettings;
   /** Deliverers of outbox messages by topic (later features; tests). */
   readonly outbox?: OutboxDeliverers;
+  /** What the `ca` service answers until the built-in CA replaces its start (tests, an embedding program). */
+  readonly listenerAuthority?: ListenerAuthority;
 }

@@ -1,8 +1,8 @@
 /**
  * The services of one Portcullis instance, in the one order they start
- * (and the reverse in which they stop). A new service (the domain-event
- * bus, a CA, an mTLS listener) is one more entry, placed after what it
- * needs, with its value named in PortcullisServices (profiles.ts).
+ * (and the reverse in which they stop). A new service is one more entry,
+ * placed after what it needs, with its value named in PortcullisServices
+ * (profiles.ts).
  */
 import { configWarnings } from '../config/index.ts';
 import { Metrics, createLogger } from '../observability/index.ts';
@@ -16,7 +16,10 @@ import { Keyring, keyringPolicy } from '../tokens/index.ts';
 import { CertificateAuthority, EnrolmentTokens, caSettings } from '../pki/index.ts';
 import { assertDataDirUsable, assertDeploymentExists, openExistingStores, withAbsolutePaths } from './deployment.ts';
 import { Listener } from './listener.ts';
-import { readTlsMaterial, tlsFilesOf } from './tls.ts';
+import { MtlsListener, serverNames } from './mtls.ts';
+import { caListenerAuthority, type CaListenerAuthority } from './ca-authority.ts';
+import { mtlsFilesOf, readTlsMaterial, tlsFilesOf, tlsServerOptions } from './tls.ts';
+import { logTlsWatchEvent } from './tls-watch.ts';
 import { openVault } from './vault.ts';
 import { startOutboxWorker } from './outbox.ts';
 import type { ApplicationServices, HttpApplications, PortcullisServices, ServiceSettings } from './profiles.ts';
@@ -247,17 +250,56 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
       stop: (pki) => pki.authority.close(),
     },
     {
+      name: 'ca',
+      needs: ['pki', 'oauth', 'events', 'telemetry'],
+      // The mTLS listener's trust and certificate: the built-in CA, unless the caller supplies another (tests).
+      start: async (services) =>
+        settings.listenerAuthority ??
+        (await caListenerAuthority({ authority: services.get('pki').authority, clients: services.get('oauth').clients, events: services.get('events'), onError: reporter(services, 'reading self-signed client certificates failed') })),
+      stop: (authority) => (authority as Partial<CaListenerAuthority> | undefined)?.close?.(),
+    },
+    {
       name: 'listener',
       needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki'],
       // In-flight requests may take the shutdown timeout, no longer.
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
         const config = services.get('config');
+        const { logger } = services.get('telemetry');
         const files = tlsFilesOf(config);
-        const app = await applications(settings).main(applicationServices(services, clock), files !== undefined ? readTlsMaterial(files) : undefined);
-        return Listener.open(app, { host: config.host, port: config.port, ...(files !== undefined && { tls: files }) });
+        const material = files !== undefined ? readTlsMaterial(files) : undefined;
+        const app = await applications(settings).main(applicationServices(services, clock), material !== undefined ? tlsServerOptions(material) : undefined, { mtls: false });
+        return Listener.open(app, {
+          host: config.host,
+          port: config.port,
+          clock,
+          ...(files !== undefined && material !== undefined && {
+            tls: { material, files, watch: { debounceMs: config.tls.watchDebounceMs, report: (event) => logTlsWatchEvent(logger, 'main', event) } },
+          }),
+        });
       },
       stop: (listener) => listener.close(),
+    },
+    {
+      name: 'mtlsListener',
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'ca', 'listener'],
+      stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
+      start: async (services) => {
+        const config = services.get('config');
+        if (config.tls.mtlsPort === undefined) return undefined;
+        return MtlsListener.open({
+          host: config.host,
+          port: config.tls.mtlsPort,
+          files: mtlsFilesOf(config),
+          authority: services.get('ca'),
+          names: serverNames(config),
+          debounceMs: config.tls.watchDebounceMs,
+          clock,
+          logger: services.get('telemetry').logger,
+          build: (https) => applications(settings).main(applicationServices(services, clock), https, { mtls: true }),
+        });
+      },
+      stop: (listener) => listener?.close(),
     },
     {
       name: 'metricsListener',

@@ -25,6 +25,7 @@ import type { Pki } from '../runtime/index.ts';
 import { oauthRoutes } from './oauth-routes.ts';
 import { authorizeRoutes } from './authorize-routes.ts';
 import { applicationAccess, returnTargets, signOutHooks } from './applications.ts';
+import type { TlsServerOptions } from '../runtime/index.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -57,8 +58,14 @@ export interface ServerDependencies {
   readonly pki?: Pki;
   /** More routes, registered after the built-in ones (feature modules, tests). */
   readonly plugins?: readonly FastifyPluginAsync[];
-  /** Certificate and key: the server speaks HTTPS (the runtime's listener reads and reloads them). */
-  readonly https?: { readonly cert: Buffer; readonly key: Buffer };
+  /** TLS server options: the server speaks HTTPS (the runtime's listener reads, reloads and swaps them). */
+  readonly https?: TlsServerOptions;
+  /**
+   * This instance serves the mTLS listener: the same routes, and every
+   * request's socket carries a client certificate verified in the
+   * handshake (`request.raw.socket.getPeerX509Certificate()`, RFC 8705).
+   */
+  readonly mtls?: boolean;
 }
 
 /**
@@ -93,7 +100,8 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     },
     // What Node's parser refuses gets our headers and a problem body too (security review 8).
     clientErrorHandler: (error, socket) => writeClientError(error, socket, securityHeaderFields(config.mode === 'production'), identity.requestId({ headers: {}, socket } as unknown as IncomingMessage)),
-    ...(deps.https !== undefined && { https: { cert: deps.https.cert, key: deps.https.key } }),
+    // As the runtime gives them (an mTLS listener's requestCert, ca, crl, ALPN): it swaps them as one context later.
+    ...(deps.https !== undefined && { https: { ...deps.https } }),
   });
   // Slow-header (slowloris) defence: Node's default is a minute.
   app.server.headersTimeout = config.http.headersTimeoutMs;
@@ -152,7 +160,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   });
 
   const failures = deps.failures ?? new FailureAggregator({ events: deps.events, hot: deps.stores.hot, clock: deps.clock ?? systemClock });
-  await app.register(healthRoutes, { stores: deps.stores, metrics, metricsEnabled: metricsOnMainListener(config, logger), metricsToken: config.metrics.token, failures });
+  await app.register(healthRoutes, { stores: deps.stores, metrics, metricsEnabled: metricsOnMainListener(config, logger, deps.mtls !== true), metricsToken: config.metrics.token, failures });
   await app.register(auditRoutes, { ledger: deps.ledger, events: deps.events, admin: staticAdminAuthenticator(config.admin.token, failures) });
   await app.register(homeRoutes, { issuer: () => (new URL(config.issuer).port === '0' ? origin() : config.issuer) });
   const oauth = deps.authorizationServer;
@@ -197,12 +205,13 @@ export async function buildMetricsServer(deps: { config: Readonly<Config>; logge
 /**
  * Whether /metrics is served on the main listener (security review 17):
  * not when it has its own listener; in production only behind a token, and
- * an operator who set neither is told once, at start.
+ * an operator who set neither is told once, at start (by the main
+ * listener's instance, not again by the mTLS listener's).
  */
-function metricsOnMainListener(config: Readonly<Config>, logger: Logger): boolean {
+function metricsOnMainListener(config: Readonly<Config>, logger: Logger, warn: boolean): boolean {
   if (!config.metrics.enabled || config.metrics.port !== undefined) return false;
   if (config.mode === 'production' && config.metrics.token === undefined) {
-    logger.warn('metrics are not served: in production /metrics needs metrics.token (PORTCULLIS_METRICS_TOKEN) or metrics.port (PORTCULLIS_METRICS_PORT)');
+    if (warn) logger.warn('metrics are not served: in production /metrics needs metrics.token (PORTCULLIS_METRICS_TOKEN) or metrics.port (PORTCULLIS_METRICS_PORT)');
     return false;
   }
   return true;

@@ -7,7 +7,17 @@ import type { Ledger } from '../audit/index.ts';
 import type { EventHub } from '../events/index.ts';
 import type { Identity } from '../identity/index.ts';
 import type { AuthorizationServer } from '../oauth/index.ts';
-import { PROFILES, startServices, type HookSettings, type HttpApplications, type Listener, type OutboxDeliverers, type PortcullisRuntime } from '../runtime/index.ts';
+import {
+  PROFILES,
+  startServices,
+  type HookSettings,
+  type HttpApplications,
+  type Listener,
+  type ListenerAuthority,
+  type MtlsListener,
+  type OutboxDeliverers,
+  type PortcullisRuntime,
+} from '../runtime/index.ts';
 import { buildMetricsServer, buildServer } from './app.ts';
 
 export interface StartOptions {
@@ -24,6 +34,8 @@ export interface StartOptions {
   readonly hooks?: HookSettings;
   /** Deliverers of outbox messages by topic (later features; tests). */
   readonly outbox?: OutboxDeliverers;
+  /** Client trust and certificates for the mTLS listener (`tls.mtlsPort`), until the built-in CA supplies them (tests). */
+  readonly listenerAuthority?: ListenerAuthority;
 }
 
 export interface RunningPortcullis {
@@ -41,6 +53,10 @@ export interface RunningPortcullis {
   readonly metricsUrl?: string;
   /** The main listener: on TLS, `reloadTls()` swaps the certificate without a restart. */
   readonly listener: Listener;
+  /** The mTLS listener, when `tls.mtlsPort` is set: the same routes, a client certificate required. */
+  readonly mtlsListener?: MtlsListener;
+  /** Its URL. */
+  readonly mtlsUrl?: string;
   /** Every service, for what the fields above do not name. */
   readonly runtime: PortcullisRuntime;
   /** Stops accepting, lets in-flight requests finish, then stops every service in reverse order. */
@@ -50,7 +66,7 @@ export interface RunningPortcullis {
 /** The routes of the listeners: this module's part of the runtime's table. */
 function applications(plugins: readonly FastifyPluginAsync[] | undefined): HttpApplications {
   return {
-    main: (services, https) => buildServer({ ...services, ...(https !== undefined && { https }), ...(plugins !== undefined && { plugins }) }),
+    main: (services, https, role) => buildServer({ ...services, ...(https !== undefined && { https }), ...(plugins !== undefined && { plugins }), mtls: role?.mtls ?? false }),
     metrics: (services) => buildMetricsServer(services),
   };
 }
@@ -70,14 +86,16 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
       ...(options.logDestination !== undefined && { logDestination: options.logDestination }),
       ...(options.hooks !== undefined && { hooks: options.hooks }),
       ...(options.outbox !== undefined && { outbox: options.outbox }),
+      ...(options.listenerAuthority !== undefined && { listenerAuthority: options.listenerAuthority }),
     },
-    ['outbox', 'listener', 'metricsListener'],
+    ['outbox', 'listener', 'mtlsListener', 'metricsListener'],
   );
   const { logger } = runtime.get('telemetry');
   const stores = runtime.get('stores');
   const listener = runtime.get('listener');
   const metricsListener = runtime.get('metricsListener');
-  logger.info({ url: listener.url, durable: stores.durable.driver, hot: stores.hot.driver, mode: config.mode }, 'portcullis listening');
+  const mtlsListener = runtime.get('mtlsListener');
+  logger.info({ url: listener.url, ...(mtlsListener !== undefined && { mtlsUrl: mtlsListener.url }), durable: stores.durable.driver, hot: stores.hot.driver, mode: config.mode }, 'portcullis listening');
   return {
     app: listener.app,
     stores,
@@ -89,6 +107,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     url: listener.url,
     ...(metricsListener !== undefined && { metricsUrl: metricsListener.url }),
     listener,
+    ...(mtlsListener !== undefined && { mtlsListener, mtlsUrl: mtlsListener.url }),
     runtime,
     stop: () => runtime.stop(),
   };
@@ -124,24 +143,32 @@ export function exitGracefullyOnSignals(running: RunningPortcullis, timeoutMs: n
 
 /**
  * SIGHUP (`systemctl reload`): read the TLS certificate and key files again
- * and serve the new pair to new connections, without a restart; open
- * connections keep theirs. A pair that does not load is refused, logged,
- * and the current certificate keeps serving. Without TLS there is nothing
- * to reload and the signal is only logged. Returns the way to stop listening.
+ * (the main listener's, and the mTLS listener's when it has files) and
+ * serve the new pair to new connections, without a restart; open
+ * connections keep theirs. The files are also watched, so this is for
+ * deploy tools that signal, and for a watch that could not be set up. A
+ * pair that does not load is refused, logged, and the current certificate
+ * keeps serving. Without TLS files there is nothing to reload and the
+ * signal is only logged. Returns the way to stop listening.
  */
 export function reloadTlsOnHangup(running: RunningPortcullis): () => void {
+  const reload = (listener: 'main' | 'mtls', load: () => { serialNumber: string; notAfter: Date }) => {
+    try {
+      const certificate = load();
+      running.logger.info({ signal: 'SIGHUP', listener, serialNumber: certificate.serialNumber, notAfter: certificate.notAfter.toISOString() }, 'TLS certificate reloaded');
+    } catch (error) {
+      // ConfigError messages name the problem, never the key material.
+      running.logger.error({ signal: 'SIGHUP', listener, reason: error instanceof Error ? error.message : 'unknown' }, 'TLS certificate reload refused; still serving the previous certificate');
+    }
+  };
   const onHangup = () => {
-    if (!running.listener.secure) {
+    const mtls = running.mtlsListener?.fromFiles === true ? running.mtlsListener : undefined;
+    if (!running.listener.secure && mtls === undefined) {
       running.logger.info({ signal: 'SIGHUP' }, 'no TLS certificate to reload (tls.certFile is not set)');
       return;
     }
-    try {
-      running.listener.reloadTls();
-      running.logger.info({ signal: 'SIGHUP' }, 'TLS certificate reloaded');
-    } catch (error) {
-      // ConfigError messages name the problem, never the key material.
-      running.logger.error({ signal: 'SIGHUP', reason: error instanceof Error ? error.message : 'unknown' }, 'TLS certificate reload refused; still serving the previous certificate');
-    }
+    if (running.listener.secure) reload('main', () => running.listener.reloadTls());
+    if (mtls !== undefined) reload('mtls', () => mtls.reloadTls());
   };
   process.on('SIGHUP', onHangup);
   return () => process.off('SIGHUP', onHangup);

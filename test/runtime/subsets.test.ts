@@ -22,7 +22,30 @@ function started(profile: Profile, wanted: ServiceName[]): ServiceName[] {
 
 describe('the services each start asks for', () => {
   it('serve starts every service, in the table order', () => {
-    assert.deepEqual(started(PROFILES.serve(config), ['outbox', 'listener', 'metricsListener']), ['config', 'vault', 'telemetry', 'hooks', 'stores', 'ledger', 'events', 'outbox', 'failures', 'keyring', 'identity', 'oauth', 'pki', 'listener', 'metricsListener']);
+    assert.deepEqual(started(PROFILES.serve(config), ['outbox', 'listener', 'mtlsListener', 'metricsListener']), [
+      'config',
+      'vault',
+      'telemetry',
+      'hooks',
+      'stores',
+      'ledger',
+      'events',
+      'outbox',
+      'failures',
+      'keyring',
+      'identity',
+      'oauth',
+      'pki',
+      'ca',
+      'listener',
+      'mtlsListener',
+      'metricsListener',
+    ]);
+  });
+
+  it('the mTLS listener needs the ca service (where the built-in CA plugs in) and comes after the main listener', () => {
+    assert.deepEqual(started(PROFILES.serve(config), ['mtlsListener']).slice(-3), ['ca', 'listener', 'mtlsListener']);
+    assert.deepEqual(started(PROFILES.admin(), ['pki']), ['config', 'vault', 'stores', 'ledger', 'events', 'keyring', 'pki'], 'a ca command opens the CA without listeners');
   });
 
   it('a user command: identity and its audited events, no keyring, no logger, no listener', () => {
