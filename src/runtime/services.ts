@@ -4,7 +4,7 @@
  * placed after what it needs, with its value named in PortcullisServices
  * (profiles.ts).
  */
-import { configWarnings } from '../config/index.ts';
+import { ConfigError, configWarnings } from '../config/index.ts';
 import { Metrics, createLogger } from '../observability/index.ts';
 import { assertSchemaCurrent, openStores, type Clock } from '../store/index.ts';
 import { FailureAggregator, auditedEvents, openLedger } from '../audit/index.ts';
@@ -253,9 +253,13 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
       name: 'ca',
       needs: ['pki', 'oauth', 'events', 'telemetry'],
       // The mTLS listener's trust and certificate: the built-in CA, unless the caller supplies another (tests).
-      start: async (services) =>
-        settings.listenerAuthority ??
-        (await caListenerAuthority({ authority: services.get('pki').authority, clients: services.get('oauth').clients, events: services.get('events'), onError: reporter(services, 'reading self-signed client certificates failed') })),
+      start: async (services) => {
+        if (settings.listenerAuthority !== undefined) return settings.listenerAuthority;
+        const { authority } = services.get('pki');
+        // Without a CA the listener would trust no client certificate at all: say so at start, not at the first handshake.
+        if (!authority.initialised) throw new ConfigError('tls.mtlsPort is set, but the built-in CA is not initialised: run `portcullis ca init` (the CA issues the client certificates the mTLS listener trusts)');
+        return caListenerAuthority({ authority, clients: services.get('oauth').clients, events: services.get('events'), onError: reporter(services, 'reading self-signed client certificates failed') });
+      },
       stop: (authority) => (authority as Partial<CaListenerAuthority> | undefined)?.close?.(),
     },
     {
@@ -282,7 +286,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'mtlsListener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'ca', 'listener'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'ca', 'listener'],
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
         const config = services.get('config');

@@ -174,20 +174,20 @@ describe('the mTLS listener', () => {
 });
 
 describe('starting the mTLS listener', () => {
-  it('without a certificate authority and without certificate files, the start fails naming both, and nothing is left listening', async () => {
+  it('before `ca init`, the start fails saying so, and nothing is left listening', async () => {
     const config = loadConfig({ env: {}, overrides: { dataDir: join(dir, 'no-ca'), port: 0, tls: { mtlsPort: 0 } } });
     await assert.rejects(
       startPortcullis(config, { logDestination: new CapturedLogs().stream }),
-      (error) => error instanceof ConfigError && /tls\.mtlsPort is set, but no certificate authority/.test(error.message) && /tls\.mtlsCertFile and tls\.mtlsKeyFile/.test(error.message),
+      (error) => error instanceof ConfigError && /tls\.mtlsPort is set, but the built-in CA is not initialised: run `portcullis ca init`/.test(error.message),
     );
   });
 
-  it('with certificate files but no authority, it still fails: nothing says which client certificates to trust', async () => {
+  it('with certificate files but no CA, it still fails: nothing says which client certificates to trust', async () => {
     const server = ca.issue('files', { kind: 'server', ipAddresses: ['127.0.0.1'] });
     const config = loadConfig({ env: {}, overrides: { dataDir: join(dir, 'files-no-ca'), port: 0, tls: { mtlsPort: 0, mtlsCertFile: server.certFile, mtlsKeyFile: server.keyFile } } });
     await assert.rejects(
       startPortcullis(config, { logDestination: new CapturedLogs().stream }),
-      (error) => error instanceof ConfigError && /client certificates the mTLS listener trusts$/.test(error.message),
+      (error) => error instanceof ConfigError && /client certificates the mTLS listener trusts\)$/.test(error.message),
     );
   });
 
