@@ -426,7 +426,7 @@ export class CertificateAuthority {
     const authority = this.#loaded.find((item) => item.id === keyId) ?? (await this.refresh(), this.#loaded.find((item) => item.id === keyId));
     if (authority?.signer === undefined) return;
     const signer = authority.signer;
-    const revoked = (await this.#certificates.findAllBy('revokedBy', keyId)).filter((item) => item.data.notAfter > this.#options.clock());
+    const revoked = (await this.#certificates.findAllBy('revoked_by', keyId)).filter((item) => item.data.notAfter > this.#options.clock());
     await this.#authorities.mutate(
       keyId,
       (current) => {

@@ -48,7 +48,7 @@ const CertificateSchema = Type.Object({
 export type CertificateRecord = Static<typeof CertificateSchema>;
 
 export type AuthorityCollection = Collection<AuthorityRecord>;
-export type CertificateCollection = Collection<CertificateRecord, 'revokedBy'>;
+export type CertificateCollection = Collection<CertificateRecord, 'revoked_by'>;
 
 export function authorityRecords(records: RecordStore): AuthorityCollection {
   return collection(records, { name: AUTHORITIES, codec: typeboxCodec(AuthoritySchema) });
@@ -59,6 +59,6 @@ export function certificateRecords(records: RecordStore): CertificateCollection 
     name: CERTIFICATES,
     codec: typeboxCodec(CertificateSchema),
     // The revoked certificates of one issuer: what its CRL lists.
-    indexes: { revokedBy: (value) => (value.revokedAt === undefined ? null : value.issuer) },
+    indexes: { revoked_by: (value) => (value.revokedAt === undefined ? null : value.issuer) },
   });
 }
