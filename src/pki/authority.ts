@@ -19,7 +19,7 @@ import type { Clock, RecordStore } from '../store/index.ts';
 import { loadAuthority, served, type LoadedAuthority } from './chain.ts';
 import { AuthorityError } from './errors.ts';
 import { grantNames, type GrantedNames } from './policy.ts';
-import { authorityRecords, certificateRecords, type AuthorityCollection, type AuthorityRecord, type CertificateCollection, type CertificateRecord } from './records.ts';
+import { INITIALISATION_ID, authorityRecords, certificateRecords, initialisationRecords, type AuthorityCollection, type AuthorityRecord, type CertificateCollection, type CertificateRecord } from './records.ts';
 import { buildCertificate, certificateFacts, distinguishedName, newSerial, serialHex } from './x509/certificate.ts';
 import { buildCrl, type RevocationReason } from './x509/crl.ts';
 import { parseCertificateRequest } from './x509/csr.ts';
@@ -142,6 +142,10 @@ export class CertificateAuthority {
       crlNextUpdate: rootFacts.notAfter.getTime(),
     };
     const intermediate = this.#newIntermediate(rootSigner, rootFacts.notAfter.getTime(), now, 1);
+    // Each initialisation makes its own root (its own id): only the claim of one fixed record decides between two at once.
+    if (!(await initialisationRecords(this.#options.records).create(INITIALISATION_ID, { root: rootFacts.keyId!.toString('hex'), createdAt: now }))) {
+      throw new AuthorityError('already_initialised', 'another process initialised the CA at the same time');
+    }
     if (!(await this.#authorities.create(rootFacts.keyId!.toString('hex'), rootRecord))) throw new AuthorityError('already_initialised', 'another process initialised the CA at the same time');
     await this.#authorities.create(intermediate.id, intermediate.record);
     await this.#options.events.emit({
