@@ -308,9 +308,10 @@ export class CertificateAuthority {
     if (this.#crlDue(authority)) {
       await this.#resignCrl(authority.id);
       await this.refresh();
-      return this.crl(authority.id);
     }
-    return authority.record.crl === undefined ? undefined : Buffer.from(authority.record.crl, 'base64');
+    // Read once more, never recurse: a root's CRL runs to the root's end, so near that end (and with the key offline, always) it stays due.
+    const current = this.#loaded.find((item) => item.id === authority.id) ?? authority;
+    return current.record.crl === undefined ? undefined : Buffer.from(current.record.crl, 'base64');
   }
 
   /** What an mTLS listener trusts: every served CA certificate, and their CRLs (OpenSSL needs one for each CA in a chain). */
