@@ -431,11 +431,12 @@ export class CertificateAuthority {
     const authority = this.#loaded.find((item) => item.id === keyId) ?? (await this.refresh(), this.#loaded.find((item) => item.id === keyId));
     if (authority?.signer === undefined) return;
     const signer = authority.signer;
-    const revoked = (await this.#certificates.findAllBy('revoked_by', keyId)).filter((item) => item.data.notAfter > this.#options.clock());
     await this.#authorities.mutate(
       keyId,
-      (current) => {
+      async (current) => {
         if (current === null) return { kind: 'keep', result: undefined };
+        // Read after the CA record, in every round: a round that lost to another re-signing must see the revocation that one was for.
+        const revoked = (await this.#certificates.findAllBy('revoked_by', keyId)).filter((item) => item.data.notAfter > this.#options.clock());
         const now = this.#options.clock();
         const nextUpdate = authority.record.role === 'root' ? current.data.notAfter : now + this.#options.crlTtlMs;
         const number = current.data.crlNumber + 1;
