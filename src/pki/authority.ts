@@ -346,9 +346,9 @@ export class CertificateAuthority {
       const known = previous.get(item.id);
       return known !== undefined && known.version === item.version ? known : loadAuthority(item, this.#options.vault);
     });
-    const changed = this.#fingerprint !== '';
     this.#fingerprint = fingerprint;
-    if (changed) for (const listener of this.#trustListeners) listener();
+    // Listeners come after open()'s first read, so each change is news to them: the first CA too (`ca init` after they started).
+    for (const listener of this.#trustListeners) listener();
   }
 
   /** Background upkeep: re-read the CA records, re-sign CRLs before their nextUpdate. */
