@@ -19,7 +19,7 @@ import type { Clock, RecordStore } from '../store/index.ts';
 import { loadAuthority, served, type LoadedAuthority } from './chain.ts';
 import { AuthorityError } from './errors.ts';
 import { grantNames, type GrantedNames } from './policy.ts';
-import { authorityRecords, certificateRecords, type AuthorityCollection, type AuthorityRecord, type CertificateCollection, type CertificateRecord } from './records.ts';
+import { INITIALISATION_ID, authorityRecords, certificateRecords, initialisationRecords, type AuthorityCollection, type AuthorityRecord, type CertificateCollection, type CertificateRecord } from './records.ts';
 import { buildCertificate, certificateFacts, distinguishedName, newSerial, serialHex } from './x509/certificate.ts';
 import { buildCrl, type RevocationReason } from './x509/crl.ts';
 import { parseCertificateRequest } from './x509/csr.ts';
@@ -147,6 +147,10 @@ export class CertificateAuthority {
       crlNextUpdate: rootFacts.notAfter.getTime(),
     };
     const intermediate = this.#newIntermediate(rootSigner, rootFacts.notAfter.getTime(), now, 1);
+    // Each initialisation makes its own root (its own id): only the claim of one fixed record decides between two at once.
+    if (!(await initialisationRecords(this.#options.records).create(INITIALISATION_ID, { root: rootFacts.keyId!.toString('hex'), createdAt: now }))) {
+      throw new AuthorityError('already_initialised', 'another process initialised the CA at the same time');
+    }
     if (!(await this.#authorities.create(rootFacts.keyId!.toString('hex'), rootRecord))) throw new AuthorityError('already_initialised', 'another process initialised the CA at the same time');
     await this.#authorities.create(intermediate.id, intermediate.record);
     await this.#options.events.emit({
@@ -201,7 +205,12 @@ export class CertificateAuthority {
    * may ask for no name the old certificate did not have).
    */
   async renew(request: { readonly presented: Uint8Array; readonly csr?: string | Uint8Array; readonly context?: EventContext }): Promise<IssuedCertificate> {
-    const facts = certificateFacts(request.presented);
+    let facts;
+    try {
+      facts = certificateFacts(request.presented);
+    } catch {
+      throw new AuthorityError('unknown_certificate', 'the presented certificate is not an X.509 certificate this CA can read');
+    }
     const stored = await this.#certificates.get(facts.serial);
     if (stored === null || stored.data.sha256 !== facts.sha256) throw new AuthorityError('unknown_certificate', 'this CA did not issue the presented certificate');
     const now = this.#options.clock();
@@ -310,9 +319,10 @@ export class CertificateAuthority {
     if (this.#crlDue(authority)) {
       await this.#resignCrl(authority.id);
       await this.refresh();
-      return this.crl(authority.id);
     }
-    return authority.record.crl === undefined ? undefined : Buffer.from(authority.record.crl, 'base64');
+    // Read once more, never recurse: a root's CRL runs to the root's end, so near that end (and with the key offline, always) it stays due.
+    const current = this.#loaded.find((item) => item.id === authority.id) ?? authority;
+    return current.record.crl === undefined ? undefined : Buffer.from(current.record.crl, 'base64');
   }
 
   /** What an mTLS listener trusts: every served CA certificate, and their CRLs (OpenSSL needs one for each CA in a chain). */
@@ -357,12 +367,12 @@ export class CertificateAuthority {
     const revoked = new Set<string>();
     const now = this.#options.clock();
     for (const authority of this.#loaded) {
-      for (const item of await this.#certificates.findAllBy('revoked-by', authority.id)) if (item.data.notAfter > now) revoked.add(item.id);
+      for (const item of await this.#certificates.findAllBy('revoked_by', authority.id)) if (item.data.notAfter > now) revoked.add(item.id);
     }
     this.#revoked = revoked;
-    const changed = this.#fingerprint !== undefined;
     this.#fingerprint = fingerprint;
-    if (changed) for (const listener of this.#trustListeners) listener();
+    // Listeners come after open()'s first read, so each change is news to them: the first CA too (`ca init` after they started).
+    for (const listener of this.#trustListeners) listener();
   }
 
   /** Background upkeep: re-read the CA records, re-sign CRLs before their nextUpdate. */
@@ -445,11 +455,12 @@ export class CertificateAuthority {
     const authority = this.#loaded.find((item) => item.id === keyId) ?? (await this.refresh(), this.#loaded.find((item) => item.id === keyId));
     if (authority?.signer === undefined) return;
     const signer = authority.signer;
-    const revoked = (await this.#certificates.findAllBy('revoked-by', keyId)).filter((item) => item.data.notAfter > this.#options.clock());
     await this.#authorities.mutate(
       keyId,
-      (current) => {
+      async (current) => {
         if (current === null) return { kind: 'keep', result: undefined };
+        // Read after the CA record, in every round: a round that lost to another re-signing must see the revocation that one was for.
+        const revoked = (await this.#certificates.findAllBy('revoked_by', keyId)).filter((item) => item.data.notAfter > this.#options.clock());
         const now = this.#options.clock();
         const nextUpdate = authority.record.role === 'root' ? current.data.notAfter : now + this.#options.crlTtlMs;
         const number = current.data.crlNumber + 1;

@@ -49,8 +49,9 @@ export class EnrolmentTokens {
 
   async create(request: { readonly names: readonly string[]; readonly ttlMs: number; readonly context?: EventContext }): Promise<{ readonly token: string; readonly jti: string; readonly expiresAt: Date }> {
     if (!Number.isSafeInteger(request.ttlMs) || request.ttlMs < 1000 || request.ttlMs > MAX_ENROLMENT_TTL_MS) throw new RangeError('an enrolment token lives between 1 second and 24 hours');
-    const names = [...new Set(request.names)];
-    const uris = names.filter((name) => parseAllowedName(name).kind === 'uri');
+    // In their one spelling (DNS lower case, IP canonical), as the policy compares them.
+    const names = [...new Set(request.names.map((name) => parseAllowedName(name).written))];
+    const uris = names.filter((name) => name.startsWith('spiffe:'));
     if (uris.length !== 1) throw new RangeError('an enrolment token names exactly one SPIFFE ID (--san spiffe://...), plus any dns: and ip: names');
     if (parseSpiffeId(uris[0]!).trustDomain !== this.#options.trustDomain) throw new RangeError(`${uris[0]} is outside this CA's trust domain ${this.#options.trustDomain}`);
     const now = this.#options.clock();

@@ -1,14 +1,16 @@
 /**
  * What the CA keeps in the durable store: its own certificates and sealed
  * keys (`ca_authorities`, one record per CA certificate, by key id), and
- * every certificate it issued (`ca_certificates`, by serial). Both are
- * typed collections: a record that does not match is an error, never a cast.
+ * every certificate it issued (`ca_certificates`, by serial), and the one
+ * record `ca init` claims (`ca_initialisation`). All are typed
+ * collections: a record that does not match is an error, never a cast.
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { collection, typeboxCodec, type Collection, type RecordStore } from '../store/index.ts';
 
 const AUTHORITIES = 'ca_authorities';
 const CERTIFICATES = 'ca_certificates';
+const INITIALISATION = 'ca_initialisation';
 
 const AuthoritySchema = Type.Object({
   role: Type.Union([Type.Literal('root'), Type.Literal('intermediate')]),
@@ -47,11 +49,20 @@ const CertificateSchema = Type.Object({
 });
 export type CertificateRecord = Static<typeof CertificateSchema>;
 
+/** `ca init` claims this one record first: two racing initialisations make roots with different ids, so only a fixed id can have one winner. */
+const InitialisationSchema = Type.Object({ root: Type.String(), createdAt: Type.Number() });
+export type InitialisationRecord = Static<typeof InitialisationSchema>;
+export const INITIALISATION_ID = 'ca';
+
 export type AuthorityCollection = Collection<AuthorityRecord>;
-export type CertificateCollection = Collection<CertificateRecord, 'revoked-by'>;
+export type CertificateCollection = Collection<CertificateRecord, 'revoked_by'>;
 
 export function authorityRecords(records: RecordStore): AuthorityCollection {
   return collection(records, { name: AUTHORITIES, codec: typeboxCodec(AuthoritySchema) });
+}
+
+export function initialisationRecords(records: RecordStore): Collection<InitialisationRecord> {
+  return collection(records, { name: INITIALISATION, codec: typeboxCodec(InitialisationSchema) });
 }
 
 export function certificateRecords(records: RecordStore): CertificateCollection {
@@ -59,6 +70,6 @@ export function certificateRecords(records: RecordStore): CertificateCollection 
     name: CERTIFICATES,
     codec: typeboxCodec(CertificateSchema),
     // The revoked certificates of one issuer: what its CRL lists.
-    indexes: { 'revoked-by': (value) => (value.revokedAt === undefined ? null : value.issuer) },
+    indexes: { revoked_by: (value) => (value.revokedAt === undefined ? null : value.issuer) },
   });
 }
