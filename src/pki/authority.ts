@@ -11,7 +11,7 @@
  * refresh) and are re-read by every instance on their events and on a
  * short poll.
  */
-import { createPublicKey, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import type { KeyVault } from '../crypto/index.ts';
 import type { DomainEvents, EventContext, EventSubscriptions } from '../events/index.ts';
 import { freshFor } from '../events/index.ts';
@@ -434,11 +434,11 @@ export class CertificateAuthority {
       issuer: active.signer!,
       profile: { kind: 'workload', names: { uris: [names.spiffeId], dns: names.dns, ips: names.ips }, keyKind, crlUrl: `${this.#options.issuer.replace(/\/$/, '')}/ca/crl/${active.id}` },
     });
-    const facts = certificateFacts(der);
-    const record: CertificateRecord = { spiffeId: names.spiffeId, dns: [...names.dns], ips: [...names.ips], notBefore, notAfter, sha256: facts.sha256, issuer: active.id, certificate: der.toString('base64'), requestedBy };
+    const sha256 = createHash('sha256').update(der).digest('hex');
+    const record: CertificateRecord = { spiffeId: names.spiffeId, dns: [...names.dns], ips: [...names.ips], notBefore, notAfter, sha256, issuer: active.id, certificate: der.toString('base64'), requestedBy };
     if (!(await this.#certificates.create(serialHex(serial), record))) throw new Error('a random 127-bit serial collided; this does not happen');
     const certificatePem = toPem('CERTIFICATE', der);
-    return { serial: serialHex(serial), spiffeId: names.spiffeId, notBefore: new Date(notBefore), notAfter: new Date(notAfter), certificatePem, chainPem: certificatePem + active.pem, sha256: facts.sha256 };
+    return { serial: serialHex(serial), spiffeId: names.spiffeId, notBefore: new Date(notBefore), notAfter: new Date(notAfter), certificatePem, chainPem: certificatePem + active.pem, sha256 };
   }
 
   #auditDetail(issued: IssuedCertificate, requestedBy: string): Record<string, string> {

@@ -251,10 +251,12 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'ca',
-      needs: ['pki', 'oauth', 'events', 'telemetry'],
+      needs: ['config', 'pki', 'oauth', 'events', 'telemetry'],
       // The mTLS listener's trust and certificate: the built-in CA, unless the caller supplies another (tests).
       start: async (services) => {
         if (settings.listenerAuthority !== undefined) return settings.listenerAuthority;
+        // Only the mTLS listener uses it.
+        if (services.get('config').tls.mtlsPort === undefined) return undefined;
         const { authority } = services.get('pki');
         // Without a CA the listener would trust no client certificate at all: say so at start, not at the first handshake.
         if (!authority.initialised) throw new ConfigError('tls.mtlsPort is set, but the built-in CA is not initialised: run `portcullis ca init` (the CA issues the client certificates the mTLS listener trusts)');

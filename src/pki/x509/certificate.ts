@@ -5,10 +5,9 @@
  * workloads, and the workload's X509-SVID (SPIFFE X509-SVID specification,
  * sections 4 and 5).
  */
-import { createHash, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { createHash, randomBytes, type KeyObject } from 'node:crypto';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import {
-  AlgorithmIdentifier,
   AttributeTypeAndValue,
   AttributeValue,
   AuthorityKeyIdentifier,
@@ -42,7 +41,8 @@ import {
   id_kp_clientAuth,
   id_kp_serverAuth,
 } from '@peculiar/asn1-x509';
-import { CA_SIGNATURE_OID, type KeyKind } from './keys.ts';
+import type { KeyKind } from './keys.ts';
+import { caSignatureAlgorithm, signStructure } from './signed.ts';
 import { NO_NAMES, fromGeneralNames, toGeneralNames, type SubjectNames } from './names.ts';
 
 /** Who signs: its subject name, its key identifier, its private key (ECDSA P-256). */
@@ -120,20 +120,17 @@ export function buildCertificate(template: CertificateTemplate): Buffer {
   const subjectKeyId = keyIdentifier(template.spki);
   const signerKey = template.issuer?.privateKey ?? template.selfKey;
   if (signerKey === undefined) throw new TypeError('a certificate needs an issuer or, self-signed, its own key');
-  const signature = new AlgorithmIdentifier({ algorithm: CA_SIGNATURE_OID });
   const tbs = new TBSCertificate({
     version: Version.v3,
     serialNumber: new Uint8Array(template.serial).buffer,
-    signature,
+    signature: caSignatureAlgorithm(),
     issuer: template.issuer?.subject ?? template.subject,
     validity: new Validity({ notBefore: template.notBefore, notAfter: template.notAfter }),
     subject: template.subject,
     subjectPublicKeyInfo: AsnConvert.parse(template.spki, SubjectPublicKeyInfo),
     extensions: new Extensions(profileExtensions(template, subjectKeyId, template.issuer?.keyId ?? subjectKeyId)),
   });
-  const tbsDer = Buffer.from(AsnConvert.serialize(tbs));
-  const signatureValue = sign('sha256', tbsDer, { key: signerKey, dsaEncoding: 'der' });
-  return Buffer.from(AsnConvert.serialize(new Certificate({ tbsCertificate: tbs, signatureAlgorithm: signature, signatureValue: new Uint8Array(signatureValue).buffer })));
+  return signStructure(new Uint8Array(AsnConvert.serialize(tbs)), signerKey);
 }
 
 export interface CertificateFacts {

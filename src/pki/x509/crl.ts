@@ -4,15 +4,12 @@
  * (section 5.2.3), the authority key identifier (5.2.1) and a reason code
  * per entry (5.3.1).
  */
-import { sign } from 'node:crypto';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import {
-  AlgorithmIdentifier,
   AuthorityKeyIdentifier,
   CRLNumber,
   CRLReason,
   CRLReasons,
-  CertificateList,
   Extension,
   KeyIdentifier,
   RevokedCertificate,
@@ -24,7 +21,7 @@ import {
   id_ce_cRLReasons,
 } from '@peculiar/asn1-x509';
 import type { Signer } from './certificate.ts';
-import { CA_SIGNATURE_OID } from './keys.ts';
+import { caSignatureAlgorithm, signStructure } from './signed.ts';
 
 /** RFC 5280 section 5.3.1 reasons the CA records (certificateHold is not offered: a revocation here is final). */
 export const REVOCATION_REASONS = ['unspecified', 'keyCompromise', 'cACompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation', 'privilegeWithdrawn'] as const;
@@ -47,10 +44,9 @@ export interface CrlTemplate {
 const extension = (extnID: string, value: unknown) => new Extension({ extnID, critical: false, extnValue: new OctetString(AsnConvert.serialize(value)) });
 
 export function buildCrl(template: CrlTemplate): Buffer {
-  const signature = new AlgorithmIdentifier({ algorithm: CA_SIGNATURE_OID });
   const tbs = new TBSCertList({
     version: Version.v2,
-    signature,
+    signature: caSignatureAlgorithm(),
     issuer: template.issuer.subject,
     thisUpdate: new Time(template.thisUpdate),
     nextUpdate: new Time(template.nextUpdate),
@@ -67,7 +63,5 @@ export function buildCrl(template: CrlTemplate): Buffer {
     }),
     crlExtensions: [extension(id_ce_authorityKeyIdentifier, new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(template.issuer.keyId) })), extension(id_ce_cRLNumber, new CRLNumber(template.number))],
   });
-  const tbsDer = Buffer.from(AsnConvert.serialize(tbs));
-  const value = sign('sha256', tbsDer, { key: template.issuer.privateKey, dsaEncoding: 'der' });
-  return Buffer.from(AsnConvert.serialize(new CertificateList({ tbsCertList: tbs, signatureAlgorithm: signature, signature: new Uint8Array(value).buffer })));
+  return signStructure(new Uint8Array(AsnConvert.serialize(tbs)), template.issuer.privateKey);
 }
