@@ -11,6 +11,12 @@ import assert from 'node:assert/strict';
 import { authorizationServerMetadata, openIdProviderMetadata } from '../../src/oauth/discovery.ts';
 import { validateClientMetadata } from '../../src/oauth/index.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from '../support/process.ts';
+import { TestAuthority } from '../support/listener-authority.ts';
+import { OpensslCa } from '../support/openssl-ca.ts';
 
 async function call(server: TestServer, method: string, path: string, body?: unknown, token?: string) {
   const response = await fetch(`${server.url}${path}`, {
@@ -99,21 +105,27 @@ describe('RFC 8705 dynamic registration', () => {
 
 describe('RFC 8705 section 5: mtls_endpoint_aliases', () => {
   let server: TestServer;
+  let mtlsPort: number;
+  const caDir = mkdtempSync(join(tmpdir(), 'portcullis-aliases-ca-'));
   before(async () => {
-    server = await startTestServer({ fixedPort: true, overrides: { tls: { mtlsPort: 8443 } } });
+    mtlsPort = await freePort();
+    // An openssl-made CA gives the mTLS listener its trust and certificate (the built-in CA would need `ca init` first).
+    const listenerAuthority = new TestAuthority(OpensslCa.create(caDir, 'aliases test CA'));
+    server = await startTestServer({ fixedPort: true, overrides: { tls: { mtlsPort } }, listenerAuthority });
   });
   after(async () => {
     await server.close();
+    rmSync(caDir, { recursive: true, force: true });
   });
 
   it('names each certificate-taking endpoint on the mTLS port of the issuer\'s host, in both documents', async () => {
     const host = new URL(server.running.authorizationServer.issuer).hostname;
     const expected = {
-      token_endpoint: `https://${host}:8443/token`,
-      revocation_endpoint: `https://${host}:8443/revoke`,
-      introspection_endpoint: `https://${host}:8443/introspect`,
-      userinfo_endpoint: `https://${host}:8443/userinfo`,
-      pushed_authorization_request_endpoint: `https://${host}:8443/par`,
+      token_endpoint: `https://${host}:${mtlsPort}/token`,
+      revocation_endpoint: `https://${host}:${mtlsPort}/revoke`,
+      introspection_endpoint: `https://${host}:${mtlsPort}/introspect`,
+      userinfo_endpoint: `https://${host}:${mtlsPort}/userinfo`,
+      pushed_authorization_request_endpoint: `https://${host}:${mtlsPort}/par`,
     };
     for (const path of ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration']) {
       const metadata = (await (await fetch(`${server.url}${path}`)).json()) as Record<string, unknown>;

@@ -56,7 +56,7 @@ export interface TestServer {
  * directory and captured logs.
  */
 export async function startTestServer(
-  options: { overrides?: ConfigInput; env?: Record<string, string>; plugins?: FastifyPluginAsync[]; fixedPort?: boolean; clock?: Clock; backend?: TestBackend; hooks?: StartOptions['hooks'] } = {},
+  options: { overrides?: ConfigInput; env?: Record<string, string>; plugins?: FastifyPluginAsync[]; fixedPort?: boolean; clock?: Clock; backend?: TestBackend; hooks?: StartOptions['hooks']; listenerAuthority?: StartOptions['listenerAuthority'] } = {},
 ): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-server-'));
   const cleanups: (() => Promise<void>)[] = [];
@@ -72,7 +72,7 @@ export async function startTestServer(
   const port = options.fixedPort === true ? await freePort() : 0;
   const config = loadConfig({ env, overrides: { port, dataDir, log: { level: 'info' }, ...options.overrides } });
   const logs = new CapturedLogs();
-  const running = await startPortcullis(config, { logDestination: logs.stream, ...(options.plugins && { plugins: options.plugins }), ...(options.clock !== undefined && { clock: options.clock }), ...(options.hooks !== undefined && { hooks: options.hooks }) });
+  const running = await startPortcullis(config, { logDestination: logs.stream, ...(options.plugins && { plugins: options.plugins }), ...(options.clock !== undefined && { clock: options.clock }), ...(options.hooks !== undefined && { hooks: options.hooks }), ...(options.listenerAuthority !== undefined && { listenerAuthority: options.listenerAuthority }) });
   return {
     url: running.url,
     running,
