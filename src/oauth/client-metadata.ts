@@ -19,7 +19,7 @@
  */
 import { X509Certificate, createPublicKey } from 'node:crypto';
 import { MIN_RSA_MODULUS_BITS, SIGNING_ALGORITHMS, algorithmsFor, type SigningAlgorithm } from '../crypto/index.ts';
-import { parseAllowedName } from '../pki/index.ts';
+import { parseAllowedName, selfSignedClientProblem } from '../pki/index.ts';
 import { TLS_SUBJECT_FIELDS, tlsSubjectProblem, type TlsSubjectField } from './mtls.ts';
 
 export type TokenEndpointAuthMethod = 'none' | 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'tls_client_auth' | 'self_signed_tls_client_auth';
@@ -214,6 +214,15 @@ export function validateClientMetadata(input: unknown, options: ValidateClientMe
   // x5c of a JWK (jwks_uri is not supported here, see above).
   if (authMethod === 'self_signed_tls_client_auth' && !(jwks?.keys.some((key) => key['x5c'] !== undefined) ?? false)) {
     throw metadataError('token_endpoint_auth_method self_signed_tls_client_auth needs jwks with the client\'s certificate as the x5c of a key (RFC 8705 section 2.2.2)');
+  }
+  // The mTLS listener trusts a registered self-signed certificate as itself: it must not be able to issue others.
+  if (authMethod === 'self_signed_tls_client_auth') {
+    for (const [index, key] of (jwks?.keys ?? []).entries()) {
+      const first = Array.isArray(key['x5c']) ? (key['x5c'] as unknown[])[0] : undefined;
+      if (typeof first !== 'string') continue;
+      const problem = selfSignedClientProblem(Buffer.from(first, 'base64'));
+      if (problem !== undefined) throw metadataError(`jwks.keys[${index}].x5c[0] ${problem} (RFC 8705 section 2.2: the client's own self-signed certificate)`);
+    }
   }
   const tlsSubject = checkTlsSubject(fields, authMethod);
   const certificateBound = flag(fields, 'tls_client_certificate_bound_access_tokens');

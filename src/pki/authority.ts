@@ -32,6 +32,10 @@ const ROOT_LIFETIME_MS = 10 * YEAR_MS;
 const INTERMEDIATE_LIFETIME_MS = YEAR_MS;
 /** Certificates start a minute early, so a verifier whose clock is a little behind accepts a fresh one. */
 const BACKDATE_MS = 60_000;
+/** Compare-and-set rounds a CRL re-signing may lose to concurrent ones before it gives up. */
+const CRL_WRITE_ATTEMPTS = 32;
+/** The shortest lifetime an issued certificate may have. */
+const MIN_LIFETIME_MS = 60_000;
 /** How often CA records are re-read without an event (the CLI revokes and rotates from another process). */
 const POLL_MS = 1000;
 
@@ -216,6 +220,8 @@ export class CertificateAuthority {
     const now = this.#options.clock();
     if (stored.data.revokedAt !== undefined) throw new AuthorityError('certificate_revoked', 'the presented certificate is revoked; enrol again');
     if (stored.data.notAfter <= now) throw new AuthorityError('certificate_expired', 'the presented certificate has expired; enrol again');
+    // A listener's own certificate is renewed by the listener (a fresh key each time), never through this route.
+    if (stored.data.requestedBy === 'instance') throw new AuthorityError('unknown_certificate', 'a Portcullis listener certificate is not renewed through /ca/renew');
     const allowed = [stored.data.spiffeId, ...stored.data.dns.map((name) => `dns:${name}`), ...stored.data.ips.map((ip) => `ip:${ip}`)];
     let spki = facts.spki;
     let kind: KeyKind;
@@ -306,7 +312,7 @@ export class CertificateAuthority {
         const jwk = createPublicKeyJwk(authority.facts.spki);
         return { ...jwk, use: 'x509-svid', x5c: [authority.der.toString('base64')] };
       }),
-      spiffe_sequence: authorities.reduce((sum, authority) => sum + authority.version, 0),
+      spiffe_sequence: bundleSequence(this.#loaded, now),
       spiffe_refresh_hint: Math.max(1, Math.floor(this.#options.crlTtlMs / 1000)),
     };
   }
@@ -355,24 +361,27 @@ export class CertificateAuthority {
   /** Re-reads the CA records; trust listeners are told when what they trust changed. */
   async refresh(): Promise<void> {
     const stored = await this.#authorities.list({ limit: 1000 });
-    this.#readAt = this.#options.clock();
-    const fingerprint = stored.map((item) => `${item.id}@${item.version}`).join(',');
-    if (fingerprint === this.#fingerprint) return;
-    const previous = new Map(this.#loaded.map((authority) => [authority.id, authority]));
-    this.#loaded = stored.map((item) => {
-      const known = previous.get(item.id);
-      return known !== undefined && known.version === item.version ? known : loadAuthority(item, this.#options.vault);
-    });
-    // A revocation re-signs its issuer's CRL, so the fingerprint moves with every revocation.
-    const revoked = new Set<string>();
     const now = this.#options.clock();
+    this.#readAt = now;
+    const fingerprint = stored.map((item) => `${item.id}@${item.version}`).join(',');
+    const recordsChanged = fingerprint !== this.#fingerprint;
+    if (recordsChanged) {
+      const previous = new Map(this.#loaded.map((authority) => [authority.id, authority]));
+      this.#loaded = stored.map((item) => {
+        const known = previous.get(item.id);
+        return known !== undefined && known.version === item.version ? known : loadAuthority(item, this.#options.vault);
+      });
+      this.#fingerprint = fingerprint;
+    }
+    // Read on every re-read, not only when a CRL was re-signed: a revocation whose re-signing failed (or whose process died in between) is still enforced.
+    const revoked = new Set<string>();
     for (const authority of this.#loaded) {
       for (const item of await this.#certificates.findAllBy('revoked_by', authority.id)) if (item.data.notAfter > now) revoked.add(item.id);
     }
+    const revokedChanged = revoked.size !== this.#revoked.size || [...revoked].some((serial) => !this.#revoked.has(serial));
     this.#revoked = revoked;
-    this.#fingerprint = fingerprint;
     // Listeners come after open()'s first read, so each change is news to them: the first CA too (`ca init` after they started).
-    for (const listener of this.#trustListeners) listener();
+    if (recordsChanged || revokedChanged) for (const listener of this.#trustListeners) listener();
   }
 
   /** Background upkeep: re-read the CA records, re-sign CRLs before their nextUpdate. */
@@ -412,7 +421,7 @@ export class CertificateAuthority {
 
   #ttl(requested: number | undefined): number {
     if (requested === undefined) return this.#options.defaultTtlMs;
-    if (!Number.isSafeInteger(requested) || requested < 60_000) throw new CertificateRequestError('lifetime_too_long', 'a certificate lives at least one minute');
+    if (!Number.isSafeInteger(requested) || requested < MIN_LIFETIME_MS) throw new CertificateRequestError('lifetime_too_long', 'a certificate lives at least one minute');
     if (requested > this.#options.maxTtlMs) throw new CertificateRequestError('lifetime_too_long', `the longest lifetime this CA issues is ${Math.floor(this.#options.maxTtlMs / 1000)} seconds (pki.maxTtl)`);
     return requested;
   }
@@ -421,6 +430,8 @@ export class CertificateAuthority {
     await this.#fresh();
     const active = this.#active();
     const now = this.#options.clock();
+    // An intermediate near its end would sign certificates that die with it (or, past it, already invalid ones).
+    if (active.record.notAfter - now < MIN_LIFETIME_MS) throw new AuthorityError('not_initialised', 'the signing intermediate has (nearly) expired: run `portcullis ca rotate`');
     const notBefore = Math.max(now - BACKDATE_MS, active.facts.notBefore.getTime());
     // RFC 5280 section 6.1.3: nothing outlives the CA that signed it.
     const notAfter = Math.min(now + ttlMs, active.record.notAfter);
@@ -467,7 +478,13 @@ export class CertificateAuthority {
         const der = buildCrl({ issuer: signer, number, thisUpdate: new Date(now), nextUpdate: new Date(nextUpdate), revoked: revoked.map((item) => ({ serial: item.id, revokedAt: new Date(item.data.revokedAt!), reason: (item.data.reason ?? 'unspecified') as RevocationReason })) });
         return { kind: 'write', value: { ...current.data, crl: der.toString('base64'), crlNumber: number, crlNextUpdate: nextUpdate }, result: undefined };
       },
-      { attempts: 5, exhausted: () => undefined },
+      {
+        // Each round one writer wins, and every winner re-read the revoked list: as many rounds as writers at once, with room.
+        attempts: CRL_WRITE_ATTEMPTS,
+        exhausted: () => {
+          throw new Error(`the CRL could not be re-signed: other writers won ${CRL_WRITE_ATTEMPTS} times in a row (the revocation stands and is enforced; the CRL follows at the next re-signing)`);
+        },
+      },
     );
   }
 
@@ -499,6 +516,20 @@ export function normaliseSerial(text: string): string | undefined {
   const clean = text.trim().toLowerCase().replace(/:/g, '');
   if (!/^[0-9a-f]{1,40}$/.test(clean)) return undefined;
   return serialHex(Buffer.from(clean.length % 2 === 0 ? clean : `0${clean}`, 'hex'));
+}
+
+/**
+ * SPIFFE Trust Domain and Bundle section 4.1.1: the sequence only grows.
+ * The bundle changes when a CA certificate is made (createdAt) or leaves it
+ * (servedUntil or notAfter passed): the latest such moment, in seconds.
+ */
+function bundleSequence(authorities: readonly LoadedAuthority[], now: number): number {
+  let latest = 0;
+  for (const { record } of authorities) {
+    latest = Math.max(latest, record.createdAt);
+    for (const leftAt of [record.servedUntil, record.notAfter]) if (leftAt !== undefined && leftAt <= now) latest = Math.max(latest, leftAt);
+  }
+  return Math.floor(latest / 1000);
 }
 
 function sameKey(privateKey: KeyObject, spki: Buffer): boolean {

@@ -12,5 +12,5 @@ export { canonicalIp } from './x509/names.ts';
 export { caSettings, type CaSettings } from './settings.ts';
 export { CertificateRequestError, type RequestRefusal } from './x509/errors.ts';
 export { REVOCATION_REASONS, type RevocationReason } from './x509/crl.ts';
-export { certificateFacts, type CertificateFacts } from './x509/certificate.ts';
+export { certificateFacts, isSelfIssued, selfSignedClientProblem, type CertificateFacts } from './x509/certificate.ts';
 export { fromPem, toPem } from './x509/pem.ts';

@@ -18,6 +18,9 @@ export interface GrantedNames {
   readonly ips: readonly string[];
 }
 
+/** SPIFFE IDs under this path name Portcullis' own listeners. */
+export const RESERVED_PATH = '/portcullis';
+
 /** Longest allowed name as written (a SPIFFE ID is at most 2048 bytes). */
 const MAX_NAME_LENGTH = 2048;
 
@@ -45,6 +48,7 @@ export function parseAllowedName(text: string): AllowedName {
       throw new TypeError(`a SPIFFE ID is spiffe://trust-domain/path: ${(error as Error).message}`);
     }
     if (id.path === '') throw new TypeError("a workload's SPIFFE ID needs a path (spiffe://trust-domain/workload); the bare trust domain names no workload");
+    if (id.path === RESERVED_PATH || id.path.startsWith(`${RESERVED_PATH}/`)) throw new TypeError(`SPIFFE IDs under ${RESERVED_PATH} are reserved for Portcullis' own listeners`);
     return { kind: 'uri', value: text, written: text };
   }
   if (text.startsWith('dns:')) {
@@ -83,6 +87,8 @@ export function grantListedNames(names: SubjectNames, allowed: readonly string[]
   }
   if (parsed.trustDomain !== trustDomain) throw new CertificateRequestError('name_not_permitted', `${spiffeId} is outside this CA's trust domain ${trustDomain}`);
   if (parsed.path === '') throw new CertificateRequestError('spiffe_id_required', 'the SPIFFE ID needs a workload path');
+  // Portcullis' own listeners are /portcullis/...: a workload certificate (which may serve TLS) never names them.
+  if (parsed.path === RESERVED_PATH || parsed.path.startsWith(`${RESERVED_PATH}/`)) throw new CertificateRequestError('name_not_permitted', `${spiffeId} is reserved for Portcullis itself`);
   // The caller's names in their one spelling (parseAllowedName), so `ip:::1` and `ip:0:0::1` are one name.
   const permitted = new Set(allowed.flatMap((name) => {
     try {

@@ -15,7 +15,7 @@
 import { createHash, type X509Certificate } from 'node:crypto';
 import type { EventSubscriptions } from '../events/index.ts';
 import type { ClientRegistry } from '../oauth/index.ts';
-import type { CertificateAuthority } from '../pki/index.ts';
+import { isSelfIssued, selfSignedClientProblem, type CertificateAuthority } from '../pki/index.ts';
 import type { ListenerAuthority } from './listener-authority.ts';
 
 /** How often registered self-signed client certificates are read again without an event. */
@@ -41,11 +41,14 @@ export async function caListenerAuthority(options: { readonly authority: Certifi
     for (;;) {
       const page = await clients.list({ limit: 500, ...(after !== undefined && { after }) });
       for (const client of page) {
-        if (client.token_endpoint_auth_method !== 'self_signed_tls_client_auth') continue;
+        // Only clients an operator vouched for: a pending registration adds nothing to what the listener trusts.
+        if (client.token_endpoint_auth_method !== 'self_signed_tls_client_auth' || client.approved !== true) continue;
         for (const key of client.jwks?.keys ?? []) {
           const first = Array.isArray(key['x5c']) ? (key['x5c'] as unknown[])[0] : undefined;
           if (typeof first !== 'string') continue;
           const der = Buffer.from(first, 'base64');
+          // Registration refuses a certificate that could issue others; records from before that rule are checked here.
+          if (selfSignedClientProblem(der) !== undefined) continue;
           next.set(createHash('sha256').update(der).digest('hex'), `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/.{1,64}/g, '$&\n')}-----END CERTIFICATE-----\n`);
         }
       }
@@ -74,7 +77,7 @@ export async function caListenerAuthority(options: { readonly authority: Certifi
     },
     issueServerCertificate: (request) => authority.issueServerCertificate(request),
     refuses(certificate: X509Certificate) {
-      if (certificate.checkIssued(certificate)) return !selfSigned.has(createHash('sha256').update(certificate.raw).digest('hex'));
+      if (isSelfIssued(certificate)) return !selfSigned.has(createHash('sha256').update(certificate.raw).digest('hex'));
       return authority.isRevoked(certificate.serialNumber);
     },
     reload,

@@ -5,7 +5,7 @@
  * options a TLS server is built and rebuilt from, so a bad file is refused
  * while the old context keeps serving.
  */
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { X509Certificate, constants, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { ConfigError } from '../config/index.ts';
@@ -35,10 +35,15 @@ export interface ClientTrust {
  * and forgets the rest (a missing `ca` falls back to the public root store,
  * a missing `minVersion` to the default), so every swap passes all of it.
  */
+/** RFC 5746 made renegotiation safe, not needed: nothing here uses it, and a client certificate must not change mid-connection. */
+const NO_RENEGOTIATION = constants.SSL_OP_NO_RENEGOTIATION;
+
 export interface TlsServerOptions {
   readonly cert: Buffer;
   readonly key: Buffer;
   readonly minVersion: 'TLSv1.2';
+  /** OpenSSL options: renegotiation off. */
+  readonly secureOptions: number;
   readonly ca?: string[];
   readonly crl?: string[];
   readonly requestCert?: boolean;
@@ -98,7 +103,8 @@ export function readTlsFiles(files: TlsFiles): TlsMaterial {
  * WebSocket upgrade (RFC 6455 section 4, an HTTP/1.1 mechanism) works.
  */
 export function tlsServerOptions(material: TlsMaterial, trust?: ClientTrust): TlsServerOptions {
-  const base = { cert: material.cert, key: material.key, minVersion: 'TLSv1.2' } as const;
+  // No TLS 1.2 renegotiation: the client certificate is checked once per connection, so it must not change within one.
+  const base = { cert: material.cert, key: material.key, minVersion: 'TLSv1.2', secureOptions: NO_RENEGOTIATION } as const;
   if (trust === undefined) return base;
   return {
     ...base,
@@ -117,6 +123,7 @@ export function secureContextOptions(options: TlsServerOptions): SecureContextOp
     cert: options.cert,
     key: options.key,
     minVersion: options.minVersion,
+    secureOptions: options.secureOptions,
     ...(options.ca !== undefined && { ca: options.ca }),
     // Node reads CRLs as PEM only. With the first one it checks every certificate of a chain (CRL_CHECK_ALL).
     ...(options.crl !== undefined && options.crl.length > 0 && { crl: options.crl }),

@@ -11,7 +11,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { throttledFor, type FailureAggregator } from '../audit/index.ts';
 import { parseDuration } from '../config/index.ts';
 import type { AccessTokenClaims, AuthorizationServer } from '../oauth/index.ts';
-import { AuthorityError, CertificateRequestError, type EnrolmentGrant, type IssuedCertificate } from '../pki/index.ts';
+import { AuthorityError, CertificateRequestError, isSelfIssued, type EnrolmentGrant, type IssuedCertificate } from '../pki/index.ts';
 import type { Pki } from '../runtime/index.ts';
 import { presentedBearer } from './admin-auth.ts';
 import { HttpError, type ErrorCode } from './errors.ts';
@@ -147,7 +147,9 @@ export const caRoutes: FastifyPluginAsync<CaRoutesOptions> = async (app, options
 export function peerCertificate(request: FastifyRequest): Buffer | undefined {
   const socket = request.raw.socket as Partial<TLSSocket>;
   if (socket.authorized !== true || typeof socket.getPeerX509Certificate !== 'function') return undefined;
-  return socket.getPeerX509Certificate()?.raw;
+  const certificate = socket.getPeerX509Certificate();
+  // A registered self-signed client certificate is trusted as itself, never as one this CA issued.
+  return certificate === undefined || isSelfIssued(certificate) ? undefined : certificate.raw;
 }
 
 /**

@@ -14,6 +14,7 @@ import { TLSSocket } from 'node:tls';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyFormbody from '@fastify/formbody';
 import { ENDPOINT_PATHS, endpointUrl, type AuthorizationServer, type ClientCertificate } from '../oauth/index.ts';
+import { isSelfIssued } from '../pki/index.ts';
 import type { PortcullisRouteConfig } from './error-handler.ts';
 
 export interface OAuthRoutesOptions {
@@ -41,7 +42,9 @@ function clientCertificate(request: FastifyRequest): { clientCertificate?: Clien
   const socket = request.raw.socket;
   if (!(socket instanceof TLSSocket)) return {};
   const x509 = socket.getPeerX509Certificate();
-  return x509 === undefined ? {} : { clientCertificate: { x509, chainVerified: socket.authorized } };
+  // A self-issued certificate passes the handshake only as a registered self-signed one (RFC 8705 section 2.2):
+  // it is never a certificate a CA vouched for, whatever `authorized` says.
+  return x509 === undefined ? {} : { clientCertificate: { x509, chainVerified: socket.authorized === true && !isSelfIssued(x509) } };
 }
 
 /**

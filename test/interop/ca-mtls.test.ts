@@ -25,6 +25,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { connect as tlsConnect } from 'node:tls';
 import { loadConfig } from '../../src/config/index.ts';
 import { validateClientMetadata } from '../../src/oauth/index.ts';
 import { startPortcullis, type RunningPortcullis } from '../../src/server/index.ts';
@@ -171,6 +172,70 @@ describe('the built-in CA with its mTLS listener, through openssl and curl', () 
     assert.match(otherCertificate.body, /invalid-token/);
     const noCertificate = await curl([...sign, `${running.url}/ca/sign`]);
     assert.equal(noCertificate.status, 401, 'a bound token without its certificate');
+  });
+
+  it('security review: a registered self-signed certificate is trusted as itself only, never as a CA-vouched name; one that could issue is refused', async () => {
+    const victim = `spiffe://${TD}/ns/prod/sa/ledger`;
+    const victimId = (
+      await running.authorizationServer.clients.register(
+        validateClientMetadata({ client_name: 'ledger', grant_types: ['client_credentials'], scope: 'ca:issue', token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_san_uri: victim }, { allowedScopes: ['ca:issue'], defaultSigningAlgorithm: 'EdDSA' }),
+        { actor: 'test' },
+        { approved: true },
+      )
+    ).client.client_id;
+    // The attacker's own self-signed certificate names the victim's SPIFFE ID; even approved, it is trusted only as itself.
+    const selfSigned = async (name: string, extensions: string[]) => {
+      const keyFile = join(files, `${name}.key`);
+      const certFile = join(files, `${name}.pem`);
+      await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', `/CN=${name}`, ...extensions.flatMap((extension) => ['-addext', extension])]);
+      return { certFile, keyFile, x509: new X509Certificate(readFileSync(certFile)) };
+    };
+    const forged = await selfSigned('forged', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature', `subjectAltName=URI:${victim}`]);
+    const jwk = { ...forged.x509.publicKey.export({ format: 'jwk' }), x5c: [forged.x509.raw.toString('base64')] };
+    const attackerId = (
+      await running.authorizationServer.clients.register(
+        validateClientMetadata({ client_name: 'attacker', grant_types: ['client_credentials'], scope: 'ca:issue', token_endpoint_auth_method: 'self_signed_tls_client_auth', jwks: { keys: [jwk] } }, { allowedScopes: ['ca:issue'], defaultSigningAlgorithm: 'EdDSA' }),
+        { actor: 'test' },
+        { approved: true },
+      )
+    ).client.client_id;
+    const withForged = ['--cacert', bundleFile, '--cert', forged.certFile, '--key', forged.keyFile];
+    const grant = (clientId: string) => ['--data-urlencode', 'grant_type=client_credentials', '--data-urlencode', `client_id=${clientId}`, `${mtlsUrl}/token`];
+    // The listener reads registered self-signed certificates on client events and on a poll: wait until it trusts this one.
+    const deadline = Date.now() + 10_000;
+    let own = await curl([...withForged, ...grant(attackerId)]);
+    while (own.status !== 200 && Date.now() < deadline) own = await curl([...withForged, ...grant(attackerId)]);
+    assert.equal(own.status, 200, `as itself it authenticates: ${own.body}`);
+    const impersonation = await curl([...withForged, ...grant(victimId)]);
+    assert.equal(impersonation.status, 401, 'the victim\'s name in a self-signed certificate does not make it the victim');
+    assert.equal((JSON.parse(impersonation.body) as { error: string }).error, 'invalid_client');
+
+    for (const [name, extensions] of [
+      ['issuer-ca', ['basicConstraints=critical,CA:TRUE', `subjectAltName=URI:${victim}`]],
+      ['issuer-no-constraints', [`subjectAltName=URI:${victim}`]],
+      ['issuer-keycertsign', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyCertSign']],
+    ] as const) {
+      const certificate = await selfSigned(name, [...extensions]);
+      const key = { ...certificate.x509.publicKey.export({ format: 'jwk' }), x5c: [certificate.x509.raw.toString('base64')] };
+      assert.throws(
+        () => validateClientMetadata({ client_name: name, grant_types: ['client_credentials'], token_endpoint_auth_method: 'self_signed_tls_client_auth', jwks: { keys: [key] } }, { allowedScopes: [], defaultSigningAlgorithm: 'EdDSA' }),
+        /basicConstraints with cA false|keyCertSign/,
+        name,
+      );
+    }
+  });
+
+  it('security review: no TLS 1.2 renegotiation on the mTLS listener (a certificate cannot change inside a checked connection)', async () => {
+    const identity = await enrol('renegotiator', `spiffe://${TD}/ns/prod/sa/renegotiator`);
+    const socket = tlsConnect({ host: '127.0.0.1', port: mtlsPort, ca: readFileSync(bundleFile, 'utf8'), cert: identity.cert, key: identity.key, maxVersion: 'TLSv1.2' });
+    await once(socket, 'secureConnect');
+    const outcome = await new Promise<Error | null>((resolve) => {
+      socket.once('error', resolve);
+      socket.renegotiate({ rejectUnauthorized: true }, (error) => resolve(error ?? null));
+      socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    });
+    socket.destroy();
+    assert.ok(outcome instanceof Error, 'the server refused to renegotiate');
   });
 
   it('curl renews over mTLS: the same identity, a new serial and key', async () => {

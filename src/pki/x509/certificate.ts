@@ -5,7 +5,7 @@
  * workloads, and the workload's X509-SVID (SPIFFE X509-SVID specification,
  * sections 4 and 5).
  */
-import { createHash, randomBytes, type KeyObject } from 'node:crypto';
+import { X509Certificate, createHash, randomBytes, type KeyObject } from 'node:crypto';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import {
   AttributeTypeAndValue,
@@ -171,6 +171,42 @@ export function certificateFacts(der: Uint8Array): CertificateFacts {
     sha256: createHash('sha256').update(der).digest('hex'),
     spki: Buffer.from(AsnConvert.serialize(tbs.subjectPublicKeyInfo)),
   };
+}
+
+/**
+ * Why a certificate may not be registered as a self-signed client
+ * certificate (RFC 8705 section 2.2), or undefined when it may. The mTLS
+ * listener trusts it as itself, so it must not be able to act as an issuer
+ * of anything else: self-signed (its own signature verifies), with
+ * basicConstraints present and cA false, and without keyCertSign (OpenSSL
+ * treats a certificate without basicConstraints as a possible CA).
+ */
+export function selfSignedClientProblem(der: Uint8Array): string | undefined {
+  let certificate: Certificate;
+  try {
+    certificate = AsnConvert.parse(der, Certificate);
+  } catch {
+    return 'is not an X.509 certificate';
+  }
+  const x509 = new X509Certificate(der);
+  // Not X509Certificate#checkIssued: OpenSSL's check also wants keyCertSign, which a client certificate must not have.
+  if (!isSelfIssued(x509) || !x509.verify(x509.publicKey)) return 'is not self-signed (its issuer is not itself, or its signature does not verify with its own key)';
+  const extensions = certificate.tbsCertificate.extensions ?? [];
+  const constraints = extensions.find((item) => item.extnID === id_ce_basicConstraints);
+  if (constraints === undefined || AsnConvert.parse(constraints.extnValue, BasicConstraints).cA) return 'must carry basicConstraints with cA false: a certificate that may be a CA would let its holder vouch for others';
+  const usage = extensions.find((item) => item.extnID === id_ce_keyUsage);
+  if (usage !== undefined && (AsnConvert.parse(usage.extnValue, KeyUsage).toNumber() & (KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign)) !== 0) return 'must not have keyCertSign or cRLSign in its key usage';
+  return undefined;
+}
+
+/**
+ * Issued by itself (RFC 5280 section 3.2: issuer and subject the same
+ * name). This CA's certificates never are (their subject is empty), so on
+ * the mTLS listener a self-issued client certificate is one a client
+ * registered, trusted as itself and never as one the CA vouched for.
+ */
+export function isSelfIssued(certificate: X509Certificate): boolean {
+  return certificate.issuer === certificate.subject;
 }
 
 /** A serial as the CLI and the ledger show it: lowercase hex without leading zero octets. */

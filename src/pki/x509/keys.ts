@@ -5,6 +5,8 @@
  * an exotic curve is the weakest link of every connection it would secure.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { SubjectPublicKeyInfo } from '@peculiar/asn1-x509';
 import { CertificateRequestError } from './errors.ts';
 
 export type KeyKind = 'ec-p256' | 'ec-p384' | 'rsa' | 'ed25519';
@@ -31,6 +33,8 @@ export function acceptPublicKey(spki: Uint8Array): AcceptedKey {
   const details = key.asymmetricKeyDetails ?? {};
   switch (key.asymmetricKeyType) {
     case 'ec': {
+      // RFC 5480 section 2.1.1: the parameters name the curve (an OBJECT IDENTIFIER); explicit curve parameters are not allowed.
+      if (!namesItsCurve(spki)) throw new CertificateRequestError('weak_key', 'the EC key gives its curve as explicit parameters; RFC 5480 allows only a named curve (P-256 or P-384)');
       const kind = details.namedCurve !== undefined ? CURVES[details.namedCurve] : undefined;
       if (kind === undefined) throw new CertificateRequestError('weak_key', `the curve ${details.namedCurve ?? '(unnamed)'} is not accepted: use P-256 or P-384`);
       return { key, kind };
@@ -44,6 +48,16 @@ export function acceptPublicKey(spki: Uint8Array): AcceptedKey {
       return { key, kind: 'ed25519' };
     default:
       throw new CertificateRequestError('weak_key', `a ${key.asymmetricKeyType ?? 'unknown'} key is not accepted: ECDSA P-256 or P-384, RSA of at least 2048 bits, or Ed25519`);
+  }
+}
+
+function namesItsCurve(spki: Uint8Array): boolean {
+  try {
+    const parameters = AsnConvert.parse(spki, SubjectPublicKeyInfo).algorithm.parameters;
+    // DER tag 0x06: OBJECT IDENTIFIER (namedCurve); a SEQUENCE here would be specifiedCurve.
+    return parameters instanceof ArrayBuffer && new Uint8Array(parameters)[0] === 0x06;
+  } catch {
+    return false;
   }
 }
 
