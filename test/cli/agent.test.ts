@@ -18,12 +18,13 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, renewalTime } from '../../src/cli/agent/agent.ts';
 import { backoffDelay } from '../../src/cli/agent/backoff.ts';
-import { HttpCa } from '../../src/cli/agent/ca-client.ts';
-import { AGENT_EXIT, AgentExit, AgentStopped } from '../../src/cli/agent/errors.ts';
+import { HttpCa, type AgentCa } from '../../src/cli/agent/ca-client.ts';
+import { AGENT_EXIT, AgentExit, AgentStopped, CaRefusalError, CaUnavailableError } from '../../src/cli/agent/errors.ts';
 import { TRUST_DOMAIN, caDeployment, spawnAgent, startRenewalListener, type CaDeployment, type RenewalListener } from '../support/ca.ts';
 import { freePort, runBinary, within } from '../support/process.ts';
 
@@ -283,6 +284,29 @@ describe('portcullis agent: renewal over mutual TLS, and revocation', () => {
     assert.ok(existsSync(join(out, 'cert.pem')));
   });
 
+  it('does not renew at a server whose certificate does not chain to the CA: exit 1, one line, files unchanged', async () => {
+    const { out, args } = await enrolled('impostor');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'impostor.key', '-out', 'impostor.pem', '-days', '1', '-subj', '/CN=impostor', '-addext', 'subjectAltName=IP:127.0.0.1'], { cwd: work, stdio: 'ignore' });
+    let asked = false;
+    const impostor = createHttpsServer({ cert: readFileSync(join(work, 'impostor.pem')), key: readFileSync(join(work, 'impostor.key')) }, (_request, response) => {
+      asked = true;
+      response.end();
+    });
+    await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));
+    try {
+      const before = readFileSync(join(out, 'cert.pem'), 'utf8');
+      const renewUrl = `https://127.0.0.1:${(impostor.address() as { port: number }).port}/ca/renew`;
+      const run = await agent([...args.map((arg) => (arg === listener.url ? renewUrl : arg)), '--once'], work);
+      assert.equal(run.code, AGENT_EXIT.refused, run.stderr);
+      assert.deepEqual(errLines(run.stderr), [`portcullis agent: ${new URL(renewUrl).origin} presented a certificate that is not trusted (DEPTH_ZERO_SELF_SIGNED_CERT)`]);
+      assert.equal(asked, false, 'no request reached it');
+      assert.equal(readFileSync(join(out, 'cert.pem'), 'utf8'), before);
+    } finally {
+      impostor.closeAllConnections();
+      await new Promise<void>((resolve) => impostor.close(() => resolve()));
+    }
+  });
+
   it('exits 3 with one line when the renewal route refuses the certificate as revoked (the listener has not yet read the CRL)', async () => {
     const { out, args } = await enrolled('revoked-route');
     const serial = serialOf(join(out, 'cert.pem'));
@@ -410,5 +434,77 @@ describe('agent backoff', () => {
 
   it('AgentStopped is not an exit', () => {
     assert.ok(!(new AgentStopped('x') instanceof AgentExit));
+  });
+});
+
+describe('agent loop: the CA stays down until the certificate expires (fake clock, stub CA)', () => {
+  let work: string;
+  before(() => {
+    work = mkdtempSync(join(tmpdir(), 'portcullis-agent-stub-'));
+    // Any certificate and key do to start with: the stub CA never answers.
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'key.pem', '-out', 'cert.pem', '-days', '1', '-subj', '/CN=stub', '-addext', `subjectAltName=URI:${SVC_A}`], { cwd: work, stdio: 'ignore' });
+  });
+  after(() => rmSync(work, { recursive: true, force: true }));
+
+  function run(credentials: ConstructorParameters<typeof Agent>[0]['credentials']) {
+    const start = Date.now();
+    let now = start;
+    const lines: string[] = [];
+    const waits: number[] = [];
+    const down = () => Promise.reject(new CaUnavailableError('/ca/bundle at https://ca.test is unreachable (ECONNREFUSED)'));
+    const expiry = new X509Certificate(readFileSync(join(work, 'cert.pem'))).validToDate.getTime();
+    const stub: AgentCa = {
+      discover: () => Promise.resolve({ tokenEndpoint: 'https://ca.test/token', mtlsOrigin: 'https://ca.test:8443' }),
+      accessToken: () => Promise.resolve('access-token'),
+      sign: () => Promise.reject(new CaRefusalError('name-not-permitted', '/ca/sign refused (403 name-not-permitted): stub')),
+      renew: down,
+      // Back once the certificate has expired: too late to renew, in time to enrol again.
+      bundle: () => (now < expiry ? down() : Promise.resolve('')),
+      crl: down,
+    };
+    const loop = new Agent({
+      ca: stub,
+      caUrl: 'https://ca.test',
+      credentials,
+      names: { spiffeId: SVC_A, dns: [], ips: [] },
+      outDir: work,
+      once: false,
+      backoff: { initialMs: 1000, capMs: 3_600_000 },
+      crlIntervalMs: 0,
+      clock: () => now,
+      sleep: async (ms) => {
+        waits.push(ms);
+        now += ms;
+        // These sleeps take no time: a loop that never ended would starve the test runner.
+        if (waits.length > 500) throw new Error('the agent never gave up');
+      },
+      random: () => 0.5,
+      out: (line) => lines.push(line),
+      err: (line) => lines.push(line),
+    });
+    return loop.run(new AbortController().signal).then(
+      () => ({ error: undefined as unknown, lines, waits, waited: now - start, expiresIn: expiry - start }),
+      (error: unknown) => ({ error, lines, waits, waited: now - start, expiresIn: expiry - start }),
+    );
+  }
+
+  it('with a token: retries with growing waits, none past the expiry, then exits 4 in one line', async () => {
+    const { error, lines, waits, waited, expiresIn } = await run({ kind: 'token', token: 'unused' });
+    assert.equal(waited, expiresIn, 'the last wait ends at the expiry, not after it');
+    assert.ok(error instanceof AgentExit, String(error));
+    assert.equal(error.exitCode, AGENT_EXIT.expired);
+    assert.match(error.message, /^certificate [0-9a-f]+ expired at \S+ before it could be renewed; enrol again$/);
+    const retries = lines.filter((line) => line.startsWith('retrying in '));
+    assert.ok(retries.length >= 10, lines.join(' | '));
+    assert.equal(retries[0], 'retrying in 0.8s: /ca/bundle at https://ca.test is unreachable (ECONNREFUSED)');
+    const retryWaits = waits.slice(1, -1);
+    for (let index = 1; index < retryWaits.length; index += 1) assert.ok(retryWaits[index]! >= retryWaits[index - 1]!, `waits grow: ${retryWaits.join(', ')}`);
+    assert.equal(readFileSync(join(work, 'cert.pem'), 'utf8').match(/BEGIN CERTIFICATE/g)!.length, 1, 'the files were left alone');
+  });
+
+  it('with client credentials: enrols again once the certificate expired (here refused: exit 1)', async () => {
+    const { error, lines } = await run({ kind: 'client', clientId: 'c_1', secret: 's' });
+    assert.ok(error instanceof AgentExit, String(error));
+    assert.ok(lines.some((line) => /^portcullis agent: certificate [0-9a-f]+ expired before it could be renewed; enrolling again$/.test(line)), lines.join(' | '));
   });
 });

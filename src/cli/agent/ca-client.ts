@@ -16,8 +16,6 @@ export const REVOKED_PROBLEM = 'urn:portcullis:problem:certificate-revoked';
 const PROBLEM_PREFIX = 'urn:portcullis:problem:';
 /** No honest answer of the CA is near this; a larger one is cut off. */
 const MAX_BODY_BYTES = 1_048_576;
-/** Errors of a connection that may well work next time. */
-const TRANSIENT = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EAI_AGAIN', 'ENOTFOUND', 'EPIPE', 'ECONNABORTED', 'UND_ERR_SOCKET', 'ERR_STREAM_PREMATURE_CLOSE']);
 
 export interface Issued {
   /** Leaf first, then the intermediate (application/pem-certificate-chain). */
@@ -60,10 +58,6 @@ export class HttpCa implements AgentCa {
     this.#base = caUrl.href.replace(/\/+$/, '');
     this.#timeoutMs = options.timeoutMs ?? 30_000;
     this.#signal = options.signal;
-  }
-
-  get base(): string {
-    return this.#base;
   }
 
   async discover(): Promise<{ tokenEndpoint: string; mtlsOrigin: string | undefined }> {
@@ -177,8 +171,10 @@ export class HttpCa implements AgentCa {
 
 /**
  * A connection that failed: the server refused our certificate as revoked
- * (a TLS alert), refused it otherwise or was itself not trusted (a
- * refusal: trying again will not help), or was not there (try again).
+ * (a TLS alert; over TLS 1.3 it often arrives as a reset instead, which the
+ * agent then checks against the CRL), refused it otherwise or was itself
+ * not trusted (a refusal: trying again will not help), or was not there
+ * (ECONNREFUSED, ECONNRESET, a timeout, DNS: try again).
  */
 function transportError(error: Error, what: string, target: URL): Error {
   const code = (error as NodeJS.ErrnoException).code ?? '';
@@ -186,8 +182,8 @@ function transportError(error: Error, what: string, target: URL): Error {
   if (/REVOKED/i.test(code)) return new CertificateRevokedError(`${what} refused the certificate as revoked (${code})`);
   if (code.startsWith('ERR_SSL_') && code.includes('ALERT')) return new CaRefusalError(code, `${target.origin} refused the TLS connection (${code})`);
   if (code.startsWith('ERR_TLS_CERT') || /CERT|SIGNATURE|ISSUER/.test(code)) return new CaRefusalError(code, `${target.origin} presented a certificate that is not trusted (${code})`);
-  if (TRANSIENT.has(code) || code === '' || !code.startsWith('ERR_SSL_')) return new CaUnavailableError(`${what} at ${target.origin} is unreachable (${code === '' ? error.message : code})`);
-  return new CaRefusalError(code, `${target.origin}: TLS failed (${code})`);
+  if (code.startsWith('ERR_SSL_')) return new CaRefusalError(code, `${target.origin}: TLS failed (${code})`);
+  return new CaUnavailableError(`${what} at ${target.origin} is unreachable (${code === '' ? error.message : code})`);
 }
 
 function issued(answer: Answer, what: string): Issued {
