@@ -15,6 +15,7 @@ import { UserCommandError, registerUserCommands } from './user.ts';
 import { ClientCommandError, registerClientCommands } from './client.ts';
 import { ResourceCommandError, registerResourceCommands } from './resource.ts';
 import { CaCommandError, registerCaCommands } from './ca.ts';
+import { AgentExit, registerAgentCommand } from './agent.ts';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -163,6 +164,7 @@ export async function main(argv: readonly string[], output: CliOutput = processO
   registerClientCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
   registerResourceCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
   registerCaCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
+  registerAgentCommand(program, { out: (line) => output.out(line), err: (line) => output.err(line) });
   registerKeysCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption, ...(output.clock !== undefined && { clock: output.clock }) });
   registerAuditCommands(program, {
     out: (line) => output.out(line),
@@ -188,6 +190,11 @@ function reportError(error: unknown, output: CliOutput): number {
   }
   // The report is printed already; the exit code says the rest.
   if (error instanceof AuditVerificationFailed) return 1;
+  // The agent's one line, and its exit code (README: "Service certificates").
+  if (error instanceof AgentExit) {
+    output.err(`portcullis agent: ${error.message}`);
+    return error.exitCode;
+  }
   if (OPERATOR_ERRORS.some((type) => error instanceof type)) {
     output.err(`portcullis: ${(error as Error).message}`);
     return 1;

@@ -11,6 +11,7 @@ export { parseAllowedName, type AllowedName, type GrantedNames } from './policy.
 export { canonicalIp } from './x509/names.ts';
 export { caSettings, type CaSettings } from './settings.ts';
 export { CertificateRequestError, type RequestRefusal } from './x509/errors.ts';
-export { REVOCATION_REASONS, type RevocationReason } from './x509/crl.ts';
+export { REVOCATION_REASONS, readCrl, type CrlFacts, type RevocationReason } from './x509/crl.ts';
+export { buildCertificateRequest } from './x509/csr.ts';
 export { certificateFacts, isSelfIssued, selfSignedClientProblem, type CertificateFacts } from './x509/certificate.ts';
 export { fromPem, toPem } from './x509/pem.ts';

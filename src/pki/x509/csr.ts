@@ -5,13 +5,27 @@
  * extensions they ask for (PKCS#9 extensionRequest, RFC 2985 section 5.4.2)
  * read so policy can refuse what it does not grant.
  */
-import { verify } from 'node:crypto';
-import { AsnConvert } from '@peculiar/asn1-schema';
-import { CertificationRequest } from '@peculiar/asn1-csr';
-import { BasicConstraints, Extensions, KeyUsage, KeyUsageFlags, SubjectAlternativeName, id_ce_basicConstraints, id_ce_keyUsage, id_ce_subjectAltName } from '@peculiar/asn1-x509';
+import { createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
+import { Attributes, CertificationRequest, CertificationRequestInfo } from '@peculiar/asn1-csr';
+import {
+  AlgorithmIdentifier,
+  Attribute,
+  BasicConstraints,
+  Extension,
+  Extensions,
+  KeyUsage,
+  KeyUsageFlags,
+  Name,
+  SubjectAlternativeName,
+  SubjectPublicKeyInfo,
+  id_ce_basicConstraints,
+  id_ce_keyUsage,
+  id_ce_subjectAltName,
+} from '@peculiar/asn1-x509';
 import { CertificateRequestError } from './errors.ts';
-import { acceptPublicKey, signatureAlgorithm, type AcceptedKey } from './keys.ts';
-import { NO_NAMES, fromGeneralNames, type SubjectNames } from './names.ts';
+import { acceptPublicKey, signatureAlgorithm, type AcceptedKey, type KeyKind } from './keys.ts';
+import { NO_NAMES, fromGeneralNames, toGeneralNames, type SubjectNames } from './names.ts';
 import { fromPem } from './pem.ts';
 
 /** RFC 2985 section 5.4.2. */
@@ -50,6 +64,38 @@ export function parseCertificateRequest(input: string | Uint8Array): Certificate
   if (!valid) throw new CertificateRequestError('bad_csr_signature', 'the CSR signature does not verify with its own public key');
   const extensions = requestedExtensions(request);
   return { publicKey, spki, names: requestedNames(extensions), asksForCa: asksForCa(extensions) };
+}
+
+/** How a requester signs its CSR, by key kind: the signature algorithm OID (RFC 5758 section 3.2, RFC 8410 section 3) and the digest. */
+const REQUEST_SIGNATURES: Readonly<Partial<Record<KeyKind, { readonly oid: string; readonly digest: string | null }>>> = {
+  'ec-p256': { oid: '1.2.840.10045.4.3.2', digest: 'sha256' },
+  'ec-p384': { oid: '1.2.840.10045.4.3.3', digest: 'sha384' },
+  ed25519: { oid: '1.3.101.112', digest: null },
+};
+
+/**
+ * A PKCS#10 request (DER) for `privateKey`'s public key asking for these
+ * subject alternative names and nothing else: an empty subject (X509-SVID
+ * section 4.1 puts the identity in the URI SAN), the names in an
+ * extensionRequest, signed with the key itself. ECDSA (P-256, P-384) and
+ * Ed25519 keys; this is what `portcullis agent` sends.
+ */
+export function buildCertificateRequest(request: { readonly privateKey: KeyObject; readonly names: Pick<SubjectNames, 'uris' | 'dns' | 'ips'> }): Buffer {
+  const spki = createPublicKey(request.privateKey).export({ type: 'spki', format: 'der' });
+  const { kind } = acceptPublicKey(spki);
+  const algorithm = REQUEST_SIGNATURES[kind];
+  if (algorithm === undefined) throw new TypeError(`a certificate request is built for ECDSA or Ed25519 keys, not ${kind}`);
+  // RFC 5280 section 4.2.1.6: with an empty subject the names are critical, as the certificate will have them.
+  const names = new Extension({ extnID: id_ce_subjectAltName, critical: true, extnValue: new OctetString(AsnConvert.serialize(new SubjectAlternativeName(toGeneralNames(request.names)))) });
+  const info = new CertificationRequestInfo({
+    version: 0,
+    subject: new Name([]),
+    subjectPKInfo: AsnConvert.parse(spki, SubjectPublicKeyInfo),
+    attributes: new Attributes([new Attribute({ type: EXTENSION_REQUEST, values: [AsnConvert.serialize(new Extensions([names]))] })]),
+  });
+  const infoDer = Buffer.from(AsnConvert.serialize(info));
+  const signature = sign(algorithm.digest, infoDer, kind === 'ed25519' ? request.privateKey : { key: request.privateKey, dsaEncoding: 'der' });
+  return Buffer.from(AsnConvert.serialize(new CertificationRequest({ certificationRequestInfo: info, signatureAlgorithm: new AlgorithmIdentifier({ algorithm: algorithm.oid }), signature: new Uint8Array(signature).buffer })));
 }
 
 function csrBytes(input: string | Uint8Array): Buffer {
