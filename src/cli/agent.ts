@@ -88,7 +88,7 @@ function names(written: readonly string[]): AgentNames {
     try {
       name = parseAllowedName(text);
     } catch (error) {
-      throw refused(`--san ${(error as Error).message}`);
+      throw refused(`--san ${text.slice(0, 200)}: ${(error as Error).message}`);
     }
     (name.kind === 'uri' ? spiffe : name.kind === 'dns' ? dns : ips).push(name.value);
   }

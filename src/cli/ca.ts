@@ -104,7 +104,7 @@ export function registerCaCommands(program: Command, context: CaCliContext): voi
         try {
           parseAllowedName(name);
         } catch (error) {
-          throw new CaCommandError(`--san ${(error as Error).message}`);
+          throw new CaCommandError(`--san ${name.slice(0, 200)}: ${(error as Error).message}`);
         }
       }
       const ttlMs = duration(options.ttl, '--ttl');

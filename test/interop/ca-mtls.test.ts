@@ -30,7 +30,7 @@ import { loadConfig } from '../../src/config/index.ts';
 import { validateClientMetadata } from '../../src/oauth/index.ts';
 import { startPortcullis, type RunningPortcullis } from '../../src/server/index.ts';
 import { initDeployment, runCli } from '../support/cli.ts';
-import { freePort } from '../support/process.ts';
+import { freePort, runBinary } from '../support/process.ts';
 import { CapturedLogs } from '../support/server.ts';
 import { OpensslCa } from '../support/openssl-ca.ts';
 import { KeepAliveConnection } from '../support/tls-client.ts';
@@ -236,6 +236,23 @@ describe('the built-in CA with its mTLS listener, through openssl and curl', () 
     });
     socket.destroy();
     assert.ok(outcome instanceof Error, 'the server refused to renegotiate');
+  });
+
+  it('portcullis agent enrols with a one-time token, then renews over this mTLS listener, found through discovery', async () => {
+    const id = `spiffe://${TD}/ns/prod/sa/agent`;
+    const out = join(files, 'agent-out');
+    const { token } = await running.runtime.get('pki').enrolment.create({ names: [id], ttlMs: 600_000 });
+    const enrolled = await runBinary(['agent', '--ca-url', running.url, '--token', token, '--san', id, '--out', out, '--once'], { cwd: files });
+    assert.equal(enrolled.code, 0, enrolled.stderr);
+    const first = new X509Certificate(readFileSync(join(out, 'cert.pem')));
+    assert.equal(first.subjectAltName, `URI:${id}`);
+    const renewed = await runBinary(['agent', '--ca-url', running.url, '--token', token, '--san', id, '--out', out, '--once'], { cwd: files });
+    assert.equal(renewed.code, 0, renewed.stderr);
+    const second = new X509Certificate(readFileSync(join(out, 'cert.pem')));
+    assert.notEqual(second.serialNumber, first.serialNumber, 'a new certificate');
+    assert.equal(second.subjectAltName, `URI:${id}`, 'of the same identity');
+    assert.ok(!second.publicKey.equals(first.publicKey), 'with a new key');
+    await run('openssl', ['verify', '-CAfile', join(out, 'bundle.pem'), join(out, 'cert.pem')]);
   });
 
   it('curl renews over mTLS: the same identity, a new serial and key', async () => {
