@@ -16,7 +16,9 @@ import type { KeyVault } from '../crypto/index.ts';
 import type { DomainEvents, EventContext, EventSubscriptions } from '../events/index.ts';
 import { freshFor } from '../events/index.ts';
 import type { Clock, RecordStore } from '../store/index.ts';
+import { bundlePem, clientTrust, spiffeBundle, type SpiffeBundle } from './bundles.ts';
 import { loadAuthority, served, type LoadedAuthority } from './chain.ts';
+import { crlDue, resignCrl } from './crl-signing.ts';
 import { AuthorityError } from './errors.ts';
 import { grantNames, type GrantedNames } from './policy.ts';
 import { INITIALISATION_ID, authorityRecords, certificateRecords, initialisationRecords, type AuthorityCollection, type AuthorityRecord, type CertificateCollection, type CertificateRecord } from './records.ts';
@@ -32,8 +34,6 @@ const ROOT_LIFETIME_MS = 10 * YEAR_MS;
 const INTERMEDIATE_LIFETIME_MS = YEAR_MS;
 /** Certificates start a minute early, so a verifier whose clock is a little behind accepts a fresh one. */
 const BACKDATE_MS = 60_000;
-/** Compare-and-set rounds a CRL re-signing may lose to concurrent ones before it gives up. */
-const CRL_WRITE_ATTEMPTS = 32;
 /** The shortest lifetime an issued certificate may have. */
 const MIN_LIFETIME_MS = 60_000;
 /** How often CA records are re-read without an event (the CLI revokes and rotates from another process). */
@@ -295,26 +295,12 @@ export class CertificateAuthority {
 
   /** PEM of every CA certificate a verifier should trust now: roots and the intermediates still serving. */
   bundlePem(): string {
-    const now = this.#options.clock();
-    return this.#loaded.filter((authority) => served(authority, now)).map((authority) => authority.pem).join('');
+    return bundlePem(this.#loaded, this.#options.clock());
   }
 
-  /**
-   * The SPIFFE bundle (SPIFFE Trust Domain and Bundle specification,
-   * section 4): a JWK Set whose X.509 authorities have `use: x509-svid`
-   * and exactly one certificate in `x5c`.
-   */
-  spiffeBundle(): { readonly keys: readonly Record<string, unknown>[]; readonly spiffe_sequence: number; readonly spiffe_refresh_hint: number } {
-    const now = this.#options.clock();
-    const authorities = this.#loaded.filter((authority) => served(authority, now));
-    return {
-      keys: authorities.map((authority) => {
-        const jwk = createPublicKeyJwk(authority.facts.spki);
-        return { ...jwk, use: 'x509-svid', x5c: [authority.der.toString('base64')] };
-      }),
-      spiffe_sequence: bundleSequence(this.#loaded, now),
-      spiffe_refresh_hint: Math.max(1, Math.floor(this.#options.crlTtlMs / 1000)),
-    };
+  /** The SPIFFE bundle: see bundles.ts. */
+  spiffeBundle(): SpiffeBundle {
+    return spiffeBundle(this.#loaded, this.#options.clock(), Math.floor(this.#options.crlTtlMs / 1000));
   }
 
   /** The DER CRL of a CA certificate (by key id; default: the active intermediate), re-signed when it nears its nextUpdate. */
@@ -331,11 +317,9 @@ export class CertificateAuthority {
     return current.record.crl === undefined ? undefined : Buffer.from(current.record.crl, 'base64');
   }
 
-  /** What an mTLS listener trusts: every served CA certificate, and their CRLs (OpenSSL needs one for each CA in a chain). */
+  /** What an mTLS listener trusts: every served CA certificate, and their CRLs. */
   clientTrust(): { readonly ca: readonly string[]; readonly crl: readonly Buffer[] } {
-    const now = this.#options.clock();
-    const authorities = this.#loaded.filter((authority) => served(authority, now));
-    return { ca: authorities.map((authority) => authority.pem), crl: authorities.flatMap((authority) => (authority.record.crl === undefined ? [] : [Buffer.from(authority.record.crl, 'base64')])) };
+    return clientTrust(this.#loaded, this.#options.clock());
   }
 
   /** Whether a serial (hex, as certificates carry it) is revoked and unexpired; from memory, as of the last re-read. */
@@ -457,35 +441,12 @@ export class CertificateAuthority {
   }
 
   #crlDue(authority: LoadedAuthority): boolean {
-    const next = authority.record.crlNextUpdate;
-    return authority.record.crl === undefined || next === undefined || next - this.#options.clock() < this.#options.crlTtlMs / 2;
+    return crlDue(authority, this.#options.clock(), this.#options.crlTtlMs);
   }
 
-  /** Re-signs the CRL of one CA certificate with what is revoked now (expired entries dropped, RFC 5280 section 3.3). */
   async #resignCrl(keyId: string): Promise<void> {
     const authority = this.#loaded.find((item) => item.id === keyId) ?? (await this.refresh(), this.#loaded.find((item) => item.id === keyId));
-    if (authority?.signer === undefined) return;
-    const signer = authority.signer;
-    await this.#authorities.mutate(
-      keyId,
-      async (current) => {
-        if (current === null) return { kind: 'keep', result: undefined };
-        // Read after the CA record, in every round: a round that lost to another re-signing must see the revocation that one was for.
-        const revoked = (await this.#certificates.findAllBy('revoked_by', keyId)).filter((item) => item.data.notAfter > this.#options.clock());
-        const now = this.#options.clock();
-        const nextUpdate = authority.record.role === 'root' ? current.data.notAfter : now + this.#options.crlTtlMs;
-        const number = current.data.crlNumber + 1;
-        const der = buildCrl({ issuer: signer, number, thisUpdate: new Date(now), nextUpdate: new Date(nextUpdate), revoked: revoked.map((item) => ({ serial: item.id, revokedAt: new Date(item.data.revokedAt!), reason: (item.data.reason ?? 'unspecified') as RevocationReason })) });
-        return { kind: 'write', value: { ...current.data, crl: der.toString('base64'), crlNumber: number, crlNextUpdate: nextUpdate }, result: undefined };
-      },
-      {
-        // Each round one writer wins, and every winner re-read the revoked list: as many rounds as writers at once, with room.
-        attempts: CRL_WRITE_ATTEMPTS,
-        exhausted: () => {
-          throw new Error(`the CRL could not be re-signed: other writers won ${CRL_WRITE_ATTEMPTS} times in a row (the revocation stands and is enforced; the CRL follows at the next re-signing)`);
-        },
-      },
-    );
+    if (authority !== undefined) await resignCrl(authority, { authorities: this.#authorities, certificates: this.#certificates }, this.#options.clock, this.#options.crlTtlMs);
   }
 
   #newIntermediate(root: { subject: LoadedAuthority['facts']['subject']; keyId: Buffer; privateKey: KeyObject }, rootNotAfter: number, now: number, generation: number): { id: string; record: AuthorityRecord } {
@@ -518,26 +479,8 @@ export function normaliseSerial(text: string): string | undefined {
   return serialHex(Buffer.from(clean.length % 2 === 0 ? clean : `0${clean}`, 'hex'));
 }
 
-/**
- * SPIFFE Trust Domain and Bundle section 4.1.1: the sequence only grows.
- * The bundle changes when a CA certificate is made (createdAt) or leaves it
- * (servedUntil or notAfter passed): the latest such moment, in seconds.
- */
-function bundleSequence(authorities: readonly LoadedAuthority[], now: number): number {
-  let latest = 0;
-  for (const { record } of authorities) {
-    latest = Math.max(latest, record.createdAt);
-    for (const leftAt of [record.servedUntil, record.notAfter]) if (leftAt !== undefined && leftAt <= now) latest = Math.max(latest, leftAt);
-  }
-  return Math.floor(latest / 1000);
-}
-
 function sameKey(privateKey: KeyObject, spki: Buffer): boolean {
   return createPublicKey(privateKey).export({ type: 'spki', format: 'der' }).equals(spki);
-}
-
-function createPublicKeyJwk(spki: Buffer): Record<string, unknown> {
-  return createPublicKey({ key: spki, format: 'der', type: 'spki' }).export({ format: 'jwk' });
 }
 
 function keyKindOf(spki: Buffer): KeyKind {
