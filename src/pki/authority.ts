@@ -206,9 +206,18 @@ export class CertificateAuthority {
    * Renews a current certificate: same SPIFFE ID and names, a new serial
    * and lifetime. `presented` is the DER of the certificate the caller
    * authenticated with over mTLS; a CSR, when given, brings a new key (and
-   * may ask for no name the old certificate did not have).
+   * may ask for no name the old certificate did not have). The new
+   * certificate keeps the original requester (`client:ID`,
+   * `enrolment:JTI`), and `authorise` is asked, before anything is signed,
+   * whether that requester may still have the names: a deleted client's
+   * workloads do not renew for ever.
    */
-  async renew(request: { readonly presented: Uint8Array; readonly csr?: string | Uint8Array; readonly context?: EventContext }): Promise<IssuedCertificate> {
+  async renew(request: {
+    readonly presented: Uint8Array;
+    readonly csr?: string | Uint8Array;
+    readonly context?: EventContext;
+    readonly authorise?: (certificate: CertificateSummary) => Promise<void>;
+  }): Promise<IssuedCertificate> {
     let facts;
     try {
       facts = certificateFacts(request.presented);
@@ -235,7 +244,8 @@ export class CertificateAuthority {
     } else {
       kind = keyKindOf(facts.spki);
     }
-    const requestedBy = `renewal:${facts.serial}`;
+    await request.authorise?.({ serial: stored.id, ...stored.data });
+    const requestedBy = stored.data.requestedBy;
     const issued = await this.#sign(spki, kind, names, this.#options.defaultTtlMs, requestedBy);
     await this.#options.events.emit({ type: 'certificate.renewed', outcome: 'success', ...request.context, detail: { ...this.#auditDetail(issued, requestedBy), previous: facts.serial } });
     return issued;

@@ -42,7 +42,7 @@ const CertificateSchema = Type.Object({
   /** Key id (hex) of the intermediate that signed it. */
   issuer: Type.String(),
   certificate: Type.String(),
-  /** `client:ID`, `enrolment:JTI`, `renewal:SERIAL` or `instance`. */
+  /** Who asked first: `client:ID`, `enrolment:JTI` or `instance`; a renewal keeps its predecessor's. */
   requestedBy: Type.String(),
   revokedAt: Type.Optional(Type.Number()),
   reason: Type.Optional(Type.String()),

@@ -11,7 +11,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { throttledFor, type FailureAggregator } from '../audit/index.ts';
 import { parseDuration } from '../config/index.ts';
 import type { AccessTokenClaims, AuthorizationServer } from '../oauth/index.ts';
-import { AuthorityError, CertificateRequestError, isSelfIssued, type EnrolmentGrant, type IssuedCertificate } from '../pki/index.ts';
+import { AuthorityError, CertificateRequestError, isSelfIssued, type CertificateSummary, type EnrolmentGrant, type IssuedCertificate } from '../pki/index.ts';
 import type { Pki } from '../runtime/index.ts';
 import { presentedBearer } from './admin-auth.ts';
 import { HttpError, type ErrorCode } from './errors.ts';
@@ -99,9 +99,27 @@ export const caRoutes: FastifyPluginAsync<CaRoutesOptions> = async (app, options
     }
     const body = request.body === undefined || request.body === null ? {} : jsonBody(request.body);
     const csr = body.csr === undefined ? undefined : csrOf(body);
-    const issued = await refusalsAnswered(() => authority.renew({ presented, ...(csr !== undefined && { csr }), context: { requestId: request.id, traceId: request.traceId, ip: request.ip, actorService: 'renewal' } }));
+    const issued = await refusalsAnswered(() =>
+      authority.renew({ presented, ...(csr !== undefined && { csr }), context: { requestId: request.id, traceId: request.traceId, ip: request.ip, actorService: 'renewal' }, authorise: stillAllowed }),
+    );
     return sendChain(reply.code(201), issued);
   });
+
+  /**
+   * A certificate a client had issued renews only while that client exists
+   * and may still have its names (its cert_sans): deleting the client, or
+   * taking a name from it, ends its workloads' renewals. One issued for an
+   * enrolment token renews on its own (the token was the operator's say).
+   */
+  async function stillAllowed(certificate: CertificateSummary): Promise<void> {
+    if (!certificate.requestedBy.startsWith('client:')) return;
+    const client = await options.oauth?.clients.get(certificate.requestedBy.slice('client:'.length));
+    const allowed = new Set(client?.cert_sans ?? []);
+    const names = [certificate.spiffeId, ...certificate.dns.map((name) => `dns:${name}`), ...certificate.ips.map((ip) => `ip:${ip}`)];
+    if (client === undefined || client === null || names.some((name) => !allowed.has(name))) {
+      throw new HttpError('name_not_permitted', 'The client this certificate was issued to no longer exists, or may no longer have its names: it does not renew.');
+    }
+  }
 
   type Caller = { readonly kind: 'client'; readonly clientId: string; readonly allowed: readonly string[] } | { readonly kind: 'enrolment'; readonly grant: EnrolmentGrant };
 

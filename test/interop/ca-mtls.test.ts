@@ -255,6 +255,35 @@ describe('the built-in CA with its mTLS listener, through openssl and curl', () 
     await run('openssl', ['verify', '-CAfile', join(out, 'bundle.pem'), join(out, 'cert.pem')]);
   });
 
+  it('security review: a certificate a client had issued stops renewing once the client is deleted', async () => {
+    const meter = await enrol('meter', `spiffe://${TD}/ns/prod/sa/meter`);
+    const workload = `spiffe://${TD}/ns/prod/sa/meter-worker`;
+    const clientId = (
+      await running.authorizationServer.clients.register(
+        validateClientMetadata(
+          { client_name: 'meter', grant_types: ['client_credentials'], scope: 'ca:issue', token_endpoint_auth_method: 'tls_client_auth', tls_client_auth_san_uri: `spiffe://${TD}/ns/prod/sa/meter`, cert_sans: [workload] },
+          { allowedScopes: ['ca:issue'], defaultSigningAlgorithm: 'EdDSA', operator: true },
+        ),
+        { actor: 'test' },
+        { approved: true },
+      )
+    ).client.client_id;
+    const withMeter = ['--cacert', bundleFile, '--cert', meter.certFile, '--key', meter.keyFile];
+    const granted = await curl([...withMeter, '--data-urlencode', 'grant_type=client_credentials', '--data-urlencode', `client_id=${clientId}`, '--data-urlencode', 'scope=ca:issue', `${mtlsUrl}/token`]);
+    assert.equal(granted.status, 200, granted.body);
+    const { csr, keyFile } = await csrFor(files, 'meter-worker', `URI:${workload}`);
+    writeFileSync(join(files, 'meter-sign.json'), JSON.stringify({ csr }));
+    const issued = await curl([...withMeter, '-H', `authorization: Bearer ${(JSON.parse(granted.body) as { access_token: string }).access_token}`, '-H', 'content-type: application/json', '--data-binary', `@${join(files, 'meter-sign.json')}`, `${mtlsUrl}/ca/sign`]);
+    assert.equal(issued.status, 201, issued.body);
+    const worker = saved('meter-worker', issued.body, keyFile);
+    const renew = () => curl(['--cacert', bundleFile, '--cert', worker.certFile, '--key', worker.keyFile, '-X', 'POST', `${mtlsUrl}/ca/renew`]);
+    assert.equal((await renew()).status, 201, 'renews while its client exists');
+    assert.ok(await running.authorizationServer.clients.delete(clientId, { actor: 'test' }));
+    const refused = await renew();
+    assert.equal(refused.status, 403, refused.body);
+    assert.match(refused.body, /urn:portcullis:problem:name-not-permitted/);
+  });
+
   it('curl renews over mTLS: the same identity, a new serial and key', async () => {
     const payments = await enrol('payments', `spiffe://${TD}/ns/prod/sa/payments`);
     const { csr, keyFile } = await csrFor(files, 'payments-next', 'URI:spiffe://127.0.0.1/ns/prod/sa/payments');
