@@ -45,7 +45,11 @@ const authority: ListenerAuthority = {
     return () => listeners.delete(listener);
   },
   issueServerCertificate: () => Promise.reject(new Error('the bench gives the listener certificate files')),
+  // The per-connection check the built-in CA answers (runtime/ca-authority.ts): the peer's certificate read and its serial looked up.
+  refuses: (certificate) => revoked.has(certificate.serialNumber.toLowerCase()),
 };
+/** Nothing is revoked in the bench; the lookup is what each connection pays. */
+const revoked = new Set<string>();
 
 const config = loadConfig({ env: process.env, overrides: { dataDir, port: 0 } });
 const running = await startPortcullis(config, { listenerAuthority: authority });
