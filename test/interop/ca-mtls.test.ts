@@ -223,6 +223,15 @@ describe('the built-in CA with its mTLS listener, through openssl and curl', () 
         name,
       );
     }
+    // A malformed basicConstraints value (OpenSSL does not read extension contents when it parses a certificate) is a metadata error, not a server fault.
+    const malformed = await selfSigned('malformed-constraints', ['2.5.29.19=DER:0102']);
+    const registered = await fetch(`${running.url}/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ client_name: 'malformed', grant_types: ['client_credentials'], token_endpoint_auth_method: 'self_signed_tls_client_auth', jwks: { keys: [{ ...malformed.x509.publicKey.export({ format: 'jwk' }), x5c: [malformed.x509.raw.toString('base64')] }] } }),
+    });
+    assert.equal(registered.status, 400, await registered.clone().text());
+    assert.equal(((await registered.json()) as { error: string }).error, 'invalid_client_metadata');
   });
 
   it('security review: no TLS 1.2 renegotiation on the mTLS listener (a certificate cannot change inside a checked connection)', async () => {

@@ -182,21 +182,24 @@ export function certificateFacts(der: Uint8Array): CertificateFacts {
  * treats a certificate without basicConstraints as a possible CA).
  */
 export function selfSignedClientProblem(der: Uint8Array): string | undefined {
-  let certificate: Certificate;
+  // Whatever the bytes, an answer and never a throw: this runs on client input (registration) and on stored records (the listener's trust).
   try {
-    certificate = AsnConvert.parse(der, Certificate);
+    const certificate = AsnConvert.parse(der, Certificate);
+    const x509 = new X509Certificate(der);
+    // Not X509Certificate#checkIssued: OpenSSL's check also wants keyCertSign, which a client certificate must not have.
+    if (!isSelfIssued(x509) || !x509.verify(x509.publicKey)) return 'is not self-signed (its issuer is not itself, or its signature does not verify with its own key)';
+    const extensions = certificate.tbsCertificate.extensions ?? [];
+    const ids = extensions.map((item) => item.extnID);
+    // RFC 5280 section 4.2: an extension appears at most once.
+    if (new Set(ids).size !== ids.length) return 'has an extension twice (RFC 5280 section 4.2)';
+    const constraints = extensions.find((item) => item.extnID === id_ce_basicConstraints);
+    if (constraints === undefined || AsnConvert.parse(constraints.extnValue, BasicConstraints).cA) return 'must carry basicConstraints with cA false: a certificate that may be a CA would let its holder vouch for others';
+    const usage = extensions.find((item) => item.extnID === id_ce_keyUsage);
+    if (usage !== undefined && (AsnConvert.parse(usage.extnValue, KeyUsage).toNumber() & (KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign)) !== 0) return 'must not have keyCertSign or cRLSign in its key usage';
+    return undefined;
   } catch {
-    return 'is not an X.509 certificate';
+    return 'is not an X.509 certificate this server can read (a malformed extension)';
   }
-  const x509 = new X509Certificate(der);
-  // Not X509Certificate#checkIssued: OpenSSL's check also wants keyCertSign, which a client certificate must not have.
-  if (!isSelfIssued(x509) || !x509.verify(x509.publicKey)) return 'is not self-signed (its issuer is not itself, or its signature does not verify with its own key)';
-  const extensions = certificate.tbsCertificate.extensions ?? [];
-  const constraints = extensions.find((item) => item.extnID === id_ce_basicConstraints);
-  if (constraints === undefined || AsnConvert.parse(constraints.extnValue, BasicConstraints).cA) return 'must carry basicConstraints with cA false: a certificate that may be a CA would let its holder vouch for others';
-  const usage = extensions.find((item) => item.extnID === id_ce_keyUsage);
-  if (usage !== undefined && (AsnConvert.parse(usage.extnValue, KeyUsage).toNumber() & (KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign)) !== 0) return 'must not have keyCertSign or cRLSign in its key usage';
-  return undefined;
 }
 
 /**

@@ -9,7 +9,7 @@
  * connects by IP address sends no server name (RFC 6066 section 3), and
  * then Node never calls SNICallback.
  */
-import type { X509Certificate } from 'node:crypto';
+import { constants, type X509Certificate } from 'node:crypto';
 import type { Server, TlsOptions, TLSSocket } from 'node:tls';
 import { allowSpiffeIds, type SpiffeIdPredicate } from './allow.ts';
 import { MIN_VERSION, type MtlsFiles, type MtlsMaterial } from './material.ts';
@@ -53,7 +53,8 @@ export interface MtlsServerOptions {
 
 /** What setSecureContext needs: it replaces every context option, so the floor is repeated here. */
 function contextOptions(material: MtlsMaterial): TlsOptions {
-  return { cert: material.cert, key: material.key, ca: material.ca, minVersion: MIN_VERSION };
+  // No TLS 1.2 renegotiation: `allow` checks a connection's certificate once, so it must not change within one.
+  return { cert: material.cert, key: material.key, ca: material.ca, minVersion: MIN_VERSION, secureOptions: constants.SSL_OP_NO_RENEGOTIATION };
 }
 
 /** Reads and checks the files (throws MtlsMaterialError if they are unusable) and starts watching them. */
