@@ -15,7 +15,7 @@
 import { createHash, type X509Certificate } from 'node:crypto';
 import type { EventSubscriptions } from '../events/index.ts';
 import type { ClientRegistry } from '../oauth/index.ts';
-import { isSelfIssued, selfSignedClientProblem, type CertificateAuthority } from '../pki/index.ts';
+import { isSelfIssued, selfSignedClientProblem, toPem, type CertificateAuthority } from '../pki/index.ts';
 import type { ListenerAuthority } from './listener-authority.ts';
 
 /** How often registered self-signed client certificates are read again without an event. */
@@ -49,7 +49,7 @@ export async function caListenerAuthority(options: { readonly authority: Certifi
           const der = Buffer.from(first, 'base64');
           // Registration refuses a certificate that could issue others; records from before that rule are checked here.
           if (selfSignedClientProblem(der) !== undefined) continue;
-          next.set(createHash('sha256').update(der).digest('hex'), `-----BEGIN CERTIFICATE-----\n${der.toString('base64').replace(/.{1,64}/g, '$&\n')}-----END CERTIFICATE-----\n`);
+          next.set(createHash('sha256').update(der).digest('hex'), toPem('CERTIFICATE', der));
         }
       }
       if (page.length < 500) break;

@@ -19,7 +19,7 @@ const RUNS_PER_ROUTE = Number(process.env['FUZZ_RUNS'] ?? 300);
 const SEED = Number(process.env['FUZZ_SEED'] ?? 20261204);
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
-const PARAMETER_NAMES = ['client_id', 'response_type', 'redirect_uri', 'scope', 'state', 'nonce', 'code', 'code_verifier', 'code_challenge', 'code_challenge_method', 'grant_type', 'refresh_token', 'token', 'id_token_hint', 'post_logout_redirect_uri', 'request_uri', 'request', 'prompt', 'max_age', 'login_hint', 'return_to', 'reauth', 'interaction', 'start', 'end', 'size', 'index', 'from', 'to', 'limit', 'email', 'password', '_csrf', 'resource', 'client_assertion', 'client_assertion_type', 'client_secret', 'decision', 'session', 'done', 'redirect_uris', 'token_type_hint'] as const;
+const PARAMETER_NAMES = ['client_id', 'response_type', 'redirect_uri', 'scope', 'state', 'nonce', 'code', 'code_verifier', 'code_challenge', 'code_challenge_method', 'grant_type', 'refresh_token', 'token', 'id_token_hint', 'post_logout_redirect_uri', 'request_uri', 'request', 'prompt', 'max_age', 'login_hint', 'return_to', 'reauth', 'interaction', 'start', 'end', 'size', 'index', 'from', 'to', 'limit', 'email', 'password', '_csrf', 'resource', 'client_assertion', 'client_assertion_type', 'client_secret', 'decision', 'session', 'done', 'redirect_uris', 'token_type_hint', 'csr', 'ttl', 'enrolment_token'] as const;
 
 /** Strings that have broken parsers before: non-Latin-1, DEL, controls, bad percent-encoding, huge numbers, paths. */
 const nasty = fc.oneof(
@@ -49,6 +49,8 @@ describe('security review 8: no 5xx for any input, with our headers on every ans
   before(async () => {
     server = await startTestServer({ env: { PORTCULLIS_ADMIN_TOKEN: 'fuzz-admin-token-0123456789abcdefghij' } });
     routes = registeredRoutes(server.running.app);
+    // The CA is initialised, so /ca/sign, /ca/renew and the CRLs are fuzzed past "no CA yet".
+    await server.running.runtime.get('pki').authority.initialise({ keepRootOffline: false });
     // Half the requests come from a signed-in browser, so the signed-in paths are fuzzed too.
     await server.running.identity.accounts.createUser('fuzz@example.org', 'correct horse battery staple', { actor: 'test' });
     const browser = new BrowserlessClient(server.url);
@@ -70,7 +72,7 @@ describe('security review 8: no 5xx for any input, with our headers on every ans
 
   it('knows the routes from Fastify, and they include every part of the server', () => {
     const urls = routes.map((route) => route.url);
-    for (const url of ['/healthz', '/login', '/authorize', '/token', '/par', '/logout', '/audit/entries', '/audit/cosignatures', '/', '/favicon.ico']) assert.ok(urls.includes(url), url);
+    for (const url of ['/healthz', '/login', '/authorize', '/token', '/par', '/logout', '/audit/entries', '/audit/cosignatures', '/', '/favicon.ico', '/ca/sign', '/ca/renew', '/ca/crl', '/ca/crl/:keyId', '/ca/bundle', '/ca/spiffe-bundle']) assert.ok(urls.includes(url), url);
     assert.ok(routes.length >= 30, `${routes.length} routes`);
   });
 
