@@ -19,7 +19,7 @@ import type { AccessTokens } from './access-tokens.ts';
 import { isApproved, type ClientRegistry, type OAuthClient } from './clients.ts';
 import type { RefreshTokens } from './refresh-tokens.ts';
 import { readIdTokenHint } from './id-token-hint.ts';
-import { OutboundAddressError, postForm } from './outbound.ts';
+import { OutboundAddressError, postForm } from '../net/index.ts';
 import { sessionIdClaim } from './user-tokens.ts';
 
 /** A checked logout request: where to send the person afterwards, if anywhere. */

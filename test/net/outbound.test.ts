@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { OutboundAddressError, isPublicAddress, postForm } from '../../src/oauth/outbound.ts';
+import { OutboundAddressError, isPublicAddress, postForm } from '../../src/net/outbound.ts';
 
 describe('outbound requests to registered URLs', () => {
   let receiver: Server;

@@ -1,6 +1,6 @@
 /**
  * Requests the server makes to addresses a client registered (back-channel
- * logout). A registrant chooses the URL, so in production such a request
+ * logout, pushed security events). A registrant chooses the URL, so in production such a request
  * must not reach the server's own network: loopback, private, link-local,
  * carrier-grade NAT, multicast and reserved ranges are refused (SSRF,
  * OWASP). The check is made on the address actually connected to (the
@@ -61,29 +61,54 @@ const publicOnlyLookup: LookupFunction = (hostname, options, callback) => {
   });
 };
 
+/** What a receiver answered: its status and the start of its body (for an error code). */
+export interface OutboundResponse {
+  readonly status: number;
+  readonly body: string;
+}
+
+export interface OutboundOptions {
+  readonly publicOnly: boolean;
+  readonly timeoutMs: number;
+  /** Request headers besides content-type and content-length. */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Response bytes kept; the rest is read and dropped. Default 4096. */
+  readonly maxResponseBytes?: number;
+  /** Aborts the request (the caller gave up). */
+  readonly signal?: AbortSignal;
+}
+
 /**
- * POSTs a form and resolves with the status code. No redirect is followed.
- * With `publicOnly`, a URL whose host is, or resolves to, a non-public
- * address is refused with OutboundAddressError before any byte is sent.
+ * POSTs a body and resolves with the status and the start of the response
+ * body. No redirect is followed. With `publicOnly`, a URL whose host is, or
+ * resolves to, a non-public address is refused with OutboundAddressError
+ * before any byte is sent.
  */
-export function postForm(url: string, form: Record<string, string>, options: { publicOnly: boolean; timeoutMs: number }): Promise<number> {
+export function postBody(url: string, body: string, contentType: string, options: OutboundOptions): Promise<OutboundResponse> {
   const target = new URL(url);
   const host = target.hostname.replace(/^\[|\]$/g, '');
   if (options.publicOnly && isIP(host) !== 0 && !isPublicAddress(host)) return Promise.reject(new OutboundAddressError('the address is not on the public internet'));
-  const body = new URLSearchParams(form).toString();
   const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+  const keep = options.maxResponseBytes ?? 4096;
   return new Promise((resolve, reject) => {
     const outgoing = send(
       target,
       {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store' },
+        headers: { ...options.headers, 'content-type': contentType, 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store' },
         timeout: options.timeoutMs,
+        ...(options.signal !== undefined && { signal: options.signal }),
         ...(options.publicOnly && { lookup: publicOnlyLookup }),
       },
       (response) => {
-        response.resume();
-        response.on('end', () => resolve(response.statusCode ?? 0));
+        const chunks: Buffer[] = [];
+        let kept = 0;
+        response.on('data', (chunk: Buffer) => {
+          if (kept >= keep) return;
+          chunks.push(chunk.subarray(0, keep - kept));
+          kept += Math.min(chunk.length, keep - kept);
+        });
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
         response.on('error', reject);
       },
     );
@@ -91,4 +116,9 @@ export function postForm(url: string, form: Record<string, string>, options: { p
     outgoing.on('error', reject);
     outgoing.end(body);
   });
+}
+
+/** POSTs a form and resolves with the status code (see {@link postBody}). */
+export async function postForm(url: string, form: Record<string, string>, options: { publicOnly: boolean; timeoutMs: number }): Promise<number> {
+  return (await postBody(url, new URLSearchParams(form).toString(), 'application/x-www-form-urlencoded', options)).status;
 }
