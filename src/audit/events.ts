@@ -21,6 +21,7 @@ export const AUDIT_EVENT_TYPES = [
   'client.auth.failed',
   'registration.auth.failed',
   'ca.auth.failed',
+  'signals.auth.failed',
   'server.started',
   'auth.login.succeeded',
   'auth.login.failed',

@@ -14,7 +14,7 @@ import type { Clock, HotStore } from '../store/index.ts';
 import { truncateIp } from './ip.ts';
 
 /** The failures that are counted, not recorded one by one. */
-export type AggregatedFailureType = 'admin.auth.failed' | 'metrics.auth.failed' | 'client.auth.failed' | 'registration.auth.failed' | 'ca.auth.failed' | 'auth.login.failed';
+export type AggregatedFailureType = 'admin.auth.failed' | 'metrics.auth.failed' | 'client.auth.failed' | 'registration.auth.failed' | 'ca.auth.failed' | 'signals.auth.failed' | 'auth.login.failed';
 export type AggregatedFailure = DomainEvent<AggregatedFailureType>;
 
 export interface FailureAggregatorOptions {

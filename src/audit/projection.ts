@@ -15,6 +15,9 @@ export async function auditEventsOf(event: DomainEvent, pseudonyms: Pick<Subject
     case 'tokens.revoked':
       // The revoking action has its own entry (token.revoked, auth.logout, ...).
       return [];
+    case 'signals.appended':
+      // A wake-up between instances; each signal's cause has its own entry.
+      return [];
     case 'user.created':
       // The new user is named by their audit pseudonym, the id never enters the log.
       return [{ ...context(event), type: event.type, outcome: event.outcome, detail: { subject: await pseudonyms.pseudonym(event.userId) } }];

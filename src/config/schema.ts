@@ -161,6 +161,33 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    signals: Type.Object(
+      {
+        maxRetryHours: Type.Number({
+          minimum: 0.001,
+          maximum: 720,
+          default: 24,
+          env: 'PORTCULLIS_SIGNALS_MAX_RETRY_HOURS',
+          description: 'A push stream whose receiver keeps failing for this long is paused; it resumes from where it stopped when the receiver answers again (probed at the retry ceiling) or re-enables it.',
+        }),
+        retryCeiling: Type.String({ pattern: DURATION_PATTERN, default: '5m', env: 'PORTCULLIS_SIGNALS_RETRY_CEILING', description: 'Longest wait between two push attempts to a failing receiver (the backoff doubles from 1 s up to this).' }),
+        pushPrivateNetworks: Type.Boolean({
+          default: false,
+          env: 'PORTCULLIS_SIGNALS_PUSH_PRIVATE_NETWORKS',
+          description: 'Allow push receivers on loopback and private addresses, and over plain http (SSRF: only for tests and closed networks).',
+        }),
+        pushTimeout: Type.String({ pattern: DURATION_PATTERN, default: '10s', env: 'PORTCULLIS_SIGNALS_PUSH_TIMEOUT', description: 'Time a receiver has to answer one pushed SET (RFC 8935).' }),
+        retention: Type.String({ pattern: DURATION_PATTERN, default: '7d', env: 'PORTCULLIS_SIGNALS_RETENTION', description: 'How long an event stays available to streams that have not received it (poll, WebSocket resume, a paused push stream).' }),
+        pollMaxEvents: Type.Integer({ minimum: 1, maximum: 1000, default: 100, env: 'PORTCULLIS_SIGNALS_POLL_MAX_EVENTS', description: 'Most SETs one poll response carries (RFC 8936 maxEvents is capped here).' }),
+        pollWait: Type.String({ pattern: DURATION_PATTERN, default: '25s', env: 'PORTCULLIS_SIGNALS_POLL_WAIT', description: 'How long a long poll (returnImmediately false) waits for an event before answering empty.' }),
+        maxStreamsPerClient: Type.Integer({ minimum: 1, maximum: 100, default: 5, env: 'PORTCULLIS_SIGNALS_MAX_STREAMS_PER_CLIENT', description: 'Streams one receiver (client) may have.' }),
+        socketMaxFrameBytes: Type.Integer({ minimum: 128, maximum: 1_048_576, default: 4096, env: 'PORTCULLIS_SIGNALS_SOCKET_MAX_FRAME_BYTES', description: 'Largest WebSocket frame a client may send to /signals/ws (acks are small); larger closes with 1009.' }),
+        socketMaxBufferedBytes: Type.Integer({ minimum: 1024, maximum: 268_435_456, default: 1_048_576, env: 'PORTCULLIS_SIGNALS_SOCKET_MAX_BUFFERED_BYTES', description: 'A WebSocket client whose unsent data passes this is too slow: closed with 1013, it resumes later with ?after=.' }),
+        socketsPerClient: Type.Integer({ minimum: 1, maximum: 10_000, default: 10, env: 'PORTCULLIS_SIGNALS_SOCKETS_PER_CLIENT', description: 'WebSocket subscriptions one client may hold at once, on this instance.' }),
+        socketHeartbeat: Type.String({ pattern: DURATION_PATTERN, default: '15s', env: 'PORTCULLIS_SIGNALS_SOCKET_HEARTBEAT', description: 'Interval of WebSocket pings; a client that misses two is disconnected.' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     http: Type.Object(
       {
         bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 102_400, env: 'PORTCULLIS_HTTP_BODY_LIMIT_BYTES', description: 'Largest request body accepted; larger gets 413.' }),

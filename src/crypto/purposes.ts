@@ -50,6 +50,8 @@ export const SEAL_PURPOSES = Object.freeze([
   'refresh-successor',
   /** pki: the built-in CA's private keys (the intermediate's, and the root's unless it is kept offline), PKCS #8 DER. */
   'ca-keys',
+  /** signals: the Authorization header value a push receiver asked SETs to carry (RFC 8935 section 2; its secret). */
+  'signals-push-authorization',
 ] as const);
 
 export type SealPurpose = (typeof SEAL_PURPOSES)[number];

@@ -69,6 +69,8 @@ export interface DomainEventPayloads {
   'registration.auth.failed': Recorded;
   /** A refused enrolment token or CA bearer at /ca/sign. */
   'ca.auth.failed': Recorded;
+  /** A refused bearer or client certificate at the signal stream API or its WebSocket. */
+  'signals.auth.failed': Recorded;
   // tokens (oauth)
   'token.issued': Recorded;
   'token.refreshed': Recorded;
@@ -105,6 +107,13 @@ export interface DomainEventPayloads {
   'certificate.renewed': Recorded;
   /** Other instances re-sign nothing, they re-read the CRL and hand it to their mTLS listener. */
   'certificate.revoked': Recorded & { readonly serial: string };
+  // security signals (signals)
+  /**
+   * Security events were appended to the signal log up to `seq`: every
+   * instance's push, poll and WebSocket deliveries look again. Not recorded
+   * (the events' causes are).
+   */
+  'signals.appended': { readonly seq: number };
   // the audit ledger's own API (server)
   'audit.entries.read': Recorded;
   'audit.cosignature.added': Recorded;
@@ -130,6 +139,7 @@ export const DOMAIN_EVENT_TYPES = [
   'client.auth.failed',
   'registration.auth.failed',
   'ca.auth.failed',
+  'signals.auth.failed',
   'token.issued',
   'token.refreshed',
   'token.reuse_detected',
@@ -151,6 +161,7 @@ export const DOMAIN_EVENT_TYPES = [
   'certificate.issued',
   'certificate.renewed',
   'certificate.revoked',
+  'signals.appended',
   'audit.entries.read',
   'audit.cosignature.added',
 ] as const satisfies readonly DomainEventType[];
@@ -179,6 +190,7 @@ export const CROSS_INSTANCE_EVENT_TYPES: ReadonlySet<DomainEventType> = new Set<
   'user.deleted',
   'ca.rotated',
   'certificate.revoked',
+  'signals.appended',
 ]);
 
 const TYPES: ReadonlySet<string> = new Set(DOMAIN_EVENT_TYPES);

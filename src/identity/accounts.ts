@@ -299,6 +299,11 @@ export class Accounts {
     await this.#events.emit({ type: 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { change: 'unlocked' } });
   }
 
+  /** The user's email address, for the security events about them (an `email` subject beside `iss_sub`). */
+  async emailOf(userId: string): Promise<string | undefined> {
+    return (await this.#users.byId(userId))?.email;
+  }
+
   /** Whether sign-in for the user is locked or slowed now (THROTTLE), for administrators. */
   async lockState(user: User): Promise<'locked' | 'slowed' | null> {
     return this.#throttle.state(normaliseEmail(user.email), user.id);

@@ -19,6 +19,7 @@ import type { Listener } from './listener.ts';
 import type { ListenerAuthority } from './listener-authority.ts';
 import type { MtlsListener } from './mtls.ts';
 import type { OutboxDeliverers } from './outbox.ts';
+import type { Signals } from '../signals/index.ts';
 import type { TlsServerOptions } from './tls.ts';
 import type { Vault } from './vault.ts';
 
@@ -58,6 +59,8 @@ export interface PortcullisServices {
   readonly registries: Registries;
   readonly oauth: AuthorizationServer;
   readonly pki: Pki;
+  /** The security-signal transmitter (SSF 1.0) and its push worker (started only where background work runs). */
+  readonly signals: Signals;
   /** What the mTLS listener trusts and takes its certificate from: the built-in CA (ca-authority.ts), or what ServiceSettings.listenerAuthority supplies. */
   readonly ca: ListenerAuthority | undefined;
   readonly listener: Listener;
@@ -84,6 +87,7 @@ export interface ApplicationServices {
   readonly identity: Identity;
   readonly authorizationServer: AuthorizationServer;
   readonly pki: Pki;
+  readonly signals: Signals;
 }
 
 /** Which listener an application instance serves. */

@@ -11,7 +11,7 @@ import { FailureAggregator, auditedEvents, openLedger } from '../audit/index.ts'
 import type { EventHub } from '../events/index.ts';
 import { HookChains, bundledChainSource } from '../hooks/index.ts';
 import { IDENTITY_HOOKS, createIdentity } from '../identity/index.ts';
-import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer } from '../oauth/index.ts';
+import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer, type AuthorizationServer } from '../oauth/index.ts';
 import { Keyring, keyringPolicy } from '../tokens/index.ts';
 import { CertificateAuthority, EnrolmentTokens, caSettings } from '../pki/index.ts';
 import { assertDataDirUsable, assertDeploymentExists, openExistingStores, withAbsolutePaths } from './deployment.ts';
@@ -22,6 +22,7 @@ import { mtlsFilesOf, readTlsMaterial, tlsFilesOf, tlsServerOptions } from './tl
 import { logTlsWatchEvent } from './tls-watch.ts';
 import { openVault } from './vault.ts';
 import { startOutboxWorker } from './outbox.ts';
+import { SIGNALS_TOPIC, SSF_STREAM_SCOPE, createSignals, signalsAudience, signalRecorder, signalSettings, type SubjectDirectory } from '../signals/index.ts';
 import type { ApplicationServices, HttpApplications, PortcullisServices, ServiceSettings } from './profiles.ts';
 import type { ServiceContext, ServiceTable } from './service.ts';
 
@@ -37,6 +38,10 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
   const hooks = profile.hooks ? (['hooks'] as const) : [];
   // Hook faults are emitted (and so audited) once the events exist, and until they close.
   let faultEvents: EventHub | undefined;
+  // The signal recorder is the events' from the start (a key made while the
+  // keyring opens is a signal too); what it learns later comes through these.
+  let subjects: SubjectDirectory | undefined;
+  let kickOutbox: (() => void) | undefined;
   return [
     {
       name: 'config',
@@ -145,6 +150,16 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           bus: services.get('stores').bus,
           ...(logger !== undefined && { onError: (error: unknown) => logger.error({ err: error }, 'domain event delivery failed') }),
         });
+        // Security events are queued in the outbox before an action answers, like its audit entry.
+        events.record(
+          signalRecorder({
+            durable: services.get('stores').durable,
+            issuer: settings.config.issuer,
+            directory: { emailOf: (userId) => subjects?.emailOf(userId) ?? Promise.resolve(undefined) },
+            clock,
+            kick: () => kickOutbox?.(),
+          }),
+        );
         faultEvents = events;
         return events;
       },
@@ -152,17 +167,6 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
         faultEvents = undefined;
         events.close();
       },
-    },
-    {
-      name: 'outbox',
-      needs: ['stores', ...maintenance],
-      // Only where background work runs: one-shot commands never deliver.
-      start: (services) =>
-        profile.maintenance
-          ? startOutboxWorker({ outbox: services.get('stores').durable.outbox, deliverers: settings.outbox ?? {}, clock, onError: reporter(services, 'outbox delivery failed') })
-          : undefined,
-      // Lets the delivery in flight finish and be recorded; the stores close after.
-      stop: (worker) => worker?.stop(),
     },
     {
       name: 'failures',
@@ -188,8 +192,8 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     {
       name: 'identity',
       needs: ['config', 'vault', 'stores', 'events', 'failures', ...hooks],
-      start: (services) =>
-        createIdentity({
+      start: (services) => {
+        const identity = createIdentity({
           config: services.get('config'),
           stores: services.get('stores'),
           events: services.get('events'),
@@ -197,7 +201,10 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           clock,
           failures: services.get('failures'),
           ...(profile.hooks && { hooks: services.get('hooks') }),
-        }),
+        });
+        subjects = identity.accounts;
+        return identity;
+      },
     },
     {
       name: 'registries',
@@ -250,6 +257,53 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
       stop: (pki) => pki.authority.close(),
     },
     {
+      name: 'signals',
+      needs: ['config', 'vault', 'stores', 'events', 'keyring', 'oauth', ...maintenance],
+      start: async (services) => {
+        // Receivers' tokens are for the resource <issuer>/signals (scope ssf:stream), made with the deployment.
+        if (profile.create) await ensureSignalsResource(services.get('oauth').resources, services.get('config').issuer);
+        const stores = services.get('stores');
+        const events = services.get('events');
+        const signals = createSignals({
+          durable: stores.durable,
+          hot: stores.hot,
+          keyring: services.get('keyring'),
+          vault: services.get('vault'),
+          events,
+          subscriptions: events,
+          settings: signalSettings(services.get('config')),
+          clock,
+          ...(profile.maintenance && { onError: reporter(services, 'security signal delivery failed') }),
+        });
+        await signals.transmitter.refreshHead();
+        if (profile.maintenance) signals.push.start();
+        return signals;
+      },
+      stop: (signals) => signals.close(),
+    },
+    {
+      name: 'outbox',
+      needs: ['stores', 'signals', ...maintenance],
+      // Only where background work runs: one-shot commands never deliver.
+      start: (services) => {
+        if (!profile.maintenance) return undefined;
+        const { transmitter } = services.get('signals');
+        const worker = startOutboxWorker({
+          outbox: services.get('stores').durable.outbox,
+          deliverers: { ...settings.outbox, [SIGNALS_TOPIC]: (message) => transmitter.appendFromOutbox(message) },
+          clock,
+          onError: reporter(services, 'outbox delivery failed'),
+        });
+        kickOutbox = () => worker.kick();
+        return worker;
+      },
+      // Lets the delivery in flight finish and be recorded; the stores close after.
+      stop: (worker) => {
+        kickOutbox = undefined;
+        return worker?.stop();
+      },
+    },
+    {
       name: 'ca',
       needs: ['config', 'pki', 'oauth', 'events', 'telemetry'],
       // The mTLS listener's trust and certificate: the built-in CA, unless the caller supplies another (tests).
@@ -266,7 +320,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'listener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'signals'],
       // In-flight requests may take the shutdown timeout, no longer.
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
@@ -288,7 +342,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'mtlsListener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'ca', 'listener'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'signals', 'ca', 'listener'],
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
         const config = services.get('config');
@@ -309,7 +363,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'metricsListener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'listener'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'signals', 'listener'],
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
         const config = services.get('config');
@@ -343,5 +397,18 @@ function applicationServices(services: ServiceContext<PortcullisServices>, clock
     identity: services.get('identity'),
     authorizationServer: services.get('oauth'),
     pki: services.get('pki'),
+    signals: services.get('signals'),
   };
+}
+
+/** The resource receivers' access tokens name (RFC 8707): its one scope lets a client manage its streams. */
+async function ensureSignalsResource(resources: AuthorizationServer['resources'], issuer: string): Promise<void> {
+  const uri = signalsAudience(issuer);
+  if ((await resources.get(uri)) !== null) return;
+  try {
+    await resources.create({ uri, scopes: [SSF_STREAM_SCOPE] }, { actor: 'system' });
+  } catch (error) {
+    // Another instance made it at the same moment.
+    if ((await resources.get(uri)) === null) throw error;
+  }
 }

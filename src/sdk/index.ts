@@ -14,4 +14,19 @@
  * installed package without the server (test/packages/ checks its import
  * graph).
  */
-export {};
+
+export {
+  CAEP_EVENT_TYPE,
+  DELIVERY_METHODS,
+  PORTCULLIS_EVENT_TYPE,
+  RISC_EVENT_TYPE,
+  SECURITY_EVENT_TYPES,
+  SET_MEDIA_TYPE,
+  SET_TYP,
+  SIGNAL_SOCKET_CLOSE,
+  SSF_EVENT_TYPE,
+  type SecurityEventToken,
+  type SecurityEventTypeName,
+  type SecurityEventTypeUri,
+  type SubjectIdentifier,
+} from './security-events.ts';

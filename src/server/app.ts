@@ -13,6 +13,7 @@ import { homeRoutes } from './home-routes.ts';
 import { methodsOf, routeTable } from './route-table.ts';
 import { developmentHostRedirect } from './development-host.ts';
 import { caRoutes } from './ca-routes.ts';
+import { signalsRoutes } from './signals-routes.ts';
 import { auditRoutes } from './audit-routes.ts';
 import { staticAdminAuthenticator } from './admin-auth.ts';
 import { FailureAggregator, type Ledger } from '../audit/index.ts';
@@ -22,6 +23,7 @@ import type { Identity } from '../identity/index.ts';
 import { identityRoutes } from './identity-routes.ts';
 import type { AuthorizationServer } from '../oauth/index.ts';
 import type { Pki } from '../runtime/index.ts';
+import type { Signals } from '../signals/index.ts';
 import { oauthRoutes } from './oauth-routes.ts';
 import { authorizeRoutes } from './authorize-routes.ts';
 import { applicationAccess, returnTargets, signOutHooks } from './applications.ts';
@@ -56,6 +58,7 @@ export interface ServerDependencies {
   readonly authorizationServer?: AuthorizationServer;
   /** The built-in CA: its routes are served when it is given. */
   readonly pki?: Pki;
+  readonly signals?: Signals;
   /** More routes, registered after the built-in ones (feature modules, tests). */
   readonly plugins?: readonly FastifyPluginAsync[];
   /** TLS server options: the server speaks HTTPS (the runtime's listener reads, reloads and swaps them). */
@@ -172,6 +175,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     if (deps.identity !== undefined) await app.register(authorizeRoutes, { server: oauth, identity: deps.identity, origin });
   }
   if (deps.pki !== undefined) await app.register(caRoutes, { pki: deps.pki, oauth, failures, issuer: config.issuer });
+  if (deps.signals !== undefined) await app.register(signalsRoutes, { signals: deps.signals, oauth, failures, issuer: config.issuer });
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;
 }

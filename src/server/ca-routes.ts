@@ -5,15 +5,14 @@
  * PEM, `/ca/spiffe-bundle` as a SPIFFE JWKS). Refusals are problem+json
  * (RFC 9457) with one type per rule of the issuance policy.
  */
-import { createHash } from 'node:crypto';
-import type { TLSSocket } from 'node:tls';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { throttledFor, type FailureAggregator } from '../audit/index.ts';
 import { parseDuration } from '../config/index.ts';
 import type { AccessTokenClaims, AuthorizationServer } from '../oauth/index.ts';
-import { AuthorityError, CertificateRequestError, isSelfIssued, type CertificateSummary, type EnrolmentGrant, type IssuedCertificate } from '../pki/index.ts';
+import { AuthorityError, CertificateRequestError, type CertificateSummary, type EnrolmentGrant, type IssuedCertificate } from '../pki/index.ts';
 import type { Pki } from '../runtime/index.ts';
 import { presentedBearer } from './admin-auth.ts';
+import { audiencesOf as audiences, peerCertificate, provesBinding } from './bound-token.ts';
 import { HttpError, type ErrorCode } from './errors.ts';
 
 export interface CaRoutesOptions {
@@ -161,31 +160,14 @@ export const caRoutes: FastifyPluginAsync<CaRoutesOptions> = async (app, options
   }
 };
 
-/** The current, TLS-verified client certificate of this connection (DER), if any. */
-export function peerCertificate(request: FastifyRequest): Buffer | undefined {
-  const socket = request.raw.socket as Partial<TLSSocket>;
-  if (socket.authorized !== true || typeof socket.getPeerX509Certificate !== 'function') return undefined;
-  const certificate = socket.getPeerX509Certificate();
-  // A registered self-signed client certificate is trusted as itself, never as one this CA issued.
-  return certificate === undefined || isSelfIssued(certificate) ? undefined : certificate.raw;
-}
-
 /**
  * A sender-constrained token is used only by its holder: one bound to a
  * certificate (RFC 8705 section 3) only over a connection with that
  * certificate. DPoP-bound tokens are for the OAuth endpoints, not here.
  */
 function checkBinding(request: FastifyRequest, claims: AccessTokenClaims): void {
-  const cnf = claims['cnf'] as Record<string, unknown> | undefined;
-  if (cnf === undefined) return;
-  const thumbprint = cnf['x5t#S256'];
-  const presented = peerCertificate(request);
-  if (typeof thumbprint === 'string' && presented !== undefined && createHash('sha256').update(presented).digest('base64url') === thumbprint) return;
+  if (provesBinding(request, claims)) return;
   throw new HttpError('invalid_token', 'This access token is bound to a key or certificate this request does not prove.', { headers: { 'www-authenticate': 'Bearer realm="portcullis-ca", error="invalid_token"' } });
-}
-
-function audiences(claims: AccessTokenClaims): string[] {
-  return typeof claims.aud === 'string' ? [claims.aud] : [...claims.aud];
 }
 
 function jsonBody(body: unknown): SignBody {

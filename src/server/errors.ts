@@ -64,6 +64,9 @@ export const errorRegistry = {
   certificate_revoked: { status: 403, title: 'Certificate revoked', oauth: 'access_denied' },
   certificate_expired: { status: 403, title: 'Certificate expired', oauth: 'access_denied' },
   ca_not_initialised: { status: 404, title: 'No certificate authority', oauth: 'invalid_request' },
+  // The signal transmitter (src/signals): SSF 1.0 section 8.1 status codes.
+  too_many_streams: { status: 409, title: 'Stream limit reached', oauth: 'invalid_request' },
+  conflict: { status: 409, title: 'Conflict', oauth: 'invalid_request' },
   internal_error: { status: 500, title: 'Internal server error', oauth: 'server_error' },
   service_unavailable: { status: 503, title: 'Service unavailable', oauth: 'temporarily_unavailable' },
 } as const satisfies Record<string, ErrorSpec>;

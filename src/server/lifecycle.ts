@@ -1,3 +1,4 @@
+import type { Signals } from '../signals/index.ts';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { DestinationStream } from 'pino';
 import type { Config } from '../config/index.ts';
@@ -47,6 +48,8 @@ export interface RunningPortcullis {
   readonly events: EventHub;
   readonly identity: Identity;
   readonly authorizationServer: AuthorizationServer;
+  /** The security-signal transmitter (SSF). */
+  readonly signals: Signals;
   /** The URL it listens on (the real port when config.port is 0). */
   readonly url: string;
   /** The metrics listener's URL, when `metrics.port` is set. */
@@ -104,6 +107,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     events: runtime.get('events'),
     identity: runtime.get('identity'),
     authorizationServer: runtime.get('oauth'),
+    signals: runtime.get('signals'),
     url: listener.url,
     ...(metricsListener !== undefined && { metricsUrl: metricsListener.url }),
     listener,

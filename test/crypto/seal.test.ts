@@ -20,8 +20,10 @@ const SEALED_BY_282426E: Readonly<Record<SealPurpose, string>> = {
   'refresh-successor': 'v1._DtJTitur63UeQGn.oOq_BPtDTvvcHdF42i4pZDbOo4KrAWvVMgcKkrrNqtx40nqWWLLr.yVcW4_qtapxC02h34MKrTw',
   /** The built-in CA's keys (service identity, after 2fca0d6). */
   'ca-keys': 'v1.L6GYmxRHQD9XsL7Q.B3k1lqhYgHj4Lt6Z1uFyHQf018BML6P7A-cRwcgm.7GnMsOOKQlg4u4EkUhy11w',
+  /** A push receiver's Authorization header (security signals, after 0287b00). */
+  'signals-push-authorization': 'v1.CRxIYGsi8il0l8I5.BNYodfgK7hXiqyKKZ-BvMak51qky8q_mOZPNUOLM16fK9_LtvhImgW_YIES8R4DQ8Q.qVO41xbvZ9d8J_DeM0CJ0w',
 };
-const SEALED_BY: Readonly<Record<SealPurpose, string>> = { 'signing-keys': '282426e', 'audit-log-key': '282426e', 'totp-secret': '282426e', 'refresh-successor': '282426e', 'ca-keys': '2fca0d6+' };
+const SEALED_BY: Readonly<Record<SealPurpose, string>> = { 'signing-keys': '282426e', 'audit-log-key': '282426e', 'totp-secret': '282426e', 'refresh-successor': '282426e', 'ca-keys': '2fca0d6+', 'signals-push-authorization': '0287b00+' };
 
 it('seals and opens a secret; the sealed text does not contain it', () => {
   const sealed = vault.seal('audit-log-key', secret);

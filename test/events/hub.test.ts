@@ -27,7 +27,7 @@ describe('the domain event list', () => {
     const audit = new Set<string>(AUDIT_EVENT_TYPES);
     assert.deepEqual(
       DOMAIN_EVENT_TYPES.filter((type) => !audit.has(type)),
-      ['tokens.revoked'],
+      ['tokens.revoked', 'signals.appended'],
     );
     for (const type of CROSS_INSTANCE_EVENT_TYPES) assert.ok((DOMAIN_EVENT_TYPES as readonly string[]).includes(type));
   });

@@ -1,0 +1,197 @@
+/**
+ * Push delivery (RFC 8935): each push stream's SETs are POSTed to its
+ * receiver one at a time, in order, and its cursor moves only when the
+ * receiver answered 202 (or refused that SET for good with a 400 error
+ * code, section 2.4, which a retry would not change). A failure keeps the
+ * SET at the head of the stream and retries with a doubling delay up to a
+ * ceiling; a receiver failing for `signals.maxRetryHours` has its stream
+ * paused by the transmitter, and the next delivery that works (probed at
+ * the ceiling) resumes it from where it stopped.
+ *
+ * One instance pushes a given stream at a time: a lease in the hot store.
+ */
+import { randomUUID } from 'node:crypto';
+import type { HotStore, StoredRecord } from '../store/index.ts';
+import { DELIVERY_METHODS, SET_MEDIA_TYPE } from '../sdk/index.ts';
+import { OutboundAddressError, postBody } from '../net/index.ts';
+import type { StreamRecord } from './records.ts';
+import type { Transmitter } from './transmitter.ts';
+
+const LEASE_PREFIX = 'signals:push:';
+/** SETs pushed per stream per round, so one busy stream does not starve the others. */
+const PER_ROUND = 50;
+const BASE_DELAY_MS = 1000;
+
+export type PushOutcome = { readonly kind: 'delivered' } | { readonly kind: 'refused'; readonly error: string } | { readonly kind: 'failed'; readonly error: string };
+
+export interface PushWorkerOptions {
+  readonly transmitter: Transmitter;
+  readonly hot: Pick<HotStore, 'setIfAbsent' | 'get' | 'delete'>;
+  /** How often streams are looked at without a wake-up (ms). */
+  readonly intervalMs?: number;
+  readonly onError?: (error: unknown) => void;
+}
+
+export class PushWorker {
+  readonly #options: PushWorkerOptions;
+  readonly #holder = randomUUID();
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #again = false;
+  #stopped = false;
+  #unlisten: (() => void) | undefined;
+
+  constructor(options: PushWorkerOptions) {
+    this.#options = options;
+  }
+
+  start(): void {
+    this.#unlisten = this.#options.transmitter.onAppended(() => this.kick());
+    const tick = (): void => {
+      this.kick();
+      this.#timer = setTimeout(tick, this.#options.intervalMs ?? 1000);
+      this.#timer.unref();
+    };
+    tick();
+  }
+
+  /** Runs a round now (or right after the one in flight). */
+  kick(): void {
+    if (this.#stopped) return;
+    if (this.#running !== undefined) {
+      this.#again = true;
+      return;
+    }
+    this.#running = this.runOnce()
+      .catch((error: unknown) => this.#options.onError?.(error))
+      .finally(() => {
+        this.#running = undefined;
+        if (this.#again) {
+          this.#again = false;
+          this.kick();
+        }
+      });
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#unlisten?.();
+    await this.#running;
+  }
+
+  /** One round over every push stream that is due. */
+  async runOnce(): Promise<void> {
+    const { transmitter } = this.#options;
+    let after: string | undefined;
+    for (;;) {
+      const page = await transmitter.streams.list({ limit: 200, ...(after !== undefined && { after }) });
+      for (const record of page) {
+        if (this.#stopped) return;
+        if (due(record.data, transmitter.now())) await this.#pushStream(record);
+      }
+      if (page.length < 200) return;
+      after = page.at(-1)!.id;
+    }
+  }
+
+  async #pushStream(record: StoredRecord<StreamRecord>): Promise<void> {
+    const { transmitter, hot } = this.#options;
+    const lease = LEASE_PREFIX + record.id;
+    const leaseMs = transmitter.settings.pushTimeoutMs * (PER_ROUND + 1);
+    if (!(await hot.setIfAbsent(lease, this.#holder, leaseMs))) return;
+    try {
+      let stream = record.data;
+      for (let sent = 0; sent < PER_ROUND && !this.#stopped; ) {
+        const selection = await transmitter.owed(record.id, { ...stream, acked: [] }, 1);
+        if (selection.cursor > stream.cursor) stream = (await transmitter.advance(record.id, selection.cursor)) ?? stream;
+        const entry = selection.entries[0];
+        if (entry === undefined) return;
+        const { set } = await transmitter.signer.sign({ id: record.id, alg: stream.alg, aud: stream.aud }, entry);
+        const outcome = await this.push(stream, set);
+        sent++;
+        const next = await this.#record(record.id, entry.seq, outcome);
+        if (next === null || outcome.kind === 'failed') return;
+        stream = next;
+      }
+    } finally {
+      if ((await hot.get(lease)) === this.#holder) await hot.delete(lease);
+    }
+  }
+
+  /** RFC 8935 section 2: POST the SET; 202 accepted, 400 with an error code refused, anything else a failure to retry. */
+  async push(stream: StreamRecord, set: string): Promise<PushOutcome> {
+    const { transmitter } = this.#options;
+    const authorization = transmitter.manager.authorizationOf(stream);
+    try {
+      const response = await postBody(stream.endpointUrl!, set, SET_MEDIA_TYPE, {
+        publicOnly: !transmitter.settings.pushPrivateNetworks,
+        timeoutMs: transmitter.settings.pushTimeoutMs,
+        headers: { accept: 'application/json', ...(authorization !== undefined && { authorization }) },
+      });
+      if (response.status === 202 || response.status === 200 || response.status === 204) return { kind: 'delivered' };
+      if (response.status === 400) {
+        const code = errorCode(response.body);
+        if (code !== undefined) return { kind: 'refused', error: code };
+      }
+      return { kind: 'failed', error: `HTTP ${response.status}` };
+    } catch (error) {
+      return { kind: 'failed', error: error instanceof OutboundAddressError ? 'the endpoint is not on the public internet' : 'no answer (connection failed or timed out)' };
+    }
+  }
+
+  async #record(streamId: string, seq: number, outcome: PushOutcome): Promise<StreamRecord | null> {
+    const { transmitter } = this.#options;
+    const now = transmitter.now();
+    const settings = transmitter.settings;
+    const result = await transmitter.streams.mutate(
+      streamId,
+      (current) => {
+        if (current === null) return { kind: 'keep', result: undefined } as const;
+        const was = current.data;
+        if (outcome.kind !== 'failed') {
+          const next: StreamRecord = { ...was, cursor: Math.max(was.cursor, seq), attempts: 0 };
+          delete next.failingSince;
+          delete next.nextAttemptAt;
+          if (outcome.kind === 'refused') next.lastError = `receiver refused: ${outcome.error}`;
+          // The receiver answers again: a pause the transmitter made is over.
+          if (was.status === 'paused' && was.statusBy === 'transmitter') {
+            next.status = 'enabled';
+            delete next.statusReason;
+            delete next.statusBy;
+          }
+          return { kind: 'write', value: next, result: undefined } as const;
+        }
+        const failingSince = was.failingSince ?? now;
+        const attempts = was.attempts + 1;
+        const delay = Math.min(settings.retryCeilingMs, BASE_DELAY_MS * 2 ** Math.min(attempts - 1, 30));
+        const next: StreamRecord = { ...was, failingSince, attempts, nextAttemptAt: now + delay, lastError: outcome.error };
+        if (was.status === 'enabled' && now - failingSince >= settings.maxRetryMs) {
+          next.status = 'paused';
+          next.statusBy = 'transmitter';
+          next.statusReason = `The receiver has not accepted events since ${new Date(failingSince).toISOString()}.`;
+        }
+        return { kind: 'write', value: next, result: undefined } as const;
+      },
+      { attempts: 8, exhausted: () => undefined },
+    );
+    return result.record?.data ?? null;
+  }
+}
+
+/** Whether a push stream should be tried now: enabled, or paused by the transmitter (to probe), and past its backoff. */
+function due(stream: StreamRecord, now: number): boolean {
+  if (stream.method !== DELIVERY_METHODS.push) return false;
+  const active = stream.status === 'enabled' || (stream.status === 'paused' && stream.statusBy === 'transmitter');
+  return active && (stream.nextAttemptAt === undefined || stream.nextAttemptAt <= now);
+}
+
+/** RFC 8935 section 2.4: `{"err": code, "description": text}`. */
+function errorCode(body: string): string | undefined {
+  try {
+    const value = JSON.parse(body) as { err?: unknown };
+    return typeof value.err === 'string' && /^[a-z_]{1,64}$/.test(value.err) ? value.err : undefined;
+  } catch {
+    return undefined;
+  }
+}
