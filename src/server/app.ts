@@ -14,6 +14,7 @@ import { methodsOf, routeTable } from './route-table.ts';
 import { developmentHostRedirect } from './development-host.ts';
 import { caRoutes } from './ca-routes.ts';
 import { signalsRoutes } from './signals-routes.ts';
+import { attachSignalSocket } from './signals-socket.ts';
 import { auditRoutes } from './audit-routes.ts';
 import { staticAdminAuthenticator } from './admin-auth.ts';
 import { FailureAggregator, type Ledger } from '../audit/index.ts';
@@ -175,7 +176,10 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     if (deps.identity !== undefined) await app.register(authorizeRoutes, { server: oauth, identity: deps.identity, origin });
   }
   if (deps.pki !== undefined) await app.register(caRoutes, { pki: deps.pki, oauth, failures, issuer: config.issuer });
-  if (deps.signals !== undefined) await app.register(signalsRoutes, { signals: deps.signals, oauth, failures, issuer: config.issuer });
+  if (deps.signals !== undefined) {
+    await app.register(signalsRoutes, { signals: deps.signals, oauth, failures, issuer: config.issuer });
+    attachSignalSocket(app, { signals: deps.signals, oauth, failures, issuer: config.issuer, mtls: deps.mtls === true });
+  }
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;
 }

@@ -39,6 +39,9 @@ describe('the outbox worker in a running instance', () => {
     try {
       const worker = running.runtime.get('outbox');
       assert.ok(worker !== undefined, 'serve runs the outbox worker');
+      // Startup's own messages (the security events of the first signing keys) go first.
+      await worker.runOnce();
+      const before = await running.stores.durable.outbox.counts();
       await running.stores.durable.transaction(async (tx) => {
         assert.equal(await tx.records.create('outbox-service-test', 'r1', { changed: true }), true);
         await tx.outbox.add({ topic: 'test.notify', payload: { record: 'r1' }, idempotencyKey: 'change-r1' });
@@ -53,7 +56,7 @@ describe('the outbox worker in a running instance', () => {
         [['test.notify', 'change-r1', { record: 'r1' }]],
       );
       assert.equal(report.delivered, 0, 'nothing is delivered twice');
-      assert.deepEqual(await running.stores.durable.outbox.counts(), { pending: 1, delivered: 1 }, 'the message without a deliverer is kept for a later attempt');
+      assert.deepEqual(await running.stores.durable.outbox.counts(), { pending: before.pending + 1, delivered: before.delivered + 1 }, 'the message without a deliverer is kept for a later attempt');
     } finally {
       await running.stop();
     }

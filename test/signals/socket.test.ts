@@ -1,0 +1,182 @@
+/**
+ * `/signals/ws` with real clients: Node's `ws` and undici's WebSocket
+ * (Node's global), authenticated by a bearer token on the main listener.
+ * Order, acknowledgement and resume (`?after=`), and each limit: the
+ * largest frame (1009), a frame that is not an acknowledgement (1002),
+ * sockets per client (429 before the upgrade), and a refused credential.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { WebSocket as WsClient } from 'ws';
+import { validateClientMetadata } from '../../src/oauth/index.ts';
+import { SECURITY_EVENT_TYPES } from '../../src/sdk/index.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+
+interface Frame {
+  readonly type: string;
+  readonly cursor?: string | null;
+  readonly set?: string;
+}
+
+async function receiverToken(server: TestServer): Promise<string> {
+  const metadata = validateClientMetadata({ grant_types: ['client_credentials'], redirect_uris: [], scope: 'ssf:stream' }, { allowedScopes: ['ssf:stream'], defaultSigningAlgorithm: 'EdDSA' });
+  const registered = await server.running.authorizationServer.clients.register(metadata, { actor: 'test' }, { approved: true });
+  const basic = Buffer.from(`${registered.client.client_id}:${registered.clientSecret!}`).toString('base64');
+  const response = await fetch(`${server.url}/token`, { method: 'POST', headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' });
+  return ((await response.json()) as { access_token: string }).access_token;
+}
+
+async function socketStream(server: TestServer, token: string): Promise<string> {
+  const response = await fetch(`${server.url}/signals/stream`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ delivery: { method: 'urn:portcullis:ssf:delivery:websocket' }, events_requested: [SECURITY_EVENT_TYPES.accountDisabled] }),
+  });
+  assert.equal(response.status, 201);
+  return ((await response.json()) as { stream_id: string }).stream_id;
+}
+
+/** Collects frames from a `ws` socket; `next(n)` resolves once n more SET frames arrived. */
+function frames(ws: WsClient): { all: Frame[]; sets: (count: number) => Promise<Frame[]> } {
+  const all: Frame[] = [];
+  let waiting: { count: number; resolve: (value: Frame[]) => void } | undefined;
+  ws.on('message', (data: Buffer) => {
+    all.push(JSON.parse(data.toString()) as Frame);
+    const sets = all.filter((frame) => frame.type === 'set');
+    if (waiting !== undefined && sets.length >= waiting.count) waiting.resolve(sets);
+  });
+  return {
+    all,
+    sets: (count) =>
+      new Promise((resolve) => {
+        const sets = all.filter((frame) => frame.type === 'set');
+        if (sets.length >= count) resolve(sets);
+        else waiting = { count, resolve };
+      }),
+  };
+}
+
+function eventType(set: string): string {
+  const payload = JSON.parse(Buffer.from(set.split('.')[1]!, 'base64url').toString()) as { events: Record<string, unknown> };
+  return Object.keys(payload.events)[0]!;
+}
+
+describe('signal WebSocket', () => {
+  let server: TestServer;
+  let token: string;
+  let wsUrl: string;
+
+  before(async () => {
+    server = await startTestServer({ fixedPort: true, overrides: { signals: { maxStreamsPerClient: 20, socketsPerClient: 2, socketMaxFrameBytes: 256, socketMaxBufferedBytes: 1024 } } });
+    token = await receiverToken(server);
+    wsUrl = server.url.replace(/^http/, 'ws');
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  async function disable(count: number): Promise<void> {
+    for (let i = 0; i < count; i++) {
+      const user = await server.running.identity.accounts.createUser(`ws-${Date.now()}-${i}-${Math.random()}@example.com`, null, { actor: 'test' });
+      await server.running.identity.accounts.setDisabled(user.id, true, { actor: 'admin' });
+    }
+  }
+
+  it('sends SETs in order, and resumes after the acknowledged cursor (ws)', async () => {
+    const streamId = await socketStream(server, token);
+    const ws = new WsClient(`${wsUrl}/signals/ws?stream_id=${streamId}`, { headers: { authorization: `Bearer ${token}` } });
+    const received = frames(ws);
+    await once(ws, 'open');
+    await disable(3);
+    const sets = await received.sets(3);
+    assert.equal(received.all[0]!.type, 'ready');
+    assert.deepEqual(sets.map((frame) => eventType(frame.set!)), [SECURITY_EVENT_TYPES.accountDisabled, SECURITY_EVENT_TYPES.accountDisabled, SECURITY_EVENT_TYPES.accountDisabled]);
+    const cursors = sets.map((frame) => Number(frame.cursor));
+    assert.deepEqual([...cursors].sort((a, b) => a - b), cursors, 'in order');
+    // Acknowledge the first only, then reconnect without `after`: the stream resumes after the acknowledged one.
+    ws.send(JSON.stringify({ type: 'ack', cursor: sets[0]!.cursor }));
+    await waitFor(async () => (await server.running.signals.transmitter.streams.get(streamId))!.data.cursor >= cursors[0]!);
+    ws.close();
+    await once(ws, 'close');
+    const again = new WsClient(`${wsUrl}/signals/ws?stream_id=${streamId}`, { headers: { authorization: `Bearer ${token}` } });
+    const resumed = frames(again);
+    const two = await resumed.sets(2);
+    assert.deepEqual(two.map((frame) => frame.set), [sets[1]!.set, sets[2]!.set], 'the same SETs (same jti) after the acknowledged one');
+    again.close();
+    // `?after=` names the resume point explicitly.
+    const last = new WsClient(`${wsUrl}/signals/ws?stream_id=${streamId}&after=${cursors[1]}`, { headers: { authorization: `Bearer ${token}` } });
+    const tail = frames(last);
+    assert.deepEqual((await tail.sets(1)).map((frame) => frame.cursor), [String(cursors[2])]);
+    last.close();
+  });
+
+  it('works with undici’s WebSocket (Node’s global) too', async () => {
+    const streamId = await socketStream(server, token);
+    // Browsers' API has no headers; undici's takes them (its own extension).
+    const ws = new WebSocket(`${wsUrl}/signals/ws?stream_id=${streamId}`, { headers: { authorization: `Bearer ${token}` } });
+    const messages: Frame[] = [];
+    const gotSet = new Promise<void>((resolve) =>
+      ws.addEventListener('message', (event: MessageEvent) => {
+        messages.push(JSON.parse(String(event.data)) as Frame);
+        if (messages.some((frame) => frame.type === 'set')) resolve();
+      }),
+    );
+    await new Promise((resolve) => ws.addEventListener('open', resolve));
+    await disable(1);
+    await gotSet;
+    assert.equal(messages[0]!.type, 'ready');
+    assert.equal(eventType(messages.find((frame) => frame.type === 'set')!.set!), SECURITY_EVENT_TYPES.accountDisabled);
+    ws.close();
+  });
+
+  it('refuses an upgrade without a valid token, or for another client’s stream', async () => {
+    const streamId = await socketStream(server, token);
+    for (const headers of [{}, { authorization: 'Bearer not-a-token' }, { authorization: `Bearer ${await receiverToken(server)}` }]) {
+      const ws = new WsClient(`${wsUrl}/signals/ws?stream_id=${streamId}`, { headers });
+      ws.on('error', () => undefined);
+      const [, response] = (await once(ws, 'unexpected-response')) as [unknown, { statusCode: number }];
+      assert.equal(response.statusCode, 401);
+      ws.terminate();
+    }
+  });
+
+  it('closes with 1009 a client frame larger than the limit', async () => {
+    const streamId = await socketStream(server, token);
+    const ws = new WsClient(`${wsUrl}/signals/ws?stream_id=${streamId}`, { headers: { authorization: `Bearer ${token}` } });
+    await once(ws, 'open');
+    ws.send(JSON.stringify({ type: 'ack', cursor: '1', padding: 'x'.repeat(1000) }));
+    const [code] = (await once(ws, 'close')) as [number];
+    assert.equal(code, 1009);
+  });
+
+  it('closes with 1002 a frame that is not an acknowledgement of a sent cursor', async () => {
+    const streamId = await socketStream(server, token);
+    const ws = new WsClient(`${wsUrl}/signals/ws?stream_id=${streamId}`, { headers: { authorization: `Bearer ${token}` } });
+    await once(ws, 'open');
+    ws.send(JSON.stringify({ type: 'ack', cursor: '999999999' }));
+    const [code] = (await once(ws, 'close')) as [number];
+    assert.equal(code, 1002);
+  });
+
+  it('allows at most socketsPerClient sockets per client (429 before the upgrade)', async () => {
+    const streamId = await socketStream(server, token);
+    const open = [0, 1].map(() => new WsClient(`${wsUrl}/signals/ws?stream_id=${streamId}`, { headers: { authorization: `Bearer ${token}` } }));
+    await Promise.all(open.map((ws) => once(ws, 'open')));
+    const third = new WsClient(`${wsUrl}/signals/ws?stream_id=${streamId}`, { headers: { authorization: `Bearer ${token}` } });
+    third.on('error', () => undefined);
+    const [, response] = (await once(third, 'unexpected-response')) as [unknown, { statusCode: number }];
+    assert.equal(response.statusCode, 429);
+    third.terminate();
+    for (const ws of open) ws.close();
+    await Promise.all(open.map((ws) => once(ws, 'close')));
+  });
+});
+
+async function waitFor(condition: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await condition()) return;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  throw new Error('condition not reached');
+}
