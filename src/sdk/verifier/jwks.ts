@@ -94,7 +94,17 @@ export class JwksCache {
    * the rate limit allows), temporarily_unavailable when no keys could be
    * fetched at all.
    */
-  async key(header: { readonly kid?: string | undefined; readonly alg?: string | undefined }): Promise<CryptoKey> {
+  key(header: { readonly kid?: string | undefined; readonly alg?: string | undefined }): CryptoKey | Promise<CryptoKey> {
+    // The hot path: fresh keys, a known kid, the key imported; no promise in between.
+    const alg = header.alg;
+    if (alg !== undefined && this.#loaded && this.#clock() < this.#expiresAt && this.#options.algorithms.includes(alg)) {
+      const imported = this.#find(header.kid, alg)?.imported.get(alg);
+      if (imported !== undefined && !(imported instanceof Promise)) return imported;
+    }
+    return this.#slowKey(header);
+  }
+
+  async #slowKey(header: { readonly kid?: string | undefined; readonly alg?: string | undefined }): Promise<CryptoKey> {
     const alg = header.alg;
     if (alg === undefined || !this.#options.algorithms.includes(alg)) throw new VerifyError('invalid_token', 'the token is signed with an algorithm that is not accepted');
     const now = this.#clock();
