@@ -15,7 +15,7 @@ import { join } from 'node:path';
 // node:sqlite prints an ExperimentalWarning on Node 24 that says nothing here.
 const NODE_FLAGS = ['--disable-warning=ExperimentalWarning'];
 let failed = false;
-for (const script of ['overhead.ts', 'store-latency.ts', 'audit-append.ts', 'audit-proofs.ts', 'audit-verify.ts', 'login.ts', 'session-overhead.ts', 'oauth.ts', 'mtls-handshakes.ts', 'rotation.ts']) {
+for (const script of ['overhead.ts', 'store-latency.ts', 'audit-append.ts', 'audit-proofs.ts', 'audit-verify.ts', 'login.ts', 'session-overhead.ts', 'oauth.ts', 'mtls-handshakes.ts', 'rotation.ts', 'sdk-verify.ts']) {
   console.log(`\n== ${script}`);
   const child = spawn(process.execPath, [...NODE_FLAGS, join(import.meta.dirname, script)], { stdio: 'inherit', env: process.env });
   const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];

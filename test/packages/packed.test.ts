@@ -6,12 +6,13 @@
  * process then imports each entry the "exports" map names:
  *
  *   portcullis/audit/merkle  the RFC 9162 Merkle tree (hash, compact range, proofs)
- *   portcullis/sdk           empty for now, filled by the next issues
+ *   portcullis/sdk           the resource-server SDK (createVerifier, adapters, DPoP fetch) and the signals vocabulary
  *   portcullis/sdk/mtls      mutual TLS with SPIFFE X509-SVIDs (agent, server options, SPIFFE IDs)
  *
  * Each entry is imported under Node's permission model with read access to
- * its own dist/ directory and the package.json only, so an entry that pulled
- * in a server module (store, config, keys) or a dependency would fail to
+ * its own dist/ directory, the package.json and the npm packages it may use
+ * (the sdk: jose and ws; the others none), so an entry that pulled in a
+ * server module (store, config, keys) or another dependency would fail to
  * load; a static walk of the emitted imports names the offending edge.
  *
  * The install resolves the declared dependencies like any user's
@@ -34,6 +35,8 @@ const run = promisify(execFile);
 
 /** The public entries: subpath -> the directory of dist/ its import graph must stay in. */
 const ENTRIES = { './audit/merkle': 'dist/audit/merkle', './sdk': 'dist/sdk', './sdk/mtls': 'dist/sdk/mtls' } as const;
+/** subpath -> the npm packages its import graph may reach (test/architecture.test.ts allows the same). */
+const ENTRY_PACKAGES: Readonly<Record<string, readonly string[]>> = { './sdk': ['jose', 'ws'] };
 
 let scratch = '';
 let consumer = '';
@@ -91,9 +94,9 @@ async function runConsumer(source: string, readable?: readonly string[]): Promis
   return stdout;
 }
 
-/** What an entry may read at run time: the package manifest (for the exports map) and its own directory. */
-function entryReadable(directory: string): string[] {
-  return [join(installed, 'package.json'), `${join(installed, directory)}${sep}`];
+/** What an entry may read at run time: the package manifest (for the exports map), its own directory and its packages. */
+function entryReadable(directory: string, packages: readonly string[] = []): string[] {
+  return [join(installed, 'package.json'), `${join(installed, directory)}${sep}`, ...packages.map((name) => `${join(consumer, 'node_modules', name)}${sep}`)];
 }
 
 /**
@@ -102,7 +105,7 @@ function entryReadable(directory: string): string[] {
  * TypeScript's scanner finds them), and every edge that leaves `directory`
  * or names anything but a node: built-in.
  */
-function importGraph(packageDir: string, directory: string): { files: string[]; outside: string[] } {
+function importGraph(packageDir: string, directory: string, packages: readonly string[] = []): { files: string[]; outside: string[] } {
   const base = join(packageDir, directory);
   const seen = new Set<string>();
   const outside: string[] = [];
@@ -112,7 +115,7 @@ function importGraph(packageDir: string, directory: string): { files: string[]; 
     seen.add(file);
     for (const { fileName: specifier } of ts.preProcessFile(readFileSync(file, 'utf8'), true, true).importedFiles) {
       const target = resolve(dirname(file), specifier);
-      if (specifier.startsWith('.') ? !target.startsWith(`${base}${sep}`) : !(specifier.startsWith('node:') && isBuiltin(specifier))) {
+      if (specifier.startsWith('.') ? !target.startsWith(`${base}${sep}`) : !((specifier.startsWith('node:') && isBuiltin(specifier)) || packages.includes(specifier))) {
         outside.push(`${relative(packageDir, file)} -> ${specifier}`);
       } else if (specifier.startsWith('.')) pending.push(target);
     }
@@ -214,9 +217,49 @@ describe('packages: the packed tarball', () => {
     });
   });
 
-  it("'portcullis/sdk' loads from its own directory alone, with an empty surface for now", async () => {
-    const output = await runConsumer("import * as sdk from 'portcullis/sdk'; console.log(JSON.stringify(Object.keys(sdk)));", entryReadable(ENTRIES['./sdk']));
-    assert.deepEqual(JSON.parse(output), []);
+  it("'portcullis/sdk' loads from its own directory and jose alone, and verifies an access token", async () => {
+    const source = `
+      import * as sdk from 'portcullis/sdk';
+      import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+      const issuer = 'https://as.example.com';
+      const audience = 'https://api.example.com';
+      const { privateKey, publicKey } = await generateKeyPair('EdDSA');
+      const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'EdDSA' };
+      const fetch = async () => new Response(JSON.stringify({ keys: [jwk] }), { headers: { 'cache-control': 'max-age=60' } });
+      const verifier = sdk.createVerifier({ issuer, audience, jwksUri: issuer + '/jwks', fetch });
+      const now = Math.floor(Date.now() / 1000);
+      const token = await new SignJWT({ iss: issuer, aud: audience, sub: 'u', client_id: 'c', jti: 'j', iat: now, exp: now + 60, scope: 'read' })
+        .setProtectedHeader({ alg: 'EdDSA', typ: 'at+jwt', kid: 'k1' }).sign(privateKey);
+      const url = audience + '/x';
+      const good = await verifier.verify({ method: 'GET', url, headers: { authorization: 'Bearer ' + token } });
+      const none = await verifier.verify({ method: 'GET', url, headers: {} });
+      console.log(JSON.stringify({ exports: Object.keys(sdk).sort(), good: good.ok && good.scopes, none: none.status }));
+    `;
+    const output = JSON.parse(await runConsumer(source, [...entryReadable(ENTRIES['./sdk'], ENTRY_PACKAGES['./sdk'])])) as Record<string, unknown>;
+    assert.deepEqual(output, {
+      exports: [
+        'ACCESS_TOKEN_ALGORITHMS',
+        'CAEP_EVENT_TYPE',
+        'DELIVERY_METHODS',
+        'DPOP_ALGORITHMS',
+        'PORTCULLIS_EVENT_TYPE',
+        'RISC_EVENT_TYPE',
+        'RevocationList',
+        'SECURITY_EVENT_TYPES',
+        'SET_MEDIA_TYPE',
+        'SET_TYP',
+        'SIGNAL_SOCKET_CLOSE',
+        'SSF_EVENT_TYPE',
+        'VERIFY_ERRORS',
+        'certificateThumbprint',
+        'createDPoPFetch',
+        'createVerifier',
+        'createVerifierMiddleware',
+        'fastifyVerifier',
+      ],
+      good: ['read'],
+      none: 401,
+    });
   });
 
   it("'portcullis/sdk/mtls' loads from its own directory alone and reads SPIFFE IDs", async () => {
@@ -260,7 +303,7 @@ describe('packages: the packed tarball', () => {
 
   it('the emitted import graph of each entry stays inside its directory and reaches only node: built-ins beyond it', () => {
     for (const [subpath, directory] of Object.entries(ENTRIES)) {
-      const { files, outside } = importGraph(installed, directory);
+      const { files, outside } = importGraph(installed, directory, ENTRY_PACKAGES[subpath]);
       assert.deepEqual(outside, [], `${subpath} reaches outside ${directory}`);
       assert.ok(files.includes(`${directory}/index.js`));
     }
@@ -316,13 +359,12 @@ describe('packages: the packed tarball', () => {
       file,
       [
         "import { CompactRange, rootHash, leafHash, completeSubtrees, type ProofNode, type SubtreeHash } from 'portcullis/audit/merkle';",
-        "import * as sdk from 'portcullis/sdk';",
         'const root: Uint8Array = rootHash([leafHash(new Uint8Array())]);',
         'const node: ProofNode = { start: 0, end: 1 };',
         'const range = new CompactRange();',
         'range.append(root, (subtree: SubtreeHash) => subtree.level);',
         'export const levels: number[] = completeSubtrees(node.start, node.end).map((s) => s.level);',
-        'export { root, sdk };',
+        'export { root };',
         '// @ts-expect-error rootHash takes leaf hashes, not a string',
         "rootHash('not hashes');",
       ].join('\n'),
@@ -337,15 +379,15 @@ describe('packages: the packed tarball', () => {
       noEmit: true,
     });
     const resolved = program.getSourceFiles().map((source) => relative(installed, source.fileName));
-    // These two need no Node types; 'portcullis/sdk/mtls' (node:tls, node:https) is checked below.
-    for (const directory of [ENTRIES['./audit/merkle'], ENTRIES['./sdk']]) assert.ok(resolved.includes(`${directory}/index.d.ts`), `resolved ${directory}/index.d.ts through the exports map`);
+    // The merkle entry needs no Node types; 'portcullis/sdk' and 'portcullis/sdk/mtls' (node:crypto, node:tls, fetch's Response) are checked below.
+    for (const directory of [ENTRIES['./audit/merkle']]) assert.ok(resolved.includes(`${directory}/index.d.ts`), `resolved ${directory}/index.d.ts through the exports map`);
     assert.deepEqual(
       ts.getPreEmitDiagnostics(program).map((diagnostic) => ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n')),
       [],
     );
   });
 
-  it("a TypeScript consumer of 'portcullis/sdk/mtls' (with @types/node, as any Node service has) gets its declarations", () => {
+  it("a TypeScript consumer of 'portcullis/sdk' and 'portcullis/sdk/mtls' (with @types/node, as any Node service has) gets their declarations", () => {
     const file = join(consumer, 'consumer-mtls.ts');
     writeFileSync(
       file,
@@ -365,6 +407,13 @@ describe('packages: the packed tarball', () => {
         "export const parsed: SpiffeId = { trustDomain: 'example.org', path: '' };",
         '// @ts-expect-error the certificate file is required',
         "createMtlsAgent({ keyFile: 'key.pem', caFile: 'ca.pem' });",
+        "import { createDPoPFetch, createVerifier, createVerifierMiddleware, type VerifyResult } from 'portcullis/sdk';",
+        "const verifier = createVerifier({ issuer: 'https://as.example.com', audience: 'https://api.example.com', scopes: ['read'] });",
+        "export const check = (): Promise<VerifyResult> => verifier.verify({ method: 'GET', url: 'https://api.example.com/x', headers: new Headers() });",
+        "export const middleware = createVerifierMiddleware({ verifier, origin: 'https://api.example.com' });",
+        "export const dpop = (keyPair: Parameters<typeof createDPoPFetch>[0]['keyPair']) => createDPoPFetch({ keyPair, alg: 'ES256' });",
+        '// @ts-expect-error the audience is required',
+        "createVerifier({ issuer: 'https://as.example.com' });",
       ].join('\n'),
     );
     const program = ts.createProgram([file], {
@@ -379,6 +428,7 @@ describe('packages: the packed tarball', () => {
     });
     const resolved = program.getSourceFiles().map((source) => relative(installed, source.fileName));
     assert.ok(resolved.includes(`${ENTRIES['./sdk/mtls']}/index.d.ts`), 'resolved the mtls declarations through the exports map');
+    assert.ok(resolved.includes(`${ENTRIES['./sdk']}/index.d.ts`), 'resolved the sdk declarations through the exports map');
     assert.deepEqual(
       ts.getPreEmitDiagnostics(program).map((diagnostic) => ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n')),
       [],
