@@ -134,6 +134,7 @@ const SIGNALS_EXPORTS = [
   'SetVerificationError',
   'SignalsUnavailableError',
   'SsfKeySet',
+  'createPushHandler',
   'createSsfKeySet',
   'fetchSsfConfiguration',
   'staticKeySet',

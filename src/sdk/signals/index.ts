@@ -20,5 +20,8 @@ export { verifySecurityEventToken, SET_ALGORITHMS, type VerifySetOptions } from 
 export { createSsfKeySet, staticKeySet, SsfKeySet, type SetKeySource, type SsfKeySetOptions } from './keys.ts';
 export { fetchSsfConfiguration, type SsfConfiguration } from './configuration.ts';
 export { SET_ERROR_CODES, SetVerificationError, SignalsUnavailableError, type SetErrorCode } from './errors.ts';
+export { createPushHandler, type PushHandler, type PushHandlerOptions } from './push.ts';
+export type { JtiCacheOptions } from './dedup.ts';
+export type { SecurityEventListener, SignalSource } from './listeners.ts';
 export type { FetchLike, HttpOptions } from './fetch.ts';
 export type { SecurityEventToken, SubjectIdentifier } from '../security-events.ts';
