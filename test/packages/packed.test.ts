@@ -129,11 +129,13 @@ function importGraph(packageDir: string, directory: string, scope: { directory: 
 
 /** What 'portcullis/sdk/signals' exports at run time. */
 const SIGNALS_EXPORTS = [
+  'PollRequestError',
   'SET_ALGORITHMS',
   'SET_ERROR_CODES',
   'SetVerificationError',
   'SignalsUnavailableError',
   'SsfKeySet',
+  'createPollClient',
   'createPushHandler',
   'createSsfKeySet',
   'fetchSsfConfiguration',

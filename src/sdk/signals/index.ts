@@ -21,6 +21,9 @@ export { createSsfKeySet, staticKeySet, SsfKeySet, type SetKeySource, type SsfKe
 export { fetchSsfConfiguration, type SsfConfiguration } from './configuration.ts';
 export { SET_ERROR_CODES, SetVerificationError, SignalsUnavailableError, type SetErrorCode } from './errors.ts';
 export { createPushHandler, type PushHandler, type PushHandlerOptions } from './push.ts';
+export { createPollClient, PollRequestError, type PollClient, type PollClientOptions, type PollResult } from './poll.ts';
+export type { BackoffOptions } from './backoff.ts';
+export type { TokenProvider } from './token.ts';
 export type { JtiCacheOptions } from './dedup.ts';
 export type { SecurityEventListener, SignalSource } from './listeners.ts';
 export type { FetchLike, HttpOptions } from './fetch.ts';
