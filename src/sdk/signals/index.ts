@@ -22,6 +22,7 @@ export { fetchSsfConfiguration, type SsfConfiguration } from './configuration.ts
 export { SET_ERROR_CODES, SetVerificationError, SignalsUnavailableError, type SetErrorCode } from './errors.ts';
 export { createPushHandler, type PushHandler, type PushHandlerOptions } from './push.ts';
 export { createPollClient, PollRequestError, type PollClient, type PollClientOptions, type PollResult } from './poll.ts';
+export { createSignalSocket, SignalSocketError, type SignalSocket, type SignalSocketClose, type SignalSocketErrorCode, type SignalSocketOptions, type SocketTlsMaterial } from './socket.ts';
 export type { BackoffOptions } from './backoff.ts';
 export type { TokenProvider } from './token.ts';
 export type { JtiCacheOptions } from './dedup.ts';
