@@ -182,6 +182,23 @@ describe('signals: the transmitter key set', () => {
     await assert.rejects(fetchSsfConfiguration('http://tr.example.com'), TypeError);
   });
 
+  it('a transmitter whose keys cannot be fetched is asked again only after the cool-down, not once per SET', async () => {
+    const down = await startTransmitter([es256]);
+    down.route('/.well-known/ssf-configuration', (_req, res) => void res.writeHead(503).end());
+    const clock = new ManualClock();
+    const keys = createSsfKeySet({ issuer: down.issuer, now: clock.now });
+    try {
+      const jws = await signSet(setClaims(down.issuer), es256);
+      for (let i = 0; i < 5; i++) await assert.rejects(verifySecurityEventToken(jws, { issuer: down.issuer, audience: AUDIENCE, keys }), SignalsUnavailableError);
+      assert.equal(down.hits.get('/.well-known/ssf-configuration'), 1);
+      clock.advance(30_000);
+      await assert.rejects(verifySecurityEventToken(jws, { issuer: down.issuer, audience: AUDIENCE, keys }), SignalsUnavailableError);
+      assert.equal(down.hits.get('/.well-known/ssf-configuration'), 2);
+    } finally {
+      await down.close();
+    }
+  });
+
   it('staticKeySet refuses a kid it does not hold', async () => {
     await refused(transmitter.sign(), 'invalid_key', { issuer: transmitter.issuer, audience: AUDIENCE, keys: staticKeySet({ keys: [transmitter.keys[1]!.jwk] }) });
   });

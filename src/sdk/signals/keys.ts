@@ -66,6 +66,9 @@ export class SsfKeySet implements SetKeySource {
 
   async getKey(header: JWSHeaderParameters): Promise<CryptoKey | KeyObject> {
     if (this.#local === undefined) {
+      // No keys yet and the last attempt failed: the same cool-down, so a stream of SETs does not become a stream of fetches.
+      const wait = this.#coolingDownFor();
+      if (wait > 0 && this.#pending === undefined) throw new SignalsUnavailableError(`the transmitter's key set could not be fetched; next attempt in ${wait} ms`);
       await this.#refresh();
     } else if (this.#now() - this.#fetchedAt >= this.#maxAgeMs && this.#coolingDownFor() === 0) {
       // Stale but present: a failed refresh keeps the old keys rather than refusing every SET.
