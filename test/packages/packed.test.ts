@@ -8,12 +8,14 @@
  *   portcullis/audit/merkle  the RFC 9162 Merkle tree (hash, compact range, proofs)
  *   portcullis/sdk           the resource-server SDK (createVerifier, adapters, DPoP fetch) and the signals vocabulary
  *   portcullis/sdk/mtls      mutual TLS with SPIFFE X509-SVIDs (agent, server options, SPIFFE IDs)
+ *   portcullis/sdk/signals   the SSF receiver side (SET verification, push endpoint, poll and WebSocket clients)
  *
  * Each entry is imported under Node's permission model with read access to
- * its own dist/ directory, the package.json and the npm packages it may use
- * (the sdk: jose and ws; the others none), so an entry that pulled in a
- * server module (store, config, keys) or another dependency would fail to
- * load; a static walk of the emitted imports names the offending edge.
+ * its own dist/ directory and the package.json only, so an entry that pulled
+ * in a server module (store, config, keys) or a dependency would fail to
+ * load; a static walk of the emitted imports names the offending edge. The
+ * signals entry is the one exception, and a narrow one: it may also read its
+ * sibling SDK files (dist/sdk/) and the packages `jose` and `ws`.
  *
  * The install resolves the declared dependencies like any user's
  * (--prefer-offline: from the npm cache when it holds them, else from the
@@ -34,9 +36,12 @@ const ROOT = resolve(import.meta.dirname, '../..');
 const run = promisify(execFile);
 
 /** The public entries: subpath -> the directory of dist/ its import graph must stay in. */
-const ENTRIES = { './audit/merkle': 'dist/audit/merkle', './sdk': 'dist/sdk', './sdk/mtls': 'dist/sdk/mtls' } as const;
-/** subpath -> the npm packages its import graph may reach (test/architecture.test.ts allows the same). */
-const ENTRY_PACKAGES: Readonly<Record<string, readonly string[]>> = { './sdk': ['jose', 'ws'] };
+const ENTRIES = { './audit/merkle': 'dist/audit/merkle', './sdk': 'dist/sdk', './sdk/mtls': 'dist/sdk/mtls', './sdk/signals': 'dist/sdk/signals' } as const;
+/** Entries whose import graph may go wider than their own directory: the directory it must stay in, and the packages it may import. */
+const WIDER_SCOPE: Partial<Record<keyof typeof ENTRIES, { readonly directory: string; readonly packages: readonly string[] }>> = {
+  './sdk': { directory: 'dist/sdk', packages: ['jose', 'ws'] },
+  './sdk/signals': { directory: 'dist/sdk', packages: ['jose', 'ws'] },
+};
 
 let scratch = '';
 let consumer = '';
@@ -105,23 +110,41 @@ function entryReadable(directory: string, packages: readonly string[] = []): str
  * TypeScript's scanner finds them), and every edge that leaves `directory`
  * or names anything but a node: built-in.
  */
-function importGraph(packageDir: string, directory: string, packages: readonly string[] = []): { files: string[]; outside: string[] } {
-  const base = join(packageDir, directory);
+function importGraph(packageDir: string, directory: string, scope: { directory: string; packages: readonly string[] } = { directory, packages: [] }): { files: string[]; outside: string[] } {
+  const base = join(packageDir, scope.directory);
   const seen = new Set<string>();
   const outside: string[] = [];
-  const pending = [join(base, 'index.js')];
+  const pending = [join(packageDir, directory, 'index.js')];
   for (let file = pending.pop(); file !== undefined; file = pending.pop()) {
     if (seen.has(file)) continue;
     seen.add(file);
     for (const { fileName: specifier } of ts.preProcessFile(readFileSync(file, 'utf8'), true, true).importedFiles) {
       const target = resolve(dirname(file), specifier);
-      if (specifier.startsWith('.') ? !target.startsWith(`${base}${sep}`) : !((specifier.startsWith('node:') && isBuiltin(specifier)) || packages.includes(specifier))) {
+      if (specifier.startsWith('.') ? !target.startsWith(`${base}${sep}`) : !((specifier.startsWith('node:') && isBuiltin(specifier)) || scope.packages.includes(specifier))) {
         outside.push(`${relative(packageDir, file)} -> ${specifier}`);
       } else if (specifier.startsWith('.')) pending.push(target);
     }
   }
   return { files: [...seen].map((file) => relative(packageDir, file)).sort(), outside };
 }
+
+/** What 'portcullis/sdk/signals' exports at run time. */
+const SIGNALS_EXPORTS = [
+  'PollRequestError',
+  'SET_ALGORITHMS',
+  'SET_ERROR_CODES',
+  'SetVerificationError',
+  'SignalSocketError',
+  'SignalsUnavailableError',
+  'SsfKeySet',
+  'createPollClient',
+  'createPushHandler',
+  'createSignalSocket',
+  'createSsfKeySet',
+  'fetchSsfConfiguration',
+  'staticKeySet',
+  'verifySecurityEventToken',
+];
 
 interface Manifest {
   readonly exports: Record<string, string | { types: string; default: string }>;
@@ -131,7 +154,7 @@ interface Manifest {
 describe('packages: the packed tarball', () => {
   it('ships every file the "exports" map names, which lists exactly the public entries and nothing from test/ or bench/', () => {
     const manifest = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as Manifest;
-    assert.deepEqual(Object.keys(manifest.exports), ['./audit/merkle', './sdk', './sdk/mtls', './package.json']);
+    assert.deepEqual(Object.keys(manifest.exports), ['./audit/merkle', './sdk', './sdk/mtls', './sdk/signals', './package.json']);
     for (const [subpath, directory] of Object.entries(ENTRIES)) {
       assert.deepEqual(manifest.exports[subpath], { types: `./${directory}/index.d.ts`, default: `./${directory}/index.js` });
       for (const file of [`${directory}/index.js`, `${directory}/index.d.ts`]) {
@@ -235,7 +258,7 @@ describe('packages: the packed tarball', () => {
       const none = await verifier.verify({ method: 'GET', url, headers: {} });
       console.log(JSON.stringify({ exports: Object.keys(sdk).sort(), good: good.ok && good.scopes, none: none.status }));
     `;
-    const output = JSON.parse(await runConsumer(source, [...entryReadable(ENTRIES['./sdk'], ENTRY_PACKAGES['./sdk'])])) as Record<string, unknown>;
+    const output = JSON.parse(await runConsumer(source, [...entryReadable(ENTRIES['./sdk'], WIDER_SCOPE['./sdk']!.packages)])) as Record<string, unknown>;
     assert.deepEqual(output, {
       exports: [
         'ACCESS_TOKEN_ALGORITHMS',
@@ -301,9 +324,29 @@ describe('packages: the packed tarball', () => {
     });
   });
 
+  it("'portcullis/sdk/signals' loads with read access to dist/sdk/, jose and ws only, and verifies a SET", async () => {
+    const source = `
+      import * as signals from 'portcullis/sdk/signals';
+      import { SignJWT, exportJWK, generateKeyPair } from 'jose';
+      const { privateKey, publicKey } = await generateKeyPair('EdDSA');
+      const jwk = { ...(await exportJWK(publicKey)), kid: 'k1' };
+      const claims = { iss: 'https://tr.example.com', aud: 'rp', iat: 1767225600, jti: 'j1', events: { 'urn:example:event': {} } };
+      const sign = (typ) => new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA', typ, kid: 'k1' }).sign(privateKey);
+      const options = { issuer: 'https://tr.example.com', audience: 'rp', keys: signals.staticKeySet({ keys: [jwk] }) };
+      const event = await signals.verifySecurityEventToken(await sign('secevent+jwt'), options);
+      const refused = await signals.verifySecurityEventToken(await sign('JWT'), options).catch((error) => error.code);
+      console.log(JSON.stringify({ exports: Object.keys(signals).sort(), jti: event.jti, refused }));
+    `;
+    const readable = [join(installed, 'package.json'), `${join(installed, 'dist/sdk')}${sep}`, `${join(consumer, 'node_modules/jose')}${sep}`, `${join(consumer, 'node_modules/ws')}${sep}`];
+    const output = JSON.parse(await runConsumer(source, readable)) as { exports: string[]; jti: string; refused: string };
+    assert.deepEqual(output.exports, SIGNALS_EXPORTS);
+    assert.equal(output.jti, 'j1');
+    assert.equal(output.refused, 'invalid_request');
+  });
+
   it('the emitted import graph of each entry stays inside its directory and reaches only node: built-ins beyond it', () => {
     for (const [subpath, directory] of Object.entries(ENTRIES)) {
-      const { files, outside } = importGraph(installed, directory, ENTRY_PACKAGES[subpath]);
+      const { files, outside } = importGraph(installed, directory, WIDER_SCOPE[subpath as keyof typeof ENTRIES]);
       assert.deepEqual(outside, [], `${subpath} reaches outside ${directory}`);
       assert.ok(files.includes(`${directory}/index.js`));
     }
