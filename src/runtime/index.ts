@@ -18,7 +18,7 @@ export {
   type ServiceSettings,
   type Telemetry,
 } from './profiles.ts';
-export { portcullisServices } from './services.ts';
+export { ensureSignalsResource, portcullisServices } from './services.ts';
 export { DEFAULT_STOP_TIMEOUT_MS, startServices, withServices, type PortcullisRuntime, type StartServicesOptions } from './portcullis.ts';
 export { Listener, type ListenOptions, type ListenerTls } from './listener.ts';
 export type { IssuedServerCertificate, ListenerAuthority } from './listener-authority.ts';

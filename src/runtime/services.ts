@@ -11,7 +11,7 @@ import { FailureAggregator, auditedEvents, openLedger } from '../audit/index.ts'
 import type { EventHub } from '../events/index.ts';
 import { HookChains, bundledChainSource } from '../hooks/index.ts';
 import { IDENTITY_HOOKS, createIdentity } from '../identity/index.ts';
-import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer, type AuthorizationServer } from '../oauth/index.ts';
+import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer } from '../oauth/index.ts';
 import { Keyring, keyringPolicy } from '../tokens/index.ts';
 import { CertificateAuthority, EnrolmentTokens, caSettings } from '../pki/index.ts';
 import { assertDataDirUsable, assertDeploymentExists, openExistingStores, withAbsolutePaths } from './deployment.ts';
@@ -402,7 +402,7 @@ function applicationServices(services: ServiceContext<PortcullisServices>, clock
 }
 
 /** The resource receivers' access tokens name (RFC 8707): its one scope lets a client manage its streams. */
-async function ensureSignalsResource(resources: AuthorizationServer['resources'], issuer: string): Promise<void> {
+export async function ensureSignalsResource(resources: Pick<ResourceRegistry, 'get' | 'create'>, issuer: string): Promise<void> {
   const uri = signalsAudience(issuer);
   if ((await resources.get(uri)) !== null) return;
   try {
