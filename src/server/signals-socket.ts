@@ -184,7 +184,10 @@ export function attachSignalSocket(app: FastifyInstance, options: SignalSocketOp
           ws.send(JSON.stringify({ type: 'set', cursor: String(entry.seq), set }));
           cursor = entry.seq;
           // A consumer that does not read keeps growing this buffer: cut it before it costs the server (issue 13 limits).
-          if (ws.bufferedAmount > settings.socketMaxBufferedBytes) return close(SIGNAL_SOCKET_CLOSE.tryAgainLater, 'too slow: resume with ?after=');
+          if (ws.bufferedAmount > settings.socketMaxBufferedBytes) {
+            app.log.warn({ streamId, bufferedBytes: ws.bufferedAmount }, 'signal socket too slow: closed with 1013');
+            return close(SIGNAL_SOCKET_CLOSE.tryAgainLater, 'too slow: resume with ?after=');
+          }
         }
         if (selection.entries.length === 0) cursor = Math.max(cursor, selection.cursor);
         if (!selection.more) return;

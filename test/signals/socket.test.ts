@@ -2,8 +2,8 @@
  * `/signals/ws` with real clients: Node's `ws` and undici's WebSocket
  * (Node's global), authenticated by a bearer token on the main listener.
  * Order, acknowledgement and resume (`?after=`), and each limit: the
- * largest frame (1009), a frame that is not an acknowledgement (1002),
- * sockets per client (429 before the upgrade), and a refused credential.
+ * largest frame (1009), a frame that is not an acknowledgement (1002), a
+ * consumer that stops reading (1013, then resumes), sockets per client (429 before the upgrade), and a refused credential.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -170,6 +170,37 @@ describe('signal WebSocket', () => {
     third.terminate();
     for (const ws of open) ws.close();
     await Promise.all(open.map((ws) => once(ws, 'close')));
+  });
+  it('cuts a consumer that stops reading with 1013; it resumes with ?after= and misses nothing', async () => {
+    const streamId = await socketStream(server, token);
+    const ws = new WsClient(`${wsUrl}/signals/ws?stream_id=${streamId}`, { headers: { authorization: `Bearer ${token}` } });
+    const received = frames(ws);
+    await once(ws, 'open');
+    const closed = once(ws, 'close');
+    const cut = server.logs.next(/signal socket too slow/);
+    // Stop reading: the kernel buffers fill, then the server's own send buffer passes its limit.
+    ws.pause();
+    const count = 6000;
+    const transmitter = server.running.signals.transmitter;
+    const signals = Array.from({ length: count }, (_, i) => ({ type: SECURITY_EVENT_TYPES.verification, subject: { format: 'opaque' as const, id: streamId }, members: { state: `${i}-${'x'.repeat(400)}` } }));
+    await transmitter.log.append(`bulk-${streamId}`, 'bulk', Date.now(), signals, streamId);
+    transmitter.appended(await transmitter.log.head());
+    await cut;
+    // Reading again, the client gets what was sent before the cut, then the close frame.
+    ws.resume();
+    const [code] = (await closed) as [number];
+    assert.equal(code, 1013);
+    const got = received.all.filter((frame) => frame.type === 'set');
+    assert.ok(got.length < count, 'cut before everything was sent');
+    const again = new WsClient(`${wsUrl}/signals/ws?stream_id=${streamId}&after=${got.at(-1)?.cursor ?? '0'}`, { headers: { authorization: `Bearer ${token}` } });
+    const rest = frames(again);
+    const remaining = await rest.sets(count - got.length);
+    const states = [...got, ...remaining].map((frame) => {
+      const payload = JSON.parse(Buffer.from(frame.set!.split('.')[1]!, 'base64url').toString()) as { events: Record<string, { state: string }> };
+      return Number(payload.events[SECURITY_EVENT_TYPES.verification]!.state.split('-')[0]);
+    });
+    assert.deepEqual(states, Array.from({ length: count }, (_, i) => i), 'every event once, in order, across the cut');
+    again.close();
   });
 });
 
