@@ -202,6 +202,26 @@ describe('signal WebSocket', () => {
     assert.deepEqual(states, Array.from({ length: count }, (_, i) => i), 'every event once, in order, across the cut');
     again.close();
   });
+  it('disconnects a client that stops answering pings (heartbeats)', async () => {
+    const beating = await startTestServer({ fixedPort: true, overrides: { signals: { socketHeartbeat: '1s' } } });
+    try {
+      const bearer = await receiverToken(beating);
+      const streamId = await socketStream(beating, bearer);
+      const url = `${beating.url.replace(/^http/, 'ws')}/signals/ws?stream_id=${streamId}`;
+      const healthy = new WsClient(url, { headers: { authorization: `Bearer ${bearer}` } });
+      const silent = new WsClient(url, { headers: { authorization: `Bearer ${bearer}` }, autoPong: false });
+      let pings = 0;
+      silent.on('ping', () => pings++);
+      await Promise.all([once(healthy, 'open'), once(silent, 'open')]);
+      const [code] = (await once(silent, 'close')) as [number];
+      assert.equal(code, 1006, 'terminated without a close frame');
+      assert.ok(pings >= 1, 'it was pinged first');
+      assert.equal(healthy.readyState, WsClient.OPEN, 'a client that answers stays connected');
+      healthy.close();
+    } finally {
+      await beating.close();
+    }
+  });
 });
 
 async function waitFor(condition: () => Promise<boolean>): Promise<void> {

@@ -11,7 +11,8 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { validateClientMetadata } from '../../src/oauth/index.ts';
-import { SECURITY_EVENT_TYPES } from '../../src/sdk/index.ts';
+import { SECURITY_EVENT_TYPES, type SecurityEventToken } from '../../src/sdk/index.ts';
+import { createPushHandler } from '../../src/sdk/signals/index.ts';
 import { startTestServer, testBackends, type TestServer } from '../support/server.ts';
 
 /** The stream configuration as a receiver reads it (SSF 1.0 section 8.1.1). */
@@ -229,6 +230,36 @@ for (const backend of testBackends) {
         const types = await Promise.all(received.map(async (item) => Object.keys((await verifySet(item.set, alice.clientId))['events'] as object)[0]));
         assert.deepEqual(types.slice(0, 2), [SECURITY_EVENT_TYPES.accountDisabled, SECURITY_EVENT_TYPES.accountPurged]);
         assert.equal(failing, 0, 'the failures were retried');
+      } finally {
+        await new Promise<void>((resolve) => endpoint.close(() => resolve()));
+      }
+    });
+
+    it('pushes to a receiver built with portcullis/sdk/signals: it verifies each SET and passes it on once', async () => {
+      const events: SecurityEventToken[] = [];
+      let arrived: (() => void) | undefined;
+      const handler = createPushHandler({
+        issuer: server.url,
+        audience: alice.clientId,
+        authorization: 'Bearer sdk-receiver',
+        onEvent: (set) => {
+          events.push(set);
+          arrived?.();
+        },
+      });
+      const endpoint = createServer((request, response) => void handler(request, response));
+      await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve));
+      try {
+        const url = `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}/ssf`;
+        const created = await api(server, alice, 'POST', '/signals/stream', { delivery: { method: 'urn:ietf:rfc:8935', endpoint_url: url, authorization_header: 'Bearer sdk-receiver' }, events_requested: [SECURITY_EVENT_TYPES.accountDisabled], set_signing_alg: 'RS256' });
+        assert.equal(created.status, 201);
+        const got = new Promise<void>((resolve) => (arrived = resolve));
+        const userId = await newUser(`sdk-push-${backend}@example.com`);
+        await server.running.identity.accounts.setDisabled(userId, true, { actor: 'admin' });
+        await got;
+        assert.equal(events.length, 1);
+        assert.deepEqual(events[0]!.sub_id, { format: 'iss_sub', iss: server.url, sub: userId });
+        assert.ok(SECURITY_EVENT_TYPES.accountDisabled in events[0]!.events);
       } finally {
         await new Promise<void>((resolve) => endpoint.close(() => resolve()));
       }
