@@ -9,7 +9,7 @@ import { Option, type Command } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
 import { SIGNING_ALGORITHMS } from '../crypto/index.ts';
 import { ClientMetadataError, OIDC_SCOPES, isApproved, validateClientMetadata, type ClientRegistry, type OAuthClient } from '../oauth/index.ts';
-import { PROFILES, withServices, type Registries } from '../runtime/index.ts';
+import { PROFILES, SSF_STREAM_SCOPE, ensureSignalsResource, withServices, type Registries } from '../runtime/index.ts';
 
 export interface ClientCliContext {
   readonly out: (line: string) => void;
@@ -197,6 +197,8 @@ export function registerClientCommands(program: Command, context: ClientCliConte
       const request = metadataRequest(options);
       // An API scope exists only as the scope of a registered resource.
       await withRegistries(config, async ({ clients: registry, resources }) => {
+        // The transmitter's own resource, made by the first serve; made here too so a receiver can be created first.
+        if ((options.scope ?? '').split(' ').includes(SSF_STREAM_SCOPE)) await ensureSignalsResource(resources, config.issuer);
         let metadata;
         try {
           metadata = validateClientMetadata(request, {

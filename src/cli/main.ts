@@ -5,7 +5,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { ConfigError, configWarnings, loadConfig, maskConfig, type Config, type ConfigInput } from '../config/index.ts';
 import { StoreSchemaError, StoreUnavailableError, sqlitePath, type Clock } from '../store/index.ts';
 import { assertLoopbackInDevelopment } from './development-host.ts';
-import { DeploymentError, PROFILES, ensureSignalsResource, assertDataDirUsable, provisionVault, withAbsolutePaths, withServices } from '../runtime/index.ts';
+import { DeploymentError, PROFILES, assertDataDirUsable, provisionVault, withAbsolutePaths, withServices } from '../runtime/index.ts';
 import { MasterKeyError, SealedSecretError } from '../crypto/index.ts';
 import { KeyringError } from '../tokens/index.ts';
 import { exitGracefullyOnSignals, reloadTlsOnHangup, startPortcullis } from '../server/index.ts';
@@ -106,8 +106,6 @@ export async function main(argv: readonly string[], output: CliOutput = processO
         const where = stores.durable.driver === 'sqlite' ? `SQLite ${sqlitePath(config)}` : 'PostgreSQL';
         output.out(report.applied.length === 0 ? `Database ${where} is current (schema version ${report.currentVersion}).` : `Database ${where} is at schema version ${report.currentVersion}.`);
       });
-      // The resource receivers of security signals ask tokens for (scope ssf:stream), so `client create --scope ssf:stream` works before the first serve.
-      await withServices({ config, profile: PROFILES.init() }, ['registries'], (services) => ensureSignalsResource(services.get('registries').resources, config.issuer));
       output.out('Next steps:');
       output.out('  portcullis config check                  show the effective configuration');
       output.out('  portcullis user create --email <address>  create a user (asks for the password)');

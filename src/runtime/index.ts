@@ -19,6 +19,8 @@ export {
   type Telemetry,
 } from './profiles.ts';
 export { ensureSignalsResource, portcullisServices } from './services.ts';
+/** The scope of the transmitter's own resource (`client create --scope ssf:stream` makes that resource first). */
+export { SSF_STREAM_SCOPE } from '../signals/index.ts';
 export { DEFAULT_STOP_TIMEOUT_MS, startServices, withServices, type PortcullisRuntime, type StartServicesOptions } from './portcullis.ts';
 export { Listener, type ListenOptions, type ListenerTls } from './listener.ts';
 export type { IssuedServerCertificate, ListenerAuthority } from './listener-authority.ts';

@@ -402,9 +402,12 @@ function applicationServices(services: ServiceContext<PortcullisServices>, clock
 }
 
 /** The resource receivers' access tokens name (RFC 8707): its one scope lets a client manage its streams. */
-export async function ensureSignalsResource(resources: Pick<ResourceRegistry, 'get' | 'create'>, issuer: string): Promise<void> {
+export async function ensureSignalsResource(resources: Pick<ResourceRegistry, 'get' | 'create' | 'ownerOf' | 'delete'>, issuer: string): Promise<void> {
   const uri = signalsAudience(issuer);
   if ((await resources.get(uri)) !== null) return;
+  // The issuer changed: the old URI's tokens are void anyway, and the scope moves to the new one.
+  const previous = await resources.ownerOf(SSF_STREAM_SCOPE);
+  if (previous !== null && previous !== uri) await resources.delete(previous, { actor: 'system' });
   try {
     await resources.create({ uri, scopes: [SSF_STREAM_SCOPE] }, { actor: 'system' });
   } catch (error) {
