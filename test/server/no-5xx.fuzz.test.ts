@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import fc from 'fast-check';
+import { validateClientMetadata } from '../../src/oauth/index.ts';
 import { registeredRoutes } from '../../src/server/route-table.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 import { BrowserlessClient, csrfField } from '../support/browserless-client.ts';
@@ -19,7 +20,7 @@ const RUNS_PER_ROUTE = Number(process.env['FUZZ_RUNS'] ?? 300);
 const SEED = Number(process.env['FUZZ_SEED'] ?? 20261204);
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
-const PARAMETER_NAMES = ['client_id', 'response_type', 'redirect_uri', 'scope', 'state', 'nonce', 'code', 'code_verifier', 'code_challenge', 'code_challenge_method', 'grant_type', 'refresh_token', 'token', 'id_token_hint', 'post_logout_redirect_uri', 'request_uri', 'request', 'prompt', 'max_age', 'login_hint', 'return_to', 'reauth', 'interaction', 'start', 'end', 'size', 'index', 'from', 'to', 'limit', 'email', 'password', '_csrf', 'resource', 'client_assertion', 'client_assertion_type', 'client_secret', 'decision', 'session', 'done', 'redirect_uris', 'token_type_hint', 'csr', 'ttl', 'enrolment_token'] as const;
+const PARAMETER_NAMES = ['client_id', 'response_type', 'redirect_uri', 'scope', 'state', 'nonce', 'code', 'code_verifier', 'code_challenge', 'code_challenge_method', 'grant_type', 'refresh_token', 'token', 'id_token_hint', 'post_logout_redirect_uri', 'request_uri', 'request', 'prompt', 'max_age', 'login_hint', 'return_to', 'reauth', 'interaction', 'start', 'end', 'size', 'index', 'from', 'to', 'limit', 'email', 'password', '_csrf', 'resource', 'client_assertion', 'client_assertion_type', 'client_secret', 'decision', 'session', 'done', 'redirect_uris', 'token_type_hint', 'csr', 'ttl', 'enrolment_token', 'stream_id', 'delivery', 'events_requested', 'set_signing_alg', 'status', 'reason', 'subject', 'ack', 'setErrs', 'maxEvents', 'returnImmediately'] as const;
 
 /** Strings that have broken parsers before: non-Latin-1, DEL, controls, bad percent-encoding, huge numbers, paths. */
 const nasty = fc.oneof(
@@ -45,9 +46,10 @@ describe('security review 8: no 5xx for any input, with our headers on every ans
   let server: TestServer;
   let routes: { url: string; methods: string[] }[];
   let sessionCookie = '';
+  let receiverBearer = '';
 
   before(async () => {
-    server = await startTestServer({ env: { PORTCULLIS_ADMIN_TOKEN: 'fuzz-admin-token-0123456789abcdefghij' } });
+    server = await startTestServer({ fixedPort: true, env: { PORTCULLIS_ADMIN_TOKEN: 'fuzz-admin-token-0123456789abcdefghij' }, overrides: { signals: { pollWait: '1s' } } });
     routes = registeredRoutes(server.running.app);
     // The CA is initialised, so /ca/sign, /ca/renew and the CRLs are fuzzed past "no CA yet".
     await server.running.runtime.get('pki').authority.initialise({ keepRootOffline: false });
@@ -57,6 +59,14 @@ describe('security review 8: no 5xx for any input, with our headers on every ans
     const form = await browser.get('/login');
     assert.equal((await browser.post('/login', { _csrf: csrfField(form.body)!, email: 'fuzz@example.org', password: 'correct horse battery staple' })).status, 303);
     sessionCookie = `__Host-portcullis=${browser.cookie('__Host-portcullis')!}`;
+    // And half from a signal receiver with a stream, so the stream API is fuzzed past its authentication.
+    const metadata = validateClientMetadata({ grant_types: ['client_credentials'], redirect_uris: [], scope: 'ssf:stream' }, { allowedScopes: ['ssf:stream'], defaultSigningAlgorithm: 'EdDSA' });
+    const receiver = await server.running.authorizationServer.clients.register(metadata, { actor: 'test' }, { approved: true });
+    const basic = Buffer.from(`${receiver.client.client_id}:${receiver.clientSecret!}`).toString('base64');
+    const issued = await server.running.app.inject({ method: 'POST', url: '/token', headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' }, payload: 'grant_type=client_credentials' });
+    receiverBearer = `Bearer ${(JSON.parse(issued.body) as { access_token: string }).access_token}`;
+    const stream = await server.running.app.inject({ method: 'POST', url: '/signals/stream', headers: { authorization: receiverBearer }, payload: { delivery: { method: 'urn:ietf:rfc:8936' } } });
+    assert.equal(stream.statusCode, 201);
   });
   after(async () => {
     await server.close();
@@ -72,7 +82,7 @@ describe('security review 8: no 5xx for any input, with our headers on every ans
 
   it('knows the routes from Fastify, and they include every part of the server', () => {
     const urls = routes.map((route) => route.url);
-    for (const url of ['/healthz', '/login', '/authorize', '/token', '/par', '/logout', '/audit/entries', '/audit/cosignatures', '/', '/favicon.ico', '/ca/sign', '/ca/renew', '/ca/crl', '/ca/crl/:keyId', '/ca/bundle', '/ca/spiffe-bundle']) assert.ok(urls.includes(url), url);
+    for (const url of ['/healthz', '/login', '/authorize', '/token', '/par', '/logout', '/audit/entries', '/audit/cosignatures', '/', '/favicon.ico', '/ca/sign', '/ca/renew', '/ca/crl', '/ca/crl/:keyId', '/ca/bundle', '/ca/spiffe-bundle', '/.well-known/ssf-configuration', '/signals/stream', '/signals/status', '/signals/subjects/add', '/signals/subjects/remove', '/signals/verify', '/signals/poll/:streamId']) assert.ok(urls.includes(url), url);
     assert.ok(routes.length >= 30, `${routes.length} routes`);
   });
 
@@ -81,6 +91,7 @@ describe('security review 8: no 5xx for any input, with our headers on every ans
       method: fc.oneof(fc.constantFrom(...METHODS), fc.constant('ROUTE')),
       pick: fc.nat(),
       signedIn: fc.boolean(),
+      receiver: fc.boolean(),
       pathParameter: nasty,
       query: fc.dictionary(fc.oneof(fc.constantFrom(...PARAMETER_NAMES), fc.string({ maxLength: 8 })), nasty, { maxKeys: 6 }),
       rawQuery: fc.constantFrom('', '&%', '&a=%zz', '&return_to=%2F%E4%B8%AD', '&return_to=%2F%7F', '&%C0=1'),
@@ -100,6 +111,7 @@ describe('security review 8: no 5xx for any input, with our headers on every ans
           const headers: Record<string, string> = {};
           for (const [name, value] of Object.entries(input.headers)) if (value !== undefined) headers[name] = value;
           if (input.signedIn) headers['cookie'] = `${sessionCookie}; ${headers['cookie'] ?? ''}`;
+          if (input.receiver) headers['authorization'] = receiverBearer;
           const hasBody = method !== 'GET' && method !== 'HEAD' && input.body !== undefined;
           const response = await server.running.app.inject({ method, url: `${path}?${query}`, headers, ...(hasBody && { payload: input.body }) });
           assertOurAnswer(response.statusCode, response.headers, `${method} ${path}?${query}`);
