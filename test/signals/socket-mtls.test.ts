@@ -13,6 +13,8 @@
  * - refused: a certificate whose SPIFFE ID the stream's client does not
  *   list (401 at the upgrade), another client's valid certificate for this
  *   stream (401), no client certificate (the TLS handshake);
+ * - an open socket closes (1008) before another SET once its client no
+ *   longer lists the SPIFFE ID or is deleted (checked every send round);
  * - `revoke` closes the open WebSocket within a second, and the revoked
  *   certificate opens no new one.
  */
@@ -27,7 +29,7 @@ import { Agent, buildConnector, WebSocket as UndiciWebSocket } from 'undici';
 import { WebSocket as WsClient, type ClientOptions } from 'ws';
 import { newKeyAndRequest } from '../../src/cli/agent/agent.ts';
 import { validateClientMetadata } from '../../src/oauth/index.ts';
-import { SECURITY_EVENT_TYPES, SET_TYP } from '../../src/sdk/index.ts';
+import { SECURITY_EVENT_TYPES, SET_TYP, SIGNAL_SOCKET_CLOSE } from '../../src/sdk/index.ts';
 import { caDeployment, TRUST_DOMAIN, type CaDeployment } from '../support/ca.ts';
 import { freePort, within } from '../support/process.ts';
 import { testBackends, type TestBackend } from '../support/server.ts';
@@ -334,7 +336,30 @@ for (const backend of testBackends) {
       await assertRefused(outcome(ws), 'no client certificate');
     });
 
-    it('a revocation closes the open WebSocket within a second, and the revoked certificate opens no new one', async () => {
+    it('an open socket closes (1008) before another SET once its client no longer lists the SPIFFE ID, or is deleted', async () => {
+      for (const change of ['cert_sans', 'delete'] as const) {
+        const carol = await receiver(`carol-${change}`);
+        const stream = await createStream(carol);
+        const ws = wsClient(stream, await svid(carol));
+        const received = frames(ws);
+        const closed = new Promise<number>((resolve) => ws.once('close', resolve));
+        assert.equal((await outcome(ws)).kind, 'open');
+        await received.next((frame) => frame.type === 'ready');
+        if (change === 'delete') assert.ok(await ca.running.authorizationServer.clients.delete(carol.clientId, { actor: 'test' }));
+        else {
+          const metadata = validateClientMetadata(
+            { client_name: carol.clientId, grant_types: ['client_credentials'], scope: 'ssf:stream ca:issue', cert_sans: [`spiffe://${TRUST_DOMAIN}/ns/signals/sa/someone-else`] },
+            { allowedScopes: ['ssf:stream', 'ca:issue'], defaultSigningAlgorithm: 'EdDSA', operator: true },
+          );
+          await ca.running.authorizationServer.clients.update(carol.clientId, metadata, { actor: 'test' });
+        }
+        await disableSomeone();
+        assert.equal(await within(closed, 5_000, `the socket closing after the ${change} change`), SIGNAL_SOCKET_CLOSE.policyViolation, change);
+        assert.deepEqual(received.all.map((frame) => frame.type), ['ready'], `${change}: no SET after the change`);
+      }
+    });
+
+    it('a revocation closes the open WebSocket within a second, and the revoked certificate opens no new one', async (t) => {
       const doomed = await svid(alice);
       const ws = wsClient(aliceStream, doomed);
       const received = frames(ws);
@@ -348,12 +373,15 @@ for (const backend of testBackends) {
         }),
       );
       ws.on('error', () => undefined);
+      const calledAt = performance.now();
       const outcomeOfRevocation = await ca.running.runtime.get('pki').authority.revoke(doomed.serial, 'keyCompromise', { actorService: 'test' });
       const revokedAt = performance.now();
       assert.equal(outcomeOfRevocation, 'revoked');
       // Bounded only so a failure does not hang the suite; the assertion is on the measured time.
       const code = await within(closed, 5_000, 'the revoked certificate\'s WebSocket closing');
+      // The listener cuts it when `revoke` re-reads the CA records, just before or after `revoke` resolves: a close before counts as 0 ms.
       const elapsed = Math.max(0, closedAt! - revokedAt);
+      t.diagnostic(`revoke took ${Math.round(revokedAt - calledAt)} ms; the close came ${Math.round(closedAt! - calledAt)} ms after the call, ${Math.round(closedAt! - revokedAt)} ms after it resolved`);
       assert.ok(elapsed < 1000, `closed ${Math.round(elapsed)} ms after the revocation resolved`);
       assert.equal(code, 1006, 'the connection was cut (no close frame): the listener destroyed the TLS socket');
 
