@@ -196,9 +196,9 @@ for (const backend of testBackends) {
     }
 
     /** Verifies a SET as a receiver would: the JWKS the SSF configuration names, the issuer, the audience and typ. */
-    async function verifySet(set: string): Promise<Record<string, unknown>> {
+    async function verifySet(set: string, streamId: string): Promise<Record<string, unknown>> {
       const configuration = (await (await fetch(`${ca.url}/.well-known/ssf-configuration`)).json()) as { issuer: string; jwks_uri: string };
-      const stream = (await ca.running.signals.transmitter.streams.get(aliceStream))!.data;
+      const stream = (await ca.running.signals.transmitter.streams.get(streamId))!.data;
       const { payload, protectedHeader } = await jwtVerify(set, createRemoteJWKSet(new URL(configuration.jwks_uri)), { issuer: configuration.issuer, audience: stream.aud, typ: SET_TYP });
       assert.equal(protectedHeader.typ, SET_TYP);
       return payload;
@@ -252,7 +252,7 @@ for (const backend of testBackends) {
       assert.equal(received.all[0]!.type, 'ready', 'ready comes first');
       await disableSomeone();
       const frame = await received.next((candidate) => candidate.type === 'set');
-      const payload = await verifySet(frame.set!);
+      const payload = await verifySet(frame.set!, aliceStream);
       assert.deepEqual(Object.keys(payload['events'] as Record<string, unknown>), [SECURITY_EVENT_TYPES.accountDisabled]);
       ws.close();
       await once(ws, 'close');
@@ -283,8 +283,10 @@ for (const backend of testBackends) {
         await probe.close();
       }
 
+      // A stream of its own: nothing is owed to it yet, so the first SET is the one for the event below.
+      const stream = await createStream(alice);
       const { dispatcher, alpns } = undiciAgent(aliceSvid);
-      const ws = new UndiciWebSocket(socketUrl(aliceStream), { dispatcher });
+      const ws = new UndiciWebSocket(socketUrl(stream), { dispatcher });
       const messages: Frame[] = [];
       const waiters: { predicate: (frame: Frame) => boolean; resolve: () => void }[] = [];
       ws.addEventListener('message', (event) => {
@@ -299,11 +301,11 @@ for (const backend of testBackends) {
       await Promise.race([new Promise((resolve) => ws.addEventListener('open', resolve)), failed]);
       assert.deepEqual(alpns, ['http/1.1'], 'one connection, on which the listener negotiated http/1.1');
       await arrived((frame) => frame.type === 'ready');
-      const seen = messages.filter((frame) => frame.type === 'set').length;
       await disableSomeone();
-      await arrived((frame) => frame.type === 'set' && messages.filter((candidate) => candidate.type === 'set').length > seen);
-      assert.equal(messages[0]!.type, 'ready');
-      await verifySet(messages.filter((frame) => frame.type === 'set').at(-1)!.set!);
+      await arrived((frame) => frame.type === 'set');
+      assert.deepEqual(messages.map((frame) => frame.type), ['ready', 'set']);
+      const payload = await verifySet(messages[1]!.set!, stream);
+      assert.deepEqual(Object.keys(payload['events'] as Record<string, unknown>), [SECURITY_EVENT_TYPES.accountDisabled]);
       ws.close();
       await new Promise((resolve) => ws.addEventListener('close', resolve));
       await dispatcher.destroy();
