@@ -12,6 +12,9 @@
  *   processed (the stream's cursor moves; a reconnect without `after`
  *   resumes there);
  * - pings every `signals.socketHeartbeat`; a client that misses two is cut;
+ * - who may receive is checked at the upgrade and again before every send
+ *   round: a client deleted, no longer approved or no longer listing the
+ *   certificate's SPIFFE ID closes with 1008, like a deleted stream;
  * - limits: frames from the client up to `signals.socketMaxFrameBytes`
  *   (1009 beyond), unsent data up to `signals.socketMaxBufferedBytes`
  *   (1013: read faster, resume with `?after=`), `signals.socketsPerClient`
@@ -45,6 +48,12 @@ export interface SignalSocketOptions {
   readonly mtls: boolean;
 }
 
+/** Who opened a socket: the client, and the SPIFFE ID its certificate presented (mTLS listener). */
+interface Credential {
+  readonly clientId: string;
+  readonly spiffeId?: string;
+}
+
 /** Per-client socket counts of this instance (shared by both listeners' servers). */
 const openSockets = new Map<string, number>();
 
@@ -75,11 +84,12 @@ export function attachSignalSocket(app: FastifyInstance, options: SignalSocketOp
     const after = afterText === null ? undefined : /^(0|[1-9][0-9]{0,15})$/.test(afterText) ? Number(afterText) : Number.NaN;
     if (streamId === '' || streamId.length > 64 || Number.isNaN(after)) return refuse(socket, 400, 'Bad Request');
     const record = await transmitter.streams.get(streamId);
-    const clientId = await authenticate(request, record?.data);
-    if (clientId === undefined || record === null || record.data.clientId !== clientId) {
+    const credential = await authenticate(request, record?.data);
+    if (credential === undefined || record === null || record.data.clientId !== credential.clientId) {
       await options.failures.record({ type: 'signals.auth.failed', outcome: 'denied', ...(ip !== undefined && { ip }), detail: { presented: 'a signal socket credential' } });
       return refuse(socket, 401, 'Unauthorized', 'Bearer realm="portcullis-signals"');
     }
+    const { clientId } = credential;
     if (record.data.method !== DELIVERY_METHODS.websocket) return refuse(socket, 409, 'Conflict');
     const open = openSockets.get(clientId) ?? 0;
     if (open >= settings.socketsPerClient) return refuse(socket, 429, 'Too Many Requests');
@@ -90,12 +100,18 @@ export function attachSignalSocket(app: FastifyInstance, options: SignalSocketOp
         if (left <= 0) openSockets.delete(clientId);
         else openSockets.set(clientId, left);
       });
-      serve(ws, streamId, after ?? record.data.cursor);
+      serve(ws, streamId, after ?? record.data.cursor, () => mayStillReceive(credential));
     });
   }
 
+  /** Checked again before every send round: a client deleted, no longer approved, or no longer listing the certificate's SPIFFE ID loses its open sockets too. */
+  async function mayStillReceive(credential: Credential): Promise<boolean> {
+    const client = options.oauth === undefined ? null : await options.oauth.clients.get(credential.clientId);
+    return client !== null && isApproved(client) && (credential.spiffeId === undefined || mayPresent(client, credential.spiffeId));
+  }
+
   /** The client a request authenticates as, for this stream: its certificate's SPIFFE ID (mTLS listener) or a bearer token. */
-  async function authenticate(request: IncomingMessage, stream: StreamRecord | undefined): Promise<string | undefined> {
+  async function authenticate(request: IncomingMessage, stream: StreamRecord | undefined): Promise<Credential | undefined> {
     if (options.oauth === undefined || stream === undefined) return undefined;
     const socket = request.socket;
     if (options.mtls && socket instanceof TLSSocket && socket.authorized) {
@@ -103,7 +119,7 @@ export function attachSignalSocket(app: FastifyInstance, options: SignalSocketOp
       const spiffeId = certificate === undefined || isSelfIssued(certificate) ? undefined : spiffeIdOf(certificate);
       if (spiffeId === undefined) return undefined;
       const client = await options.oauth.clients.get(stream.clientId);
-      return client !== null && isApproved(client) && mayPresent(client, spiffeId) ? client.client_id : undefined;
+      return client !== null && isApproved(client) && mayPresent(client, spiffeId) ? { clientId: client.client_id, spiffeId } : undefined;
     }
     const bearer = /^Bearer ([\x21-\x7e]+)$/.exec(request.headers.authorization ?? '')?.[1];
     if (bearer === undefined) return undefined;
@@ -113,10 +129,10 @@ export function attachSignalSocket(app: FastifyInstance, options: SignalSocketOp
     const audiences = typeof claims.aud === 'string' ? [claims.aud] : claims.aud;
     if (!audiences.includes(audience) || !claims.scope.split(' ').includes(SSF_STREAM_SCOPE)) return undefined;
     const client = await options.oauth.clients.get(claims.client_id);
-    return client !== null && isApproved(client) ? client.client_id : undefined;
+    return client !== null && isApproved(client) ? { clientId: client.client_id } : undefined;
   }
 
-  function serve(ws: WebSocket, streamId: string, start: number): void {
+  function serve(ws: WebSocket, streamId: string, start: number, mayReceive: () => Promise<boolean>): void {
     let cursor = start;
     let closed = false;
     let sending = false;
@@ -176,8 +192,10 @@ export function attachSignalSocket(app: FastifyInstance, options: SignalSocketOp
       for (;;) {
         const record = await transmitter.streams.get(streamId);
         if (record === null || record.data.status === 'disabled' || record.data.method !== DELIVERY_METHODS.websocket) return close(SIGNAL_SOCKET_CLOSE.policyViolation, 'the stream was deleted, disabled or changed');
-        if (record.data.status === 'paused') return;
-        const selection = await transmitter.owed(streamId, record.data, BATCH, { cursor, acked: [] });
+        const selection = record.data.status === 'paused' ? undefined : await transmitter.owed(streamId, record.data, BATCH, { cursor, acked: [] });
+        // After the read: what was just read is sent only if the client may still receive it (deleted, unapproved, SPIFFE ID no longer listed).
+        if (!(await mayReceive())) return close(SIGNAL_SOCKET_CLOSE.policyViolation, 'the client may no longer receive this stream');
+        if (selection === undefined) return;
         for (const entry of selection.entries) {
           if (closed) return;
           const { set } = await transmitter.signer.sign({ id: streamId, alg: record.data.alg, aud: record.data.aud }, entry);
