@@ -3,7 +3,7 @@
  * and how late? Against a bare `ws` server broadcasting frames of the same
  * size to as many sockets, in the same run.
  *
- *   node bench/signals-fanout.ts [--sockets 1000] [--clients 10] [--events 200] [--rounds 3] [--warmup 20]
+ *   node bench/signals-fanout.ts [--sockets 1000] [--clients 10] [--events 200] [--rounds 3] [--warmup 20] [--rate 20]
  *
  * - **portcullis**: servers/portcullis-signals.ts (embedded SQLite) in a
  *   child process, with `--clients` receivers (approved, `ssf:stream`), each
@@ -18,8 +18,12 @@
  *
  * This process holds the sockets (plain `ws` clients, no SET verification
  * and no acks, so the receiving side costs both the same: a JSON.parse per
- * frame). A round publishes `--events` events back to back on one side and
- * waits until every socket has every frame; sides alternate (ABBA).
+ * frame). A round publishes `--events` events on one side and waits until
+ * every socket has every frame; sides alternate (ABBA). Two kinds of round:
+ * - **burst**: the events back to back. Frames/s is the capacity; latency
+ *   is mostly the backlog draining (the last event waits for all before it).
+ * - **paced**: one event every 1/`--rate` s (default 20/s, 20 000 frames/s
+ *   to 1 000 sockets; 0 skips these rounds). Latency at a load both sides carry.
  * "Append" is the server's own process.hrtime when the event was appended to
  * the log and the deliveries woken (Portcullis) or its broadcast began (raw);
  * CLOCK_MONOTONIC, the same clock in every process of the machine. Frames/s
@@ -29,13 +33,16 @@
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { cpuMicros, startChild, type Child } from './children.ts';
-import { giveUpAfter, machine, median, percentile, positiveInteger, round2, table, writeResult } from './lib.ts';
+import { giveUpAfter, machine, median, option, percentile, positiveInteger, round2, table, writeResult } from './lib.ts';
 
 const sockets = positiveInteger('sockets', 1000);
 const clients = positiveInteger('clients', 10);
 const events = positiveInteger('events', 200);
 const rounds = positiveInteger('rounds', 3);
 const warmupEvents = positiveInteger('warmup', 20);
+/** Events per second in the paced rounds (0: none). */
+const rate = Number(option('rate', '20'));
+if (!(rate >= 0)) throw new Error('--rate must be a number >= 0');
 if (sockets % clients !== 0) throw new Error('--sockets must be a multiple of --clients');
 const perClient = sockets / clients;
 giveUpAfter('signals-fanout', 15 * 60_000);
@@ -161,8 +168,11 @@ console.log(`${sockets} sockets per side (Portcullis: ${clients} receivers x ${p
 
 let frameBytes = 0;
 
+type Mode = 'burst' | 'paced';
+
 interface RoundResult {
   readonly side: Side;
+  readonly mode: Mode;
   readonly framesPerSecond: number;
   readonly eventsPerSecond: number;
   readonly p50Ms: number;
@@ -172,7 +182,8 @@ interface RoundResult {
   readonly meanBytes: number;
 }
 
-async function round(side: Side, count: number): Promise<RoundResult> {
+async function round(side: Side, count: number, mode: Mode = 'burst'): Promise<RoundResult> {
+  const intervalMs = mode === 'paced' ? 1000 / rate : 0;
   const subs = subscribers[side];
   const expected = count * sockets;
   const arrived = subs.expect(expected);
@@ -180,10 +191,10 @@ async function round(side: Side, count: number): Promise<RoundResult> {
   const cpuBefore = cpuMicros(child.pid);
   let appends: [number, number][];
   if (side === 'raw') {
-    appends = (await ask<{ appends: [number, number][] }>(raw, { type: 'publish', count, size: Math.round(frameBytes) }, 'published')).appends;
+    appends = (await ask<{ appends: [number, number][] }>(raw, { type: 'publish', count, size: Math.round(frameBytes), intervalMs }, 'published')).appends;
     await arrived;
   } else {
-    await ask(portcullis, { type: 'publish', count }, 'published');
+    await ask(portcullis, { type: 'publish', count, intervalMs }, 'published');
     await arrived;
     appends = (await ask<{ appends: [number, number][] }>(portcullis, { type: 'appends' }, 'appends')).appends;
   }
@@ -203,6 +214,7 @@ async function round(side: Side, count: number): Promise<RoundResult> {
   const seconds = (last - first) / 1e9;
   return {
     side,
+    mode,
     framesPerSecond: received / seconds,
     eventsPerSecond: count / seconds,
     p50Ms: percentile(latencies, 50),
@@ -220,13 +232,14 @@ await round('raw', warmupEvents);
 console.log(`Portcullis SET frames: ${Math.round(frameBytes)} B on average; raw frames padded to that`);
 
 const results: RoundResult[] = [];
+const modes: Mode[] = rate > 0 ? ['burst', 'paced'] : ['burst'];
 for (let r = 0; r < rounds; r++) {
   const order: Side[] = r % 2 === 0 ? ['raw', 'portcullis'] : ['portcullis', 'raw'];
-  for (const side of order) {
-    const result = await round(side, events);
+  for (const [mode, side] of modes.flatMap((mode) => order.map((side) => [mode, side] as const))) {
+    const result = await round(side, events, mode);
     results.push(result);
     console.log(
-      `round ${r + 1}/${rounds} ${side}: ${Math.round(result.framesPerSecond).toLocaleString('en-US')} frames/s, p50 ${result.p50Ms.toFixed(1)} ms, p99 ${result.p99Ms.toFixed(1)} ms, CPU ${result.cpuMicrosPerFrame?.toFixed(1) ?? '-'} µs/frame`,
+      `round ${r + 1}/${rounds} ${mode} ${side}: ${Math.round(result.framesPerSecond).toLocaleString('en-US')} frames/s, p50 ${result.p50Ms.toFixed(1)} ms, p99 ${result.p99Ms.toFixed(1)} ms, CPU ${result.cpuMicrosPerFrame?.toFixed(1) ?? '-'} µs/frame`,
     );
   }
 }
@@ -235,27 +248,28 @@ subscribers.portcullis.close();
 subscribers.raw.close();
 await Promise.all([portcullis.stop(), raw.stop()]);
 
-const summary = (side: Side) => {
-  const mine = results.filter((result) => result.side === side);
+const summary = (mode: Mode, side: Side) => {
+  const mine = results.filter((result) => result.side === side && result.mode === mode);
   const of = (key: 'framesPerSecond' | 'eventsPerSecond' | 'p50Ms' | 'p99Ms' | 'maxMs') => median(mine.map((result) => result[key]));
   const cpu = mine.map((result) => result.cpuMicrosPerFrame).filter((value): value is number => value !== null);
-  return { side, framesPerSecond: Math.round(of('framesPerSecond')), eventsPerSecond: round2(of('eventsPerSecond')), p50Ms: round2(of('p50Ms')), p99Ms: round2(of('p99Ms')), maxMs: round2(of('maxMs')), cpuMicrosPerFrame: cpu.length === 0 ? null : round2(median(cpu)) };
+  return { mode, side, framesPerSecond: Math.round(of('framesPerSecond')), eventsPerSecond: round2(of('eventsPerSecond')), p50Ms: round2(of('p50Ms')), p99Ms: round2(of('p99Ms')), maxMs: round2(of('maxMs')), cpuMicrosPerFrame: cpu.length === 0 ? null : round2(median(cpu)) };
 };
-const rows = [summary('raw'), summary('portcullis')];
+const rows = modes.flatMap((mode) => [summary(mode, 'raw'), summary(mode, 'portcullis')]);
 const ratio = round2(rows[1]!.framesPerSecond / rows[0]!.framesPerSecond);
 console.log(`\nmedians of ${rounds} rounds, ${events} events x ${sockets} sockets, frames of ${Math.round(frameBytes)} B; sockets closed early: ${closedEarly}`);
 console.log(
   table(
-    ['side', 'frames/s', 'events/s', 'p50 ms', 'p99 ms', 'max ms', 'server CPU µs/frame'],
-    rows.map((row) => [row.side, row.framesPerSecond.toLocaleString('en-US'), row.eventsPerSecond.toFixed(1), row.p50Ms.toFixed(1), row.p99Ms.toFixed(1), row.maxMs.toFixed(1), row.cpuMicrosPerFrame?.toFixed(1) ?? '-']),
+    ['mode', 'side', 'frames/s', 'events/s', 'p50 ms', 'p99 ms', 'max ms', 'server CPU µs/frame'],
+    rows.map((row) => [row.mode === 'paced' ? `paced ${rate}/s` : row.mode, row.side, row.framesPerSecond.toLocaleString('en-US'), row.eventsPerSecond.toFixed(1), row.p50Ms.toFixed(1), row.p99Ms.toFixed(1), row.maxMs.toFixed(1), row.cpuMicrosPerFrame?.toFixed(1) ?? '-']),
   ),
 );
-console.log(`portcullis / raw frames/s: ${ratio}`);
+console.log(`burst: portcullis / raw frames/s ${ratio}, p99 latency x${round2(rows[1]!.p99Ms / rows[0]!.p99Ms)}`);
+if (modes.includes('paced')) console.log(`paced: p99 latency portcullis ${rows[3]!.p99Ms} ms against raw ${rows[2]!.p99Ms} ms (x${round2(rows[3]!.p99Ms / rows[2]!.p99Ms)})`);
 const file = writeResult('signals-fanout', {
   benchmark: 'signals-fanout',
   at: new Date().toISOString(),
   machine: machine(),
-  settings: { sockets, clients, perClient, events, rounds, warmupEvents },
+  settings: { sockets, clients, perClient, events, rounds, warmupEvents, rate },
   frameBytes: Math.round(frameBytes),
   closedEarly,
   rows,

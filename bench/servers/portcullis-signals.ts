@@ -13,8 +13,8 @@
  *   `ssf:stream` (each gets tokens for `<issuer>/signals` and makes streams).
  *
  * Prints `ready {"url","service","receivers"}` (ids and secrets). Over IPC:
- * - `{type:"publish",count}`: revokes `count` made-up token ids one after
- *   another (`accessTokens.revokeJti`, the path of /revoke after the token
+ * - `{type:"publish",count,intervalMs}`: revokes `count` made-up token ids one after
+ *   another, back to back or one every `intervalMs` (`accessTokens.revokeJti`, the path of /revoke after the token
  *   was decoded: the denylist write and the `tokens.revoked` event), then
  *   answers `{type:"published"}`;
  * - `{type:"appends"}`: answers `{type:"appends",appends:[[seq,ns],...]}`,
@@ -26,6 +26,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { freePort } from '../../test/support/process.ts';
 import { loadConfig } from '../../src/config/index.ts';
@@ -63,11 +64,15 @@ for (let i = 0; i < setup.receivers; i++) receivers.push(await register('ssf:str
 let appends: [number, number][] = [];
 signals.transmitter.onAppended((seq) => appends.push([seq, Number(process.hrtime.bigint())]));
 
-process.on('message', (message: { type: string; count?: number }) => {
+process.on('message', (message: { type: string; count?: number; intervalMs?: number }) => {
   if (message.type === 'publish') {
     void (async () => {
       const exp = Math.floor(Date.now() / 1000) + 600;
-      for (let i = 0; i < (message.count ?? 0); i++) await running.authorizationServer.accessTokens.revokeJti(randomUUID(), exp);
+      const start = performance.now();
+      for (let i = 0; i < (message.count ?? 0); i++) {
+        if (message.intervalMs !== undefined && message.intervalMs > 0) await sleep(start + i * message.intervalMs - performance.now());
+        await running.authorizationServer.accessTokens.revokeJti(randomUUID(), exp);
+      }
       process.send!({ type: 'published' });
     })();
   } else if (message.type === 'appends') {
