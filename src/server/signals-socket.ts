@@ -190,7 +190,7 @@ export function attachSignalSocket(app: FastifyInstance, options: SignalSocketOp
 
     async function round(): Promise<void> {
       for (;;) {
-        const record = await transmitter.streams.get(streamId);
+        const record = await transmitter.stream(streamId);
         if (record === null || record.data.status === 'disabled' || record.data.method !== DELIVERY_METHODS.websocket) return close(SIGNAL_SOCKET_CLOSE.policyViolation, 'the stream was deleted, disabled or changed');
         const selection = record.data.status === 'paused' ? undefined : await transmitter.owed(streamId, record.data, BATCH, { cursor, acked: [] });
         // After the read: what was just read is sent only if the client may still receive it (deleted, unapproved, SPIFFE ID no longer listed).

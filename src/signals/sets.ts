@@ -48,11 +48,15 @@ export interface SetStream {
   readonly aud: readonly string[];
 }
 
-/** Signs entries for streams, keeping recent results: many sockets of one stream share one signature. */
+/**
+ * Signs entries for streams, keeping recent results: many sockets of one
+ * stream share one signature, also while it is being made (the promise is
+ * kept, so sockets woken together by one append do not each sign).
+ */
 export class SetSigner {
   readonly #keyring: Pick<Keyring, 'signingKey'>;
   readonly #issuer: string;
-  readonly #cache = new Map<string, string>();
+  readonly #cache = new Map<string, Promise<string>>();
   readonly #cacheSize: number;
 
   constructor(keyring: Pick<Keyring, 'signingKey'>, issuer: string, cacheSize = 10_000) {
@@ -67,8 +71,8 @@ export class SetSigner {
     // By key id too: after a rotation or revocation, SETs are signed again with the current key.
     const key = `${stream.id}\0${signing.kid}\0${entry.seq}`;
     const cached = this.#cache.get(key);
-    if (cached !== undefined) return { jti, set: cached };
-    const set = await signJwtAsync(
+    if (cached !== undefined) return { jti, set: await cached };
+    const signed = signJwtAsync(
       signing,
       {
         iss: this.#issuer,
@@ -82,8 +86,10 @@ export class SetSigner {
       },
       { typ: SET_TYP },
     );
-    this.#cache.set(key, set);
+    this.#cache.set(key, signed);
+    // A failed signature is not kept: the next send signs again.
+    signed.catch(() => this.#cache.delete(key));
     if (this.#cache.size > this.#cacheSize) this.#cache.delete(this.#cache.keys().next().value!);
-    return { jti, set };
+    return { jti, set: await signed };
   }
 }

@@ -13,7 +13,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { DomainEvents } from '../events/index.ts';
-import type { OutboxDelivery } from '../store/index.ts';
+import type { OutboxDelivery, StoredRecord } from '../store/index.ts';
 import type { SignalEvent } from './mapping.ts';
 import type { SignalLog } from './log.ts';
 import type { LogEntry, StreamCollection, StreamRecord } from './records.ts';
@@ -59,6 +59,9 @@ export class Transmitter {
   readonly #clock: () => number;
   readonly #waiters = new Set<Waiter>();
   readonly #appendListeners = new Set<(seq: number) => void>();
+  /** Reads in flight, shared by the deliveries that ask for the same thing at once (many sockets woken by one append). */
+  readonly #pages = new Map<string, Promise<LogEntry[]>>();
+  readonly #records = new Map<string, Promise<StoredRecord<StreamRecord> | null>>();
   #known = 0;
 
   constructor(options: TransmitterOptions) {
@@ -123,7 +126,7 @@ export class Transmitter {
   async owed(streamId: string, stream: StreamRecord, limit: number, from: { cursor: number; acked: readonly number[] } = stream): Promise<Selection & { more: boolean }> {
     let state = { ...stream, cursor: from.cursor, acked: [...from.acked] };
     for (let pages = 0; pages < 20; pages++) {
-      const page = await this.log.after(state.cursor, PAGE);
+      const page = await this.#page(state.cursor);
       const selection = select(streamId, state, page, limit);
       const full = page.length === PAGE;
       if (selection.entries.length > 0 || !full) {
@@ -133,6 +136,35 @@ export class Transmitter {
       state = { ...state, cursor: selection.cursor, acked: selection.acked };
     }
     return { entries: [], cursor: state.cursor, acked: state.acked, more: true };
+  }
+
+  /**
+   * A stream's record, one read shared by the callers that ask while it is
+   * in flight (the sockets of a stream, woken together by an append): what
+   * a read started at that moment would say, so no staler.
+   */
+  stream(streamId: string): Promise<StoredRecord<StreamRecord> | null> {
+    let read = this.#records.get(streamId);
+    if (read === undefined) {
+      read = this.streams.get(streamId).finally(() => this.#records.delete(streamId));
+      this.#records.set(streamId, read);
+    }
+    return read;
+  }
+
+  /**
+   * A page of the log after `cursor`, shared like {@link stream}. Keyed by
+   * the head this instance knows too: a delivery woken by append N never
+   * joins a read that began before N was known (and may have missed it).
+   */
+  #page(cursor: number): Promise<LogEntry[]> {
+    const key = `${cursor}:${this.#known}`;
+    let read = this.#pages.get(key);
+    if (read === undefined) {
+      read = this.log.after(cursor, PAGE).finally(() => this.#pages.delete(key));
+      this.#pages.set(key, read);
+    }
+    return read;
   }
 
   /** Moves a stream's cursor forward (never back) and records acknowledgements above it. */
