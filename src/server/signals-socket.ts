@@ -18,7 +18,11 @@
  * - limits: frames from the client up to `signals.socketMaxFrameBytes`
  *   (1009 beyond), unsent data up to `signals.socketMaxBufferedBytes`
  *   (1013: read faster, resume with `?after=`), `signals.socketsPerClient`
- *   sockets per client on an instance (429 before the upgrade).
+ *   sockets per client on an instance (429 before the upgrade);
+ * - 1008 when the stream is deleted or disabled, the client deleted or no
+ *   longer approved, its SPIFFE ID no longer listed, or the bearer token
+ *   expired or revoked; a revoked client certificate's connection is cut
+ *   by the mTLS listener (1006: no close frame).
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -52,6 +56,8 @@ export interface SignalSocketOptions {
 interface Credential {
   readonly clientId: string;
   readonly spiffeId?: string;
+  /** A bearer socket's access token: checked again like the client, so its expiry or revocation ends the socket. */
+  readonly bearer?: string;
 }
 
 /** Per-client socket counts of this instance (shared by both listeners' servers). */
@@ -104,9 +110,11 @@ export function attachSignalSocket(app: FastifyInstance, options: SignalSocketOp
     });
   }
 
-  /** Checked again before every send round: a client deleted, no longer approved, or no longer listing the certificate's SPIFFE ID loses its open sockets too. */
+  /** Checked again before every send round: a client deleted, no longer approved, or no longer listing the certificate's SPIFFE ID, or a bearer token expired or revoked, loses its open sockets too. */
   async function mayStillReceive(credential: Credential): Promise<boolean> {
-    const client = options.oauth === undefined ? null : await options.oauth.clients.get(credential.clientId);
+    if (options.oauth === undefined) return false;
+    if (credential.bearer !== undefined && (await options.oauth.accessTokens.check(credential.bearer)) === null) return false;
+    const client = await options.oauth.clients.get(credential.clientId);
     return client !== null && isApproved(client) && (credential.spiffeId === undefined || mayPresent(client, credential.spiffeId));
   }
 
@@ -129,7 +137,7 @@ export function attachSignalSocket(app: FastifyInstance, options: SignalSocketOp
     const audiences = typeof claims.aud === 'string' ? [claims.aud] : claims.aud;
     if (!audiences.includes(audience) || !claims.scope.split(' ').includes(SSF_STREAM_SCOPE)) return undefined;
     const client = await options.oauth.clients.get(claims.client_id);
-    return client !== null && isApproved(client) ? { clientId: client.client_id } : undefined;
+    return client !== null && isApproved(client) ? { clientId: client.client_id, bearer } : undefined;
   }
 
   function serve(ws: WebSocket, streamId: string, start: number, mayReceive: () => Promise<boolean>): void {

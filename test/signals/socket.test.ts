@@ -20,11 +20,15 @@ interface Frame {
 }
 
 async function receiverToken(server: TestServer): Promise<string> {
+  return (await receiver(server)).token;
+}
+
+async function receiver(server: TestServer): Promise<{ token: string; basic: string }> {
   const metadata = validateClientMetadata({ grant_types: ['client_credentials'], redirect_uris: [], scope: 'ssf:stream' }, { allowedScopes: ['ssf:stream'], defaultSigningAlgorithm: 'EdDSA' });
   const registered = await server.running.authorizationServer.clients.register(metadata, { actor: 'test' }, { approved: true });
   const basic = Buffer.from(`${registered.client.client_id}:${registered.clientSecret!}`).toString('base64');
   const response = await fetch(`${server.url}/token`, { method: 'POST', headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' });
-  return ((await response.json()) as { access_token: string }).access_token;
+  return { token: ((await response.json()) as { access_token: string }).access_token, basic };
 }
 
 async function socketStream(server: TestServer, token: string): Promise<string> {
@@ -221,6 +225,17 @@ describe('signal WebSocket', () => {
     } finally {
       await beating.close();
     }
+  });
+  it('closes a bearer socket with 1008 once its access token is revoked', async () => {
+    const { token: bearer, basic } = await receiver(server);
+    const streamId = await socketStream(server, bearer);
+    const ws = new WsClient(`${wsUrl}/signals/ws?stream_id=${streamId}`, { headers: { authorization: `Bearer ${bearer}` } });
+    await once(ws, 'open');
+    const closed = once(ws, 'close');
+    const revoked = await fetch(`${server.url}/revoke`, { method: 'POST', headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token: bearer }).toString() });
+    assert.equal(revoked.status, 200);
+    const [code] = (await closed) as [number];
+    assert.equal(code, 1008);
   });
 });
 
