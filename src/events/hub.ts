@@ -18,7 +18,7 @@
  * redelivery, as an outbox-backed publisher may make) is dropped too.
  */
 import { randomUUID } from 'node:crypto';
-import type { MessageBus } from '../store/index.ts';
+import type { DurableTransaction, MessageBus } from '../store/index.ts';
 import { crossesInstances, isDomainEventType, type DomainEvent, type DomainEventType } from './catalog.ts';
 
 /** What features hold: the publisher. */
@@ -27,10 +27,35 @@ export interface DomainEvents {
   emit(event: DomainEvent): Promise<void>;
   /** Several events of one action, recorded as one batch in this order. */
   emitAll(events: readonly DomainEvent[]): Promise<void>;
+  /**
+   * For an action whose change is one durable transaction: called inside
+   * it, writes what must commit with the change (the stagers': the security
+   * signals' outbox messages), and returns the rest of the emit, to call
+   * after the commit (the ledger, the reactors). The change and its signals
+   * then commit together or not at all.
+   */
+  stage(tx: DurableTransaction, events: readonly DomainEvent[]): Promise<StagedEmit>;
 }
 
-/** A durable subscriber; resolves once the events are durable. */
-export type EventRecorder = (events: readonly DomainEvent[]) => Promise<void>;
+/** The rest of a staged emit, after the commit. */
+export interface StagedEmit {
+  /**
+   * Records and delivers the events. `final`: the same events, in the same
+   * order, with what was known only after the commit (a count in a detail);
+   * default the staged ones.
+   */
+  publish(final?: readonly DomainEvent[]): Promise<void>;
+}
+
+/** Writes, inside the cause's transaction, what must commit with it. */
+export type EventStager = (tx: DurableTransaction, events: readonly DomainEvent[]) => Promise<void>;
+
+/**
+ * A durable subscriber; resolves once the events are durable. `staged`:
+ * the events' stagers already wrote them with their cause (a recorder that
+ * is also a stager skips them).
+ */
+export type EventRecorder = (events: readonly DomainEvent[], options: { readonly staged: boolean }) => Promise<void>;
 
 export type EventReactor<T extends DomainEventType> = (event: DomainEvent<T>) => void | Promise<void>;
 
@@ -73,6 +98,7 @@ export class EventHub implements DomainEvents, EventSubscriptions {
   readonly #onError: (error: unknown) => void;
   readonly #origin = randomUUID();
   readonly #recorders: EventRecorder[] = [];
+  readonly #stagers: EventStager[] = [];
   readonly #reactors = new Map<DomainEventType, Set<EventReactor<DomainEventType>>>();
   readonly #interruptedHandlers = new Set<() => void>();
   readonly #seen = new Set<string>();
@@ -102,6 +128,15 @@ export class EventHub implements DomainEvents, EventSubscriptions {
     };
   }
 
+  /** Adds a stager (the signal recorder's transactional half). Returns the function that removes it. */
+  stager(stager: EventStager): () => void {
+    this.#stagers.push(stager);
+    return () => {
+      const index = this.#stagers.indexOf(stager);
+      if (index >= 0) this.#stagers.splice(index, 1);
+    };
+  }
+
   on<T extends DomainEventType>(types: T | readonly T[], reactor: EventReactor<T>): () => void {
     const list: readonly T[] = typeof types === 'string' ? [types] : types;
     for (const type of list) {
@@ -123,14 +158,29 @@ export class EventHub implements DomainEvents, EventSubscriptions {
     return this.emitAll([event]);
   }
 
-  async emitAll(events: readonly DomainEvent[]): Promise<void> {
-    for (const event of events) {
-      if (!isDomainEventType(event.type)) throw new TypeError(`unknown domain event type "${String(event.type).slice(0, 64)}"`);
-    }
+  emitAll(events: readonly DomainEvent[]): Promise<void> {
+    return this.#publish(events, false);
+  }
+
+  async stage(tx: DurableTransaction, events: readonly DomainEvent[]): Promise<StagedEmit> {
+    checkTypes(events);
+    for (const stager of this.#stagers) await stager(tx, events);
+    return {
+      publish: (final = events) => {
+        if (final.length !== events.length || final.some((event, index) => event.type !== events[index]!.type)) {
+          return Promise.reject(new TypeError('a staged emit is published with the events it staged, in the same order'));
+        }
+        return this.#publish(final, true);
+      },
+    };
+  }
+
+  async #publish(events: readonly DomainEvent[], staged: boolean): Promise<void> {
+    checkTypes(events);
     if (events.length === 0) return;
     // Recorded and delivered at once: a revocation reaches the other
     // instances even when the ledger fails, and the action still fails.
-    const [recorded] = await Promise.allSettled([Promise.all(this.#recorders.map((recorder) => recorder(events))), this.#deliver(events)]);
+    const [recorded] = await Promise.allSettled([Promise.all(this.#recorders.map((recorder) => recorder(events, { staged }))), this.#deliver(events)]);
     if (recorded.status === 'rejected') throw recorded.reason;
   }
 
@@ -184,6 +234,12 @@ export class EventHub implements DomainEvents, EventSubscriptions {
     } catch (error) {
       this.#onError(error);
     }
+  }
+}
+
+function checkTypes(events: readonly DomainEvent[]): void {
+  for (const event of events) {
+    if (!isDomainEventType(event.type)) throw new TypeError(`unknown domain event type "${String(event.type).slice(0, 64)}"`);
   }
 }
 

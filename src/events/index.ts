@@ -17,5 +17,5 @@ export {
   type EventOutcome,
   type ResourceRef,
 } from './catalog.ts';
-export { EventHub, type DomainEvents, type EventHubOptions, type EventReactor, type EventRecorder, type EventSubscriptions } from './hub.ts';
+export { EventHub, type DomainEvents, type EventHubOptions, type EventReactor, type EventRecorder, type EventStager, type EventSubscriptions, type StagedEmit } from './hub.ts';
 export { freshFor } from './freshness.ts';

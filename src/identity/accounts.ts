@@ -6,7 +6,7 @@
 import type { FailureAggregator } from '../audit/index.ts';
 import type { DomainEvents } from '../events/index.ts';
 import type { Decision, HookChains } from '../hooks/index.ts';
-import type { Clock } from '../store/index.ts';
+import type { Clock, DurableTransactionRunner, RecordStore } from '../store/index.ts';
 import { THROTTLE_HOOK, defaultIdentityHooks } from './hooks.ts';
 import { PasswordPolicyError, checkNewPassword, type PasswordHasher } from './passwords.ts';
 import type { DeviceCookies } from './device-cookies.ts';
@@ -56,6 +56,8 @@ const MAX_EMAIL_BYTES = 254;
 
 export class Accounts {
   readonly #users: UserDirectory;
+  /** Runs a change and the events staged with it as one durable transaction. */
+  readonly #transaction: DurableTransactionRunner;
   readonly #hasher: PasswordHasher;
   readonly #sessions: SessionManager;
   readonly #throttle: LoginThrottle;
@@ -72,12 +74,13 @@ export class Accounts {
    * `allowLoopbackHttpPictures`: development mode, where a picture may be served from http://localhost.
    * `hooks`: the server's chains (login.before, login.after); identity's built-ins alone when absent.
    */
-  constructor(options: { users: UserDirectory; hasher: PasswordHasher; sessions: SessionManager; throttle: LoginThrottle; devices: DeviceCookies; events: DomainEvents; failures: Pick<FailureAggregator, 'record'>; clock: Clock; maskIp: (ip: string) => string; allowLoopbackHttpPictures?: boolean; hooks?: HookChains }) {
+  constructor(options: { users: UserDirectory; transaction: DurableTransactionRunner; hasher: PasswordHasher; sessions: SessionManager; throttle: LoginThrottle; devices: DeviceCookies; events: DomainEvents; failures: Pick<FailureAggregator, 'record'>; clock: Clock; maskIp: (ip: string) => string; allowLoopbackHttpPictures?: boolean; hooks?: HookChains }) {
     this.#hooks = options.hooks ?? defaultIdentityHooks();
     this.#devices = options.devices;
     this.#failures = options.failures;
     this.#allowLoopbackHttpPictures = options.allowLoopbackHttpPictures ?? false;
     this.#users = options.users;
+    this.#transaction = options.transaction;
     this.#hasher = options.hasher;
     this.#sessions = options.sessions;
     this.#throttle = options.throttle;
@@ -300,8 +303,8 @@ export class Accounts {
   }
 
   /** The user's email address, for the security events about them (an `email` subject beside `iss_sub`). */
-  async emailOf(userId: string): Promise<string | undefined> {
-    return (await this.#users.byId(userId))?.email;
+  async emailOf(userId: string, records?: RecordStore): Promise<string | undefined> {
+    return (await (records === undefined ? this.#users : this.#users.on(records)).byId(userId))?.email;
   }
 
   /** Whether sign-in for the user is locked or slowed now (THROTTLE), for administrators. */
@@ -310,9 +313,15 @@ export class Accounts {
   }
 
   async setDisabled(userId: string, disabled: boolean, context: { actor: string }): Promise<User> {
-    const user = await this.#users.update(userId, () => ({ disabled }));
+    const event = (sessionsEnded: number) => ({ type: disabled ? 'user.disabled' : 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { disabled, sessionsEnded } }) as const;
+    // The flag and its security signal (RISC account-disabled/-enabled) commit together.
+    const { user, staged } = await this.#transaction(async (tx) => {
+      const changed = await this.#users.on(tx.records).update(userId, () => ({ disabled }));
+      return { user: changed, staged: await this.#events.stage(tx, [event(0)]) };
+    });
+    // After the commit, so no sign-in can start a session the revocation misses.
     const ended = disabled ? await this.#sessions.revokeAll(userId) : 0;
-    await this.#events.emit({ type: disabled ? 'user.disabled' : 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { disabled, sessionsEnded: ended } });
+    await staged.publish([event(ended)]);
     return user;
   }
 
@@ -349,9 +358,13 @@ export class Accounts {
 
   async deleteUser(userId: string, context: { actor: string }): Promise<boolean> {
     const ended = await this.#sessions.revokeAll(userId);
-    const deleted = await this.#users.delete(userId);
-    if (deleted) await this.#events.emit({ type: 'user.deleted', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { sessionsEnded: ended } });
-    return deleted;
+    // The deletion and its security signal (RISC account-purged) commit together.
+    const staged = await this.#transaction(async (tx) => {
+      if (!(await this.#users.on(tx.records).delete(userId))) return undefined;
+      return this.#events.stage(tx, [{ type: 'user.deleted', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { sessionsEnded: ended } }]);
+    });
+    await staged?.publish();
+    return staged !== undefined;
   }
 
   /** Signs out one session of the user (account page, logout). */

@@ -59,6 +59,7 @@ export function createIdentity(options: { config: Readonly<Config>; stores: Stor
   const throttle = new LoginThrottle({ hot: stores.hot, clock });
   const accounts = new Accounts({
     users: new UserDirectory(stores.durable.records),
+    transaction: (fn) => stores.durable.transaction(fn),
     hasher: new PasswordHasher({ memoryCostKiB: identity.passwordMemoryCostKiB, timeCost: identity.passwordTimeCost, parallelism: identity.passwordParallelism }),
     sessions,
     throttle,

@@ -91,6 +91,11 @@ export class UserDirectory {
     this.#emails = collection(records, { name: EMAILS, codec: emailClaimCodec });
   }
 
+  /** The same directory over another RecordStore (a transaction's). */
+  on(records: RecordStore): UserDirectory {
+    return new UserDirectory(records);
+  }
+
   async create(email: string, passwordHash: string | null, now: number): Promise<User> {
     const address = checkEmail(email);
     const id = `u_${randomBytes(16).toString('base64url')}`;

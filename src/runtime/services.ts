@@ -151,15 +151,15 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           ...(logger !== undefined && { onError: (error: unknown) => logger.error({ err: error }, 'domain event delivery failed') }),
         });
         // Security events are queued in the outbox before an action answers, like its audit entry.
-        events.record(
-          signalRecorder({
-            durable: services.get('stores').durable,
-            issuer: settings.config.issuer,
-            directory: { emailOf: (userId) => subjects?.emailOf(userId) ?? Promise.resolve(undefined) },
-            clock,
-            kick: () => kickOutbox?.(),
-          }),
-        );
+        const signals = signalRecorder({
+          durable: services.get('stores').durable,
+          issuer: settings.config.issuer,
+          directory: { emailOf: (userId, records) => subjects?.emailOf(userId, records) ?? Promise.resolve(undefined) },
+          clock,
+          kick: () => kickOutbox?.(),
+        });
+        events.record(signals.record);
+        events.stager(signals.stage);
         faultEvents = events;
         return events;
       },

@@ -19,7 +19,7 @@ import { StreamManager } from './streams.ts';
 import { Transmitter } from './transmitter.ts';
 
 export { signalSettings, type SignalSettings } from './settings.ts';
-export { signalRecorder, type SignalRecorderOptions } from './recorder.ts';
+export { signalRecorder, type SignalRecorder, type SignalRecorderOptions } from './recorder.ts';
 export { signalsOf, subjectKey, SIGNALLING_EVENT_TYPES, type SignalEvent, type SubjectDirectory } from './mapping.ts';
 export { Transmitter, SIGNALS_TOPIC } from './transmitter.ts';
 export { StreamError, StreamManager, EVENTS_SUPPORTED, parseSubject, type StreamConfiguration, type StreamErrorCode, type StreamStatus } from './streams.ts';

@@ -6,6 +6,7 @@
  * A signal is sent only for what succeeded; failures stay in the ledger.
  */
 import type { DomainEvent, DomainEventType } from '../events/index.ts';
+import type { RecordStore } from '../store/index.ts';
 import { SECURITY_EVENT_TYPES, type SecurityEventTypeUri, type SubjectIdentifier } from '../sdk/index.ts';
 
 /** One security event, before it is a SET: what the log keeps and every stream's SET says. */
@@ -23,8 +24,8 @@ export interface SignalEvent {
 
 /** What the mapping needs to know about a user beyond their id. */
 export interface SubjectDirectory {
-  /** The user's email, if the user (still) exists. */
-  emailOf(userId: string): Promise<string | undefined>;
+  /** The user's email, if the user (still) exists; read through `records` when given (inside a transaction, its own). */
+  emailOf(userId: string, records?: RecordStore): Promise<string | undefined>;
 }
 
 /** The domain events that cause signals (the recorder ignores the rest without a lookup). */
@@ -57,7 +58,7 @@ export function subjectKey(subject: SubjectIdentifier): string {
   }
 }
 
-export async function signalsOf(event: DomainEvent, issuer: string, directory: SubjectDirectory): Promise<SignalEvent[]> {
+export async function signalsOf(event: DomainEvent, issuer: string, directory: { emailOf(userId: string): Promise<string | undefined> }): Promise<SignalEvent[]> {
   if (!SIGNALLING_EVENT_TYPES.has(event.type)) return [];
   if ('outcome' in event && event.outcome !== 'success') return [];
   const event_timestamp = Math.floor((event.time ?? Date.now()) / 1000);

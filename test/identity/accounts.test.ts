@@ -46,6 +46,7 @@ describe('password hashes are upgraded at sign-in', () => {
     const hot = openMemoryHotStore();
     return new Accounts({
       users: new UserDirectory(fixture.store.records),
+      transaction: (fn) => fixture.store.transaction(fn),
       hasher: new PasswordHasher(parameters),
       sessions: new SessionManager({ hot, clock: () => Date.now(), policy: { idleTimeoutMs: 60_000, absoluteTimeoutMs: 600_000, renewIntervalMs: 1_000, maxPerUser: 10 } }),
       throttle: new LoginThrottle({ hot, clock: () => Date.now() }),
