@@ -89,6 +89,21 @@ export function registerUserCommands(program: Command, context: UserCliContext):
     });
 
   user
+    .command('set-email')
+    .description("Change a user's email address (their sign-in name); receivers of security signals get RISC identifier-changed.")
+    .addOption(context.configOption())
+    .argument('<user>', 'email address or user id')
+    .requiredOption('--email <address>', 'the new address')
+    .action(async (who: string, options: { config?: string; email: string }) => {
+      const config = context.load(options);
+      await withIdentity(config, async (identity) => {
+        const found = await findUser(identity, who);
+        const changed = await identity.accounts.changeEmail(found.id, options.email, { actor: 'admin-cli' }).catch(explain);
+        context.out(`${found.email} is now ${changed.email} (${changed.id}).`);
+      });
+    });
+
+  user
     .command('list')
     .description('List users: id, email, state (active or disabled; locked or slowed by failed sign-ins; no password), and name when one is set.')
     .addOption(context.configOption())

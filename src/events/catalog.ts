@@ -59,7 +59,8 @@ export interface DomainEventPayloads {
   // accounts (identity)
   /** The detail (the new user's audit pseudonym) is the projection's: the user's id is here. */
   'user.created': { readonly outcome: 'success'; readonly userId: string };
-  'user.updated': Recorded & { readonly actorUserId: string };
+  /** `previousEmail`: an email change's old address, for the security signal (never recorded, never sent to other instances). */
+  'user.updated': Recorded & { readonly actorUserId: string; readonly previousEmail?: string };
   'user.disabled': Recorded & { readonly actorUserId: string };
   'user.deleted': Recorded & { readonly actorUserId: string };
   // unauthenticated failures, aggregated (audit/failure-aggregator.ts)

@@ -248,6 +248,7 @@ function forTheBus(event: DomainEvent): DomainEvent {
   const copy: Record<string, unknown> = { ...event };
   delete copy['ip'];
   delete copy['detail'];
+  delete copy['previousEmail'];
   return copy as unknown as DomainEvent;
 }
 

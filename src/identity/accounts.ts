@@ -356,6 +356,22 @@ export class Accounts {
     return { user, changed };
   }
 
+  /**
+   * Changes a user's email address (their sign-in name). The ledger names
+   * only the change; the security signal (RISC identifier-changed) carries
+   * the addresses to receivers, and commits with the change.
+   */
+  async changeEmail(userId: string, email: string, context: { actor: string }): Promise<User> {
+    const { user, staged } = await this.#transaction(async (tx) => {
+      const { user: changed, previous } = await this.#users.on(tx.records).changeEmail(userId, email);
+      if (previous === changed.email) return { user: changed, staged: undefined };
+      const staged = await this.#events.stage(tx, [{ type: 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, previousEmail: previous, detail: { change: 'email' } }]);
+      return { user: changed, staged };
+    });
+    await staged?.publish();
+    return user;
+  }
+
   async deleteUser(userId: string, context: { actor: string }): Promise<boolean> {
     const ended = await this.#sessions.revokeAll(userId);
     // The deletion and its security signal (RISC account-purged) commit together.

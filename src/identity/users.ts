@@ -148,6 +148,25 @@ export class UserDirectory {
     return toUser(record!);
   }
 
+  /**
+   * Moves a user to another address: the new address is claimed first (so
+   * two users can never hold one), then the user's record and the old claim
+   * change. Run it in a transaction: all of it commits or none.
+   */
+  async changeEmail(id: string, email: string): Promise<{ user: User; previous: string }> {
+    const address = checkEmail(email);
+    const record = await this.#users.get(id);
+    if (record === null) throw new UserError('not_found', 'no such user');
+    const previous = record.data.email;
+    if (previous === address) return { user: toUser(record), previous };
+    if (!(await this.#emails.create(address, { userId: id }))) throw new UserError('email_taken', 'that email address already has an account');
+    if ((await this.#users.update(id, record.version, { ...record.data, email: address })) === null) throw new UserError('conflict', 'the user changed concurrently; try again');
+    const claim = await this.#emails.get(previous);
+    if (claim?.data.userId === id) await this.#emails.delete(previous, claim.version);
+    const updated = await this.#users.get(id);
+    return { user: toUser(updated!), previous };
+  }
+
   async delete(id: string): Promise<boolean> {
     const record = await this.#users.get(id);
     if (record === null) return false;

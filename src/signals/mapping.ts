@@ -152,10 +152,19 @@ function userUpdated(event: DomainEvent<'user.updated'>, who: Pick<SignalEvent, 
       signals.push({ type: SECURITY_EVENT_TYPES.tokenClaimsChange, ...who, members: { claims: Object.fromEntries(fields.map((field) => [field, null])), event_timestamp, initiating_entity } });
       break;
     }
-    case 'email':
-      // RISC 1.0 section 2.5: the new address, when the detail carries it.
-      signals.push({ type: SECURITY_EVENT_TYPES.identifierChanged, ...who, members: { event_timestamp } });
+    case 'email': {
+      // RISC 1.0 section 2.5: the subject is the old identifier, `new-value` the new one.
+      const previous = event.previousEmail;
+      const current = who.aliases?.[0]?.replace(/^email:/, '');
+      if (previous === undefined) break;
+      signals.push({
+        type: SECURITY_EVENT_TYPES.identifierChanged,
+        subject: { format: 'email', email: previous },
+        aliases: [subjectKey(who.subject), ...(who.aliases ?? [])],
+        members: { ...(current !== undefined && { 'new-value': current }), event_timestamp },
+      });
       break;
+    }
     default:
       if (detail['disabled'] === false) signals.push({ type: SECURITY_EVENT_TYPES.accountEnabled, ...who, members: { event_timestamp, initiating_entity } });
   }

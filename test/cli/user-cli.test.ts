@@ -203,4 +203,20 @@ describe('portcullis user set-profile (first-hour review D13)', () => {
     assert.notEqual(remote.code, 0);
     assert.equal((await profileOf())?.picture, 'http://127.0.0.1:8080/ada.png');
   });
+  it('set-email moves a user to a free address and refuses a taken or malformed one, changing nothing', async () => {
+    assert.equal((await run(['user', 'create', '--config', configFile, '--email', 'mover@example.com', '--no-password'])).code, 0);
+    assert.equal((await run(['user', 'create', '--config', configFile, '--email', 'sitter@example.com', '--no-password'])).code, 0);
+    const taken = await run(['user', 'set-email', 'mover@example.com', '--config', configFile, '--email', 'sitter@example.com']);
+    assert.notEqual(taken.code, 0);
+    assert.equal(taken.err.length, 1);
+    assert.notEqual((await run(['user', 'set-email', 'mover@example.com', '--config', configFile, '--email', 'not an address'])).code, 0);
+    const moved = await run(['user', 'set-email', 'mover@example.com', '--config', configFile, '--email', 'Moved@Example.com']);
+    assert.equal(moved.code, 0, moved.err.join('\n'));
+    assert.match(moved.out[0]!, /^mover@example\.com is now moved@example\.com \(u_/);
+    const listed = (await run(['user', 'list', '--config', configFile])).out.join('\n');
+    assert.match(listed, /moved@example\.com/);
+    assert.match(listed, /sitter@example\.com/);
+    assert.doesNotMatch(listed, /mover@example\.com/);
+  });
+
 });

@@ -56,7 +56,7 @@ for (const backend of testBackends) {
     let jwks: ReturnType<typeof createRemoteJWKSet>;
 
     before(async () => {
-      server = await startTestServer({ backend, fixedPort: true, overrides: { signals: { pushPrivateNetworks: true, pushTimeout: '2s', retryCeiling: '1s' } } });
+      server = await startTestServer({ backend, fixedPort: true, overrides: { signals: { pushPrivateNetworks: true, pushTimeout: '2s', retryCeiling: '1s', maxStreamsPerClient: 20 } } });
       await server.running.authorizationServer.resources.create({ uri: 'https://other.example.com', scopes: ['other:scope'] }, { actor: 'test' });
       alice = await receiver(server);
       jwks = createRemoteJWKSet(new URL(`${server.url}/jwks`));
@@ -263,6 +263,22 @@ for (const backend of testBackends) {
       } finally {
         await new Promise<void>((resolve) => endpoint.close(() => resolve()));
       }
+    });
+
+    it('sends RISC identifier-changed when a user’s address changes: the old address as subject, the new as new-value', async () => {
+      const id = ((await (await api(server, alice, 'POST', '/signals/stream', { delivery: { method: 'urn:ietf:rfc:8936' }, events_requested: [SECURITY_EVENT_TYPES.identifierChanged] })).json()) as StreamConfig).stream_id;
+      const userId = await newUser(`old-${backend}@example.com`);
+      const taken = await newUser(`taken-${backend}@example.com`);
+      await assert.rejects(server.running.identity.accounts.changeEmail(userId, `taken-${backend}@example.com`, { actor: 'admin' }), /already has an account/);
+      await server.running.identity.accounts.changeEmail(userId, `New-${backend}@Example.com`, { actor: 'admin' });
+      const polled = (await (await api(server, alice, 'POST', `/signals/poll/${id}`, { returnImmediately: false })).json()) as { sets: Record<string, string> };
+      const payloads = await Promise.all(Object.values(polled.sets).map((set) => verifySet(set, alice.clientId)));
+      assert.equal(payloads.length, 1, 'one SET: the refused change sent nothing');
+      assert.deepEqual(payloads[0]!['sub_id'], { format: 'email', email: `old-${backend}@example.com` });
+      assert.deepEqual(payloads[0]!['events'], { [SECURITY_EVENT_TYPES.identifierChanged]: { 'new-value': `new-${backend}@example.com`, event_timestamp: (payloads[0]!['events'] as Record<string, { event_timestamp: number }>)[SECURITY_EVENT_TYPES.identifierChanged]!.event_timestamp } });
+      assert.equal((await server.running.identity.accounts.emailOf(taken)), `taken-${backend}@example.com`);
+      // The ledger names the change, never the addresses.
+      assert.ok(!server.logs.text.includes(`new-${backend}@example.com`));
     });
 
     it('leaves out a subject the receiver removed, and includes it again once added', async () => {
