@@ -91,11 +91,19 @@ export function postBody(url: string, body: string, contentType: string, options
   const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
   const keep = options.maxResponseBytes ?? 4096;
   return new Promise((resolve, reject) => {
+    let settled = false;
+    const finish = (outcome: () => void): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(deadline);
+      outcome();
+    };
     const outgoing = send(
       target,
       {
         method: 'POST',
         headers: { ...options.headers, 'content-type': contentType, 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store' },
+        // An idle timeout: a socket silent this long is given up (the deadline below bounds the whole exchange).
         timeout: options.timeoutMs,
         ...(options.signal !== undefined && { signal: options.signal }),
         ...(options.publicOnly && { lookup: publicOnlyLookup }),
@@ -103,17 +111,24 @@ export function postBody(url: string, body: string, contentType: string, options
       (response) => {
         const chunks: Buffer[] = [];
         let kept = 0;
+        const done = (): void => finish(() => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
         response.on('data', (chunk: Buffer) => {
-          if (kept >= keep) return;
           chunks.push(chunk.subarray(0, keep - kept));
           kept += Math.min(chunk.length, keep - kept);
+          // Enough to read an error code: the rest is not waited for (a receiver that trickles bytes holds nobody).
+          if (kept >= keep) {
+            done();
+            response.destroy();
+          }
         });
-        response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-        response.on('error', reject);
+        response.on('end', done);
+        response.on('error', (error) => finish(() => reject(error)));
       },
     );
+    // One deadline for connect, headers and body: an idle timeout alone lets a peer that sends a byte now and then hold the caller forever.
+    const deadline = setTimeout(() => outgoing.destroy(new Error('timed out')), options.timeoutMs);
     outgoing.on('timeout', () => outgoing.destroy(new Error('timed out')));
-    outgoing.on('error', reject);
+    outgoing.on('error', (error) => finish(() => reject(error)));
     outgoing.end(body);
   });
 }

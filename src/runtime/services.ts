@@ -11,7 +11,7 @@ import { FailureAggregator, auditedEvents, openLedger } from '../audit/index.ts'
 import type { EventHub } from '../events/index.ts';
 import { HookChains, bundledChainSource } from '../hooks/index.ts';
 import { IDENTITY_HOOKS, createIdentity } from '../identity/index.ts';
-import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer } from '../oauth/index.ts';
+import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer, isApproved } from '../oauth/index.ts';
 import { Keyring, keyringPolicy } from '../tokens/index.ts';
 import { CertificateAuthority, EnrolmentTokens, caSettings } from '../pki/index.ts';
 import { assertDataDirUsable, assertDeploymentExists, openExistingStores, withAbsolutePaths } from './deployment.ts';
@@ -273,10 +273,14 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           subscriptions: events,
           settings: signalSettings(services.get('config')),
           clock,
+          mayReceive: async (clientId) => {
+            const client = await services.get('oauth').clients.get(clientId);
+            return client !== null && isApproved(client);
+          },
           ...(profile.maintenance && { onError: reporter(services, 'security signal delivery failed') }),
         });
         await signals.transmitter.refreshHead();
-        if (profile.maintenance) signals.push.start();
+        if (profile.maintenance) signals.start();
         return signals;
       },
       stop: (signals) => signals.close(),

@@ -178,7 +178,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   if (deps.pki !== undefined) await app.register(caRoutes, { pki: deps.pki, oauth, failures, issuer: config.issuer });
   if (deps.signals !== undefined) {
     await app.register(signalsRoutes, { signals: deps.signals, oauth, failures, issuer: config.issuer });
-    attachSignalSocket(app, { signals: deps.signals, oauth, failures, issuer: config.issuer, mtls: deps.mtls === true });
+    attachSignalSocket(app, { signals: deps.signals, oauth, failures, issuer: config.issuer, mtls: deps.mtls === true, trustedProxies: config.trustProxy });
   }
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;

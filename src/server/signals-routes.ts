@@ -36,8 +36,10 @@ export interface SignalsRoutesOptions {
 export const signalsRoutes: FastifyPluginAsync<SignalsRoutesOptions> = async (app, options) => {
   const { transmitter } = options.signals;
   const { manager } = transmitter;
-  const issuer = options.issuer.replace(/\/$/, '');
-  const url = (path: string): string => `${issuer}${path}`;
+  // SSF 1.0 section 7.1: `issuer` is the issuer identifier exactly as SETs carry it; endpoints are built from it without its trailing slash.
+  const issuer = options.issuer;
+  const base = issuer.replace(/\/$/, '');
+  const url = (path: string): string => `${base}${path}`;
   const audience = signalsAudience(issuer);
 
   app.get('/.well-known/ssf-configuration', async (_request, reply) => {
@@ -153,6 +155,12 @@ export const signalsRoutes: FastifyPluginAsync<SignalsRoutesOptions> = async (ap
       await options.failures.record({ type: 'signals.auth.failed', outcome: 'denied', requestId: request.id, traceId: request.traceId, ip: request.ip, detail: { presented: claims === null ? 'an invalid access token' : 'a bound token without its proof' } });
       throw new HttpError('invalid_token', 'The access token is not valid (unknown, expired, revoked, or bound to a certificate this connection does not present).', {
         headers: { 'www-authenticate': `Bearer realm="${REALM}", error="invalid_token"` },
+      });
+    }
+    // A receiver is a service: a token a user delegated (authorization code, refresh) names the user, and would let anyone who signs in to such a client read everyone's events.
+    if (claims.sub !== claims.client_id) {
+      throw new HttpError('insufficient_scope', 'Security events go to a client acting for itself (client_credentials, or its certificate), not to a user signed in to it.', {
+        headers: { 'www-authenticate': `Bearer realm="${REALM}", error="insufficient_scope", scope="${SSF_STREAM_SCOPE}"` },
       });
     }
     if (!audiencesOf(claims).includes(audience) || !claims.scope.split(' ').includes(SSF_STREAM_SCOPE)) {

@@ -28,6 +28,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
+import proxyAddr from '@fastify/proxy-addr';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { throttledFor, type FailureAggregator } from '../audit/index.ts';
 import { isApproved, type AuthorizationServer, type OAuthClient } from '../oauth/index.ts';
@@ -50,6 +51,8 @@ export interface SignalSocketOptions {
   readonly issuer: string;
   /** The mTLS listener's instance: a verified client certificate authenticates. */
   readonly mtls: boolean;
+  /** `trustProxy`: the client's address behind these proxies comes from X-Forwarded-For (as Fastify's request.ip). */
+  readonly trustedProxies: readonly string[];
 }
 
 /** Who opened a socket: the client, and the SPIFFE ID its certificate presented (mTLS listener). */
@@ -68,6 +71,7 @@ export function attachSignalSocket(app: FastifyInstance, options: SignalSocketOp
   const settings = transmitter.settings;
   const server = new WebSocketServer({ noServer: true, maxPayload: settings.socketMaxFrameBytes, perMessageDeflate: false });
   const audience = signalsAudience(options.issuer);
+  const trust = options.trustedProxies.length > 0 ? proxyAddr.compile([...options.trustedProxies]) : undefined;
 
   app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     void upgrade(request, socket, head).catch((error: unknown) => {
@@ -83,7 +87,8 @@ export function attachSignalSocket(app: FastifyInstance, options: SignalSocketOp
   async function upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const url = new URL(request.url ?? '/', 'http://localhost');
     if (url.pathname !== PATH) return refuse(socket, 404, 'Not Found');
-    const ip = request.socket.remoteAddress;
+    // The throttle counts per client address, behind a trusted proxy too (as Fastify's request.ip), never per proxy.
+    const ip = trust === undefined ? request.socket.remoteAddress : proxyAddr(request, trust);
     if ((await throttledFor(options.failures, 'signals.auth.failed', ip, AUTH_FAILURES_PER_MINUTE)) !== undefined) return refuse(socket, 429, 'Too Many Requests');
     const streamId = url.searchParams.get('stream_id') ?? '';
     const afterText = url.searchParams.get('after');
@@ -97,16 +102,24 @@ export function attachSignalSocket(app: FastifyInstance, options: SignalSocketOp
     }
     const { clientId } = credential;
     if (record.data.method !== DELIVERY_METHODS.websocket) return refuse(socket, 409, 'Conflict');
-    const open = openSockets.get(clientId) ?? 0;
-    if (open >= settings.socketsPerClient) return refuse(socket, 429, 'Too Many Requests');
-    openSockets.set(clientId, open + 1);
+    if ((openSockets.get(clientId) ?? 0) >= settings.socketsPerClient) return refuse(socket, 429, 'Too Many Requests');
+    // Where a socket may start: not before the stream began (or was re-enabled), not past what exists.
+    const floor = record.data.floor ?? 0;
+    const start = Math.min(Math.max(after ?? record.data.cursor, floor), await transmitter.log.head());
     server.handleUpgrade(request, socket, head, (ws) => {
+      // Counted once the socket exists (a refused handshake never calls back), checked again after the awaits above.
+      const open = openSockets.get(clientId) ?? 0;
+      if (open >= settings.socketsPerClient) {
+        ws.close(SIGNAL_SOCKET_CLOSE.tryAgainLater, 'too many sockets for this client');
+        return;
+      }
+      openSockets.set(clientId, open + 1);
       ws.once('close', () => {
         const left = (openSockets.get(clientId) ?? 1) - 1;
         if (left <= 0) openSockets.delete(clientId);
         else openSockets.set(clientId, left);
       });
-      serve(ws, streamId, after ?? record.data.cursor, () => mayStillReceive(credential));
+      serve(ws, streamId, start, () => mayStillReceive(credential));
     });
   }
 
@@ -135,7 +148,8 @@ export function attachSignalSocket(app: FastifyInstance, options: SignalSocketOp
     // A certificate-bound token needs its certificate: only the mTLS listener's sockets have one, and they use it directly.
     if (claims === null || claims['cnf'] !== undefined) return undefined;
     const audiences = typeof claims.aud === 'string' ? [claims.aud] : claims.aud;
-    if (!audiences.includes(audience) || !claims.scope.split(' ').includes(SSF_STREAM_SCOPE)) return undefined;
+    // A client acting for itself only: a user-delegated token names the user (see signals-routes.ts).
+    if (claims.sub !== claims.client_id || !audiences.includes(audience) || !claims.scope.split(' ').includes(SSF_STREAM_SCOPE)) return undefined;
     const client = await options.oauth.clients.get(claims.client_id);
     return client !== null && isApproved(client) ? { clientId: client.client_id, bearer } : undefined;
   }

@@ -37,6 +37,9 @@ export function signalsAudience(issuer: string): string {
   return `${issuer.replace(/\/$/, '')}/signals`;
 }
 
+/** How often the log is pruned past its retention. */
+const PRUNE_INTERVAL_MS = 3_600_000;
+
 /** Minimum seconds between two verification requests of a stream (SSF 1.0 section 8.1.4.2). */
 export const MIN_VERIFICATION_INTERVAL_SECONDS = 1;
 
@@ -50,6 +53,8 @@ export interface SignalsOptions {
   readonly subscriptions: Pick<EventSubscriptions, 'on' | 'onInterrupted'>;
   readonly settings: SignalSettings;
   readonly clock: () => number;
+  /** Whether a client may receive security events now: it exists and an operator approved it (the push worker asks before each push). */
+  readonly mayReceive: (clientId: string) => Promise<boolean>;
   /** Told of background failures (a head re-read, a push round). */
   readonly onError?: (error: unknown) => void;
 }
@@ -57,6 +62,10 @@ export interface SignalsOptions {
 export interface Signals {
   readonly transmitter: Transmitter;
   readonly push: PushWorker;
+  /** Starts the push worker and the hourly pruning of the log past `signals.retention` (a server, not a command). */
+  start(): void;
+  /** Drops log entries and appended-message records older than `signals.retention`; resolves with how many entries. */
+  prune(): Promise<number>;
   /** Stops listening and pushing; resolves once the push in flight is recorded. */
   close(): Promise<void>;
 }
@@ -76,16 +85,35 @@ export function createSignals(options: SignalsOptions): Signals {
     minVerificationInterval: MIN_VERIFICATION_INTERVAL_SECONDS,
   });
   const transmitter = new Transmitter({ log, streams, manager, signer: new SetSigner(options.keyring, settings.issuer), settings, events: options.events, clock });
-  const push = new PushWorker({ transmitter, hot: options.hot, ...(options.onError !== undefined && { onError: options.onError }) });
+  const push = new PushWorker({ transmitter, hot: options.hot, mayReceive: options.mayReceive, ...(options.onError !== undefined && { onError: options.onError }) });
   // Appends on any instance wake this one's deliveries; after a lost bus
   // subscription the head is read again (pollers also re-read on their own).
   const unsubscribe = options.subscriptions.on('signals.appended', (event) => transmitter.appended(event.seq));
+  // A deleted client's streams go with it (on every instance; a second delete finds nothing).
+  const unsubscribeDeleted = options.subscriptions.on('client.deleted', async (event) => {
+    for (const stream of await streams.findAllBy('client', event.clientId)) await streams.delete(stream.id);
+  });
   const uninterrupted = options.subscriptions.onInterrupted(() => void transmitter.refreshHead().catch((error: unknown) => options.onError?.(error)));
+  let pruning: NodeJS.Timeout | undefined;
+  const prune = async (): Promise<number> => {
+    const before = clock() - settings.retentionMs;
+    const removed = await log.prune(before);
+    await log.pruneSources(before);
+    return removed;
+  };
   return {
     transmitter,
     push,
+    prune,
+    start: () => {
+      push.start();
+      pruning = setInterval(() => void prune().catch((error: unknown) => options.onError?.(error)), PRUNE_INTERVAL_MS);
+      pruning.unref();
+    },
     close: async () => {
+      clearInterval(pruning);
       unsubscribe();
+      unsubscribeDeleted();
       uninterrupted();
       await push.stop();
     },

@@ -86,6 +86,23 @@ export class SignalLog {
     }
   }
 
+  /**
+   * Forgets which outbox messages were appended before `before` (ms): a
+   * message redelivered after that long would append again, so this runs
+   * with the log's retention (far beyond the outbox's longest retry).
+   */
+  async pruneSources(before: number, batch = 500): Promise<number> {
+    const sources = logSources(this.#durable.records);
+    let removed = 0;
+    let after: string | undefined;
+    for (;;) {
+      const page = await sources.list({ limit: batch, ...(after !== undefined && { after }) });
+      for (const record of page) if (record.createdAt < before && (await sources.delete(record.id, record.version))) removed++;
+      if (page.length < batch) return removed;
+      after = page.at(-1)!.id;
+    }
+  }
+
   now(): number {
     return this.#clock();
   }

@@ -15,6 +15,8 @@ export interface PollResponse {
 }
 
 const MAX_ACKS = 1000;
+/** Acknowledgements kept above a stream's cursor. */
+const MAX_OUTSTANDING_ACKS = 10_000;
 
 export async function poll(transmitter: Transmitter, clientId: string, streamId: string, body: unknown, signal?: AbortSignal): Promise<PollResponse> {
   const request = parsePollRequest(body);
@@ -22,14 +24,17 @@ export async function poll(transmitter: Transmitter, clientId: string, streamId:
   if (record.data.method !== DELIVERY_METHODS.poll) throw new StreamError('invalid_request', 'This stream is not delivered by polling.');
   // Section 2.4: acknowledged and refused SETs are done with either way; a
   // refusal is remembered as the stream's last error for the operator.
-  const done = [...request.ack, ...Object.keys(request.setErrs)].map((jti) => seqOfJti(streamId, jti)).filter((seq): seq is number => seq !== undefined);
+  // Only SETs that exist can be acknowledged: an ack of a future sequence number would skip that event when it comes.
+  const head = await transmitter.log.head();
+  const done = [...request.ack, ...Object.keys(request.setErrs)].map((jti) => seqOfJti(streamId, jti)).filter((seq): seq is number => seq !== undefined && seq <= head);
   const firstError = Object.entries(request.setErrs)[0];
   if (done.length > 0 || firstError !== undefined) {
     await transmitter.streams.mutate(
       streamId,
       (current) => {
         if (current === null) return keep(undefined);
-        const acked = [...new Set([...current.data.acked, ...done.filter((seq) => seq > current.data.cursor)])].sort((a, b) => a - b);
+        // Bounded: at most what one stream can have outstanding (a receiver acking out of order keeps the newest).
+        const acked = [...new Set([...current.data.acked, ...done.filter((seq) => seq > current.data.cursor)])].sort((a, b) => a - b).slice(-MAX_OUTSTANDING_ACKS);
         const next = { ...current.data, acked };
         if (firstError !== undefined) next.lastError = `receiver: ${firstError[1].err}`.slice(0, 200);
         return write(next, undefined);
@@ -47,7 +52,7 @@ export async function poll(transmitter: Transmitter, clientId: string, streamId:
     const selection = sending ? await transmitter.owed(streamId, stream, maxEvents) : { entries: [], cursor: stream.cursor, acked: stream.acked, more: false };
     if (selection.cursor > stream.cursor) await transmitter.advance(streamId, selection.cursor, selection.acked);
     // Section 2.1: maxEvents 0 only acknowledges.
-    if (maxEvents === 0) return { sets: {}, moreAvailable: selection.entries.length > 0 };
+    if (maxEvents === 0) return { sets: {}, moreAvailable: selection.more };
     if (selection.entries.length > 0) {
       const sets: Record<string, string> = {};
       for (const entry of selection.entries) {

@@ -11,7 +11,7 @@
  * One instance pushes a given stream at a time: a lease in the hot store.
  */
 import { randomUUID } from 'node:crypto';
-import type { HotStore, StoredRecord } from '../store/index.ts';
+import type { HotStore } from '../store/index.ts';
 import { DELIVERY_METHODS, SET_MEDIA_TYPE } from '../sdk/index.ts';
 import { OutboundAddressError, postBody } from '../net/index.ts';
 import type { StreamRecord } from './records.ts';
@@ -27,6 +27,10 @@ export type PushOutcome = { readonly kind: 'delivered' } | { readonly kind: 'ref
 export interface PushWorkerOptions {
   readonly transmitter: Transmitter;
   readonly hot: Pick<HotStore, 'setIfAbsent' | 'get' | 'delete'>;
+  /** Whether a stream's client may still receive (it exists and an operator approved it): checked before every push. */
+  readonly mayReceive: (clientId: string) => Promise<boolean>;
+  /** Streams pushed at once (default 8): one slow receiver never holds the others. */
+  readonly concurrency?: number;
   /** How often streams are looked at without a wake-up (ms). */
   readonly intervalMs?: number;
   readonly onError?: (error: unknown) => void;
@@ -39,6 +43,9 @@ export class PushWorker {
   #running: Promise<void> | undefined;
   #again = false;
   #stopped = false;
+  #saturated = false;
+  /** Streams being pushed by this instance, and their push. */
+  readonly #inFlight = new Map<string, Promise<void>>();
   #unlisten: (() => void) | undefined;
 
   constructor(options: PushWorkerOptions) {
@@ -55,14 +62,18 @@ export class PushWorker {
     tick();
   }
 
-  /** Runs a round now (or right after the one in flight). */
+  /**
+   * Looks for due streams now (or right after the scan in flight) and
+   * starts pushing each that is not already being pushed here, up to the
+   * concurrency: a stream's push in flight never holds the others.
+   */
   kick(): void {
     if (this.#stopped) return;
     if (this.#running !== undefined) {
       this.#again = true;
       return;
     }
-    this.#running = this.runOnce()
+    this.#running = this.#scan()
       .catch((error: unknown) => this.#options.onError?.(error))
       .finally(() => {
         this.#running = undefined;
@@ -78,42 +89,76 @@ export class PushWorker {
     clearTimeout(this.#timer);
     this.#unlisten?.();
     await this.#running;
+    await Promise.all(this.#inFlight.values());
   }
 
-  /** One round over every push stream that is due. */
+  /** One scan, then waits for every push it started (tests and one-shot use). */
   async runOnce(): Promise<void> {
+    await this.#scan();
+    await Promise.all(this.#inFlight.values());
+  }
+
+  async #scan(): Promise<void> {
     const { transmitter } = this.#options;
+    const concurrency = this.#options.concurrency ?? 8;
     let after: string | undefined;
     for (;;) {
       const page = await transmitter.streams.list({ limit: 200, ...(after !== undefined && { after }) });
       for (const record of page) {
         if (this.#stopped) return;
-        if (due(record.data, transmitter.now())) await this.#pushStream(record);
+        if (this.#inFlight.size >= concurrency) {
+          // Full: the next push to finish looks again.
+          this.#saturated = true;
+          return;
+        }
+        if (this.#inFlight.has(record.id) || !isDue(record.data, transmitter.now())) continue;
+        const push = this.#pushStream(record.id)
+          .catch((error: unknown) => {
+            this.#options.onError?.(error);
+            return false;
+          })
+          .then((more) => {
+            this.#inFlight.delete(record.id);
+            // Look again when this stream has more than one round's worth, or streams waited for a slot.
+            if (more || this.#saturated) {
+              this.#saturated = false;
+              this.kick();
+            }
+          });
+        this.#inFlight.set(record.id, push);
       }
       if (page.length < 200) return;
       after = page.at(-1)!.id;
     }
   }
 
-  async #pushStream(record: StoredRecord<StreamRecord>): Promise<void> {
+  /** Pushes what a stream is owed, up to one round; resolves true when it stopped with more to send. */
+  async #pushStream(streamId: string): Promise<boolean> {
     const { transmitter, hot } = this.#options;
-    const lease = LEASE_PREFIX + record.id;
-    const leaseMs = transmitter.settings.pushTimeoutMs * (PER_ROUND + 1);
-    if (!(await hot.setIfAbsent(lease, this.#holder, leaseMs))) return;
+    const lease = LEASE_PREFIX + streamId;
+    // Longer than the most a round can take (each push has one deadline), so it cannot lapse while this instance pushes.
+    const leaseMs = transmitter.settings.pushTimeoutMs * (PER_ROUND + 2);
+    if (!(await hot.setIfAbsent(lease, this.#holder, leaseMs))) return false;
     try {
+      // Read again under the lease: another instance may have pushed, or the receiver paused, since the list was read.
+      const record = await transmitter.streams.get(streamId);
+      if (record === null || !isDue(record.data, transmitter.now())) return false;
+      // A deleted or no longer approved client receives nothing more (its stream waits, or goes with the client).
+      if (!(await this.#options.mayReceive(record.data.clientId))) return false;
       let stream = record.data;
       for (let sent = 0; sent < PER_ROUND && !this.#stopped; ) {
-        const selection = await transmitter.owed(record.id, { ...stream, acked: [] }, 1);
-        if (selection.cursor > stream.cursor) stream = (await transmitter.advance(record.id, selection.cursor)) ?? stream;
+        const selection = await transmitter.owed(streamId, { ...stream, acked: [] }, 1);
+        if (selection.cursor > stream.cursor) stream = (await transmitter.advance(streamId, selection.cursor)) ?? stream;
         const entry = selection.entries[0];
-        if (entry === undefined) return;
-        const { set } = await transmitter.signer.sign({ id: record.id, alg: stream.alg, aud: stream.aud }, entry);
+        if (entry === undefined) return false;
+        const { set } = await transmitter.signer.sign({ id: streamId, alg: stream.alg, aud: stream.aud }, entry);
         const outcome = await this.push(stream, set);
         sent++;
-        const next = await this.#record(record.id, entry.seq, outcome);
-        if (next === null || outcome.kind === 'failed') return;
+        const next = await this.#record(streamId, entry.seq, outcome);
+        if (next === null || outcome.kind === 'failed') return false;
         stream = next;
       }
+      return !this.#stopped;
     } finally {
       if ((await hot.get(lease)) === this.#holder) await hot.delete(lease);
     }
@@ -180,7 +225,7 @@ export class PushWorker {
 }
 
 /** Whether a push stream should be tried now: enabled, or paused by the transmitter (to probe), and past its backoff. */
-function due(stream: StreamRecord, now: number): boolean {
+function isDue(stream: StreamRecord, now: number): boolean {
   if (stream.method !== DELIVERY_METHODS.push) return false;
   const active = stream.status === 'enabled' || (stream.status === 'paused' && stream.statusBy === 'transmitter');
   return active && (stream.nextAttemptAt === undefined || stream.nextAttemptAt <= now);

@@ -53,6 +53,8 @@ const StreamSchema = Type.Object({
   removedSubjects: Type.Array(Type.String()),
   /** Every event up to this sequence number was delivered, acknowledged or skipped. */
   cursor: Type.Integer({ minimum: 0 }),
+  /** The stream receives nothing at or before this sequence number: it began (or was re-enabled from disabled) after it. */
+  floor: Type.Optional(Type.Integer({ minimum: 0 })),
   /** Poll: acknowledged sequence numbers above the cursor (RFC 8936 acks come in any order). */
   acked: Type.Array(Type.Integer()),
   /** Push: when the current run of failures began, the attempts in it, when to try next and why the last failed. */

@@ -77,11 +77,16 @@ export class StreamManager {
   }
 
   pollEndpoint(streamId: string): string {
-    return `${this.#options.issuer}/signals/poll/${streamId}`;
+    return `${this.#base()}/signals/poll/${streamId}`;
   }
 
   socketEndpoint(streamId: string): string {
-    return `${this.#options.issuer.replace(/^http/, 'ws')}/signals/ws?stream_id=${streamId}`;
+    return `${this.#base().replace(/^http/, 'ws')}/signals/ws?stream_id=${streamId}`;
+  }
+
+  /** The issuer as a base URL: an issuer may end in a slash (RFC 8414 allows a path), endpoint paths are joined without doubling it. */
+  #base(): string {
+    return this.#options.issuer.replace(/\/$/, '');
   }
 
   configuration(id: string, stream: StreamRecord): StreamConfiguration {
@@ -103,6 +108,7 @@ export class StreamManager {
   /** SSF 1.0 section 8.1.1.1. */
   async create(clientId: string, body: unknown): Promise<{ id: string; stream: StreamRecord }> {
     const config = this.#parse(body, { requireStreamId: false });
+    const head = await this.#options.head();
     const existing = await this.#options.streams.findAllBy('client', clientId);
     if (existing.length >= this.#options.maxStreamsPerClient) throw new StreamError('too_many_streams', `This receiver already has ${existing.length} streams, the most it may have.`);
     const stream: StreamRecord = {
@@ -118,7 +124,8 @@ export class StreamManager {
       status: 'enabled',
       removedSubjects: [],
       // A new stream receives what happens from now on.
-      cursor: await this.#options.head(),
+      cursor: head,
+      floor: head,
       acked: [],
       attempts: 0,
       createdAt: this.#options.clock(),
@@ -202,6 +209,7 @@ export class StreamManager {
         if (reason !== undefined) next.statusReason = reason;
         if (was.status === 'disabled' && status === 'enabled') {
           next.cursor = Math.max(was.cursor, head);
+          next.floor = Math.max(was.floor ?? 0, head);
           next.acked = [];
         }
         return write(next, undefined);

@@ -129,8 +129,10 @@ export class Transmitter {
       const page = await this.#page(state.cursor);
       const selection = select(streamId, state, page, limit);
       const full = page.length === PAGE;
-      if (selection.entries.length > 0 || !full) {
-        const owedBeyond = selection.entries.length >= limit;
+      // Stop when there is something to send, nothing more to read, or no progress (the page starts with an owed entry that `limit` 0 does not take).
+      if (selection.entries.length > 0 || !full || selection.cursor === state.cursor) {
+        // With limit 0 nothing is taken: something is owed when the cursor stopped before an entry of the page.
+        const owedBeyond = limit === 0 ? page.some((entry) => entry.seq > selection.cursor) : selection.entries.length >= limit;
         return { ...selection, more: owedBeyond || full };
       }
       state = { ...state, cursor: selection.cursor, acked: selection.acked };

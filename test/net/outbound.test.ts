@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { OutboundAddressError, isPublicAddress, postForm } from '../../src/net/outbound.ts';
+import { OutboundAddressError, isPublicAddress, postBody, postForm } from '../../src/net/outbound.ts';
 
 describe('outbound requests to registered URLs', () => {
   let receiver: Server;
@@ -88,5 +88,24 @@ describe('outbound requests to registered URLs', () => {
     const status = await postForm(`http://127.0.0.1:${port}/logout`, { logout_token: 'abc' }, { publicOnly: false, timeoutMs: 2000 });
     assert.equal(status, 204);
     assert.equal(received.at(-1), 'logout_token=abc');
+  });
+  it('gives up on a receiver that trickles its answer a byte at a time: one deadline for the whole exchange', async () => {
+    const trickle = createServer((_request, response) => {
+      response.writeHead(200);
+      const timer = setInterval(() => response.write('x'), 20);
+      response.on('close', () => clearInterval(timer));
+    });
+    await new Promise<void>((resolve) => trickle.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port: trickling } = trickle.address() as { port: number };
+      // Each byte comes well within the idle timeout; only the deadline stops it.
+      await assert.rejects(postBody(`http://127.0.0.1:${trickling}/`, 'x', 'text/plain', { publicOnly: false, timeoutMs: 300, maxResponseBytes: 1_000_000 }), /timed out/);
+      // With a small response limit it answers as soon as it has enough, without waiting for the end.
+      const early = await postBody(`http://127.0.0.1:${trickling}/`, 'x', 'text/plain', { publicOnly: false, timeoutMs: 5_000, maxResponseBytes: 3 });
+      assert.deepEqual(early, { status: 200, body: 'xxx' });
+    } finally {
+      trickle.closeAllConnections();
+      await new Promise<void>((resolve) => trickle.close(() => resolve()));
+    }
   });
 });

@@ -13,6 +13,7 @@ import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { validateClientMetadata } from '../../src/oauth/index.ts';
 import { SECURITY_EVENT_TYPES, type SecurityEventToken } from '../../src/sdk/index.ts';
 import { createPushHandler } from '../../src/sdk/signals/index.ts';
+import { setJti } from '../../src/signals/index.ts';
 import { startTestServer, testBackends, type TestServer } from '../support/server.ts';
 
 /** The stream configuration as a receiver reads it (SSF 1.0 section 8.1.1). */
@@ -281,6 +282,93 @@ for (const backend of testBackends) {
       assert.ok(!server.logs.text.includes(`new-${backend}@example.com`));
     });
 
+    it('security review: a user-delegated token of an approved client is refused (only a client acting for itself receives)', async () => {
+      const { token } = await server.running.authorizationServer.accessTokens.issue({ clientId: alice.clientId, subject: await newUser(`delegating-${backend}@example.com`), scope: 'ssf:stream', audience: `${server.url}/signals` });
+      const response = await api(server, { clientId: alice.clientId, token }, 'GET', '/signals/stream');
+      assert.equal(response.status, 403);
+      assert.match(response.headers.get('www-authenticate') ?? '', /insufficient_scope/);
+    });
+
+    it('security review: a deleted client’s push stream is deleted with it and receives nothing more', async () => {
+      let hits = 0;
+      const endpoint = createServer((request, response) => {
+        hits++;
+        request.resume();
+        response.writeHead(202).end();
+      });
+      await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve));
+      try {
+        const carol = await receiver(server);
+        const url = `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}/`;
+        const id = ((await (await api(server, carol, 'POST', '/signals/stream', { delivery: { method: 'urn:ietf:rfc:8935', endpoint_url: url }, events_requested: [SECURITY_EVENT_TYPES.accountDisabled] })).json()) as StreamConfig).stream_id;
+        assert.equal(await server.running.authorizationServer.clients.delete(carol.clientId, { actor: 'test' }), true);
+        await waitUntil(async () => (await server.running.signals.transmitter.streams.get(id)) === null);
+        await server.running.identity.accounts.setDisabled(await newUser(`after-delete-${backend}@example.com`), true, { actor: 'admin' });
+        await server.running.signals.push.runOnce();
+        assert.equal(hits, 0);
+      } finally {
+        await new Promise<void>((resolve) => endpoint.close(() => resolve()));
+      }
+    });
+
+    it('security review: a receiver that never answers does not hold another stream’s pushes', async () => {
+      const hanging: import('node:http').ServerResponse[] = [];
+      let stuckGaveUp = false;
+      const stuck = createServer((_request, response) => {
+        hanging.push(response);
+        // The transmitter gave up on it (its deadline): from then on nothing is held.
+        response.on('close', () => (stuckGaveUp = true));
+      });
+      const received: string[] = [];
+      let arrived: (() => void) | undefined;
+      const prompt = createServer((request, response) => {
+        let body = '';
+        request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        request.on('end', () => {
+          received.push(body);
+          response.writeHead(202).end();
+          arrived?.();
+        });
+      });
+      await Promise.all([stuck, prompt].map((listener) => new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve))));
+      try {
+        const slow = await receiver(server);
+        const fast = await receiver(server);
+        const streamFor = async (who: Receiver, listener: Server): Promise<void> => {
+          const url = `http://127.0.0.1:${(listener.address() as AddressInfo).port}/`;
+          assert.equal((await api(server, who, 'POST', '/signals/stream', { delivery: { method: 'urn:ietf:rfc:8935', endpoint_url: url }, events_requested: [SECURITY_EVENT_TYPES.accountDisabled] })).status, 201);
+        };
+        // First the stuck receiver holds a push open...
+        await streamFor(slow, stuck);
+        await server.running.identity.accounts.setDisabled(await newUser(`hol1-${backend}@example.com`), true, { actor: 'admin' });
+        await waitUntil(async () => hanging.length >= 1);
+        // ...then another stream's event still goes out.
+        await streamFor(fast, prompt);
+        const got = new Promise<void>((resolve) => (arrived = resolve));
+        await server.running.identity.accounts.setDisabled(await newUser(`hol2-${backend}@example.com`), true, { actor: 'admin' });
+        await got;
+        assert.equal(stuckGaveUp, false, 'the other stream was served while the stuck receiver still held its request');
+        assert.equal(received.length, 1);
+      } finally {
+        for (const response of hanging) response.destroy();
+        stuck.closeAllConnections();
+        await Promise.all([stuck, prompt].map((listener) => new Promise<void>((resolve) => listener.close(() => resolve()))));
+      }
+    });
+
+    it('security review: acknowledging SETs that do not exist yet skips nothing; maxEvents 0 only acknowledges', async () => {
+      const id = ((await (await api(server, alice, 'POST', '/signals/stream', { delivery: { method: 'urn:ietf:rfc:8936' }, events_requested: [SECURITY_EVENT_TYPES.accountDisabled] })).json()) as StreamConfig).stream_id;
+      const head = await server.running.signals.transmitter.log.head();
+      const forged = Array.from({ length: 5 }, (_, i) => setJti(id, head + 1 + i));
+      const acked = (await (await api(server, alice, 'POST', `/signals/poll/${id}`, { ack: forged, maxEvents: 0 })).json()) as { sets: Record<string, string>; moreAvailable: boolean };
+      assert.deepEqual(acked, { sets: {}, moreAvailable: false });
+      await server.running.identity.accounts.setDisabled(await newUser(`future-${backend}@example.com`), true, { actor: 'admin' });
+      const polled = (await (await api(server, alice, 'POST', `/signals/poll/${id}`, { returnImmediately: false })).json()) as { sets: Record<string, string> };
+      assert.equal(Object.keys(polled.sets).length, 1, 'the event whose id was acknowledged in advance still arrives');
+      const pending = (await (await api(server, alice, 'POST', `/signals/poll/${id}`, { maxEvents: 0 })).json()) as { sets: Record<string, string>; moreAvailable: boolean };
+      assert.deepEqual(pending, { sets: {}, moreAvailable: true }, 'maxEvents 0 sends nothing and says more is there');
+    });
+
     it('leaves out a subject the receiver removed, and includes it again once added', async () => {
       const id = ((await (await api(server, alice, 'POST', '/signals/stream', { delivery: { method: 'urn:ietf:rfc:8936' }, events_requested: [SECURITY_EVENT_TYPES.accountDisabled] })).json()) as Record<string, string>)['stream_id']!;
       const hidden = await newUser(`hidden-${backend}@example.com`);
@@ -295,4 +383,13 @@ for (const backend of testBackends) {
       assert.equal((await api(server, alice, 'POST', '/signals/subjects/add', { stream_id: id, subject: { format: 'phone', phone: '1' } })).status, 400);
     });
   });
+}
+
+/** Waits for a condition on real I/O (an event handled on the server), bounded. */
+async function waitUntil(condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not reached in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
