@@ -21,7 +21,11 @@
  * - `client-deleted` (Portcullis): `client_id` (and an `opaque` subject
  *   naming the same id, when there is one): every token whose `client_id`
  *   claim (RFC 9068 section 2.2) is that client and that was issued at or
- *   before the event (`event_timestamp`, else the SET's `iat`).
+ *   before the event (`event_timestamp`, else the SET's `iat`);
+ * - `key-rotated` (Portcullis) with `state: 'revoked'`: the `kid` goes to
+ *   `onKeyRevoked`, and the verifier drops that key from its JWKS cache at
+ *   once rather than after the JWKS max-age; `state: 'created'` changes
+ *   nothing (a token under a new kid fetches the keys, rate-limited).
  *
  * Every entry expires `ttlSeconds` after it is applied (default 24 h: set
  * it above the issuer's longest access token lifetime, after which the
@@ -45,6 +49,8 @@ export interface RevocationListOptions {
   readonly maxEntries?: number;
   /** Milliseconds since the epoch; `Date.now` by default. */
   readonly clock?: () => number;
+  /** Told the `kid` of each `key-rotated` event with `state: 'revoked'` from the issuer. */
+  readonly onKeyRevoked?: (kid: string) => void;
 }
 
 /** The claims a revocation can name. */
@@ -82,6 +88,7 @@ export class RevocationList {
   readonly #subjects = new Map<string, SubjectState>();
   /** client_id -> tokens issued at or before `refusedThrough` (seconds) are refused. */
   readonly #clients = new Map<string, { refusedThrough: number; expiresAt: number }>();
+  readonly #onKeyRevoked: ((kid: string) => void) | undefined;
 
   constructor(options: RevocationListOptions) {
     this.#issuer = options.issuer;
@@ -91,6 +98,7 @@ export class RevocationList {
     this.#maxEntries = options.maxEntries ?? 100_000;
     if (!Number.isSafeInteger(this.#maxEntries) || this.#maxEntries < 1) throw new TypeError('maxEntries must be a positive whole number');
     this.#clock = options.clock ?? Date.now;
+    this.#onKeyRevoked = options.onKeyRevoked;
   }
 
   /** Entries held (expired ones not yet dropped included). */
@@ -145,6 +153,7 @@ export class RevocationList {
       return subject?.format === 'session_id' && subject.iss === this.#issuer && isId(subject.sid) && this.#add(this.#sids, subject.sid);
     }
     if (type === SECURITY_EVENT_TYPES.clientDeleted) return this.#clientDeleted(set, members);
+    if (type === SECURITY_EVENT_TYPES.keyRotated) return this.#keyRotated(set, members);
     const isCutoff = RISC_CUTOFF_EVENTS.has(type);
     if (!isCutoff && type !== SECURITY_EVENT_TYPES.accountEnabled) return false;
     if (subject?.format !== 'iss_sub' || subject.iss !== this.#issuer || !isId(subject.sub)) return false;
@@ -180,6 +189,14 @@ export class RevocationList {
     this.#clients.delete(clientId);
     this.#clients.set(clientId, { refusedThrough, expiresAt: now + this.#ttlMs });
     this.#bound(this.#clients, (entry) => entry.expiresAt, now);
+    return true;
+  }
+
+  #keyRotated(set: SecurityEventToken, members: Readonly<Record<string, unknown>>): boolean {
+    const kid = members['kid'];
+    if (members['state'] !== 'revoked' || !isId(kid) || this.#onKeyRevoked === undefined) return false;
+    if (set.sub_id !== undefined && !(set.sub_id.format === 'opaque' && set.sub_id.id === kid)) return false;
+    this.#onKeyRevoked(kid);
     return true;
   }
 
