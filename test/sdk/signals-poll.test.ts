@@ -8,8 +8,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ManualClock } from '../support/clock.ts';
 import { AUDIENCE, setClaims, signingKey, signSet, startTransmitter, type Transmitter } from '../support/signals.ts';
-import { createPollClient, PollRequestError, type PollClientOptions, type SecurityEventToken } from '../../src/sdk/signals/index.ts';
+import { createPollClient, createSsfKeySet, PollRequestError, type PollClientOptions, type SecurityEventToken } from '../../src/sdk/signals/index.ts';
 
 const TOKEN = 'poll-access-token';
 
@@ -154,6 +155,57 @@ describe('signals: poll client (RFC 8936)', () => {
     assert.equal(setErrs.relabelled!.err, 'invalid_request');
     assert.equal(typeof setErrs.relabelled!.description, 'string');
     assert.deepEqual(got, []);
+  });
+
+  it('security: a SET under a kid the cached keys lack, during the refetch cool-down, is neither reported in setErrs nor acknowledged; re-delivered, it is processed once a fetch is allowed', async () => {
+    endpoint = new PollEndpoint();
+    const clock = new ManualClock();
+    const got: string[] = [];
+    const poller = client({ keys: createSsfKeySet({ issuer: transmitter.issuer, now: clock.now }), onEvent: (event) => void got.push(event.jti) });
+    const first = await queued();
+    await poller.poll();
+    const rotated = await signingKey('ES256');
+    transmitter.keys = [...transmitter.keys, rotated];
+    try {
+      const claims = setClaims(transmitter.issuer);
+      endpoint.queue(claims.jti as string, await signSet(claims, rotated));
+      clock.advance(1000);
+      const during = await poller.poll();
+      assert.deepEqual({ refused: during.refused, retried: during.retried }, { refused: 0, retried: 1 });
+      clock.advance(29_000);
+      const afterCooldown = await poller.poll();
+      assert.deepEqual(endpoint.requests[2]!.setErrs, {}, 'not reported as refused: the transmitter would drop it');
+      assert.deepEqual(endpoint.requests[2]!.ack, [], 'not acknowledged either');
+      assert.equal(afterCooldown.processed, 1);
+      await poller.poll();
+      assert.deepEqual(endpoint.requests[3]!.ack, [claims.jti]);
+      assert.deepEqual(got, [first, claims.jti]);
+    } finally {
+      transmitter.keys = transmitter.keys.filter((key) => key !== rotated);
+    }
+  });
+
+  it('start(): after a poll that left a SET unacknowledged, the loop waits (backoff) before polling again instead of spinning on the re-delivery', async () => {
+    endpoint = new PollEndpoint();
+    let calls = 0;
+    const poller = client({
+      idleDelayMs: 0,
+      backoff: { initialMs: 200, maxMs: 200, random: () => 1 },
+      onEvent: () => {
+        calls++;
+        throw new Error('downstream unavailable');
+      },
+      onError: () => undefined,
+    });
+    await queued();
+    const started = Date.now();
+    const second = endpoint.nextRequest().then(() => endpoint.nextRequest());
+    poller.start();
+    await second;
+    const elapsed = Date.now() - started;
+    await poller.stop();
+    assert.ok(elapsed >= 190, `waited ${elapsed} ms`);
+    assert.ok(calls <= 2);
   });
 
   it('a SET re-delivered after a lost acknowledgement is acknowledged again but not passed to the listener again', async () => {

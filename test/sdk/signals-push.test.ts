@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import { ManualClock } from '../support/clock.ts';
 import { AUDIENCE, setClaims, signingKey, signSet, startTransmitter, type SigningKey, type Transmitter } from '../support/signals.ts';
 import { createPushHandler, createSsfKeySet, type PushHandler, type PushHandlerOptions, type SecurityEventToken } from '../../src/sdk/signals/index.ts';
 
@@ -184,6 +185,34 @@ describe('signals: push endpoint (RFC 8935)', () => {
       const response = await push(r.url, await signSet(setClaims('http://127.0.0.1:1'), key));
       assert.equal(response.status, 503);
     } finally {
+      await r.close();
+    }
+  });
+
+  it('security: a SET under a kid the cached keys lack, during the refetch cool-down, is 503 with Retry-After (retried), never 400 (dropped); it is accepted once a fetch is allowed', async () => {
+    const clock = new ManualClock();
+    const r = await receiver({ keys: createSsfKeySet({ issuer: transmitter.issuer, now: clock.now }) });
+    const rotated = await signingKey('ES256');
+    try {
+      assert.equal((await push(r.url, await transmitter.sign())).status, 202);
+      // The transmitter rotates; its first SET under the new key arrives inside the cool-down.
+      transmitter.keys = [...transmitter.keys, rotated];
+      const jws = await signSet(setClaims(transmitter.issuer), rotated);
+      clock.advance(10_000);
+      const during = await push(r.url, jws);
+      assert.equal(during.status, 503);
+      assert.equal(during.headers.get('retry-after'), '20');
+      assert.equal(r.received.length, 1);
+      // The transmitter's retry after the cool-down: fetched, verified, delivered.
+      clock.advance(20_000);
+      assert.equal((await push(r.url, jws)).status, 202);
+      assert.equal(r.received.length, 2);
+      // A forged signature under a known kid is still refused for good.
+      const forged = await push(r.url, await signSet(setClaims(transmitter.issuer), await signingKey('ES256', rotated.kid)));
+      assert.equal(forged.status, 400);
+      assert.equal(((await forged.json()) as { err: string }).err, 'invalid_key');
+    } finally {
+      transmitter.keys = transmitter.keys.filter((candidate) => candidate !== rotated);
       await r.close();
     }
   });

@@ -17,11 +17,12 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { ManualClock } from '../support/clock.ts';
 import { makeTestPki, type TestPki } from '../support/mtls.ts';
 import { AUDIENCE, setClaims, signingKey, signSet, startTransmitter, type Transmitter } from '../support/signals.ts';
 import { SIGNAL_SOCKET_CLOSE } from '../../src/sdk/security-events.ts';
 import { createMtlsAgent } from '../../src/sdk/mtls/index.ts';
-import { createSignalSocket, SetVerificationError, SignalSocketError, type SignalSocket, type SignalSocketOptions } from '../../src/sdk/signals/index.ts';
+import { createSignalSocket, createSsfKeySet, SetVerificationError, SignalsUnavailableError, SignalSocketError, type SignalSocket, type SignalSocketOptions } from '../../src/sdk/signals/index.ts';
 
 const STREAM = 'stream-1';
 const TOKEN = 'ws-access-token';
@@ -279,6 +280,46 @@ describe('signals: WebSocket client', () => {
       assert.deepEqual(calls, [first, second, second]);
       assert.equal(errors[0]!.message, 'cache unavailable');
     } finally {
+      await client.stop();
+      await stream.close();
+    }
+  });
+
+  it('security: a SET under a kid the cached keys lack, during the refetch cool-down, is not acked; the client reconnects after the last acked cursor, no sooner than the cool-down allows, and processes it then', async () => {
+    const stream = await streamServer();
+    const clock = new ManualClock();
+    const got: string[] = [];
+    const errors: Error[] = [];
+    const client = socket(stream, {
+      keys: createSsfKeySet({ issuer: transmitter.issuer, now: clock.now, cooldownMs: 100 }),
+      onEvent: (event) => void got.push(event.jti),
+      onError: (error) => errors.push(error),
+    });
+    const rotated = await signingKey('EdDSA');
+    try {
+      const first = randomJti();
+      const second = randomJti();
+      stream.publish(await transmitter.sign({ jti: first }));
+      client.start();
+      await stream.until('acks', 1);
+      // The transmitter rotates after the client fetched its keys; the next SET names the new kid.
+      transmitter.keys = [...transmitter.keys, rotated];
+      const jws = await signSet(setClaims(transmitter.issuer, { jti: second }), rotated);
+      const published = Date.now();
+      stream.publish(jws);
+      await stream.until('upgrades', 2);
+      assert.ok(Date.now() - published >= 90, 'the reconnection waits out the rest of the cool-down (100 ms), not the 1 ms backoff');
+      assert.deepEqual(stream.acks, ['0'], 'the SET under the unknown kid is not acked');
+      assert.equal(stream.last.url.searchParams.get('after'), '0');
+      assert.ok(errors.some((error) => error instanceof SignalsUnavailableError));
+      assert.ok(!errors.some((error) => error instanceof SetVerificationError), 'never refused');
+      // The cool-down (on the key set's clock) ends: the replayed SET is verified after one more reconnection.
+      clock.advance(100);
+      await stream.until('acks', 2);
+      assert.deepEqual(stream.acks, ['0', '1']);
+      assert.deepEqual(got, [first, second]);
+    } finally {
+      transmitter.keys = transmitter.keys.filter((key) => key !== rotated);
       await client.stop();
       await stream.close();
     }

@@ -45,6 +45,16 @@ async function refused(jws: string | Promise<string>, code: SetErrorCode, verify
   return caught;
 }
 
+/** Not refused: SignalsUnavailableError, with the rest of the cool-down as retryAfterMs when given. */
+async function unavailable(jws: string | Promise<string>, verifyOptions: VerifySetOptions, retryAfterMs?: number): Promise<void> {
+  const jwsText = await jws;
+  await assert.rejects(verifySecurityEventToken(jwsText, verifyOptions), (error: unknown) => {
+    assert.ok(error instanceof SignalsUnavailableError, `unavailable, got ${String(error)}`);
+    if (retryAfterMs !== undefined) assert.equal(error.retryAfterMs, retryAfterMs);
+    return true;
+  });
+}
+
 describe('signals: verifySecurityEventToken accepts', () => {
   it('a SET signed with each accepted algorithm (ES256, EdDSA, RS256), keys discovered through the SSF configuration', async () => {
     const verifyOptions = options();
@@ -130,20 +140,50 @@ describe('signals: the transmitter key set', () => {
     await verifySecurityEventToken(await transmitter.sign({}, rotated), verifyOptions);
     assert.equal(jwksHits(), start + 1);
 
-    // Made-up kids inside the cool-down: refused without a fetch, however many.
-    for (let i = 0; i < 20; i++) await refused(signSet(setClaims(transmitter.issuer), es256, { kid: `made-up-${i}` }), 'invalid_key', verifyOptions);
+    // Made-up kids inside the cool-down: no fetch, however many; unavailable (come again), not refused.
+    for (let i = 0; i < 20; i++) await unavailable(signSet(setClaims(transmitter.issuer), es256, { kid: `made-up-${i}` }), verifyOptions);
     assert.equal(jwksHits(), start + 1);
 
     // Even a real new key must wait for the cool-down to end...
     clock.advance(29_999);
     const second = await signingKey('EdDSA');
     transmitter.keys = [second, ...transmitter.keys];
-    await refused(transmitter.sign({}, second), 'invalid_key', verifyOptions);
+    await unavailable(transmitter.sign({}, second), verifyOptions, 1);
     assert.equal(jwksHits(), start + 1);
     // ...and is found one millisecond later, with one fetch.
     clock.advance(1);
     await verifySecurityEventToken(await transmitter.sign({}, second), verifyOptions);
     assert.equal(jwksHits(), start + 2);
+  });
+
+  it('security: an unknown kid inside the cool-down is SignalsUnavailableError (the SET comes again), never invalid_key (dropped for good); after the cool-down a kid still missing is refused', async () => {
+    const clock = new ManualClock();
+    const keys = createSsfKeySet({ issuer: transmitter.issuer, now: clock.now });
+    const verifyOptions = { issuer: transmitter.issuer, audience: AUDIENCE, keys };
+    await verifySecurityEventToken(await transmitter.sign(), verifyOptions);
+    const rotated = await signingKey('ES256');
+    const jws = await signSet(setClaims(transmitter.issuer), rotated);
+    transmitter.keys = [...transmitter.keys, rotated];
+    try {
+      await unavailable(jws, verifyOptions, 30_000);
+      // The same SET, delivered again once a fetch is allowed, verifies: nothing was lost.
+      clock.advance(30_000);
+      assert.equal((await verifySecurityEventToken(jws, verifyOptions)).iss, transmitter.issuer);
+    } finally {
+      transmitter.keys = transmitter.keys.filter((key) => key !== rotated);
+    }
+    // A kid the key set fetched for it lacks is the SET's fault: refused.
+    clock.advance(30_000);
+    await refused(signSet(setClaims(transmitter.issuer), es256, { kid: 'never-published' }), 'invalid_key', verifyOptions);
+  });
+
+  it('security: a forged signature under a KNOWN kid stays invalid_key, inside the cool-down too', async () => {
+    const clock = new ManualClock();
+    const keys = createSsfKeySet({ issuer: transmitter.issuer, now: clock.now });
+    const verifyOptions = { issuer: transmitter.issuer, audience: AUDIENCE, keys };
+    await verifySecurityEventToken(await transmitter.sign(), verifyOptions);
+    const impostor = await signingKey('ES256', es256.kid);
+    await refused(signSet(setClaims(transmitter.issuer), impostor), 'invalid_key', verifyOptions);
   });
 
   it('concurrent lookups share one fetch', async () => {

@@ -4,12 +4,13 @@
  * rotated key picked up by the refetch an unknown kid triggers, that refetch
  * rate-limited (a flood of random kids costs the issuer one request per
  * interval), the old keys kept when a refetch fails, and metadata naming
- * another issuer refused (RFC 8414 section 3.3).
+ * another issuer refused (RFC 8414 section 3.3), and a key the issuer's
+ * signals revoke (key-rotated, state revoked) dropped at once.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { createVerifier, type VerifierOptions, type VerifyResult } from '../../src/sdk/index.ts';
+import { createVerifier, SECURITY_EVENT_TYPES, type SecurityEventToken, type VerifierOptions, type VerifyResult } from '../../src/sdk/index.ts';
 import { freshSeconds } from '../../src/sdk/verifier/cache-control.ts';
 import { AUDIENCE, ISSUER, TokenIssuer } from '../support/token-issuer.ts';
 
@@ -22,6 +23,27 @@ async function setup(options: Partial<VerifierOptions> = {}) {
 }
 
 const description = (result: VerifyResult) => (result.ok ? 'ok' : result.description);
+
+/** A SecurityEventSource the test feeds by hand. */
+function signalSource() {
+  const listeners = new Set<(set: SecurityEventToken) => void>();
+  return {
+    onEvent(listener: (set: SecurityEventToken) => void) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    emit: (set: SecurityEventToken) => listeners.forEach((listener) => listener(set)),
+  };
+}
+
+const keyRotated = (members: Record<string, unknown>, subjectKid: string, iss = ISSUER): SecurityEventToken => ({
+  iss,
+  jti: randomUUID(),
+  iat: 1_780_000_000,
+  aud: AUDIENCE,
+  sub_id: { format: 'opaque', id: subjectKid },
+  events: { [SECURITY_EVENT_TYPES.keyRotated]: members },
+});
 
 describe('Cache-Control arithmetic (RFC 9111 sections 5.2.2.1 and 4.2.3)', () => {
   const bounds = { min: 60, max: 3600 };
@@ -152,6 +174,45 @@ describe('JWKS cache', () => {
     const result = await verifier.verify(request(await issuer.token()));
     assert.equal(result.ok ? 200 : result.status, 503);
     assert.equal(issuer.jwksRequests, 0);
+  });
+
+  it('security: key-rotated with state revoked drops that kid at once (not after max-age), even while the JWKS still lists it, without a refetch', async () => {
+    const events = signalSource();
+    const { issuer, verifier } = await setup({ signals: events });
+    issuer.cacheControl = 'max-age=86400';
+    const compromised = issuer.keys[0]!;
+    const next = await issuer.addKey('EdDSA');
+    const before = await issuer.token({}, {}, compromised);
+    assert.ok((await verifier.verify(request(before))).ok);
+    const fetches = issuer.jwksRequests;
+    events.emit(keyRotated({ kid: compromised.kid, alg: 'EdDSA', state: 'revoked' }, compromised.kid));
+    for (const token of [before, await issuer.token({}, {}, compromised), await issuer.token({}, { kid: undefined }, compromised)]) {
+      const result = await verifier.verify(request(token));
+      assert.deepEqual(result.ok ? 'ok' : [result.status, result.code], [401, 'invalid_token']);
+    }
+    assert.equal(issuer.jwksRequests, fetches, 'a revoked kid does not make the cache fetch');
+    // The JWKS still lists it (a cached copy); a later fetch does not bring it back.
+    issuer.clock.advance(86_400_000);
+    assert.ok((await verifier.verify(request(await issuer.token({}, {}, next)))).ok, 'the other key keeps working');
+    assert.ok(issuer.jwksRequests > fetches);
+    assert.equal((await verifier.verify(request(await issuer.token({}, {}, compromised)))).ok, false);
+    verifier.close();
+  });
+
+  it('key-rotated with state created changes nothing; a revocation of another issuer, or a subject naming another kid, is ignored', async () => {
+    const events = signalSource();
+    const { issuer, verifier } = await setup({ signals: events });
+    const key = issuer.keys[0]!;
+    assert.ok((await verifier.verify(request(await issuer.token()))).ok);
+    const fetches = issuer.jwksRequests;
+    events.emit(keyRotated({ kid: key.kid, alg: 'EdDSA', state: 'created' }, key.kid));
+    events.emit(keyRotated({ kid: key.kid, alg: 'EdDSA', state: 'revoked' }, key.kid, 'https://evil.example'));
+    events.emit(keyRotated({ kid: key.kid, alg: 'EdDSA', state: 'revoked' }, 'another-kid'));
+    assert.ok((await verifier.verify(request(await issuer.token()))).ok);
+    assert.equal(issuer.jwksRequests, fetches);
+    // Fed by hand through verifier.revocations.apply, a revocation applies too.
+    assert.ok(verifier.revocations.apply(keyRotated({ kid: key.kid, alg: 'EdDSA', state: 'revoked' }, key.kid)));
+    assert.equal((await verifier.verify(request(await issuer.token()))).ok, false);
   });
 
   it('a given jwksUri skips discovery', async () => {

@@ -3,8 +3,9 @@
  * tokens-revoked (jti list, sid), CAEP session-revoked, the RISC account
  * events with their time cut-off (account-enabled lets newer tokens through,
  * never the older ones), events of another issuer ignored, expiry after the
- * TTL, the size bound; and through createVerifier's `signals` source, a
- * revoked token answered 401 invalid_token.
+ * TTL, the size bound; Portcullis client-deleted (a deleted client's
+ * tokens, by client_id and time); and through createVerifier's `signals`
+ * source, a revoked token answered 401 invalid_token.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -88,6 +89,38 @@ describe('RevocationList', () => {
     assert.ok(!revocations.isRevoked(token({ iat: T - 50 })));
   });
 
+  it('security: client-deleted refuses that client\'s tokens issued at or before event_timestamp, whoever their subject', () => {
+    const { revocations } = list();
+    const deleted = (members: Record<string, unknown>, subject?: SubjectIdentifier, iss = ISSUER) => revocations.apply(set(SECURITY_EVENT_TYPES.clientDeleted, members, subject, iss));
+    assert.ok(deleted({ client_id: 'app-1', event_timestamp: T - 5 }, { format: 'opaque', id: 'app-1' }));
+    assert.ok(revocations.isRevoked({ ...token({ iat: T - 10 }), client_id: 'app-1' }));
+    assert.ok(revocations.isRevoked({ ...token({ iat: T - 5, sub: 'user-2' }), client_id: 'app-1' }));
+    assert.ok(!revocations.isRevoked({ ...token({ iat: T - 4 }), client_id: 'app-1' }), 'issued after the deletion (a new client under the same id)');
+    assert.ok(!revocations.isRevoked({ ...token({ iat: T - 10 }), client_id: 'app-2' }), 'another client');
+    assert.ok(!revocations.isRevoked(token({ iat: T - 10 })), 'a token without client_id');
+    // Without event_timestamp the SET's iat is the cut-off; a later event only moves it forward.
+    assert.ok(deleted({ client_id: 'app-3' }));
+    assert.ok(revocations.isRevoked({ ...token({ iat: T }), client_id: 'app-3' }));
+    assert.ok(deleted({ client_id: 'app-1', event_timestamp: T - 100 }));
+    assert.ok(revocations.isRevoked({ ...token({ iat: T - 5 }), client_id: 'app-1' }));
+    // Another issuer's, a subject naming another client, or no client_id: ignored.
+    assert.equal(deleted({ client_id: 'app-9' }, undefined, 'https://evil.example'), false);
+    assert.equal(deleted({ client_id: 'app-9' }, { format: 'opaque', id: 'app-8' }), false);
+    assert.equal(deleted({ client_id: 'app-9' }, issSub('app-9')), false);
+    assert.equal(deleted({}, { format: 'opaque', id: 'app-9' }), false);
+    assert.ok(!revocations.isRevoked({ ...token({ iat: T - 10 }), client_id: 'app-9' }));
+  });
+
+  it('client-deleted entries expire after the TTL and are bounded by maxEntries', () => {
+    const { clock, revocations } = list({ ttlSeconds: 3600, maxEntries: 10 });
+    for (let i = 0; i < 25; i++) revocations.apply(set(SECURITY_EVENT_TYPES.clientDeleted, { client_id: `c${i}` }));
+    assert.equal(revocations.size, 10);
+    assert.ok(!revocations.isRevoked({ ...token(), client_id: 'c0' }));
+    assert.ok(revocations.isRevoked({ ...token(), client_id: 'c24' }));
+    clock.advance(3_600_000);
+    assert.ok(!revocations.isRevoked({ ...token(), client_id: 'c24' }));
+  });
+
   it('security: events of another issuer, or naming a subject of another issuer, are ignored', () => {
     const { revocations } = list();
     assert.equal(revocations.apply(set(SECURITY_EVENT_TYPES.tokensRevoked, { jti: ['jti-1'] }, undefined, 'https://evil.example')), false);
@@ -142,6 +175,15 @@ describe('createVerifier with a signals source', () => {
       assert.equal(result.code, 'invalid_token');
       assert.match(result.headers['WWW-Authenticate']!, /error="invalid_token", error_description="the token has been revoked"/);
     }
+    // A deleted client's tokens stop passing; those of other clients and those issued after it do not.
+    const deletedClient = await issuer.token({ client_id: 'app-gone' });
+    const otherClient = await issuer.token({ client_id: 'app-kept' });
+    for (const listener of listeners) listener(set(SECURITY_EVENT_TYPES.clientDeleted, { client_id: 'app-gone', event_timestamp: issuer.nowSeconds() }, { format: 'opaque', id: 'app-gone' }));
+    const refused = await verifier.verify(request(deletedClient));
+    assert.deepEqual(refused.ok ? 'ok' : [refused.status, refused.code, refused.description], [401, 'invalid_token', 'the token has been revoked']);
+    assert.ok((await verifier.verify(request(otherClient))).ok);
+    issuer.clock.advance(1000);
+    assert.ok((await verifier.verify(request(await issuer.token({ client_id: 'app-gone' })))).ok, 'a client registered again under the id later');
     const sessionToken = await issuer.token({ sid: 'sess-10' });
     for (const listener of listeners) listener(set(SECURITY_EVENT_TYPES.sessionRevoked, {}, { format: 'session_id', iss: ISSUER, sid: 'sess-10' }));
     assert.equal((await verifier.verify(request(sessionToken))).ok, false);

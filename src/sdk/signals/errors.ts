@@ -34,15 +34,19 @@ export class SetVerificationError extends Error {
 
 /**
  * The transmitter's configuration or key set could not be fetched or is
- * unusable. Transient from the SET's point of view: a push endpoint answers
+ * unusable, or a SET names a key that is not in the cached set while a
+ * refetch is not yet allowed (a rotation the cache has not seen). Transient from the SET's point of view: a push endpoint answers
  * 503 so the transmitter retries (RFC 8935 section 2.3), a poll client does
  * not acknowledge the SET and gets it again.
  */
 export class SignalsUnavailableError extends Error {
   readonly code = 'SIGNALS_UNAVAILABLE';
+  /** How long to wait before trying again, when known (the key set's refetch cool-down); else undefined. */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(message: string, options?: { cause?: unknown }) {
+  constructor(message: string, options?: { cause?: unknown; retryAfterMs?: number }) {
     super(message, options);
     this.name = 'SignalsUnavailableError';
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }

@@ -4,6 +4,12 @@
  * again when a SET names a key the cache does not hold (a rotation), but
  * at most once per cool-down, so a stream of SETs with made-up `kid`s
  * cannot turn the receiver into a load generator against the transmitter.
+ *
+ * An unknown `kid` inside the cool-down is SignalsUnavailableError (with
+ * `retryAfterMs`), not `invalid_key`: the receivers answer 503 (push),
+ * leave it unacknowledged (poll) or do not ack it (socket), so the SET
+ * comes again and is verified after the next fetch. Only a kid missing
+ * from the key set fetched for it is refused.
  */
 import type { KeyObject } from 'node:crypto';
 import { createLocalJWKSet, errors, type CryptoKey, type JSONWebKeySet, type JWSHeaderParameters } from 'jose';
@@ -14,7 +20,12 @@ import { checkSecureUrl } from './url.ts';
 
 /** Where verifySecurityEventToken takes the key of a SET from. */
 export interface SetKeySource {
-  /** The key for this protected header; throws SetVerificationError('invalid_key') when there is none, SignalsUnavailableError when the keys cannot be had now. */
+  /**
+   * The key for this protected header. Throws SetVerificationError('invalid_key') only when a
+   * key set fetched for this lookup has no such key (or the key does not fit the header),
+   * SignalsUnavailableError when the keys cannot be had now: not fetched, or an
+   * unknown kid during the refetch cool-down. A SET must never be refused for a state of the cache.
+   */
   getKey(header: JWSHeaderParameters): Promise<CryptoKey | KeyObject>;
 }
 
@@ -79,7 +90,10 @@ export class SsfKeySet implements SetKeySource {
     } catch (error) {
       if (!(error instanceof SetVerificationError && error.cause instanceof errors.JWKSNoMatchingKey)) throw error;
       const wait = this.#coolingDownFor();
-      if (wait > 0) throw new SetVerificationError('invalid_key', `no key ${describe(header)} in the transmitter's key set (not fetched again for ${wait} ms)`, { cause: error.cause });
+      // Not the SET's fault: the kid may be a rotation this cache has not seen yet. Refusing it
+      // (invalid_key) would make the transmitter drop it for good (RFC 8935 section 2.4, RFC 8936
+      // section 2.4); unavailable makes it come again, and it is verified once a fetch is allowed.
+      if (wait > 0) throw new SignalsUnavailableError(`no key ${describe(header)} in the cached key set; not fetched again for ${wait} ms`, { cause: error.cause, retryAfterMs: wait });
       await this.#refresh();
       return lookUp(this.#local!, header);
     }

@@ -9,8 +9,9 @@
  * - verification fails -> reported in the next request's `setErrs`
  *   (RFC 8936 section 2.4): the transmitter learns the SET is refused and
  *   stops re-delivering it; it never reaches the listeners;
- * - the keys cannot be fetched now -> neither acknowledged nor reported: it
- *   comes again and is verified then;
+ * - the keys cannot be had now (not fetched, or a `kid` the cached key set
+ *   lacks during its refetch cool-down: SignalsUnavailableError) ->
+ *   neither acknowledged nor reported: it comes again and is verified then;
  * - verified, jti not processed yet -> the listeners; acknowledged in the
  *   next request only once they resolved;
  * - verified, jti processed before (a re-delivery after a lost ack) -> acknowledged again;
@@ -20,10 +21,15 @@
  *
  * Acknowledgements and errors stay pending until a request carrying them
  * got a 200: a request that failed leaves them for the next one.
+ *
+ * The transmitter sends an unacknowledged SET again on every poll (RFC 8936
+ * section 2.4), so after a poll that left SETs unacknowledged the loop waits
+ * (backoff, and at least the key set's remaining cool-down) before polling
+ * again, rather than spinning on the same SET.
  */
 import { Backoff, pause, type BackoffOptions } from './backoff.ts';
 import { JtiDeduplicator, type JtiCacheOptions } from './dedup.ts';
-import { SetVerificationError, type SetErrorCode } from './errors.ts';
+import { SetVerificationError, SignalsUnavailableError, type SetErrorCode } from './errors.ts';
 import { isObject, requestJson, type HttpOptions } from './fetch.ts';
 import { createSsfKeySet, type SetKeySource } from './keys.ts';
 import { EventListeners, type SecurityEventListener, type SignalSource } from './listeners.ts';
@@ -105,6 +111,8 @@ class Poller implements PollClient {
   /** Polls are serialised: each waits for the one before. */
   #queue: Promise<unknown> = Promise.resolve();
   #loop: { readonly controller: AbortController; readonly done: Promise<void> } | undefined;
+  /** Milliseconds the loop waits at least before re-polling: the key set's remaining cool-down. */
+  #holdMs = 0;
 
   constructor(options: PollClientOptions) {
     this.#options = options;
@@ -148,6 +156,12 @@ class Poller implements PollClient {
     while (!signal.aborted) {
       try {
         const result = await this.poll({ returnImmediately: false, signal });
+        if (result.retried > 0) {
+          const delay = Math.max(backoff.next(), this.#holdMs);
+          this.#holdMs = 0;
+          await pause(delay, signal);
+          continue;
+        }
         backoff.reset();
         if (result.received === 0 && !result.moreAvailable) await pause(this.#options.idleDelayMs ?? 1_000, signal);
       } catch (error) {
@@ -199,6 +213,7 @@ class Poller implements PollClient {
       return outcome === 'processed' ? 'processed' : 'duplicates';
     } catch (error) {
       this.#report(error);
+      if (error instanceof SignalsUnavailableError && error.retryAfterMs !== undefined) this.#holdMs = Math.max(this.#holdMs, error.retryAfterMs);
       if (!(error instanceof SetVerificationError)) return 'retried';
       this.#setErrs.set(jti, { err: error.code, description: error.message });
       return 'refused';

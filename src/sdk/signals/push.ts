@@ -10,8 +10,9 @@
  * 3. `Content-Type: application/secevent+jwt` (RFC 8935 section 2.2), else 415;
  * 4. the body, at most `maxBodyBytes`, else 413;
  * 5. verifySecurityEventToken: a refused SET -> 400 `{ err, description }`
- *    (RFC 8935 sections 2.3, 2.4); keys out of reach -> 503, so the
- *    transmitter retries instead of dropping the SET;
+ *    (RFC 8935 sections 2.3, 2.4); keys out of reach, or a kid the cached
+ *    key set lacks during its refetch cool-down -> 503 with Retry-After, so
+ *    the transmitter retries instead of dropping the SET;
  * 6. once per jti: a SET seen before -> 202 without calling the listeners
  *    again; otherwise the listeners are awaited, and only then 202.
  *
@@ -115,7 +116,8 @@ export function createPushHandler(options: PushHandlerOptions): PushHandler {
     } catch (error) {
       if (error instanceof SetVerificationError) return refuse(error.code, error.message, {}, error);
       report(error as Error);
-      if (error instanceof SignalsUnavailableError) return { status: 503, headers: { 'retry-after': '30' } };
+      // RFC 8935 section 2.3: not a refusal; the transmitter retries (RFC 9110 section 10.2.3 Retry-After).
+      if (error instanceof SignalsUnavailableError) return { status: 503, headers: { 'retry-after': String(Math.max(1, Math.ceil((error.retryAfterMs ?? 30_000) / 1000))) } };
       return { status: 500, headers: {} };
     }
   }

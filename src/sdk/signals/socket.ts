@@ -12,9 +12,15 @@
  * - refused by verification -> reported to `onError` and acknowledged: an
  *   ack is cumulative, so holding it back would stall the stream behind a
  *   SET that will never verify (the same choice as RFC 8936 `setErrs`);
- * - a listener fails, or the keys cannot be fetched now -> no ack; the
- *   client closes the connection and comes back with `?after=` the last
- *   acknowledged cursor, so the SET is delivered again.
+ * - a listener fails, or the keys cannot be had now (not fetched, or a
+ *   `kid` the cached key set lacks during its refetch cool-down:
+ *   SignalsUnavailableError) -> no ack; the client closes the connection
+ *   and comes back with `?after=` the last acknowledged cursor, so the SET
+ *   is delivered again. It reconnects no sooner than the error's
+ *   `retryAfterMs` (the rest of the cool-down), so the replayed SET meets a
+ *   key set that may be fetched again rather than a loop of reconnections.
+ *   (Waiting on the open connection instead would hold every later SET
+ *   behind it unacknowledged; a reconnect costs one upgrade.)
  *
  * What a close means (SIGNAL_SOCKET_CLOSE):
  *
@@ -32,7 +38,7 @@ import WebSocket from 'ws';
 import { SIGNAL_SOCKET_CLOSE } from '../security-events.ts';
 import { Backoff, pause, type BackoffOptions } from './backoff.ts';
 import { JtiDeduplicator, type JtiCacheOptions } from './dedup.ts';
-import { SetVerificationError } from './errors.ts';
+import { SetVerificationError, SignalsUnavailableError } from './errors.ts';
 import type { HttpOptions } from './fetch.ts';
 import { createSsfKeySet, type SetKeySource } from './keys.ts';
 import { EventListeners, type SecurityEventListener, type SignalSource } from './listeners.ts';
@@ -140,6 +146,8 @@ class Socket implements SignalSocket {
   #cursor: string | undefined;
   #started = false;
   #connection: Connection | undefined;
+  /** Milliseconds the next reconnection waits at least: the key set's remaining cool-down. */
+  #holdMs = 0;
   #settle!: (result: SignalSocketError | undefined) => void;
   readonly closed: Promise<SignalSocketError | undefined>;
 
@@ -256,6 +264,7 @@ class Socket implements SignalSocket {
     } catch (error) {
       this.#report(error);
       if (!(error instanceof SetVerificationError)) {
+        if (error instanceof SignalsUnavailableError && error.retryAfterMs !== undefined) this.#holdMs = Math.max(this.#holdMs, error.retryAfterMs);
         this.#abandon(connection, 'not processed; resuming');
         return;
       }
@@ -320,7 +329,9 @@ class Socket implements SignalSocket {
   }
 
   async #retry(): Promise<void> {
-    await pause(this.#backoff.next(), this.#stopping.signal);
+    const delay = Math.max(this.#backoff.next(), this.#holdMs);
+    this.#holdMs = 0;
+    await pause(delay, this.#stopping.signal);
     await this.#connect();
   }
 

@@ -8,7 +8,10 @@
  *    round) -> invalid_request;
  * 2. `alg` is ES256, EdDSA or RS256: never `none`, never an HMAC, whose
  *    "key" a receiver would share with every other receiver -> invalid_key;
- * 3. the signature, with the transmitter's key named by `kid` -> invalid_key;
+ * 3. the signature, with the transmitter's key named by `kid` -> invalid_key
+ *    (a forged signature under a known kid, or a kid the freshly fetched
+ *    key set lacks); a kid the cached set lacks while a refetch is not yet
+ *    allowed -> SignalsUnavailableError, never a refusal (keys.ts);
  * 4. `iss` is the transmitter -> invalid_issuer; `aud` names this
  *    receiver -> invalid_audience;
  * 5. `iat` and `jti` present (RFC 8417 section 2.2), `events` an object

@@ -8,7 +8,13 @@
  *   RFC 7517 section 5 leaves rollover to the kid), but at most once per
  *   `refetchIntervalSeconds`, so that a flood of tokens with random kids
  *   costs the issuer one request per interval, not one per token;
- * - keep serving the keys it has when a refetch fails.
+ * - keep serving the keys it has when a refetch fails;
+ * - drop a key the issuer's signals say was revoked (`revoke(kid)`, fed
+ *   by Portcullis's `key-rotated` event with `state: 'revoked'`) at once,
+ *   and keep refusing it even if a JWKS still lists it (a cached copy,
+ *   an issuer that publishes it until the old tokens expire): a revoked
+ *   key's signature proves nothing (RFC 7517 section 5 leaves rollover to
+ *   the kid, and a kid never comes back).
  *
  * The JWKS URI is the issuer's `jwks_uri` (RFC 8414 section 2) from
  * `<issuer>/.well-known/oauth-authorization-server`, whose `issuer` must be
@@ -42,6 +48,8 @@ export interface JwksCacheOptions {
 const MAX_DOCUMENT_BYTES = 512 * 1024;
 /** Keys beyond this many in one set are ignored. */
 const MAX_KEYS = 100;
+/** Revoked kids remembered at most; past that the oldest is forgotten (it is long gone from the JWKS by then). */
+const MAX_REVOKED_KIDS = 1000;
 /** JWK members that only a private or symmetric key has (RFC 7518 section 6). */
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
@@ -65,6 +73,8 @@ export class JwksCache {
   #jwksUri: string | undefined;
   /** kid -> key; keys without a kid under ''-prefixed synthetic names. */
   #keys = new Map<string, KeyEntry>();
+  /** kids the issuer revoked: never used, whatever a JWKS says. */
+  readonly #revoked = new Set<string>();
   #loaded = false;
   #expiresAt = 0;
   #lastAttempt = Number.NEGATIVE_INFINITY;
@@ -81,6 +91,14 @@ export class JwksCache {
     if (!(interval >= 0)) throw new TypeError('refetchIntervalSeconds must be >= 0');
     this.#intervalMs = interval * 1000;
     this.#jwksUri = options.jwksUri;
+  }
+
+  /** Drops the key `kid` at once and refuses it from now on, also when a later JWKS lists it. */
+  revoke(kid: string): void {
+    this.#revoked.delete(kid);
+    this.#revoked.add(kid);
+    if (this.#revoked.size > MAX_REVOKED_KIDS) this.#revoked.delete(this.#revoked.values().next().value!);
+    this.#keys.delete(kid);
   }
 
   /** How many JWKS fetches were attempted (for tests and metrics). */
@@ -107,6 +125,8 @@ export class JwksCache {
   async #slowKey(header: { readonly kid?: string | undefined; readonly alg?: string | undefined }): Promise<CryptoKey> {
     const alg = header.alg;
     if (alg === undefined || !this.#options.algorithms.includes(alg)) throw new VerifyError('invalid_token', 'the token is signed with an algorithm that is not accepted');
+    // Known revoked: refused without a refetch, so tokens under it cannot make the cache fetch.
+    if (header.kid !== undefined && this.#revoked.has(header.kid)) throw new VerifyError('invalid_token', 'the token is signed with a key the issuer revoked');
     const now = this.#clock();
     if ((!this.#loaded || now >= this.#expiresAt) && this.#mayFetch(now)) await this.#refreshKeepingOld();
     if (!this.#loaded) throw unavailable();
@@ -152,7 +172,7 @@ export class JwksCache {
     for (const [index, jwk] of listed.slice(0, MAX_KEYS).entries()) {
       if (!isPublicSigningJwk(jwk)) continue;
       const kid = typeof jwk.kid === 'string' ? jwk.kid : `\u0000${index}`;
-      if (keys.has(kid)) continue;
+      if (keys.has(kid) || this.#revoked.has(kid)) continue;
       // An unchanged key keeps what was imported for it.
       const known = this.#keys.get(kid);
       keys.set(kid, { jwk, imported: known !== undefined && JSON.stringify(known.jwk) === JSON.stringify(jwk) ? known.imported : new Map<string, CryptoKey | Promise<CryptoKey>>() });

@@ -17,11 +17,19 @@
  *   issued at or before the event (`event_timestamp`, else the SET's `iat`);
  *   a disabled account's tokens are refused whenever issued, until
  * - RISC `account-enabled`: tokens issued after it are good again, older
- *   ones stay refused.
+ *   ones stay refused;
+ * - `client-deleted` (Portcullis): `client_id` (and an `opaque` subject
+ *   naming the same id, when there is one): every token whose `client_id`
+ *   claim (RFC 9068 section 2.2) is that client and that was issued at or
+ *   before the event (`event_timestamp`, else the SET's `iat`);
+ * - `key-rotated` (Portcullis) with `state: 'revoked'`: the `kid` goes to
+ *   `onKeyRevoked`, and the verifier drops that key from its JWKS cache at
+ *   once rather than after the JWKS max-age; `state: 'created'` changes
+ *   nothing (a token under a new kid fetches the keys, rate-limited).
  *
  * Every entry expires `ttlSeconds` after it is applied (default 24 h: set
  * it above the issuer's longest access token lifetime, after which the
- * tokens it names have expired anyway), and each of the three tables holds
+ * tokens it names have expired anyway), and each of the four tables holds
  * at most `maxEntries`; past that the oldest entry is dropped (an event
  * cannot be refused), so size it above the revocations one TTL can bring.
  */
@@ -41,6 +49,8 @@ export interface RevocationListOptions {
   readonly maxEntries?: number;
   /** Milliseconds since the epoch; `Date.now` by default. */
   readonly clock?: () => number;
+  /** Told the `kid` of each `key-rotated` event with `state: 'revoked'` from the issuer. */
+  readonly onKeyRevoked?: (kid: string) => void;
 }
 
 /** The claims a revocation can name. */
@@ -49,6 +59,8 @@ export interface RevocableToken {
   readonly sub: string;
   readonly iat: number;
   readonly sid?: unknown;
+  /** The client the token was issued to (RFC 9068 section 2.2). */
+  readonly client_id?: unknown;
 }
 
 interface SubjectState {
@@ -74,6 +86,9 @@ export class RevocationList {
   readonly #jtis = new Map<string, number>();
   readonly #sids = new Map<string, number>();
   readonly #subjects = new Map<string, SubjectState>();
+  /** client_id -> tokens issued at or before `refusedThrough` (seconds) are refused. */
+  readonly #clients = new Map<string, { refusedThrough: number; expiresAt: number }>();
+  readonly #onKeyRevoked: ((kid: string) => void) | undefined;
 
   constructor(options: RevocationListOptions) {
     this.#issuer = options.issuer;
@@ -83,11 +98,12 @@ export class RevocationList {
     this.#maxEntries = options.maxEntries ?? 100_000;
     if (!Number.isSafeInteger(this.#maxEntries) || this.#maxEntries < 1) throw new TypeError('maxEntries must be a positive whole number');
     this.#clock = options.clock ?? Date.now;
+    this.#onKeyRevoked = options.onKeyRevoked;
   }
 
   /** Entries held (expired ones not yet dropped included). */
   get size(): number {
-    return this.#jtis.size + this.#sids.size + this.#subjects.size;
+    return this.#jtis.size + this.#sids.size + this.#subjects.size + this.#clients.size;
   }
 
   /** Listens to `source` until the returned function is called. */
@@ -108,6 +124,11 @@ export class RevocationList {
     const now = this.#clock();
     if (this.#live(this.#jtis, token.jti, now)) return true;
     if (typeof token.sid === 'string' && this.#live(this.#sids, token.sid, now)) return true;
+    if (this.#clients.size !== 0 && typeof token.client_id === 'string') {
+      const client = this.#clients.get(token.client_id);
+      if (client !== undefined && client.expiresAt <= now) this.#clients.delete(token.client_id);
+      else if (client !== undefined && token.iat <= client.refusedThrough) return true;
+    }
     if (this.#subjects.size === 0) return false;
     const state = this.#subjects.get(token.sub);
     if (state === undefined) return false;
@@ -131,13 +152,13 @@ export class RevocationList {
     if (type === SECURITY_EVENT_TYPES.sessionRevoked) {
       return subject?.format === 'session_id' && subject.iss === this.#issuer && isId(subject.sid) && this.#add(this.#sids, subject.sid);
     }
+    if (type === SECURITY_EVENT_TYPES.clientDeleted) return this.#clientDeleted(set, members);
+    if (type === SECURITY_EVENT_TYPES.keyRotated) return this.#keyRotated(set, members);
     const isCutoff = RISC_CUTOFF_EVENTS.has(type);
     if (!isCutoff && type !== SECURITY_EVENT_TYPES.accountEnabled) return false;
     if (subject?.format !== 'iss_sub' || subject.iss !== this.#issuer || !isId(subject.sub)) return false;
-    const stamp = members['event_timestamp'];
-    // RISC and CAEP give the time of the event itself; the SET's iat is when it was sent.
-    const at = typeof stamp === 'number' && Number.isFinite(stamp) ? stamp : set.iat;
-    if (!Number.isFinite(at)) return false;
+    const at = eventTime(set, members);
+    if (at === undefined) return false;
     const state = this.#subject(subject.sub);
     if (isCutoff) {
       state.refusedThrough = Math.max(state.refusedThrough, at);
@@ -151,6 +172,31 @@ export class RevocationList {
       // Tokens issued while the account was disabled stay refused; those after `at` are good again.
       if (state.disabledSince !== undefined && state.disabledSince <= at) state.refusedThrough = Math.max(state.refusedThrough, at);
     }
+    return true;
+  }
+
+  #clientDeleted(set: SecurityEventToken, members: Readonly<Record<string, unknown>>): boolean {
+    const clientId = members['client_id'];
+    const subject = set.sub_id;
+    if (!isId(clientId)) return false;
+    // The subject, when given, must name the same client: an event at odds with itself is not applied.
+    if (subject !== undefined && !(subject.format === 'opaque' && subject.id === clientId)) return false;
+    const at = eventTime(set, members);
+    if (at === undefined) return false;
+    const now = this.#clock();
+    const known = this.#clients.get(clientId);
+    const refusedThrough = known !== undefined && known.expiresAt > now ? Math.max(known.refusedThrough, at) : at;
+    this.#clients.delete(clientId);
+    this.#clients.set(clientId, { refusedThrough, expiresAt: now + this.#ttlMs });
+    this.#bound(this.#clients, (entry) => entry.expiresAt, now);
+    return true;
+  }
+
+  #keyRotated(set: SecurityEventToken, members: Readonly<Record<string, unknown>>): boolean {
+    const kid = members['kid'];
+    if (members['state'] !== 'revoked' || !isId(kid) || this.#onKeyRevoked === undefined) return false;
+    if (set.sub_id !== undefined && !(set.sub_id.format === 'opaque' && set.sub_id.id === kid)) return false;
+    this.#onKeyRevoked(kid);
     return true;
   }
 
@@ -191,6 +237,13 @@ export class RevocationList {
       table.delete(key);
     }
   }
+}
+
+/** When the event happened, in seconds: RISC, CAEP and Portcullis give `event_timestamp`; the SET's iat is when it was sent. */
+function eventTime(set: SecurityEventToken, members: Readonly<Record<string, unknown>>): number | undefined {
+  const stamp = members['event_timestamp'];
+  const at = typeof stamp === 'number' && Number.isFinite(stamp) ? stamp : set.iat;
+  return Number.isFinite(at) ? at : undefined;
 }
 
 function isDisabled(state: SubjectState): boolean {

@@ -3,7 +3,7 @@
  * visible pipeline of small checks:
  *
  *   1. credentials   Authorization: Bearer|DPoP <token> (RFC 6750 section 2.1, RFC 9449 section 7.1)
- *   2. access token  RFC 9068 section 4, keys from the issuer's JWKS (jwks.ts)
+ *   2. access token  RFC 9068 section 4, keys from the issuer's JWKS (jwks.ts), less the keys its signals revoked
  *   3. revocations   the issuer's security events (revocations.ts)
  *   4. binding       DPoP (RFC 9449 sections 4.3, 7.1) or certificate (RFC 8705 section 3)
  *   5. scopes        RFC 6750 section 3.1
@@ -46,7 +46,7 @@ export interface VerifierOptions {
   readonly dpopNonce?: DpopNonceSource;
   /** DPoP proofs remembered against replay at most (default 100000). */
   readonly maxDpopProofs?: number;
-  /** Verified SETs from the issuer (`portcullis/sdk/signals`): revocations applied to tokens. */
+  /** Verified SETs from the issuer (`portcullis/sdk/signals`): revocations applied to tokens, revoked signing keys dropped. */
   readonly signals?: SecurityEventSource;
   /** Seconds a revocation is kept (default 86400) and revocations per table (default 100000). */
   readonly revocationTtlSeconds?: number;
@@ -91,7 +91,7 @@ export type VerifyResult = VerifySuccess | VerifyFailure;
 
 export interface Verifier {
   verify(request: VerifyRequest, options?: VerifyOptions): Promise<VerifyResult>;
-  /** What signals revoked; `apply` feeds it a verified SET directly. */
+  /** What signals revoked; `apply` feeds it a verified SET directly (a revoked signing key included). */
   readonly revocations: RevocationList;
   /** Stops listening to `signals`. */
   close(): void;
@@ -129,6 +129,8 @@ export function createVerifier(options: VerifierOptions): Verifier {
     clock,
     ...(options.revocationTtlSeconds !== undefined && { ttlSeconds: options.revocationTtlSeconds }),
     ...(options.maxRevocations !== undefined && { maxEntries: options.maxRevocations }),
+    // Portcullis key-rotated, state revoked: tokens under that key are refused at once, not after the JWKS max-age.
+    onKeyRevoked: (kid) => keys.revoke(kid),
   });
   const unsubscribe = options.signals === undefined ? undefined : revocations.subscribe(options.signals);
 
