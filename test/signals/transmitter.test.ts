@@ -7,7 +7,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { validateClientMetadata } from '../../src/oauth/index.ts';
@@ -312,7 +312,7 @@ for (const backend of testBackends) {
     });
 
     it('security review: a receiver that never answers does not hold another stream’s pushes', async () => {
-      const hanging: import('node:http').ServerResponse[] = [];
+      const hanging: ServerResponse[] = [];
       let stuckGaveUp = false;
       const stuck = createServer((_request, response) => {
         hanging.push(response);
