@@ -8,6 +8,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { connect } from 'node:net';
 import { WebSocket as WsClient } from 'ws';
 import { validateClientMetadata } from '../../src/oauth/index.ts';
 import { SECURITY_EVENT_TYPES } from '../../src/sdk/index.ts';
@@ -236,6 +237,44 @@ describe('signal WebSocket', () => {
     assert.equal(revoked.status, 200);
     const [code] = (await closed) as [number];
     assert.equal(code, 1008);
+  });
+  it('security review: ?after= cannot reach before the stream began, nor past the log’s head', async () => {
+    await disable(1); // an event from before the stream existed
+    const streamId = await socketStream(server, token);
+    const head = await server.running.signals.transmitter.log.head();
+    const early = new WsClient(`${wsUrl}/signals/ws?stream_id=${streamId}&after=0`, { headers: { authorization: `Bearer ${token}` } });
+    const fromZero = frames(early);
+    const late = new WsClient(`${wsUrl}/signals/ws?stream_id=${streamId}&after=999999999`, { headers: { authorization: `Bearer ${token}` } });
+    const fromFuture = frames(late);
+    await Promise.all([once(early, 'open'), once(late, 'open')]);
+    await disable(1);
+    const [first] = await fromZero.sets(1);
+    assert.ok(Number(first!.cursor) > head, 'nothing from before the stream began');
+    const [next] = await fromFuture.sets(1);
+    assert.equal(next!.cursor, first!.cursor, 'a resume point past the head starts at the head: the next event still comes');
+    assert.equal(fromFuture.all[0]!.cursor, String(head));
+    early.close();
+    late.close();
+  });
+
+  it('security review: refused handshakes do not use up a client’s sockets', async () => {
+    const streamId = await socketStream(server, token);
+    const { port } = new URL(server.url);
+    for (let i = 0; i < 3; i++) {
+      const status = await new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), '127.0.0.1');
+        let text = '';
+        socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+        socket.on('error', reject);
+        socket.on('close', () => resolve(text.split('\r\n')[0] ?? ''));
+        socket.end(`GET /signals/ws?stream_id=${streamId} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: not-a-key\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+      });
+      assert.match(status, /^HTTP\/1\.1 400/);
+    }
+    const open = [0, 1].map(() => new WsClient(`${wsUrl}/signals/ws?stream_id=${streamId}`, { headers: { authorization: `Bearer ${token}` } }));
+    await Promise.all(open.map((ws) => once(ws, 'open')));
+    for (const ws of open) ws.close();
+    await Promise.all(open.map((ws) => once(ws, 'close')));
   });
 });
 
