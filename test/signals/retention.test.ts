@@ -26,7 +26,7 @@ describe('the signal log’s retention', () => {
     clock.advance(2 * 3_600_000);
     await transmitter.log.append('new-source', 'new', clock.now(), [event('new-1')], 's');
     const removed = await server.running.signals.prune();
-    assert.ok(removed >= 2, 'the two old entries (and the startup keys' events, as old) are gone');
+    assert.ok(removed >= 2, 'the two old entries (and the startup keys’ events, as old) are gone');
     const left = await transmitter.log.after(0, 100);
     assert.deepEqual(left.map((entry) => entry.members['state']), ['new-1']);
     // The young source is still remembered: its redelivery appends nothing.
