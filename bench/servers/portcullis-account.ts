@@ -15,24 +15,14 @@
  * Prints its URL on stdout once listening; exits on SIGTERM through the
  * product's own graceful shutdown, or when the parent's IPC channel closes.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { loadConfig } from '../../src/config/index.ts';
-import { exitGracefullyOnSignals, startPortcullis } from '../../src/server/index.ts';
 import { median, percentile } from '../lib.ts';
+import { startBenchPortcullis } from './start-portcullis.ts';
 
 const emails = process.env['BENCH_ACCOUNT_EMAILS']?.split(',').filter((email) => email !== '') ?? [];
 const password = process.env['BENCH_ACCOUNT_PASSWORD'];
 if (emails.length === 0 || password === undefined) throw new Error('set BENCH_ACCOUNT_EMAILS and BENCH_ACCOUNT_PASSWORD');
 
-const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
-process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
-
-const config = loadConfig({ env: process.env, overrides: { dataDir, port: 0 } });
-const running = await startPortcullis(config);
-exitGracefullyOnSignals(running, config.http.shutdownTimeoutMs);
-process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+const { running } = await startBenchPortcullis();
 for (const email of emails) await running.identity.accounts.createUser(email, password, { actor: 'bench' });
 
 export interface LookupTiming {

@@ -8,24 +8,13 @@
  * Prints `ready {"url", "client": {id, secret}}` once listening; exits on
  * SIGTERM or when the parent's IPC channel closes.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { loadConfig } from '../../src/config/index.ts';
 import { validateClientMetadata } from '../../src/oauth/index.ts';
-import { exitGracefullyOnSignals, startPortcullis } from '../../src/server/index.ts';
-import { freePort } from '../../test/support/process.ts';
+import { startBenchPortcullis } from './start-portcullis.ts';
 
 const spiffeId = process.env['BENCH_CA_SPIFFE_ID'];
 if (spiffeId === undefined) throw new Error('set BENCH_CA_SPIFFE_ID');
 
-const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
-process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
-
-const config = loadConfig({ env: process.env, overrides: { dataDir, port: await freePort(), pki: { trustDomain: 'bench.test' } } });
-const running = await startPortcullis(config);
-exitGracefullyOnSignals(running, config.http.shutdownTimeoutMs);
-process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+const { running } = await startBenchPortcullis({ overrides: { pki: { trustDomain: 'bench.test' } }, fixedPort: true });
 
 await running.runtime.get('pki').authority.initialise({ keepRootOffline: false });
 await running.authorizationServer.resources.create({ uri: `${running.url}/ca`, scopes: ['ca:issue'] }, { actor: 'bench' });

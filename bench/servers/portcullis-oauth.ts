@@ -19,13 +19,8 @@
  * once listening; exits on SIGTERM through the product's own graceful
  * shutdown, or when the parent's IPC channel closes.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { freePort } from '../../test/support/process.ts';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { loadConfig } from '../../src/config/index.ts';
 import { validateClientMetadata } from '../../src/oauth/index.ts';
-import { exitGracefullyOnSignals, startPortcullis } from '../../src/server/index.ts';
+import { startBenchPortcullis } from './start-portcullis.ts';
 
 interface Setup {
   readonly emails: readonly string[];
@@ -38,14 +33,7 @@ const setup = JSON.parse(process.env['BENCH_OAUTH'] ?? 'null') as Setup | null;
 if (setup === null) throw new Error('set BENCH_OAUTH');
 
 
-const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
-process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
-
-const config = loadConfig({ env: process.env, overrides: { dataDir, port: await freePort() } });
-const running = await startPortcullis(config);
-exitGracefullyOnSignals(running, config.http.shutdownTimeoutMs);
-process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
-if (running.authorizationServer.issuer !== running.url) throw new Error(`issuer ${running.authorizationServer.issuer} is not the URL ${running.url}`);
+const { running } = await startBenchPortcullis({ fixedPort: true });
 
 await running.authorizationServer.resources.create({ uri: setup.resource, scopes: [setup.apiScope] }, { actor: 'bench' });
 const register = async (metadata: Record<string, unknown>) => {

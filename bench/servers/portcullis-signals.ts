@@ -24,14 +24,9 @@
  * Exits on SIGTERM through the graceful shutdown, or when the IPC channel closes.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { join } from 'node:path';
-import { freePort } from '../../test/support/process.ts';
-import { loadConfig } from '../../src/config/index.ts';
 import { validateClientMetadata } from '../../src/oauth/index.ts';
-import { exitGracefullyOnSignals, startPortcullis } from '../../src/server/index.ts';
+import { startBenchPortcullis } from './start-portcullis.ts';
 
 interface Setup {
   readonly resource: string;
@@ -40,14 +35,7 @@ interface Setup {
 const setup = JSON.parse(process.env['BENCH_SIGNALS'] ?? 'null') as Setup | null;
 if (setup === null) throw new Error('set BENCH_SIGNALS');
 
-const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
-process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
-
-const config = loadConfig({ env: process.env, overrides: { dataDir, port: await freePort() } });
-const running = await startPortcullis(config);
-exitGracefullyOnSignals(running, config.http.shutdownTimeoutMs);
-process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
-if (running.authorizationServer.issuer !== running.url) throw new Error(`issuer ${running.authorizationServer.issuer} is not the URL ${running.url}`);
+const { running } = await startBenchPortcullis({ fixedPort: true });
 const signals = running.signals;
 
 await running.authorizationServer.resources.create({ uri: setup.resource, scopes: ['api:read'] }, { actor: 'bench' });

@@ -7,17 +7,7 @@
  * is a bare URL is unambiguous); exits on SIGTERM through the product's own
  * graceful shutdown, or when the parent's IPC channel closes.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { loadConfig } from '../../src/config/index.ts';
-import { exitGracefullyOnSignals, startPortcullis } from '../../src/server/index.ts';
+import { startBenchPortcullis } from './start-portcullis.ts';
 
-const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
-process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
-
-const config = loadConfig({ env: process.env, overrides: { dataDir, port: 0 } });
-const running = await startPortcullis(config);
-exitGracefullyOnSignals(running, config.http.shutdownTimeoutMs);
-process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+const { running } = await startBenchPortcullis();
 process.stdout.write(`${running.url}\n`);
