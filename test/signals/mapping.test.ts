@@ -15,7 +15,7 @@ const directory = { emailOf: async (userId: string) => (userId === 'u1' ? 'ada@e
 const time = Date.UTC(2026, 11, 4, 12, 0, 0);
 
 async function of(event: DomainEvent) {
-  return signalsOf({ ...event, time } as DomainEvent, ISS, directory);
+  return signalsOf({ ...event, time }, ISS, directory);
 }
 
 describe('domain events to security events', () => {
