@@ -320,8 +320,16 @@ export class Accounts {
       return { user: changed, staged: await this.#events.stage(tx, [event(0)]) };
     });
     // After the commit, so no sign-in can start a session the revocation misses.
-    const ended = disabled ? await this.#sessions.revokeAll(userId) : 0;
+    // The entry is recorded even when that fails: the change and its signal are committed already.
+    let ended = 0;
+    let failure: unknown;
+    try {
+      ended = disabled ? await this.#sessions.revokeAll(userId) : 0;
+    } catch (error) {
+      failure = error;
+    }
     await staged.publish([event(ended)]);
+    if (failure !== undefined) throw failure;
     return user;
   }
 

@@ -277,6 +277,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
             const client = await services.get('oauth').clients.get(clientId);
             return client !== null && isApproved(client);
           },
+          clientExists: async (clientId) => (await services.get('oauth').clients.get(clientId)) !== null,
           ...(profile.maintenance && { onError: reporter(services, 'security signal delivery failed') }),
         });
         await signals.transmitter.refreshHead();

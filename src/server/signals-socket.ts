@@ -104,7 +104,7 @@ export function attachSignalSocket(app: FastifyInstance, options: SignalSocketOp
     if (record.data.method !== DELIVERY_METHODS.websocket) return refuse(socket, 409, 'Conflict');
     if ((openSockets.get(clientId) ?? 0) >= settings.socketsPerClient) return refuse(socket, 429, 'Too Many Requests');
     // Where a socket may start: not before the stream began (or was re-enabled), not past what exists.
-    const floor = record.data.floor ?? 0;
+    const floor = record.data.floor ?? record.data.cursor;
     const start = Math.min(Math.max(after ?? record.data.cursor, floor), await transmitter.log.head());
     server.handleUpgrade(request, socket, head, (ws) => {
       // Counted once the socket exists (a refused handshake never calls back), checked again after the awaits above.

@@ -55,6 +55,8 @@ export interface SignalsOptions {
   readonly clock: () => number;
   /** Whether a client may receive security events now: it exists and an operator approved it (the push worker asks before each push). */
   readonly mayReceive: (clientId: string) => Promise<boolean>;
+  /** Whether the client exists: the pruning sweeps streams whose client was deleted where no signals service heard it (`portcullis client delete`). */
+  readonly clientExists: (clientId: string) => Promise<boolean>;
   /** Told of background failures (a head re-read, a push round). */
   readonly onError?: (error: unknown) => void;
 }
@@ -95,19 +97,35 @@ export function createSignals(options: SignalsOptions): Signals {
   });
   const uninterrupted = options.subscriptions.onInterrupted(() => void transmitter.refreshHead().catch((error: unknown) => options.onError?.(error)));
   let pruning: NodeJS.Timeout | undefined;
-  const prune = async (): Promise<number> => {
-    const before = clock() - settings.retentionMs;
-    const removed = await log.prune(before);
-    await log.pruneSources(before);
-    return removed;
+  let pruningNow: Promise<number> | undefined;
+  const sweepOrphans = async (): Promise<void> => {
+    let after: string | undefined;
+    for (;;) {
+      const page = await streams.list({ limit: 200, ...(after !== undefined && { after }) });
+      for (const stream of page) if (!(await options.clientExists(stream.data.clientId))) await streams.delete(stream.id);
+      if (page.length < 200) return;
+      after = page.at(-1)!.id;
+    }
   };
+  const prune = (): Promise<number> =>
+    // One at a time: a long prune is not overlapped by the next.
+    (pruningNow ??= (async () => {
+      const before = clock() - settings.retentionMs;
+      const removed = await log.prune(before);
+      await log.pruneSources(before);
+      await sweepOrphans();
+      return removed;
+    })().finally(() => (pruningNow = undefined)));
   return {
     transmitter,
     push,
     prune,
     start: () => {
       push.start();
-      pruning = setInterval(() => void prune().catch((error: unknown) => options.onError?.(error)), PRUNE_INTERVAL_MS);
+      const run = (): void => void prune().catch((error: unknown) => options.onError?.(error));
+      // Soon after start too: an instance restarted more often than hourly still prunes.
+      setTimeout(run, 30_000 + Math.floor(Math.random() * 30_000)).unref();
+      pruning = setInterval(run, PRUNE_INTERVAL_MS);
       pruning.unref();
     },
     close: async () => {

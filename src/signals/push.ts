@@ -29,6 +29,8 @@ export interface PushWorkerOptions {
   readonly hot: Pick<HotStore, 'setIfAbsent' | 'get' | 'delete'>;
   /** Whether a stream's client may still receive (it exists and an operator approved it): checked before every push. */
   readonly mayReceive: (clientId: string) => Promise<boolean>;
+  /** How long a stream whose client may not receive, or whose lease another instance holds, is left alone (ms; default 5 s). */
+  readonly skipMs?: number;
   /** Streams pushed at once (default 8): one slow receiver never holds the others. */
   readonly concurrency?: number;
   /** How often streams are looked at without a wake-up (ms). */
@@ -46,6 +48,10 @@ export class PushWorker {
   #saturated = false;
   /** Streams being pushed by this instance, and their push. */
   readonly #inFlight = new Map<string, Promise<void>>();
+  /** Streams a kick found in flight: looked at again when their push ends (an append may have come after its last read). */
+  readonly #dirty = new Set<string>();
+  /** Streams left alone until then: a client that may not receive, a lease held elsewhere. */
+  readonly #skipUntil = new Map<string, number>();
   #unlisten: (() => void) | undefined;
 
   constructor(options: PushWorkerOptions) {
@@ -55,7 +61,11 @@ export class PushWorker {
   start(): void {
     this.#unlisten = this.#options.transmitter.onAppended(() => this.kick());
     const tick = (): void => {
-      this.kick();
+      // The head as stored: an append whose wake-up this instance missed still makes its streams due.
+      void this.#options.transmitter
+        .refreshHead()
+        .catch((error: unknown) => this.#options.onError?.(error))
+        .finally(() => this.kick());
       this.#timer = setTimeout(tick, this.#options.intervalMs ?? 1000);
       this.#timer.unref();
     };
@@ -101,35 +111,46 @@ export class PushWorker {
   async #scan(): Promise<void> {
     const { transmitter } = this.#options;
     const concurrency = this.#options.concurrency ?? 8;
+    const now = transmitter.now();
     let after: string | undefined;
     for (;;) {
       const page = await transmitter.streams.list({ limit: 200, ...(after !== undefined && { after }) });
       for (const record of page) {
         if (this.#stopped) return;
+        const id = record.id;
+        if (this.#inFlight.has(id)) {
+          this.#dirty.add(id);
+          continue;
+        }
+        if ((this.#skipUntil.get(id) ?? 0) > now || !isDue(record.data, now, transmitter.known)) continue;
         if (this.#inFlight.size >= concurrency) {
-          // Full: the next push to finish looks again.
+          // Full: the next push to end looks again (pushed streams are no longer due, so the later ones get their turn).
           this.#saturated = true;
           return;
         }
-        if (this.#inFlight.has(record.id) || !isDue(record.data, transmitter.now())) continue;
-        const push = this.#pushStream(record.id)
-          .catch((error: unknown) => {
-            this.#options.onError?.(error);
-            return false;
-          })
-          .then((more) => {
-            this.#inFlight.delete(record.id);
-            // Look again when this stream has more than one round's worth, or streams waited for a slot.
-            if (more || this.#saturated) {
-              this.#saturated = false;
-              this.kick();
-            }
-          });
-        this.#inFlight.set(record.id, push);
+        this.#start(id);
       }
       if (page.length < 200) return;
       after = page.at(-1)!.id;
     }
+  }
+
+  #start(id: string): void {
+    const push = this.#pushStream(id)
+      .catch((error: unknown) => {
+        this.#options.onError?.(error);
+        return false;
+      })
+      .then((more) => {
+        this.#inFlight.delete(id);
+        const dirty = this.#dirty.delete(id);
+        if (more || dirty || this.#saturated) {
+          this.#saturated = false;
+          // After the current turn: a scan never follows a scan without the event loop running between.
+          setImmediate(() => this.kick());
+        }
+      });
+    this.#inFlight.set(id, push);
   }
 
   /** Pushes what a stream is owed, up to one round; resolves true when it stopped with more to send. */
@@ -138,19 +159,26 @@ export class PushWorker {
     const lease = LEASE_PREFIX + streamId;
     // Longer than the most a round can take (each push has one deadline), so it cannot lapse while this instance pushes.
     const leaseMs = transmitter.settings.pushTimeoutMs * (PER_ROUND + 2);
-    if (!(await hot.setIfAbsent(lease, this.#holder, leaseMs))) return false;
+    if (!(await hot.setIfAbsent(lease, this.#holder, leaseMs))) {
+      // Another instance pushes it now.
+      this.#skip(streamId);
+      return false;
+    }
     try {
       // Read again under the lease: another instance may have pushed, or the receiver paused, since the list was read.
       const record = await transmitter.streams.get(streamId);
-      if (record === null || !isDue(record.data, transmitter.now())) return false;
-      // A deleted or no longer approved client receives nothing more (its stream waits, or goes with the client).
-      if (!(await this.#options.mayReceive(record.data.clientId))) return false;
+      if (record === null || !isDue(record.data, transmitter.now(), transmitter.known)) return false;
       let stream = record.data;
       for (let sent = 0; sent < PER_ROUND && !this.#stopped; ) {
         const selection = await transmitter.owed(streamId, { ...stream, acked: [] }, 1);
         if (selection.cursor > stream.cursor) stream = (await transmitter.advance(streamId, selection.cursor)) ?? stream;
         const entry = selection.entries[0];
         if (entry === undefined) return false;
+        // Before every push: a deleted or no longer approved client receives nothing more (its stream waits, or goes with the client).
+        if (!(await this.#options.mayReceive(stream.clientId))) {
+          this.#skip(streamId);
+          return false;
+        }
         const { set } = await transmitter.signer.sign({ id: streamId, alg: stream.alg, aud: stream.aud }, entry);
         const outcome = await this.push(stream, set);
         sent++;
@@ -162,6 +190,11 @@ export class PushWorker {
     } finally {
       if ((await hot.get(lease)) === this.#holder) await hot.delete(lease);
     }
+  }
+
+  #skip(streamId: string): void {
+    this.#skipUntil.set(streamId, this.#options.transmitter.now() + (this.#options.skipMs ?? 5_000));
+    if (this.#skipUntil.size > 10_000) this.#skipUntil.delete(this.#skipUntil.keys().next().value!);
   }
 
   /** RFC 8935 section 2: POST the SET; 202 accepted, 400 with an error code refused, anything else a failure to retry. */
@@ -224,11 +257,12 @@ export class PushWorker {
   }
 }
 
-/** Whether a push stream should be tried now: enabled, or paused by the transmitter (to probe), and past its backoff. */
-function isDue(stream: StreamRecord, now: number): boolean {
+/** Whether a push stream should be tried now: enabled, or paused by the transmitter (to probe), past its backoff, and behind the log's head. */
+function isDue(stream: StreamRecord, now: number, head: number): boolean {
   if (stream.method !== DELIVERY_METHODS.push) return false;
   const active = stream.status === 'enabled' || (stream.status === 'paused' && stream.statusBy === 'transmitter');
-  return active && (stream.nextAttemptAt === undefined || stream.nextAttemptAt <= now);
+  // Owed something: the log has grown past its cursor (a stream all caught up is not pushed at all).
+  return active && stream.cursor < head && (stream.nextAttemptAt === undefined || stream.nextAttemptAt <= now);
 }
 
 /** RFC 8935 section 2.4: `{"err": code, "description": text}`. */

@@ -32,4 +32,11 @@ describe('the signal log’s retention', () => {
     // The young source is still remembered: its redelivery appends nothing.
     assert.equal(await transmitter.log.append('new-source', 'new', clock.now(), [event('new-1')], 's'), null);
   });
+  it('sweeps the streams of clients deleted where no signals service heard it (portcullis client delete)', async () => {
+    const { transmitter } = server.running.signals;
+    const orphan = { clientId: 'c_deleted_elsewhere', alg: 'ES256', aud: ['c_deleted_elsewhere'], eventsRequested: [], method: 'urn:ietf:rfc:8936', status: 'enabled' as const, removedSubjects: [], cursor: 0, acked: [], attempts: 0, createdAt: clock.now() };
+    assert.equal(await transmitter.streams.create('orphan-stream', orphan), true);
+    await server.running.signals.prune();
+    assert.equal(await transmitter.streams.get('orphan-stream'), null);
+  });
 });

@@ -369,6 +369,36 @@ for (const backend of testBackends) {
       assert.deepEqual(pending, { sets: {}, moreAvailable: true }, 'maxEvents 0 sends nothing and says more is there');
     });
 
+    it('security review: more push streams than the worker pushes at once all get their events, and the server stays responsive', async () => {
+      const arrivals = new Map<string, number>();
+      let all: (() => void) | undefined;
+      const endpoint = createServer((request, response) => {
+        request.resume();
+        request.on('end', () => {
+          arrivals.set(request.url!, (arrivals.get(request.url!) ?? 0) + 1);
+          response.writeHead(202).end();
+          if (arrivals.size >= 12) all?.();
+        });
+      });
+      await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve));
+      try {
+        const many = await receiver(server);
+        const base = `http://127.0.0.1:${(endpoint.address() as AddressInfo).port}`;
+        for (let i = 0; i < 12; i++) {
+          assert.equal((await api(server, many, 'POST', '/signals/stream', { delivery: { method: 'urn:ietf:rfc:8935', endpoint_url: `${base}/s${i}` }, events_requested: [SECURITY_EVENT_TYPES.accountDisabled] })).status, 201);
+        }
+        // Idle streams with nothing owed cost nothing: the server answers at once.
+        assert.equal((await fetch(`${server.url}/.well-known/ssf-configuration`)).status, 200);
+        const done = new Promise<void>((resolve) => (all = resolve));
+        await server.running.identity.accounts.setDisabled(await newUser(`many-${backend}@example.com`), true, { actor: 'admin' });
+        await done;
+        assert.deepEqual([...arrivals.values()], Array.from({ length: 12 }, () => 1), 'each of the 12 streams got its SET once');
+        assert.equal((await fetch(`${server.url}/.well-known/ssf-configuration`)).status, 200);
+      } finally {
+        await new Promise<void>((resolve) => endpoint.close(() => resolve()));
+      }
+    });
+
     it('leaves out a subject the receiver removed, and includes it again once added', async () => {
       const id = ((await (await api(server, alice, 'POST', '/signals/stream', { delivery: { method: 'urn:ietf:rfc:8936' }, events_requested: [SECURITY_EVENT_TYPES.accountDisabled] })).json()) as Record<string, string>)['stream_id']!;
       const hidden = await newUser(`hidden-${backend}@example.com`);
