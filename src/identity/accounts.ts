@@ -321,16 +321,10 @@ export class Accounts {
     });
     // After the commit, so no sign-in can start a session the revocation misses.
     // The entry is recorded even when that fails: the change and its signal are committed already.
-    let ended = 0;
-    let failure: unknown;
-    try {
-      ended = disabled ? await this.#sessions.revokeAll(userId) : 0;
-    } catch (error) {
-      failure = error;
-    }
-    await staged.publish([event(ended)]);
-    if (failure !== undefined) throw failure;
-    return user;
+    const ending = disabled ? this.#sessions.revokeAll(userId) : Promise.resolve(0);
+    const [ended] = await Promise.allSettled([ending]);
+    await staged.publish([event(ended.status === 'fulfilled' ? ended.value : 0)]);
+    return ending.then(() => user);
   }
 
   /**
