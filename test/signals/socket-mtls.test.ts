@@ -30,11 +30,11 @@ import { WebSocket as WsClient, type ClientOptions } from 'ws';
 import { newKeyAndRequest } from '../../src/cli/agent/agent.ts';
 import { validateClientMetadata } from '../../src/oauth/index.ts';
 import { SECURITY_EVENT_TYPES, SET_TYP, SIGNAL_SOCKET_CLOSE } from '../../src/sdk/index.ts';
-import { caDeployment, TRUST_DOMAIN, type CaDeployment } from '../support/ca.ts';
-import { freePort, within } from '../support/process.ts';
-import { testBackends, type TestBackend } from '../support/server.ts';
-import { createTestSchema, deleteRedisKeys, redisTestPrefix, testDatabaseUrl, testRedisUrl } from '../support/services.ts';
+import { TRUST_DOMAIN, type CaDeployment } from '../support/ca.ts';
+import { within } from '../support/process.ts';
+import { testBackends } from '../support/server.ts';
 import { assertRefused } from '../support/tls-client.ts';
+import { startSignalsCaDeployment, type SignalsCaDeployment } from '../support/signals-deployment.ts';
 
 const WEBSOCKET = 'urn:portcullis:ssf:delivery:websocket';
 const OFFERED = ['h2', 'http/1.1'];
@@ -106,13 +106,11 @@ for (const backend of testBackends) {
     let bobStream: string;
     let aliceSvid: Svid;
     let bobSvid: Svid;
-    const cleanups: (() => Promise<void>)[] = [];
+    let deployment: SignalsCaDeployment | undefined;
 
     before(async () => {
-      mtlsPort = await freePort();
-      ca = await caDeployment('portcullis-signals-mtls-', { pki: { trustDomain: TRUST_DOMAIN }, tls: { mtlsPort }, ...(await backendConfig(backend)) });
-      await ca.start();
-      bundle = await (await fetch(`${ca.url}/ca/bundle`)).text();
+      deployment = await startSignalsCaDeployment('portcullis-signals-mtls-', backend);
+      ({ ca, mtlsPort, bundle } = deployment);
       alice = await receiver('alice');
       bob = await receiver('bob');
       aliceStream = await createStream(alice);
@@ -122,18 +120,9 @@ for (const backend of testBackends) {
     });
 
     after(async () => {
-      await ca?.remove();
-      for (const cleanup of cleanups) await cleanup();
+      await deployment?.remove();
     });
 
-    /** The settings a postgres+redis deployment adds to its config file (a private schema and key prefix, removed afterwards). */
-    async function backendConfig(which: TestBackend): Promise<Record<string, unknown>> {
-      if (which !== 'postgres+redis') return {};
-      const schema = await createTestSchema(testDatabaseUrl!);
-      const keyPrefix = redisTestPrefix();
-      cleanups.push(schema.drop, () => deleteRedisKeys(testRedisUrl!, keyPrefix));
-      return { database: { url: testDatabaseUrl!, schema: schema.schema }, redis: { url: testRedisUrl!, keyPrefix } };
-    }
 
     /** An approved client_credentials client whose `cert_sans` names its own SPIFFE ID in the deployment's trust domain. */
     async function receiver(name: string): Promise<Receiver> {

@@ -27,10 +27,9 @@ import { Agent, fetch as undiciFetch } from 'undici';
 import { newKeyAndRequest } from '../../src/cli/agent/agent.ts';
 import { validateClientMetadata } from '../../src/oauth/index.ts';
 import { DELIVERY_METHODS, SECURITY_EVENT_TYPES, SET_TYP } from '../../src/sdk/index.ts';
-import { caDeployment, TRUST_DOMAIN, type CaDeployment } from '../support/ca.ts';
-import { freePort } from '../support/process.ts';
-import { testBackends, type TestBackend } from '../support/server.ts';
-import { createTestSchema, deleteRedisKeys, redisTestPrefix, testDatabaseUrl, testRedisUrl } from '../support/services.ts';
+import { TRUST_DOMAIN, type CaDeployment } from '../support/ca.ts';
+import { testBackends } from '../support/server.ts';
+import { startSignalsCaDeployment, type SignalsCaDeployment } from '../support/signals-deployment.ts';
 
 /** A tls_client_auth receiver: its client id, SPIFFE ID, an X509-SVID for it, and an HTTPS agent presenting that certificate. */
 interface TlsReceiver {
@@ -61,13 +60,11 @@ for (const backend of testBackends) {
     let bob: TlsReceiver;
     let mallory: TlsReceiver;
     const agents: Agent[] = [];
-    const cleanups: (() => Promise<void>)[] = [];
+    let deployment: SignalsCaDeployment | undefined;
 
     before(async () => {
-      mtlsPort = await freePort();
-      ca = await caDeployment('portcullis-signals-tls-receiver-', { pki: { trustDomain: TRUST_DOMAIN }, tls: { mtlsPort }, ...(await backendConfig(backend)) });
-      await ca.start();
-      bundle = await (await fetch(`${ca.url}/ca/bundle`)).text();
+      deployment = await startSignalsCaDeployment('portcullis-signals-tls-receiver-', backend);
+      ({ ca, mtlsPort, bundle } = deployment);
       alice = await tlsReceiver('alice', true);
       bob = await tlsReceiver('bob', true);
       mallory = await tlsReceiver('mallory', false);
@@ -75,18 +72,9 @@ for (const backend of testBackends) {
 
     after(async () => {
       for (const agent of agents) await agent.close();
-      await ca?.remove();
-      for (const cleanup of cleanups) await cleanup();
+      await deployment?.remove();
     });
 
-    /** The settings a postgres+redis deployment adds to its config file (a private schema and key prefix, removed afterwards). */
-    async function backendConfig(which: TestBackend): Promise<Record<string, unknown>> {
-      if (which !== 'postgres+redis') return {};
-      const schema = await createTestSchema(testDatabaseUrl!);
-      const keyPrefix = redisTestPrefix();
-      cleanups.push(schema.drop, () => deleteRedisKeys(testRedisUrl!, keyPrefix));
-      return { database: { url: testDatabaseUrl!, schema: schema.schema }, redis: { url: testRedisUrl!, keyPrefix } };
-    }
 
     /**
      * A client_credentials client with scope ssf:stream that authenticates by
