@@ -3,3 +3,5 @@
  * signatures. Installation, the sandbox and the JSON-RPC bridge come next.
  */
 export { HOST_CALLS, MANIFEST_FILE, ManifestError, compareVersions, parseManifest, parseManifestText, type HostCall, type HostCallName, type OnFailure, type PluginLimits, type PluginManifest } from './manifest.ts';
+export { DEFAULT_PACKAGE_LIMITS, DIGEST_HEADER, PackageError, digestDirectory, extractTarball, type PackageDigest, type PackageFile, type PackageLimits } from './digest.ts';
+export { inspectPackage, isTarball, signaturePath, type PluginPackage } from './package.ts';
