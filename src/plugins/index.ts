@@ -4,4 +4,5 @@
  */
 export { HOST_CALLS, MANIFEST_FILE, ManifestError, compareVersions, parseManifest, parseManifestText, type HostCall, type HostCallName, type OnFailure, type PluginLimits, type PluginManifest } from './manifest.ts';
 export { DEFAULT_PACKAGE_LIMITS, DIGEST_HEADER, PackageError, digestDirectory, extractTarball, type PackageDigest, type PackageFile, type PackageLimits } from './digest.ts';
+export { SignatureError, formatPublicKey, generateSigningKey, keyIdHex, parsePublicKey, parseSecretKey, publicKeyLine, signMessage, verifyMessage, type PublicKey, type SecretKey, type VerifiedSignature } from './signature.ts';
 export { inspectPackage, isTarball, signaturePath, type PluginPackage } from './package.ts';
