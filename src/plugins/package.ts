@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { lstatSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { DEFAULT_PACKAGE_LIMITS, PackageError, digestDirectory, extractTarball, type PackageDigest, type PackageLimits } from './digest.ts';
 import { MANIFEST_FILE, parseManifestText, type PluginManifest } from './manifest.ts';
 
@@ -16,8 +16,11 @@ export interface PluginPackage extends PackageDigest {
 /** Whether `path` names a tarball (by its name), rather than a package directory. */
 export const isTarball = (path: string): boolean => /\.(tgz|tar\.gz)$/.test(path);
 
-/** The signature file that goes beside a package: `<package>.minisig`. */
-export const signaturePath = (packagePath: string): string => `${packagePath.replace(/\/+$/, '')}.minisig`;
+/**
+ * The signature file that goes beside a package: `<package>.minisig`, from
+ * the resolved path (so `.` signs into `../<dir>.minisig`, never inside the package).
+ */
+export const signaturePath = (packagePath: string): string => `${resolve(packagePath)}.minisig`;
 
 function inspectDirectory(directory: string, limits: PackageLimits): PluginPackage {
   // The manifest is read first and matched against the digested listing, so

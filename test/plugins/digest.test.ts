@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, linkSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DIGEST_HEADER, ManifestError, PackageError, digestDirectory, extractTarball, inspectPackage } from '../../src/plugins/index.ts';
+import { DIGEST_HEADER, ManifestError, PackageError, digestDirectory, extractTarball, inspectPackage, signaturePath } from '../../src/plugins/index.ts';
 import { MANIFEST, packageDirectory, rawTarball, type TarEntry } from '../support/plugin-packages.ts';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
@@ -139,5 +139,11 @@ describe('package digest', () => {
     const notTarball = join(packageDirectory(), 'index.js');
     await assert.rejects(inspectPackage(notTarball), /directory or a \.tgz/);
     assert.equal(existsSync(notTarball), true);
+  });
+
+  it('puts the signature beside the package, never inside it (also for "." and a trailing "/")', () => {
+    assert.equal(signaturePath('.'), `${process.cwd()}.minisig`);
+    assert.equal(signaturePath('/srv/plugins/acme/'), '/srv/plugins/acme.minisig');
+    assert.equal(signaturePath('/srv/plugins/acme.tgz'), '/srv/plugins/acme.tgz.minisig');
   });
 });

@@ -1,0 +1,109 @@
+/**
+ * `portcullis plugin keygen | sign | verify`: signing keys for plugin
+ * packages and their minisign-format signatures (src/plugins/signature.ts).
+ * A signature is a detached `<package>.minisig` beside the package
+ * directory or `.tgz`, over the package digest (src/plugins/digest.ts).
+ * Installation, and the sandbox that runs plugins, are not built yet.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { Command } from 'commander';
+import {
+  ManifestError,
+  PackageError,
+  SignatureError,
+  generateSigningKey,
+  inspectPackage,
+  parsePublicKey,
+  parseSecretKey,
+  publicKeyLine,
+  signMessage,
+  signaturePath,
+  verifyMessage,
+  type PluginPackage,
+} from '../plugins/index.ts';
+
+export interface PluginCliContext {
+  readonly out: (line: string) => void;
+  readonly err: (line: string) => void;
+  /** Unix seconds for the trusted comment's timestamp (default: now). */
+  readonly now?: () => number;
+}
+
+/** A refusal the operator can act on: one line, exit 1. */
+export class PluginCommandError extends Error {
+  override readonly name = 'PluginCommandError';
+}
+
+function readText(path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    throw new PluginCommandError(`cannot read ${what} ${path}`);
+  }
+}
+
+/** Package, manifest and signature errors are the operator's to act on: one line each. */
+async function operatorErrors<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof PackageError || error instanceof ManifestError || error instanceof SignatureError) throw new PluginCommandError(error.message);
+    throw error;
+  }
+}
+
+const describe = (pkg: PluginPackage) => `${pkg.manifest.name} ${pkg.manifest.version}`;
+
+export function registerPluginCommands(program: Command, context: PluginCliContext): void {
+  const now = context.now ?? (() => Math.floor(Date.now() / 1000));
+  const plugin = program
+    .command('plugin')
+    .description('Plugin packages: signing keys, signatures (installation and the sandbox are not built yet).');
+
+  plugin
+    .command('keygen')
+    .description('Make a signing key pair: DIR/plugin.pub (minisign public key) and DIR/plugin.key (Ed25519 PKCS#8 PEM, mode 0600).')
+    .requiredOption('--out <dir>', 'directory for plugin.pub and plugin.key (created 0700 if missing)')
+    .action((options: { out: string }) => {
+      const publicPath = join(options.out, 'plugin.pub');
+      const secretPath = join(options.out, 'plugin.key');
+      for (const path of [publicPath, secretPath]) if (existsSync(path)) throw new PluginCommandError(`${path} already exists; left unchanged (choose another --out)`);
+      const keys = generateSigningKey();
+      mkdirSync(options.out, { recursive: true, mode: 0o700 });
+      // `wx`: never through a file (or symlink) that appeared since the check above.
+      writeFileSync(secretPath, keys.secretKeyPem, { mode: 0o600, flag: 'wx' });
+      writeFileSync(publicPath, keys.publicKeyFile, { mode: 0o644, flag: 'wx' });
+      context.out(`Wrote ${secretPath} (mode 0600: keep it secret) and ${publicPath}, key id ${keys.keyId}.`);
+      context.out(`To trust it, add to plugins.trustedKeys: ${publicKeyLine(parsePublicKey(keys.publicKeyFile))}`);
+    });
+
+  plugin
+    .command('sign')
+    .description('Sign a plugin package (a directory or a .tgz): writes PACKAGE.minisig beside it, over the package digest.')
+    .argument('<package>', 'the package directory or .tgz')
+    .requiredOption('--key <file>', 'the secret key (plugin.key from `plugin keygen`)')
+    .action(async (path: string, options: { key: string }) => {
+      const secret = await operatorErrors(async () => parseSecretKey(readText(options.key, 'the secret key')));
+      const pkg = await operatorErrors(() => inspectPackage(path));
+      const target = signaturePath(path);
+      const signature = signMessage(Buffer.from(pkg.digest, 'latin1'), secret, { trustedComment: `timestamp:${now()}\tfile:${basename(target, '.minisig')}\tdigest:${pkg.digest}` });
+      writeFileSync(target, signature, { mode: 0o644 });
+      context.out(`Signed ${describe(pkg)}: digest ${pkg.digest}, ${pkg.files.length} files; wrote ${target}.`);
+    });
+
+  plugin
+    .command('verify')
+    .description('Check a plugin package against its signature (PACKAGE.minisig) and a public key; exit 0 only when both signatures hold.')
+    .argument('<package>', 'the package directory or .tgz')
+    .requiredOption('--pub <file>', 'the public key file (plugin.pub)')
+    .option('--signature <file>', 'the signature file (default: PACKAGE.minisig)')
+    .action(async (path: string, options: { pub: string; signature?: string }) => {
+      const publicKey = await operatorErrors(async () => parsePublicKey(readText(options.pub, 'the public key')));
+      const pkg = await operatorErrors(() => inspectPackage(path));
+      const sigPath = options.signature ?? signaturePath(path);
+      if (!existsSync(sigPath)) throw new PluginCommandError(`unsigned package: no signature at ${sigPath}`);
+      const verified = await operatorErrors(async () => verifyMessage(Buffer.from(pkg.digest, 'latin1'), readText(sigPath, 'the signature'), publicKey));
+      context.out(`Good signature: ${describe(pkg)}, digest ${pkg.digest}, key ${verified.keyId}; trusted comment: ${verified.trustedComment}`);
+    });
+}
