@@ -188,6 +188,17 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    plugins: Type.Object(
+      {
+        trustedKeys: Type.Array(Type.String({ pattern: '^RW[A-Za-z0-9+/]{54}$' }), {
+          default: [],
+          env: 'PORTCULLIS_PLUGINS_TRUSTED_KEYS',
+          description:
+            'minisign public keys (the base64 line of plugin.pub, as `portcullis plugin keygen` prints it) whose signatures on plugin packages are trusted; comma-separated in the env var. Plugin installation is not built yet.',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     http: Type.Object(
       {
         bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 102_400, env: 'PORTCULLIS_HTTP_BODY_LIMIT_BYTES', description: 'Largest request body accepted; larger gets 413.' }),
