@@ -15,10 +15,10 @@
  * the same rules into a fresh temporary directory and digested there.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fstatSync, lstatSync, mkdtempSync, openSync, readSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, constants, createReadStream, fstatSync, lstatSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { x as extractTar } from 'tar';
+import { Unpack } from 'tar';
 
 export const DIGEST_HEADER = 'portcullis-plugin-digest/v1\n';
 
@@ -138,40 +138,50 @@ function tarEntryProblem(path: string, type: string): string | undefined {
 /**
  * Extracts a `.tgz` into a new private temporary directory and returns it;
  * the caller removes it. Every entry is checked before anything of it is
- * written (type, path, running file count and size), and any refusal
- * removes the directory and throws.
+ * written (type, path, running entry count and size), the first refusal
+ * stops the extraction at once (no reading on through a gzip bomb), and any
+ * refusal removes the directory and throws. The compressed file may be at
+ * most twice `maxBytes`, and tar's own decompression-ratio guard stays on.
  */
 export async function extractTarball(file: string, limits: PackageLimits = DEFAULT_PACKAGE_LIMITS): Promise<string> {
+  const size = statSync(file).size;
+  if (size > 2 * limits.maxBytes) throw new PackageError(`the package file is larger than ${2 * limits.maxBytes} bytes`);
   const directory = mkdtempSync(join(tmpdir(), 'portcullis-plugin-'));
-  let problem: string | undefined;
-  let count = 0;
+  let entries = 0;
   let total = 0;
+  const unpack: Unpack = new Unpack({
+    cwd: directory,
+    strict: true,
+    preservePaths: false,
+    preserveOwner: false,
+    filter: (path, entry) => {
+      const type = 'type' in entry ? entry.type : 'File';
+      let problem = tarEntryProblem(path, type);
+      if (problem === undefined) {
+        entries += 1;
+        total += type === 'Directory' ? 0 : entry.size;
+        if (entries > limits.maxFiles) problem = `the package has more than ${limits.maxFiles} entries`;
+        else if (total > limits.maxBytes) problem = `the package is larger than ${limits.maxBytes} bytes`;
+      }
+      if (problem !== undefined) unpack.abort(new PackageError(problem));
+      return problem === undefined;
+    },
+  });
   try {
-    await extractTar({
-      file,
-      cwd: directory,
-      strict: true,
-      preservePaths: false,
-      preserveOwner: false,
-      noChmod: true,
-      filter: (path, entry) => {
-        if (problem !== undefined) return false;
-        const type = 'type' in entry ? entry.type : 'File';
-        problem = tarEntryProblem(path, type);
-        if (problem === undefined && type !== 'Directory') {
-          count += 1;
-          total += entry.size;
-          if (count > limits.maxFiles) problem = `the package has more than ${limits.maxFiles} files`;
-          else if (total > limits.maxBytes) problem = `the package is larger than ${limits.maxBytes} bytes`;
-        }
-        return problem === undefined;
-      },
+    await new Promise<void>((resolve, reject) => {
+      const source = createReadStream(file);
+      source.on('error', reject);
+      unpack.on('error', (error: Error) => {
+        source.destroy();
+        reject(error);
+      });
+      unpack.on('close', () => resolve());
+      source.pipe(unpack);
     });
-    if (problem !== undefined) throw new PackageError(problem);
     return directory;
   } catch (error) {
     rmSync(directory, { recursive: true, force: true });
-    if (error instanceof PackageError) throw error;
+    if (error instanceof PackageError) throw new PackageError(error.message);
     throw new PackageError(`not a readable .tgz: ${(error as Error).message.slice(0, 200)}`);
   }
 }

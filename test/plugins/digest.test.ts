@@ -119,8 +119,11 @@ describe('package digest', () => {
   });
 
   it('refuses a tarball past its file count or declared size', async () => {
-    await refusesTarball(packageEntries(), /more than 2 files/, { maxFiles: 2, maxBytes: 1_000_000 });
-    await refusesTarball(packageEntries(), /larger than 40 bytes/, { maxFiles: 100, maxBytes: 40 });
+    await refusesTarball(packageEntries(), /more than 3 entries/, { maxFiles: 3, maxBytes: 1_000_000 });
+    // Refused at the header that declares the size, before its data is read.
+    await refusesTarball([...packageEntries(), { path: 'big', body: 'x', size: 2_000_000 }], /larger than 1000000 bytes/, { maxFiles: 100, maxBytes: 1_000_000 });
+    // The compressed file itself is bounded too.
+    await refusesTarball(packageEntries(), /package file is larger than 80 bytes/, { maxFiles: 100, maxBytes: 40 });
   });
 
   it('refuses a file that is not a tarball', async () => {
