@@ -87,7 +87,8 @@ export function registerPluginCommands(program: Command, context: PluginCliConte
       const secret = await operatorErrors(async () => parseSecretKey(readText(options.key, 'the secret key')));
       const pkg = await operatorErrors(() => inspectPackage(path));
       const target = signaturePath(path);
-      const signature = signMessage(Buffer.from(pkg.digest, 'latin1'), secret, { trustedComment: `timestamp:${now()}\tfile:${basename(target, '.minisig')}\tdigest:${pkg.digest}` });
+      const trustedComment = `timestamp:${now()}\tfile:${basename(target, '.minisig')}\tdigest:${pkg.digest}`;
+      const signature = await operatorErrors(async () => signMessage(Buffer.from(pkg.digest, 'latin1'), secret, { trustedComment }));
       writeFileSync(target, signature, { mode: 0o644 });
       context.out(`Signed ${describe(pkg)}: digest ${pkg.digest}, ${pkg.files.length} files; wrote ${target}.`);
     });
