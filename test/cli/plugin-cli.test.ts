@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, readFileSync, statSync, writeFileSync, symlinkSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, renameSync, statSync, writeFileSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../support/cli.ts';
@@ -83,6 +83,9 @@ describe('portcullis plugin keygen | sign | verify', () => {
     refusedWith(await runCli(['plugin', 'verify', directory, '--pub', key]), /^portcullis: .*public key/);
     refusedWith(await runCli(['plugin', 'verify', directory, '--pub', '/nonexistent/plugin.pub']), /cannot read the public key/);
     refusedWith(await runCli(['plugin', 'sign', '/nonexistent/package', '--key', key]), /no package at/);
+    const newline = `${packageDirectory()}\nforged`;
+    renameSync(newline.split('\n')[0]!, newline);
+    refusedWith(await runCli(['plugin', 'sign', newline, '--key', key]), /^portcullis: a comment must be one line$/);
     refusedWith(await runCli(['plugin', 'sign', directory]), /required option '--key <file>'/);
     refusedWith(await runCli(['plugin', 'verify', '--pub', pub]), /missing required argument 'package'/);
   });
