@@ -1,13 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, readFileSync, renameSync, statSync, writeFileSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, readFileSync, renameSync, statSync, writeFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli } from '../support/cli.ts';
-import { MANIFEST, packageDirectory, rawTarball } from '../support/plugin-packages.ts';
+import { MANIFEST, packageDirectory, rawTarball, tempDirectory } from '../support/plugin-packages.ts';
 
 async function keys(): Promise<{ dir: string; pub: string; key: string }> {
-  const dir = join(mkdtempSync(join(tmpdir(), 'plugin-keys-')), 'keys');
+  const dir = join(tempDirectory('plugin-keys-'), 'keys');
   const run = await runCli(['plugin', 'keygen', '--out', dir]);
   assert.equal(run.code, 0, run.err.join('\n'));
   return { dir, pub: join(dir, 'plugin.pub'), key: join(dir, 'plugin.key') };

@@ -2,11 +2,11 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, existsSync, linkSync, mkdtempSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, linkSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DIGEST_HEADER, ManifestError, PackageError, digestDirectory, extractTarball, inspectPackage, signaturePath } from '../../src/plugins/index.ts';
-import { MANIFEST, packageDirectory, rawTarball, type TarEntry } from '../support/plugin-packages.ts';
+import { MANIFEST, packageDirectory, rawTarball, type TarEntry, tempDirectory } from '../support/plugin-packages.ts';
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const leftovers = () => new Set(readdirSync(tmpdir()).filter((name) => name.startsWith('portcullis-plugin-')));
@@ -127,7 +127,7 @@ describe('package digest', () => {
   });
 
   it('refuses a file that is not a tarball', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'plugin-tgz-')), 'broken.tgz');
+    const file = join(tempDirectory('plugin-tgz-'), 'broken.tgz');
     writeFileSync(file, 'not gzip at all');
     await assert.rejects(inspectPackage(file), (error: unknown) => error instanceof PackageError && /not a readable \.tgz/.test(error.message));
   });

@@ -3,16 +3,29 @@
  * written byte by byte (ustar headers), so a test can put in an archive what
  * no well-behaved tar would: `..`, absolute paths, links, devices.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+
+const created: string[] = [];
+// Every directory these helpers make is removed when the test process ends.
+process.on('exit', () => {
+  for (const directory of created) rmSync(directory, { recursive: true, force: true });
+});
+
+/** A fresh temporary directory, removed when the test process ends. */
+export function tempDirectory(prefix: string): string {
+  const directory = mkdtempSync(join(tmpdir(), prefix));
+  created.push(directory);
+  return directory;
+}
 
 export const MANIFEST = { name: 'acme-claims', version: '1.0.0', entry: 'index.js', hooks: ['token.claims'], claimsNamespace: 'acme_' };
 
 /** A package directory with a manifest (overridable), an entry and a nested file. */
 export function packageDirectory(manifest: Record<string, unknown> = MANIFEST, files: Record<string, string> = {}): string {
-  const root = mkdtempSync(join(tmpdir(), 'plugin-test-'));
+  const root = tempDirectory('plugin-test-');
   const directory = join(root, 'acme-claims');
   const all = { 'portcullis-plugin.json': JSON.stringify(manifest), 'index.js': 'export default {};\n', 'lib/directory.json': '{"alice":{"acme_team":"red"}}\n', ...files };
   for (const [path, text] of Object.entries(all)) {
@@ -60,7 +73,7 @@ export function rawTarball(entries: readonly TarEntry[], name = 'package.tgz'): 
     parts.push(header(entry, entry.size ?? body.length), body, Buffer.alloc((512 - (body.length % 512)) % 512));
   }
   parts.push(Buffer.alloc(1024));
-  const file = join(mkdtempSync(join(tmpdir(), 'plugin-tgz-')), name);
+  const file = join(tempDirectory('plugin-tgz-'), name);
   writeFileSync(file, gzipSync(Buffer.concat(parts)));
   return file;
 }
