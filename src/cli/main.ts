@@ -166,7 +166,7 @@ export async function main(argv: readonly string[], output: CliOutput = processO
   registerResourceCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
   registerCaCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
   registerAgentCommand(program, { out: (line) => output.out(line), err: (line) => output.err(line) });
-  registerPluginCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line) });
+  registerPluginCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
   registerKeysCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption, ...(output.clock !== undefined && { clock: output.clock }) });
   registerAuditCommands(program, {
     out: (line) => output.out(line),

@@ -7,7 +7,9 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import type { Command } from 'commander';
+import type { Command, Option } from 'commander';
+import type { Config } from '../config/index.ts';
+import { PROFILES, withServices } from '../runtime/index.ts';
 import {
   ManifestError,
   PackageError,
@@ -20,12 +22,17 @@ import {
   signMessage,
   signaturePath,
   verifyMessage,
+  PluginInstallError,
+  PluginRegistry,
   type PluginPackage,
 } from '../plugins/index.ts';
 
 export interface PluginCliContext {
   readonly out: (line: string) => void;
   readonly err: (line: string) => void;
+  /** The option every deployment command takes, and the config it names. */
+  readonly configOption: () => Option;
+  readonly load: (options: { config?: string }) => Readonly<Config>;
   /** Unix seconds for the trusted comment's timestamp (default: now). */
   readonly now?: () => number;
 }
@@ -48,7 +55,7 @@ async function operatorErrors<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (error) {
-    if (error instanceof PackageError || error instanceof ManifestError || error instanceof SignatureError) throw new PluginCommandError(error.message);
+    if (error instanceof PackageError || error instanceof ManifestError || error instanceof SignatureError || error instanceof PluginInstallError) throw new PluginCommandError(error.message);
     throw error;
   }
 }
@@ -59,7 +66,53 @@ export function registerPluginCommands(program: Command, context: PluginCliConte
   const now = context.now ?? (() => Math.floor(Date.now() / 1000));
   const plugin = program
     .command('plugin')
-    .description('Plugin packages: signing keys, signatures (installation and the sandbox are not built yet).');
+    .description('Plugin packages: signing keys, signatures, installation pinned by digest (the sandbox that runs plugins is not built yet).');
+
+  /** The installed plugins of the deployment, with audited changes. */
+  const withPlugins = <T>(options: { config?: string }, work: (registry: PluginRegistry) => Promise<T>): Promise<T> => {
+    const config = context.load(options);
+    return withServices({ config, profile: PROFILES.admin() }, ['events'], (services) =>
+      work(new PluginRegistry({ records: services.get('stores').durable.records, events: services.get('events'), directory: join(config.dataDir, 'plugins'), trustedKeys: config.plugins.trustedKeys, clock: Date.now })),
+    );
+  };
+
+  plugin
+    .command('install')
+    .description('Install a signed plugin package (directory or .tgz): its signature must verify with a key in plugins.trustedKeys; a copy is kept in the data directory and pinned by its digest. Installed disabled.')
+    .addOption(context.configOption())
+    .argument('<package>', 'the package directory or .tgz')
+    .option('--signature <file>', 'the signature file (default: PACKAGE.minisig)')
+    .option('--allow-downgrade', 'install a version older than the installed one')
+    .action(async (path: string, options: { config?: string; signature?: string; allowDowngrade?: boolean }) => {
+      const installed = await withPlugins(options, (registry) => operatorErrors(() => registry.install(path, { actor: 'admin-cli', ...(options.signature !== undefined && { signature: options.signature }), ...(options.allowDowngrade === true && { allowDowngrade: true }) })));
+      context.out(`Installed ${installed.name} ${installed.version} (digest ${installed.digest}, signed by ${installed.keyId})${installed.enabled ? '' : `; enable it with: portcullis plugin enable ${installed.name}`}.`);
+    });
+
+  plugin
+    .command('list')
+    .description('The installed plugins: name, version, state, digest.')
+    .addOption(context.configOption())
+    .action(async (options: { config?: string }) => {
+      const plugins = await withPlugins(options, (registry) => registry.list());
+      if (plugins.length === 0) context.out('No plugins installed.');
+      for (const entry of plugins) context.out(`${entry.name}  ${entry.version}  ${entry.enabled ? 'enabled' : 'disabled'}  ${entry.digest}`);
+    });
+
+  for (const [name, description] of [
+    ['enable', 'Enable an installed plugin (its installed copy is checked against its pinned digest first).'],
+    ['disable', 'Disable an installed plugin.'],
+    ['remove', 'Remove an installed plugin and its copy.'],
+  ] as const) {
+    plugin
+      .command(name)
+      .description(description)
+      .addOption(context.configOption())
+      .argument('<name>', 'the plugin name')
+      .action(async (pluginName: string, options: { config?: string }) => {
+        await withPlugins(options, (registry) => operatorErrors(async () => (name === 'remove' ? registry.remove(pluginName, 'admin-cli') : registry.setEnabled(pluginName, name === 'enable', 'admin-cli'))));
+        context.out(`${pluginName}: ${name === 'remove' ? 'removed' : `${name}d`}.`);
+      });
+  }
 
   plugin
     .command('keygen')

@@ -115,6 +115,12 @@ export interface DomainEventPayloads {
    * (the events' causes are).
    */
   'signals.appended': { readonly seq: number };
+  // the plugin host (plugins)
+  /** `plugin install`: a signed package was checked and pinned by its digest (name, version, digest, key id). */
+  'plugin.installed': Recorded;
+  'plugin.enabled': Recorded;
+  'plugin.disabled': Recorded;
+  'plugin.removed': Recorded;
   // the audit ledger's own API (server)
   'audit.entries.read': Recorded;
   'audit.cosignature.added': Recorded;
@@ -163,6 +169,10 @@ export const DOMAIN_EVENT_TYPES = [
   'certificate.renewed',
   'certificate.revoked',
   'signals.appended',
+  'plugin.installed',
+  'plugin.enabled',
+  'plugin.disabled',
+  'plugin.removed',
   'audit.entries.read',
   'audit.cosignature.added',
 ] as const satisfies readonly DomainEventType[];

@@ -6,3 +6,4 @@ export { HOST_CALLS, MANIFEST_FILE, ManifestError, compareVersions, parseManifes
 export { DEFAULT_PACKAGE_LIMITS, DIGEST_HEADER, PackageError, digestDirectory, extractTarball, type PackageDigest, type PackageFile, type PackageLimits } from './digest.ts';
 export { SignatureError, formatPublicKey, generateSigningKey, keyIdHex, parsePublicKey, parseSecretKey, publicKeyLine, signMessage, verifyMessage, type PublicKey, type SecretKey, type VerifiedSignature } from './signature.ts';
 export { inspectPackage, isTarball, signaturePath, type PluginPackage } from './package.ts';
+export { PluginInstallError, PluginRegistry, type InstalledPlugin, type PluginRegistryOptions } from './installed.ts';
