@@ -8,12 +8,13 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, mkdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RpcClosedError, RpcDeadlineError, RpcError, METHOD_NOT_FOUND } from '../../src/plugins/sandbox/json-rpc.ts';
-import { sandboxCommand, startSandbox, type Sandbox, type SandboxOptions, type SandboxViolation } from '../../src/plugins/sandbox/spawn.ts';
+import { SandboxSetupError, sandboxCommand, startSandbox, type Sandbox, type SandboxOptions, type SandboxViolation } from '../../src/plugins/sandbox/spawn.ts';
 
 const root = realpathSync(mkdtempSync(join(tmpdir(), 'portcullis-sandbox-')));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -116,6 +117,19 @@ describe('plugin sandbox: what a plugin may not do', () => {
 
   it('an entry outside the plugin directory is refused before anything starts', () => {
     assert.throws(() => sandboxCommand({ directory: probeDirectory, entry: '../declared.txt', limits: { memoryMb: 64, callTimeoutMs: 1000 } }), /not inside/);
+  });
+
+  it('a symlink out of the readable paths: Node follows it under --permission, so the sandbox refuses to start the plugin', () => {
+    const directory = plugin('linked', 'export const hooks = { read: () => 1 };');
+    symlinkSync('/etc/passwd', join(directory, 'passwd'));
+    // The platform finding this check exists for: the link is readable under a grant of its directory.
+    const direct = spawnSync(process.execPath, ['--permission', `--allow-fs-read=${directory}`, '-e', `process.stdout.write(require('node:fs').readFileSync(${JSON.stringify(join(directory, 'passwd'))}, 'utf8').slice(0, 5))`], { env: {}, encoding: 'utf8' });
+    assert.equal(direct.stdout, 'root:', direct.stderr);
+    assert.throws(() => startSandbox({ directory, entry: 'index.mjs', limits: { memoryMb: 64, callTimeoutMs: 1000 } }), (error: unknown) => error instanceof SandboxSetupError && /leads out/.test(error.message));
+    // A link that stays inside the readable paths is fine.
+    const inside = plugin('linked-inside', 'export const hooks = { read: () => 1 };');
+    symlinkSync(join(inside, 'index.mjs'), join(inside, 'alias.mjs'));
+    assert.doesNotThrow(() => sandboxCommand({ directory: inside, entry: 'index.mjs', readPaths: [declared], limits: { memoryMb: 64, callTimeoutMs: 1000 } }));
   });
 
   it('reads its own directory and a declared path (the controls)', async () => {

@@ -18,6 +18,13 @@
  * - no `--allow-net`: on Node 26 the permission model covers the network;
  *   TCP connect and listen, UDP, DNS lookups and `fetch` are all refused.
  *   The plugin's only way out is the `http.fetch` host call.
+ * Not enforced by the permission model, checked here before the start:
+ * - symlinks: Node 26 grants a path, and a symlink under a granted path is
+ *   followed to wherever it points (/etc/passwd included). `checkSymlinks`
+ *   refuses to start a plugin if any symlink under a readable path leads out
+ *   of the readable paths. Hard links cannot be told apart from files: a
+ *   plugin directory must come from the installer (which unpacks regular
+ *   files only), not be assembled by hand with links.
  * Enforced by V8 flags:
  * - `--max-old-space-size=<memoryMb>`: a heap past the cap is a fatal error
  *   and the child exits. Off-heap memory (Buffers, ArrayBuffers) is NOT
@@ -42,7 +49,7 @@
  * count of open file descriptors.
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import { realpathSync } from 'node:fs';
+import { lstatSync, readdirSync, realpathSync } from 'node:fs';
 import { dirname, extname, isAbsolute, join, relative, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { DEFAULT_MAX_MESSAGE_BYTES, FrameChannel, FramingError } from './framing.ts';
@@ -94,6 +101,42 @@ export class SandboxSetupError extends Error {
   }
 }
 
+/** How many entries `checkSymlinks` looks at before it gives up (and refuses). */
+const MAX_CHECKED_ENTRIES = 20_000;
+
+const isWithin = (root: string, path: string) => {
+  const inside = relative(root, path);
+  return inside === '' || (!inside.startsWith('..') && !isAbsolute(inside));
+};
+
+/**
+ * Node 26's permission model grants a path, not what a symlink under it
+ * points to: a link in the plugin directory to /etc/passwd is readable
+ * (test/plugins/sandbox-attacks.test.ts pins this). So every symlink under a
+ * granted root must resolve inside a granted root, or the plugin does not
+ * start. The child cannot make links itself (creating one needs write
+ * access); a link made by someone else after this check is not seen.
+ */
+export function checkSymlinks(roots: readonly string[]): void {
+  let seen = 0;
+  const visit = (path: string): void => {
+    if (++seen > MAX_CHECKED_ENTRIES) throw new SandboxSetupError(`more than ${MAX_CHECKED_ENTRIES} files to check under ${roots.join(', ')}`);
+    const stat = lstatSync(path);
+    if (stat.isSymbolicLink()) {
+      let target: string;
+      try {
+        target = realpathSync(path);
+      } catch {
+        throw new SandboxSetupError(`the symlink ${path} does not resolve`);
+      }
+      if (!roots.some((root) => isWithin(root, target))) throw new SandboxSetupError(`the symlink ${path} leads out of the readable paths (to ${target})`);
+      return;
+    }
+    if (stat.isDirectory()) for (const name of readdirSync(path)) visit(join(path, name));
+  };
+  for (const root of roots) visit(root);
+}
+
 /** The exact command line of a plugin child: `process.execPath` and its flags, the runtime entry and its arguments. */
 export function sandboxCommand(options: SandboxOptions): { readonly command: string; readonly args: readonly string[]; readonly cwd: string } {
   const directory = realpathSync(options.directory);
@@ -103,7 +146,9 @@ export function sandboxCommand(options: SandboxOptions): { readonly command: str
   for (const path of options.readPaths ?? []) if (!isAbsolute(path)) throw new SandboxSetupError(`the read path ${path} is not absolute`);
   const { memoryMb, callTimeoutMs } = options.limits;
   if (!Number.isInteger(memoryMb) || memoryMb < 8) throw new SandboxSetupError('limits.memoryMb must be an integer of at least 8');
-  const readable = [dirname(RUNTIME_ENTRY), directory, ...(options.readPaths ?? [])];
+  const readPaths = (options.readPaths ?? []).map((path) => realpathSync(path));
+  checkSymlinks([directory, ...readPaths]);
+  const readable = [dirname(RUNTIME_ENTRY), directory, ...readPaths];
   return {
     command: process.execPath,
     args: [
