@@ -125,7 +125,12 @@ describe('plugin sandbox: what a plugin may not do', () => {
     // The platform finding this check exists for: the link is readable under a grant of its directory.
     const direct = spawnSync(process.execPath, ['--permission', `--allow-fs-read=${directory}`, '-e', `process.stdout.write(require('node:fs').readFileSync(${JSON.stringify(join(directory, 'passwd'))}, 'utf8').slice(0, 5))`], { env: {}, encoding: 'utf8' });
     assert.equal(direct.stdout, 'root:', direct.stderr);
-    assert.throws(() => startSandbox({ directory, entry: 'index.mjs', limits: { memoryMb: 64, callTimeoutMs: 1000 } }), (error: unknown) => error instanceof SandboxSetupError && /leads out/.test(error.message));
+    let started: Sandbox | undefined;
+    try {
+      assert.throws(() => (started = startSandbox({ directory, entry: 'index.mjs', limits: { memoryMb: 64, callTimeoutMs: 1000 } })), (error: unknown) => error instanceof SandboxSetupError && /leads out/.test(error.message));
+    } finally {
+      started?.kill();
+    }
     // A link that stays inside the readable paths is fine.
     const inside = plugin('linked-inside', 'export const hooks = { read: () => 1 };');
     symlinkSync(join(inside, 'index.mjs'), join(inside, 'alias.mjs'));
@@ -200,6 +205,12 @@ describe('plugin sandbox: resource attacks leave the host serving', () => {
     assert.ok(ticks >= 10, `the host ran its timers (${ticks})`);
     assert.equal(box.exit, undefined, 'the child is left running; killing is the supervisor\'s decision');
     box.kill();
+    assert.equal((await box.exited).signal, 'SIGKILL');
+  });
+
+  it('a plugin that never finishes loading (a loop at its top level) is killed at its start deadline', { timeout: 20_000 }, async () => {
+    const box = sandbox(plugin('stuck', 'for (;;) {}\nexport const hooks = {};'), { limits: { memoryMb: 64, callTimeoutMs: 1000, startTimeoutMs: 300 } });
+    await assert.rejects(box.ready, /not ready within 300 ms/);
     assert.equal((await box.exited).signal, 'SIGKILL');
   });
 

@@ -62,6 +62,8 @@ export interface SandboxLimits {
   readonly callTimeoutMs: number;
   /** The largest message either way; defaults to 1 MiB. */
   readonly maxMessageBytes?: number;
+  /** How long the plugin's module may take to load before the child is killed; defaults to 10 s. */
+  readonly startTimeoutMs?: number;
   /** How much of the child's stderr is kept (its tail); defaults to 64 KiB. */
   readonly stderrBytes?: number;
 }
@@ -185,9 +187,20 @@ export class Sandbox {
     let onReady!: (hooks: readonly string[]) => void;
     let onNotReady!: (error: Error) => void;
     this.ready = new Promise((resolve, reject) => {
-      onReady = resolve;
-      onNotReady = reject;
+      onReady = (hooks) => {
+        clearTimeout(startTimer);
+        resolve(hooks);
+      };
+      onNotReady = (error) => {
+        clearTimeout(startTimer);
+        reject(error);
+      };
     });
+    const startTimeoutMs = options.limits.startTimeoutMs ?? 10_000;
+    const startTimer = setTimeout(() => {
+      onNotReady(new Error(`the plugin was not ready within ${startTimeoutMs} ms`));
+      this.kill();
+    }, startTimeoutMs);
     // A caller that only awaits `exited` must not see an unhandled rejection.
     this.ready.catch(() => undefined);
     this.#child = spawn(command, args, { cwd, env: {}, stdio: ['pipe', 'pipe', 'pipe'], windowsHide: true });
