@@ -159,6 +159,29 @@ describe('JSON-RPC 2.0 peer: refusals, each reported as a protocol violation', (
     assert.equal(ran, 2);
   });
 
+  it('requests past the in-flight cap are answered -32000 at once and reported; the slots free when answers go out', async () => {
+    const releases: (() => void)[] = [];
+    const sent: Sent[] = [];
+    const violations: ProtocolViolation[] = [];
+    const peer = new JsonRpcPeer({
+      channel: { send: (text) => sent.push(JSON.parse(text)) },
+      methods: { slow: () => new Promise<string>((resolve) => releases.push(() => resolve('ok'))) },
+      defaultTimeoutMs: 1000,
+      maxIncoming: 2,
+      onViolation: (violation) => violations.push(violation),
+    });
+    for (const id of [1, 2, 3]) peer.receive(JSON.stringify({ jsonrpc: '2.0', id, method: 'slow' }));
+    await tick();
+    assert.equal(releases.length, 2);
+    assert.deepEqual(sent, [{ jsonrpc: '2.0', id: 3, error: { code: -32000, message: 'Too many requests in flight' } }]);
+    assert.deepEqual(violations.map((v) => [v.kind, v.id]), [['too-many-requests', 3]]);
+    releases[0]!();
+    await tick();
+    peer.receive(JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'slow' }));
+    await tick();
+    assert.equal(releases.length, 3);
+  });
+
   it('a notification (no id) is not run and not answered', async () => {
     let ran = 0;
     const { sent, violations, deliver } = rawPeer({ m: () => ran++ });

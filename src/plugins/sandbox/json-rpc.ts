@@ -13,6 +13,8 @@
  * - A request reusing the id of one still in flight is refused and reported.
  * - A method not in the table is -32601 and reported (the host audits it and
  *   counts it toward quarantine).
+ * - At most `maxIncoming` requests of the other side run at once; more are
+ *   answered -32000 and reported (a plugin cannot flood the host).
  * Every such event reaches `onViolation`; the peer itself never closes the
  * channel for them, the supervisor decides.
  *
@@ -39,7 +41,8 @@ export type ViolationKind =
   | 'unknown-response-id'
   | 'duplicate-response'
   | 'late-response'
-  | 'unattributed-error';
+  | 'unattributed-error'
+  | 'too-many-requests';
 
 export interface ProtocolViolation {
   readonly kind: ViolationKind;
@@ -100,6 +103,8 @@ export interface JsonRpcPeerOptions {
    * own), false on the host (internals stay inside).
    */
   readonly exposeErrors?: boolean;
+  /** How many requests of the other side may run at once; more are answered -32000 at once. Defaults to 64. */
+  readonly maxIncoming?: number;
 }
 
 interface Pending {
@@ -216,6 +221,11 @@ export class JsonRpcPeer {
     if (!handler) {
       this.#violation({ kind: 'method-not-found', id, method });
       this.#sendError(id, METHOD_NOT_FOUND, 'Method not found');
+      return;
+    }
+    if (this.#incoming.size >= (this.#options.maxIncoming ?? 64)) {
+      this.#violation({ kind: 'too-many-requests', id, method });
+      this.#sendError(id, HANDLER_ERROR, 'Too many requests in flight');
       return;
     }
     this.#incoming.add(id);
