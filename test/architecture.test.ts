@@ -32,7 +32,7 @@ const ALLOWED_EDGES: Readonly<Record<string, readonly string[]>> = {
   sdk: [],
   pki: ['config', 'crypto', 'store', 'events', 'tokens', 'sdk'],
   signals: ['config', 'crypto', 'store', 'events', 'tokens', 'sdk', 'net'],
-  plugins: ['hooks', 'events', 'store'],
+  plugins: ['store', 'events', 'hooks'],
   identity: ['config', 'crypto', 'store', 'events', 'hooks', 'audit', 'observability'],
   oauth: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity', 'pki', 'net'],
   runtime: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity', 'oauth', 'pki', 'signals', 'observability'],

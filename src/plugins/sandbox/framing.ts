@@ -1,0 +1,155 @@
+/**
+ * Length-delimited messages over a byte stream (the plugin channel, issue 14):
+ * each frame is a 4-byte big-endian length followed by that many bytes of
+ * UTF-8 JSON text. A frame larger than the maximum is refused as soon as its
+ * length is read (its body is never buffered), and the channel closes.
+ *
+ * This file imports only `node:` built-ins: the child-side runtime loads it
+ * inside the sandbox, where it may read nothing but the sandbox directory.
+ */
+import type { Readable, Writable } from 'node:stream';
+
+/** 1 MiB: far more than any hook's parameters or answer. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
+const HEADER_BYTES = 4;
+
+export type FramingErrorCode = 'message_too_large';
+
+export class FramingError extends Error {
+  readonly code: FramingErrorCode;
+  readonly size: number;
+  constructor(code: FramingErrorCode, size: number, max: number) {
+    super(`a message of ${size} bytes is larger than the maximum of ${max}`);
+    this.name = 'FramingError';
+    this.code = code;
+    this.size = size;
+  }
+}
+
+/** One frame: the header and the UTF-8 bytes of `text`. Throws `FramingError` past the maximum. */
+export function encodeFrame(text: string, maxBytes: number = DEFAULT_MAX_MESSAGE_BYTES): Uint8Array {
+  const body = Buffer.from(text, 'utf8');
+  if (body.length > maxBytes) throw new FramingError('message_too_large', body.length, maxBytes);
+  const frame = Buffer.allocUnsafe(HEADER_BYTES + body.length);
+  frame.writeUInt32BE(body.length, 0);
+  body.copy(frame, HEADER_BYTES);
+  return frame;
+}
+
+/**
+ * Splits a byte stream into frame bodies, whatever the chunking: a chunk may
+ * hold part of a header, several frames, or a frame's end and the next one's
+ * start. After a refused frame the decoder stays failed and yields nothing.
+ */
+export class FrameDecoder {
+  readonly #maxBytes: number;
+  #chunks: Buffer[] = [];
+  #buffered = 0;
+  #failed: FramingError | undefined;
+
+  constructor(maxBytes: number = DEFAULT_MAX_MESSAGE_BYTES) {
+    this.#maxBytes = maxBytes;
+  }
+
+  /** The complete frame bodies (as text) this chunk finishes. Throws `FramingError` on an oversized frame. */
+  push(chunk: Uint8Array): string[] {
+    if (this.#failed) throw this.#failed;
+    this.#chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    this.#buffered += chunk.byteLength;
+    const out: string[] = [];
+    for (;;) {
+      if (this.#buffered < HEADER_BYTES) return out;
+      const buffer = this.#take();
+      const length = buffer.readUInt32BE(0);
+      if (length > this.#maxBytes) {
+        this.#failed = new FramingError('message_too_large', length, this.#maxBytes);
+        this.#chunks = [];
+        this.#buffered = 0;
+        throw this.#failed;
+      }
+      if (buffer.length < HEADER_BYTES + length) return out;
+      out.push(buffer.toString('utf8', HEADER_BYTES, HEADER_BYTES + length));
+      const rest = buffer.subarray(HEADER_BYTES + length);
+      this.#chunks = rest.length > 0 ? [rest] : [];
+      this.#buffered = rest.length;
+    }
+  }
+
+  /** Joins the buffered chunks into one buffer (kept as the only chunk). */
+  #take(): Buffer {
+    if (this.#chunks.length !== 1) this.#chunks = [Buffer.concat(this.#chunks, this.#buffered)];
+    return this.#chunks[0]!;
+  }
+}
+
+export interface FrameChannelOptions {
+  readonly input: Readable;
+  readonly output: Writable;
+  readonly maxMessageBytes?: number;
+  /** Each complete frame body, in order. */
+  readonly onMessage: (text: string) => void;
+  /** Once, when the channel closes: `error` set for an oversized frame or a stream failure. */
+  readonly onClose: (error?: Error) => void;
+}
+
+/**
+ * A framed, bidirectional text channel over two streams. It closes (and stops
+ * reading) on an oversized incoming frame, at the end of input, or on a stream
+ * error; `send` of an oversized message throws `FramingError` and leaves the
+ * channel open.
+ */
+export class FrameChannel {
+  readonly #options: FrameChannelOptions;
+  readonly #decoder: FrameDecoder;
+  readonly #maxBytes: number;
+  #closed = false;
+
+  constructor(options: FrameChannelOptions) {
+    this.#options = options;
+    this.#maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.#decoder = new FrameDecoder(this.#maxBytes);
+    options.input.on('data', this.#onData);
+    options.input.on('end', this.#onEnd);
+    options.input.on('error', this.#onError);
+    options.output.on('error', this.#onError);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  send(text: string): void {
+    if (this.#closed) return;
+    const frame = encodeFrame(text, this.#maxBytes);
+    this.#options.output.write(frame);
+  }
+
+  close(error?: Error): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const { input, output } = this.#options;
+    input.off('data', this.#onData);
+    input.off('end', this.#onEnd);
+    input.destroy();
+    output.end();
+    this.#options.onClose(error);
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    if (this.#closed) return;
+    let messages: string[];
+    try {
+      messages = this.#decoder.push(chunk);
+    } catch (error) {
+      this.close(error as Error);
+      return;
+    }
+    for (const message of messages) {
+      if (this.#closed) return;
+      this.#options.onMessage(message);
+    }
+  };
+
+  readonly #onEnd = (): void => this.close();
+  readonly #onError = (error: Error): void => this.close(error);
+}
