@@ -407,7 +407,7 @@ function applicationServices(services: ServiceContext<PortcullisServices>, clock
 }
 
 /** The resource receivers' access tokens name (RFC 8707): its one scope lets a client manage its streams. */
-export async function ensureSignalsResource(resources: Pick<ResourceRegistry, 'get' | 'create' | 'ownerOf' | 'delete'>, issuer: string): Promise<void> {
+export async function ensureSignalsResource(resources: Pick<ResourceRegistry, 'get' | 'create' | 'ownerOf' | 'delete' | 'forget'>, issuer: string): Promise<void> {
   const uri = signalsAudience(issuer);
   if ((await resources.get(uri)) !== null) return;
   // The issuer changed: the old URI's tokens are void anyway, and the scope moves to the new one.
@@ -416,7 +416,8 @@ export async function ensureSignalsResource(resources: Pick<ResourceRegistry, 'g
   try {
     await resources.create({ uri, scopes: [SSF_STREAM_SCOPE] }, { actor: 'system' });
   } catch (error) {
-    // Another instance made it at the same moment.
+    // Another instance made it at the same moment (two servers starting on one fresh database): read again past the cache.
+    resources.forget(uri, [SSF_STREAM_SCOPE]);
     if ((await resources.get(uri)) === null) throw error;
   }
 }

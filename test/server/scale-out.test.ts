@@ -54,7 +54,10 @@ describe('scale-out: two instances on shared PostgreSQL and Redis', { skip }, ()
     try {
       // Started at the same moment, each in its own working directory: they
       // share nothing but PostgreSQL and Redis.
-      instances.push(...(await Promise.all([spawnServe(['--port', '0'], { cwd: tempDir(), env }), spawnServe(['--port', '0'], { cwd: tempDir(), env })])));
+      // Settled, not Promise.all: when one fails to start, the one that started is still stopped below (else it outlives the test file).
+      const started = await Promise.allSettled([spawnServe(['--port', '0'], { cwd: tempDir(), env }), spawnServe(['--port', '0'], { cwd: tempDir(), env })]);
+      for (const outcome of started) if (outcome.status === 'fulfilled') instances.push(outcome.value);
+      for (const outcome of started) if (outcome.status === 'rejected') throw outcome.reason;
       for (const instance of instances) {
         const response = await fetch(`${instance.url}/readyz`);
         assert.equal(response.status, 200);
