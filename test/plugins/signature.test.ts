@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, verify } from 'node:crypto';
@@ -18,7 +19,8 @@ const MINISIGN_SIGNATURE = [
 ].join('\n');
 
 /** A fixed key (PKCS#8 of the seed 00 01 .. 1f), so the vectors below are reproducible. */
-const SEED_PEM = `-----BEGIN PRIVATE KEY-----\n${Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), Buffer.from(Array.from({ length: 32 }, (_, i) => i))]).toString('base64')}\n-----END PRIVATE KEY-----\n`;
+/** A deterministic Ed25519 key (seed 0x00..0x1f), kept in test/fixtures: same signatures every run. */
+const SEED_PEM = readFileSync(new URL('../fixtures/plugins/seed-ed25519.pem', import.meta.url), 'utf8');
 const DIGEST = Buffer.from('9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08', 'latin1');
 
 function refused(message: Uint8Array, signature: string, publicKeyText: string, pattern: RegExp): void {
