@@ -9,6 +9,7 @@ export {
   RESERVED_CLAIMS,
   defineHook,
   isHookPoint,
+  type AccessTokenClaimsContext,
   type AnyHookHandler,
   type Claims,
   type ClaimsPoint,

@@ -21,6 +21,8 @@ export const HOOK_POINTS = {
   'consent.before': 'decision',
   /** The extra claims of an ID token (OIDC Core sections 2 and 5.4). */
   'token.claims': 'claims',
+  /** The extra claims of an access token (RFC 9068 section 2.2.3), in every grant: client_credentials, authorization_code, refresh_token. */
+  'access-token.claims': 'claims',
   /** The claims the UserInfo endpoint returns (OIDC Core section 5.3.2). */
   'userinfo.claims': 'claims',
 } as const;
@@ -115,6 +117,17 @@ export interface TokenClaimsContext {
   readonly claimValues: () => Promise<Claims | null>;
 }
 
+export interface AccessTokenClaimsContext {
+  /** The user the token is for; null for client_credentials (the client acts for itself, RFC 6749 section 4.4). */
+  readonly userId: string | null;
+  readonly clientId: string;
+  /** `client_credentials`, `authorization_code` or `refresh_token`. */
+  readonly grantType: string;
+  readonly scopes: readonly string[];
+  /** The token's `aud` values (RFC 8707 resources, else the default audience). */
+  readonly audience: readonly string[];
+}
+
 export interface UserinfoClaimsContext {
   readonly userId: string;
   readonly clientId: string;
@@ -129,6 +142,7 @@ export interface HookContexts {
   'registration.before': RegistrationBeforeContext;
   'consent.before': ConsentBeforeContext;
   'token.claims': TokenClaimsContext;
+  'access-token.claims': AccessTokenClaimsContext;
   'userinfo.claims': UserinfoClaimsContext;
 }
 
