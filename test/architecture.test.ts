@@ -32,11 +32,11 @@ const ALLOWED_EDGES: Readonly<Record<string, readonly string[]>> = {
   sdk: [],
   pki: ['config', 'crypto', 'store', 'events', 'tokens', 'sdk'],
   signals: ['config', 'crypto', 'store', 'events', 'tokens', 'sdk', 'net'],
-  plugins: ['store', 'events', 'hooks'],
+  plugins: ['config', 'store', 'events', 'hooks', 'net'],
   identity: ['config', 'crypto', 'store', 'events', 'hooks', 'audit', 'observability'],
   oauth: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity', 'pki', 'net'],
-  runtime: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity', 'oauth', 'pki', 'signals', 'observability'],
-  server: ['config', 'store', 'events', 'audit', 'identity', 'oauth', 'pki', 'signals', 'sdk', 'observability', 'runtime'],
+  runtime: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity', 'oauth', 'pki', 'signals', 'plugins', 'observability'],
+  server: ['config', 'store', 'events', 'hooks', 'audit', 'identity', 'oauth', 'pki', 'signals', 'sdk', 'observability', 'runtime'],
   cli: ['config', 'crypto', 'store', 'tokens', 'audit', 'identity', 'oauth', 'pki', 'plugins', 'runtime', 'server'],
 };
 

@@ -3,7 +3,8 @@
  * packages and their minisign-format signatures (src/plugins/signature.ts).
  * A signature is a detached `<package>.minisig` beside the package
  * directory or `.tgz`, over the package digest (src/plugins/digest.ts).
- * Installation, and the sandbox that runs plugins, are not built yet.
+ * `install | list | enable | disable | remove` change the registry (audited);
+ * `status` reads what the serving instances publish of the plugins they run.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -24,6 +25,7 @@ import {
   verifyMessage,
   PluginInstallError,
   PluginRegistry,
+  readPluginStatus,
   type PluginPackage,
 } from '../plugins/index.ts';
 
@@ -66,7 +68,7 @@ export function registerPluginCommands(program: Command, context: PluginCliConte
   const now = context.now ?? (() => Math.floor(Date.now() / 1000));
   const plugin = program
     .command('plugin')
-    .description('Plugin packages: signing keys, signatures, installation pinned by digest (the sandbox that runs plugins is not built yet).');
+    .description('Plugins: signing keys, signatures, installation pinned by digest, and the status of the plugins a serving instance runs.');
 
   /** The installed plugins of the deployment, with audited changes. */
   const withPlugins = <T>(options: { config?: string }, work: (registry: PluginRegistry) => Promise<T>): Promise<T> => {
@@ -96,6 +98,31 @@ export function registerPluginCommands(program: Command, context: PluginCliConte
       const plugins = await withPlugins(options, (registry) => registry.list());
       if (plugins.length === 0) context.out('No plugins installed.');
       for (const entry of plugins) context.out(`${entry.name}  ${entry.version}  ${entry.enabled ? 'enabled' : 'disabled'}  ${entry.digest}`);
+    });
+
+  plugin
+    .command('status')
+    .description('What each serving instance runs: per plugin its state, circuit breaker, restarts, calls, failures and p50/p99 latency (published by the servers every 2 s).')
+    .addOption(context.configOption())
+    .option('--json', 'print the statuses as JSON')
+    .action(async (options: { config?: string; json?: boolean }) => {
+      const config = context.load(options);
+      const statuses = await withServices({ config, profile: PROFILES.admin() }, ['stores'], (services) => readPluginStatus(services.get('stores').hot));
+      if (options.json === true) {
+        context.out(JSON.stringify(statuses, null, 2));
+        return;
+      }
+      if (statuses.length === 0) context.out('No serving instance has published plugin status (is `portcullis serve` running?).');
+      const ms = (value: number | null) => (value === null ? '-' : `${value} ms`);
+      for (const status of statuses) {
+        context.out(`instance ${status.instance} (updated ${new Date(status.updatedAt).toISOString()})`);
+        if (status.plugins.length === 0) context.out('  no enabled plugins');
+        for (const entry of status.plugins) {
+          context.out(
+            `  ${entry.name}  ${entry.version}  ${entry.state}  breaker ${entry.breaker}  restarts ${entry.restarts}  calls ${entry.calls}  failures ${entry.failures}  p50 ${ms(entry.p50Ms)}  p99 ${ms(entry.p99Ms)}${entry.problem !== undefined ? `  problem: ${entry.problem}` : ''}`,
+          );
+        }
+      }
     });
 
   for (const [name, description] of [

@@ -121,6 +121,18 @@ export interface DomainEventPayloads {
   'plugin.enabled': Recorded;
   'plugin.disabled': Recorded;
   'plugin.removed': Recorded;
+  /** A plugin called a host method (users.read, audit.record, http.fetch): every call, allowed or refused. */
+  'plugin.call': Recorded;
+  /** A plugin's hook call failed (crash, deadline, breaker open, a bad answer, claims outside its namespace); detail says whether it was skipped or denied. */
+  'plugin.failed': Recorded;
+  /** A plugin broke the protocol: an undeclared host call, a forged or duplicate id, an oversized message. Counts toward quarantine. */
+  'plugin.violation': Recorded;
+  /** A plugin process exited unexpectedly, or was killed after repeated missed deadlines; it is started again after a backoff. */
+  'plugin.crashed': Recorded;
+  /** Too many crashes or violations in the window: the plugin is disabled until an operator enables it again. */
+  'plugin.quarantined': Recorded;
+  /** What a plugin recorded itself through the audit.record host call. */
+  'plugin.recorded': Recorded;
   // the audit ledger's own API (server)
   'audit.entries.read': Recorded;
   'audit.cosignature.added': Recorded;
@@ -173,6 +185,12 @@ export const DOMAIN_EVENT_TYPES = [
   'plugin.enabled',
   'plugin.disabled',
   'plugin.removed',
+  'plugin.call',
+  'plugin.failed',
+  'plugin.violation',
+  'plugin.crashed',
+  'plugin.quarantined',
+  'plugin.recorded',
   'audit.entries.read',
   'audit.cosignature.added',
 ] as const satisfies readonly DomainEventType[];
@@ -202,6 +220,12 @@ export const CROSS_INSTANCE_EVENT_TYPES: ReadonlySet<DomainEventType> = new Set<
   'ca.rotated',
   'certificate.revoked',
   'signals.appended',
+  // Every instance runs the enabled plugins: each reconciles at once (and polls, where no bus carries events).
+  'plugin.installed',
+  'plugin.enabled',
+  'plugin.disabled',
+  'plugin.removed',
+  'plugin.quarantined',
 ]);
 
 const TYPES: ReadonlySet<string> = new Set(DOMAIN_EVENT_TYPES);

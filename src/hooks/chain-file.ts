@@ -13,7 +13,8 @@
  *   instead of failing the chain; only with `pass`.
  * - `deadline`: how long the handler may take (default 1000 ms, at most 10 s).
  * - `claims`: claims points only: the names the handler may set or remove;
- *   `prefix*` covers every name that starts with prefix.
+ *   `prefix*` covers every name that starts with prefix; `*` alone, every
+ *   name but the protocol's (for a handler with namespaces of its own).
  *
  * Anything else is refused with the line's number: a chain that does not
  * say what it means does not load.
@@ -66,7 +67,16 @@ export function inNamespace(namespace: ClaimsNamespace | null, claim: string): b
   return namespace.names.has(claim) || namespace.prefixes.some((prefix) => claim.startsWith(prefix));
 }
 
+/**
+ * `claims=*`: every claim but the protocol's (RESERVED_CLAIMS stay refused
+ * by inNamespace whatever the line says). Only for a handler that enforces
+ * narrower namespaces itself: the plugin host, which holds each plugin to
+ * the claimsNamespace of its manifest.
+ */
+const ANY_CLAIM: ClaimsNamespace = { names: new Set(), prefixes: [''] };
+
 function parseNamespace(value: string, line: number): ClaimsNamespace {
+  if (value === '*') return ANY_CLAIM;
   const names = new Set<string>();
   const prefixes: string[] = [];
   for (const entry of value.split(',')) {

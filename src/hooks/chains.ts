@@ -16,9 +16,12 @@
  * end of the chain is a deny (default deny).
  *
  * Running (claims points): `modify` applies inside the handler's namespace
- * and goes on; `allow` ends with the claims so far; `deny` ends with no
- * change; any fault (and a modify outside the namespace, fail-open or not)
- * ends with no change: for claims, releasing less is the closed side.
+ * and goes on; `allow` ends with the claims so far; `deny` refuses the
+ * request the claims are for (no token, no UserInfo answer); a fault (and a
+ * modify outside the namespace) refuses it too, unless the line is
+ * fail-open and the handler threw or missed its deadline, which skips it.
+ * A token without claims its client counts on is not the closed side: the
+ * client would act on a partial answer it cannot tell from a whole one.
  * Every fault is reported (the server logs and audits it).
  */
 import { parseChainFile, inNamespace, HookChainError, type ChainFile, type ChainLine } from './chain-file.ts';
@@ -50,6 +53,26 @@ export type Decision =
   | { readonly allowed: true; readonly handler: string }
   /** `handler`: who denied; null when no handler allowed (the default deny). `fault`: the deny came from a fault of `handler`. */
   | { readonly allowed: false; readonly handler: string | null; readonly reason: string; readonly interaction?: HookInteraction; readonly fault?: HookFaultKind };
+
+/** What a claims chain decided: the claims to release, or a refusal of the request they are for. */
+export type ClaimsOutcome =
+  | { readonly refused: false; readonly claims: Claims }
+  /** `fault`: the refusal came from a fault of `handler` (the server could not build the claims), not from its deny. */
+  | { readonly refused: true; readonly handler: string; readonly reason: string; readonly fault?: HookFaultKind };
+
+/**
+ * A claims chain refused for a fault: the server could not build the claims
+ * (a handler crashed, hung or answered out of bounds). Not the client's
+ * mistake: the HTTP layer answers 503 with Retry-After.
+ */
+export class HookUnavailableError extends Error {
+  override readonly name = 'HookUnavailableError';
+  readonly point: HookPoint;
+  constructor(point: HookPoint) {
+    super(FAULT_REASON);
+    this.point = point;
+  }
+}
 
 export interface LoadOptions {
   /** Every handler of the points loaded: built-in and added. Their order here does not matter. */
@@ -166,30 +189,31 @@ export class HookChains {
     return { allowed: false, handler: null, reason: DEFAULT_DENY_REASON };
   }
 
-  /** Runs a claims point's chain over `base`; resolves to the claims to release (`base` itself when nothing changed). */
-  async claims<P extends ClaimsPoint>(point: P, context: HookContexts[P], base: Claims): Promise<Claims> {
+  /** Runs a claims point's chain over `base`: the claims to release (`base` itself when nothing changed), or a refusal. */
+  async claims<P extends ClaimsPoint>(point: P, context: HookContexts[P], base: Claims): Promise<ClaimsOutcome> {
     let current: Record<string, unknown> | undefined;
+    const faulted = async (line: ChainLine, kind: HookFaultKind): Promise<ClaimsOutcome> => {
+      await this.#fault(point, line, kind, false);
+      return { refused: true, handler: line.handler, reason: FAULT_REASON, fault: kind };
+    };
     for (const { line, handler } of this.#links(point)) {
       const called = await callHandler(handler as HookHandler<P>, line, context, current ?? base);
       if ('fault' in called) {
-        const skipped = line.failOpen && (called.fault === 'timeout' || called.fault === 'error');
-        await this.#fault(point, line, called.fault, skipped);
-        if (skipped) continue;
-        return base;
+        if (line.failOpen && (called.fault === 'timeout' || called.fault === 'error')) {
+          await this.#fault(point, line, called.fault, true);
+          continue;
+        }
+        return faulted(line, called.fault);
       }
       const { answer } = called;
       if (answer.verdict === 'allow') break;
-      if (answer.verdict === 'deny') return base;
+      if (answer.verdict === 'deny') return { refused: true, handler: line.handler, reason: answer.reason };
       if (answer.verdict === 'pass') {
         if (line.mayPass) continue;
-        await this.#fault(point, line, 'undeclared_pass', false);
-        return base;
+        return faulted(line, 'undeclared_pass');
       }
       const names = Object.keys(answer.claims);
-      if (!names.every((name) => inNamespace(line.namespace, name))) {
-        await this.#fault(point, line, 'outside_namespace', false);
-        return base;
-      }
+      if (!names.every((name) => inNamespace(line.namespace, name))) return faulted(line, 'outside_namespace');
       current ??= { ...base };
       for (const name of names) {
         const value = answer.claims[name];
@@ -197,6 +221,6 @@ export class HookChains {
         else current[name] = value;
       }
     }
-    return current ?? base;
+    return { refused: false, claims: current ?? base };
   }
 }

@@ -29,6 +29,7 @@ export {
   type UserinfoClaimsContext,
 } from './points.ts';
 export { CHAIN_FILE_VERSION, DEFAULT_DEADLINE_MS, HookChainError, parseChainFile, type ChainFile, type ChainLine, type ClaimsNamespace } from './chain-file.ts';
-export { HookChains, type Decision, type HookFault, type LoadOptions } from './chains.ts';
+export { HookChains, HookUnavailableError, type ClaimsOutcome, type Decision, type HookFault, type LoadOptions } from './chains.ts';
 export { MAX_REASON_LENGTH, type HookFaultKind } from './run.ts';
 export { bundledChainSource } from './source.ts';
+export { PLUGIN_HOST_HANDLER, PluginSlot, idlePluginSlot, type PluginDispatcher } from './plugin-slot.ts';

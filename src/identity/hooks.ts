@@ -4,7 +4,7 @@
  * them. Each is a pure function of its context; Accounts gathers the facts
  * (throttle verdict, the user) and runs the chain.
  */
-import { HookChains, bundledChainSource, defineHook, type AnyHookHandler, type HookPoint } from '../hooks/index.ts';
+import { HookChains, bundledChainSource, defineHook, idlePluginSlot, type AnyHookHandler, type HookPoint } from '../hooks/index.ts';
 
 export const THROTTLE_HOOK = 'identity.throttle';
 export const PASSWORD_STEP_HOOK = 'identity.password-step';
@@ -61,6 +61,6 @@ let defaults: HookChains | undefined;
 
 /** Identity's chains alone, from the source tree's chain file: for an Accounts built without the server's chains (tools, tests). */
 export function defaultIdentityHooks(): HookChains {
-  defaults ??= HookChains.load({ handlers: IDENTITY_HOOKS, source: bundledChainSource(), points: IDENTITY_HOOK_POINTS });
+  defaults ??= HookChains.load({ handlers: [...IDENTITY_HOOKS, ...idlePluginSlot(IDENTITY_HOOK_POINTS)], source: bundledChainSource(), points: IDENTITY_HOOK_POINTS });
   return defaults;
 }

@@ -5,6 +5,8 @@
  * denylist in the hot store that lives exactly until the token's `exp`.
  */
 import type { DomainEvents } from '../events/index.ts';
+import type { HookChains } from '../hooks/index.ts';
+import { releasedClaims } from './hooks.ts';
 import type { Clock, HotStore } from '../store/index.ts';
 import { JwtError, randomId, signJwtAsync, verifyJwtAsync, type Keyring, type SigningAlgorithm } from '../tokens/index.ts';
 
@@ -20,6 +22,8 @@ export interface AccessTokenRequest {
   readonly algorithm?: SigningAlgorithm;
   /** Extra claims: auth_time, sid, acr, cnf (RFC 9449 section 6). */
   readonly claims?: Readonly<Record<string, unknown>>;
+  /** What the access-token.claims chain is told: the grant, and the user (null for client_credentials). */
+  readonly grant: { readonly type: string; readonly userId: string | null };
 }
 
 export interface IssuedAccessToken {
@@ -61,6 +65,8 @@ export interface AccessTokenOptions {
    * longer while revocations arrive as events (src/events freshness.ts).
    */
   readonly revocationRecheckMs?: () => number;
+  /** The chains with access-token.claims (what plugins add to every access token); none run when absent. */
+  readonly hooks?: HookChains;
 }
 
 const DENYLIST = 'oauth:revoked-at:';
@@ -112,12 +118,24 @@ export class AccessTokens {
   }
 
   async issue(request: AccessTokenRequest): Promise<IssuedAccessToken> {
-    const { keyring, clock, issuer, ttlSeconds } = this.#options;
+    const { keyring, clock, issuer, ttlSeconds, hooks } = this.#options;
+    const audience = typeof request.audience === 'string' ? [request.audience] : request.audience;
+    // Before anything is signed: a refusal (a plugin's deny, or its failure) issues no token.
+    const added =
+      hooks === undefined
+        ? undefined
+        : releasedClaims(
+            await hooks.claims('access-token.claims', { userId: request.grant.userId, clientId: request.clientId, grantType: request.grant.type, scopes: request.scope === '' ? [] : request.scope.split(' '), audience }, {}),
+            'access-token.claims',
+          );
     const iat = Math.floor(clock() / 1000);
     const exp = iat + ttlSeconds;
     // 128 bits: unguessable, and the denylist key.
     const jti = randomId(16);
     const payload = {
+      // First, so no added claim can stand in for a protocol claim below
+      // (the chain's namespaces already leave those out: RESERVED_CLAIMS).
+      ...added,
       iss: issuer,
       sub: request.subject,
       aud: request.audience,

@@ -171,6 +171,7 @@ export function createAuthorizationServer(options: {
     userIsActive: userStatuses.isActive,
     events,
     revocationRecheckMs: freshFor(events, REVOCATION_RECHECK_MS),
+    hooks,
   });
   const subscriptions = [
     events.on('tokens.revoked', (event) => ('jti' in event ? accessTokens.forgetJti(event.jti) : accessTokens.forgetSession(event.sid))),

@@ -5,7 +5,8 @@
  * a function of its context; the endpoints gather the facts and run the
  * chains.
  */
-import { HookChains, bundledChainSource, defineHook, type AnyHookHandler, type HookPoint } from '../hooks/index.ts';
+import { HookChains, HookUnavailableError, bundledChainSource, defineHook, idlePluginSlot, type AnyHookHandler, type Claims, type ClaimsOutcome, type ClaimsPoint, type HookPoint } from '../hooks/index.ts';
+import { OAuthError } from './errors.ts';
 import { claimsForScopes } from './scopes.ts';
 
 export const REGISTRATION_POLICY_HOOK = 'oauth.registration-policy';
@@ -74,13 +75,25 @@ const userinfoScopeClaims = defineHook({
   run: (context) => ({ verdict: 'modify', claims: claimsForScopes(context.scopes, context.claimValues) }),
 });
 
+/**
+ * The claims a chain released, or the refusal as the client sees it: a
+ * handler's deny is access_denied (403, its reason as the description); a
+ * fault is HookUnavailableError (503 with Retry-After: the server could not
+ * build the claims, which the client may try again).
+ */
+export function releasedClaims(outcome: ClaimsOutcome, point: ClaimsPoint): Claims {
+  if (!outcome.refused) return outcome.claims;
+  if (outcome.fault !== undefined) throw new HookUnavailableError(point);
+  throw new OAuthError('access_denied', outcome.reason);
+}
+
 export const OAUTH_HOOKS: readonly AnyHookHandler[] = [registrationPolicy, metadataStep, storedConsent, idTokenScopeClaims, userinfoScopeClaims];
-export const OAUTH_HOOK_POINTS: readonly HookPoint[] = ['registration.before', 'consent.before', 'token.claims', 'userinfo.claims'];
+export const OAUTH_HOOK_POINTS: readonly HookPoint[] = ['registration.before', 'consent.before', 'token.claims', 'access-token.claims', 'userinfo.claims'];
 
 /** The authorization server's chains alone, from the source tree's chain file: when it is built without the server's chains (tools, tests). */
 let defaults: HookChains | undefined;
 
 export function defaultOAuthHooks(): HookChains {
-  defaults ??= HookChains.load({ handlers: OAUTH_HOOKS, source: bundledChainSource(), points: OAUTH_HOOK_POINTS });
+  defaults ??= HookChains.load({ handlers: [...OAUTH_HOOKS, ...idlePluginSlot(OAUTH_HOOK_POINTS)], source: bundledChainSource(), points: OAUTH_HOOK_POINTS });
   return defaults;
 }

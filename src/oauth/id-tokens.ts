@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Claims, HookChains } from '../hooks/index.ts';
 import type { Clock } from '../store/index.ts';
 import { tokenHashAlgorithm } from '../crypto/index.ts';
+import { releasedClaims } from './hooks.ts';
 import { signJwt, type Keyring, type SigningAlgorithm } from '../tokens/index.ts';
 
 export interface IdTokenRequest {
@@ -40,9 +41,9 @@ export class IdTokens {
     this.#ttlSeconds = options.ttlSeconds;
   }
 
-  /** The token.claims chain: the claims the ID token carries beyond the protocol's own. */
+  /** The token.claims chain: the claims the ID token carries beyond the protocol's own; throws when the chain refuses (releasedClaims). */
   async extraClaims(request: { userId: string; clientId: string; scopes: readonly string[]; accessTokenIssued: boolean }): Promise<Claims> {
-    return this.#hooks.claims('token.claims', { ...request, claimValues: () => this.#claimValues(request.userId) }, {});
+    return releasedClaims(await this.#hooks.claims('token.claims', { ...request, claimValues: () => this.#claimValues(request.userId) }, {}), 'token.claims');
   }
 
   issue(request: IdTokenRequest): string {

@@ -39,7 +39,7 @@ export async function issueUserTokens(
   services: { accessTokens: AccessTokens; idTokens: IdTokens; defaultAudience: string; targets: TokenTargets },
   client: OAuthClient,
   grant: UserGrant,
-  options: { idToken: boolean },
+  options: { idToken: boolean; grantType: 'authorization_code' | 'refresh_token' },
 ): Promise<IssuedUserTokens> {
   const sid = grant.sessionHandle === undefined ? undefined : sessionIdClaim(grant.sessionHandle);
   // The resource's --access-token-alg, else the server default.
@@ -47,6 +47,7 @@ export async function issueUserTokens(
   const access = await services.accessTokens.issue({
     clientId: client.client_id,
     subject: grant.userId,
+    grant: { type: options.grantType, userId: grant.userId },
     scope: grant.scope,
     audience: audienceClaim(grant.resources, services.defaultAudience),
     algorithm,

@@ -9,6 +9,7 @@
 import type { AccessTokens, AccessTokenClaims } from './access-tokens.ts';
 import type { HookChains } from '../hooks/index.ts';
 import { OAuthError } from './errors.ts';
+import { releasedClaims } from './hooks.ts';
 import { CERTIFICATE_CONFIRMATION, certificateThumbprint, type ClientCertificate } from './mtls.ts';
 
 export interface UserClaimsSource {
@@ -84,7 +85,7 @@ export class UserInfoEndpoint {
     // OIDC Core section 5.4: the scopes of the token pick the claims
     // (oidc.scope-claims at userinfo.claims, then any added handler, each
     // inside its namespace); sub always, and from the token only.
-    const released = await this.#hooks.claims('userinfo.claims', { userId: claims.sub, clientId: claims.client_id, scopes, claimValues: user }, {});
+    const released = releasedClaims(await this.#hooks.claims('userinfo.claims', { userId: claims.sub, clientId: claims.client_id, scopes, claimValues: user }, {}), 'userinfo.claims');
     return { ...released, sub: claims.sub };
   }
 }

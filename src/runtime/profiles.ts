@@ -11,6 +11,7 @@ import type { Clock, OutboxWorker, Stores } from '../store/index.ts';
 import type { FailureAggregator, Ledger } from '../audit/index.ts';
 import type { EventHub } from '../events/index.ts';
 import type { AnyHookHandler, HookChains } from '../hooks/index.ts';
+import type { PluginHost } from '../plugins/index.ts';
 import type { Identity } from '../identity/index.ts';
 import type { AuthorizationServer, ClientRegistry, ResourceRegistry } from '../oauth/index.ts';
 import type { Keyring } from '../tokens/index.ts';
@@ -61,6 +62,8 @@ export interface PortcullisServices {
   readonly pki: Pki;
   /** The security-signal transmitter (SSF 1.0) and its push worker (started only where background work runs). */
   readonly signals: Signals;
+  /** The plugin host (issue 14): the enabled plugins, supervised, behind the chains' plugins.host slot; only where background work runs. */
+  readonly plugins: PluginHost | undefined;
   /** What the mTLS listener trusts and takes its certificate from: the built-in CA (ca-authority.ts), or what ServiceSettings.listenerAuthority supplies. */
   readonly ca: ListenerAuthority | undefined;
   readonly listener: Listener;

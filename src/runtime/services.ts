@@ -9,7 +9,8 @@ import { Metrics, createLogger } from '../observability/index.ts';
 import { assertSchemaCurrent, openStores, type Clock } from '../store/index.ts';
 import { FailureAggregator, auditedEvents, openLedger } from '../audit/index.ts';
 import type { EventHub } from '../events/index.ts';
-import { HookChains, bundledChainSource } from '../hooks/index.ts';
+import { HookChains, PLUGIN_HOST_HANDLER, PluginSlot, bundledChainSource, parseChainFile } from '../hooks/index.ts';
+import { PluginHost, PluginRegistry, pluginHostSettings } from '../plugins/index.ts';
 import { IDENTITY_HOOKS, createIdentity } from '../identity/index.ts';
 import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer, isApproved } from '../oauth/index.ts';
 import { Keyring, keyringPolicy } from '../tokens/index.ts';
@@ -21,6 +22,7 @@ import { caListenerAuthority, type CaListenerAuthority } from './ca-authority.ts
 import { mtlsFilesOf, readTlsMaterial, tlsFilesOf, tlsServerOptions } from './tls.ts';
 import { logTlsWatchEvent } from './tls-watch.ts';
 import { openVault } from './vault.ts';
+import { join } from 'node:path';
 import { startOutboxWorker } from './outbox.ts';
 import { SIGNALS_TOPIC, SSF_STREAM_SCOPE, createSignals, signalsAudience, signalRecorder, signalSettings, type SubjectDirectory } from '../signals/index.ts';
 import type { ApplicationServices, HttpApplications, PortcullisServices, ServiceSettings } from './profiles.ts';
@@ -42,6 +44,8 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
   // keyring opens is a signal too); what it learns later comes through these.
   let subjects: SubjectDirectory | undefined;
   let kickOutbox: (() => void) | undefined;
+  // The chains' plugins.host handlers; the plugin host attaches its dispatcher once its plugins run.
+  const pluginSlot = new PluginSlot();
   return [
     {
       name: 'config',
@@ -82,9 +86,12 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
       // Before anything is opened: a chain file that does not fit its handlers stops the start, naming its line.
       start: (services) => {
         const { logger } = services.get('telemetry');
+        const source = settings.hooks?.chains ?? bundledChainSource();
+        // The slot joins every point whose chain places plugins.host (all of them in the bundled file).
+        const slotted = [...parseChainFile(source).chains].filter(([, lines]) => lines.some((line) => line.handler === PLUGIN_HOST_HANDLER)).map(([point]) => point);
         return HookChains.load({
-          handlers: [...IDENTITY_HOOKS, ...OAUTH_HOOKS, ...(settings.hooks?.handlers ?? [])],
-          source: settings.hooks?.chains ?? bundledChainSource(),
+          handlers: [...IDENTITY_HOOKS, ...OAUTH_HOOKS, ...pluginSlot.handlers(slotted), ...(settings.hooks?.handlers ?? [])],
+          source,
           report: async (fault) => {
             logger.warn({ hook: fault.handler, point: fault.point, line: fault.line, fault: fault.kind, skipped: fault.skipped }, 'hook handler failed');
             await faultEvents?.emit({ type: 'hook.fault', outcome: fault.skipped ? 'failure' : 'denied', actorService: 'hooks', detail: { point: fault.point, hook: fault.handler, line: fault.line, fault: fault.kind, skipped: fault.skipped } });
@@ -287,6 +294,36 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
       stop: (signals) => signals.close(),
     },
     {
+      name: 'plugins',
+      needs: ['config', 'stores', 'events', 'identity', ...maintenance, ...hooks],
+      // Only a serving instance runs plugins (one-shot commands never start a plugin process).
+      start: async (services) => {
+        if (!profile.maintenance || !profile.hooks) return undefined;
+        const config = services.get('config');
+        const { logger } = services.get('telemetry');
+        const events = services.get('events');
+        const stores = services.get('stores');
+        const host = new PluginHost({
+          registry: new PluginRegistry({ records: stores.durable.records, events, directory: join(config.dataDir, 'plugins'), trustedKeys: config.plugins.trustedKeys, clock }),
+          events,
+          subscriptions: events,
+          users: services.get('identity').accounts.users,
+          slot: pluginSlot,
+          settings: pluginHostSettings(config),
+          log: logger,
+          hot: stores.hot,
+        });
+        try {
+          await host.start();
+        } catch (error) {
+          await host.close();
+          throw error;
+        }
+        return host;
+      },
+      stop: (host) => host?.close(),
+    },
+    {
       name: 'outbox',
       needs: ['stores', 'signals', ...maintenance],
       // Only where background work runs: one-shot commands never deliver.
@@ -325,7 +362,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'listener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'signals'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'signals', 'plugins'],
       // In-flight requests may take the shutdown timeout, no longer.
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {

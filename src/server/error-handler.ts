@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { errorRegistry, HttpError, codeForStatus, problemType, type ErrorCode } from './errors.ts';
 import { AuditBackpressureError, AuditRequestError } from '../audit/index.ts';
+import { HookUnavailableError } from '../hooks/index.ts';
 import { OAuthError } from '../oauth/index.ts';
 
 /** Route config key: OAuth endpoints answer RFC 6749 errors instead of problem+json. */
@@ -65,6 +66,8 @@ export function classifyError(error: FastifyError | Error): ClientAnswer {
   if (error instanceof HttpError) return { code: error.code, detail: error.detail, headers: error.headers };
   if (error instanceof OAuthError) return { code: error.code, detail: error.message, headers: error.headers };
   if (error instanceof AuditRequestError) return { code: 'bad_request', detail: error.message, headers: {} };
+  // A plugin or hook that could not answer: the server's fault, passing (the breaker half-opens), so 503 and a retry.
+  if (error instanceof HookUnavailableError) return { code: 'service_unavailable', detail: error.message, headers: { 'retry-after': '1' } };
   if (error instanceof AuditBackpressureError) {
     return { code: 'service_unavailable', detail: 'The audit log is busy; try again shortly.', headers: { 'retry-after': String(error.retryAfterSeconds) } };
   }
@@ -94,7 +97,10 @@ export function errorHandler(error: FastifyError | Error, request: FastifyReques
     answer = { ...answer, detail: unsupportedMediaTypeDetail(accepted) };
   }
   const spec = errorRegistry[answer.code];
-  if (spec.status >= 500) {
+  if (error instanceof HookUnavailableError) {
+    // Already logged and audited where the hook failed (hook.fault): one line here, no stack per refused request.
+    request.log.warn({ errorCode: answer.code, point: error.point }, 'request refused: a hook could not answer');
+  } else if (spec.status >= 500) {
     // A server fault, not the client's: the stack goes to the log (never to
     // the client) so an operator can find it by request id.
     request.log.error({ err: error, stack: error.stack, errorCode: answer.code }, 'request failed');

@@ -181,8 +181,8 @@ describe('claims chains', () => {
 
   it('end with the claims unchanged when no handler changes them', async () => {
     const { chains } = load([claimer('t.quiet', ['pass'], () => ({ verdict: 'pass' }))], 'userinfo.claims t.quiet pass');
-    assert.equal(await chains.claims('userinfo.claims', USERINFO, base), base);
-    assert.equal(await load([]).chains.claims('userinfo.claims', USERINFO, base), base);
+    assert.deepEqual(await chains.claims('userinfo.claims', USERINFO, base), { refused: false, claims: base });
+    assert.deepEqual(await load([]).chains.claims('userinfo.claims', USERINFO, base), { refused: false, claims: base });
   });
 
   it('apply each modify in file order, inside the namespaces; null removes a claim', async () => {
@@ -194,44 +194,60 @@ describe('claims chains', () => {
       'userinfo.claims t.first claims=name,https://example.com/*',
       'userinfo.claims t.second claims=name,email',
     );
-    assert.deepEqual(await chains.claims('userinfo.claims', USERINFO, base), { name: 'Ada L.', 'https://example.com/team': 'core' });
+    assert.deepEqual(await chains.claims('userinfo.claims', USERINFO, base), { refused: false, claims: { name: 'Ada L.', 'https://example.com/team': 'core' } });
     assert.deepEqual(base, { email: 'a@example.com' });
   });
 
-  it('refuse a modify outside the namespace: nothing changes, and the fault is reported', async () => {
+  it('refuse the request for a modify outside the namespace (a fault), and report it', async () => {
     for (const claims of [{ groups: ['admin'] }, { name: 'x', sub: 'someone-else' }, { 'https://example.org/x': 1 }]) {
       const { chains, faults } = load(
         [claimer('t.first', ['modify'], () => ({ verdict: 'modify', claims: { name: 'Ada' } })), claimer('t.greedy', ['modify'], () => ({ verdict: 'modify', claims }))],
         'userinfo.claims t.first claims=name',
         'userinfo.claims t.greedy claims=name,https://example.com/*',
       );
-      assert.equal(await chains.claims('userinfo.claims', USERINFO, base), base, JSON.stringify(claims));
+      assert.deepEqual(await chains.claims('userinfo.claims', USERINFO, base), { refused: true, handler: 't.greedy', reason: 'This request could not be checked. Try again later.', fault: 'outside_namespace' }, JSON.stringify(claims));
       assert.deepEqual(faults, [{ point: 'userinfo.claims', handler: 't.greedy', line: 3, kind: 'outside_namespace', skipped: false }]);
     }
   });
 
-  it('a deny withholds every change; an allow keeps them and ends the chain', async () => {
+  it('a deny refuses the request the claims are for; an allow keeps the changes and ends the chain', async () => {
     const modify = claimer('t.modify', ['modify'], () => ({ verdict: 'modify', claims: { name: 'Ada' } }));
     const deny = load([modify, claimer('t.deny', ['deny'], () => ({ verdict: 'deny', reason: 'no' }))], 'userinfo.claims t.modify claims=name', 'userinfo.claims t.deny');
-    assert.equal(await deny.chains.claims('userinfo.claims', USERINFO, base), base);
+    assert.deepEqual(await deny.chains.claims('userinfo.claims', USERINFO, base), { refused: true, handler: 't.deny', reason: 'no' });
     const allow = load([modify, claimer('t.allow', ['allow'], () => ({ verdict: 'allow' }))], 'userinfo.claims t.modify claims=name', 'userinfo.claims t.allow');
-    assert.deepEqual(await allow.chains.claims('userinfo.claims', USERINFO, base), { email: 'a@example.com', name: 'Ada' });
+    assert.deepEqual(await allow.chains.claims('userinfo.claims', USERINFO, base), { refused: false, claims: { email: 'a@example.com', name: 'Ada' } });
   });
 
-  it('claims that throw while they are read leave the claims unchanged, and are reported', async () => {
+  it('claims that throw while they are read refuse the request (a malformed answer), and are reported', async () => {
     const claims = new Proxy({ name: 'Ada' }, { ownKeys: () => { throw new Error('boom'); } });
     const { chains, faults } = load([claimer('t.tricky', ['modify'], () => ({ verdict: 'modify', claims }))], 'userinfo.claims t.tricky claims=name');
-    assert.equal(await chains.claims('userinfo.claims', USERINFO, base), base);
+    assert.equal((await chains.claims('userinfo.claims', USERINFO, base)).refused, true);
     assert.deepEqual(faults.map((fault) => fault.kind), ['invalid_answer']);
   });
 
-  it('a handler that misses its deadline leaves the claims unchanged', async () => {
+  it('a handler that misses its deadline refuses the request, unless its line is fail-open (then it is skipped)', async () => {
     const { chains, faults } = load(
       [claimer('t.modify', ['modify'], () => ({ verdict: 'modify', claims: { name: 'Ada' } })), claimer('t.never', ['modify'], () => new Promise<HookAnswer>(() => {}))],
       'userinfo.claims t.modify claims=name',
       'userinfo.claims t.never deadline=20ms claims=name',
     );
-    assert.equal(await chains.claims('userinfo.claims', USERINFO, base), base);
+    assert.deepEqual(await chains.claims('userinfo.claims', USERINFO, base), { refused: true, handler: 't.never', reason: 'This request could not be checked. Try again later.', fault: 'timeout' });
     assert.equal(faults[0]!.kind, 'timeout');
+    const open = load(
+      [claimer('t.modify', ['modify'], () => ({ verdict: 'modify', claims: { name: 'Ada' } })), claimer('t.never', ['modify', 'pass'], () => new Promise<HookAnswer>(() => {}))],
+      'userinfo.claims t.modify claims=name',
+      'userinfo.claims t.never pass fail-open deadline=20ms claims=name',
+    );
+    assert.deepEqual(await open.chains.claims('userinfo.claims', USERINFO, base), { refused: false, claims: { email: 'a@example.com', name: 'Ada' } });
+    assert.deepEqual(open.faults.map((fault) => [fault.kind, fault.skipped]), [['timeout', true]]);
+  });
+
+  it('claims=* lets a handler set any claim but the protocol\'s', async () => {
+    const wide = load([claimer('t.wide', ['modify'], () => ({ verdict: 'modify', claims: { 'https://acme.example/team': 'red', department: 'ops' } }))], 'userinfo.claims t.wide claims=*');
+    assert.deepEqual(await wide.chains.claims('userinfo.claims', USERINFO, base), { refused: false, claims: { email: 'a@example.com', 'https://acme.example/team': 'red', department: 'ops' } });
+    for (const reserved of ['sub', 'iss', 'aud', 'cnf', 'scope', 'client_id', 'exp']) {
+      const greedy = load([claimer('t.wide', ['modify'], () => ({ verdict: 'modify', claims: { [reserved]: 'mine' } }))], 'userinfo.claims t.wide claims=*');
+      assert.deepEqual(await greedy.chains.claims('userinfo.claims', USERINFO, base), { refused: true, handler: 't.wide', reason: 'This request could not be checked. Try again later.', fault: 'outside_namespace' }, reserved);
+    }
   });
 });

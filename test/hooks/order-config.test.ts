@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, configLeaves, loadConfig, type ConfigInput } from '../../src/config/index.ts';
-import { HookChains, bundledChainSource, parseChainFile } from '../../src/hooks/index.ts';
+import { HOOK_POINTS, HookChains, bundledChainSource, idlePluginSlot, parseChainFile, type HookPoint } from '../../src/hooks/index.ts';
 import { IDENTITY_HOOKS } from '../../src/identity/index.ts';
 import { OAUTH_HOOKS } from '../../src/oauth/index.ts';
 
@@ -43,11 +43,11 @@ describe('configuration cannot reorder hook chains', () => {
 
   it('the built-in handlers load against the source tree chain file in its order, in whatever order they are registered', () => {
     const expected = parseChainFile(bundledChainSource());
-    const builtIns = [...IDENTITY_HOOKS, ...OAUTH_HOOKS];
+    const builtIns = [...IDENTITY_HOOKS, ...OAUTH_HOOKS, ...idlePluginSlot(Object.keys(HOOK_POINTS) as HookPoint[])];
     for (const handlers of [builtIns, builtIns.toReversed()]) {
       const chains = HookChains.load({ handlers, source: bundledChainSource() });
       for (const [point, lines] of expected.chains) assert.deepEqual(chains.order(point), lines.map((line) => line.handler), point);
     }
-    assert.deepEqual(HookChains.load({ handlers: builtIns, source: bundledChainSource() }).order('login.after'), ['identity.second-factor', 'identity.account-active']);
+    assert.deepEqual(HookChains.load({ handlers: builtIns, source: bundledChainSource() }).order('login.after'), ['identity.second-factor', 'plugins.host', 'identity.account-active']);
   });
 });

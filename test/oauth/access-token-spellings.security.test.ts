@@ -38,7 +38,7 @@ function accessTokens(): AccessTokens {
 }
 
 async function issue(tokens: AccessTokens): Promise<string> {
-  return (await tokens.issue({ clientId: 'c1', subject: 'u1', scope: 'openid', audience: 'https://idp.example/userinfo' })).token;
+  return (await tokens.issue({ clientId: 'c1', subject: 'u1', grant: { type: 'authorization_code', userId: 'u1' }, scope: 'openid', audience: 'https://idp.example/userinfo' })).token;
 }
 
 it('a token whose last character carries other unused bits is not the token: refused, and the real one still works', async () => {

@@ -33,7 +33,7 @@ describe('domain events on the embedded default', () => {
     const user = await identity.accounts.createUser('events-embedded@example.com', PASSWORD, { actor: 'test' });
     const metadata = validateClientMetadata({ redirect_uris: ['https://app.example.com/cb'] }, { allowedScopes: ['openid'], defaultSigningAlgorithm: 'EdDSA' });
     const registered = await authorizationServer.clients.register(metadata, { actor: 'test' }, { approved: true });
-    const issued = await authorizationServer.accessTokens.issue({ clientId: registered.client.client_id, subject: user.id, scope: 'openid', audience: authorizationServer.issuer });
+    const issued = await authorizationServer.accessTokens.issue({ clientId: registered.client.client_id, subject: user.id, grant: { type: 'authorization_code', userId: user.id }, scope: 'openid', audience: authorizationServer.issuer });
     // Checked once: the user's status ("active") is now cached.
     assert.notEqual(await authorizationServer.accessTokens.check(issued.token), null);
 

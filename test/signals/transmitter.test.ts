@@ -283,7 +283,8 @@ for (const backend of testBackends) {
     });
 
     it('security review: a user-delegated token of an approved client is refused (only a client acting for itself receives)', async () => {
-      const { token } = await server.running.authorizationServer.accessTokens.issue({ clientId: alice.clientId, subject: await newUser(`delegating-${backend}@example.com`), scope: 'ssf:stream', audience: `${server.url}/signals` });
+      const delegator = await newUser(`delegating-${backend}@example.com`);
+      const { token } = await server.running.authorizationServer.accessTokens.issue({ clientId: alice.clientId, subject: delegator, grant: { type: 'authorization_code', userId: delegator }, scope: 'ssf:stream', audience: `${server.url}/signals` });
       const response = await api(server, { clientId: alice.clientId, token }, 'GET', '/signals/stream');
       assert.equal(response.status, 403);
       assert.match(response.headers.get('www-authenticate') ?? '', /insufficient_scope/);

@@ -48,7 +48,7 @@ export async function authorizationCodeGrant(params: OAuthParams, context: Grant
     services,
     client,
     { ...granted, ...(grant.nonce !== undefined && { nonce: grant.nonce }), ...(dpopJkt !== undefined && { dpopJkt }), ...(certificate !== undefined && { certificateThumbprint: certificate }) },
-    { idToken: true },
+    { idToken: true, grantType: 'authorization_code' },
   );
   let refreshToken: string | undefined;
   let familyId: string | undefined;

@@ -31,6 +31,7 @@ export async function clientCredentialsGrant(params: OAuthParams, context: Grant
   const issued = await context.services.accessTokens.issue({
     clientId: client.client_id,
     subject: client.client_id,
+    grant: { type: 'client_credentials', userId: null },
     scope: scopes.join(' '),
     audience: audienceClaim(target.audience, context.services.defaultAudience),
     // The resource's --access-token-alg, else the server default.

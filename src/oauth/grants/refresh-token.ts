@@ -43,7 +43,7 @@ export async function refreshTokenGrant(params: OAuthParams, context: GrantConte
         ...(dpopJkt !== undefined && { dpopJkt }),
         ...(certificate !== undefined && { certificateThumbprint: certificate }),
       },
-      { idToken: true },
+      { idToken: true, grantType: 'refresh_token' },
     );
     return { ...issued.response, refresh_token: successor, accessTokenJti: issued.accessTokenJti, accessTokenExp: issued.accessTokenExp };
   });

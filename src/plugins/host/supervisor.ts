@@ -1,0 +1,306 @@
+/**
+ * One plugin's process, kept running (issue 14, "Supervision").
+ *
+ * - A crash (the child exits, or fails to load) starts it again after a
+ *   backoff that doubles with each crash in the window (restartBackoffMs,
+ *   up to 30 s). Meanwhile every call is refused at once: a request never
+ *   waits for a plugin that is not there.
+ * - A plugin that misses `maxMissedDeadlines` deadlines in a row is killed
+ *   (an infinite loop only misses deadlines; it still holds a core) and
+ *   counts as a crash.
+ * - Protocol violations (an undeclared host call, a forged or duplicate id,
+ *   a message too large) are reported and count like crashes.
+ * - `quarantineCrashes` crashes or violations within `quarantineWindowMs`
+ *   quarantine the plugin: killed, not restarted; the host disables it.
+ * - Calls go through an opossum circuit breaker: the deadline is the
+ *   plugin's own (limits.deadlineMs, enforced by the JSON-RPC peer), the
+ *   breaker's capacity is limits.concurrency, it opens when half the recent
+ *   calls fail, refuses at once while open, and lets one probe through
+ *   after breakerResetMs (half-open): success closes it, failure reopens.
+ */
+import CircuitBreaker from 'opossum';
+import type { PluginManifest } from '../manifest.ts';
+import { RpcClosedError, RpcDeadlineError, type RpcMethod } from '../sandbox/json-rpc.ts';
+import { SandboxSetupError, startSandbox, type Sandbox, type SandboxViolation } from '../sandbox/spawn.ts';
+import { LatencyWindow } from './latency.ts';
+
+export interface SupervisorSettings {
+  readonly quarantineCrashes: number;
+  readonly quarantineWindowMs: number;
+  readonly maxMissedDeadlines: number;
+  readonly breakerResetMs: number;
+  readonly restartBackoffMs: number;
+}
+
+export const MAX_RESTART_BACKOFF_MS = 30_000;
+
+/** What runs: an installed plugin's pinned copy and its manifest. */
+export interface RunnablePlugin {
+  readonly name: string;
+  readonly version: string;
+  readonly digest: string;
+  readonly directory: string;
+  readonly manifest: PluginManifest;
+}
+
+export type PluginState = 'starting' | 'running' | 'restarting' | 'quarantined' | 'stopped';
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+/** Why a call got no answer. */
+export type CallFailure = 'timeout' | 'crashed' | 'not_running' | 'breaker_open' | 'over_capacity' | 'error';
+
+export class PluginCallError extends Error {
+  override readonly name = 'PluginCallError';
+  readonly failure: CallFailure;
+  constructor(failure: CallFailure, message: string) {
+    super(message);
+    this.failure = failure;
+  }
+}
+
+export type SupervisorEvent =
+  | { readonly kind: 'started'; readonly pid: number | undefined }
+  | { readonly kind: 'crashed'; readonly reason: string; readonly restartInMs: number | null }
+  | { readonly kind: 'violation'; readonly violation: string; readonly method?: string; readonly counted: boolean }
+  | { readonly kind: 'quarantined'; readonly reason: string }
+  | { readonly kind: 'breaker'; readonly state: BreakerState };
+
+export interface PluginStatus {
+  readonly name: string;
+  readonly version: string;
+  readonly digest: string;
+  readonly state: PluginState;
+  readonly breaker: BreakerState;
+  readonly pid: number | null;
+  readonly restarts: number;
+  readonly calls: number;
+  readonly failures: number;
+  readonly p50Ms: number | null;
+  readonly p99Ms: number | null;
+}
+
+export interface SupervisorOptions {
+  readonly settings: SupervisorSettings;
+  /** The host methods the manifest declares, already bound and audited (host-calls.ts). */
+  readonly hostMethods: Readonly<Record<string, RpcMethod>>;
+  readonly onEvent: (event: SupervisorEvent) => void;
+  readonly onStderr?: (text: string) => void;
+  /** Wall clock for the quarantine window (tests may move it). */
+  readonly now?: () => number;
+}
+
+/**
+ * Violations that are the plugin's doing. A late response follows a missed
+ * deadline (counted there); the rest are forged, duplicate, undeclared or
+ * malformed messages.
+ */
+const NOT_COUNTED: ReadonlySet<string> = new Set(['late-response']);
+
+export class SupervisedPlugin {
+  readonly plugin: RunnablePlugin;
+  readonly #options: SupervisorOptions;
+  readonly #breaker: CircuitBreaker<[string, unknown], unknown>;
+  readonly #latency = new LatencyWindow();
+  readonly #now: () => number;
+  #sandbox: Sandbox | undefined;
+  #state: PluginState = 'stopped';
+  #strikes: number[] = [];
+  #missedDeadlines = 0;
+  #restarts = 0;
+  #failures = 0;
+  #restartTimer: NodeJS.Timeout | undefined;
+  #runningWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
+
+  constructor(plugin: RunnablePlugin, options: SupervisorOptions) {
+    this.plugin = plugin;
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    this.#breaker = new CircuitBreaker((method: string, params: unknown) => this.#invoke(method, params), {
+      // The deadline is the JSON-RPC peer's (one timer per call, not two).
+      timeout: false,
+      capacity: plugin.manifest.limits.concurrency,
+      resetTimeout: options.settings.breakerResetMs,
+      errorThresholdPercentage: 50,
+      volumeThreshold: 5,
+      rollingCountTimeout: 10_000,
+      rollingCountBuckets: 10,
+    });
+    this.#breaker.on('open', () => options.onEvent({ kind: 'breaker', state: 'open' }));
+    this.#breaker.on('halfOpen', () => options.onEvent({ kind: 'breaker', state: 'half-open' }));
+    this.#breaker.on('close', () => options.onEvent({ kind: 'breaker', state: 'closed' }));
+  }
+
+  get state(): PluginState {
+    return this.#state;
+  }
+
+  get breakerState(): BreakerState {
+    return this.#breaker.opened ? 'open' : this.#breaker.halfOpen ? 'half-open' : 'closed';
+  }
+
+  /** Starts the child; a plugin that cannot start counts as a crash (and is retried, or quarantined). */
+  start(): void {
+    if (this.#state === 'quarantined' || this.#state === 'running' || this.#state === 'starting') return;
+    this.#state = 'starting';
+    const { manifest, directory } = this.plugin;
+    let sandbox: Sandbox;
+    try {
+      sandbox = startSandbox({
+        directory,
+        entry: manifest.entry,
+        readPaths: manifest.fs,
+        limits: { memoryMb: manifest.limits.memoryMb, callTimeoutMs: manifest.limits.deadlineMs },
+        hostMethods: this.#options.hostMethods,
+        onViolation: (violation) => this.#violation(violation),
+        ...(this.#options.onStderr !== undefined && { onStderr: this.#options.onStderr }),
+      });
+    } catch (error) {
+      // The copy cannot run at all (a symlink out, a missing path): as a crash, so it ends in quarantine, not a loop.
+      this.#crashed(error instanceof SandboxSetupError ? error.message : 'the plugin could not be started');
+      return;
+    }
+    this.#sandbox = sandbox;
+    sandbox.ready.then(
+      (hooks) => {
+        if (this.#sandbox !== sandbox) return;
+        const missing = manifest.hooks.filter((hook) => !hooks.includes(hook));
+        if (missing.length > 0) {
+          sandbox.kill();
+          return;
+        }
+        this.#state = 'running';
+        for (const waiter of this.#runningWaiters.splice(0)) waiter.resolve();
+        this.#options.onEvent({ kind: 'started', pid: sandbox.pid });
+      },
+      () => undefined,
+    );
+    void sandbox.exited.then((exit) => {
+      if (this.#sandbox !== sandbox) return;
+      this.#sandbox = undefined;
+      if (this.#state === 'stopped' || this.#state === 'quarantined') return;
+      const how = exit.signal !== null ? `signal ${exit.signal}` : `code ${exit.code}`;
+      this.#crashed(this.#missedDeadlines >= this.#options.settings.maxMissedDeadlines ? `killed after ${this.#missedDeadlines} missed deadlines` : `the plugin exited (${how})`);
+    });
+  }
+
+  /** Calls `method` (`hook.<point>`) under the plugin's breaker and deadline; rejects with PluginCallError. */
+  async call(method: string, params: unknown): Promise<unknown> {
+    const started = performance.now();
+    try {
+      return await this.#breaker.fire(method, params);
+    } catch (error) {
+      this.#failures++;
+      throw this.#asFailure(error);
+    } finally {
+      this.#latency.record(performance.now() - started);
+    }
+  }
+
+  async #invoke(method: string, params: unknown): Promise<unknown> {
+    const sandbox = this.#sandbox;
+    if (sandbox === undefined || this.#state !== 'running') throw new PluginCallError(this.#state === 'restarting' ? 'crashed' : 'not_running', `the plugin ${this.plugin.name} is not running (${this.#state})`);
+    try {
+      const result = await sandbox.call(method, params, { timeoutMs: this.plugin.manifest.limits.deadlineMs });
+      this.#missedDeadlines = 0;
+      return result;
+    } catch (error) {
+      if (error instanceof RpcDeadlineError && this.#sandbox === sandbox) {
+        this.#missedDeadlines++;
+        // Killed, not left spinning: the exit handler counts the crash and restarts it.
+        if (this.#missedDeadlines >= this.#options.settings.maxMissedDeadlines) sandbox.kill();
+      } else if (!(error instanceof RpcDeadlineError)) {
+        this.#missedDeadlines = 0;
+      }
+      throw error;
+    }
+  }
+
+  #asFailure(error: unknown): PluginCallError {
+    if (error instanceof PluginCallError) return error;
+    if (error instanceof RpcDeadlineError) return new PluginCallError('timeout', `the plugin ${this.plugin.name} missed its deadline of ${this.plugin.manifest.limits.deadlineMs} ms`);
+    if (error instanceof RpcClosedError) return new PluginCallError('crashed', `the plugin ${this.plugin.name} exited during the call`);
+    const code = (error as { code?: unknown }).code;
+    if (code === 'EOPENBREAKER') return new PluginCallError('breaker_open', `the circuit breaker of ${this.plugin.name} is open`);
+    if (code === 'ESEMLOCKED') return new PluginCallError('over_capacity', `${this.plugin.name} is at its concurrency limit (${this.plugin.manifest.limits.concurrency})`);
+    return new PluginCallError('error', `the plugin ${this.plugin.name} answered an error`);
+  }
+
+  #violation(violation: SandboxViolation): void {
+    const counted = !NOT_COUNTED.has(violation.kind);
+    this.#options.onEvent({ kind: 'violation', violation: violation.kind, ...('method' in violation && violation.method !== undefined && { method: violation.method }), counted });
+    if (counted) this.#strike(`protocol violation: ${violation.kind}`);
+  }
+
+  /** Counts a crash or violation; true when it quarantined the plugin. */
+  #strike(reason: string): boolean {
+    if (this.#state === 'quarantined' || this.#state === 'stopped') return true;
+    const now = this.#now();
+    this.#strikes = this.#strikes.filter((time) => now - time < this.#options.settings.quarantineWindowMs);
+    this.#strikes.push(now);
+    if (this.#strikes.length < this.#options.settings.quarantineCrashes) return false;
+    this.#state = 'quarantined';
+    for (const waiter of this.#runningWaiters.splice(0)) waiter.reject(new Error(`the plugin ${this.plugin.name} was quarantined`));
+    clearTimeout(this.#restartTimer);
+    this.#sandbox?.kill();
+    this.#options.onEvent({ kind: 'quarantined', reason: `${this.#strikes.length} crashes or violations within ${this.#options.settings.quarantineWindowMs} ms (last: ${reason})` });
+    return true;
+  }
+
+  #crashed(reason: string): void {
+    this.#missedDeadlines = 0;
+    if (this.#strike(reason)) {
+      this.#options.onEvent({ kind: 'crashed', reason, restartInMs: null });
+      return;
+    }
+    this.#state = 'restarting';
+    const delay = Math.min(MAX_RESTART_BACKOFF_MS, this.#options.settings.restartBackoffMs * 2 ** (this.#strikes.length - 1));
+    this.#options.onEvent({ kind: 'crashed', reason, restartInMs: delay });
+    this.#restartTimer = setTimeout(() => {
+      if (this.#state !== 'restarting') return;
+      this.#restarts++;
+      this.#state = 'stopped';
+      this.start();
+    }, delay);
+    this.#restartTimer.unref();
+  }
+
+  /** Resolves when the plugin runs (now, or after its start or restart); rejects if it is quarantined or stopped first. */
+  whenRunning(): Promise<void> {
+    if (this.#state === 'running') return Promise.resolve();
+    if (this.#state === 'quarantined' || this.#state === 'stopped') return Promise.reject(new Error(`the plugin ${this.plugin.name} is ${this.#state}`));
+    return new Promise((resolve, reject) => this.#runningWaiters.push({ resolve, reject }));
+  }
+
+  status(): PluginStatus {
+    const p50 = this.#latency.quantile(0.5);
+    const p99 = this.#latency.quantile(0.99);
+    return {
+      name: this.plugin.name,
+      version: this.plugin.version,
+      digest: this.plugin.digest,
+      state: this.#state,
+      breaker: this.breakerState,
+      pid: this.#sandbox?.pid ?? null,
+      restarts: this.#restarts,
+      calls: this.#latency.calls,
+      failures: this.#failures,
+      p50Ms: p50 === null ? null : Math.round(p50 * 1000) / 1000,
+      p99Ms: p99 === null ? null : Math.round(p99 * 1000) / 1000,
+    };
+  }
+
+  /** Stops the child for good (disabled, removed, or the server stopping). */
+  async close(): Promise<void> {
+    if (this.#state !== 'quarantined') this.#state = 'stopped';
+    for (const waiter of this.#runningWaiters.splice(0)) waiter.reject(new Error(`the plugin ${this.plugin.name} was stopped`));
+    clearTimeout(this.#restartTimer);
+    this.#breaker.shutdown();
+    const sandbox = this.#sandbox;
+    if (sandbox === undefined) return;
+    sandbox.close();
+    // The runtime exits when its channel closes; one that does not is killed.
+    const timer = setTimeout(() => sandbox.kill(), 1000);
+    await sandbox.exited;
+    clearTimeout(timer);
+  }
+}

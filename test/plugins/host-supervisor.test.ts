@@ -1,0 +1,201 @@
+/**
+ * The plugin host's supervision and its place in the chains (issue 14,
+ * "Supervision"), against real plugin children: the chains are the bundled
+ * chains.cfg with the plugins.host slot, the plugins tiny modules written to
+ * a temporary directory. Each test causes the fault it names (a crash, a
+ * loop, a bad answer, a flood) and checks what the request saw, what was
+ * reported, and that the next request is served.
+ */
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { HookChains, PluginSlot, bundledChainSource } from '../../src/hooks/index.ts';
+import { IDENTITY_HOOKS } from '../../src/identity/index.ts';
+import { OAUTH_HOOKS } from '../../src/oauth/index.ts';
+import { parseManifest } from '../../src/plugins/manifest.ts';
+import { PluginHookDispatcher, type PluginFailureReport } from '../../src/plugins/host/dispatcher.ts';
+import { SupervisedPlugin, type SupervisorEvent, type SupervisorSettings } from '../../src/plugins/host/supervisor.ts';
+import { tempDirectory } from '../support/plugin-packages.ts';
+
+const root = realpathSync(tempDirectory('portcullis-host-'));
+
+const SETTINGS: SupervisorSettings = { quarantineCrashes: 3, quarantineWindowMs: 60_000, maxMissedDeadlines: 2, breakerResetMs: 200, restartBackoffMs: 20 };
+
+interface Harness {
+  readonly chains: HookChains;
+  readonly plugins: SupervisedPlugin[];
+  readonly events: SupervisorEvent[];
+  readonly reports: PluginFailureReport[];
+  /** Resolves at the next supervisor event of this kind. */
+  readonly next: (kind: SupervisorEvent['kind']) => Promise<SupervisorEvent>;
+}
+
+const running: Harness[] = [];
+after(async () => {
+  for (const harness of running) for (const plugin of harness.plugins) await plugin.close();
+});
+
+/** A plugin directory: its manifest and module (exporting `hooks`). */
+function pluginDirectory(name: string, manifest: Record<string, unknown>, source: string): { directory: string; manifest: ReturnType<typeof parseManifest> } {
+  const directory = join(root, name);
+  mkdirSync(directory, { recursive: true });
+  const full = { name, version: '1.0.0', entry: 'index.mjs', ...manifest };
+  writeFileSync(join(directory, 'portcullis-plugin.json'), JSON.stringify(full));
+  writeFileSync(join(directory, 'index.mjs'), source);
+  return { directory, manifest: parseManifest(full) };
+}
+
+async function harness(specs: { name: string; manifest: Record<string, unknown>; source: string }[], settings: SupervisorSettings = SETTINGS): Promise<Harness> {
+  const events: SupervisorEvent[] = [];
+  const waiters: { kind: SupervisorEvent['kind']; resolve: (event: SupervisorEvent) => void }[] = [];
+  const reports: PluginFailureReport[] = [];
+  const plugins = specs.map(({ name, manifest, source }) => {
+    const built = pluginDirectory(name, manifest, source);
+    return new SupervisedPlugin(
+      { name, version: '1.0.0', digest: 'test', directory: built.directory, manifest: built.manifest },
+      {
+        settings,
+        hostMethods: {},
+        onEvent: (event) => {
+          events.push(event);
+          for (const waiter of waiters.filter((entry) => entry.kind === event.kind)) {
+            waiters.splice(waiters.indexOf(waiter), 1);
+            waiter.resolve(event);
+          }
+        },
+      },
+    );
+  });
+  const dispatcher = new PluginHookDispatcher((report) => void reports.push(report));
+  const slot = new PluginSlot();
+  slot.attach(dispatcher);
+  const chains = HookChains.load({ handlers: [...IDENTITY_HOOKS, ...OAUTH_HOOKS, ...slot.handlers()], source: bundledChainSource() });
+  const next = (kind: SupervisorEvent['kind']) => new Promise<SupervisorEvent>((resolve) => waiters.push({ kind, resolve }));
+  for (const plugin of plugins) plugin.start();
+  await Promise.all(plugins.map((plugin) => plugin.whenRunning()));
+  dispatcher.setPlugins(plugins);
+  const result = { chains, plugins, events, reports, next };
+  running.push(result);
+  return result;
+}
+
+const CLIENT_CREDENTIALS = { userId: null, clientId: 'svc', grantType: 'client_credentials', scopes: ['read'], audience: ['https://api.example'] };
+const LOGIN = { account: 'ada@example.com', ip: '203.0.113.7', throttle: { allowed: true } };
+
+describe('plugin host: hooks through the chains', () => {
+  it('a claims plugin adds claims in its namespace to an access token; a second plugin sees them and adds its own', async () => {
+    const { chains, reports } = await harness([
+      { name: 'a-claims', manifest: { hooks: ['access-token.claims'], claimsNamespace: 'acme_' }, source: `export const hooks = { 'access-token.claims': ({ context }) => ({ verdict: 'modify', claims: { acme_grant: context.grantType, acme_client: context.clientId } }) };` },
+      { name: 'b-claims', manifest: { hooks: ['access-token.claims'], claimsNamespace: 'https://b.example/' }, source: `export const hooks = { 'access-token.claims': ({ claims }) => ({ verdict: 'modify', claims: { 'https://b.example/saw': Object.keys(claims).sort().join(',') } }) };` },
+    ]);
+    const outcome = await chains.claims('access-token.claims', CLIENT_CREDENTIALS, {});
+    assert.deepEqual(outcome, { refused: false, claims: { acme_grant: 'client_credentials', acme_client: 'svc', 'https://b.example/saw': 'acme_client,acme_grant' } });
+    assert.deepEqual(reports, []);
+  });
+
+  it('a claims hook that sets sub, cnf, iss or scope: with skip the token goes out without its claims; with deny the request is refused; both reported', async () => {
+    for (const claim of ['sub', 'cnf', 'iss', 'scope', 'acme']) {
+      const source = `export const hooks = { 'access-token.claims': () => ({ verdict: 'modify', claims: { acme_ok: 1, ${JSON.stringify(claim)}: 'attacker' } }) };`;
+      const skip = await harness([{ name: `skip-${claim}`, manifest: { hooks: ['access-token.claims'], claimsNamespace: 'acme_', onFailure: { 'access-token.claims': 'skip' } }, source }]);
+      assert.deepEqual(await skip.chains.claims('access-token.claims', CLIENT_CREDENTIALS, {}), { refused: false, claims: {} }, claim);
+      assert.deepEqual(skip.reports, [{ plugin: `skip-${claim}`, point: 'access-token.claims', failure: 'outside_namespace', action: 'skipped' }]);
+      const deny = await harness([{ name: `deny-${claim}`, manifest: { hooks: ['access-token.claims'], claimsNamespace: 'acme_' }, source }]);
+      const refused = await deny.chains.claims('access-token.claims', CLIENT_CREDENTIALS, {});
+      assert.equal(refused.refused, true, claim);
+      assert.equal(refused.refused && refused.fault, 'error');
+      assert.deepEqual(deny.reports, [{ plugin: `deny-${claim}`, point: 'access-token.claims', failure: 'outside_namespace', action: 'denied' }]);
+    }
+  });
+
+  it('a login rule denies with its reason; an allow from a plugin is not taken (plugins may only deny or pass)', async () => {
+    const { chains, reports } = await harness([
+      { name: 'rule', manifest: { hooks: ['login.before', 'login.after'] }, source: `export const hooks = { 'login.before': ({ context }) => context.ip.startsWith('203.0.113.') ? { verdict: 'deny', reason: 'Sign-in from this network is not allowed.' } : { verdict: 'pass' }, 'login.after': () => ({ verdict: 'allow' }) };` },
+    ]);
+    assert.deepEqual(await chains.decide('login.before', LOGIN), { allowed: false, handler: 'plugins.host', reason: 'Sign-in from this network is not allowed.' });
+    assert.deepEqual(await chains.decide('login.before', { ...LOGIN, ip: '198.51.100.7' }), { allowed: true, handler: 'identity.password-step' });
+    // A disabled account: the plugin's "allow" must not let it past identity.account-active.
+    const after = await chains.decide('login.after', { userId: 'u1', amr: ['pwd'], secondFactorEnrolled: false, disabled: true, ip: '198.51.100.7' });
+    assert.equal(after.allowed, false);
+    assert.deepEqual(reports.map((report) => [report.failure, report.action]), [['invalid_answer', 'denied']]);
+  });
+});
+
+describe('plugin host: supervision', () => {
+  it('a crash inside every hook: each request is refused at once, the plugin restarts with backoff, and is quarantined after repeated crashes', { timeout: 30_000 }, async () => {
+    const source = `export const hooks = { 'login.before': () => process.exit(3), 'access-token.claims': () => process.exit(3) };`;
+    // A backoff long enough that the request below meets the plugin down (it takes microseconds).
+    const { chains, plugins, events, next } = await harness([{ name: 'crasher', manifest: { hooks: ['login.before', 'access-token.claims'], claimsNamespace: 'acme_' }, source }], { ...SETTINGS, restartBackoffMs: 500 });
+    const [plugin] = plugins;
+    for (let crash = 1; crash <= SETTINGS.quarantineCrashes; crash++) {
+      const crashed = next('crashed');
+      const restarted = next('started');
+      assert.equal((await chains.decide('login.before', LOGIN)).allowed, false);
+      await crashed;
+      // While it restarts, a request is refused without waiting for it.
+      const refused = await chains.claims('access-token.claims', CLIENT_CREDENTIALS, {});
+      assert.equal(refused.refused, true);
+      assert.equal(plugin!.state, crash < SETTINGS.quarantineCrashes ? 'restarting' : 'quarantined');
+      if (crash < SETTINGS.quarantineCrashes) await restarted;
+    }
+    assert.equal(plugin!.state, 'quarantined');
+    assert.ok(events.some((event) => event.kind === 'quarantined'));
+    const crashes = events.filter((event) => event.kind === 'crashed');
+    assert.deepEqual(crashes.map((event) => event.kind === 'crashed' && event.restartInMs), [500, 1000, null], 'the backoff doubles, and no restart after quarantine');
+    assert.equal(plugin!.status().restarts, 2);
+  });
+
+  it('an infinite loop: calls miss their deadline, and after maxMissedDeadlines the child is killed and restarted', { timeout: 30_000 }, async () => {
+    const source = `export const hooks = { 'login.before': ({ context }) => { if (context.account === 'loop@example.com') for (;;); return { verdict: 'pass' }; } };`;
+    const { chains, plugins, next } = await harness([{ name: 'looper', manifest: { hooks: ['login.before'], limits: { deadlineMs: 100 } }, source }]);
+    const crashed = next('crashed');
+    const restarted = next('started');
+    for (let miss = 0; miss < SETTINGS.maxMissedDeadlines; miss++) {
+      const decision = await chains.decide('login.before', { ...LOGIN, account: 'loop@example.com' });
+      assert.equal(decision.allowed, false);
+    }
+    const event = await crashed;
+    assert.match(event.kind === 'crashed' ? event.reason : '', /killed after 2 missed deadlines/);
+    await restarted;
+    assert.equal((await chains.decide('login.before', { ...LOGIN, ip: '198.51.100.7' })).allowed, true, 'served again after the restart');
+    assert.equal(plugins[0]!.status().restarts, 1);
+  });
+
+  it('the breaker opens after repeated failures, refuses without calling the plugin, then lets one probe through (half-open) and closes on success', { timeout: 30_000 }, async () => {
+    const source = `let calls = 0; export const hooks = { 'login.before': ({ context }) => { calls++; if (context.account === 'count@example.com') return { verdict: 'deny', reason: 'calls ' + calls }; if (context.account === 'fail@example.com') throw new Error('no'); return { verdict: 'pass' }; } };`;
+    const { chains, plugins, next } = await harness([{ name: 'flaky', manifest: { hooks: ['login.before'] }, source }]);
+    const [plugin] = plugins;
+    const opened = next('breaker');
+    for (let index = 0; index < 5; index++) await chains.decide('login.before', { ...LOGIN, account: 'fail@example.com' });
+    assert.deepEqual(await opened, { kind: 'breaker', state: 'open' });
+    const halfOpen = next('breaker');
+    assert.equal(plugin!.breakerState, 'open');
+    // Refused by the breaker: the plugin's counter does not move.
+    for (let index = 0; index < 3; index++) assert.equal((await chains.decide('login.before', { ...LOGIN, account: 'count@example.com' })).allowed, false);
+    assert.deepEqual(await halfOpen, { kind: 'breaker', state: 'half-open' });
+    const closed = next('breaker');
+    const probe = await chains.decide('login.before', { ...LOGIN, account: 'count@example.com' });
+    assert.deepEqual(probe, { allowed: false, handler: 'plugins.host', reason: 'calls 6' }, 'the breaker kept the three refused calls from the plugin');
+    assert.deepEqual(await closed, { kind: 'breaker', state: 'closed' });
+  });
+
+  it('the concurrency cap: calls past limits.concurrency are refused at once (over_capacity), not queued', { timeout: 30_000 }, async () => {
+    const source = `export const hooks = { 'access-token.claims': () => new Promise((resolve) => setTimeout(() => resolve({ verdict: 'modify', claims: { acme_x: 1 } }), 300)) };`;
+    const { chains, reports } = await harness([{ name: 'narrow', manifest: { hooks: ['access-token.claims'], claimsNamespace: 'acme_', limits: { concurrency: 1 }, onFailure: { 'access-token.claims': 'skip' } }, source }]);
+    const [first, second] = await Promise.all([chains.claims('access-token.claims', CLIENT_CREDENTIALS, {}), chains.claims('access-token.claims', CLIENT_CREDENTIALS, {})]);
+    assert.deepEqual(first, { refused: false, claims: { acme_x: 1 } });
+    assert.deepEqual(second, { refused: false, claims: {} });
+    assert.deepEqual(reports.map((report) => report.failure), ['over_capacity']);
+  });
+
+  it('an undeclared host call is -32601 for the plugin, reported as a violation, and repeated ones quarantine it', { timeout: 30_000 }, async () => {
+    const source = `export const hooks = { 'login.before': async (_params, host) => { try { await host.call('users.read', { userId: 'u1' }); } catch (error) { return { verdict: 'deny', reason: 'refused ' + error.code }; } return { verdict: 'pass' }; } };`;
+    const { chains, plugins, events, next } = await harness([{ name: 'snoop', manifest: { hooks: ['login.before'] }, source }]);
+    assert.deepEqual(await chains.decide('login.before', LOGIN), { allowed: false, handler: 'plugins.host', reason: 'refused -32601' });
+    assert.deepEqual(events.find((event) => event.kind === 'violation'), { kind: 'violation', violation: 'method-not-found', method: 'users.read', counted: true });
+    const quarantined = next('quarantined');
+    for (let index = 1; index < SETTINGS.quarantineCrashes; index++) await chains.decide('login.before', LOGIN);
+    await quarantined;
+    assert.equal(plugins[0]!.state, 'quarantined');
+  });
+});

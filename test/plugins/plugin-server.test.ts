@@ -1,0 +1,145 @@
+/**
+ * Plugins in a serving Portcullis (issue 14), on both backends: signed
+ * packages installed and enabled through the registry while the server
+ * runs; the host starts them and puts them on the chains. What a client
+ * sees is checked over HTTP (the token endpoint), what the host recorded in
+ * the audit ledger, and that the server goes on serving whatever the plugin
+ * does.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeJwt } from 'jose';
+import { decodeEntry } from '../../src/audit/index.ts';
+import type { DurableStore } from '../../src/store/index.ts';
+import { validateClientMetadata } from '../../src/oauth/index.ts';
+import { PluginRegistry, digestDirectory, generateSigningKey, parsePublicKey, parseSecretKey, publicKeyLine, readPluginStatus, signMessage, type PluginHost } from '../../src/plugins/index.ts';
+import { startTestServer, testBackends, type TestServer } from '../support/server.ts';
+import { tempDirectory } from '../support/plugin-packages.ts';
+
+const keys = generateSigningKey();
+const secret = parseSecretKey(keys.secretKeyPem);
+const root = tempDirectory('portcullis-plugin-server-');
+
+/** A signed package directory (signature beside it, as `plugin sign` writes it). */
+function signedPackage(name: string, manifest: Record<string, unknown>, source: string, version = '1.0.0'): string {
+  const directory = join(root, `${name}-${version}`, name);
+  mkdirSync(directory, { recursive: true });
+  writeFileSync(join(directory, 'portcullis-plugin.json'), JSON.stringify({ name, version, entry: 'index.mjs', ...manifest }));
+  writeFileSync(join(directory, 'index.mjs'), source);
+  const { digest } = digestDirectory(directory);
+  writeFileSync(`${directory}.minisig`, signMessage(Buffer.from(digest, 'latin1'), secret, { trustedComment: `${name} ${version}` }));
+  return directory;
+}
+
+async function auditTypes(store: DurableStore): Promise<{ type: string; outcome: string; detail?: Record<string, unknown> }[]> {
+  const size = await store.auditLog.size();
+  const rows = [];
+  for (let start = 0; start < size; start += 1000) rows.push(...(await store.auditLog.entries(start, Math.min(size, start + 1000))));
+  return rows.map((row) => decodeEntry(row.entry) as unknown as { type: string; outcome: string; detail?: Record<string, unknown> });
+}
+
+for (const backend of testBackends) {
+  describe(`plugins in a serving instance (${backend})`, () => {
+    let server: TestServer;
+    let registry: PluginRegistry;
+    let host: PluginHost;
+    let authorization: string;
+    const token = () => fetch(`${server.url}/token`, { method: 'POST', headers: { authorization, 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' });
+    const enable = async (directory: string, name: string) => {
+      await registry.install(directory, { actor: 'test' });
+      await registry.setEnabled(name, true, 'test');
+      await host.reconcile();
+      await host.plugin(name)!.whenRunning();
+    };
+    const disable = async (name: string) => {
+      await registry.remove(name, 'test');
+      await host.reconcile();
+    };
+
+    before(async () => {
+      server = await startTestServer({ backend, fixedPort: true, overrides: { plugins: { trustedKeys: [publicKeyLine(parsePublicKey(keys.publicKeyFile))], restartBackoffMs: 1000 } } });
+      const services = server.running.runtime;
+      host = services.get('plugins')!;
+      registry = new PluginRegistry({ records: server.running.stores.durable.records, events: server.running.events, directory: join(server.running.runtime.get('config').dataDir, 'plugins'), trustedKeys: [publicKeyLine(parsePublicKey(keys.publicKeyFile))], clock: Date.now });
+      await server.running.authorizationServer.resources.create({ uri: 'https://jobs.example.com', scopes: ['jobs:run'] }, { actor: 'test' });
+      const metadata = validateClientMetadata({ grant_types: ['client_credentials'], redirect_uris: [], scope: 'jobs:run' }, { allowedScopes: ['openid', 'jobs:run'], defaultSigningAlgorithm: 'EdDSA' });
+      const registered = await server.running.authorizationServer.clients.register(metadata, { actor: 'test' });
+      authorization = `Basic ${Buffer.from(`${registered.client.client_id}:${registered.clientSecret!}`).toString('base64')}`;
+    });
+    after(async () => {
+      await server?.close();
+    });
+
+    it('a claims plugin adds its claims to client_credentials tokens; one that tries sub, iss, cnf or scope is skipped and the token keeps the protocol claims', async () => {
+      await enable(
+        signedPackage('acme-tier', { hooks: ['access-token.claims'], claimsNamespace: 'acme_' }, `export const hooks = { 'access-token.claims': ({ context }) => ({ verdict: 'modify', claims: { acme_tier: 'gold', acme_grant: context.grantType } }) };`),
+        'acme-tier',
+      );
+      await enable(
+        signedPackage('greedy', { hooks: ['access-token.claims'], claimsNamespace: 'greedy_', onFailure: { 'access-token.claims': 'skip' } }, `export const hooks = { 'access-token.claims': () => ({ verdict: 'modify', claims: { greedy_x: 1, sub: 'admin', iss: 'https://evil.example', cnf: { jkt: 'x' }, scope: 'everything' } }) };`),
+        'greedy',
+      );
+      const response = await token();
+      assert.equal(response.status, 200);
+      const body = (await response.json()) as { access_token: string };
+      const claims = decodeJwt(body.access_token);
+      assert.equal(claims['acme_tier'], 'gold');
+      assert.equal(claims['acme_grant'], 'client_credentials');
+      assert.equal(claims.iss, server.running.runtime.get('config').issuer);
+      assert.equal(claims['scope'], 'jobs:run');
+      assert.equal(claims['cnf'], undefined);
+      assert.equal(claims['greedy_x'], undefined, "nothing of the plugin that overstepped is kept");
+      assert.notEqual(claims.sub, 'admin');
+      const audit = await auditTypes(server.running.stores.durable);
+      assert.ok(audit.some((entry) => entry.type === 'plugin.failed' && entry.detail?.['plugin'] === 'greedy' && entry.detail['failure'] === 'outside_namespace' && entry.detail['action'] === 'skipped'));
+      await disable('greedy');
+      await disable('acme-tier');
+      const plain = decodeJwt(((await (await token()).json()) as { access_token: string }).access_token);
+      assert.equal(plain['acme_tier'], undefined, 'a removed plugin adds nothing');
+    });
+
+    it('a plugin that crashes in its hook: the token request is refused with 503 and Retry-After (never a 500), quickly; the crash and the refusal are audited; the server serves on', { timeout: 60_000 }, async () => {
+      await enable(signedPackage('crasher', { hooks: ['access-token.claims'], claimsNamespace: 'crash_' }, `export const hooks = { 'access-token.claims': () => process.exit(7) };`), 'crasher');
+      const first = await token();
+      assert.equal(first.status, 503);
+      assert.equal(first.headers.get('retry-after'), '1');
+      const body = (await first.json()) as { error: string; error_description: string };
+      assert.equal(body.error, 'temporarily_unavailable');
+      assert.doesNotMatch(body.error_description, /crasher|exit|stack|\//, 'nothing of the plugin or the host in the answer');
+      // Down now (restarting after its backoff): refused without waiting for it.
+      const started = performance.now();
+      const second = await token();
+      const elapsed = performance.now() - started;
+      assert.equal(second.status, 503);
+      assert.ok(elapsed < 1000, `refused in ${elapsed} ms, not held for the plugin`);
+      assert.equal((await fetch(`${server.url}/.well-known/openid-configuration`)).status, 200, 'the server serves on');
+      const audit = await auditTypes(server.running.stores.durable);
+      assert.ok(audit.some((entry) => entry.type === 'plugin.crashed' && entry.detail?.['plugin'] === 'crasher'));
+      assert.ok(audit.some((entry) => entry.type === 'plugin.failed' && entry.detail?.['plugin'] === 'crasher' && entry.detail['action'] === 'denied'));
+      assert.ok(audit.some((entry) => entry.type === 'hook.fault' && entry.detail?.['hook'] === 'plugins.host'));
+      await host.reconcile(); // publishes the status now rather than at the next poll
+      const status = (await readPluginStatus(server.running.stores.hot)).find((instance) => instance.instance === host.instance)!;
+      assert.equal(status.plugins.find((plugin) => plugin.name === 'crasher')?.failures, 2);
+      await disable('crasher');
+      assert.equal((await token()).status, 200, 'tokens again once it is gone');
+    });
+
+    it('a login rule denies a sign-in from a listed network, and lets others through to the password check', async () => {
+      await server.running.identity.accounts.createUser('rule@example.com', 'correct horse battery staple 42', { actor: 'test' });
+      await enable(
+        signedPackage('net-rule', { hooks: ['login.before'], hostCalls: ['audit.record'] }, `export const hooks = { 'login.before': async ({ context }, host) => { if (!context.ip.startsWith('203.0.113.')) return { verdict: 'pass' }; await host.call('audit.record', { action: 'net-rule.denied', detail: { network: '203.0.113.0/24' } }); return { verdict: 'deny', reason: 'Sign-in from this network is not allowed.' }; } };`),
+        'net-rule',
+      );
+      const denied = await server.running.identity.accounts.login('rule@example.com', 'correct horse battery staple 42', { ip: '203.0.113.9' });
+      assert.deepEqual(denied, { outcome: 'refused', reason: 'Sign-in from this network is not allowed.' });
+      const allowed = await server.running.identity.accounts.login('rule@example.com', 'correct horse battery staple 42', { ip: '198.51.100.9' });
+      assert.equal(allowed.outcome, 'ok', JSON.stringify(allowed));
+      const audit = await auditTypes(server.running.stores.durable);
+      assert.ok(audit.some((entry) => entry.type === 'plugin.recorded' && entry.detail?.['action'] === 'net-rule.denied' && entry.detail['plugin'] === 'net-rule'));
+      assert.ok(audit.some((entry) => entry.type === 'plugin.call' && entry.detail?.['method'] === 'audit.record' && entry.outcome === 'success'));
+      await disable('net-rule');
+    });
+  });
+}
