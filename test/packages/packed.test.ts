@@ -9,6 +9,7 @@
  *   portcullis/sdk           the resource-server SDK (createVerifier, adapters, DPoP fetch) and the signals vocabulary
  *   portcullis/sdk/mtls      mutual TLS with SPIFFE X509-SVIDs (agent, server options, SPIFFE IDs)
  *   portcullis/sdk/signals   the SSF receiver side (SET verification, push endpoint, poll and WebSocket clients)
+ *   portcullis/sdk/plugin    writing a plugin (definePlugin, typed host calls); one file, loaded inside the plugin sandbox
  *
  * Each entry is imported under Node's permission model with read access to
  * its own dist/ directory and the package.json only, so an entry that pulled
@@ -28,15 +29,17 @@ import { execFile } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { isBuiltin } from 'node:module';
 import ts from 'typescript';
+import type * as SandboxSpawn from '../../src/plugins/sandbox/spawn.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const run = promisify(execFile);
 
 /** The public entries: subpath -> the directory of dist/ its import graph must stay in. */
-const ENTRIES = { './audit/merkle': 'dist/audit/merkle', './sdk': 'dist/sdk', './sdk/mtls': 'dist/sdk/mtls', './sdk/signals': 'dist/sdk/signals' } as const;
+const ENTRIES = { './audit/merkle': 'dist/audit/merkle', './sdk': 'dist/sdk', './sdk/mtls': 'dist/sdk/mtls', './sdk/signals': 'dist/sdk/signals', './sdk/plugin': 'dist/sdk/plugin' } as const;
 /** Entries whose import graph may go wider than their own directory: the directory it must stay in, and the packages it may import. */
 const WIDER_SCOPE: Partial<Record<keyof typeof ENTRIES, { readonly directory: string; readonly packages: readonly string[] }>> = {
   './sdk': { directory: 'dist/sdk', packages: ['jose', 'ws'] },
@@ -154,7 +157,7 @@ interface Manifest {
 describe('packages: the packed tarball', () => {
   it('ships every file the "exports" map names, which lists exactly the public entries and nothing from test/ or bench/', () => {
     const manifest = JSON.parse(readFileSync(join(installed, 'package.json'), 'utf8')) as Manifest;
-    assert.deepEqual(Object.keys(manifest.exports), ['./audit/merkle', './sdk', './sdk/mtls', './sdk/signals', './package.json']);
+    assert.deepEqual(Object.keys(manifest.exports), ['./audit/merkle', './sdk', './sdk/mtls', './sdk/signals', './sdk/plugin', './package.json']);
     for (const [subpath, directory] of Object.entries(ENTRIES)) {
       assert.deepEqual(manifest.exports[subpath], { types: `./${directory}/index.d.ts`, default: `./${directory}/index.js` });
       for (const file of [`${directory}/index.js`, `${directory}/index.d.ts`]) {
@@ -344,6 +347,47 @@ describe('packages: the packed tarball', () => {
     assert.equal(output.refused, 'invalid_request');
   });
 
+  it("'portcullis/sdk/plugin' loads from its one file alone, and definePlugin's hooks answer the wire", async () => {
+    const source = `
+      import * as sdk from 'portcullis/sdk/plugin';
+      const plugin = sdk.definePlugin({ hooks: { 'token.claims': async (ctx) => ({ claims: { acme_user: ctx.userId } }), 'login.before': async () => undefined } });
+      const host = { call: async () => null };
+      const claims = await plugin.hooks['token.claims']({ context: { userId: 'u1' }, claims: {} }, host);
+      const pass = await plugin.hooks['login.before']({ context: { ip: '198.51.100.7' }, claims: {} }, host);
+      console.log(JSON.stringify({ exports: Object.keys(sdk).sort(), claims, pass }));
+    `;
+    const output = JSON.parse(await runConsumer(source, [join(installed, 'package.json'), join(installed, 'dist/sdk/plugin/index.js')])) as Record<string, unknown>;
+    assert.deepEqual(output, {
+      exports: ['HOOK_POINTS', 'HostCallError', 'createPluginHost', 'definePlugin', 'toWireAnswer'],
+      claims: { verdict: 'modify', claims: { acme_user: 'u1' } },
+      pass: { verdict: 'pass' },
+    });
+  });
+
+  it('the plugin sandbox of the installed dist/ maps portcullis/sdk/plugin to dist/sdk/plugin/index.js, its one readable file of dist/sdk', { timeout: 30_000 }, async () => {
+    const { startSandbox } = (await import(pathToFileURL(join(installed, 'dist/plugins/sandbox/spawn.js')).href)) as typeof SandboxSpawn;
+    const directory = join(scratch, 'sandboxed-plugin');
+    mkdirSync(directory);
+    writeFileSync(
+      join(directory, 'index.js'),
+      `import { readFileSync } from 'node:fs';
+import { definePlugin } from 'portcullis/sdk/plugin';
+export default definePlugin({ hooks: { 'login.before': async ({ path }) => { try { readFileSync(path); return { deny: 'read' }; } catch (error) { return { deny: error.code }; } } } });
+`,
+    );
+    const box = startSandbox({ directory, entry: 'index.js', limits: { memoryMb: 64, callTimeoutMs: 5000 } });
+    try {
+      assert.deepEqual(await box.ready, ['login.before']);
+      const attempt = (path: string) => box.call('hook.login.before', { context: { path }, claims: {} });
+      assert.deepEqual(await attempt(join(installed, 'dist/sdk/plugin/index.js')), { verdict: 'deny', reason: 'read' });
+      assert.deepEqual(await attempt(join(installed, 'dist/sdk/index.js')), { verdict: 'deny', reason: 'ERR_ACCESS_DENIED' });
+      assert.deepEqual(await attempt(join(installed, 'src/sdk/plugin/index.ts')), { verdict: 'deny', reason: 'ERR_ACCESS_DENIED' });
+    } finally {
+      box.close();
+      await box.exited;
+    }
+  });
+
   it('the emitted import graph of each entry stays inside its directory and reaches only node: built-ins beyond it', () => {
     for (const [subpath, directory] of Object.entries(ENTRIES)) {
       const { files, outside } = importGraph(installed, directory, WIDER_SCOPE[subpath as keyof typeof ENTRIES]);
@@ -369,7 +413,7 @@ describe('packages: the packed tarball', () => {
   it("the package root and internal paths are not exported: 'portcullis' and deep imports fail with ERR_PACKAGE_PATH_NOT_EXPORTED", async () => {
     const source = `
       const codes = [];
-      for (const specifier of ['portcullis', 'portcullis/audit/merkle/hash', 'portcullis/dist/audit/ledger.js', 'portcullis/dist/sdk/index.js', 'portcullis/sdk/mtls/agent']) {
+      for (const specifier of ['portcullis', 'portcullis/audit/merkle/hash', 'portcullis/dist/audit/ledger.js', 'portcullis/dist/sdk/index.js', 'portcullis/sdk/mtls/agent', 'portcullis/sdk/plugin/index']) {
         try {
           await import(specifier);
           codes.push(specifier + ': imported');
@@ -385,6 +429,7 @@ describe('packages: the packed tarball', () => {
       'portcullis/dist/audit/ledger.js: ERR_PACKAGE_PATH_NOT_EXPORTED',
       'portcullis/dist/sdk/index.js: ERR_PACKAGE_PATH_NOT_EXPORTED',
       'portcullis/sdk/mtls/agent: ERR_PACKAGE_PATH_NOT_EXPORTED',
+      'portcullis/sdk/plugin/index: ERR_PACKAGE_PATH_NOT_EXPORTED',
     ]);
   });
 
@@ -410,6 +455,10 @@ describe('packages: the packed tarball', () => {
         'export { root };',
         '// @ts-expect-error rootHash takes leaf hashes, not a string',
         "rootHash('not hashes');",
+        "import { definePlugin, type HookContext } from 'portcullis/sdk/plugin';",
+        "export const plugin = definePlugin({ hooks: { 'token.claims': async (ctx: HookContext<'token.claims'>) => ({ claims: { acme_user: ctx.userId } }) } });",
+        '// @ts-expect-error a decision point takes no claims',
+        "definePlugin({ hooks: { 'login.before': () => ({ claims: {} }) } });",
       ].join('\n'),
     );
     const program = ts.createProgram([file], {
@@ -422,8 +471,8 @@ describe('packages: the packed tarball', () => {
       noEmit: true,
     });
     const resolved = program.getSourceFiles().map((source) => relative(installed, source.fileName));
-    // The merkle entry needs no Node types; 'portcullis/sdk' and 'portcullis/sdk/mtls' (node:crypto, node:tls, fetch's Response) are checked below.
-    for (const directory of [ENTRIES['./audit/merkle']]) assert.ok(resolved.includes(`${directory}/index.d.ts`), `resolved ${directory}/index.d.ts through the exports map`);
+    // The merkle and plugin entries need no Node types; 'portcullis/sdk' and 'portcullis/sdk/mtls' (node:crypto, node:tls, fetch's Response) are checked below.
+    for (const directory of [ENTRIES['./audit/merkle'], ENTRIES['./sdk/plugin']]) assert.ok(resolved.includes(`${directory}/index.d.ts`), `resolved ${directory}/index.d.ts through the exports map`);
     assert.deepEqual(
       ts.getPreEmitDiagnostics(program).map((diagnostic) => ts.flattenDiagnosticMessageText(diagnostic.messageText, '\n')),
       [],

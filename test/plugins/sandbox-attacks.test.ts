@@ -106,11 +106,11 @@ describe('plugin sandbox: what a plugin may not do', () => {
 
   const probe = (attempt: string, params: Record<string, unknown> = {}) => box.call('hook.probe', { attempt, ...params }) as Promise<{ ok: boolean; value?: unknown; code?: string }>;
 
-  it('the command line: --permission, read access to the runtime, the plugin and declared paths only, no grant flag, the caps', () => {
+  it('the command line: --permission, read access to the runtime, the plugin SDK file, the plugin and declared paths only, no grant flag, the caps', () => {
     const { command, args } = sandboxCommand({ directory: probeDirectory, entry: 'index.mjs', readPaths: [declared], limits: { memoryMb: 64, callTimeoutMs: 1000 } });
     assert.equal(command, process.execPath);
     assert.ok(args.includes('--permission'));
-    assert.deepEqual(args.filter((arg) => arg.startsWith('--allow-')), [`--allow-fs-read=${join(import.meta.dirname, '../../src/plugins/sandbox')}`, `--allow-fs-read=${probeDirectory}`, `--allow-fs-read=${declared}`]);
+    assert.deepEqual(args.filter((arg) => arg.startsWith('--allow-')), [`--allow-fs-read=${join(import.meta.dirname, '../../src/plugins/sandbox')}`, `--allow-fs-read=${join(import.meta.dirname, '../../src/sdk/plugin/index.ts')}`, `--allow-fs-read=${probeDirectory}`, `--allow-fs-read=${declared}`]);
     assert.ok(args.includes('--max-old-space-size=64'));
     assert.ok(args.includes('--disallow-code-generation-from-strings'));
   });

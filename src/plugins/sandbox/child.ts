@@ -15,13 +15,21 @@
  * `(params, host) => result`, where `host.call(method, params)` calls a host
  * method (only the manifest's `hostCalls` are answered; the rest is -32601).
  *
+ * The bare specifier `portcullis/sdk/plugin` resolves to the SDK file (a
+ * synchronous, in-thread resolve hook, `module.registerHooks`): a plugin
+ * directory has no node_modules, and the sandbox may read that one SDK file
+ * and nothing else of the package (spawn.ts). Every other specifier
+ * resolves as Node resolves it.
+ *
  * Imports only `node:` built-ins and this directory's files: the sandbox may
  * read nothing else of the host's code.
  */
 import { Console } from 'node:console';
+import { registerHooks } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { FrameChannel } from './framing.ts';
 import { JsonRpcPeer, RpcError, INVALID_PARAMS, type RpcMethod } from './json-rpc.ts';
+import { PLUGIN_SDK_ENTRY, PLUGIN_SDK_SPECIFIER } from './plugin-sdk.ts';
 
 interface PluginHost {
   call(method: string, params?: unknown): Promise<unknown>;
@@ -52,6 +60,11 @@ const channel = new FrameChannel({
 });
 const peer = new JsonRpcPeer({ channel, methods, defaultTimeoutMs: Number(timeoutArgument), exposeErrors: true });
 const host: PluginHost = { call: (method, params) => peer.call(method, params) };
+
+const sdkUrl = pathToFileURL(PLUGIN_SDK_ENTRY).href;
+registerHooks({
+  resolve: (specifier, context, nextResolve) => (specifier === PLUGIN_SDK_SPECIFIER ? { url: sdkUrl, shortCircuit: true } : nextResolve(specifier, context)),
+});
 
 const plugin = (await import(pathToFileURL(entry).href)) as { hooks?: unknown; default?: { hooks?: unknown } };
 const hooks = plugin.hooks ?? plugin.default?.hooks;

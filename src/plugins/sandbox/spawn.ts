@@ -9,9 +9,12 @@
  * test/plugins/sandbox-attacks.test.ts (and the network claim by
  * test/platform/node-permission.test.ts):
  * - file reads only under `--allow-fs-read`: the sandbox runtime's own
- *   directory (child.ts, framing.ts, json-rpc.ts: the code that starts the
- *   plugin), the plugin's directory and the manifest's declared read paths.
- *   No `--allow-fs-write`: no file is written, anywhere.
+ *   directory (child.ts, framing.ts, json-rpc.ts, plugin-sdk.ts: the code
+ *   that starts the plugin), the plugin SDK's one file
+ *   (src/sdk/plugin/index.ts, or dist/sdk/plugin/index.js: a file grant,
+ *   the rest of src/sdk stays unreadable, test/plugins/examples.test.ts),
+ *   the plugin's directory and the manifest's declared read paths. No
+ *   `--allow-fs-write`: no file is written, anywhere.
  * - no `--allow-child-process`, `--allow-worker`, `--allow-addons`,
  *   `--allow-wasi`: spawning, workers, native addons and WASI throw
  *   ERR_ACCESS_DENIED; so does `process.binding`.
@@ -54,6 +57,7 @@ import { dirname, extname, isAbsolute, join, relative, resolve } from 'node:path
 import type { Readable, Writable } from 'node:stream';
 import { DEFAULT_MAX_MESSAGE_BYTES, FrameChannel, FramingError } from './framing.ts';
 import { JsonRpcPeer, RpcError, type ProtocolViolation, type RpcMethod } from './json-rpc.ts';
+import { PLUGIN_SDK_ENTRY } from './plugin-sdk.ts';
 
 export interface SandboxLimits {
   /** The V8 heap cap of the child (`--max-old-space-size`). */
@@ -150,7 +154,7 @@ export function sandboxCommand(options: SandboxOptions): { readonly command: str
   if (!Number.isInteger(memoryMb) || memoryMb < 8) throw new SandboxSetupError('limits.memoryMb must be an integer of at least 8');
   const readPaths = (options.readPaths ?? []).map((path) => realpathSync(path));
   checkSymlinks([directory, ...readPaths]);
-  const readable = [dirname(RUNTIME_ENTRY), directory, ...readPaths];
+  const readable = [dirname(RUNTIME_ENTRY), PLUGIN_SDK_ENTRY, directory, ...readPaths];
   return {
     command: process.execPath,
     args: [
