@@ -198,4 +198,17 @@ describe('plugin host: supervision', () => {
     await quarantined;
     assert.equal(plugins[0]!.state, 'quarantined');
   });
+
+  it('a plugin closed while it is still starting stays stopped: its exit is not a crash, and nothing restarts it', { timeout: 30_000 }, async () => {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const { directory, manifest } = pluginDirectory(`closing-${attempt}`, { hooks: ['login.before'] }, `export const hooks = { 'login.before': () => ({ verdict: 'pass' }) };`);
+      const events: SupervisorEvent[] = [];
+      const plugin = new SupervisedPlugin({ name: `closing-${attempt}`, version: '1.0.0', digest: 'test', directory, manifest }, { settings: SETTINGS, hostMethods: {}, onEvent: (event) => void events.push(event) });
+      plugin.start();
+      await plugin.close();
+      assert.equal(plugin.state, 'stopped');
+      assert.deepEqual(events.filter((event) => event.kind === 'crashed' || event.kind === 'started'), []);
+      await assert.rejects(plugin.whenRunning(), /stopped/);
+    }
+  });
 });

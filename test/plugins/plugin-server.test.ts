@@ -143,3 +143,32 @@ for (const backend of testBackends) {
     });
   });
 }
+
+describe('plugins at serve start', () => {
+  it('a server starting with an enabled plugin opens its listener once the plugin runs: the first token request already carries its claims', { timeout: 60_000 }, async () => {
+    const dataDir = tempDirectory('portcullis-plugin-restart-');
+    const trustedKeys = [publicKeyLine(parsePublicKey(keys.publicKeyFile))];
+    const overrides = { dataDir, plugins: { trustedKeys } };
+    const first = await startTestServer({ fixedPort: true, overrides });
+    let authorization: string;
+    try {
+      const registry = new PluginRegistry({ records: first.running.stores.durable.records, events: first.running.events, directory: join(dataDir, 'plugins'), trustedKeys, clock: Date.now });
+      await registry.install(signedPackage('boot-claims', { hooks: ['access-token.claims'], claimsNamespace: 'boot_' }, `export const hooks = { 'access-token.claims': () => ({ verdict: 'modify', claims: { boot_ready: true } }) };`), { actor: 'test' });
+      await registry.setEnabled('boot-claims', true, 'test');
+      await first.running.authorizationServer.resources.create({ uri: 'https://jobs.example.com', scopes: ['jobs:run'] }, { actor: 'test' });
+      const metadata = validateClientMetadata({ grant_types: ['client_credentials'], redirect_uris: [], scope: 'jobs:run' }, { allowedScopes: ['openid', 'jobs:run'], defaultSigningAlgorithm: 'EdDSA' });
+      const registered = await first.running.authorizationServer.clients.register(metadata, { actor: 'test' });
+      authorization = `Basic ${Buffer.from(`${registered.client.client_id}:${registered.clientSecret!}`).toString('base64')}`;
+    } finally {
+      await first.close();
+    }
+    const second = await startTestServer({ fixedPort: true, overrides });
+    try {
+      const response = await fetch(`${second.url}/token`, { method: 'POST', headers: { authorization, 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' });
+      assert.equal(response.status, 200);
+      assert.equal(decodeJwt(((await response.json()) as { access_token: string }).access_token)['boot_ready'], true);
+    } finally {
+      await second.close();
+    }
+  });
+});

@@ -53,6 +53,8 @@ export interface PluginHostOptions {
   readonly hot?: HotStore;
   /** How often the registry is read again (default 2 s). */
   readonly pollMs?: number;
+  /** How long start() waits for the enabled plugins to run (default 10 s). */
+  readonly startWaitMs?: number;
 }
 
 /** One instance's published status. */
@@ -83,10 +85,22 @@ export class PluginHost {
     this.#dispatcher = new PluginHookDispatcher((report) => this.#failed(report));
   }
 
-  /** Runs the enabled plugins and attaches them to the chains. */
+  /**
+   * Runs the enabled plugins and attaches them to the chains. Waits (up to
+   * `startWaitMs`) until each runs, so the listener does not open on a
+   * window in which every request a plugin must check is refused; one that
+   * does not come up in time is left to its supervisor (and `plugin status`).
+   */
   async start(): Promise<void> {
     this.#options.slot.attach(this.#dispatcher);
     await this.reconcile();
+    const waitMs = this.#options.startWaitMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, waitMs);
+    });
+    await Promise.race([Promise.allSettled([...this.#running.values()].map((plugin) => plugin.whenRunning())), deadline]);
+    clearTimeout(timer);
     const pollMs = this.#options.pollMs ?? 2000;
     this.#timer = setInterval(() => void this.reconcile().catch((error: unknown) => this.#options.log.error({ err: error }, 'plugin reconcile failed')), pollMs);
     this.#timer.unref();
