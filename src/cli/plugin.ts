@@ -97,7 +97,7 @@ export function registerPluginCommands(program: Command, context: PluginCliConte
     .action(async (options: { config?: string }) => {
       const plugins = await withPlugins(options, (registry) => registry.list());
       if (plugins.length === 0) context.out('No plugins installed.');
-      for (const entry of plugins) context.out(`${entry.name}  ${entry.version}  ${entry.enabled ? 'enabled' : 'disabled'}  ${entry.digest}`);
+      for (const entry of plugins) context.out(`${entry.name}  ${entry.version}  ${entry.enabled ? (entry.quarantined !== undefined ? `quarantined (${entry.quarantined.reason})` : 'enabled') : 'disabled'}  ${entry.digest}`);
     });
 
   plugin

@@ -68,9 +68,12 @@ export type ClaimsOutcome =
 export class HookUnavailableError extends Error {
   override readonly name = 'HookUnavailableError';
   readonly point: HookPoint;
-  constructor(point: HookPoint) {
-    super(FAULT_REASON);
+  /** Whether the same request may succeed later (Retry-After); false when it spent something single-use, such as a code. */
+  readonly retryable: boolean;
+  constructor(point: HookPoint, options: { readonly retryable?: boolean; readonly message?: string } = {}) {
+    super(options.message ?? FAULT_REASON);
     this.point = point;
+    this.retryable = options.retryable ?? true;
   }
 }
 

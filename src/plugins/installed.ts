@@ -27,6 +27,21 @@ const InstalledSchema = Type.Object({
   path: Type.String(),
   enabled: Type.Boolean(),
   installedAt: Type.Number(),
+  /** When it was last enabled (ms): a host's own record of a quarantine older than this no longer holds. */
+  enabledAt: Type.Optional(Type.Number()),
+  /**
+   * The manifest as signed (its JSON), kept from installation: what an
+   * instance knows of a plugin whose copy no longer checks (its hooks and
+   * onFailure, so it still fails closed where it served).
+   */
+  manifest: Type.Optional(Type.String()),
+  /**
+   * Set by a host that quarantined the plugin (too many crashes or
+   * violations): no instance runs it, and every hook it serves fails as its
+   * onFailure says, until an operator enables it again (which clears this)
+   * or disables or removes it.
+   */
+  quarantined: Type.Optional(Type.Object({ at: Type.Number(), reason: Type.String(), digest: Type.String() })),
 });
 export type InstalledPlugin = Static<typeof InstalledSchema> & { readonly name: string };
 
@@ -70,7 +85,16 @@ export class PluginRegistry {
     }
     const target = join(this.#options.directory, name, pkg.digest);
     if (!existsSync(target)) await this.#copy(path, target, pkg.digest);
-    const installed = { version, digest: pkg.digest, keyId, path: target, enabled: current?.data.enabled ?? false, installedAt: this.#options.clock() };
+    const installed = {
+      version,
+      digest: pkg.digest,
+      keyId,
+      path: target,
+      enabled: current?.data.enabled ?? false,
+      installedAt: this.#options.clock(),
+      ...(current?.data.enabledAt !== undefined && { enabledAt: current.data.enabledAt }),
+      manifest: JSON.stringify(pkg.manifest),
+    };
     if (current === null) {
       if (!(await this.#plugins.create(name, installed))) throw new PluginInstallError(`${name} was installed at the same moment; try again`);
     } else if ((await this.#plugins.update(name, current.version, installed)) === null) {
@@ -91,9 +115,24 @@ export class PluginRegistry {
     if (current === null) throw new PluginInstallError(`no plugin ${name} is installed`);
     // Before it runs, the copy must still be what was signed.
     if (enabled) this.#checkCopy(current.data.path, current.data.digest);
-    if ((await this.#plugins.update(name, current.version, { ...current.data, enabled })) === null) throw new PluginInstallError(`${name} changed at the same moment; try again`);
-    await this.#options.events.emit({ type: enabled ? 'plugin.enabled' : 'plugin.disabled', outcome: 'success', actorService: actor, detail: { plugin: name, version: current.data.version, digest: current.data.digest } });
-    return { name, ...current.data, enabled };
+    // Enabling or disabling ends a quarantine: the operator has decided.
+    const { quarantined: ended, ...rest } = current.data;
+    const data = { ...rest, enabled, ...(enabled ? { enabledAt: this.#options.clock() } : {}) };
+    if ((await this.#plugins.update(name, current.version, data)) === null) throw new PluginInstallError(`${name} changed at the same moment; try again`);
+    await this.#options.events.emit({ type: enabled ? 'plugin.enabled' : 'plugin.disabled', outcome: 'success', actorService: actor, detail: { plugin: name, version: current.data.version, digest: current.data.digest, ...(ended !== undefined && { quarantineEnded: true }) } });
+    return { name, ...data };
+  }
+
+  /**
+   * Records a quarantine of the installed `digest` (a newer version
+   * installed meanwhile is not affected). The plugin stays enabled: its
+   * hooks go on failing closed until an operator decides.
+   */
+  async setQuarantined(name: string, digest: string, reason: string): Promise<boolean> {
+    const current = await this.#plugins.get(name);
+    if (current === null || current.data.digest !== digest || !current.data.enabled) return false;
+    const data = { ...current.data, quarantined: { at: this.#options.clock(), reason: reason.slice(0, 200), digest } };
+    return (await this.#plugins.update(name, current.version, data)) !== null;
   }
 
   async remove(name: string, actor: string): Promise<void> {

@@ -67,7 +67,7 @@ export function classifyError(error: FastifyError | Error): ClientAnswer {
   if (error instanceof OAuthError) return { code: error.code, detail: error.message, headers: error.headers };
   if (error instanceof AuditRequestError) return { code: 'bad_request', detail: error.message, headers: {} };
   // A plugin or hook that could not answer: the server's fault, passing (the breaker half-opens), so 503 and a retry.
-  if (error instanceof HookUnavailableError) return { code: 'service_unavailable', detail: error.message, headers: { 'retry-after': '1' } };
+  if (error instanceof HookUnavailableError) return { code: 'service_unavailable', detail: error.message, headers: error.retryable ? { 'retry-after': '1' } : {} };
   if (error instanceof AuditBackpressureError) {
     return { code: 'service_unavailable', detail: 'The audit log is busy; try again shortly.', headers: { 'retry-after': String(error.retryAfterSeconds) } };
   }

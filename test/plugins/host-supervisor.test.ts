@@ -211,4 +211,101 @@ describe('plugin host: supervision', () => {
       await assert.rejects(plugin.whenRunning(), /stopped/);
     }
   });
+
+  it('a burst past the concurrency cap is refused at the cap without opening the breaker: the next call is served', { timeout: 30_000 }, async () => {
+    const source = `export const hooks = { 'login.before': () => new Promise((resolve) => setTimeout(() => resolve({ verdict: 'pass' }), 50)) };`;
+    const { chains, plugins, reports } = await harness([{ name: 'bursty', manifest: { hooks: ['login.before'], limits: { concurrency: 1 } }, source }]);
+    const decisions = await Promise.all(Array.from({ length: 12 }, (_, index) => chains.decide('login.before', { ...LOGIN, ip: `198.51.100.${index}` })));
+    assert.equal(decisions.filter((decision) => decision.allowed).length, 1);
+    assert.equal(reports.filter((report) => report.failure === 'over_capacity').length, 11);
+    assert.equal(plugins[0]!.breakerState, 'closed', 'refusals at the cap are not the plugin\'s failures');
+    assert.equal((await chains.decide('login.before', { ...LOGIN, ip: '198.51.100.99' })).allowed, true);
+  });
+
+  it('the plugin cannot signal the server (process.kill of its parent) or lower its priority; both are refused inside the sandbox', { timeout: 30_000 }, async () => {
+    const source = `import os from 'node:os';
+      const attempt = (f) => { try { f(); return 'ran'; } catch (error) { return error.code ?? 'threw'; } };
+      export const hooks = { 'login.before': () => ({ verdict: 'deny', reason: [attempt(() => process.kill(process.ppid, 0)), attempt(() => process._kill(process.ppid, 0)), attempt(() => os.setPriority(process.ppid, 19)), attempt(() => Object.defineProperty(process, 'kill', { value: () => 1 }))].join(' ') }) };`;
+    const { chains } = await harness([{ name: 'signaller', manifest: { hooks: ['login.before'] }, source }]);
+    assert.deepEqual(await chains.decide('login.before', LOGIN), { allowed: false, handler: 'plugins.host', reason: 'ERR_ACCESS_DENIED ERR_ACCESS_DENIED ERR_ACCESS_DENIED threw' });
+  });
+
+  it('host calls are answered only during a hook call, and within a budget per hook call: a flood is refused and reported', { timeout: 30_000 }, async () => {
+    const calls: string[] = [];
+    const source = `let atLoad = 'none';
+      export const hooks = { 'login.before': async (_params, host) => {
+        let answered = 0;
+        for (let index = 0; index < 200; index++) { try { await host.call('audit.record', { action: 'x' }); answered++; } catch { break; } }
+        return { verdict: 'deny', reason: 'answered ' + answered + ' at load ' + globalThis.loadOutcome };
+      } };
+      globalThis.loadOutcome = 'pending';
+      setTimeout(() => {}, 0);
+      export const loaded = (async () => {})();`;
+    const { directory, manifest } = pluginDirectory('flooder', { hooks: ['login.before'], hostCalls: ['audit.record'] }, source);
+    const events: SupervisorEvent[] = [];
+    const plugin = new SupervisedPlugin({ name: 'flooder', version: '1.0.0', digest: 'test', directory, manifest }, { settings: { ...SETTINGS, quarantineCrashes: 100 }, hostMethods: { 'audit.record': () => void calls.push('audit') ?? null }, onEvent: (event) => void events.push(event) });
+    running.push({ chains: undefined as never, plugins: [plugin], events, reports: [], next: () => new Promise(() => {}) });
+    plugin.start();
+    await plugin.whenRunning();
+    const answer = (await plugin.call('hook.login.before', { context: LOGIN, claims: {} })) as { reason: string };
+    const answered = Number(/answered (\d+)/.exec(answer.reason)![1]);
+    assert.ok(answered < 200 && answered >= 32, `${answered} host calls answered of 200`);
+    assert.equal(calls.length, answered);
+    assert.ok(events.some((event) => event.kind === 'violation' && event.violation === 'too-many-requests'));
+  });
+
+  it('a host call made after the hook answered (a kept host, from a timer) is refused: the plugin cannot act on its own', { timeout: 30_000 }, async () => {
+    const calls: string[] = [];
+    const source = `export const hooks = { 'login.before': (_params, host) => {
+        setTimeout(() => host.call('audit.record', { action: 'later' }).then(() => console.error('OUTCOME answered'), (error) => console.error('OUTCOME ' + error.code)), 100);
+        return { verdict: 'pass' };
+      } };`;
+    const { directory, manifest } = pluginDirectory('keeper', { hooks: ['login.before'], hostCalls: ['audit.record'] }, source);
+    let reported!: (text: string) => void;
+    const outcome = new Promise<string>((resolve) => (reported = resolve));
+    const plugin = new SupervisedPlugin(
+      { name: 'keeper', version: '1.0.0', digest: 'test', directory, manifest },
+      { settings: SETTINGS, hostMethods: { 'audit.record': () => void calls.push('audit') ?? null }, onEvent: () => undefined, onStderr: (text) => text.includes('OUTCOME') && reported(text.trim()) },
+    );
+    running.push({ chains: undefined as never, plugins: [plugin], events: [], reports: [], next: () => new Promise(() => {}) });
+    plugin.start();
+    await plugin.whenRunning();
+    assert.deepEqual(await plugin.call('hook.login.before', { context: LOGIN, claims: {} }), { verdict: 'pass' });
+    assert.equal(await outcome, 'OUTCOME -32000');
+    assert.deepEqual(calls, []);
+  });
+
+  it('each start, restarts included, checks the installed copy first: a copy changed while the plugin ran is quarantined at its restart, never run', { timeout: 30_000 }, async () => {
+    const { directory, manifest } = pluginDirectory('changing', { hooks: ['login.before'] }, `export const hooks = { 'login.before': ({ context }) => context.account === 'exit@example.com' ? process.exit(1) : { verdict: 'pass' } };`);
+    let copyChecks = true;
+    const events: SupervisorEvent[] = [];
+    const plugin = new SupervisedPlugin({ name: 'changing', version: '1.0.0', digest: 'test', directory, manifest }, { settings: SETTINGS, hostMethods: {}, verify: () => (copyChecks ? undefined : 'the installed copy differs from the pinned digest'), onEvent: (event) => void events.push(event) });
+    running.push({ chains: undefined as never, plugins: [plugin], events, reports: [], next: () => new Promise(() => {}) });
+    plugin.start();
+    await plugin.whenRunning();
+    copyChecks = false;
+    const quarantined = new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (plugin.state === 'quarantined') {
+          clearInterval(poll);
+          resolve();
+        }
+      }, 10);
+    });
+    await assert.rejects(plugin.call('hook.login.before', { context: { ...LOGIN, account: 'exit@example.com' }, claims: {} }));
+    await quarantined;
+    await assert.rejects(plugin.whenRunning(), /quarantined/);
+    assert.equal(plugin.state, 'quarantined');
+    assert.deepEqual(events.filter((event) => event.kind === 'started').length, 1, 'started once, never again');
+    assert.ok(events.some((event) => event.kind === 'quarantined' && /differs from the pinned digest/.test(event.reason)));
+  });
+
+  it('off-heap memory past the limit (Buffers are outside the heap cap): the child is killed and restarted', { timeout: 60_000 }, async () => {
+    const source = `const keep = []; export const hooks = { 'login.before': () => { for (let index = 0; index < 8; index++) keep.push(Buffer.alloc(32 * 1024 * 1024, 1)); return { verdict: 'pass' }; } };`;
+    const { chains, next } = await harness([{ name: 'hoarder', manifest: { hooks: ['login.before'], limits: { memoryMb: 16 } }, source }]);
+    const crashed = next('crashed');
+    await chains.decide('login.before', LOGIN);
+    const event = await crashed;
+    assert.match(event.kind === 'crashed' ? event.reason : '', /resident memory over 96 MiB/);
+  });
 });

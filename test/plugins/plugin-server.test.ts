@@ -59,7 +59,7 @@ for (const backend of testBackends) {
     };
 
     before(async () => {
-      server = await startTestServer({ backend, fixedPort: true, overrides: { plugins: { trustedKeys: [publicKeyLine(parsePublicKey(keys.publicKeyFile))], restartBackoffMs: 1000 } } });
+      server = await startTestServer({ backend, fixedPort: true, overrides: { plugins: { trustedKeys: [publicKeyLine(parsePublicKey(keys.publicKeyFile))], restartBackoffMs: 200, quarantineCrashes: 2 } } });
       const services = server.running.runtime;
       host = services.get('plugins')!;
       registry = new PluginRegistry({ records: server.running.stores.durable.records, events: server.running.events, directory: join(server.running.runtime.get('config').dataDir, 'plugins'), trustedKeys: [publicKeyLine(parsePublicKey(keys.publicKeyFile))], clock: Date.now });
@@ -140,6 +140,63 @@ for (const backend of testBackends) {
       assert.ok(audit.some((entry) => entry.type === 'plugin.recorded' && entry.detail?.['action'] === 'net-rule.denied' && entry.detail['plugin'] === 'net-rule'));
       assert.ok(audit.some((entry) => entry.type === 'plugin.call' && entry.detail?.['method'] === 'audit.record' && entry.outcome === 'success'));
       await disable('net-rule');
+    });
+
+    it('a quarantined deny rule keeps failing closed (it is not dropped from the chain, which would let through what it refuses) until an operator enables it again', { timeout: 60_000 }, async () => {
+      const password = 'correct horse battery staple 43';
+      await server.running.identity.accounts.createUser('boom@example.com', password, { actor: 'test' });
+      await server.running.identity.accounts.createUser('quarantine@example.com', password, { actor: 'test' });
+      const login = (account: string, ip: string) => server.running.identity.accounts.login(account, password, { ip });
+      await enable(
+        signedPackage('fragile-rule', { hooks: ['login.before'] }, `export const hooks = { 'login.before': ({ context }) => { if (context.account === 'boom@example.com') process.exit(9); return context.ip.startsWith('203.0.113.') ? { verdict: 'deny', reason: 'Not from there.' } : { verdict: 'pass' }; } };`),
+        'fragile-rule',
+      );
+      assert.deepEqual(await login('quarantine@example.com', '203.0.113.9'), { outcome: 'refused', reason: 'Not from there.' });
+      // An attacker who can crash the rule (here: a chosen account name) crashes it until it is quarantined.
+      for (let attempt = 0; attempt < 10 && host.plugin('fragile-rule')?.state !== 'quarantined'; attempt++) {
+        await login('boom@example.com', '198.51.100.9');
+        await host.plugin('fragile-rule')?.whenRunning().catch(() => undefined);
+      }
+      await host.reconcile();
+      const record = (await registry.list()).find((plugin) => plugin.name === 'fragile-rule')!;
+      assert.equal(record.enabled, true);
+      assert.match(record.quarantined?.reason ?? '', /crashes or violations/);
+      assert.equal((await login('quarantine@example.com', '203.0.113.9')).outcome, 'refused', 'the rule still refuses what it exists to refuse');
+      assert.equal((await login('quarantine@example.com', '198.51.100.9')).outcome, 'refused', 'fail closed: nothing is checked while it is quarantined');
+      const status = (await readPluginStatus(server.running.stores.hot)).find((instance) => instance.instance === host.instance)!;
+      assert.equal(status.plugins.find((plugin) => plugin.name === 'fragile-rule')?.state, 'quarantined');
+      const audit = await auditTypes(server.running.stores.durable);
+      assert.ok(audit.some((entry) => entry.type === 'plugin.quarantined' && entry.detail?.['plugin'] === 'fragile-rule'));
+      // The operator enables it again: the quarantine ends, and the rule runs.
+      await registry.setEnabled('fragile-rule', true, 'test');
+      await host.reconcile();
+      await host.plugin('fragile-rule')!.whenRunning();
+      assert.equal((await login('quarantine@example.com', '198.51.100.9')).outcome, 'ok');
+      assert.deepEqual(await login('quarantine@example.com', '203.0.113.9'), { outcome: 'refused', reason: 'Not from there.' });
+      await disable('fragile-rule');
+    });
+
+    it('a host call the host refuses is audited with its JSON-RPC error code, and the plugin gets the refusal (not an internal error)', async () => {
+      await server.running.identity.accounts.createUser('probe@example.com', 'correct horse battery staple 44', { actor: 'test' });
+      await enable(
+        signedPackage('prober', { hooks: ['login.before'], hostCalls: ['users.read', 'audit.record'] }, `export const hooks = { 'login.before': async (_params, host) => {
+          const codes = [];
+          for (const [method, params] of [['users.read', { userId: '' }], ['audit.record', { action: 'prober.x', detail: { token: 'a' } }], ['audit.record', { action: 'prober.x', detail: { note: 'y'.repeat(300) } }]]) {
+            try { await host.call(method, params); codes.push('ok'); } catch (error) { codes.push(error.code); }
+          }
+          return { verdict: 'deny', reason: codes.join(' ') };
+        } };`),
+        'prober',
+      );
+      const before = (await auditTypes(server.running.stores.durable)).length;
+      assert.deepEqual(await server.running.identity.accounts.login('probe@example.com', 'correct horse battery staple 44', { ip: '198.51.100.1' }), { outcome: 'refused', reason: '-32602 -32602 -32602' });
+      const calls = (await auditTypes(server.running.stores.durable)).slice(before).filter((entry) => entry.type === 'plugin.call');
+      assert.deepEqual(calls.map((entry) => [entry.outcome, entry.detail?.['method'], entry.detail?.['rpcError']]), [
+        ['failure', 'users.read', -32602],
+        ['failure', 'audit.record', -32602],
+        ['failure', 'audit.record', -32602],
+      ]);
+      await disable('prober');
     });
   });
 }

@@ -7,6 +7,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AuthorizationGrant, CodeRedemption } from '../authorization/codes.ts';
+import { HookUnavailableError } from '../../hooks/index.ts';
 import { OAuthError } from '../errors.ts';
 import type { OAuthParams } from '../params.ts';
 import type { GrantContext, TokenResponse } from './grant.ts';
@@ -49,7 +50,11 @@ export async function authorizationCodeGrant(params: OAuthParams, context: Grant
     client,
     { ...granted, ...(grant.nonce !== undefined && { nonce: grant.nonce }), ...(dpopJkt !== undefined && { dpopJkt }), ...(certificate !== undefined && { certificateThumbprint: certificate }) },
     { idToken: true, grantType: 'authorization_code' },
-  );
+  ).catch((error: unknown) => {
+    // The code is spent (single use, RFC 6749 section 4.1.2): a retry of this request cannot succeed, so no Retry-After.
+    if (error instanceof HookUnavailableError) throw new HookUnavailableError(error.point, { retryable: false, message: 'The tokens could not be issued; start the authorization again.' });
+    throw error;
+  });
   let refreshToken: string | undefined;
   let familyId: string | undefined;
   if (grant.scope.split(' ').includes('offline_access') && client.grant_types.includes('refresh_token')) {

@@ -12,7 +12,8 @@
  * refuses (a sign-in is denied, a token request answered 503).
  */
 import { HOOK_POINTS, type HookAnswer, type HookCall, type HookContexts, type HookPoint, type PluginDispatcher } from '../../hooks/index.ts';
-import { PluginCallError, type CallFailure, type SupervisedPlugin } from './supervisor.ts';
+import type { DispatchManifest } from './held.ts';
+import { PluginCallError, type CallFailure } from './supervisor.ts';
 import { readAnswer, wireContext, type AnswerFault } from './wire.ts';
 
 export type PluginFailureKind = CallFailure | AnswerFault;
@@ -32,8 +33,14 @@ export class PluginFailedError extends Error {
 
 const PASS: HookAnswer = Object.freeze({ verdict: 'pass' });
 
+/** A plugin as the dispatcher calls it: a supervised process, or one held on the chains while it does not run (held.ts). */
+export interface DispatchTarget {
+  readonly plugin: { readonly name: string; readonly manifest: DispatchManifest };
+  call(method: string, params: unknown): Promise<unknown>;
+}
+
 export class PluginHookDispatcher implements PluginDispatcher {
-  readonly #byPoint = new Map<HookPoint, readonly SupervisedPlugin[]>();
+  readonly #byPoint = new Map<HookPoint, readonly DispatchTarget[]>();
   readonly #report: (report: PluginFailureReport) => void | Promise<void>;
 
   constructor(report: (report: PluginFailureReport) => void | Promise<void>) {
@@ -41,7 +48,7 @@ export class PluginHookDispatcher implements PluginDispatcher {
   }
 
   /** The plugins that run from now on (the enabled, not quarantined ones). */
-  setPlugins(plugins: readonly SupervisedPlugin[]): void {
+  setPlugins(plugins: readonly DispatchTarget[]): void {
     this.#byPoint.clear();
     const ordered = [...plugins].sort((a, b) => (a.plugin.name < b.plugin.name ? -1 : 1));
     for (const point of Object.keys(HOOK_POINTS) as HookPoint[]) {

@@ -36,6 +36,8 @@ export interface HostCallOptions {
 export const MAX_FETCH_RESPONSE_BYTES = 256 * 1024;
 const ACTION = /^[a-z][a-z0-9._-]{0,63}$/;
 const MAX_DETAIL_BYTES = 4096;
+const MAX_DETAIL_KEYS = 14;
+const MAX_DETAIL_STRING = 256;
 const MAX_USER_ID_LENGTH = 128;
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -53,16 +55,25 @@ function usersRead(users: UserDirectory): RpcMethod {
   };
 }
 
-/** A flat detail the ledger takes (AuditDetail): strings, numbers, booleans, null; bounded. */
+/**
+ * A flat detail the ledger takes (src/audit/events.ts checkDetail): at most
+ * 14 keys (the host adds `plugin` and `action`), short identifier keys,
+ * strings of at most 256 characters, numbers, booleans, null. What the
+ * ledger still refuses (a key naming a secret, like `token` or `code`) is
+ * answered -32602 with the ledger's reason.
+ */
 function auditDetail(value: unknown): EventDetail {
   if (value === undefined) return {};
   if (!isObject(value)) throw new RpcError(INVALID_PARAMS, 'audit.record: detail must be an object');
   if (Buffer.byteLength(JSON.stringify(value)) > MAX_DETAIL_BYTES) throw new RpcError(INVALID_PARAMS, `audit.record: detail is larger than ${MAX_DETAIL_BYTES} bytes`);
+  const entries = Object.entries(value);
+  if (entries.length > MAX_DETAIL_KEYS) throw new RpcError(INVALID_PARAMS, `audit.record: detail has more than ${MAX_DETAIL_KEYS} keys`);
   const detail: Record<string, string | number | boolean | null> = {};
-  for (const [key, item] of Object.entries(value)) {
-    if (!/^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(key)) throw new RpcError(INVALID_PARAMS, 'audit.record: detail keys are letters, digits and _ (at most 64)');
+  for (const [key, item] of entries) {
+    if (!/^[A-Za-z][A-Za-z0-9_]{0,39}$/.test(key) || key === 'plugin' || key === 'action') throw new RpcError(INVALID_PARAMS, 'audit.record: detail keys are letters, digits and _ (at most 40), not plugin or action');
     if (item !== null && typeof item !== 'string' && typeof item !== 'number' && typeof item !== 'boolean') throw new RpcError(INVALID_PARAMS, 'audit.record: detail values are strings, numbers, booleans or null');
     if (typeof item === 'number' && !Number.isFinite(item)) throw new RpcError(INVALID_PARAMS, 'audit.record: detail numbers must be finite');
+    if (typeof item === 'string' && (item.length > MAX_DETAIL_STRING || !item.isWellFormed())) throw new RpcError(INVALID_PARAMS, `audit.record: detail strings are well-formed and at most ${MAX_DETAIL_STRING} characters`);
     detail[key] = item;
   }
   return detail;
@@ -73,8 +84,13 @@ function auditRecord(plugin: string, events: Pick<DomainEvents, 'emit'>): RpcMet
     const action = isObject(params) ? params['action'] : undefined;
     if (typeof action !== 'string' || !ACTION.test(action)) throw new RpcError(INVALID_PARAMS, 'audit.record needs { action: /^[a-z][a-z0-9._-]{0,63}$/ }');
     const detail = auditDetail((params as Record<string, unknown>)['detail']);
-    // The plugin's own keys cannot overwrite who recorded it.
-    await events.emit({ type: 'plugin.recorded', outcome: 'success', actorService: `plugin:${plugin}`, detail: { ...detail, plugin, action } });
+    try {
+      await events.emit({ type: 'plugin.recorded', outcome: 'success', actorService: `plugin:${plugin}`, detail: { ...detail, plugin, action } });
+    } catch (error) {
+      // The ledger's own refusal of a detail (a key that names a secret): its message names the key, nothing else.
+      if (error instanceof Error && error.name === 'AuditEventError') throw new RpcError(INVALID_PARAMS, `audit.record: ${error.message.slice(0, 200)}`);
+      throw error;
+    }
     return null;
   };
 }
@@ -98,21 +114,25 @@ function httpFetch(manifest: PluginManifest, origins: readonly string[], options
   };
 }
 
-/** Wraps a method so each call leaves a `plugin.call` entry: method and outcome (success, failure). */
+/**
+ * Wraps a method so each call leaves a `plugin.call` entry: method and
+ * outcome, with the JSON-RPC error code of a refusal (`rpcError`; a key
+ * named `code` is one the ledger refuses as a possible secret). A call
+ * whose entry cannot be written is not answered: no unaudited result.
+ */
 function audited(plugin: string, method: string, run: RpcMethod, events: Pick<DomainEvents, 'emit'>): RpcMethod {
   return async (params) => {
-    let outcome: 'success' | 'failure' = 'failure';
-    let code: number | undefined;
+    let result: unknown;
     try {
-      const result = await run(params);
-      outcome = 'success';
-      return result;
+      result = await run(params);
     } catch (error) {
-      code = error instanceof RpcError ? error.code : -32603;
+      const rpcError = error instanceof RpcError ? error.code : -32603;
+      // The refusal the plugin sees is the call's own, even if its entry cannot be written.
+      await events.emit({ type: 'plugin.call', outcome: 'failure', actorService: `plugin:${plugin}`, detail: { plugin, method, rpcError } }).catch(() => undefined);
       throw error;
-    } finally {
-      await events.emit({ type: 'plugin.call', outcome, actorService: `plugin:${plugin}`, detail: { plugin, method, ...(code !== undefined && { code }) } });
     }
+    await events.emit({ type: 'plugin.call', outcome: 'success', actorService: `plugin:${plugin}`, detail: { plugin, method } });
+    return result;
   };
 }
 

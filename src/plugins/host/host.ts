@@ -26,6 +26,7 @@ import { digestDirectory } from '../digest.ts';
 import type { InstalledPlugin, PluginRegistry } from '../installed.ts';
 import { MANIFEST_FILE, parseManifestText } from '../manifest.ts';
 import { PluginHookDispatcher, type PluginFailureReport } from './dispatcher.ts';
+import { ALL_POINTS, HeldPlugin } from './held.ts';
 import { hostMethodsFor, type HostCallOptions } from './host-calls.ts';
 import { SupervisedPlugin, type PluginStatus, type SupervisorEvent, type SupervisorSettings } from './supervisor.ts';
 
@@ -41,7 +42,7 @@ export interface PluginHostLog {
 }
 
 export interface PluginHostOptions {
-  readonly registry: Pick<PluginRegistry, 'list' | 'setEnabled'>;
+  readonly registry: Pick<PluginRegistry, 'list' | 'setQuarantined'>;
   readonly events: Pick<DomainEvents, 'emit'>;
   /** Where plugin events from other processes arrive. */
   readonly subscriptions?: Pick<EventSubscriptions, 'on'>;
@@ -73,8 +74,10 @@ export class PluginHost {
   readonly #options: PluginHostOptions;
   readonly #dispatcher: PluginHookDispatcher;
   readonly #running = new Map<string, SupervisedPlugin>();
-  /** Enabled plugins that do not run, and why (a copy that no longer checks, a manifest that does not parse). */
-  readonly #problems = new Map<string, { readonly installed: InstalledPlugin; readonly problem: string }>();
+  /** Enabled plugins that do not run (quarantined, or a copy that no longer checks): on the chains, failing as their onFailure says. */
+  readonly #held = new Map<string, HeldPlugin>();
+  /** Quarantines this host decided, until the registry's record says the operator ended them. */
+  readonly #quarantined = new Map<string, { readonly digest: string; readonly at: number; readonly reason: string }>();
   #reconciling: Promise<void> = Promise.resolve();
   #timer: NodeJS.Timeout | undefined;
   #unsubscribe: (() => void) | undefined;
@@ -120,6 +123,11 @@ export class PluginHost {
     if (this.#closed) return;
     const installed = await this.#options.registry.list();
     const wanted = new Map(installed.filter((plugin) => plugin.enabled).map((plugin) => [plugin.name, plugin]));
+    // A quarantine this host recorded holds until the operator enables the plugin again (or it changes).
+    for (const [name, entry] of this.#quarantined) {
+      const want = wanted.get(name);
+      if (want === undefined || want.digest !== entry.digest || (want.enabledAt ?? 0) > entry.at) this.#quarantined.delete(name);
+    }
     for (const [name, running] of this.#running) {
       const want = wanted.get(name);
       if (want === undefined || want.digest !== running.plugin.digest || running.state === 'quarantined') {
@@ -128,27 +136,58 @@ export class PluginHost {
         this.#options.log.info({ plugin: name }, 'plugin stopped');
       }
     }
-    for (const name of this.#problems.keys()) if (wanted.get(name)?.digest !== this.#problems.get(name)!.installed.digest) this.#problems.delete(name);
+    for (const [name, held] of this.#held) {
+      const want = wanted.get(name);
+      if (want === undefined || want.digest !== held.digest || (held.state === 'quarantined' && this.#quarantineOf(want) === undefined)) this.#held.delete(name);
+    }
     for (const [name, plugin] of wanted) {
-      if (this.#running.has(name) || this.#problems.has(name)) continue;
+      if (this.#running.has(name) || this.#held.has(name)) continue;
+      const quarantine = this.#quarantineOf(plugin);
+      if (quarantine !== undefined) {
+        this.#hold(plugin, 'quarantined', quarantine);
+        continue;
+      }
       const supervised = this.#prepare(plugin);
       if (supervised === undefined) continue;
       this.#running.set(name, supervised);
       supervised.start();
     }
-    this.#dispatcher.setPlugins([...this.#running.values()]);
+    // Held plugins stay on the chains: an enabled plugin that cannot run fails as its onFailure says (a deny rule stays closed).
+    this.#dispatcher.setPlugins([...this.#running.values(), ...this.#held.values()]);
     await this.#publish();
   }
 
-  /** The supervisor of an installed plugin, or undefined (recorded as a problem) when its copy does not check. */
-  #prepare(installed: InstalledPlugin): SupervisedPlugin | undefined {
-    let problem: string;
+  /** Why an enabled plugin is quarantined (the registry's record, or this host's own), or undefined. */
+  #quarantineOf(plugin: InstalledPlugin): string | undefined {
+    if (plugin.quarantined !== undefined && plugin.quarantined.digest === plugin.digest) return plugin.quarantined.reason;
+    return this.#quarantined.get(plugin.name)?.reason;
+  }
+
+  /** What the chains know of a plugin that does not run: the manifest it was signed with (kept at installation). */
+  #hold(installed: InstalledPlugin, state: 'quarantined' | 'stopped', reason: string): void {
+    let manifest: HeldPlugin['plugin']['manifest'];
     try {
-      // What runs is what was signed: the copy is digested again before every start.
-      if (digestDirectory(installed.path).digest !== installed.digest) {
-        problem = 'the installed copy differs from the pinned digest';
-      } else {
-        const manifest = parseManifestText(readFileSync(join(installed.path, MANIFEST_FILE), 'utf8'));
+      manifest = installed.manifest !== undefined ? parseManifestText(installed.manifest) : ALL_POINTS;
+    } catch {
+      manifest = ALL_POINTS;
+    }
+    this.#held.set(installed.name, new HeldPlugin(installed, manifest, state, reason));
+  }
+
+  /** The supervisor of an installed plugin, or undefined (held, with its problem) when it cannot be set up. */
+  #prepare(installed: InstalledPlugin): SupervisedPlugin | undefined {
+    const verify = (): string | undefined => {
+      try {
+        return digestDirectory(installed.path).digest === installed.digest ? undefined : 'the installed copy differs from the pinned digest';
+      } catch (error) {
+        return error instanceof Error ? `the installed copy does not check: ${error.message.slice(0, 200)}` : 'the installed copy cannot be read';
+      }
+    };
+    let problem = verify();
+    if (problem === undefined) {
+      try {
+        // The manifest as signed (kept at installation); an older record has only the checked copy's.
+        const manifest = parseManifestText(installed.manifest ?? readFileSync(join(installed.path, MANIFEST_FILE), 'utf8'));
         const plugin = { name: installed.name, version: installed.version, digest: installed.digest, directory: installed.path, manifest };
         return new SupervisedPlugin(plugin, {
           settings: this.#options.settings,
@@ -158,14 +197,16 @@ export class PluginHost {
             fetchPrivateNetworks: this.#options.settings.fetchPrivateNetworks,
             ...(this.#options.settings.fetchCa !== undefined && { fetchCa: this.#options.settings.fetchCa }),
           }),
-          onEvent: (event) => void this.#supervisorEvent(installed.name, event).catch((error: unknown) => this.#options.log.error({ err: error, plugin: installed.name }, 'plugin event not recorded')),
-          onStderr: (text) => this.#options.log.info({ plugin: installed.name, stderr: text.slice(0, 2000) }, 'plugin output'),
+          // What runs is what was signed: the copy is digested again before every start, restarts included.
+          verify,
+          onEvent: (event) => void this.#supervisorEvent(installed, event).catch((error: unknown) => this.#options.log.error({ err: error, plugin: installed.name }, 'plugin event not recorded')),
+          onStderr: stderrLogger(installed.name, this.#options.log),
         });
+      } catch (error) {
+        problem = error instanceof Error ? error.message.slice(0, 300) : 'the manifest cannot be read';
       }
-    } catch (error) {
-      problem = error instanceof Error ? error.message.slice(0, 300) : 'the installed copy cannot be read';
     }
-    this.#problems.set(installed.name, { installed, problem });
+    this.#hold(installed, 'stopped', problem);
     this.#options.log.error({ plugin: installed.name, problem }, 'plugin not started');
     void this.#options.events.emit({ type: 'plugin.failed', outcome: 'failure', actorService: 'plugins', detail: { plugin: installed.name, failure: 'not_started', problem } }).catch(() => undefined);
     return undefined;
@@ -180,8 +221,9 @@ export class PluginHost {
     });
   }
 
-  async #supervisorEvent(plugin: string, event: SupervisorEvent): Promise<void> {
+  async #supervisorEvent(installed: InstalledPlugin, event: SupervisorEvent): Promise<void> {
     const { log, events } = this.#options;
+    const plugin = installed.name;
     const emit = (type: 'plugin.crashed' | 'plugin.violation' | 'plugin.quarantined', detail: EventDetail) => events.emit({ type, outcome: 'failure', actorService: 'plugins', detail: { plugin, ...detail } });
     switch (event.kind) {
       case 'started':
@@ -198,22 +240,28 @@ export class PluginHost {
         log.warn({ plugin, violation: event.violation, method: event.method }, 'plugin protocol violation');
         await emit('plugin.violation', { violation: event.violation, ...(event.method !== undefined && { method: event.method.slice(0, 64) }), counted: event.counted });
         break;
-      case 'quarantined':
+      case 'quarantined': {
         log.error({ plugin, reason: event.reason }, 'plugin quarantined');
-        await emit('plugin.quarantined', { reason: event.reason.slice(0, 200) });
-        // Disabled for every instance until an operator enables it again.
-        await this.#options.registry.setEnabled(plugin, false, 'plugins.supervisor').catch((error: unknown) => log.error({ err: error, plugin }, 'quarantined plugin could not be disabled'));
+        // Held here at once, whatever the registry says; recorded there for every instance (retried: a store blip must not end it).
+        this.#quarantined.set(plugin, { digest: installed.digest, at: Date.now(), reason: event.reason.slice(0, 200) });
+        let recorded = false;
+        for (let attempt = 0; attempt < 3 && !recorded; attempt++) {
+          recorded = await this.#options.registry.setQuarantined(plugin, installed.digest, event.reason).catch((error: unknown) => {
+            log.error({ err: error, plugin }, 'quarantine not recorded in the registry');
+            return false;
+          });
+        }
+        await emit('plugin.quarantined', { reason: event.reason.slice(0, 200), recorded });
         await this.reconcile();
         break;
+      }
     }
   }
 
   /** The status of every enabled plugin of this instance. */
   status(): InstanceStatus {
     const plugins: (PluginStatus & { problem?: string })[] = [...this.#running.values()].map((plugin) => plugin.status());
-    for (const [name, { installed, problem }] of this.#problems) {
-      plugins.push({ name, version: installed.version, digest: installed.digest, state: 'stopped', breaker: 'closed', pid: null, restarts: 0, calls: 0, failures: 0, p50Ms: null, p99Ms: null, problem });
-    }
+    for (const held of this.#held.values()) plugins.push(held.status());
     plugins.sort((a, b) => (a.name < b.name ? -1 : 1));
     return { instance: this.instance, updatedAt: Date.now(), plugins };
   }
@@ -239,11 +287,40 @@ export class PluginHost {
     await this.#reconciling.catch(() => undefined);
     await Promise.all([...this.#running.values()].map((plugin) => plugin.close()));
     this.#running.clear();
+    this.#held.clear();
     if (this.#options.hot !== undefined) {
       await this.#options.hot.delete(statusKey(this.instance)).catch(() => false);
       await this.#options.hot.boundedSetRemove(STATUS_INSTANCES, this.instance).catch(() => false);
     }
   }
+}
+
+/**
+ * A plugin's stderr in the log, at most STDERR_LINES_PER_SECOND chunks a
+ * second (the rest counted and reported once the second is over): a chatty
+ * or hostile plugin cannot flood the server's log.
+ */
+const STDERR_LINES_PER_SECOND = 20;
+
+function stderrLogger(plugin: string, log: PluginHostLog): (text: string) => void {
+  let windowStart = 0;
+  let logged = 0;
+  let dropped = 0;
+  return (text) => {
+    const now = Date.now();
+    if (now - windowStart >= 1000) {
+      if (dropped > 0) log.warn({ plugin, dropped }, 'plugin output dropped (more than 20 chunks a second)');
+      windowStart = now;
+      logged = 0;
+      dropped = 0;
+    }
+    if (logged >= STDERR_LINES_PER_SECOND) {
+      dropped++;
+      return;
+    }
+    logged++;
+    log.info({ plugin, stderr: text.slice(0, 2000) }, 'plugin output');
+  };
 }
 
 /** Every instance's published plugin status (what `plugin status` prints). */

@@ -13,14 +13,27 @@
  * - `quarantineCrashes` crashes or violations within `quarantineWindowMs`
  *   quarantine the plugin: killed, not restarted; the host disables it.
  * - Calls go through an opossum circuit breaker: the deadline is the
- *   plugin's own (limits.deadlineMs, enforced by the JSON-RPC peer), the
- *   breaker's capacity is limits.concurrency, it opens when half the recent
- *   calls fail, refuses at once while open, and lets one probe through
- *   after breakerResetMs (half-open): success closes it, failure reopens.
+ *   plugin's own (limits.deadlineMs, enforced by the JSON-RPC peer); it
+ *   opens when half the recent calls fail, refuses at once while open, and
+ *   lets one probe through after breakerResetMs (half-open): success closes
+ *   it, failure reopens it. The concurrency cap (limits.concurrency) is
+ *   checked before the breaker, so a burst of traffic refused at the cap
+ *   is not counted as the plugin's failure (it would open the breaker and
+ *   lock out everyone after the burst).
+ * - Before every start, restarts included, `verify` checks the installed
+ *   copy against its pinned digest: a copy changed on disk never runs; the
+ *   plugin is quarantined at once.
+ * - The plugin may call the host only while it serves a hook call, and at
+ *   most HOST_CALLS_PER_HOOK calls per hook call on average: a plugin cannot
+ *   flood the ledger (every host call is an audit entry) on its own.
+ * - Its resident memory is read every second from /proc (Linux): past
+ *   `rssLimitBytes` (off-heap Buffers are not under the V8 heap cap) the
+ *   child is killed, as a crash.
  */
+import { readFile } from 'node:fs/promises';
 import CircuitBreaker from 'opossum';
 import type { PluginManifest } from '../manifest.ts';
-import { RpcClosedError, RpcDeadlineError, type RpcMethod } from '../sandbox/json-rpc.ts';
+import { HANDLER_ERROR, RpcClosedError, RpcDeadlineError, RpcError, type RpcMethod } from '../sandbox/json-rpc.ts';
 import { SandboxSetupError, startSandbox, type Sandbox, type SandboxViolation } from '../sandbox/spawn.ts';
 import { LatencyWindow } from './latency.ts';
 
@@ -33,6 +46,14 @@ export interface SupervisorSettings {
 }
 
 export const MAX_RESTART_BACKOFF_MS = 30_000;
+/** Host calls a plugin may make per hook call, on average (a budget refilled by each hook call). */
+export const HOST_CALLS_PER_HOOK = 32;
+const MEMORY_CHECK_MS = 1000;
+
+/** The resident memory a plugin may use: its heap cap twice over (V8's own structures), plus the runtime's baseline. */
+export function rssLimitBytes(memoryMb: number): number {
+  return (2 * memoryMb + 64) * 1024 * 1024;
+}
 
 /** What runs: an installed plugin's pinned copy and its manifest. */
 export interface RunnablePlugin {
@@ -47,7 +68,7 @@ export type PluginState = 'starting' | 'running' | 'restarting' | 'quarantined' 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
 /** Why a call got no answer. */
-export type CallFailure = 'timeout' | 'crashed' | 'not_running' | 'breaker_open' | 'over_capacity' | 'error';
+export type CallFailure = 'timeout' | 'crashed' | 'not_running' | 'quarantined' | 'breaker_open' | 'over_capacity' | 'error';
 
 export class PluginCallError extends Error {
   override readonly name = 'PluginCallError';
@@ -85,6 +106,8 @@ export interface SupervisorOptions {
   readonly hostMethods: Readonly<Record<string, RpcMethod>>;
   readonly onEvent: (event: SupervisorEvent) => void;
   readonly onStderr?: (text: string) => void;
+  /** Checks the installed copy before each start; a problem (a sentence) quarantines the plugin instead. */
+  readonly verify?: () => string | undefined;
   /** Wall clock for the quarantine window (tests may move it). */
   readonly now?: () => number;
 }
@@ -109,6 +132,11 @@ export class SupervisedPlugin {
   #restarts = 0;
   #failures = 0;
   #restartTimer: NodeJS.Timeout | undefined;
+  #memoryTimer: NodeJS.Timeout | undefined;
+  #killedFor: string | undefined;
+  #inFlight = 0;
+  #hostCallBudget = HOST_CALLS_PER_HOOK;
+  readonly #hostMethods: Readonly<Record<string, RpcMethod>>;
   #runningWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
 
   constructor(plugin: RunnablePlugin, options: SupervisorOptions) {
@@ -116,9 +144,8 @@ export class SupervisedPlugin {
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#breaker = new CircuitBreaker((method: string, params: unknown) => this.#invoke(method, params), {
-      // The deadline is the JSON-RPC peer's (one timer per call, not two).
+      // The deadline is the JSON-RPC peer's (one timer per call, not two); the concurrency cap is checked in call().
       timeout: false,
-      capacity: plugin.manifest.limits.concurrency,
       resetTimeout: options.settings.breakerResetMs,
       errorThresholdPercentage: 50,
       volumeThreshold: 5,
@@ -128,6 +155,20 @@ export class SupervisedPlugin {
     this.#breaker.on('open', () => options.onEvent({ kind: 'breaker', state: 'open' }));
     this.#breaker.on('halfOpen', () => options.onEvent({ kind: 'breaker', state: 'half-open' }));
     this.#breaker.on('close', () => options.onEvent({ kind: 'breaker', state: 'closed' }));
+    this.#hostMethods = Object.fromEntries(Object.entries(options.hostMethods).map(([name, method]) => [name, this.#gated(name, method)]));
+  }
+
+  /** A host method answered only during a hook call, within the budget; a call outside either is refused and reported. */
+  #gated(name: string, method: RpcMethod): RpcMethod {
+    return (params) => {
+      if (this.#inFlight === 0) throw new RpcError(HANDLER_ERROR, `${name}: host calls are answered only while the plugin serves a hook call`);
+      if (this.#hostCallBudget <= 0) {
+        this.#violation({ kind: 'too-many-requests', method: name, detail: 'host call budget exhausted' });
+        throw new RpcError(HANDLER_ERROR, `${name}: more than ${HOST_CALLS_PER_HOOK} host calls per hook call`);
+      }
+      this.#hostCallBudget--;
+      return method(params);
+    };
   }
 
   get state(): PluginState {
@@ -141,7 +182,13 @@ export class SupervisedPlugin {
   /** Starts the child; a plugin that cannot start counts as a crash (and is retried, or quarantined). */
   start(): void {
     if (this.#state === 'quarantined' || this.#state === 'running' || this.#state === 'starting') return;
+    const problem = this.#options.verify?.();
+    if (problem !== undefined) {
+      this.#quarantine(problem);
+      return;
+    }
     this.#state = 'starting';
+    this.#killedFor = undefined;
     const { manifest, directory } = this.plugin;
     let sandbox: Sandbox;
     try {
@@ -150,7 +197,7 @@ export class SupervisedPlugin {
         entry: manifest.entry,
         readPaths: manifest.fs,
         limits: { memoryMb: manifest.limits.memoryMb, callTimeoutMs: manifest.limits.deadlineMs },
-        hostMethods: this.#options.hostMethods,
+        hostMethods: this.#hostMethods,
         onViolation: (violation) => this.#violation(violation),
         ...(this.#options.onStderr !== undefined && { onStderr: this.#options.onStderr }),
       });
@@ -170,36 +217,66 @@ export class SupervisedPlugin {
           return;
         }
         this.#state = 'running';
+        this.#watchMemory(sandbox);
         for (const waiter of this.#runningWaiters.splice(0)) waiter.resolve();
         this.#options.onEvent({ kind: 'started', pid: sandbox.pid });
       },
       () => undefined,
     );
     void sandbox.exited.then((exit) => {
+      clearInterval(this.#memoryTimer);
       if (this.#sandbox !== sandbox) return;
       this.#sandbox = undefined;
       if (this.#state === 'stopped' || this.#state === 'quarantined') return;
       const how = exit.signal !== null ? `signal ${exit.signal}` : `code ${exit.code}`;
-      this.#crashed(this.#missedDeadlines >= this.#options.settings.maxMissedDeadlines ? `killed after ${this.#missedDeadlines} missed deadlines` : `the plugin exited (${how})`);
+      this.#crashed(this.#killedFor ?? (this.#missedDeadlines >= this.#options.settings.maxMissedDeadlines ? `killed after ${this.#missedDeadlines} missed deadlines` : `the plugin exited (${how})`));
     });
   }
 
   /** Calls `method` (`hook.<point>`) under the plugin's breaker and deadline; rejects with PluginCallError. */
   async call(method: string, params: unknown): Promise<unknown> {
+    const { concurrency } = this.plugin.manifest.limits;
+    if (this.#inFlight >= concurrency) {
+      this.#failures++;
+      throw new PluginCallError('over_capacity', `${this.plugin.name} is at its concurrency limit (${concurrency})`);
+    }
     const started = performance.now();
+    this.#inFlight++;
+    this.#hostCallBudget = Math.min(HOST_CALLS_PER_HOOK * concurrency, this.#hostCallBudget + HOST_CALLS_PER_HOOK);
     try {
       return await this.#breaker.fire(method, params);
     } catch (error) {
       this.#failures++;
       throw this.#asFailure(error);
     } finally {
+      this.#inFlight--;
       this.#latency.record(performance.now() - started);
     }
   }
 
+  /** Kills the child when its resident memory passes the limit (Linux /proc; elsewhere nothing is read). */
+  #watchMemory(sandbox: Sandbox): void {
+    clearInterval(this.#memoryTimer);
+    const limit = rssLimitBytes(this.plugin.manifest.limits.memoryMb);
+    this.#memoryTimer = setInterval(() => {
+      if (sandbox.pid === undefined) return;
+      readFile(`/proc/${sandbox.pid}/statm`, 'utf8').then(
+        (text) => {
+          const pages = Number(text.split(' ')[1]);
+          if (this.#sandbox === sandbox && pages * 4096 > limit) {
+            this.#killedFor = `killed: resident memory over ${Math.round(limit / 1048576)} MiB`;
+            sandbox.kill();
+          }
+        },
+        () => undefined,
+      );
+    }, MEMORY_CHECK_MS);
+    this.#memoryTimer.unref();
+  }
+
   async #invoke(method: string, params: unknown): Promise<unknown> {
     const sandbox = this.#sandbox;
-    if (sandbox === undefined || this.#state !== 'running') throw new PluginCallError(this.#state === 'restarting' ? 'crashed' : 'not_running', `the plugin ${this.plugin.name} is not running (${this.#state})`);
+    if (sandbox === undefined || this.#state !== 'running') throw new PluginCallError(this.#state === 'restarting' ? 'crashed' : this.#state === 'quarantined' ? 'quarantined' : 'not_running', `the plugin ${this.plugin.name} is not running (${this.#state})`);
     try {
       const result = await sandbox.call(method, params, { timeoutMs: this.plugin.manifest.limits.deadlineMs });
       this.#missedDeadlines = 0;
@@ -226,7 +303,9 @@ export class SupervisedPlugin {
     return new PluginCallError('error', `the plugin ${this.plugin.name} answered an error`);
   }
 
-  #violation(violation: SandboxViolation): void {
+  #violation(violation: SandboxViolation | { readonly kind: 'too-many-requests'; readonly method: string; readonly detail: string }): void {
+    // Frames already buffered when the plugin was quarantined (or stopped) are its last words: not reported one by one.
+    if (this.#state === 'quarantined' || this.#state === 'stopped') return;
     const counted = !NOT_COUNTED.has(violation.kind);
     this.#options.onEvent({ kind: 'violation', violation: violation.kind, ...('method' in violation && violation.method !== undefined && { method: violation.method }), counted });
     if (counted) this.#strike(`protocol violation: ${violation.kind}`);
@@ -239,12 +318,18 @@ export class SupervisedPlugin {
     this.#strikes = this.#strikes.filter((time) => now - time < this.#options.settings.quarantineWindowMs);
     this.#strikes.push(now);
     if (this.#strikes.length < this.#options.settings.quarantineCrashes) return false;
+    this.#quarantine(`${this.#strikes.length} crashes or violations within ${this.#options.settings.quarantineWindowMs} ms (last: ${reason})`);
+    return true;
+  }
+
+  /** Stops the plugin for good: killed, never restarted; its calls fail as `quarantined`. */
+  #quarantine(reason: string): void {
     this.#state = 'quarantined';
     for (const waiter of this.#runningWaiters.splice(0)) waiter.reject(new Error(`the plugin ${this.plugin.name} was quarantined`));
     clearTimeout(this.#restartTimer);
+    clearInterval(this.#memoryTimer);
     this.#sandbox?.kill();
-    this.#options.onEvent({ kind: 'quarantined', reason: `${this.#strikes.length} crashes or violations within ${this.#options.settings.quarantineWindowMs} ms (last: ${reason})` });
-    return true;
+    this.#options.onEvent({ kind: 'quarantined', reason });
   }
 
   #crashed(reason: string): void {
@@ -293,6 +378,7 @@ export class SupervisedPlugin {
   /** Stops the child for good (disabled, removed, or the server stopping). */
   async close(): Promise<void> {
     if (this.#state !== 'quarantined') this.#state = 'stopped';
+    clearInterval(this.#memoryTimer);
     for (const waiter of this.#runningWaiters.splice(0)) waiter.reject(new Error(`the plugin ${this.plugin.name} was stopped`));
     clearTimeout(this.#restartTimer);
     this.#breaker.shutdown();

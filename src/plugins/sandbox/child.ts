@@ -25,7 +25,8 @@
  * read nothing else of the host's code.
  */
 import { Console } from 'node:console';
-import { registerHooks } from 'node:module';
+import { registerHooks, syncBuiltinESMExports } from 'node:module';
+import os from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { FrameChannel } from './framing.ts';
 import { JsonRpcPeer, RpcError, INVALID_PARAMS, type RpcMethod } from './json-rpc.ts';
@@ -46,6 +47,23 @@ const output = process.stdout;
 const stderr = process.stderr;
 Object.defineProperty(process, 'stdout', { configurable: true, enumerable: true, get: () => stderr });
 globalThis.console = new Console({ stdout: stderr, stderr });
+
+/**
+ * Node's permission model does not cover signals or scheduling priority,
+ * and the child runs as the server's user: `process.kill(process.ppid,
+ * 'SIGKILL')` would end the server, SIGSTOP freeze it, and
+ * `os.setPriority(ppid, 19)` starve it. These are taken away before the
+ * plugin loads, non-configurable so it cannot put them back (and the ESM
+ * view of node:os is synced). A signal to itself is not needed either: a
+ * plugin ends by throwing, or the host kills it. An operating-system
+ * boundary (another uid, a PID namespace) is still the stronger fence.
+ */
+const refused = (what: string) => () => {
+  throw Object.assign(new Error(`${what} is not allowed in a plugin`), { code: 'ERR_ACCESS_DENIED' });
+};
+for (const name of ['kill', '_kill'] as const) Object.defineProperty(process, name, { value: refused(`process.${name}`), writable: false, configurable: false, enumerable: false });
+Object.defineProperty(os, 'setPriority', { value: refused('os.setPriority'), writable: false, configurable: false });
+syncBuiltinESMExports();
 
 const methods: Record<string, RpcMethod> = {};
 const channel = new FrameChannel({
