@@ -243,7 +243,7 @@ describe('plugin host: supervision', () => {
       export const loaded = (async () => {})();`;
     const { directory, manifest } = pluginDirectory('flooder', { hooks: ['login.before'], hostCalls: ['audit.record'] }, source);
     const events: SupervisorEvent[] = [];
-    const plugin = new SupervisedPlugin({ name: 'flooder', version: '1.0.0', digest: 'test', directory, manifest }, { settings: { ...SETTINGS, quarantineCrashes: 100 }, hostMethods: { 'audit.record': () => void calls.push('audit') ?? null }, onEvent: (event) => void events.push(event) });
+    const plugin = new SupervisedPlugin({ name: 'flooder', version: '1.0.0', digest: 'test', directory, manifest }, { settings: { ...SETTINGS, quarantineCrashes: 100 }, hostMethods: { 'audit.record': () => { calls.push('audit'); return null; } }, onEvent: (event) => void events.push(event) });
     running.push({ chains: undefined as never, plugins: [plugin], events, reports: [], next: () => new Promise(() => {}) });
     plugin.start();
     await plugin.whenRunning();
@@ -265,7 +265,7 @@ describe('plugin host: supervision', () => {
     const outcome = new Promise<string>((resolve) => (reported = resolve));
     const plugin = new SupervisedPlugin(
       { name: 'keeper', version: '1.0.0', digest: 'test', directory, manifest },
-      { settings: SETTINGS, hostMethods: { 'audit.record': () => void calls.push('audit') ?? null }, onEvent: () => undefined, onStderr: (text) => text.includes('OUTCOME') && reported(text.trim()) },
+      { settings: SETTINGS, hostMethods: { 'audit.record': () => { calls.push('audit'); return null; } }, onEvent: () => undefined, onStderr: (text) => text.includes('OUTCOME') && reported(text.trim()) },
     );
     running.push({ chains: undefined as never, plugins: [plugin], events: [], reports: [], next: () => new Promise(() => {}) });
     plugin.start();
