@@ -19,14 +19,12 @@
  * Anything else is refused with the line's number: a chain that does not
  * say what it means does not load.
  */
-import { HOOK_POINTS, RESERVED_CLAIMS, isHookPoint, type HookPoint } from './points.ts';
+import { CLAIM_NAME, HOOK_POINTS, RESERVED_CLAIMS, isClaimName, isHookPoint, type HookPoint } from './points.ts';
 
 export const CHAIN_FILE_VERSION = 1;
 export const DEFAULT_DEADLINE_MS = 1000;
 const MAX_DEADLINE_MS = 10_000;
 const HANDLER_NAME = /^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+$/;
-/** A claim name or a prefix: printable, no separators of this format (RFC 7519 section 4 allows any string; we ask for less). */
-const CLAIM_NAME = /^[A-Za-z0-9_.:/-]{1,128}$/;
 
 /** Who may change which claims. */
 export interface ClaimsNamespace {
@@ -62,16 +60,23 @@ export class HookChainError extends Error {
   }
 }
 
+/**
+ * Whether a handler on a line with `namespace` may set `claim`. Never a
+ * protocol claim, nor a name outside the claim-name characters or one that
+ * reaches an object's prototype (`__proto__`, `constructor`, `prototype`),
+ * whatever the line says: `claims=*` covers every other name.
+ */
 export function inNamespace(namespace: ClaimsNamespace | null, claim: string): boolean {
-  if (namespace === null || RESERVED_CLAIMS.has(claim)) return false;
+  if (namespace === null || !isClaimName(claim) || RESERVED_CLAIMS.has(claim)) return false;
   return namespace.names.has(claim) || namespace.prefixes.some((prefix) => claim.startsWith(prefix));
 }
 
 /**
- * `claims=*`: every claim but the protocol's (RESERVED_CLAIMS stay refused
- * by inNamespace whatever the line says). Only for a handler that enforces
- * narrower namespaces itself: the plugin host, which holds each plugin to
- * the claimsNamespace of its manifest.
+ * `claims=*`: every claim but the protocol's (RESERVED_CLAIMS, and names
+ * that are not claim names, stay refused by inNamespace whatever the line
+ * says). Only for a handler that enforces narrower namespaces itself: the
+ * plugin host, which holds each plugin to the claimsNamespace of its
+ * manifest.
  */
 const ANY_CLAIM: ClaimsNamespace = { names: new Set(), prefixes: [''] };
 
@@ -82,7 +87,7 @@ function parseNamespace(value: string, line: number): ClaimsNamespace {
   for (const entry of value.split(',')) {
     const prefix = entry.endsWith('*');
     const name = prefix ? entry.slice(0, -1) : entry;
-    if (!CLAIM_NAME.test(name)) throw new HookChainError(`"${entry.slice(0, 64)}" in claims= is not a claim name or a prefix`, line);
+    if (!CLAIM_NAME.test(name) || (!prefix && !isClaimName(name))) throw new HookChainError(`"${entry.slice(0, 64)}" in claims= is not a claim name or a prefix`, line);
     if (prefix) {
       // A prefix must not reach a protocol claim (`s*` would cover `sub`).
       const reaches = [...RESERVED_CLAIMS].find((reserved) => reserved.startsWith(name));

@@ -221,7 +221,8 @@ export class HookChains {
       for (const name of names) {
         const value = answer.claims[name];
         if (value === null || value === undefined) delete current[name];
-        else current[name] = value;
+        // Defined, not assigned: a name that got past inNamespace could not reach the prototype (`current.__proto__ = value` sets it).
+        else Object.defineProperty(current, name, { value, writable: true, enumerable: true, configurable: true });
       }
     }
     return { refused: false, claims: current ?? base };

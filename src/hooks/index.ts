@@ -5,9 +5,12 @@
  * built-in handlers; the server loads every chain once at start.
  */
 export {
+  CLAIM_NAME,
   HOOK_POINTS,
+  REGISTERED_CLAIMS,
   RESERVED_CLAIMS,
   defineHook,
+  isClaimName,
   isHookPoint,
   type AccessTokenClaimsContext,
   type AnyHookHandler,

@@ -45,6 +45,48 @@ export const RESERVED_CLAIMS: ReadonlySet<string> = new Set([
   'cnf', 'scope', 'client_id', 'typ', 'events', 'sub_jwk',
 ]);
 
+/**
+ * Every claim name with a registered meaning, that a namespace must not
+ * reach (a plugin's manifest `claimsNamespace` may not be a prefix of any):
+ * RESERVED_CLAIMS; the standard claims of OIDC Core section 5.1 (a plugin
+ * that could write `email_verified` could vouch for an address it does not
+ * own, in UserInfo and the ID token); and the IANA "JSON Web Token Claims"
+ * registry (https://www.iana.org/assignments/jwt/), whose entries carry
+ * authority a client or resource server acts on: delegation (RFC 8693 act,
+ * may_act), RAR (RFC 9396 authorization_details), SCIM (RFC 9068 groups,
+ * roles, entitlements), DPoP (RFC 9449 htm, htu, ath), SET (RFC 8417
+ * events, toe, txn), PASSporT (RFC 8225 orig, dest, mky, rph, attest,
+ * origid), and the rest of the registry as it stood. The one list: the
+ * manifest checks against it (plugins/manifest.ts), so does the plugin
+ * host's answer check (plugins/host/wire.ts).
+ */
+export const REGISTERED_CLAIMS: ReadonlySet<string> = new Set([
+  ...RESERVED_CLAIMS,
+  // OIDC Core section 5.1 (standard claims), and 5.5.1 / 5.6.2 (_claim_names, _claim_sources).
+  'name', 'given_name', 'family_name', 'middle_name', 'nickname', 'preferred_username', 'profile', 'picture', 'website',
+  'email', 'email_verified', 'gender', 'birthdate', 'zoneinfo', 'locale', 'phone_number', 'phone_number_verified', 'address', 'updated_at',
+  '_claim_names', '_claim_sources',
+  // IANA "JSON Web Token Claims" registry.
+  'act', 'may_act', 'authorization_details', 'groups', 'roles', 'entitlements', 'token_introspection',
+  'sip_from_tag', 'sip_date', 'sip_callid', 'sip_cseq_num', 'sip_via_branch',
+  'orig', 'dest', 'mky', 'toe', 'txn', 'rph', 'vot', 'vtm', 'attest', 'origid', 'jcard', 'at_use_nbr', 'div', 'opt', 'rcd', 'rcdi', 'crn', 'msgi',
+  'vc', 'vp', 'sph', 'ace_profile', 'cnonce', 'exi', 'htm', 'htu', 'ath', 'atc', 'sub_id',
+  'eat_nonce', 'ueid', 'sueids', 'oemid', 'hwmodel', 'hwversion', 'oemboot', 'dbgstat', 'location', 'eat_profile', 'submods',
+  'uptime', 'bootcount', 'bootseed', 'dloas', 'swname', 'swversion', 'manifests', 'measurements', 'measres', 'intuse',
+  'cdniv', 'cdnicrit', 'cdniip', 'cdniuc', 'cdniets', 'cdnistt', 'cdnistd', 'sig_val_claims',
+  'verified_claims', 'place_of_birth', 'nationalities', 'birth_family_name', 'birth_given_name', 'birth_middle_name', 'salutation', 'title', 'msisdn', 'also_known_as',
+  'rdap_allowed_purposes', 'rdap_dnt_allowed', 'geohash', '_sd', '_sd_alg', 'sd_hash',
+]);
+
+/** A claim name (and a namespace or prefix): printable, no separators of the chain file's format (RFC 7519 section 4 allows any string; we ask for less). */
+export const CLAIM_NAME = /^[A-Za-z0-9_.:/-]{1,128}$/;
+
+/** Names that, as a key written into a JavaScript object, would reach its prototype: never a claim. */
+const PROTOTYPE_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** Whether `name` may be a claim's name at all (whoever sets it): the claim-name characters, and not a prototype key. */
+export const isClaimName = (name: string): boolean => CLAIM_NAME.test(name) && !PROTOTYPE_KEYS.has(name);
+
 /** Claims as handlers see and change them: JSON values. */
 export type Claims = Readonly<Record<string, unknown>>;
 

@@ -6,7 +6,7 @@
  * the host enforces.
  */
 import { isAbsolute, posix } from 'node:path';
-import { HOOK_POINTS, RESERVED_CLAIMS, isHookPoint, type HookPoint } from '../hooks/index.ts';
+import { HOOK_POINTS, REGISTERED_CLAIMS, isHookPoint, type HookPoint } from '../hooks/index.ts';
 
 export const MANIFEST_FILE = 'portcullis-plugin.json';
 
@@ -54,8 +54,12 @@ const FIELDS = new Set(['name', 'version', 'entry', 'hooks', 'claimsNamespace', 
 const NAME = /^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/;
 // semver 2.0.0 section 2: MAJOR.MINOR.PATCH, no leading zeros (pre-release and build metadata not accepted).
 const SEMVER = /^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$/;
-// The claim-name characters the chain file accepts (hooks/chain-file.ts), at least 2 so a prefix is not a letter.
-const NAMESPACE = /^[A-Za-z0-9_.:/-]{2,128}$/;
+// The claim-name characters the chain file accepts (hooks/chain-file.ts), at least 3 so a prefix is not a letter or two.
+const NAMESPACE = /^[A-Za-z0-9_.:/-]{3,128}$/;
+// A namespace ends where a name's own part begins: `https://acme.example/`, `urn:acme:`, `acme_`, `acme.`, `acme-`.
+const NAMESPACE_END = /[/:_.-]$/;
+/** Where a plugin may never read: the whole file system, and the kernel's views of processes (their environment, memory), of itself and of devices. */
+const FORBIDDEN_FS_ROOTS: ReadonlySet<string> = new Set(['proc', 'sys', 'dev']);
 const LIMITS: Readonly<Record<keyof PluginLimits, readonly [min: number, max: number, fallback: number]>> = {
   memoryMb: [16, 1024, 64],
   deadlineMs: [10, 10_000, 1000],
@@ -99,14 +103,17 @@ function parseHooks(value: unknown): HookPoint[] {
 }
 
 /**
- * A prefix of claim names. It may not be, or cover, a protocol claim: `s`
- * would reach `sub`, `cn` `cnf` (hooks' RESERVED_CLAIMS, the chain file's rule).
+ * A prefix of claim names, ending in a separator. It may not be, or cover, a
+ * registered claim (hooks' REGISTERED_CLAIMS: the protocol's, OIDC Core's
+ * standard claims, the IANA registry's): `em` would reach `email_verified`,
+ * `may_` `may_act`, `authorization_` `authorization_details`.
  */
 function parseNamespace(value: unknown): string {
   if (typeof value !== 'string') throw new ManifestError('claimsNamespace', 'must be a string');
-  if (!NAMESPACE.test(value)) throw new ManifestError('claimsNamespace', `${show(value)} is not a claim-name prefix (2 to 128 of A-Z a-z 0-9 _ . : / -)`);
-  const reached = [...RESERVED_CLAIMS].find((claim) => claim.startsWith(value) || value === claim);
-  if (reached !== undefined) throw new ManifestError('claimsNamespace', `${show(value)} covers the protocol claim "${reached}"`);
+  if (!NAMESPACE.test(value)) throw new ManifestError('claimsNamespace', `${show(value)} is not a claim-name prefix (3 to 128 of A-Z a-z 0-9 _ . : / -)`);
+  const reached = [...REGISTERED_CLAIMS].find((claim) => claim.startsWith(value));
+  if (reached !== undefined) throw new ManifestError('claimsNamespace', `${show(value)} covers the registered claim "${reached}" (a protocol, OIDC standard or IANA-registered claim)`);
+  if (!NAMESPACE_END.test(value)) throw new ManifestError('claimsNamespace', `${show(value)} must end in a separator (/ : _ . -), as "https://acme.example/", "urn:acme:" or "acme_"`);
   return value;
 }
 
@@ -154,6 +161,10 @@ function parseFs(value: unknown): string[] {
     if (path.split('/').some((segment) => segment === '..' || segment === '.')) throw new ManifestError('fs', `${show(path)} must not contain "." or ".." segments`);
      
     if (/[\u0000-\u001f\u007f]/.test(path)) throw new ManifestError('fs', 'a path must not contain control characters');
+    // Segments, not string prefixes: `/proc/1/environ`, `//proc/`, `/proc` are refused, `/procfoo` is not.
+    const segments = posix.normalize(path).split('/').filter((segment) => segment !== '');
+    if (segments.length === 0) throw new ManifestError('fs', `${show(path)} is the root directory: name the files the plugin reads`);
+    if (FORBIDDEN_FS_ROOTS.has(segments[0]!)) throw new ManifestError('fs', `${show(path)} is under /${segments[0]!}: process, kernel and device files (another process's environment and memory) are never readable`);
   }
   return paths;
 }

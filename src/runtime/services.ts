@@ -10,7 +10,7 @@ import { assertSchemaCurrent, openStores, type Clock } from '../store/index.ts';
 import { FailureAggregator, auditedEvents, openLedger } from '../audit/index.ts';
 import type { EventHub } from '../events/index.ts';
 import { HookChains, PLUGIN_HOST_HANDLER, PluginSlot, bundledChainSource, parseChainFile } from '../hooks/index.ts';
-import { PluginHost, PluginRegistry, pluginHostSettings } from '../plugins/index.ts';
+import { PluginHost, PluginRegistry, pluginHostSettings, pluginProtectedPaths } from '../plugins/index.ts';
 import { IDENTITY_HOOKS, createIdentity } from '../identity/index.ts';
 import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer, isApproved } from '../oauth/index.ts';
 import { Keyring, keyringPolicy } from '../tokens/index.ts';
@@ -312,6 +312,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           settings: pluginHostSettings(config),
           log: logger,
           hot: stores.hot,
+          protectedPaths: pluginProtectedPaths(config),
         });
         try {
           await host.start();

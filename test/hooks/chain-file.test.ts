@@ -66,4 +66,8 @@ describe('the chain file', () => {
     refused('portcullis-hooks 1\nuserinfo.claims a.b claims=email,*\n', 2, /not a claim name/);
     refused('portcullis-hooks 1\nuserinfo.claims a.b claims=email,,name\n', 2, /not a claim name/);
   });
+
+  it('refuses __proto__, constructor and prototype as claim names in claims=', () => {
+    for (const name of ['__proto__', 'constructor', 'prototype']) refused(`portcullis-hooks 1\nuserinfo.claims a.b claims=email,${name}\n`, 2, /not a claim name/);
+  });
 });

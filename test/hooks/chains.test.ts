@@ -250,4 +250,20 @@ describe('claims chains', () => {
       assert.deepEqual(await greedy.chains.claims('userinfo.claims', USERINFO, base), { refused: true, handler: 't.wide', reason: 'This request could not be checked. Try again later.', fault: 'outside_namespace' }, reserved);
     }
   });
+
+  it('claims=* does not cover __proto__, constructor, prototype or a name outside the claim-name characters: refused, and no prototype changes', async () => {
+    // JSON.parse makes __proto__ an own key, as a plugin's answer arrives; an object literal would set the prototype instead.
+    const answers = ['{"__proto__": {"sub": "admin"}}', '{"name": "Ada", "__proto__": {"sub": "admin"}}', '{"constructor": {"prototype": {"sub": "admin"}}}', '{"prototype": 1}', '{"team lead": true}', '{"": 1}'];
+    for (const text of answers) {
+      const claims = JSON.parse(text) as Record<string, unknown>;
+      const base = { email: 'a@example.com' };
+      const { chains, faults } = load([claimer('t.wide', ['modify'], () => ({ verdict: 'modify', claims }))], 'userinfo.claims t.wide claims=*');
+      const outcome = await chains.claims('userinfo.claims', USERINFO, base);
+      assert.deepEqual(outcome, { refused: true, handler: 't.wide', reason: 'This request could not be checked. Try again later.', fault: 'outside_namespace' }, text);
+      assert.deepEqual(faults.map((fault) => fault.kind), ['outside_namespace'], text);
+      assert.equal(Object.getPrototypeOf(base), Object.prototype, text);
+      assert.deepEqual(base, { email: 'a@example.com' }, text);
+    }
+    assert.equal(({} as Record<string, unknown>)['sub'], undefined, 'Object.prototype untouched');
+  });
 });

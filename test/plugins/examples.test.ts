@@ -258,7 +258,7 @@ export default definePlugin({
   hooks: {
     'login.before': async ({ path, list }) => ({ deny: attempt(() => (list ? readdirSync(path) : readFileSync(path))) }),
     'token.claims': async ({ url }) => {
-      try { await import(url); return { claims: { x_imported: true } }; } catch (error) { return { claims: { x_imported: error.code ?? error.message } }; }
+      try { await import(url); return { claims: { probe_imported: true } }; } catch (error) { return { claims: { probe_imported: error.code ?? error.message } }; }
     },
   },
 });
@@ -272,7 +272,7 @@ export default definePlugin({
   it("'portcullis/sdk/plugin' resolves in a plugin directory (no node_modules there), and definePlugin's hooks answer", async () => {
     const directory = tempDirectory('sdk-probe-');
     writeFileSync(join(directory, 'index.js'), PROBE);
-    writeFileSync(join(directory, MANIFEST_FILE), JSON.stringify({ name: 'probe', version: '1.0.0', entry: 'index.js', hooks: ['login.before', 'token.claims'], claimsNamespace: 'x_' }));
+    writeFileSync(join(directory, MANIFEST_FILE), JSON.stringify({ name: 'probe', version: '1.0.0', entry: 'index.js', hooks: ['login.before', 'token.claims'], claimsNamespace: 'probe_' }));
     plugin = await start(directory);
     // The control: the SDK file itself is readable (its grant is what makes the import work).
     assert.deepEqual(await plugin.hook('login.before', { path: PLUGIN_SDK_ENTRY }), { verdict: 'deny', reason: 'read' });
@@ -283,7 +283,7 @@ export default definePlugin({
     assert.deepEqual(await plugin.hook('login.before', { path: join(SRC, 'sdk/signals/index.ts') }), { verdict: 'deny', reason: 'ERR_ACCESS_DENIED' });
     assert.deepEqual(await plugin.hook('login.before', { path: join(SRC, 'sdk/plugin'), list: true }), { verdict: 'deny', reason: 'ERR_ACCESS_DENIED' });
     assert.deepEqual(await plugin.hook('login.before', { path: join(SRC, 'sdk'), list: true }), { verdict: 'deny', reason: 'ERR_ACCESS_DENIED' });
-    assert.deepEqual(await plugin.hook('token.claims', { url: new URL('../../src/sdk/index.ts', import.meta.url).href }), { verdict: 'modify', claims: { x_imported: 'ERR_ACCESS_DENIED' } });
+    assert.deepEqual(await plugin.hook('token.claims', { url: new URL('../../src/sdk/index.ts', import.meta.url).href }), { verdict: 'modify', claims: { probe_imported: 'ERR_ACCESS_DENIED' } });
     // Nor did the grant open the rest of the repository.
     assert.deepEqual(await plugin.hook('login.before', { path: join(SRC, '../package.json') }), { verdict: 'deny', reason: 'ERR_ACCESS_DENIED' });
   });

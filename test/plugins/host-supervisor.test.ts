@@ -108,6 +108,27 @@ describe('plugin host: hooks through the chains', () => {
     }
   });
 
+  it('a claims hook that answers __proto__, constructor or a name with spaces: outside its namespace, reported, and no prototype changes', async () => {
+    // Computed keys make own properties; JSON carries them, and the host's JSON.parse makes them own keys again.
+    const answers: Record<string, string> = {
+      proto: `{ ['__proto__']: { sub: 'admin', acme_admin: true } }`,
+      ctor: `{ ['constructor']: { prototype: { sub: 'admin' } } }`,
+      spaces: `{ acme_ok: 1, 'acme_ is admin': true }`,
+    };
+    for (const [name, claims] of Object.entries(answers)) {
+      // "__proto_" is a namespace the manifest accepts, and "__proto__" starts with it: the answer check is what refuses.
+      const namespace = name === 'proto' ? '__proto_' : 'acme_';
+      const source = `export const hooks = { 'access-token.claims': () => ({ verdict: 'modify', claims: ${claims} }) };`;
+      const { chains, reports } = await harness([{ name: `wire-${name}`, manifest: { hooks: ['access-token.claims'], claimsNamespace: namespace, onFailure: { 'access-token.claims': 'skip' } }, source }]);
+      const outcome = await chains.claims('access-token.claims', CLIENT_CREDENTIALS, { iss: 'https://id.example' });
+      assert.deepEqual(outcome, { refused: false, claims: { iss: 'https://id.example' } }, name);
+      assert.equal(Object.getPrototypeOf(outcome.refused ? null : outcome.claims), Object.prototype, name);
+      assert.equal((outcome.refused ? {} : (outcome.claims as Record<string, unknown>))['sub'], undefined, name);
+      assert.deepEqual(reports, [{ plugin: `wire-${name}`, point: 'access-token.claims', failure: 'outside_namespace', action: 'skipped' }], name);
+    }
+    assert.equal(({} as Record<string, unknown>)['sub'], undefined, 'Object.prototype untouched');
+  });
+
   it('a login rule denies with its reason; an allow from a plugin is not taken (plugins may only deny or pass)', async () => {
     const { chains, reports } = await harness([
       { name: 'rule', manifest: { hooks: ['login.before', 'login.after'] }, source: `export const hooks = { 'login.before': ({ context }) => context.ip.startsWith('203.0.113.') ? { verdict: 'deny', reason: 'Sign-in from this network is not allowed.' } : { verdict: 'pass' }, 'login.after': () => ({ verdict: 'allow' }) };` },
@@ -197,6 +218,26 @@ describe('plugin host: supervision', () => {
     for (let index = 1; index < SETTINGS.quarantineCrashes; index++) await chains.decide('login.before', LOGIN);
     await quarantined;
     assert.equal(plugins[0]!.state, 'quarantined');
+  });
+
+  it('a plugin whose fs reaches a protected path does not start: a crash (naming its manifest path), then quarantine; never running', { timeout: 30_000 }, async () => {
+    const dataDir = join(root, 'protected-data');
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(join(dataDir, 'master.key'), 'k'.repeat(43));
+    const { directory, manifest } = pluginDirectory('key-reader', { hooks: ['login.before'], fs: [join(dataDir, 'master.key')] }, `export const hooks = { 'login.before': () => ({ verdict: 'pass' }) };`);
+    const events: SupervisorEvent[] = [];
+    const plugin = new SupervisedPlugin({ name: 'key-reader', version: '1.0.0', digest: 'test', directory, manifest }, { settings: SETTINGS, hostMethods: {}, deniedPaths: [dataDir], onEvent: (event) => void events.push(event) });
+    try {
+      plugin.start();
+      await assert.rejects(plugin.whenRunning(), /quarantined/);
+      const crashes = events.filter((event) => event.kind === 'crashed');
+      assert.equal(crashes.length, SETTINGS.quarantineCrashes);
+      for (const crash of crashes) assert.ok(crash.kind === 'crashed' && crash.reason.includes(`the read path ${join(dataDir, 'master.key')} is, contains or is inside a path the host protects`), JSON.stringify(crash));
+      assert.ok(!events.some((event) => event.kind === 'started'));
+      assert.equal(plugin.state, 'quarantined');
+    } finally {
+      await plugin.close();
+    }
   });
 
   it('a plugin closed while it is still starting stays stopped: its exit is not a crash, and nothing restarts it', { timeout: 30_000 }, async () => {

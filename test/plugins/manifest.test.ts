@@ -44,8 +44,11 @@ describe('plugin manifest', () => {
     assert.equal(manifest.claimsNamespace, undefined);
   });
 
-  it('accepts a URL prefix as the claims namespace', () => {
+  it('accepts a URL prefix as the claims namespace, and any prefix of 3 or more ending in a separator that covers no registered claim', () => {
     assert.equal(parseManifest({ ...minimal, claimsNamespace: 'https://example.com/' }).claimsNamespace, 'https://example.com/');
+    for (const namespace of ['acme_', 'https://acme.example/', 'https://b.example/', 'urn:acme:', 'acme.', 'acme-', 'ema_', 'address.', 'x_y_']) {
+      assert.equal(parseManifest({ ...minimal, claimsNamespace: namespace }).claimsNamespace, namespace);
+    }
   });
 
   it('refuses what is not a JSON object, and unknown fields', () => {
@@ -89,14 +92,48 @@ describe('plugin manifest', () => {
     refused({ ...minimal, claimsNamespace: undefined }, 'claimsNamespace', /required with the claims hook "token.claims"/);
     refused({ ...minimal, hooks: ['userinfo.claims'], claimsNamespace: undefined }, 'claimsNamespace', /required/);
     for (const claim of ['sub', 'iss', 'aud', 'exp', 'nbf', 'iat', 'jti', 'cnf', 'scope', 'client_id', 'azp', 'nonce', 'auth_time', 'acr', 'amr', 'sid', 'at_hash', 'c_hash']) {
-      refused({ ...minimal, claimsNamespace: claim }, 'claimsNamespace', /protocol claim/);
+      refused({ ...minimal, claimsNamespace: claim }, 'claimsNamespace', new RegExp(`covers the registered claim "${claim}"`));
     }
-    // A prefix that covers a protocol claim: "su" reaches "sub", "client" reaches "client_id".
-    refused({ ...minimal, claimsNamespace: 'su' }, 'claimsNamespace', /"sub"/);
+    // A prefix that covers a protocol claim: "client" reaches "client_id", "at_" "at_hash".
     refused({ ...minimal, claimsNamespace: 'client' }, 'claimsNamespace', /"client_id"/);
+    refused({ ...minimal, claimsNamespace: 'at_' }, 'claimsNamespace', /"at_hash"/);
+    refused({ ...minimal, claimsNamespace: 'su' }, 'claimsNamespace', /not a claim-name prefix/);
     refused({ ...minimal, claimsNamespace: 'a' }, 'claimsNamespace', /not a claim-name prefix/);
     refused({ ...minimal, claimsNamespace: 'acme claims' }, 'claimsNamespace', /not a claim-name prefix/);
     refused({ ...minimal, claimsNamespace: 5 }, 'claimsNamespace', /string/);
+  });
+
+  it('refuses a namespace that covers an identity or protocol-extension claim (OIDC Core 5.1, the IANA JWT registry), is too short, or does not end in a separator', () => {
+    // Two characters were enough to reach email_verified, phone_number, name; "__" let a plugin answer __proto__.
+    for (const namespace of ['em', 'ph', 'na', '__', '_', 'x_']) refused({ ...minimal, claimsNamespace: namespace }, 'claimsNamespace', /not a claim-name prefix \(3 to 128/);
+    const covered: Record<string, string> = {
+      ema: 'email',
+      email: 'email',
+      email_: 'email_verified',
+      phone_: 'phone_number',
+      'phone_number_': 'phone_number_verified',
+      nam: 'name',
+      given_: 'given_name',
+      preferred_: 'preferred_username',
+      updated_: 'updated_at',
+      may_: 'may_act',
+      authorization_: 'authorization_details',
+      token_: 'token_introspection',
+      sip_: 'sip_from_tag',
+      birth_: 'birth_family_name',
+      verified_: 'verified_claims',
+      sub_: 'sub_jwk',
+      _claim_: '_claim_names',
+      _sd_: '_sd_alg',
+    };
+    for (const [namespace, claim] of Object.entries(covered)) {
+      refused({ ...minimal, claimsNamespace: namespace }, 'claimsNamespace', new RegExp(`covers the registered claim "${claim}"`));
+    }
+    // Every entry of the list is covered by itself: groups, roles, entitlements, act, htm, ...
+    for (const claim of ['groups', 'roles', 'entitlements', 'act', 'htm', 'htu', 'ath', 'events', 'txn', 'orig', 'dest', 'attest', 'origid']) {
+      refused({ ...minimal, claimsNamespace: claim }, 'claimsNamespace', /covers the registered claim/);
+    }
+    for (const namespace of ['acme', 'https://acme.example', 'urn:acme', 'team1']) refused({ ...minimal, claimsNamespace: namespace }, 'claimsNamespace', /must end in a separator/);
   });
 
   it('refuses host calls outside the closed list, and http.fetch without https origins', () => {
@@ -118,6 +155,18 @@ describe('plugin manifest', () => {
     refused({ ...minimal, fs: ['/etc/acme/../shadow'] }, 'fs', /"\.\."/);
     refused({ ...minimal, fs: ['/etc/./acme'] }, 'fs', /"\.\."/);
     refused({ ...minimal, fs: [3] }, 'fs', /array of strings/);
+  });
+
+  it('refuses fs paths that are the root or under /proc, /sys, /dev (PID 1\'s environment holds the master key in a container)', () => {
+    for (const path of ['/proc/1/environ', '/proc/self/environ', '/proc', '/proc/', '//proc/1/environ', '/proc//self/mem', '/sys/kernel', '/sys', '/dev/mem', '/dev/', '/dev/shm/x']) {
+      refused({ ...minimal, fs: [path] }, 'fs', /is under \/(proc|sys|dev): process, kernel and device files/);
+    }
+    for (const path of ['/', '//', '///']) refused({ ...minimal, fs: [path] }, 'fs', /root directory/);
+    // Refused before it is normalised: ".." never reaches the check.
+    refused({ ...minimal, fs: ['/proc/../proc/1/environ'] }, 'fs', /"\.\."/);
+    refused({ ...minimal, fs: ['/etc/acme.json', '/proc/1/environ'] }, 'fs', /"\/proc\/1\/environ"/);
+    // Segments, not string prefixes.
+    assert.deepEqual(parseManifest({ ...minimal, fs: ['/procfoo', '/sysconfig/acme', '/devices.json', '/srv/proc/1', '/etc/dev'] }).fs, ['/procfoo', '/sysconfig/acme', '/devices.json', '/srv/proc/1', '/etc/dev']);
   });
 
   it('refuses limits out of range and unknown limits', () => {

@@ -126,6 +126,22 @@ for (const backend of testBackends) {
       assert.equal((await token()).status, 200, 'tokens again once it is gone');
     });
 
+    it('a plugin whose fs reaches the data directory (the embedded database, the master key file) does not start: a crash, audited, naming its manifest path', { timeout: 30_000 }, async () => {
+      const granted = join(server.running.runtime.get('config').dataDir, 'plugins');
+      await registry.install(signedPackage('data-reader', { hooks: ['login.before'], fs: [granted] }, `export const hooks = { 'login.before': () => ({ verdict: 'pass' }) };`), { actor: 'test' });
+      await registry.setEnabled('data-reader', true, 'test');
+      await host.reconcile();
+      let crashed: { detail?: Record<string, unknown> } | undefined;
+      for (let attempt = 0; attempt < 100 && crashed === undefined; attempt++) {
+        crashed = (await auditTypes(server.running.stores.durable)).find((entry) => entry.type === 'plugin.crashed' && entry.detail?.['plugin'] === 'data-reader');
+        if (crashed === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.match(String(crashed?.detail?.['reason']), /is, contains or is inside a path the host protects/);
+      assert.ok(String(crashed?.detail?.['reason']).includes(granted));
+      assert.notEqual(host.plugin('data-reader')?.state, 'running');
+      await disable('data-reader');
+    });
+
     it('a login rule denies a sign-in from a listed network, and lets others through to the password check', async () => {
       await server.running.identity.accounts.createUser('rule@example.com', 'correct horse battery staple 42', { actor: 'test' });
       await enable(

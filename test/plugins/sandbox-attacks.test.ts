@@ -253,3 +253,74 @@ export const hooks = { huge: () => { const header = Buffer.alloc(4); header.writ
     assert.deepEqual(box.violations, []);
   });
 });
+
+describe('plugin sandbox: read paths that reach the host\'s secrets', () => {
+  const limits = { memoryMb: 64, callTimeoutMs: 1000 };
+  const secrets = join(root, 'secrets');
+  const dataDir = join(secrets, 'data');
+  let directory: string;
+
+  before(() => {
+    directory = plugin('reader', 'export const hooks = { read: () => 1 };');
+    mkdirSync(join(dataDir, '..x'), { recursive: true });
+    writeFileSync(join(dataDir, 'master.key'), 'k'.repeat(43));
+    mkdirSync(join(secrets, 'data-backup'), { recursive: true });
+    writeFileSync(join(secrets, 'database.txt'), 'not a secret');
+    symlinkSync(dataDir, join(root, 'innocent-link'));
+    symlinkSync(dataDir, join(root, 'data-link'));
+    symlinkSync('/proc/self/environ', join(root, 'environ-link'));
+  });
+
+  const refusedWith = (readPaths: string[], deniedPaths: string[], pattern: RegExp) =>
+    assert.throws(
+      () => sandboxCommand({ directory, entry: 'index.mjs', readPaths, deniedPaths, limits }),
+      (error: unknown) => error instanceof SandboxSetupError && pattern.test(error.message) && error.message.includes(readPaths.at(-1)!),
+      readPaths.join(', '),
+    );
+
+  it('a declared path inside a denied path, equal to it, or containing it is refused before anything starts', () => {
+    for (const path of [join(dataDir, 'master.key'), dataDir, join(dataDir, '..x'), secrets, root]) refusedWith([path], [dataDir], /is, contains or is inside a path the host protects/);
+    // /tmp/x when /tmp/x/data is denied: the grant would reach the data below it.
+    refusedWith([join(secrets, 'data-backup'), secrets], [dataDir], /protects/);
+  });
+
+  it('symlinks resolve first, both ways: a link to the denied path, and a denied path named through a link', () => {
+    refusedWith([join(root, 'innocent-link')], [dataDir], /protects/);
+    refusedWith([join(dataDir, 'master.key')], [join(root, 'data-link')], /protects/);
+  });
+
+  it('the message names the declared path, not the protected one', () => {
+    assert.throws(
+      () => sandboxCommand({ directory, entry: 'index.mjs', readPaths: [secrets], deniedPaths: [join(dataDir, 'master.key')], limits }),
+      (error: unknown) => error instanceof SandboxSetupError && error.message.includes(secrets) && !error.message.includes('master.key'),
+    );
+  });
+
+  it('/, /proc, /sys, /dev are refused whatever the host denies: the host process\'s environment is /proc/<pid>/environ', () => {
+    // The attack: the server's own environment (PID 1 in a container) holds the master key and the database URL.
+    const environ = `/proc/${process.pid}/environ`;
+    // The platform finding: granted that file, a child under --permission reads the host's environment as it started.
+    const direct = spawnSync(process.execPath, ['--permission', `--allow-fs-read=${environ}`, '-e', `process.stdout.write(String(require('node:fs').readFileSync(${JSON.stringify(environ)}, 'latin1').includes('=')))`], { env: {}, encoding: 'utf8' });
+    assert.equal(direct.stdout, 'true', direct.stderr);
+    let started: Sandbox | undefined;
+    try {
+      assert.throws(
+        () => (started = startSandbox({ directory, entry: 'index.mjs', readPaths: [environ], limits })),
+        (error: unknown) => error instanceof SandboxSetupError && /no plugin may read/.test(error.message),
+      );
+    } finally {
+      started?.kill();
+    }
+    const kernel = ['/proc/self/environ', '/proc/1/environ', '/sys/kernel', '/dev/null', '/'].filter((path) => existsSync(path));
+    for (const path of kernel) refusedWith([path], [], /no plugin may read \(\/, \/proc, \/sys, \/dev\)/);
+    // A link the manifest cannot see through: /tmp/environ-link -> /proc/self/environ.
+    refusedWith([join(root, 'environ-link')], [], /no plugin may read/);
+  });
+
+  it('names that only share a prefix with a denied path are allowed (segments, not strings)', () => {
+    assert.doesNotThrow(() => sandboxCommand({ directory, entry: 'index.mjs', readPaths: [join(secrets, 'data-backup'), join(secrets, 'database.txt')], deniedPaths: [dataDir], limits }));
+    // A denied path that does not exist yet is still denied: as written, and through a link above it.
+    refusedWith([secrets], [join(secrets, 'not-yet', 'tls.key')], /protects/);
+    refusedWith([dataDir], [join(root, 'data-link', 'not-yet', 'tls.key')], /protects/);
+  });
+});

@@ -50,6 +50,14 @@ export interface PluginHostOptions {
   readonly slot: PluginSlot;
   readonly settings: PluginHostSettings;
   readonly log: PluginHostLog;
+  /**
+   * The host's secrets on disk: the data directory (the embedded database,
+   * the master key file by default, the installed plugins), the master key
+   * file and the TLS private keys. A plugin whose manifest `fs` paths are,
+   * contain or lie inside one of them does not start (its supervisor counts
+   * a crash, so it ends quarantined).
+   */
+  readonly protectedPaths: readonly string[];
   /** Where the status is published for `plugin status`; none when absent. */
   readonly hot?: HotStore;
   /** How often the registry is read again (default 2 s). */
@@ -191,6 +199,7 @@ export class PluginHost {
         const plugin = { name: installed.name, version: installed.version, digest: installed.digest, directory: installed.path, manifest };
         return new SupervisedPlugin(plugin, {
           settings: this.#options.settings,
+          deniedPaths: this.#options.protectedPaths,
           hostMethods: hostMethodsFor(manifest, {
             events: this.#options.events,
             users: this.#options.users,

@@ -104,6 +104,8 @@ export interface SupervisorOptions {
   readonly settings: SupervisorSettings;
   /** The host methods the manifest declares, already bound and audited (host-calls.ts). */
   readonly hostMethods: Readonly<Record<string, RpcMethod>>;
+  /** Paths the manifest's `fs` may not be, contain or be inside (the host's secrets); a plugin that asks for one does not start (a crash). */
+  readonly deniedPaths?: readonly string[];
   readonly onEvent: (event: SupervisorEvent) => void;
   readonly onStderr?: (text: string) => void;
   /** Checks the installed copy before each start; a problem (a sentence) quarantines the plugin instead. */
@@ -196,13 +198,14 @@ export class SupervisedPlugin {
         directory,
         entry: manifest.entry,
         readPaths: manifest.fs,
+        ...(this.#options.deniedPaths !== undefined && { deniedPaths: this.#options.deniedPaths }),
         limits: { memoryMb: manifest.limits.memoryMb, callTimeoutMs: manifest.limits.deadlineMs },
         hostMethods: this.#hostMethods,
         onViolation: (violation) => this.#violation(violation),
         ...(this.#options.onStderr !== undefined && { onStderr: this.#options.onStderr }),
       });
     } catch (error) {
-      // The copy cannot run at all (a symlink out, a missing path): as a crash, so it ends in quarantine, not a loop.
+      // The copy cannot run at all (a symlink out, a missing path, a read path the host protects): as a crash, so it ends in quarantine, not a loop.
       this.#crashed(error instanceof SandboxSetupError ? error.message : 'the plugin could not be started');
       return;
     }

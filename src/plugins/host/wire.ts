@@ -9,7 +9,7 @@
  * data: anything else is a failure of the plugin, never an exception in the
  * host. A plugin never allows (src/hooks/plugin-slot.ts says why).
  */
-import { HOOK_POINTS, MAX_REASON_LENGTH, RESERVED_CLAIMS, type Claims, type HookContexts, type HookPoint } from '../../hooks/index.ts';
+import { HOOK_POINTS, MAX_REASON_LENGTH, REGISTERED_CLAIMS, isClaimName, type Claims, type HookContexts, type HookPoint } from '../../hooks/index.ts';
 
 export interface WireParams {
   readonly context: Readonly<Record<string, unknown>>;
@@ -60,9 +60,14 @@ export function wireContext<P extends HookPoint>(point: P, context: HookContexts
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
-/** Whether a plugin whose manifest declares `namespace` may set `claim`. */
+/**
+ * Whether a plugin whose manifest declares `namespace` may set `claim`: a
+ * claim name (the chain file's characters; never `__proto__`,
+ * `constructor`, `prototype`) under the namespace, and no registered claim
+ * (the manifest's namespace cannot cover one; checked again here).
+ */
 export function inPluginNamespace(namespace: string | undefined, claim: string): boolean {
-  return namespace !== undefined && claim.startsWith(namespace) && claim.length > namespace.length && !RESERVED_CLAIMS.has(claim);
+  return namespace !== undefined && isClaimName(claim) && claim.startsWith(namespace) && claim.length > namespace.length && !REGISTERED_CLAIMS.has(claim);
 }
 
 /** Reads a plugin's answer at `point`; `namespace` is its manifest's claimsNamespace. */

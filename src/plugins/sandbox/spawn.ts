@@ -22,6 +22,11 @@
  *   TCP connect and listen, UDP, DNS lookups and `fetch` are all refused.
  *   The plugin's only way out is the `http.fetch` host call.
  * Not enforced by the permission model, checked here before the start:
+ * - what the declared read paths reach: after symlinks resolve, none may be
+ *   `/` or under /proc, /sys, /dev (PID 1's environment holds the master
+ *   key where the server runs in a container), nor be, contain or lie
+ *   inside a `deniedPaths` entry (the host passes its data directory, the
+ *   master key file and the TLS keys).
  * - symlinks: Node 26 grants a path, and a symlink under a granted path is
  *   followed to wherever it points (/etc/passwd included). `checkSymlinks`
  *   refuses to start a plugin if any symlink under a readable path leads out
@@ -53,7 +58,7 @@
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { lstatSync, readdirSync, realpathSync } from 'node:fs';
-import { dirname, extname, isAbsolute, join, relative, resolve } from 'node:path';
+import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { DEFAULT_MAX_MESSAGE_BYTES, FrameChannel, FramingError } from './framing.ts';
 import { JsonRpcPeer, RpcError, type ProtocolViolation, type RpcMethod } from './json-rpc.ts';
@@ -79,6 +84,12 @@ export interface SandboxOptions {
   readonly entry: string;
   /** Read-only paths beyond the directory (the manifest's `fs`), absolute. */
   readonly readPaths?: readonly string[];
+  /**
+   * Paths no read path may be, contain or be inside (the host's secrets: the
+   * data directory, the master key file, the TLS keys), absolute. Compared
+   * after symlinks resolve, both ways.
+   */
+  readonly deniedPaths?: readonly string[];
   readonly limits: SandboxLimits;
   /** The host methods the plugin may call (the manifest's `hostCalls`, already bound). */
   readonly hostMethods?: Readonly<Record<string, RpcMethod>>;
@@ -112,8 +123,41 @@ const MAX_CHECKED_ENTRIES = 20_000;
 
 const isWithin = (root: string, path: string) => {
   const inside = relative(root, path);
-  return inside === '' || (!inside.startsWith('..') && !isAbsolute(inside));
+  // By segment: `..x` is a name inside root, `..` or `../x` is out.
+  return inside === '' || (inside.split(sep)[0] !== '..' && !isAbsolute(inside));
 };
+
+/** Kernel views no plugin reads whatever the host configures: /proc (every process's environment and memory), /sys, /dev; and `/`, which holds them. */
+const ALWAYS_DENIED = ['/proc', '/sys', '/dev'];
+
+/** A denied path as given and as its symlinks resolve (one that does not exist yet: as its nearest existing parent resolves). */
+function deniedForms(path: string): string[] {
+  const given = resolve(path);
+  let existing = given;
+  let rest = '';
+  for (;;) {
+    try {
+      return [given, join(realpathSync(existing), rest)];
+    } catch {
+      const parent = dirname(existing);
+      if (parent === existing) return [given];
+      rest = join(basename(existing), rest);
+      existing = parent;
+    }
+  }
+}
+
+/**
+ * Refuses a read path that is, contains or lies inside a denied path: a
+ * grant of `/srv` would expose `/srv/portcullis/master.key` as surely as a
+ * grant of the key. The message names the declared path only.
+ */
+function checkDenied(declared: string, real: string, denied: readonly string[]): void {
+  for (const form of [resolve(declared), real]) {
+    if (form === '/' || ALWAYS_DENIED.some((root) => isWithin(root, form))) throw new SandboxSetupError(`the read path ${declared} is, or leads to, a path no plugin may read (/, /proc, /sys, /dev)`);
+    if (denied.some((path) => isWithin(path, form) || isWithin(form, path))) throw new SandboxSetupError(`the read path ${declared} is, contains or is inside a path the host protects`);
+  }
+}
 
 /**
  * Node 26's permission model grants a path, not what a symlink under it
@@ -152,7 +196,15 @@ export function sandboxCommand(options: SandboxOptions): { readonly command: str
   for (const path of options.readPaths ?? []) if (!isAbsolute(path)) throw new SandboxSetupError(`the read path ${path} is not absolute`);
   const { memoryMb, callTimeoutMs } = options.limits;
   if (!Number.isInteger(memoryMb) || memoryMb < 8) throw new SandboxSetupError('limits.memoryMb must be an integer of at least 8');
-  const readPaths = (options.readPaths ?? []).map((path) => realpathSync(path));
+  const denied = (options.deniedPaths ?? []).flatMap((path) => {
+    if (!isAbsolute(path)) throw new SandboxSetupError('a denied path is not absolute');
+    return deniedForms(path);
+  });
+  const readPaths = (options.readPaths ?? []).map((path) => {
+    const real = realpathSync(path);
+    checkDenied(path, real, denied);
+    return real;
+  });
   checkSymlinks([directory, ...readPaths]);
   const readable = [dirname(RUNTIME_ENTRY), PLUGIN_SDK_ENTRY, directory, ...readPaths];
   return {
