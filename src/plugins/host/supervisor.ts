@@ -162,7 +162,8 @@ export class SupervisedPlugin {
     this.#sandbox = sandbox;
     sandbox.ready.then(
       (hooks) => {
-        if (this.#sandbox !== sandbox) return;
+        // Closed (or quarantined) while it started: it must not come back as running, and its exit is no crash.
+        if (this.#sandbox !== sandbox || this.#state !== 'starting') return;
         const missing = manifest.hooks.filter((hook) => !hooks.includes(hook));
         if (missing.length > 0) {
           sandbox.kill();
