@@ -63,7 +63,34 @@ describe('FrameChannel', () => {
     await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(received, ['{"x":1}']);
     channel.send('{"y":2}');
+    await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(new FrameDecoder().push(output.read() as Buffer), ['{"y":2}']);
+  });
+
+  it('sends the frames of one turn of the event loop in one write, in order', async () => {
+    const { output, channel } = pair();
+    const writes: Buffer[] = [];
+    output.on('data', (chunk: Buffer) => writes.push(chunk));
+    channel.send('{"a":1}');
+    channel.send('{"b":2}');
+    channel.send('{"c":3}');
+    assert.deepEqual(writes, [], 'nothing written before the turn ends');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(writes.length, 1);
+    assert.deepEqual(new FrameDecoder().push(writes[0]!), ['{"a":1}', '{"b":2}', '{"c":3}']);
+    channel.send('{"d":4}');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(new FrameDecoder().push(writes[1]!), ['{"d":4}']);
+  });
+
+  it('drops the frames still waiting when it closes', async () => {
+    const { output, channel } = pair();
+    const writes: Buffer[] = [];
+    output.on('data', (chunk: Buffer) => writes.push(chunk));
+    channel.send('{"a":1}');
+    channel.close();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(writes, []);
   });
 
   it('closes on an oversized incoming frame: input destroyed, onClose told once with the error, later frames ignored', async () => {

@@ -97,12 +97,21 @@ export interface FrameChannelOptions {
  * reading) on an oversized incoming frame, at the end of input, or on a stream
  * error; `send` of an oversized message throws `FramingError` and leaves the
  * channel open.
+ *
+ * The frames sent during one turn of the event loop go out together, in
+ * order, in one write once the turn's I/O callbacks have run (setImmediate).
+ * A busy server makes many hook calls per turn, one per request; a write
+ * per frame woke the plugin's process for each, and each wake-up could take
+ * the core from the writer (bench/README.md, plugin-tokens.ts). Frames
+ * still waiting when the channel closes are dropped.
  */
 export class FrameChannel {
   readonly #options: FrameChannelOptions;
   readonly #decoder: FrameDecoder;
   readonly #maxBytes: number;
   #closed = false;
+  #outgoing: Uint8Array[] = [];
+  #flushing = false;
 
   constructor(options: FrameChannelOptions) {
     this.#options = options;
@@ -118,15 +127,29 @@ export class FrameChannel {
     return this.#closed;
   }
 
+  /** Queues one frame for this turn's write; throws `FramingError` at once for an oversized message. */
   send(text: string): void {
     if (this.#closed) return;
-    const frame = encodeFrame(text, this.#maxBytes);
-    this.#options.output.write(frame);
+    this.#outgoing.push(encodeFrame(text, this.#maxBytes));
+    if (!this.#flushing) {
+      this.#flushing = true;
+      setImmediate(this.#flush);
+    }
   }
+
+  readonly #flush = (): void => {
+    this.#flushing = false;
+    const frames = this.#outgoing;
+    this.#outgoing = [];
+    const { output } = this.#options;
+    if (this.#closed || frames.length === 0 || output.writableEnded || output.destroyed) return;
+    output.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+  };
 
   close(error?: Error): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#outgoing = [];
     const { input, output } = this.#options;
     input.off('data', this.#onData);
     input.off('end', this.#onEnd);
