@@ -213,13 +213,25 @@ describe('plugin host: supervision', () => {
     assert.deepEqual(await closed, { kind: 'breaker', state: 'closed' });
   });
 
-  it('the concurrency cap: calls past limits.concurrency are refused at once (over_capacity), not queued', { timeout: 30_000 }, async () => {
-    const source = `export const hooks = { 'access-token.claims': () => new Promise((resolve) => setTimeout(() => resolve({ verdict: 'modify', claims: { acme_x: 1 } }), 300)) };`;
-    const { chains, reports } = await harness([{ name: 'narrow', manifest: { hooks: ['access-token.claims'], claimsNamespace: 'acme_', limits: { concurrency: 1 }, onFailure: { 'access-token.claims': 'skip' } }, source }]);
-    const [first, second] = await Promise.all([chains.claims('access-token.claims', CLIENT_CREDENTIALS, {}), chains.claims('access-token.claims', CLIENT_CREDENTIALS, {})]);
-    assert.deepEqual(first, { refused: false, claims: { acme_x: 1 } });
-    assert.deepEqual(second, { refused: false, claims: {} });
-    assert.deepEqual(reports.map((report) => report.failure), ['over_capacity']);
+  it('the concurrency cap: calls past limits.concurrency wait for a slot in turn, within their deadline; past 16 waiting per slot they are refused at once', { timeout: 30_000 }, async () => {
+    const source = `let inside = 0, most = 0; export const hooks = { 'access-token.claims': () => { inside++; most = Math.max(most, inside); return new Promise((resolve) => setTimeout(() => { inside--; resolve({ verdict: 'modify', claims: { acme_most: most } }); }, 20)); } };`;
+    const { chains, reports } = await harness([{ name: 'narrow', manifest: { hooks: ['access-token.claims'], claimsNamespace: 'acme_', limits: { concurrency: 1, deadlineMs: 10_000 }, onFailure: { 'access-token.claims': 'skip' } }, source }]);
+    // One runs, 16 wait (the most one slot may have waiting), 3 more are refused at once.
+    const outcomes = await Promise.all(Array.from({ length: 20 }, () => chains.claims('access-token.claims', CLIENT_CREDENTIALS, {})));
+    const served = outcomes.filter((outcome) => !outcome.refused && 'acme_most' in outcome.claims);
+    assert.equal(served.length, 17);
+    assert.ok(served.every((outcome) => !outcome.refused && outcome.claims['acme_most'] === 1), 'never more than one call inside the plugin');
+    assert.deepEqual(reports.map((report) => report.failure), ['over_capacity', 'over_capacity', 'over_capacity']);
+  });
+
+  it('a call that gets no slot within its deadline is refused (over_capacity), and the slot it waited for still serves the next', { timeout: 30_000 }, async () => {
+    const source = `export const hooks = { 'login.before': ({ context }) => context.account === 'slow@example.com' ? new Promise((resolve) => setTimeout(() => resolve({ verdict: 'pass' }), 150)) : { verdict: 'pass' } };`;
+    const { chains, reports } = await harness([{ name: 'slow-slot', manifest: { hooks: ['login.before'], limits: { concurrency: 1, deadlineMs: 200 } }, source }]);
+    // The first holds the slot 150 ms of its 200; the second waits its whole 200 ms for... (it gets the slot after 150 and answers at once).
+    const [slow, waiting] = await Promise.all([chains.decide('login.before', { ...LOGIN, account: 'slow@example.com', ip: '198.51.100.1' }), chains.decide('login.before', { ...LOGIN, ip: '198.51.100.2' })]);
+    assert.equal(slow.allowed, true);
+    assert.equal(waiting.allowed, true, 'a slot freed within its deadline serves it');
+    assert.deepEqual(reports, []);
   });
 
   it('an undeclared host call is -32601 for the plugin, reported as a violation, and repeated ones quarantine it', { timeout: 30_000 }, async () => {
@@ -253,14 +265,13 @@ describe('plugin host: supervision', () => {
     }
   });
 
-  it('a burst past the concurrency cap is refused at the cap without opening the breaker: the next call is served', { timeout: 30_000 }, async () => {
-    const source = `export const hooks = { 'login.before': () => new Promise((resolve) => setTimeout(() => resolve({ verdict: 'pass' }), 50)) };`;
-    const { chains, plugins, reports } = await harness([{ name: 'bursty', manifest: { hooks: ['login.before'], limits: { concurrency: 1 } }, source }]);
+  it('a burst past the concurrency cap waits its turn instead of failing, and never opens the breaker', { timeout: 30_000 }, async () => {
+    const source = `export const hooks = { 'login.before': () => new Promise((resolve) => setTimeout(() => resolve({ verdict: 'pass' }), 20)) };`;
+    const { chains, plugins, reports } = await harness([{ name: 'bursty', manifest: { hooks: ['login.before'], limits: { concurrency: 1, deadlineMs: 10_000 } }, source }]);
     const decisions = await Promise.all(Array.from({ length: 12 }, (_, index) => chains.decide('login.before', { ...LOGIN, ip: `198.51.100.${index}` })));
-    assert.equal(decisions.filter((decision) => decision.allowed).length, 1);
-    assert.equal(reports.filter((report) => report.failure === 'over_capacity').length, 11);
-    assert.equal(plugins[0]!.breakerState, 'closed', 'refusals at the cap are not the plugin\'s failures');
-    assert.equal((await chains.decide('login.before', { ...LOGIN, ip: '198.51.100.99' })).allowed, true);
+    assert.equal(decisions.filter((decision) => decision.allowed).length, 12);
+    assert.deepEqual(reports, []);
+    assert.equal(plugins[0]!.breakerState, 'closed');
   });
 
   it('the plugin cannot signal the server (process.kill of its parent) or lower its priority; both are refused inside the sandbox', { timeout: 30_000 }, async () => {

@@ -48,6 +48,8 @@ export interface SupervisorSettings {
 export const MAX_RESTART_BACKOFF_MS = 30_000;
 /** Host calls a plugin may make per hook call, on average (a budget refilled by each hook call). */
 export const HOST_CALLS_PER_HOOK = 32;
+/** Calls that may wait for a slot, per slot: beyond that a call is refused at once (a queue that long would not drain within a deadline). */
+const MAX_WAITING_PER_SLOT = 16;
 const MEMORY_CHECK_MS = 1000;
 
 /** The resident memory a plugin may use: its heap cap twice over (V8's own structures), plus the runtime's baseline. */
@@ -124,7 +126,7 @@ const NOT_COUNTED: ReadonlySet<string> = new Set(['late-response']);
 export class SupervisedPlugin {
   readonly plugin: RunnablePlugin;
   readonly #options: SupervisorOptions;
-  readonly #breaker: CircuitBreaker<[string, unknown], unknown>;
+  readonly #breaker: CircuitBreaker<[string, unknown, number], unknown>;
   readonly #latency = new LatencyWindow();
   readonly #now: () => number;
   #sandbox: Sandbox | undefined;
@@ -137,6 +139,8 @@ export class SupervisedPlugin {
   #memoryTimer: NodeJS.Timeout | undefined;
   #killedFor: string | undefined;
   #inFlight = 0;
+  /** Calls waiting for a slot at the concurrency cap, first come first served. */
+  #waiting: { take(): void; refuse(error: PluginCallError): void }[] = [];
   #hostCallBudget = HOST_CALLS_PER_HOOK;
   readonly #hostMethods: Readonly<Record<string, RpcMethod>>;
   #runningWaiters: { resolve: () => void; reject: (error: Error) => void }[] = [];
@@ -145,7 +149,7 @@ export class SupervisedPlugin {
     this.plugin = plugin;
     this.#options = options;
     this.#now = options.now ?? Date.now;
-    this.#breaker = new CircuitBreaker((method: string, params: unknown) => this.#invoke(method, params), {
+    this.#breaker = new CircuitBreaker((method: string, params: unknown, timeoutMs: number) => this.#invoke(method, params, timeoutMs), {
       // The deadline is the JSON-RPC peer's (one timer per call, not two); the concurrency cap is checked in call().
       timeout: false,
       resetTimeout: options.settings.breakerResetMs,
@@ -238,23 +242,55 @@ export class SupervisedPlugin {
 
   /** Calls `method` (`hook.<point>`) under the plugin's breaker and deadline; rejects with PluginCallError. */
   async call(method: string, params: unknown): Promise<unknown> {
-    const { concurrency } = this.plugin.manifest.limits;
-    if (this.#inFlight >= concurrency) {
-      this.#failures++;
-      throw new PluginCallError('over_capacity', `${this.plugin.name} is at its concurrency limit (${concurrency})`);
-    }
+    const { concurrency, deadlineMs } = this.plugin.manifest.limits;
     const started = performance.now();
-    this.#inFlight++;
+    try {
+      // At the cap, a call waits for a slot within its own deadline (FIFO), and is refused when none frees in time.
+      if (this.#inFlight >= concurrency) await this.#slot(deadlineMs);
+      else this.#inFlight++;
+    } catch (error) {
+      this.#failures++;
+      this.#latency.record(performance.now() - started);
+      throw error;
+    }
     this.#hostCallBudget = Math.min(HOST_CALLS_PER_HOOK * concurrency, this.#hostCallBudget + HOST_CALLS_PER_HOOK);
     try {
-      return await this.#breaker.fire(method, params);
+      const remaining = Math.max(1, Math.round(deadlineMs - (performance.now() - started)));
+      return await this.#breaker.fire(method, params, remaining);
     } catch (error) {
       this.#failures++;
       throw this.#asFailure(error);
     } finally {
-      this.#inFlight--;
+      const next = this.#waiting.shift();
+      // The slot passes straight to the next waiter: nobody can take it in between.
+      if (next !== undefined) next.take();
+      else this.#inFlight--;
       this.#latency.record(performance.now() - started);
     }
+  }
+
+  /** Waits for a slot (the caller then holds it) at most `timeoutMs`; refuses at once when too many already wait. */
+  #slot(timeoutMs: number): Promise<void> {
+    const { concurrency } = this.plugin.manifest.limits;
+    if (this.#state !== 'running' || this.#waiting.length >= MAX_WAITING_PER_SLOT * concurrency) {
+      return Promise.reject(new PluginCallError('over_capacity', `${this.plugin.name} is at its concurrency limit (${concurrency})`));
+    }
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        take: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        refuse: (error: PluginCallError) => {
+          clearTimeout(timer);
+          const index = this.#waiting.indexOf(waiter);
+          if (index >= 0) this.#waiting.splice(index, 1);
+          reject(error);
+        },
+      };
+      const timer = setTimeout(() => waiter.refuse(new PluginCallError('over_capacity', `${this.plugin.name} had no free slot within ${timeoutMs} ms (concurrency ${concurrency})`)), timeoutMs);
+      this.#waiting.push(waiter);
+    });
   }
 
   /** Kills the child when its resident memory passes the limit (Linux /proc; elsewhere nothing is read). */
@@ -277,11 +313,11 @@ export class SupervisedPlugin {
     this.#memoryTimer.unref();
   }
 
-  async #invoke(method: string, params: unknown): Promise<unknown> {
+  async #invoke(method: string, params: unknown, timeoutMs: number): Promise<unknown> {
     const sandbox = this.#sandbox;
     if (sandbox === undefined || this.#state !== 'running') throw new PluginCallError(this.#state === 'restarting' ? 'crashed' : this.#state === 'quarantined' ? 'quarantined' : 'not_running', `the plugin ${this.plugin.name} is not running (${this.#state})`);
     try {
-      const result = await sandbox.call(method, params, { timeoutMs: this.plugin.manifest.limits.deadlineMs });
+      const result = await sandbox.call(method, params, { timeoutMs });
       this.#missedDeadlines = 0;
       return result;
     } catch (error) {
@@ -325,9 +361,14 @@ export class SupervisedPlugin {
     return true;
   }
 
+  #refuseWaiting(failure: CallFailure): void {
+    for (const waiter of [...this.#waiting]) waiter.refuse(new PluginCallError(failure, `the plugin ${this.plugin.name} is ${this.#state}`));
+  }
+
   /** Stops the plugin for good: killed, never restarted; its calls fail as `quarantined`. */
   #quarantine(reason: string): void {
     this.#state = 'quarantined';
+    this.#refuseWaiting('quarantined');
     for (const waiter of this.#runningWaiters.splice(0)) waiter.reject(new Error(`the plugin ${this.plugin.name} was quarantined`));
     clearTimeout(this.#restartTimer);
     clearInterval(this.#memoryTimer);
@@ -381,6 +422,7 @@ export class SupervisedPlugin {
   /** Stops the child for good (disabled, removed, or the server stopping). */
   async close(): Promise<void> {
     if (this.#state !== 'quarantined') this.#state = 'stopped';
+    this.#refuseWaiting('not_running');
     clearInterval(this.#memoryTimer);
     for (const waiter of this.#runningWaiters.splice(0)) waiter.reject(new Error(`the plugin ${this.plugin.name} was stopped`));
     clearTimeout(this.#restartTimer);
