@@ -98,7 +98,7 @@ function httpFetch(manifest: PluginManifest, origins: readonly string[], options
   };
 }
 
-/** Wraps a method so each call leaves a `plugin.call` entry: method and outcome (success, failure). */
+/** Wraps a method so each call leaves a `plugin.call` entry: method and outcome (success, failure; on failure the JSON-RPC error code as `rpcError`). */
 function audited(plugin: string, method: string, run: RpcMethod, events: Pick<DomainEvents, 'emit'>): RpcMethod {
   return async (params) => {
     let outcome: 'success' | 'failure' = 'failure';
@@ -111,7 +111,10 @@ function audited(plugin: string, method: string, run: RpcMethod, events: Pick<Do
       code = error instanceof RpcError ? error.code : -32603;
       throw error;
     } finally {
-      await events.emit({ type: 'plugin.call', outcome, actorService: `plugin:${plugin}`, detail: { plugin, method, ...(code !== undefined && { code }) } });
+      // `rpcError`, not `code`: the ledger refuses a detail key named `code` (an
+      // OAuth authorization code is a secret, src/audit/events.ts), and that
+      // refusal lost every failed call's entry and answered the plugin -32603.
+      await events.emit({ type: 'plugin.call', outcome, actorService: `plugin:${plugin}`, detail: { plugin, method, ...(code !== undefined && { rpcError: code }) } });
     }
   };
 }

@@ -112,6 +112,12 @@ export class PluginHost {
         this.#running.delete(name);
         await running.close();
         this.#options.log.info({ plugin: name }, 'plugin stopped');
+        // Quarantined but still enabled in the registry (the supervisor's disable
+        // has not landed yet, or failed): kept stopped as a problem until the
+        // registry says otherwise. Without this, the reconcile that the
+        // plugin.quarantined event itself triggers started a fresh supervisor
+        // (a fresh crash count) at once (test/plugins/plugin-attacks.test.ts).
+        if (running.state === 'quarantined' && want?.digest === running.plugin.digest) this.#problems.set(name, { installed: want, problem: 'quarantined (too many crashes or violations); enable it again to restart it' });
       }
     }
     for (const name of this.#problems.keys()) if (wanted.get(name)?.digest !== this.#problems.get(name)!.installed.digest) this.#problems.delete(name);

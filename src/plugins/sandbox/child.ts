@@ -25,7 +25,8 @@
  * read nothing else of the host's code.
  */
 import { Console } from 'node:console';
-import { registerHooks } from 'node:module';
+import { registerHooks, syncBuiltinESMExports } from 'node:module';
+import os from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { FrameChannel } from './framing.ts';
 import { JsonRpcPeer, RpcError, INVALID_PARAMS, type RpcMethod } from './json-rpc.ts';
@@ -46,6 +47,27 @@ const output = process.stdout;
 const stderr = process.stderr;
 Object.defineProperty(process, 'stdout', { configurable: true, enumerable: true, get: () => stderr });
 globalThis.console = new Console({ stdout: stderr, stderr });
+
+// Node's permission model does not cover signals or scheduling priority: a
+// plugin could `process.kill(process.ppid, 'SIGKILL')` the server (or signal
+// pid 0, the process group it shares with the server, or any process of the
+// same user), or renice it (test/plugins/plugin-attacks.test.ts). So they are
+// taken away here, before the plugin's module loads: non-writable and
+// non-configurable, and the originals stay in this closure only. A plugin may
+// still signal itself (process.exit and process.abort do as much).
+const accessDenied = (api: string): never => {
+  throw Object.assign(new Error(`Access to ${api} has been restricted in the plugin sandbox.`), { code: 'ERR_ACCESS_DENIED' });
+};
+const ownProcess = (pid: unknown) => typeof pid === 'number' && pid === process.pid;
+const kill = process.kill.bind(process);
+// process.kill validates its arguments, then calls process._kill (looked up at each call).
+const rawKill = (process as unknown as { _kill: (pid: number, signal: number) => number })._kill.bind(process);
+const lockDown = (target: object, name: string, value: unknown) => Object.defineProperty(target, name, { value, writable: false, configurable: false, enumerable: true });
+lockDown(process, 'kill', (pid: number, signal?: string | number) => (ownProcess(pid) ? kill(pid, signal) : accessDenied('process.kill')));
+lockDown(process, '_kill', (pid: number, signal: number) => (ownProcess(pid) ? rawKill(pid, signal) : accessDenied('process._kill')));
+lockDown(os, 'setPriority', () => accessDenied('os.setPriority'));
+// `import { setPriority } from 'node:os'` sees the change too.
+syncBuiltinESMExports();
 
 const methods: Record<string, RpcMethod> = {};
 const channel = new FrameChannel({
