@@ -61,7 +61,7 @@ globalThis.console = new Console({ stdout: stderr, stderr });
 const refused = (what: string) => () => {
   throw Object.assign(new Error(`${what} is not allowed in a plugin`), { code: 'ERR_ACCESS_DENIED' });
 };
-for (const name of ['kill', '_kill'] as const) Object.defineProperty(process, name, { value: refused(`process.${name}`), writable: false, configurable: false, enumerable: false });
+for (const name of ['kill', '_kill'] as const) Object.defineProperty(process, name, { value: refused(`process.${name}`), writable: false, configurable: false, enumerable: true });
 Object.defineProperty(os, 'setPriority', { value: refused('os.setPriority'), writable: false, configurable: false });
 syncBuiltinESMExports();
 

@@ -52,8 +52,13 @@
  * In-process, inside the child (the plugin could undo it, and that only
  * hurts its own channel): console output and `process.stdout` go to stderr
  * so stray logging cannot corrupt the framing (child.ts).
+ * Not covered by the permission model, taken away inside the child before
+ * the plugin loads (child.ts; non-configurable, no reference left):
+ * `process.kill` of any other process (the server is the parent, and shares
+ * the process group), `process._kill` and `os.setPriority`.
  * Not enforced here: CPU time (an infinite loop only misses its deadlines;
- * the supervisor kills after repeated misses), off-heap memory, and the
+ * the supervisor kills after repeated misses), off-heap memory (the
+ * supervisor watches the resident memory and kills past a limit), and the
  * count of open file descriptors.
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
