@@ -13,8 +13,8 @@
  *   disabled:
  *   - `bench-claims`: `access-token.claims`, answers
  *     `{ verdict: 'modify', claims: { acme_tier: 'gold' } }` at once;
- *     claimsNamespace `acme_`, limits.concurrency 64 (the default 4 would
- *     refuse, over_capacity, most calls of 50 concurrent token requests);
+ *     claimsNamespace `acme_`, limits.concurrency from BENCH_PLUGIN_CONCURRENCY,
+ *     else the manifest's default (4: calls past it wait for a slot);
  *   - `bench-crash`: `access-token.claims`, calls `process.exit(1)`;
  *     onFailure deny (the default).
  *
@@ -43,7 +43,7 @@ if (setup === null) throw new Error('set BENCH_PLUGINS');
 
 const PLUGINS = {
   'bench-claims': {
-    manifest: { hooks: ['access-token.claims'], claimsNamespace: 'acme_', limits: { concurrency: 64 } },
+    manifest: { hooks: ['access-token.claims'], claimsNamespace: 'acme_', ...(process.env['BENCH_PLUGIN_CONCURRENCY'] !== undefined && { limits: { concurrency: Number(process.env['BENCH_PLUGIN_CONCURRENCY']) } }) },
     source: `export const hooks = { 'access-token.claims': () => ({ verdict: 'modify', claims: { acme_tier: 'gold' } }) };\n`,
   },
   'bench-crash': {
