@@ -94,6 +94,8 @@ export class PluginRegistry {
       installedAt: this.#options.clock(),
       ...(current?.data.enabledAt !== undefined && { enabledAt: current.data.enabledAt }),
       manifest: JSON.stringify(pkg.manifest),
+      // The same package installed again does not end its quarantine: only an operator's enable or disable does.
+      ...(current?.data.quarantined !== undefined && current.data.quarantined.digest === pkg.digest && { quarantined: current.data.quarantined }),
     };
     if (current === null) {
       if (!(await this.#plugins.create(name, installed))) throw new PluginInstallError(`${name} was installed at the same moment; try again`);

@@ -224,14 +224,21 @@ describe('plugin host: supervision', () => {
     assert.deepEqual(reports.map((report) => report.failure), ['over_capacity', 'over_capacity', 'over_capacity']);
   });
 
-  it('a call that gets no slot within its deadline is refused (over_capacity), and the slot it waited for still serves the next', { timeout: 30_000 }, async () => {
-    const source = `export const hooks = { 'login.before': ({ context }) => context.account === 'slow@example.com' ? new Promise((resolve) => setTimeout(() => resolve({ verdict: 'pass' }), 150)) : { verdict: 'pass' } };`;
-    const { chains, reports } = await harness([{ name: 'slow-slot', manifest: { hooks: ['login.before'], limits: { concurrency: 1, deadlineMs: 200 } }, source }]);
-    // The first holds the slot 150 ms of its 200; the second waits its whole 200 ms for... (it gets the slot after 150 and answers at once).
-    const [slow, waiting] = await Promise.all([chains.decide('login.before', { ...LOGIN, account: 'slow@example.com', ip: '198.51.100.1' }), chains.decide('login.before', { ...LOGIN, ip: '198.51.100.2' })]);
-    assert.equal(slow.allowed, true);
-    assert.equal(waiting.allowed, true, 'a slot freed within its deadline serves it');
-    assert.deepEqual(reports, []);
+  it('a call waits for a slot at most half its deadline (then it goes out with the other half); a slot that frees later is refused over_capacity, and not counted as a missed deadline', { timeout: 30_000 }, async () => {
+    const source = `export const hooks = { 'login.before': ({ context }) => context.account.startsWith('slow') ? new Promise((resolve) => setTimeout(() => resolve({ verdict: 'pass' }), Number(context.account.slice(4, 7)))) : { verdict: 'pass' } };`;
+    const { chains, plugins, reports } = await harness([{ name: 'slow-slot', manifest: { hooks: ['login.before'], limits: { concurrency: 1, deadlineMs: 400 } }, source }]);
+    // Held 100 ms of the 400: the waiter gets the slot well within its 200 ms of waiting.
+    const [first, served] = await Promise.all([chains.decide('login.before', { ...LOGIN, account: 'slow100@example.com', ip: '198.51.100.1' }), chains.decide('login.before', { ...LOGIN, ip: '198.51.100.2' })]);
+    assert.equal(first.allowed, true);
+    assert.equal(served.allowed, true);
+    assert.equal(reports.length, 0);
+    // Held 350 ms: the waiter gives up after 200 ms, over_capacity; the plugin is not blamed.
+    const [holder, refused] = await Promise.all([chains.decide('login.before', { ...LOGIN, account: 'slow350@example.com', ip: '198.51.100.3' }), chains.decide('login.before', { ...LOGIN, ip: '198.51.100.4' })]);
+    assert.equal(holder.allowed, true);
+    assert.equal(refused.allowed, false);
+    assert.deepEqual(reports.map((report) => report.failure), ['over_capacity']);
+    assert.equal(plugins[0]!.breakerState, 'closed');
+    assert.equal(plugins[0]!.status().restarts, 0);
   });
 
   it('an undeclared host call is -32601 for the plugin, reported as a violation, and repeated ones quarantine it', { timeout: 30_000 }, async () => {
@@ -274,12 +281,13 @@ describe('plugin host: supervision', () => {
     assert.equal(plugins[0]!.breakerState, 'closed');
   });
 
-  it('the plugin cannot signal the server (process.kill of its parent) or lower its priority; both are refused inside the sandbox', { timeout: 30_000 }, async () => {
+  it('the plugin cannot signal the server (process.kill, or SIGUSR1 through process._debugProcess), lower its priority or set V8 flags; all refused inside the sandbox', { timeout: 30_000 }, async () => {
     const source = `import os from 'node:os';
+      import v8 from 'node:v8';
       const attempt = (f) => { try { f(); return 'ran'; } catch (error) { return error.code ?? 'threw'; } };
-      export const hooks = { 'login.before': () => ({ verdict: 'deny', reason: [attempt(() => process.kill(process.ppid, 0)), attempt(() => process._kill(process.ppid, 0)), attempt(() => os.setPriority(process.ppid, 19)), attempt(() => Object.defineProperty(process, 'kill', { value: () => 1 }))].join(' ') }) };`;
+      export const hooks = { 'login.before': () => ({ verdict: 'deny', reason: [attempt(() => process.kill(process.ppid, 0)), attempt(() => process._kill(process.ppid, 0)), attempt(() => os.setPriority(process.ppid, 19)), attempt(() => process._debugProcess(process.ppid)), attempt(() => v8.setFlagsFromString('--allow-natives-syntax')), attempt(() => Object.defineProperty(process, 'kill', { value: () => 1 }))].join(' ') }) };`;
     const { chains } = await harness([{ name: 'signaller', manifest: { hooks: ['login.before'] }, source }]);
-    assert.deepEqual(await chains.decide('login.before', LOGIN), { allowed: false, handler: 'plugins.host', reason: 'ERR_ACCESS_DENIED ERR_ACCESS_DENIED ERR_ACCESS_DENIED threw' });
+    assert.deepEqual(await chains.decide('login.before', LOGIN), { allowed: false, handler: 'plugins.host', reason: 'ERR_ACCESS_DENIED ERR_ACCESS_DENIED ERR_ACCESS_DENIED ERR_ACCESS_DENIED ERR_ACCESS_DENIED threw' });
   });
 
   it('host calls are answered only during a hook call, and within a budget per hook call: a flood is refused and reported', { timeout: 30_000 }, async () => {

@@ -163,10 +163,8 @@ for (const backend of testBackends) {
       await server.running.identity.accounts.createUser('boom@example.com', password, { actor: 'test' });
       await server.running.identity.accounts.createUser('quarantine@example.com', password, { actor: 'test' });
       const login = (account: string, ip: string) => server.running.identity.accounts.login(account, password, { ip });
-      await enable(
-        signedPackage('fragile-rule', { hooks: ['login.before'] }, `export const hooks = { 'login.before': ({ context }) => { if (context.account === 'boom@example.com') process.exit(9); return context.ip.startsWith('203.0.113.') ? { verdict: 'deny', reason: 'Not from there.' } : { verdict: 'pass' }; } };`),
-        'fragile-rule',
-      );
+      const fragile = signedPackage('fragile-rule', { hooks: ['login.before'] }, `export const hooks = { 'login.before': ({ context }) => { if (context.account === 'boom@example.com') process.exit(9); return context.ip.startsWith('203.0.113.') ? { verdict: 'deny', reason: 'Not from there.' } : { verdict: 'pass' }; } };`);
+      await enable(fragile, 'fragile-rule');
       assert.deepEqual(await login('quarantine@example.com', '203.0.113.9'), { outcome: 'refused', reason: 'Not from there.' });
       // An attacker who can crash the rule (here: a chosen account name) crashes it until it is quarantined.
       for (let attempt = 0; attempt < 10 && host.plugin('fragile-rule')?.state !== 'quarantined'; attempt++) {
@@ -183,6 +181,9 @@ for (const backend of testBackends) {
       assert.equal(status.plugins.find((plugin) => plugin.name === 'fragile-rule')?.state, 'quarantined');
       const audit = await auditTypes(server.running.stores.durable);
       assert.ok(audit.some((entry) => entry.type === 'plugin.quarantined' && entry.detail?.['plugin'] === 'fragile-rule'));
+      // Installing the same package again (a deploy script) does not end the quarantine.
+      await registry.install(fragile, { actor: 'test' });
+      assert.match((await registry.list()).find((plugin) => plugin.name === 'fragile-rule')?.quarantined?.reason ?? '', /crashes or violations/);
       // The operator enables it again: the quarantine ends, and the rule runs.
       await registry.setEnabled('fragile-rule', true, 'test');
       await host.reconcile();

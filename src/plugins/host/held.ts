@@ -21,12 +21,16 @@ export class HeldPlugin {
   readonly plugin: { readonly name: string; readonly version: string; readonly digest: string; readonly manifest: DispatchManifest };
   readonly state: 'quarantined' | 'stopped';
   readonly reason: string;
+  /** The registry's enabledAt when it was held: enabling it again releases it. */
+  readonly enabledAt: number | undefined;
   #failures = 0;
 
   constructor(installed: InstalledPlugin, manifest: DispatchManifest, state: 'quarantined' | 'stopped', reason: string) {
-    this.plugin = { name: installed.name, version: installed.version, digest: installed.digest, manifest };
+    // Reported under the installed name, whatever the manifest says.
+    this.plugin = { name: installed.name, version: installed.version, digest: installed.digest, manifest: { ...manifest, name: installed.name } };
     this.state = state;
     this.reason = reason;
+    this.enabledAt = installed.enabledAt;
   }
 
   get digest(): string {

@@ -103,6 +103,8 @@ export class PluginHost {
    * does not come up in time is left to its supervisor (and `plugin status`).
    */
   async start(): Promise<void> {
+    // SIGUSR1 opens a Node process's inspector; any process of the server's user can send it. Heard here, it opens nothing.
+    process.on('SIGUSR1', this.#onSigusr1);
     this.#options.slot.attach(this.#dispatcher);
     await this.reconcile();
     const waitMs = this.#options.startWaitMs ?? 10_000;
@@ -138,7 +140,8 @@ export class PluginHost {
     }
     for (const [name, running] of this.#running) {
       const want = wanted.get(name);
-      if (want === undefined || want.digest !== running.plugin.digest || running.state === 'quarantined') {
+      // Quarantined here, or by another instance (the registry's record): stopped, then held below.
+      if (want === undefined || want.digest !== running.plugin.digest || running.state === 'quarantined' || this.#quarantineOf(want) !== undefined) {
         this.#running.delete(name);
         await running.close();
         this.#options.log.info({ plugin: name }, 'plugin stopped');
@@ -146,7 +149,8 @@ export class PluginHost {
     }
     for (const [name, held] of this.#held) {
       const want = wanted.get(name);
-      if (want === undefined || want.digest !== held.digest || (held.state === 'quarantined' && this.#quarantineOf(want) === undefined)) this.#held.delete(name);
+      // Released when it changes, when its quarantine ends, or when the operator enables it again (a copy that did not check is tried anew).
+      if (want === undefined || want.digest !== held.digest || want.enabledAt !== held.enabledAt || (held.state === 'quarantined' && this.#quarantineOf(want) === undefined)) this.#held.delete(name);
     }
     for (const [name, plugin] of wanted) {
       if (this.#running.has(name) || this.#held.has(name)) continue;
@@ -173,11 +177,13 @@ export class PluginHost {
 
   /** What the chains know of a plugin that does not run: the manifest it was signed with (kept at installation). */
   #hold(installed: InstalledPlugin, state: 'quarantined' | 'stopped', reason: string): void {
-    let manifest: HeldPlugin['plugin']['manifest'];
+    let manifest: HeldPlugin['plugin']['manifest'] = ALL_POINTS;
     try {
-      manifest = installed.manifest !== undefined ? parseManifestText(installed.manifest) : ALL_POINTS;
+      // The manifest kept at installation; for an older record, the copy's, if the copy still checks.
+      if (installed.manifest !== undefined) manifest = parseManifestText(installed.manifest);
+      else if (digestDirectory(installed.path).digest === installed.digest) manifest = parseManifestText(readFileSync(join(installed.path, MANIFEST_FILE), 'utf8'));
     } catch {
-      manifest = ALL_POINTS;
+      // Nothing trustworthy says which hooks it serves: all of them, failing closed.
     }
     this.#held.set(installed.name, new HeldPlugin(installed, manifest, state, reason));
   }
@@ -288,7 +294,10 @@ export class PluginHost {
     return this.#running.get(name);
   }
 
+  readonly #onSigusr1 = (): void => this.#options.log.warn({}, 'SIGUSR1 received and ignored: the inspector is not opened by a signal while plugins run');
+
   async close(): Promise<void> {
+    process.off('SIGUSR1', this.#onSigusr1);
     this.#closed = true;
     clearInterval(this.#timer);
     this.#unsubscribe?.();

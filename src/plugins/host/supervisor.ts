@@ -167,7 +167,10 @@ export class SupervisedPlugin {
   /** A host method answered only during a hook call, within the budget; a call outside either is refused and reported. */
   #gated(name: string, method: RpcMethod): RpcMethod {
     return (params) => {
-      if (this.#inFlight === 0) throw new RpcError(HANDLER_ERROR, `${name}: host calls are answered only while the plugin serves a hook call`);
+      if (this.#inFlight === 0) {
+        this.#violation({ kind: 'outside-hook-call', method: name, detail: 'a host call while no hook call is in flight' });
+        throw new RpcError(HANDLER_ERROR, `${name}: host calls are answered only while the plugin serves a hook call`);
+      }
       if (this.#hostCallBudget <= 0) {
         this.#violation({ kind: 'too-many-requests', method: name, detail: 'host call budget exhausted' });
         throw new RpcError(HANDLER_ERROR, `${name}: more than ${HOST_CALLS_PER_HOOK} host calls per hook call`);
@@ -214,6 +217,8 @@ export class SupervisedPlugin {
       return;
     }
     this.#sandbox = sandbox;
+    // Watched from the start: a module can allocate while it loads.
+    this.#watchMemory(sandbox);
     sandbox.ready.then(
       (hooks) => {
         // Closed (or quarantined) while it loaded: it stays so, and its exit is not a crash.
@@ -224,7 +229,6 @@ export class SupervisedPlugin {
           return;
         }
         this.#state = 'running';
-        this.#watchMemory(sandbox);
         for (const waiter of this.#runningWaiters.splice(0)) waiter.resolve();
         this.#options.onEvent({ kind: 'started', pid: sandbox.pid });
       },
@@ -244,29 +248,47 @@ export class SupervisedPlugin {
   async call(method: string, params: unknown): Promise<unknown> {
     const { concurrency, deadlineMs } = this.plugin.manifest.limits;
     const started = performance.now();
+    let waited = false;
     try {
       // At the cap, a call waits for a slot within its own deadline (FIFO), and is refused when none frees in time.
-      if (this.#inFlight >= concurrency) await this.#slot(deadlineMs);
-      else this.#inFlight++;
+      if (this.#inFlight >= concurrency) {
+        waited = true;
+        // At most half the deadline: the call then goes out with the other half at least.
+        await this.#slot(deadlineMs / 2);
+      } else {
+        this.#inFlight++;
+      }
     } catch (error) {
       this.#failures++;
       this.#latency.record(performance.now() - started);
       throw error;
     }
+    const remaining = Math.round(deadlineMs - (performance.now() - started));
+    // A call that waited for its slot goes out only with at least half its deadline left; one that cannot have that is refused at the cap.
+    if (waited && remaining < deadlineMs / 2) {
+      this.#release();
+      this.#failures++;
+      this.#latency.record(performance.now() - started);
+      throw new PluginCallError('over_capacity', `${this.plugin.name} had no free slot in time (concurrency ${concurrency})`);
+    }
     this.#hostCallBudget = Math.min(HOST_CALLS_PER_HOOK * concurrency, this.#hostCallBudget + HOST_CALLS_PER_HOOK);
     try {
-      const remaining = Math.max(1, Math.round(deadlineMs - (performance.now() - started)));
-      return await this.#breaker.fire(method, params, remaining);
+      // Only a call sent with its whole deadline can miss it for the plugin's fault (a waited call's miss is not counted toward the kill).
+      return await this.#breaker.fire(method, params, waited ? -remaining : deadlineMs);
     } catch (error) {
       this.#failures++;
       throw this.#asFailure(error);
     } finally {
-      const next = this.#waiting.shift();
-      // The slot passes straight to the next waiter: nobody can take it in between.
-      if (next !== undefined) next.take();
-      else this.#inFlight--;
+      this.#release();
       this.#latency.record(performance.now() - started);
     }
+  }
+
+  /** Frees a slot: it passes straight to the next waiter, so nobody can take it in between. */
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next !== undefined) next.take();
+    else this.#inFlight--;
   }
 
   /** Waits for a slot (the caller then holds it) at most `timeoutMs`; refuses at once when too many already wait. */
@@ -299,10 +321,11 @@ export class SupervisedPlugin {
     const limit = rssLimitBytes(this.plugin.manifest.limits.memoryMb);
     this.#memoryTimer = setInterval(() => {
       if (sandbox.pid === undefined) return;
-      readFile(`/proc/${sandbox.pid}/statm`, 'utf8').then(
+      readFile(`/proc/${sandbox.pid}/status`, 'utf8').then(
         (text) => {
-          const pages = Number(text.split(' ')[1]);
-          if (this.#sandbox === sandbox && pages * 4096 > limit) {
+          // VmRSS in kB, whatever the page size.
+          const rss = Number(/^VmRSS:\s+(\d+) kB/m.exec(text)?.[1] ?? 0) * 1024;
+          if (this.#sandbox === sandbox && rss > limit) {
             this.#killedFor = `killed: resident memory over ${Math.round(limit / 1048576)} MiB`;
             sandbox.kill();
           }
@@ -313,7 +336,10 @@ export class SupervisedPlugin {
     this.#memoryTimer.unref();
   }
 
-  async #invoke(method: string, params: unknown, timeoutMs: number): Promise<unknown> {
+  /** `deadline`: the call's deadline in ms; negative when the call waited for its slot (then its miss does not count toward the kill). */
+  async #invoke(method: string, params: unknown, deadline: number): Promise<unknown> {
+    const timeoutMs = Math.abs(deadline);
+    const counts = deadline > 0;
     const sandbox = this.#sandbox;
     if (sandbox === undefined || this.#state !== 'running') throw new PluginCallError(this.#state === 'restarting' ? 'crashed' : this.#state === 'quarantined' ? 'quarantined' : 'not_running', `the plugin ${this.plugin.name} is not running (${this.#state})`);
     try {
@@ -321,7 +347,7 @@ export class SupervisedPlugin {
       this.#missedDeadlines = 0;
       return result;
     } catch (error) {
-      if (error instanceof RpcDeadlineError && this.#sandbox === sandbox) {
+      if (error instanceof RpcDeadlineError && this.#sandbox === sandbox && counts) {
         this.#missedDeadlines++;
         // Killed, not left spinning: the exit handler counts the crash and restarts it.
         if (this.#missedDeadlines >= this.#options.settings.maxMissedDeadlines) sandbox.kill();
@@ -342,7 +368,7 @@ export class SupervisedPlugin {
     return new PluginCallError('error', `the plugin ${this.plugin.name} answered an error`);
   }
 
-  #violation(violation: SandboxViolation | { readonly kind: 'too-many-requests'; readonly method: string; readonly detail: string }): void {
+  #violation(violation: SandboxViolation | { readonly kind: 'too-many-requests' | 'outside-hook-call'; readonly method: string; readonly detail: string }): void {
     // Frames already buffered when the plugin was quarantined (or stopped) are its last words: not reported one by one.
     if (this.#state === 'quarantined' || this.#state === 'stopped') return;
     const counted = !NOT_COUNTED.has(violation.kind);

@@ -27,6 +27,7 @@
 import { Console } from 'node:console';
 import { registerHooks, syncBuiltinESMExports } from 'node:module';
 import os from 'node:os';
+import v8 from 'node:v8';
 import { pathToFileURL } from 'node:url';
 import { FrameChannel } from './framing.ts';
 import { JsonRpcPeer, RpcError, INVALID_PARAMS, type RpcMethod } from './json-rpc.ts';
@@ -49,7 +50,8 @@ Object.defineProperty(process, 'stdout', { configurable: true, enumerable: true,
 globalThis.console = new Console({ stdout: stderr, stderr });
 
 /**
- * Node's permission model does not cover signals or scheduling priority,
+ * Node's permission model does not cover signals (process.kill, and
+ * process._debugProcess, which sends SIGUSR1) or scheduling priority,
  * and the child runs as the server's user: `process.kill(process.ppid,
  * 'SIGKILL')` would end the server, SIGSTOP freeze it, and
  * `os.setPriority(ppid, 19)` starve it. These are taken away before the
@@ -61,8 +63,13 @@ globalThis.console = new Console({ stdout: stderr, stderr });
 const refused = (what: string) => () => {
   throw Object.assign(new Error(`${what} is not allowed in a plugin`), { code: 'ERR_ACCESS_DENIED' });
 };
-for (const name of ['kill', '_kill'] as const) Object.defineProperty(process, name, { value: refused(`process.${name}`), writable: false, configurable: false, enumerable: true });
+// _debugProcess(pid) sends SIGUSR1, which opens the inspector of a Node process (the server) or kills another.
+for (const name of ['kill', '_kill', '_debugProcess', '_debugEnd', '_startProfilerIdleNotifier', '_stopProfilerIdleNotifier'] as const) {
+  if (name in process) Object.defineProperty(process, name, { value: refused(`process.${name}`), writable: false, configurable: false, enumerable: true });
+}
 Object.defineProperty(os, 'setPriority', { value: refused('os.setPriority'), writable: false, configurable: false });
+// V8 flags set at run time (--allow-natives-syntax) would hand the plugin the engine's internals.
+Object.defineProperty(v8, 'setFlagsFromString', { value: refused('v8.setFlagsFromString'), writable: false, configurable: false });
 syncBuiltinESMExports();
 
 const methods: Record<string, RpcMethod> = {};

@@ -15,6 +15,14 @@ const HEADER_BYTES = 4;
 
 export type FramingErrorCode = 'message_too_large';
 
+/** The other side stopped reading: more than the limit waits to be written to it. */
+export class NotReadingError extends Error {
+  constructor(buffered: number, limit: number) {
+    super(`${buffered} bytes wait to be written, more than the limit of ${limit}: the other side does not read`);
+    this.name = 'NotReadingError';
+  }
+}
+
 export class FramingError extends Error {
   readonly code: FramingErrorCode;
   readonly size: number;
@@ -86,6 +94,13 @@ export interface FrameChannelOptions {
   readonly input: Readable;
   readonly output: Writable;
   readonly maxMessageBytes?: number;
+  /**
+   * How many bytes may wait to be written before the other side is taken
+   * to have stopped reading (the channel closes with NotReadingError). A
+   * peer that sends requests but never reads the answers would otherwise
+   * grow this side's memory without end. Unbounded when absent.
+   */
+  readonly maxBufferedBytes?: number;
   /** Each complete frame body, in order. */
   readonly onMessage: (text: string) => void;
   /** Once, when the channel closes: `error` set for an oversized frame or a stream failure. */
@@ -144,6 +159,8 @@ export class FrameChannel {
     const { output } = this.#options;
     if (this.#closed || frames.length === 0 || output.writableEnded || output.destroyed) return;
     output.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+    const limit = this.#options.maxBufferedBytes;
+    if (limit !== undefined && output.writableLength > limit) this.close(new NotReadingError(output.writableLength, limit));
   };
 
   close(error?: Error): void {

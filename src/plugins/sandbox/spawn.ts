@@ -65,7 +65,7 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { lstatSync, readdirSync, realpathSync } from 'node:fs';
 import { basename, dirname, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { DEFAULT_MAX_MESSAGE_BYTES, FrameChannel, FramingError } from './framing.ts';
+import { DEFAULT_MAX_MESSAGE_BYTES, FrameChannel, FramingError, NotReadingError } from './framing.ts';
 import { JsonRpcPeer, RpcError, type ProtocolViolation, type RpcMethod } from './json-rpc.ts';
 import { PLUGIN_SDK_ENTRY } from './plugin-sdk.ts';
 
@@ -104,7 +104,7 @@ export interface SandboxOptions {
   readonly onStderr?: (text: string) => void;
 }
 
-export type SandboxViolation = ProtocolViolation | { readonly kind: 'message-too-large'; readonly detail: string };
+export type SandboxViolation = ProtocolViolation | { readonly kind: 'message-too-large' | 'not-reading' | 'ready-twice'; readonly detail: string };
 
 export interface SandboxExit {
   readonly code: number | null;
@@ -269,16 +269,19 @@ export class Sandbox {
       input: this.#child.stdout,
       output: this.#child.stdin,
       maxMessageBytes: options.limits.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+      // Four largest messages unread: the plugin is sending without reading our answers.
+      maxBufferedBytes: 4 * (options.limits.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES),
       onMessage: (text) => this.#peer.receive(text),
       onClose: (error) => {
         this.#peer.close(error ? error.message : 'the plugin closed its channel');
-        if (error instanceof FramingError) {
-          options.onViolation?.({ kind: 'message-too-large', detail: error.message });
+        if (error instanceof FramingError || error instanceof NotReadingError) {
+          options.onViolation?.({ kind: error instanceof FramingError ? 'message-too-large' : 'not-reading', detail: error.message });
           this.kill();
         }
       },
     });
     const hostMethods = options.hostMethods ?? {};
+    let readyCalled = false;
     this.#peer = new JsonRpcPeer({
       channel,
       methods: {
@@ -286,6 +289,12 @@ export class Sandbox {
         [READY_METHOD]: (params) => {
           const hooks = (params as { hooks?: unknown }).hooks;
           if (!Array.isArray(hooks) || !hooks.every((hook) => typeof hook === 'string')) throw new RpcError(-32602, 'Invalid params');
+          // Once, by the runtime, before the plugin's code runs its hooks: a second one is the plugin's doing.
+          if (readyCalled) {
+            options.onViolation?.({ kind: 'ready-twice', detail: 'sandbox.ready called again' });
+            throw new RpcError(-32600, 'Invalid Request');
+          }
+          readyCalled = true;
           onReady(hooks);
           return null;
         },
