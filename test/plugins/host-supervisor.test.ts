@@ -368,4 +368,11 @@ describe('plugin host: supervision', () => {
     const event = await crashed;
     assert.match(event.kind === 'crashed' ? event.reason : '', /resident memory over 96 MiB/);
   });
+
+  it('a plugin that calls sandbox.ready itself (the runtime does, once) is refused and reported', { timeout: 30_000 }, async () => {
+    const source = `export const hooks = { 'login.before': async (_params, host) => { try { await host.call('sandbox.ready', { hooks: [] }); return { verdict: 'pass' }; } catch (error) { return { verdict: 'deny', reason: 'refused ' + error.code }; } } };`;
+    const { chains, events } = await harness([{ name: 'ready-again', manifest: { hooks: ['login.before'] }, source }]);
+    assert.deepEqual(await chains.decide('login.before', LOGIN), { allowed: false, handler: 'plugins.host', reason: 'refused -32600' });
+    assert.ok(events.some((event) => event.kind === 'violation' && event.violation === 'ready-twice' && event.counted));
+  });
 });

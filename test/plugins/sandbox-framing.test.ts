@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { PassThrough } from 'node:stream';
-import { FrameChannel, FrameDecoder, FramingError, encodeFrame } from '../../src/plugins/sandbox/framing.ts';
+import { PassThrough, Writable } from 'node:stream';
+import { FrameChannel, FrameDecoder, FramingError, NotReadingError, encodeFrame } from '../../src/plugins/sandbox/framing.ts';
 
 const concat = (...parts: Uint8Array[]) => Buffer.concat(parts);
 
@@ -108,6 +108,21 @@ describe('FrameChannel', () => {
     const { channel } = pair(8);
     assert.throws(() => channel.send('"this is far too long"'), FramingError);
     assert.equal(channel.closed, false);
+  });
+
+  it('closes with NotReadingError when the other side stops reading (more than maxBufferedBytes wait), and writes no more', async () => {
+    // A peer that never takes what is written: each write stays buffered.
+    const stuck = new Writable({ highWaterMark: 16, write: () => undefined });
+    const closes: (Error | undefined)[] = [];
+    const channel = new FrameChannel({ input: new PassThrough(), output: stuck, maxBufferedBytes: 1000, onMessage: () => undefined, onClose: (error) => void closes.push(error) });
+    for (let turn = 0; turn < 10 && !channel.closed; turn++) {
+      channel.send('x'.repeat(300));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    assert.equal(channel.closed, true);
+    assert.equal(closes.length, 1);
+    assert.ok(closes[0] instanceof NotReadingError);
+    assert.ok(stuck.writableLength <= 1000 + 304, `stopped writing at ${stuck.writableLength} bytes`);
   });
 
   it('closes without an error at the end of input', async () => {
