@@ -14,7 +14,7 @@
  *   - `bench-claims`: `access-token.claims`, answers
  *     `{ verdict: 'modify', claims: { acme_tier: 'gold' } }` at once;
  *     claimsNamespace `acme_`, limits.concurrency from BENCH_PLUGIN_CONCURRENCY,
- *     else the manifest's default (4: calls past it wait for a slot);
+ *     else the manifest's default (16; calls past it wait for a slot);
  *   - `bench-crash`: `access-token.claims`, calls `process.exit(1)`;
  *     onFailure deny (the default).
  *

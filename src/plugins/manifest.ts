@@ -63,7 +63,7 @@ const FORBIDDEN_FS_ROOTS: ReadonlySet<string> = new Set(['proc', 'sys', 'dev']);
 const LIMITS: Readonly<Record<keyof PluginLimits, readonly [min: number, max: number, fallback: number]>> = {
   memoryMb: [16, 1024, 64],
   deadlineMs: [10, 10_000, 1000],
-  concurrency: [1, 64, 4],
+  concurrency: [1, 64, 16],
 };
 
 const isObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value);

@@ -30,16 +30,16 @@ describe('plugin manifest', () => {
       claimsNamespace: 'acme_',
       hostCalls: [{ name: 'users.read' }, { name: 'audit.record' }, { name: 'http.fetch', origins: ['https://directory.example.com', 'https://hooks.example.com:8443'] }],
       fs: ['/etc/acme/directory.json'],
-      limits: { memoryMb: 128, deadlineMs: 1000, concurrency: 4 },
+      limits: { memoryMb: 128, deadlineMs: 1000, concurrency: 16 },
       onFailure: { 'token.claims': 'skip', 'login.before': 'deny' },
     });
   });
 
-  it('defaults: no host calls, no paths, 64 MB, 1000 ms, 4 at once, deny on failure', () => {
+  it('defaults: no host calls, no paths, 64 MB, 1000 ms, 16 at once, deny on failure', () => {
     const manifest = parseManifest({ name: 'rule', version: '0.1.0', entry: 'lib/main.js', hooks: ['login.after'] });
     assert.deepEqual(manifest.hostCalls, []);
     assert.deepEqual(manifest.fs, []);
-    assert.deepEqual(manifest.limits, { memoryMb: 64, deadlineMs: 1000, concurrency: 4 });
+    assert.deepEqual(manifest.limits, { memoryMb: 64, deadlineMs: 1000, concurrency: 16 });
     assert.deepEqual(manifest.onFailure, { 'login.after': 'deny' });
     assert.equal(manifest.claimsNamespace, undefined);
   });
