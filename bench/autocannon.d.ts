@@ -1,5 +1,5 @@
 // autocannon ships no types and @types/autocannon is not installed: declare
-// only what bench/overhead.ts uses.
+// only what the benches use.
 declare module 'autocannon' {
   interface Options {
     url: string;
@@ -18,7 +18,7 @@ declare module 'autocannon' {
     max: number;
     total: number;
   }
-  interface Result {
+  export interface Result {
     /** Seconds the run really took. */
     duration: number;
     errors: number;

@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
+import autocannon, { type Result as LoadResult } from 'autocannon';
 import pg from 'pg';
 import { loadConfig } from '../src/config/index.ts';
 
@@ -129,4 +130,40 @@ export function giveUpAfter(name: string, budgetMs: number): void {
     console.error(`${name}: gave up after ${budgetMs / 1000} s`);
     process.exit(1);
   }, budgetMs).unref();
+}
+
+/**
+ * Form POSTs to `url` from `connections` autocannon connections for
+ * `seconds`; every answer must be a 200 (else it throws, naming `label`).
+ * Resolves with autocannon's result and each response's latency (ms).
+ */
+export async function formPostLoad(options: {
+  readonly label: string;
+  readonly url: string;
+  readonly body: string;
+  readonly authorization: string;
+  readonly connections: number;
+  readonly pipelining: number;
+  readonly seconds: number;
+}): Promise<{ readonly result: LoadResult; readonly latencies: number[] }> {
+  const latencies: number[] = [];
+  let notOk = 0;
+  // autocannon.d.ts declares only what overhead.ts uses; these options exist.
+  const request = {
+    url: options.url,
+    method: 'POST',
+    body: options.body,
+    headers: { authorization: options.authorization, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    connections: options.connections,
+    pipelining: options.pipelining,
+    duration: options.seconds,
+  };
+  const run = autocannon(request);
+  run.on('response', (_client, status, _bytes, responseTimeMs) => {
+    if (status !== 200) notOk += 1;
+    latencies.push(responseTimeMs);
+  });
+  const result = await run;
+  if (result.errors + result.timeouts + result.non2xx + notOk > 0) throw new Error(`${options.label}: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx + notOk} answers other than 200`);
+  return { result, latencies };
 }

@@ -58,9 +58,8 @@
 import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { Agent, request as httpRequest } from 'node:http';
 import { join } from 'node:path';
-import autocannon from 'autocannon';
 import { cpuMicros, startChild, type Child } from './children.ts';
-import { giveUpAfter, machine, median, option, options, percentile, portcullisChildEnvironment, positiveInteger, round2, table, writeResult } from './lib.ts';
+import { formPostLoad, giveUpAfter, machine, median, option, options, percentile, portcullisChildEnvironment, positiveInteger, round2, table, writeResult } from './lib.ts';
 
 const PASSWORD = 'correct horse battery staple';
 const REDIRECT_URI = 'http://127.0.0.1:9/callback';
@@ -316,29 +315,9 @@ async function introspect(server: Server, token: string): Promise<Record<string,
 }
 
 async function load(server: Server, path: string, body: string, seconds: number, settings: Settings): Promise<Run> {
-  const latencies: number[] = [];
-  let notOk = 0;
   const cpuBefore = cpuMicros(server.child.pid);
-  // autocannon.d.ts declares only what overhead.ts uses; these options exist.
-  const request = {
-    url: server.url + path,
-    method: 'POST',
-    body,
-    headers: { authorization: basic(server.service), 'content-type': FORM, accept: 'application/json' },
-    connections: settings.connections,
-    pipelining: settings.pipelining,
-    duration: seconds,
-  };
-  const run = autocannon(request);
-  run.on('response', (_client, status, _bytes, responseTimeMs) => {
-    if (status !== 200) notOk += 1;
-    latencies.push(responseTimeMs);
-  });
-  const result = await run;
+  const { result, latencies } = await formPostLoad({ label: `${server.name} ${path}`, url: server.url + path, body, authorization: basic(server.service), connections: settings.connections, pipelining: settings.pipelining, seconds });
   const cpuAfter = cpuMicros(server.child.pid);
-  if (result.errors + result.timeouts + result.non2xx + notOk > 0) {
-    throw new Error(`${server.name} ${path}: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx + notOk} answers other than 200`);
-  }
   return {
     perSecond: Math.round(result.requests.total / result.duration),
     operations: result.requests.total,

@@ -29,10 +29,9 @@
  * plugin call's p50/p99 as its supervisor timed it (PluginHost.status()).
  */
 import { readFileSync } from 'node:fs';
-import autocannon from 'autocannon';
 import { cpuMicros } from './children.ts';
-import { giveUpAfter, machine, median, options, percentile, positiveInteger, round2, table, writeResult } from './lib.ts';
-import { FORM, TOKEN_BODY, startPluginServer, type PluginServer } from './plugin-server.ts';
+import { formPostLoad, giveUpAfter, machine, median, options, percentile, positiveInteger, round2, table, writeResult } from './lib.ts';
+import { TOKEN_BODY, startPluginServer, type PluginServer } from './plugin-server.ts';
 
 const AIM = 0.8;
 const PLUGIN = 'bench-claims';
@@ -87,31 +86,13 @@ function preemptions(pid: number): number | null {
 }
 
 async function load(server: PluginServer, seconds: number, pluginPid: number | null): Promise<Run> {
-  const latencies: number[] = [];
-  let notOk = 0;
   const serverBefore = cpuMicros(server.child.pid);
   const preemptedBefore = preemptions(server.child.pid);
   const pluginBefore = pluginPid === null ? null : cpuMicros(pluginPid);
-  // autocannon.d.ts declares only what overhead.ts uses; these options exist.
-  const request = {
-    url: `${server.url}/token`,
-    method: 'POST',
-    body: TOKEN_BODY,
-    headers: { authorization: server.authorization, 'content-type': FORM, accept: 'application/json' },
-    connections: settings.connections,
-    pipelining: settings.pipelining,
-    duration: seconds,
-  };
-  const run = autocannon(request);
-  run.on('response', (_client, status, _bytes, responseTimeMs) => {
-    if (status !== 200) notOk += 1;
-    latencies.push(responseTimeMs);
-  });
-  const result = await run;
+  const { result, latencies } = await formPostLoad({ label: '/token', url: `${server.url}/token`, body: TOKEN_BODY, authorization: server.authorization, connections: settings.connections, pipelining: settings.pipelining, seconds });
   const serverAfter = cpuMicros(server.child.pid);
   const preemptedAfter = preemptions(server.child.pid);
   const pluginAfter = pluginPid === null ? null : cpuMicros(pluginPid);
-  if (result.errors + result.timeouts + result.non2xx + notOk > 0) throw new Error(`/token: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx + notOk} answers other than 200`);
   const total = result.requests.total;
   return {
     perSecond: Math.round(total / result.duration),
