@@ -53,6 +53,8 @@ export class FrameDecoder {
   readonly #maxBytes: number;
   #chunks: Buffer[] = [];
   #buffered = 0;
+  /** Header and body bytes of the frame being read, once its header is known: chunks are joined only when it is complete (linear, not once per chunk). */
+  #needed: number | undefined;
   #failed: FramingError | undefined;
 
   constructor(maxBytes: number = DEFAULT_MAX_MESSAGE_BYTES) {
@@ -66,20 +68,24 @@ export class FrameDecoder {
     this.#buffered += chunk.byteLength;
     const out: string[] = [];
     for (;;) {
-      if (this.#buffered < HEADER_BYTES) return out;
-      const buffer = this.#take();
-      const length = buffer.readUInt32BE(0);
-      if (length > this.#maxBytes) {
-        this.#failed = new FramingError('message_too_large', length, this.#maxBytes);
-        this.#chunks = [];
-        this.#buffered = 0;
-        throw this.#failed;
+      if (this.#needed === undefined) {
+        if (this.#buffered < HEADER_BYTES) return out;
+        const length = this.#take().readUInt32BE(0);
+        if (length > this.#maxBytes) {
+          this.#failed = new FramingError('message_too_large', length, this.#maxBytes);
+          this.#chunks = [];
+          this.#buffered = 0;
+          throw this.#failed;
+        }
+        this.#needed = HEADER_BYTES + length;
       }
-      if (buffer.length < HEADER_BYTES + length) return out;
-      out.push(buffer.toString('utf8', HEADER_BYTES, HEADER_BYTES + length));
-      const rest = buffer.subarray(HEADER_BYTES + length);
+      if (this.#buffered < this.#needed) return out;
+      const buffer = this.#take();
+      out.push(buffer.toString('utf8', HEADER_BYTES, this.#needed));
+      const rest = buffer.subarray(this.#needed);
       this.#chunks = rest.length > 0 ? [rest] : [];
       this.#buffered = rest.length;
+      this.#needed = undefined;
     }
   }
 

@@ -235,7 +235,8 @@ export class Sandbox {
   readonly #child: ChildProcessByStdio<Writable, Readable, Readable>;
   readonly #peer: JsonRpcPeer;
   readonly #stderrLimit: number;
-  #stderrTail = '';
+  #stderrChunks: string[] = [];
+  #stderrLength = 0;
   #exit: SandboxExit | undefined;
   /** Resolves with the hook points the plugin serves once its module is loaded; rejects if it exits first. */
   readonly ready: Promise<readonly string[]>;
@@ -305,7 +306,10 @@ export class Sandbox {
     this.#child.stderr.setEncoding('utf8');
     this.#child.stderr.on('data', (text: string) => {
       const bounded = text.length > this.#stderrLimit ? text.slice(-this.#stderrLimit) : text;
-      this.#stderrTail = (this.#stderrTail + bounded).slice(-this.#stderrLimit);
+      // The tail as chunks, trimmed from the front: a flood costs a push per chunk, not a copy of the whole tail.
+      this.#stderrChunks.push(bounded);
+      this.#stderrLength += bounded.length;
+      while (this.#stderrLength - this.#stderrChunks[0]!.length >= this.#stderrLimit) this.#stderrLength -= this.#stderrChunks.shift()!.length;
       options.onStderr?.(bounded);
     });
     this.exited = new Promise((resolve) => {
@@ -337,7 +341,7 @@ export class Sandbox {
 
   /** The last `stderrBytes` of the child's stderr. */
   get stderrTail(): string {
-    return this.#stderrTail;
+    return this.#stderrChunks.join('').slice(-this.#stderrLimit);
   }
 
   /** Calls a method of the plugin (`hook.<point>`); a missed deadline rejects the call and leaves the child running. */
