@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Value, ValueErrorType, type ValueError } from '@sinclair/typebox/value';
 import { ConfigSchema, configLeaves, type Config, type ConfigKeyOptions, type ConfigLeaf } from './schema.ts';
 import { redactUrl } from './redact-url.ts';
@@ -52,7 +52,21 @@ export function loadConfig(options: LoadConfigOptions = {}): Readonly<Config> {
   }
   const config = withDefaults as Config;
   checkSemantics(config);
-  return deepFreeze(config);
+  const frozen = deepFreeze(config);
+  if (file !== undefined && file !== '') CONFIG_FILES.set(frozen, resolve(file));
+  return frozen;
+}
+
+/** The file each loaded config was read from (kept beside it, not in it: the config's shape is its schema's). */
+const CONFIG_FILES = new WeakMap<object, string>();
+
+/**
+ * The absolute path of the file `config` was loaded from, if any. It may
+ * hold secrets (the master key, database URLs), so the plugin host keeps
+ * plugins away from it. A config copied after loading has none.
+ */
+export function configFileOf(config: object): string | undefined {
+  return CONFIG_FILES.get(config);
 }
 
 function readConfigFile(path: string): ConfigInput {
