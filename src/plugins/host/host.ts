@@ -7,12 +7,13 @@
  *   disabled, removed, quarantined: they cross instances where a bus
  *   carries events) and every `pollMs` (where none does, e.g. an admin
  *   command on another process).
- * - Before a plugin's process starts, its installed copy is digested again
- *   and compared with the pinned digest: a copy changed on disk does not
- *   run (reported; the registry still says enabled, the status says why).
- * - A quarantined plugin is disabled in the registry (plugin.quarantined,
- *   then plugin.disabled), so every instance stops it and an operator must
- *   enable it again.
+ * - Before every start of a plugin's process, restarts included, its
+ *   installed copy is digested again and compared with the pinned digest:
+ *   a copy changed on disk never runs (the plugin is quarantined).
+ * - A quarantined plugin, or one that cannot be set up, stays enabled and
+ *   is held on its chains (held.ts): each hook it serves fails as its
+ *   onFailure says, on every instance (the quarantine is recorded in the
+ *   registry), until an operator enables it again, disables or removes it.
  * - Publishes each plugin's status (state, breaker, restarts, p50/p99) in
  *   the hot store for `portcullis plugin status`.
  */

@@ -364,7 +364,6 @@ export class SupervisedPlugin {
     if (error instanceof RpcClosedError) return new PluginCallError('crashed', `the plugin ${this.plugin.name} exited during the call`);
     const code = (error as { code?: unknown }).code;
     if (code === 'EOPENBREAKER') return new PluginCallError('breaker_open', `the circuit breaker of ${this.plugin.name} is open`);
-    if (code === 'ESEMLOCKED') return new PluginCallError('over_capacity', `${this.plugin.name} is at its concurrency limit (${this.plugin.manifest.limits.concurrency})`);
     return new PluginCallError('error', `the plugin ${this.plugin.name} answered an error`);
   }
 
