@@ -35,9 +35,10 @@ const ALLOWED_EDGES: Readonly<Record<string, readonly string[]>> = {
   plugins: ['config', 'store', 'events', 'hooks', 'net'],
   identity: ['config', 'crypto', 'store', 'events', 'hooks', 'audit', 'observability'],
   oauth: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity', 'pki', 'net'],
-  runtime: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity', 'oauth', 'pki', 'signals', 'plugins', 'observability'],
-  server: ['config', 'store', 'events', 'hooks', 'audit', 'identity', 'oauth', 'pki', 'signals', 'sdk', 'observability', 'runtime'],
-  cli: ['config', 'crypto', 'store', 'tokens', 'audit', 'identity', 'oauth', 'pki', 'plugins', 'runtime', 'server'],
+  privacy: ['config', 'crypto', 'store', 'events', 'tokens', 'audit', 'identity', 'oauth', 'signals', 'sdk', 'net', 'observability'],
+  runtime: ['config', 'crypto', 'store', 'events', 'hooks', 'tokens', 'audit', 'identity', 'oauth', 'pki', 'signals', 'plugins', 'privacy', 'observability'],
+  server: ['config', 'store', 'events', 'hooks', 'audit', 'identity', 'oauth', 'pki', 'signals', 'sdk', 'privacy', 'observability', 'runtime'],
+  cli: ['config', 'crypto', 'store', 'tokens', 'audit', 'identity', 'oauth', 'pki', 'plugins', 'privacy', 'runtime', 'server'],
 };
 
 /**

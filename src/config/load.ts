@@ -116,6 +116,14 @@ function parseEnvValue(leaf: ConfigLeaf, raw: string): unknown {
     if (['false', '0', 'no', 'off'].includes(value)) return false;
     throw new ConfigError(`environment variable ${leaf.env}: expected true or false, got "${raw}"`);
   }
+  if (type === 'array' && (leaf.schema['items'] as { type?: unknown } | undefined)?.type === 'object') {
+    // A list of objects (privacy.purposes) cannot be comma-separated text: it is JSON.
+    try {
+      return JSON.parse(raw) as unknown;
+    } catch {
+      throw new ConfigError(`environment variable ${leaf.env}: expected a JSON array`);
+    }
+  }
   if (type === 'array') {
     return raw
       .split(',')
@@ -162,6 +170,10 @@ function applyDerivedDefaults(config: ConfigInput): void {
   oauth['backchannelLogoutPrivateNetworks'] ??= !production;
   if (config['masterKeyFile'] === undefined && typeof config['dataDir'] === 'string') {
     config['masterKeyFile'] = join(config['dataDir'], 'master.key');
+  }
+  const privacy = (config['privacy'] ??= {}) as ConfigInput;
+  if (privacy['tombstoneFile'] === undefined && typeof config['dataDir'] === 'string') {
+    privacy['tombstoneFile'] = join(config['dataDir'], 'erasure-tombstones.jsonl');
   }
 }
 
@@ -244,6 +256,9 @@ function checkSemantics(config: Config): void {
   if (parseDuration(config.pki.defaultTtl) > parseDuration(config.pki.maxTtl)) {
     throw new ConfigError('key "pki.defaultTtl" is longer than "pki.maxTtl"');
   }
+  const purposeIds = config.privacy.purposes.map((purpose) => purpose.id);
+  const repeated = purposeIds.find((id, i) => purposeIds.indexOf(id) !== i);
+  if (repeated !== undefined) throw new ConfigError(`key "privacy.purposes": the id "${repeated}" is used twice`);
   if (config.hotStore === 'redis' && config.redis.url === undefined) {
     throw new ConfigError('key "hotStore" is redis but "redis.url" (PORTCULLIS_REDIS_URL) is not set');
   }

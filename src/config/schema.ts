@@ -206,6 +206,75 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    privacy: Type.Object(
+      {
+        erasureGraceDays: Type.Integer({
+          minimum: 0,
+          maximum: 30,
+          default: 0,
+          env: 'PORTCULLIS_PRIVACY_ERASURE_GRACE_DAYS',
+          description: 'Days between a person asking to delete their account and the erasure (0: at once). Meanwhile the account page offers to cancel; the erasure job carries it out when due.',
+        }),
+        recipientDeadlineHours: Type.Number({
+          minimum: 0.01,
+          maximum: 720,
+          default: 72,
+          env: 'PORTCULLIS_PRIVACY_RECIPIENT_DEADLINE_HOURS',
+          description: 'GDPR Art. 19: time each recipient (an application that received data about the person) has to be told of an erasure before its delivery is overdue (still retried, and announced as privacy.recipient.overdue).',
+        }),
+        notifyPrivateNetworks: Type.Boolean({
+          default: false,
+          env: 'PORTCULLIS_PRIVACY_NOTIFY_PRIVATE_NETWORKS',
+          description: 'Allow erasure_notification_uri on loopback and private addresses, and over plain http (SSRF: only for tests and closed networks).',
+        }),
+        exportsPerDay: Type.Integer({ minimum: 1, maximum: 100, default: 5, env: 'PORTCULLIS_PRIVACY_EXPORTS_PER_DAY', description: 'Data exports one person may download per day from the account page (GDPR Art. 15(3): further copies may be limited).' }),
+        tombstoneFile: Type.Optional(
+          Type.String({
+            minLength: 1,
+            env: 'PORTCULLIS_PRIVACY_TOMBSTONE_FILE',
+            derived: '<dataDir>/erasure-tombstones.jsonl',
+            description: 'Where erasures are also remembered, outside the database (keyed hashes only), so `portcullis privacy reapply` can erase again anyone a restored backup brought back. Keep it out of the database backups.',
+          }),
+        ),
+        purposes: Type.Array(
+          Type.Object(
+            {
+              id: Type.String({ pattern: '^[a-z][a-z0-9_-]{0,39}$' }),
+              description: Type.String({ minLength: 1, maxLength: 500 }),
+              legalBasis: Type.Union([
+                Type.Literal('consent'),
+                Type.Literal('contract'),
+                Type.Literal('legal_obligation'),
+                Type.Literal('vital_interests'),
+                Type.Literal('public_task'),
+                Type.Literal('legitimate_interests'),
+              ]),
+              version: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+              scopes: Type.Optional(Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5b\\x5d-\\x7e]+$', maxLength: 128 }), { maxItems: 50 })),
+            },
+            { additionalProperties: false },
+          ),
+          {
+            default: [],
+            maxItems: 50,
+            env: 'PORTCULLIS_PRIVACY_PURPOSES',
+            description:
+              'Purposes of processing (GDPR Art. 6, 13(1)(c)): each {id, description, legalBasis, version, scopes?}. Purposes with legalBasis consent are asked for at sign-in, again when their version goes up, and can be withdrawn on the account page; `scopes` names the OAuth scopes that serve the purpose. In the env var: a JSON array.',
+          },
+        ),
+        retention: Type.Object(
+          {
+            inactiveAccountDays: Type.Integer({ minimum: 0, maximum: 36_500, default: 0, env: 'PORTCULLIS_PRIVACY_INACTIVE_ACCOUNT_DAYS', description: 'Accounts nobody signed in to for this many days are erased after a notice (0: never).' }),
+            inactiveNoticeDays: Type.Integer({ minimum: 1, maximum: 365, default: 30, env: 'PORTCULLIS_PRIVACY_INACTIVE_NOTICE_DAYS', description: 'How long before erasing an inactive account its owner is sent a notice; signing in keeps the account.' }),
+            sessionDays: Type.Integer({ minimum: 0, maximum: 3650, default: 0, env: 'PORTCULLIS_PRIVACY_SESSION_DAYS', description: 'Sessions (with their device and masked IP) older than this many days are ended and dropped (0: only their own timeouts apply).' }),
+            ipPseudonymiseDays: Type.Integer({ minimum: 0, maximum: 3650, default: 0, env: 'PORTCULLIS_PRIVACY_IP_PSEUDONYMISE_DAYS', description: 'IP addresses kept in stored records (sessions) are replaced by a keyed pseudonym after this many days (0: never).' }),
+            interval: Type.String({ pattern: DURATION_PATTERN, default: '1h', env: 'PORTCULLIS_PRIVACY_RETENTION_INTERVAL', description: 'How often the retention and erasure job runs (one instance at a time, under a lease).' }),
+          },
+          { additionalProperties: false, default: {} },
+        ),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     http: Type.Object(
       {
         bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 102_400, env: 'PORTCULLIS_HTTP_BODY_LIMIT_BYTES', description: 'Largest request body accepted; larger gets 413.' }),

@@ -30,6 +30,10 @@ export const KEY_PURPOSES = Object.freeze([
   'log-pseudonyms',
   /** audit/ip.ts: keyed hashes of client IP addresses in audit entries. */
   'audit-ip-pseudonyms',
+  /** privacy: keyed hashes naming a person in erasure tombstones, erasure records and consumer requests (never their id or email in clear). */
+  'privacy-subjects',
+  /** privacy/retention: keyed pseudonyms that replace IP addresses in stored records after privacy.retention.ipPseudonymiseDays. */
+  'stored-ip-pseudonyms',
 ] as const);
 
 export type KeyPurpose = (typeof KEY_PURPOSES)[number];

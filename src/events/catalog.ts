@@ -133,6 +133,31 @@ export interface DomainEventPayloads {
   'plugin.quarantined': Recorded;
   /** What a plugin recorded itself through the audit.record host call. */
   'plugin.recorded': Recorded;
+  // privacy workflows (privacy)
+  /** A copy of a person's data was made (GDPR Art. 15/20): by the person (actorUserId) or an administrator (actorService). */
+  'privacy.export': Recorded;
+  /** An erasure was asked for and waits for its grace period (privacy.erasureGraceDays). */
+  'privacy.erasure.requested': Recorded & { readonly actorUserId: string };
+  'privacy.erasure.cancelled': Recorded & { readonly actorUserId: string };
+  /** A person's data was erased (GDPR Art. 17). Names nobody: the detail has the request's id and the count of recipients to tell. */
+  'privacy.erasure': Recorded;
+  /** A recipient (clientId) was told of an erasure (GDPR Art. 19). */
+  'privacy.recipient.notified': Recorded & { readonly clientId: string };
+  /** A recipient was not told within privacy.recipientDeadlineHours; delivery goes on. */
+  'privacy.recipient.overdue': Recorded & { readonly clientId: string };
+  /** A consumer request (access, deletion, correction, opt-out) passed a legal deadline unanswered (CCPA regulations section 7021). */
+  'privacy.request.overdue': Recorded;
+  /** The person's "do not sell or share" choice changed (CCPA 1798.120; Global Privacy Control). */
+  'privacy.opt_out.changed': Recorded & { readonly actorUserId: string };
+  /** The person granted or withdrew consent to a purpose (GDPR Art. 7). */
+  'privacy.consent.changed': Recorded & { readonly actorUserId: string };
+  /** The retention job ran: what each rule did (counts only). */
+  'privacy.retention.ran': Recorded;
+  /** A legal hold stops erasure and retention for the person until released. */
+  'privacy.hold.set': Recorded & { readonly actorUserId: string };
+  'privacy.hold.released': Recorded & { readonly actorUserId: string };
+  /** `privacy reapply` erased again people a restored backup brought back (counts only). */
+  'privacy.reapplied': Recorded;
   // the audit ledger's own API (server)
   'audit.entries.read': Recorded;
   'audit.cosignature.added': Recorded;
@@ -191,6 +216,19 @@ export const DOMAIN_EVENT_TYPES = [
   'plugin.crashed',
   'plugin.quarantined',
   'plugin.recorded',
+  'privacy.export',
+  'privacy.erasure.requested',
+  'privacy.erasure.cancelled',
+  'privacy.erasure',
+  'privacy.recipient.notified',
+  'privacy.recipient.overdue',
+  'privacy.request.overdue',
+  'privacy.opt_out.changed',
+  'privacy.consent.changed',
+  'privacy.retention.ran',
+  'privacy.hold.set',
+  'privacy.hold.released',
+  'privacy.reapplied',
   'audit.entries.read',
   'audit.cosignature.added',
 ] as const satisfies readonly DomainEventType[];

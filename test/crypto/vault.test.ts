@@ -24,6 +24,9 @@ const DERIVED_BY_282426E: Readonly<Record<KeyPurpose, string>> = {
   csrf: 'c95cc6a212349ea2b11ff724b8fbb0f12f1e8b4214ebc4340fabd312fb7045d6',
   'log-pseudonyms': 'cb9ecdfeab2b55b751018a0370b0336d265cdb0aa2237491b3e1495f8d26f2c3',
   'audit-ip-pseudonyms': '478bcec52d40b7357df7ae84f954e59ac6ad825ab8de8496504529a1c88cb827',
+  // Added with the privacy workflows (issue 15): pinned from their first build.
+  'privacy-subjects': '6946a52c324e709d02a72310a501dd307e9aadb2288e77bbe99d45ffb2b2cfb2',
+  'stored-ip-pseudonyms': 'efcffa83f7b427c4d439eeedabda6aa27153c3a7408f3d5425e1856ce20d7c8b',
 };
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
