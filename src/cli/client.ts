@@ -90,6 +90,7 @@ interface CreateOptions {
   name: string;
   redirectUri?: string[];
   postLogoutRedirectUri?: string[];
+  erasureNotificationUri?: string;
   grantType?: string[];
   authMethod?: string;
   public?: boolean;
@@ -118,6 +119,7 @@ function metadataRequest(options: CreateOptions): Record<string, unknown> {
     client_name: options.name,
     ...(options.redirectUri !== undefined && { redirect_uris: options.redirectUri }),
     ...(options.postLogoutRedirectUri !== undefined && { post_logout_redirect_uris: options.postLogoutRedirectUri }),
+    ...(options.erasureNotificationUri !== undefined && { erasure_notification_uri: options.erasureNotificationUri }),
     ...(options.grantType !== undefined && { grant_types: options.grantType }),
     ...(options.public === true ? { token_endpoint_auth_method: 'none' } : options.authMethod !== undefined && { token_endpoint_auth_method: options.authMethod }),
     ...(options.scope !== undefined && { scope: options.scope }),
@@ -166,6 +168,7 @@ export function registerClientCommands(program: Command, context: ClientCliConte
     .requiredOption('--name <name>', 'the name users see on the consent page')
     .option('--redirect-uri <uri>', 'where the authorization response goes; repeat for several (https, http://127.0.0.1, or com.example.app: for --native)', collect)
     .option('--post-logout-redirect-uri <uri>', 'where the user may land after signing out; repeatable', collect)
+    .option('--erasure-notification-uri <uri>', 'where to POST a RISC account-purged SET when a person this client received data about is erased (GDPR Art. 19); for clients without a signal stream')
     .option('--grant-type <type>', 'authorization_code, refresh_token or client_credentials; repeat for several (default: authorization_code)', collect)
     .addOption(
       new Option('--auth-method <method>', 'token endpoint authentication (default: client_secret_basic)').choices([

@@ -144,7 +144,8 @@ export class Accounts {
     const after = await this.#afterStep(user, ['pwd'], context);
     if (!after.allowed) return after.interaction === 'second_factor' ? { outcome: 'second_factor', user } : this.#refused(after, 'login.after', { ...audit, actorUserId: user.id });
     await this.#throttle.succeeded(account, context.ip, user.id, device);
-    return { outcome: 'ok', user, session: await this.#signIn(user, ['pwd'], 'password', context), deviceCookie: this.#devices.issue(account) };
+    const session = await this.#signIn(user, ['pwd'], 'password', context);
+    return session === null ? { outcome: 'invalid' } : { outcome: 'ok', user, session, deviceCookie: this.#devices.issue(account) };
   }
 
   /** The second step answered (TOTP or a recovery code): the session starts now, and the throttle forgets the failures. */
@@ -157,7 +158,8 @@ export class Accounts {
     // A deny asking for yet another interaction cannot be answered here: refused like any other.
     if (!after.allowed) return this.#refused(after, 'login.after', { requestId: context.requestId, traceId: context.traceId, ip: context.ip, actorUserId: user.id });
     await this.#throttle.succeeded(account, context.ip, user.id, this.#devices.verify(account, context.deviceCookie) ?? undefined);
-    return { outcome: 'ok', user, session: await this.#signIn(user, amr, `password+${method}`, context), deviceCookie: this.#devices.issue(account) };
+    const session = await this.#signIn(user, amr, `password+${method}`, context);
+    return session === null ? { outcome: 'invalid' } : { outcome: 'ok', user, session, deviceCookie: this.#devices.issue(account) };
   }
 
   /** login.after: may a session start, with what this sign-in proved so far (`amr`, RFC 8176)? */
@@ -191,9 +193,22 @@ export class Accounts {
     });
   }
 
-  async #signIn(user: User, amr: readonly string[], method: string, context: RequestContext): Promise<NewSession> {
+  /**
+   * Starts the session, or resolves null when the account was erased or
+   * disabled while the password was being checked. The account is read
+   * again after the session exists: an erasure (or a disable) ends the
+   * user's sessions after it commits, so a session made before that is
+   * ended by it, and one made after it is ended here. No order of the two
+   * leaves a session for an account that is gone.
+   */
+  async #signIn(user: User, amr: readonly string[], method: string, context: RequestContext): Promise<NewSession | null> {
     const audit = { requestId: context.requestId, traceId: context.traceId, ip: context.ip };
     const session = await this.#sessions.create(user.id, { amr, device: context.device ?? 'unknown device', ip: this.#maskIp(context.ip) });
+    const still = await this.#users.byId(user.id);
+    if (still === null || still.disabled) {
+      await this.#sessions.revoke(user.id, session.session.handle);
+      return null;
+    }
     await this.#events.emitAll([
       { type: 'auth.login.succeeded', outcome: 'success', actorUserId: user.id, ...audit, detail: { method, evictedSessions: session.evicted.length } },
       ...session.evicted.map((evicted) => ({ type: 'session.revoked', outcome: 'success', actorUserId: user.id, ...audit, detail: { reason: 'session_limit', session: evicted.slice(0, 12) } }) as const),
@@ -300,6 +315,11 @@ export class Accounts {
     if (user === null) throw new UserError('not_found', 'no such user');
     await this.#throttle.unlock(normaliseEmail(user.email), user.id);
     await this.#events.emit({ type: 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { change: 'unlocked' } });
+  }
+
+  /** Forgets the throttle's counts for an account that is being erased (no event: the erasure is the record). */
+  async forgetThrottle(email: string, userId: string): Promise<void> {
+    await this.#throttle.unlock(normaliseEmail(email), userId);
   }
 
   /** The user's email address, for the security events about them (an `email` subject beside `iss_sub`). */

@@ -52,6 +52,11 @@ export class SecondFactor {
   }
 
   /** Starts enrolment: a new secret, kept pending until a first code confirms it. */
+  /** Drops an enrolment in progress, with its secret (an erasure). */
+  async forgetPending(userId: string): Promise<void> {
+    await this.#hot.delete(`totp-pending:${userId}`);
+  }
+
   async beginEnrolment(userId: string, email: string): Promise<{ secret: string; uri: string }> {
     const { secret } = generateTotpSecret();
     await this.#hot.set(`totp-pending:${userId}`, secret, ENROLMENT_TTL_MS);

@@ -15,6 +15,7 @@ import { AccessTokens, REVOCATION_RECHECK_MS } from './access-tokens.ts';
 import { Authorizer } from './authorization/authorizer.ts';
 import { AuthorizationCodes } from './authorization/codes.ts';
 import { Consents } from './authorization/consents.ts';
+import { DataRecipients } from './recipients.ts';
 import { PushedRequests } from './authorization/pushed-requests.ts';
 import { ClientAuthenticator } from './client-auth.ts';
 import { ClientRegistry } from './clients.ts';
@@ -104,6 +105,8 @@ export interface AuthorizationServer {
   readonly accessTokens: AccessTokens;
   readonly refreshTokens: RefreshTokens;
   readonly consents: Consents;
+  /** The clients that received data about each person (GDPR Art. 19). */
+  readonly recipients: DataRecipients;
   readonly authorizer: Authorizer;
   readonly token: TokenEndpoint;
   readonly par: ParEndpoint;
@@ -195,6 +198,7 @@ export function createAuthorizationServer(options: {
   });
   const codes = new AuthorizationCodes({ hot: stores.hot, ttlSeconds: tokens.authorizationCodeTtlSeconds });
   const consents = new Consents({ records: stores.durable.records, clock, events });
+  const recipients = new DataRecipients({ records: stores.durable.records, clock });
   const pushed = new PushedRequests({ hot: stores.hot, ttlSeconds: PAR_TTL_SECONDS });
   const clientAuthenticator = new ClientAuthenticator({
     clients,
@@ -243,8 +247,9 @@ export function createAuthorizationServer(options: {
     accessTokens,
     refreshTokens,
     consents,
+    recipients,
     resources,
-    authorizer: new Authorizer({ clients, codes, consents, pushed, hot: stores.hot, clock, issuer, sessions: logout, targets, keyring, hooks }),
+    authorizer: new Authorizer({ clients, codes, consents, recipients, pushed, hot: stores.hot, clock, issuer, sessions: logout, targets, keyring, hooks }),
     logout,
     token: new TokenEndpoint({ clientAuthenticator, services }),
     par: new ParEndpoint({ clientAuthenticator, pushed, targets }),

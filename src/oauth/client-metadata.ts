@@ -52,6 +52,12 @@ export interface ClientMetadata {
   /** OIDC Back-Channel Logout 1.0 section 2.2. */
   readonly backchannel_logout_uri?: string;
   readonly backchannel_logout_session_required: boolean;
+  /**
+   * Where this server tells the client that a person it received data about
+   * was erased (GDPR Art. 19): a RISC account-purged SET is POSTed here
+   * (RFC 8935 framing), for clients that run no signal stream.
+   */
+  readonly erasure_notification_uri?: string;
   /** RFC 8705 section 2.1.2: for tls_client_auth, exactly one of these names the client's certificate. */
   readonly tls_client_auth_subject_dn?: string;
   readonly tls_client_auth_san_dns?: string;
@@ -233,6 +239,7 @@ export function validateClientMetadata(input: unknown, options: ValidateClientMe
 
   const clientName = has(fields, 'client_name') ? checkClientName(fields['client_name']) : undefined;
   const backchannelLogoutUri = has(fields, 'backchannel_logout_uri') ? checkBackchannelLogoutUri(fields['backchannel_logout_uri']) : undefined;
+  const erasureNotificationUri = has(fields, 'erasure_notification_uri') ? checkServerCalledUri(fields['erasure_notification_uri'], 'erasure_notification_uri') : undefined;
 
   return {
     ...(clientName !== undefined && { client_name: clientName }),
@@ -251,6 +258,7 @@ export function validateClientMetadata(input: unknown, options: ValidateClientMe
     }),
     ...(backchannelLogoutUri !== undefined && { backchannel_logout_uri: backchannelLogoutUri }),
     backchannel_logout_session_required: flag(fields, 'backchannel_logout_session_required'),
+    ...(erasureNotificationUri !== undefined && { erasure_notification_uri: erasureNotificationUri }),
     ...(tlsSubject !== undefined && { [tlsSubject.field]: tlsSubject.value }),
     tls_client_certificate_bound_access_tokens: certificateBound,
     ...(certSans !== undefined && { cert_sans: certSans }),
@@ -274,6 +282,7 @@ export function pickClientMetadata(source: ClientMetadata): ClientMetadata {
     id_token_signed_response_alg: source.id_token_signed_response_alg,
     ...(source.backchannel_logout_uri !== undefined && { backchannel_logout_uri: source.backchannel_logout_uri }),
     backchannel_logout_session_required: source.backchannel_logout_session_required,
+    ...(source.erasure_notification_uri !== undefined && { erasure_notification_uri: source.erasure_notification_uri }),
     ...Object.fromEntries(TLS_SUBJECT_FIELDS.filter((field) => source[field] !== undefined).map((field) => [field, source[field]])),
     tls_client_certificate_bound_access_tokens: source.tls_client_certificate_bound_access_tokens,
     ...(source.cert_sans !== undefined && { cert_sans: [...source.cert_sans] }),
@@ -424,9 +433,14 @@ function authority(uri: string): string | undefined {
 
 /** OIDC Back-Channel Logout 1.0 section 2.2: absolute, no fragment; called by this server, so https (or loopback http). */
 function checkBackchannelLogoutUri(value: unknown): string {
-  if (typeof value !== 'string') throw metadataError(`backchannel_logout_uri must be a string (got ${describe(value)})`);
+  return checkServerCalledUri(value, 'backchannel_logout_uri');
+}
+
+/** A URI this server calls (absolute, no fragment, https or loopback http), by the rules of a web redirect URI. */
+function checkServerCalledUri(value: unknown, name: string): string {
+  if (typeof value !== 'string') throw metadataError(`${name} must be a string (got ${describe(value)})`);
   const problem = redirectUriProblem(value, 'web');
-  if (problem !== undefined) throw metadataError(`backchannel_logout_uri: ${problem}`);
+  if (problem !== undefined) throw metadataError(`${name}: ${problem}`);
   return value;
 }
 

@@ -82,6 +82,7 @@ const storedClient: Codec<StoredClientData> = typeboxCodec(
     id_token_signed_response_alg: Type.Unsafe<IdTokenSigningAlgorithm>(Type.String()),
     backchannel_logout_uri: Type.Optional(Type.String()),
     backchannel_logout_session_required: Type.Boolean(),
+    erasure_notification_uri: Type.Optional(Type.String()),
     tls_client_auth_subject_dn: Type.Optional(Type.String()),
     tls_client_auth_san_dns: Type.Optional(Type.String()),
     tls_client_auth_san_uri: Type.Optional(Type.String()),

@@ -6,3 +6,9 @@
 export { DATA_MAP, deletedCollections, placeOf, placesIn, type DataCategory, type DataPlace, type DataStore, type Erasure, type ExportSection, type Locator } from './data-map.ts';
 export { ANSWER_DAYS, CONFIRM_BUSINESS_DAYS, ConsumerRequests, REQUEST_KINDS, addBusinessDays, deadlinesOf, type ConsumerRequest, type RequestChannel, type RequestKind } from './requests.ts';
 export { subjectHasher, type SubjectHasher } from './subjects.ts';
+export { ERASURE_NOTICE_TOPIC, ErasureRefusedError, Erasures, type ErasureContext, type ErasureNoticePayload, type ErasureOptions, type ErasureOutcome } from './erasure.ts';
+export { RECIPIENT_STATES, type ErasureRecord, type RecipientNotice, type RecipientState } from './erasure-records.ts';
+export { NoticeNotDeliveredError, erasureNoticeDeliverer, type NoticeDelivererOptions } from './notices.ts';
+export { ERASED, redactDeep, redactSharedRecords, type RedactionReport } from './redaction.ts';
+export { appendTombstoneFile, readTombstoneFile, storedTombstones, writeTombstone, type Tombstone } from './tombstones.ts';
+export { LegalHolds, type LegalHold } from './holds.ts';

@@ -27,6 +27,8 @@ export { poll, type PollResponse } from './poll.ts';
 export { PushWorker } from './push.ts';
 export { SET_ALGORITHMS, seqOfJti, setJti } from './sets.ts';
 export { receives } from './selection.ts';
+export { streamReceipt, type StreamReceipt } from './receipts.ts';
+export type { OutboxSignalPayload } from './transmitter.ts';
 export type { StreamRecord, LogEntry } from './records.ts';
 
 /** The scope that lets a client manage its streams and receive their events. */

@@ -82,6 +82,8 @@ export async function signalsOf(event: DomainEvent, issuer: string, directory: {
       // RISC 1.0 section 2.2.
       return [{ type: SECURITY_EVENT_TYPES.accountDisabled, ...(await user(event.actorUserId)), members: { event_timestamp, initiating_entity: initiator(event.actorService) } }];
     case 'user.deleted':
+      // An erasure queues its own account-purged event, whose delivery to each recipient it tracks (src/privacy).
+      if (event.detail?.['erasure'] !== undefined) return [];
       // RISC 1.0 section 2.4: the account is gone, so no email alias is left to name.
       return [{ type: SECURITY_EVENT_TYPES.accountPurged, subject: { format: 'iss_sub', iss: issuer, sub: event.actorUserId }, members: { event_timestamp } }];
     case 'user.updated':

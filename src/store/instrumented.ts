@@ -33,7 +33,7 @@ const AUDIT_LOG_OPERATIONS = [
 
 const RECORD_OPERATIONS = ['get', 'create', 'update', 'delete', 'list', 'findBy'] as const satisfies readonly (keyof RecordStore)[];
 
-const OUTBOX_OPERATIONS = ['withLease', 'counts', 'pruneDelivered'] as const satisfies readonly (keyof OutboxStore)[];
+const OUTBOX_OPERATIONS = ['withLease', 'counts', 'pruneDelivered', 'redactPayloads'] as const satisfies readonly (keyof OutboxStore)[];
 
 function timed<A extends unknown[], R>(observe: StoreObserver, driver: string, operation: string, fn: (...args: A) => Promise<R>) {
   return async (...args: A): Promise<R> => {
@@ -73,6 +73,7 @@ export function instrumentDurableStore(store: DurableStore, observe: StoreObserv
     migrate: () => store.migrate(),
     schemaVersion: () => store.schemaVersion(),
     ping: timed(observe, store.driver, 'ping', () => store.ping()),
+    reclaim: () => store.reclaim(),
     close: () => store.close(),
   };
 }

@@ -93,4 +93,12 @@ export interface OutboxStore {
   withLease<T>(options: OutboxLeaseOptions, work: (lease: OutboxLease) => Promise<T>): Promise<{ readonly acquired: true; readonly result: T } | { readonly acquired: false }>;
   counts(): Promise<OutboxCounts>;
   pruneDelivered(before: number, limit?: number): Promise<number>;
+  /**
+   * Rewrites the payload of every message (pending or delivered) whose JSON
+   * text contains `needle` (case-insensitive, ASCII) with `redact(payload)`;
+   * resolves with how many were rewritten. For an erasure: queued and kept
+   * messages must not go on naming the person. Keys, topics and delivery
+   * state are left alone.
+   */
+  redactPayloads(needle: string, redact: (payload: unknown) => unknown): Promise<number>;
 }

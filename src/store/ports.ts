@@ -134,6 +134,16 @@ export interface DurableStore {
   /** The highest applied migration version (0 for an empty database). */
   schemaVersion(): Promise<number>;
   ping(): Promise<void>;
+  /**
+   * Makes deleted data unrecoverable from the database's files, as far as
+   * the engine allows (an erasure, GDPR Art. 17). SQLite: deleted content
+   * is zeroed as it is deleted (`secure_delete`), and this checkpoints the
+   * WAL into the database and truncates it, so no old page stays in the
+   * WAL file. PostgreSQL: nothing here (dead rows are invisible to every
+   * query and reclaimed by (auto)vacuum; the operator's VACUUM policy and
+   * backups decide how long they stay on disk).
+   */
+  reclaim(): Promise<void>;
   close(): Promise<void>;
 }
 

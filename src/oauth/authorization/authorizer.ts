@@ -20,6 +20,7 @@ import type { OAuthParams } from '../params.ts';
 import { oauthParams } from '../params.ts';
 import type { AuthorizationCodes } from './codes.ts';
 import type { Consents } from './consents.ts';
+import type { DataRecipients } from '../recipients.ts';
 import type { PushedRequests } from './pushed-requests.ts';
 import { OAuthError } from '../errors.ts';
 import type { TokenTargets } from '../targets.ts';
@@ -67,6 +68,7 @@ export class Authorizer {
   readonly #clients: ClientRegistry;
   readonly #codes: AuthorizationCodes;
   readonly #consents: Consents;
+  readonly #recipients: Pick<DataRecipients, 'record'> | undefined;
   readonly #pushed: PushedRequests;
   readonly #hot: HotStore;
   readonly #clock: Clock;
@@ -78,7 +80,7 @@ export class Authorizer {
   readonly #hooks: HookChains;
 
   /** `hooks`: the chains with consent.before, which decide whether a code needs the consent page. */
-  constructor(options: { clients: ClientRegistry; codes: AuthorizationCodes; consents: Consents; pushed: PushedRequests; hot: HotStore; clock: Clock; issuer: string; sessions: SessionClients; targets: TokenTargets; keyring: Keyring; hooks: HookChains }) {
+  constructor(options: { clients: ClientRegistry; codes: AuthorizationCodes; consents: Consents; pushed: PushedRequests; hot: HotStore; clock: Clock; issuer: string; sessions: SessionClients; targets: TokenTargets; keyring: Keyring; hooks: HookChains; recipients?: Pick<DataRecipients, 'record'> }) {
     this.#hooks = options.hooks;
     this.#targets = options.targets;
     this.#sessions = options.sessions;
@@ -86,6 +88,7 @@ export class Authorizer {
     this.#clients = options.clients;
     this.#codes = options.codes;
     this.#consents = options.consents;
+    this.#recipients = options.recipients;
     this.#pushed = options.pushed;
     this.#hot = options.hot;
     this.#clock = options.clock;
@@ -208,6 +211,8 @@ export class Authorizer {
 
   async #issueCode(request: AuthorizationRequest, signedIn: SignedIn): Promise<AuthorizeOutcome> {
     await this.#sessions.signedInTo(signedIn.sessionHandle, request.clientId);
+    // The code hands the client data about the person: it is a recipient (GDPR Art. 19).
+    await this.#recipients?.record(signedIn.userId, request.clientId);
     const code = await this.#codes.issue({
       clientId: request.clientId,
       redirectUri: request.redirectUri,

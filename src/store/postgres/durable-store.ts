@@ -205,6 +205,10 @@ class PostgresDurableStore implements DurableStore {
     await this.#query('SELECT 1');
   }
 
+  async reclaim(): Promise<void> {
+    // Dead rows are invisible to every query; (auto)vacuum reclaims their space (see the port).
+  }
+
   async close(): Promise<void> {
     // pg throws when a pool is ended twice; callers may close from several
     // shutdown paths, so the first call's promise answers every later one.

@@ -104,6 +104,14 @@ export class PostgresOutboxStore implements OutboxStore {
     return result.rowCount ?? 0;
   }
 
+  async redactPayloads(needle: string, redact: (payload: unknown) => unknown): Promise<number> {
+    const result = await this.#query('SELECT id, payload FROM outbox WHERE strpos(lower(payload::text), lower($1)) > 0', [needle]);
+    const rows = result.rows as { id: string | number; payload: unknown }[];
+    // Each row on its own: a message delivered meanwhile keeps its delivery state, only its payload changes.
+    for (const row of rows) await this.#query('UPDATE outbox SET payload = $1::jsonb WHERE id = $2', [JSON.stringify(redact(row.payload)), row.id]);
+    return rows.length;
+  }
+
   #lease(client: PoolClient): OutboxLease {
     const query: Query = async (sql, params) => {
       try {

@@ -58,6 +58,9 @@ export class SqliteDatabase {
       this.#db.exec('PRAGMA journal_mode = WAL');
       this.#db.exec(`PRAGMA synchronous = ${options.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
       this.#db.exec('PRAGMA foreign_keys = ON');
+      // Deleted content is overwritten with zeros, not left in free pages: an
+      // erased person's data must not be readable from the file (GDPR Art. 17).
+      this.#db.exec('PRAGMA secure_delete = ON');
     } catch (error) {
       throw new StoreUnavailableError('sqlite', `cannot open SQLite database ${options.path}: ${reason(error)}`, { cause: error });
     }

@@ -112,6 +112,11 @@ class SqliteDurableStore implements DurableStore {
     await this.#db.run(() => this.#db.statement('SELECT 1').get(), 'read');
   }
 
+  async reclaim(): Promise<void> {
+    // TRUNCATE: copy every WAL frame into the database, then cut the WAL file to zero bytes.
+    await this.#db.run(() => this.#db.statement('PRAGMA wal_checkpoint(TRUNCATE)').get());
+  }
+
   async close(): Promise<void> {
     this.#db.close();
   }

@@ -89,6 +89,17 @@ export class SqliteOutboxStore implements OutboxStore {
     return Number(result.changes);
   }
 
+  async redactPayloads(needle: string, redact: (payload: unknown) => unknown): Promise<number> {
+    return this.#db.run(() =>
+      this.#db.transaction(() => {
+        const rows = this.#db.statement('SELECT id, payload FROM outbox WHERE instr(lower(payload), lower(?)) > 0').all(needle) as unknown as { id: number; payload: string }[];
+        const update = this.#db.statement('UPDATE outbox SET payload = ? WHERE id = ?');
+        for (const row of rows) update.run(JSON.stringify(redact(JSON.parse(row.payload))), row.id);
+        return rows.length;
+      }),
+    );
+  }
+
   #lease(holder: string, leaseMs: number): OutboxLease {
     const db = this.#db;
     return {

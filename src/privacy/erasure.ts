@@ -1,0 +1,321 @@
+/**
+ * The right to erasure (GDPR Art. 17) and the notice to recipients (Art. 19).
+ *
+ * One durable transaction deletes the person's records from every place the
+ * data map marks `delete`, destroys their audit pseudonym key (entries stay
+ * provable and name nobody), writes a keyed tombstone and the erasure's
+ * record, and queues, in the outbox with it, the RISC account-purged event
+ * and one notice per recipient (a client that received data about them).
+ * Either all of that commits or none of it. After the commit: sessions end
+ * (with back-channel logout and their tokens), the throttle and a pending
+ * second factor are forgotten, the person's email is cut out of records
+ * shared with others (signal log, stream filters, outbox payloads), the
+ * tombstone reaches its file, and SQLite's WAL is checkpointed away.
+ */
+import { randomUUID } from 'node:crypto';
+import type { DomainEvents } from '../events/index.ts';
+import type { Identity } from '../identity/index.ts';
+import type { AuthorizationServer } from '../oauth/index.ts';
+import type { SIGNALS_TOPIC as SignalsTopic, OutboxSignalPayload } from '../signals/index.ts';
+import { SECURITY_EVENT_TYPES } from '../sdk/index.ts';
+import type { Clock, DurableStore, RecordStore } from '../store/index.ts';
+import { deletedCollections } from './data-map.ts';
+import { erasureRecords, newErasureId, updateRecipient, type ErasureData, type ErasureRecord, type RecipientNotice } from './erasure-records.ts';
+import { redactSharedRecords } from './redaction.ts';
+import { ConsumerRequests, type RequestChannel } from './requests.ts';
+import type { SubjectHasher } from './subjects.ts';
+import { appendTombstoneFile, writeTombstone, type Tombstone } from './tombstones.ts';
+
+/** The outbox topic of one recipient's notice. */
+export const ERASURE_NOTICE_TOPIC = 'privacy.erasure.notice';
+
+export interface ErasureNoticePayload {
+  readonly erasure: string;
+  readonly clientId: string;
+  /** The erased user's id, the `sub` the client knew them by (OIDC Core section 2): the notice names no more. */
+  readonly sub: string;
+  readonly channel: 'uri' | 'ssf';
+  /** The account-purged event's outbox key, for SSF receipts. */
+  readonly signalSource: string;
+}
+
+/** Why an erasure was refused: the person is not there, or a legal hold stops it. */
+export class ErasureRefusedError extends Error {
+  override readonly name = 'ErasureRefusedError';
+  readonly reason: 'not_found' | 'legal_hold';
+
+  constructor(reason: 'not_found' | 'legal_hold', message: string) {
+    super(message);
+    this.reason = reason;
+  }
+}
+
+export interface ErasureOptions {
+  readonly durable: DurableStore;
+  readonly identity: Pick<Identity, 'accounts' | 'secondFactor'>;
+  readonly oauth: Pick<AuthorizationServer, 'consents' | 'refreshTokens' | 'recipients' | 'clients' | 'logout'>;
+  readonly events: DomainEvents;
+  readonly clock: Clock;
+  readonly subjects: SubjectHasher;
+  readonly issuer: string;
+  /** The signal stream's outbox topic (signals/transmitter.ts). */
+  readonly signalsTopic: typeof SignalsTopic;
+  /** Destroys the user's audit pseudonym key inside the transaction; resolves with the pseudonym it made, if any. */
+  readonly forgetPseudonym: (records: RecordStore, userId: string) => Promise<string | null>;
+  /** After the commit: drops the audit log's index rows of that pseudonym. */
+  readonly dropPseudonymIndex?: (pseudonym: string) => Promise<unknown>;
+  /** Whether a legal hold stops erasure of the user (GDPR Art. 17(3)(e)). */
+  readonly onHold: (userId: string) => Promise<boolean>;
+  readonly graceMs: number;
+  readonly recipientDeadlineMs: number;
+  readonly tombstoneFile: string | undefined;
+  /** Wakes the outbox worker after a commit (serve only). */
+  readonly kickOutbox?: () => void;
+}
+
+export interface ErasureContext {
+  readonly channel: RequestChannel;
+  /** `admin`, `cli`, `system`; absent when the person asked. */
+  readonly actorService?: string;
+  readonly requestId?: string;
+  readonly traceId?: string;
+  readonly ip?: string;
+}
+
+export type ErasureOutcome = { readonly kind: 'scheduled'; readonly erasure: ErasureRecord } | { readonly kind: 'erased'; readonly erasure: ErasureRecord };
+
+export class Erasures {
+  readonly #options: ErasureOptions;
+  readonly #requests: ConsumerRequests;
+
+  constructor(options: ErasureOptions) {
+    this.#options = options;
+    this.#requests = new ConsumerRequests({ records: options.durable.records, clock: options.clock });
+  }
+
+  /**
+   * A person (or an administrator for them) asks for erasure. With a grace
+   * period (privacy.erasureGraceDays) and `grace` true, it is scheduled:
+   * the account stays usable and the person may cancel until it is due.
+   * Otherwise it is carried out now.
+   */
+  async request(userId: string, context: ErasureContext, options: { grace: boolean }): Promise<ErasureOutcome> {
+    const { durable, identity, clock, subjects, events, graceMs } = this.#options;
+    const user = await identity.accounts.users.byId(userId);
+    if (user === null) throw new ErasureRefusedError('not_found', 'no such user');
+    if (!options.grace || graceMs === 0) return this.#execute(userId, context, undefined);
+    const existing = await this.scheduledFor(userId);
+    if (existing !== null) return { kind: 'scheduled', erasure: existing };
+    const now = clock();
+    const subject = subjects.ofUser(userId);
+    const id = newErasureId();
+    const { erasure, staged } = await durable.transaction(async (tx) => {
+      const request = await this.#requests.on(tx.records).open('deletion', subject, context.channel, { erasure: id });
+      const data: ErasureData = { subject, state: 'scheduled', userId, channel: context.channel, requestedAt: now, dueAt: now + graceMs, request: request.id, recipients: [] };
+      await erasureRecords(tx.records).create(id, data);
+      const staged = await events.stage(tx, [{ type: 'privacy.erasure.requested', outcome: 'success', actorUserId: userId, ...audit(context), detail: { erasure: id, dueAt: new Date(data.dueAt).toISOString() } }]);
+      return { erasure: { id, ...data }, staged };
+    });
+    await staged.publish();
+    return { kind: 'scheduled', erasure };
+  }
+
+  /** The person's scheduled erasure, if one waits. */
+  async scheduledFor(userId: string): Promise<ErasureRecord | null> {
+    const subject = this.#options.subjects.ofUser(userId);
+    const found = (await erasureRecords(this.#options.durable.records).findAllBy('subject', subject)).find((record) => record.data.state === 'scheduled');
+    return found === undefined ? null : { id: found.id, ...found.data };
+  }
+
+  /** Cancels the person's scheduled erasure. Resolves false when none was scheduled. */
+  async cancel(userId: string, context: ErasureContext): Promise<boolean> {
+    const scheduled = await this.scheduledFor(userId);
+    if (scheduled === null) return false;
+    const { durable, events } = this.#options;
+    const staged = await durable.transaction(async (tx) => {
+      const records = erasureRecords(tx.records);
+      const current = await records.get(scheduled.id);
+      if (current === null || current.data.state !== 'scheduled') return undefined;
+      const { userId: _dropped, ...rest } = current.data;
+      if ((await records.update(scheduled.id, current.version, { ...rest, state: 'cancelled' })) === null) return undefined;
+      await this.#requests.on(tx.records).answer(current.data.request, 'cancelled');
+      return events.stage(tx, [{ type: 'privacy.erasure.cancelled', outcome: 'success', actorUserId: userId, ...audit(context), detail: { erasure: scheduled.id } }]);
+    });
+    await staged?.publish();
+    return staged !== undefined;
+  }
+
+  /** Carries out every scheduled erasure that is due (the privacy job). Resolves with how many were carried out. */
+  async executeDue(): Promise<number> {
+    const now = this.#options.clock();
+    let done = 0;
+    for (const record of await erasureRecords(this.#options.durable.records).findAllBy('phase', 'scheduled')) {
+      if (record.data.state !== 'scheduled' || record.data.dueAt > now || record.data.userId === undefined) continue;
+      try {
+        await this.#execute(record.data.userId, { channel: 'retention', actorService: 'system' }, record.id);
+        done += 1;
+      } catch (error) {
+        // A hold, or a user already gone: the next run sees the record again only if it is still scheduled.
+        if (!(error instanceof ErasureRefusedError)) throw error;
+      }
+    }
+    return done;
+  }
+
+  async #execute(userId: string, context: ErasureContext, scheduledId: string | undefined): Promise<ErasureOutcome> {
+    const { durable, identity, oauth, clock, subjects, events, issuer } = this.#options;
+    if (await this.#options.onHold(userId)) throw new ErasureRefusedError('legal_hold', 'a legal hold stops the erasure of this account');
+    const user = await identity.accounts.users.byId(userId);
+    if (user === null) throw new ErasureRefusedError('not_found', 'no such user');
+    const now = clock();
+    const recipients = await this.#recipients(userId, now);
+    const subject = subjects.ofUser(userId);
+    const tombstone: Tombstone = { user: subject, email: subjects.ofEmail(user.email), erasure: scheduledId ?? newErasureId(), at: now };
+    const txn = randomUUID();
+    const signalSource = `signal:${txn}`;
+    const sessions = await identity.accounts.sessions.list(userId);
+
+    const committed = await durable.transaction(async (tx) => {
+      // Read again inside: a concurrent erasure of the same person commits once.
+      if ((await identity.accounts.users.on(tx.records).byId(userId)) === null) return null;
+      for (const { container, locate } of deletedCollections()) {
+        if (locate === 'id') await tx.records.delete(container, userId);
+        else if (locate === 'email') await tx.records.delete(container, user.email);
+        else for (const record of await allBy(tx.records, container, userId)) await tx.records.delete(container, record.id);
+      }
+      const pseudonym = await this.#options.forgetPseudonym(tx.records, userId);
+      await writeTombstone(tx.records, tombstone);
+      const requests = this.#requests.on(tx.records);
+      let requestId: string;
+      const records = erasureRecords(tx.records);
+      const scheduled = scheduledId === undefined ? null : await records.get(scheduledId);
+      if (scheduled !== null && scheduled.data.state === 'scheduled') {
+        requestId = scheduled.data.request;
+        await requests.answer(requestId, 'fulfilled');
+      } else {
+        requestId = (await requests.open('deletion', subject, context.channel, { answered: true, erasure: tombstone.erasure })).id;
+      }
+      const data: ErasureData = {
+        subject,
+        state: 'executed',
+        channel: scheduled?.data.channel ?? context.channel,
+        requestedAt: scheduled?.data.requestedAt ?? now,
+        dueAt: scheduled?.data.dueAt ?? now,
+        executedAt: now,
+        request: requestId,
+        txn,
+        recipients,
+      };
+      if (scheduled !== null) {
+        if ((await records.update(scheduled.id, scheduled.version, data)) === null) throw new Error('the scheduled erasure changed while it was carried out');
+      } else {
+        await records.create(tombstone.erasure, data);
+      }
+      // RISC 1.0 section 2.4 account-purged to every stream, by the subject the clients know (iss_sub, no email left).
+      const purged: OutboxSignalPayload = { txn, time: now, signals: [{ type: SECURITY_EVENT_TYPES.accountPurged, subject: { format: 'iss_sub', iss: issuer, sub: userId }, members: { event_timestamp: Math.floor(now / 1000) } }] };
+      await tx.outbox.add({ topic: this.#options.signalsTopic, payload: purged, idempotencyKey: signalSource });
+      for (const recipient of recipients) {
+        if (recipient.channel === 'none') continue;
+        const payload: ErasureNoticePayload = { erasure: tombstone.erasure, clientId: recipient.clientId, sub: userId, channel: recipient.channel, signalSource };
+        await tx.outbox.add({ topic: ERASURE_NOTICE_TOPIC, payload, idempotencyKey: `privacy-erasure:${tombstone.erasure}:${recipient.clientId}` });
+      }
+      const staged = await events.stage(tx, [
+        // user.deleted tells every instance's caches; its signal is the one queued above (signals/mapping.ts).
+        { type: 'user.deleted', outcome: 'success', actorUserId: userId, ...audit(context), detail: { erasure: tombstone.erasure, sessionsEnded: sessions.length } },
+        { type: 'privacy.erasure', outcome: 'success', ...audit(context), detail: { erasure: tombstone.erasure, request: requestId, recipients: recipients.length, unreachable: recipients.filter((recipient) => recipient.channel === 'none').length } },
+      ]);
+      return { staged, pseudonym, erasure: { id: tombstone.erasure, ...data } };
+    });
+    if (committed === null) throw new ErasureRefusedError('not_found', 'no such user');
+    await committed.staged.publish();
+    this.#options.kickOutbox?.();
+    await this.#afterCommit(userId, user.email, sessions.map((session) => session.handle), committed.pseudonym, tombstone, context);
+    return { kind: 'erased', erasure: committed.erasure };
+  }
+
+  /** What cannot share the transaction: the hot store, shared records, the tombstone file, the WAL. */
+  async #afterCommit(userId: string, email: string, sessionHandles: readonly string[], pseudonym: string | null, tombstone: Tombstone, context: ErasureContext): Promise<void> {
+    const { durable, identity, oauth } = this.#options;
+    // Sessions listed before the commit, and any a racing sign-in added since.
+    const handles = new Set([...sessionHandles, ...(await identity.accounts.sessions.list(userId)).map((session) => session.handle)]);
+    for (const handle of handles) {
+      await identity.accounts.sessions.revoke(userId, handle);
+      // OIDC Back-Channel Logout and the session's access tokens (the refresh families are gone already).
+      await oauth.logout.sessionEnded({ userId, sessionHandle: handle }, { ...(context.requestId !== undefined && { requestId: context.requestId }), ...(context.ip !== undefined && { ip: context.ip }) });
+    }
+    await identity.accounts.forgetThrottle(email, userId);
+    await identity.secondFactor.forgetPending(userId);
+    await redactSharedRecords(durable, email);
+    if (pseudonym !== null) await this.#options.dropPseudonymIndex?.(pseudonym);
+    if (this.#options.tombstoneFile !== undefined) await appendTombstoneFile(this.#options.tombstoneFile, tombstone);
+    await durable.reclaim();
+  }
+
+  /** Every client that received data about the user, and how each can be told. */
+  async #recipients(userId: string, now: number): Promise<RecipientNotice[]> {
+    const { oauth, durable, recipientDeadlineMs } = this.#options;
+    const clientIds = new Set<string>();
+    for (const recipient of await oauth.recipients.ofUser(userId)) clientIds.add(recipient.clientId);
+    // Records from before recipients were kept: consents and refresh families name clients too.
+    for (const consent of await oauth.consents.list(userId)) clientIds.add(consent.clientId);
+    for (const family of await oauth.refreshTokens.families(userId)) clientIds.add(family.grant.clientId);
+    const notices: RecipientNotice[] = [];
+    for (const clientId of [...clientIds].sort()) {
+      const client = await oauth.clients.get(clientId);
+      const hasStream = (await durable.records.findBy('signal_streams', 'client', clientId, { limit: 1 })).length > 0;
+      const channel = client?.erasure_notification_uri !== undefined ? 'uri' : hasStream ? 'ssf' : 'none';
+      notices.push({ clientId, channel, state: channel === 'none' ? 'no_channel' : 'pending', deadline: now + recipientDeadlineMs });
+    }
+    return notices;
+  }
+
+  /** One erasure's record. */
+  async get(id: string): Promise<ErasureRecord | null> {
+    const record = await erasureRecords(this.#options.durable.records).get(id);
+    return record === null ? null : { id: record.id, ...record.data };
+  }
+
+  /** Every erasure, in id order (keyset pagination). */
+  async list(options: { after?: string; limit?: number } = {}): Promise<ErasureRecord[]> {
+    return (await erasureRecords(this.#options.durable.records).list(options)).map((record) => ({ id: record.id, ...record.data }));
+  }
+
+  /**
+   * Marks the notices past their deadline overdue (each once) and announces
+   * them (privacy.recipient.overdue); their delivery goes on being retried.
+   */
+  async flagOverdue(): Promise<number> {
+    const { durable, clock, events } = this.#options;
+    const now = clock();
+    let flagged = 0;
+    for (const record of await erasureRecords(durable.records).findAllBy('phase', 'notifying')) {
+      for (const recipient of record.data.recipients) {
+        if (recipient.state !== 'pending' || recipient.deadline > now) continue;
+        const changed = await updateRecipient(durable.records, record.id, recipient.clientId, (notice) => (notice.state === 'pending' ? { ...notice, state: 'overdue', overdueAt: now } : null));
+        if (changed === null) continue;
+        flagged += 1;
+        await events.emit({ type: 'privacy.recipient.overdue', outcome: 'failure', clientId: recipient.clientId, actorService: 'system', detail: { erasure: record.id, channel: recipient.channel, deadline: new Date(recipient.deadline).toISOString() } });
+      }
+    }
+    return flagged;
+  }
+}
+
+function audit(context: ErasureContext): { actorService?: string; requestId?: string; traceId?: string; ip?: string } {
+  return {
+    ...(context.actorService !== undefined && { actorService: context.actorService }),
+    ...(context.requestId !== undefined && { requestId: context.requestId }),
+    ...(context.traceId !== undefined && { traceId: context.traceId }),
+    ...(context.ip !== undefined && { ip: context.ip }),
+  };
+}
+
+async function allBy(records: RecordStore, container: string, userId: string): Promise<{ id: string }[]> {
+  const all: { id: string }[] = [];
+  for (let after: string | undefined; ; ) {
+    const page = await records.findBy(container, 'user', userId, { limit: 500, ...(after !== undefined && { after }) });
+    all.push(...page);
+    if (page.length < 500) return all;
+    after = page.at(-1)!.id;
+  }
+}

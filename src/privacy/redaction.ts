@@ -1,0 +1,76 @@
+/**
+ * Erasure's reach into records that belong to someone else too: the signal
+ * log (an event is every stream's), receivers' subject filters, and
+ * messages waiting in (or kept by) the outbox. They are not deleted; the
+ * erased person's email address is cut out of them, and nothing else
+ * changes (GDPR Art. 17: the person's data, not the record, is erased).
+ */
+import type { DurableStore, StoredRecord } from '../store/index.ts';
+
+/** What replaces a value that named the person. */
+export const ERASED = '[erased]';
+
+/** `value` with every string that contains `needle` (case-insensitive) replaced by ERASED, at any depth. */
+export function redactDeep(value: unknown, needle: string): unknown {
+  const lowered = needle.toLowerCase();
+  const visit = (node: unknown): unknown => {
+    if (typeof node === 'string') return node.toLowerCase().includes(lowered) ? ERASED : node;
+    if (Array.isArray(node)) return node.map(visit);
+    if (node !== null && typeof node === 'object') return Object.fromEntries(Object.entries(node).map(([key, child]) => [key, visit(child)]));
+    return node;
+  };
+  return visit(value);
+}
+
+export interface RedactionReport {
+  readonly signalLog: number;
+  readonly streams: number;
+  readonly outbox: number;
+}
+
+const PAGE = 500;
+
+/** Rewrites each record of `collection` whose JSON names `email`, with a compare-and-set (a lost race reads again). */
+async function redactCollection(durable: DurableStore, name: string, email: string, rewrite: (data: unknown) => unknown): Promise<number> {
+  const lowered = email.toLowerCase();
+  let changed = 0;
+  for (let after: string | undefined; ; ) {
+    const page: StoredRecord[] = await durable.records.list(name, { limit: PAGE, ...(after !== undefined && { after }) });
+    for (const record of page) {
+      let current: StoredRecord | null = record;
+      for (let attempt = 0; current !== null && attempt < 5; attempt++) {
+        if (!JSON.stringify(current.data).toLowerCase().includes(lowered)) break;
+        if ((await durable.records.update(name, current.id, current.version, rewrite(current.data))) !== null) {
+          changed += 1;
+          break;
+        }
+        current = await durable.records.get(name, record.id);
+      }
+    }
+    if (page.length < PAGE) break;
+    after = page.at(-1)!.id;
+  }
+  return changed;
+}
+
+/**
+ * Cuts the erased person's email address out of the signal log (subjects,
+ * subject keys, members), the streams' removed subjects, and the outbox's
+ * payloads. Run after the erasure committed; safe to run again.
+ */
+export async function redactSharedRecords(durable: DurableStore, email: string): Promise<RedactionReport> {
+  const emailKey = `email:${email.toLowerCase()}`;
+  const signalLog = await redactCollection(durable, 'signal_log', email, (data) => {
+    const entry = data as { subjectKeys?: unknown };
+    // The subject key is dropped (a stream filter on it matches nobody now); other strings are marked.
+    const keys = Array.isArray(entry.subjectKeys) ? entry.subjectKeys.filter((key) => key !== emailKey) : entry.subjectKeys;
+    return redactDeep({ ...(data as object), subjectKeys: keys }, email);
+  });
+  const streams = await redactCollection(durable, 'signal_streams', email, (data) => {
+    const stream = data as { removedSubjects?: unknown };
+    const removed = Array.isArray(stream.removedSubjects) ? stream.removedSubjects.filter((key) => typeof key !== 'string' || !key.toLowerCase().includes(email.toLowerCase())) : stream.removedSubjects;
+    return { ...(data as object), removedSubjects: removed };
+  });
+  const outbox = await durable.outbox.redactPayloads(email, (payload) => redactDeep(payload, email));
+  return { signalLog, streams, outbox };
+}

@@ -1,0 +1,144 @@
+/**
+ * The privacy workflows of one instance, assembled: erasures, legal holds,
+ * consumer requests, and the job that runs on a schedule (privacy.retention.interval).
+ * The job runs on one instance at a time: each run takes a hot-store lease
+ * for the interval, so two instances do not both carry out an erasure that
+ * fell due, and the ledger records what each run did.
+ */
+import { randomUUID } from 'node:crypto';
+import { parseDuration, type Config } from '../config/index.ts';
+import type { KeyVault } from '../crypto/index.ts';
+import type { DomainEvents } from '../events/index.ts';
+import type { Identity } from '../identity/index.ts';
+import type { AuthorizationServer } from '../oauth/index.ts';
+import { SIGNALS_TOPIC } from '../signals/index.ts';
+import type { Clock, OutboxDeliverer, RecordStore, Stores } from '../store/index.ts';
+import type { Keyring } from '../tokens/index.ts';
+import { ERASURE_NOTICE_TOPIC, Erasures } from './erasure.ts';
+import { LegalHolds } from './holds.ts';
+import { erasureNoticeDeliverer } from './notices.ts';
+import { ConsumerRequests } from './requests.ts';
+import { subjectHasher, type SubjectHasher } from './subjects.ts';
+
+const HOUR_MS = 60 * 60_000;
+const JOB_LEASE_KEY = 'privacy:job-lease';
+
+export interface PrivacyOptions {
+  readonly config: Readonly<Config>;
+  readonly stores: Stores;
+  readonly vault: KeyVault;
+  readonly events: DomainEvents;
+  readonly identity: Identity;
+  readonly oauth: AuthorizationServer;
+  readonly keyring: Pick<Keyring, 'signingKey'>;
+  readonly clock: Clock;
+  /** The ledger's pseudonym keys: destroyed inside an erasure's transaction. */
+  readonly forgetPseudonym: (records: RecordStore, userId: string) => Promise<string | null>;
+  readonly dropPseudonymIndex?: (pseudonym: string) => Promise<unknown>;
+  readonly kickOutbox?: () => void;
+}
+
+export interface JobReport {
+  readonly erasuresCarriedOut: number;
+  readonly noticesOverdue: number;
+  readonly requestsOverdue: number;
+}
+
+export interface Privacy {
+  readonly erasures: Erasures;
+  readonly holds: LegalHolds;
+  readonly requests: ConsumerRequests;
+  readonly subjects: SubjectHasher;
+  /** Outbox deliverers by topic, for the outbox service. */
+  readonly deliverers: Readonly<Record<string, OutboxDeliverer>>;
+  /** One run of the job, if this instance gets the lease (null when another instance holds it). */
+  runJob(): Promise<JobReport | null>;
+  /** Runs the job every privacy.retention.interval (a server, not a command). */
+  start(onError: (error: unknown) => void): void;
+  close(): Promise<void>;
+}
+
+export function createPrivacy(options: PrivacyOptions): Privacy {
+  const { config, stores, events, clock } = options;
+  const records = stores.durable.records;
+  const subjects = subjectHasher(options.vault);
+  const holds = new LegalHolds({ records, events, clock });
+  const requests = new ConsumerRequests({ records, clock });
+  const erasures = new Erasures({
+    durable: stores.durable,
+    identity: options.identity,
+    oauth: options.oauth,
+    events,
+    clock,
+    subjects,
+    issuer: config.issuer,
+    signalsTopic: SIGNALS_TOPIC,
+    forgetPseudonym: options.forgetPseudonym,
+    ...(options.dropPseudonymIndex !== undefined && { dropPseudonymIndex: options.dropPseudonymIndex }),
+    onHold: (userId) => holds.isHeld(userId),
+    graceMs: config.privacy.erasureGraceDays * 24 * HOUR_MS,
+    recipientDeadlineMs: config.privacy.recipientDeadlineHours * HOUR_MS,
+    tombstoneFile: config.privacy.tombstoneFile,
+    ...(options.kickOutbox !== undefined && { kickOutbox: options.kickOutbox }),
+  });
+  const deliverers = {
+    [ERASURE_NOTICE_TOPIC]: erasureNoticeDeliverer({
+      records,
+      oauth: options.oauth,
+      keyring: options.keyring,
+      signingAlgorithm: config.tokens.signingAlgorithm,
+      issuer: config.issuer,
+      events,
+      clock,
+      allowPrivateNetworks: config.privacy.notifyPrivateNetworks,
+    }),
+  };
+  const intervalMs = parseDuration(config.privacy.retention.interval);
+  const holder = randomUUID();
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<unknown> | undefined;
+
+  const runJob = async (): Promise<JobReport | null> => {
+    // The lease lasts a little less than the interval, so the next run (here or elsewhere) can take it.
+    if (!(await stores.hot.setIfAbsent(JOB_LEASE_KEY, holder, Math.max(1000, intervalMs - 1000)))) return null;
+    const erasuresCarriedOut = await erasures.executeDue();
+    const noticesOverdue = await erasures.flagOverdue();
+    const overdueRequests = await requests.flagOverdue();
+    for (const { request, deadline } of overdueRequests) {
+      await events.emit({ type: 'privacy.request.overdue', outcome: 'failure', actorService: 'system', detail: { request: request.id, kind: request.kind, deadline } });
+    }
+    const report = { erasuresCarriedOut, noticesOverdue, requestsOverdue: overdueRequests.length };
+    await events.emit({ type: 'privacy.retention.ran', outcome: 'success', actorService: 'system', detail: { ...report } });
+    return report;
+  };
+
+  return {
+    erasures,
+    holds,
+    requests,
+    subjects,
+    deliverers,
+    runJob: () => {
+      const run = runJob();
+      running = run.catch(() => undefined);
+      return run;
+    },
+    start(onError) {
+      if (timer !== undefined) return;
+      timer = setInterval(() => {
+        if (running !== undefined) return;
+        running = runJob()
+          .catch(onError)
+          .finally(() => {
+            running = undefined;
+          });
+      }, intervalMs);
+      timer.unref();
+    },
+    async close() {
+      if (timer !== undefined) clearInterval(timer);
+      timer = undefined;
+      await running;
+    },
+  };
+}
