@@ -43,6 +43,14 @@ export class SubjectPseudonyms {
     return record === null ? null : pseudonymOf(Buffer.from(record.data.secret, 'base64url'), userId);
   }
 
+  /** Destroys the user's secret inside a transaction (`records`: the transaction's). Resolves with the pseudonym it made, if any. */
+  async forgetIn(records: RecordStore, userId: string): Promise<string | null> {
+    const record = await records.get<SubjectKey>(COLLECTION, userId);
+    if (record === null) return null;
+    await records.delete(COLLECTION, userId);
+    return pseudonymOf(Buffer.from(record.data.secret, 'base64url'), userId);
+  }
+
   /** Destroys the user's secret. Returns whether there was one. */
   async forget(userId: string): Promise<boolean> {
     return this.#keys.delete(userId);

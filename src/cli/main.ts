@@ -17,11 +17,12 @@ import { ResourceCommandError, registerResourceCommands } from './resource.ts';
 import { CaCommandError, registerCaCommands } from './ca.ts';
 import { AgentExit, registerAgentCommand } from './agent.ts';
 import { PluginCommandError, registerPluginCommands } from './plugin.ts';
+import { PrivacyCommandError, registerPrivacyCommands } from './privacy.ts';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 /** Errors whose message is written for the operator and is safe to print as is. */
-const OPERATOR_ERRORS = [ConfigError, DeploymentError, StoreUnavailableError, StoreSchemaError, MasterKeyError, SealedSecretError, AuditSourceError, UserCommandError, ClientCommandError, ResourceCommandError, CaCommandError, KeyringError, PluginCommandError];
+const OPERATOR_ERRORS = [ConfigError, DeploymentError, StoreUnavailableError, StoreSchemaError, MasterKeyError, SealedSecretError, AuditSourceError, UserCommandError, ClientCommandError, ResourceCommandError, CaCommandError, KeyringError, PluginCommandError, PrivacyCommandError];
 
 /** What a command writes; injected so tests can capture it. */
 export interface CliOutput {
@@ -167,6 +168,7 @@ export async function main(argv: readonly string[], output: CliOutput = processO
   registerCaCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
   registerAgentCommand(program, { out: (line) => output.out(line), err: (line) => output.err(line) });
   registerPluginCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
+  registerPrivacyCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption });
   registerKeysCommands(program, { out: (line) => output.out(line), err: (line) => output.err(line), load, configOption, ...(output.clock !== undefined && { clock: output.clock }) });
   registerAuditCommands(program, {
     out: (line) => output.out(line),

@@ -24,7 +24,7 @@ import { erasureRecords, newErasureId, updateRecipient, type ErasureData, type E
 import { redactSharedRecords } from './redaction.ts';
 import { ConsumerRequests, type RequestChannel } from './requests.ts';
 import type { SubjectHasher } from './subjects.ts';
-import { appendTombstoneFile, writeTombstone, type Tombstone } from './tombstones.ts';
+import { appendTombstoneFile, readTombstoneFile, storedTombstones, writeTombstone, type Tombstone } from './tombstones.ts';
 
 /** The outbox topic of one recipient's notice. */
 export const ERASURE_NOTICE_TOPIC = 'privacy.erasure.notice';
@@ -136,8 +136,10 @@ export class Erasures {
       const records = erasureRecords(tx.records);
       const current = await records.get(scheduled.id);
       if (current === null || current.data.state !== 'scheduled') return undefined;
-      const { userId: _dropped, ...rest } = current.data;
-      if ((await records.update(scheduled.id, current.version, { ...rest, state: 'cancelled' })) === null) return undefined;
+      const cancelled: ErasureData = { ...current.data, state: 'cancelled' };
+      // The account stays: the record no longer needs to name it.
+      delete cancelled.userId;
+      if ((await records.update(scheduled.id, current.version, cancelled)) === null) return undefined;
       await this.#requests.on(tx.records).answer(current.data.request, 'cancelled');
       return events.stage(tx, [{ type: 'privacy.erasure.cancelled', outcome: 'success', actorUserId: userId, ...audit(context), detail: { erasure: scheduled.id } }]);
     });
@@ -163,7 +165,7 @@ export class Erasures {
   }
 
   async #execute(userId: string, context: ErasureContext, scheduledId: string | undefined): Promise<ErasureOutcome> {
-    const { durable, identity, oauth, clock, subjects, events, issuer } = this.#options;
+    const { durable, identity, clock, subjects, events, issuer } = this.#options;
     if (await this.#options.onHold(userId)) throw new ErasureRefusedError('legal_hold', 'a legal hold stops the erasure of this account');
     const user = await identity.accounts.users.byId(userId);
     if (user === null) throw new ErasureRefusedError('not_found', 'no such user');
@@ -267,6 +269,47 @@ export class Erasures {
       notices.push({ clientId, channel, state: channel === 'none' ? 'no_channel' : 'pending', deadline: now + recipientDeadlineMs });
     }
     return notices;
+  }
+
+  /**
+   * After a restore: erases again every account a tombstone names (by its
+   * user id's or its email's keyed hash), from the database's tombstones
+   * and the tombstone file's, and puts back into the database the
+   * tombstones the restored copy had lost. Each is a full erasure, so the
+   * recipients the backup brought back are told again.
+   */
+  async reapply(context: ErasureContext): Promise<{ erased: number; tombstones: number; restored: number; malformed: number }> {
+    const { durable, identity, subjects, events, tombstoneFile } = this.#options;
+    const stored = await storedTombstones(durable.records);
+    const fromFile = tombstoneFile === undefined ? { tombstones: [], malformed: 0 } : await readTombstoneFile(tombstoneFile);
+    const byUser = new Map<string, Tombstone>();
+    for (const tombstone of [...stored, ...fromFile.tombstones]) byUser.set(tombstone.user, tombstone);
+    let restored = 0;
+    const storedUsers = new Set(stored.map((tombstone) => tombstone.user));
+    for (const tombstone of fromFile.tombstones) {
+      if (storedUsers.has(tombstone.user)) continue;
+      await writeTombstone(durable.records, tombstone);
+      storedUsers.add(tombstone.user);
+      restored += 1;
+    }
+    let erased = 0;
+    for (let after: string | undefined; ; ) {
+      const page = await identity.accounts.users.list({ limit: 500, ...(after !== undefined && { after }) });
+      for (const user of page) {
+        // By the account's id only: an address erased once may since belong to a new account, which is not the erased one.
+        if (!byUser.has(subjects.ofUser(user.id))) continue;
+        try {
+          await this.#execute(user.id, context, undefined);
+          erased += 1;
+        } catch (error) {
+          if (!(error instanceof ErasureRefusedError)) throw error;
+        }
+      }
+      if (page.length < 500) break;
+      after = page.at(-1)!.id;
+    }
+    await events.emit({ type: 'privacy.reapplied', outcome: 'success', ...audit(context), detail: { erased, tombstones: byUser.size, restored, malformed: fromFile.malformed } });
+    return { erased, tombstones: byUser.size, restored, malformed: fromFile.malformed };
   }
 
   /** One erasure's record. */

@@ -12,3 +12,4 @@ export { NoticeNotDeliveredError, erasureNoticeDeliverer, type NoticeDelivererOp
 export { ERASED, redactDeep, redactSharedRecords, type RedactionReport } from './redaction.ts';
 export { appendTombstoneFile, readTombstoneFile, storedTombstones, writeTombstone, type Tombstone } from './tombstones.ts';
 export { LegalHolds, type LegalHold } from './holds.ts';
+export { createPrivacy, type JobReport, type Privacy, type PrivacyOptions } from './service.ts';

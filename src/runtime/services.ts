@@ -24,6 +24,7 @@ import { logTlsWatchEvent } from './tls-watch.ts';
 import { openVault } from './vault.ts';
 import { join } from 'node:path';
 import { startOutboxWorker } from './outbox.ts';
+import { createPrivacy } from '../privacy/index.ts';
 import { SIGNALS_TOPIC, SSF_STREAM_SCOPE, createSignals, signalsAudience, signalRecorder, signalSettings, type SubjectDirectory } from '../signals/index.ts';
 import type { ApplicationServices, HttpApplications, PortcullisServices, ServiceSettings } from './profiles.ts';
 import type { ServiceContext, ServiceTable } from './service.ts';
@@ -294,6 +295,29 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
       stop: (signals) => signals.close(),
     },
     {
+      name: 'privacy',
+      needs: ['config', 'vault', 'stores', 'ledger', 'events', 'keyring', 'identity', 'oauth', 'signals', ...maintenance],
+      start: (services) => {
+        const stores = services.get('stores');
+        const ledger = services.get('ledger');
+        const privacy = createPrivacy({
+          config: services.get('config'),
+          stores,
+          vault: services.get('vault'),
+          events: services.get('events'),
+          identity: services.get('identity'),
+          oauth: services.get('oauth'),
+          keyring: services.get('keyring'),
+          clock,
+          forgetPseudonym: (records, userId) => ledger.pseudonyms.forgetIn(records, userId),
+          kickOutbox: () => kickOutbox?.(),
+        });
+        if (profile.maintenance) privacy.start(reporter(services, 'the privacy job failed'));
+        return privacy;
+      },
+      stop: (privacy) => privacy.close(),
+    },
+    {
       name: 'plugins',
       needs: ['config', 'stores', 'events', 'identity', ...maintenance, ...hooks],
       // Only a serving instance runs plugins (one-shot commands never start a plugin process).
@@ -326,14 +350,14 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'outbox',
-      needs: ['stores', 'signals', ...maintenance],
+      needs: ['stores', 'signals', 'privacy', ...maintenance],
       // Only where background work runs: one-shot commands never deliver.
       start: (services) => {
         if (!profile.maintenance) return undefined;
         const { transmitter } = services.get('signals');
         const worker = startOutboxWorker({
           outbox: services.get('stores').durable.outbox,
-          deliverers: { ...settings.outbox, [SIGNALS_TOPIC]: (message) => transmitter.appendFromOutbox(message) },
+          deliverers: { ...settings.outbox, ...services.get('privacy').deliverers, [SIGNALS_TOPIC]: (message) => transmitter.appendFromOutbox(message) },
           clock,
           onError: reporter(services, 'outbox delivery failed'),
         });
@@ -363,7 +387,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'listener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'signals', 'plugins'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'signals', 'privacy', 'plugins'],
       // In-flight requests may take the shutdown timeout, no longer.
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
@@ -385,7 +409,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'mtlsListener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'signals', 'ca', 'listener'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'signals', 'privacy', 'ca', 'listener'],
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
         const config = services.get('config');
@@ -406,7 +430,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'metricsListener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'signals', 'listener'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'signals', 'privacy', 'listener'],
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
         const config = services.get('config');
@@ -441,6 +465,7 @@ function applicationServices(services: ServiceContext<PortcullisServices>, clock
     authorizationServer: services.get('oauth'),
     pki: services.get('pki'),
     signals: services.get('signals'),
+    privacy: services.get('privacy'),
   };
 }
 

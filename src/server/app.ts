@@ -25,6 +25,8 @@ import { identityRoutes } from './identity-routes.ts';
 import type { AuthorizationServer } from '../oauth/index.ts';
 import type { Pki } from '../runtime/index.ts';
 import type { Signals } from '../signals/index.ts';
+import type { Privacy } from '../privacy/index.ts';
+import { erasureRoutes } from './erasure-routes.ts';
 import { oauthRoutes } from './oauth-routes.ts';
 import { authorizeRoutes } from './authorize-routes.ts';
 import { applicationAccess, returnTargets, signOutHooks } from './applications.ts';
@@ -60,6 +62,8 @@ export interface ServerDependencies {
   /** The built-in CA: its routes are served when it is given. */
   readonly pki?: Pki;
   readonly signals?: Signals;
+  /** The privacy workflows: the account deletion pages and the privacy admin API are served when given. */
+  readonly privacy?: Privacy;
   /** More routes, registered after the built-in ones (feature modules, tests). */
   readonly plugins?: readonly FastifyPluginAsync[];
   /** TLS server options: the server speaks HTTPS (the runtime's listener reads, reloads and swaps them). */
@@ -179,6 +183,9 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   if (deps.signals !== undefined) {
     await app.register(signalsRoutes, { signals: deps.signals, oauth, failures, issuer: config.issuer });
     attachSignalSocket(app, { signals: deps.signals, oauth, failures, issuer: config.issuer, mtls: deps.mtls === true, trustedProxies: config.trustProxy });
+  }
+  if (deps.privacy !== undefined && deps.identity !== undefined) {
+    await app.register(erasureRoutes, { privacy: deps.privacy, identity: deps.identity, origin, admin: staticAdminAuthenticator(config.admin.token, failures), graceDays: config.privacy.erasureGraceDays });
   }
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;

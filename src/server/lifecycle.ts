@@ -1,3 +1,4 @@
+import type { Privacy } from '../privacy/index.ts';
 import type { Signals } from '../signals/index.ts';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { DestinationStream } from 'pino';
@@ -50,6 +51,8 @@ export interface RunningPortcullis {
   readonly authorizationServer: AuthorizationServer;
   /** The security-signal transmitter (SSF). */
   readonly signals: Signals;
+  /** The privacy workflows (erasures, holds, consumer requests, the job). */
+  readonly privacy: Privacy;
   /** The URL it listens on (the real port when config.port is 0). */
   readonly url: string;
   /** The metrics listener's URL, when `metrics.port` is set. */
@@ -108,6 +111,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     identity: runtime.get('identity'),
     authorizationServer: runtime.get('oauth'),
     signals: runtime.get('signals'),
+    privacy: runtime.get('privacy'),
     url: listener.url,
     ...(metricsListener !== undefined && { metricsUrl: metricsListener.url }),
     listener,

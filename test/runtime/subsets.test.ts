@@ -36,6 +36,7 @@ describe('the services each start asks for', () => {
       'oauth',
       'pki',
       'signals',
+      'privacy',
       'plugins',
       'outbox',
       'ca',

@@ -263,7 +263,10 @@ ${secondFactorSection(options.csrf, options.secondFactor ?? { state: 'off' })}
 </form>
 
 <h2>Sign out</h2>
-<form method="post" action="/logout"><input type="hidden" name="_csrf" value="${options.csrf}"><button type="submit" class="secondary">Sign out</button></form>`,
+<form method="post" action="/logout"><input type="hidden" name="_csrf" value="${options.csrf}"><button type="submit" class="secondary">Sign out</button></form>
+
+<h2>Delete your account</h2>
+<p><a href="/account/delete">Delete my account</a>: your data is erased, and every application that received it is told.</p>`,
   );
 }
 
