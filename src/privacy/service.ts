@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { parseDuration, type Config } from '../config/index.ts';
 import type { KeyVault } from '../crypto/index.ts';
-import type { DomainEvents } from '../events/index.ts';
+import type { DomainEvents, EventSubscriptions } from '../events/index.ts';
 import type { Identity } from '../identity/index.ts';
 import type { AuthorizationServer } from '../oauth/index.ts';
 import { SIGNALS_TOPIC } from '../signals/index.ts';
@@ -28,6 +28,8 @@ export interface PrivacyOptions {
   readonly stores: Stores;
   readonly vault: KeyVault;
   readonly events: DomainEvents;
+  /** Where the privacy workflows hear of profile and email changes (correction requests). */
+  readonly subscriptions?: EventSubscriptions;
   readonly identity: Identity;
   readonly oauth: AuthorizationServer;
   readonly keyring: Pick<Keyring, 'signingKey'>;
@@ -93,6 +95,14 @@ export function createPrivacy(options: PrivacyOptions): Privacy {
       allowPrivateNetworks: config.privacy.notifyPrivateNetworks,
     }),
   };
+  // A change to the profile or the email is a correction (GDPR Art. 16; CCPA 1798.106), answered as it is made.
+  // Only this instance's own events carry a detail (other instances hear ids only), so each is recorded once.
+  const unsubscribe = options.subscriptions?.on('user.updated', async (event) => {
+    const change = event.detail?.['change'];
+    if (change !== 'profile' && change !== 'email') return;
+    const channel = event.actorService === undefined ? 'account' : event.actorService.endsWith('cli') ? 'cli' : 'admin';
+    await requests.open('correction', subjects.ofUser(event.actorUserId), channel, { answered: true });
+  });
   const intervalMs = parseDuration(config.privacy.retention.interval);
   const holder = randomUUID();
   let timer: NodeJS.Timeout | undefined;
@@ -136,6 +146,7 @@ export function createPrivacy(options: PrivacyOptions): Privacy {
       timer.unref();
     },
     async close() {
+      unsubscribe?.();
       if (timer !== undefined) clearInterval(timer);
       timer = undefined;
       await running;

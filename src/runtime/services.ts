@@ -305,6 +305,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           stores,
           vault: services.get('vault'),
           events: services.get('events'),
+          subscriptions: services.get('events'),
           identity: services.get('identity'),
           oauth: services.get('oauth'),
           keyring: services.get('keyring'),
