@@ -156,8 +156,8 @@ function plainEntry(event: AuditEvent, pseudonyms: ReadonlyMap<string, string>, 
 /** The store's audit log with `append` counted (the drivers keep #private state: bind, never Object.create). */
 function countingLog(log: AuditLogStore, counter: { appends: number; entries: number }): AuditLogStore {
   return {
-    append: async (entries, recordedAt, plan) => {
-      const first = await log.append(entries, recordedAt, plan);
+    append: async (entries, recordedAt, plan, subjects) => {
+      const first = await log.append(entries, recordedAt, plan, subjects);
       counter.appends += 1;
       counter.entries += entries.length;
       return first;
@@ -171,6 +171,9 @@ function countingLog(log: AuditLogStore, counter: { appends: number; entries: nu
     checkpoints: log.checkpoints.bind(log),
     addCosignature: log.addCosignature.bind(log),
     cosignatures: log.cosignatures.bind(log),
+    subjectEntries: log.subjectEntries.bind(log),
+    indexSubject: log.indexSubject.bind(log),
+    forgetSubject: log.forgetSubject.bind(log),
   };
 }
 

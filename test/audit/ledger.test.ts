@@ -29,7 +29,7 @@ async function ledgerOn(store: DurableStore, overrides: { log?: AuditLogStore; i
 /** The store's audit log with some methods replaced (the drivers keep #private state, so no Object.create). */
 function withOverrides(log: AuditLogStore, overrides: Partial<AuditLogStore>): AuditLogStore {
   const wrapped = {} as Record<string, unknown>;
-  for (const name of ['append', 'size', 'entries', 'nodes', 'addCheckpoint', 'latestCheckpoint', 'checkpointOfSize', 'checkpoints', 'addCosignature', 'cosignatures'] as const) {
+  for (const name of ['append', 'size', 'entries', 'nodes', 'addCheckpoint', 'latestCheckpoint', 'checkpointOfSize', 'checkpoints', 'addCosignature', 'cosignatures', 'subjectEntries', 'indexSubject', 'forgetSubject'] as const) {
     wrapped[name] = overrides[name] ?? (log[name] as (...args: unknown[]) => unknown).bind(log);
   }
   return wrapped as unknown as AuditLogStore;
