@@ -241,7 +241,11 @@ async function benchTarget(target: Target): Promise<DriverResult> {
     // Every user's pseudonym secret, made now: in a running server each user
     // pays that once, not per event. The map serves the plain side.
     const pseudonyms = new Map<string, string>();
-    for (let i = 0; i < settings.users; i++) pseudonyms.set(userId(i), await ledger.pseudonyms.pseudonym(userId(i)));
+    for (let i = 0; i < settings.users; i++) {
+      const pseudonym = await ledger.pseudonyms.pseudonym(userId(i));
+      if (pseudonym === null) throw new Error(`${userId(i)} is forgotten in a fresh store`);
+      pseudonyms.set(userId(i), pseudonym);
+    }
 
     const sides = {
       ledger: (event: AuditEvent) => ledger.record(event),

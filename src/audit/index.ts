@@ -9,8 +9,9 @@ import type { IpAddressMode } from './ip.ts';
 import { Ledger } from './ledger.ts';
 import { defaultOrigin, loadOrCreateLogKey } from './log-key.ts';
 
-export { Ledger, AuditRequestError, type CosignatureResult, type RecordedEntry } from './ledger.ts';
-export { AUDIT_EVENT_TYPES, AuditEventError, decodeEntry, encodeEntry, type AuditEntry, type AuditEvent, type AuditEventType, type AuditOutcome, type AuditDetail } from './events.ts';
+export { Ledger, AuditRequestError, type CosignatureResult, type RecordedEntry, type SubjectHistory, type SubjectHistoryEntry } from './ledger.ts';
+export { forgetIn } from './pseudonyms.ts';
+export { AUDIT_EVENT_TYPES, AuditEventError, decodeEntry, encodeEntry, subjectsOf, type AuditEntry, type AuditEvent, type AuditEventType, type AuditOutcome, type AuditDetail } from './events.ts';
 export { AuditBackpressureError } from './group-commit.ts';
 export { FailureAggregator, type AggregatedFailure, type AggregatedFailureType, type FailureAggregatorOptions } from './failure-aggregator.ts';
 export { auditEventsOf, auditedEvents, ledgerRecorder } from './projection.ts';
