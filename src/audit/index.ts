@@ -20,6 +20,7 @@ export { truncateIp, type IpAddressMode } from './ip.ts';
 export { defaultOrigin, storedLogVerifierKey } from './log-key.ts';
 export { MissingTreeNodeError } from './tree.ts';
 export { PROBLEMS_PER_KIND, isCanonicalJson, verifyLog, type VerifyEntry, type VerifyOptions, type VerifyProblem, type VerifyProblemKind, type VerifyReport, type VerifySource } from './verify.ts';
+export { verifySubjectHistory, type HistoryProblem, type HistoryProblemKind, type HistoryReport, type HistoryVerifyOptions } from './verify-history.ts';
 export * as checkpointFormat from './checkpoint/index.ts';
 
 export interface OpenLedgerOptions {
