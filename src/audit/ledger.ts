@@ -236,12 +236,19 @@ export class Ledger {
     const rows = pseudonym === null ? [] : await this.#subjectRows(pseudonym, size);
     const proofs = await storedInclusionProofs(this.#log, rows.map((row) => row.index), size);
     const base64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+    // Proofs share their elements (as the same Uint8Array): encode each once.
+    const encoded = new Map<Uint8Array, string>();
+    const element = (hash: Uint8Array): string => {
+      let text = encoded.get(hash);
+      if (text === undefined) encoded.set(hash, (text = base64(hash)));
+      return text;
+    };
     return {
       checkpoint: await this.cosignedNote(checkpoint),
       size,
       logKey: this.#key.verifierKey,
       origin: this.#key.origin,
-      entries: rows.map((row, i) => ({ index: row.index, entry: decodeEntry(row.entry), entryBase64: base64(row.entry), proof: proofs[i]!.map(base64) })),
+      entries: rows.map((row, i) => ({ index: row.index, entry: decodeEntry(row.entry), entryBase64: base64(row.entry), proof: proofs[i]!.map(element) })),
     };
   }
 

@@ -21,7 +21,7 @@ import type { AuditAppendPlan, AuditLogStore, StoredCheckpoint, StoredCosignatur
 import { MAX_APPEND_BATCH, MAX_ENTRY_PAGE } from '../../src/store/audit-log-rules.ts';
 import { SqliteDatabase } from '../../src/store/sqlite/database.ts';
 import { openSqliteDurableStore } from '../../src/store/sqlite/durable-store.ts';
-import { appendPlan, storedConsistencyProof, storedInclusionProof, storedRootHash } from '../../src/audit/tree.ts';
+import { appendPlan, storedConsistencyProof, storedInclusionProof, storedInclusionProofs, storedRootHash } from '../../src/audit/tree.ts';
 import { EMPTY_ROOT, consistencyProof, inclusionProof, leafHash, rootHash, verifyConsistency, verifyInclusion } from '../../src/audit/merkle/index.ts';
 import { durableDrivers, type DurableDriver, type DurableFixture } from './drivers.ts';
 import { openDurableWithSql, type DurableSqlFixture } from '../support/durable-sql.ts';
@@ -98,6 +98,10 @@ async function assertTreeOfSize(log: AuditLogStore, leafHashes: readonly Uint8Ar
   const rootsBelow = range(0, size + 1).map((m) => rootHash(leafHashes.slice(0, m)));
   const where = `(size ${size}, seed ${seed})`;
   assert.equal(hex(await storedRootHash(log, size)), hex(root), `root ${where}`);
+  // Every proof of the tree at once, and a repeated index: what storedInclusionProofs batches.
+  const everyIndex = [...range(0, size), ...range(0, Math.min(size, 3))];
+  const batched = await storedInclusionProofs(log, everyIndex, size);
+  everyIndex.forEach((index, i) => assert.deepEqual(hexes(batched[i]!), hexes(inclusionProof(index, leaves)), `batched inclusion proof of ${index} ${where}`));
   await inParallel([
     ...range(0, size).map((index) => async () => {
       const stored = await storedInclusionProof(log, index, size);

@@ -170,11 +170,18 @@ export class PostgresAuditLog implements AuditLogStore {
   }
 }
 
-/** One statement for any number of nodes: a join on unnested coordinates. */
+/**
+ * One statement for any number of nodes: one primary-key lookup per
+ * unnested address. The lookup is a LATERAL subquery with LIMIT 1 so that
+ * the planner cannot flatten it into a plain join: for a few thousand
+ * addresses (a person's history, Ledger.subjectHistory) it would choose a
+ * hash join over a sequential scan of the whole node table (two rows per
+ * entry), which grows with the log rather than with the request.
+ */
 async function readNodes(query: Query, addresses: readonly TreeNodeAddress[]): Promise<(Uint8Array | undefined)[]> {
   if (addresses.length === 0) return [];
   const { rows } = await query<{ level: number; idx: string; hash: Buffer }>(
-    'SELECT n.level, n.idx, n.hash FROM unnest($1::smallint[], $2::bigint[]) AS w (level, idx) JOIN audit_nodes n ON n.level = w.level AND n.idx = w.idx',
+    'SELECT w.level, w.idx, n.hash FROM unnest($1::smallint[], $2::bigint[]) AS w (level, idx) CROSS JOIN LATERAL (SELECT hash FROM audit_nodes WHERE level = w.level AND idx = w.idx LIMIT 1) AS n',
     [addresses.map((address) => address.level), addresses.map((address) => address.index)],
   );
   const found = new Map(rows.map((row) => [`${row.level}:${row.idx}`, new Uint8Array(row.hash)]));
