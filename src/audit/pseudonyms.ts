@@ -80,10 +80,12 @@ export class SubjectPseudonyms {
  * place, through `records`: pass a transaction's (`tx.records`) to forget
  * in the same commit as the rest of an erasure. Resolves with the
  * pseudonym that was forgotten (null when the user had no secret, or was
- * forgotten already), so the caller can drop its subject index rows
- * afterwards (`auditLog.forgetSubject(pseudonym)`, outside the
- * transaction: the audit log is not part of it). Idempotent; a user never
- * seen is marked too, so no secret is ever made for them.
+ * forgotten already), so the caller can drop its subject index rows after
+ * the commit (`ledger.dropSubjectIndex(pseudonym)`, which writes queued
+ * entries first, or `auditLog.forgetSubject(pseudonym)`; the audit log is
+ * not part of the transaction). Idempotent; a user never seen is marked
+ * too, so no secret is ever made for them. The marker keeps the user id as
+ * its record id (that is how the next event finds it), and nothing else.
  */
 export async function forgetIn(records: RecordStore, userId: string, at: number = Date.now()): Promise<string | null> {
   if (!Number.isSafeInteger(at) || at < 0) throw new TypeError('the time of forgetting must be ms since the epoch');
