@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: the HTTP overhead benchmark, the store latency one, the
- * audit ledger ones (append throughput, proof latency, verify rate), sign-in,
+ * audit ledger ones (append throughput, proof latency, verify rate, a
+ * person's history with its proofs), sign-in,
  * session overhead, OAuth against node-oidc-provider, mTLS handshakes
  * against bare node:tls, traffic across certificate rotations, the
  * resource-server verifier, security signals (revocation to refusal,
@@ -18,7 +19,7 @@ import { join } from 'node:path';
 // node:sqlite prints an ExperimentalWarning on Node 24 that says nothing here.
 const NODE_FLAGS = ['--disable-warning=ExperimentalWarning'];
 let failed = false;
-for (const script of ['overhead.ts', 'store-latency.ts', 'audit-append.ts', 'audit-proofs.ts', 'audit-verify.ts', 'login.ts', 'session-overhead.ts', 'oauth.ts', 'mtls-handshakes.ts', 'rotation.ts', 'sdk-verify.ts', 'signals-revocation.ts', 'signals-fanout.ts', 'plugin-hook.ts', 'plugin-tokens.ts', 'plugin-refuse.ts']) {
+for (const script of ['overhead.ts', 'store-latency.ts', 'audit-append.ts', 'audit-proofs.ts', 'audit-verify.ts', 'privacy-export.ts', 'login.ts', 'session-overhead.ts', 'oauth.ts', 'mtls-handshakes.ts', 'rotation.ts', 'sdk-verify.ts', 'signals-revocation.ts', 'signals-fanout.ts', 'plugin-hook.ts', 'plugin-tokens.ts', 'plugin-refuse.ts']) {
   console.log(`\n== ${script}`);
   const child = spawn(process.execPath, [...NODE_FLAGS, join(import.meta.dirname, script)], { stdio: 'inherit', env: process.env });
   const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];

@@ -52,6 +52,74 @@ export async function storedInclusionProof(store: AuditLogStore, index: number, 
   return { leafHash: leaf!, proof };
 }
 
+/** Distinct node addresses asked for per store query by storedInclusionProofs. */
+const PROOF_ADDRESSES_PER_QUERY = 20_000;
+
+/** A proof element that is not one stored node: the subtree ending at the tree size, folded from its complete parts. */
+interface FoldedElement {
+  readonly parts: readonly TreeNodeAddress[];
+  hash?: Uint8Array;
+}
+
+/**
+ * RFC 9162 2.1.3.1 inclusion proofs of every entry of `indices` in the tree
+ * of `size` (size <= the log's size), in the order asked. The proofs of
+ * many entries share most of their nodes (all of them the few near the
+ * root), so the distinct addresses are read once, in one `nodes` query per
+ * PROOF_ADDRESSES_PER_QUERY of them, not one query per entry. Every proof
+ * element but the one ending at `size` is a complete subtree, one stored
+ * node; that one is folded once per distinct range. Proofs share the
+ * Uint8Array of a shared element (read them, never mutate them).
+ *
+ * Thousands of proofs mean tens of thousands of elements, so the elements
+ * are keyed by number (level, then index), never by a string per element.
+ */
+export async function storedInclusionProofs(store: AuditLogStore, indices: readonly number[], size: number): Promise<Uint8Array[][]> {
+  const levels: Map<number, Uint8Array | undefined>[] = [];
+  const want = (address: TreeNodeAddress): void => {
+    const level = (levels[address.level] ??= new Map());
+    if (!level.has(address.index)) level.set(address.index, undefined);
+  };
+  const folded = new Map<string, FoldedElement>();
+  const plans = indices.map((index) =>
+    inclusionProofNodes(index, size).map((node): TreeNodeAddress | FoldedElement => {
+      const address = completeSubtree(node);
+      if (address !== undefined) {
+        want(address);
+        return address;
+      }
+      const range = `${node.start}-${node.end}`;
+      let element = folded.get(range);
+      if (element === undefined) {
+        element = { parts: completeSubtrees(node.start, node.end) };
+        element.parts.forEach(want);
+        folded.set(range, element);
+      }
+      return element;
+    }),
+  );
+  const addresses = levels.flatMap((level, levelNumber) => (level === undefined ? [] : [...level.keys()].map((index) => ({ level: levelNumber, index }))));
+  for (let offset = 0; offset < addresses.length; offset += PROOF_ADDRESSES_PER_QUERY) {
+    const chunk = addresses.slice(offset, offset + PROOF_ADDRESSES_PER_QUERY);
+    const hashes = await store.nodes(chunk);
+    chunk.forEach((address, i) => {
+      const hash = hashes[i];
+      if (hash === undefined) throw new MissingTreeNodeError(address);
+      levels[address.level]!.set(address.index, hash);
+    });
+  }
+  const hashOf = (address: TreeNodeAddress): Uint8Array => levels[address.level]!.get(address.index)!;
+  for (const element of folded.values()) element.hash = foldSubtrees(element.parts.map(hashOf));
+  return plans.map((plan) => plan.map((element) => ('parts' in element ? element.hash! : hashOf(element))));
+}
+
+/** The stored node a proof element is, when it is a complete subtree (every element but the one ending at the tree size). */
+function completeSubtree(node: ProofNode): TreeNodeAddress | undefined {
+  const width = node.end - node.start;
+  const level = Math.round(Math.log2(width));
+  return 2 ** level === width && node.start % width === 0 ? { level, index: node.start / width } : undefined;
+}
+
 /** RFC 9162 2.1.4.1 consistency proof from `oldSize` to `newSize`, from stored nodes. */
 export async function storedConsistencyProof(store: AuditLogStore, oldSize: number, newSize: number): Promise<Uint8Array[]> {
   return rangeHashes(store, consistencyProofNodes(oldSize, newSize));
@@ -68,6 +136,7 @@ export class MissingTreeNodeError extends Error {
 function key(address: TreeNodeAddress): string {
   return `${address.level}:${address.index}`;
 }
+
 
 function uniqueAddresses(addresses: readonly TreeNodeAddress[]): TreeNodeAddress[] {
   const seen = new Map<string, TreeNodeAddress>();

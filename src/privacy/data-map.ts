@@ -146,7 +146,19 @@ export const DATA_MAP: readonly DataPlace[] = [
   { id: 'privacy_erasures', store: 'records', container: 'privacy_erasures', fields: ['subject', 'recipients.clientId'], category: 'pseudonym', purpose: 'tracking that every recipient was told (GDPR Art. 19); the subject is a keyed hash', retention: '24 months after the last recipient was told', locate: 'none', erase: 'keep', export: null },
   { id: 'privacy_tombstones', store: 'records', container: 'privacy_tombstones', fields: ['key', 'user'], category: 'pseudonym', purpose: 'erasing again anyone a restored backup brings back; keyed hashes only', retention: 'for as long as backups made before the erasure are kept', locate: 'none', erase: 'keep', export: null },
   // the audit ledger
-  { id: 'audit_subject_keys', store: 'records', container: 'audit_subject_keys', fields: ['secret'], category: 'pseudonym', purpose: 'the key of the person\'s audit pseudonym (GDPR Art. 4(5))', retention: whileAccount, locate: 'id', erase: 'forget', export: null },
+  {
+    id: 'audit_subject_keys',
+    store: 'records',
+    container: 'audit_subject_keys',
+    fields: ['secret', 'forgottenAt'],
+    category: 'pseudonym',
+    purpose: 'the key of the person\'s audit pseudonym (GDPR Art. 4(5)); after an erasure only a marker with the time, so no event recorded later can make a new key for them',
+    retention: 'the key while the account exists; the marker for ever',
+    locate: 'id',
+    erase: 'forget',
+    export: null,
+  },
+  { id: 'audit_subjects', store: 'audit', container: 'audit_subjects', fields: ['subject'], category: 'pseudonym', purpose: 'which audit entries are about whom (by pseudonym), so an export finds them without reading the log', retention: 'until the person is erased', locate: 'index', erase: 'forget', export: 'audit' },
   {
     id: 'audit_entries',
     store: 'audit',

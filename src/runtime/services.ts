@@ -7,7 +7,7 @@
 import { ConfigError, configWarnings } from '../config/index.ts';
 import { Metrics, createLogger } from '../observability/index.ts';
 import { assertSchemaCurrent, openStores, type Clock } from '../store/index.ts';
-import { FailureAggregator, auditedEvents, openLedger } from '../audit/index.ts';
+import { FailureAggregator, auditedEvents, forgetIn, openLedger } from '../audit/index.ts';
 import type { EventHub } from '../events/index.ts';
 import { HookChains, PLUGIN_HOST_HANDLER, PluginSlot, bundledChainSource, parseChainFile } from '../hooks/index.ts';
 import { PluginHost, PluginRegistry, pluginHostSettings, pluginProtectedPaths } from '../plugins/index.ts';
@@ -310,7 +310,8 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           oauth: services.get('oauth'),
           keyring: services.get('keyring'),
           clock,
-          forgetPseudonym: (records, userId) => ledger.pseudonyms.forgetIn(records, userId),
+          forgetPseudonym: (records, userId) => forgetIn(records, userId, clock()),
+          dropPseudonymIndex: (pseudonym) => ledger.dropSubjectIndex(pseudonym),
           kickOutbox: () => kickOutbox?.(),
         });
         if (profile.maintenance) privacy.start(reporter(services, 'the privacy job failed'));
