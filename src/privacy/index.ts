@@ -6,3 +6,7 @@
 export { DATA_MAP, deletedCollections, placeOf, placesIn, type DataCategory, type DataPlace, type DataStore, type Erasure, type ExportSection, type Locator } from './data-map.ts';
 export { ANSWER_DAYS, CONFIRM_BUSINESS_DAYS, ConsumerRequests, REQUEST_KINDS, addBusinessDays, deadlinesOf, type ConsumerRequest, type RequestChannel, type RequestKind } from './requests.ts';
 export { subjectHasher, type SubjectHasher } from './subjects.ts';
+export { EXPORT_SECTIONS, PrivacyExportError, PrivacyExporter, mappedSections, type ExportRequester, type PrivacyExporterOptions, type SubjectAuditHistory, type SubjectAuditSource } from './export.ts';
+export { EXPORT_FORMAT, EXPORT_SCHEMA_PATH, EXPORT_VERSION, PrivacyExportSchema, privacyExportJsonSchema, type PrivacyExport } from './export-schema.ts';
+export { ExportLimit, EXPORT_LIMIT_PREFIX, type ExportAllowance } from './export-limit.ts';
+export { createPrivacy, type Privacy } from './privacy.ts';
