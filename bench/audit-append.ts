@@ -156,8 +156,8 @@ function plainEntry(event: AuditEvent, pseudonyms: ReadonlyMap<string, string>, 
 /** The store's audit log with `append` counted (the drivers keep #private state: bind, never Object.create). */
 function countingLog(log: AuditLogStore, counter: { appends: number; entries: number }): AuditLogStore {
   return {
-    append: async (entries, recordedAt, plan) => {
-      const first = await log.append(entries, recordedAt, plan);
+    append: async (entries, recordedAt, plan, subjects) => {
+      const first = await log.append(entries, recordedAt, plan, subjects);
       counter.appends += 1;
       counter.entries += entries.length;
       return first;
@@ -171,6 +171,9 @@ function countingLog(log: AuditLogStore, counter: { appends: number; entries: nu
     checkpoints: log.checkpoints.bind(log),
     addCosignature: log.addCosignature.bind(log),
     cosignatures: log.cosignatures.bind(log),
+    subjectEntries: log.subjectEntries.bind(log),
+    indexSubject: log.indexSubject.bind(log),
+    forgetSubject: log.forgetSubject.bind(log),
   };
 }
 
@@ -238,7 +241,11 @@ async function benchTarget(target: Target): Promise<DriverResult> {
     // Every user's pseudonym secret, made now: in a running server each user
     // pays that once, not per event. The map serves the plain side.
     const pseudonyms = new Map<string, string>();
-    for (let i = 0; i < settings.users; i++) pseudonyms.set(userId(i), await ledger.pseudonyms.pseudonym(userId(i)));
+    for (let i = 0; i < settings.users; i++) {
+      const pseudonym = await ledger.pseudonyms.pseudonym(userId(i));
+      if (pseudonym === null) throw new Error(`${userId(i)} is forgotten in a fresh store`);
+      pseudonyms.set(userId(i), pseudonym);
+    }
 
     const sides = {
       ledger: (event: AuditEvent) => ledger.record(event),

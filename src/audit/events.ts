@@ -173,6 +173,19 @@ export function encodeEntry(entry: AuditEntry): Uint8Array {
   return new TextEncoder().encode(text);
 }
 
+/**
+ * The subjects (audit pseudonyms) an entry names: its actor, and the
+ * `subject` of its detail (user.created names the new user there). These
+ * are the keys the ledger indexes the entry under.
+ */
+export function subjectsOf(entry: AuditEntry): string[] {
+  const subjects: string[] = [];
+  if (typeof entry.actor === 'string') subjects.push(entry.actor);
+  const subject = entry.detail?.['subject'];
+  if (typeof subject === 'string' && subject !== entry.actor) subjects.push(subject);
+  return subjects;
+}
+
 export function decodeEntry(bytes: Uint8Array): AuditEntry {
   return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes)) as AuditEntry;
 }

@@ -4,9 +4,15 @@
  * batch durable, so throughput grows with concurrency instead of being capped
  * by the disk's sync rate, and nobody is told "recorded" before the commit.
  */
+/** One entry to write: its bytes and the subjects (audit pseudonyms) it is indexed under. */
+export interface PendingEntry {
+  readonly bytes: Uint8Array;
+  readonly subjects: readonly string[];
+}
+
 export interface GroupCommitOptions {
   /** Writes a batch; resolves with the index of its first entry once durable. */
-  readonly write: (entries: readonly Uint8Array[]) => Promise<number>;
+  readonly write: (entries: readonly PendingEntry[]) => Promise<number>;
   /** Most entries per write. */
   readonly maxBatch: number;
   /** Most entries waiting (in flight excluded) before `add` refuses. */
@@ -23,7 +29,7 @@ export class AuditBackpressureError extends Error {
 }
 
 interface Waiting {
-  readonly entry: Uint8Array;
+  readonly entry: PendingEntry;
   resolve(index: number): void;
   reject(error: unknown): void;
 }
@@ -38,7 +44,7 @@ export class GroupCommitter {
   }
 
   /** Queues one entry; resolves with its index once it is durable. */
-  add(entry: Uint8Array): Promise<number> {
+  add(entry: PendingEntry): Promise<number> {
     return this.addAll([entry]).then((indices) => indices[0]!);
   }
 
@@ -47,7 +53,7 @@ export class GroupCommitter {
    * the whole group), and all in the same batch unless the group is larger
    * than `maxBatch`. Resolves with their indices, in order, once durable.
    */
-  addAll(entries: readonly Uint8Array[]): Promise<number[]> {
+  addAll(entries: readonly PendingEntry[]): Promise<number[]> {
     if (this.#waiting.length + entries.length > this.#options.maxPending) return Promise.reject(new AuditBackpressureError());
     const written = entries.map(
       (entry) =>

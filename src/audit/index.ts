@@ -9,8 +9,9 @@ import type { IpAddressMode } from './ip.ts';
 import { Ledger } from './ledger.ts';
 import { defaultOrigin, loadOrCreateLogKey } from './log-key.ts';
 
-export { Ledger, AuditRequestError, type CosignatureResult, type RecordedEntry } from './ledger.ts';
-export { AUDIT_EVENT_TYPES, AuditEventError, decodeEntry, encodeEntry, type AuditEntry, type AuditEvent, type AuditEventType, type AuditOutcome, type AuditDetail } from './events.ts';
+export { Ledger, AuditRequestError, type CosignatureResult, type RecordedEntry, type SubjectHistory, type SubjectHistoryEntry } from './ledger.ts';
+export { forgetIn } from './pseudonyms.ts';
+export { AUDIT_EVENT_TYPES, AuditEventError, decodeEntry, encodeEntry, subjectsOf, type AuditEntry, type AuditEvent, type AuditEventType, type AuditOutcome, type AuditDetail } from './events.ts';
 export { AuditBackpressureError } from './group-commit.ts';
 export { FailureAggregator, type AggregatedFailure, type AggregatedFailureType, type FailureAggregatorOptions } from './failure-aggregator.ts';
 export { auditEventsOf, auditedEvents, ledgerRecorder } from './projection.ts';
@@ -19,6 +20,7 @@ export { truncateIp, type IpAddressMode } from './ip.ts';
 export { defaultOrigin, storedLogVerifierKey } from './log-key.ts';
 export { MissingTreeNodeError } from './tree.ts';
 export { PROBLEMS_PER_KIND, isCanonicalJson, verifyLog, type VerifyEntry, type VerifyOptions, type VerifyProblem, type VerifyProblemKind, type VerifyReport, type VerifySource } from './verify.ts';
+export { verifySubjectHistory, type HistoryProblem, type HistoryProblemKind, type HistoryReport, type HistoryVerifyOptions } from './verify-history.ts';
 export * as checkpointFormat from './checkpoint/index.ts';
 
 export interface OpenLedgerOptions {

@@ -18,9 +18,12 @@ export async function auditEventsOf(event: DomainEvent, pseudonyms: Pick<Subject
     case 'signals.appended':
       // A wake-up between instances; each signal's cause has its own entry.
       return [];
-    case 'user.created':
-      // The new user is named by their audit pseudonym, the id never enters the log.
-      return [{ ...context(event), type: event.type, outcome: event.outcome, detail: { subject: await pseudonyms.pseudonym(event.userId) } }];
+    case 'user.created': {
+      // The new user is named by their audit pseudonym, the id never enters
+      // the log; a user already forgotten has none, and is named by nothing.
+      const subject = await pseudonyms.pseudonym(event.userId);
+      return [{ ...context(event), type: event.type, outcome: event.outcome, ...(subject !== null && { detail: { subject } }) }];
+    }
     default:
       return [{ ...context(event), type: event.type, outcome: event.outcome, ...(event.detail !== undefined && { detail: event.detail }) }];
   }

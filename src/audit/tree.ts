@@ -52,6 +52,43 @@ export async function storedInclusionProof(store: AuditLogStore, index: number, 
   return { leafHash: leaf!, proof };
 }
 
+/** Distinct node addresses asked for per store query by storedInclusionProofs. */
+const PROOF_ADDRESSES_PER_QUERY = 5000;
+
+/**
+ * RFC 9162 2.1.3.1 inclusion proofs of every entry of `indices` in the tree
+ * of `size` (size <= the log's size), in the order asked. The proofs of
+ * many entries share most of their nodes (all of them the few near the
+ * root), so the distinct addresses are read once, in one `nodes` query per
+ * PROOF_ADDRESSES_PER_QUERY of them, not one query per entry; a proof
+ * element shared by several proofs is folded once, and the proofs share
+ * that one Uint8Array (read them, never mutate them).
+ */
+export async function storedInclusionProofs(store: AuditLogStore, indices: readonly number[], size: number): Promise<Uint8Array[][]> {
+  const proofs = indices.map((index) => inclusionProofNodes(index, size));
+  const parts = new Map<string, TreeNodeAddress[]>();
+  for (const proof of proofs) {
+    for (const node of proof) {
+      const range = rangeKey(node);
+      if (!parts.has(range)) parts.set(range, completeSubtrees(node.start, node.end));
+    }
+  }
+  const addresses = uniqueAddresses([...parts.values()].flat());
+  const byAddress = new Map<string, Uint8Array>();
+  for (let offset = 0; offset < addresses.length; offset += PROOF_ADDRESSES_PER_QUERY) {
+    const chunk = addresses.slice(offset, offset + PROOF_ADDRESSES_PER_QUERY);
+    const hashes = await store.nodes(chunk);
+    chunk.forEach((address, i) => {
+      const hash = hashes[i];
+      if (hash === undefined) throw new MissingTreeNodeError(address);
+      byAddress.set(key(address), hash);
+    });
+  }
+  const folded = new Map<string, Uint8Array>();
+  for (const [range, part] of parts) folded.set(range, foldSubtrees(part.map((address) => byAddress.get(key(address))!)));
+  return proofs.map((proof) => proof.map((node) => folded.get(rangeKey(node))!));
+}
+
 /** RFC 9162 2.1.4.1 consistency proof from `oldSize` to `newSize`, from stored nodes. */
 export async function storedConsistencyProof(store: AuditLogStore, oldSize: number, newSize: number): Promise<Uint8Array[]> {
   return rangeHashes(store, consistencyProofNodes(oldSize, newSize));
@@ -67,6 +104,10 @@ export class MissingTreeNodeError extends Error {
 
 function key(address: TreeNodeAddress): string {
   return `${address.level}:${address.index}`;
+}
+
+function rangeKey(node: ProofNode): string {
+  return `${node.start}-${node.end}`;
 }
 
 function uniqueAddresses(addresses: readonly TreeNodeAddress[]): TreeNodeAddress[] {

@@ -2,22 +2,29 @@
  * The verifier's list of problems: at most PROBLEMS_PER_KIND of each kind
  * reach the report, and the first bad index is worked out over all of them.
  */
-import type { VerifyProblem, VerifyProblemKind } from './verify-types.ts';
+import type { VerifyProblem } from './verify-types.ts';
 
 /** A report lists this many problems of one kind; a log with a million bad rows needs no million lines. */
 export const PROBLEMS_PER_KIND = 100;
 
+/** What the list needs of a problem (the log verifier's, or a history's: verify-history.ts). */
+export interface ProblemLike {
+  readonly kind: string;
+  readonly index?: number;
+  readonly end?: number;
+}
+
 /** Collects problems, keeping at most PROBLEMS_PER_KIND of each kind, and what firstBadIndex needs of all of them. */
-export class Problems {
-  readonly list: VerifyProblem[] = [];
+export class Problems<P extends ProblemLike = VerifyProblem> {
+  readonly list: P[] = [];
   omitted = 0;
   #exact: number | undefined;
   /** Ranges [start, end) of range problems (one per bad checkpoint at most). */
   readonly #ranges: { start: number; end: number }[] = [];
-  readonly #perKind = new Map<VerifyProblemKind, number>();
+  readonly #perKind = new Map<string, number>();
 
   /** Records a problem; `always` lists it even past PROBLEMS_PER_KIND (for a summary the reader must see). */
-  add(problem: VerifyProblem, always = false): void {
+  add(problem: P, always = false): void {
     const { index, end } = problem;
     if (index !== undefined && end !== undefined) this.#ranges.push({ start: index, end });
     else if (index !== undefined && (this.#exact === undefined || index < this.#exact)) this.#exact = index;

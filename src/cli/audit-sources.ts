@@ -1,9 +1,12 @@
 /**
  * Where `portcullis audit verify` reads a log from: the local store, a
  * running server's HTTP API, or a JSONL export. Each is a VerifySource; the
- * verifier itself (src/audit/verify.ts) trusts none of them.
+ * verifier itself (src/audit/verify.ts) trusts none of them. A person's
+ * privacy export is no log but one person's history with its proofs
+ * (privacyExportAudit; src/audit/verify-history.ts checks it).
  */
 import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import canonicalize from 'canonicalize';
 import type { VerifyEntry, VerifySource } from '../audit/index.ts';
@@ -190,4 +193,59 @@ export function fileSource(path: string): VerifySource {
       return notes;
     },
   };
+}
+
+/** The `format` of a person's data export (one JSON document, not JSONL). */
+export const PRIVACY_EXPORT_FORMAT = 'portcullis-privacy-export';
+
+/**
+ * The `audit` member of the privacy export in `path` (Ledger.subjectHistory's
+ * shape), or undefined when the file is not one: a JSONL export, whose
+ * first line is a whole entry or checkpoint line, is left to fileSource
+ * unread. A privacy export may be compact or pretty-printed.
+ */
+export async function privacyExportAudit(path: string): Promise<{ readonly audit: unknown } | undefined> {
+  const first = await firstLine(path);
+  if (isJsonlLine(first)) return undefined;
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new AuditSourceError(`cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let document: unknown;
+  try {
+    document = JSON.parse(text);
+  } catch {
+    return undefined; // not one JSON document: the JSONL reader says what is wrong
+  }
+  if (!isObject(document) || document['format'] !== PRIVACY_EXPORT_FORMAT) return undefined;
+  return { audit: document['audit'] };
+}
+
+async function firstLine(path: string): Promise<string> {
+  const input = createReadStream(path, { encoding: 'utf8' });
+  const reader = createInterface({ input, crlfDelay: Infinity });
+  try {
+    for await (const line of reader) return line;
+    return '';
+  } catch (error) {
+    throw new AuditSourceError(`cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  } finally {
+    reader.close();
+    input.destroy();
+  }
+}
+
+function isJsonlLine(text: string): boolean {
+  try {
+    const line: unknown = JSON.parse(text);
+    return isObject(line) && ('index' in line || 'checkpoint' in line);
+  } catch {
+    return false;
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

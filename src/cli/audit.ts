@@ -5,11 +5,11 @@
 import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { checkpointFormat, decodeEntry, storedLogVerifierKey, verifyLog, type VerifyReport, type VerifySource } from '../audit/index.ts';
+import { checkpointFormat, decodeEntry, storedLogVerifierKey, verifyLog, verifySubjectHistory, type HistoryReport, type VerifyReport, type VerifySource } from '../audit/index.ts';
 import type { Config, ConfigInput } from '../config/index.ts';
 import type { Stores } from '../store/index.ts';
 import { PROFILES, withServices } from '../runtime/index.ts';
-import { AuditSourceError, fetchFailure, fileSource, storeSource, urlSource } from './audit-sources.ts';
+import { AuditSourceError, fetchFailure, fileSource, privacyExportAudit, storeSource, urlSource } from './audit-sources.ts';
 
 export interface AuditCliContext {
   readonly out: (line: string) => void;
@@ -77,6 +77,23 @@ function printReport(report: VerifyReport, context: AuditCliContext): void {
   if (report.problemsOmitted > 0) context.out(`  ... and ${report.problemsOmitted} more`);
 }
 
+/** The verdict on a person's own history (a privacy export's `audit` member). */
+function printHistoryReport(report: HistoryReport, context: AuditCliContext): void {
+  if (report.ok) {
+    context.out(`OK: ${report.verified} of your entries verified against the checkpoint of size ${report.checkpoint?.size ?? 0}.`);
+    return;
+  }
+  context.out(`TAMPERED: ${report.problems.length + report.problemsOmitted} problem(s) found; ${report.verified} of ${report.entries} entries verified.`);
+  for (const problem of report.problems) context.out(`  ${problem.kind}: ${problem.message}`);
+  if (report.problemsOmitted > 0) context.out(`  ... and ${report.problemsOmitted} more`);
+}
+
+async function saveNote(path: string, note: string): Promise<void> {
+  const output = createWriteStream(path, { mode: 0o644 });
+  output.end(note);
+  await once(output, 'close');
+}
+
 interface VerifyOptions {
   config?: string;
   url?: string;
@@ -99,7 +116,7 @@ export function registerAuditCommands(program: Command, context: AuditCliContext
     .addOption(context.configOption())
     .addOption(new Option('--url <url>', 'verify a running server (entries need --token)').conflicts('file'))
     .option('--token <token>', 'admin bearer token for --url (default: $PORTCULLIS_ADMIN_TOKEN)')
-    .option('--file <file>', 'verify a JSONL export (made with `audit export --with-checkpoints`)')
+    .option('--file <file>', 'verify a JSONL export (made with `audit export --with-checkpoints`), or the audit history in a person\'s privacy export')
     .option('--key <vkey>', "the log's public key (signed-note verifier key); pin it, or a replaced key goes unnoticed")
     .option('--key-file <file>', 'read --key from a file')
     .option('--trusted <file>', 'a checkpoint you saved earlier and trust (repeatable)', (value: string, previous: string[]) => [...previous, value], [])
@@ -108,7 +125,8 @@ export function registerAuditCommands(program: Command, context: AuditCliContext
     .action(async (options: VerifyOptions) => {
       const trusted = options.trusted.map((path) => readText(path, 'trusted checkpoint'));
       const pinnedKey = options.key ?? (options.keyFile !== undefined ? readText(options.keyFile, 'key file').trim() : undefined);
-      const run = async (source: VerifySource, sourceKey: () => Promise<string | null>) => {
+      /** The key to verify with: the pinned one (warning when the source offers another), else the source's own (warning). */
+      const logKeyOf = async (sourceKey: () => Promise<string | null>) => {
         let keyText = pinnedKey;
         if (keyText !== undefined) {
           const offered = await sourceKey().catch(() => null);
@@ -118,28 +136,42 @@ export function registerAuditCommands(program: Command, context: AuditCliContext
           if (keyText === undefined) throw new AuditSourceError('no log key: pass --key (the output of `portcullis audit key` on the server)');
           context.err(`warning: using the log key the source itself provides (${keyText}); pin it with --key so a replaced key is caught`);
         }
-        let logKey;
         try {
-          logKey = checkpointFormat.parseVerifierKey(keyText);
+          return checkpointFormat.parseVerifierKey(keyText);
         } catch {
           throw new AuditSourceError('--key is not a signed-note verifier key (name+keyid+base64)');
         }
+      };
+      const run = async (source: VerifySource, sourceKey: () => Promise<string | null>) => {
+        const logKey = await logKeyOf(sourceKey);
         const progress = progressBar(context);
         const report = await verifyLog(source, { logKey, trusted, ...(progress !== undefined && { onProgress: progress }) });
         if (options.json) context.out(JSON.stringify(report, (_key, value: unknown) => (value instanceof Uint8Array ? Buffer.from(value).toString('base64') : value), 2));
         else printReport(report, context);
-        if (options.saveLatest !== undefined && report.ok && report.latestNote !== undefined) {
-          const output = createWriteStream(options.saveLatest, { mode: 0o644 });
-          output.end(report.latestNote);
-          await once(output, 'close');
-        }
+        if (options.saveLatest !== undefined && report.ok && report.latestNote !== undefined) await saveNote(options.saveLatest, report.latestNote);
         if (!report.ok) throw new AuditVerificationFailed('the audit log failed verification');
+      };
+      /** A person's own history: every entry with its inclusion proof against one signed checkpoint. */
+      const runHistory = async (history: unknown) => {
+        const offered = isObject(history) && typeof history['logKey'] === 'string' ? history['logKey'] : null;
+        const logKey = await logKeyOf(async () => offered);
+        // Trusted checkpoints need consistency proofs to be compared with, which an export does not carry.
+        if (trusted.length > 0) context.err('warning: --trusted is not used for a privacy export (it carries no consistency proofs)');
+        const report = verifySubjectHistory(history, { logKey });
+        if (options.json) context.out(JSON.stringify(report, (_key, value: unknown) => (value instanceof Uint8Array ? Buffer.from(value).toString('base64') : value), 2));
+        else printHistoryReport(report, context);
+        if (options.saveLatest !== undefined && report.ok && isObject(history) && typeof history['checkpoint'] === 'string') await saveNote(options.saveLatest, history['checkpoint']);
+        if (!report.ok) throw new AuditVerificationFailed('the audit history failed verification');
       };
       if (options.url !== undefined) {
         const source = urlSource(options.url, options.token ?? process.env['PORTCULLIS_ADMIN_TOKEN']);
         return run(source, () => source.key());
       }
-      if (options.file !== undefined) return run(fileSource(options.file), async () => null);
+      if (options.file !== undefined) {
+        const privacyExport = await privacyExportAudit(options.file);
+        if (privacyExport !== undefined) return runHistory(privacyExport.audit);
+        return run(fileSource(options.file), async () => null);
+      }
       const config = context.load(options);
       return withStores(config, (stores) => run(storeSource(stores.durable), () => storedLogVerifierKey(stores.durable.records)));
     });
@@ -229,4 +261,8 @@ export function registerAuditCommands(program: Command, context: AuditCliContext
         context.out(key);
       });
     });
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -29,6 +29,9 @@ const AUDIT_LOG_OPERATIONS = [
   'checkpoints',
   'addCosignature',
   'cosignatures',
+  'subjectEntries',
+  'indexSubject',
+  'forgetSubject',
 ] as const satisfies readonly (keyof AuditLogStore)[];
 
 const RECORD_OPERATIONS = ['get', 'create', 'update', 'delete', 'list', 'findBy'] as const satisfies readonly (keyof RecordStore)[];

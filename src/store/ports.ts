@@ -209,10 +209,20 @@ export interface StoredCosignature {
  * - `nodes` answers in the order asked, `undefined` where no node is stored.
  * - `addCosignature` stores one line per (checkpoint, witness); a repeat
  *   returns false and changes nothing.
+ * - The subject index (which entries name which person, by pseudonym) is
+ *   written by `append` in the same transaction as the entries: a reader
+ *   never sees an entry without its index rows, nor the reverse. It is not
+ *   part of the signed tree, and it alone may lose rows (`forgetSubject`,
+ *   on erasure). `indexSubject` adds rows only for entries that exist, and
+ *   a row that exists already is left as it is.
  */
 export interface AuditLogStore {
-  /** Appends entries at the end; resolves with the index of the first. */
-  append(entries: readonly Uint8Array[], recordedAt: number, plan: AuditAppendPlan): Promise<number>;
+  /**
+   * Appends entries at the end; resolves with the index of the first.
+   * `subjects`, parallel to `entries`, names the subjects (audit pseudonyms)
+   * each entry is about, for the subject index; omitted, none.
+   */
+  append(entries: readonly Uint8Array[], recordedAt: number, plan: AuditAppendPlan, subjects?: readonly (readonly string[])[]): Promise<number>;
   size(): Promise<number>;
   entries(start: number, end: number): Promise<AuditEntryRow[]>;
   nodes(addresses: readonly TreeNodeAddress[]): Promise<(Uint8Array | undefined)[]>;
@@ -224,6 +234,12 @@ export interface AuditLogStore {
   checkpoints(options?: { readonly afterId?: number; readonly limit?: number }): Promise<StoredCheckpoint[]>;
   addCosignature(cosignature: StoredCosignature): Promise<boolean>;
   cosignatures(checkpointId: number): Promise<StoredCosignature[]>;
+  /** The entries indexed under `subject`, in index order, with index > `after`, at most `limit` (default 100, capped at 1000). */
+  subjectEntries(subject: string, options?: { readonly after?: number; readonly limit?: number }): Promise<AuditEntryRow[]>;
+  /** Indexes the existing entries `indices` under `subject` (an upgrade's backfill); resolves with how many rows were new. */
+  indexSubject(subject: string, indices: readonly number[]): Promise<number>;
+  /** Deletes every index row of `subject` (never an entry); resolves with how many there were. */
+  forgetSubject(subject: string): Promise<number>;
 }
 
 export interface VersionedValue {

@@ -485,6 +485,82 @@ for (const driver of durableDrivers) {
       });
     });
 
+    it('subject index: append writes the rows with the entries; subjectEntries pages them in index order', async () => {
+      await withLog(driver, 1, async ({ store }) => {
+        const log = store.auditLog;
+        const alice = 'alice-pseudonym';
+        const bob = 'bob-pseudonym';
+        // Unindexed entries first: an append without subjects indexes nothing.
+        assert.equal(await log.append([text('a0'), text('a1')], T0, appendPlan), 0);
+        assert.equal(await log.append([text('x2'), text('x3'), text('x4'), text('x5')], T0 + 1, appendPlan, [[alice], [alice, bob], [], [bob, bob, alice]]), 2);
+        const entriesOf = async (subject: string, options?: { after?: number; limit?: number }) => (await log.subjectEntries(subject, options)).map((row) => row.index);
+        assert.deepEqual(await entriesOf(alice), [2, 3, 5]);
+        assert.deepEqual(await entriesOf(bob), [3, 5], 'a subject named twice in one entry is indexed once');
+        assert.deepEqual(await entriesOf('nobody'), []);
+        const [row] = await log.subjectEntries(alice, { after: 2, limit: 1 });
+        assert.deepEqual(row, { index: 3, entry: text('x3'), recordedAt: T0 + 1 }, 'the entry row itself, as entries() returns it');
+        assert.deepEqual(await entriesOf(alice, { after: 3 }), [5]);
+        assert.deepEqual(await entriesOf(alice, { after: 5 }), []);
+        // Subjects compare byte for byte: no case folding, no locale.
+        await log.append([text('x6')], T0, appendPlan, [['Alice-pseudonym']]);
+        assert.deepEqual(await entriesOf(alice), [2, 3, 5]);
+        // Pages of at most 1000, resumed after the last index seen.
+        const many = range(0, MAX_ENTRY_PAGE + 50).map((i) => text(`bulk ${i}`));
+        const first = await log.append(many, T0, appendPlan, many.map(() => ['bulk']));
+        const page = await entriesOf('bulk', { limit: 5000 });
+        assert.deepEqual(page, range(first, first + MAX_ENTRY_PAGE));
+        assert.deepEqual(await entriesOf('bulk', { after: page.at(-1)!, limit: 1000 }), range(first + MAX_ENTRY_PAGE, first + many.length));
+        assert.equal((await log.subjectEntries('bulk')).length, 100, 'the default page is 100');
+      });
+    });
+
+    it('subject index: forgetSubject drops the rows only; indexSubject adds rows for existing entries, once', async () => {
+      await withLog(driver, 1, async ({ store }) => {
+        const log = store.auditLog;
+        const entries = range(0, 6).map((i) => text(`entry ${i}`));
+        await log.append(entries, T0, appendPlan, entries.map((_, i) => (i % 2 === 0 ? ['carol'] : ['dave'])));
+        assert.equal(await log.forgetSubject('carol'), 3);
+        assert.equal(await log.forgetSubject('carol'), 0, 'idempotent');
+        assert.deepEqual(await log.subjectEntries('carol'), []);
+        assert.deepEqual((await log.subjectEntries('dave')).map((row) => row.index), [1, 3, 5], 'other subjects keep theirs');
+        assert.deepEqual((await readAll(log, 6)).map((row) => hex(row.entry)), entries.map(hex), 'every entry stays');
+        // The backfill: new rows only, existing entries only.
+        assert.equal(await log.indexSubject('carol', [0, 2, 2, 4, 6, 1000]), 3, 'indices 6 and 1000 are beyond the log');
+        assert.equal(await log.indexSubject('carol', [0, 2, 4]), 0, 'a second run adds nothing');
+        assert.equal(await log.indexSubject('dave', [1, 2]), 1, 'dave had 1 already');
+        assert.equal(await log.indexSubject('dave', []), 0);
+        assert.deepEqual((await log.subjectEntries('carol')).map((row) => row.index), [0, 2, 4]);
+        assert.deepEqual((await log.subjectEntries('dave')).map((row) => row.index), [1, 2, 3, 5]);
+      });
+    });
+
+    it('subject index: refuses bad arguments before touching the database', async () => {
+      await withLog(driver, 1, async ({ store }) => {
+        const log = store.auditLog;
+        const one = [text('x')];
+        const refusals: [string, () => Promise<unknown>, new (...args: never[]) => Error][] = [
+          ['subjects not parallel to entries', () => log.append([text('a'), text('b')], T0, appendPlan, [['s']]), TypeError],
+          ['subjects not an array', () => log.append(one, T0, appendPlan, 's' as never), TypeError],
+          ['an entry\'s subjects not an array', () => log.append(one, T0, appendPlan, ['s'] as never), TypeError],
+          ['empty subject', () => log.append(one, T0, appendPlan, [['']]), TypeError],
+          ['non-string subject', () => log.append(one, T0, appendPlan, [[7 as never]]), TypeError],
+          ['overlong subject', () => log.append(one, T0, appendPlan, [['s'.repeat(257)]]), TypeError],
+          ['lone surrogate', () => log.append(one, T0, appendPlan, [['\ud800']]), TypeError],
+          ['too many subjects', () => log.append(one, T0, appendPlan, [range(0, 17).map(String)]), TypeError],
+          ['subjectEntries of ""', () => log.subjectEntries(''), TypeError],
+          ['negative after', () => log.subjectEntries('s', { after: -1 }), RangeError],
+          ['fractional after', () => log.subjectEntries('s', { after: 1.5 }), RangeError],
+          ['zero limit', () => log.subjectEntries('s', { limit: 0 }), TypeError],
+          ['negative index', () => log.indexSubject('s', [-1]), RangeError],
+          ['fractional index', () => log.indexSubject('s', [0.5]), RangeError],
+          ['indexSubject of ""', () => log.indexSubject('', [0]), TypeError],
+          ['forgetSubject of ""', () => log.forgetSubject(''), TypeError],
+        ];
+        for (const [what, call, type] of refusals) await assert.rejects(call(), type, what);
+        assert.equal(await log.size(), 0, 'no refused append changed the log');
+      });
+    });
+
     describe('at the database, below the port', () => {
       let db: DurableSqlFixture;
       before(async () => {
@@ -512,6 +588,31 @@ for (const driver of durableDrivers) {
         await assert.rejects(db.store.auditLog.addCosignature(cosignature(987_654, 'orphan+00000000')), 'a cosignature needs its checkpoint');
         const big = await db.store.auditLog.addCheckpoint({ ...checkpoint(2 ** 40, 'big'), createdAt: Number.MAX_SAFE_INTEGER });
         assert.deepEqual(await db.store.auditLog.checkpointOfSize(2 ** 40), big, 'sizes and times beyond 32 bits round-trip');
+      });
+
+      it('migration 6 creates the subject index; its rows commit with the entries or not at all', async () => {
+        const rows = await db.query<{ version: number; name: string }>('SELECT version, name FROM portcullis_migrations WHERE version = 6');
+        assert.deepEqual(rows.map((row) => ({ version: Number(row.version), name: row.name })), [{ version: 6, name: 'audit subject index' }]);
+        assert.deepEqual(await db.columns('audit_subjects'), ['subject', 'idx']);
+        // The database refuses one subject: the append must fail whole.
+        if (driver.name === 'sqlite') {
+          await db.query("CREATE TRIGGER poison_subject BEFORE INSERT ON audit_subjects WHEN NEW.subject = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END");
+        } else {
+          await db.query("CREATE FUNCTION poison_subject() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN IF NEW.subject = ''poison'' THEN RAISE EXCEPTION ''poisoned''; END IF; RETURN NEW; END'");
+          await db.query('CREATE TRIGGER poison_subject BEFORE INSERT ON audit_subjects FOR EACH ROW EXECUTE FUNCTION poison_subject()');
+        }
+        try {
+          const log = db.store.auditLog;
+          const size = await log.size();
+          await assert.rejects(log.append([text('kept out'), text('also out')], T0, appendPlan, [['fine'], ['poison']]), /poisoned/);
+          assert.equal(await log.size(), size, 'no entry was added');
+          assert.deepEqual(await log.entries(size, size + 10), []);
+          assert.deepEqual(await log.subjectEntries('fine'), [], 'nor an index row');
+          assert.equal(await log.append([text('next')], T0, appendPlan, [['fine']]), size, 'the next append takes the same index');
+          assert.deepEqual((await log.subjectEntries('fine')).map((row) => row.index), [size]);
+        } finally {
+          await db.query(driver.name === 'sqlite' ? 'DROP TRIGGER poison_subject' : 'DROP TRIGGER poison_subject ON audit_subjects');
+        }
       });
 
       it('refuses UPDATE and DELETE of entries (append-only trigger)', async () => {

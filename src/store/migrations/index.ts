@@ -255,6 +255,29 @@ export const migrations: readonly Migration[] = [
         SELECT collection, 'client', data->>'clientId', id FROM records
         WHERE collection = 'consents' AND jsonb_typeof(data->'clientId') = 'string';`,
   },
+  {
+    version: 6,
+    name: 'audit subject index',
+    // Which entries name which person (by their audit pseudonym): the
+    // ledger writes these rows in the same transaction as the entries, so a
+    // person's export reads their entries without scanning the log. Not part
+    // of the signed tree: erasure deletes a person's rows while the entries
+    // stay. No backfill here: entries are JSON the SQL cannot safely parse
+    // for every version, and the pseudonyms only the ledger computes;
+    // `Ledger.indexSubject(userId)` indexes one person's older entries.
+    sqlite: `
+      CREATE TABLE audit_subjects (
+        subject TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        PRIMARY KEY (subject, idx)
+      ) WITHOUT ROWID;`,
+    postgres: `
+      CREATE TABLE audit_subjects (
+        subject text COLLATE "C" NOT NULL,
+        idx bigint NOT NULL,
+        PRIMARY KEY (subject, idx)
+      );`,
+  },
 ];
 
 export type Dialect = 'sqlite' | 'postgres';

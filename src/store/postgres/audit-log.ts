@@ -8,7 +8,7 @@ import type {
   TreeNodeAddress,
 } from '../ports.ts';
 import { listLimit } from '../errors.ts';
-import { MAX_ENTRY_PAGE, assertEntryRange, assertNodeAddresses, checkAppend } from '../audit-log-rules.ts';
+import { MAX_ENTRY_PAGE, assertEntryRange, assertNodeAddresses, assertSubject, checkAppend, checkSubjectIndices, subjectCursor } from '../audit-log-rules.ts';
 
 type Query = <R extends QueryResultRow>(sql: string, params?: readonly unknown[]) => Promise<QueryResult<R>>;
 type Transaction = <T>(work: (client: PoolClient) => Promise<T>) => Promise<T>;
@@ -45,8 +45,8 @@ export class PostgresAuditLog implements AuditLogStore {
     this.#transaction = transaction;
   }
 
-  async append(entries: readonly Uint8Array[], recordedAt: number, plan: AuditAppendPlan): Promise<number> {
-    checkAppend(entries, recordedAt);
+  async append(entries: readonly Uint8Array[], recordedAt: number, plan: AuditAppendPlan, subjects?: readonly (readonly string[])[]): Promise<number> {
+    const subjectRows = checkAppend(entries, recordedAt, subjects);
     return this.#transaction(async (client) => {
       const { rows } = await client.query<{ size: string }>('SELECT size FROM audit_head WHERE id = 1 FOR UPDATE');
       const size = Number(rows[0]?.size ?? 0);
@@ -65,6 +65,13 @@ export class PostgresAuditLog implements AuditLogStore {
         nodes.map((node) => node.index),
         nodes.map((node) => toBuffer(node.hash)),
       ]);
+      const indexRows = subjectRows(size);
+      if (indexRows.length > 0) {
+        await client.query('INSERT INTO audit_subjects (subject, idx) SELECT * FROM unnest($1::text[], $2::bigint[])', [
+          indexRows.map((row) => row.subject),
+          indexRows.map((row) => row.index),
+        ]);
+      }
       await client.query('UPDATE audit_head SET size = $1 WHERE id = 1', [size + entries.length]);
       return size;
     });
@@ -121,6 +128,34 @@ export class PostgresAuditLog implements AuditLogStore {
       [cosignature.checkpointId, cosignature.witness, cosignature.signatureLine, cosignature.cosignedAt, cosignature.receivedAt],
     );
     return result.rowCount === 1;
+  }
+
+  async subjectEntries(subject: string, options: { readonly after?: number; readonly limit?: number } = {}): Promise<AuditEntryRow[]> {
+    assertSubject(subject);
+    const after = subjectCursor(options.after);
+    const { rows } = await this.#query<{ idx: string; entry: Buffer; recorded_at: string }>(
+      'SELECT e.idx, e.entry, e.recorded_at FROM audit_subjects s JOIN audit_entries e ON e.idx = s.idx WHERE s.subject = $1 AND s.idx > $2 ORDER BY s.idx LIMIT $3',
+      [subject, after, listLimit(options.limit)],
+    );
+    return rows.map((row) => ({ index: Number(row.idx), entry: new Uint8Array(row.entry), recordedAt: Number(row.recorded_at) }));
+  }
+
+  async indexSubject(subject: string, indices: readonly number[]): Promise<number> {
+    assertSubject(subject);
+    const distinct = checkSubjectIndices(indices);
+    if (distinct.length === 0) return 0;
+    // Only entries that exist get a row: the index never points past the log.
+    const result = await this.#query(
+      'INSERT INTO audit_subjects (subject, idx) SELECT $1, e.idx FROM audit_entries e WHERE e.idx = ANY($2::bigint[]) ON CONFLICT DO NOTHING',
+      [subject, distinct],
+    );
+    return result.rowCount ?? 0;
+  }
+
+  async forgetSubject(subject: string): Promise<number> {
+    assertSubject(subject);
+    const result = await this.#query('DELETE FROM audit_subjects WHERE subject = $1', [subject]);
+    return result.rowCount ?? 0;
   }
 
   async cosignatures(checkpointId: number): Promise<StoredCosignature[]> {

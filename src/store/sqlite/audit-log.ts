@@ -7,7 +7,7 @@ import type {
   TreeNodeAddress,
 } from '../ports.ts';
 import { listLimit } from '../errors.ts';
-import { MAX_ENTRY_PAGE, assertEntryRange, assertNodeAddresses, checkAppend } from '../audit-log-rules.ts';
+import { MAX_ENTRY_PAGE, assertEntryRange, assertNodeAddresses, assertSubject, checkAppend, checkSubjectIndices, subjectCursor } from '../audit-log-rules.ts';
 import type { SqliteDatabase } from './database.ts';
 
 interface CheckpointRow {
@@ -42,8 +42,8 @@ export class SqliteAuditLog implements AuditLogStore {
     this.#db = database;
   }
 
-  async append(entries: readonly Uint8Array[], recordedAt: number, plan: AuditAppendPlan): Promise<number> {
-    checkAppend(entries, recordedAt);
+  async append(entries: readonly Uint8Array[], recordedAt: number, plan: AuditAppendPlan, subjects?: readonly (readonly string[])[]): Promise<number> {
+    const subjectRows = checkAppend(entries, recordedAt, subjects);
     return this.#db.run(() => this.#db.transaction(() => {
       const size = this.#size();
       const frontier = plan.frontier(size);
@@ -56,6 +56,8 @@ export class SqliteAuditLog implements AuditLogStore {
       entries.forEach((entry, i) => insertEntry.run(size + i, entry, recordedAt));
       const insertNode = this.#db.statement('INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)');
       for (const node of nodes) insertNode.run(node.level, node.index, node.hash);
+      const insertSubject = this.#db.statement('INSERT INTO audit_subjects (subject, idx) VALUES (?, ?)');
+      for (const row of subjectRows(size)) insertSubject.run(row.subject, row.index);
       this.#db.statement('UPDATE audit_head SET size = ? WHERE id = 1').run(size + entries.length);
       return size;
     }));
@@ -130,6 +132,36 @@ export class SqliteAuditLog implements AuditLogStore {
       cosignedAt: Number(row.cosigned_at),
       receivedAt: Number(row.received_at),
     }));
+  }
+
+  async subjectEntries(subject: string, options: { readonly after?: number; readonly limit?: number } = {}): Promise<AuditEntryRow[]> {
+    assertSubject(subject);
+    const after = subjectCursor(options.after);
+    const limit = listLimit(options.limit);
+    const rows = (await this.#db.run(() =>
+      this.#db
+        .statement('SELECT e.idx, e.entry, e.recorded_at FROM audit_subjects s JOIN audit_entries e ON e.idx = s.idx WHERE s.subject = ? AND s.idx > ? ORDER BY s.idx LIMIT ?')
+        .all(subject, after, limit), 'read')) as unknown as { idx: number; entry: Uint8Array; recorded_at: number }[];
+    return rows.map((row) => ({ index: Number(row.idx), entry: new Uint8Array(row.entry), recordedAt: Number(row.recorded_at) }));
+  }
+
+  async indexSubject(subject: string, indices: readonly number[]): Promise<number> {
+    assertSubject(subject);
+    const distinct = checkSubjectIndices(indices);
+    if (distinct.length === 0) return 0;
+    return this.#db.run(() => this.#db.transaction(() => {
+      // Only entries that exist get a row: the index never points past the log.
+      const insert = this.#db.statement('INSERT INTO audit_subjects (subject, idx) SELECT ?, idx FROM audit_entries WHERE idx = ? ON CONFLICT DO NOTHING');
+      let added = 0;
+      for (const index of distinct) added += Number(insert.run(subject, index).changes);
+      return added;
+    }));
+  }
+
+  async forgetSubject(subject: string): Promise<number> {
+    assertSubject(subject);
+    const result = await this.#db.run(() => this.#db.statement('DELETE FROM audit_subjects WHERE subject = ?').run(subject));
+    return Number(result.changes);
   }
 
   #size(): number {
