@@ -15,6 +15,7 @@ import type { PluginHost } from '../plugins/index.ts';
 import type { Identity } from '../identity/index.ts';
 import type { AuthorizationServer, ClientRegistry, ResourceRegistry } from '../oauth/index.ts';
 import type { Keyring } from '../tokens/index.ts';
+import type { Privacy } from '../privacy/index.ts';
 import type { CertificateAuthority, EnrolmentTokens } from '../pki/index.ts';
 import type { Listener } from './listener.ts';
 import type { ListenerAuthority } from './listener-authority.ts';
@@ -59,6 +60,8 @@ export interface PortcullisServices {
   readonly identity: Identity;
   readonly registries: Registries;
   readonly oauth: AuthorizationServer;
+  /** Privacy workflows (issue 15): consumer requests, access and portability exports. */
+  readonly privacy: Privacy;
   readonly pki: Pki;
   /** The security-signal transmitter (SSF 1.0) and its push worker (started only where background work runs). */
   readonly signals: Signals;
@@ -89,6 +92,7 @@ export interface ApplicationServices {
   readonly failures: FailureAggregator;
   readonly identity: Identity;
   readonly authorizationServer: AuthorizationServer;
+  readonly privacy: Privacy;
   readonly pki: Pki;
   readonly signals: Signals;
 }

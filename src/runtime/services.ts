@@ -14,6 +14,7 @@ import { PluginHost, PluginRegistry, pluginHostSettings, pluginProtectedPaths } 
 import { IDENTITY_HOOKS, createIdentity } from '../identity/index.ts';
 import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer, isApproved } from '../oauth/index.ts';
 import { Keyring, keyringPolicy } from '../tokens/index.ts';
+import { createPrivacy } from '../privacy/index.ts';
 import { CertificateAuthority, EnrolmentTokens, caSettings } from '../pki/index.ts';
 import { assertDataDirUsable, assertDeploymentExists, openExistingStores, withAbsolutePaths } from './deployment.ts';
 import { Listener } from './listener.ts';
@@ -248,6 +249,23 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
       stop: (server) => server.close(),
     },
     {
+      name: 'privacy',
+      needs: ['config', 'vault', 'stores', 'ledger', 'events', 'identity', 'registries'],
+      // Access and portability read what identity, OAuth and the ledger keep; not through the
+      // authorization server, whose keyring would make a signing key in a one-shot command.
+      start: (services) =>
+        createPrivacy({
+          config: services.get('config'),
+          stores: services.get('stores'),
+          vault: services.get('vault'),
+          events: services.get('events'),
+          ledger: services.get('ledger'),
+          identity: services.get('identity'),
+          clients: services.get('registries').clients,
+          clock,
+        }),
+    },
+    {
       name: 'pki',
       needs: ['config', 'vault', 'stores', 'events', 'keyring', ...maintenance],
       // Opens whether or not `ca init` has run: the routes answer "not initialised" until it has.
@@ -363,7 +381,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'listener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'signals', 'plugins'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'privacy', 'pki', 'signals', 'plugins'],
       // In-flight requests may take the shutdown timeout, no longer.
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
@@ -385,7 +403,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'mtlsListener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'signals', 'ca', 'listener'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'privacy', 'pki', 'signals', 'ca', 'listener'],
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
         const config = services.get('config');
@@ -406,7 +424,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'metricsListener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'signals', 'listener'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'privacy', 'pki', 'signals', 'listener'],
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
         const config = services.get('config');
@@ -439,6 +457,7 @@ function applicationServices(services: ServiceContext<PortcullisServices>, clock
     failures: services.get('failures'),
     identity: services.get('identity'),
     authorizationServer: services.get('oauth'),
+    privacy: services.get('privacy'),
     pki: services.get('pki'),
     signals: services.get('signals'),
   };
