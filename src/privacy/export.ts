@@ -204,7 +204,10 @@ export class PrivacyExporter {
    */
   async export(userId: string, requester: ExportRequester): Promise<PrivacyExport> {
     const document = await this.build(userId);
-    const request = await this.#options.requests.open('access', this.#options.subjects.ofUser(userId), requester.channel, { answered: true });
+    // Answered only once its audit entry is durable: a copy the ledger could
+    // not record is not handed over, and its request stays open (and is
+    // flagged when its deadline passes) instead of claiming an answer.
+    const request = await this.#options.requests.open('access', this.#options.subjects.ofUser(userId), requester.channel);
     await this.#options.events.emit({
       type: 'privacy.export',
       outcome: 'success',
@@ -215,6 +218,7 @@ export class PrivacyExporter {
       ...(requester.ip !== undefined && { ip: requester.ip }),
       detail: { channel: requester.channel, request: request.id, auditEntries: document.audit.entries.length },
     });
+    await this.#options.requests.answer(request.id, 'fulfilled');
     return document;
   }
 }

@@ -11,7 +11,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { totpCodeAt } from '../../src/identity/totp.ts';
-import type { PrivacyExport } from '../../src/privacy/index.ts';
+import type { DomainEvents } from '../../src/events/index.ts';
+import { PrivacyExporter, type PrivacyExport } from '../../src/privacy/index.ts';
 import type { RecordStore } from '../../src/store/index.ts';
 import { ManualClock } from '../support/clock.ts';
 import { registerClient } from '../support/oauth-flow.ts';
@@ -266,6 +267,29 @@ for (const backend of testBackends) {
 
     it('holds nothing of another person', () => {
       for (const value of [bob.id, bob.email, 'Bob Other', 'bob-only-purpose']) assert.ok(!firstText.includes(value), `${value} is in Ada's export`);
+    });
+
+    it('a copy the ledger cannot record is not handed over, and its request stays open', async () => {
+      const privacy = server.running.runtime.get('privacy');
+      const { identity, ledger } = server.running;
+      const exporter = new PrivacyExporter({
+        records,
+        issuer: 'https://id.example.com',
+        clock: clock.now,
+        events: { emit: () => Promise.reject(new Error('the ledger is full')) } as unknown as DomainEvents,
+        requests: privacy.requests,
+        subjects: privacy.subjects,
+        sessions: identity.accounts.sessions,
+        secondFactor: identity.secondFactor,
+        clients: server.running.authorizationServer.clients,
+        audit: ledger,
+      });
+      await assert.rejects(exporter.export(bob.id, { channel: 'admin' }), /the ledger is full/);
+      const requests = await privacy.requests.ofSubject(privacy.subjects.ofUser(bob.id));
+      const access = requests.filter((request) => request.kind === 'access');
+      assert.equal(access.length, 1);
+      assert.equal(access[0]!.answeredAt, undefined, 'not answered');
+      assert.equal(access[0]!.outcome, undefined);
     });
 
     it('an unknown user: 404, nothing recorded', async () => {
