@@ -8,7 +8,7 @@
 import type { Command, Option } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
 import type { User } from '../identity/index.ts';
-import { ErasureRefusedError, type ConsumerRequest, type ErasureRecord, type Privacy } from '../privacy/index.ts';
+import { ErasureRefusedError, type ConsumerRequest, type ErasureRecord, type ErasureService } from '../privacy/index.ts';
 import { PROFILES, withServices, type PortcullisServices } from '../runtime/index.ts';
 
 export interface PrivacyCliContext {
@@ -23,10 +23,13 @@ export class PrivacyCommandError extends Error {
   override readonly name = 'PrivacyCommandError';
 }
 
-type Services = Pick<PortcullisServices, 'privacy' | 'identity'>;
+interface Services {
+  readonly privacy: ErasureService;
+  readonly identity: PortcullisServices['identity'];
+}
 
 function withPrivacy<T>(config: Readonly<Config>, work: (services: Services) => Promise<T>): Promise<T> {
-  return withServices({ config, profile: PROFILES.admin() }, ['privacy'], (services) => work({ privacy: services.get('privacy'), identity: services.get('identity') }));
+  return withServices({ config, profile: PROFILES.admin() }, ['erasure'], (services) => work({ privacy: services.get('erasure'), identity: services.get('identity') }));
 }
 
 async function findUser(services: Services, who: string): Promise<User> {
@@ -176,4 +179,3 @@ export function registerPrivacyCommands(program: Command, context: PrivacyCliCon
     });
 }
 
-export type { Privacy };

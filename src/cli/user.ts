@@ -1,13 +1,17 @@
 /**
- * `portcullis user create | set-password | list | set-profile | disable | enable | unlock | delete`: accounts from
+ * `portcullis user create | set-password | list | set-profile | disable | enable | unlock | delete | export`: accounts from
  * the command line, through the same Accounts service the pages use (so
  * every change is checked and audited the same way).
  */
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { PasswordInputError, readNewPassword } from './password-prompt.ts';
 import type { Command, Option } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
 import { PasswordPolicyError, UserError, type Identity, type ProfileField, type User } from '../identity/index.ts';
 import { PROFILES, withServices } from '../runtime/index.ts';
+import type { Privacy } from '../privacy/index.ts';
 
 export interface UserCliContext {
   readonly out: (line: string) => void;
@@ -28,6 +32,46 @@ export class UserCommandError extends Error {
 /** Identity over an existing deployment (never created or migrated from here), audited; stopped however the work ends. */
 function withIdentity<T>(config: Readonly<Config>, work: (identity: Identity) => Promise<T>): Promise<T> {
   return withServices({ config, profile: PROFILES.admin() }, ['identity'], (services) => work(services.get('identity')));
+}
+
+/** Identity and the privacy workflows over an existing deployment (no keyring: an export makes no signing key). */
+function withPrivacy<T>(config: Readonly<Config>, work: (identity: Identity, privacy: Privacy) => Promise<T>): Promise<T> {
+  return withServices({ config, profile: PROFILES.admin() }, ['identity', 'privacy'], (services) => work(services.get('identity'), services.get('privacy')));
+}
+
+/**
+ * A file readable by its owner only (0600), written whole or not at all: a
+ * new file beside `path` (created 0600, so nothing personal is ever
+ * readable by others), renamed over it once written. Opened before the
+ * export is made, so a path that cannot be written fails before anything
+ * is recorded, and an export that fails leaves an existing file as it was.
+ */
+function ownerOnlyFile(path: string): { commit(text: string): void; abandon(): void } {
+  const temporary = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  let fd: number;
+  try {
+    fd = openSync(temporary, 'wx', 0o600);
+  } catch (error) {
+    throw new UserCommandError(`cannot write ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  const abandon = () => {
+    closeSync(fd);
+    rmSync(temporary, { force: true });
+  };
+  return {
+    commit(text) {
+      try {
+        writeSync(fd, text);
+        fsyncSync(fd);
+      } catch (error) {
+        abandon();
+        throw error;
+      }
+      closeSync(fd);
+      renameSync(temporary, path);
+    },
+    abandon,
+  };
 }
 
 async function newPassword(context: UserCliContext, fromStdin: boolean, whose: string): Promise<string> {
@@ -153,6 +197,29 @@ export function registerUserCommands(program: Command, context: UserCliContext):
         const found = await findUser(identity, who);
         const { changed } = await identity.accounts.updateProfile(found.id, change, { actor: 'admin-cli' }).catch(explain);
         context.out(changed.length === 0 ? `${found.email}: the profile already had these values; nothing changed.` : `${found.email}: profile updated (${changed.join(', ')}).`);
+      });
+    });
+
+  user
+    .command('export')
+    .description("Write a copy of everything kept about a user (GDPR Art. 15 and 20) to a JSON file readable only by you (0600): profile, sessions, applications, grants, consents, requests, and their audit entries with inclusion proofs. Recorded as their access request and audited.")
+    .addOption(context.configOption())
+    .argument('<user>', 'email address or user id')
+    .requiredOption('-o, --output <file>', 'the file to write (created or replaced, mode 0600)')
+    .action(async (who: string, options: { config?: string; output: string }) => {
+      const config = context.load(options);
+      await withPrivacy(config, async (identity, privacy) => {
+        const found = await findUser(identity, who);
+        const file = ownerOnlyFile(options.output);
+        let document;
+        try {
+          document = await privacy.exporter.export(found.id, { channel: 'cli' });
+        } catch (error) {
+          file.abandon();
+          throw error;
+        }
+        file.commit(`${JSON.stringify(document, null, 2)}\n`);
+        context.out(`Wrote the data of ${found.email} (${found.id}) to ${options.output}: ${document.audit.entries.length} audit entries, proved against the checkpoint of size ${document.audit.size}.`);
       });
     });
 

@@ -200,6 +200,7 @@ export const DATA_MAP: readonly DataPlace[] = [
   { id: 'oauth-code-spent', store: 'hot', container: 'oauth:code-spent:', fields: ['value'], category: 'authorisation', purpose: 'detecting a replayed code (RFC 6749 section 4.1.2)', retention: '10 minutes', locate: 'scan', erase: 'expire', export: null },
   { id: 'oauth-interaction', store: 'hot', container: 'oauth:interaction:', fields: ['request.loginHint'], category: 'contact', purpose: 'an authorization request waiting for sign-in or consent; a login_hint may be an address', retention: '10 minutes', locate: 'scan', erase: 'expire', export: null },
   { id: 'oauth-par', store: 'hot', container: 'oauth:par:', fields: ['loginHint'], category: 'contact', purpose: 'pushed authorization requests (RFC 9126)', retention: 'oauth.parTtlSeconds', locate: 'scan', erase: 'expire', export: null },
+  { id: 'privacy-exports', store: 'hot', container: 'privacy:exports:', fields: ['key'], category: 'activity', purpose: 'limiting the copies of their data a person downloads to privacy.exportsPerDay (GDPR Art. 15(3))', retention: '24 hours from the day\'s first export', locate: 'prefix', erase: 'expire', export: null },
   { id: 'oauth-session-clients', store: 'hot', container: 'oauth:session-clients:', fields: ['value'], category: 'authorisation', purpose: 'the applications a session signed in to, for back-channel logout', retention: 'identity.sessionAbsoluteTimeout', locate: 'prefix', erase: 'end', export: null },
 ];
 

@@ -12,4 +12,8 @@ export { NoticeNotDeliveredError, erasureNoticeDeliverer, type NoticeDelivererOp
 export { ERASED, redactDeep, redactSharedRecords, type RedactionReport } from './redaction.ts';
 export { appendTombstoneFile, readTombstoneFile, storedTombstones, writeTombstone, type Tombstone } from './tombstones.ts';
 export { LegalHolds, type LegalHold } from './holds.ts';
-export { createPrivacy, type JobReport, type Privacy, type PrivacyOptions } from './service.ts';
+export { createErasureService, type ErasureService, type ErasureServiceOptions, type JobReport } from './erasure-service.ts';
+export { EXPORT_SECTIONS, PrivacyExportError, PrivacyExporter, mappedSections, type ExportRequester, type PrivacyExporterOptions, type SubjectAuditHistory, type SubjectAuditSource } from './export.ts';
+export { EXPORT_FORMAT, EXPORT_SCHEMA_PATH, EXPORT_VERSION, PrivacyExportSchema, privacyExportJsonSchema, type PrivacyExport } from './export-schema.ts';
+export { ExportLimit, EXPORT_LIMIT_PREFIX, type ExportAllowance } from './export-limit.ts';
+export { createPrivacy, type Privacy } from './privacy.ts';

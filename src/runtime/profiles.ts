@@ -21,7 +21,7 @@ import type { ListenerAuthority } from './listener-authority.ts';
 import type { MtlsListener } from './mtls.ts';
 import type { OutboxDeliverers } from './outbox.ts';
 import type { Signals } from '../signals/index.ts';
-import type { Privacy } from '../privacy/index.ts';
+import type { ErasureService, Privacy } from '../privacy/index.ts';
 import type { TlsServerOptions } from './tls.ts';
 import type { Vault } from './vault.ts';
 
@@ -60,11 +60,13 @@ export interface PortcullisServices {
   readonly identity: Identity;
   readonly registries: Registries;
   readonly oauth: AuthorizationServer;
+  /** Privacy workflows (issue 15): consumer requests, access and portability exports. */
+  readonly privacy: Privacy;
   readonly pki: Pki;
   /** The security-signal transmitter (SSF 1.0) and its push worker (started only where background work runs). */
   readonly signals: Signals;
-  /** The privacy workflows (issue 15): erasures and their notices, legal holds, consumer requests, the privacy job (scheduled only where background work runs). */
-  readonly privacy: Privacy;
+  /** Erasure (issue 15): erasures and their notices, legal holds, the privacy job (scheduled only where background work runs). */
+  readonly erasure: ErasureService;
   /** The plugin host (issue 14): the enabled plugins, supervised, behind the chains' plugins.host slot; only where background work runs. */
   readonly plugins: PluginHost | undefined;
   /** What the mTLS listener trusts and takes its certificate from: the built-in CA (ca-authority.ts), or what ServiceSettings.listenerAuthority supplies. */
@@ -92,9 +94,10 @@ export interface ApplicationServices {
   readonly failures: FailureAggregator;
   readonly identity: Identity;
   readonly authorizationServer: AuthorizationServer;
+  readonly privacy: Privacy;
   readonly pki: Pki;
   readonly signals: Signals;
-  readonly privacy: Privacy;
+  readonly erasure: ErasureService;
 }
 
 /** Which listener an application instance serves. */

@@ -24,7 +24,7 @@ import { logTlsWatchEvent } from './tls-watch.ts';
 import { openVault } from './vault.ts';
 import { join } from 'node:path';
 import { startOutboxWorker } from './outbox.ts';
-import { createPrivacy } from '../privacy/index.ts';
+import { createErasureService, createPrivacy } from '../privacy/index.ts';
 import { SIGNALS_TOPIC, SSF_STREAM_SCOPE, createSignals, signalsAudience, signalRecorder, signalSettings, type SubjectDirectory } from '../signals/index.ts';
 import type { ApplicationServices, HttpApplications, PortcullisServices, ServiceSettings } from './profiles.ts';
 import type { ServiceContext, ServiceTable } from './service.ts';
@@ -249,6 +249,23 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
       stop: (server) => server.close(),
     },
     {
+      name: 'privacy',
+      needs: ['config', 'vault', 'stores', 'ledger', 'events', 'identity', 'registries'],
+      // Access and portability read what identity, OAuth and the ledger keep; not through the
+      // authorization server, whose keyring would make a signing key in a one-shot command.
+      start: (services) =>
+        createPrivacy({
+          config: services.get('config'),
+          stores: services.get('stores'),
+          vault: services.get('vault'),
+          events: services.get('events'),
+          ledger: services.get('ledger'),
+          identity: services.get('identity'),
+          clients: services.get('registries').clients,
+          clock,
+        }),
+    },
+    {
       name: 'pki',
       needs: ['config', 'vault', 'stores', 'events', 'keyring', ...maintenance],
       // Opens whether or not `ca init` has run: the routes answer "not initialised" until it has.
@@ -295,12 +312,12 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
       stop: (signals) => signals.close(),
     },
     {
-      name: 'privacy',
-      needs: ['config', 'vault', 'stores', 'ledger', 'events', 'keyring', 'identity', 'oauth', 'signals', ...maintenance],
+      name: 'erasure',
+      needs: ['config', 'vault', 'stores', 'ledger', 'events', 'keyring', 'identity', 'oauth', ...maintenance],
       start: (services) => {
         const stores = services.get('stores');
         const ledger = services.get('ledger');
-        const privacy = createPrivacy({
+        const erasure = createErasureService({
           config: services.get('config'),
           stores,
           vault: services.get('vault'),
@@ -314,10 +331,10 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           dropPseudonymIndex: (pseudonym) => ledger.dropSubjectIndex(pseudonym),
           kickOutbox: () => kickOutbox?.(),
         });
-        if (profile.maintenance) privacy.start(reporter(services, 'the privacy job failed'));
-        return privacy;
+        if (profile.maintenance) erasure.start(reporter(services, 'the privacy job failed'));
+        return erasure;
       },
-      stop: (privacy) => privacy.close(),
+      stop: (erasure) => erasure.close(),
     },
     {
       name: 'plugins',
@@ -352,14 +369,14 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'outbox',
-      needs: ['stores', 'signals', 'privacy', ...maintenance],
+      needs: ['stores', 'signals', 'erasure', ...maintenance],
       // Only where background work runs: one-shot commands never deliver.
       start: (services) => {
         if (!profile.maintenance) return undefined;
         const { transmitter } = services.get('signals');
         const worker = startOutboxWorker({
           outbox: services.get('stores').durable.outbox,
-          deliverers: { ...settings.outbox, ...services.get('privacy').deliverers, [SIGNALS_TOPIC]: (message) => transmitter.appendFromOutbox(message) },
+          deliverers: { ...settings.outbox, ...services.get('erasure').deliverers, [SIGNALS_TOPIC]: (message) => transmitter.appendFromOutbox(message) },
           clock,
           onError: reporter(services, 'outbox delivery failed'),
         });
@@ -389,7 +406,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'listener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'signals', 'privacy', 'plugins'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'privacy', 'pki', 'signals', 'erasure', 'plugins'],
       // In-flight requests may take the shutdown timeout, no longer.
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
@@ -411,7 +428,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'mtlsListener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'signals', 'privacy', 'ca', 'listener'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'privacy', 'pki', 'signals', 'erasure', 'ca', 'listener'],
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
         const config = services.get('config');
@@ -432,7 +449,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'metricsListener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'pki', 'signals', 'privacy', 'listener'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'privacy', 'pki', 'signals', 'erasure', 'listener'],
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
         const config = services.get('config');
@@ -465,9 +482,10 @@ function applicationServices(services: ServiceContext<PortcullisServices>, clock
     failures: services.get('failures'),
     identity: services.get('identity'),
     authorizationServer: services.get('oauth'),
+    privacy: services.get('privacy'),
     pki: services.get('pki'),
     signals: services.get('signals'),
-    privacy: services.get('privacy'),
+    erasure: services.get('erasure'),
   };
 }
 

@@ -22,10 +22,11 @@ import type { DomainEvents } from '../events/index.ts';
 import { systemClock, type Clock } from '../store/index.ts';
 import type { Identity } from '../identity/index.ts';
 import { identityRoutes } from './identity-routes.ts';
+import { privacyRoutes } from './privacy-routes.ts';
 import type { AuthorizationServer } from '../oauth/index.ts';
 import type { Pki } from '../runtime/index.ts';
 import type { Signals } from '../signals/index.ts';
-import type { Privacy } from '../privacy/index.ts';
+import type { ErasureService, Privacy } from '../privacy/index.ts';
 import { erasureRoutes } from './erasure-routes.ts';
 import { oauthRoutes } from './oauth-routes.ts';
 import { authorizeRoutes } from './authorize-routes.ts';
@@ -62,7 +63,9 @@ export interface ServerDependencies {
   /** The built-in CA: its routes are served when it is given. */
   readonly pki?: Pki;
   readonly signals?: Signals;
-  /** The privacy workflows: the account deletion pages and the privacy admin API are served when given. */
+  /** Privacy workflows: the data export's pages, admin API and schema are served when it is given. */
+  /** The erasure workflows: the Delete my account page and the erasure, request and hold admin API are served when given. */
+  readonly erasure?: ErasureService;
   readonly privacy?: Privacy;
   /** More routes, registered after the built-in ones (feature modules, tests). */
   readonly plugins?: readonly FastifyPluginAsync[];
@@ -169,11 +172,21 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
 
   const failures = deps.failures ?? new FailureAggregator({ events: deps.events, hot: deps.stores.hot, clock: deps.clock ?? systemClock });
   await app.register(healthRoutes, { stores: deps.stores, metrics, metricsEnabled: metricsOnMainListener(config, logger, deps.mtls !== true), metricsToken: config.metrics.token, failures });
-  await app.register(auditRoutes, { ledger: deps.ledger, events: deps.events, admin: staticAdminAuthenticator(config.admin.token, failures) });
-  await app.register(homeRoutes, { issuer: () => (new URL(config.issuer).port === '0' ? origin() : config.issuer) });
+  const admin = staticAdminAuthenticator(config.admin.token, failures);
+  await app.register(auditRoutes, { ledger: deps.ledger, events: deps.events, admin });
+  const issuer = () => (new URL(config.issuer).port === '0' ? origin() : config.issuer);
+  await app.register(homeRoutes, { issuer });
   const oauth = deps.authorizationServer;
   if (deps.identity !== undefined) {
-    await app.register(identityRoutes, { identity: deps.identity, origin, ...(oauth !== undefined && { applications: applicationAccess(oauth), signOut: signOutHooks(oauth), returnTargets: returnTargets(oauth) }) });
+    await app.register(identityRoutes, {
+      identity: deps.identity,
+      origin,
+      dataExport: deps.privacy !== undefined,
+      ...(oauth !== undefined && { applications: applicationAccess(oauth), signOut: signOutHooks(oauth), returnTargets: returnTargets(oauth) }),
+    });
+  }
+  if (deps.privacy !== undefined) {
+    await app.register(privacyRoutes, { privacy: deps.privacy, admin, issuer, origin, ...(deps.identity !== undefined && { identity: deps.identity }), ...(oauth !== undefined && { signOut: signOutHooks(oauth) }) });
   }
   if (oauth !== undefined) {
     await app.register(oauthRoutes, { server: oauth });
@@ -184,8 +197,8 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     await app.register(signalsRoutes, { signals: deps.signals, oauth, failures, issuer: config.issuer });
     attachSignalSocket(app, { signals: deps.signals, oauth, failures, issuer: config.issuer, mtls: deps.mtls === true, trustedProxies: config.trustProxy });
   }
-  if (deps.privacy !== undefined && deps.identity !== undefined) {
-    await app.register(erasureRoutes, { privacy: deps.privacy, identity: deps.identity, origin, admin: staticAdminAuthenticator(config.admin.token, failures), graceDays: config.privacy.erasureGraceDays });
+  if (deps.erasure !== undefined && deps.identity !== undefined) {
+    await app.register(erasureRoutes, { erasure: deps.erasure, ...(deps.privacy !== undefined && { requests: deps.privacy.requests }), identity: deps.identity, origin, admin, graceDays: config.privacy.erasureGraceDays });
   }
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;

@@ -15,7 +15,7 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import fastifyFormbody from '@fastify/formbody';
 import { THROTTLE, type Identity, type Session, type User } from '../identity/index.ts';
-import { ErasureRefusedError, type ErasureRecord, type Privacy } from '../privacy/index.ts';
+import { ErasureRefusedError, type ConsumerRequests, type ErasureRecord, type ErasureService } from '../privacy/index.ts';
 import type { AdminAuthenticator } from './admin-auth.ts';
 import { HttpError } from './errors.ts';
 import { SESSION_COOKIE, field, forgeryRefusalReason, page, refusePage, signedInSession, waitInWords } from './identity-routes.ts';
@@ -23,7 +23,9 @@ import { deletedPage, deletionPage } from './views/deletion-page.ts';
 import { errorPage } from './views/pages.ts';
 
 export interface ErasureRoutesOptions {
-  readonly privacy: Privacy;
+  readonly erasure: ErasureService;
+  /** Consumer requests, for the admin API's list (the privacy service's). */
+  readonly requests?: Pick<ConsumerRequests, 'list'>;
   readonly identity: Identity;
   readonly origin: () => string;
   readonly admin: AdminAuthenticator;
@@ -41,7 +43,7 @@ function shown(erasure: ErasureRecord): Omit<ErasureRecord, 'userId'> {
 const USER_ID = /^u_[A-Za-z0-9_-]{22}$/;
 const ERASURE_ID = /^er_[A-Za-z0-9_-]{16}$/;
 
-export const erasureRoutes: FastifyPluginAsync<ErasureRoutesOptions> = async (app, { privacy, identity, origin, admin, graceDays }) => {
+export const erasureRoutes: FastifyPluginAsync<ErasureRoutesOptions> = async (app, { erasure: privacy, requests, identity, origin, admin, graceDays }) => {
   const { accounts, csrf } = identity;
   await app.register(fastifyCookie);
   await app.register(fastifyFormbody, { bodyLimit: 8 * 1024 });
@@ -123,8 +125,8 @@ export const erasureRoutes: FastifyPluginAsync<ErasureRoutesOptions> = async (ap
   app.get('/admin/privacy/requests', async (request) => {
     await admin.authenticate(request);
     const options = pageOptions(request);
-    const requests = await privacy.requests.list(options);
-    return { requests, next: requests.length === options.limit ? requests.at(-1)!.id : null };
+    const listed = await (requests ?? privacy.requests).list(options);
+    return { requests: listed, next: listed.length === options.limit ? listed.at(-1)!.id : null };
   });
 
   app.get('/admin/privacy/erasures', async (request) => {

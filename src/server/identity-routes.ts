@@ -30,6 +30,8 @@ export interface IdentityRoutesOptions {
   /** Our own origin (scheme://host[:port]), for the Origin check. */
   readonly origin: () => string;
   readonly applications?: ApplicationAccess;
+  /** The account page offers "Download my data" (privacy-routes.ts serves it). */
+  readonly dataExport?: boolean;
 }
 
 /**
@@ -167,22 +169,46 @@ export function field(body: unknown, name: string): string | undefined {
   return typeof value === 'string' && value.length <= MAX_FIELD && value.isWellFormed() ? value : undefined;
 }
 
+/** Who is asking, for the throttles and the audit entry: address, request, device description and device cookie. */
+export function requestContext(request: FastifyRequest): RequestContext {
+  const deviceCookie = request.cookies[DEVICE_COOKIE];
+  return { ip: request.ip, requestId: request.id, traceId: request.traceId, device: describeDevice(request.headers['user-agent']), ...(deviceCookie !== undefined && { deviceCookie }) };
+}
+
+/**
+ * A re-authentication the throttle refused, or the pair's last allowed
+ * failure (security review 4): the session ends (and the applications'
+ * tokens with it), and the person signs in again, where the same throttle
+ * waits for them. Every form that asks for the current password ends here.
+ */
+export async function endSessionAfterReauthFailures(
+  services: { accounts: Identity['accounts']; signOut?: SignOutHooks | undefined },
+  request: FastifyRequest,
+  reply: FastifyReply,
+  current: { session: Session; user: User },
+  retryAfterSeconds: number | undefined,
+): Promise<FastifyReply> {
+  await services.accounts.endSession(current.user.id, current.session.handle, requestContext(request), 'revoked');
+  await services.signOut?.sessionEnded({ userId: current.user.id, sessionHandle: current.session.handle }, { requestId: request.id, ip: request.ip });
+  reply.clearCookie(SESSION_COOKIE, { path: '/', secure: true, httpOnly: true, sameSite: 'lax' });
+  const wait = retryAfterSeconds ?? Math.ceil(THROTTLE.windowMs / 1000);
+  reply.header('retry-after', String(wait));
+  return refusePage(reply, 429, 'reauthentication_throttled', errorPage({ title: 'Sign in again', detail: `The password was wrong too many times, so you were signed out. Wait ${waitInWords(wait)}, then sign in again.` }));
+}
+
 /**
  * Sign-in, account and sign-out pages. Every state change is a POST that
  * needs the session's CSRF token and a same-origin request; every refusal is
  * a page with a clear message, never a 500.
  */
-export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (app, { identity, origin, applications, signOut, returnTargets }) => {
+export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (app, { identity, origin, applications, signOut, returnTargets, dataExport }) => {
   const targetsOf = async (returnTo: string | undefined): Promise<readonly string[]> => (returnTo === undefined || returnTargets === undefined ? [] : returnTargets(returnTo));
   const { accounts, csrf, secondFactor } = identity;
   const cookieOptions = { path: '/', secure: true, httpOnly: true, sameSite: 'lax' } as const;
   await app.register(fastifyCookie);
   await app.register(fastifyFormbody, { bodyLimit: 8 * 1024 });
 
-  const context = (request: FastifyRequest): RequestContext => {
-    const deviceCookie = request.cookies[DEVICE_COOKIE];
-    return { ip: request.ip, requestId: request.id, traceId: request.traceId, device: describeDevice(request.headers['user-agent']), ...(deviceCookie !== undefined && { deviceCookie }) };
-  };
+  const context = requestContext;
 
   const setSessionCookie = (reply: FastifyReply, id: string) =>
     reply.setCookie(SESSION_COOKIE, id, { path: '/', secure: true, httpOnly: true, sameSite: 'lax', maxAge: Math.floor(accounts.sessions.policy.absoluteTimeoutMs / 1000) });
@@ -203,19 +229,8 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     reply.setCookie(DEVICE_COOKIE, signedIn.deviceCookie, { path: '/', secure: true, httpOnly: true, sameSite: 'lax', maxAge: Math.floor(DEVICE_COOKIE_MAX_AGE_MS / 1000) });
   }
 
-  /**
-   * A re-authentication the throttle refused, or the pair's last allowed
-   * failure (security review 4): the session ends, and the person signs in
-   * again, where the same throttle waits for them.
-   */
-  async function endAfterReauthFailures(request: FastifyRequest, reply: FastifyReply, current: { session: Session; user: User }, retryAfterSeconds: number | undefined) {
-    await accounts.endSession(current.user.id, current.session.handle, context(request), 'revoked');
-    await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: current.session.handle }, { requestId: request.id, ip: request.ip });
-    clearSessionCookie(reply);
-    const wait = retryAfterSeconds ?? Math.ceil(THROTTLE.windowMs / 1000);
-    reply.header('retry-after', String(wait));
-    return refusePage(reply, 429, 'reauthentication_throttled', errorPage({ title: 'Sign in again', detail: `The password was wrong too many times, so you were signed out. Wait ${waitInWords(wait)}, then sign in again.` }));
-  }
+  const endAfterReauthFailures = (request: FastifyRequest, reply: FastifyReply, current: { session: Session; user: User }, retryAfterSeconds: number | undefined) =>
+    endSessionAfterReauthFailures({ accounts, signOut }, request, reply, current, retryAfterSeconds);
 
   /** Same-origin and a valid token for the binding, or a 403 page. */
   function refuseForgery(request: FastifyRequest, reply: FastifyReply, binding: string | undefined): FastifyReply | undefined {
@@ -341,6 +356,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
         consents: applications === undefined ? [] : await applications.list(current.user.id),
         secondFactor: await secondFactorState(current),
         ...(current.user.profile !== undefined && { profile: current.user.profile }),
+        ...(dataExport === true && { dataExport: { passwordRequired: !accounts.authenticatedRecently(current.session) } }),
         ...extra,
       }),
     );

@@ -1,4 +1,4 @@
-import type { Privacy } from '../privacy/index.ts';
+import type { ErasureService, Privacy } from '../privacy/index.ts';
 import type { Signals } from '../signals/index.ts';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { DestinationStream } from 'pino';
@@ -51,8 +51,10 @@ export interface RunningPortcullis {
   readonly authorizationServer: AuthorizationServer;
   /** The security-signal transmitter (SSF). */
   readonly signals: Signals;
-  /** The privacy workflows (erasures, holds, consumer requests, the job). */
+  /** Consumer requests and the data export. */
   readonly privacy: Privacy;
+  /** Erasures, legal holds, the privacy job. */
+  readonly erasure: ErasureService;
   /** The URL it listens on (the real port when config.port is 0). */
   readonly url: string;
   /** The metrics listener's URL, when `metrics.port` is set. */
@@ -112,6 +114,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     authorizationServer: runtime.get('oauth'),
     signals: runtime.get('signals'),
     privacy: runtime.get('privacy'),
+    erasure: runtime.get('erasure'),
     url: listener.url,
     ...(metricsListener !== undefined && { metricsUrl: metricsListener.url }),
     listener,

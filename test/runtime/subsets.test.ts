@@ -33,10 +33,12 @@ describe('the services each start asks for', () => {
       'failures',
       'keyring',
       'identity',
+      'registries',
       'oauth',
+      'privacy',
       'pki',
       'signals',
-      'privacy',
+      'erasure',
       'plugins',
       'outbox',
       'ca',
@@ -53,6 +55,10 @@ describe('the services each start asks for', () => {
 
   it('a user command: identity and its audited events, no keyring, no logger, no listener', () => {
     assert.deepEqual(started(PROFILES.admin(), ['identity']), ['config', 'vault', 'stores', 'ledger', 'events', 'failures', 'identity']);
+  });
+
+  it('a user export: identity, the registries (client names) and the privacy workflows; no keyring, so no signing key is made', () => {
+    assert.deepEqual(started(PROFILES.admin(), ['identity', 'privacy']), ['config', 'vault', 'stores', 'ledger', 'events', 'failures', 'identity', 'registries', 'privacy']);
   });
 
   it('client and resource commands: the registries; keys commands: the keyring', () => {

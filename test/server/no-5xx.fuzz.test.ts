@@ -16,11 +16,13 @@ import { startTestServer, type TestServer } from '../support/server.ts';
 import { BrowserlessClient, csrfField } from '../support/browserless-client.ts';
 
 /** Bounded, so the whole file takes seconds; FUZZ_RUNS and FUZZ_SEED widen or vary a run by hand. */
+/** Sent as a bearer now and then, so the admin routes are fuzzed past their authentication too. */
+const ADMIN_TOKEN = 'fuzz-admin-token-0123456789abcdefghij';
 const RUNS_PER_ROUTE = Number(process.env['FUZZ_RUNS'] ?? 300);
 const SEED = Number(process.env['FUZZ_SEED'] ?? 20261204);
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
-const PARAMETER_NAMES = ['client_id', 'response_type', 'redirect_uri', 'scope', 'state', 'nonce', 'code', 'code_verifier', 'code_challenge', 'code_challenge_method', 'grant_type', 'refresh_token', 'token', 'id_token_hint', 'post_logout_redirect_uri', 'request_uri', 'request', 'prompt', 'max_age', 'login_hint', 'return_to', 'reauth', 'interaction', 'start', 'end', 'size', 'index', 'from', 'to', 'limit', 'email', 'password', '_csrf', 'resource', 'client_assertion', 'client_assertion_type', 'client_secret', 'decision', 'session', 'done', 'redirect_uris', 'token_type_hint', 'csr', 'ttl', 'enrolment_token', 'stream_id', 'delivery', 'events_requested', 'set_signing_alg', 'status', 'reason', 'subject', 'ack', 'setErrs', 'maxEvents', 'returnImmediately'] as const;
+const PARAMETER_NAMES = ['client_id', 'response_type', 'redirect_uri', 'scope', 'state', 'nonce', 'code', 'code_verifier', 'code_challenge', 'code_challenge_method', 'grant_type', 'refresh_token', 'token', 'id_token_hint', 'post_logout_redirect_uri', 'request_uri', 'request', 'prompt', 'max_age', 'login_hint', 'return_to', 'reauth', 'interaction', 'start', 'end', 'size', 'index', 'from', 'to', 'limit', 'email', 'password', '_csrf', 'resource', 'client_assertion', 'client_assertion_type', 'client_secret', 'decision', 'session', 'done', 'redirect_uris', 'token_type_hint', 'csr', 'ttl', 'enrolment_token', 'stream_id', 'delivery', 'events_requested', 'set_signing_alg', 'status', 'reason', 'subject', 'ack', 'setErrs', 'maxEvents', 'returnImmediately', 'user', 'id', 'sub', 'userId'] as const;
 
 /** Strings that have broken parsers before: non-Latin-1, DEL, controls, bad percent-encoding, huge numbers, paths. */
 const nasty = fc.oneof(
@@ -30,7 +32,7 @@ const nasty = fc.oneof(
 );
 
 /** A header value Node lets a client send (Latin-1 without controls). */
-const headerValue = fc.oneof(fc.string({ maxLength: 60 }).map((value) => value.replace(/[^\x20-\x7e]/g, '')), fc.constantFrom('Bearer x', 'Basic !!!', 'DPoP a.b.c', 'https://evil.example', 'null', 'text/html', '*/*'));
+const headerValue = fc.oneof(fc.string({ maxLength: 60 }).map((value) => value.replace(/[^\x20-\x7e]/g, '')), fc.constantFrom('Bearer x', 'Basic !!!', 'DPoP a.b.c', 'https://evil.example', 'null', 'text/html', '*/*', `Bearer ${ADMIN_TOKEN}`));
 
 const contentTypes = fc.constantFrom(undefined, 'application/json', 'application/x-www-form-urlencoded', 'text/plain', 'application/jwt', 'multipart/form-data; boundary=x', 'application/json; charset=latin1', 'text/html', 'application/x-www-form-urlencoded; charset=utf-16', '');
 
@@ -49,7 +51,7 @@ describe('security review 8: no 5xx for any input, with our headers on every ans
   let receiverBearer = '';
 
   before(async () => {
-    server = await startTestServer({ fixedPort: true, env: { PORTCULLIS_ADMIN_TOKEN: 'fuzz-admin-token-0123456789abcdefghij' }, overrides: { signals: { pollWait: '1s' } } });
+    server = await startTestServer({ fixedPort: true, env: { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN }, overrides: { signals: { pollWait: '1s' } } });
     routes = registeredRoutes(server.running.app);
     // The CA is initialised, so /ca/sign, /ca/renew and the CRLs are fuzzed past "no CA yet".
     await server.running.runtime.get('pki').authority.initialise({ keepRootOffline: false });
@@ -82,7 +84,7 @@ describe('security review 8: no 5xx for any input, with our headers on every ans
 
   it('knows the routes from Fastify, and they include every part of the server', () => {
     const urls = routes.map((route) => route.url);
-    for (const url of ['/healthz', '/login', '/authorize', '/token', '/par', '/logout', '/audit/entries', '/audit/cosignatures', '/', '/favicon.ico', '/ca/sign', '/ca/renew', '/ca/crl', '/ca/crl/:keyId', '/ca/bundle', '/ca/spiffe-bundle', '/.well-known/ssf-configuration', '/signals/stream', '/signals/status', '/signals/subjects/add', '/signals/subjects/remove', '/signals/verify', '/signals/poll/:streamId']) assert.ok(urls.includes(url), url);
+    for (const url of ['/healthz', '/login', '/authorize', '/token', '/par', '/logout', '/audit/entries', '/audit/cosignatures', '/', '/favicon.ico', '/ca/sign', '/ca/renew', '/ca/crl', '/ca/crl/:keyId', '/ca/bundle', '/ca/spiffe-bundle', '/.well-known/ssf-configuration', '/signals/stream', '/signals/status', '/signals/subjects/add', '/signals/subjects/remove', '/signals/verify', '/signals/poll/:streamId', '/account/export', '/admin/privacy/users/:id/export', '/privacy/export-schema.json']) assert.ok(urls.includes(url), url);
     assert.ok(routes.length >= 30, `${routes.length} routes`);
   });
 

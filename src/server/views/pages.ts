@@ -200,6 +200,38 @@ ${input.hint !== undefined ? html`<p class="hint" id="profile-${input.field}-hin
 </form>`;
 }
 
+/** The form that downloads the person's data; the current password when the session is not fresh. */
+function dataExportForm(csrf: string, passwordRequired: boolean, error?: string): Html {
+  return html`<form method="post" action="/account/export"${error !== undefined ? html` aria-describedby="form-error"` : ''}>
+<input type="hidden" name="_csrf" value="${csrf}">
+${
+  passwordRequired
+    ? html`<label for="export-password">Current password</label>
+<input type="password" id="export-password" name="password" autocomplete="current-password" required maxlength="1024">
+`
+    : ''
+}<button type="submit">Download my data</button>
+</form>`;
+}
+
+function dataExportSection(csrf: string, passwordRequired: boolean): Html {
+  return html`<h2>Your data</h2>
+<p class="hint">A copy of everything this service keeps about you, as one JSON file: your profile, sessions, applications and their access, consents, requests, and the audit log's entries about you with the proofs to check them. Its format is described by <a href="/privacy/export-schema.json">a JSON Schema</a>.</p>
+${dataExportForm(csrf, passwordRequired)}
+`;
+}
+
+/** Asked again for the password before a download, or told why it cannot happen now. */
+export function dataExportPage(options: { csrf: string; error: string; passwordRequired: boolean }): string {
+  return layout(
+    'Download your data',
+    html`<h1>Download your data</h1>
+${message(options.error)}
+${options.passwordRequired ? dataExportForm(options.csrf, true, options.error) : ''}
+<p><a href="/account">Back to your account</a></p>`,
+  );
+}
+
 export function accountPage(options: {
   email: string;
   csrf: string;
@@ -207,6 +239,8 @@ export function accountPage(options: {
   consents?: readonly ConsentRow[];
   secondFactor?: SecondFactorState;
   profile?: ProfileValues;
+  /** The "Download my data" form (GDPR Art. 15, 20); `passwordRequired` when the session signed in too long ago. */
+  dataExport?: { readonly passwordRequired: boolean };
   error?: string;
   notice?: string;
 }): string {
@@ -251,6 +285,7 @@ ${applicationsSection(options.csrf, options.consents ?? [])}
 <h2>Two-step verification</h2>
 ${secondFactorSection(options.csrf, options.secondFactor ?? { state: 'off' })}
 
+${options.dataExport !== undefined ? dataExportSection(options.csrf, options.dataExport.passwordRequired) : ''}
 <h2>Change password</h2>
 <form method="post" action="/account/password">
 <input type="hidden" name="_csrf" value="${options.csrf}">

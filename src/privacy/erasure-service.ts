@@ -1,6 +1,7 @@
 /**
- * The privacy workflows of one instance, assembled: erasures, legal holds,
- * consumer requests, and the job that runs on a schedule (privacy.retention.interval).
+ * The erasure side of the privacy workflows, assembled: erasures and the
+ * notices to their recipients, legal holds, and the privacy job that runs on
+ * a schedule (privacy.retention.interval).
  * The job runs on one instance at a time: each run takes a hot-store lease
  * for the interval, so two instances do not both carry out an erasure that
  * fell due, and the ledger records what each run did.
@@ -23,7 +24,7 @@ import { subjectHasher, type SubjectHasher } from './subjects.ts';
 const HOUR_MS = 60 * 60_000;
 const JOB_LEASE_KEY = 'privacy:job-lease';
 
-export interface PrivacyOptions {
+export interface ErasureServiceOptions {
   readonly config: Readonly<Config>;
   readonly stores: Stores;
   readonly vault: KeyVault;
@@ -46,7 +47,7 @@ export interface JobReport {
   readonly requestsOverdue: number;
 }
 
-export interface Privacy {
+export interface ErasureService {
   readonly erasures: Erasures;
   readonly holds: LegalHolds;
   readonly requests: ConsumerRequests;
@@ -60,7 +61,7 @@ export interface Privacy {
   close(): Promise<void>;
 }
 
-export function createPrivacy(options: PrivacyOptions): Privacy {
+export function createErasureService(options: ErasureServiceOptions): ErasureService {
   const { config, stores, events, clock } = options;
   const records = stores.durable.records;
   const subjects = subjectHasher(options.vault);
