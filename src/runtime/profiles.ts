@@ -13,6 +13,7 @@ import type { EventHub } from '../events/index.ts';
 import type { AnyHookHandler, HookChains } from '../hooks/index.ts';
 import type { PluginHost } from '../plugins/index.ts';
 import type { Identity } from '../identity/index.ts';
+import type { PrivacyPreferences } from '../privacy/index.ts';
 import type { AuthorizationServer, ClientRegistry, ResourceRegistry } from '../oauth/index.ts';
 import type { Keyring } from '../tokens/index.ts';
 import type { CertificateAuthority, EnrolmentTokens } from '../pki/index.ts';
@@ -57,6 +58,8 @@ export interface PortcullisServices {
   readonly failures: FailureAggregator;
   readonly keyring: Keyring;
   readonly identity: Identity;
+  /** The person's privacy choices: "do not sell or share" (GPC) and consent per purpose (issue 15). */
+  readonly preferences: PrivacyPreferences;
   readonly registries: Registries;
   readonly oauth: AuthorizationServer;
   readonly pki: Pki;
@@ -88,6 +91,7 @@ export interface ApplicationServices {
   readonly events: EventHub;
   readonly failures: FailureAggregator;
   readonly identity: Identity;
+  readonly preferences: PrivacyPreferences;
   readonly authorizationServer: AuthorizationServer;
   readonly pki: Pki;
   readonly signals: Signals;
