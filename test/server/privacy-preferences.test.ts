@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { setTimeout as wait } from 'node:timers/promises';
 import { decodeEntry, type AuditEntry } from '../../src/audit/index.ts';
 import type { User } from '../../src/identity/index.ts';
+import { totpCodeAt } from '../../src/identity/totp.ts';
 import { CONSENT_LOG, ConsumerRequests, OPT_OUT_PURPOSE, subjectHasher, type ConsentRecord } from '../../src/privacy/index.ts';
 import { SECURITY_EVENT_TYPES } from '../../src/sdk/index.ts';
 import { BrowserlessClient, csrfField, type PageResponse } from '../support/browserless-client.ts';
@@ -372,6 +373,29 @@ describe('privacy choices through the pages (embedded)', () => {
       const again = await signIn(browser(), user.email);
       assert.equal(again.asked, undefined);
       assert.equal(again.location, '/account');
+    });
+
+    it('after password + second factor too: a visitor GPC cookie is carried and the purposes are asked, then on to return_to', async () => {
+      const user = await p.user('second-factor');
+      const { secondFactor } = server.running.identity;
+      const { secret } = await secondFactor.beginEnrolment(user.id, user.email);
+      const recovery = await secondFactor.confirmEnrolment(user.id, await totpCodeAt(secret, Date.now()), {});
+      assert.ok(recovery !== null);
+      const client = browser();
+      const form = await client.get('/login?return_to=%2Faccount%3Fdone%3Dprofile', GPC);
+      assert.equal(client.cookie(GPC_COOKIE), '1');
+      const password = await client.post('/login', { _csrf: csrfField(form.body)!, email: user.email, password: PASSWORD, return_to: '/account?done=profile' });
+      assert.match(password.location ?? '', /^\/login\/totp/);
+      assert.equal((await p.current(user.id)).privacy, undefined, 'the password alone records nothing');
+      const challenge = await client.get(password.location!);
+      const second = await client.post('/login/totp', { _csrf: csrfField(challenge.body)!, code: recovery[0]!, return_to: '/account?done=profile' });
+      assert.equal(second.status, 303);
+      assert.equal(second.location, `/privacy/purposes?return_to=${encodeURIComponent('/account?done=profile')}`);
+      assert.equal((await p.current(user.id)).privacy?.optOut?.source, 'gpc');
+      assert.equal(client.cookie(GPC_COOKIE), undefined, 'the cookie is cleared');
+      const asked = await client.get(second.location);
+      const done = await client.post('/privacy/purposes', { _csrf: csrfField(asked.body)!, return_to: '/account?done=profile', consent_newsletter: 'grant', consent_analytics: 'grant' });
+      assert.equal(done.location, '/account?done=profile');
     });
 
     it('the question continues to the return_to of the sign-in', async () => {
