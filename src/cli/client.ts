@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
 import { SIGNING_ALGORITHMS } from '../crypto/index.ts';
-import { ClientMetadataError, OIDC_SCOPES, isApproved, validateClientMetadata, type ClientRegistry, type OAuthClient } from '../oauth/index.ts';
+import { ClientMetadataError, USER_SCOPE_NAMES, isApproved, validateClientMetadata, type ClientRegistry, type OAuthClient } from '../oauth/index.ts';
 import { PROFILES, SSF_STREAM_SCOPE, ensureSignalsResource, withServices, type Registries } from '../runtime/index.ts';
 
 export interface ClientCliContext {
@@ -207,7 +207,7 @@ export function registerClientCommands(program: Command, context: ClientCliConte
           metadata = validateClientMetadata(request, {
             // The operator: cert_sans may be set here, and only here.
             operator: true,
-            allowedScopes: [...OIDC_SCOPES, ...(await resources.allScopes())],
+            allowedScopes: [...USER_SCOPE_NAMES, ...(await resources.allScopes())],
             scopeHint: 'a scope is OpenID (openid, profile, email, offline_access) or a scope of a resource: portcullis resource create --uri <uri> --scope <scope>',
           });
         } catch (error) {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
-import { collection, typeboxCodec, write, type Codec, type Collection, type RecordStore, type StoredRecord } from '../store/index.ts';
+import { collection, keep, typeboxCodec, write, type Codec, type Collection, type RecordStore, type StoredRecord } from '../store/index.ts';
 import type { Profile } from './profile.ts';
 import { UserError } from './user-error.ts';
 
@@ -11,6 +11,19 @@ const EMAILS = 'user_emails';
 const MAX_EMAIL_LENGTH = 254;
 /** A practical address check (RFC 5321 lengths, one @, a dotted domain); deliverability is not our business. */
 const EMAIL = /^[^\s@]{1,64}@[^\s@.]+(\.[^\s@.]+)+$/u;
+
+/**
+ * The person's current privacy choices (issue 15), kept on the account so
+ * the authorization server reads them for claims without knowing the
+ * privacy workflows. Their history (proof of consent, GDPR Art. 7(1)) is
+ * the privacy module's append-only `privacy_consent_log`.
+ */
+export interface UserPrivacy {
+  /** "Do not sell or share my personal information" is on (CCPA 1798.120), since `at`, from `source`. */
+  readonly optOut?: { readonly at: number; readonly source: 'gpc' | 'account' | 'admin' };
+  /** The latest decision per purpose id (config privacy.purposes), at the purpose's version then. */
+  readonly consents?: Readonly<Record<string, { readonly version: number; readonly granted: boolean; readonly at: number; readonly source: string }>>;
+}
 
 export interface User {
   readonly id: string;
@@ -29,6 +42,7 @@ export interface User {
    * a thief may already hold (OWASP ASVS 3.3.3).
    */
   readonly tokensNotBefore?: number;
+  readonly privacy?: UserPrivacy;
 }
 
 interface UserData {
@@ -39,7 +53,13 @@ interface UserData {
   totpSecret?: string | null;
   profile?: Profile;
   tokensNotBefore?: number;
+  privacy?: UserPrivacy;
 }
+
+const PrivacySchema = Type.Object({
+  optOut: Type.Optional(Type.Object({ at: Type.Number(), source: Type.Union([Type.Literal('gpc'), Type.Literal('account'), Type.Literal('admin')]) })),
+  consents: Type.Optional(Type.Record(Type.String(), Type.Object({ version: Type.Integer({ minimum: 1 }), granted: Type.Boolean(), at: Type.Number(), source: Type.String() }))),
+});
 
 const userCodec: Codec<UserData> = typeboxCodec(
   Type.Object({
@@ -51,6 +71,7 @@ const userCodec: Codec<UserData> = typeboxCodec(
     // The claims' own rules live in profile.ts; stored, a profile is string claims and updated_at.
     profile: Type.Optional(Type.Unsafe<Profile>(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number()])))),
     tokensNotBefore: Type.Optional(Type.Number()),
+    privacy: Type.Optional(PrivacySchema),
   }),
 );
 
@@ -146,6 +167,30 @@ export class UserDirectory {
       },
     );
     return toUser(record!);
+  }
+
+  /**
+   * Changes the user's privacy choices with a compare-and-set: `change`
+   * sees the current ones and answers the new ones, or null to leave the
+   * record as it is (nothing written). Retries a lost race, deciding again
+   * on what won it, so of two concurrent identical changes one changes.
+   */
+  async changePrivacy(id: string, change: (current: UserPrivacy) => UserPrivacy | null): Promise<{ user: User; changed: boolean }> {
+    const { record, written } = await this.#users.mutate(
+      id,
+      (current) => {
+        if (current === null) throw new UserError('not_found', 'no such user');
+        const next = change(current.data.privacy ?? {});
+        return next === null ? keep(undefined) : write({ ...current.data, privacy: next });
+      },
+      {
+        attempts: 5,
+        exhausted: () => {
+          throw new UserError('conflict', 'the user changed concurrently too often; try again');
+        },
+      },
+    );
+    return { user: toUser(record!), changed: written };
   }
 
   /**

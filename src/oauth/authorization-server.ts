@@ -28,6 +28,7 @@ import { ParEndpoint } from './par.ts';
 import { RefreshTokens } from './refresh-tokens.ts';
 import { RegistrationEndpoint } from './registration.ts';
 import { USER_SCOPES } from './scopes.ts';
+import { privacyClaimValues } from './privacy-claims.ts';
 import { ResourceRegistry } from './resources.ts';
 import { TokenTargets } from './targets.ts';
 import { RevocationEndpoint } from './revocation.ts';
@@ -160,7 +161,7 @@ export function createAuthorizationServer(options: {
   // Addresses are not verified by Portcullis (yet): say so (OIDC Core section 5.1).
   const claimValues = async (userId: string) => {
     const user = await users.byId(userId);
-    return user === null || user.disabled ? null : { ...user.profile, email: user.email, email_verified: false };
+    return user === null || user.disabled ? null : { ...user.profile, email: user.email, email_verified: false, ...privacyClaimValues(user.privacy) };
   };
   const accessTokens = new AccessTokens({
     keyring,
@@ -253,7 +254,7 @@ export function createAuthorizationServer(options: {
     logout,
     token: new TokenEndpoint({ clientAuthenticator, services }),
     par: new ParEndpoint({ clientAuthenticator, pushed, targets }),
-    introspection: new IntrospectionEndpoint({ clientAuthenticator, accessTokens, refreshTokens, targets }),
+    introspection: new IntrospectionEndpoint({ clientAuthenticator, accessTokens, refreshTokens, targets, claimValues }),
     revocation: new RevocationEndpoint({ clientAuthenticator, accessTokens, refreshTokens, events }),
     userinfo: new UserInfoEndpoint({
       accessTokens,

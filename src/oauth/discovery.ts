@@ -6,7 +6,7 @@
  */
 import { SIGNING_ALGORITHMS, algorithmsFor } from '../crypto/index.ts';
 import { DPOP_ALGORITHMS } from './dpop.ts';
-import { OIDC_SCOPES, SCOPE_CLAIMS } from './scopes.ts';
+import { SCOPE_CLAIMS, USER_SCOPE_NAMES } from './scopes.ts';
 import { SUPPORTED_GRANT_TYPES } from './token-endpoint.ts';
 
 /** Paths of the endpoints, relative to the issuer. */
@@ -76,7 +76,7 @@ export function authorizationServerMetadata(options: MetadataOptions): Record<st
     introspection_endpoint: url(ENDPOINT_PATHS.introspection),
     revocation_endpoint: url(ENDPOINT_PATHS.revocation),
     ...(options.registration && { registration_endpoint: url(ENDPOINT_PATHS.registration) }),
-    scopes_supported: [...new Set([...OIDC_SCOPES, ...options.scopes])],
+    scopes_supported: [...new Set([...USER_SCOPE_NAMES, ...options.scopes])],
     // OAuth 2.1: the code flow only; no implicit, no hybrid.
     response_types_supported: ['code'],
     response_modes_supported: ['query'],

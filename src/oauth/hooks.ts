@@ -7,7 +7,7 @@
  */
 import { HookChains, HookUnavailableError, bundledChainSource, defineHook, idlePluginSlot, type AnyHookHandler, type Claims, type ClaimsOutcome, type ClaimsPoint, type HookPoint } from '../hooks/index.ts';
 import { OAuthError } from './errors.ts';
-import { claimsForScopes } from './scopes.ts';
+import { PRIVACY_SCOPE, claimsForScopes } from './scopes.ts';
 
 export const REGISTRATION_POLICY_HOOK = 'oauth.registration-policy';
 export const METADATA_STEP_HOOK = 'oauth.metadata-step';
@@ -56,15 +56,22 @@ const storedConsent = defineHook({
 /**
  * OIDC Core section 5.4: the scope claims go in the ID token only when no
  * access token is issued; every flow here (response_type=code) issues one,
- * so this passes, and the claims come from UserInfo.
+ * so this passes, and the claims come from UserInfo. The `privacy` scope's
+ * claims are Portcullis's own and go in the ID token too: an application
+ * learns of an opt-out at the sign-in itself, before it processes anything
+ * (CCPA regulations section 7026(f): honour it as soon as feasibly
+ * possible), without a UserInfo call.
  */
 const idTokenScopeClaims = defineHook({
   point: 'token.claims',
   name: ID_TOKEN_CLAIMS_HOOK,
   answers: ['modify', 'pass'],
   // Synchronous when it passes: no read, no deadline timer on the token endpoint's hot path.
-  run: (context) =>
-    context.accessTokenIssued ? { verdict: 'pass' } : context.claimValues().then((values) => ({ verdict: 'modify', claims: claimsForScopes(context.scopes, values ?? {}) }) as const),
+  run: (context) => {
+    if (!context.accessTokenIssued) return context.claimValues().then((values) => ({ verdict: 'modify', claims: claimsForScopes(context.scopes, values ?? {}) }) as const);
+    if (!context.scopes.includes(PRIVACY_SCOPE)) return { verdict: 'pass' };
+    return context.claimValues().then((values) => ({ verdict: 'modify', claims: claimsForScopes([PRIVACY_SCOPE], values ?? {}) }) as const);
+  },
 });
 
 /** OIDC Core section 5.4: the token's scopes pick the claims UserInfo releases; a claim without a value is left out (5.3.2). */

@@ -8,7 +8,7 @@ export { ENDPOINT_PATHS, endpointUrl } from './discovery.ts';
 export { AccessTokens, ACCESS_TOKEN_TYPE, type AccessTokenClaims } from './access-tokens.ts';
 export { ClientRegistry, isApproved, type OAuthClient } from './clients.ts';
 export { ClientMetadataError, validateClientMetadata, type ClientMetadata } from './client-metadata.ts';
-export { OIDC_SCOPES } from './scopes.ts';
+export { OIDC_SCOPES, PRIVACY_SCOPE, USER_SCOPE_NAMES } from './scopes.ts';
 export { AuthorizationPageError } from './authorization/request.ts';
 export type { AuthorizeOutcome, SignedIn } from './authorization/authorizer.ts';
 export type { Consent } from './authorization/consents.ts';

@@ -8,6 +8,7 @@
  * token that is not active, or not the caller's to see, gets the same
  * `{"active": false}` (section 2.2).
  */
+import type { Claims } from '../hooks/index.ts';
 import type { AccessTokens } from './access-tokens.ts';
 import type { ClientAuthenticator } from './client-auth.ts';
 import { CERTIFICATE_CONFIRMATION, type ClientCertificate } from './mtls.ts';
@@ -16,6 +17,7 @@ import { oauthParams } from './params.ts';
 import type { RefreshTokens } from './refresh-tokens.ts';
 import type { TokenTargets } from './targets.ts';
 import type { RequestAudit } from './grants/grant.ts';
+import { PRIVACY_SCOPE, claimsForScopes } from './scopes.ts';
 
 export type IntrospectionResponse = { readonly active: false } | ({ readonly active: true; readonly token_type?: string } & Record<string, unknown>);
 
@@ -28,9 +30,12 @@ export class IntrospectionEndpoint {
   readonly #refreshTokens: RefreshTokens;
 
   readonly #targets: TokenTargets;
+  readonly #claimValues: ((userId: string) => Promise<Claims | null>) | undefined;
 
-  constructor(options: { clientAuthenticator: ClientAuthenticator; accessTokens: AccessTokens; refreshTokens: RefreshTokens; targets: TokenTargets }) {
+  /** `claimValues`: a user's claim values, read for a token with the `privacy` scope. */
+  constructor(options: { clientAuthenticator: ClientAuthenticator; accessTokens: AccessTokens; refreshTokens: RefreshTokens; targets: TokenTargets; claimValues?: (userId: string) => Promise<Claims | null> }) {
     this.#targets = options.targets;
+    this.#claimValues = options.claimValues;
     this.#clientAuthenticator = options.clientAuthenticator;
     this.#accessTokens = options.accessTokens;
     this.#refreshTokens = options.refreshTokens;
@@ -64,6 +69,7 @@ export class IntrospectionEndpoint {
         exp: Math.floor(refresh.expiresAt / 1000),
         ...(refresh.grant.dpopJkt !== undefined && { cnf: { jkt: refresh.grant.dpopJkt } }),
         ...(refresh.grant.certificateThumbprint !== undefined && { cnf: { [CERTIFICATE_CONFIRMATION]: refresh.grant.certificateThumbprint } }),
+        ...(await this.#privacyClaims(refresh.grant.scope, refresh.grant.userId)),
       };
     }
     // Section 4: issued to the caller, or the caller is the resource server it is for.
@@ -75,6 +81,20 @@ export class IntrospectionEndpoint {
     const dpopBound = (claims['cnf'] as { jkt?: unknown } | undefined)?.jkt !== undefined;
     const answer: Record<string, unknown> = { active: true, token_type: dpopBound ? 'DPoP' : 'Bearer' };
     for (const claim of REPORTED_CLAIMS) if (claims[claim] !== undefined) answer[claim] = claims[claim];
+    Object.assign(answer, await this.#privacyClaims(claims.scope, claims.sub));
     return answer as IntrospectionResponse;
+  }
+
+  /**
+   * A user token with the `privacy` scope: the person's choices as they are
+   * now, not as they were at issue (RFC 7662 section 2.2 lets a server add
+   * its own members), so a resource server that introspects stops selling
+   * or sharing from the next call after an opt-out. Only user scopes carry
+   * `privacy` (client_credentials refuses them), so `sub` is a user.
+   */
+  async #privacyClaims(scope: string, userId: string): Promise<Record<string, unknown>> {
+    if (this.#claimValues === undefined || !scope.split(' ').includes(PRIVACY_SCOPE)) return {};
+    const values = await this.#claimValues(userId);
+    return values === null ? {} : claimsForScopes([PRIVACY_SCOPE], values);
   }
 }

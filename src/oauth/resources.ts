@@ -15,7 +15,7 @@ import type { DomainEvents } from '../events/index.ts';
 import { Type } from '@sinclair/typebox';
 import { algorithmsFor, isAlgorithmFor, type ResourceTokenAlgorithm } from '../crypto/index.ts';
 import { collection, typeboxCodec, type Clock, type Codec, type Collection, type RecordStore } from '../store/index.ts';
-import { OIDC_SCOPES } from './scopes.ts';
+import { PRIVACY_SCOPE, USER_SCOPES } from './scopes.ts';
 
 const RESOURCES = 'oauth_resources';
 const SCOPE_CLAIMS = 'oauth_resource_scopes';
@@ -144,7 +144,7 @@ export class ResourceRegistry {
     if (scopes.length > MAX_SCOPES) throw new ResourceRegistryError('invalid', `a resource has at most ${MAX_SCOPES} scopes`);
     for (const scope of scopes) {
       if (!SCOPE_TOKEN.test(scope)) throw new ResourceRegistryError('invalid', `scope ${JSON.stringify(scope.slice(0, 40))} is not a scope name (RFC 6749 section 3.3: printable ASCII, no space, quote or backslash)`);
-      if ((OIDC_SCOPES as readonly string[]).includes(scope)) throw new ResourceRegistryError('invalid', `scope ${scope} is an OpenID Connect scope; a resource defines API scopes of its own`);
+      if (USER_SCOPES.has(scope)) throw new ResourceRegistryError('invalid', `scope ${scope} is ${scope === PRIVACY_SCOPE ? 'the privacy scope about the signed-in user' : 'an OpenID Connect scope'}; a resource defines API scopes of its own`);
     }
     if (input.accessTokenAlg !== undefined && !isAlgorithm(input.accessTokenAlg)) throw new ResourceRegistryError('invalid', `access token algorithm ${input.accessTokenAlg.slice(0, 20)} is not one of ${RESOURCE_TOKEN_ALGORITHMS.join(', ')}`);
     const clients = [...new Set(input.clients ?? [])];

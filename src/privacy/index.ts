@@ -17,3 +17,17 @@ export { EXPORT_SECTIONS, PrivacyExportError, PrivacyExporter, mappedSections, t
 export { EXPORT_FORMAT, EXPORT_SCHEMA_PATH, EXPORT_VERSION, PrivacyExportSchema, privacyExportJsonSchema, type PrivacyExport } from './export-schema.ts';
 export { ExportLimit, EXPORT_LIMIT_PREFIX, type ExportAllowance } from './export-limit.ts';
 export { createPrivacy, type Privacy } from './privacy.ts';
+export {
+  CONSENT_LOG,
+  OPT_OUT_PURPOSE,
+  PreferenceError,
+  PrivacyPreferences,
+  createPrivacyPreferences,
+  decisionOf,
+  type ConsentRecord,
+  type ConsentSource,
+  type OptOutSource,
+  type PreferenceAudit,
+  type Purpose,
+  type PurposeState,
+} from './preferences.ts';

@@ -13,6 +13,7 @@ import type { EventHub } from '../events/index.ts';
 import type { AnyHookHandler, HookChains } from '../hooks/index.ts';
 import type { PluginHost } from '../plugins/index.ts';
 import type { Identity } from '../identity/index.ts';
+import type { PrivacyPreferences } from '../privacy/index.ts';
 import type { AuthorizationServer, ClientRegistry, ResourceRegistry } from '../oauth/index.ts';
 import type { Keyring } from '../tokens/index.ts';
 import type { CertificateAuthority, EnrolmentTokens } from '../pki/index.ts';
@@ -58,6 +59,8 @@ export interface PortcullisServices {
   readonly failures: FailureAggregator;
   readonly keyring: Keyring;
   readonly identity: Identity;
+  /** The person's privacy choices: "do not sell or share" (GPC) and consent per purpose (issue 15). */
+  readonly preferences: PrivacyPreferences;
   readonly registries: Registries;
   readonly oauth: AuthorizationServer;
   /** Privacy workflows (issue 15): consumer requests, access and portability exports. */
@@ -93,6 +96,7 @@ export interface ApplicationServices {
   readonly events: EventHub;
   readonly failures: FailureAggregator;
   readonly identity: Identity;
+  readonly preferences: PrivacyPreferences;
   readonly authorizationServer: AuthorizationServer;
   readonly privacy: Privacy;
   readonly pki: Pki;

@@ -15,6 +15,7 @@ import { IDENTITY_HOOKS, createIdentity } from '../identity/index.ts';
 import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer, isApproved } from '../oauth/index.ts';
 import { Keyring, keyringPolicy } from '../tokens/index.ts';
 import { CertificateAuthority, EnrolmentTokens, caSettings } from '../pki/index.ts';
+import { createPrivacyPreferences } from '../privacy/index.ts';
 import { assertDataDirUsable, assertDeploymentExists, openExistingStores, withAbsolutePaths } from './deployment.ts';
 import { Listener } from './listener.ts';
 import { MtlsListener, serverNames } from './mtls.ts';
@@ -215,6 +216,20 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
       },
     },
     {
+      name: 'preferences',
+      needs: ['config', 'vault', 'stores', 'events', 'identity'],
+      // The person's privacy choices (GPC opt-out, consent per purpose), on the user record and their history.
+      start: (services) =>
+        createPrivacyPreferences({
+          purposes: services.get('config').privacy.purposes,
+          durable: services.get('stores').durable,
+          users: services.get('identity').accounts.users,
+          events: services.get('events'),
+          vault: services.get('vault'),
+          clock,
+        }),
+    },
+    {
       name: 'registries',
       needs: ['vault', 'stores', 'events'],
       start: (services) => {
@@ -406,7 +421,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'listener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'privacy', 'pki', 'signals', 'erasure', 'plugins'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'preferences', 'oauth', 'privacy', 'pki', 'signals', 'erasure', 'plugins'],
       // In-flight requests may take the shutdown timeout, no longer.
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
@@ -428,7 +443,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'mtlsListener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'privacy', 'pki', 'signals', 'erasure', 'ca', 'listener'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'preferences', 'oauth', 'privacy', 'pki', 'signals', 'erasure', 'ca', 'listener'],
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
         const config = services.get('config');
@@ -449,7 +464,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'metricsListener',
-      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'oauth', 'privacy', 'pki', 'signals', 'erasure', 'listener'],
+      needs: ['config', 'telemetry', 'stores', 'ledger', 'events', 'failures', 'identity', 'preferences', 'oauth', 'privacy', 'pki', 'signals', 'erasure', 'listener'],
       stopTimeoutMs: settings.config.http.shutdownTimeoutMs,
       start: async (services) => {
         const config = services.get('config');
@@ -481,6 +496,7 @@ function applicationServices(services: ServiceContext<PortcullisServices>, clock
     events: services.get('events'),
     failures: services.get('failures'),
     identity: services.get('identity'),
+    preferences: services.get('preferences'),
     authorizationServer: services.get('oauth'),
     privacy: services.get('privacy'),
     pki: services.get('pki'),

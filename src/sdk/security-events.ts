@@ -40,6 +40,11 @@ export const SECURITY_EVENT_TYPES = {
   trustBundleUpdated: `${PORTCULLIS_EVENT_TYPE}trust-bundle-updated`,
   clientDeleted: `${PORTCULLIS_EVENT_TYPE}client-deleted`,
   tokensRevoked: `${PORTCULLIS_EVENT_TYPE}tokens-revoked`,
+  // Privacy choices an application must honour from then on (issue 15): "do
+  // not sell or share" (CCPA 1798.120, Global Privacy Control) and consent
+  // per purpose (GDPR Art. 7(3): a withdrawal stops the processing it covered).
+  privacyOptOutChanged: `${PORTCULLIS_EVENT_TYPE}privacy-opt-out-changed`,
+  privacyConsentChanged: `${PORTCULLIS_EVENT_TYPE}privacy-consent-changed`,
 } as const;
 
 export type SecurityEventTypeName = keyof typeof SECURITY_EVENT_TYPES;

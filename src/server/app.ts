@@ -31,6 +31,8 @@ import { erasureRoutes } from './erasure-routes.ts';
 import { oauthRoutes } from './oauth-routes.ts';
 import { authorizeRoutes } from './authorize-routes.ts';
 import { applicationAccess, returnTargets, signOutHooks } from './applications.ts';
+import type { PrivacyPreferences } from '../privacy/index.ts';
+import { globalPrivacyControl, privacyAccountSection, privacyAfterSignIn, privacyPreferenceRoutes } from './privacy-preference-routes.ts';
 import type { TlsServerOptions } from '../runtime/index.ts';
 
 declare module 'fastify' {
@@ -59,6 +61,8 @@ export interface ServerDependencies {
   /** Counts unauthenticated failures for the ledger (security review 11); one per instance, shared with identity. */
   readonly failures?: FailureAggregator;
   readonly identity?: Identity;
+  /** The person's privacy choices: GPC on the pages, the account page's switch and purposes, consent asked at sign-in. */
+  readonly preferences?: PrivacyPreferences;
   readonly authorizationServer?: AuthorizationServer;
   /** The built-in CA: its routes are served when it is given. */
   readonly pki?: Pki;
@@ -177,20 +181,27 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
   const issuer = () => (new URL(config.issuer).port === '0' ? origin() : config.issuer);
   await app.register(homeRoutes, { issuer });
   const oauth = deps.authorizationServer;
+  const { preferences } = deps;
+  if (deps.identity !== undefined && preferences !== undefined) {
+    // At the root, before the pages are registered, so every page's route runs it (after its own cookie parsing).
+    app.addHook('preHandler', globalPrivacyControl({ preferences, identity: deps.identity }));
+  }
   if (deps.identity !== undefined) {
     await app.register(identityRoutes, {
       identity: deps.identity,
       origin,
       dataExport: deps.privacy !== undefined,
       ...(oauth !== undefined && { applications: applicationAccess(oauth), signOut: signOutHooks(oauth), returnTargets: returnTargets(oauth) }),
+      ...(preferences !== undefined && { accountSections: [privacyAccountSection(preferences)], afterSignIn: privacyAfterSignIn(preferences) }),
     });
+    if (preferences !== undefined) await app.register(privacyPreferenceRoutes, { preferences, identity: deps.identity, origin, ...(oauth !== undefined && { returnTargets: returnTargets(oauth) }) });
   }
   if (deps.privacy !== undefined) {
     await app.register(privacyRoutes, { privacy: deps.privacy, admin, issuer, origin, ...(deps.identity !== undefined && { identity: deps.identity }), ...(oauth !== undefined && { signOut: signOutHooks(oauth) }) });
   }
   if (oauth !== undefined) {
     await app.register(oauthRoutes, { server: oauth });
-    if (deps.identity !== undefined) await app.register(authorizeRoutes, { server: oauth, identity: deps.identity, origin });
+    if (deps.identity !== undefined) await app.register(authorizeRoutes, { server: oauth, identity: deps.identity, origin, purposes: config.privacy.purposes });
   }
   if (deps.pki !== undefined) await app.register(caRoutes, { pki: deps.pki, oauth, failures, issuer: config.issuer });
   if (deps.signals !== undefined) {

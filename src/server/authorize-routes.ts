@@ -10,15 +10,18 @@ import fastifyFormbody from '@fastify/formbody';
 import type { Identity } from '../identity/index.ts';
 import { AuthorizationPageError, ENDPOINT_PATHS, isApproved, type AuthorizationServer, type AuthorizeOutcome, type SignedIn } from '../oauth/index.ts';
 import { field, forgeryRefusalReason, page, refusePage, signedInSession } from './identity-routes.ts';
-import { consentPage, errorPage, redirectInterstitialPage } from './views/pages.ts';
+import { consentPage, errorPage, redirectInterstitialPage, type PurposeLine } from './views/pages.ts';
 
 export interface AuthorizeRoutesOptions {
   readonly server: AuthorizationServer;
   readonly identity: Identity;
   readonly origin: () => string;
+  /** The purposes of processing (config privacy.purposes): the consent page names those each requested scope serves. */
+  readonly purposes?: readonly (PurposeLine & { readonly scopes?: readonly string[] })[];
 }
 
-export const authorizeRoutes: FastifyPluginAsync<AuthorizeRoutesOptions> = async (app, { server, identity, origin }) => {
+export const authorizeRoutes: FastifyPluginAsync<AuthorizeRoutesOptions> = async (app, { server, identity, origin, purposes = [] }) => {
+  const purposesOf = (scope: string): readonly PurposeLine[] => purposes.filter((purpose) => purpose.scopes?.includes(scope) === true);
   const { accounts, csrf } = identity;
   await app.register(fastifyCookie);
   // Forms only: a JSON or text body is refused with 415, never half-read.
@@ -67,6 +70,7 @@ export const authorizeRoutes: FastifyPluginAsync<AuthorizeRoutesOptions> = async
             email: person!.email,
             redirectUri: outcome.redirectUri,
             approved: isApproved(outcome.client),
+            purposes: purposesOf,
           }),
           [outcome.redirectUri],
         );

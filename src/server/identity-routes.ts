@@ -4,6 +4,7 @@ import fastifyCookie from '@fastify/cookie';
 import fastifyFormbody from '@fastify/formbody';
 import { DEVICE_COOKIE_MAX_AGE_MS, PROFILE_FIELDS, PasswordPolicyError, THROTTLE, UserError, sameOrigin, type Identity, type ProfileField, type RequestContext, type Session, type User } from '../identity/index.ts';
 import { accountPage, errorPage, loginPage, logoutPage, recoveryCodesPage, secondFactorPage, type ConsentRow, type SecondFactorState } from './views/pages.ts';
+import type { Html } from './views/html.ts';
 import { STYLESHEET } from './views/style.ts';
 
 /** The applications a user let in (OAuth consents), for the account page. */
@@ -22,6 +23,17 @@ export interface SignOutHooks {
   sessionEnded(session: { userId: string; sessionHandle: string }, audit: { requestId: string; ip: string }): Promise<unknown>;
 }
 
+/** A section of the account page owned elsewhere (the privacy choices): rendered for the signed-in person, with the page's CSRF token. */
+export type AccountSection = (request: FastifyRequest, current: { session: Session; user: User }, csrf: string) => Promise<Html>;
+
+/**
+ * Runs after every successful sign-in, once the session is set, before the
+ * browser moves on: may change what the sign-in leaves on the reply, and
+ * resolves with a same-site path to go to instead of `returnTo` (a page that
+ * asks something first and then continues to `returnTo`), or undefined.
+ */
+export type AfterSignIn = (request: FastifyRequest, reply: FastifyReply, user: User, returnTo: string | undefined) => Promise<string | undefined>;
+
 export interface IdentityRoutesOptions {
   readonly identity: Identity;
   readonly signOut?: SignOutHooks;
@@ -32,6 +44,8 @@ export interface IdentityRoutesOptions {
   readonly applications?: ApplicationAccess;
   /** The account page offers "Download my data" (privacy-routes.ts serves it). */
   readonly dataExport?: boolean;
+  readonly accountSections?: readonly AccountSection[];
+  readonly afterSignIn?: AfterSignIn;
 }
 
 /**
@@ -85,6 +99,9 @@ const NOTICES: Record<string, string> = {
   'mfa-off': 'Two-step verification is off.',
   application: 'The application no longer has access to your account.',
   profile: 'Your profile was saved.',
+  'opt-out': 'Your personal information will not be sold or shared.',
+  'opt-in': 'You allowed the sale or sharing of your personal information again.',
+  consent: 'Your choice was saved.',
 };
 
 /** A wait in words a person reads ("about 15 minutes"); Retry-After keeps the seconds. */
@@ -151,7 +168,7 @@ export async function signedInSession(accounts: Identity['accounts'], request: F
  * Node refuses to write with control characters, DEL or anything beyond
  * Latin-1 (security review 8: that was a 500 after the session was made).
  */
-function safeReturnTo(value: unknown): string | undefined {
+export function safeReturnTo(value: unknown): string | undefined {
   if (typeof value !== 'string' || value.length > 512 || !value.startsWith('/') || value.startsWith('//') || value.includes('\\') || !/^[\x21-\x7e]+$/.test(value)) return undefined;
   return value;
 }
@@ -201,7 +218,7 @@ export async function endSessionAfterReauthFailures(
  * needs the session's CSRF token and a same-origin request; every refusal is
  * a page with a clear message, never a 500.
  */
-export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (app, { identity, origin, applications, signOut, returnTargets, dataExport }) => {
+export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (app, { identity, origin, applications, signOut, returnTargets, accountSections = [], afterSignIn, dataExport }) => {
   const targetsOf = async (returnTo: string | undefined): Promise<readonly string[]> => (returnTo === undefined || returnTargets === undefined ? [] : returnTargets(returnTo));
   const { accounts, csrf, secondFactor } = identity;
   const cookieOptions = { path: '/', secure: true, httpOnly: true, sameSite: 'lax' } as const;
@@ -280,7 +297,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     }
     await startSession(request, reply, result);
     reply.clearCookie(LOGIN_COOKIE, { path: '/', secure: true, httpOnly: true, sameSite: 'lax' });
-    return reply.redirect(returnTo ?? '/account', 303);
+    return reply.redirect((await afterSignIn?.(request, reply, result.user, returnTo)) ?? returnTo ?? '/account', 303);
   });
 
   app.get('/login/totp', async (request, reply) => {
@@ -324,7 +341,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     if (result.outcome !== 'ok') return refusePage(reply, 401, 'account_cannot_sign_in', errorPage({ title: 'Sign in again', detail: 'This account cannot sign in.' }));
     await startSession(request, reply, result);
     reply.clearCookie(MFA_COOKIE, cookieOptions);
-    return reply.redirect(returnTo ?? '/account', 303);
+    return reply.redirect((await afterSignIn?.(request, reply, result.user, returnTo)) ?? returnTo ?? '/account', 303);
   });
 
   async function secondFactorState(current: { session: Session; user: User }): Promise<SecondFactorState> {
@@ -346,17 +363,19 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
 
   async function renderAccount(reply: FastifyReply, current: { session: Session; user: User }, status: number, extra: { error?: string; notice?: string } = {}) {
     const sessions = await accounts.sessions.list(current.user.id);
+    const token = csrf.token(current.session.handle);
     return page(
       reply,
       status,
       accountPage({
         email: current.user.email,
-        csrf: csrf.token(current.session.handle),
+        csrf: token,
         sessions: sessions.map((session) => ({ ...session, current: session.handle === current.session.handle })),
         consents: applications === undefined ? [] : await applications.list(current.user.id),
         secondFactor: await secondFactorState(current),
         ...(current.user.profile !== undefined && { profile: current.user.profile }),
         ...(dataExport === true && { dataExport: { passwordRequired: !accounts.authenticatedRecently(current.session) } }),
+        sections: await Promise.all(accountSections.map((section) => section(reply.request, current, token))),
         ...extra,
       }),
     );

@@ -9,6 +9,7 @@ import type { Ledger } from '../audit/index.ts';
 import type { EventHub } from '../events/index.ts';
 import type { Identity } from '../identity/index.ts';
 import type { AuthorizationServer } from '../oauth/index.ts';
+import type { PrivacyPreferences } from '../privacy/index.ts';
 import {
   PROFILES,
   startServices,
@@ -48,6 +49,8 @@ export interface RunningPortcullis {
   /** Where features emit; the ledger records, other instances hear through `stores.bus`. */
   readonly events: EventHub;
   readonly identity: Identity;
+  /** The person's privacy choices (GPC opt-out, consent per purpose). */
+  readonly preferences: PrivacyPreferences;
   readonly authorizationServer: AuthorizationServer;
   /** The security-signal transmitter (SSF). */
   readonly signals: Signals;
@@ -111,6 +114,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
     ledger: runtime.get('ledger'),
     events: runtime.get('events'),
     identity: runtime.get('identity'),
+    preferences: runtime.get('preferences'),
     authorizationServer: runtime.get('oauth'),
     signals: runtime.get('signals'),
     privacy: runtime.get('privacy'),

@@ -39,6 +39,8 @@ export const SIGNALLING_EVENT_TYPES: ReadonlySet<DomainEventType> = new Set<Doma
   'client.deleted',
   'ca.rotated',
   'certificate.revoked',
+  'privacy.opt_out.changed',
+  'privacy.consent.changed',
 ]);
 
 /** The stable text a subject is matched by in stream subject filters (SSF 1.0 section 8.1.3). */
@@ -120,6 +122,18 @@ export async function signalsOf(event: DomainEvent, issuer: string, directory: {
       if (event.detail?.['reason'] !== 'keyCompromise') return [revoked];
       return [revoked, { type: SECURITY_EVENT_TYPES.credentialCompromise, subject, members: { credential_type: 'x509', event_timestamp, reason_admin: { en: 'certificate key compromised' } } }];
     }
+    case 'privacy.opt_out.changed':
+      // The applications that received the person's data must stop selling or sharing it (CCPA 1798.135(c)(1), regulations section 7026(f)(2)).
+      return [{ type: SECURITY_EVENT_TYPES.privacyOptOutChanged, ...(await user(event.actorUserId)), members: { opt_out: event.detail?.['optOut'] === true, event_timestamp, initiating_entity: initiator(event.actorService) } }];
+    case 'privacy.consent.changed':
+      // GDPR Art. 7(3): a withdrawal applies from then on, to every processor relying on the consent.
+      return [
+        {
+          type: SECURITY_EVENT_TYPES.privacyConsentChanged,
+          ...(await user(event.actorUserId)),
+          members: { purpose: event.detail?.['purpose'], version: event.detail?.['version'], granted: event.detail?.['granted'] === true, event_timestamp, initiating_entity: initiator(event.actorService) },
+        },
+      ];
     default:
       return [];
   }

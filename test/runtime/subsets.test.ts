@@ -33,6 +33,7 @@ describe('the services each start asks for', () => {
       'failures',
       'keyring',
       'identity',
+      'preferences',
       'registries',
       'oauth',
       'privacy',

@@ -22,7 +22,7 @@ const RUNS_PER_ROUTE = Number(process.env['FUZZ_RUNS'] ?? 300);
 const SEED = Number(process.env['FUZZ_SEED'] ?? 20261204);
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
-const PARAMETER_NAMES = ['client_id', 'response_type', 'redirect_uri', 'scope', 'state', 'nonce', 'code', 'code_verifier', 'code_challenge', 'code_challenge_method', 'grant_type', 'refresh_token', 'token', 'id_token_hint', 'post_logout_redirect_uri', 'request_uri', 'request', 'prompt', 'max_age', 'login_hint', 'return_to', 'reauth', 'interaction', 'start', 'end', 'size', 'index', 'from', 'to', 'limit', 'email', 'password', '_csrf', 'resource', 'client_assertion', 'client_assertion_type', 'client_secret', 'decision', 'session', 'done', 'redirect_uris', 'token_type_hint', 'csr', 'ttl', 'enrolment_token', 'stream_id', 'delivery', 'events_requested', 'set_signing_alg', 'status', 'reason', 'subject', 'ack', 'setErrs', 'maxEvents', 'returnImmediately', 'user', 'id', 'sub', 'userId'] as const;
+const PARAMETER_NAMES = ['client_id', 'response_type', 'redirect_uri', 'scope', 'state', 'nonce', 'code', 'code_verifier', 'code_challenge', 'code_challenge_method', 'grant_type', 'refresh_token', 'token', 'id_token_hint', 'post_logout_redirect_uri', 'request_uri', 'request', 'prompt', 'max_age', 'login_hint', 'return_to', 'reauth', 'interaction', 'start', 'end', 'size', 'index', 'from', 'to', 'limit', 'email', 'password', '_csrf', 'resource', 'client_assertion', 'client_assertion_type', 'client_secret', 'decision', 'session', 'done', 'redirect_uris', 'token_type_hint', 'csr', 'ttl', 'enrolment_token', 'stream_id', 'delivery', 'events_requested', 'set_signing_alg', 'status', 'reason', 'subject', 'ack', 'setErrs', 'maxEvents', 'returnImmediately', 'opt_out', 'purpose', 'consent_newsletter', 'consent_constructor', 'consent___proto__', 'user', 'id', 'sub', 'userId', 'confirm', 'grace'] as const;
 
 /** Strings that have broken parsers before: non-Latin-1, DEL, controls, bad percent-encoding, huge numbers, paths. */
 const nasty = fc.oneof(
@@ -51,7 +51,21 @@ describe('security review 8: no 5xx for any input, with our headers on every ans
   let receiverBearer = '';
 
   before(async () => {
-    server = await startTestServer({ fixedPort: true, env: { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN }, overrides: { signals: { pollWait: '1s' } } });
+    server = await startTestServer({
+      fixedPort: true,
+      env: { PORTCULLIS_ADMIN_TOKEN: ADMIN_TOKEN },
+      overrides: {
+        signals: { pollWait: '1s' },
+        // Purposes, so the consent pages and forms are fuzzed past "nothing to ask" (an id that is an Object.prototype name among them).
+        privacy: {
+          purposes: [
+            { id: 'newsletter', description: 'Newsletter', legalBasis: 'consent', version: 2, scopes: ['email'] },
+            { id: 'constructor', description: 'A prototype name', legalBasis: 'consent', version: 1 },
+            { id: 'billing', description: 'Billing', legalBasis: 'contract', version: 1 },
+          ],
+        },
+      },
+    });
     routes = registeredRoutes(server.running.app);
     // The CA is initialised, so /ca/sign, /ca/renew and the CRLs are fuzzed past "no CA yet".
     await server.running.runtime.get('pki').authority.initialise({ keepRootOffline: false });
@@ -84,7 +98,7 @@ describe('security review 8: no 5xx for any input, with our headers on every ans
 
   it('knows the routes from Fastify, and they include every part of the server', () => {
     const urls = routes.map((route) => route.url);
-    for (const url of ['/healthz', '/login', '/authorize', '/token', '/par', '/logout', '/audit/entries', '/audit/cosignatures', '/', '/favicon.ico', '/ca/sign', '/ca/renew', '/ca/crl', '/ca/crl/:keyId', '/ca/bundle', '/ca/spiffe-bundle', '/.well-known/ssf-configuration', '/signals/stream', '/signals/status', '/signals/subjects/add', '/signals/subjects/remove', '/signals/verify', '/signals/poll/:streamId', '/account/export', '/admin/privacy/users/:id/export', '/privacy/export-schema.json']) assert.ok(urls.includes(url), url);
+    for (const url of ['/healthz', '/login', '/authorize', '/token', '/par', '/logout', '/audit/entries', '/audit/cosignatures', '/', '/favicon.ico', '/ca/sign', '/ca/renew', '/ca/crl', '/ca/crl/:keyId', '/ca/bundle', '/ca/spiffe-bundle', '/.well-known/ssf-configuration', '/signals/stream', '/signals/status', '/signals/subjects/add', '/signals/subjects/remove', '/signals/verify', '/signals/poll/:streamId', '/.well-known/gpc.json', '/account/privacy/opt-out', '/account/privacy/purposes', '/privacy/purposes', '/account/export', '/admin/privacy/users/:id/export', '/privacy/export-schema.json', '/account/delete', '/account/delete/cancel', '/admin/privacy/requests', '/admin/privacy/erasures', '/admin/privacy/erasures/:id', '/admin/privacy/users/:id/erasure', '/admin/privacy/users/:id/hold']) assert.ok(urls.includes(url), url);
     assert.ok(routes.length >= 30, `${routes.length} routes`);
   });
 
@@ -98,7 +112,7 @@ describe('security review 8: no 5xx for any input, with our headers on every ans
       query: fc.dictionary(fc.oneof(fc.constantFrom(...PARAMETER_NAMES), fc.string({ maxLength: 8 })), nasty, { maxKeys: 6 }),
       rawQuery: fc.constantFrom('', '&%', '&a=%zz', '&return_to=%2F%E4%B8%AD', '&return_to=%2F%7F', '&%C0=1'),
       headers: fc.record(
-        { authorization: headerValue, cookie: headerValue, origin: headerValue, 'sec-fetch-site': headerValue, accept: headerValue, dpop: headerValue, 'x-forwarded-for': headerValue, 'content-type': contentTypes },
+        { authorization: headerValue, cookie: headerValue, origin: headerValue, 'sec-fetch-site': headerValue, accept: headerValue, dpop: headerValue, 'x-forwarded-for': headerValue, 'content-type': contentTypes, 'sec-gpc': fc.oneof(headerValue, fc.constant('1')) },
         { requiredKeys: [] },
       ),
       body: fc.oneof(fc.constant(undefined), nasty, fc.dictionary(fc.constantFrom(...PARAMETER_NAMES), nasty, { maxKeys: 6 }).map((fields) => new URLSearchParams(fields).toString()), fc.json()),

@@ -81,6 +81,26 @@ describe('domain events to security events', () => {
     assert.deepEqual([client!.type, client!.subject, client!.members['client_id']], [T.clientDeleted, { format: 'opaque', id: 'c1' }, 'c1']);
   });
 
+  it('privacy choices: Portcullis privacy-opt-out-changed and privacy-consent-changed, about the user (iss_sub), with who acted', async () => {
+    const [optOut] = await of({ type: 'privacy.opt_out.changed', outcome: 'success', actorUserId: 'u1', detail: { optOut: true, source: 'gpc', request: 'pr_1' } });
+    assert.deepEqual(optOut, {
+      type: 'urn:portcullis:secevent:event-type:privacy-opt-out-changed',
+      subject: { format: 'iss_sub', iss: ISS, sub: 'u1' },
+      aliases: [subjectKey({ format: 'email', email: 'ada@example.com' })],
+      members: { opt_out: true, event_timestamp: time / 1000, initiating_entity: 'user' },
+    });
+    const [optIn] = await of({ type: 'privacy.opt_out.changed', outcome: 'success', actorUserId: 'u1', actorService: 'admin', detail: { optOut: false, source: 'admin' } });
+    assert.deepEqual(optIn!.members, { opt_out: false, event_timestamp: time / 1000, initiating_entity: 'admin' });
+    const [withdrawn] = await of({ type: 'privacy.consent.changed', outcome: 'success', actorUserId: 'u1', detail: { purpose: 'marketing', version: 3, granted: false, source: 'account' } });
+    assert.deepEqual(withdrawn, {
+      type: 'urn:portcullis:secevent:event-type:privacy-consent-changed',
+      subject: { format: 'iss_sub', iss: ISS, sub: 'u1' },
+      aliases: [subjectKey({ format: 'email', email: 'ada@example.com' })],
+      members: { purpose: 'marketing', version: 3, granted: false, event_timestamp: time / 1000, initiating_entity: 'user' },
+    });
+    assert.deepEqual(await of({ type: 'privacy.consent.changed', outcome: 'failure', actorUserId: 'u1', detail: { purpose: 'marketing' } }), [], 'a failure signals nothing');
+  });
+
   it('sends nothing for failures and for events that are not security signals', async () => {
     assert.deepEqual(await of({ type: 'user.updated', outcome: 'failure', actorUserId: 'u1', detail: { change: 'password', reason: 'breached' } }), []);
     assert.deepEqual(await of({ type: 'auth.login.failed', outcome: 'failure', detail: { reason: 'wrong_password' } }), []);

@@ -59,7 +59,8 @@ export class BrowserlessClient {
 
   readonly #observe: ((response: PageResponse) => void) | undefined;
 
-  constructor(base: string, options: { ip?: string; userAgent?: string; observe?: (response: PageResponse) => void } = {}) {
+  /** `headers`: more headers on every request (a browser that sends `Sec-GPC: 1`, say). */
+  constructor(base: string, options: { ip?: string; userAgent?: string; observe?: (response: PageResponse) => void; headers?: Record<string, string> } = {}) {
     this.#base = base;
     this.#observe = options.observe;
     this.#defaults = {
@@ -67,6 +68,7 @@ export class BrowserlessClient {
       'sec-fetch-site': 'same-origin',
       'user-agent': options.userAgent ?? 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0',
       ...(options.ip !== undefined && { 'x-forwarded-for': options.ip }),
+      ...Object.fromEntries(Object.entries(options.headers ?? {}).map(([name, value]) => [name.toLowerCase(), value])),
     };
   }
 

@@ -38,6 +38,8 @@ export interface AuthorizationOptions {
   readonly redirectUri: string;
   /** The answer on the consent page, if one is shown. Default allow. */
   readonly consent?: 'allow' | 'deny';
+  /** The answer to every question of the purposes page asked after sign-in (privacy.purposes), if it is shown. Default grant. */
+  readonly purposes?: 'grant' | 'decline';
 }
 
 /** Thrown when the flow stops on a page instead of redirecting back to the client. */
@@ -71,6 +73,16 @@ export async function completeAuthorization(browser: BrowserlessClient, authoriz
     }
     if (response.status === 200 && response.body.includes('action="/login"')) {
       next = await signIn(browser, response, person);
+      continue;
+    }
+    if (response.status === 200 && response.body.includes('action="/privacy/purposes"')) {
+      const answers = Object.fromEntries([...response.body.matchAll(/name="(consent_[^"]+)" value="grant"/g)].map((match) => [decodeAttribute(match[1]!), options.purposes ?? 'grant']));
+      const returnTo = /name="return_to" value="([^"]*)"/.exec(response.body)?.[1] ?? '';
+      const answer = await browser.post('/privacy/purposes', { _csrf: csrfField(response.body)!, return_to: decodeAttribute(returnTo), ...answers });
+      assert.equal(answer.status, 303, `purposes answer: ${answer.body.slice(0, 300)}`);
+      const location = answer.location!;
+      if (location.startsWith(options.redirectUri)) return new URL(location);
+      next = location;
       continue;
     }
     if (response.status === 200 && response.body.includes('action="/authorize/consent"')) {

@@ -56,9 +56,20 @@ export interface TestServer {
  * directory and captured logs.
  */
 export async function startTestServer(
-  options: { overrides?: ConfigInput; env?: Record<string, string>; plugins?: FastifyPluginAsync[]; fixedPort?: boolean; clock?: Clock; backend?: TestBackend; hooks?: StartOptions['hooks']; listenerAuthority?: StartOptions['listenerAuthority'] } = {},
+  options: {
+    overrides?: ConfigInput;
+    env?: Record<string, string>;
+    plugins?: FastifyPluginAsync[];
+    fixedPort?: boolean;
+    clock?: Clock;
+    backend?: TestBackend;
+    hooks?: StartOptions['hooks'];
+    listenerAuthority?: StartOptions['listenerAuthority'];
+    /** A data directory to start on (a restart of an earlier server): kept when the server closes, for the caller to remove. */
+    dataDir?: string;
+  } = {},
 ): Promise<TestServer> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'portcullis-server-'));
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'portcullis-server-'));
   const cleanups: (() => Promise<void>)[] = [];
   const env = { ...options.env };
   if (options.backend === 'postgres+redis') {
@@ -79,7 +90,7 @@ export async function startTestServer(
     logs,
     close: async () => {
       await running.stop();
-      rmSync(dataDir, { recursive: true, force: true });
+      if (options.dataDir === undefined) rmSync(dataDir, { recursive: true, force: true });
       for (const cleanup of cleanups) await cleanup();
     },
   };

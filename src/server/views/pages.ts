@@ -110,10 +110,37 @@ const SCOPE_DESCRIPTIONS: Readonly<Record<string, string>> = {
   profile: 'See your basic profile',
   email: 'See your email address',
   offline_access: 'Stay connected when you are not using it',
+  privacy: 'Know your privacy choices ("do not sell or share", and the purposes you consented to)',
 };
 
 export function describeScope(scope: string): string {
-  return SCOPE_DESCRIPTIONS[scope] ?? `Use the API permission "${scope}"`;
+  return Object.hasOwn(SCOPE_DESCRIPTIONS, scope) ? SCOPE_DESCRIPTIONS[scope]! : `Use the API permission "${scope}"`;
+}
+
+/** GDPR Art. 6(1): the lawful bases of processing, in words a person reads. */
+const LEGAL_BASES: Readonly<Record<string, string>> = {
+  consent: 'your consent (GDPR Art. 6(1)(a))',
+  contract: 'needed for our contract with you (GDPR Art. 6(1)(b))',
+  legal_obligation: 'a legal obligation (GDPR Art. 6(1)(c))',
+  vital_interests: "protecting someone's vital interests (GDPR Art. 6(1)(d))",
+  public_task: 'a task in the public interest (GDPR Art. 6(1)(e))',
+  legitimate_interests: 'our legitimate interests (GDPR Art. 6(1)(f))',
+};
+
+export function describeLegalBasis(basis: string): string {
+  return Object.hasOwn(LEGAL_BASES, basis) ? LEGAL_BASES[basis]! : basis;
+}
+
+/** A purpose of processing (config privacy.purposes) as a page names it. */
+export interface PurposeLine {
+  readonly description: string;
+  readonly legalBasis: string;
+}
+
+/** Under a scope on the consent page: the purposes it serves (GDPR Art. 13(1)(c): the purposes and their legal basis, when the data is collected). */
+function scopePurposes(purposes: readonly PurposeLine[]): Html | string {
+  if (purposes.length === 0) return '';
+  return html`<br><span class="hint">Used for: ${purposes.map((purpose, index) => html`${index > 0 ? '; ' : ''}${purpose.description} (legal basis: ${describeLegalBasis(purpose.legalBasis)})`)}.</span>`;
 }
 
 /**
@@ -133,7 +160,8 @@ export function destinationName(uri: string): string {
   return `the app ${url.protocol.slice(0, -1)}`;
 }
 
-export function consentPage(options: { csrf: string; interaction: string; clientName: string; clientId: string; scopes: readonly string[]; email: string; redirectUri: string; approved: boolean }): string {
+/** `purposes`: for each requested scope, the configured purposes it serves. */
+export function consentPage(options: { csrf: string; interaction: string; clientName: string; clientId: string; scopes: readonly string[]; email: string; redirectUri: string; approved: boolean; purposes?: (scope: string) => readonly PurposeLine[] }): string {
   const destination = destinationName(options.redirectUri);
   return layout(
     'Allow access',
@@ -143,7 +171,7 @@ export function consentPage(options: { csrf: string; interaction: string; client
 ${options.approved ? '' : html`<p class="hint" id="unreviewed">This application registered itself: its name is its own claim, not checked by the operator of this server. Allow only if you expected to be sent to ${destination}.</p>`}
 <h2 id="scopes-heading">${options.clientName} asks to:</h2>
 <ul aria-labelledby="scopes-heading">
-${options.scopes.map((scope) => html`<li>${describeScope(scope)}</li>
+${options.scopes.map((scope) => html`<li>${describeScope(scope)}${scopePurposes(options.purposes?.(scope) ?? [])}</li>
 `)}
 </ul>
 <p class="hint">You can withdraw this later on your account page.</p>
@@ -241,6 +269,8 @@ export function accountPage(options: {
   profile?: ProfileValues;
   /** The "Download my data" form (GDPR Art. 15, 20); `passwordRequired` when the session signed in too long ago. */
   dataExport?: { readonly passwordRequired: boolean };
+  /** More sections after Applications (the privacy choices), rendered by their owners. */
+  sections?: readonly Html[];
   error?: string;
   notice?: string;
 }): string {
@@ -281,6 +311,7 @@ ${profileSection(options.csrf, options.profile ?? {})}
 
 <h2>Applications</h2>
 ${applicationsSection(options.csrf, options.consents ?? [])}
+${options.sections ?? []}
 
 <h2>Two-step verification</h2>
 ${secondFactorSection(options.csrf, options.secondFactor ?? { state: 'off' })}
