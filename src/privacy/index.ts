@@ -12,4 +12,6 @@ export { NoticeNotDeliveredError, erasureNoticeDeliverer, type NoticeDelivererOp
 export { ERASED, redactDeep, redactSharedRecords, type RedactionReport } from './redaction.ts';
 export { appendTombstoneFile, readTombstoneFile, storedTombstones, writeTombstone, type Tombstone } from './tombstones.ts';
 export { LegalHolds, type LegalHold } from './holds.ts';
+export { MailNotConfiguredError, NOTICE_EMAIL_TOPIC, messageIdOf, noticeEmailDeliverer, smtpSender, type MailSender, type NoticeEmailPayload, type OutgoingMail } from './mail.ts';
+export { Retention, ipPseudonym, isIpPseudonym, type InactivityNotice, type RetentionOptions, type RetentionReport, type RetentionRules } from './retention.ts';
 export { createPrivacy, type JobReport, type Privacy, type PrivacyOptions } from './service.ts';
