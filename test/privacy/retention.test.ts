@@ -26,7 +26,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as wait } from 'node:timers/promises';
 import { SMTPServer } from 'smtp-server';
 import { decodeEntry } from '../../src/audit/index.ts';
-import { ipPseudonym, isIpPseudonym, type JobReport } from '../../src/privacy/index.ts';
+import { Retention, ipPseudonym, isIpPseudonym, type JobReport } from '../../src/privacy/index.ts';
 import { BrowserlessClient, csrfField } from '../support/browserless-client.ts';
 import { ManualClock } from '../support/clock.ts';
 import { startTestServer, testBackends, type TestServer } from '../support/server.ts';
@@ -275,5 +275,31 @@ describe('retention without mail.smtpUrl', () => {
     assert.equal(report.retention.inactiveNoticed, 0);
     assert.equal(report.retention.inactiveErased, 0);
     assert.notEqual(await server.running.identity.accounts.users.byId(user.id), null);
+  });
+
+  it('stops between pages once the job has lost its lease, and reports the run incomplete', async () => {
+    for (let i = 0; i < 3; i++) await server.running.identity.accounts.createUser(`paged-${i}-${randomBytes(4).toString('hex')}@example.com`, PASSWORD, { actor: 'test' });
+    const running = server.running;
+    const retention = new Retention({
+      durable: running.stores.durable,
+      identity: running.identity,
+      oauth: running.authorizationServer,
+      events: running.events,
+      clock: clock.now,
+      erasures: running.privacy.erasures,
+      holds: running.privacy.holds,
+      rules: { inactiveAccountDays: 0, inactiveNoticeDays: 30, sessionDays: 1, ipPseudonymiseDays: 0 },
+      mail: false,
+      ipKey: new Uint8Array(32),
+      issuer: 'http://127.0.0.1:9000',
+      pageSize: 1,
+    });
+    let asked = 0;
+    const stopped = await retention.run(async () => ++asked < 2);
+    assert.equal(stopped.complete, false);
+    assert.equal(asked, 2, 'asked after each page until refused');
+    const whole = await retention.run();
+    assert.equal(whole.complete, true);
+    assert.ok(whole.recordsScanned >= 4 && stopped.recordsScanned < whole.recordsScanned, `${stopped.recordsScanned} of ${whole.recordsScanned}`);
   });
 });
