@@ -35,7 +35,7 @@ import { NOTICE_EMAIL_TOPIC, type NoticeEmailPayload } from './mail.ts';
 const DAY_MS = 24 * 60 * 60_000;
 const PAGE_SIZE = 500;
 /** Users of a page handled at once: enough to hide store round trips, few enough not to crowd out requests. */
-const CONCURRENCY = 8;
+const CONCURRENCY = 16;
 const NOTICE_KEY_PREFIX = 'inactive-notice.';
 
 const NoticeSchema = Type.Object({
