@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto';
 import { createTransport } from 'nodemailer';
 import { isLoopbackHost } from '../config/index.ts';
 import type { OutboxDeliverer, OutboxDelivery } from '../store/index.ts';
+import { ERASED } from './redaction.ts';
 
 /** The outbox topic of one email. */
 export const NOTICE_EMAIL_TOPIC = 'privacy.notice.email';
@@ -105,6 +106,8 @@ function checkPayload(payload: unknown): NoticeEmailPayload {
  */
 export function noticeEmailDeliverer(options: { readonly sender: MailSender | undefined; readonly domain: string; readonly sent?: (message: OutboxDelivery) => Promise<void> }): OutboxDeliverer {
   return async (message, signal) => {
+    // The addressee was erased before the mail went out (redaction.ts cut the address out of the outbox): nobody is left to tell.
+    if ((message.payload as Partial<NoticeEmailPayload> | null)?.to === ERASED) return;
     const mail = checkPayload(message.payload);
     if (options.sender === undefined) throw new MailNotConfiguredError('mail.smtpUrl is not set: the email waits until it is');
     signal.throwIfAborted();

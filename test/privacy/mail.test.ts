@@ -2,14 +2,15 @@
  * The notice-email deliverer against a real SMTP server in this process:
  * a message the server refused once is sent again with the same
  * Message-ID (at least once, deduplicable by the receiving side); without
- * mail.smtpUrl the message is kept for later, never dropped; a malformed
- * payload is refused before anything is sent.
+ * mail.smtpUrl the message is kept for later, never dropped; one whose
+ * addressee was erased meanwhile is settled unsent; a malformed payload is
+ * refused before anything is sent.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
-import { MailNotConfiguredError, NOTICE_EMAIL_TOPIC, messageIdOf, noticeEmailDeliverer, smtpSender, type MailSender } from '../../src/privacy/index.ts';
+import { ERASED, MailNotConfiguredError, NOTICE_EMAIL_TOPIC, messageIdOf, noticeEmailDeliverer, redactDeep, smtpSender, type MailSender } from '../../src/privacy/index.ts';
 import type { OutboxDelivery } from '../../src/store/index.ts';
 
 const message = (payload: unknown, idempotencyKey = 'inactive-notice.u_abc-DEF_1.1767225600000'): OutboxDelivery => ({ id: 1, topic: NOTICE_EMAIL_TOPIC, payload, idempotencyKey, attempts: 0, attempt: 1, createdAt: 0 });
@@ -66,6 +67,16 @@ describe('notice email delivery over SMTP', () => {
   it('without mail.smtpUrl the message stays in the outbox (the delivery fails, to be retried)', async () => {
     const deliver = noticeEmailDeliverer({ sender: undefined, domain: 'id.example.com' });
     await assert.rejects(deliver(message({ to: 'person@example.com', subject: 's', text: 't' }), new AbortController().signal), MailNotConfiguredError);
+  });
+
+  it('a mail whose addressee was erased meanwhile (the address cut out of the outbox) is settled without sending', async () => {
+    const count = received.length;
+    const sent: string[] = [];
+    const deliver = noticeEmailDeliverer({ sender, domain: 'id.example.com', sent: async (delivery) => void sent.push(delivery.idempotencyKey) });
+    await deliver(message(redactDeep({ to: 'gone@example.com', subject: 'Your account', text: 'The account gone@example.com ...' }, 'gone@example.com')), new AbortController().signal);
+    await noticeEmailDeliverer({ sender: undefined, domain: 'id.example.com' })(message({ to: ERASED, subject: 's', text: ERASED }), new AbortController().signal);
+    assert.equal(received.length, count, 'nothing sent');
+    assert.deepEqual(sent, [], 'and not recorded as a notice given');
   });
 
   it('refuses a malformed payload before sending anything: several recipients, a folded subject, missing fields', async () => {
