@@ -138,7 +138,7 @@ export function registerPrivacyCommands(program: Command, context: PrivacyCliCon
 
   privacy
     .command('run')
-    .description('Run the privacy job once now (due erasures, overdue notices and requests), as the server does every privacy.retention.interval.')
+    .description('Run the privacy job once now (due erasures, overdue notices and requests, retention rules), as the server does every privacy.retention.interval.')
     .addOption(context.configOption())
     .action(async (options: { config?: string }) => {
       const config = context.load(options);
@@ -146,6 +146,12 @@ export function registerPrivacyCommands(program: Command, context: PrivacyCliCon
         const report = await workflows.runJob();
         if (report === null) return context.out('Another instance is running the job now; nothing done.');
         context.out(`Erasures carried out: ${report.erasuresCarriedOut}. Notices newly overdue: ${report.noticesOverdue}. Requests newly overdue: ${report.requestsOverdue}.`);
+        const retention = report.retention;
+        context.out(
+          `Retention: ${retention.recordsScanned} records scanned; inactive accounts noticed ${retention.inactiveNoticed}, erased ${retention.inactiveErased}; notices voided by a sign-in ${retention.noticesVoided}; sessions dropped ${retention.sessionsDropped}; IPs pseudonymised ${retention.ipsPseudonymised}; left alone for a legal hold ${retention.held}.`,
+        );
+        if (!retention.noticeMail && retention.inactiveUnnoticed > 0) context.out(`${retention.inactiveUnnoticed} inactive accounts were not noticed and so are not erased: mail.smtpUrl is not set.`);
+        if (!retention.complete) context.out('The run stopped early: its lease passed to another instance.');
       });
     });
 

@@ -259,6 +259,20 @@ function checkSemantics(config: Config): void {
   const purposeIds = config.privacy.purposes.map((purpose) => purpose.id);
   const repeated = purposeIds.find((id, i) => purposeIds.indexOf(id) !== i);
   if (repeated !== undefined) throw new ConfigError(`key "privacy.purposes": the id "${repeated}" is used twice`);
+  const retention = config.privacy.retention;
+  if (retention.inactiveAccountDays > 0 && retention.inactiveAccountDays <= retention.inactiveNoticeDays) {
+    // The notice goes out inactiveAccountDays - inactiveNoticeDays days after the last sign-in: that must be later than the sign-in.
+    throw new ConfigError('key "privacy.retention.inactiveAccountDays" must be more than "privacy.retention.inactiveNoticeDays" (the notice is sent that many days before the erasure)');
+  }
+  if (config.mail.smtpUrl !== undefined) {
+    let smtp: URL;
+    try {
+      smtp = new URL(config.mail.smtpUrl);
+    } catch {
+      throw new ConfigError('key "mail.smtpUrl": not a URL');
+    }
+    if (smtp.hostname === '') throw new ConfigError('key "mail.smtpUrl": names no host');
+  }
   if (config.hotStore === 'redis' && config.redis.url === undefined) {
     throw new ConfigError('key "hotStore" is redis but "redis.url" (PORTCULLIS_REDIS_URL) is not set');
   }
@@ -295,6 +309,9 @@ export function configWarnings(config: Config): string[] {
   if (config.oauth.registration === 'open' && config.mode === 'production') warnings.push('oauth.registration is open: anyone can register OAuth clients');
   if (config.oauth.registration === 'token' && config.oauth.initialAccessToken === undefined) warnings.push('oauth.registration is token but no oauth.initialAccessToken is set: dynamic registration refuses everyone');
   if (config.mode === 'production' && config.hotStore === 'memory') warnings.push('hot store "memory": sessions and replay caches are lost on restart and not shared between instances');
+  if (config.privacy.retention.inactiveAccountDays > 0 && config.mail.smtpUrl === undefined) {
+    warnings.push('privacy.retention.inactiveAccountDays is set but mail.smtpUrl is not: no inactivity notice can be sent, so no inactive account is erased');
+  }
   if (config.database.url !== undefined && config.redis.url === undefined && config.hotStore !== 'memory') {
     warnings.push('PostgreSQL without Redis: the hot store is the local SQLite file, so this instance cannot be scaled out');
   }

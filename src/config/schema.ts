@@ -275,6 +275,31 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    mail: Type.Object(
+      {
+        smtpUrl: Type.Optional(
+          Type.String({
+            pattern: '^smtps?://[^/?#]',
+            expected: 'an smtp:// or smtps:// URL (smtp://user:password@host:port)',
+            env: 'PORTCULLIS_MAIL_SMTP_URL',
+            secret: true,
+            description:
+              'The SMTP server mail is sent through (today: the inactivity notices of privacy.retention.inactiveAccountDays). smtps:// is TLS from the start; smtp:// to a host other than loopback must offer STARTTLS. Unset: no mail is sent, and inactive accounts are not erased.',
+          }),
+        ),
+        from: Type.Optional(
+          Type.String({
+            maxLength: 320,
+            pattern: '^([^<>\\r\\n]*<[^\\s<>@]+@[^\\s<>@]+>|[^\\s<>@]+@[^\\s<>@]+)$',
+            expected: 'an address, or a name and an address in angle brackets (Portcullis <no-reply@example.com>)',
+            env: 'PORTCULLIS_MAIL_FROM',
+            derived: 'no-reply@<issuer host>',
+            description: 'The From of the mail Portcullis sends.',
+          }),
+        ),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     http: Type.Object(
       {
         bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 102_400, env: 'PORTCULLIS_HTTP_BODY_LIMIT_BYTES', description: 'Largest request body accepted; larger gets 413.' }),

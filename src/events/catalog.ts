@@ -54,7 +54,7 @@ export interface DomainEventPayloads {
   'auth.login.succeeded': Recorded & { readonly actorUserId: string };
   'auth.login.failed': Recorded;
   'auth.logout': Recorded & { readonly actorUserId: string };
-  /** A session ended by the user, the session limit or an administrator. */
+  /** A session ended by the user, the session limit, an administrator or retention (privacy.retention.sessionDays). */
   'session.revoked': Recorded & { readonly actorUserId: string };
   // accounts (identity)
   /** The detail (the new user's audit pseudonym) is the projection's: the user's id is here. */

@@ -13,7 +13,7 @@ import type { DeviceCookies } from './device-cookies.ts';
 import type { NewSession, SessionManager } from './sessions.ts';
 import { THROTTLE, type LoginThrottle } from './throttle.ts';
 import { PROFILE_FIELDS, applyProfileChange, checkProfileChange, type ProfileChange, type ProfileField } from './profile.ts';
-import { UserError, normaliseEmail, type User, type UserDirectory } from './users.ts';
+import { SIGN_IN_RECORD_INTERVAL_MS, UserError, normaliseEmail, type User, type UserDirectory } from './users.ts';
 
 /** Who is asking, for throttling and the audit entry. */
 export interface RequestContext {
@@ -209,6 +209,10 @@ export class Accounts {
       await this.#sessions.revoke(user.id, session.session.handle);
       return null;
     }
+    // The last sign-in, for inactivity retention (privacy.retention.inactiveAccountDays):
+    // decided on the record just read, so a sign-in within a day of the last one costs no write.
+    const now = this.#clock();
+    if (still.lastSignInAt === undefined || now - still.lastSignInAt >= SIGN_IN_RECORD_INTERVAL_MS) await this.#users.recordSignIn(user.id, now);
     await this.#events.emitAll([
       { type: 'auth.login.succeeded', outcome: 'success', actorUserId: user.id, ...audit, detail: { method, evictedSessions: session.evicted.length } },
       ...session.evicted.map((evicted) => ({ type: 'session.revoked', outcome: 'success', actorUserId: user.id, ...audit, detail: { reason: 'session_limit', session: evicted.slice(0, 12) } }) as const),

@@ -24,7 +24,7 @@ export { DeviceCookies, DEVICE_COOKIE_MAX_AGE_MS } from './device-cookies.ts';
 export { PasswordHasher, PasswordPolicyError, checkNewPassword, normalisePassword } from './passwords.ts';
 export { SessionManager, sessionHandle, type Session, type SessionPolicy } from './sessions.ts';
 export { LoginThrottle, THROTTLE } from './throttle.ts';
-export { UserDirectory, UserError, normaliseEmail, type User, type UserPrivacy } from './users.ts';
+export { SIGN_IN_RECORD_INTERVAL_MS, UserDirectory, UserError, lastActivityOf, normaliseEmail, type User, type UserPrivacy } from './users.ts';
 export { PROFILE_FIELDS, checkProfileChange, type Profile, type ProfileChange, type ProfileField } from './profile.ts';
 export { SecondFactor, MAX_CHALLENGE_ATTEMPTS, type ChallengeResult } from './second-factor.ts';
 export { TotpVerifier, generateTotpSecret, totpUri } from './totp.ts';

@@ -138,6 +138,29 @@ export class SessionManager {
     return sessions.sort((a, b) => b.createdAt - a.createdAt);
   }
 
+  /**
+   * Replaces the stored IP of a live session with `rewrite(ip)` (retention:
+   * privacy.retention.ipPseudonymiseDays), keeping its expiry. A
+   * compare-and-set: a session revoked or renewed since the read is not
+   * written back over (a renewal is read again and rewritten, a revocation
+   * stays). `rewrite` answers null to leave the IP as it is. Resolves true
+   * when it wrote.
+   */
+  async rewriteIp(handle: string, rewrite: (ip: string) => string | null): Promise<boolean> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const stored = await this.#hot.getVersioned(sessionKey(handle));
+      if (stored === null) return false;
+      const data = JSON.parse(stored.value) as SessionData;
+      const ip = rewrite(data.ip);
+      if (ip === null || ip === data.ip) return false;
+      // The TTL the value has now: idle from its last renewal, never past the absolute end.
+      const ttl = Math.min(data.lastSeenAt + this.#policy.idleTimeoutMs, data.absoluteExpiresAt) - this.#clock();
+      if (ttl <= 0) return false;
+      if ((await this.#hot.compareAndSet(sessionKey(handle), stored.version, JSON.stringify({ ...data, ip } satisfies SessionData), ttl)) !== null) return true;
+    }
+    return false;
+  }
+
   async revoke(userId: string, handle: string): Promise<boolean> {
     const deleted = await this.#hot.delete(sessionKey(handle));
     await this.#hot.boundedSetRemove(userSetKey(userId), handle);

@@ -43,6 +43,29 @@ export interface User {
    */
   readonly tokensNotBefore?: number;
   readonly privacy?: UserPrivacy;
+  /**
+   * The last successful sign-in (ms), written at most once per
+   * SIGN_IN_RECORD_INTERVAL_MS: what inactivity retention
+   * (privacy.retention.inactiveAccountDays) measures. Absent on accounts
+   * nobody signed in to since it was introduced.
+   */
+  readonly lastSignInAt?: number;
+}
+
+/**
+ * Sign-ins closer together than this write lastSignInAt once: the
+ * inactivity rule counts in days, and a write per sign-in would cost every
+ * sign-in a durable write.
+ */
+export const SIGN_IN_RECORD_INTERVAL_MS = 24 * 60 * 60_000;
+
+/**
+ * When the account was last used, for inactivity retention: the last
+ * sign-in, or for an account nobody signed in to since lastSignInAt was
+ * introduced, the later of its creation and its last password change.
+ */
+export function lastActivityOf(user: Pick<User, 'createdAt' | 'passwordChangedAt' | 'lastSignInAt'>): number {
+  return user.lastSignInAt ?? Math.max(user.createdAt, user.passwordChangedAt ?? 0);
 }
 
 interface UserData {
@@ -54,6 +77,7 @@ interface UserData {
   profile?: Profile;
   tokensNotBefore?: number;
   privacy?: UserPrivacy;
+  lastSignInAt?: number;
 }
 
 const PrivacySchema = Type.Object({
@@ -72,6 +96,7 @@ const userCodec: Codec<UserData> = typeboxCodec(
     profile: Type.Optional(Type.Unsafe<Profile>(Type.Record(Type.String(), Type.Union([Type.String(), Type.Number()])))),
     tokensNotBefore: Type.Optional(Type.Number()),
     privacy: Type.Optional(PrivacySchema),
+    lastSignInAt: Type.Optional(Type.Number()),
   }),
 );
 
@@ -191,6 +216,26 @@ export class UserDirectory {
       },
     );
     return { user: toUser(record!), changed: written };
+  }
+
+  /**
+   * Records a successful sign-in at `now`, unless the stored one is younger
+   * than SIGN_IN_RECORD_INTERVAL_MS. A compare-and-set: of concurrent
+   * sign-ins one writes, the others read its value and keep it; a user
+   * deleted meanwhile is not written back. Resolves true when it wrote.
+   */
+  async recordSignIn(id: string, now: number): Promise<boolean> {
+    const { result } = await this.#users.mutate(
+      id,
+      (current) => {
+        const last = current?.data.lastSignInAt;
+        if (current === null || (last !== undefined && now - last < SIGN_IN_RECORD_INTERVAL_MS)) return keep(false);
+        return write({ ...current.data, lastSignInAt: now }, true);
+      },
+      // Losing every race means others recorded a sign-in just now: nothing is missing.
+      { attempts: 3, exhausted: () => false },
+    );
+    return result;
   }
 
   /**

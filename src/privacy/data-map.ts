@@ -130,6 +130,18 @@ export const DATA_MAP: readonly DataPlace[] = [
   { id: 'data_recipients', store: 'records', container: 'data_recipients', fields: ['userId', 'clientId', 'firstAt', 'lastAt'], category: 'authorisation', purpose: 'who received data about the person, to tell them of an erasure (GDPR Art. 19)', retention: whileAccount, locate: 'index', erase: 'delete', export: 'applications' },
   // privacy's own records
   { id: 'privacy_consent_log', store: 'records', container: 'privacy_consent_log', fields: ['userId', 'purpose', 'version', 'granted', 'at', 'source'], category: 'preference', purpose: 'proof of consent (GDPR Art. 7(1))', retention: whileAccount, locate: 'index', erase: 'delete', export: 'consents' },
+  {
+    id: 'privacy_retention',
+    store: 'records',
+    container: 'privacy_retention',
+    fields: ['noticedAt', 'sentAt'],
+    category: 'activity',
+    purpose: 'when an inactive account\'s owner was sent the notice before its erasure (privacy.retention.inactiveAccountDays), so it is sent once and the erasure waits out its period',
+    retention: 'until the account is erased, or a sign-in voids the notice (the next privacy job drops it)',
+    locate: 'id',
+    erase: 'delete',
+    export: 'profile',
+  },
   { id: 'privacy_holds', store: 'records', container: 'privacy_holds', fields: ['reason', 'at'], category: 'preference', purpose: 'a legal hold stops erasure and retention (GDPR Art. 17(3)(e))', retention: 'until released', locate: 'id', erase: 'keep', export: null },
   {
     id: 'privacy_requests',
@@ -189,7 +201,18 @@ export const DATA_MAP: readonly DataPlace[] = [
   // clients (not end users)
   { id: 'clients.contacts', store: 'records', container: 'clients', fields: ['contacts'], category: 'contact', purpose: 'whom to reach about an application (RFC 7591 section 2)', retention: 'while the client is registered', locate: 'none', erase: 'keep', export: null },
   // the hot store: short-lived
-  { id: 'session', store: 'hot', container: 'session:', fields: ['userId', 'device', 'ip', 'authTime', 'amr'], category: 'network', purpose: 'signed-in sessions; the IP masked, the device a short description', retention: 'identity.sessionAbsoluteTimeout (privacy.retention.sessionDays, privacy.retention.ipPseudonymiseDays)', locate: 'prefix', erase: 'end', export: 'sessions' },
+  {
+    id: 'session',
+    store: 'hot',
+    container: 'session:',
+    fields: ['userId', 'device', 'ip', 'authTime', 'amr'],
+    category: 'network',
+    purpose: 'signed-in sessions; the IP masked, the device a short description',
+    retention: 'identity.sessionAbsoluteTimeout; ended and dropped after privacy.retention.sessionDays; the IP replaced by a keyed pseudonym after privacy.retention.ipPseudonymiseDays',
+    locate: 'prefix',
+    erase: 'end',
+    export: 'sessions',
+  },
   { id: 'user-sessions', store: 'hot', container: 'user-sessions:', fields: ['key'], category: 'activity', purpose: 'the person\'s sessions, to list and end them', retention: 'identity.sessionAbsoluteTimeout', locate: 'prefix', erase: 'end', export: null },
   { id: 'totp-pending', store: 'hot', container: 'totp-pending:', fields: ['key', 'value'], category: 'credential', purpose: 'a second factor being set up', retention: '10 minutes', locate: 'prefix', erase: 'end', export: null },
   { id: 'totp-used', store: 'hot', container: 'totp:used:', fields: ['key'], category: 'activity', purpose: 'one-time codes already used (RFC 6238 section 5.2)', retention: 'two TOTP steps', locate: 'prefix', erase: 'expire', export: null },

@@ -1,10 +1,11 @@
 /**
  * The erasure side of the privacy workflows, assembled: erasures and the
- * notices to their recipients, legal holds, and the privacy job that runs on
- * a schedule (privacy.retention.interval).
- * The job runs on one instance at a time: each run takes a hot-store lease
- * for the interval, so two instances do not both carry out an erasure that
- * fell due, and the ledger records what each run did.
+ * notices to their recipients, legal holds, retention rules, and the
+ * privacy job that runs on a schedule (privacy.retention.interval). The job
+ * runs on one instance at a time: each run takes a hot-store lease for the
+ * interval (renewed between pages of the retention pass), so two instances
+ * do not both carry out an erasure that fell due or send a notice twice,
+ * and the ledger records what each run did.
  */
 import { randomUUID } from 'node:crypto';
 import { parseDuration, type Config } from '../config/index.ts';
@@ -18,7 +19,9 @@ import type { Keyring } from '../tokens/index.ts';
 import { ERASURE_NOTICE_TOPIC, Erasures } from './erasure.ts';
 import { LegalHolds } from './holds.ts';
 import { erasureNoticeDeliverer } from './notices.ts';
+import { NOTICE_EMAIL_TOPIC, noticeEmailDeliverer, smtpSender } from './mail.ts';
 import { ConsumerRequests } from './requests.ts';
+import { Retention, type RetentionReport } from './retention.ts';
 import { subjectHasher, type SubjectHasher } from './subjects.ts';
 
 const HOUR_MS = 60 * 60_000;
@@ -45,6 +48,8 @@ export interface JobReport {
   readonly erasuresCarriedOut: number;
   readonly noticesOverdue: number;
   readonly requestsOverdue: number;
+  /** What the retention rules did (privacy.retention.*). */
+  readonly retention: RetentionReport;
 }
 
 export interface ErasureService {
@@ -52,6 +57,7 @@ export interface ErasureService {
   readonly holds: LegalHolds;
   readonly requests: ConsumerRequests;
   readonly subjects: SubjectHasher;
+  readonly retention: Retention;
   /** Outbox deliverers by topic, for the outbox service. */
   readonly deliverers: Readonly<Record<string, OutboxDeliverer>>;
   /** One run of the job, if this instance gets the lease (null when another instance holds it). */
@@ -84,7 +90,23 @@ export function createErasureService(options: ErasureServiceOptions): ErasureSer
     tombstoneFile: config.privacy.tombstoneFile,
     ...(options.kickOutbox !== undefined && { kickOutbox: options.kickOutbox }),
   });
+  const mailer = config.mail.smtpUrl === undefined ? undefined : smtpSender({ smtpUrl: config.mail.smtpUrl, from: config.mail.from ?? `no-reply@${new URL(config.issuer).hostname}` });
+  const retention = new Retention({
+    durable: stores.durable,
+    identity: options.identity,
+    oauth: options.oauth,
+    events,
+    clock,
+    erasures,
+    holds,
+    rules: config.privacy.retention,
+    mail: mailer !== undefined,
+    ipKey: options.vault.derive('stored-ip-pseudonyms'),
+    issuer: config.issuer,
+    ...(options.kickOutbox !== undefined && { kickOutbox: options.kickOutbox }),
+  });
   const deliverers = {
+    [NOTICE_EMAIL_TOPIC]: noticeEmailDeliverer({ sender: mailer, domain: new URL(config.issuer).hostname, sent: (message) => retention.noticeSent(message) }),
     [ERASURE_NOTICE_TOPIC]: erasureNoticeDeliverer({
       records,
       oauth: options.oauth,
@@ -109,17 +131,26 @@ export function createErasureService(options: ErasureServiceOptions): ErasureSer
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<unknown> | undefined;
 
+  // The lease lasts a little less than the interval, so the next run (here or elsewhere) can take it.
+  const leaseMs = Math.max(1000, intervalMs - 1000);
+  /** Renews this run's lease; false when it lapsed and another instance holds it now. */
+  const keepLease = async (): Promise<boolean> => {
+    const current = await stores.hot.getVersioned(JOB_LEASE_KEY);
+    if (current === null) return stores.hot.setIfAbsent(JOB_LEASE_KEY, holder, leaseMs);
+    return current.value === holder && (await stores.hot.compareAndSet(JOB_LEASE_KEY, current.version, holder, leaseMs)) !== null;
+  };
+
   const runJob = async (): Promise<JobReport | null> => {
-    // The lease lasts a little less than the interval, so the next run (here or elsewhere) can take it.
-    if (!(await stores.hot.setIfAbsent(JOB_LEASE_KEY, holder, Math.max(1000, intervalMs - 1000)))) return null;
+    if (!(await stores.hot.setIfAbsent(JOB_LEASE_KEY, holder, leaseMs))) return null;
     const erasuresCarriedOut = await erasures.executeDue();
     const noticesOverdue = await erasures.flagOverdue();
     const overdueRequests = await requests.flagOverdue();
     for (const { request, deadline } of overdueRequests) {
       await events.emit({ type: 'privacy.request.overdue', outcome: 'failure', actorService: 'system', detail: { request: request.id, kind: request.kind, deadline } });
     }
-    const report = { erasuresCarriedOut, noticesOverdue, requestsOverdue: overdueRequests.length };
-    await events.emit({ type: 'privacy.retention.ran', outcome: 'success', actorService: 'system', detail: { ...report } });
+    const retained = await retention.run(keepLease);
+    const report: JobReport = { erasuresCarriedOut, noticesOverdue, requestsOverdue: overdueRequests.length, retention: retained };
+    await events.emit({ type: 'privacy.retention.ran', outcome: 'success', actorService: 'system', detail: { erasuresCarriedOut, noticesOverdue, requestsOverdue: overdueRequests.length, ...retained } });
     return report;
   };
 
@@ -128,6 +159,7 @@ export function createErasureService(options: ErasureServiceOptions): ErasureSer
     holds,
     requests,
     subjects,
+    retention,
     deliverers,
     runJob: () => {
       const run = runJob();
@@ -151,6 +183,7 @@ export function createErasureService(options: ErasureServiceOptions): ErasureSer
       if (timer !== undefined) clearInterval(timer);
       timer = undefined;
       await running;
+      mailer?.close();
     },
   };
 }

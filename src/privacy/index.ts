@@ -31,3 +31,5 @@ export {
   type Purpose,
   type PurposeState,
 } from './preferences.ts';
+export { MailNotConfiguredError, NOTICE_EMAIL_TOPIC, messageIdOf, noticeEmailDeliverer, smtpSender, type MailSender, type NoticeEmailPayload, type OutgoingMail } from './mail.ts';
+export { Retention, ipPseudonym, isIpPseudonym, type InactivityNotice, type RetentionOptions, type RetentionReport, type RetentionRules } from './retention.ts';
