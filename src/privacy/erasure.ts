@@ -16,12 +16,12 @@ import { randomUUID } from 'node:crypto';
 import type { DomainEvents } from '../events/index.ts';
 import type { Identity } from '../identity/index.ts';
 import type { AuthorizationServer } from '../oauth/index.ts';
-import type { SIGNALS_TOPIC as SignalsTopic, OutboxSignalPayload } from '../signals/index.ts';
+import { subjectKey, type SIGNALS_TOPIC as SignalsTopic, type OutboxSignalPayload } from '../signals/index.ts';
 import { SECURITY_EVENT_TYPES } from '../sdk/index.ts';
 import type { Clock, DurableStore, RecordStore } from '../store/index.ts';
 import { deletedCollections } from './data-map.ts';
 import { erasureRecords, newErasureId, updateRecipient, type ErasureData, type ErasureRecord, type RecipientNotice } from './erasure-records.ts';
-import { redactSharedRecords } from './redaction.ts';
+import { addressesInSignalLog, redactSharedRecords } from './redaction.ts';
 import { ConsumerRequests, type RequestChannel } from './requests.ts';
 import type { SubjectHasher } from './subjects.ts';
 import { appendTombstoneFile, readTombstoneFile, storedTombstones, writeTombstone, type Tombstone } from './tombstones.ts';
@@ -247,7 +247,9 @@ export class Erasures {
     }
     await identity.accounts.forgetThrottle(email, userId);
     await identity.secondFactor.forgetPending(userId);
-    await redactSharedRecords(durable, email);
+    // Every address the person had: the signal log may name an earlier one (identifier-changed), which the account no longer knows.
+    const addresses = new Set([email.toLowerCase(), ...(await addressesInSignalLog(durable, subjectKey({ format: 'iss_sub', iss: this.#options.issuer, sub: userId })))]);
+    for (const address of addresses) await redactSharedRecords(durable, address);
     if (pseudonym !== null) await this.#options.dropPseudonymIndex?.(pseudonym);
     if (this.#options.tombstoneFile !== undefined) await appendTombstoneFile(this.#options.tombstoneFile, tombstone);
     await durable.reclaim();
