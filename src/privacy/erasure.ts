@@ -251,6 +251,10 @@ export class Erasures {
     const addresses = new Set([email.toLowerCase(), ...(await addressesInSignalLog(durable, subjectKey({ format: 'iss_sub', iss: this.#options.issuer, sub: userId })))]);
     for (const address of addresses) await redactSharedRecords(durable, address);
     if (pseudonym !== null) await this.#options.dropPseudonymIndex?.(pseudonym);
+    // The events published since the commit name the user (user.deleted, the sessions just ended), and the
+    // ledger made them a new pseudonym key for it: that key would link those entries to the erased id. It goes too.
+    const since = await durable.transaction((tx) => this.#options.forgetPseudonym(tx.records, userId));
+    if (since !== null) await this.#options.dropPseudonymIndex?.(since);
     if (this.#options.tombstoneFile !== undefined) await appendTombstoneFile(this.#options.tombstoneFile, tombstone);
     await durable.reclaim();
   }
