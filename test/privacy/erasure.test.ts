@@ -15,13 +15,12 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { ErasureRecord } from '../../src/privacy/index.ts';
 import { SECURITY_EVENT_TYPES, SET_MEDIA_TYPE, SET_TYP } from '../../src/sdk/index.ts';
 import { BrowserlessClient, csrfField } from '../support/browserless-client.ts';
-import { completeAuthorization, registerClient, type Person, type RegisteredClient } from '../support/oauth-flow.ts';
-import { clientPost, describeHits, ledgerEntries, privacyDeployment, startNoticeReceiver, type NoticeReceiver, type PrivacyDeployment } from '../support/privacy-deployment.ts';
+import { registerClient, type RegisteredClient } from '../support/oauth-flow.ts';
+import { clientPost, codeFlow, describeHits, ledgerEntries, privacyDeployment, startNoticeReceiver, type NoticeReceiver, type PrivacyDeployment } from '../support/privacy-deployment.ts';
 import { api, newProbe, passwordSignIn, REDIRECT, SCOPE, seed, type Probe, type Seeded } from '../support/privacy-probe.ts';
 import { testBackends } from '../support/server.ts';
 
@@ -32,18 +31,6 @@ interface StreamApp {
   readonly client: RegisteredClient;
   token: string;
   streamId: string;
-}
-
-/** B's code flow in a browser signed in as the person: consent, then the code redeemed. */
-async function codeFlow(server: { url: string }, browser: BrowserlessClient, person: Person, client: RegisteredClient, redirectUri: string, scope: string): Promise<Record<string, unknown>> {
-  const verifier = randomBytes(32).toString('base64url');
-  const query = new URLSearchParams({ response_type: 'code', client_id: client.clientId, redirect_uri: redirectUri, scope, state: randomBytes(8).toString('hex'), nonce: randomBytes(8).toString('hex'), code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256' });
-  const callback = await completeAuthorization(browser, `/authorize?${query.toString()}`, person, { redirectUri });
-  const code = callback.searchParams.get('code');
-  assert.ok(code, `a code: ${callback.href}`);
-  const redeemed = await clientPost(server.url, '/token', client, { grant_type: 'authorization_code', code, redirect_uri: redirectUri, code_verifier: verifier });
-  assert.equal(redeemed.status, 200, JSON.stringify(redeemed.body));
-  return redeemed.body;
 }
 
 async function streamToken(url: string, client: RegisteredClient): Promise<string> {
@@ -99,7 +86,7 @@ for (const backend of testBackends) {
           whileSignedIn: async (browser, person) => {
             const client = await registerClient(deployment, { client_name: 'Application B', redirect_uris: [REDIRECT_B], grant_types: ['authorization_code', 'client_credentials'], scope: 'openid ssf:stream', token_endpoint_auth_method: 'client_secret_basic' }, ['ssf:stream']);
             Object.assign(appB, { client });
-            await codeFlow(deployment, browser, person, client, REDIRECT_B, 'openid');
+            await codeFlow(deployment.url, browser, person, client, REDIRECT_B, 'openid');
           },
         });
         appA = seeded.app;
@@ -109,7 +96,7 @@ for (const backend of testBackends) {
         appB.streamId = ((await created.json()) as { stream_id: string }).stream_id;
 
         // A's tokens of the session that outlived the password change (which ended the seed's flow and its tokens).
-        const issued = await codeFlow(deployment, seeded.browser, { email: probe.email, password: seeded.password }, appA, REDIRECT, SCOPE);
+        const issued = await codeFlow(deployment.url, seeded.browser, { email: probe.email, password: seeded.password }, appA, REDIRECT, SCOPE);
         assert.ok(issued['refresh_token'], 'a refresh token');
 
         // Before: the tokens work (the refresh rotates them), the person has a session and an audit pseudonym, and the search finds them.

@@ -7,15 +7,22 @@
  * Redis key prefix. Also a stand-in application that receives erasure
  * notices at its erasure_notification_uri, and can be down.
  */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import pg from 'pg';
 import { decodeEntry, type AuditEntry } from '../../src/audit/index.ts';
 import { loadConfig } from '../../src/config/index.ts';
+import type { JobReport } from '../../src/privacy/index.ts';
 import { startPortcullis, type RunningPortcullis } from '../../src/server/index.ts';
+import { BrowserlessClient, csrfField } from './browserless-client.ts';
 import type { OutboxWorker } from '../../src/store/index.ts';
 import { initDeployment, runCli, type CliRun } from './cli.ts';
+import { completeAuthorization, type Person, type RegisteredClient } from './oauth-flow.ts';
 import { needlesOf, scanFilesRaw, scanPostgres, scanRedis, type Hit, type Probe } from './privacy-probe.ts';
 import { freePort } from './process.ts';
 import { CapturedLogs, type TestBackend } from './server.ts';
@@ -39,6 +46,9 @@ export interface PrivacyDeployment {
   readonly configFile: string;
   readonly url: string;
   readonly clock: OffsetClock;
+  /** PostgreSQL + Redis: the schema and the key prefix. */
+  readonly schema?: string;
+  readonly keyPrefix?: string;
   /** The running server (after `start`). */
   readonly running: RunningPortcullis;
   /** What the running server logged at warn and above. */
@@ -59,8 +69,17 @@ export interface PrivacyDeployment {
    * PostgreSQL + Redis every table of the schema and every key.
    */
   traces(probe: Probe): Promise<Hit[]>;
+  /** The outbox's messages of a topic, as stored (delivery attempts, last error). */
+  outboxRows(topic: string): Promise<OutboxRow[]>;
   /** Stops the server and removes the directory, schema and keys. */
   remove(): Promise<void>;
+}
+
+export interface OutboxRow {
+  readonly key: string;
+  readonly attempts: number;
+  readonly delivered: boolean;
+  readonly lastError: string | null;
 }
 
 /** `privacy` adds to the privacy settings (notices to loopback are always allowed); `config` to the rest. */
@@ -98,6 +117,8 @@ export async function privacyDeployment(backend: TestBackend, settings: { privac
     configFile,
     url,
     clock,
+    ...(schema !== undefined && { schema }),
+    ...(keyPrefix !== undefined && { keyPrefix }),
     get running() {
       if (running === undefined) throw new Error('the server is not started');
       return running;
@@ -135,6 +156,29 @@ export async function privacyDeployment(backend: TestBackend, settings: { privac
       if (schema !== undefined) hits.push(...(await scanPostgres(testDatabaseUrl!, schema, needles)).hits);
       if (keyPrefix !== undefined) hits.push(...(await scanRedis(testRedisUrl!, keyPrefix, needles)).hits);
       return hits;
+    },
+    outboxRows: async (topic) => {
+      const select = 'SELECT idempotency_key, attempts, delivered_at, last_error FROM outbox WHERE topic = $1 ORDER BY id';
+      type Row = { idempotency_key: string; attempts: number; delivered_at: number | string | null; last_error: string | null };
+      let rows: Row[];
+      if (schema === undefined) {
+        const database = new DatabaseSync(join(deployment.dataDir, 'portcullis.db'), { readOnly: true });
+        try {
+          rows = database.prepare(select.replace('$1', '?')).all(topic) as unknown as Row[];
+        } finally {
+          database.close();
+        }
+      } else {
+        const database = new pg.Client({ connectionString: testDatabaseUrl! });
+        await database.connect();
+        try {
+          await database.query(`SET search_path TO ${schema}`);
+          rows = (await database.query<Row>(select, [topic])).rows;
+        } finally {
+          await database.end();
+        }
+      }
+      return rows.map((row) => ({ key: row.idempotency_key, attempts: Number(row.attempts), delivered: row.delivered_at !== null, lastError: row.last_error }));
     },
     remove: async () => {
       await deployment.stop();
@@ -215,4 +259,37 @@ export async function clientPost(url: string, path: string, client: { clientId: 
   const response = await fetch(`${url}${path}`, { method: 'POST', headers: { authorization: basicAuth(client), 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(form).toString() });
   const text = await response.text();
   return { status: response.status, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) };
+}
+
+/** Signs in on the sign-in page in a new browser (from `ip`, when given); fails unless it lands on the account page. */
+export async function signedInBrowser(url: string, email: string, password: string, ip?: string): Promise<BrowserlessClient> {
+  const browser = new BrowserlessClient(url, ip === undefined ? {} : { ip });
+  const form = await browser.get('/login');
+  const answer = await browser.post('/login', { _csrf: csrfField(form.body)!, email, password });
+  assert.equal(answer.location, '/account', `signed in: ${answer.status} ${answer.body.slice(0, 200)}`);
+  return browser;
+}
+
+/** A code flow in a browser signed in as the person (consent when asked), the code redeemed by the client: the token response. */
+export async function codeFlow(url: string, browser: BrowserlessClient, person: Person, client: RegisteredClient, redirectUri: string, scope: string): Promise<Record<string, unknown>> {
+  const verifier = randomBytes(32).toString('base64url');
+  const query = new URLSearchParams({ response_type: 'code', client_id: client.clientId, redirect_uri: redirectUri, scope, state: randomBytes(8).toString('hex'), nonce: randomBytes(8).toString('hex'), code_challenge: createHash('sha256').update(verifier).digest('base64url'), code_challenge_method: 'S256' });
+  const callback = await completeAuthorization(browser, `/authorize?${query.toString()}`, person, { redirectUri });
+  const code = callback.searchParams.get('code');
+  assert.ok(code, `a code: ${callback.href}`);
+  const redeemed = await clientPost(url, '/token', client, { grant_type: 'authorization_code', code, redirect_uri: redirectUri, code_verifier: verifier });
+  assert.equal(redeemed.status, 200, JSON.stringify(redeemed.body));
+  return redeemed.body;
+}
+
+/**
+ * One run of the privacy job. Its lease lasts an interval of wall-clock time
+ * on Redis, which the test's clock does not move: it is let go first, as the
+ * interval's end would.
+ */
+export async function runPrivacyJob(running: RunningPortcullis): Promise<JobReport> {
+  await running.stores.hot.delete('privacy:job-lease');
+  const report = await running.privacy.runJob();
+  assert.ok(report !== null, 'the job ran');
+  return report;
 }
