@@ -185,7 +185,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     attachSignalSocket(app, { signals: deps.signals, oauth, failures, issuer: config.issuer, mtls: deps.mtls === true, trustedProxies: config.trustProxy });
   }
   if (deps.privacy !== undefined && deps.identity !== undefined) {
-    await app.register(erasureRoutes, { privacy: deps.privacy, identity: deps.identity, origin, admin: staticAdminAuthenticator(config.admin.token, failures), graceDays: config.privacy.erasureGraceDays });
+    await app.register(erasureRoutes, { privacy: deps.privacy, identity: deps.identity, origin, admin: staticAdminAuthenticator(config.admin.token, failures), graceDays: config.privacy.erasureGraceDays, ...(oauth !== undefined && { signOut: signOutHooks(oauth) }) });
   }
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;
