@@ -103,7 +103,14 @@ export class Erasures {
     const { durable, identity, clock, subjects, events, graceMs } = this.#options;
     const user = await identity.accounts.users.byId(userId);
     if (user === null) throw new ErasureRefusedError('not_found', 'no such user');
-    if (!options.grace || graceMs === 0) return this.#execute(userId, context, undefined);
+    if (!options.grace || graceMs === 0) {
+      try {
+        return await this.#execute(userId, context, undefined);
+      } catch (error) {
+        if (error instanceof ErasureRefusedError && error.reason === 'legal_hold') await this.#refused(userId, context);
+        throw error;
+      }
+    }
     const existing = await this.scheduledFor(userId);
     if (existing !== null) return { kind: 'scheduled', erasure: existing };
     const now = clock();
@@ -118,6 +125,22 @@ export class Erasures {
     });
     await staged.publish();
     return { kind: 'scheduled', erasure };
+  }
+
+  /**
+   * A request a legal hold refused is still a request, answered: its record
+   * says `refused` (CCPA regulations section 7101 keeps how each request was
+   * answered), and the ledger has the refusal.
+   */
+  async #refused(userId: string, context: ErasureContext): Promise<void> {
+    const { durable, subjects, events } = this.#options;
+    const staged = await durable.transaction(async (tx) => {
+      const requests = this.#requests.on(tx.records);
+      const request = await requests.open('deletion', subjects.ofUser(userId), context.channel);
+      await requests.answer(request.id, 'refused');
+      return events.stage(tx, [{ type: 'privacy.erasure', outcome: 'denied', actorUserId: userId, ...audit(context), detail: { request: request.id, reason: 'legal_hold' } }]);
+    });
+    await staged.publish();
   }
 
   /** The person's scheduled erasure, if one waits. */
