@@ -71,6 +71,13 @@ for (const backend of testBackends) {
       assert.deepEqual(await running.privacy.erasures.list(), [], 'no erasure was recorded');
       assert.ok(await running.ledger.pseudonyms.existingPseudonym(user.id));
       assert.ok((await ledgerEntries(running)).some((entry) => entry.type === 'privacy.hold.set' && entry.service === 'cli' && !JSON.stringify(entry).includes('litigation')), 'the hold is audited, without its reason');
+      // Each refusal answers a deletion request, and the records say so (CCPA regulations section 7101).
+      const subject = running.privacy.subjects.ofUser(user.id);
+      const refused = await running.privacy.requests.ofSubject(subject);
+      assert.deepEqual(refused.map((request) => [request.kind, request.channel, request.outcome]), [['deletion', 'cli', 'refused'], ['deletion', 'admin', 'refused'], ['deletion', 'account', 'refused']]);
+      assert.ok(refused.every((request) => request.answeredAt !== undefined));
+      const denied = (await ledgerEntries(running)).filter((entry) => entry.type === 'privacy.erasure' && entry.outcome === 'denied' && entry.detail?.['reason'] === 'legal_hold');
+      assert.deepEqual(denied.map((entry) => entry.detail?.['request']), refused.map((request) => request.id));
 
       const released = await deployment.cli(['privacy', 'hold', 'release', user.email]);
       assert.equal(released.code, 0, released.err.join('\n'));
@@ -78,6 +85,7 @@ for (const backend of testBackends) {
       assert.equal(erased.code, 0, erased.err.join('\n'));
       assert.equal(await exists(user), false);
       assert.ok((await ledgerEntries(running)).some((entry) => entry.type === 'privacy.hold.released'));
+      assert.deepEqual((await running.privacy.requests.ofSubject(subject)).map((request) => request.outcome), ['refused', 'refused', 'refused', 'fulfilled']);
     });
 
     it('the admin API places and releases holds, idempotently', async () => {
