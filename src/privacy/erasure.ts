@@ -201,8 +201,10 @@ export class Erasures {
     const sessions = await identity.accounts.sessions.list(userId);
 
     const committed = await durable.transaction(async (tx) => {
-      // Read again inside: a concurrent erasure of the same person commits once.
-      if ((await identity.accounts.users.on(tx.records).byId(userId)) === null) return null;
+      // The account's record is deleted first, and only the transaction that deleted it goes on: a concurrent
+      // erasure of the same person commits once. (A read would not do on PostgreSQL: under READ COMMITTED both
+      // transactions read the record; a second DELETE waits for the first to commit, then finds no row.)
+      if (!(await tx.records.delete('users', userId))) return null;
       for (const { container, locate } of deletedCollections()) {
         if (locate === 'id') await tx.records.delete(container, userId);
         else if (locate === 'email') await tx.records.delete(container, user.email);
