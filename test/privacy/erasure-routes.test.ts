@@ -194,6 +194,18 @@ for (const backend of testBackends) {
       assert.ok(await exists(user));
     });
 
+    it('`portcullis privacy run` runs the job once, and a second run within the interval leaves it to the holder of the lease', async () => {
+      const first = await deployment.cli(['privacy', 'run']);
+      assert.equal(first.code, 0, first.err.join('\n'));
+      assert.match(first.out.join('\n'), /^Erasures carried out: 0\. Notices newly overdue: 0\. Requests newly overdue: 0\.$/);
+      const second = await deployment.cli(['privacy', 'run']);
+      assert.equal(second.code, 0, second.err.join('\n'));
+      assert.deepEqual(second.out, ['Another instance is running the job now; nothing done.']);
+      assert.equal(await deployment.running.privacy.runJob(), null, 'the server\'s own run waits too');
+      assert.ok((await ledgerEntries(deployment.running)).some((entry) => entry.type === 'privacy.retention.ran' && entry.service === 'system'));
+      await deployment.running.stores.hot.delete('privacy:job-lease');
+    });
+
     it('the admin API: 401 without the bearer, 404 for unknown ids, 400 for bad bodies and queries, never a 5xx', async () => {
       const user = await newUser('admin-api');
       const unknownUser = `u_${randomBytes(16).toString('base64url').slice(0, 22)}`;
