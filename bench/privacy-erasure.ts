@@ -135,7 +135,8 @@ async function runDriver(driver: 'sqlite' | 'postgres'): Promise<{ driver: strin
     const jwks = (await (await fetch(`${running.url}/jwks`)).json()) as { keys: object[] };
     const sample = [...receiver.received.values()][0]![0]!;
     const verified = await jwtVerify(sample.set, createLocalJWKSet(jwks as never), { issuer: config.issuer, audience: sample.aud, typ: 'secevent+jwt' });
-    if (!('https://schemas.openid.net/secevent/risc/event-type/account-purged' in ((verified.payload['events'] ?? {})))) throw new Error('the SET is not account-purged');
+    const events = verified.payload['events'] as Record<string, unknown> | undefined;
+    if (events?.['https://schemas.openid.net/secevent/risc/event-type/account-purged'] === undefined) throw new Error('the SET is not account-purged');
     return { driver: driver === 'sqlite' ? 'sqlite' : 'postgres+redis', ms: times };
   } finally {
     await running?.stop();

@@ -16,12 +16,12 @@ import { randomUUID } from 'node:crypto';
 import type { DomainEvents } from '../events/index.ts';
 import type { Identity } from '../identity/index.ts';
 import type { AuthorizationServer } from '../oauth/index.ts';
-import type { SIGNALS_TOPIC as SignalsTopic, OutboxSignalPayload } from '../signals/index.ts';
+import { subjectKey, type SIGNALS_TOPIC as SignalsTopic, type OutboxSignalPayload } from '../signals/index.ts';
 import { SECURITY_EVENT_TYPES } from '../sdk/index.ts';
 import type { Clock, DurableStore, RecordStore } from '../store/index.ts';
 import { deletedCollections } from './data-map.ts';
 import { erasureRecords, newErasureId, updateRecipient, type ErasureData, type ErasureRecord, type RecipientNotice } from './erasure-records.ts';
-import { redactSharedRecords } from './redaction.ts';
+import { addressesInSignalLog, redactSharedRecords } from './redaction.ts';
 import { ConsumerRequests, type RequestChannel } from './requests.ts';
 import type { SubjectHasher } from './subjects.ts';
 import { appendTombstoneFile, readTombstoneFile, storedTombstones, writeTombstone, type Tombstone } from './tombstones.ts';
@@ -103,7 +103,14 @@ export class Erasures {
     const { durable, identity, clock, subjects, events, graceMs } = this.#options;
     const user = await identity.accounts.users.byId(userId);
     if (user === null) throw new ErasureRefusedError('not_found', 'no such user');
-    if (!options.grace || graceMs === 0) return this.#execute(userId, context, undefined);
+    if (!options.grace || graceMs === 0) {
+      try {
+        return await this.#execute(userId, context, undefined);
+      } catch (error) {
+        if (error instanceof ErasureRefusedError && error.reason === 'legal_hold') await this.#refused(userId, context);
+        throw error;
+      }
+    }
     const existing = await this.scheduledFor(userId);
     if (existing !== null) return { kind: 'scheduled', erasure: existing };
     const now = clock();
@@ -118,6 +125,22 @@ export class Erasures {
     });
     await staged.publish();
     return { kind: 'scheduled', erasure };
+  }
+
+  /**
+   * A request a legal hold refused is still a request, answered: its record
+   * says `refused` (CCPA regulations section 7101 keeps how each request was
+   * answered), and the ledger has the refusal.
+   */
+  async #refused(userId: string, context: ErasureContext): Promise<void> {
+    const { durable, subjects, events } = this.#options;
+    const staged = await durable.transaction(async (tx) => {
+      const requests = this.#requests.on(tx.records);
+      const request = await requests.open('deletion', subjects.ofUser(userId), context.channel);
+      await requests.answer(request.id, 'refused');
+      return events.stage(tx, [{ type: 'privacy.erasure', outcome: 'denied', actorUserId: userId, ...audit(context), detail: { request: request.id, reason: 'legal_hold' } }]);
+    });
+    await staged.publish();
   }
 
   /** The person's scheduled erasure, if one waits. */
@@ -178,8 +201,10 @@ export class Erasures {
     const sessions = await identity.accounts.sessions.list(userId);
 
     const committed = await durable.transaction(async (tx) => {
-      // Read again inside: a concurrent erasure of the same person commits once.
-      if ((await identity.accounts.users.on(tx.records).byId(userId)) === null) return null;
+      // The account's record is deleted first, and only the transaction that deleted it goes on: a concurrent
+      // erasure of the same person commits once. (A read would not do on PostgreSQL: under READ COMMITTED both
+      // transactions read the record; a second DELETE waits for the first to commit, then finds no row.)
+      if (!(await tx.records.delete('users', userId))) return null;
       for (const { container, locate } of deletedCollections()) {
         if (locate === 'id') await tx.records.delete(container, userId);
         else if (locate === 'email') await tx.records.delete(container, user.email);
@@ -247,7 +272,9 @@ export class Erasures {
     }
     await identity.accounts.forgetThrottle(email, userId);
     await identity.secondFactor.forgetPending(userId);
-    await redactSharedRecords(durable, email);
+    // Every address the person had: the signal log may name an earlier one (identifier-changed), which the account no longer knows.
+    const addresses = new Set([email.toLowerCase(), ...(await addressesInSignalLog(durable, subjectKey({ format: 'iss_sub', iss: this.#options.issuer, sub: userId })))]);
+    for (const address of addresses) await redactSharedRecords(durable, address);
     if (pseudonym !== null) await this.#options.dropPseudonymIndex?.(pseudonym);
     if (this.#options.tombstoneFile !== undefined) await appendTombstoneFile(this.#options.tombstoneFile, tombstone);
     await durable.reclaim();

@@ -54,6 +54,28 @@ async function redactCollection(durable: DurableStore, name: string, email: stri
 }
 
 /**
+ * Every email address the signal log knows the user by: the `email:`
+ * subject keys of the entries that also name the user by `iss_sub`. An
+ * address the person had before (an identifier-changed event names the old
+ * address with the user's id as an alias) is found this way: the account
+ * record only knows the current one.
+ */
+export async function addressesInSignalLog(durable: DurableStore, userSubjectKey: string): Promise<string[]> {
+  const found = new Set<string>();
+  for (let after: string | undefined; ; ) {
+    const page: StoredRecord[] = await durable.records.list('signal_log', { limit: PAGE, ...(after !== undefined && { after }) });
+    for (const record of page) {
+      const keys = (record.data as { subjectKeys?: unknown }).subjectKeys;
+      if (!Array.isArray(keys) || !keys.includes(userSubjectKey)) continue;
+      for (const key of keys) if (typeof key === 'string' && key.startsWith('email:') && key.length > 'email:'.length) found.add(key.slice('email:'.length));
+    }
+    if (page.length < PAGE) break;
+    after = page.at(-1)!.id;
+  }
+  return [...found];
+}
+
+/**
  * Cuts the erased person's email address out of the signal log (subjects,
  * subject keys, members), the streams' removed subjects, and the outbox's
  * payloads. Run after the erasure committed; safe to run again.

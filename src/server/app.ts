@@ -209,7 +209,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     attachSignalSocket(app, { signals: deps.signals, oauth, failures, issuer: config.issuer, mtls: deps.mtls === true, trustedProxies: config.trustProxy });
   }
   if (deps.erasure !== undefined && deps.identity !== undefined) {
-    await app.register(erasureRoutes, { erasure: deps.erasure, ...(deps.privacy !== undefined && { requests: deps.privacy.requests }), identity: deps.identity, origin, admin, graceDays: config.privacy.erasureGraceDays });
+    await app.register(erasureRoutes, { erasure: deps.erasure, ...(deps.privacy !== undefined && { requests: deps.privacy.requests }), identity: deps.identity, origin, admin, graceDays: config.privacy.erasureGraceDays, ...(oauth !== undefined && { signOut: signOutHooks(oauth) }) });
   }
   for (const plugin of deps.plugins ?? []) await app.register(plugin);
   return app;

@@ -18,7 +18,7 @@ import { THROTTLE, type Identity, type Session, type User } from '../identity/in
 import { ErasureRefusedError, type ConsumerRequests, type ErasureRecord, type ErasureService } from '../privacy/index.ts';
 import type { AdminAuthenticator } from './admin-auth.ts';
 import { HttpError } from './errors.ts';
-import { SESSION_COOKIE, field, forgeryRefusalReason, page, refusePage, signedInSession, waitInWords } from './identity-routes.ts';
+import { SESSION_COOKIE, field, forgeryRefusalReason, page, refusePage, signedInSession, waitInWords, type SignOutHooks } from './identity-routes.ts';
 import { deletedPage, deletionPage } from './views/deletion-page.ts';
 import { errorPage } from './views/pages.ts';
 
@@ -30,6 +30,8 @@ export interface ErasureRoutesOptions {
   readonly origin: () => string;
   readonly admin: AdminAuthenticator;
   readonly graceDays: number;
+  /** Ends what an ended session holds elsewhere (its tokens, back-channel logout), as the other pages do. */
+  readonly signOut?: Pick<SignOutHooks, 'sessionEnded'>;
 }
 
 const MAX_FIELD = 1024;
@@ -43,7 +45,7 @@ function shown(erasure: ErasureRecord): Omit<ErasureRecord, 'userId'> {
 const USER_ID = /^u_[A-Za-z0-9_-]{22}$/;
 const ERASURE_ID = /^er_[A-Za-z0-9_-]{16}$/;
 
-export const erasureRoutes: FastifyPluginAsync<ErasureRoutesOptions> = async (app, { erasure: privacy, requests, identity, origin, admin, graceDays }) => {
+export const erasureRoutes: FastifyPluginAsync<ErasureRoutesOptions> = async (app, { erasure: privacy, requests, identity, origin, admin, graceDays, signOut }) => {
   const { accounts, csrf } = identity;
   await app.register(fastifyCookie);
   await app.register(fastifyFormbody, { bodyLimit: 8 * 1024 });
@@ -79,6 +81,7 @@ export const erasureRoutes: FastifyPluginAsync<ErasureRoutesOptions> = async (ap
     if (check.outcome !== 'ok') {
       if (check.endSession) {
         await accounts.endSession(current.user.id, current.session.handle, context, 'revoked');
+        await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: current.session.handle }, { requestId: request.id, ip: request.ip });
         reply.clearCookie(SESSION_COOKIE, cookie);
         const wait = check.outcome === 'throttled' ? check.retryAfterSeconds : Math.ceil(THROTTLE.windowMs / 1000);
         reply.header('retry-after', String(wait));

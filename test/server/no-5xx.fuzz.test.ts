@@ -22,7 +22,7 @@ const RUNS_PER_ROUTE = Number(process.env['FUZZ_RUNS'] ?? 300);
 const SEED = Number(process.env['FUZZ_SEED'] ?? 20261204);
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
-const PARAMETER_NAMES = ['client_id', 'response_type', 'redirect_uri', 'scope', 'state', 'nonce', 'code', 'code_verifier', 'code_challenge', 'code_challenge_method', 'grant_type', 'refresh_token', 'token', 'id_token_hint', 'post_logout_redirect_uri', 'request_uri', 'request', 'prompt', 'max_age', 'login_hint', 'return_to', 'reauth', 'interaction', 'start', 'end', 'size', 'index', 'from', 'to', 'limit', 'email', 'password', '_csrf', 'resource', 'client_assertion', 'client_assertion_type', 'client_secret', 'decision', 'session', 'done', 'redirect_uris', 'token_type_hint', 'csr', 'ttl', 'enrolment_token', 'stream_id', 'delivery', 'events_requested', 'set_signing_alg', 'status', 'reason', 'subject', 'ack', 'setErrs', 'maxEvents', 'returnImmediately', 'opt_out', 'purpose', 'consent_newsletter', 'consent_constructor', 'consent___proto__', 'user', 'id', 'sub', 'userId', 'confirm', 'grace'] as const;
+const PARAMETER_NAMES = ['client_id', 'response_type', 'redirect_uri', 'scope', 'state', 'nonce', 'code', 'code_verifier', 'code_challenge', 'code_challenge_method', 'grant_type', 'refresh_token', 'token', 'id_token_hint', 'post_logout_redirect_uri', 'request_uri', 'request', 'prompt', 'max_age', 'login_hint', 'return_to', 'reauth', 'interaction', 'start', 'end', 'size', 'index', 'from', 'to', 'limit', 'email', 'password', '_csrf', 'resource', 'client_assertion', 'client_assertion_type', 'client_secret', 'decision', 'session', 'done', 'redirect_uris', 'token_type_hint', 'csr', 'ttl', 'enrolment_token', 'stream_id', 'delivery', 'events_requested', 'set_signing_alg', 'status', 'reason', 'subject', 'ack', 'setErrs', 'maxEvents', 'returnImmediately', 'opt_out', 'purpose', 'consent_newsletter', 'consent_constructor', 'consent___proto__', 'user', 'id', 'sub', 'userId', 'confirm', 'grace', 'after'] as const;
 
 /** Strings that have broken parsers before: non-Latin-1, DEL, controls, bad percent-encoding, huge numbers, paths. */
 const nasty = fc.oneof(
@@ -43,6 +43,9 @@ const percentEncode = (value: string) => {
     return escape(value);
   }
 };
+
+/** Where admin requests come from: another network than the wrong bearers, whose failures the admin throttle counts (it would answer many of them 429). */
+const ADMIN_ADDRESS = '192.0.2.10';
 
 describe('security review 8: no 5xx for any input, with our headers on every answer', () => {
   let server: TestServer;
@@ -108,6 +111,7 @@ describe('security review 8: no 5xx for any input, with our headers on every ans
       pick: fc.nat(),
       signedIn: fc.boolean(),
       receiver: fc.boolean(),
+      admin: fc.boolean(),
       pathParameter: nasty,
       query: fc.dictionary(fc.oneof(fc.constantFrom(...PARAMETER_NAMES), fc.string({ maxLength: 8 })), nasty, { maxKeys: 6 }),
       rawQuery: fc.constantFrom('', '&%', '&a=%zz', '&return_to=%2F%E4%B8%AD', '&return_to=%2F%7F', '&%C0=1'),
@@ -115,8 +119,16 @@ describe('security review 8: no 5xx for any input, with our headers on every ans
         { authorization: headerValue, cookie: headerValue, origin: headerValue, 'sec-fetch-site': headerValue, accept: headerValue, dpop: headerValue, 'x-forwarded-for': headerValue, 'content-type': contentTypes, 'sec-gpc': fc.oneof(headerValue, fc.constant('1')) },
         { requiredKeys: [] },
       ),
-      body: fc.oneof(fc.constant(undefined), nasty, fc.dictionary(fc.constantFrom(...PARAMETER_NAMES), nasty, { maxKeys: 6 }).map((fields) => new URLSearchParams(fields).toString()), fc.json()),
+      body: fc.oneof(
+        fc.constant(undefined),
+        nasty,
+        fc.dictionary(fc.constantFrom(...PARAMETER_NAMES), nasty, { maxKeys: 6 }).map((fields) => new URLSearchParams(fields).toString()),
+        fc.json(),
+        fc.dictionary(fc.constantFrom(...PARAMETER_NAMES), fc.oneof(nasty, fc.boolean(), fc.integer(), fc.constant(null)), { maxKeys: 4 }).map((fields) => JSON.stringify(fields)),
+      ),
     });
+    // Admin requests answered past the bearer check (neither 401 nor 429), so the admin handlers did run.
+    let pastAdminAuth = 0;
     // Every route gets its own runs, so a route added later gets as many as the others.
     for (const route of routes) {
       await fc.assert(
@@ -128,13 +140,17 @@ describe('security review 8: no 5xx for any input, with our headers on every ans
           for (const [name, value] of Object.entries(input.headers)) if (value !== undefined) headers[name] = value;
           if (input.signedIn) headers['cookie'] = `${sessionCookie}; ${headers['cookie'] ?? ''}`;
           if (input.receiver) headers['authorization'] = receiverBearer;
+          // Half the requests carry the admin bearer, so the admin APIs are fuzzed past their authentication.
+          if (input.admin) headers['authorization'] = `Bearer ${ADMIN_TOKEN}`;
           const hasBody = method !== 'GET' && method !== 'HEAD' && input.body !== undefined;
-          const response = await server.running.app.inject({ method, url: `${path}?${query}`, headers, ...(hasBody && { payload: input.body }) });
+          const response = await server.running.app.inject({ method, url: `${path}?${query}`, headers, ...(input.admin && { remoteAddress: ADMIN_ADDRESS }), ...(hasBody && { payload: input.body }) });
           assertOurAnswer(response.statusCode, response.headers, `${method} ${path}?${query}`);
+          if (input.admin && route.url.startsWith('/admin/') && response.statusCode !== 401 && response.statusCode !== 429) pastAdminAuth += 1;
         }),
         { numRuns: RUNS_PER_ROUTE, seed: SEED },
       );
     }
+    assert.ok(pastAdminAuth > RUNS_PER_ROUTE, `the admin handlers were reached ${pastAdminAuth} times`);
   });
 
   /** One raw HTTP/1.1 exchange over a socket: Node's parser and Fastify's own error paths. */

@@ -27,7 +27,7 @@ export interface RegisteredClient {
 export const OFFERED_SCOPES = ['openid', 'profile', 'email', 'offline_access'];
 
 /** Registers a client directly with the server's registry, as an administrator would (granting it `apiScopes`). */
-export async function registerClient(server: TestServer, metadata: Record<string, unknown>, apiScopes: readonly string[] = []): Promise<RegisteredClient> {
+export async function registerClient(server: Pick<TestServer, 'running'>, metadata: Record<string, unknown>, apiScopes: readonly string[] = []): Promise<RegisteredClient> {
   const checked = validateClientMetadata(metadata, { allowedScopes: [...OFFERED_SCOPES, ...apiScopes], defaultSigningAlgorithm: 'EdDSA' });
   const registered = await server.running.authorizationServer.clients.register(checked, { actor: 'test' }, { approved: true });
   return { clientId: registered.client.client_id, ...(registered.clientSecret !== undefined && { clientSecret: registered.clientSecret }), metadata: checked };
