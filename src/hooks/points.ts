@@ -76,6 +76,9 @@ export const REGISTERED_CLAIMS: ReadonlySet<string> = new Set([
   'cdniv', 'cdnicrit', 'cdniip', 'cdniuc', 'cdniets', 'cdnistt', 'cdnistd', 'sig_val_claims',
   'verified_claims', 'place_of_birth', 'nationalities', 'birth_family_name', 'birth_given_name', 'birth_middle_name', 'salutation', 'title', 'msisdn', 'also_known_as',
   'rdap_allowed_purposes', 'rdap_dnt_allowed', 'geohash', '_sd', '_sd_alg', 'sd_hash',
+  // Portcullis's own: the person's privacy choices (scope `privacy`). An application acts on them (CCPA
+  // "do not sell or share", GDPR consent); a plugin that could write them could undo the person's choice.
+  'privacy_opt_out', 'privacy_consents',
 ]);
 
 /** A claim name (and a namespace or prefix): printable, no separators of the chain file's format (RFC 7519 section 4 allows any string; we ask for less). */

@@ -9,7 +9,7 @@ export { subjectHasher, type SubjectHasher } from './subjects.ts';
 export { ERASURE_NOTICE_TOPIC, ErasureRefusedError, Erasures, type ErasureContext, type ErasureNoticePayload, type ErasureOptions, type ErasureOutcome } from './erasure.ts';
 export { RECIPIENT_STATES, type ErasureRecord, type RecipientNotice, type RecipientState } from './erasure-records.ts';
 export { NoticeNotDeliveredError, erasureNoticeDeliverer, type NoticeDelivererOptions } from './notices.ts';
-export { ERASED, addressesInSignalLog, redactDeep, redactSharedRecords, type RedactionReport } from './redaction.ts';
+export { ERASED, addressesInSignalLog, namesAddress, redactDeep, redactSharedRecords, type RedactionReport } from './redaction.ts';
 export { appendTombstoneFile, readTombstoneFile, storedTombstones, writeTombstone, type Tombstone } from './tombstones.ts';
 export { LegalHolds, type LegalHold } from './holds.ts';
 export { createErasureService, type ErasureService, type ErasureServiceOptions, type JobReport } from './erasure-service.ts';

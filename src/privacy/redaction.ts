@@ -10,11 +10,36 @@ import type { DurableStore, StoredRecord } from '../store/index.ts';
 /** What replaces a value that named the person. */
 export const ERASED = '[erased]';
 
-/** `value` with every string that contains `needle` (case-insensitive) replaced by ERASED, at any depth. */
-export function redactDeep(value: unknown, needle: string): unknown {
-  const lowered = needle.toLowerCase();
+/**
+ * Whether a string names this address: the address itself, its subject key
+ * (`email:<address>`), or text with the address in it as a whole address,
+ * compared case-insensitively (RFC 9493 section 3.2.2; Portcullis stores
+ * addresses lower-cased). Never a string where it is part of another
+ * address: erasing al@example.com must not touch sal@example.com or
+ * al@example.com.au (security review of issue 15).
+ */
+export function namesAddress(value: string, address: string): boolean {
+  const lowered = value.toLowerCase();
+  const target = address.toLowerCase();
+  if (lowered === target || lowered === `email:${target}`) return true;
+  // Within text: only as a whole address, not a part of a longer one (no address character before it, and no
+  // label of a longer domain after it: RFC 5322 atext before the @, RFC 1035 labels after).
+  let from = lowered.indexOf(target);
+  while (from !== -1) {
+    const before = lowered[from - 1];
+    const after = lowered.slice(from + target.length, from + target.length + 2);
+    const joinsBefore = before !== undefined && /[a-z0-9.!#$%&'*+/=?^_`{|}~-]/.test(before);
+    const joinsAfter = /^[a-z0-9-]/.test(after) || /^\.[a-z0-9]/.test(after);
+    if (!joinsBefore && !joinsAfter) return true;
+    from = lowered.indexOf(target, from + 1);
+  }
+  return false;
+}
+
+/** `value` with every string that names `address` (namesAddress) replaced by ERASED, at any depth. */
+export function redactDeep(value: unknown, address: string): unknown {
   const visit = (node: unknown): unknown => {
-    if (typeof node === 'string') return node.toLowerCase().includes(lowered) ? ERASED : node;
+    if (typeof node === 'string') return namesAddress(node, address) ? ERASED : node;
     if (Array.isArray(node)) return node.map(visit);
     if (node !== null && typeof node === 'object') return Object.fromEntries(Object.entries(node).map(([key, child]) => [key, visit(child)]));
     return node;
@@ -39,8 +64,11 @@ async function redactCollection(durable: DurableStore, name: string, email: stri
     for (const record of page) {
       let current: StoredRecord | null = record;
       for (let attempt = 0; current !== null && attempt < 5; attempt++) {
+        // The text search only picks candidates; the rewrite decides by exact values, and one that changes nothing is not written.
         if (!JSON.stringify(current.data).toLowerCase().includes(lowered)) break;
-        if ((await durable.records.update(name, current.id, current.version, rewrite(current.data))) !== null) {
+        const rewritten = rewrite(current.data);
+        if (JSON.stringify(rewritten) === JSON.stringify(current.data)) break;
+        if ((await durable.records.update(name, current.id, current.version, rewritten)) !== null) {
           changed += 1;
           break;
         }
@@ -85,12 +113,12 @@ export async function redactSharedRecords(durable: DurableStore, email: string):
   const signalLog = await redactCollection(durable, 'signal_log', email, (data) => {
     const entry = data as { subjectKeys?: unknown };
     // The subject key is dropped (a stream filter on it matches nobody now); other strings are marked.
-    const keys = Array.isArray(entry.subjectKeys) ? entry.subjectKeys.filter((key) => key !== emailKey) : entry.subjectKeys;
+    const keys = Array.isArray(entry.subjectKeys) ? entry.subjectKeys.filter((key) => typeof key !== 'string' || key.toLowerCase() !== emailKey) : entry.subjectKeys;
     return redactDeep({ ...(data as object), subjectKeys: keys }, email);
   });
   const streams = await redactCollection(durable, 'signal_streams', email, (data) => {
     const stream = data as { removedSubjects?: unknown };
-    const removed = Array.isArray(stream.removedSubjects) ? stream.removedSubjects.filter((key) => typeof key !== 'string' || !key.toLowerCase().includes(email.toLowerCase())) : stream.removedSubjects;
+    const removed = Array.isArray(stream.removedSubjects) ? stream.removedSubjects.filter((key) => typeof key !== 'string' || !namesAddress(key, email)) : stream.removedSubjects;
     return { ...(data as object), removedSubjects: removed };
   });
   const outbox = await durable.outbox.redactPayloads(email, (payload) => redactDeep(payload, email));

@@ -96,7 +96,8 @@ export const erasureRoutes: FastifyPluginAsync<ErasureRoutesOptions> = async (ap
       if (error instanceof ErasureRefusedError && error.reason === 'legal_hold') {
         return refusePage(reply, 403, 'erasure_legal_hold', errorPage({ title: 'Your account cannot be deleted now', detail: 'A legal obligation requires us to keep your data for now. Contact us to know more.' }));
       }
-      throw error;
+      // The same form sent twice (a double click): the first erased the account; this one finds nothing left, which is done too.
+      if (!(error instanceof ErasureRefusedError && error.reason === 'not_found')) throw error;
     }
     reply.clearCookie(SESSION_COOKIE, cookie);
     return page(reply, 200, deletedPage());

@@ -94,9 +94,10 @@ export interface OutboxStore {
   counts(): Promise<OutboxCounts>;
   pruneDelivered(before: number, limit?: number): Promise<number>;
   /**
-   * Rewrites the payload of every message (pending or delivered) whose JSON
-   * text contains `needle` (case-insensitive, ASCII) with `redact(payload)`;
-   * resolves with how many were rewritten. For an erasure: queued and kept
+   * Rewrites with `redact(payload)` the payload of every message (pending or
+   * delivered) whose JSON text contains `needle` (case-insensitive, ASCII:
+   * the candidates) and that `redact` changes; resolves with how many were
+   * rewritten. For an erasure: queued and kept
    * messages must not go on naming the person. Keys, topics and delivery
    * state are left alone.
    */

@@ -123,6 +123,8 @@ describe('plugin manifest', () => {
       birth_: 'birth_family_name',
       verified_: 'verified_claims',
       sub_: 'sub_jwk',
+      // The person's privacy choices: a plugin must not answer them for the person (security review of issue 15).
+      privacy_: 'privacy_opt_out',
       _claim_: '_claim_names',
       _sd_: '_sd_alg',
     };

@@ -108,8 +108,14 @@ export class PostgresOutboxStore implements OutboxStore {
     const result = await this.#query('SELECT id, payload FROM outbox WHERE strpos(lower(payload::text), lower($1)) > 0', [needle]);
     const rows = result.rows as { id: string | number; payload: unknown }[];
     // Each row on its own: a message delivered meanwhile keeps its delivery state, only its payload changes.
-    for (const row of rows) await this.#query('UPDATE outbox SET payload = $1::jsonb WHERE id = $2', [JSON.stringify(redact(row.payload)), row.id]);
-    return rows.length;
+    let changed = 0;
+    for (const row of rows) {
+      const redacted = JSON.stringify(redact(row.payload));
+      if (redacted === JSON.stringify(row.payload)) continue;
+      await this.#query('UPDATE outbox SET payload = $1::jsonb WHERE id = $2', [redacted, row.id]);
+      changed += 1;
+    }
+    return changed;
   }
 
   #lease(client: PoolClient): OutboxLease {

@@ -94,8 +94,15 @@ export class SqliteOutboxStore implements OutboxStore {
       this.#db.transaction(() => {
         const rows = this.#db.statement('SELECT id, payload FROM outbox WHERE instr(lower(payload), lower(?)) > 0').all(needle) as unknown as { id: number; payload: string }[];
         const update = this.#db.statement('UPDATE outbox SET payload = ? WHERE id = ?');
-        for (const row of rows) update.run(JSON.stringify(redact(JSON.parse(row.payload))), row.id);
-        return rows.length;
+        let changed = 0;
+        for (const row of rows) {
+          const payload = JSON.parse(row.payload) as unknown;
+          const redacted = JSON.stringify(redact(payload));
+          if (redacted === JSON.stringify(payload)) continue;
+          update.run(redacted, row.id);
+          changed += 1;
+        }
+        return changed;
       }),
     );
   }
