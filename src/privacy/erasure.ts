@@ -53,7 +53,7 @@ export class ErasureRefusedError extends Error {
 export interface ErasureOptions {
   readonly durable: DurableStore;
   readonly identity: Pick<Identity, 'accounts' | 'secondFactor'>;
-  readonly oauth: Pick<AuthorizationServer, 'consents' | 'refreshTokens' | 'recipients' | 'clients' | 'logout'>;
+  readonly oauth: Pick<AuthorizationServer, 'logout'>;
   readonly events: DomainEvents;
   readonly clock: Clock;
   readonly subjects: SubjectHasher;
@@ -103,16 +103,22 @@ export class Erasures {
     const { durable, identity, clock, subjects, events, graceMs } = this.#options;
     const user = await identity.accounts.users.byId(userId);
     if (user === null) throw new ErasureRefusedError('not_found', 'no such user');
+    const existing = await this.scheduledFor(userId);
     if (!options.grace || graceMs === 0) {
       try {
-        return await this.#execute(userId, context, undefined);
+        // An erasure now carries out (and so closes) one that was waiting for its grace period.
+        return await this.#execute(userId, context, existing?.id);
       } catch (error) {
         if (error instanceof ErasureRefusedError && error.reason === 'legal_hold') await this.#refused(userId, context);
         throw error;
       }
     }
-    const existing = await this.scheduledFor(userId);
     if (existing !== null) return { kind: 'scheduled', erasure: existing };
+    // A held account is refused at the asking, not only when the grace period ends.
+    if (await this.#options.onHold(userId)) {
+      await this.#refused(userId, context);
+      throw new ErasureRefusedError('legal_hold', 'a legal hold stops the erasure of this account');
+    }
     const now = clock();
     const subject = subjects.ofUser(userId);
     const id = newErasureId();
@@ -180,11 +186,27 @@ export class Erasures {
         await this.#execute(record.data.userId, { channel: 'retention', actorService: 'system' }, record.id);
         done += 1;
       } catch (error) {
-        // A hold, or a user already gone: the next run sees the record again only if it is still scheduled.
         if (!(error instanceof ErasureRefusedError)) throw error;
+        // Held: it waits, still scheduled, for the hold to be released. Gone (deleted another way): the
+        // request is answered and the record no longer names the account.
+        if (error.reason === 'not_found') await this.#closeOrphan(record.id);
       }
     }
     return done;
+  }
+
+  /** A scheduled erasure whose account is already gone: executed as far as it can be, its request answered, the id dropped. */
+  async #closeOrphan(id: string): Promise<void> {
+    const { durable, clock } = this.#options;
+    await durable.transaction(async (tx) => {
+      const records = erasureRecords(tx.records);
+      const current = await records.get(id);
+      if (current === null || current.data.state !== 'scheduled') return;
+      const closed: ErasureData = { ...current.data, state: 'executed', executedAt: clock() };
+      delete closed.userId;
+      if ((await records.update(id, current.version, closed)) === null) return;
+      await this.#requests.on(tx.records).answer(current.data.request, 'fulfilled');
+    });
   }
 
   async #execute(userId: string, context: ErasureContext, scheduledId: string | undefined): Promise<ErasureOutcome> {
@@ -193,7 +215,6 @@ export class Erasures {
     const user = await identity.accounts.users.byId(userId);
     if (user === null) throw new ErasureRefusedError('not_found', 'no such user');
     const now = clock();
-    const recipients = await this.#recipients(userId, now);
     const subject = subjects.ofUser(userId);
     const tombstone: Tombstone = { user: subject, email: subjects.ofEmail(user.email), erasure: scheduledId ?? newErasureId(), at: now };
     const txn = randomUUID();
@@ -205,6 +226,9 @@ export class Erasures {
       // erasure of the same person commits once. (A read would not do on PostgreSQL: under READ COMMITTED both
       // transactions read the record; a second DELETE waits for the first to commit, then finds no row.)
       if (!(await tx.records.delete('users', userId))) return null;
+      // The hold is read again here: one placed since the check above stops the erasure (the transaction rolls back).
+      if ((await tx.records.get('privacy_holds', userId)) !== null) throw new ErasureRefusedError('legal_hold', 'a legal hold stops the erasure of this account');
+      const recipients = await this.#recipients(tx.records, userId, now);
       for (const { container, locate } of deletedCollections()) {
         if (locate === 'id') await tx.records.delete(container, userId);
         else if (locate === 'email') await tx.records.delete(container, user.email);
@@ -281,18 +305,28 @@ export class Erasures {
   }
 
   /** Every client that received data about the user, and how each can be told. */
-  async #recipients(userId: string, now: number): Promise<RecipientNotice[]> {
-    const { oauth, durable, recipientDeadlineMs } = this.#options;
+  /**
+   * Every client that received data about the user, and how each can be
+   * told; read inside the erasure's transaction (`records`: its own), so a
+   * client that received data up to the moment the records are deleted is
+   * among them. The places are the data map's: `data_recipients`, and
+   * `consents` and `refresh-families` (from before recipients were kept).
+   */
+  async #recipients(records: RecordStore, userId: string, now: number): Promise<RecipientNotice[]> {
+    const { recipientDeadlineMs } = this.#options;
     const clientIds = new Set<string>();
-    for (const recipient of await oauth.recipients.ofUser(userId)) clientIds.add(recipient.clientId);
-    // Records from before recipients were kept: consents and refresh families name clients too.
-    for (const consent of await oauth.consents.list(userId)) clientIds.add(consent.clientId);
-    for (const family of await oauth.refreshTokens.families(userId)) clientIds.add(family.grant.clientId);
+    const clientOf = (data: unknown): unknown => (data as { clientId?: unknown; grant?: { clientId?: unknown } }).clientId ?? (data as { grant?: { clientId?: unknown } }).grant?.clientId;
+    for (const container of ['data_recipients', 'consents', 'refresh-families']) {
+      for (const record of await allBy(records, container, userId)) {
+        const clientId = clientOf((record as { data?: unknown }).data);
+        if (typeof clientId === 'string') clientIds.add(clientId);
+      }
+    }
     const notices: RecipientNotice[] = [];
     for (const clientId of [...clientIds].sort()) {
-      const client = await oauth.clients.get(clientId);
-      const hasStream = (await durable.records.findBy('signal_streams', 'client', clientId, { limit: 1 })).length > 0;
-      const channel = client?.erasure_notification_uri !== undefined ? 'uri' : hasStream ? 'ssf' : 'none';
+      const client = await records.get<{ erasure_notification_uri?: unknown }>(CLIENTS_COLLECTION, clientId);
+      const hasStream = (await records.findBy('signal_streams', 'client', clientId, { limit: 1 })).length > 0;
+      const channel = typeof client?.data.erasure_notification_uri === 'string' ? 'uri' : hasStream ? 'ssf' : 'none';
       notices.push({ clientId, channel, state: channel === 'none' ? 'no_channel' : 'pending', deadline: now + recipientDeadlineMs });
     }
     return notices;
@@ -380,8 +414,11 @@ function audit(context: ErasureContext): { actorService?: string; requestId?: st
   };
 }
 
-async function allBy(records: RecordStore, container: string, userId: string): Promise<{ id: string }[]> {
-  const all: { id: string }[] = [];
+/** The OAuth clients' collection (oauth/clients.ts), where a recipient's erasure_notification_uri is kept. */
+const CLIENTS_COLLECTION = 'oauth_clients';
+
+async function allBy(records: RecordStore, container: string, userId: string): Promise<{ id: string; data: unknown }[]> {
+  const all: { id: string; data: unknown }[] = [];
   for (let after: string | undefined; ; ) {
     const page = await records.findBy(container, 'user', userId, { limit: 500, ...(after !== undefined && { after }) });
     all.push(...page);

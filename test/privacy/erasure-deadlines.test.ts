@@ -195,6 +195,43 @@ for (const backend of testBackends) {
     });
   });
 
+  describe(`an erasure that overtakes or meets a scheduled one (${backend}, security review of issue 15)`, () => {
+    let deployment: PrivacyDeployment;
+    before(async () => {
+      deployment = await privacyDeployment(backend, { privacy: { erasureGraceDays: 7 } });
+      await deployment.start();
+    });
+    after(async () => {
+      await deployment?.remove();
+    });
+
+    it('an immediate erasure carries out the scheduled one: its record is executed without the id, its request answered; the job finds nothing left', async () => {
+      const { running } = deployment;
+      const user = await running.identity.accounts.createUser(`overtaken-${randomBytes(4).toString('hex')}@example.test`, PASSWORD, { actor: 'test' });
+      const scheduled = await running.erasure.erasures.request(user.id, { channel: 'account' }, { grace: true });
+      assert.equal(scheduled.kind, 'scheduled');
+      const now = await running.erasure.erasures.request(user.id, { channel: 'admin', actorService: 'admin' }, { grace: false });
+      assert.equal(now.kind, 'erased');
+      assert.equal(now.erasure.id, scheduled.erasure.id, 'the scheduled erasure is the one carried out');
+      const record = (await running.erasure.erasures.get(scheduled.erasure.id))!;
+      assert.equal(record.state, 'executed');
+      assert.ok(!('userId' in record), 'the record no longer names the account');
+      assert.equal((await running.erasure.requests.get(scheduled.erasure.request))!.outcome, 'fulfilled');
+      deployment.clock.advance(8 * DAY);
+      assert.equal((await runPrivacyJob(running)).erasuresCarriedOut, 0);
+    });
+
+    it('a held account cannot schedule an erasure: refused at the asking, the request recorded as refused', async () => {
+      const { running } = deployment;
+      const user = await running.identity.accounts.createUser(`held-${randomBytes(4).toString('hex')}@example.test`, PASSWORD, { actor: 'test' });
+      await running.erasure.holds.set(user.id, 'litigation', 'test');
+      await assert.rejects(running.erasure.erasures.request(user.id, { channel: 'account' }, { grace: true }), (error: unknown) => error instanceof Error && error.name === 'ErasureRefusedError');
+      assert.equal(await running.erasure.erasures.scheduledFor(user.id), null);
+      const requests = await running.erasure.requests.ofSubject(running.erasure.subjects.ofUser(user.id));
+      assert.deepEqual(requests.map((request) => [request.kind, request.outcome]), [['deletion', 'refused']]);
+    });
+  });
+
   describe(`consumer requests and their deadlines (${backend})`, () => {
     let deployment: PrivacyDeployment;
     before(async () => {
