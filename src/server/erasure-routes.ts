@@ -14,11 +14,11 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyCookie from '@fastify/cookie';
 import fastifyFormbody from '@fastify/formbody';
-import { THROTTLE, type Identity, type Session, type User } from '../identity/index.ts';
+import { type Identity, type Session, type User } from '../identity/index.ts';
 import { ErasureRefusedError, type ConsumerRequests, type ErasureRecord, type ErasureService } from '../privacy/index.ts';
 import type { AdminAuthenticator } from './admin-auth.ts';
 import { HttpError } from './errors.ts';
-import { SESSION_COOKIE, field, forgeryRefusalReason, page, refusePage, signedInSession, waitInWords, type SignOutHooks } from './identity-routes.ts';
+import { SESSION_COOKIE, endSessionAfterReauthFailures, field, forgeryRefusalReason, page, refusePage, requestContext, signedInSession, type SignOutHooks } from './identity-routes.ts';
 import { deletedPage, deletionPage } from './views/deletion-page.ts';
 import { errorPage } from './views/pages.ts';
 
@@ -75,22 +75,15 @@ export const erasureRoutes: FastifyPluginAsync<ErasureRoutesOptions> = async (ap
     const current = await signedInForm(request, reply);
     if (!('user' in current)) return current;
     if (field(request.body, 'confirm') !== 'yes') return render(reply, current, 400, 'Tick the box to confirm that you want your account deleted.');
-    const context = { ip: request.ip, requestId: request.id, traceId: request.traceId };
+    const context = requestContext(request);
     // Always the password (NIST SP 800-63B 6.1.2.1 for binding; here for the most lasting change there is), through the sign-in throttle.
     const check = await accounts.reauthenticate(current.user.id, (field(request.body, 'password') ?? '').slice(0, MAX_FIELD), context, current.session.handle);
     if (check.outcome !== 'ok') {
-      if (check.endSession) {
-        await accounts.endSession(current.user.id, current.session.handle, context, 'revoked');
-        await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: current.session.handle }, { requestId: request.id, ip: request.ip });
-        reply.clearCookie(SESSION_COOKIE, cookie);
-        const wait = check.outcome === 'throttled' ? check.retryAfterSeconds : Math.ceil(THROTTLE.windowMs / 1000);
-        reply.header('retry-after', String(wait));
-        return refusePage(reply, 429, 'reauthentication_throttled', errorPage({ title: 'Sign in again', detail: `The password was wrong too many times, so you were signed out. Wait ${waitInWords(wait)}, then sign in again.` }));
-      }
+      if (check.endSession) return endSessionAfterReauthFailures({ accounts, signOut }, request, reply, current, check.outcome === 'throttled' ? check.retryAfterSeconds : undefined);
       return render(reply, current, 400, 'The password is not right; nothing was deleted.');
     }
     try {
-      const outcome = await privacy.erasures.request(current.user.id, { channel: 'account', ...context }, { grace: true });
+      const outcome = await privacy.erasures.request(current.user.id, { channel: 'account', ip: context.ip, ...(context.requestId !== undefined && { requestId: context.requestId }), ...(context.traceId !== undefined && { traceId: context.traceId }) }, { grace: true });
       if (outcome.kind === 'scheduled') return reply.redirect('/account/delete', 303);
     } catch (error) {
       if (error instanceof ErasureRefusedError && error.reason === 'legal_hold') {

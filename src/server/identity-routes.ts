@@ -199,7 +199,7 @@ export function requestContext(request: FastifyRequest): RequestContext {
  * waits for them. Every form that asks for the current password ends here.
  */
 export async function endSessionAfterReauthFailures(
-  services: { accounts: Identity['accounts']; signOut?: SignOutHooks | undefined },
+  services: { accounts: Identity['accounts']; signOut?: Pick<SignOutHooks, 'sessionEnded'> | undefined },
   request: FastifyRequest,
   reply: FastifyReply,
   current: { session: Session; user: User },
