@@ -87,6 +87,7 @@ export function registerPrivacyCommands(program: Command, context: PrivacyCliCon
         const tell = outcome.erasure.recipients.filter((recipient) => recipient.state === 'pending').length;
         const unreachable = outcome.erasure.recipients.filter((recipient) => recipient.state === 'no_channel').length;
         context.out(`Erased ${found.id} (${outcome.erasure.id}). Recipients to tell: ${tell}${unreachable > 0 ? `; ${unreachable} without a way to tell them (see \`portcullis privacy erasures\`)` : ''}.`);
+        if (outcome.cleanup === 'pending') context.out('Ending the sessions and cutting the address out of shared records failed (is the hot store up?); `portcullis privacy run`, or the server\'s privacy job, finishes it.');
       });
     });
 
@@ -146,6 +147,8 @@ export function registerPrivacyCommands(program: Command, context: PrivacyCliCon
         const report = await workflows.runJob();
         if (report === null) return context.out('Another instance is running the job now; nothing done.');
         context.out(`Erasures carried out: ${report.erasuresCarriedOut}. Notices newly overdue: ${report.noticesOverdue}. Requests newly overdue: ${report.requestsOverdue}.`);
+        const { cleanups } = report;
+        context.out(`Erasure clean-ups finished after a failure: ${cleanups.resumed}; last passes made: ${cleanups.settled} (records written after their erasure, removed: ${cleanups.lateRecords}).`);
         const retention = report.retention;
         context.out(
           `Retention: ${retention.recordsScanned} records scanned; inactive accounts noticed ${retention.inactiveNoticed}, erased ${retention.inactiveErased}; notices voided by a sign-in ${retention.noticesVoided}; sessions dropped ${retention.sessionsDropped}; IPs pseudonymised ${retention.ipsPseudonymised}; left alone for a legal hold ${retention.held}.`,

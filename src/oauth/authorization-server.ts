@@ -16,6 +16,7 @@ import { Authorizer } from './authorization/authorizer.ts';
 import { AuthorizationCodes } from './authorization/codes.ts';
 import { Consents } from './authorization/consents.ts';
 import { DataRecipients } from './recipients.ts';
+import { accountWrite } from './account-writes.ts';
 import { PushedRequests } from './authorization/pushed-requests.ts';
 import { ClientAuthenticator } from './client-auth.ts';
 import { ClientRegistry } from './clients.ts';
@@ -198,8 +199,9 @@ export function createAuthorizationServer(options: {
     vault: options.vault,
   });
   const codes = new AuthorizationCodes({ hot: stores.hot, ttlSeconds: tokens.authorizationCodeTtlSeconds });
-  const consents = new Consents({ records: stores.durable.records, clock, events });
-  const recipients = new DataRecipients({ records: stores.durable.records, clock });
+  const guarded = accountWrite(stores.durable, users);
+  const consents = new Consents({ records: stores.durable.records, clock, events, accountWrite: guarded });
+  const recipients = new DataRecipients({ records: stores.durable.records, clock, accountWrite: guarded });
   const pushed = new PushedRequests({ hot: stores.hot, ttlSeconds: PAR_TTL_SECONDS });
   const clientAuthenticator = new ClientAuthenticator({
     clients,

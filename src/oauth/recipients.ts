@@ -9,6 +9,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { collection, keep, typeboxCodec, write, type Clock, type Collection, type RecordStore } from '../store/index.ts';
+import type { AccountWrite } from './account-writes.ts';
 
 const RecipientSchema = Type.Object({ userId: Type.String(), clientId: Type.String(), firstAt: Type.Number(), lastAt: Type.Number() });
 export type DataRecipient = Static<typeof RecipientSchema>;
@@ -22,26 +23,34 @@ function recipients(records: RecordStore): Collection<DataRecipient, 'user'> {
 export class DataRecipients {
   readonly #records: Collection<DataRecipient, 'user'>;
   readonly #clock: Clock;
+  readonly #accountWrite: AccountWrite;
 
-  constructor(options: { records: RecordStore; clock: Clock }) {
+  constructor(options: { records: RecordStore; clock: Clock; accountWrite: AccountWrite }) {
     this.#records = recipients(options.records);
     this.#clock = options.clock;
+    this.#accountWrite = options.accountWrite;
   }
 
-  /** Notes that `clientId` is receiving data about `userId` now. */
+  /**
+   * Notes that `clientId` is receiving data about `userId` now; rejects
+   * with AccountGoneError, writing nothing, when the account was erased
+   * meanwhile (account-writes.ts).
+   */
   async record(userId: string, clientId: string): Promise<void> {
     const now = this.#clock();
     const id = `${userId}:${clientId}`;
     const current = await this.#records.get(id);
     if (current !== null && now - current.data.lastAt < DAY_MS) return;
-    await this.#records.mutate(
-      id,
-      (record) => {
-        if (record === null) return write({ userId, clientId, firstAt: now, lastAt: now });
-        return now - record.data.lastAt < DAY_MS ? keep(undefined) : write({ ...record.data, lastAt: now });
-      },
-      // A lost race means someone else just recorded the same fact.
-      { attempts: 3, exhausted: () => undefined },
+    await this.#accountWrite(userId, (records) =>
+      this.#records.on(records).mutate(
+        id,
+        (record) => {
+          if (record === null) return write({ userId, clientId, firstAt: now, lastAt: now });
+          return now - record.data.lastAt < DAY_MS ? keep(undefined) : write({ ...record.data, lastAt: now });
+        },
+        // A lost race means someone else just recorded the same fact.
+        { attempts: 3, exhausted: () => undefined },
+      ),
     );
   }
 

@@ -156,6 +156,18 @@ export const DATA_MAP: readonly DataPlace[] = [
     export: 'requests',
   },
   { id: 'privacy_erasures', store: 'records', container: 'privacy_erasures', fields: ['subject', 'recipients.clientId'], category: 'pseudonym', purpose: 'tracking that every recipient was told (GDPR Art. 19); the subject is a keyed hash', retention: '24 months after the last recipient was told', locate: 'none', erase: 'keep', export: null },
+  {
+    id: 'privacy_erasure_cleanups',
+    store: 'records',
+    container: 'privacy_erasure_cleanups',
+    fields: ['userId', 'addresses', 'sessionHandles', 'pseudonym'],
+    category: 'contact',
+    purpose: 'finishing an erasure after its transaction (ending sessions, cutting the addresses out of shared records) even across a crash (erasure-cleanup.ts)',
+    retention: 'the addresses until the steps after the commit succeed (moments; after a crash, until the privacy job runs); the user id for the last pass, about ten minutes or twice http.requestTimeoutMs',
+    locate: 'none',
+    erase: 'keep',
+    export: null,
+  },
   { id: 'privacy_tombstones', store: 'records', container: 'privacy_tombstones', fields: ['key', 'user'], category: 'pseudonym', purpose: 'erasing again anyone a restored backup brings back; keyed hashes only', retention: 'for as long as backups made before the erasure are kept', locate: 'none', erase: 'keep', export: null },
   // the audit ledger
   {

@@ -16,6 +16,7 @@ import type { AuthorizationServer } from '../oauth/index.ts';
 import { SIGNALS_TOPIC } from '../signals/index.ts';
 import type { Clock, OutboxDeliverer, RecordStore, Stores } from '../store/index.ts';
 import type { Keyring } from '../tokens/index.ts';
+import type { CleanupReport } from './erasure-cleanup.ts';
 import { ERASURE_NOTICE_TOPIC, Erasures } from './erasure.ts';
 import { LegalHolds } from './holds.ts';
 import { erasureNoticeDeliverer } from './notices.ts';
@@ -42,10 +43,14 @@ export interface ErasureServiceOptions {
   readonly forgetPseudonym: (records: RecordStore, userId: string) => Promise<string | null>;
   readonly dropPseudonymIndex?: (pseudonym: string) => Promise<unknown>;
   readonly kickOutbox?: () => void;
+  /** Told when an erasure's steps after its commit fail (the job retries them). */
+  readonly onCleanupFailed?: (error: unknown) => void;
 }
 
 export interface JobReport {
   readonly erasuresCarriedOut: number;
+  /** Erasures' steps after the commit: resumed after a crash or failure, last passes made, late records removed. */
+  readonly cleanups: CleanupReport;
   readonly noticesOverdue: number;
   readonly requestsOverdue: number;
   /** What the retention rules did (privacy.retention.*). */
@@ -89,6 +94,10 @@ export function createErasureService(options: ErasureServiceOptions): ErasureSer
     recipientDeadlineMs: config.privacy.recipientDeadlineHours * HOUR_MS,
     tombstoneFile: config.privacy.tombstoneFile,
     ...(options.kickOutbox !== undefined && { kickOutbox: options.kickOutbox }),
+    // A request that read the account before its erasure runs at most http.requestTimeoutMs (and is answered
+    // within it); twice that, and never under ten minutes, is past any of them.
+    settleMs: Math.max(10 * 60_000, 2 * config.http.requestTimeoutMs),
+    ...(options.onCleanupFailed !== undefined && { onCleanupFailed: options.onCleanupFailed }),
   });
   const mailer = config.mail.smtpUrl === undefined ? undefined : smtpSender({ smtpUrl: config.mail.smtpUrl, from: config.mail.from ?? `no-reply@${new URL(config.issuer).hostname}` });
   const retention = new Retention({
@@ -142,15 +151,21 @@ export function createErasureService(options: ErasureServiceOptions): ErasureSer
 
   const runJob = async (): Promise<JobReport | null> => {
     if (!(await stores.hot.setIfAbsent(JOB_LEASE_KEY, holder, leaseMs))) return null;
-    const erasuresCarriedOut = await erasures.executeDue();
+    const erasuresCarriedOut = await erasures.executeDue(keepLease);
+    const cleanups = await erasures.runCleanups(keepLease);
     const noticesOverdue = await erasures.flagOverdue();
     const overdueRequests = await requests.flagOverdue();
     for (const { request, deadline } of overdueRequests) {
       await events.emit({ type: 'privacy.request.overdue', outcome: 'failure', actorService: 'system', detail: { request: request.id, kind: request.kind, deadline } });
     }
     const retained = await retention.run(keepLease);
-    const report: JobReport = { erasuresCarriedOut, noticesOverdue, requestsOverdue: overdueRequests.length, retention: retained };
-    await events.emit({ type: 'privacy.retention.ran', outcome: 'success', actorService: 'system', detail: { erasuresCarriedOut, noticesOverdue, requestsOverdue: overdueRequests.length, ...retained } });
+    const report: JobReport = { erasuresCarriedOut, cleanups, noticesOverdue, requestsOverdue: overdueRequests.length, retention: retained };
+    await events.emit({
+      type: 'privacy.retention.ran',
+      outcome: 'success',
+      actorService: 'system',
+      detail: { erasuresCarriedOut, cleanupsResumed: cleanups.resumed, erasuresSettled: cleanups.settled, lateRecords: cleanups.lateRecords, noticesOverdue, requestsOverdue: overdueRequests.length, ...retained },
+    });
     return report;
   };
 

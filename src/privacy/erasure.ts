@@ -21,10 +21,11 @@ import { SECURITY_EVENT_TYPES } from '../sdk/index.ts';
 import type { Clock, DurableStore, RecordStore } from '../store/index.ts';
 import { deletedCollections } from './data-map.ts';
 import { erasureRecords, newErasureId, updateRecipient, type ErasureData, type ErasureRecord, type RecipientNotice } from './erasure-records.ts';
-import { addressesInSignalLog, redactSharedRecords } from './redaction.ts';
+import { ErasureCleanups, type CleanupReport } from './erasure-cleanup.ts';
+import { addressesInSignalLog } from './redaction.ts';
 import { ConsumerRequests, type RequestChannel } from './requests.ts';
 import type { SubjectHasher } from './subjects.ts';
-import { appendTombstoneFile, readTombstoneFile, storedTombstones, writeTombstone, type Tombstone } from './tombstones.ts';
+import { readTombstoneFile, storedTombstones, writeTombstone, type Tombstone } from './tombstones.ts';
 
 /** The outbox topic of one recipient's notice. */
 export const ERASURE_NOTICE_TOPIC = 'privacy.erasure.notice';
@@ -71,6 +72,10 @@ export interface ErasureOptions {
   readonly tombstoneFile: string | undefined;
   /** Wakes the outbox worker after a commit (serve only). */
   readonly kickOutbox?: () => void;
+  /** How long a finished erasure keeps the user id for its last pass (erasure-cleanup.ts). */
+  readonly settleMs: number;
+  /** Told when the steps after the commit fail (the job retries them). */
+  readonly onCleanupFailed?: (error: unknown) => void;
 }
 
 export interface ErasureContext {
@@ -82,15 +87,33 @@ export interface ErasureContext {
   readonly ip?: string;
 }
 
-export type ErasureOutcome = { readonly kind: 'scheduled'; readonly erasure: ErasureRecord } | { readonly kind: 'erased'; readonly erasure: ErasureRecord };
+export type ErasureOutcome =
+  | { readonly kind: 'scheduled'; readonly erasure: ErasureRecord }
+  /** `cleanup` pending: the steps after the transaction failed; the privacy job finishes them (erasure-cleanup.ts). */
+  | { readonly kind: 'erased'; readonly erasure: ErasureRecord; readonly cleanup: 'done' | 'pending' };
 
 export class Erasures {
   readonly #options: ErasureOptions;
   readonly #requests: ConsumerRequests;
+  readonly #cleanups: ErasureCleanups;
 
   constructor(options: ErasureOptions) {
     this.#options = options;
     this.#requests = new ConsumerRequests({ records: options.durable.records, clock: options.clock });
+    this.#cleanups = new ErasureCleanups({
+      durable: options.durable,
+      identity: options.identity,
+      oauth: options.oauth,
+      clock: options.clock,
+      ...(options.dropPseudonymIndex !== undefined && { dropPseudonymIndex: options.dropPseudonymIndex }),
+      tombstoneFile: options.tombstoneFile,
+      settleMs: options.settleMs,
+    });
+  }
+
+  /** The privacy job's part: clean-ups a crash or a failure left pending, and last passes that are due. */
+  runCleanups(keepLease: () => Promise<boolean>): Promise<CleanupReport> {
+    return this.#cleanups.runDue(keepLease);
   }
 
   /**
@@ -176,12 +199,17 @@ export class Erasures {
     return staged !== undefined;
   }
 
-  /** Carries out every scheduled erasure that is due (the privacy job). Resolves with how many were carried out. */
-  async executeDue(): Promise<number> {
+  /**
+   * Carries out every scheduled erasure that is due (the privacy job).
+   * `keepLease` is asked before each (false: the job's lease went to another
+   * instance, which goes on from here). Resolves with how many were carried out.
+   */
+  async executeDue(keepLease: () => Promise<boolean> = async () => true): Promise<number> {
     const now = this.#options.clock();
     let done = 0;
     for (const record of await erasureRecords(this.#options.durable.records).findAllBy('phase', 'scheduled')) {
       if (record.data.state !== 'scheduled' || record.data.dueAt > now || record.data.userId === undefined) continue;
+      if (!(await keepLease())) break;
       try {
         await this.#execute(record.data.userId, { channel: 'retention', actorService: 'system' }, record.id);
         done += 1;
@@ -236,6 +264,9 @@ export class Erasures {
       }
       const pseudonym = await this.#options.forgetPseudonym(tx.records, userId);
       await writeTombstone(tx.records, tombstone);
+      // Every address the person had: the signal log may name an earlier one (identifier-changed), which the account no longer knows.
+      const addresses = [...new Set([user.email.toLowerCase(), ...(await addressesInSignalLog(tx.records, subjectKey({ format: 'iss_sub', iss: issuer, sub: userId })))])];
+      await this.#cleanups.begin(tx.records, { userId, addresses, sessionHandles: sessions.map((session) => session.handle), pseudonym, tombstone });
       const requests = this.#requests.on(tx.records);
       let requestId: string;
       const records = erasureRecords(tx.records);
@@ -275,36 +306,21 @@ export class Erasures {
         { type: 'user.deleted', outcome: 'success', actorUserId: userId, ...audit(context), detail: { erasure: tombstone.erasure, sessionsEnded: sessions.length } },
         { type: 'privacy.erasure', outcome: 'success', ...audit(context), detail: { erasure: tombstone.erasure, request: requestId, recipients: recipients.length, unreachable: recipients.filter((recipient) => recipient.channel === 'none').length } },
       ]);
-      return { staged, pseudonym, erasure: { id: tombstone.erasure, ...data } };
+      return { staged, erasure: { id: tombstone.erasure, ...data } };
     });
     if (committed === null) throw new ErasureRefusedError('not_found', 'no such user');
     await committed.staged.publish();
     this.#options.kickOutbox?.();
-    await this.#afterCommit(userId, user.email, sessions.map((session) => session.handle), committed.pseudonym, tombstone, context);
-    return { kind: 'erased', erasure: committed.erasure };
-  }
-
-  /** What cannot share the transaction: the hot store, shared records, the tombstone file, the WAL. */
-  async #afterCommit(userId: string, email: string, sessionHandles: readonly string[], pseudonym: string | null, tombstone: Tombstone, context: ErasureContext): Promise<void> {
-    const { durable, identity, oauth } = this.#options;
-    // Sessions listed before the commit, and any a racing sign-in added since.
-    const handles = new Set([...sessionHandles, ...(await identity.accounts.sessions.list(userId)).map((session) => session.handle)]);
-    for (const handle of handles) {
-      await identity.accounts.sessions.revoke(userId, handle);
-      // OIDC Back-Channel Logout and the session's access tokens (the refresh families are gone already).
-      await oauth.logout.sessionEnded({ userId, sessionHandle: handle }, { ...(context.requestId !== undefined && { requestId: context.requestId }), ...(context.ip !== undefined && { ip: context.ip }) });
+    // The clean-up record committed with the erasure: a failure here (the hot store down, a crash) leaves it for the privacy job.
+    try {
+      await this.#cleanups.finish(tombstone.erasure, { ...(context.requestId !== undefined && { requestId: context.requestId }), ...(context.ip !== undefined && { ip: context.ip }) });
+      return { kind: 'erased', erasure: committed.erasure, cleanup: 'done' };
+    } catch (error) {
+      this.#options.onCleanupFailed?.(error);
+      return { kind: 'erased', erasure: committed.erasure, cleanup: 'pending' };
     }
-    await identity.accounts.forgetThrottle(email, userId);
-    await identity.secondFactor.forgetPending(userId);
-    // Every address the person had: the signal log may name an earlier one (identifier-changed), which the account no longer knows.
-    const addresses = new Set([email.toLowerCase(), ...(await addressesInSignalLog(durable, subjectKey({ format: 'iss_sub', iss: this.#options.issuer, sub: userId })))]);
-    for (const address of addresses) await redactSharedRecords(durable, address);
-    if (pseudonym !== null) await this.#options.dropPseudonymIndex?.(pseudonym);
-    if (this.#options.tombstoneFile !== undefined) await appendTombstoneFile(this.#options.tombstoneFile, tombstone);
-    await durable.reclaim();
   }
 
-  /** Every client that received data about the user, and how each can be told. */
   /**
    * Every client that received data about the user, and how each can be
    * told; read inside the erasure's transaction (`records`: its own), so a

@@ -5,7 +5,7 @@
  * erased person's email address is cut out of them, and nothing else
  * changes (GDPR Art. 17: the person's data, not the record, is erased).
  */
-import type { DurableStore, StoredRecord } from '../store/index.ts';
+import type { DurableStore, RecordStore, StoredRecord } from '../store/index.ts';
 
 /** What replaces a value that named the person. */
 export const ERASED = '[erased]';
@@ -88,10 +88,10 @@ async function redactCollection(durable: DurableStore, name: string, email: stri
  * address with the user's id as an alias) is found this way: the account
  * record only knows the current one.
  */
-export async function addressesInSignalLog(durable: DurableStore, userSubjectKey: string): Promise<string[]> {
+export async function addressesInSignalLog(records: RecordStore, userSubjectKey: string): Promise<string[]> {
   const found = new Set<string>();
   for (let after: string | undefined; ; ) {
-    const page: StoredRecord[] = await durable.records.list('signal_log', { limit: PAGE, ...(after !== undefined && { after }) });
+    const page: StoredRecord[] = await records.list('signal_log', { limit: PAGE, ...(after !== undefined && { after }) });
     for (const record of page) {
       const keys = (record.data as { subjectKeys?: unknown }).subjectKeys;
       if (!Array.isArray(keys) || !keys.includes(userSubjectKey)) continue;

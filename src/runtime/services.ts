@@ -345,6 +345,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           forgetPseudonym: (records, userId) => forgetIn(records, userId, clock()),
           dropPseudonymIndex: (pseudonym) => ledger.dropSubjectIndex(pseudonym),
           kickOutbox: () => kickOutbox?.(),
+          ...(profile.maintenance && { onCleanupFailed: reporter(services, "an erasure's steps after its commit failed; the privacy job finishes them") }),
         });
         if (profile.maintenance) erasure.start(reporter(services, 'the privacy job failed'));
         return erasure;

@@ -149,7 +149,7 @@ export const erasureRoutes: FastifyPluginAsync<ErasureRoutesOptions> = async (ap
     const user = await userOf(request);
     try {
       const outcome = await privacy.erasures.request(user.id, { channel: 'admin', actorService: 'admin', requestId: request.id, traceId: request.traceId, ip: request.ip }, { grace: body['grace'] === true });
-      return reply.code(outcome.kind === 'scheduled' ? 202 : 200).send({ outcome: outcome.kind, erasure: shown(outcome.erasure) });
+      return reply.code(outcome.kind === 'scheduled' ? 202 : 200).send({ outcome: outcome.kind, erasure: shown(outcome.erasure), ...(outcome.kind === 'erased' && { cleanup: outcome.cleanup }) });
     } catch (error) {
       if (error instanceof ErasureRefusedError) throw new HttpError(error.reason === 'legal_hold' ? 'forbidden' : 'not_found', error.reason === 'legal_hold' ? 'A legal hold stops the erasure of this user.' : 'There is no user with this id.');
       throw error;

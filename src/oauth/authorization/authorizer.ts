@@ -21,6 +21,7 @@ import { oauthParams } from '../params.ts';
 import type { AuthorizationCodes } from './codes.ts';
 import type { Consents } from './consents.ts';
 import type { DataRecipients } from '../recipients.ts';
+import { AccountGoneError } from '../account-writes.ts';
 import type { PushedRequests } from './pushed-requests.ts';
 import { OAuthError } from '../errors.ts';
 import type { TokenTargets } from '../targets.ts';
@@ -170,7 +171,12 @@ export class Authorizer {
     await this.#hot.delete(interactionKey(interactionId));
     // The person chose, on a page that named where it leads: no interstitial.
     if (!approved) return errorResponse(new AuthorizationResponseError('access_denied', 'The user declined.', { redirectUri: request.redirectUri, state: request.state }), this.#issuer);
-    await this.#consents.grant(signedIn.userId, request.clientId, request.scope.split(' '), audit, request.resources);
+    try {
+      await this.#consents.grant(signedIn.userId, request.clientId, request.scope.split(' '), audit, request.resources);
+    } catch (error) {
+      if (error instanceof AccountGoneError) return this.#accountGone(request);
+      throw error;
+    }
     return this.#issueCode(request, signedIn);
   }
 
@@ -212,7 +218,12 @@ export class Authorizer {
   async #issueCode(request: AuthorizationRequest, signedIn: SignedIn): Promise<AuthorizeOutcome> {
     await this.#sessions.signedInTo(signedIn.sessionHandle, request.clientId);
     // The code hands the client data about the person: it is a recipient (GDPR Art. 19).
-    await this.#recipients?.record(signedIn.userId, request.clientId);
+    try {
+      await this.#recipients?.record(signedIn.userId, request.clientId);
+    } catch (error) {
+      if (error instanceof AccountGoneError) return this.#accountGone(request);
+      throw error;
+    }
     const code = await this.#codes.issue({
       clientId: request.clientId,
       redirectUri: request.redirectUri,
@@ -229,6 +240,12 @@ export class Authorizer {
       issuedAt: this.#clock(),
     });
     return { kind: 'redirect', location: authorizationResponseUrl(request.redirectUri, this.#issuer, { code, state: request.state }) };
+  }
+
+  /** The account was erased while this authorization was in flight: no code, access_denied (RFC 6749 section 4.1.2.1). */
+  async #accountGone(request: AuthorizationRequest): Promise<AuthorizeOutcome> {
+    const error = new AuthorizationResponseError('access_denied', 'The account no longer exists.', { redirectUri: request.redirectUri, state: request.state });
+    return this.#errorRedirect(error, await this.#clients.get(request.clientId));
   }
 
   /** An error response: redirected for an approved client, else an interstitial page (RFC 9700 section 4.11.2). */

@@ -9,6 +9,7 @@
 import type { DomainEvents } from '../../events/index.ts';
 import { Type } from '@sinclair/typebox';
 import { collection, keep, typeboxCodec, write, type Clock, type Codec, type Collection, type RecordStore } from '../../store/index.ts';
+import type { AccountWrite } from '../account-writes.ts';
 
 const COLLECTION = 'consents';
 const MAX_CAS_ATTEMPTS = 8;
@@ -54,11 +55,13 @@ export class Consents {
   readonly #consents: Collection<ConsentData, 'user' | 'client'>;
   readonly #clock: Clock;
   readonly #events: DomainEvents;
+  readonly #accountWrite: AccountWrite;
 
-  constructor(options: { records: RecordStore; clock: Clock; events: DomainEvents }) {
+  constructor(options: { records: RecordStore; clock: Clock; events: DomainEvents; accountWrite: AccountWrite }) {
     this.#consents = consents(options.records);
     this.#clock = options.clock;
     this.#events = options.events;
+    this.#accountWrite = options.accountWrite;
   }
 
   /** Whether the user already approved every one of `scopes`, and of `resources`, for this client. */
@@ -67,9 +70,13 @@ export class Consents {
     return record !== null && coversAll(record.data, scopes, resources);
   }
 
-  /** Adds `scopes` and `resources` to what the user approved for the client. */
+  /**
+   * Adds `scopes` and `resources` to what the user approved for the client;
+   * rejects with AccountGoneError, writing nothing, when the account was
+   * erased meanwhile (account-writes.ts).
+   */
   async grant(userId: string, clientId: string, scopes: readonly string[], audit: { requestId?: string; ip?: string }, resources: readonly string[] = []): Promise<void> {
-    const { result } = await this.#consents.mutate(
+    const { result } = await this.#accountWrite(userId, (records) => this.#consents.on(records).mutate(
       consentId(userId, clientId),
       (record) => {
         // Approving again what is already approved (prompt=consent) changes
@@ -90,7 +97,7 @@ export class Consents {
           throw new Error('consent kept losing its compare-and-set');
         },
       },
-    );
+    ));
     await this.#events.emit({
       type: 'consent.granted',
       outcome: 'success',
