@@ -44,8 +44,8 @@ export interface User {
   readonly tokensNotBefore?: number;
   readonly privacy?: UserPrivacy;
   /**
-   * The last successful sign-in (ms), written at most once per
-   * SIGN_IN_RECORD_INTERVAL_MS: what inactivity retention
+   * The last successful sign-in or refresh-token use (ms), written at most
+   * once per SIGN_IN_RECORD_INTERVAL_MS: what inactivity retention
    * (privacy.retention.inactiveAccountDays) measures. Absent on accounts
    * nobody signed in to since it was introduced.
    */
@@ -61,7 +61,7 @@ export const SIGN_IN_RECORD_INTERVAL_MS = 24 * 60 * 60_000;
 
 /**
  * When the account was last used, for inactivity retention: the last
- * sign-in, or for an account nobody signed in to since lastSignInAt was
+ * sign-in or refresh, or for an account nobody signed in to since lastSignInAt was
  * introduced, the later of its creation and its last password change.
  */
 export function lastActivityOf(user: Pick<User, 'createdAt' | 'passwordChangedAt' | 'lastSignInAt'>): number {

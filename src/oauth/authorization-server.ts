@@ -223,6 +223,9 @@ export function createAuthorizationServer(options: {
     liveness: {
       sessionIsLive: (handle) => identity.accounts.sessions.isLive(handle),
       userIsActive: async (userId, grantedAt) => acceptsTokenOf(await userStatus(users, userId), grantedAt),
+      usedBy: async (userId) => {
+        await users.recordSignIn(userId, clock());
+      },
     },
   };
   const logout = new LogoutService({

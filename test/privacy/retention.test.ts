@@ -28,10 +28,13 @@ import { SMTPServer } from 'smtp-server';
 import { decodeEntry } from '../../src/audit/index.ts';
 import { Retention, ipPseudonym, isIpPseudonym, type JobReport } from '../../src/privacy/index.ts';
 import { BrowserlessClient, csrfField } from '../support/browserless-client.ts';
+import { registerClient } from '../support/oauth-flow.ts';
+import { clientPost, codeFlow } from '../support/privacy-deployment.ts';
 import { ManualClock } from '../support/clock.ts';
 import { startTestServer, testBackends, type TestServer } from '../support/server.ts';
 
 const PASSWORD = 'correct horse battery staple';
+const REDIRECT = 'http://127.0.0.1:8080/callback';
 const DAY = 24 * 60 * 60_000;
 const LEASE_KEY = 'privacy:job-lease';
 
@@ -301,5 +304,32 @@ describe('retention without mail.smtpUrl', () => {
     const whole = await retention.run();
     assert.equal(whole.complete, true);
     assert.ok(whole.recordsScanned >= 4 && stopped.recordsScanned < whole.recordsScanned, `${stopped.recordsScanned} of ${whole.recordsScanned}`);
+  });
+
+  it('a refresh-token use counts as activity, written at most once a day: an app that keeps the person signed in keeps their account', async () => {
+    const email = `refreshing-${randomBytes(4).toString('hex')}@example.com`;
+    const user = await server.running.identity.accounts.createUser(email, PASSWORD, { actor: 'test' });
+    const client = await registerClient(server, { client_name: 'Offline app', redirect_uris: [REDIRECT], grant_types: ['authorization_code', 'refresh_token'], scope: 'openid offline_access', token_endpoint_auth_method: 'client_secret_basic' });
+    const browser = new BrowserlessClient(server.url, { ip: '198.51.100.61' });
+    const issued = await codeFlow(server.url, browser, { email, password: PASSWORD }, client, REDIRECT, 'openid offline_access');
+    const signedInAt = (await server.running.identity.accounts.users.byId(user.id))?.lastSignInAt;
+    assert.equal(signedInAt, clock.now(), 'the sign-in is the first activity');
+    const refresh = async (token: string): Promise<string> => {
+      const answer = await clientPost(server.url, '/token', client, { grant_type: 'refresh_token', refresh_token: token });
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      return answer.body['refresh_token'] as string;
+    };
+    clock.advance(10 * DAY);
+    const token = await refresh(issued['refresh_token'] as string);
+    assert.equal((await server.running.identity.accounts.users.byId(user.id))?.lastSignInAt, clock.now(), 'ten days on, the refresh is recorded');
+    const recordedAt = clock.now();
+    clock.advance(12 * 60 * 60_000);
+    await refresh(token);
+    assert.equal((await server.running.identity.accounts.users.byId(user.id))?.lastSignInAt, recordedAt, 'half a day later, no second write');
+    // A refresh token presented again (a replay) is refused and is no activity.
+    clock.advance(2 * DAY);
+    const replayed = await clientPost(server.url, '/token', client, { grant_type: 'refresh_token', refresh_token: issued['refresh_token'] as string });
+    assert.equal(replayed.status, 400);
+    assert.equal((await server.running.identity.accounts.users.byId(user.id))?.lastSignInAt, recordedAt, 'a refused refresh records nothing');
   });
 });

@@ -27,6 +27,12 @@ export interface SignInLiveness {
   sessionIsLive(sessionHandle: string): Promise<boolean>;
   /** `grantedAt` (ms): when the user signed in for the grant; grants from before an administrator's reset are refused. */
   userIsActive(userId: string, grantedAt?: number): Promise<boolean>;
+  /**
+   * The person used a grant now (a refresh): activity, for the retention
+   * rule on inactive accounts (privacy.retention.inactiveAccountDays), so an
+   * app that keeps them signed in keeps their account. At most one write a day.
+   */
+  usedBy?(userId: string): Promise<void>;
 }
 
 export interface GrantServices {

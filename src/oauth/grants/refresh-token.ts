@@ -74,6 +74,7 @@ export async function refreshTokenGrant(params: OAuthParams, context: GrantConte
         await services.refreshTokens.revokeFamily(result.familyId, 'user_inactive');
         throw new OAuthError('invalid_grant', 'The account behind this refresh token is no longer active.');
       }
+      await services.liveness.usedBy?.(result.grant.userId);
       await services.events.emit({
         type: 'token.refreshed',
         outcome: 'success',
