@@ -48,6 +48,7 @@ import type { DurableStore } from '../src/store/index.ts';
 import { openPostgresDurableStore } from '../src/store/postgres/durable-store.ts';
 import { SqliteDatabase } from '../src/store/sqlite/database.ts';
 import { openSqliteDurableStore } from '../src/store/sqlite/durable-store.ts';
+import { deferUndo, prng, runUndos, wasInterrupted } from './undo.ts';
 import { machine, median, option, percentile, positiveInteger, table, writeResult } from './lib.ts';
 
 const entries = positiveInteger('entries', 1_000_000);
@@ -68,58 +69,7 @@ const GOAL_MS = 1;
 
 // ---------------------------------------------------------------- cleanup
 
-/**
- * What to undo (temporary directory, schema), newest first, on the way out:
- * by `finally` normally, by the signal handler on Ctrl-C mid-population.
- */
-interface Cleanup {
-  /** Runs the undo once; a second caller waits for the same run. */
-  run(): Promise<void>;
-}
-const cleanups: Cleanup[] = [];
-let interrupted = false;
-async function runCleanups(): Promise<void> {
-  while (cleanups.length > 0) {
-    try {
-      await cleanups.pop()!.run();
-    } catch (error) {
-      console.error(`cleanup failed: ${error instanceof Error ? error.message : String(error)}`);
-    }
-  }
-}
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    interrupted = true;
-    console.error(`\n${signal}: cleaning up`);
-    void runCleanups().finally(() => process.exit(130));
-  });
-}
-/** Registers `undo`; the returned function runs it now (or waits for the run the signal handler started). */
-function deferCleanup(undo: () => Promise<void>): () => Promise<void> {
-  let running: Promise<void> | undefined;
-  const cleanup: Cleanup = { run: () => (running ??= undo()) };
-  cleanups.push(cleanup);
-  return async () => {
-    const at = cleanups.indexOf(cleanup);
-    if (at >= 0) cleanups.splice(at, 1);
-    await cleanup.run();
-  };
-}
-
 // ---------------------------------------------------------------- the log's contents
-
-/** xorshift128: deterministic, so every driver holds the same log and draws the same proofs. */
-function prng(seed: number): () => number {
-  let [a, b, c, d] = [seed ^ 0x9e3779b9, seed * 0x85ebca6b, 0xc2b2ae35, 0x27d4eb2f].map((v) => v >>> 0) as [number, number, number, number];
-  const next = () => {
-    const t = a ^ (a << 11);
-    [a, b, c] = [b, c, d];
-    d = (d ^ (d >>> 19) ^ (t ^ (t >>> 8))) >>> 0;
-    return d;
-  };
-  for (let i = 0; i < 16; i++) next();
-  return next;
-}
 
 /** Integer uniform in [low, high] (inclusive); fine for bounds below 2^32. */
 function between(random: () => number, low: number, high: number): number {
@@ -207,7 +157,7 @@ async function populate(store: DurableStore, driver: string, total: number): Pro
     // node:sqlite is synchronous: without a turn of the event loop now and
     // then, a Ctrl-C would wait for the whole population to finish.
     await nextTurn();
-    if (interrupted) throw new Error('interrupted');
+    if (wasInterrupted()) throw new Error('interrupted');
     const batch = generateEntries(random, start, Math.min(settings.batch, total - start));
     batch.forEach((entry, i) => {
       bytes += entry.length;
@@ -251,7 +201,7 @@ async function timeInterleaved<T>(
   for (let i = 0; i < ledgerWork.length; i++) {
     // Untimed: lets a signal in (node:sqlite never leaves the microtask queue).
     if (i % 100 === 0) await nextTurn();
-    if (interrupted) throw new Error('interrupted');
+    if (wasInterrupted()) throw new Error('interrupted');
     const [a, b] = ledgerWork[i]!;
     const [c, d] = treeWork[i]!;
     await timed(() => ledgerCall(a, b), ledger);
@@ -372,7 +322,7 @@ async function benchStore(store: DurableStore, driver: string, size: number, dis
 
 async function benchSqlite(size: number): Promise<void> {
   const directory = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
-  const removeDirectory = deferCleanup(async () => rmSync(directory, { recursive: true, force: true }));
+  const removeDirectory = deferUndo(async () => rmSync(directory, { recursive: true, force: true }));
   try {
     const path = join(directory, 'portcullis.db');
     const database = new SqliteDatabase({ path });
@@ -402,10 +352,10 @@ async function benchPostgres(url: string, size: number): Promise<void> {
   const schema = `portcullis_bench_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: url });
   await admin.connect();
-  const closeAdmin = deferCleanup(() => admin.end());
+  const closeAdmin = deferUndo(() => admin.end());
   try {
     await admin.query(`CREATE SCHEMA ${schema}`);
-    const dropSchema = deferCleanup(async () => {
+    const dropSchema = deferUndo(async () => {
       await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     });
     try {
@@ -449,7 +399,7 @@ try {
     else skipped.push('postgres (set PORTCULLIS_TEST_DATABASE_URL or --database)');
   }
 } finally {
-  await runCleanups();
+  await runUndos();
 }
 
 console.log(`\nproof latency, milliseconds; goal: median < ${GOAL_MS} ms (ledger rows)`);

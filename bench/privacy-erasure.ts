@@ -98,14 +98,16 @@ async function runDriver(driver: 'sqlite' | 'postgres'): Promise<{ driver: strin
       const metadata = validateClientMetadata({ client_name: `bench recipient ${i}`, redirect_uris: ['https://app.example/cb'], erasure_notification_uri: receiver.url }, { allowedScopes: ['openid'] });
       clientIds.push((await oauth.clients.register(metadata, { actor: 'bench' }, { approved: true })).client.client_id);
     }
-    // Heard through the hub: each recipient's delivery is one privacy.recipient.notified event.
-    const waiters = new Map<string, { left: number; done: () => void }>();
+    // Heard through the hub: each recipient's delivery is one privacy.recipient.notified event. Every event is
+    // counted by its erasure from the start, so a delivery that lands before request() resolves (and so before
+    // the erasure's id is known here) is not missed.
+    const notified = new Map<string, number>();
+    const waiters = new Map<string, () => void>();
     running.events.on('privacy.recipient.notified', (event) => {
       const erasureId = String(event.detail?.['erasure'] ?? '');
-      const waiter = waiters.get(erasureId);
-      if (waiter === undefined) return;
-      waiter.left -= 1;
-      if (waiter.left === 0) waiter.done();
+      const count = (notified.get(erasureId) ?? 0) + 1;
+      notified.set(erasureId, count);
+      if (count === settings.recipients) waiters.get(erasureId)?.();
     });
     const identity = running.identity;
     const times: number[] = [];
@@ -113,20 +115,15 @@ async function runDriver(driver: 'sqlite' | 'postgres'): Promise<{ driver: strin
       const user = await identity.accounts.createUser(`erasure-bench-${n}-${randomBytes(4).toString('hex')}@example.test`, null, { actor: 'bench' });
       for (const clientId of clientIds) await oauth.recipients.record(user.id, clientId);
       const start = performance.now();
-      let finished!: () => void;
-      const all = new Promise<void>((resolve) => (finished = resolve));
-      // The erasure's id is known only once request() resolves, and deliveries may finish before that: the record is read first.
       const outcome = await erasure.erasures.request(user.id, { channel: 'admin', actorService: 'bench' }, { grace: false });
-      const record = await erasure.erasures.get(outcome.erasure.id);
-      const delivered = record?.recipients.filter((recipient) => recipient.state === 'delivered').length ?? 0;
-      if (delivered < settings.recipients) {
-        waiters.set(outcome.erasure.id, { left: settings.recipients - delivered, done: finished });
-        // A delivery that landed between the read and the registration is seen by reading again.
-        const again = await erasure.erasures.get(outcome.erasure.id);
-        if ((again?.recipients.filter((recipient) => recipient.state === 'delivered').length ?? 0) === settings.recipients) finished();
-        await all;
-        waiters.delete(outcome.erasure.id);
+      const id = outcome.erasure.id;
+      if ((notified.get(id) ?? 0) < settings.recipients) {
+        await new Promise<void>((resolve) => waiters.set(id, resolve));
+        waiters.delete(id);
       }
+      notified.delete(id);
+      const record = await erasure.erasures.get(id);
+      if (record?.recipients.some((recipient) => recipient.state !== 'delivered')) throw new Error(`erasure ${n}: every recipient was notified, but its record says otherwise`);
       times.push(performance.now() - start);
       const sets = receiver.received.get(user.id) ?? [];
       if (sets.length !== settings.recipients || new Set(sets.map((set) => set.aud)).size !== settings.recipients) throw new Error(`erasure ${n}: the receiver got ${sets.length} SETs for ${settings.recipients} clients`);

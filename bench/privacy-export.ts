@@ -40,6 +40,7 @@ import type { DurableStore } from '../src/store/index.ts';
 import { openPostgresDurableStore } from '../src/store/postgres/durable-store.ts';
 import { SqliteDatabase } from '../src/store/sqlite/database.ts';
 import { openSqliteDurableStore } from '../src/store/sqlite/durable-store.ts';
+import { deferUndo, prng, runUndos, wasInterrupted } from './undo.ts';
 import { machine, median, option, positiveInteger, round2, table, writeResult } from './lib.ts';
 
 const settings = {
@@ -55,39 +56,6 @@ const databaseUrl = option('database') ?? (process.env['PORTCULLIS_TEST_DATABASE
 if (onlyDriver === 'postgres' && databaseUrl === undefined) throw new Error('--driver postgres needs --database or PORTCULLIS_TEST_DATABASE_URL');
 const GOAL_MS = 2000;
 const USER = 'bench-user';
-
-/** What to undo (temporary directory, schema), newest first: by `finally`, or by the signal handler on Ctrl-C. */
-const cleanups: (() => Promise<void>)[] = [];
-let interrupted = false;
-async function runCleanups(): Promise<void> {
-  while (cleanups.length > 0) {
-    try {
-      await cleanups.pop()!();
-    } catch (error) {
-      console.error(`cleanup failed: ${error instanceof Error ? error.message : String(error)}`);
-    }
-  }
-}
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    interrupted = true;
-    console.error(`\n${signal}: cleaning up`);
-    void runCleanups().finally(() => process.exit(130));
-  });
-}
-
-/** xorshift128: deterministic, so both drivers hold the same log. */
-function prng(seed: number): () => number {
-  let [a, b, c, d] = [seed ^ 0x9e3779b9, seed * 0x85ebca6b, 0xc2b2ae35, 0x27d4eb2f].map((v) => v >>> 0) as [number, number, number, number];
-  const next = () => {
-    const t = a ^ (a << 11);
-    [a, b, c] = [b, c, d];
-    d = (d ^ (d >>> 19) ^ (t ^ (t >>> 8))) >>> 0;
-    return d;
-  };
-  for (let i = 0; i < 16; i++) next();
-  return next;
-}
 
 const TYPES: readonly AuditEventType[] = ['token.issued', 'token.issued', 'token.refreshed', 'auth.login.succeeded', 'auth.login.failed', 'session.revoked', 'consent.granted'];
 const BASE_TIME = Date.parse('2026-01-01T00:00:00.000Z');
@@ -117,7 +85,7 @@ async function populate(store: DurableStore, userActor: string): Promise<{ secon
   let taken = 0;
   for (let start = 0; start < total; start += settings.batch) {
     await nextTurn(); // node:sqlite is synchronous: let a Ctrl-C in
-    if (interrupted) throw new Error('interrupted');
+    if (wasInterrupted()) throw new Error('interrupted');
     const bytes: Uint8Array[] = [];
     const subjects: string[][] = [];
     for (let index = start; index < Math.min(total, start + settings.batch); index++) {
@@ -171,7 +139,7 @@ async function benchStore(store: DurableStore, driver: string, afterPopulate?: (
     const verifyMs: number[] = [];
     let jsonBytes = 0;
     for (let run = 0; run < settings.runs; run++) {
-      if (interrupted) throw new Error('interrupted');
+      if (wasInterrupted()) throw new Error('interrupted');
       await ledger.record({ type: 'token.issued', outcome: 'success', actorUserId: `someone-else-${run}` });
       const started = performance.now();
       const history = await ledger.subjectHistory(USER);
@@ -205,7 +173,7 @@ async function benchStore(store: DurableStore, driver: string, afterPopulate?: (
 
 async function benchSqlite(): Promise<void> {
   const directory = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
-  cleanups.push(async () => rmSync(directory, { recursive: true, force: true }));
+  deferUndo(async () => rmSync(directory, { recursive: true, force: true }));
   const store = openSqliteDurableStore(new SqliteDatabase({ path: join(directory, 'portcullis.db') }));
   try {
     await benchStore(store, 'sqlite');
@@ -218,9 +186,9 @@ async function benchPostgres(url: string): Promise<void> {
   const schema = `portcullis_bench_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: url });
   await admin.connect();
-  cleanups.push(() => admin.end());
+  deferUndo(() => admin.end());
   await admin.query(`CREATE SCHEMA ${schema}`);
-  cleanups.push(async () => {
+  deferUndo(async () => {
     await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
   });
   const store = await openPostgresDurableStore({ url, schema });
@@ -241,7 +209,7 @@ try {
     else skipped.push('postgres (set PORTCULLIS_TEST_DATABASE_URL or --database)');
   }
 } finally {
-  await runCleanups();
+  await runUndos();
 }
 
 console.log(`\nLedger.subjectHistory, milliseconds, median of ${settings.runs} runs; goal: < ${GOAL_MS} ms`);
