@@ -15,7 +15,8 @@
  *   the server: the outcome says `cleanup: 'pending'`, the server logs one
  *   error line (no stack, no address), and the job finishes it.
  * - A consent and a session written for the erased id after the erasure
- *   are deleted by the last pass (lateRecords), not before settleAt.
+ *   are deleted by the last pass (lateRecords), not before settleAt; a last
+ *   pass that fails leaves the record for the next run.
  *
  * Then, the server stopped, none of the people is found in any byte of the
  * data directory, any PostgreSQL table or Redis key; the ledger verifies.
@@ -219,6 +220,19 @@ for (const backend of testBackends) {
       assert.notEqual(await records.get('consents', consentId), null);
 
       pastSettleAt(deployment, settling);
+      // The hot store fails as the last pass ends the late session: the record stays for the next run, with what it finds.
+      const sessions = running.identity.accounts.sessions;
+      sessions.revoke = async () => {
+        throw new Error('hot store unavailable');
+      };
+      try {
+        await assert.rejects(runPrivacyJob(running), /hot store unavailable/);
+      } finally {
+        Reflect.deleteProperty(sessions, 'revoke');
+      }
+      assert.ok(!Object.hasOwn(sessions, 'revoke'), 'the real revoke is back');
+      assert.equal((await cleanupOf(running, userId))?.data.stage, 'settling', 'the record waits for the next run');
+      assert.deepEqual(await liveSessions(running, userId), [late.session.handle]);
       assert.deepEqual((await runPrivacyJob(running)).cleanups, { resumed: 0, settled: 1, lateRecords: 2 }, 'the consent and the session');
       assert.equal(await records.get('consents', consentId), null, 'the late consent is gone');
       assert.deepEqual(await records.findBy('consents', 'user', userId), []);
