@@ -72,7 +72,7 @@ export interface CleanupReport {
   /** Pending clean-ups the job finished (a crash or a failure stopped them after their commit). */
   readonly resumed: number;
   readonly settled: number;
-  /** Records written about an erased person after their erasure, deleted by the last pass. */
+  /** Records written about an erased person after their erasure, and sessions made since, deleted or ended by the last pass. */
   readonly lateRecords: number;
 }
 
@@ -126,7 +126,10 @@ export class ErasureCleanups {
     for (const record of await cleanups.findAllBy('stage', 'settling')) {
       if (record.data.settleAt > clock()) continue;
       if (!(await keepLease())) return { resumed, settled, lateRecords };
-      lateRecords += await this.#settle(record.id, record.version, record.data.userId);
+      const late = await this.#settle(record.id, record.version, record.data.userId);
+      // Another run settled it first: counted there.
+      if (late === null) continue;
+      lateRecords += late;
       settled += 1;
     }
     if (settled > 0) await durable.reclaim();
@@ -156,8 +159,15 @@ export class ErasureCleanups {
     return handles.size;
   }
 
-  /** The last pass: late records and sessions of the erased id go, then the clean-up record. Resolves with how many late records there were. */
-  async #settle(id: string, version: number, userId: string): Promise<number> {
+  /**
+   * The last pass: sessions of the erased id end, then its late records and
+   * the clean-up record go in one transaction. The record goes last, so a
+   * failure or a crash before it leaves the record for the next run.
+   * Resolves with how many late records and sessions there were, or null
+   * when another run settled the record first.
+   */
+  async #settle(id: string, version: number, userId: string): Promise<number | null> {
+    const sessions = await this.#endSessions(userId, [], {});
     const late = await this.#options.durable.transaction(async (tx) => {
       let found = 0;
       for (const { container, locate } of deletedCollections()) {
@@ -173,10 +183,10 @@ export class ErasureCleanups {
       if (!(await erasureCleanups(tx.records).delete(id, version))) throw new CleanupMovedOn();
       return found;
     }).catch((error: unknown) => {
-      if (error instanceof CleanupMovedOn) return 0;
+      if (error instanceof CleanupMovedOn) return null;
       throw error;
     });
-    return late + (await this.#endSessions(userId, [], {}));
+    return late === null ? null : late + sessions;
   }
 }
 
