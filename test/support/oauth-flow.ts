@@ -26,10 +26,14 @@ export interface RegisteredClient {
 /** The OpenID scopes every test server offers; API scopes are those of resources a test registers. */
 export const OFFERED_SCOPES = ['openid', 'profile', 'email', 'offline_access'];
 
-/** Registers a client directly with the server's registry, as an administrator would (granting it `apiScopes`). */
-export async function registerClient(server: Pick<TestServer, 'running'>, metadata: Record<string, unknown>, apiScopes: readonly string[] = []): Promise<RegisteredClient> {
+/**
+ * Registers a client directly with the server's registry, as an administrator
+ * would (granting it `apiScopes`); approved unless `options.approved` is
+ * false (then it is like a self-registered client no operator reviewed).
+ */
+export async function registerClient(server: Pick<TestServer, 'running'>, metadata: Record<string, unknown>, apiScopes: readonly string[] = [], options: { approved?: boolean } = {}): Promise<RegisteredClient> {
   const checked = validateClientMetadata(metadata, { allowedScopes: [...OFFERED_SCOPES, ...apiScopes], defaultSigningAlgorithm: 'EdDSA' });
-  const registered = await server.running.authorizationServer.clients.register(checked, { actor: 'test' }, { approved: true });
+  const registered = await server.running.authorizationServer.clients.register(checked, { actor: 'test' }, { approved: options.approved ?? true });
   return { clientId: registered.client.client_id, ...(registered.clientSecret !== undefined && { clientSecret: registered.clientSecret }), metadata: checked };
 }
 
