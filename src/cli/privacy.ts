@@ -148,7 +148,7 @@ export function registerPrivacyCommands(program: Command, context: PrivacyCliCon
         if (report === null) return context.out('Another instance is running the job now; nothing done.');
         context.out(`Erasures carried out: ${report.erasuresCarriedOut}. Notices newly overdue: ${report.noticesOverdue}. Requests newly overdue: ${report.requestsOverdue}.`);
         const { cleanups } = report;
-        context.out(`Erasure clean-ups finished after a failure: ${cleanups.resumed}; last passes made: ${cleanups.settled} (records written after their erasure, removed: ${cleanups.lateRecords}).`);
+        context.out(`Erasure clean-ups finished after a failure: ${cleanups.resumed}; last passes made: ${cleanups.settled} (records written after their erasure, removed: ${cleanups.lateRecords})${cleanups.failed > 0 ? `; failed, tried again next run: ${cleanups.failed}` : ''}.`);
         const retention = report.retention;
         context.out(
           `Retention: ${retention.recordsScanned} records scanned; inactive accounts noticed ${retention.inactiveNoticed}, erased ${retention.inactiveErased}; notices voided by a sign-in ${retention.noticesVoided}; sessions dropped ${retention.sessionsDropped}; IPs pseudonymised ${retention.ipsPseudonymised}; left alone for a legal hold ${retention.held}.`,

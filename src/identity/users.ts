@@ -132,7 +132,10 @@ export class UserDirectory {
   readonly #users: Collection<UserData>;
   readonly #emails: Collection<EmailClaim>;
 
+  readonly #records: RecordStore;
+
   constructor(records: RecordStore) {
+    this.#records = records;
     this.#users = collection(records, { name: USERS, codec: userCodec });
     this.#emails = collection(records, { name: EMAILS, codec: emailClaimCodec });
   }
@@ -140,6 +143,15 @@ export class UserDirectory {
   /** The same directory over another RecordStore (a transaction's). */
   on(records: RecordStore): UserDirectory {
     return new UserDirectory(records);
+  }
+
+  /**
+   * Whether the account exists, read with a share lock (ReadOptions): on a
+   * transaction's store, an erasure deleting it meanwhile waits for that
+   * transaction, or this read waits for the erasure and finds nothing.
+   */
+  async existsLocked(id: string): Promise<boolean> {
+    return (await this.#records.get(USERS, id, { lock: 'share' })) !== null;
   }
 
   async create(email: string, passwordHash: string | null, now: number): Promise<User> {

@@ -7,12 +7,15 @@
  * durable transaction with a read of the account, and rolls back when the
  * account is gone.
  *
- * On SQLite, whose writers are serialised, that closes the race. On
- * PostgreSQL (READ COMMITTED), a write can still commit after the erasure
- * read the rows but before it committed; the erasure's settle pass
- * (privacy/erasure.ts) deletes such late rows by user id afterwards. The
- * code issued with them is never redeemed: the token endpoint refuses a
- * user who is gone.
+ * The read takes a share lock on the account's record (RecordStore
+ * ReadOptions). On PostgreSQL an erasure that deleted the record and has not
+ * committed makes it wait, then find nothing; one that comes later waits
+ * for this transaction to commit before its DELETE goes on, and then reads
+ * the rows written here among the recipients it tells. SQLite runs one
+ * writing transaction at a time, which gives the same order. The erasure's
+ * last pass (privacy/erasure-cleanup.ts) still deletes, by user id, any row
+ * a path without this guard writes late (a refresh family issued at the
+ * token endpoint while the erasure commits).
  */
 import type { UserDirectory } from '../identity/index.ts';
 import type { DurableStore, RecordStore } from '../store/index.ts';
@@ -32,9 +35,8 @@ export type AccountWrite = <R>(userId: string, write: (records: RecordStore) => 
 export function accountWrite(durable: DurableStore, users: UserDirectory): AccountWrite {
   return (userId, write) =>
     durable.transaction(async (tx) => {
-      // Written first, read after: on PostgreSQL the read then sees an erasure that committed before the write did.
-      const result = await write(tx.records);
-      if ((await users.on(tx.records).byId(userId)) === null) throw new AccountGoneError();
-      return result;
+      // Locked first: from here to the commit, no erasure of the account can slip between this read and the write.
+      if (!(await users.on(tx.records).existsLocked(userId))) throw new AccountGoneError();
+      return write(tx.records);
     });
 }

@@ -163,7 +163,7 @@ export const DATA_MAP: readonly DataPlace[] = [
     fields: ['userId', 'addresses', 'sessionHandles', 'pseudonym'],
     category: 'contact',
     purpose: 'finishing an erasure after its transaction (ending sessions, cutting the addresses out of shared records) even across a crash (erasure-cleanup.ts)',
-    retention: 'the addresses until the steps after the commit succeed (moments; after a crash, until the privacy job runs); the user id for the last pass, about ten minutes or twice http.requestTimeoutMs',
+    retention: 'the addresses until the shared records are redacted (moments; after a crash or a fault, until the privacy job next runs); the user id, pseudonym and keyed tombstone until the first job run after max(10 minutes, twice http.requestTimeoutMs) (privacy.retention.interval)',
     locate: 'none',
     erase: 'keep',
     export: null,

@@ -66,6 +66,8 @@ export interface CleanupOptions {
    * (http.requestTimeoutMs, and the job's own interval to reach it).
    */
   readonly settleMs: number;
+  /** Told when a clean-up or a last pass the job runs fails (the next run tries it again). */
+  readonly onFailed?: (error: unknown) => void;
 }
 
 export interface CleanupReport {
@@ -74,6 +76,8 @@ export interface CleanupReport {
   readonly settled: number;
   /** Records written about an erased person after their erasure, and sessions made since, deleted or ended by the last pass. */
   readonly lateRecords: number;
+  /** Clean-ups or last passes that failed in this run (each is tried again by the next). */
+  readonly failed: number;
 }
 
 export class ErasureCleanups {
@@ -95,12 +99,18 @@ export class ErasureCleanups {
     const current = await cleanups.get(erasureId);
     if (current === null || current.data.stage !== 'pending') return;
     await this.#pendingPass(current.data, audit);
-    // The addresses and handles have done their work: the record keeps the id alone until the last pass.
-    const settling: CleanupData = { ...current.data, stage: 'settling', addresses: [], sessionHandles: [] };
-    // A lost race means another pass (the job's) moved it on already.
-    await cleanups.mutate(erasureId, (record) => (record === null || record.data.stage !== 'pending' ? keep(undefined) : write({ ...settling, attemptAt: record.data.attemptAt })), { attempts: 3, exhausted: () => undefined });
+    // The record keeps the id alone until the last pass.
+    await this.#rewrite(erasureId, (data) => ({ ...data, stage: 'settling', addresses: [], sessionHandles: [] }));
     // After the rewrite, so the record's own addresses leave no page behind either.
     await this.#options.durable.reclaim();
+  }
+
+  /** Rewrites a pending record; a lost race means another pass (the job's) moved it on already. */
+  async #rewrite(erasureId: string, change: (data: CleanupData) => CleanupData): Promise<void> {
+    await erasureCleanups(this.#options.durable.records).mutate(erasureId, (record) => (record === null || record.data.stage !== 'pending' ? keep(undefined) : write(change(record.data))), {
+      attempts: 3,
+      exhausted: () => undefined,
+    });
   }
 
   /**
@@ -115,25 +125,42 @@ export class ErasureCleanups {
     let resumed = 0;
     let settled = 0;
     let lateRecords = 0;
+    let failed = 0;
     for (const record of await cleanups.findAllBy('stage', 'pending')) {
       if (record.data.attemptAt > clock() - CLEANUP_RETRY_MS) continue;
-      if (!(await keepLease())) return { resumed, settled, lateRecords };
+      if (!(await keepLease())) return { resumed, settled, lateRecords, failed };
       // Claimed by moving attemptAt on: a second instance's job (after a lost lease) skips it.
       if ((await cleanups.update(record.id, record.version, { ...record.data, attemptAt: clock() })) === null) continue;
-      await this.finish(record.id);
-      resumed += 1;
+      // One clean-up that fails (its next run retries it) does not stop the others, nor the rest of the job.
+      try {
+        await this.finish(record.id);
+        resumed += 1;
+      } catch (error) {
+        failed += 1;
+        this.#options.onFailed?.(error);
+      }
     }
     for (const record of await cleanups.findAllBy('stage', 'settling')) {
       if (record.data.settleAt > clock()) continue;
-      if (!(await keepLease())) return { resumed, settled, lateRecords };
-      const late = await this.#settle(record.id, record.version, record.data.userId);
-      // Another run settled it first: counted there.
-      if (late === null) continue;
-      lateRecords += late;
-      settled += 1;
+      if (!(await keepLease())) return { resumed, settled, lateRecords, failed };
+      try {
+        const late = await this.#settle(record.id, record.version, record.data.userId);
+        // Another run settled it first: counted there.
+        if (late === null) continue;
+        lateRecords += late;
+        settled += 1;
+      } catch (error) {
+        failed += 1;
+        this.#options.onFailed?.(error);
+      }
     }
-    if (settled > 0) await durable.reclaim();
-    return { resumed, settled, lateRecords };
+    if (settled > 0) {
+      await durable.reclaim().catch((error: unknown) => {
+        failed += 1;
+        this.#options.onFailed?.(error);
+      });
+    }
+    return { resumed, settled, lateRecords, failed };
   }
 
   async #pendingPass(data: CleanupData, audit: { requestId?: string; ip?: string }): Promise<void> {
@@ -142,6 +169,8 @@ export class ErasureCleanups {
     for (const address of data.addresses) await identity.accounts.forgetThrottle(address, data.userId);
     await identity.secondFactor.forgetPending(data.userId);
     for (const address of data.addresses) await redactSharedRecords(durable, address);
+    // The addresses have done their work: a fault in the steps below (the tombstone file, say) keeps no address.
+    if (data.addresses.length > 0) await this.#rewrite(data.tombstone.erasure, (current) => ({ ...current, addresses: [] }));
     if (data.pseudonym !== null) await dropPseudonymIndex?.(data.pseudonym);
     // A second pass appends the same line again; reading the file (tombstones.ts) takes each user once.
     if (tombstoneFile !== undefined) await appendTombstoneFile(tombstoneFile, data.tombstone);

@@ -162,7 +162,9 @@ export function createErasureService(options: ErasureServiceOptions): ErasureSer
     const report: JobReport = { erasuresCarriedOut, cleanups, noticesOverdue, requestsOverdue: overdueRequests.length, retention: retained };
     await events.emit({
       type: 'privacy.retention.ran',
-      outcome: 'success',
+      // A clean-up or last pass that failed (logged, tried again next run) makes the run's outcome a failure; the
+      // detail stays within the ledger's 16 keys.
+      outcome: cleanups.failed > 0 ? 'failure' : 'success',
       actorService: 'system',
       detail: { erasuresCarriedOut, cleanupsResumed: cleanups.resumed, erasuresSettled: cleanups.settled, lateRecords: cleanups.lateRecords, noticesOverdue, requestsOverdue: overdueRequests.length, ...retained },
     });

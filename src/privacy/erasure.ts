@@ -108,6 +108,7 @@ export class Erasures {
       ...(options.dropPseudonymIndex !== undefined && { dropPseudonymIndex: options.dropPseudonymIndex }),
       tombstoneFile: options.tombstoneFile,
       settleMs: options.settleMs,
+      ...(options.onCleanupFailed !== undefined && { onFailed: options.onCleanupFailed }),
     });
   }
 
@@ -248,6 +249,7 @@ export class Erasures {
     const txn = randomUUID();
     const signalSource = `signal:${txn}`;
     const sessions = await identity.accounts.sessions.list(userId);
+    const addresses = await this.#addressesOf(userId, user.email);
 
     const committed = await durable.transaction(async (tx) => {
       // The account's record is deleted first, and only the transaction that deleted it goes on: a concurrent
@@ -264,8 +266,6 @@ export class Erasures {
       }
       const pseudonym = await this.#options.forgetPseudonym(tx.records, userId);
       await writeTombstone(tx.records, tombstone);
-      // Every address the person had: the signal log may name an earlier one (identifier-changed), which the account no longer knows.
-      const addresses = [...new Set([user.email.toLowerCase(), ...(await addressesInSignalLog(tx.records, subjectKey({ format: 'iss_sub', iss: issuer, sub: userId })))])];
       await this.#cleanups.begin(tx.records, { userId, addresses, sessionHandles: sessions.map((session) => session.handle), pseudonym, tombstone });
       const requests = this.#requests.on(tx.records);
       let requestId: string;
@@ -319,6 +319,26 @@ export class Erasures {
       this.#options.onCleanupFailed?.(error);
       return { kind: 'erased', erasure: committed.erasure, cleanup: 'pending' };
     }
+  }
+
+  /**
+   * Every address the person had, to cut out of shared records: the
+   * account's, and earlier ones the signal log names with their id (an
+   * identifier-changed event), which the account no longer knows. Read
+   * before the transaction (the log can be long; history does not change
+   * under it). An earlier address that another account holds now is left
+   * out: it names that person, whose records are not this erasure's.
+   */
+  async #addressesOf(userId: string, email: string): Promise<string[]> {
+    const { durable, identity, issuer } = this.#options;
+    const earlier = await addressesInSignalLog(durable.records, subjectKey({ format: 'iss_sub', iss: issuer, sub: userId }));
+    const addresses = [email.toLowerCase()];
+    for (const address of earlier) {
+      if (addresses.includes(address)) continue;
+      const holder = await identity.accounts.users.byEmail(address);
+      if (holder === null || holder.id === userId) addresses.push(address);
+    }
+    return addresses;
   }
 
   /**

@@ -80,8 +80,20 @@ export interface WriteOptions {
  * - `delete` with `expectedVersion` is conditional in the same way.
  * - Data is stored as JSON: what `get` returns deep-equals what was written.
  */
+export interface ReadOptions {
+  /**
+   * `share`, inside a transaction: the record stays as read until the
+   * transaction ends. A concurrent transaction that updates or deletes it
+   * waits for this one; if one already did and has not committed, this read
+   * waits for it and then sees the outcome (PostgreSQL `SELECT … FOR SHARE`).
+   * SQLite runs one writing transaction at a time, so there it changes
+   * nothing. Outside a transaction it is a plain read.
+   */
+  readonly lock?: 'share';
+}
+
 export interface RecordStore {
-  get<T = unknown>(collection: string, id: string): Promise<StoredRecord<T> | null>;
+  get<T = unknown>(collection: string, id: string, options?: ReadOptions): Promise<StoredRecord<T> | null>;
   /** Returns false, and changes nothing, when the record already exists. */
   create(collection: string, id: string, data: unknown, options?: WriteOptions): Promise<boolean>;
   /** Returns the new version, or null (and changes nothing) on a version mismatch or a missing record. */

@@ -216,14 +216,15 @@ export class Authorizer {
   }
 
   async #issueCode(request: AuthorizationRequest, signedIn: SignedIn): Promise<AuthorizeOutcome> {
-    await this.#sessions.signedInTo(signedIn.sessionHandle, request.clientId);
-    // The code hands the client data about the person: it is a recipient (GDPR Art. 19).
+    // The code hands the client data about the person: it is a recipient (GDPR Art. 19). First, so an account
+    // erased meanwhile leaves nothing behind, not even the session's list of clients.
     try {
       await this.#recipients?.record(signedIn.userId, request.clientId);
     } catch (error) {
       if (error instanceof AccountGoneError) return this.#accountGone(request);
       throw error;
     }
+    await this.#sessions.signedInTo(signedIn.sessionHandle, request.clientId);
     const code = await this.#codes.issue({
       clientId: request.clientId,
       redirectUri: request.redirectUri,

@@ -1,4 +1,4 @@
-import type { Clock, ListOptions, RecordStore, StoredRecord, WriteOptions } from '../ports.ts';
+import type { Clock, ListOptions, ReadOptions, RecordStore, StoredRecord, WriteOptions } from '../ports.ts';
 import { assertExpectedVersion, listLimit } from '../errors.ts';
 import { toJson, writeData, type Query, type QueryOptions } from './sql.ts';
 import { CREATE_SQL, DELETE_SQL, DELETE_VERSIONED_SQL, FIND_BY_AFTER_SQL, FIND_BY_SQL, UPDATE_SQL, indexArrays } from './record-index-sql.ts';
@@ -30,9 +30,10 @@ export class PostgresRecordStore implements RecordStore {
     this.#clock = clock;
   }
 
-  async get<T>(collection: string, id: string): Promise<StoredRecord<T> | null> {
+  async get<T>(collection: string, id: string, options?: ReadOptions): Promise<StoredRecord<T> | null> {
     if (!storableKey(collection, id)) return null;
-    const { rows } = await this.#query<RecordRow>(`SELECT ${RECORD_COLUMNS} FROM records WHERE collection = $1 AND id = $2`, [collection, id]);
+    const lock = options?.lock === 'share' ? ' FOR SHARE' : '';
+    const { rows } = await this.#query<RecordRow>(`SELECT ${RECORD_COLUMNS} FROM records WHERE collection = $1 AND id = $2${lock}`, [collection, id]);
     const row = rows[0];
     return row === undefined ? null : toRecord<T>(row);
   }

@@ -11,6 +11,7 @@ import {
   type StoredRecord,
   type WriteOptions,
 } from '../ports.ts';
+import { setTimeout as wait } from 'node:timers/promises';
 import { indexRows, type IndexRow } from '../collections-index.ts';
 import { listLimit } from '../errors.ts';
 import { migrationChecksum, pendingMigrations, type AppliedRow } from '../migrations/index.ts';
@@ -18,6 +19,10 @@ import { scopedView } from '../transaction-scope.ts';
 import type { SqliteDatabase } from './database.ts';
 import { SqliteAuditLog } from './audit-log.ts';
 import { SqliteOutboxStore, SqliteOutboxWriter } from './outbox.ts';
+
+/** A checkpoint another connection blocks is tried this many times, waiting a little longer each time. */
+const RECLAIM_ATTEMPTS = 5;
+const RECLAIM_BACKOFF_MS = 20;
 
 /**
  * How a store runs a synchronous operation on the connection: the outer
@@ -113,8 +118,15 @@ class SqliteDurableStore implements DurableStore {
   }
 
   async reclaim(): Promise<void> {
-    // TRUNCATE: copy every WAL frame into the database, then cut the WAL file to zero bytes.
-    await this.#db.run(() => this.#db.statement('PRAGMA wal_checkpoint(TRUNCATE)').get());
+    // TRUNCATE: copy every WAL frame into the database, then cut the WAL file to zero bytes. Another process
+    // reading the database (a CLI command beside the server) can stop it; SQLite then answers busy = 1 and the
+    // WAL keeps its frames, so the checkpoint is tried again, and a last failure is an error, not silence.
+    for (let attempt = 1; ; attempt++) {
+      const result = (await this.#db.run(() => this.#db.statement('PRAGMA wal_checkpoint(TRUNCATE)').get())) as { busy?: number } | undefined;
+      if (result?.busy !== 1) return;
+      if (attempt === RECLAIM_ATTEMPTS) throw new Error('the WAL could not be checkpointed: another connection holds it');
+      await wait(RECLAIM_BACKOFF_MS * attempt);
+    }
   }
 
   async close(): Promise<void> {
