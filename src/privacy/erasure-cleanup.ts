@@ -32,8 +32,12 @@ import { appendTombstoneFile } from './tombstones.ts';
 const CleanupSchema = Type.Object({
   stage: Type.Union([Type.Literal('pending'), Type.Literal('settling')]),
   userId: Type.String(),
-  /** Every address the person had (the account's and earlier ones the signal log names); empty once settling. */
+  /** Every address the person had (the account's and earlier ones the signal log names); emptied once redacted. */
   addresses: Type.Array(Type.String()),
+  /** Earlier addresses another account holds now: cut only from the entries that name this person (redaction.ts). */
+  heldByOthers: Type.Optional(Type.Array(Type.String())),
+  /** The person's subject key in the signal log (`iss_sub`), for heldByOthers. */
+  subjectKey: Type.Optional(Type.String()),
   /** The sessions listed before the transaction; empty once settling. */
   sessionHandles: Type.Array(Type.String()),
   /** The audit pseudonym the erasure forgot, whose index rows are dropped. */
@@ -100,7 +104,7 @@ export class ErasureCleanups {
     if (current === null || current.data.stage !== 'pending') return;
     await this.#pendingPass(current.data, audit);
     // The record keeps the id alone until the last pass.
-    await this.#rewrite(erasureId, (data) => ({ ...data, stage: 'settling', addresses: [], sessionHandles: [] }));
+    await this.#rewrite(erasureId, (data) => ({ ...data, stage: 'settling', addresses: [], heldByOthers: [], sessionHandles: [] }));
     // After the rewrite, so the record's own addresses leave no page behind either.
     await this.#options.durable.reclaim();
   }
@@ -169,8 +173,9 @@ export class ErasureCleanups {
     for (const address of data.addresses) await identity.accounts.forgetThrottle(address, data.userId);
     await identity.secondFactor.forgetPending(data.userId);
     for (const address of data.addresses) await redactSharedRecords(durable, address);
+    if (data.subjectKey !== undefined) for (const address of data.heldByOthers ?? []) await redactSharedRecords(durable, address, { onlyEntriesOf: data.subjectKey });
     // The addresses have done their work: a fault in the steps below (the tombstone file, say) keeps no address.
-    if (data.addresses.length > 0) await this.#rewrite(data.tombstone.erasure, (current) => ({ ...current, addresses: [] }));
+    if (data.addresses.length > 0 || (data.heldByOthers ?? []).length > 0) await this.#rewrite(data.tombstone.erasure, (current) => ({ ...current, addresses: [], heldByOthers: [] }));
     if (data.pseudonym !== null) await dropPseudonymIndex?.(data.pseudonym);
     // A second pass appends the same line again; reading the file (tombstones.ts) takes each user once.
     if (tombstoneFile !== undefined) await appendTombstoneFile(tombstoneFile, data.tombstone);

@@ -249,7 +249,7 @@ export class Erasures {
     const txn = randomUUID();
     const signalSource = `signal:${txn}`;
     const sessions = await identity.accounts.sessions.list(userId);
-    const addresses = await this.#addressesOf(userId, user.email);
+    const known = await this.#addressesOf(userId, user.email);
 
     const committed = await durable.transaction(async (tx) => {
       // The account's record is deleted first, and only the transaction that deleted it goes on: a concurrent
@@ -266,7 +266,7 @@ export class Erasures {
       }
       const pseudonym = await this.#options.forgetPseudonym(tx.records, userId);
       await writeTombstone(tx.records, tombstone);
-      await this.#cleanups.begin(tx.records, { userId, addresses, sessionHandles: sessions.map((session) => session.handle), pseudonym, tombstone });
+      await this.#cleanups.begin(tx.records, { userId, ...known, sessionHandles: sessions.map((session) => session.handle), pseudonym, tombstone });
       const requests = this.#requests.on(tx.records);
       let requestId: string;
       const records = erasureRecords(tx.records);
@@ -326,19 +326,22 @@ export class Erasures {
    * account's, and earlier ones the signal log names with their id (an
    * identifier-changed event), which the account no longer knows. Read
    * before the transaction (the log can be long; history does not change
-   * under it). An earlier address that another account holds now is left
-   * out: it names that person, whose records are not this erasure's.
+   * under it). An earlier address that another account holds now names
+   * that person too: it is cut only from the entries that name this one
+   * (`heldByOthers`), never from the other person's.
    */
-  async #addressesOf(userId: string, email: string): Promise<string[]> {
+  async #addressesOf(userId: string, email: string): Promise<{ addresses: string[]; heldByOthers: string[]; subjectKey: string }> {
     const { durable, identity, issuer } = this.#options;
-    const earlier = await addressesInSignalLog(durable.records, subjectKey({ format: 'iss_sub', iss: issuer, sub: userId }));
+    const key = subjectKey({ format: 'iss_sub', iss: issuer, sub: userId });
     const addresses = [email.toLowerCase()];
-    for (const address of earlier) {
+    const heldByOthers: string[] = [];
+    for (const address of await addressesInSignalLog(durable.records, key)) {
       if (addresses.includes(address)) continue;
       const holder = await identity.accounts.users.byEmail(address);
       if (holder === null || holder.id === userId) addresses.push(address);
+      else heldByOthers.push(address);
     }
-    return addresses;
+    return { addresses, heldByOthers, subjectKey: key };
   }
 
   /**

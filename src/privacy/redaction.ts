@@ -106,16 +106,24 @@ export async function addressesInSignalLog(records: RecordStore, userSubjectKey:
 /**
  * Cuts the erased person's email address out of the signal log (subjects,
  * subject keys, members), the streams' removed subjects, and the outbox's
- * payloads. Run after the erasure committed; safe to run again.
+ * payloads. Run after the erasure committed; safe to run again. With
+ * `onlyEntriesOf` (the person's subject key), for an earlier address of
+ * theirs that another account holds now: only from the signal-log entries
+ * that name the person by that key.
  */
-export async function redactSharedRecords(durable: DurableStore, email: string): Promise<RedactionReport> {
+export async function redactSharedRecords(durable: DurableStore, email: string, options: { onlyEntriesOf?: string } = {}): Promise<RedactionReport> {
   const emailKey = `email:${email.toLowerCase()}`;
+  const { onlyEntriesOf } = options;
   const signalLog = await redactCollection(durable, 'signal_log', email, (data) => {
     const entry = data as { subjectKeys?: unknown };
+    // An address another account holds now is cut only from the entries that name the erased person too.
+    if (onlyEntriesOf !== undefined && !(Array.isArray(entry.subjectKeys) && entry.subjectKeys.includes(onlyEntriesOf))) return data;
     // The subject key is dropped (a stream filter on it matches nobody now); other strings are marked.
     const keys = Array.isArray(entry.subjectKeys) ? entry.subjectKeys.filter((key) => typeof key !== 'string' || key.toLowerCase() !== emailKey) : entry.subjectKeys;
     return redactDeep({ ...(data as object), subjectKeys: keys }, email);
   });
+  // Stream filters and queued messages cannot tell whose an address is: they are left to its holder.
+  if (onlyEntriesOf !== undefined) return { signalLog, streams: 0, outbox: 0 };
   const streams = await redactCollection(durable, 'signal_streams', email, (data) => {
     const stream = data as { removedSubjects?: unknown };
     const removed = Array.isArray(stream.removedSubjects) ? stream.removedSubjects.filter((key) => typeof key !== 'string' || !namesAddress(key, email)) : stream.removedSubjects;

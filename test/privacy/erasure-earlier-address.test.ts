@@ -8,10 +8,8 @@
  *
  * - A changes their address x to y; B then registers x and is disabled
  *   (RISC account-disabled, with B's `email:x` subject key). Erasing A
- *   leaves B's entry naming x; y is gone from A's entries. x is still in
- *   A's own identifier-changed entry (a todo test says so: the earlier
- *   address is left out of the erasure altogether, not only out of B's
- *   entries).
+ *   leaves B's entry naming x, and cuts both x and y out of A's entries
+ *   (x only from the entries that name A).
  * - The control: A2 changes x2 to y2 and nobody takes x2. Erasing A2 cuts
  *   both x2 and y2 out of A2's entries.
  */
@@ -119,7 +117,7 @@ for (const backend of testBackends) {
       // Not so yet: #addressesOf leaves x out of the erasure altogether, so A's identifier-changed entry keeps x as its
       // subject and `email:x` key next to A's iss_sub key (the log still says A had x). Cutting x out of A's entries
       // only (those with A's iss_sub key), not B's, would need the redaction scoped to them.
-      it("x is gone from A's entries too", { todo: "x is left in A's identifier-changed entry while B holds x" }, async () => {
+      it("x is gone from A's entries too", async () => {
         const aboutA = await entriesAbout(moved.userId);
         assert.ok(!text(aboutA).includes(x), `x is gone from A's entries: ${text(aboutA)}`);
       });
