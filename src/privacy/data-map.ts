@@ -160,7 +160,7 @@ export const DATA_MAP: readonly DataPlace[] = [
     id: 'privacy_erasure_cleanups',
     store: 'records',
     container: 'privacy_erasure_cleanups',
-    fields: ['userId', 'addresses', 'sessionHandles', 'pseudonym'],
+    fields: ['userId', 'addresses', 'heldByOthers', 'sessionHandles', 'pseudonym', 'subjectKey'],
     category: 'contact',
     purpose: 'finishing an erasure after its transaction (ending sessions, cutting the addresses out of shared records) even across a crash (erasure-cleanup.ts)',
     retention: 'the addresses until the shared records are redacted (moments; after a crash or a fault, until the privacy job next runs); the user id, pseudonym and keyed tombstone until the first job run after max(10 minutes, twice http.requestTimeoutMs) (privacy.retention.interval)',

@@ -26,7 +26,7 @@ import type { AuthorizationServer } from '../oauth/index.ts';
 import { Type, type Static } from '@sinclair/typebox';
 import { collection, keep, typeboxCodec, write, type Clock, type Collection, type DurableStore, type RecordStore } from '../store/index.ts';
 import { deletedCollections } from './data-map.ts';
-import { redactSharedRecords } from './redaction.ts';
+import { addressesInSignalLog, redactSharedRecords } from './redaction.ts';
 import { appendTombstoneFile } from './tombstones.ts';
 
 const CleanupSchema = Type.Object({
@@ -148,7 +148,7 @@ export class ErasureCleanups {
       if (record.data.settleAt > clock()) continue;
       if (!(await keepLease())) return { resumed, settled, lateRecords, failed };
       try {
-        const late = await this.#settle(record.id, record.version, record.data.userId);
+        const late = await this.#settle(record.id, record.version, record.data);
         // Another run settled it first: counted there.
         if (late === null) continue;
         lateRecords += late;
@@ -173,7 +173,7 @@ export class ErasureCleanups {
     for (const address of data.addresses) await identity.accounts.forgetThrottle(address, data.userId);
     await identity.secondFactor.forgetPending(data.userId);
     for (const address of data.addresses) await redactSharedRecords(durable, address);
-    if (data.subjectKey !== undefined) for (const address of data.heldByOthers ?? []) await redactSharedRecords(durable, address, { onlyEntriesOf: data.subjectKey });
+    if (data.subjectKey !== undefined) for (const address of data.heldByOthers ?? []) await redactSharedRecords(durable, address, { onlyAbout: { subjectKey: data.subjectKey, userId: data.userId } });
     // The addresses have done their work: a fault in the steps below (the tombstone file, say) keeps no address.
     if (data.addresses.length > 0 || (data.heldByOthers ?? []).length > 0) await this.#rewrite(data.tombstone.erasure, (current) => ({ ...current, addresses: [], heldByOthers: [] }));
     if (data.pseudonym !== null) await dropPseudonymIndex?.(data.pseudonym);
@@ -200,8 +200,17 @@ export class ErasureCleanups {
    * Resolves with how many late records and sessions there were, or null
    * when another run settled the record first.
    */
-  async #settle(id: string, version: number, userId: string): Promise<number | null> {
+  async #settle(id: string, version: number, data: CleanupData): Promise<number | null> {
+    const { userId } = data;
     const sessions = await this.#endSessions(userId, [], {});
+    // A signal about the person still in the outbox at the erasure (an email change, say) reached the log since:
+    // any address the log now names with their id is cut out as the first pass would have.
+    if (data.subjectKey !== undefined) {
+      for (const address of await addressesInSignalLog(this.#options.durable.records, data.subjectKey)) {
+        const holder = await this.#options.identity.accounts.users.byEmail(address);
+        await redactSharedRecords(this.#options.durable, address, holder === null || holder.id === userId ? {} : { onlyAbout: { subjectKey: data.subjectKey, userId } });
+      }
+    }
     const late = await this.#options.durable.transaction(async (tx) => {
       let found = 0;
       for (const { container, locate } of deletedCollections()) {

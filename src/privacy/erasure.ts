@@ -245,28 +245,40 @@ export class Erasures {
     if (user === null) throw new ErasureRefusedError('not_found', 'no such user');
     const now = clock();
     const subject = subjects.ofUser(userId);
-    const tombstone: Tombstone = { user: subject, email: subjects.ofEmail(user.email), erasure: scheduledId ?? newErasureId(), at: now };
+    const erasureId = scheduledId ?? newErasureId();
     const txn = randomUUID();
     const signalSource = `signal:${txn}`;
     const sessions = await identity.accounts.sessions.list(userId);
     const known = await this.#addressesOf(userId, user.email);
 
     const committed = await durable.transaction(async (tx) => {
-      // The account's record is deleted first, and only the transaction that deleted it goes on: a concurrent
-      // erasure of the same person commits once. (A read would not do on PostgreSQL: under READ COMMITTED both
-      // transactions read the record; a second DELETE waits for the first to commit, then finds no row.)
-      if (!(await tx.records.delete('users', userId))) return null;
+      // The account's record is read locked for update, then deleted, and only the transaction that deleted it goes
+      // on: a concurrent erasure of the same person waits for the lock, then finds no record, and commits nothing.
+      // The lock also orders this erasure against an email change (its address is the one read here, not the one
+      // read before the transaction) and against an authorization's guarded write (oauth/account-writes.ts).
+      const locked = await tx.records.get<{ email?: unknown }>('users', userId, { lock: 'update' });
+      if (locked === null || !(await tx.records.delete('users', userId))) return null;
+      const email = typeof locked.data.email === 'string' ? locked.data.email : user.email;
+      const tombstone: Tombstone = { user: subject, email: subjects.ofEmail(email), erasure: erasureId, at: now };
+      // An email change that committed since the addresses were read: its address is the person's too.
+      const addresses = known.addresses.includes(email.toLowerCase()) ? known.addresses : [...known.addresses, email.toLowerCase()];
       // The hold is read again here: one placed since the check above stops the erasure (the transaction rolls back).
       if ((await tx.records.get('privacy_holds', userId)) !== null) throw new ErasureRefusedError('legal_hold', 'a legal hold stops the erasure of this account');
       const recipients = await this.#recipients(tx.records, userId, now);
       for (const { container, locate } of deletedCollections()) {
         if (locate === 'id') await tx.records.delete(container, userId);
-        else if (locate === 'email') await tx.records.delete(container, user.email);
+        else if (locate === 'email') {
+          // The address read here, and the one read before (an email change in between): each only while it is still this person's.
+          for (const address of new Set([email, user.email])) {
+            const claim = await tx.records.get<{ userId?: unknown }>(container, address);
+            if (claim !== null && (claim.data.userId === undefined || claim.data.userId === userId)) await tx.records.delete(container, address, claim.version);
+          }
+        }
         else for (const record of await allBy(tx.records, container, userId)) await tx.records.delete(container, record.id);
       }
       const pseudonym = await this.#options.forgetPseudonym(tx.records, userId);
       await writeTombstone(tx.records, tombstone);
-      await this.#cleanups.begin(tx.records, { userId, ...known, sessionHandles: sessions.map((session) => session.handle), pseudonym, tombstone });
+      await this.#cleanups.begin(tx.records, { userId, ...known, addresses, sessionHandles: sessions.map((session) => session.handle), pseudonym, tombstone });
       const requests = this.#requests.on(tx.records);
       let requestId: string;
       const records = erasureRecords(tx.records);
@@ -306,14 +318,14 @@ export class Erasures {
         { type: 'user.deleted', outcome: 'success', actorUserId: userId, ...audit(context), detail: { erasure: tombstone.erasure, sessionsEnded: sessions.length } },
         { type: 'privacy.erasure', outcome: 'success', ...audit(context), detail: { erasure: tombstone.erasure, request: requestId, recipients: recipients.length, unreachable: recipients.filter((recipient) => recipient.channel === 'none').length } },
       ]);
-      return { staged, erasure: { id: tombstone.erasure, ...data } };
+      return { staged, tombstone, erasure: { id: tombstone.erasure, ...data } };
     });
     if (committed === null) throw new ErasureRefusedError('not_found', 'no such user');
     await committed.staged.publish();
     this.#options.kickOutbox?.();
     // The clean-up record committed with the erasure: a failure here (the hot store down, a crash) leaves it for the privacy job.
     try {
-      await this.#cleanups.finish(tombstone.erasure, { ...(context.requestId !== undefined && { requestId: context.requestId }), ...(context.ip !== undefined && { ip: context.ip }) });
+      await this.#cleanups.finish(erasureId, { ...(context.requestId !== undefined && { requestId: context.requestId }), ...(context.ip !== undefined && { ip: context.ip }) });
       return { kind: 'erased', erasure: committed.erasure, cleanup: 'done' };
     } catch (error) {
       this.#options.onCleanupFailed?.(error);

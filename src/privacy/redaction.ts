@@ -107,23 +107,28 @@ export async function addressesInSignalLog(records: RecordStore, userSubjectKey:
  * Cuts the erased person's email address out of the signal log (subjects,
  * subject keys, members), the streams' removed subjects, and the outbox's
  * payloads. Run after the erasure committed; safe to run again. With
- * `onlyEntriesOf` (the person's subject key), for an earlier address of
+ * `onlyAbout` (the person's subject key and id), for an earlier address of
  * theirs that another account holds now: only from the signal-log entries
- * that name the person by that key.
+ * that name the person by that key, and the messages that name their id.
  */
-export async function redactSharedRecords(durable: DurableStore, email: string, options: { onlyEntriesOf?: string } = {}): Promise<RedactionReport> {
+export async function redactSharedRecords(durable: DurableStore, email: string, options: { onlyAbout?: { subjectKey: string; userId: string } } = {}): Promise<RedactionReport> {
   const emailKey = `email:${email.toLowerCase()}`;
-  const { onlyEntriesOf } = options;
+  const { onlyAbout } = options;
   const signalLog = await redactCollection(durable, 'signal_log', email, (data) => {
     const entry = data as { subjectKeys?: unknown };
     // An address another account holds now is cut only from the entries that name the erased person too.
-    if (onlyEntriesOf !== undefined && !(Array.isArray(entry.subjectKeys) && entry.subjectKeys.includes(onlyEntriesOf))) return data;
+    if (onlyAbout !== undefined && !(Array.isArray(entry.subjectKeys) && entry.subjectKeys.includes(onlyAbout.subjectKey))) return data;
     // The subject key is dropped (a stream filter on it matches nobody now); other strings are marked.
     const keys = Array.isArray(entry.subjectKeys) ? entry.subjectKeys.filter((key) => typeof key !== 'string' || key.toLowerCase() !== emailKey) : entry.subjectKeys;
     return redactDeep({ ...(data as object), subjectKeys: keys }, email);
   });
-  // Stream filters and queued messages cannot tell whose an address is: they are left to its holder.
-  if (onlyEntriesOf !== undefined) return { signalLog, streams: 0, outbox: 0 };
+  if (onlyAbout !== undefined) {
+    // A stream's filter cannot tell whose an address is: it is left to its holder. A message can: one that names the
+    // erased person's id (a signal about them, with the address as its subject or an alias) loses the address.
+    const about = JSON.stringify(onlyAbout.userId);
+    const outbox = await durable.outbox.redactPayloads(email, (payload) => (JSON.stringify(payload).includes(about) ? redactDeep(payload, email) : payload));
+    return { signalLog, streams: 0, outbox };
+  }
   const streams = await redactCollection(durable, 'signal_streams', email, (data) => {
     const stream = data as { removedSubjects?: unknown };
     const removed = Array.isArray(stream.removedSubjects) ? stream.removedSubjects.filter((key) => typeof key !== 'string' || !namesAddress(key, email)) : stream.removedSubjects;

@@ -82,14 +82,19 @@ export interface WriteOptions {
  */
 export interface ReadOptions {
   /**
-   * `share`, inside a transaction: the record stays as read until the
-   * transaction ends. A concurrent transaction that updates or deletes it
-   * waits for this one; if one already did and has not committed, this read
-   * waits for it and then sees the outcome (PostgreSQL `SELECT … FOR SHARE`).
-   * SQLite runs one writing transaction at a time, so there it changes
-   * nothing. Outside a transaction it is a plain read.
+   * Inside a transaction, a row lock held until it ends (PostgreSQL; SQLite
+   * runs one writing transaction at a time, so there it changes nothing;
+   * outside a transaction it is a plain read):
+   * - `share`: the record cannot be deleted meanwhile; a transaction that
+   *   deletes (or locks it for update) waits for this one, and this read
+   *   waits for one that already did and then sees the outcome. Ordinary
+   *   updates of the record do not wait (`FOR KEY SHARE`).
+   * - `update`: this transaction is about to change or delete the record;
+   *   every other lock waits (`FOR UPDATE`). Two transactions that both lock
+   *   for update take turns, where two share locks followed by deletes
+   *   would deadlock.
    */
-  readonly lock?: 'share';
+  readonly lock?: 'share' | 'update';
 }
 
 export interface RecordStore {

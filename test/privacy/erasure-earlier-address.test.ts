@@ -114,9 +114,7 @@ for (const backend of testBackends) {
         assert.ok(!text(aboutA).includes(y), `y is gone from A's entries: ${text(aboutA)}`);
       });
 
-      // Not so yet: #addressesOf leaves x out of the erasure altogether, so A's identifier-changed entry keeps x as its
-      // subject and `email:x` key next to A's iss_sub key (the log still says A had x). Cutting x out of A's entries
-      // only (those with A's iss_sub key), not B's, would need the redaction scoped to them.
+      // x is cut only from the entries with A's iss_sub key (redactSharedRecords' onlyAbout), never from B's.
       it("x is gone from A's entries too", async () => {
         const aboutA = await entriesAbout(moved.userId);
         assert.ok(!text(aboutA).includes(x), `x is gone from A's entries: ${text(aboutA)}`);

@@ -32,7 +32,7 @@ export class PostgresRecordStore implements RecordStore {
 
   async get<T>(collection: string, id: string, options?: ReadOptions): Promise<StoredRecord<T> | null> {
     if (!storableKey(collection, id)) return null;
-    const lock = options?.lock === 'share' ? ' FOR SHARE' : '';
+    const lock = options?.lock === 'share' ? ' FOR KEY SHARE' : options?.lock === 'update' ? ' FOR UPDATE' : '';
     const { rows } = await this.#query<RecordRow>(`SELECT ${RECORD_COLUMNS} FROM records WHERE collection = $1 AND id = $2${lock}`, [collection, id]);
     const row = rows[0];
     return row === undefined ? null : toRecord<T>(row);

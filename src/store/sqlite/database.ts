@@ -39,6 +39,8 @@ export interface SqliteDatabaseOptions {
  */
 export class SqliteDatabase {
   readonly path: string;
+  /** How long a statement waits for another connection's lock (SQLite `busy_timeout`). */
+  readonly busyTimeoutMs: number;
   readonly #db: DatabaseSync;
   readonly #statements = new Map<string, StatementSync>();
   readonly #gate: Gate;
@@ -49,12 +51,13 @@ export class SqliteDatabase {
 
   constructor(options: SqliteDatabaseOptions) {
     this.path = options.path;
+    this.busyTimeoutMs = Math.trunc(options.busyTimeoutMs ?? 5000);
     try {
       if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
       this.#db = new DatabaseSync(options.path);
       // WAL lets readers proceed during a write; FULL sync makes a committed
       // transaction survive power loss, which "durable" promises.
-      this.#db.exec(`PRAGMA busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
+      this.#db.exec(`PRAGMA busy_timeout = ${this.busyTimeoutMs}`);
       this.#db.exec('PRAGMA journal_mode = WAL');
       this.#db.exec(`PRAGMA synchronous = ${options.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
       this.#db.exec('PRAGMA foreign_keys = ON');

@@ -122,7 +122,16 @@ class SqliteDurableStore implements DurableStore {
     // reading the database (a CLI command beside the server) can stop it; SQLite then answers busy = 1 and the
     // WAL keeps its frames, so the checkpoint is tried again, and a last failure is an error, not silence.
     for (let attempt = 1; ; attempt++) {
-      const result = (await this.#db.run(() => this.#db.statement('PRAGMA wal_checkpoint(TRUNCATE)').get())) as { busy?: number } | undefined;
+      // node:sqlite is synchronous: with the connection's busy_timeout a blocked checkpoint would hold the event
+      // loop for seconds. Here it answers at once, and the wait between attempts is on a timer.
+      const result = (await this.#db.run(() => {
+        this.#db.exec('PRAGMA busy_timeout = 0');
+        try {
+          return this.#db.statement('PRAGMA wal_checkpoint(TRUNCATE)').get();
+        } finally {
+          this.#db.exec(`PRAGMA busy_timeout = ${this.#db.busyTimeoutMs}`);
+        }
+      })) as { busy?: number } | undefined;
       if (result?.busy !== 1) return;
       if (attempt === RECLAIM_ATTEMPTS) throw new Error('the WAL could not be checkpointed: another connection holds it');
       await wait(RECLAIM_BACKOFF_MS * attempt);
