@@ -33,8 +33,14 @@ export function createLogger(config: LoggerConfig): Logger {
     },
     hooks: {
       // Message strings are free text: scrub email addresses from them too.
-      logMethod(args, method) {
+      logMethod(args, method, level) {
         const redacted = args.map((arg) => (typeof arg === 'string' ? redactor.text(arg) : arg)) as Parameters<typeof method>;
+        // A failure because a store is down is said once, by the store's breaker (store/breaker.ts): a background job
+        // or a request that meets it while it is down is logged at debug, not as an error of its own (issue 16).
+        if (level >= ERROR_LEVEL && storeIsDown(args[0])) {
+          this.debug(...(redacted as [object, string]));
+          return;
+        }
         method.apply(this, redacted);
       },
     },
@@ -46,4 +52,20 @@ export function createLogger(config: LoggerConfig): Logger {
     },
   };
   return config.destination ? pino(options, config.destination) : pino(options);
+}
+
+/** pino's numeric level of `error`. */
+const ERROR_LEVEL = 50;
+
+/**
+ * Whether a log call's object carries, as its `err` (or that error's cause),
+ * a store's unavailability. By name: this module sits below the stores.
+ */
+function storeIsDown(object: unknown): boolean {
+  let error = (object as { err?: unknown } | null | undefined)?.err;
+  for (let depth = 0; depth < 4 && error instanceof Error; depth++) {
+    if (error.name === 'StoreUnavailableError') return true;
+    error = error.cause;
+  }
+  return false;
 }

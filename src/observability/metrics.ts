@@ -1,4 +1,4 @@
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { FastHistogram } from './histogram.ts';
 
 /**
@@ -9,6 +9,8 @@ export class Metrics {
   readonly registry = new Registry();
   readonly httpRequestDuration: FastHistogram<'method' | 'route' | 'status_code'>;
   readonly storeOperationDuration: FastHistogram<'driver' | 'operation'>;
+  /** 1 while a store answers, 0 while its breaker is open (issue 16). */
+  readonly storeUp: Gauge<'store'>;
 
   constructor(options: { collectProcessMetrics?: boolean } = {}) {
     if (options.collectProcessMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'portcullis_' });
@@ -26,6 +28,7 @@ export class Metrics {
       buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
       registry: this.registry,
     });
+    this.storeUp = new Gauge({ name: 'portcullis_store_up', help: 'Whether a store answers (1) or is taken to be down, its circuit breaker open (0).', labelNames: ['store'], registers: [this.registry] });
   }
 
   get contentType(): string {

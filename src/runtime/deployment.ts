@@ -69,7 +69,11 @@ export async function openExistingStores(config: Readonly<Config>, options: { sc
   const absolute = withAbsolutePaths(config);
   const localHot = absolute.hotStore === 'sqlite' || (absolute.hotStore === 'auto' && absolute.redis.url === undefined);
   const hotStore = absolute.database.url !== undefined && localHot && !existsSync(sqlitePath(absolute)) ? 'memory' : absolute.hotStore;
-  const stores = await openStores({ ...absolute, hotStore }, { ...(options.clock !== undefined && { clock: options.clock }), ...(options.observe !== undefined && { observe: options.observe }) });
+  const stores = await openStores({ ...absolute, hotStore }, {
+    ...(options.clock !== undefined && { clock: options.clock }),
+    ...(options.observe !== undefined && { observe: options.observe }),
+    ...(options.breakers !== undefined && { breakers: options.breakers }),
+  });
   if (!options.schemaCurrent) return stores;
   try {
     await assertSchemaCurrent(stores.durable);

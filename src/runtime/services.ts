@@ -5,8 +5,8 @@
  * (profiles.ts).
  */
 import { ConfigError, configWarnings } from '../config/index.ts';
-import { Metrics, createLogger } from '../observability/index.ts';
-import { assertSchemaCurrent, openStores, type Clock } from '../store/index.ts';
+import { Metrics, createLogger, type Logger } from '../observability/index.ts';
+import { assertSchemaCurrent, openStores, type Clock, type StoreStateListener } from '../store/index.ts';
 import { FailureAggregator, auditedEvents, forgetIn, openLedger } from '../audit/index.ts';
 import type { EventHub } from '../events/index.ts';
 import { HookChains, PLUGIN_HOST_HANDLER, PluginSlot, bundledChainSource, parseChainFile } from '../hooks/index.ts';
@@ -31,6 +31,25 @@ import type { ApplicationServices, HttpApplications, PortcullisServices, Service
 import type { ServiceContext, ServiceTable } from './service.ts';
 
 /** A background failure is logged, never thrown: the timers keep running. */
+/**
+ * One log line when a store goes down and one when it is back, and the
+ * `portcullis_store_up` gauge (issue 16); the requests refused meanwhile are
+ * answered 503 without a line of their own at error level.
+ */
+function storeStateLog(telemetry: { logger: Logger; metrics: Metrics }): StoreStateListener {
+  for (const store of ['durable', 'hot'] as const) telemetry.metrics.storeUp.set({ store }, 1);
+  return {
+    down: (store, driver, reason) => {
+      telemetry.metrics.storeUp.set({ store }, 0);
+      telemetry.logger.error({ store, driver, reason }, 'store unavailable: requests that need it are answered 503 until it answers again');
+    },
+    up: (store, driver) => {
+      telemetry.metrics.storeUp.set({ store }, 1);
+      telemetry.logger.info({ store, driver }, 'store available again');
+    },
+  };
+}
+
 function reporter(services: ServiceContext<PortcullisServices>, message: string): (error: unknown) => void {
   const { logger } = services.get('telemetry');
   return (error) => logger.error({ err: error }, message);
@@ -109,7 +128,10 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
         const telemetry = profile.telemetry ? services.get('telemetry') : undefined;
         const options = {
           clock,
-          ...(telemetry !== undefined && { observe: (driver: string, operation: string, seconds: number) => telemetry.metrics.storeOperationDuration.observe({ driver, operation }, seconds) }),
+          ...(telemetry !== undefined && {
+            observe: (driver: string, operation: string, seconds: number) => telemetry.metrics.storeOperationDuration.observe({ driver, operation }, seconds),
+            breakers: { listener: storeStateLog(telemetry) },
+          }),
         };
         if (!profile.create) return openExistingStores(config, { schemaCurrent: profile.schema === 'current', ...options });
         const stores = await openStores(config, options);

@@ -3,6 +3,7 @@ import { errorRegistry, HttpError, codeForStatus, problemType, type ErrorCode } 
 import { AuditBackpressureError, AuditRequestError } from '../audit/index.ts';
 import { HookUnavailableError } from '../hooks/index.ts';
 import { OAuthError } from '../oauth/index.ts';
+import { StoreUnavailableError } from '../store/index.ts';
 
 /** Route config key: OAuth endpoints answer RFC 6749 errors instead of problem+json. */
 export interface PortcullisRouteConfig {
@@ -68,6 +69,10 @@ export function classifyError(error: FastifyError | Error): ClientAnswer {
   if (error instanceof AuditRequestError) return { code: 'bad_request', detail: error.message, headers: {} };
   // A plugin or hook that could not answer: the server's fault, passing (the breaker half-opens), so 503 and a retry.
   if (error instanceof HookUnavailableError) return { code: 'service_unavailable', detail: error.message, headers: error.retryable ? { 'retry-after': '1' } : {} };
+  // A store that does not answer (issue 16): the server's state, not the client's mistake; 503 and when to come back.
+  if (error instanceof StoreUnavailableError) {
+    return { code: 'service_unavailable', detail: 'A store this request needs is not answering; try again shortly.', headers: { 'retry-after': String(error.retryAfterSeconds ?? 1) } };
+  }
   if (error instanceof AuditBackpressureError) {
     return { code: 'service_unavailable', detail: 'The audit log is busy; try again shortly.', headers: { 'retry-after': String(error.retryAfterSeconds) } };
   }
@@ -100,6 +105,10 @@ export function errorHandler(error: FastifyError | Error, request: FastifyReques
   if (error instanceof HookUnavailableError) {
     // Already logged and audited where the hook failed (hook.fault): one line here, no stack per refused request.
     request.log.warn({ errorCode: answer.code, point: error.point }, 'request refused: a hook could not answer');
+  } else if (error instanceof StoreUnavailableError) {
+    // The store's breaker logs its going down and coming back once each (runtime/services.ts); a refused request is
+    // not an error of its own, and its stack says nothing the transition did not.
+    request.log.debug({ errorCode: answer.code, driver: error.driver }, 'request refused: a store is not answering');
   } else if (spec.status >= 500) {
     // A server fault, not the client's: the stack goes to the log (never to
     // the client) so an operator can find it by request id.

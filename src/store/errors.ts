@@ -8,9 +8,12 @@
 export class StoreUnavailableError extends Error {
   override readonly name = 'StoreUnavailableError';
   readonly driver: string;
-  constructor(driver: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** When the store's breaker (breaker.ts) lets a call through again; absent when no breaker answered. */
+  readonly retryAfterSeconds: number | undefined;
+  constructor(driver: string, message: string, options?: { cause?: unknown; retryAfterSeconds?: number }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.driver = driver;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 }
 

@@ -7,12 +7,15 @@ import { openSqliteHotStore } from './sqlite/hot-store.ts';
 import { openMemoryHotStore } from './memory/hot-store.ts';
 import { openInProcessMessageBus } from './memory/message-bus.ts';
 import { instrumentDurableStore, instrumentHotStore, type StoreObserver } from './instrumented.ts';
+import { StoreBreaker, type StoreBreakerSettings, type StoreStateListener } from './breaker.ts';
+import { guardDurableStore, guardHotStore } from './guarded.ts';
 import { migrations } from './migrations/index.ts';
 import { StoreSchemaError } from './errors.ts';
 
 export * from './ports.ts';
 export { StoreSchemaError, StoreUnavailableError, TransactionUsageError } from './errors.ts';
 export type { StoreObserver } from './instrumented.ts';
+export { DEFAULT_BREAKER_SETTINGS, type StoreBreakerSettings, type StoreRole, type StoreStateListener } from './breaker.ts';
 export { openInProcessMessageBus } from './memory/message-bus.ts';
 export { collection, Collection, type CollectionDefinition, type IndexKey, type MutateOptions, type MutateOutcome } from './collections.ts';
 export { compareAndSetLoop, keep, write, type CompareAndSetLoop, type Decision } from './collections-mutate.ts';
@@ -28,6 +31,8 @@ export interface OpenStoresOptions {
   readonly clock?: Clock;
   /** Receives every operation's latency (metrics). */
   readonly observe?: StoreObserver;
+  /** Puts each store behind a circuit breaker (breaker.ts) that tells this listener when it goes down and comes back. */
+  readonly breakers?: { readonly listener: StoreStateListener; readonly settings?: StoreBreakerSettings };
 }
 
 /** Where the embedded SQLite database lives. */
@@ -88,6 +93,16 @@ export async function openStores(config: StoreConfig, options: OpenStoresOptions
     durable = instrumentDurableStore(durable, options.observe);
     hot = instrumentHotStore(hot, options.observe);
   }
+  const breakers: StoreBreaker[] = [];
+  if (options.breakers !== undefined) {
+    const { listener, settings } = options.breakers;
+    const [durableStore, hotStore] = [durable, hot];
+    const durableBreaker = new StoreBreaker('durable', durable.driver, () => durableStore.ping(), listener, settings);
+    const hotBreaker = new StoreBreaker('hot', hot.driver, () => hotStore.ping(), listener, settings);
+    breakers.push(durableBreaker, hotBreaker);
+    durable = guardDurableStore(durable, durableBreaker);
+    hot = guardHotStore(hot, hotBreaker);
+  }
   let closed = false;
   return {
     durable,
@@ -96,6 +111,7 @@ export async function openStores(config: StoreConfig, options: OpenStoresOptions
     async close() {
       if (closed) return;
       closed = true;
+      for (const breaker of breakers) breaker.shutdown();
       await bus.close();
       await hot.close();
       await durable.close();

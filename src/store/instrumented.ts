@@ -1,42 +1,8 @@
-import type { AuditLogStore, DurableStore, DurableTransaction, HotStore, OutboxStore, RecordStore } from './ports.ts';
+import type { DurableStore, DurableTransaction, HotStore } from './ports.ts';
+import { AUDIT_LOG_OPERATIONS, HOT_OPERATIONS, OUTBOX_OPERATIONS, RECORD_OPERATIONS, wrapMethods } from './operations.ts';
 
 /** Receives the duration of every store operation (seconds). */
 export type StoreObserver = (driver: string, operation: string, seconds: number) => void;
-
-const HOT_OPERATIONS = [
-  'get',
-  'set',
-  'delete',
-  'setIfAbsent',
-  'consume',
-  'getVersioned',
-  'compareAndSet',
-  'increment',
-  'boundedSetAdd',
-  'boundedSetRemove',
-  'boundedSetMembers',
-  'ping',
-] as const satisfies readonly (keyof HotStore)[];
-
-const AUDIT_LOG_OPERATIONS = [
-  'append',
-  'size',
-  'entries',
-  'nodes',
-  'addCheckpoint',
-  'latestCheckpoint',
-  'checkpointOfSize',
-  'checkpoints',
-  'addCosignature',
-  'cosignatures',
-  'subjectEntries',
-  'indexSubject',
-  'forgetSubject',
-] as const satisfies readonly (keyof AuditLogStore)[];
-
-const RECORD_OPERATIONS = ['get', 'create', 'update', 'delete', 'list', 'findBy'] as const satisfies readonly (keyof RecordStore)[];
-
-const OUTBOX_OPERATIONS = ['withLease', 'counts', 'pruneDelivered', 'redactPayloads'] as const satisfies readonly (keyof OutboxStore)[];
 
 function timed<A extends unknown[], R>(observe: StoreObserver, driver: string, operation: string, fn: (...args: A) => Promise<R>) {
   return async (...args: A): Promise<R> => {
@@ -51,12 +17,7 @@ function timed<A extends unknown[], R>(observe: StoreObserver, driver: string, o
 
 /** A copy of `target` whose listed async methods report their latency as `<prefix><method>`. */
 function instrumentMethods<T extends object>(target: T, operations: readonly (keyof T & string)[], driver: string, prefix: string, observe: StoreObserver): T {
-  const wrapped: Record<string, unknown> = {};
-  for (const operation of operations) {
-    const method = (...args: unknown[]) => (target[operation] as (...a: unknown[]) => Promise<unknown>).apply(target, args);
-    wrapped[operation] = timed(observe, driver, `${prefix}${operation}`, method);
-  }
-  return wrapped as T;
+  return wrapMethods(target, operations, (operation, method) => timed(observe, driver, `${prefix}${operation}`, method));
 }
 
 /** The same hot store, reporting each operation's latency. */
