@@ -124,9 +124,14 @@ export async function redactSharedRecords(durable: DurableStore, email: string, 
   });
   if (onlyAbout !== undefined) {
     // A stream's filter cannot tell whose an address is: it is left to its holder. A message can: one that names the
-    // erased person's id (a signal about them, with the address as its subject or an alias) loses the address.
-    const about = JSON.stringify(onlyAbout.userId);
-    const outbox = await durable.outbox.redactPayloads(email, (payload) => (JSON.stringify(payload).includes(about) ? redactDeep(payload, email) : payload));
+    // erased person's id (a signal about them, with the address as its subject or an alias) loses the address. The id
+    // is a value of its own (an `iss_sub` subject's `sub`, a notice's `sub`) or inside their subject key (an alias, as
+    // an identifier-changed signal names them: its subject is the earlier address).
+    const about = [JSON.stringify(onlyAbout.userId), JSON.stringify(onlyAbout.subjectKey)];
+    const outbox = await durable.outbox.redactPayloads(email, (payload) => {
+      const text = JSON.stringify(payload);
+      return about.some((needle) => text.includes(needle)) ? redactDeep(payload, email) : payload;
+    });
     return { signalLog, streams: 0, outbox };
   }
   const streams = await redactCollection(durable, 'signal_streams', email, (data) => {

@@ -9,7 +9,10 @@
  * - A changes their address x to y; B then registers x and is disabled
  *   (RISC account-disabled, with B's `email:x` subject key). Erasing A
  *   leaves B's entry naming x, and cuts both x and y out of A's entries
- *   (x only from the entries that name A).
+ *   (x only from the entries that name A). The same in the outbox: the
+ *   messages that name A's id (the identifier-changed one, kept after its
+ *   delivery) lose x, B's account-disabled message keeps it
+ *   (redactSharedRecords' `onlyAbout`).
  * - The control: A2 changes x2 to y2 and nobody takes x2. Erasing A2 cuts
  *   both x2 and y2 out of A2's entries.
  */
@@ -17,6 +20,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { LogEntry } from '../../src/signals/records.ts';
 import { SECURITY_EVENT_TYPES } from '../../src/sdk/index.ts';
+import { SIGNALS_TOPIC } from '../../src/signals/index.ts';
 import type { StoredRecord } from '../../src/store/index.ts';
 import { privacyDeployment, type PrivacyDeployment } from '../support/privacy-deployment.ts';
 import { newProbe, PASSWORD } from '../support/privacy-probe.ts';
@@ -90,11 +94,13 @@ for (const backend of testBackends) {
       const y = a.email;
       let moved: { userId: string; changed: StoredRecord<LogEntry> };
       let disabled: StoredRecord<LogEntry>;
+      let bId: string;
 
       before(async () => {
         moved = await movedAccount(x, y);
         // B registers x, A's earlier address, and is disabled: RISC account-disabled with B's email subject key.
         const b = await deployment.running.identity.accounts.createUser(x, PASSWORD, { actor: 'test' });
+        bId = b.id;
         await deployment.running.identity.accounts.setDisabled(b.id, true, { actor: 'admin' });
         disabled = await logged("B's account-disabled event", (entry) => entry.type === SECURITY_EVENT_TYPES.accountDisabled && entry.subjectKeys.includes(userKey(b.id)));
         assert.ok(disabled.data.subjectKeys.includes(`email:${x}`), `B's entry names x: ${JSON.stringify(disabled.data.subjectKeys)}`);
@@ -118,6 +124,21 @@ for (const backend of testBackends) {
       it("x is gone from A's entries too", async () => {
         const aboutA = await entriesAbout(moved.userId);
         assert.ok(!text(aboutA).includes(x), `x is gone from A's entries: ${text(aboutA)}`);
+      });
+
+      it("the outbox's messages that name A's id no longer contain x; B's account-disabled message still does", async () => {
+        const messages = (await deployment.outboxMessages()).map((message) => ({ ...message, json: JSON.stringify(message.payload).toLowerCase() }));
+        // Any mention of A's id at all (not only as a whole JSON string): none of them may keep x.
+        const aboutA = messages.filter((message) => message.json.includes(moved.userId.toLowerCase()));
+        assert.ok(
+          aboutA.some((message) => message.topic === SIGNALS_TOPIC && message.json.includes(SECURITY_EVENT_TYPES.identifierChanged)),
+          `A's identifier-changed message is kept in the outbox: ${JSON.stringify(aboutA.map((message) => message.payload))}`,
+        );
+        for (const message of aboutA) assert.ok(!message.json.includes(x), `x is gone from the ${message.topic} message ${message.key}: ${message.json}`);
+        const fromB = messages.filter((message) => message.topic === SIGNALS_TOPIC && message.json.includes(bId.toLowerCase()) && message.json.includes(SECURITY_EVENT_TYPES.accountDisabled));
+        assert.equal(fromB.length, 1, "B's account-disabled message is in the outbox");
+        assert.ok(!fromB[0]!.json.includes(moved.userId.toLowerCase()), "B's message does not name A");
+        assert.ok(fromB[0]!.json.includes(x), `B's message still names x: ${fromB[0]!.json}`);
       });
     });
 

@@ -71,6 +71,8 @@ export interface PrivacyDeployment {
   traces(probe: Probe): Promise<Hit[]>;
   /** The outbox's messages of a topic, as stored (delivery attempts, last error). */
   outboxRows(topic: string): Promise<OutboxRow[]>;
+  /** Every outbox message (pending or delivered), with its payload as stored, in id order. */
+  outboxMessages(): Promise<OutboxMessageRow[]>;
   /** Stops the server and removes the directory, schema and keys. */
   remove(): Promise<void>;
 }
@@ -80,6 +82,33 @@ export interface OutboxRow {
   readonly attempts: number;
   readonly delivered: boolean;
   readonly lastError: string | null;
+}
+
+export interface OutboxMessageRow {
+  readonly topic: string;
+  readonly key: string;
+  readonly delivered: boolean;
+  readonly payload: unknown;
+}
+
+/** `select` (with `$1`-style parameters) on the deployment's durable database, read-only on SQLite. */
+async function queryDurable<Row>(dataDir: string, schema: string | undefined, select: string, params: (string | number)[]): Promise<Row[]> {
+  if (schema === undefined) {
+    const database = new DatabaseSync(join(dataDir, 'portcullis.db'), { readOnly: true });
+    try {
+      return database.prepare(select.replace(/\$\d+/g, '?')).all(...params) as unknown as Row[];
+    } finally {
+      database.close();
+    }
+  }
+  const database = new pg.Client({ connectionString: testDatabaseUrl! });
+  await database.connect();
+  try {
+    await database.query(`SET search_path TO ${schema}`);
+    return (await database.query(select, params)).rows as Row[];
+  } finally {
+    await database.end();
+  }
 }
 
 /** `privacy` adds to the privacy settings (notices to loopback are always allowed); `config` to the rest. */
@@ -158,27 +187,15 @@ export async function privacyDeployment(backend: TestBackend, settings: { privac
       return hits;
     },
     outboxRows: async (topic) => {
-      const select = 'SELECT idempotency_key, attempts, delivered_at, last_error FROM outbox WHERE topic = $1 ORDER BY id';
       type Row = { idempotency_key: string; attempts: number; delivered_at: number | string | null; last_error: string | null };
-      let rows: Row[];
-      if (schema === undefined) {
-        const database = new DatabaseSync(join(deployment.dataDir, 'portcullis.db'), { readOnly: true });
-        try {
-          rows = database.prepare(select.replace('$1', '?')).all(topic) as unknown as Row[];
-        } finally {
-          database.close();
-        }
-      } else {
-        const database = new pg.Client({ connectionString: testDatabaseUrl! });
-        await database.connect();
-        try {
-          await database.query(`SET search_path TO ${schema}`);
-          rows = (await database.query<Row>(select, [topic])).rows;
-        } finally {
-          await database.end();
-        }
-      }
+      const rows = await queryDurable<Row>(deployment.dataDir, schema, 'SELECT idempotency_key, attempts, delivered_at, last_error FROM outbox WHERE topic = $1 ORDER BY id', [topic]);
       return rows.map((row) => ({ key: row.idempotency_key, attempts: Number(row.attempts), delivered: row.delivered_at !== null, lastError: row.last_error }));
+    },
+    outboxMessages: async () => {
+      type Row = { topic: string; idempotency_key: string; delivered_at: number | string | null; payload: unknown };
+      const rows = await queryDurable<Row>(deployment.dataDir, schema, 'SELECT topic, idempotency_key, delivered_at, payload FROM outbox ORDER BY id', []);
+      // SQLite keeps the payload as JSON text, PostgreSQL as jsonb (parsed by the driver).
+      return rows.map((row) => ({ topic: row.topic, key: row.idempotency_key, delivered: row.delivered_at !== null, payload: typeof row.payload === 'string' ? (JSON.parse(row.payload) as unknown) : row.payload }));
     },
     remove: async () => {
       await deployment.stop();
