@@ -504,11 +504,11 @@ describe('identity pages', () => {
       // Refusals cost the attacker nothing, so those from one network within a
       // minute are counted and the ledger gets the 1st, 10th, 100th ... (security
       // review 11): here the pair's refusal, then the account's as a count.
-      const denied = failed.filter(({ entry }) => entry.outcome === 'denied');
-      assert.deepEqual(
-        denied.map(({ entry }) => [entry.detail?.['reason'], entry.detail?.['scope'], entry.detail?.['aggregated'], entry.detail?.['count']]),
-        [['throttled', 'pair', true, 1]],
-      );
+      const denied = failed.filter(({ entry }) => entry.outcome === 'denied').map(({ entry }) => [entry.detail?.['reason'], entry.detail?.['scope'], entry.detail?.['aggregated'], entry.detail?.['count']]);
+      assert.deepEqual(denied[0], ['throttled', 'pair', true, 1]);
+      // The window is a minute of the wall clock: on a slow machine the account's refusal can fall in the next one,
+      // and is then that minute's first entry (no more than that).
+      assert.ok(denied.length <= 2 && denied.slice(1).every((row) => JSON.stringify(row) === JSON.stringify(['throttled', 'account', true, 1])), JSON.stringify(denied));
       for (const { text } of entries) for (const password of passwords) assert.ok(!text.includes(password), 'no password in an audit entry');
     });
 
