@@ -73,6 +73,7 @@ export async function openExistingStores(config: Readonly<Config>, options: { sc
     ...(options.clock !== undefined && { clock: options.clock }),
     ...(options.observe !== undefined && { observe: options.observe }),
     ...(options.breakers !== undefined && { breakers: options.breakers }),
+    ...(options.tracer !== undefined && { tracer: options.tracer }),
   });
   if (!options.schemaCurrent) return stores;
   try {

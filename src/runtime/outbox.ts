@@ -6,6 +6,7 @@
  * so of all instances one delivers at a time, at least once, with the
  * message's stable idempotency key.
  */
+import { SpanKind, inSpan, type Tracer } from '../observability/index.ts';
 import { createOutboxWorker, type Clock, type OutboxDeliverer, type OutboxStore, type OutboxWorker } from '../store/index.ts';
 
 /** Topic -> deliverer. A topic nobody registered is not lost: it fails and is retried with backoff until a build that knows it runs. */
@@ -23,8 +24,16 @@ export function outboxDispatcher(deliverers: OutboxDeliverers): OutboxDeliverer 
   };
 }
 
-export function startOutboxWorker(options: { readonly outbox: OutboxStore; readonly deliverers: OutboxDeliverers; readonly clock: Clock; readonly onError: (error: unknown) => void }): OutboxWorker {
-  const worker = createOutboxWorker({ outbox: options.outbox, deliver: outboxDispatcher(options.deliverers), clock: options.clock, onError: options.onError });
+export function startOutboxWorker(options: { readonly outbox: OutboxStore; readonly deliverers: OutboxDeliverers; readonly clock: Clock; readonly onError: (error: unknown) => void; readonly tracer?: Tracer }): OutboxWorker {
+  const dispatch = outboxDispatcher(options.deliverers);
+  const { tracer } = options;
+  // OpenTelemetry: a span per delivery attempt (a trace of its own: the request that queued it has long answered).
+  const deliver: OutboxDeliverer =
+    tracer === undefined
+      ? dispatch
+      : (message, signal) =>
+          inSpan(tracer, `outbox deliver ${message.topic}`, SpanKind.CONSUMER, { 'messaging.system': 'portcullis.outbox', 'messaging.destination.name': message.topic, 'messaging.message.id': String(message.id) }, () => dispatch(message, signal));
+  const worker = createOutboxWorker({ outbox: options.outbox, deliver, clock: options.clock, onError: options.onError });
   worker.start();
   return worker;
 }

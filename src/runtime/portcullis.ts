@@ -4,6 +4,7 @@
  * table, order and undo.
  */
 import type { DestinationStream } from 'pino';
+import type { SpanExporter } from '../observability/index.ts';
 import type { Config } from '../config/index.ts';
 import { systemClock, type Clock } from '../store/index.ts';
 import { Runtime } from './runtime.ts';
@@ -23,6 +24,7 @@ export interface StartServicesOptions {
   readonly profile: Profile;
   readonly clock?: Clock;
   readonly logDestination?: DestinationStream;
+  readonly traceExporter?: SpanExporter;
   readonly applications?: HttpApplications;
   readonly hooks?: HookSettings;
   readonly outbox?: OutboxDeliverers;
@@ -37,6 +39,7 @@ export async function startServices(options: StartServicesOptions, wanted: reado
     profile: options.profile,
     clock: options.clock ?? systemClock,
     ...(options.logDestination !== undefined && { logDestination: options.logDestination }),
+    ...(options.traceExporter !== undefined && { traceExporter: options.traceExporter }),
     ...(options.applications !== undefined && { applications: options.applications }),
     ...(options.hooks !== undefined && { hooks: options.hooks }),
     ...(options.outbox !== undefined && { outbox: options.outbox }),

@@ -6,7 +6,7 @@
 import type { DestinationStream } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config/index.ts';
-import type { Logger, Metrics } from '../observability/index.ts';
+import type { Logger, Metrics, SpanExporter, Tracer, Tracing } from '../observability/index.ts';
 import type { Clock, OutboxWorker, Stores } from '../store/index.ts';
 import type { FailureAggregator, Ledger } from '../audit/index.ts';
 import type { EventHub } from '../events/index.ts';
@@ -30,6 +30,8 @@ import type { Vault } from './vault.ts';
 export interface Telemetry {
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** OpenTelemetry traces, when the standard OTEL_* variables (or a test's exporter) ask for them. */
+  readonly tracing: Tracing | undefined;
 }
 
 /** Client and resource registries without caches: what an admin command reads is what is stored now. */
@@ -91,6 +93,8 @@ export interface ApplicationServices {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** Set when traces are on: the server makes a span per request. */
+  readonly tracer?: Tracer;
   readonly stores: Stores;
   readonly ledger: Ledger;
   readonly events: EventHub;
@@ -163,6 +167,8 @@ export interface ServiceSettings {
   readonly clock: Clock;
   /** Where log lines go (default stdout). */
   readonly logDestination?: DestinationStream;
+  /** Where spans go instead of OTLP (tests: an in-memory exporter); traces are on when it is given. */
+  readonly traceExporter?: SpanExporter;
   /** Needed only when a listener is started. */
   readonly applications?: HttpApplications;
   readonly hooks?: HookSettings;

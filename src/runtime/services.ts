@@ -5,7 +5,7 @@
  * (profiles.ts).
  */
 import { ConfigError, configWarnings } from '../config/index.ts';
-import { Metrics, createLogger, type Logger } from '../observability/index.ts';
+import { Metrics, createLogger, createTracing, type Logger } from '../observability/index.ts';
 import { assertSchemaCurrent, openStores, type Clock, type StoreStateListener } from '../store/index.ts';
 import { FailureAggregator, auditedEvents, forgetIn, openLedger } from '../audit/index.ts';
 import type { EventHub } from '../events/index.ts';
@@ -98,8 +98,11 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           ...(settings.logDestination !== undefined && { destination: settings.logDestination }),
         });
         for (const warning of configWarnings(config)) logger.warn(warning);
-        return { logger, metrics: new Metrics() };
+        const tracing = createTracing({ env: process.env, ...(settings.traceExporter !== undefined && { exporter: settings.traceExporter }) });
+        if (tracing !== undefined) logger.info('OpenTelemetry traces on');
+        return { logger, metrics: new Metrics(), tracing };
       },
+      stop: (telemetry) => telemetry.tracing?.shutdown(),
     },
     {
       name: 'hooks',
@@ -131,6 +134,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           ...(telemetry !== undefined && {
             observe: (driver: string, operation: string, seconds: number) => telemetry.metrics.storeOperationDuration.observe({ driver, operation }, seconds),
             breakers: { listener: storeStateLog(telemetry) },
+            ...(telemetry.tracing !== undefined && { tracer: telemetry.tracing.tracer }),
           }),
         };
         if (!profile.create) return openExistingStores(config, { schemaCurrent: profile.schema === 'current', ...options });
@@ -394,6 +398,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           log: logger,
           hot: stores.hot,
           protectedPaths: pluginProtectedPaths(config),
+          ...(services.get('telemetry').tracing !== undefined && { tracer: services.get('telemetry').tracing!.tracer }),
         });
         try {
           await host.start();
@@ -417,6 +422,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           deliverers: { ...settings.outbox, ...services.get('erasure').deliverers, [SIGNALS_TOPIC]: (message) => transmitter.appendFromOutbox(message) },
           clock,
           onError: reporter(services, 'outbox delivery failed'),
+          ...(services.get('telemetry').tracing !== undefined && { tracer: services.get('telemetry').tracing!.tracer }),
         });
         kickOutbox = () => worker.kick();
         return worker;
@@ -508,12 +514,13 @@ function applications(settings: ServiceSettings): HttpApplications {
 }
 
 function applicationServices(services: ServiceContext<PortcullisServices>, clock: Clock): ApplicationServices {
-  const { logger, metrics } = services.get('telemetry');
+  const { logger, metrics, tracing } = services.get('telemetry');
   return {
     config: services.get('config'),
     clock,
     logger,
     metrics,
+    ...(tracing !== undefined && { tracer: tracing.tracer }),
     stores: services.get('stores'),
     ledger: services.get('ledger'),
     events: services.get('events'),

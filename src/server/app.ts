@@ -3,10 +3,10 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Config } from '../config/index.ts';
 import type { Logger } from '../observability/index.ts';
 import type { HistogramSeries, Metrics } from '../observability/index.ts';
-import { withLazyChildren } from '../observability/index.ts';
+import { SpanKind, SpanStatusCode, contextWithSpan, remoteParent, withLazyChildren, type Span, type Tracer } from '../observability/index.ts';
 import type { Stores } from '../store/index.ts';
 import { errorHandler, refuseUnacceptedMediaType, sendError, writeClientError } from './error-handler.ts';
-import { requestIdentity } from './request-id.ts';
+import { requestIdentity, type RequestIdentity } from './request-id.ts';
 import { securityHeaderFields, securityHeaders } from './security-headers.ts';
 import { healthRoutes, metricsRoute, type MetricsFailures } from './health.ts';
 import { homeRoutes } from './home-routes.ts';
@@ -54,6 +54,8 @@ export interface ServerDependencies {
   readonly stores: Stores;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** OpenTelemetry: a server span per request when given. */
+  readonly tracer?: Tracer;
   /** Read by the audit API; written only through `events`. */
   readonly ledger: Ledger;
   readonly events: DomainEvents;
@@ -129,6 +131,7 @@ export async function buildServer(deps: ServerDependencies): Promise<FastifyInst
     },
   });
   app.decorateRequest('refusalReason', null);
+  if (deps.tracer !== undefined) traceRequests(app, deps.tracer, identity, (request, traceId) => ((request as FastifyRequest & { [TRACE_ID]?: string })[TRACE_ID] = traceId));
   // Callback-style hooks: an async hook costs a promise and a microtask turn
   // on every request, and these never wait for anything.
   app.addHook('onRequest', (request, reply, done) => {
@@ -284,4 +287,49 @@ function ownOrigin(issuer: string, app: FastifyInstance): string {
   if (url.port !== '0') return url.origin;
   const address = app.server.address();
   return typeof address === 'object' && address !== null ? `${url.protocol}//${url.hostname}:${address.port}` : url.origin;
+}
+
+const REQUEST_SPAN = Symbol('requestSpan');
+
+/**
+ * A server span per request (OpenTelemetry, issue 16): it continues a trusted
+ * proxy's `traceparent` (W3C Trace Context), or starts a trace; its trace id
+ * becomes the request's (`traceId` in logs and audit entries), and it is the
+ * active span while the request runs, so the store calls and plugin calls
+ * it makes are its children. Named by the route template when it ends.
+ */
+function traceRequests(app: FastifyInstance, tracer: Tracer, identity: RequestIdentity, setTraceId: (request: FastifyRequest, traceId: string) => void): void {
+  type Traced = FastifyRequest & { [REQUEST_SPAN]?: Span };
+  app.addHook('onRequest', (request, _reply, done) => {
+    const offered = identity.traceParent(request.raw);
+    const parent = remoteParent(offered?.traceparent, offered?.tracestate);
+    const span = tracer.startSpan(request.method, { kind: SpanKind.SERVER, attributes: { 'http.request.method': request.method, 'url.path': request.url.split('?')[0]! } }, parent);
+    (request as Traced)[REQUEST_SPAN] = span;
+    setTraceId(request, span.spanContext().traceId);
+    contextWithSpan(parent, span, done);
+  });
+  const end = (request: FastifyRequest, status: number | undefined) => {
+    const span = (request as Traced)[REQUEST_SPAN];
+    if (span === undefined) return;
+    (request as Traced)[REQUEST_SPAN] = undefined;
+    const route = request.routeOptions.url;
+    if (route !== undefined) {
+      span.updateName(`${request.method} ${route}`);
+      span.setAttribute('http.route', route);
+    }
+    if (status !== undefined) {
+      span.setAttribute('http.response.status_code', status);
+      // OpenTelemetry HTTP conventions: on a server span, only a 5xx is an error.
+      if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+    }
+    span.end();
+  };
+  app.addHook('onResponse', (request, reply, done) => {
+    end(request, reply.statusCode);
+    done();
+  });
+  app.addHook('onRequestAbort', (request, done) => {
+    end(request, undefined);
+    done();
+  });
 }

@@ -3,7 +3,7 @@ import type { Signals } from '../signals/index.ts';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { DestinationStream } from 'pino';
 import type { Config } from '../config/index.ts';
-import type { Logger } from '../observability/index.ts';
+import type { Logger, SpanExporter } from '../observability/index.ts';
 import type { Clock, Stores } from '../store/index.ts';
 import type { Ledger } from '../audit/index.ts';
 import type { EventHub } from '../events/index.ts';
@@ -29,6 +29,8 @@ export interface StartOptions {
   readonly plugins?: readonly FastifyPluginAsync[];
   /** Where log lines go (default stdout). */
   readonly logDestination?: DestinationStream;
+  /** Where spans go instead of OTLP (tests: an in-memory exporter); traces are on when it is given. */
+  readonly traceExporter?: SpanExporter;
   /**
    * More hook handlers (tests; later the plugin host), and the chain file
    * that places them. The chain file is src/hooks/chains.cfg unless given
@@ -95,6 +97,7 @@ export async function startPortcullis(config: Readonly<Config>, options: StartOp
       applications: applications(options.plugins),
       ...(options.clock !== undefined && { clock: options.clock }),
       ...(options.logDestination !== undefined && { logDestination: options.logDestination }),
+      ...(options.traceExporter !== undefined && { traceExporter: options.traceExporter }),
       ...(options.hooks !== undefined && { hooks: options.hooks }),
       ...(options.outbox !== undefined && { outbox: options.outbox }),
       ...(options.listenerAuthority !== undefined && { listenerAuthority: options.listenerAuthority }),

@@ -13,6 +13,8 @@ export interface RequestIdentity {
   requestId(request: IncomingMessage): string;
   /** The trace id: from a trusted proxy's `traceparent`, else a new one. */
   traceId(request: IncomingMessage): string;
+  /** A trusted proxy's `traceparent` and `tracestate`, for the request's span to continue (undefined from anyone else). */
+  traceParent(request: IncomingMessage): { traceparent: string; tracestate?: string } | undefined;
 }
 
 /**
@@ -45,6 +47,12 @@ export function requestIdentity(trustedProxies: readonly string[]): RequestIdent
       // randomUUID draws from Node's cached entropy pool: 122 random bits at
       // a tenth of the cost of randomBytes(16) on every request.
       return randomUUID().replaceAll('-', '');
+    },
+    traceParent(request) {
+      const offered = request.headers['traceparent'];
+      if (typeof offered !== 'string' || !TRACEPARENT.test(offered) || !fromTrustedProxy(request)) return undefined;
+      const state = request.headers['tracestate'];
+      return { traceparent: offered, ...(typeof state === 'string' && { tracestate: state }) };
     },
   };
 }

@@ -6,6 +6,7 @@ import { openSqliteDurableStore } from './sqlite/durable-store.ts';
 import { openSqliteHotStore } from './sqlite/hot-store.ts';
 import { openMemoryHotStore } from './memory/hot-store.ts';
 import { openInProcessMessageBus } from './memory/message-bus.ts';
+import type { Tracer } from '@opentelemetry/api';
 import { instrumentDurableStore, instrumentHotStore, type StoreObserver } from './instrumented.ts';
 import { StoreBreaker, type StoreBreakerSettings, type StoreStateListener } from './breaker.ts';
 import { guardDurableStore, guardHotStore } from './guarded.ts';
@@ -31,6 +32,8 @@ export interface OpenStoresOptions {
   readonly clock?: Clock;
   /** Receives every operation's latency (metrics). */
   readonly observe?: StoreObserver;
+  /** Traces each store call made within a traced request or delivery (a span per call). */
+  readonly tracer?: Tracer;
   /** Puts each store behind a circuit breaker (breaker.ts) that tells this listener when it goes down and comes back. */
   readonly breakers?: { readonly listener: StoreStateListener; readonly settings?: StoreBreakerSettings };
 }
@@ -90,8 +93,8 @@ export async function openStores(config: StoreConfig, options: OpenStoresOptions
   }
 
   if (options.observe) {
-    durable = instrumentDurableStore(durable, options.observe);
-    hot = instrumentHotStore(hot, options.observe);
+    durable = instrumentDurableStore(durable, options.observe, options.tracer);
+    hot = instrumentHotStore(hot, options.observe, options.tracer);
   }
   const breakers: StoreBreaker[] = [];
   if (options.breakers !== undefined) {

@@ -67,6 +67,8 @@ export async function startTestServer(
     listenerAuthority?: StartOptions['listenerAuthority'];
     /** A data directory to start on (a restart of an earlier server): kept when the server closes, for the caller to remove. */
     dataDir?: string;
+    /** Turns OpenTelemetry traces on, sent to this exporter (an in-memory one). */
+    traceExporter?: StartOptions['traceExporter'];
   } = {},
 ): Promise<TestServer> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'portcullis-server-'));
@@ -83,7 +85,7 @@ export async function startTestServer(
   const port = options.fixedPort === true ? await freePort() : 0;
   const config = loadConfig({ env, overrides: { port, dataDir, log: { level: 'info' }, ...options.overrides } });
   const logs = new CapturedLogs();
-  const running = await startPortcullis(config, { logDestination: logs.stream, ...(options.plugins && { plugins: options.plugins }), ...(options.clock !== undefined && { clock: options.clock }), ...(options.hooks !== undefined && { hooks: options.hooks }), ...(options.listenerAuthority !== undefined && { listenerAuthority: options.listenerAuthority }) });
+  const running = await startPortcullis(config, { logDestination: logs.stream, ...(options.plugins && { plugins: options.plugins }), ...(options.clock !== undefined && { clock: options.clock }), ...(options.hooks !== undefined && { hooks: options.hooks }), ...(options.listenerAuthority !== undefined && { listenerAuthority: options.listenerAuthority }), ...(options.traceExporter !== undefined && { traceExporter: options.traceExporter }) });
   return {
     url: running.url,
     running,

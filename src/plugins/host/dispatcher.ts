@@ -11,6 +11,7 @@
  * request closed: the dispatcher throws, the chain records the fault and
  * refuses (a sign-in is denied, a token request answered 503).
  */
+import { SpanKind, SpanStatusCode, trace, type Tracer } from '@opentelemetry/api';
 import { HOOK_POINTS, type HookAnswer, type HookCall, type HookContexts, type HookPoint, type PluginDispatcher } from '../../hooks/index.ts';
 import type { DispatchManifest } from './held.ts';
 import { PluginCallError, type CallFailure } from './supervisor.ts';
@@ -42,9 +43,28 @@ export interface DispatchTarget {
 export class PluginHookDispatcher implements PluginDispatcher {
   readonly #byPoint = new Map<HookPoint, readonly DispatchTarget[]>();
   readonly #report: (report: PluginFailureReport) => void | Promise<void>;
+  readonly #tracer: Tracer | undefined;
 
-  constructor(report: (report: PluginFailureReport) => void | Promise<void>) {
+  /** `tracer`: OpenTelemetry, a client span per plugin call made within a traced request. */
+  constructor(report: (report: PluginFailureReport) => void | Promise<void>, tracer?: Tracer) {
     this.#report = report;
+    this.#tracer = tracer;
+  }
+
+  /** One call to a plugin, in a span of its own when the request is traced. */
+  #call(target: DispatchTarget, method: string, params: unknown): Promise<unknown> {
+    const tracer = this.#tracer;
+    if (tracer === undefined || trace.getActiveSpan() === undefined) return target.call(method, params);
+    return tracer.startActiveSpan(`plugin ${target.plugin.name} ${method}`, { kind: SpanKind.CLIENT, attributes: { 'rpc.system': 'jsonrpc', 'rpc.method': method, 'portcullis.plugin': target.plugin.name } }, async (span) => {
+      try {
+        return await target.call(method, params);
+      } catch (error) {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.name : 'error' });
+        throw error;
+      } finally {
+        span.end();
+      }
+    });
   }
 
   /** The plugins that run from now on (the enabled, not quarantined ones). */
@@ -70,7 +90,7 @@ export class PluginHookDispatcher implements PluginDispatcher {
       const { manifest } = supervised.plugin;
       let failure: PluginFailureKind | undefined;
       try {
-        const answer = readAnswer(point, await supervised.call(`hook.${point}`, { context: wire, claims: added === undefined ? call.claims : { ...call.claims, ...added } }), manifest.claimsNamespace);
+        const answer = readAnswer(point, await this.#call(supervised, `hook.${point}`, { context: wire, claims: added === undefined ? call.claims : { ...call.claims, ...added } }), manifest.claimsNamespace);
         if ('fault' in answer) failure = answer.fault;
         else if (answer.verdict === 'deny') return { verdict: 'deny', reason: answer.reason };
         else if (answer.verdict === 'modify') added = { ...added, ...answer.claims };

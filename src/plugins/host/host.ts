@@ -17,6 +17,7 @@
  * - Publishes each plugin's status (state, breaker, restarts, p50/p99) in
  *   the hot store for `portcullis plugin status`.
  */
+import type { Tracer } from '@opentelemetry/api';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -63,6 +64,8 @@ export interface PluginHostOptions {
   readonly hot?: HotStore;
   /** How often the registry is read again (default 2 s). */
   readonly pollMs?: number;
+  /** OpenTelemetry: a span per plugin call within a traced request. */
+  readonly tracer?: Tracer;
   /** How long start() waits for the enabled plugins to run (default 10 s). */
   readonly startWaitMs?: number;
 }
@@ -94,7 +97,7 @@ export class PluginHost {
 
   constructor(options: PluginHostOptions) {
     this.#options = options;
-    this.#dispatcher = new PluginHookDispatcher((report) => this.#failed(report));
+    this.#dispatcher = new PluginHookDispatcher((report) => this.#failed(report), options.tracer);
   }
 
   /**
