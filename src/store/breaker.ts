@@ -27,9 +27,16 @@ export interface StoreBreakerSettings {
   readonly volumeThreshold: number;
   /** The share of failed calls within the window that opens it. */
   readonly errorThresholdPercentage: number;
+  /**
+   * Failures in a row that open it at once. Under steady traffic the window
+   * is full of the successes from before the store died, and the share
+   * alone would take the whole window (10 s) to cross, with every request
+   * meanwhile waiting on the driver's retries (bench/store-outage.ts).
+   */
+  readonly consecutiveFailures: number;
 }
 
-export const DEFAULT_BREAKER_SETTINGS: StoreBreakerSettings = { resetMs: 1000, volumeThreshold: 3, errorThresholdPercentage: 50 };
+export const DEFAULT_BREAKER_SETTINGS: StoreBreakerSettings = { resetMs: 1000, volumeThreshold: 3, errorThresholdPercentage: 50, consecutiveFailures: 3 };
 
 /** Told when a store goes down (the breaker opens) and when it is back (the breaker closes). */
 export interface StoreStateListener {
@@ -63,23 +70,38 @@ export class StoreBreaker {
       // Only "the store did not answer" is a failure; anything else is the caller's business.
       errorFilter: (error: unknown) => !(error instanceof StoreUnavailableError),
     });
+    let streak = 0;
     this.#breaker.on('failure', (error: unknown) => {
       if (error instanceof StoreUnavailableError) this.#lastFailure = error.message;
+      streak += 1;
+      if (streak >= settings.consecutiveFailures && this.#breaker.closed) this.#breaker.open();
     });
+    // A filtered error (not unavailability) is reported as a success: the store answered.
+    this.#breaker.on('success', () => {
+      streak = 0;
+    });
+    // Told on the transitions only: a failed half-open ping opens the breaker again, but the store was down already.
+    let down = false;
     this.#breaker.on('open', () => {
       this.#openedAt = performance.now();
+      if (down) return;
+      down = true;
       listener.down(role, driver, this.#lastFailure || 'calls failed');
     });
-    this.#breaker.on('close', () => listener.up(role, driver));
+    this.#breaker.on('close', () => {
+      if (!down) return;
+      down = false;
+      listener.up(role, driver);
+    });
     this.#breaker.on('halfOpen', () => {
       // The probe takes the one trial call; a request arriving meanwhile is answered 503 at once.
       this.#breaker.fire(probe).catch(() => undefined);
     });
   }
 
-  /** Whether the store is taken to be answering (the breaker is not open). */
+  /** Whether the store is taken to be answering (the breaker is closed: neither open nor trying one call half-open). */
   get up(): boolean {
-    return !this.#breaker.opened;
+    return this.#breaker.closed;
   }
 
   /** Runs `call` through the breaker; fails at once with StoreUnavailableError while it is open. */
