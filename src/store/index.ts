@@ -100,8 +100,8 @@ export async function openStores(config: StoreConfig, options: OpenStoresOptions
   if (options.breakers !== undefined) {
     const { listener, settings } = options.breakers;
     const [durableStore, hotStore] = [durable, hot];
-    const durableBreaker = new StoreBreaker('durable', durable.driver, () => durableStore.ping(), listener, settings);
-    const hotBreaker = new StoreBreaker('hot', hot.driver, () => hotStore.ping(), listener, settings);
+    const durableBreaker = new StoreBreaker('durable', durable.driver, probeOf(durableStore), listener, settings);
+    const hotBreaker = new StoreBreaker('hot', hot.driver, hotProbeOf(hotStore), listener, settings);
     breakers.push(durableBreaker, hotBreaker);
     durable = guardDurableStore(durable, durableBreaker);
     hot = guardHotStore(hot, hotBreaker);
@@ -166,3 +166,32 @@ export async function assertSchemaCurrent(durable: DurableStore): Promise<void> 
     );
   }
 }
+
+/**
+ * What a breaker's half-open probe asks of the durable store. A server
+ * (PostgreSQL) that answers a ping is back. The embedded file answers reads
+ * while its disk is full, so there the probe writes (a record of its own,
+ * holding nothing but the time): the breaker closes only once writing works
+ * again, instead of closing on a read and opening on the next write.
+ */
+function probeOf(durable: DurableStore): () => Promise<void> {
+  if (durable.driver !== 'sqlite') return () => durable.ping();
+  return async () => {
+    await durable.transaction(async (tx) => {
+      const at = Date.now();
+      if ((await tx.records.update(PROBE_COLLECTION, PROBE_ID, (await tx.records.get(PROBE_COLLECTION, PROBE_ID))?.version ?? 0, { at })) === null) await tx.records.create(PROBE_COLLECTION, PROBE_ID, { at });
+    });
+  };
+}
+
+/** The hot store's probe: a write with a short life where the store is the embedded file (as for the durable store), a ping elsewhere. */
+function hotProbeOf(hot: HotStore): () => Promise<void> {
+  if (hot.driver !== 'sqlite') return () => hot.ping();
+  return async () => {
+    await hot.set(PROBE_HOT_KEY, String(Date.now()), 10_000);
+  };
+}
+
+const PROBE_COLLECTION = 'portcullis_probe';
+const PROBE_ID = 'breaker';
+const PROBE_HOT_KEY = 'portcullis:breaker-probe';

@@ -87,14 +87,18 @@ export class SqliteDatabase {
 
   /** Runs `work` in an immediate (write-locking) transaction. */
   transaction<T>(work: () => T): T {
-    this.#db.exec('BEGIN IMMEDIATE');
     try {
-      const result = work();
-      this.#db.exec('COMMIT');
-      return result;
+      this.#db.exec('BEGIN IMMEDIATE');
+      try {
+        const result = work();
+        this.#db.exec('COMMIT');
+        return result;
+      } catch (error) {
+        if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+        throw error;
+      }
     } catch (error) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
-      throw error;
+      throw unavailableOr(error, this.path);
     }
   }
 
@@ -107,7 +111,13 @@ export class SqliteDatabase {
    * would wait forever, it is refused (TransactionUsageError).
    */
   run<T>(work: () => T, access: 'read' | 'write' = 'write'): T | Promise<T> {
-    if (this.#gate.free || (access === 'read' && !this.#holdsTransaction)) return work();
+    if (this.#gate.free || (access === 'read' && !this.#holdsTransaction)) {
+      try {
+        return work();
+      } catch (error) {
+        throw unavailableOr(error, this.path);
+      }
+    }
     // Callers may be plain functions returning a promise: reject, never throw.
     if (insideTransaction(this.#gate)) return Promise.reject(usedInside());
     return this.#runQueued(work);
@@ -122,6 +132,8 @@ export class SqliteDatabase {
     await this.#gate.acquire();
     try {
       return work();
+    } catch (error) {
+      throw unavailableOr(error, this.path);
     } finally {
       this.#gate.release();
     }
@@ -148,7 +160,7 @@ export class SqliteDatabase {
       } catch (error) {
         scope.end();
         if (this.isOpen && this.#db.isTransaction) this.#db.exec('ROLLBACK');
-        throw error;
+        throw unavailableOr(error, this.path);
       }
       return result;
     } finally {
@@ -246,4 +258,28 @@ function fileKey(path: string): string {
 
 function reason(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * SQLite's primary result codes that mean "the file cannot be used right
+ * now", not "this request is wrong": BUSY and LOCKED (another process held
+ * it past busy_timeout), READONLY, IOERR, FULL (the disk is full) and
+ * CANTOPEN (https://sqlite.org/rescode.html). They become
+ * StoreUnavailableError: a 503, and the store's breaker counts them.
+ */
+const UNAVAILABLE_CODES = new Map<number, string>([
+  [5, 'the database is locked by another process'],
+  [6, 'a table is locked'],
+  [8, 'the database file is read-only'],
+  [10, 'a disk I/O error'],
+  [13, 'the disk is full'],
+  [14, 'the database file cannot be opened'],
+]);
+
+/** `error` as StoreUnavailableError when SQLite says the file cannot be used now; otherwise unchanged. */
+function unavailableOr(error: unknown, path: string): unknown {
+  const { code, errcode } = (error ?? {}) as { code?: unknown; errcode?: unknown };
+  if (code !== 'ERR_SQLITE_ERROR' || typeof errcode !== 'number') return error;
+  const reason = UNAVAILABLE_CODES.get(errcode & 0xff);
+  return reason === undefined ? error : new StoreUnavailableError('sqlite', `SQLite ${path}: ${reason}`, { cause: error });
 }
