@@ -16,12 +16,14 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { BrowserlessClient, csrfField } from '../support/browserless-client.ts';
 import { registerClient, type RegisteredClient } from '../support/oauth-flow.ts';
 import { clientPost } from '../support/privacy-deployment.ts';
 import { startOwnRedis, type OwnRedis } from '../support/redis-server.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const WORKERS = 4;
+const PASSWORD = 'correct horse battery staple';
 const DOWN_LINE = /"msg":"store unavailable/;
 const UP_LINE = /"msg":"store available again"/;
 
@@ -80,6 +82,9 @@ describe('the hot store (Redis) killed under load, then back', () => {
   let server: TestServer;
   let client: RegisteredClient;
   let token: string;
+  let person: { id: string; email: string };
+  let signInBrowser: BrowserlessClient;
+  let signInCsrf: string;
 
   before(async () => {
     redis = await startOwnRedis();
@@ -88,6 +93,10 @@ describe('the hot store (Redis) killed under load, then back', () => {
     const issued = await clientPost(server.url, '/token', client, { grant_type: 'client_credentials' });
     assert.equal(issued.status, 200, JSON.stringify(issued.body));
     token = issued.body['access_token'] as string;
+    person = await server.running.identity.accounts.createUser('outage@example.com', PASSWORD, { actor: 'test' });
+    // The sign-in form is fetched while the store is up; it is posted while the store is down.
+    signInBrowser = new BrowserlessClient(server.url, { ip: '198.51.100.44' });
+    signInCsrf = csrfField((await signInBrowser.get('/login')).body)!;
   });
   after(async () => {
     await server?.close();
@@ -141,6 +150,9 @@ describe('the hot store (Redis) killed under load, then back', () => {
     // than let secrets be guessed without a count while the store is away.
     const issued = await clientPost(server.url, '/token', client, { grant_type: 'client_credentials' });
     assert.deepEqual([issued.status, issued.body['error']], [503, 'temporarily_unavailable'], 'client authentication without its throttle is refused');
+    // Sign-in without the hot store: refused, and no session is left that could not be ended.
+    const refusedSignIn = await signInBrowser.post('/login', { _csrf: signInCsrf, email: person.email, password: PASSWORD });
+    assert.equal(refusedSignIn.status, 503, `sign-in without the hot store: ${refusedSignIn.status}`);
     // What needs no hot store answers: the keys resource servers verify tokens with, and the discovery document.
     assert.equal((await fetch(`${server.url}/jwks`)).status, 200);
     assert.equal((await fetch(`${server.url}/.well-known/openid-configuration`)).status, 200);
@@ -151,5 +163,7 @@ describe('the hot store (Redis) killed under load, then back', () => {
     await up;
     traffic.enter('back');
     await traffic.until('back', 20);
+    assert.deepEqual(await server.running.identity.accounts.sessions.list(person.id), [], 'the refused sign-in left no session');
+    assert.equal(signInBrowser.cookie('__Host-portcullis'), undefined, 'and no session cookie');
   }
 });
