@@ -9,7 +9,7 @@
  *
  * One Portcullis in this process (the serve profile, embedded SQLite as the
  * durable store) with a Redis of the bench's own as its hot store
- * (own-redis.ts: `redis-server` on a free loopback port, no persistence).
+ * (test/support/redis-server.ts: `redis-server` on a free loopback port, no persistence).
  * `--workers` loops on keep-alive loopback connections introspect one
  * client_credentials token, one request at a time each (introspection needs
  * the hot store: its revocation check, and the client authentication's
@@ -46,7 +46,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../src/config/index.ts';
 import { validateClientMetadata } from '../src/oauth/index.ts';
 import { startPortcullis, type RunningPortcullis } from '../src/server/lifecycle.ts';
-import { startOwnRedis } from './own-redis.ts';
+import { startOwnRedis } from '../test/support/redis-server.ts';
 import { giveUpAfter, machine, median, percentile, positiveInteger, round2, table, writeResult } from './lib.ts';
 
 const settings = {

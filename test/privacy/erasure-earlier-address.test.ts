@@ -22,7 +22,7 @@ import type { LogEntry } from '../../src/signals/records.ts';
 import { SECURITY_EVENT_TYPES } from '../../src/sdk/index.ts';
 import { SIGNALS_TOPIC } from '../../src/signals/index.ts';
 import type { StoredRecord } from '../../src/store/index.ts';
-import { privacyDeployment, type PrivacyDeployment } from '../support/privacy-deployment.ts';
+import { privacyDeployment, signalLogEntries, type PrivacyDeployment } from '../support/privacy-deployment.ts';
 import { newProbe, PASSWORD } from '../support/privacy-probe.ts';
 import { testBackends } from '../support/server.ts';
 
@@ -41,16 +41,7 @@ for (const backend of testBackends) {
 
     const userKey = (userId: string): string => `iss_sub:${issuer} ${userId}`;
 
-    /** Every entry of the signal log, read from the durable store. */
-    async function signalLog(): Promise<StoredRecord<LogEntry>[]> {
-      const entries: StoredRecord<LogEntry>[] = [];
-      for (let after: string | undefined; ; ) {
-        const page = await deployment.running.stores.durable.records.list<LogEntry>('signal_log', { limit: 500, ...(after !== undefined && { after }) });
-        entries.push(...page);
-        if (page.length < 500) return entries;
-        after = page.at(-1)!.id;
-      }
-    }
+    const signalLog = () => signalLogEntries(deployment.running);
 
     /** The log's entries about the user (their `iss_sub` key among the subject keys). */
     async function entriesAbout(userId: string): Promise<StoredRecord<LogEntry>[]> {

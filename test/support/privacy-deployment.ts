@@ -7,6 +7,7 @@
  * Redis key prefix. Also a stand-in application that receives erasure
  * notices at its erasure_notification_uri, and can be down.
  */
+import type { LogEntry } from '../../src/signals/records.ts';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
@@ -20,7 +21,7 @@ import { loadConfig } from '../../src/config/index.ts';
 import type { JobReport } from '../../src/privacy/index.ts';
 import { startPortcullis, type RunningPortcullis } from '../../src/server/index.ts';
 import { BrowserlessClient, csrfField } from './browserless-client.ts';
-import type { OutboxWorker } from '../../src/store/index.ts';
+import type { OutboxWorker, StoredRecord } from '../../src/store/index.ts';
 import { initDeployment, runCli, type CliRun } from './cli.ts';
 import { completeAuthorization, type Person, type RegisteredClient } from './oauth-flow.ts';
 import { needlesOf, scanFilesRaw, scanPostgres, scanRedis, type Hit, type Probe } from './privacy-probe.ts';
@@ -309,4 +310,15 @@ export async function runPrivacyJob(running: RunningPortcullis): Promise<JobRepo
   const report = await running.erasure.runJob();
   assert.ok(report !== null, 'the job ran');
   return report;
+}
+
+/** Every entry of the signal log, read from the durable store in pages. */
+export async function signalLogEntries(running: RunningPortcullis): Promise<StoredRecord<LogEntry>[]> {
+  const entries: StoredRecord<LogEntry>[] = [];
+  for (let after: string | undefined; ; ) {
+    const page = await running.stores.durable.records.list<LogEntry>('signal_log', { limit: 500, ...(after !== undefined && { after }) });
+    entries.push(...page);
+    if (page.length < 500) return entries;
+    after = page.at(-1)!.id;
+  }
 }
