@@ -111,6 +111,19 @@ export const ConfigSchema = Type.Object(
       env: 'PORTCULLIS_HOT_STORE',
       description: 'Driver of the hot store. auto: redis when `redis.url` is set, else sqlite.',
     }),
+    store: Type.Object(
+      {
+        timeoutMs: Type.Integer({
+          minimum: 100,
+          maximum: 600_000,
+          default: 5_000,
+          env: 'PORTCULLIS_STORE_TIMEOUT_MS',
+          description:
+            'Longest wait for one PostgreSQL or Redis call (and for a connection to it) before it fails as a store outage (503); migrations are not cut by it.',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     tls: Type.Object(
       {
         certFile: Type.Optional(Type.String({ minLength: 1, env: 'PORTCULLIS_TLS_CERT_FILE', description: 'PEM certificate chain; with keyFile, the server speaks HTTPS.' })),

@@ -26,7 +26,7 @@ export type { OutboxBackoff, OutboxDeliverer, OutboxDelivery, OutboxRunReport, O
 
 export const LATEST_SCHEMA_VERSION = migrations.at(-1)?.version ?? 0;
 
-type StoreConfig = Pick<Config, 'dataDir' | 'database' | 'redis' | 'hotStore'>;
+type StoreConfig = Pick<Config, 'dataDir' | 'database' | 'redis' | 'hotStore'> & { readonly store?: Pick<Config['store'], 'timeoutMs'> };
 
 export interface OpenStoresOptions {
   readonly clock?: Clock;
@@ -66,6 +66,7 @@ export async function openStores(config: StoreConfig, options: OpenStoresOptions
       url: config.database.url,
       clock,
       poolSize: config.database.poolSize,
+      ...(config.store !== undefined && { connectTimeoutMs: config.store.timeoutMs, queryTimeoutMs: config.store.timeoutMs }),
       ...(config.database.schema !== undefined && { schema: config.database.schema }),
     });
   } else {
@@ -132,7 +133,13 @@ async function openHotStore(config: StoreConfig, durable: DurableStore, hotConne
     case 'redis': {
       const { openRedisHotStore } = await import('./redis/hot-store.ts');
       if (config.redis.url === undefined) throw new StoreSchemaError('the redis hot store needs redis.url');
-      return openRedisHotStore({ url: config.redis.url, cluster: config.redis.cluster, keyPrefix: config.redis.keyPrefix, clock });
+      return openRedisHotStore({
+        url: config.redis.url,
+        cluster: config.redis.cluster,
+        keyPrefix: config.redis.keyPrefix,
+        clock,
+        ...(config.store !== undefined && { connectTimeoutMs: config.store.timeoutMs, commandTimeoutMs: config.store.timeoutMs }),
+      });
     }
     case 'sqlite': {
       const database = hotConnection();

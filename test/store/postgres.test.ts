@@ -14,6 +14,7 @@ import { StoreSchemaError, StoreUnavailableError } from '../../src/store/errors.
 import { migrations } from '../../src/store/migrations/index.ts';
 import type { DurableStore, MigrationReport } from '../../src/store/ports.ts';
 import { createTestSchema, testDatabaseUrl, uniqueName } from '../support/services.ts';
+import { startFaultProxy } from '../support/fault-proxy.ts';
 
 const LATEST = migrations.at(-1)!.version;
 const skip = testDatabaseUrl === undefined ? 'PORTCULLIS_TEST_DATABASE_URL is not set' : false;
@@ -37,7 +38,7 @@ describe('PostgreSQL durable store', { skip }, () => {
     return created.schema;
   }
 
-  async function open(schema: string, extra: { poolSize?: number; clock?: () => number; url?: string } = {}): Promise<DurableStore> {
+  async function open(schema: string, extra: { poolSize?: number; clock?: () => number; url?: string; queryTimeoutMs?: number } = {}): Promise<DurableStore> {
     const store = await openPostgresDurableStore({ url, schema, ...extra });
     opened.push(store);
     return store;
@@ -173,6 +174,40 @@ describe('PostgreSQL durable store', { skip }, () => {
     } finally {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
+  it('bounds a statement by queryTimeoutMs and destroys its connection (node-postgres #3399), but never a migration', async () => {
+    const target = new URL(url);
+    const proxy = await startFaultProxy({ host: target.hostname, port: Number(target.port || '5432') });
+    try {
+      const proxied = new URL(url);
+      proxied.hostname = '127.0.0.1';
+      proxied.port = String(proxy.port);
+      const store = await open(await freshSchema(), { url: proxied.toString(), poolSize: 1, queryTimeoutMs: 200 });
+      // Each round trip takes 300 ms, longer than a statement may: the migrations still run, on a connection of their own.
+      proxy.latency(150);
+      assert.equal((await store.migrate()).currentVersion, LATEST);
+      await assert.rejects(store.ping(), StoreUnavailableError);
+      proxy.pass();
+      await store.ping();
+
+      for (const call of [() => store.ping(), () => store.transaction((tx) => tx.records.get('kind', 'id'))]) {
+        proxy.blackhole();
+        const started = performance.now();
+        await assert.rejects(call(), (error: unknown) => error instanceof StoreUnavailableError && /Query read timeout/.test(error.message));
+        // No ROLLBACK waits behind the unanswered statement: one timeout, not two.
+        assert.ok(performance.now() - started < 390, `failed after ${(performance.now() - started).toFixed(0)} ms`);
+        // The connection is destroyed, not pooled: the proxy sees it close.
+        for (const deadline = performance.now() + 2000; proxy.connections > 0 && performance.now() < deadline; ) await new Promise((resolve) => setImmediate(resolve));
+        assert.equal(proxy.connections, 0, 'the timed-out connection is closed');
+        proxy.pass();
+        const accepted = proxy.accepted;
+        await store.ping();
+        assert.equal(proxy.accepted, accepted + 1, 'the next call gets a new connection');
+      }
+    } finally {
+      await proxy.close();
     }
   });
 

@@ -7,7 +7,7 @@ import { TransactionScope, assertOutsideTransaction, runInScope, scopedView } fr
 import { PostgresAuditLog } from './audit-log.ts';
 import { PostgresOutboxStore, PostgresOutboxWriter } from './outbox.ts';
 import { PostgresRecordStore } from './records.ts';
-import { queryConfig, schemaLockKey, sqlState, type Query, type QueryOptions } from './sql.ts';
+import { isQueryTimeout, queryConfig, schemaLockKey, sqlState, type Query, type QueryOptions } from './sql.ts';
 
 export interface PostgresDurableStoreOptions {
   readonly url: string; // postgres://user[:pass]@host:port/db
@@ -15,12 +15,21 @@ export interface PostgresDurableStoreOptions {
   readonly schema?: string;
   readonly clock?: () => number; // ms since epoch for created_at/updated_at; default Date.now
   readonly poolSize?: number; // default 10
-  readonly connectTimeoutMs?: number; // default 5000
+  /** Longest wait for a pooled connection (a new one, or a free one when all are busy). Default 5000. */
+  readonly connectTimeoutMs?: number;
+  /**
+   * Longest wait for the answer to one statement (client-side, so it holds
+   * when the network, not the server, is what stopped answering). A statement
+   * that runs out fails with StoreUnavailableError and its connection is
+   * destroyed, never pooled again. Migrations are not bounded by it. Default 5000.
+   */
+  readonly queryTimeoutMs?: number;
 }
 
 const DRIVER = 'postgres';
 const DEFAULT_POOL_SIZE = 10;
 const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+const DEFAULT_QUERY_TIMEOUT_MS = 5000;
 /** The schema name goes into a startup option and a lock key, never through quoting: only plain identifiers. */
 const SCHEMA_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -38,14 +47,20 @@ const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS portcullis_migrations (
 export async function openPostgresDurableStore(options: PostgresDurableStoreOptions): Promise<DurableStore> {
   const target = describeTarget(options.url);
   const schema = options.schema === undefined ? undefined : checkSchemaName(options.schema);
-  const pool = new pg.Pool({
+  const connection: pg.ClientConfig = {
     connectionString: options.url,
-    max: positiveInteger(options.poolSize ?? DEFAULT_POOL_SIZE, 'poolSize'),
     connectionTimeoutMillis: positiveInteger(options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, 'connectTimeoutMs'),
     application_name: 'portcullis',
     // A startup option rather than a SET after connect: it is in force before
     // the first statement on every pooled connection, with no race to lose.
     ...(schema === undefined ? {} : { options: `-c search_path=${schema}` }),
+  };
+  const pool = new pg.Pool({
+    ...connection,
+    max: positiveInteger(options.poolSize ?? DEFAULT_POOL_SIZE, 'poolSize'),
+    // Client-side: bounds a statement whose answer never comes (a partition,
+    // a black-holed route), which a server-side statement_timeout cannot.
+    query_timeout: positiveInteger(options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS, 'queryTimeoutMs'),
   });
   // An idle client whose server goes away emits 'error' on the pool; without a
   // listener Node would crash the process. The next query reports the outage.
@@ -69,7 +84,7 @@ export async function openPostgresDurableStore(options: PostgresDurableStoreOpti
         : `PostgreSQL connection options override the search_path: expected schema "${schema}", got "${currentSchema}"`,
     );
   }
-  return new PostgresDurableStore(pool, target, options.clock ?? systemClock);
+  return new PostgresDurableStore(pool, connection, target, options.clock ?? systemClock);
 }
 
 class PostgresDurableStore implements DurableStore {
@@ -78,12 +93,15 @@ class PostgresDurableStore implements DurableStore {
   readonly auditLog: AuditLogStore;
   readonly outbox: OutboxStore;
   readonly #pool: Pool;
+  /** How to open a connection outside the pool (migrations), without the pool's query timeout. */
+  readonly #connection: pg.ClientConfig;
   readonly #target: string;
   readonly #clock: Clock;
   #closing: Promise<void> | undefined;
 
-  constructor(pool: Pool, target: string, clock: Clock) {
+  constructor(pool: Pool, connection: pg.ClientConfig, target: string, clock: Clock) {
     this.#pool = pool;
+    this.#connection = connection;
     this.#target = target;
     this.#clock = clock;
     this.records = new PostgresRecordStore((sql, params, options) => this.#query(sql, params, options), clock);
@@ -107,11 +125,26 @@ class PostgresDurableStore implements DurableStore {
     assertOutsideTransaction(this.#pool);
     const client = await this.#checkout();
     const scope = new TransactionScope(this.#pool);
+    // A connection that lost its server, or whose statement ran out of time
+    // (pg then still waits for that statement's answer, and every later
+    // statement would queue behind it: node-postgres #3399), is destroyed,
+    // never pooled again; no ROLLBACK is sent on it, since it would only wait
+    // too (the server rolls back when the session ends).
     let broken = false;
+    const note = (error: unknown) => {
+      if (isQueryTimeout(error) || isConnectionFailure(error)) broken = true;
+    };
+    const lost = () => {
+      broken = true;
+    };
+    // Checked out, a client has no pool listener: its socket's 'error' must not crash the process.
+    client.on('error', lost);
     const rollback = () =>
-      client.query('ROLLBACK').catch(() => {
-        broken = true; // the connection itself is gone: destroy it, do not pool it
-      });
+      broken
+        ? Promise.resolve()
+        : client.query('ROLLBACK').catch(() => {
+            broken = true; // the connection itself is gone: destroy it, do not pool it
+          });
     try {
       try {
         await client.query('BEGIN');
@@ -121,7 +154,7 @@ class PostgresDurableStore implements DurableStore {
       }
       let result: T;
       try {
-        result = await runInScope(scope, () => fn(this.#view(client, scope)));
+        result = await runInScope(scope, () => fn(this.#view(client, scope, note)));
       } catch (error) {
         scope.end();
         await rollback();
@@ -136,6 +169,7 @@ class PostgresDurableStore implements DurableStore {
       try {
         committed = await client.query('COMMIT');
       } catch (error) {
+        note(error);
         await rollback();
         throw this.#translate(error);
       }
@@ -144,15 +178,17 @@ class PostgresDurableStore implements DurableStore {
       return result;
     } finally {
       scope.end();
+      client.off('error', lost);
       client.release(broken);
     }
   }
 
-  #view(client: PoolClient, scope: TransactionScope): DurableTransaction {
+  #view(client: PoolClient, scope: TransactionScope, note: (error: unknown) => void): DurableTransaction {
     const query: Query = async (sql, params, options) => {
       try {
         return await client.query(queryConfig(sql, params, options));
       } catch (error) {
+        note(error);
         throw this.#translate(error);
       }
     };
@@ -168,8 +204,30 @@ class PostgresDurableStore implements DurableStore {
     }
   }
 
+  /**
+   * On a connection of its own, outside the pool and without the per-statement
+   * timeout: a migration may rightly run for minutes.
+   */
   async migrate(): Promise<MigrationReport> {
-    return this.#transaction(async (client) => {
+    this.#assertOpen();
+    assertOutsideTransaction(this.#pool);
+    const client = new pg.Client(this.#connection);
+    client.on('error', ignoreIdleClientError);
+    try {
+      await client.connect();
+    } catch (error) {
+      await client.end().catch(() => {});
+      throw this.#translate(error);
+    }
+    try {
+      return await this.#migrateOn(client);
+    } finally {
+      await client.end().catch(() => {});
+    }
+  }
+
+  async #migrateOn(client: pg.ClientBase): Promise<MigrationReport> {
+    return this.#inTransaction(client, async () => {
       await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [await schemaLockKey(client, 'migrations')]);
       await client.query(MIGRATIONS_TABLE);
       const { rows: applied } = await client.query<AppliedRow>('SELECT version, checksum FROM portcullis_migrations ORDER BY version');
@@ -229,21 +287,37 @@ class PostgresDurableStore implements DurableStore {
   async #transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
     assertOutsideTransaction(this.#pool);
     const client = await this.#checkout();
+    const lost = () => undefined; // the failing statement reports it
+    client.on('error', lost);
     let broken = false;
     try {
+      return await this.#inTransaction(client, () => work(client), () => {
+        broken = true;
+      });
+    } finally {
+      client.off('error', lost);
+      client.release(broken);
+    }
+  }
+
+  /** BEGIN, `work`, COMMIT on `client`; `broken` is told when the connection must not be used again. */
+  async #inTransaction<T>(client: pg.ClientBase, work: () => Promise<T>, broken: () => void = () => undefined): Promise<T> {
+    try {
       await client.query('BEGIN');
-      const result = await work(client);
+      const result = await work();
       await client.query('COMMIT');
       return result;
     } catch (error) {
-      // A failed ROLLBACK means the connection itself is gone: destroy it
-      // instead of returning it to the pool.
-      await client.query('ROLLBACK').catch(() => {
-        broken = true;
-      });
+      if (isQueryTimeout(error) || isConnectionFailure(error)) {
+        // Stuck behind its unanswered statement, or gone: a ROLLBACK would
+        // only wait; destroying the connection ends the transaction.
+        broken();
+      } else {
+        // A failed ROLLBACK means the connection itself is gone: destroy it
+        // instead of returning it to the pool.
+        await client.query('ROLLBACK').catch(broken);
+      }
       throw this.#translate(error);
-    } finally {
-      client.release(broken);
     }
   }
 
@@ -347,7 +421,7 @@ function isConnectionFailure(error: unknown): boolean {
     if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300') return true;
   }
   const message = error instanceof Error ? error.message : '';
-  return /^Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(message);
+  return isQueryTimeout(error) || /^Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(message);
 }
 
 function ignoreIdleClientError(): void {

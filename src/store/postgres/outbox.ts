@@ -1,7 +1,7 @@
 import type { PoolClient } from 'pg';
 import type { Clock, OutboxAddResult, OutboxCounts, OutboxLease, OutboxLeaseOptions, OutboxMessage, OutboxMessageInput, OutboxStore, OutboxWriter } from '../ports.ts';
 import { checkDueLimit, checkLeaseOptions, checkOutboxMessage, storedError } from '../outbox-rules.ts';
-import { schemaLockKey, writeData, type Query } from './sql.ts';
+import { isQueryTimeout, schemaLockKey, writeData, type Query } from './sql.ts';
 
 interface OutboxRow {
   id: string;
@@ -60,6 +60,12 @@ export class PostgresOutboxStore implements OutboxStore {
     // holds it across deliveries, so it needs a listener of its own.
     client.on('error', ignoreClientError);
     let destroy = false;
+    // A statement that ran out of time leaves the connection waiting for its
+    // answer (node-postgres #3399): it is destroyed, never pooled, and the
+    // unlock is not sent on it (ending the session frees the lock).
+    const note = (error: unknown) => {
+      if (isQueryTimeout(error)) destroy = true;
+    };
     try {
       let key: string;
       let locked: boolean;
@@ -73,14 +79,16 @@ export class PostgresOutboxStore implements OutboxStore {
       }
       if (!locked) return { acquired: false };
       try {
-        const result = await work(this.#lease(client));
+        const result = await work(this.#lease(client, note));
         return { acquired: true, result };
       } finally {
         // If the unlock fails the session may still hold the lock: destroy
         // the connection (ending the session frees it) instead of pooling it.
-        await client.query('SELECT pg_advisory_unlock($1::bigint)', [key]).catch(() => {
-          destroy = true;
-        });
+        if (!destroy) {
+          await client.query('SELECT pg_advisory_unlock($1::bigint)', [key]).catch(() => {
+            destroy = true;
+          });
+        }
       }
     } finally {
       client.off('error', ignoreClientError);
@@ -118,11 +126,12 @@ export class PostgresOutboxStore implements OutboxStore {
     return changed;
   }
 
-  #lease(client: PoolClient): OutboxLease {
+  #lease(client: PoolClient, note: (error: unknown) => void): OutboxLease {
     const query: Query = async (sql, params) => {
       try {
         return await client.query(sql, params as unknown[] | undefined);
       } catch (error) {
+        note(error);
         throw this.#translate(error);
       }
     };

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
+import type { ClientBase, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import { StoreSchemaError } from '../errors.ts';
 
 /** Runs one statement: on the pool, or on a transaction's connection. */
@@ -54,6 +54,15 @@ export async function writeData<R>(write: () => Promise<R>): Promise<R> {
 }
 
 
+/**
+ * pg's client-side query_timeout ran out. The statement may still be on the
+ * wire and pg waits for its answer, so the connection is no longer usable
+ * (node-postgres #3399): whoever holds it must destroy it.
+ */
+export function isQueryTimeout(error: unknown): boolean {
+  return error instanceof Error && error.message === 'Query read timeout';
+}
+
 export function sqlState(error: unknown): string | undefined {
   return error instanceof pg.DatabaseError ? error.code : undefined;
 }
@@ -64,7 +73,7 @@ export function sqlState(error: unknown): string | undefined {
  * schema must serialise (migrations) or exclude each other (the outbox
  * worker); test runs in different schemas of one database must not.
  */
-export async function schemaLockKey(client: PoolClient, purpose: 'migrations' | 'outbox'): Promise<string> {
+export async function schemaLockKey(client: ClientBase, purpose: 'migrations' | 'outbox'): Promise<string> {
   const { rows } = await client.query<{ schema: string | null }>('SELECT current_schema() AS schema');
   const schema = rows[0]?.schema ?? null;
   if (schema === null) throw new StoreSchemaError('no PostgreSQL schema is selected (the search_path names no existing schema)');
