@@ -75,6 +75,9 @@ const SCRIPTS: Record<keyof ScriptCommands, string> = {
   portcullisBoundedSetRemove: BOUNDED_SET_REMOVE_LUA,
 };
 
+/** The longest wait between two reconnect attempts. */
+const RECONNECT_CAP_MS = 500;
+
 /** Server errors that mean "not available right now", not "your request is wrong". */
 const UNAVAILABLE_REPLY = /^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|NOAUTH|WRONGPASS|NOPERM|OOM)\b/;
 
@@ -100,9 +103,11 @@ export async function openRedisHotStore(options: RedisHotStoreOptions): Promise<
 
   // Until the first successful connect, every retry strategy answers null: a
   // wrong address must fail `open` once and promptly, not loop in the
-  // background. Afterwards ioredis reconnects with a capped backoff.
+  // background. Afterwards ioredis reconnects with a capped backoff: at most half a second between attempts, so a
+  // Redis that comes back is found within that (its breaker's half-open ping waits for the reconnect: issue 16,
+  // time to full throughput after the store returns; bench/store-outage.ts).
   let connected = false;
-  const retry = (times: number): number | null => (connected ? Math.min(times * 100, 2000) : null);
+  const retry = (times: number): number | null => (connected ? Math.min(times * 100, RECONNECT_CAP_MS) : null);
 
   const redisOptions: RedisOptions = {
     username: endpoints.username,
