@@ -14,7 +14,11 @@
  * answered with its redirect to /account has a session its cookie still
  * opens (`/account/session.json`) and a login entry in the ledger; a token
  * that was answered 200 has its `token.issued` entry (by jti) in the ledger;
- * and `portcullis audit verify` (the real binary) passes.
+ * and `portcullis audit verify` (the real binary) passes (after the kill,
+ * also on the ledger as the kill left it, before the restart). While
+ * PostgreSQL is down every sign-in and token grant is a 503 with
+ * Retry-After; once it is back, grants and a sign-in succeed again
+ * without restarting the server.
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -100,6 +104,8 @@ describe('no acknowledged write is lost', () => {
     const before = burst.acknowledged.length;
     const lost = burst.answers.filter((answer) => answer.status === 0).length;
     assert.ok(before >= 60 && lost >= 1, `the kill came in the middle of the burst (${before} acknowledged, ${lost} requests cut off)`);
+    // The ledger as the kill left it, before any restart could repair it, verifies.
+    await verifyAudit(dir, configFile);
 
     server = await serve();
     const checked = await checkEffects(issuer, burst.acknowledged, async () => {
