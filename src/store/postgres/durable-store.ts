@@ -65,6 +65,13 @@ export async function openPostgresDurableStore(options: PostgresDurableStoreOpti
   // An idle client whose server goes away emits 'error' on the pool; without a
   // listener Node would crash the process. The next query reports the outage.
   pool.on('error', ignoreIdleClientError);
+  // A checked-out client whose server goes away emits 'error' on the client
+  // itself, and pg-pool listens only while it is idle: a transaction holding
+  // its connection between statements (its work awaits other things) would
+  // crash the process when PostgreSQL stops (issue 16, test/faults/crash).
+  // Every client gets a listener for its whole life; the failed statement,
+  // or the next one, reports the outage, and release(true) drops the client.
+  pool.on('connect', (client) => client.on('error', ignoreIdleClientError));
 
   let currentSchema: string | null;
   try {
@@ -425,7 +432,7 @@ function isConnectionFailure(error: unknown): boolean {
 }
 
 function ignoreIdleClientError(): void {
-  // Deliberately empty: see the listener's registration.
+  // Deliberately empty: see the listeners' registration.
 }
 
 async function endQuietly(pool: Pool): Promise<void> {
