@@ -13,6 +13,16 @@ import { JwtError, randomId, signJwtAsync, verifyJwtAsync, type Keyring, type Si
 /** RFC 9068 section 2.1: the `typ` header of a JWT access token. */
 export const ACCESS_TOKEN_TYPE = 'at+jwt';
 
+/**
+ * How far in this instance's future a token's `iat` or `nbf` may be
+ * (seconds): the clock skew allowed between the instances of one deployment
+ * (issue 16), the "few minutes" of leeway of RFC 7519 sections 4.1.4 and
+ * 4.1.5. Without it a token one instance has just issued is refused by
+ * another whose clock is behind. `exp` gets no leeway (RFC 9068 section 4:
+ * the current time must be before it).
+ */
+export const MAX_INSTANCE_SKEW_SECONDS = 300;
+
 export interface AccessTokenRequest {
   readonly clientId: string;
   /** The user, or for client_credentials the client itself (RFC 9068 section 2.2). */
@@ -191,7 +201,7 @@ export class AccessTokens {
       return null;
     }
     try {
-      const { header, payload } = await verifyJwtAsync(token, this.#options.keyring, { now, issuer: this.#options.issuer, typ: ACCESS_TOKEN_TYPE });
+      const { header, payload } = await verifyJwtAsync(token, this.#options.keyring, { now, issuer: this.#options.issuer, typ: ACCESS_TOKEN_TYPE, futureToleranceSeconds: MAX_INSTANCE_SKEW_SECONDS });
       if (typeof payload['jti'] !== 'string' || typeof payload['client_id'] !== 'string' || typeof payload['sub'] !== 'string') return null;
       const verified: VerifiedToken = { claims: payload as unknown as AccessTokenClaims, kid: header['kid'] as string, liveUntil: 0 };
       if (this.#verified.size >= VERIFIED_CACHE_ENTRIES) this.#forget(this.#verified.keys().next().value!);

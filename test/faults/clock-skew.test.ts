@@ -9,7 +9,10 @@
  *   no leeway past `exp` (an instance whose clock is behind accepts a token
  *   for as long as its own clock says it is unexpired: the skew itself, 5
  *   minutes here, "a few minutes" in RFC 7519 section 4.1.4; one ahead
- *   refuses it early, which fails safe);
+ *   refuses it early, which fails safe), and MAX_INSTANCE_SKEW_SECONDS
+ *   (300 s) on `iat`/`nbf` in the future, so that a token one instance has
+ *   just issued is not refused by another whose clock is 5 minutes behind;
+ *   beyond that, refused;
  * - DPoP proofs (RFC 9449 section 11.1): `iat` within [now - 300 s,
  *   now + 5 s] of the instance's clock. The RFC lets the server pick its
  *   window (seconds to minutes) and points at server nonces for clients with
@@ -35,7 +38,9 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { loadConfig } from '../../src/config/index.ts';
+import { ACCESS_TOKEN_TYPE } from '../../src/oauth/access-tokens.ts';
 import { startPortcullis, type RunningPortcullis } from '../../src/server/index.ts';
+import { signJwt } from '../../src/tokens/index.ts';
 import { freePort } from '../support/process.ts';
 import { BrowserlessClient } from '../support/browserless-client.ts';
 import { completeAuthorization, registerClient, type RegisteredClient } from '../support/oauth-flow.ts';
@@ -125,7 +130,24 @@ describe('clock skew: two instances 5 minutes apart on one deployment', { skip, 
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   });
 
-  describe('access tokens: exp', () => {
+  describe('access tokens: iat, nbf and exp', () => {
+    it('a token A issued is active at B 5 minutes behind (iat 5 minutes in its future: within the tolerance), and one B issued is active at A', async () => {
+      skewed(-SKEW);
+      const fromA = await accessTokenFrom(a);
+      assert.equal(await activeOn(b, fromA), true, "B, 5 minutes behind, accepts A's fresh token");
+      assert.equal(await activeOn(a, fromA), true);
+      const fromB = await accessTokenFrom(b);
+      assert.ok(claimsOf(fromA).iat - claimsOf(fromB).iat >= 299, "B's iat is 5 minutes before A's");
+      assert.equal(await activeOn(a, fromB), true, "A accepts B's token (iat in A's past, exp 5 minutes sooner by A's clock)");
+    });
+
+    it('B 5 minutes ahead: both tokens active at both', async () => {
+      skewed(SKEW);
+      const fromA = await accessTokenFrom(a);
+      const fromB = await accessTokenFrom(b);
+      for (const server of [a, b]) for (const token of [fromA, fromB]) assert.equal(await activeOn(server, token), true);
+    });
+
     it("expiry: past exp by A's clock, A refuses; B behind accepts until its own clock passes exp (the 5 minute skew, no further leeway); past exp + 5 minutes both refuse", async () => {
       skewed(-SKEW);
       const token = await accessTokenFrom(a);
@@ -149,6 +171,17 @@ describe('clock skew: two instances 5 minutes apart on one deployment', { skip, 
       assert.equal(await activeOn(b, token), false, 'B: its clock is 3 minutes past exp');
     });
 
+    it('a token whose iat or nbf is further in B\'s future than the tolerance (300 s) is refused; within it, accepted', async () => {
+      skewed(0);
+      const key = a.authorizationServer.keyring.signingKey('EdDSA');
+      const now = Math.floor(clockB() / SECOND);
+      const mint = (claims: Record<string, number>) =>
+        signJwt(key, { iss: issuer, sub: service.id, aud: ORDERS_API, client_id: service.id, scope: 'orders:read', jti: randomBytes(16).toString('hex'), exp: now + 900, iat: now, ...claims }, { typ: ACCESS_TOKEN_TYPE });
+      assert.equal(await activeOn(b, mint({ iat: now + 290 })), true, 'iat 290 s ahead');
+      assert.equal(await activeOn(b, mint({ iat: now + 330 })), false, 'iat 330 s ahead');
+      assert.equal(await activeOn(b, mint({ nbf: now + 290 })), true, 'nbf 290 s ahead');
+      assert.equal(await activeOn(b, mint({ nbf: now + 330 })), false, 'nbf 330 s ahead');
+    });
   });
 
   describe('DPoP proofs (RFC 9449 section 11.1)', () => {
