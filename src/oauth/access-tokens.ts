@@ -186,9 +186,25 @@ export class AccessTokens {
     return claims;
   }
 
-  /** Signature, type, issuer and lifetime only: no revocation check. */
+  /**
+   * Signature, type, issuer and lifetime only, for revocation: no
+   * revocation check, and `exp` allowed MAX_INSTANCE_SKEW_SECONDS of leeway,
+   * since a token this instance sees as just expired may still be live at an
+   * instance whose clock is behind (RFC 7009 section 2.1: the token must
+   * stop working).
+   */
   async decode(token: string): Promise<AccessTokenClaims | null> {
-    return (await this.#verifiedToken(token))?.claims ?? null;
+    const verified = await this.#verifiedToken(token);
+    if (verified !== null) return verified.claims;
+    if (token.length > 8192) return null;
+    try {
+      const { payload } = await verifyJwtAsync(token, this.#options.keyring, { now: this.#options.clock(), issuer: this.#options.issuer, typ: ACCESS_TOKEN_TYPE, clockToleranceSeconds: MAX_INSTANCE_SKEW_SECONDS });
+      if (typeof payload['jti'] !== 'string' || typeof payload['client_id'] !== 'string' || typeof payload['sub'] !== 'string') return null;
+      return payload as unknown as AccessTokenClaims;
+    } catch (error) {
+      if (error instanceof JwtError) return null;
+      throw error;
+    }
   }
 
   async #verifiedToken(token: string): Promise<VerifiedToken | null> {
@@ -235,7 +251,8 @@ export class AccessTokens {
 
   /** Revokes every access token of a session, for as long as any of them can live. */
   async revokeSid(sid: string): Promise<void> {
-    await this.#options.hot.set(ENDED_SESSIONS + sid, '1', (this.#options.ttlSeconds + 60) * 1000);
+    // A token issued just before by an instance whose clock is ahead lives that much longer here.
+    await this.#options.hot.set(ENDED_SESSIONS + sid, '1', (this.#options.ttlSeconds + MAX_INSTANCE_SKEW_SECONDS + 60) * 1000);
     this.forgetSession(sid);
     await this.#options.events?.emit({ type: 'tokens.revoked', sid });
   }
@@ -259,7 +276,9 @@ export class AccessTokens {
   /** Revokes by id, for tokens known only by their record (a refresh family, a spent code). */
   async revokeJti(jti: string, exp: number): Promise<boolean> {
     this.forgetJti(jti);
-    const ttlMs = exp * 1000 - this.#options.clock();
+    // Until the token has expired at every instance, the one whose clock is
+    // furthest behind included (MAX_INSTANCE_SKEW_SECONDS), not only here.
+    const ttlMs = exp * 1000 - this.#options.clock() + MAX_INSTANCE_SKEW_SECONDS * 1000;
     if (ttlMs <= 0) return false;
     const first = await this.#options.hot.setIfAbsent(DENYLIST + jti, '1', Math.ceil(ttlMs));
     // Dropped again after the write: a check that raced it must not re-cache "live".

@@ -13,6 +13,12 @@
  *   (300 s) on `iat`/`nbf` in the future, so that a token one instance has
  *   just issued is not refused by another whose clock is 5 minutes behind;
  *   beyond that, refused;
+ * - revocation (RFC 7009 section 2.1) and sign-out: the denylist entry of a
+ *   revoked token and the ended-session mark outlive the revoking instance's
+ *   view of the tokens' lives by MAX_INSTANCE_SKEW_SECONDS, and an instance
+ *   revokes a token it sees as expired by less than that, so that an
+ *   instance whose clock is behind does not accept it again once the entry
+ *   is gone;
  * - DPoP proofs (RFC 9449 section 11.1): `iat` within [now - 300 s,
  *   now + 5 s] of the instance's clock. The RFC lets the server pick its
  *   window (seconds to minutes) and points at server nonces for clients with
@@ -42,7 +48,7 @@ import { ACCESS_TOKEN_TYPE } from '../../src/oauth/access-tokens.ts';
 import { startPortcullis, type RunningPortcullis } from '../../src/server/index.ts';
 import { signJwt } from '../../src/tokens/index.ts';
 import { freePort } from '../support/process.ts';
-import { BrowserlessClient } from '../support/browserless-client.ts';
+import { BrowserlessClient, csrfField } from '../support/browserless-client.ts';
 import { completeAuthorization, registerClient, type RegisteredClient } from '../support/oauth-flow.ts';
 import { createTestSchema, deleteRedisKeys, redisTestPrefix, testDatabaseUrl, testRedisUrl } from '../support/services.ts';
 
@@ -101,7 +107,19 @@ describe('clock skew: two instances 5 minutes apart on one deployment', { skip, 
     assert.equal(response.status, 200);
     return ((await response.json()) as { active: boolean }).active;
   };
-  const claimsOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { iat: number; exp: number; jti: string };
+  /** A hot-store key's remaining life in Redis (ms), or -2 when there is none. */
+  const remainingLife = async (key: string) => {
+    const { Redis } = await import('ioredis');
+    const redis = new Redis(testRedisUrl!, { lazyConnect: true });
+    try {
+      await redis.connect();
+      return await redis.pttl(`${keyPrefix}${key}`);
+    } finally {
+      redis.disconnect();
+    }
+  };
+  const denylistTtl = (jti: string) => remainingLife(`oauth:revoked-at:${jti}`);
+  const claimsOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { iat: number; exp: number; jti: string; sid?: string };
 
   before(async () => {
     schema = await createTestSchema(testDatabaseUrl!);
@@ -181,6 +199,32 @@ describe('clock skew: two instances 5 minutes apart on one deployment', { skip, 
       assert.equal(await activeOn(b, mint({ iat: now + 330 })), false, 'iat 330 s ahead');
       assert.equal(await activeOn(b, mint({ nbf: now + 290 })), true, 'nbf 290 s ahead');
       assert.equal(await activeOn(b, mint({ nbf: now + 330 })), false, 'nbf 330 s ahead');
+    });
+  });
+
+  describe('revocation (RFC 7009) across the skew', () => {
+    it("a token with 4 minutes left by A's clock, revoked at B 5 minutes ahead (for which it expired a minute ago), is refused by A, and stays denied for as long as A could accept it", async () => {
+      skewed(SKEW);
+      const token = await accessTokenFrom(a);
+      const { exp, jti } = claimsOf(token);
+      time.elapsed = exp * SECOND - clockA() - 4 * MINUTE;
+      assert.equal(await activeOn(a, token), true, 'A: 4 minutes left');
+      assert.equal(await activeOn(b, token), false, 'B: expired a minute ago by its clock');
+      const revocation = await form(b, '/revoke', { token });
+      assert.equal(revocation.status, 200);
+      assert.equal(await activeOn(a, token), false, 'A refuses the revoked token');
+      assert.ok((await denylistTtl(jti)) >= exp * SECOND - clockA() - SECOND, 'the denylist entry outlives the token at A');
+    });
+
+    it('a token revoked at B 5 minutes ahead with 9 minutes left by its clock stays denied until it expires at A (14 minutes later)', async () => {
+      skewed(SKEW);
+      const token = await accessTokenFrom(a);
+      const { exp, jti } = claimsOf(token);
+      time.elapsed = exp * SECOND - clockB() - 9 * MINUTE;
+      const revocation = await form(b, '/revoke', { token });
+      assert.equal(revocation.status, 200);
+      assert.equal(await activeOn(a, token), false);
+      assert.ok((await denylistTtl(jti)) >= exp * SECOND - clockA() - SECOND, 'at least until exp by A (9 + 5 minutes)');
     });
   });
 
@@ -268,6 +312,23 @@ describe('clock skew: two instances 5 minutes apart on one deployment', { skip, 
         const second = await redeem(a, callback, verifier);
         assert.equal(second.body.error, 'invalid_grant', 'a code is used once, across instances');
       }
+    });
+
+    it("signing out at A ends the session's access tokens, one issued by B 5 minutes ahead included, for as long as A could accept them", async () => {
+      skewed(SKEW);
+      browserA = new BrowserlessClient(a.url);
+      const verifier = randomBytes(32).toString('base64url');
+      const callback = await completeAuthorization(browserA, authorizeUrl(a, verifier), { email, password: PASSWORD }, { redirectUri: REDIRECT });
+      const token = (await redeem(b, callback, verifier)).body.access_token!;
+      const { exp, sid } = claimsOf(token);
+      assert.ok(sid !== undefined, 'the token names its session');
+      const userinfo = () => fetch(`${a.url}/userinfo`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal((await userinfo()).status, 200);
+      const confirm = await browserA.get('/logout');
+      const signedOut = await browserA.post('/logout', { _csrf: csrfField(confirm.body)! });
+      assert.ok(signedOut.status < 400, `${signedOut.status}`);
+      assert.equal((await userinfo()).status, 401, 'refused at once');
+      assert.ok((await remainingLife(`oauth:revoked-sid:${sid}`)) >= exp * SECOND - clockA(), 'the ended-session mark outlives the token at A (15 minutes)');
     });
 
     it("a session signed in at A is live at B either way; its absolute end is A's stamp read by B's clock: B ahead ends it 5 minutes early (for A too), B behind keeps it 5 minutes longer", async () => {
