@@ -13,6 +13,16 @@ import { JwtError, randomId, signJwtAsync, verifyJwtAsync, type Keyring, type Si
 /** RFC 9068 section 2.1: the `typ` header of a JWT access token. */
 export const ACCESS_TOKEN_TYPE = 'at+jwt';
 
+/**
+ * How far in this instance's future a token's `iat` or `nbf` may be
+ * (seconds): the clock skew allowed between the instances of one deployment
+ * (issue 16), the "few minutes" of leeway of RFC 7519 sections 4.1.4 and
+ * 4.1.5. Without it a token one instance has just issued is refused by
+ * another whose clock is behind. `exp` gets no leeway (RFC 9068 section 4:
+ * the current time must be before it).
+ */
+export const MAX_INSTANCE_SKEW_SECONDS = 300;
+
 export interface AccessTokenRequest {
   readonly clientId: string;
   /** The user, or for client_credentials the client itself (RFC 9068 section 2.2). */
@@ -176,9 +186,25 @@ export class AccessTokens {
     return claims;
   }
 
-  /** Signature, type, issuer and lifetime only: no revocation check. */
+  /**
+   * Signature, type, issuer and lifetime only, for revocation: no
+   * revocation check, and `exp` allowed MAX_INSTANCE_SKEW_SECONDS of leeway,
+   * since a token this instance sees as just expired may still be live at an
+   * instance whose clock is behind (RFC 7009 section 2.1: the token must
+   * stop working).
+   */
   async decode(token: string): Promise<AccessTokenClaims | null> {
-    return (await this.#verifiedToken(token))?.claims ?? null;
+    const verified = await this.#verifiedToken(token);
+    if (verified !== null) return verified.claims;
+    if (token.length > 8192) return null;
+    try {
+      const { payload } = await verifyJwtAsync(token, this.#options.keyring, { now: this.#options.clock(), issuer: this.#options.issuer, typ: ACCESS_TOKEN_TYPE, clockToleranceSeconds: MAX_INSTANCE_SKEW_SECONDS });
+      if (typeof payload['jti'] !== 'string' || typeof payload['client_id'] !== 'string' || typeof payload['sub'] !== 'string') return null;
+      return payload as unknown as AccessTokenClaims;
+    } catch (error) {
+      if (error instanceof JwtError) return null;
+      throw error;
+    }
   }
 
   async #verifiedToken(token: string): Promise<VerifiedToken | null> {
@@ -191,7 +217,7 @@ export class AccessTokens {
       return null;
     }
     try {
-      const { header, payload } = await verifyJwtAsync(token, this.#options.keyring, { now, issuer: this.#options.issuer, typ: ACCESS_TOKEN_TYPE });
+      const { header, payload } = await verifyJwtAsync(token, this.#options.keyring, { now, issuer: this.#options.issuer, typ: ACCESS_TOKEN_TYPE, futureToleranceSeconds: MAX_INSTANCE_SKEW_SECONDS });
       if (typeof payload['jti'] !== 'string' || typeof payload['client_id'] !== 'string' || typeof payload['sub'] !== 'string') return null;
       const verified: VerifiedToken = { claims: payload as unknown as AccessTokenClaims, kid: header['kid'] as string, liveUntil: 0 };
       if (this.#verified.size >= VERIFIED_CACHE_ENTRIES) this.#forget(this.#verified.keys().next().value!);
@@ -225,7 +251,8 @@ export class AccessTokens {
 
   /** Revokes every access token of a session, for as long as any of them can live. */
   async revokeSid(sid: string): Promise<void> {
-    await this.#options.hot.set(ENDED_SESSIONS + sid, '1', (this.#options.ttlSeconds + 60) * 1000);
+    // A token issued just before by an instance whose clock is ahead lives that much longer here.
+    await this.#options.hot.set(ENDED_SESSIONS + sid, '1', (this.#options.ttlSeconds + MAX_INSTANCE_SKEW_SECONDS + 60) * 1000);
     this.forgetSession(sid);
     await this.#options.events?.emit({ type: 'tokens.revoked', sid });
   }
@@ -249,7 +276,9 @@ export class AccessTokens {
   /** Revokes by id, for tokens known only by their record (a refresh family, a spent code). */
   async revokeJti(jti: string, exp: number): Promise<boolean> {
     this.forgetJti(jti);
-    const ttlMs = exp * 1000 - this.#options.clock();
+    // Until the token has expired at every instance, the one whose clock is
+    // furthest behind included (MAX_INSTANCE_SKEW_SECONDS), not only here.
+    const ttlMs = exp * 1000 - this.#options.clock() + MAX_INSTANCE_SKEW_SECONDS * 1000;
     if (ttlMs <= 0) return false;
     const first = await this.#options.hot.setIfAbsent(DENYLIST + jti, '1', Math.ceil(ttlMs));
     // Dropped again after the write: a check that raced it must not re-cache "live".

@@ -29,6 +29,13 @@ export interface VerifyJwtOptions {
   readonly audience?: string;
   /** Allowed clock skew for exp, nbf and iat (default 0). */
   readonly clockToleranceSeconds?: number;
+  /**
+   * Allowed clock skew for nbf and iat only, when it differs from the one
+   * for exp (default clockToleranceSeconds): a peer instance ahead of this
+   * one stamps times in its future, which is no sign of a forged token,
+   * while exp stays strict.
+   */
+  readonly futureToleranceSeconds?: number;
 }
 
 export interface VerifiedJwt {
@@ -157,10 +164,11 @@ function checkClaims(payload: Record<string, unknown>, options: VerifyJwtOptions
   const exp = numericDate(payload, 'exp');
   if (exp === undefined) throw new JwtError('missing exp');
   if (nowSeconds >= exp + tolerance) throw new JwtError('expired');
+  const future = options.futureToleranceSeconds ?? tolerance;
   const nbf = numericDate(payload, 'nbf');
-  if (nbf !== undefined && nbf > nowSeconds + tolerance) throw new JwtError('not yet valid');
+  if (nbf !== undefined && nbf > nowSeconds + future) throw new JwtError('not yet valid');
   const iat = numericDate(payload, 'iat');
-  if (iat !== undefined && iat > nowSeconds + tolerance) throw new JwtError('issued in the future');
+  if (iat !== undefined && iat > nowSeconds + future) throw new JwtError('issued in the future');
   if (options.audience !== undefined) checkAudience(payload['aud'], options.audience);
 }
 
