@@ -167,3 +167,15 @@ export async function formPostLoad(options: {
   if (result.errors + result.timeouts + result.non2xx + notOk > 0) throw new Error(`${options.label}: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx + notOk} answers other than 200`);
   return { result, latencies };
 }
+
+/**
+ * `--driver sqlite|postgres` (default: both, PostgreSQL when a URL is known)
+ * and `--database URL` (default PORTCULLIS_TEST_DATABASE_URL), checked.
+ */
+export function driverSelection(): { onlyDriver: 'sqlite' | 'postgres' | undefined; databaseUrl: string | undefined } {
+  const onlyDriver = option('driver');
+  if (onlyDriver !== undefined && onlyDriver !== 'sqlite' && onlyDriver !== 'postgres') throw new Error(`--driver must be sqlite or postgres, got "${onlyDriver}"`);
+  const databaseUrl = option('database') ?? (process.env['PORTCULLIS_TEST_DATABASE_URL'] || undefined);
+  if (onlyDriver === 'postgres' && databaseUrl === undefined) throw new Error('--driver postgres needs --database or PORTCULLIS_TEST_DATABASE_URL');
+  return { onlyDriver, databaseUrl };
+}

@@ -41,7 +41,7 @@ import { openPostgresDurableStore } from '../src/store/postgres/durable-store.ts
 import { SqliteDatabase } from '../src/store/sqlite/database.ts';
 import { openSqliteDurableStore } from '../src/store/sqlite/durable-store.ts';
 import { deferUndo, prng, runUndos, wasInterrupted } from './undo.ts';
-import { machine, median, option, positiveInteger, round2, table, writeResult } from './lib.ts';
+import { driverSelection, machine, median, positiveInteger, round2, table, writeResult } from './lib.ts';
 
 const settings = {
   entries: positiveInteger('entries', 10_000),
@@ -50,10 +50,7 @@ const settings = {
   seed: positiveInteger('seed', 1),
   batch: 10_000,
 };
-const onlyDriver = option('driver');
-if (onlyDriver !== undefined && onlyDriver !== 'sqlite' && onlyDriver !== 'postgres') throw new Error(`--driver must be sqlite or postgres, got "${onlyDriver}"`);
-const databaseUrl = option('database') ?? (process.env['PORTCULLIS_TEST_DATABASE_URL'] || undefined);
-if (onlyDriver === 'postgres' && databaseUrl === undefined) throw new Error('--driver postgres needs --database or PORTCULLIS_TEST_DATABASE_URL');
+const { onlyDriver, databaseUrl } = driverSelection();
 const GOAL_MS = 2000;
 const USER = 'bench-user';
 

@@ -20,3 +20,4 @@ export { DpopVerifier, DPOP_ALGORITHMS } from './dpop.ts';
 export { certificateThumbprint, type ClientCertificate } from './mtls.ts';
 export { LogoutRequestError, LogoutService, type LogoutRequest } from './logout.ts';
 export { ResourceRegistry, ResourceRegistryError, RESOURCE_TOKEN_ALGORITHMS, resourceUriProblem, type ResourceServer } from './resources.ts';
+export { RefreshGrantSchema } from './refresh-tokens.ts';

@@ -54,7 +54,8 @@ interface FamilyData {
   readonly revoked?: { readonly at: number; readonly reason: string };
 }
 
-const RefreshGrantSchema = Type.Object({
+/** A refresh family's grant, as stored (the data export reads it too, without the session handle). */
+export const RefreshGrantSchema = Type.Object({
   userId: Type.String(),
   clientId: Type.String(),
   scope: Type.String(),

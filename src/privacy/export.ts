@@ -24,6 +24,7 @@
  */
 import { Type } from '@sinclair/typebox';
 import type { DomainEvents } from '../events/index.ts';
+import { RefreshGrantSchema } from '../oauth/index.ts';
 import { collection, typeboxCodec, type Clock, type Collection, type RecordStore, type StoredRecord } from '../store/index.ts';
 import { DATA_MAP, type ExportSection } from './data-map.ts';
 import { EXPORT_FORMAT, EXPORT_VERSION, type PrivacyExport } from './export-schema.ts';
@@ -78,16 +79,8 @@ const UserView = Type.Object({
 type UserRecord = StoredRecord<typeof UserView.static>;
 
 const FamilyView = Type.Object({
-  grant: Type.Object({
-    userId: Type.String(),
-    clientId: Type.String(),
-    scope: Type.String(),
-    resources: Type.Array(Type.String()),
-    authTime: Type.Number(),
-    amr: Type.Array(Type.String()),
-    dpopJkt: Type.Optional(Type.String()),
-    certificateThumbprint: Type.Optional(Type.String()),
-  }),
+  // The stored grant without its session handle, which names a session and is not the person's to see.
+  grant: Type.Omit(RefreshGrantSchema, ['sessionHandle']),
   createdAt: Type.Number(),
   absoluteExpiresAt: Type.Number(),
   current: Type.Object({ issuedAt: Type.Number() }),
