@@ -11,7 +11,7 @@ import { THROTTLE_HOOK, defaultIdentityHooks } from './hooks.ts';
 import { PasswordPolicyError, checkNewPassword, type PasswordHasher } from './passwords.ts';
 import type { DeviceCookies } from './device-cookies.ts';
 import type { NewSession, SessionManager } from './sessions.ts';
-import { THROTTLE, type LoginThrottle } from './throttle.ts';
+import { THROTTLE, givenBackOnOutage, type LoginThrottle } from './throttle.ts';
 import { PROFILE_FIELDS, applyProfileChange, checkProfileChange, type ProfileChange, type ProfileField } from './profile.ts';
 import { SIGN_IN_RECORD_INTERVAL_MS, UserError, normaliseEmail, type User, type UserDirectory } from './users.ts';
 
@@ -117,7 +117,9 @@ export class Accounts {
       }
       return this.#refused(before, 'login.before', audit);
     }
-    const user = Buffer.byteLength(password) > MAX_PASSWORD_BYTES ? null : await this.#users.byEmail(account);
+    // The throttle counted this attempt; an outage that stops the account being read gives it back (nothing was checked).
+    const giveBack = () => (verdict.allowed ? this.#throttle.notChecked(account, context.ip, device, verdict) : Promise.resolve());
+    const user = Buffer.byteLength(password) > MAX_PASSWORD_BYTES ? null : await givenBackOnOutage(() => this.#users.byEmail(account), giveBack);
     const check = user !== null && !user.disabled && user.passwordHash !== null ? await this.#hasher.verify(user.passwordHash, password) : { ok: await this.#hasher.verifyDummy(password), needsRehash: false };
     if (!check.ok || user === null) {
       const pairLocked = verdict.allowed && verdict.pairAttempts === THROTTLE.pairLimit;

@@ -9,7 +9,7 @@ import type { KeyVault } from '../crypto/index.ts';
 import type { DomainEvents } from '../events/index.ts';
 import type { Clock, HotStore, RecordStore } from '../store/index.ts';
 import { RECOVERY_CODES_COLLECTION, consumeRecoveryCode, generateRecoveryCodes, remainingRecoveryCodes, saveRecoveryCodes } from './recovery-codes.ts';
-import type { LoginThrottle } from './throttle.ts';
+import { givenBackOnOutage, type LoginThrottle } from './throttle.ts';
 import { TotpVerifier, generateTotpSecret, totpUri } from './totp.ts';
 import type { UserDirectory } from './users.ts';
 
@@ -117,7 +117,8 @@ export class SecondFactor {
     // The account-wide count (security review 1); a refused try still spends one of the challenge's.
     const verdict = await this.#throttle.secondFactorAttempt(userId);
     if (!verdict.allowed) return { outcome: 'throttled', userId, retryAfterSeconds: verdict.retryAfterSeconds };
-    const user = await this.#users.byId(userId);
+    // An outage that stops the account being read gives the counted check back: no code was compared.
+    const user = await givenBackOnOutage(() => this.#users.byId(userId), () => this.#throttle.secondFactorNotChecked(userId));
     if (user === null || user.disabled || user.totpSecret === null || user.totpSecret === undefined) return { outcome: 'expired' };
     const secret = new TextDecoder().decode(this.#vault.open(SEAL_PURPOSE, user.totpSecret));
     const compact = code.replace(/\s+/g, '');

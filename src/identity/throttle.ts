@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Clock, HotStore } from '../store/index.ts';
+import { StoreUnavailableError, type Clock, type HotStore } from '../store/index.ts';
 
 /**
  * Brute-force defence for sign-in (OWASP Authentication Cheat Sheet, NIST SP
@@ -48,8 +48,28 @@ export const THROTTLE = {
 } as const;
 
 export type ThrottleVerdict =
-  | { readonly allowed: true; readonly pairAttempts: number }
+  | {
+      readonly allowed: true;
+      readonly pairAttempts: number;
+      /** Whether this attempt fed the account-wide count (a browser with a valid device cookie within its limit does not). */
+      readonly countedForAccount?: boolean;
+    }
   | { readonly allowed: false; readonly retryAfterSeconds: number; readonly scope: 'pair' | 'account' | 'ip' | 'second_factor' };
+
+/**
+ * Runs `read` (the account an attempt is about); when a store outage stops
+ * it, gives the counted attempt back (`giveBack`: notChecked) before the
+ * error goes on to its 503. If the hot store is down too, the attempt stays
+ * counted: failing to give back is the safe side.
+ */
+export async function givenBackOnOutage<T>(read: () => Promise<T>, giveBack: () => Promise<void>): Promise<T> {
+  try {
+    return await read();
+  } catch (error) {
+    if (error instanceof StoreUnavailableError) await giveBack().catch(() => {});
+    throw error;
+  }
+}
 
 /** Key names, one place: an unlock clears exactly what an attempt counts. */
 const keys = {
@@ -99,7 +119,7 @@ export class LoginThrottle {
     if (ipCount.value > THROTTLE.ipLimit) return { allowed: false, retryAfterSeconds: Math.ceil(ipCount.ttlMs / 1000), scope: 'ip' };
     if (pair.value > THROTTLE.pairLimit) return { allowed: false, retryAfterSeconds: Math.ceil(pair.ttlMs / 1000), scope: 'pair' };
     // A known device within its own limit skips the account-wide gate, and does not feed it.
-    if (deviceCount !== undefined && deviceCount.value <= THROTTLE.deviceCookieLimit) return { allowed: true, pairAttempts: pair.value };
+    if (deviceCount !== undefined && deviceCount.value <= THROTTLE.deviceCookieLimit) return { allowed: true, pairAttempts: pair.value, countedForAccount: false };
     const accountCount = await this.#hot.increment(keys.account(account), THROTTLE.windowMs);
     // From the 10th attempt on, each one closes an atomic gate for 2^k
     // seconds (k = attempts beyond 10, at most 60 s), and the next attempt
@@ -116,7 +136,29 @@ export class LoginThrottle {
     } else if (excess === 0) {
       await this.#hot.set(gate, '1', delayMs(0));
     }
-    return { allowed: true, pairAttempts: pair.value };
+    return { allowed: true, pairAttempts: pair.value, countedForAccount: true };
+  }
+
+  /**
+   * Gives back an allowed attempt that compared no secret: the account could
+   * not be read (a store outage, answered 503), so the person who retries
+   * through an outage is not slowed or locked out for it afterwards. Only
+   * for that case: an attempt that checked a password is never given back.
+   * A gate the attempt closed stays closed (at most a minute).
+   */
+  async notChecked(account: string, ip: string, device: string | undefined, verdict: ThrottleVerdict & { allowed: true }): Promise<void> {
+    const epoch = await this.#epoch(account);
+    await Promise.all([
+      this.#hot.increment(keys.pair(account, ip, epoch), THROTTLE.windowMs, -1),
+      this.#hot.increment(keys.ip(ip), THROTTLE.windowMs, -1),
+      ...(device === undefined ? [] : [this.#hot.increment(keys.device(device), THROTTLE.windowMs, -1)]),
+      ...(verdict.countedForAccount === true ? [this.#hot.increment(keys.account(account), THROTTLE.windowMs, -1)] : []),
+    ]);
+  }
+
+  /** The same for a second-factor check whose account could not be read: no code was compared. */
+  async secondFactorNotChecked(userId: string): Promise<void> {
+    await this.#hot.increment(keys.secondFactor(userId), THROTTLE.secondFactorWindowMs, -1);
   }
 
   /**

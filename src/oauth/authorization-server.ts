@@ -8,10 +8,10 @@ import type { Config } from '../config/index.ts';
 import { freshFor, type DomainEvents, type EventSubscriptions } from '../events/index.ts';
 import type { HookChains } from '../hooks/index.ts';
 import type { Identity, UserDirectory } from '../identity/index.ts';
-import type { Clock, Stores } from '../store/index.ts';
+import type { Clock, OutboxDelivery, Stores } from '../store/index.ts';
 import type { KeyVault } from '../crypto/index.ts';
 import type { Keyring } from '../tokens/index.ts';
-import { AccessTokens, REVOCATION_RECHECK_MS } from './access-tokens.ts';
+import { AccessTokens, MAX_INSTANCE_SKEW_SECONDS, REVOCATION_RECHECK_MS } from './access-tokens.ts';
 import { Authorizer } from './authorization/authorizer.ts';
 import { AuthorizationCodes } from './authorization/codes.ts';
 import { Consents } from './authorization/consents.ts';
@@ -25,6 +25,7 @@ import { authorizationServerMetadata, ENDPOINT_PATHS, endpointUrl, openIdProvide
 import { IdTokens } from './id-tokens.ts';
 import { IntrospectionEndpoint } from './introspection.ts';
 import { LogoutService } from './logout.ts';
+import { BACKCHANNEL_LOGOUT_TOPIC, backchannelLogoutDeliverer } from './backchannel-logout.ts';
 import { ParEndpoint } from './par.ts';
 import { RefreshTokens } from './refresh-tokens.ts';
 import { RegistrationEndpoint } from './registration.ts';
@@ -118,6 +119,8 @@ export interface AuthorizationServer {
   readonly dpop: DpopVerifier;
   readonly registration: RegistrationEndpoint;
   readonly logout: LogoutService;
+  /** Outbox deliverers by topic: back-channel logout tokens (the outbox worker runs them). */
+  readonly deliverers: Readonly<Record<string, (message: OutboxDelivery, signal: AbortSignal) => Promise<void>>>;
   /** RFC 8414 metadata as JSON text (built once). */
   readonly metadata: string;
   /** OpenID Connect Discovery metadata as JSON text. */
@@ -144,6 +147,8 @@ export function createAuthorizationServer(options: {
   failures?: FailureAggregator;
   /** Reports what the person never sees: a back-channel logout that could not be delivered. */
   warn?: (message: string, detail: Record<string, unknown>) => void;
+  /** Wakes the outbox worker after a sign-out queued back-channel logouts. */
+  kickOutbox?: () => void;
   /** The server's chains (registration.before, consent.before, token.claims, userinfo.claims); the built-ins alone when absent. */
   hooks?: HookChains;
 }): AuthorizationServer {
@@ -234,13 +239,24 @@ export function createAuthorizationServer(options: {
     accessTokens,
     refreshTokens,
     hot: stores.hot,
+    durable: stores.durable,
+    ...(options.kickOutbox !== undefined && { kickOutbox: options.kickOutbox }),
     events,
     clock,
     issuer,
     sessionLifetimeMs: config.identity.sessionAbsoluteTimeoutMs,
-    allowPrivateNetworks: config.oauth.backchannelLogoutPrivateNetworks,
-    onDeliveryFailure: (clientId, reason) => options.warn?.('back-channel logout not delivered', { clientId, reason }),
   });
+  const deliverers = {
+    [BACKCHANNEL_LOGOUT_TOPIC]: backchannelLogoutDeliverer({
+      clients,
+      keyring,
+      issuer,
+      clock,
+      allowPrivateNetworks: config.oauth.backchannelLogoutPrivateNetworks,
+      giveUpAfterMs: config.identity.sessionAbsoluteTimeoutMs,
+      onDeliveryFailure: (clientId, reason) => options.warn?.('back-channel logout not delivered', { clientId, reason }),
+    }),
+  };
   const registrationEnabled = config.oauth.registration !== 'off';
   // API scopes are not advertised (RFC 8414 section 2: servers MAY leave
   // scopes out): resources come and go at run time, the metadata is fixed.
@@ -257,6 +273,7 @@ export function createAuthorizationServer(options: {
     resources,
     authorizer: new Authorizer({ clients, codes, consents, recipients, pushed, hot: stores.hot, clock, issuer, sessions: logout, targets, keyring, hooks }),
     logout,
+    deliverers,
     token: new TokenEndpoint({ clientAuthenticator, services }),
     par: new ParEndpoint({ clientAuthenticator, pushed, targets }),
     introspection: new IntrospectionEndpoint({ clientAuthenticator, accessTokens, refreshTokens, targets, claimValues }),
@@ -267,7 +284,8 @@ export function createAuthorizationServer(options: {
       users: { claims: claimValues },
       hooks,
     }),
-    dpop: new DpopVerifier({ hot: stores.hot, clock, nonceKey: options.vault.derive('dpop-nonces'), requireNonce: config.oauth.dpopRequireNonce }),
+    // Issue 16: a client with the right time is not refused by an instance whose clock is off by up to the deployment's skew.
+    dpop: new DpopVerifier({ hot: stores.hot, clock, nonceKey: options.vault.derive('dpop-nonces'), requireNonce: config.oauth.dpopRequireNonce, clockSkewSeconds: MAX_INSTANCE_SKEW_SECONDS }),
     registration: new RegistrationEndpoint({
       clients,
       policy: config.oauth.registration,

@@ -29,8 +29,8 @@ export const DPOP_ALGORITHMS: readonly string[] = algorithmsFor('dpop');
 /** RFC 9449 section 4.2: the `typ` header of a DPoP proof. */
 const DPOP_TYPE = 'dpop+jwt';
 
-/** How far in the future `iat` may be (seconds): client clocks run a little fast. */
-const FUTURE_SKEW_SECONDS = 5;
+/** The default clock skew allowed (seconds): client clocks run a little fast. */
+const DEFAULT_CLOCK_SKEW_SECONDS = 5;
 
 /** RFC 9449 section 4.2 asks for at least 96 bits of entropy in `jti`; 256 characters bounds what a client can make us hash and store. */
 const MAX_JTI_LENGTH = 256;
@@ -90,6 +90,15 @@ export interface DpopVerifierOptions {
   readonly requireNonce: boolean;
   /** How old a proof may be, by its `iat` (seconds, default 300). */
   readonly maxAgeSeconds?: number;
+  /**
+   * How far this server's clock may be from the client's and from the other
+   * instances' (seconds, default 5): `iat` is accepted within
+   * [now - maxAge - skew, now + skew], and a nonce another instance minted
+   * within the skew of a window's edge is accepted too. The authorization
+   * server allows its instances' skew (MAX_INSTANCE_SKEW_SECONDS), so that a
+   * client with the right time is not refused by an instance 5 minutes off.
+   */
+  readonly clockSkewSeconds?: number;
   /** The nonce window (seconds, default 300): a nonce is accepted for one to two of these. */
   readonly nonceLifetimeSeconds?: number;
 }
@@ -193,7 +202,7 @@ function equalStrings(a: string, b: string): boolean {
  * htm, htu, iat and ath. Item 12's other half, that the access token is
  * bound to this key (cnf.jkt equals the returned jkt), is the caller's.
  */
-function checkClaims(claims: JsonObject, context: DpopProofContext, nowMs: number, maxAgeSeconds: number): string {
+function checkClaims(claims: JsonObject, context: DpopProofContext, nowMs: number, window: { readonly maxAgeSeconds: number; readonly skewSeconds: number }): string {
   const jti = claims['jti'];
   // Section 4.2: jti is a unique identifier for the proof, needed for replay detection (section 11.1).
   if (typeof jti !== 'string' || jti === '') throw invalid('the DPoP proof must carry a jti');
@@ -208,11 +217,11 @@ function checkClaims(claims: JsonObject, context: DpopProofContext, nowMs: numbe
     throw invalid('the DPoP proof htu does not match the request URI');
   }
 
-  // Item 11: issued within an acceptable window (section 11.1).
+  // Item 11: issued within an acceptable window (section 11.1: the server picks it, allowing for clock skew).
   const iat = claims['iat'];
   if (typeof iat !== 'number' || !Number.isFinite(iat)) throw invalid('the DPoP proof must carry a numeric iat');
-  if (iat * 1000 < nowMs - maxAgeSeconds * 1000) throw invalid('the DPoP proof is too old (iat); make a fresh proof for each request');
-  if (iat * 1000 > nowMs + FUTURE_SKEW_SECONDS * 1000) throw invalid('the DPoP proof iat is in the future; check the client clock');
+  if (iat * 1000 < nowMs - (window.maxAgeSeconds + window.skewSeconds) * 1000) throw invalid('the DPoP proof is too old (iat); make a fresh proof for each request');
+  if (iat * 1000 > nowMs + window.skewSeconds * 1000) throw invalid('the DPoP proof iat is in the future; check the client clock');
 
   // Item 12: bound to the access token it accompanies (section 4.2 ath, section 7.1).
   if (context.accessToken !== undefined) {
@@ -235,6 +244,7 @@ export class DpopVerifier {
   readonly #nonceKey: Buffer;
   readonly #requireNonce: boolean;
   readonly #maxAgeSeconds: number;
+  readonly #skewSeconds: number;
   readonly #nonceWindowMs: number;
 
   constructor(options: DpopVerifierOptions) {
@@ -244,6 +254,7 @@ export class DpopVerifier {
     this.#nonceKey = Buffer.from(options.nonceKey);
     this.#requireNonce = options.requireNonce;
     this.#maxAgeSeconds = positiveInteger('maxAgeSeconds', options.maxAgeSeconds ?? 300);
+    this.#skewSeconds = positiveInteger('clockSkewSeconds', options.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS);
     this.#nonceWindowMs = positiveInteger('nonceLifetimeSeconds', options.nonceLifetimeSeconds ?? 300) * 1000;
   }
 
@@ -257,7 +268,7 @@ export class DpopVerifier {
     const now = this.#clock();
     const { proof, header, claims } = decodeProof(singleProof(headerValue));
     const jwk = checkHeader(header);
-    const jti = checkClaims(claims, context, now, this.#maxAgeSeconds);
+    const jti = checkClaims(claims, context, now, { maxAgeSeconds: this.#maxAgeSeconds, skewSeconds: this.#skewSeconds });
     this.#checkNonce(claims['nonce'], now);
     await this.#checkSignature(proof, now);
     const jkt = await calculateJwkThumbprint(jwk, 'sha256');
@@ -303,8 +314,10 @@ export class DpopVerifier {
     if (bytes.length !== NONCE_COUNTER_BYTES + NONCE_MAC_BYTES) return false;
     const counter = bytes.subarray(0, NONCE_COUNTER_BYTES);
     const window = counter.readBigUInt64BE();
-    const current = this.#window(nowMs);
-    if (window !== current && window !== current - 1n) return false;
+    // Accepted in its own window and the next, as this instance's clock sees
+    // them give or take the skew: an instance a little ahead may have minted it.
+    const skewMs = this.#skewSeconds * 1000;
+    if (window < this.#window(nowMs - skewMs) - 1n || window > this.#window(nowMs + skewMs)) return false;
     return timingSafeEqual(bytes.subarray(NONCE_COUNTER_BYTES), this.#nonceMac(counter));
   }
 
@@ -315,7 +328,7 @@ export class DpopVerifier {
         algorithms: [...DPOP_ALGORITHMS],
         typ: DPOP_TYPE,
         currentDate: new Date(nowMs),
-        clockTolerance: FUTURE_SKEW_SECONDS,
+        clockTolerance: this.#skewSeconds,
       });
     } catch (error) {
       if (error instanceof joseErrors.JWSSignatureVerificationFailed) throw invalid('the DPoP proof signature does not verify with its jwk');
@@ -327,14 +340,16 @@ export class DpopVerifier {
 
   /**
    * Section 11.1: a proof is accepted once. The key is remembered for as long
-   * as its `iat` could still pass the window check: a proof first accepted at
-   * t has iat >= t - skew, so it stops passing by t + skew + maxAge.
+   * as its `iat` could still pass the window check at any instance: a proof
+   * first accepted at t (by a clock up to `skew` behind the hot store's time)
+   * has iat >= t - 2 skew in that time, and stops passing everywhere (clocks
+   * up to `skew` ahead) by iat + maxAge + 2 skew <= t + maxAge + 4 skew.
    * setIfAbsent is atomic across every instance sharing the hot store.
    */
   async #checkReplay(jkt: string, jti: string): Promise<void> {
     // jkt is base64url, so '.' separates the two unambiguously; hashing bounds the key length.
     const key = `${REPLAY_KEY_PREFIX}${base64urlSha256(`${jkt}.${jti}`)}`;
-    const ttlMs = (this.#maxAgeSeconds + FUTURE_SKEW_SECONDS + 1) * 1000;
+    const ttlMs = (this.#maxAgeSeconds + 4 * this.#skewSeconds + 1) * 1000;
     if (!(await this.#hot.setIfAbsent(key, '1', ttlMs))) throw invalid('the DPoP proof has already been used; make a fresh proof for each request');
   }
 }

@@ -19,5 +19,6 @@ export { pickClientMetadata, redirectUriProblem, usesClientSecret } from './clie
 export { DpopVerifier, DPOP_ALGORITHMS } from './dpop.ts';
 export { certificateThumbprint, type ClientCertificate } from './mtls.ts';
 export { LogoutRequestError, LogoutService, type LogoutRequest } from './logout.ts';
+export { BACKCHANNEL_LOGOUT_TOPIC, backchannelLogoutKey, type BackchannelLogoutPayload } from './backchannel-logout.ts';
 export { ResourceRegistry, ResourceRegistryError, RESOURCE_TOKEN_ALGORITHMS, resourceUriProblem, type ResourceServer } from './resources.ts';
 export { RefreshGrantSchema } from './refresh-tokens.ts';

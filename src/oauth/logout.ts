@@ -9,18 +9,18 @@
  *   their `sid` (a denylist entry that outlives them), refresh token
  *   families bound to it;
  * - Back-Channel Logout 1.0: every client the session signed in to that
- *   registered a `backchannel_logout_uri` gets a signed logout token.
+ *   registered a `backchannel_logout_uri` gets a signed logout token,
+ *   through the outbox (backchannel-logout.ts).
  */
 import type { DomainEvents } from '../events/index.ts';
-import type { Clock, HotStore } from '../store/index.ts';
-import { signJwt, type Keyring } from '../tokens/index.ts';
-import { randomBytes } from 'node:crypto';
+import type { Clock, DurableStore, HotStore } from '../store/index.ts';
+import type { Keyring } from '../tokens/index.ts';
 import type { AccessTokens } from './access-tokens.ts';
 import { isApproved, type ClientRegistry, type OAuthClient } from './clients.ts';
 import type { RefreshTokens } from './refresh-tokens.ts';
 import { readIdTokenHint } from './id-token-hint.ts';
-import { OutboundAddressError, postForm } from '../net/index.ts';
 import { sessionIdClaim } from './user-tokens.ts';
+import { BACKCHANNEL_LOGOUT_TOPIC, backchannelLogoutKey, type BackchannelLogoutPayload } from './backchannel-logout.ts';
 
 /** A checked logout request: where to send the person afterwards, if anywhere. */
 export interface LogoutRequest {
@@ -41,10 +41,6 @@ export interface LogoutRequest {
   readonly params: Readonly<Record<string, string>>;
 }
 
-/** Back-Channel Logout section 2.4: the one event a logout token carries. */
-const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
-const LOGOUT_TOKEN_TTL_SECONDS = 120;
-const DELIVERY_TIMEOUT_MS = 5000;
 const sessionClientsKey = (handle: string) => `oauth:session-clients:${handle}`;
 const MAX_CLIENTS_PER_SESSION = 100;
 const LOGOUT_PARAMS = ['id_token_hint', 'client_id', 'post_logout_redirect_uri', 'state'];
@@ -59,15 +55,15 @@ export interface LogoutOptions {
   readonly accessTokens: AccessTokens;
   readonly refreshTokens: RefreshTokens;
   readonly hot: HotStore;
+  /** Where the logout messages are committed, in the outbox. */
+  readonly durable: Pick<DurableStore, 'transaction'>;
+  /** Wakes the outbox worker after a commit (absent where none runs: the next serve delivers). */
+  readonly kickOutbox?: () => void;
   readonly events: DomainEvents;
   readonly clock: Clock;
   readonly issuer: string;
   /** How long a session's client list is kept: as long as the longest session. */
   readonly sessionLifetimeMs: number;
-  /** Back-channel logout may reach loopback and private addresses (development); else only public ones. */
-  readonly allowPrivateNetworks: boolean;
-  /** Reports a back-channel delivery that failed (the person is signed out regardless). */
-  readonly onDeliveryFailure: (clientId: string, reason: string) => void;
 }
 
 export class LogoutService {
@@ -119,9 +115,13 @@ export class LogoutService {
 
   /**
    * The session ended (sign-out): its access tokens and refresh tokens end
-   * with it, and the clients it signed in to are told.
+   * with it, and a logout message for each client it signed in to is
+   * committed to the outbox before this resolves. The session's client list
+   * is dropped only after that commit, so a sign-out retried after a
+   * failure queues the same messages again (the same keys: nothing twice).
+   * Resolves with how many messages were newly queued.
    */
-  async sessionEnded(session: { userId: string; sessionHandle: string }, audit: { requestId?: string; ip?: string }): Promise<{ notified: number; failed: number }> {
+  async sessionEnded(session: { userId: string; sessionHandle: string }, audit: { requestId?: string; ip?: string }): Promise<{ queued: number }> {
     const { accessTokens, refreshTokens, hot } = this.#options;
     const sid = sessionIdClaim(session.sessionHandle);
     await accessTokens.revokeSid(sid);
@@ -133,48 +133,28 @@ export class LogoutService {
       if (revoked !== null) families += 1;
     }
     const members = await hot.boundedSetMembers(sessionClientsKey(session.sessionHandle));
-    await hot.delete(sessionClientsKey(session.sessionHandle));
     const clients = (await Promise.all(members.map((member) => this.#options.clients.get(member.member)))).filter((client): client is OAuthClient => client?.backchannel_logout_uri !== undefined);
-    const results = await Promise.all(clients.map((client) => this.#notify(client, session.userId, sid)));
-    const failed = results.filter((ok) => !ok).length;
+    let queued = 0;
+    if (clients.length > 0) {
+      queued = await this.#options.durable.transaction(async (tx) => {
+        let added = 0;
+        for (const client of clients) {
+          const payload: BackchannelLogoutPayload = { clientId: client.client_id, sub: session.userId, sid };
+          if ((await tx.outbox.add({ topic: BACKCHANNEL_LOGOUT_TOPIC, payload, idempotencyKey: backchannelLogoutKey(sid, client.client_id) })).added) added += 1;
+        }
+        return added;
+      });
+      this.#options.kickOutbox?.();
+    }
+    await hot.delete(sessionClientsKey(session.sessionHandle));
     await this.#options.events.emit({
       type: 'token.revoked',
       outcome: 'success',
       actorUserId: session.userId,
       ...audit,
-      detail: { kind: 'session', reason: 'logout', families, backchannelNotified: clients.length - failed, backchannelFailed: failed },
+      detail: { kind: 'session', reason: 'logout', families, backchannelQueued: queued },
     });
-    return { notified: clients.length - failed, failed };
-  }
-
-  /** Back-Channel Logout section 2.4 and 2.5: a signed logout token, POSTed as a form. */
-  async #notify(client: OAuthClient, userId: string, sid: string): Promise<boolean> {
-    const iat = Math.floor(this.#options.clock() / 1000);
-    const token = signJwt(
-      this.#options.keyring.signingKey(client.id_token_signed_response_alg),
-      {
-        iss: this.#options.issuer,
-        aud: client.client_id,
-        iat,
-        exp: iat + LOGOUT_TOKEN_TTL_SECONDS,
-        jti: randomBytes(16).toString('base64url'),
-        sub: userId,
-        // Section 2.4: sub and sid both, so a client can end one session or every one of the user's.
-        sid,
-        events: { [BACKCHANNEL_EVENT]: {} },
-      },
-      { typ: 'logout+jwt' },
-    );
-    try {
-      // Section 2.5: a form POST, no redirects followed; a slow client does not hold the sign-out.
-      const status = await postForm(client.backchannel_logout_uri!, { logout_token: token }, { publicOnly: !this.#options.allowPrivateNetworks, timeoutMs: DELIVERY_TIMEOUT_MS });
-      if (status === 200 || status === 204) return true;
-      this.#options.onDeliveryFailure(client.client_id, `HTTP ${status}`);
-      return false;
-    } catch (error) {
-      this.#options.onDeliveryFailure(client.client_id, error instanceof OutboundAddressError ? 'refused: not a public address' : error instanceof Error ? error.message.slice(0, 80) : 'error');
-      return false;
-    }
+    return { queued };
   }
 }
 

@@ -75,9 +75,12 @@ export type ResourceRegistryErrorCode = 'invalid' | 'exists' | 'scope_taken' | '
 export class ResourceRegistryError extends Error {
   override readonly name = 'ResourceRegistryError';
   readonly code: ResourceRegistryErrorCode;
-  constructor(code: ResourceRegistryErrorCode, message: string) {
+  /** For `scope_taken`: the resource URI the scope's claim names (its resource may still be being written). */
+  readonly claimedBy: string | undefined;
+  constructor(code: ResourceRegistryErrorCode, message: string, claimedBy?: string) {
     super(message);
     this.code = code;
+    this.claimedBy = claimedBy;
   }
 }
 
@@ -157,7 +160,7 @@ export class ResourceRegistry {
       if (!(await this.#scopeClaims.create(scope, { uri: input.uri }))) {
         await this.#release(claimed, input.uri);
         const owner = (await this.#scopeClaims.get(scope))?.data.uri;
-        throw new ResourceRegistryError('scope_taken', `scope ${scope} already belongs to resource ${owner ?? '(another resource)'}; scope names are unique across resources`);
+        throw new ResourceRegistryError('scope_taken', `scope ${scope} already belongs to resource ${owner ?? '(another resource)'}; scope names are unique across resources`, owner);
       }
       claimed.push(scope);
     }

@@ -12,7 +12,7 @@ import type { EventHub } from '../events/index.ts';
 import { HookChains, PLUGIN_HOST_HANDLER, PluginSlot, bundledChainSource, parseChainFile } from '../hooks/index.ts';
 import { PluginHost, PluginRegistry, pluginHostSettings, pluginProtectedPaths } from '../plugins/index.ts';
 import { IDENTITY_HOOKS, createIdentity } from '../identity/index.ts';
-import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, createAuthorizationServer, isApproved } from '../oauth/index.ts';
+import { ClientRegistry, OAUTH_HOOKS, ResourceRegistry, ResourceRegistryError, createAuthorizationServer, isApproved } from '../oauth/index.ts';
 import { Keyring, keyringPolicy } from '../tokens/index.ts';
 import { CertificateAuthority, EnrolmentTokens, caSettings } from '../pki/index.ts';
 import { createPrivacyPreferences } from '../privacy/index.ts';
@@ -281,6 +281,7 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
           vault: services.get('vault'),
           clock,
           failures: services.get('failures'),
+          kickOutbox: () => kickOutbox?.(),
           ...(profile.hooks && { hooks: services.get('hooks') }),
           ...(logger !== undefined && { warn: (message: string, detail: Record<string, unknown>) => logger.warn(detail, message) }),
         });
@@ -412,14 +413,14 @@ export function portcullisServices(settings: ServiceSettings): ServiceTable<Port
     },
     {
       name: 'outbox',
-      needs: ['stores', 'signals', 'erasure', ...maintenance],
+      needs: ['stores', 'oauth', 'signals', 'erasure', ...maintenance],
       // Only where background work runs: one-shot commands never deliver.
       start: (services) => {
         if (!profile.maintenance) return undefined;
         const { transmitter } = services.get('signals');
         const worker = startOutboxWorker({
           outbox: services.get('stores').durable.outbox,
-          deliverers: { ...settings.outbox, ...services.get('erasure').deliverers, [SIGNALS_TOPIC]: (message) => transmitter.appendFromOutbox(message) },
+          deliverers: { ...settings.outbox, ...services.get('oauth').deliverers, ...services.get('erasure').deliverers, [SIGNALS_TOPIC]: (message) => transmitter.appendFromOutbox(message) },
           clock,
           onError: reporter(services, 'outbox delivery failed'),
           ...(services.get('telemetry').tracing !== undefined && { tracer: services.get('telemetry').tracing!.tracer }),
@@ -545,8 +546,19 @@ export async function ensureSignalsResource(resources: Pick<ResourceRegistry, 'g
   try {
     await resources.create({ uri, scopes: [SSF_STREAM_SCOPE] }, { actor: 'system' });
   } catch (error) {
-    // Another instance made it at the same moment (two servers starting on one fresh database): read again past the cache.
-    resources.forget(uri, [SSF_STREAM_SCOPE]);
-    if ((await resources.get(uri)) === null) throw error;
+    // Another instance is making it at the same moment (two servers starting on one fresh
+    // database): it claimed the scope for this URI first and writes the resource right after.
+    // Read again past the cache until it is there.
+    const deadline = performance.now() + SIGNALS_RESOURCE_WAIT_MS;
+    const madeElsewhere = error instanceof ResourceRegistryError && (error.code === 'exists' || error.claimedBy === uri);
+    for (;;) {
+      resources.forget(uri, [SSF_STREAM_SCOPE]);
+      if ((await resources.get(uri)) !== null) return;
+      if (!madeElsewhere || performance.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   }
 }
+
+/** How long a starting instance waits for another one's creation of the signals resource. */
+const SIGNALS_RESOURCE_WAIT_MS = 5000;

@@ -9,6 +9,7 @@ import { FailureAggregator, decodeEntry, type AggregatedFailure, type AuditEntry
 import type { DomainEvent } from '../../src/events/index.ts';
 import { openMemoryHotStore } from '../../src/store/memory/hot-store.ts';
 import { ManualClock } from '../support/clock.ts';
+import { failingWhile } from '../support/outage.ts';
 import { startTestServer, testBackends } from '../support/server.ts';
 
 const ADMIN_TOKEN = 'admin-token-for-the-flooding-test-0123456789';
@@ -50,6 +51,34 @@ describe('security review 11: failure aggregation', () => {
     assert.equal(recorded.length, 0);
     clock.advance(60_000);
     assert.equal(await instances[0]!.countFor('client.auth.failed', 'client-a'), 0);
+    await hot.close();
+  });
+
+  it('keeps counting in the process while the hot store is unavailable, adds those counts to the shared ones after, and fails closed when its table is full', async () => {
+    const hot = openMemoryHotStore();
+    let down = false;
+    // The hot store as the breaker presents it during an outage: every call fails at once.
+    const flaky = failingWhile(hot, () => down);
+    const recorded: AggregatedFailure[] = [];
+    const events = { emit: async (event: DomainEvent) => void recorded.push(event as AggregatedFailure) };
+    const clock = new ManualClock();
+    const failures = new FailureAggregator({ events, hot: flaky, clock: clock.now, maxLocalCounters: 3 });
+    const failure = (ip: string) => failures.record({ type: 'client.auth.failed', outcome: 'denied', ip });
+    for (let i = 0; i < 4; i++) await failure('192.0.2.1');
+    down = true;
+    for (let i = 0; i < 6; i++) await failure('192.0.2.1');
+    assert.equal(await failures.count('client.auth.failed', '192.0.2.1'), 6, 'while it is down: what this process counted');
+    assert.equal(await failures.tally('client.auth.failed', 'client-a'), 1);
+    assert.equal(await failures.countFor('client.auth.failed', 'client-a'), 1);
+    assert.deepEqual(recorded.map((event) => event.detail?.['count']), [1, 1], 'the ledger still gets its entries (1 shared, then 1 in the process)');
+    // Three live counters fill the table: a new network reads as over every limit rather than uncounted.
+    await failure('198.51.100.1');
+    assert.equal(await failures.count('client.auth.failed', '203.0.113.1'), Number.POSITIVE_INFINITY);
+    down = false;
+    assert.equal(await failures.count('client.auth.failed', '192.0.2.1'), 10, 'back: the shared count and the outage\'s');
+    clock.advance(120_000);
+    assert.equal(await failures.count('client.auth.failed', '192.0.2.1'), 0, 'both end with their window');
+    assert.equal(await failures.count('client.auth.failed', '203.0.113.1'), 0, 'and the table has room again');
     await hot.close();
   });
 

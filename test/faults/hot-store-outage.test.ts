@@ -9,14 +9,19 @@
  * `active: true` without it); `/readyz` says 503; the `portcullis_store_up`
  * gauge of the hot store is 0; exactly one error line says the store went
  * down, and no refused request logs an error or a stack of its own. A
- * token request fails closed too (its client authentication's throttle is
- * in the hot store); the JWKS and discovery documents still answer.
+ * client_credentials token with a client secret is still issued (it needs
+ * no revocation or replay check), and the client-authentication throttle
+ * keeps counting wrong secrets in the process: the 100th in the minute
+ * from one network is refused with 429, and so is the right secret from
+ * there after it; sign-in is refused (503) and leaves no session; the JWKS
+ * and discovery documents still answer.
  * When it is back: exactly one info line, the gauge 1, and introspection
  * answers 200 again, without a restart.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { BrowserlessClient, csrfField } from '../support/browserless-client.ts';
+import { CLIENT_AUTH_FAILURES_PER_MINUTE } from '../../src/oauth/client-auth.ts';
 import { registerClient, type RegisteredClient } from '../support/oauth-flow.ts';
 import { clientPost } from '../support/privacy-deployment.ts';
 import { startOwnRedis, type OwnRedis } from '../support/redis-server.ts';
@@ -72,6 +77,9 @@ function load(url: string, client: RegisteredClient, token: string) {
   };
 }
 
+/** A network of its own for the secret guesser, so the throttle it trips does not touch the load's. */
+const GUESSER_NETWORK = '203.0.113.9';
+
 async function storeUp(server: TestServer): Promise<string | undefined> {
   const text = await server.running.runtime.get('telemetry').metrics.render();
   return /^portcullis_store_up\{store="hot"\} (\d)$/m.exec(text)?.[1];
@@ -88,7 +96,7 @@ describe('the hot store (Redis) killed under load, then back', () => {
 
   before(async () => {
     redis = await startOwnRedis();
-    server = await startTestServer({ env: { PORTCULLIS_REDIS_URL: redis.url, PORTCULLIS_REDIS_KEY_PREFIX: 'faults:' } });
+    server = await startTestServer({ env: { PORTCULLIS_REDIS_URL: redis.url, PORTCULLIS_REDIS_KEY_PREFIX: 'faults:', PORTCULLIS_TRUST_PROXY: '127.0.0.1' } });
     client = await registerClient(server, { client_name: 'Fault probe', grant_types: ['client_credentials'], token_endpoint_auth_method: 'client_secret_basic', scope: 'openid' });
     const issued = await clientPost(server.url, '/token', client, { grant_type: 'client_credentials' });
     assert.equal(issued.status, 200, JSON.stringify(issued.body));
@@ -131,6 +139,15 @@ describe('the hot store (Redis) killed under load, then back', () => {
     assert.ok(!server.logs.text.includes('"stack"'), 'no stack in the log');
   });
 
+  const tokenFrom = async (ip: string, secret: string) => {
+    const response = await fetch(`${server.url}/token`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`${encodeURIComponent(client.clientId)}:${encodeURIComponent(secret)}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': ip },
+      body: new URLSearchParams({ grant_type: 'client_credentials' }).toString(),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+
   /** Kills the store under `traffic`, waits for the breaker, starts it again, waits for recovery. */
   async function outage(traffic: ReturnType<typeof load>): Promise<void> {
     await traffic.until('before', 20);
@@ -146,10 +163,17 @@ describe('the hot store (Redis) killed under load, then back', () => {
     assert.equal(await storeUp(server), '0', 'the gauge says the hot store is down');
     const ready = await fetch(`${server.url}/readyz`);
     assert.equal(ready.status, 503);
-    // Every client authentication reads its throttle in the hot store: a token request fails closed too, rather
-    // than let secrets be guessed without a count while the store is away.
-    const issued = await clientPost(server.url, '/token', client, { grant_type: 'client_credentials' });
-    assert.deepEqual([issued.status, issued.body['error']], [503, 'temporarily_unavailable'], 'client authentication without its throttle is refused');
+    // Token issuance that needs no hot-store state goes on; its client authentication is still throttled.
+    const issued = await tokenFrom(GUESSER_NETWORK, client.clientSecret!);
+    assert.equal(issued.status, 200, `a client_credentials token while the hot store is down: ${JSON.stringify(issued.body)}`);
+    assert.equal((await introspect(server.url, client, issued.body['access_token'] as string)).status, 503, 'checking it needs the revocation list: refused');
+    const guesses: number[] = [];
+    for (let guess = 0; guess < CLIENT_AUTH_FAILURES_PER_MINUTE + 1; guess += 1) guesses.push((await tokenFrom(GUESSER_NETWORK, `wrong-${guess}`)).status);
+    // The window is a wall-clock minute: a guess loop that crosses its edge starts counting again.
+    const refusedAt = guesses.indexOf(429);
+    assert.ok(guesses.slice(0, refusedAt === -1 ? undefined : refusedAt).every((status) => status === 401), `wrong secrets are 401 until the throttle refuses: ${guesses.join(',')}`);
+    if (refusedAt !== -1 && (await tokenFrom(GUESSER_NETWORK, client.clientSecret!)).status !== 429) assert.fail('after the limit, the right secret from that network is refused too');
+    assert.ok(refusedAt === CLIENT_AUTH_FAILURES_PER_MINUTE || guesses.filter((status) => status === 401).length >= CLIENT_AUTH_FAILURES_PER_MINUTE, 'refused at the 101st guess in one window');
     // Sign-in without the hot store: refused, and no session is left that could not be ended.
     const refusedSignIn = await signInBrowser.post('/login', { _csrf: signInCsrf, email: person.email, password: PASSWORD });
     assert.equal(refusedSignIn.status, 503, `sign-in without the hot store: ${refusedSignIn.status}`);

@@ -14,7 +14,10 @@ import { SessionManager } from '../../src/identity/sessions.ts';
 import { LoginThrottle } from '../../src/identity/throttle.ts';
 import { DeviceCookies } from '../../src/identity/device-cookies.ts';
 import { UserDirectory } from '../../src/identity/users.ts';
+import { THROTTLE } from '../../src/identity/throttle.ts';
+import { StoreUnavailableError } from '../../src/store/index.ts';
 import { openMemoryHotStore } from '../../src/store/memory/hot-store.ts';
+import { failingWhile } from '../support/outage.ts';
 import { durableDrivers, type DurableFixture } from '../store/drivers.ts';
 
 const PASSWORD = 'correct horse battery staple';
@@ -42,10 +45,12 @@ describe('password hashes are upgraded at sign-in', () => {
     await fixture.close();
   });
 
-  const accountsWith = (parameters: typeof OLD) => {
+  const accountsWith = (parameters: typeof OLD, outage?: { readonly durableDown: () => boolean }) => {
     const hot = openMemoryHotStore();
+    // The durable store as its breaker presents it during an outage: every call fails at once.
+    const records = outage === undefined ? fixture.store.records : failingWhile(fixture.store.records, outage.durableDown);
     return new Accounts({
-      users: new UserDirectory(fixture.store.records),
+      users: new UserDirectory(records),
       transaction: (fn) => fixture.store.transaction(fn),
       hasher: new PasswordHasher(parameters),
       sessions: new SessionManager({ hot, clock: () => Date.now(), policy: { idleTimeoutMs: 60_000, absoluteTimeoutMs: 600_000, renewIntervalMs: 1_000, maxPerUser: 10 } }),
@@ -74,6 +79,22 @@ describe('password hashes are upgraded at sign-in', () => {
     const entries = (await ledger.entries(sizeBefore, sizeAfter)).map((row) => decodeEntry(row.entry));
     const aggregated = entries.filter((entry) => entry.detail?.['reason'] === 'throttled');
     assert.ok(aggregated.length >= 3 && aggregated.every((entry) => entry.detail?.['aggregated'] === true && typeof entry.detail?.['count'] === 'number'));
+  });
+
+  it('issue 16: sign-ins refused because the account could not be read are given back to the throttle; checked ones never are', async () => {
+    let down = false;
+    const accounts = accountsWith(OLD, { durableDown: () => down });
+    await accounts.createUser('outage@example.com', PASSWORD, { actor: 'test' });
+    down = true;
+    for (let attempt = 0; attempt <= THROTTLE.pairLimit + 1; attempt++) {
+      await assert.rejects(accounts.login('outage@example.com', PASSWORD, { ip: '198.51.100.9' }), StoreUnavailableError);
+    }
+    down = false;
+    assert.equal((await accounts.login('outage@example.com', PASSWORD, { ip: '198.51.100.9' })).outcome, 'ok', 'the person is not locked out by the outage');
+    // The negative: wrong passwords that were checked count, and the pair locks at its limit.
+    const outcomes: string[] = [];
+    for (let attempt = 0; attempt <= THROTTLE.pairLimit; attempt++) outcomes.push((await accounts.login('outage@example.com', `wrong ${attempt}`, { ip: '198.51.100.10' })).outcome);
+    assert.deepEqual(outcomes, ['invalid', 'invalid', 'invalid', 'invalid', 'invalid', 'throttled']);
   });
 
   it('rehashes with the current parameters after a right password, never after a wrong one', async () => {
@@ -109,3 +130,4 @@ describe('password hashes are upgraded at sign-in', () => {
     assert.equal((await new PasswordHasher(OLD).verify(stored, `a new passphrase number ${winners[0]} of the contest`)).ok, true);
   });
 });
+

@@ -2,7 +2,9 @@
  * Sign-out as OAuth clients see it: RP-initiated logout (OIDC RP-Initiated
  * Logout 1.0) with registered post-logout redirect URIs only, the session's
  * tokens ending with it, and a signed back-channel logout token (OIDC
- * Back-Channel Logout 1.0) delivered to a real HTTP listener.
+ * Back-Channel Logout 1.0) delivered through the outbox to a real HTTP
+ * listener: retried while the client fails, the same jti on every copy,
+ * given up on a 400 (section 2.8).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -43,24 +45,61 @@ async function signInWithTokens(server: TestServer, clientId: string, email: str
 }
 
 
+/**
+ * A client's back-channel logout endpoint: records every body, answers a
+ * logout for a session (by its sid) with the statuses queued for it in
+ * `answers` (200 once they run out, and for any other session), and
+ * resolves `next(sid)` on the arrival of that session's logout.
+ */
+class LogoutReceiver {
+  readonly received: string[] = [];
+  readonly answers = new Map<string, number[]>();
+  readonly #waiters: { readonly sid: string | undefined; readonly resolve: (body: string) => void }[] = [];
+  readonly server = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+    request.on('end', () => {
+      this.received.push(body);
+      const sid = sidOf(body);
+      response.writeHead((sid === undefined ? undefined : this.answers.get(sid)?.shift()) ?? 200).end();
+      for (const waiter of this.#waiters.filter((candidate) => candidate.sid === undefined || candidate.sid === sid)) {
+        this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+        waiter.resolve(body);
+      }
+    });
+  });
+  next(sid?: string): Promise<string> {
+    return new Promise((resolve) => this.#waiters.push({ sid, resolve }));
+  }
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    return (this.server.address() as { port: number }).port;
+  }
+  close(): Promise<unknown> {
+    return new Promise((resolve) => this.server.close(resolve));
+  }
+}
+
+function sidOf(body: string): string | undefined {
+  try {
+    const sid = decodeJwt(logoutTokenOf(body))['sid'];
+    return typeof sid === 'string' ? sid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const logoutTokenOf = (body: string) => new URLSearchParams(body).get('logout_token')!;
+
 describe('RP-initiated and back-channel logout', () => {
   let server: TestServer;
-  let receiver: Server;
-  const received: string[] = [];
+  const receiver = new LogoutReceiver();
+  const received = receiver.received;
   let clientId: string;
   let email: string;
 
   before(async () => {
-    receiver = createServer((request, response) => {
-      let body = '';
-      request.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
-      request.on('end', () => {
-        received.push(body);
-        response.writeHead(200).end();
-      });
-    });
-    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
-    const port = (receiver.address() as { port: number }).port;
+    const port = await receiver.listen();
     server = await startTestServer({ fixedPort: true });
     email = `bob-${randomBytes(4).toString('hex')}@example.com`;
     await server.running.identity.accounts.createUser(email, PASSWORD, { actor: 'test' });
@@ -81,7 +120,7 @@ describe('RP-initiated and back-channel logout', () => {
   });
   after(async () => {
     await server.close();
-    await new Promise((resolve) => receiver.close(resolve));
+    await receiver.close();
   });
 
   const signedInWithTokens = () => signInWithTokens(server, clientId, email);
@@ -98,7 +137,8 @@ describe('RP-initiated and back-channel logout', () => {
     assert.equal(confirm.status, 200);
     assert.match(confirm.body, /Mail app asks to sign you out/);
     const fields = Object.fromEntries([...confirm.body.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)].map((match) => [match[1]!, match[2]!.replaceAll('&amp;', '&')]));
-    const before = received.length;
+    const sid = decodeJwt(tokens.id_token)['sid'] as string;
+    const delivered = receiver.next(sid);
     const done = await browser.post('/logout', fields);
     assert.equal(done.status, 303);
     assert.equal(done.location, `${AFTER_LOGOUT}?state=bye-1`);
@@ -106,13 +146,13 @@ describe('RP-initiated and back-channel logout', () => {
     assert.equal(await userinfoStatus(tokens.access_token), 401, 'the session\'s access token ended with it');
     assert.equal(await refreshError(tokens.refresh_token), 'invalid_grant', 'and its refresh token');
 
-    assert.equal(received.length, before + 1, 'one back-channel logout delivered');
-    const logoutToken = new URLSearchParams(received.at(-1)).get('logout_token')!;
+    const logoutToken = logoutTokenOf(await delivered);
+    assert.equal(received.filter((body) => sidOf(body) === sid).length, 1, 'one back-channel logout delivered');
     const jwks = createLocalJWKSet((await (await fetch(`${server.url}/jwks`)).json()) as { keys: JWK[] });
     const { payload, protectedHeader } = await jwtVerify(logoutToken, jwks, { issuer: server.running.authorizationServer.issuer, audience: clientId, typ: 'logout+jwt' });
     assert.ok(protectedHeader.alg);
     assert.deepEqual(payload['events'], { 'http://schemas.openid.net/event/backchannel-logout': {} });
-    assert.equal(payload['sid'], decodeJwt(tokens.id_token)['sid']);
+    assert.equal(payload['sid'], sid);
     assert.equal(payload.sub, decodeJwt(tokens.id_token).sub);
     assert.equal(payload['nonce'], undefined, 'a logout token never carries a nonce (section 2.4)');
   });
@@ -155,6 +195,39 @@ describe('RP-initiated and back-channel logout', () => {
     assert.equal((await phone.get('/account')).status, 303, 'the phone is signed out');
     assert.equal(await userinfoStatus(tokens.access_token), 401, 'and its application\'s access token ended');
     assert.equal(await refreshError(tokens.refresh_token), 'invalid_grant', 'and its refresh token');
+  });
+
+  it('retries a client that fails, with one jti on every copy, and queues a session\'s logout once however often it ends', async () => {
+    const { browser, tokens } = await signedInWithTokens();
+    const userId = decodeJwt(tokens.id_token).sub!;
+    const [session] = await server.running.identity.accounts.sessions.list(userId);
+    assert.ok(session);
+    const sid = decodeJwt(tokens.id_token)['sid'] as string;
+    receiver.answers.set(sid, [503]);
+    const failedOnce = server.logs.next(/"reason":"HTTP 503; retried with backoff"/);
+    const first = receiver.next(sid);
+    const account = await browser.get('/account');
+    assert.equal((await browser.post('/logout', { _csrf: csrfField(account.body)! })).status, 200, 'the person is signed out while the client fails');
+    const refused = logoutTokenOf(await first);
+    await failedOnce;
+    const retried = logoutTokenOf(await receiver.next(sid));
+    assert.equal(decodeJwt(retried).jti, decodeJwt(refused).jti, 'a retry is the same logout for the client (section 2.6 jti)');
+    assert.equal(decodeJwt(retried)['sid'], decodeJwt(tokens.id_token)['sid']);
+    // A sign-out retried after a failure between its commit and its clean-up queues nothing new.
+    await server.running.authorizationServer.logout.signedInTo(session.handle, clientId);
+    assert.deepEqual(await server.running.authorizationServer.logout.sessionEnded({ userId, sessionHandle: session.handle }, {}), { queued: 0 });
+  });
+
+  it('gives up on a 400 (section 2.8: the client could not log out with that token) and says so', async () => {
+    const { browser, tokens } = await signedInWithTokens();
+    const sid = decodeJwt(tokens.id_token)['sid'] as string;
+    receiver.answers.set(sid, [400]);
+    const givenUp = server.logs.next(/"reason":"HTTP 400; not retried"/);
+    const refused = receiver.next(sid);
+    const account = await browser.get('/account');
+    assert.equal((await browser.post('/logout', { _csrf: csrfField(account.body)! })).status, 200);
+    await refused;
+    assert.match(await givenUp, /back-channel logout not delivered/);
   });
 
   it('sends a person who is already signed out back to the registered URI when an id_token_hint confirms it, and otherwise only offers a link', async () => {
@@ -209,12 +282,13 @@ describe('back-channel logout in production posture: no private networks', () =>
     const { browser } = await signInWithTokens(server, clientId, email);
     const account = await browser.get('/account');
     const before = await server.running.ledger.size();
+    const refused = server.logs.next(/"reason":"refused: not a public address; not retried"/);
     const done = await browser.post('/logout', { _csrf: csrfField(account.body)! });
     assert.equal(done.status, 200);
-    assert.equal(hits, 0, 'nothing reached the loopback listener');
     const entries = await server.running.stores.durable.auditLog.entries(before, await server.running.ledger.size());
     const revoked = entries.map((row) => decodeEntry(row.entry)).find((entry) => entry.type === 'token.revoked');
-    assert.equal(revoked?.detail?.['backchannelFailed'], 1);
-    assert.match(server.logs.text, /back-channel logout not delivered/);
+    assert.equal(revoked?.detail?.['backchannelQueued'], 1);
+    assert.match(await refused, /back-channel logout not delivered/);
+    assert.equal(hits, 0, 'nothing reached the loopback listener');
   });
 });

@@ -11,7 +11,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { SpanKind } from '@opentelemetry/api';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { join } from 'node:path';
 import { createTracing, tracingRequested } from '../../src/observability/index.ts';
+import { PluginRegistry } from '../../src/plugins/index.ts';
+import { registerClient } from '../support/oauth-flow.ts';
+import { pluginSigner } from '../support/plugin-packages.ts';
+import { clientPost } from '../support/privacy-deployment.ts';
 import { BrowserlessClient, csrfField } from '../support/browserless-client.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
@@ -19,10 +24,11 @@ const PASSWORD = 'correct horse battery staple';
 
 describe('OpenTelemetry traces', () => {
   const exporter = new InMemorySpanExporter();
+  const signer = pluginSigner('portcullis-tracing-');
   let server: TestServer;
 
   before(async () => {
-    server = await startTestServer({ traceExporter: exporter, env: { PORTCULLIS_TRUST_PROXY: '127.0.0.1' } });
+    server = await startTestServer({ traceExporter: exporter, env: { PORTCULLIS_TRUST_PROXY: '127.0.0.1' }, overrides: { plugins: { trustedKeys: [signer.trustedKey] } } });
   });
   after(async () => {
     await server?.close();
@@ -78,6 +84,30 @@ describe('OpenTelemetry traces', () => {
     assert.equal(delivery.attributes['messaging.destination.name'], 'signals.event');
     const children = exporter.getFinishedSpans().filter((span) => span.parentSpanContext?.spanId === delivery.spanContext().spanId);
     assert.ok(children.some((span) => span.kind === SpanKind.CLIENT), `its store calls: ${children.map((span) => span.name).join(', ')}`);
+  });
+
+  it('a plugin call is a client span beneath the request that made it', async () => {
+    const host = server.running.runtime.get('plugins')!;
+    const registry = new PluginRegistry({ records: server.running.stores.durable.records, events: server.running.events, directory: join(server.running.runtime.get('config').dataDir, 'plugins'), trustedKeys: [signer.trustedKey], clock: Date.now });
+    await registry.install(signer.signedPackage('traced-claims', { hooks: ['access-token.claims'], claimsNamespace: 'traced_' }, `export const hooks = { 'access-token.claims': () => ({ verdict: 'modify', claims: { traced_by: 'plugin' } }) };`), { actor: 'test' });
+    await registry.setEnabled('traced-claims', true, 'test');
+    await host.reconcile();
+    await host.plugin('traced-claims')!.whenRunning();
+    const client = await registerClient(server, { client_name: 'Traced', grant_types: ['client_credentials'], token_endpoint_auth_method: 'client_secret_basic', scope: 'openid' });
+    exporter.reset();
+    const issued = await clientPost(server.url, '/token', client, { grant_type: 'client_credentials' });
+    assert.equal(issued.status, 200, JSON.stringify(issued.body));
+    const request = serverSpan('POST /token');
+    const calls = exporter.getFinishedSpans().filter((span) => span.name.startsWith('plugin traced-claims '));
+    assert.equal(calls.length, 1, `one plugin call: ${exporter.getFinishedSpans().map((span) => span.name).join(', ')}`);
+    const [call] = calls;
+    assert.equal(call!.kind, SpanKind.CLIENT);
+    assert.equal(call!.attributes['portcullis.plugin'], 'traced-claims');
+    assert.equal(call!.spanContext().traceId, request.spanContext().traceId, 'in the request\'s trace');
+    const ancestors = new Map(exporter.getFinishedSpans().map((span) => [span.spanContext().spanId, span]));
+    let parent = call!.parentSpanContext;
+    while (parent !== undefined && parent.spanId !== request.spanContext().spanId) parent = ancestors.get(parent.spanId)?.parentSpanContext;
+    assert.equal(parent?.spanId, request.spanContext().spanId, 'beneath the request span');
   });
 
   it("continues a trusted proxy's traceparent (W3C Trace Context)", async () => {

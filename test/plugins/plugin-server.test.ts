@@ -8,30 +8,16 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { decodeEntry } from '../../src/audit/index.ts';
 import type { DurableStore } from '../../src/store/index.ts';
 import { validateClientMetadata } from '../../src/oauth/index.ts';
-import { PluginRegistry, digestDirectory, generateSigningKey, parsePublicKey, parseSecretKey, publicKeyLine, readPluginStatus, signMessage, type PluginHost } from '../../src/plugins/index.ts';
+import { PluginRegistry, readPluginStatus, type PluginHost } from '../../src/plugins/index.ts';
 import { startTestServer, testBackends, type TestServer } from '../support/server.ts';
-import { tempDirectory } from '../support/plugin-packages.ts';
+import { pluginSigner, tempDirectory } from '../support/plugin-packages.ts';
 
-const keys = generateSigningKey();
-const secret = parseSecretKey(keys.secretKeyPem);
-const root = tempDirectory('portcullis-plugin-server-');
-
-/** A signed package directory (signature beside it, as `plugin sign` writes it). */
-function signedPackage(name: string, manifest: Record<string, unknown>, source: string, version = '1.0.0'): string {
-  const directory = join(root, `${name}-${version}`, name);
-  mkdirSync(directory, { recursive: true });
-  writeFileSync(join(directory, 'portcullis-plugin.json'), JSON.stringify({ name, version, entry: 'index.mjs', ...manifest }));
-  writeFileSync(join(directory, 'index.mjs'), source);
-  const { digest } = digestDirectory(directory);
-  writeFileSync(`${directory}.minisig`, signMessage(Buffer.from(digest, 'latin1'), secret, { trustedComment: `${name} ${version}` }));
-  return directory;
-}
+const { trustedKey, signedPackage } = pluginSigner('portcullis-plugin-server-');
 
 async function auditTypes(store: DurableStore): Promise<{ type: string; outcome: string; detail?: Record<string, unknown> }[]> {
   const size = await store.auditLog.size();
@@ -59,10 +45,10 @@ for (const backend of testBackends) {
     };
 
     before(async () => {
-      server = await startTestServer({ backend, fixedPort: true, overrides: { plugins: { trustedKeys: [publicKeyLine(parsePublicKey(keys.publicKeyFile))], restartBackoffMs: 200, quarantineCrashes: 2 } } });
+      server = await startTestServer({ backend, fixedPort: true, overrides: { plugins: { trustedKeys: [trustedKey], restartBackoffMs: 200, quarantineCrashes: 2 } } });
       const services = server.running.runtime;
       host = services.get('plugins')!;
-      registry = new PluginRegistry({ records: server.running.stores.durable.records, events: server.running.events, directory: join(server.running.runtime.get('config').dataDir, 'plugins'), trustedKeys: [publicKeyLine(parsePublicKey(keys.publicKeyFile))], clock: Date.now });
+      registry = new PluginRegistry({ records: server.running.stores.durable.records, events: server.running.events, directory: join(server.running.runtime.get('config').dataDir, 'plugins'), trustedKeys: [trustedKey], clock: Date.now });
       await server.running.authorizationServer.resources.create({ uri: 'https://jobs.example.com', scopes: ['jobs:run'] }, { actor: 'test' });
       const metadata = validateClientMetadata({ grant_types: ['client_credentials'], redirect_uris: [], scope: 'jobs:run' }, { allowedScopes: ['openid', 'jobs:run'], defaultSigningAlgorithm: 'EdDSA' });
       const registered = await server.running.authorizationServer.clients.register(metadata, { actor: 'test' });
@@ -221,7 +207,7 @@ for (const backend of testBackends) {
 describe('plugins at serve start', () => {
   it('a server starting with an enabled plugin opens its listener once the plugin runs: the first token request already carries its claims', { timeout: 60_000 }, async () => {
     const dataDir = tempDirectory('portcullis-plugin-restart-');
-    const trustedKeys = [publicKeyLine(parsePublicKey(keys.publicKeyFile))];
+    const trustedKeys = [trustedKey];
     const overrides = { dataDir, plugins: { trustedKeys } };
     const first = await startTestServer({ fixedPort: true, overrides });
     let authorization: string;

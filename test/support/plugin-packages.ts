@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { digestDirectory, generateSigningKey, parsePublicKey, parseSecretKey, publicKeyLine, signMessage } from '../../src/plugins/index.ts';
 
 const created: string[] = [];
 // Every directory these helpers make is removed when the test process ends.
@@ -76,4 +77,28 @@ export function rawTarball(entries: readonly TarEntry[], name = 'package.tgz'): 
   const file = join(tempDirectory('plugin-tgz-'), name);
   writeFileSync(file, gzipSync(Buffer.concat(parts)));
   return file;
+}
+
+/** A minisign key of the test's own and the packages it signs, in a temporary directory. */
+export function pluginSigner(prefix: string): {
+  /** The public key line to trust (`plugins.trustedKeys`). */
+  readonly trustedKey: string;
+  /** A signed package directory (the signature beside it, as `plugin sign` writes it). */
+  readonly signedPackage: (name: string, manifest: Record<string, unknown>, source: string, version?: string) => string;
+} {
+  const keys = generateSigningKey();
+  const secret = parseSecretKey(keys.secretKeyPem);
+  const root = tempDirectory(prefix);
+  return {
+    trustedKey: publicKeyLine(parsePublicKey(keys.publicKeyFile)),
+    signedPackage: (name, manifest, source, version = '1.0.0') => {
+      const directory = join(root, `${name}-${version}`, name);
+      mkdirSync(directory, { recursive: true });
+      writeFileSync(join(directory, 'portcullis-plugin.json'), JSON.stringify({ name, version, entry: 'index.mjs', ...manifest }));
+      writeFileSync(join(directory, 'index.mjs'), source);
+      const { digest } = digestDirectory(directory);
+      writeFileSync(`${directory}.minisig`, signMessage(Buffer.from(digest, 'latin1'), secret, { trustedComment: `${name} ${version}` }));
+      return directory;
+    },
+  };
 }
