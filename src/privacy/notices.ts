@@ -58,7 +58,7 @@ export function erasureNoticeDeliverer(options: NoticeDelivererOptions): (messag
     }
     if (notice.channel === 'uri') {
       if (client.erasure_notification_uri === undefined) throw new NoticeNotDeliveredError('the client no longer has an erasure_notification_uri');
-      const set = await purgedSet(options, notice, message.idempotencyKey);
+      const set = await purgedSet(options, notice, message);
       const response = await postBody(client.erasure_notification_uri, set, SET_MEDIA_TYPE, {
         publicOnly: !options.allowPrivateNetworks,
         timeoutMs: options.timeoutMs ?? 10_000,
@@ -93,15 +93,21 @@ async function settle(options: NoticeDelivererOptions, notice: ErasureNoticePayl
   });
 }
 
-/** The account-purged SET for one recipient (RFC 8417; RISC 1.0 section 2.4), the same on every retry. */
-async function purgedSet(options: NoticeDelivererOptions, notice: ErasureNoticePayload, idempotencyKey: string): Promise<string> {
-  const jti = createHash('sha256').update(idempotencyKey).digest('base64url').slice(0, 32);
+/**
+ * The account-purged SET for one recipient (RFC 8417; RISC 1.0 section 2.4),
+ * the same on every retry: its jti comes from the message's idempotency key
+ * and its iat from when the message was queued (the erasure's commit), not
+ * from the attempt, so a retransmission is the same SET that the receiver
+ * deduplicates by jti (RFC 8935 section 2; RFC 8417 section 2.2).
+ */
+async function purgedSet(options: NoticeDelivererOptions, notice: ErasureNoticePayload, message: Pick<OutboxDelivery, 'idempotencyKey' | 'createdAt'>): Promise<string> {
+  const jti = createHash('sha256').update(message.idempotencyKey).digest('base64url').slice(0, 32);
   return signJwtAsync(
     options.keyring.signingKey(options.signingAlgorithm),
     {
       iss: options.issuer,
       jti,
-      iat: Math.floor(options.clock() / 1000),
+      iat: Math.floor(message.createdAt / 1000),
       aud: notice.clientId,
       txn: notice.signalSource.replace(/^signal:/, ''),
       sub_id: { format: 'iss_sub', iss: options.issuer, sub: notice.sub },

@@ -10,8 +10,7 @@
  *
  * One instance pushes a given stream at a time: a lease in the hot store.
  */
-import { randomUUID } from 'node:crypto';
-import type { HotStore } from '../store/index.ts';
+import { leaseHolderGone, processLeaseHolder, type HotStore } from '../store/index.ts';
 import { DELIVERY_METHODS, SET_MEDIA_TYPE } from '../sdk/index.ts';
 import { OutboundAddressError, postBody } from '../net/index.ts';
 import type { StreamRecord } from './records.ts';
@@ -26,7 +25,7 @@ export type PushOutcome = { readonly kind: 'delivered' } | { readonly kind: 'ref
 
 export interface PushWorkerOptions {
   readonly transmitter: Transmitter;
-  readonly hot: Pick<HotStore, 'setIfAbsent' | 'get' | 'delete'>;
+  readonly hot: Pick<HotStore, 'setIfAbsent' | 'get' | 'delete' | 'getVersioned' | 'compareAndSet'>;
   /** Whether a stream's client may still receive (it exists and an operator approved it): checked before every push. */
   readonly mayReceive: (clientId: string) => Promise<boolean>;
   /** How long a stream whose client may not receive, or whose lease another instance holds, is left alone (ms; default 5 s). */
@@ -40,7 +39,7 @@ export interface PushWorkerOptions {
 
 export class PushWorker {
   readonly #options: PushWorkerOptions;
-  readonly #holder = randomUUID();
+  readonly #holder = processLeaseHolder();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #again = false;
@@ -159,7 +158,7 @@ export class PushWorker {
     const lease = LEASE_PREFIX + streamId;
     // Longer than the most a round can take (each push has one deadline), so it cannot lapse while this instance pushes.
     const leaseMs = transmitter.settings.pushTimeoutMs * (PER_ROUND + 2);
-    if (!(await hot.setIfAbsent(lease, this.#holder, leaseMs))) {
+    if (!(await hot.setIfAbsent(lease, this.#holder, leaseMs)) && !(await this.#takeOver(lease, leaseMs))) {
       // Another instance pushes it now.
       this.#skip(streamId);
       return false;
@@ -190,6 +189,17 @@ export class PushWorker {
     } finally {
       if ((await hot.get(lease)) === this.#holder) await hot.delete(lease);
     }
+  }
+
+  /**
+   * Takes a stream's lease whose holder was killed on this machine (kill
+   * -9): it would otherwise hold the stream for 52 push timeouts. Only if
+   * the lease is still that holder's (compare-and-set on its version).
+   */
+  async #takeOver(lease: string, leaseMs: number): Promise<boolean> {
+    const { hot } = this.#options;
+    const current = await hot.getVersioned(lease);
+    return current !== null && leaseHolderGone(current.value) && (await hot.compareAndSet(lease, current.version, this.#holder, leaseMs)) !== null;
   }
 
   #skip(streamId: string): void {

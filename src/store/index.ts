@@ -22,6 +22,7 @@ export { collection, Collection, type CollectionDefinition, type IndexKey, type 
 export { compareAndSetLoop, keep, write, type CompareAndSetLoop, type Decision } from './collections-mutate.ts';
 export { codec, typeboxCodec, CodecError, RecordCodecError, type Codec } from './codecs.ts';
 export { createOutboxWorker, outboxRetryDelay } from './outbox-worker.ts';
+export { leaseHolderGone, processLeaseHolder } from './lease-holder.ts';
 export type { OutboxBackoff, OutboxDeliverer, OutboxDelivery, OutboxRunReport, OutboxWorker, OutboxWorkerOptions } from './outbox-worker.ts';
 
 export const LATEST_SCHEMA_VERSION = migrations.at(-1)?.version ?? 0;

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { processLeaseHolder } from './lease-holder.ts';
 import { systemClock, type Clock, type OutboxLease, type OutboxMessage, type OutboxStore } from './ports.ts';
 
 /** A message handed to the deliverer: the stored message and which attempt this is (1 on the first). */
@@ -25,7 +25,7 @@ export interface OutboxWorkerOptions {
   readonly outbox: OutboxStore;
   readonly deliver: OutboxDeliverer;
   readonly clock?: Clock;
-  /** Names this worker in the lease; default a random UUID. */
+  /** Names this worker in the lease; default this process's host and pid and a random part (lease-holder.ts). */
   readonly holder?: string;
   /** Messages per batch (one lease); default 100. */
   readonly batchSize?: number;
@@ -104,7 +104,7 @@ class Worker implements OutboxWorker {
   constructor(options: OutboxWorkerOptions) {
     this.#options = options;
     this.#clock = options.clock ?? systemClock;
-    this.#holder = options.holder ?? randomUUID();
+    this.#holder = options.holder ?? processLeaseHolder();
     this.#batchSize = positive(options.batchSize ?? DEFAULTS.batchSize, 'batchSize');
     this.#pollIntervalMs = positive(options.pollIntervalMs ?? DEFAULTS.pollIntervalMs, 'pollIntervalMs');
     this.#deliveryTimeoutMs = positive(options.deliveryTimeoutMs ?? DEFAULTS.deliveryTimeoutMs, 'deliveryTimeoutMs');

@@ -74,6 +74,8 @@ export interface PrivacyDeployment {
   outboxRows(topic: string): Promise<OutboxRow[]>;
   /** Every outbox message (pending or delivered), with its payload as stored, in id order. */
   outboxMessages(): Promise<OutboxMessageRow[]>;
+  /** Every record of a collection, read from the database itself (no server needed), in id order. */
+  records<T>(collection: string): Promise<{ id: string; data: T }[]>;
   /** Stops the server and removes the directory, schema and keys. */
   remove(): Promise<void>;
 }
@@ -112,8 +114,13 @@ async function queryDurable<Row>(dataDir: string, schema: string | undefined, se
   }
 }
 
-/** `privacy` adds to the privacy settings (notices to loopback are always allowed); `config` to the rest. */
-export async function privacyDeployment(backend: TestBackend, settings: { privacy?: Record<string, unknown>; config?: Record<string, unknown> } = {}): Promise<PrivacyDeployment> {
+/**
+ * `privacy` adds to the privacy settings (notices to loopback are always
+ * allowed); `config` to the rest. On PostgreSQL + Redis, `routes` are the
+ * URLs the server reaches them by (a fault proxy, a Redis of the test's
+ * own); the schema is made, read and dropped on the test database directly.
+ */
+export async function privacyDeployment(backend: TestBackend, settings: { privacy?: Record<string, unknown>; config?: Record<string, unknown>; routes?: { databaseUrl?: string; redisUrl?: string } } = {}): Promise<PrivacyDeployment> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const cleanups: (() => Promise<void>)[] = [];
@@ -126,7 +133,7 @@ export async function privacyDeployment(backend: TestBackend, settings: { privac
     const prefix = redisTestPrefix();
     keyPrefix = prefix;
     cleanups.push(created.drop, () => deleteRedisKeys(testRedisUrl!, prefix));
-    stores = { database: { url: testDatabaseUrl!, schema }, redis: { url: testRedisUrl!, keyPrefix } };
+    stores = { database: { url: settings.routes?.databaseUrl ?? testDatabaseUrl!, schema }, redis: { url: settings.routes?.redisUrl ?? testRedisUrl!, keyPrefix } };
   }
   const { dir, configFile } = await initDeployment('portcullis-privacy-', {
     port,
@@ -197,6 +204,10 @@ export async function privacyDeployment(backend: TestBackend, settings: { privac
       const rows = await queryDurable<Row>(deployment.dataDir, schema, 'SELECT topic, idempotency_key, delivered_at, payload FROM outbox ORDER BY id', []);
       // SQLite keeps the payload as JSON text, PostgreSQL as jsonb (parsed by the driver).
       return rows.map((row) => ({ topic: row.topic, key: row.idempotency_key, delivered: row.delivered_at !== null, payload: typeof row.payload === 'string' ? (JSON.parse(row.payload) as unknown) : row.payload }));
+    },
+    records: async <T>(collection: string) => {
+      const rows = await queryDurable<{ id: string; data: unknown }>(deployment.dataDir, schema, 'SELECT id, data FROM records WHERE collection = $1 ORDER BY id', [collection]);
+      return rows.map((row) => ({ id: row.id, data: (typeof row.data === 'string' ? JSON.parse(row.data) : row.data) as T }));
     },
     remove: async () => {
       await deployment.stop();

@@ -1,5 +1,6 @@
 import type { Clock, OutboxAddResult, OutboxCounts, OutboxLease, OutboxLeaseOptions, OutboxMessage, OutboxMessageInput, OutboxStore, OutboxWriter } from '../ports.ts';
 import { OUTBOX_LEASE, checkDueLimit, checkLeaseOptions, checkOutboxMessage, storedError } from '../outbox-rules.ts';
+import { leaseHolderGone } from '../lease-holder.ts';
 import type { SqliteDatabase } from './database.ts';
 
 interface OutboxRow {
@@ -47,15 +48,18 @@ export class SqliteOutboxStore implements OutboxStore {
   async withLease<T>(options: OutboxLeaseOptions, work: (lease: OutboxLease) => Promise<T>): Promise<{ acquired: true; result: T } | { acquired: false }> {
     checkLeaseOptions(options);
     const { holder, leaseMs } = options;
+    // A holder killed on this machine (kill -9) left its row behind: taken now rather than once it lapses (lease-holder.ts).
+    const current = (await this.#db.run(() => this.#db.statement('SELECT holder FROM outbox_lease WHERE name = ?').get(OUTBOX_LEASE), 'read')) as { holder: string } | undefined;
+    const gone = current !== undefined && current.holder !== holder && leaseHolderGone(current.holder) ? current.holder : holder;
     const taken = await this.#db.run(
       () =>
         this.#db
           .statement(
             `INSERT INTO outbox_lease (name, holder, expires_at) VALUES (?, ?, ?)
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-             WHERE outbox_lease.expires_at <= ? OR outbox_lease.holder = excluded.holder`,
+             WHERE outbox_lease.expires_at <= ? OR outbox_lease.holder = excluded.holder OR outbox_lease.holder = ?`,
           )
-          .run(OUTBOX_LEASE, holder, options.now + leaseMs, options.now).changes === 1,
+          .run(OUTBOX_LEASE, holder, options.now + leaseMs, options.now, gone).changes === 1,
     );
     if (!taken) return { acquired: false };
     try {
