@@ -209,7 +209,7 @@ export const DATA_MAP: readonly DataPlace[] = [
     export: null,
   },
   { id: 'signal_streams', store: 'records', container: 'signal_streams', fields: ['removedSubjects'], category: 'contact', purpose: 'subjects a receiver asked not to hear about (SSF 1.0 section 8.1.3)', retention: 'while the stream exists', locate: 'scan', erase: 'redact', export: null },
-  { id: 'outbox', store: 'outbox', container: 'outbox', fields: ['payload'], category: 'contact', purpose: 'messages committed with the change that caused them, until delivered', retention: 'until delivered, then the outbox\'s retention of delivered messages', locate: 'scan', erase: 'redact', export: null },
+  { id: 'outbox', store: 'outbox', container: 'outbox', fields: ['payload'], category: 'contact', purpose: 'messages committed with the change that caused them, until delivered', retention: 'until delivered, then 7 days (the outbox\'s retention of delivered messages)', locate: 'scan', erase: 'redact', export: null },
   // clients (not end users)
   { id: 'clients.contacts', store: 'records', container: 'clients', fields: ['contacts'], category: 'contact', purpose: 'whom to reach about an application (RFC 7591 section 2)', retention: 'while the client is registered', locate: 'none', erase: 'keep', export: null },
   // the hot store: short-lived

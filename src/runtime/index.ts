@@ -27,7 +27,7 @@ export type { IssuedServerCertificate, ListenerAuthority } from './listener-auth
 export { MtlsListener, serverNames, type MtlsListenerOptions } from './mtls.ts';
 export { renewalTime, scheduleRenewal, type CertificateRenewal, type RenewalEvent, type RenewalOptions } from './certificate-renewal.ts';
 export { MAX_TIMER_MS, logTlsWatchEvent, watchTlsFiles, type TlsFileWatch, type TlsFileWatchOptions, type TlsLoadOutcome, type TlsWatchEvent } from './tls-watch.ts';
-export { UnknownOutboxTopicError, outboxDispatcher, type OutboxDeliverers } from './outbox.ts';
+export { OUTBOX_RETAIN_DELIVERED_MS, UnknownOutboxTopicError, outboxDispatcher, type OutboxDeliverers } from './outbox.ts';
 export {
   CertificateNotYetValidError,
   checkCertificateCurrent,

@@ -24,6 +24,15 @@ export function outboxDispatcher(deliverers: OutboxDeliverers): OutboxDeliverer 
   };
 }
 
+/**
+ * Delivered messages are kept this long, then pruned after a batch: long
+ * enough to look into a delivery (and for an idempotency key re-added by a
+ * retried transaction to add nothing), short enough that the table does
+ * not grow with every security event for ever (the data map's "the
+ * outbox's retention of delivered messages").
+ */
+export const OUTBOX_RETAIN_DELIVERED_MS = 7 * 24 * 3_600_000;
+
 export function startOutboxWorker(options: { readonly outbox: OutboxStore; readonly deliverers: OutboxDeliverers; readonly clock: Clock; readonly onError: (error: unknown) => void; readonly tracer?: Tracer }): OutboxWorker {
   const dispatch = outboxDispatcher(options.deliverers);
   const { tracer } = options;
@@ -33,7 +42,7 @@ export function startOutboxWorker(options: { readonly outbox: OutboxStore; reado
       ? dispatch
       : (message, signal) =>
           inSpan(tracer, `outbox deliver ${message.topic}`, SpanKind.CONSUMER, { 'messaging.system': 'portcullis.outbox', 'messaging.destination.name': message.topic, 'messaging.message.id': String(message.id) }, () => dispatch(message, signal));
-  const worker = createOutboxWorker({ outbox: options.outbox, deliver, clock: options.clock, onError: options.onError });
+  const worker = createOutboxWorker({ outbox: options.outbox, deliver, clock: options.clock, onError: options.onError, retainDeliveredMs: OUTBOX_RETAIN_DELIVERED_MS });
   worker.start();
   return worker;
 }

@@ -2,8 +2,9 @@
  * The outbox delivery worker as a service of a running instance (issue 11
  * section 5): a message committed with a change is handed to the deliverer
  * of its topic, with its idempotency key; a topic nobody delivers stays
- * pending (retried with backoff), never lost; stopping the instance stops
- * the worker before the stores close.
+ * pending (retried with backoff), never lost; a delivered message is
+ * pruned once it is older than OUTBOX_RETAIN_DELIVERED_MS; stopping the
+ * instance stops the worker before the stores close.
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/index.ts';
 import type { OutboxDelivery } from '../../src/store/index.ts';
+import { OUTBOX_RETAIN_DELIVERED_MS } from '../../src/runtime/index.ts';
 import { startPortcullis } from '../../src/server/index.ts';
+import { ManualClock } from '../support/clock.ts';
 import { CapturedLogs } from '../support/server.ts';
 
 const dirs: string[] = [];
@@ -57,6 +60,33 @@ describe('the outbox worker in a running instance', () => {
       );
       assert.equal(report.delivered, 0, 'nothing is delivered twice');
       assert.deepEqual(await running.stores.durable.outbox.counts(), { pending: before.pending + 1, delivered: before.delivered + 1 }, 'the message without a deliverer is kept for a later attempt');
+    } finally {
+      await running.stop();
+    }
+  });
+
+  it('prunes delivered messages once they are older than a week, and keeps pending ones', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'portcullis-outbox-'));
+    dirs.push(dir);
+    const clock = new ManualClock();
+    const running = await startPortcullis(loadConfig({ env: {}, overrides: { dataDir: dir, port: 0 } }), { logDestination: new CapturedLogs().stream, clock: clock.now, outbox: { 'test.notify': async () => {} } });
+    try {
+      const worker = running.runtime.get('outbox')!;
+      await running.stores.durable.transaction(async (tx) => {
+        await tx.outbox.add({ topic: 'test.notify', payload: {}, idempotencyKey: 'kept-a-week' });
+        await tx.outbox.add({ topic: 'nobody.listens', payload: {}, idempotencyKey: 'still-pending' });
+      });
+      await worker.runOnce();
+      const delivered = await running.stores.durable.outbox.counts();
+      assert.ok(delivered.delivered >= 1);
+      clock.advance(OUTBOX_RETAIN_DELIVERED_MS - 60_000);
+      await worker.runOnce();
+      assert.deepEqual(await running.stores.durable.outbox.counts(), delivered, 'younger than a week: kept');
+      clock.advance(120_000);
+      await worker.runOnce();
+      const after = await running.stores.durable.outbox.counts();
+      assert.equal(after.delivered, 0, 'older than a week: pruned');
+      assert.equal(after.pending, delivered.pending, 'pending messages are never pruned');
     } finally {
       await running.stop();
     }
