@@ -131,7 +131,9 @@ function postgresDurable(url: string): DurableDriver {
       const { openPostgresDurableStore } = await import('../../src/store/postgres/durable-store.ts');
       const { schema, drop } = await createTestSchema(url);
       const stores: DurableStore[] = [];
-      for (let i = 0; i < peers; i++) stores.push(await openPostgresDurableStore({ url, schema }));
+      // The contract tests check what the store does, not how long a call waits: hundreds of concurrent
+      // calls queue for the pool's connections, for longer than the 5 s default on a loaded machine.
+      for (let i = 0; i < peers; i++) stores.push(await openPostgresDurableStore({ url, schema, connectTimeoutMs: 60_000 }));
       await stores[0]!.migrate();
       return {
         stores,
