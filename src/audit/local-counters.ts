@@ -6,9 +6,11 @@
  * instances let N times a limit through: the price of staying up, said in
  * the README.
  *
- * Bounded: at most `maxKeys` live counters. When every slot holds a live
- * window, a key without one reads as over every limit, so a flood of
- * networks during an outage is refused rather than let through uncounted.
+ * Bounded: at most `maxKeys` live counters. A new key in a full table
+ * evicts the counter with the fewest failures (after the expired ones): a
+ * flood of fresh networks or client ids then resets only counts as low as
+ * its own, never the high count of a network or client under attack, and
+ * nobody is refused for the table being full.
  */
 export class LocalCounters {
   readonly #entries = new Map<string, { value: number; expiresAt: number }>();
@@ -18,18 +20,18 @@ export class LocalCounters {
     this.#maxKeys = maxKeys;
   }
 
-  /** Adds one and answers the count (Infinity when no slot is free). */
+  /** Adds one and answers the count. */
   increment(key: string, ttlMs: number, now: number): number {
     const entry = this.#live(key, now);
     if (entry !== undefined) return (entry.value += 1);
-    if (!this.#hasRoom(now)) return Number.POSITIVE_INFINITY;
+    this.#makeRoom(now);
     this.#entries.set(key, { value: 1, expiresAt: now + ttlMs });
     return 1;
   }
 
-  /** The count (0 when none; Infinity when none and no slot is free). */
+  /** The count (0 when none). */
   get(key: string, now: number): number {
-    return this.#live(key, now)?.value ?? (this.#hasRoom(now) ? 0 : Number.POSITIVE_INFINITY);
+    return this.#live(key, now)?.value ?? 0;
   }
 
   get size(): number {
@@ -43,9 +45,13 @@ export class LocalCounters {
     return undefined;
   }
 
-  #hasRoom(now: number): boolean {
-    if (this.#entries.size < this.#maxKeys) return true;
-    for (const [key, entry] of this.#entries) if (entry.expiresAt <= now) this.#entries.delete(key);
-    return this.#entries.size < this.#maxKeys;
+  #makeRoom(now: number): void {
+    if (this.#entries.size < this.#maxKeys) return;
+    let smallest: [string, number] | undefined;
+    for (const [key, entry] of this.#entries) {
+      if (entry.expiresAt <= now) this.#entries.delete(key);
+      else if (smallest === undefined || entry.value < smallest[1]) smallest = [key, entry.value];
+    }
+    if (this.#entries.size >= this.#maxKeys && smallest !== undefined) this.#entries.delete(smallest[0]);
   }
 }

@@ -149,16 +149,26 @@ export class LoginThrottle {
   async notChecked(account: string, ip: string, device: string | undefined, verdict: ThrottleVerdict & { allowed: true }): Promise<void> {
     const epoch = await this.#epoch(account);
     await Promise.all([
-      this.#hot.increment(keys.pair(account, ip, epoch), THROTTLE.windowMs, -1),
-      this.#hot.increment(keys.ip(ip), THROTTLE.windowMs, -1),
-      ...(device === undefined ? [] : [this.#hot.increment(keys.device(device), THROTTLE.windowMs, -1)]),
-      ...(verdict.countedForAccount === true ? [this.#hot.increment(keys.account(account), THROTTLE.windowMs, -1)] : []),
+      this.#giveBack(keys.pair(account, ip, epoch), THROTTLE.windowMs),
+      this.#giveBack(keys.ip(ip), THROTTLE.windowMs),
+      ...(device === undefined ? [] : [this.#giveBack(keys.device(device), THROTTLE.windowMs)]),
+      ...(verdict.countedForAccount === true ? [this.#giveBack(keys.account(account), THROTTLE.windowMs)] : []),
     ]);
   }
 
   /** The same for a second-factor check whose account could not be read: no code was compared. */
   async secondFactorNotChecked(userId: string): Promise<void> {
-    await this.#hot.increment(keys.secondFactor(userId), THROTTLE.secondFactorWindowMs, -1);
+    await this.#giveBack(keys.secondFactor(userId), THROTTLE.secondFactorWindowMs);
+  }
+
+  /**
+   * One count less, never below zero: when the window ended between the
+   * attempt and its give-back, the decrement made a fresh counter at -1,
+   * which would allow one attempt more in the next window; it is put back
+   * to 0 (a counter at 0 allows what no counter does).
+   */
+  async #giveBack(key: string, windowMs: number): Promise<void> {
+    if ((await this.#hot.increment(key, windowMs, -1)).value < 0) await this.#hot.increment(key, windowMs, 1);
   }
 
   /**

@@ -4,9 +4,9 @@
  * the sign-out answers; the outbox worker (runtime/outbox.ts) delivers them.
  * So a logout token is not lost when the client is away, the server is
  * killed, or a store blinks: the worker retries with backoff, after a
- * restart too, until the client takes it or the message is older than a
- * session may live (by then the client's session has no counterpart here
- * to follow).
+ * restart too, until the client takes it, for 12 attempts (about an hour)
+ * or as long as a session may live, whichever ends first. The outbox gives
+ * the topic a lane of its own, so a client that hangs delays only logouts.
  *
  * Every copy of one message carries the same `jti`, derived from its
  * idempotency key, so a client that dedupes on `jti` (section 2.6 lets it
@@ -36,6 +36,11 @@ export function backchannelLogoutKey(sid: string, clientId: string): string {
 const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 const LOGOUT_TOKEN_TTL_SECONDS = 120;
 const DELIVERY_TIMEOUT_MS = 5000;
+/** With the outbox's backoff (1 s doubling), 12 attempts span about 68 minutes: a client down longer misses the logout. */
+const MAX_ATTEMPTS = 12;
+/** How long a client whose endpoint failed is not tried for its other messages. */
+const FAIL_FAST_MS = 60_000;
+const MAX_FAILING_CLIENTS = 10_000;
 
 /** Not delivered yet; the outbox tries again later. Its message is fit for the outbox's last_error. */
 export class LogoutNotDeliveredError extends Error {
@@ -66,32 +71,68 @@ function checkPayload(payload: unknown): BackchannelLogoutPayload {
 
 export function backchannelLogoutDeliverer(options: BackchannelDelivererOptions): (message: OutboxDelivery, signal: AbortSignal) => Promise<void> {
   const giveUp = (clientId: string, reason: string): void => options.onDeliveryFailure(clientId, `${reason}; not retried`);
+  // Clients whose endpoint just failed: their other messages wait for their
+  // own backoff without a request each, so one client that hangs costs the
+  // logout lane one timeout a minute, not one per session that used it.
+  const failing = new Map<string, { readonly until: number; readonly message: number }>();
   return async (message, signal) => {
-    const logout = checkPayload(message.payload);
-    const client = await options.clients.get(logout.clientId);
-    const uri = client?.backchannel_logout_uri;
-    if (client === null || uri === undefined) return giveUp(logout.clientId, 'the client no longer has a backchannel_logout_uri');
-    const token = await logoutToken(options, logout, client.id_token_signed_response_alg, message.idempotencyKey);
+    let logout: BackchannelLogoutPayload;
+    try {
+      logout = checkPayload(message.payload);
+    } catch {
+      // Nothing to retry: no attempt could ever deliver it.
+      return giveUp('(unknown)', 'malformed message');
+    }
     let reason: string;
     try {
-      // Section 2.5: a form POST, no redirects followed.
-      const { status } = await postBody(uri, new URLSearchParams({ logout_token: token }).toString(), 'application/x-www-form-urlencoded', {
-        publicOnly: !options.allowPrivateNetworks,
-        timeoutMs: options.timeoutMs ?? DELIVERY_TIMEOUT_MS,
-        signal,
-      });
-      if (status === 200 || status === 204) return;
-      // Section 2.8: a 400 says the client could not log out with this token; a copy of it would fare no better.
-      if (status >= 400 && status < 500 && status !== 408 && status !== 429) return giveUp(logout.clientId, `HTTP ${status}`);
-      reason = `HTTP ${status}`;
+      const outcome = await attempt(options, logout, message, signal, failing);
+      if (outcome.done) return outcome.reason === undefined ? undefined : giveUp(logout.clientId, outcome.reason);
+      reason = outcome.reason;
     } catch (error) {
-      if (error instanceof OutboundAddressError) return giveUp(logout.clientId, 'refused: not a public address');
-      reason = signal.aborted ? 'timed out' : error instanceof Error ? error.message.slice(0, 80) : 'error';
+      // The client registry unreadable, the client's signing algorithm retired: retried, but not for ever.
+      reason = error instanceof Error ? error.message.slice(0, 80) : 'error';
     }
-    if (options.clock() - message.createdAt >= options.giveUpAfterMs) return giveUp(logout.clientId, `${reason} after ${message.attempt} attempts`);
+    if (message.attempt >= MAX_ATTEMPTS || options.clock() - message.createdAt >= options.giveUpAfterMs) return giveUp(logout.clientId, `${reason} after ${message.attempt} attempts`);
     if (message.attempt === 1) options.onDeliveryFailure(logout.clientId, `${reason}; retried with backoff`);
-    throw new LogoutNotDeliveredError(`the client answered ${reason}`);
+    throw new LogoutNotDeliveredError(`not delivered: ${reason}`);
   };
+}
+
+/** One try: done (delivered, or given up with a reason), or a reason to try again. */
+async function attempt(
+  options: BackchannelDelivererOptions,
+  logout: BackchannelLogoutPayload,
+  message: OutboxDelivery,
+  signal: AbortSignal,
+  failing: Map<string, { readonly until: number; readonly message: number }>,
+): Promise<{ readonly done: true; readonly reason?: string } | { readonly done: false; readonly reason: string }> {
+  const client = await options.clients.get(logout.clientId);
+  const uri = client?.backchannel_logout_uri;
+  if (client === null || uri === undefined) return { done: true, reason: 'the client no longer has a backchannel_logout_uri' };
+  const failed = failing.get(logout.clientId);
+  // The message that failed is retried on its own backoff; the client's others wait.
+  if (failed !== undefined && failed.until > options.clock() && failed.message !== message.id) return { done: false, reason: 'its endpoint failed moments ago' };
+  failing.delete(logout.clientId);
+  const token = await logoutToken(options, logout, client.id_token_signed_response_alg, message.idempotencyKey);
+  let reason: string;
+  try {
+    // Section 2.5: a form POST, no redirects followed.
+    const { status } = await postBody(uri, new URLSearchParams({ logout_token: token }).toString(), 'application/x-www-form-urlencoded', {
+      publicOnly: !options.allowPrivateNetworks,
+      timeoutMs: options.timeoutMs ?? DELIVERY_TIMEOUT_MS,
+      signal,
+    });
+    if (status === 200 || status === 204) return { done: true };
+    // Section 2.8: a 400 says the client could not log out with this token; a copy of it would fare no better.
+    if (status >= 400 && status < 500 && status !== 408 && status !== 429) return { done: true, reason: `HTTP ${status}` };
+    reason = `HTTP ${status}`;
+  } catch (error) {
+    if (error instanceof OutboundAddressError) return { done: true, reason: 'refused: not a public address' };
+    reason = signal.aborted ? 'timed out' : error instanceof Error ? error.message.slice(0, 80) : 'error';
+  }
+  if (failing.size >= MAX_FAILING_CLIENTS) failing.delete(failing.keys().next().value!);
+  failing.set(logout.clientId, { until: options.clock() + FAIL_FAST_MS, message: message.id });
+  return { done: false, reason };
 }
 
 /** Sections 2.4 and 2.6: a signed logout token, fresh `iat`/`exp` on every attempt, one `jti` for every copy. */

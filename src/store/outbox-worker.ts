@@ -177,28 +177,42 @@ class Worker implements OutboxWorker {
     return outcome.result;
   }
 
+  /**
+   * One lane per topic, the lanes side by side: within a topic messages go
+   * one after the other in the order they came due (the signal log appends
+   * in commit order), and a receiver that is slow or hangs on one topic
+   * (a client's back-channel logout endpoint) holds up only its own topic,
+   * never the security events or erasure notices beside it.
+   */
   async #deliverDue(lease: OutboxLease, now: number): Promise<{ report: OutboxRunReport; more: boolean }> {
     const due = await lease.due(now, this.#batchSize);
-    let delivered = 0;
-    let failed = 0;
-    let handled = 0;
-    for (const message of due) {
-      if (this.#stopping && handled > 0) break;
+    const lanes = new Map<string, OutboxMessage[]>();
+    for (const message of due) lanes.set(message.topic, [...(lanes.get(message.topic) ?? []), message]);
+    const tally = { delivered: 0, failed: 0, handled: 0, leaseLost: false };
+    await Promise.all([...lanes.values()].map((lane) => this.#deliverLane(lease, lane, tally)));
+    return { report: { leased: true, delivered: tally.delivered, failed: tally.failed }, more: tally.handled === this.#batchSize };
+  }
+
+  async #deliverLane(lease: OutboxLease, lane: readonly OutboxMessage[], tally: { delivered: number; failed: number; handled: number; leaseLost: boolean }): Promise<void> {
+    for (const message of lane) {
+      if ((this.#stopping && tally.handled > 0) || tally.leaseLost) return;
       // A lapsed SQLite lease may have passed to another worker: stop here
       // rather than deliver beside it.
-      if (!(await lease.renew(this.#clock()))) break;
-      handled++;
+      if (!(await lease.renew(this.#clock()))) {
+        tally.leaseLost = true;
+        return;
+      }
+      tally.handled++;
       const failure = await this.#deliverOne(message);
       if (failure === undefined) {
         await lease.markDelivered(message.id, this.#clock());
-        delivered++;
+        tally.delivered++;
       } else {
         const failures = message.attempts + 1;
         await lease.markFailed(message.id, this.#clock() + outboxRetryDelay(failures, this.#options.backoff), failure);
-        failed++;
+        tally.failed++;
       }
     }
-    return { report: { leased: true, delivered, failed }, more: handled === this.#batchSize };
   }
 
   /** Resolves undefined when delivered, or a one-line reason. */

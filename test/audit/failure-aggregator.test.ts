@@ -54,7 +54,7 @@ describe('security review 11: failure aggregation', () => {
     await hot.close();
   });
 
-  it('keeps counting in the process while the hot store is unavailable, adds those counts to the shared ones after, and fails closed when its table is full', async () => {
+  it('keeps counting in the process while the hot store is unavailable, adds those counts to the shared ones after, and a full table evicts the lowest count', async () => {
     const hot = openMemoryHotStore();
     let down = false;
     // The hot store as the breaker presents it during an outage: every call fails at once.
@@ -71,14 +71,15 @@ describe('security review 11: failure aggregation', () => {
     assert.equal(await failures.tally('client.auth.failed', 'client-a'), 1);
     assert.equal(await failures.countFor('client.auth.failed', 'client-a'), 1);
     assert.deepEqual(recorded.map((event) => event.detail?.['count']), [1, 1], 'the ledger still gets its entries (1 shared, then 1 in the process)');
-    // Three live counters fill the table: a new network reads as over every limit rather than uncounted.
-    await failure('198.51.100.1');
-    assert.equal(await failures.count('client.auth.failed', '203.0.113.1'), Number.POSITIVE_INFINITY);
+    // The table holds 3: a flood of new networks evicts the lowest counts, never the network with 6 failures.
+    for (const network of ['198.51.100.1', '203.0.113.1', '203.0.114.1', '203.0.115.1']) await failure(network);
+    assert.equal(await failures.count('client.auth.failed', '192.0.2.1'), 6, 'the high count stays');
+    assert.equal(await failures.count('client.auth.failed', '203.0.115.1'), 1, 'a new network is counted, not refused');
     down = false;
     assert.equal(await failures.count('client.auth.failed', '192.0.2.1'), 10, 'back: the shared count and the outage\'s');
+    assert.equal(await failures.count('client.auth.failed', '198.51.100.7'), 0, 'a network never seen is not held by the table');
     clock.advance(120_000);
     assert.equal(await failures.count('client.auth.failed', '192.0.2.1'), 0, 'both end with their window');
-    assert.equal(await failures.count('client.auth.failed', '203.0.113.1'), 0, 'and the table has room again');
     await hot.close();
   });
 

@@ -16,6 +16,36 @@ function throttleOnClock() {
 }
 
 describe('LoginThrottle', () => {
+  it('issue 16: an attempt given back after its window ended leaves no credit for the next window (pair and second factor)', async () => {
+    const { clock, throttle } = throttleOnClock();
+    const verdicts = [];
+    for (let attempt = 0; attempt < THROTTLE.pairLimit; attempt++) verdicts.push(await throttle.attempt('edge@example.com', '198.51.100.1'));
+    const factors = [];
+    for (let attempt = 0; attempt < 3; attempt++) factors.push(await throttle.secondFactorAttempt('user-edge'));
+    // The outage's give-backs land after both windows ended.
+    clock.advance(THROTTLE.secondFactorWindowMs + 1);
+    for (const verdict of verdicts) if (verdict.allowed) await throttle.notChecked('edge@example.com', '198.51.100.1', undefined, verdict);
+    for (let attempt = 0; attempt < factors.length; attempt++) await throttle.secondFactorNotChecked('user-edge');
+    const next = [];
+    for (let attempt = 0; attempt <= THROTTLE.pairLimit; attempt++) next.push((await throttle.attempt('edge@example.com', '198.51.100.1')).allowed);
+    assert.deepEqual(next, [true, true, true, true, true, false], 'five in the new window, as ever');
+    const second = [];
+    for (let attempt = 0; attempt <= THROTTLE.secondFactorFreeFailures + 1; attempt++) second.push((await throttle.secondFactorAttempt('user-edge')).allowed);
+    assert.equal(second.at(-1), false, 'the second factor slows down after its free failures, as ever');
+  });
+
+  it('issue 16: a second-factor check given back (the account could not be read) does not count', async () => {
+    const { throttle } = throttleOnClock();
+    for (let attempt = 0; attempt < 20; attempt++) {
+      assert.equal((await throttle.secondFactorAttempt('user-outage')).allowed, true, `check ${attempt} during the outage`);
+      await throttle.secondFactorNotChecked('user-outage');
+    }
+    const after = [];
+    for (let attempt = 0; attempt <= THROTTLE.secondFactorFreeFailures + 1; attempt++) after.push((await throttle.secondFactorAttempt('user-outage')).allowed);
+    assert.deepEqual(after.slice(0, THROTTLE.secondFactorFreeFailures + 1), Array(THROTTLE.secondFactorFreeFailures + 1).fill(true), 'the free failures are all there after the outage');
+    assert.equal(after.at(-1), false);
+  });
+
   it('security review 1: the second factor locks after 100 consecutive failures however slowly they come, until a whole sign-in or an unlock', async () => {
     const { clock, throttle } = throttleOnClock();
     for (let i = 0; i < THROTTLE.secondFactorLockFailures; i++) {
