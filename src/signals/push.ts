@@ -192,9 +192,10 @@ export class PushWorker {
   }
 
   /**
-   * Takes a stream's lease whose holder was killed on this machine (kill
-   * -9): it would otherwise hold the stream for 52 push timeouts. Only if
-   * the lease is still that holder's (compare-and-set on its version).
+   * Takes a stream's lease whose holder was killed in this kernel and pid
+   * namespace (kill -9; lease-holder.ts): it would otherwise hold the stream
+   * for 52 push timeouts. Only if the lease is still that holder's
+   * (compare-and-set on its version).
    */
   async #takeOver(lease: string, leaseMs: number): Promise<boolean> {
     const { hot } = this.#options;

@@ -48,7 +48,7 @@ export class SqliteOutboxStore implements OutboxStore {
   async withLease<T>(options: OutboxLeaseOptions, work: (lease: OutboxLease) => Promise<T>): Promise<{ acquired: true; result: T } | { acquired: false }> {
     checkLeaseOptions(options);
     const { holder, leaseMs } = options;
-    // A holder killed on this machine (kill -9) left its row behind: taken now rather than once it lapses (lease-holder.ts).
+    // A holder killed in this kernel and pid namespace (kill -9) left its row behind: taken now rather than once it lapses (lease-holder.ts).
     const current = (await this.#db.run(() => this.#db.statement('SELECT holder FROM outbox_lease WHERE name = ?').get(OUTBOX_LEASE), 'read')) as { holder: string } | undefined;
     const gone = current !== undefined && current.holder !== holder && leaseHolderGone(current.holder) ? current.holder : holder;
     const taken = await this.#db.run(
