@@ -25,7 +25,7 @@ export interface OutboxWorkerOptions {
   readonly outbox: OutboxStore;
   readonly deliver: OutboxDeliverer;
   readonly clock?: Clock;
-  /** Names this worker in the lease; default this process's host and pid and a random part (lease-holder.ts). */
+  /** Names this worker in the lease; default this process, its kernel and pid namespace, and a random part (lease-holder.ts). */
   readonly holder?: string;
   /** Messages per batch (one lease); default 100. */
   readonly batchSize?: number;
