@@ -12,7 +12,8 @@
  * `nonceKey` accepts a nonce any other one issued, and none is stored:
  * base64url(8-byte window counter || first 16 bytes of
  * HMAC-SHA256(nonceKey, label || counter)). A nonce is accepted in its own
- * window and the next one, so it lives between one and two lifetimes.
+ * window and the next one, so it lives between one and two lifetimes (up
+ * to three with the clock skew allowed between instances, clockSkewSeconds).
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { calculateJwkThumbprint, EmbeddedJWK, errors as joseErrors, jwtVerify, type JWK } from 'jose';
@@ -99,7 +100,7 @@ export interface DpopVerifierOptions {
    * client with the right time is not refused by an instance 5 minutes off.
    */
   readonly clockSkewSeconds?: number;
-  /** The nonce window (seconds, default 300): a nonce is accepted for one to two of these. */
+  /** The nonce window (seconds, default 300): a nonce is accepted for one to two of these, and up to three when the skew allowed reaches a window's edge. */
   readonly nonceLifetimeSeconds?: number;
 }
 

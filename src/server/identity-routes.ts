@@ -193,6 +193,25 @@ export function requestContext(request: FastifyRequest): RequestContext {
 }
 
 /**
+ * Ends a session with what it produced: first its tokens and the
+ * applications' back-channel logouts (committed to the outbox), then the
+ * session itself. In that order, a failure half-way (a store outage) leaves
+ * the session live, so the person's retry signs out again and queues what
+ * was not queued; the other way round, the retry would find no session and
+ * the applications would never hear of it.
+ */
+async function endSessionWithTokens(
+  services: { accounts: Identity['accounts']; signOut?: Pick<SignOutHooks, 'sessionEnded'> | undefined },
+  request: FastifyRequest,
+  userId: string,
+  sessionHandle: string,
+  reason: 'logout' | 'revoked',
+): Promise<void> {
+  await services.signOut?.sessionEnded({ userId, sessionHandle }, { requestId: request.id, ip: request.ip });
+  await services.accounts.endSession(userId, sessionHandle, requestContext(request), reason);
+}
+
+/**
  * A re-authentication the throttle refused, or the pair's last allowed
  * failure (security review 4): the session ends (and the applications'
  * tokens with it), and the person signs in again, where the same throttle
@@ -205,8 +224,7 @@ export async function endSessionAfterReauthFailures(
   current: { session: Session; user: User },
   retryAfterSeconds: number | undefined,
 ): Promise<FastifyReply> {
-  await services.accounts.endSession(current.user.id, current.session.handle, requestContext(request), 'revoked');
-  await services.signOut?.sessionEnded({ userId: current.user.id, sessionHandle: current.session.handle }, { requestId: request.id, ip: request.ip });
+  await endSessionWithTokens(services, request, current.user.id, current.session.handle, 'revoked');
   reply.clearCookie(SESSION_COOKIE, { path: '/', secure: true, httpOnly: true, sameSite: 'lax' });
   const wait = retryAfterSeconds ?? Math.ceil(THROTTLE.windowMs / 1000);
   reply.header('retry-after', String(wait));
@@ -451,8 +469,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     // Only one of the user's own sessions: a handle is checked against their list, never trusted.
     const own = handle === undefined ? undefined : (await accounts.sessions.list(current.user.id)).find((session) => session.handle === handle);
     if (own === undefined) return refusePage(reply, 400, 'unknown_session', errorPage({ title: 'No such session', detail: 'That session has already ended, or it is not yours.' }));
-    await accounts.endSession(current.user.id, own.handle, context(request), 'revoked');
-    await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: own.handle }, { requestId: request.id, ip: request.ip });
+    await endSessionWithTokens({ accounts, signOut }, request, current.user.id, own.handle, 'revoked');
     return reply.redirect(own.handle === current.session.handle ? '/login' : '/account?done=revoked', 303);
   });
 
@@ -475,9 +492,8 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     if (refused !== undefined) return refused;
     for (const session of await accounts.sessions.list(current.user.id)) {
       if (session.handle === current.session.handle) continue;
-      await accounts.endSession(current.user.id, session.handle, context(request), 'revoked');
       // The applications those sessions signed in to lose their tokens too.
-      await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: session.handle }, { requestId: request.id, ip: request.ip });
+      await endSessionWithTokens({ accounts, signOut }, request, current.user.id, session.handle, 'revoked');
     }
     return reply.redirect('/account?done=others', 303);
   });
@@ -605,8 +621,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     }
     const refused = refuseForgery(request, reply, current.session.handle);
     if (refused !== undefined) return refused;
-    await accounts.endSession(current.user.id, current.session.handle, context(request), 'logout');
-    await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: current.session.handle }, { requestId: request.id, ip: request.ip });
+    await endSessionWithTokens({ accounts, signOut }, request, current.user.id, current.session.handle, 'logout');
     clearSessionCookie(reply);
     return signedOut(reply, asked, false);
   });
