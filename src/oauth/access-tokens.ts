@@ -220,7 +220,12 @@ export class AccessTokens {
       const { header, payload } = await verifyJwtAsync(token, this.#options.keyring, { now, issuer: this.#options.issuer, typ: ACCESS_TOKEN_TYPE, futureToleranceSeconds: MAX_INSTANCE_SKEW_SECONDS });
       if (typeof payload['jti'] !== 'string' || typeof payload['client_id'] !== 'string' || typeof payload['sub'] !== 'string') return null;
       const verified: VerifiedToken = { claims: payload as unknown as AccessTokenClaims, kid: header['kid'] as string, liveUntil: 0 };
-      if (this.#verified.size >= VERIFIED_CACHE_ENTRIES) this.#forget(this.#verified.keys().next().value!);
+      // Oldest first: the expired ones go (tokens are cached about when they are issued, so in roughly
+      // the order they expire), then the oldest if it is still full. The cache holds the tokens alive now.
+      for (const [text, entry] of this.#verified) {
+        if (entry.claims.exp * 1000 > now && this.#verified.size < VERIFIED_CACHE_ENTRIES) break;
+        this.#forget(text);
+      }
       this.#verified.set(token, verified);
       const texts = this.#byJti.get(verified.claims.jti);
       if (texts === undefined) this.#byJti.set(verified.claims.jti, new Set([token]));
