@@ -17,8 +17,8 @@
  *
  * The server is servers/portcullis-soak.ts in a child process, so the RSS
  * and event-loop delay are its own and not the load generator's. It samples
- * itself every `--sample` s (process.memoryUsage(), and monitorEventLoopDelay
- * reset at each sample) and sends the samples over IPC. With `--driver
+ * itself every `--sample` s (process.memoryUsage(), V8's heap spaces, CPU time,
+ * and monitorEventLoopDelay reset at each sample) and sends the samples over IPC. With `--driver
  * postgres` it runs on a schema of its own and a Redis key prefix of its own
  * (Redis as the hot store), both removed at the end.
  *
@@ -39,9 +39,10 @@
  *   (10) sessions, a new one ends its oldest, so sessions do not pile up.
  * A loop with no tokens yet (or after a failure) does a flow instead of a
  * refresh or an introspection. Audit writes come with the operations: every
- * sign-in (auth.login.succeeded), code exchange (token.issued) and refresh
- * (token.refreshed) appends to the ledger, as does a first consent; the
- * ledger's size at the end is reported from the verification. Sign-ins and
+ * sign-in (auth.login.succeeded, and session.revoked for the oldest session
+ * it ends), code exchange (token.issued), refresh (token.refreshed) and first
+ * consent (consent.granted) appends to the ledger; the ledger's size at the
+ * end is reported from the verification. Sign-ins and
  * flows each cost an argon2id hash, so they are weighted far below
  * introspections and refreshes.
  *
@@ -51,9 +52,9 @@
  *
  * After the run the load stops and the figures are computed: the
  * least-squares slope of RSS (and of heap used) against time over the
- * samples after the warm-up, in MB per 10 minutes (1 MB = 2^20 bytes); RSS at the
- * end of warm-up, at the end, and its maximum; the event-loop delay per
- * minute. Verdict: "flat" when the RSS slope is under 1 MB per 10 minutes.
+ * samples after the warm-up, in MB per 10 minutes (1 MB = 2^20 bytes); RSS
+ * at the end of warm-up, at the end, and its maximum; where it went (outside
+ * the JS heap, and each V8 heap space); the event-loop delay per minute. Verdict: "flat" when the RSS slope is under 1 MB per 10 minutes.
  * Then the server stops and `portcullis audit verify` (the real binary, as
  * test/faults/crash.test.ts runs it) checks the deployment's ledger, with the
  * log key the server announced pinned; the run fails if it does not pass.
@@ -138,6 +139,8 @@ interface Sample {
   readonly heapTotalBytes: number;
   readonly externalBytes: number;
   readonly arrayBuffersBytes: number;
+  /** Per V8 heap space (new_space, old_space, code_space, large_object_space, ...): its size and what is used of it. */
+  readonly heapSpacesBytes: Record<string, { readonly size: number; readonly used: number }>;
   readonly loopDelayMs: { readonly p50: number; readonly p99: number; readonly max: number; readonly count: number };
 }
 
@@ -155,7 +158,7 @@ class Tally {
   /** Failure messages (status and step), with how often each came. */
   readonly messages = new Map<string, number>();
   readonly perMinute: { operations: number; failures: number }[] = [];
-  /** Operations that started more than one pacing interval late. */
+  /** Operations that started after their slot, because the loop's previous one overran its interval. */
   late = 0;
   consents = 0;
 
@@ -200,13 +203,12 @@ function draw(): Kind {
   return 'introspect';
 }
 
-/** Runs one operation of `kind` (a flow when the loop has no tokens for it); resolves with what actually ran. */
-async function operate(kind: Kind, loop: Loop, ready: Ready, target: FlowTarget, tally: Tally): Promise<Kind> {
-  if ((kind === 'introspect' && loop.accessToken === undefined) || (kind === 'refresh' && loop.refreshToken === undefined)) kind = 'flow';
+/** Runs one operation of `kind`; anything but the expected answer throws. */
+async function operate(kind: Kind, loop: Loop, ready: Ready, target: FlowTarget, tally: Tally): Promise<void> {
   switch (kind) {
     case 'sign-in':
       await signIn(loop.agent, ready.url, loop.account, PASSWORD);
-      return kind;
+      return;
     case 'flow': {
       loop.accessToken = loop.refreshToken = undefined;
       const flow = await codeFlow(target, loop.agent, loop.account);
@@ -215,7 +217,7 @@ async function operate(kind: Kind, loop: Loop, ready: Ready, target: FlowTarget,
       tally.consents += flow.consents;
       loop.accessToken = flow.tokens['access_token'] as string;
       loop.refreshToken = refreshToken;
-      return kind;
+      return;
     }
     case 'refresh': {
       const presented = loop.refreshToken!;
@@ -227,14 +229,14 @@ async function operate(kind: Kind, loop: Loop, ready: Ready, target: FlowTarget,
       }
       loop.accessToken = accessToken;
       loop.refreshToken = refreshToken;
-      return kind;
+      return;
     }
     case 'introspect': {
       const answer = await postForm(loop.agent, new URL('/introspect', ready.url), { token: loop.accessToken! }, ready.web);
       if (answer.status !== 200 || answer.json['active'] !== true || answer.json['client_id'] !== ready.web.id) {
         throw new Error(`${answer.status} ${JSON.stringify(answer.json).slice(0, 200)}`);
       }
-      return kind;
+      return;
     }
   }
 }
@@ -252,11 +254,12 @@ async function load(config: Settings, ready: Ready, startAt: number, endAt: numb
         while (due < endAt) {
           await sleep(due - performance.now());
           const start = performance.now();
-          if (start - due > intervalMs) tally.late += 1;
           const minute = Math.floor((start - startAt) / 60_000);
-          let kind = draw();
+          const drawn = draw();
+          // No tokens yet (or after a failure): a flow gets them.
+          const kind = (drawn === 'introspect' && loop.accessToken === undefined) || (drawn === 'refresh' && loop.refreshToken === undefined) ? 'flow' : drawn;
           try {
-            kind = await operate(kind, loop, ready, target, tally);
+            await operate(kind, loop, ready, target, tally);
             tally.ok(kind, performance.now() - start, minute);
           } catch (error) {
             tally.failed(kind, error, minute);
@@ -265,7 +268,12 @@ async function load(config: Settings, ready: Ready, startAt: number, endAt: numb
             loop.agent = new Agent({ keepAlive: true, maxSockets: 1 });
             loop.accessToken = loop.refreshToken = undefined;
           }
-          due = Math.max(due + intervalMs, performance.now());
+          // An operation that overran its interval: the next starts at once (late), the missed slots are not made up.
+          due += intervalMs;
+          if (performance.now() > due) {
+            tally.late += 1;
+            due = performance.now();
+          }
         }
       }),
     );
@@ -332,6 +340,14 @@ function summarise(config: Settings, samples: readonly Sample[], tally: Tally, e
       heapUsedSlopeMbPer10Min: per10Min((s) => s.heapUsedBytes),
       rssMb: { atWarmupEnd: mb(steady[0]!.rssBytes), last: mb(steady.at(-1)!.rssBytes), max: mb(max(steady.map((s) => s.rssBytes))) },
       heapUsedMb: { atWarmupEnd: mb(steady[0]!.heapUsedBytes), last: mb(steady.at(-1)!.heapUsedBytes), max: mb(max(steady.map((s) => s.heapUsedBytes))) },
+      // RSS besides the JS heap: native memory (argon2's buffers while a hash runs, SQLite, sockets, code).
+      outsideHeapMb: { atWarmupEnd: mb(steady[0]!.rssBytes - steady[0]!.heapTotalBytes), last: mb(steady.at(-1)!.rssBytes - steady.at(-1)!.heapTotalBytes), slopePer10Min: per10Min((s) => s.rssBytes - s.heapTotalBytes) },
+      heapSpacesMb: Object.fromEntries(
+        Object.keys(steady[0]!.heapSpacesBytes).map((name) => [
+          name,
+          { sizeAtWarmupEnd: mb(steady[0]!.heapSpacesBytes[name]!.size), sizeLast: mb(steady.at(-1)!.heapSpacesBytes[name]?.size ?? 0), usedSlopePer10Min: per10Min((s) => s.heapSpacesBytes[name]?.used ?? 0) },
+        ]),
+      ),
       // Over the samples: the median of their p50s, the median and the worst of their p99s, the worst maximum.
       loopDelayMs: {
         p50: round2(median(delays((s) => s.loopDelayMs.p50))),
@@ -410,6 +426,11 @@ function print(config: Settings, summary: ReturnType<typeof summarise>): void {
       `heap used ${after.heapUsedMb.atWarmupEnd} -> ${after.heapUsedMb.last} MB (max ${after.heapUsedMb.max}); ` +
       `RSS over the whole run: first ${cell(summary.rssMb.first)}, last ${summary.rssMb.last}, max ${summary.rssMb.max} MB`,
   );
+  const spaces = Object.entries(after.heapSpacesMb).filter(([, space]) => space.sizeAtWarmupEnd >= 1 || space.sizeLast >= 1);
+  console.log(
+    `RSS outside the JS heap: ${after.outsideHeapMb.atWarmupEnd} -> ${after.outsideHeapMb.last} MB (slope ${after.outsideHeapMb.slopePer10Min} per 10 min); ` +
+      `V8 spaces, size MB (used slope per 10 min): ${spaces.map(([name, space]) => `${name.replace(/_space$/, '')} ${space.sizeAtWarmupEnd} -> ${space.sizeLast} (${space.usedSlopePer10Min})`).join(', ')}`,
+  );
   console.log(`server CPU after warm-up: ${after.serverCpuPercent ?? '-'}% of one core`);
   console.log(`event-loop delay after warm-up: p50 ${after.loopDelayMs.p50} ms, p99 ${after.loopDelayMs.p99} ms (worst sample ${after.loopDelayMs.worstP99}), max ${after.loopDelayMs.max} ms`);
   const window = (after.toSeconds - after.fromSeconds) / 60;
@@ -435,7 +456,7 @@ async function main(): Promise<void> {
     const env = { ...portcullisEnv, ...stores.env, BENCH_OAUTH: JSON.stringify(setup), BENCH_DATA_DIR: dataDir, BENCH_SAMPLE_SECONDS: String(config.sampleSeconds) };
     server = await startChild('portcullis', [join(import.meta.dirname, 'servers', 'portcullis-soak.ts')], env, READY, config.nodeFlags, STARTUP_TIMEOUT_MS);
     server.process.on('message', (message: { type?: string } & Omit<Sample, 'atSeconds'>) => {
-      if (message.type === 'sample') samples.push({ atSeconds: (performance.now() - loadStart) / 1000, cpuMicros: message.cpuMicros, rssBytes: message.rssBytes, heapUsedBytes: message.heapUsedBytes, heapTotalBytes: message.heapTotalBytes, externalBytes: message.externalBytes, arrayBuffersBytes: message.arrayBuffersBytes, loopDelayMs: message.loopDelayMs });
+      if (message.type === 'sample') samples.push({ atSeconds: (performance.now() - loadStart) / 1000, cpuMicros: message.cpuMicros, rssBytes: message.rssBytes, heapUsedBytes: message.heapUsedBytes, heapTotalBytes: message.heapTotalBytes, externalBytes: message.externalBytes, arrayBuffersBytes: message.arrayBuffersBytes, heapSpacesBytes: message.heapSpacesBytes, loopDelayMs: message.loopDelayMs });
     });
     const ready = JSON.parse(server.ready.slice('ready '.length)) as Ready;
 

@@ -7,9 +7,10 @@
  * `portcullis audit verify` afterwards.
  *
  * Every BENCH_SAMPLE_SECONDS (default 10) it sends its parent, over IPC,
- * `{ type: 'sample', cpuMicros, rssBytes, heapUsedBytes, ..., loopDelayMs:
- * { p50, p99, max, count } }`: its CPU time so far (process.cpuUsage(), user
- * + system), process.memoryUsage() at that moment, and the event-loop
+ * `{ type: 'sample', cpuMicros, rssBytes, heapUsedBytes, ..., heapSpacesBytes,
+ * loopDelayMs: { p50, p99, max, count } }`: its CPU time so far
+ * (process.cpuUsage(), user + system), process.memoryUsage() and the size
+ * and use of each V8 heap space at that moment, and the event-loop
  * delay since the previous sample (node:perf_hooks monitorEventLoopDelay,
  * reset at each sample). The histogram records the time between the ticks
  * of its own RESOLUTION_MS timer, so the delay is that minus RESOLUTION_MS
@@ -21,6 +22,7 @@
  * parent's IPC channel closes.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { oauthSetupFromEnv, setUpOAuth } from './oauth-setup.ts';
 import { startBenchPortcullis } from './start-portcullis.ts';
 
@@ -49,6 +51,8 @@ setInterval(() => {
     heapTotalBytes: memory.heapTotal,
     externalBytes: memory.external,
     arrayBuffersBytes: memory.arrayBuffers,
+    // Which V8 spaces the heap's size is in (new space grows and shrinks with the allocation rate; old space holds what lives on).
+    heapSpacesBytes: Object.fromEntries(getHeapSpaceStatistics().map((space) => [space.space_name, { size: space.space_size, used: space.space_used_size }])),
     loopDelayMs: { p50: lateMs(delay.percentile(50)), p99: lateMs(delay.percentile(99)), max: lateMs(delay.max), count: delay.count },
   });
   delay.reset();
