@@ -35,14 +35,12 @@
  * same side; the order of the sides flips every round (ABBA), and medians
  * over rounds discard the odd disturbed run.
  */
-import { randomBytes } from 'node:crypto';
-import { Agent, request as httpRequest } from 'node:http';
+import { Agent } from 'node:http';
 import { join } from 'node:path';
 import { hash as argon2Hash, verify as argon2Verify } from '@node-rs/argon2';
 import type { Algorithm } from '@node-rs/argon2';
 import { cpuMicros, startChild, URL_LINE, type Child } from './children.ts';
-import { giveUpAfter, machine, median, option, options, percentile, portcullisChildEnvironment, positiveInteger, round2, runSql, table, writeResult } from './lib.ts';
-import { deleteRedisKeys } from '../test/support/services.ts';
+import { giveUpAfter, machine, median, option, options, percentile, portcullisChildEnvironment, ownStores, positiveInteger, round2, signIn, table, writeResult } from './lib.ts';
 
 /** One account per client: the throttle counts attempts in flight per account and IP, so one account signed in by more than 5 clients at once would get 429s. */
 const email = (slot: number) => `bench-login-${slot}@example.test`;
@@ -140,56 +138,6 @@ function settings() {
   };
 }
 
-interface Response {
-  readonly status: number;
-  readonly headers: Record<string, string | string[] | undefined>;
-  readonly body: string;
-}
-
-/** One HTTP/1.1 request on the given keep-alive agent; the body is read in full. */
-function send(agent: Agent, url: URL, method: 'GET' | 'POST', headers: Record<string, string>, body?: string): Promise<Response> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { agent, method, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-function cookie(response: Response, name: string): string | undefined {
-  for (const header of response.headers['set-cookie'] ?? []) {
-    if (header.startsWith(`${name}=`)) return header.slice(name.length + 1, header.indexOf(';') === -1 ? undefined : header.indexOf(';'));
-  }
-  return undefined;
-}
-
-/**
- * GET /login then POST /login, as a browser would; resolves with the POST's
- * latency in ms. Anything but a 303 with a session cookie stops the run: a
- * throttled or refused sign-in costs far less than a real one and would
- * flatter the figures.
- */
-async function signIn(agent: Agent, base: string, account: string): Promise<{ postMs: number; sessionId: string }> {
-  const form = await send(agent, new URL('/login', base), 'GET', { accept: 'text/html' });
-  const nonce = cookie(form, '__Host-portcullis-login');
-  const csrf = /name="_csrf" value="([^"]+)"/.exec(form.body)?.[1];
-  if (form.status !== 200 || nonce === undefined || csrf === undefined) throw new Error(`GET /login: ${form.status}, no login cookie or CSRF field`);
-  const body = new URLSearchParams({ _csrf: csrf, email: account, password: PASSWORD }).toString();
-  const start = performance.now();
-  const answer = await send(agent, new URL('/login', base), 'POST', { 'content-type': 'application/x-www-form-urlencoded', cookie: `__Host-portcullis-login=${nonce}` }, body);
-  const postMs = performance.now() - start;
-  const sessionId = cookie(answer, '__Host-portcullis');
-  if (answer.status !== 303 || sessionId === undefined) {
-    const message = /<p class="error"[^>]*>([^<]*)</.exec(answer.body)?.[1] ?? answer.body.slice(0, 200);
-    throw new Error(`POST /login as ${account}: ${answer.status} instead of 303 with a session cookie: ${message}`);
-  }
-  return { postMs, sessionId };
-}
-
 async function main(): Promise<void> {
   const config = settings();
   const sideNames = ['argon2', 'embedded', ...(config.databaseUrl !== undefined || config.redisUrl !== undefined ? [[config.databaseUrl && 'postgres', config.redisUrl && 'redis'].filter(Boolean).join('+')] : [])];
@@ -262,21 +210,10 @@ async function runWorker(worker: Child, concurrency: number, seconds: number): P
 
 /** A Portcullis child with the bench account; on Postgres and Redis when their URLs are given, in a schema and key prefix of its own. */
 async function startServerSide(name: string, accounts: number, env: NodeJS.ProcessEnv, nodeFlags: readonly string[], databaseUrl?: string, redisUrl?: string): Promise<Side> {
-  const cleanups: (() => Promise<void>)[] = [];
   const emails = Array.from({ length: accounts }, (_, slot) => email(slot));
-  const serverEnv: NodeJS.ProcessEnv = { ...env, BENCH_ACCOUNT_EMAILS: emails.join(','), BENCH_ACCOUNT_PASSWORD: PASSWORD };
+  const stores = await ownStores(databaseUrl, redisUrl);
+  const serverEnv: NodeJS.ProcessEnv = { ...env, BENCH_ACCOUNT_EMAILS: emails.join(','), BENCH_ACCOUNT_PASSWORD: PASSWORD, ...stores.env };
   try {
-    if (databaseUrl !== undefined) {
-      const schema = `portcullis_bench_${randomBytes(6).toString('hex')}`;
-      await runSql(databaseUrl, `CREATE SCHEMA ${schema}`);
-      cleanups.push(() => runSql(databaseUrl, `DROP SCHEMA IF EXISTS ${schema} CASCADE`));
-      Object.assign(serverEnv, { PORTCULLIS_DATABASE_URL: databaseUrl, PORTCULLIS_DATABASE_SCHEMA: schema });
-    }
-    if (redisUrl !== undefined) {
-      const keyPrefix = `portcullis:bench:${randomBytes(6).toString('hex')}:`;
-      cleanups.push(() => deleteRedisKeys(redisUrl, keyPrefix));
-      Object.assign(serverEnv, { PORTCULLIS_REDIS_URL: redisUrl, PORTCULLIS_REDIS_KEY_PREFIX: keyPrefix, PORTCULLIS_HOT_STORE: 'redis' });
-    }
     const server = await startChild(name, [join(import.meta.dirname, 'servers', 'portcullis-account.ts')], serverEnv, URL_LINE, nodeFlags, STARTUP_TIMEOUT_MS);
     const base = server.ready;
     return {
@@ -287,17 +224,15 @@ async function startServerSide(name: string, accounts: number, env: NodeJS.Proce
         // server closes idle ones while the other sides run.
         const agents = Array.from({ length: concurrency }, () => new Agent({ keepAlive: true, maxSockets: 1 }));
         try {
-          return await drive(concurrency, seconds, async (slot) => (await signIn(agents[slot]!, base, email(slot))).postMs);
+          return await drive(concurrency, seconds, async (slot) => (await signIn(agents[slot]!, base, email(slot), PASSWORD)).postMs);
         } finally {
           for (const agent of agents) agent.destroy();
         }
       },
-      cleanup: async () => {
-        for (const cleanup of cleanups.reverse()) await cleanup();
-      },
+      cleanup: stores.cleanup,
     };
   } catch (error) {
-    for (const cleanup of cleanups.reverse()) await cleanup();
+    await stores.cleanup();
     throw error;
   }
 }

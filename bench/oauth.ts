@@ -55,11 +55,11 @@
  * warm-up of the same server and workload, the order of the servers flipping
  * every round (ABBA); then the sign loop. Medians over rounds.
  */
-import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
-import { Agent, request as httpRequest } from 'node:http';
+import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { Agent } from 'node:http';
 import { join } from 'node:path';
 import { cpuMicros, startChild, type Child } from './children.ts';
-import { formPostLoad, giveUpAfter, machine, median, option, options, percentile, portcullisChildEnvironment, positiveInteger, round2, table, writeResult } from './lib.ts';
+import { basic, codeFlow, formPostLoad, giveUpAfter, machine, median, option, options, percentile, portcullisChildEnvironment, positiveInteger, postForm, round2, table, writeResult, type ClientCredentials, type FlowResult } from './lib.ts';
 
 const PASSWORD = 'correct horse battery staple';
 const REDIRECT_URI = 'http://127.0.0.1:9/callback';
@@ -101,53 +101,12 @@ function settings() {
 }
 type Settings = ReturnType<typeof settings>;
 
-interface ClientCredentials {
-  readonly id: string;
-  readonly secret: string;
-}
 interface Server {
   readonly name: SideName;
   readonly child: Child;
   readonly url: string;
   readonly service: ClientCredentials;
   readonly web: ClientCredentials;
-}
-
-const basic = (client: ClientCredentials) => `Basic ${Buffer.from(`${encodeURIComponent(client.id)}:${encodeURIComponent(client.secret)}`).toString('base64')}`;
-const FORM = 'application/x-www-form-urlencoded';
-
-// ---------------------------------------------------------------------------
-// A small HTTP/1.1 client: one request on a keep-alive agent, body read whole.
-
-interface Response {
-  readonly status: number;
-  readonly headers: Record<string, string | string[] | undefined>;
-  readonly body: string;
-}
-
-function send(agent: Agent | undefined, url: URL, method: 'GET' | 'POST', headers: Record<string, string>, body?: string): Promise<Response> {
-  return new Promise((resolve, reject) => {
-    const requestHeaders = body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) };
-    const req = httpRequest(url, { ...(agent !== undefined && { agent }), method, headers: requestHeaders }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-async function postForm(agent: Agent | undefined, url: URL, params: Record<string, string>, client: ClientCredentials): Promise<{ status: number; json: Record<string, unknown> }> {
-  const answer = await send(agent, url, 'POST', { 'content-type': FORM, authorization: basic(client), accept: 'application/json' }, new URLSearchParams(params).toString());
-  let json: Record<string, unknown>;
-  try {
-    json = JSON.parse(answer.body) as Record<string, unknown>;
-  } catch {
-    json = { unparsed: answer.body.slice(0, 300) };
-  }
-  return { status: answer.status, json };
 }
 
 /** The JOSE header and claims of a compact JWS, unverified (the sanity check reads them). */
@@ -163,128 +122,10 @@ function peek(jwt: unknown): { header: Record<string, unknown>; payload: Record<
   }
 }
 
-// ---------------------------------------------------------------------------
-// The scripted browser and client of one authorization code flow.
-
-const unescapeHtml = (value: string) =>
-  value.replace(/&(?:#(\d+)|#x([0-9a-f]+)|(amp|lt|gt|quot|apos));/gi, (_, dec: string | undefined, hex: string | undefined, name: string | undefined) =>
-    dec !== undefined ? String.fromCharCode(Number(dec)) : hex !== undefined ? String.fromCharCode(parseInt(hex, 16)) : ({ amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" } as Record<string, string>)[name!.toLowerCase()]!,
-  );
-
-/** The page's one POST form: its action and hidden fields, and whether it asks for a password. */
-function parseForm(html: string): { action: string; fields: Record<string, string>; password: boolean } | null {
-  const form = /<form\b[^>]*\bmethod="post"[^>]*\baction="([^"]+)"[^>]*>([\s\S]*?)<\/form>/i.exec(html);
-  if (form === null) return null;
-  const fields: Record<string, string> = {};
-  for (const input of form[2]!.matchAll(/<input\b[^>]*>/gi)) {
-    const tag = input[0];
-    if (!/\btype="hidden"/i.test(tag)) continue;
-    const name = /\bname="([^"]*)"/.exec(tag)?.[1];
-    const value = /\bvalue="([^"]*)"/.exec(tag)?.[1];
-    if (name !== undefined) fields[unescapeHtml(name)] = unescapeHtml(value ?? '');
-  }
-  return { action: unescapeHtml(form[1]!), fields, password: /\bname="password"/.test(form[2]!) };
-}
-
-/** A browser's cookie jar, reduced to what these flows need: by name, all paths alike (each new cookie of a name replaces the old). */
-class CookieJar {
-  readonly #cookies = new Map<string, string>();
-
-  header(): Record<string, string> {
-    return this.#cookies.size === 0 ? {} : { cookie: [...this.#cookies].map(([name, value]) => `${name}=${value}`).join('; ') };
-  }
-
-  take(response: Response): void {
-    for (const line of response.headers['set-cookie'] ?? []) {
-      const [pair = '', ...attributes] = line.split(';');
-      const equals = pair.indexOf('=');
-      const name = pair.slice(0, equals).trim();
-      const value = pair.slice(equals + 1).trim();
-      const expired = attributes.some((attribute) => {
-        const [key = '', raw = ''] = attribute.split('=');
-        const lower = key.trim().toLowerCase();
-        return (lower === 'max-age' && Number(raw) <= 0) || (lower === 'expires' && Date.parse(raw) <= Date.now());
-      });
-      if (expired || value === '') this.#cookies.delete(name);
-      else this.#cookies.set(name, value);
-    }
-  }
-}
-
-interface FlowResult {
-  readonly ms: number;
-  /** Consent forms this flow went through (0 or 1). */
-  readonly consents: number;
-  /** HTTP requests the flow took, the token request included. */
-  readonly requests: number;
-  readonly tokens: Record<string, unknown>;
-}
-
-/**
- * One full flow as a new browser (no cookies) and the client behind it.
- * Anything other than the expected answer at any step throws.
- */
-async function codeFlow(server: Server, agent: Agent, account: string, consent: Settings['consent']): Promise<FlowResult> {
-  const start = performance.now();
-  const base = new URL(server.url);
-  const jar = new CookieJar();
-  const verifier = randomBytes(32).toString('base64url');
-  const state = randomBytes(16).toString('base64url');
-  const authorize = new URL('/authorize', base);
-  authorize.search = new URLSearchParams({
-    response_type: 'code',
-    client_id: server.web.id,
-    redirect_uri: REDIRECT_URI,
-    scope: FLOW_SCOPE,
-    state,
-    nonce: randomBytes(16).toString('base64url'),
-    code_challenge: createHash('sha256').update(verifier).digest('base64url'),
-    code_challenge_method: 'S256',
-    resource: RESOURCE,
-    ...(consent === 'every' && { prompt: 'consent' }),
-  }).toString();
-  let requests = 0;
-  const browse = async (url: URL, method: 'GET' | 'POST', form?: Record<string, string>) => {
-    requests += 1;
-    const headers: Record<string, string> = { accept: 'text/html', ...jar.header() };
-    if (method === 'POST') Object.assign(headers, { 'content-type': FORM, origin: base.origin, 'sec-fetch-site': 'same-origin' });
-    const response = await send(agent, url, method, headers, form === undefined ? undefined : new URLSearchParams(form).toString());
-    jar.take(response);
-    return response;
-  };
-
-  let consents = 0;
-  let callback: URL | undefined;
-  let response = await browse(authorize, 'GET');
-  let at = authorize;
-  for (let step = 0; step < 12 && callback === undefined; step++) {
-    if (response.status === 302 || response.status === 303) {
-      const location = new URL(String(response.headers.location), at);
-      if (location.href.startsWith(REDIRECT_URI)) callback = location;
-      else response = await browse((at = location), 'GET');
-      continue;
-    }
-    const form = response.status === 200 ? parseForm(response.body) : null;
-    if (form === null) throw new Error(`${server.name} flow: ${response.status} at ${at.pathname}: ${response.body.slice(0, 300)}`);
-    const target = new URL(form.action, at);
-    if (form.password) {
-      response = await browse((at = target), 'POST', { ...form.fields, email: account, password: PASSWORD });
-      if (response.status === 200) throw new Error(`${server.name} flow: the sign-in as ${account} was refused: ${/role="alert"[^>]*>([^<]*)</.exec(response.body)?.[1] ?? response.body.slice(0, 300)}`);
-    } else {
-      consents += 1;
-      response = await browse((at = target), 'POST', { ...form.fields, decision: 'allow' });
-    }
-  }
-  if (callback === undefined) throw new Error(`${server.name} flow: no redirect to the client after 12 steps`);
-  const code = callback.searchParams.get('code');
-  if (code === null || callback.searchParams.get('state') !== state || callback.searchParams.get('iss') !== server.url) {
-    throw new Error(`${server.name} flow: bad callback ${callback.href}`);
-  }
-  const tokens = await postForm(agent, new URL('/token', base), { grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, code_verifier: verifier }, server.web);
-  if (tokens.status !== 200 || typeof tokens.json['access_token'] !== 'string' || typeof tokens.json['id_token'] !== 'string' || tokens.json['access_token'].split('.').length !== 3) {
-    throw new Error(`${server.name} flow: token answer ${tokens.status} ${JSON.stringify(tokens.json).slice(0, 300)}`);
-  }
-  return { ms: performance.now() - start, consents, requests: requests + 1, tokens: tokens.json };
+/** One authorization code flow on either side (the scripted browser and client: lib.ts codeFlow). */
+function runFlow(server: Server, agent: Agent, account: string, consent: Settings['consent']): Promise<FlowResult> {
+  const target = { name: server.name, url: server.url, client: server.web, redirectUri: REDIRECT_URI, scope: FLOW_SCOPE, resource: RESOURCE, password: PASSWORD, promptConsent: consent === 'every' };
+  return codeFlow(target, agent, account);
 }
 
 // ---------------------------------------------------------------------------
@@ -346,7 +187,7 @@ async function flows(server: Server, seconds: number, settings: Settings): Promi
     const loops = await Promise.allSettled(
       agents.map(async (agent, slot) => {
         while (performance.now() < deadline && !failed) {
-          const flow = await codeFlow(server, agent, email(slot), settings.consent).catch((error: unknown) => {
+          const flow = await runFlow(server, agent, email(slot), settings.consent).catch((error: unknown) => {
             failed = true;
             throw error;
           });
@@ -467,7 +308,7 @@ async function sanityCheck(server: Server, settings: Settings): Promise<Record<s
   if (introspection['active'] !== true || introspection['client_id'] !== server.service.id) throw new Error(`${server.name}: introspection ${JSON.stringify(introspection)}`);
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   try {
-    const flow = await codeFlow(server, agent, email(0), settings.consent);
+    const flow = await runFlow(server, agent, email(0), settings.consent);
     const access = peek(flow.tokens['access_token']);
     const id = peek(flow.tokens['id_token']);
     if (access?.header['alg'] !== 'EdDSA' || access.header['typ'] !== 'at+jwt' || access.payload['aud'] !== RESOURCE) throw new Error(`${server.name}: the code flow's access token: ${JSON.stringify(access)}`);

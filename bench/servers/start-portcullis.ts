@@ -1,8 +1,8 @@
 /**
  * What every Portcullis bench server does first: a throwaway data
- * directory (removed on exit), the config from the environment, the server
- * started, stopped gracefully on a signal or when the bench (its parent)
- * goes away.
+ * directory (removed on exit) unless the bench gives one, the config from
+ * the environment, the server started, stopped gracefully on a signal or
+ * when the bench (its parent) goes away.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,11 +18,13 @@ export interface BenchPortcullisOptions {
   readonly fixedPort?: boolean;
   readonly start?: StartOptions;
   readonly dataDirPrefix?: string;
+  /** A data directory the caller owns (kept on exit, for what it checks afterwards); default a throwaway one. */
+  readonly dataDir?: string;
 }
 
 export async function startBenchPortcullis(options: BenchPortcullisOptions = {}): Promise<{ readonly running: RunningPortcullis; readonly config: Config; readonly dataDir: string }> {
-  const dataDir = mkdtempSync(join(tmpdir(), options.dataDirPrefix ?? 'portcullis-bench-'));
-  process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), options.dataDirPrefix ?? 'portcullis-bench-'));
+  if (options.dataDir === undefined) process.on('exit', () => rmSync(dataDir, { recursive: true, force: true }));
   const config = loadConfig({ env: process.env, overrides: { ...options.overrides, dataDir, port: options.fixedPort === true ? await freePort() : 0 } });
   const running = await startPortcullis(config, options.start);
   exitGracefullyOnSignals(running, config.http.shutdownTimeoutMs);
