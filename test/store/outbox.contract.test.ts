@@ -84,6 +84,39 @@ for (const driver of durableDrivers) {
       assert.equal(seen.calls.length, 5, 'a delivered message is never handed out again');
     });
 
+    it('each topic has a lane of its own: a receiver that hangs holds up its topic, in order, never another', async () => {
+      const slow = unique('slow');
+      const fast = unique('fast');
+      await commitMessages(fx.store, slow, 2);
+      await commitMessages(fx.store, fast, 3);
+      const order: string[] = [];
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      let fastDone!: () => void;
+      const fastDelivered = new Promise<void>((resolve) => (fastDone = resolve));
+      const w = worker({
+        deliver: async (message) => {
+          if (message.topic === slow) {
+            order.push(message.idempotencyKey);
+            await held;
+          } else if (message.topic === fast) {
+            order.push(message.idempotencyKey);
+            if (order.filter((key) => key.startsWith(fast)).length === 3) fastDone();
+          }
+        },
+      });
+      const run = w.runOnce();
+      // Bounded: in one lane for all, the fast topic would wait behind the hanging one for ever.
+      const deadline = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the fast topic waited for the slow one')), 10_000).unref());
+      await Promise.race([fastDelivered, deadline]);
+      assert.deepEqual(order.filter((key) => key.startsWith(slow)), [`${slow}:0`], 'the slow topic: its first message hangs, the second waits behind it');
+      release();
+      const report = await run;
+      assert.equal(report.delivered >= 5, true);
+      assert.deepEqual(order.filter((key) => key.startsWith(slow)), [`${slow}:0`, `${slow}:1`], 'in order within the topic');
+      assert.deepEqual(order.filter((key) => key.startsWith(fast)), [`${fast}:0`, `${fast}:1`, `${fast}:2`]);
+    });
+
     it('a rolled-back transaction leaves nothing to deliver', async () => {
       const topic = unique('topic');
       await assert.rejects(
