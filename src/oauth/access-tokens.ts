@@ -3,10 +3,18 @@
  * the hot path (node:crypto, synchronous), checked back by the same keyring
  * for introspection and userinfo, and revocable before they expire through a
  * denylist in the hot store that lives exactly until the token's `exp`.
+ *
+ * Every revocation is also kept in the durable store (revocation-records.ts)
+ * until its mark lapses, written before the mark: a hot store that comes
+ * back empty (no persistence, a failover to an empty replica) must not make
+ * revoked tokens usable again (RFC 7009 section 2). Such a loss is noticed
+ * by a sentinel key the hot store holds once it has every mark; while it is
+ * missing, checks read the durable records, and the marks are copied back.
  */
 import type { DomainEvents } from '../events/index.ts';
 import type { HookChains } from '../hooks/index.ts';
 import { releasedClaims } from './hooks.ts';
+import type { RevocationRecords } from './revocation-records.ts';
 import type { Clock, HotStore } from '../store/index.ts';
 import { JwtError, randomId, signJwtAsync, verifyJwtAsync, type Keyring, type SigningAlgorithm } from '../tokens/index.ts';
 
@@ -77,6 +85,12 @@ export interface AccessTokenOptions {
   readonly revocationRecheckMs?: () => number;
   /** The chains with access-token.claims (what plugins add to every access token); none run when absent. */
   readonly hooks?: HookChains;
+  /**
+   * The durable copy of every revocation, which survives the hot store
+   * losing its data; absent (unit tests of other things), revocations live
+   * in the hot store alone.
+   */
+  readonly revocations?: RevocationRecords;
 }
 
 const DENYLIST = 'oauth:revoked-at:';
@@ -106,6 +120,22 @@ interface VerifiedToken {
 }
 /** Sessions that ended: their access tokens (claim `sid`) are revoked with them. */
 const ENDED_SESSIONS = 'oauth:revoked-sid:';
+/**
+ * The sentinel: present once the hot store holds every durable revocation
+ * (its value is when they were copied). A hot store that lost its data has
+ * lost it too, so its marks' silence proves nothing then. Every hot key has
+ * a time to live (ports.ts): a long one; when it lapses the marks are only
+ * copied again.
+ */
+const GENERATION = 'oauth:revocations-generation';
+const GENERATION_TTL_MS = 30 * 24 * 3_600_000;
+/**
+ * The sentinel's value while a copy is under way (checks still read the
+ * durable records). Renewed after every page; an instance that died while
+ * copying leaves it to lapse, and the next check starts over.
+ */
+const COPYING = 'copying';
+const COPYING_TTL_MS = 60_000;
 
 export class AccessTokens {
   readonly #options: AccessTokenOptions;
@@ -117,6 +147,8 @@ export class AccessTokens {
    */
   readonly #byJti = new Map<string, Set<string>>();
   readonly #recheckMs: () => number;
+  /** The copy of the durable revocations into the hot store under way here, if any: one at a time. */
+  #restoring: Promise<void> | undefined;
 
   constructor(options: AccessTokenOptions) {
     this.#options = options;
@@ -172,8 +204,20 @@ export class AccessTokens {
     const now = performance.now();
     if (now >= verified.liveUntil) {
       const sid = typeof claims['sid'] === 'string' ? claims['sid'] : undefined;
-      const [revoked, sessionEnded] = await Promise.all([this.#options.hot.get(DENYLIST + claims.jti), sid === undefined ? null : this.#options.hot.get(ENDED_SESSIONS + sid)]);
-      if (revoked !== null || sessionEnded !== null) {
+      const { hot, revocations } = this.#options;
+      // The sentinel in the same round trip (the common path costs one more
+      // read, no more time), sent after the marks: a store that had lost
+      // them by then has lost it too.
+      const [revoked, sessionEnded, generation] = await Promise.all([hot.get(DENYLIST + claims.jti), sid === undefined ? null : hot.get(ENDED_SESSIONS + sid), revocations === undefined ? null : hot.get(GENERATION)]);
+      let ended = revoked !== null || sessionEnded !== null;
+      if (!ended && revocations !== undefined && (generation === null || generation === COPYING)) {
+        // The hot store lost its data (or its marks are being put back): the durable records answer until they are.
+        void this.restoreRevocations().catch(() => {
+          // The sentinel is still missing: the next check tries again.
+        });
+        ended = await revocations.revoked(claims.jti, sid);
+      }
+      if (ended) {
         this.#forget(token);
         return null;
       }
@@ -257,7 +301,10 @@ export class AccessTokens {
   /** Revokes every access token of a session, for as long as any of them can live. */
   async revokeSid(sid: string): Promise<void> {
     // A token issued just before by an instance whose clock is ahead lives that much longer here.
-    await this.#options.hot.set(ENDED_SESSIONS + sid, '1', (this.#options.ttlSeconds + MAX_INSTANCE_SKEW_SECONDS + 60) * 1000);
+    const ttlMs = (this.#options.ttlSeconds + MAX_INSTANCE_SKEW_SECONDS + 60) * 1000;
+    // Durable first: a sign-out that completed outlives the hot store's data.
+    await this.#options.revocations?.remember('sid', sid, this.#options.clock() + ttlMs);
+    await this.#options.hot.set(ENDED_SESSIONS + sid, '1', ttlMs);
     this.forgetSession(sid);
     await this.#options.events?.emit({ type: 'tokens.revoked', sid });
   }
@@ -283,12 +330,49 @@ export class AccessTokens {
     this.forgetJti(jti);
     // Until the token has expired at every instance, the one whose clock is
     // furthest behind included (MAX_INSTANCE_SKEW_SECONDS), not only here.
-    const ttlMs = exp * 1000 - this.#options.clock() + MAX_INSTANCE_SKEW_SECONDS * 1000;
+    const until = (exp + MAX_INSTANCE_SKEW_SECONDS) * 1000;
+    const ttlMs = until - this.#options.clock();
     if (ttlMs <= 0) return false;
+    // Durable first, so a revocation acknowledged to the client survives the
+    // hot store's data (RFC 7009 section 2). Whether it is the first one is
+    // still the mark's to say: a retry after a failed mark write is first.
+    await this.#options.revocations?.remember('jti', jti, until);
     const first = await this.#options.hot.setIfAbsent(DENYLIST + jti, '1', Math.ceil(ttlMs));
     // Dropped again after the write: a check that raced it must not re-cache "live".
     this.forgetJti(jti);
     if (first) await this.#options.events?.emit({ type: 'tokens.revoked', jti });
     return first;
+  }
+
+  /**
+   * Copies every durable revocation that has not lapsed back into the hot
+   * store, then writes the sentinel: at start, and when a check finds the
+   * sentinel gone. One copy at a time here; a copy another instance has
+   * under way (the sentinel says so) is left to it. The sentinel moves from
+   * COPYING to done by compare-and-set on its version, renewed after every
+   * page: a hot store that loses its data again during the copy loses that
+   * version too, so no sentinel is written over a partial copy.
+   */
+  restoreRevocations(): Promise<void> {
+    this.#restoring ??= this.#restore().finally(() => {
+      this.#restoring = undefined;
+    });
+    return this.#restoring;
+  }
+
+  async #restore(): Promise<void> {
+    const { hot, revocations, clock } = this.#options;
+    if (revocations === undefined || (await hot.getVersioned(GENERATION)) !== null) return;
+    // From absent only: a copy another instance began a moment ago is left to it.
+    let version = await hot.compareAndSet(GENERATION, 0, COPYING, COPYING_TTL_MS);
+    if (version === null) return;
+    for await (const page of revocations.unexpired()) {
+      const now = clock();
+      await Promise.all(page.filter((kept) => kept.until > now).map((kept) => hot.set((kept.kind === 'jti' ? DENYLIST : ENDED_SESSIONS) + kept.value, '1', Math.ceil(kept.until - now))));
+      version = await hot.compareAndSet(GENERATION, version, COPYING, COPYING_TTL_MS);
+      // Lost again, or lapsed: the next check starts over.
+      if (version === null) return;
+    }
+    await hot.compareAndSet(GENERATION, version, String(clock()), GENERATION_TTL_MS);
   }
 }

@@ -28,6 +28,7 @@ import { LogoutService } from './logout.ts';
 import { BACKCHANNEL_LOGOUT_TOPIC, backchannelLogoutDeliverer } from './backchannel-logout.ts';
 import { ParEndpoint } from './par.ts';
 import { RefreshTokens } from './refresh-tokens.ts';
+import { RevocationRecords } from './revocation-records.ts';
 import { RegistrationEndpoint } from './registration.ts';
 import { USER_SCOPES } from './scopes.ts';
 import { privacyClaimValues } from './privacy-claims.ts';
@@ -126,12 +127,17 @@ export interface AuthorizationServer {
   /** OpenID Connect Discovery metadata as JSON text. */
   readonly openIdMetadata: string;
   readonly jwksMaxAgeSeconds: number;
-  /** Starts housekeeping (expired refresh families are deleted every hour); timers do not hold the process. */
+  /**
+   * Starts housekeeping: the hot store is given back any revocation marks it
+   * lacks (its sentinel, access-tokens.ts); every hour, expired refresh
+   * families and lapsed revocation records are deleted. Timers do not hold
+   * the process.
+   */
   startMaintenance(onError: (error: unknown) => void): void;
   close(): void;
 }
 
-/** How often expired refresh token families are swept away. */
+/** How often expired refresh token families and lapsed revocation records are swept away. */
 const SWEEP_INTERVAL_MS = 3_600_000;
 
 export function createAuthorizationServer(options: {
@@ -169,6 +175,7 @@ export function createAuthorizationServer(options: {
     const user = await users.byId(userId);
     return user === null || user.disabled ? null : { ...user.profile, email: user.email, email_verified: false, ...privacyClaimValues(user.privacy) };
   };
+  const revocations = new RevocationRecords({ records: stores.durable.records, clock });
   const accessTokens = new AccessTokens({
     keyring,
     hot: stores.hot,
@@ -182,6 +189,7 @@ export function createAuthorizationServer(options: {
     events,
     revocationRecheckMs: freshFor(events, REVOCATION_RECHECK_MS),
     hooks,
+    revocations,
   });
   const subscriptions = [
     events.on('tokens.revoked', (event) => ('jti' in event ? accessTokens.forgetJti(event.jti) : accessTokens.forgetSession(event.sid))),
@@ -301,7 +309,13 @@ export function createAuthorizationServer(options: {
     openIdMetadata: JSON.stringify(openIdProviderMetadata(metadataOptions)),
     jwksMaxAgeSeconds: config.tokens.jwksMaxAgeSeconds,
     startMaintenance(onError) {
-      sweeper ??= setInterval(() => void refreshTokens.sweep().catch(onError), SWEEP_INTERVAL_MS);
+      if (sweeper !== undefined) return;
+      // At start, rather than at the first check: a hot store that came back empty while no instance ran.
+      void accessTokens.restoreRevocations().catch(onError);
+      sweeper = setInterval(() => {
+        void refreshTokens.sweep().catch(onError);
+        void revocations.sweep().catch(onError);
+      }, SWEEP_INTERVAL_MS);
       sweeper.unref();
     },
     close() {

@@ -127,6 +127,18 @@ export const DATA_MAP: readonly DataPlace[] = [
     erase: 'delete',
     export: 'grants',
   },
+  {
+    id: 'oauth_revocations',
+    store: 'records',
+    container: 'oauth_revocations',
+    fields: ['key'],
+    category: 'pseudonym',
+    purpose: 'revoked access tokens (by jti) and signed-out sessions (by sid, a hash of the session handle), kept beside the hot store\'s marks so a hot store that loses its data does not make them usable again (RFC 7009 section 2); nothing else, nothing that names the person',
+    retention: 'until the tokens concerned have expired everywhere (tokens.accessTokenTtlSeconds plus 5 minutes of clock skew between instances), then the hourly housekeeping deletes them',
+    locate: 'none',
+    erase: 'expire',
+    export: null,
+  },
   { id: 'data_recipients', store: 'records', container: 'data_recipients', fields: ['userId', 'clientId', 'firstAt', 'lastAt'], category: 'authorisation', purpose: 'who received data about the person, to tell them of an erasure (GDPR Art. 19)', retention: whileAccount, locate: 'index', erase: 'delete', export: 'applications' },
   // privacy's own records
   { id: 'privacy_consent_log', store: 'records', container: 'privacy_consent_log', fields: ['userId', 'purpose', 'version', 'granted', 'at', 'source'], category: 'preference', purpose: 'proof of consent (GDPR Art. 7(1))', retention: whileAccount, locate: 'index', erase: 'delete', export: 'consents' },
