@@ -56,6 +56,11 @@ export function option(name: string, fallback?: string): string | undefined {
   return index >= 0 && index + 1 < process.argv.length ? process.argv[index + 1] : fallback;
 }
 
+/** The repeatable `--env NAME=value` options, as an environment for the Portcullis children. */
+export function envOptions(): Record<string, string> {
+  return Object.fromEntries(options('env').map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]));
+}
+
 /** Every value of a repeatable `--name value` option. */
 export function options(name: string): string[] {
   return process.argv.flatMap((arg, index) => (arg === `--${name}` && index + 1 < process.argv.length ? [process.argv[index + 1]!] : []));

@@ -40,7 +40,7 @@ import { join } from 'node:path';
 import { hash as argon2Hash, verify as argon2Verify } from '@node-rs/argon2';
 import type { Algorithm } from '@node-rs/argon2';
 import { cpuMicros, startChild, URL_LINE, type Child } from './children.ts';
-import { giveUpAfter, machine, median, option, options, percentile, portcullisChildEnvironment, ownStores, positiveInteger, round2, signIn, table, writeResult } from './lib.ts';
+import { table, giveUpAfter, machine, median, envOptions, option, options, portcullisChildEnvironment, positiveInteger, ownStores, percentile, round2, signIn, writeResult } from './lib.ts';
 
 /** One account per client: the throttle counts attempts in flight per account and IP, so one account signed in by more than 5 clients at once would get 429s. */
 const email = (slot: number) => `bench-login-${slot}@example.test`;
@@ -134,7 +134,7 @@ function settings() {
     // node:sqlite prints an ExperimentalWarning on Node 24; silence it in
     // every child alike so the flags stay identical.
     nodeFlags: ['--disable-warning=ExperimentalWarning', ...options('node-flag')],
-    portcullisEnv: Object.fromEntries(options('env').map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)])) as Record<string, string>,
+    portcullisEnv: envOptions(),
   };
 }
 

@@ -59,7 +59,7 @@ import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:cry
 import { Agent } from 'node:http';
 import { join } from 'node:path';
 import { cpuMicros, startChild, type Child } from './children.ts';
-import { basic, codeFlow, formPostLoad, giveUpAfter, machine, median, option, options, percentile, portcullisChildEnvironment, positiveInteger, postForm, round2, table, writeResult, type ClientCredentials, type FlowResult } from './lib.ts';
+import { table, basic, type ClientCredentials, codeFlow, type FlowResult, formPostLoad, giveUpAfter, machine, median, envOptions, option, options, portcullisChildEnvironment, positiveInteger, postForm, percentile, round2, writeResult } from './lib.ts';
 
 const PASSWORD = 'correct horse battery staple';
 const REDIRECT_URI = 'http://127.0.0.1:9/callback';
@@ -96,7 +96,7 @@ function settings() {
     // every child alike so the flags stay identical.
     nodeFlags: ['--disable-warning=ExperimentalWarning', ...options('node-flag')],
     portcullisServer: option('server', join(import.meta.dirname, 'servers', 'portcullis-oauth.ts')),
-    portcullisEnv: Object.fromEntries(options('env').map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)])) as Record<string, string>,
+    portcullisEnv: envOptions(),
   };
 }
 type Settings = ReturnType<typeof settings>;

@@ -19,7 +19,7 @@
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { cpuMicros, startChild, URL_LINE } from './children.ts';
-import { machine, median, option, options, positiveInteger, round2, summariseLoad, table, writeResult, type LoadRun } from './lib.ts';
+import { table, type LoadRun, machine, median, envOptions, option, options, positiveInteger, round2, summariseLoad, writeResult } from './lib.ts';
 
 const settings = {
   rounds: positiveInteger('rounds', 5),
@@ -33,7 +33,7 @@ const settings = {
   // node:sqlite still prints an ExperimentalWarning on Node 24; silence it in
   // both children alike so the flags stay identical.
   nodeFlags: ['--disable-warning=ExperimentalWarning', ...options('node-flag')],
-  portcullisEnv: Object.fromEntries(options('env').map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)])),
+  portcullisEnv: envOptions(),
 };
 const PATH = '/healthz';
 const GOAL = 0.8;

@@ -30,7 +30,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { cpuMicros } from './children.ts';
-import { formPostLoad, giveUpAfter, machine, median, options, percentile, positiveInteger, round2, table, writeResult } from './lib.ts';
+import { table, formPostLoad, giveUpAfter, machine, median, envOptions, options, positiveInteger, percentile, round2, writeResult } from './lib.ts';
 import { TOKEN_BODY, startPluginServer, type PluginServer } from './plugin-server.ts';
 
 const AIM = 0.8;
@@ -45,7 +45,7 @@ const settings = {
   connections: positiveInteger('connections', 50),
   pipelining: positiveInteger('pipelining', 1),
   nodeFlags: ['--disable-warning=ExperimentalWarning', ...options('node-flag')],
-  env: Object.fromEntries(options('env').map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)])) as Record<string, string>,
+  env: envOptions(),
 };
 giveUpAfter('plugin-tokens', (settings.rounds * 2 * (settings.durationSeconds + settings.warmupSeconds + 5) + 120) * 1000);
 

@@ -32,7 +32,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { cpuMicros, startChild, URL_LINE } from './children.ts';
-import { machine, median, option, options, positiveInteger, round2, runSql, summariseLoad, table, writeResult, type LoadRun } from './lib.ts';
+import { table, type LoadRun, machine, median, envOptions, option, options, positiveInteger, round2, runSql, summariseLoad, writeResult } from './lib.ts';
 import type { SessionTiming } from './servers/portcullis-account.ts';
 import { deleteRedisKeys } from '../test/support/services.ts';
 
@@ -48,7 +48,7 @@ const settings = {
   // node:sqlite prints an ExperimentalWarning on Node 24; silence it in
   // every child alike so the flags stay identical.
   nodeFlags: ['--disable-warning=ExperimentalWarning', ...options('node-flag')],
-  portcullisEnv: Object.fromEntries(options('env').map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)])) as Record<string, string>,
+  portcullisEnv: envOptions(),
 };
 const EMAIL = 'bench-session@example.test';
 const PASSWORD = 'correct horse battery staple';

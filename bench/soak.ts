@@ -64,27 +64,7 @@ import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startChild, type Child } from './children.ts';
-import {
-  codeFlow,
-  driverSelection,
-  giveUpAfter,
-  machine,
-  median,
-  option,
-  options,
-  ownStores,
-  percentile,
-  portcullisChildEnvironment,
-  positiveInteger,
-  positiveNumber,
-  postForm,
-  round2,
-  signIn,
-  table,
-  writeResult,
-  type ClientCredentials,
-  type FlowTarget,
-} from './lib.ts';
+import { table, type ClientCredentials, codeFlow, driverSelection, type FlowTarget, giveUpAfter, machine, median, envOptions, option, options, portcullisChildEnvironment, positiveInteger, positiveNumber, postForm, ownStores, percentile, round2, signIn, writeResult } from './lib.ts';
 import { runBinary } from '../test/support/process.ts';
 
 const PASSWORD = 'correct horse battery staple';
@@ -124,7 +104,7 @@ function settings() {
     databaseUrl: driver === 'postgres' ? databaseUrl : undefined,
     redisUrl: driver === 'postgres' ? redisUrl : undefined,
     nodeFlags: ['--disable-warning=ExperimentalWarning', ...options('node-flag')],
-    portcullisEnv: Object.fromEntries(options('env').map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)])) as Record<string, string>,
+    portcullisEnv: envOptions(),
   };
 }
 type Settings = ReturnType<typeof settings>;
