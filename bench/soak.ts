@@ -5,7 +5,7 @@
  *
  *   node --disable-warning=ExperimentalWarning bench/soak.ts
  *     [--minutes 30]            how long the load runs
- *     [--warmup-minutes M]      left out of the slope; default 1/6 of the run, at most 5
+ *     [--warmup-minutes M]      left out of the slope; default a third of the run, at most 10
  *     [--sample 10]             seconds between the server's samples
  *     [--concurrency 4]         load loops, each with its own account and keep-alive connection
  *     [--rate 20]               operations per second, all loops together (paced, never caught up in bursts)
@@ -14,9 +14,16 @@
  *     [--redis URL]             default PORTCULLIS_TEST_REDIS_URL (--driver postgres: the hot store)
  *     [--env PORTCULLIS_KEY=value ...]  extra config for the server
  *     [--node-flag --inspect ...]       extra node flags for the server
+ *     [--v8-defaults]           without the semi-space flags the server ships with
  *
  * The server is servers/portcullis-soak.ts in a child process, so the RSS
- * and event-loop delay are its own and not the load generator's. It samples
+ * and event-loop delay are its own and not the load generator's. It runs
+ * with the node flags `npm start` uses (test/support/process.ts
+ * SERVER_NODE_FLAGS), which fix V8's young generation at 16 MB semi-spaces;
+ * `--v8-defaults` leaves those out, and V8 then grows the young generation
+ * in steps for 20 to 25 minutes under this load (bench/README.md). The
+ * default warm-up covers one access-token lifetime (600 s), over which the
+ * verified-token cache fills to its steady size. It samples
  * itself every `--sample` s (process.memoryUsage(), V8's heap spaces, CPU time,
  * and monitorEventLoopDelay reset at each sample) and sends the samples over IPC. With `--driver
  * postgres` it runs on a schema of its own and a Redis key prefix of its own
@@ -65,7 +72,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startChild, type Child } from './children.ts';
 import { table, type ClientCredentials, codeFlow, driverSelection, type FlowTarget, giveUpAfter, machine, median, envOptions, option, options, portcullisChildEnvironment, positiveInteger, positiveNumber, postForm, ownStores, percentile, round2, signIn, writeResult } from './lib.ts';
-import { runBinary } from '../test/support/process.ts';
+import { runBinary, SERVER_NODE_FLAGS } from '../test/support/process.ts';
 
 const PASSWORD = 'correct horse battery staple';
 const REDIRECT_URI = 'http://127.0.0.1:9/callback';
@@ -88,7 +95,7 @@ const MIX: Record<Kind, number> = { introspect: 12, refresh: 4, flow: 2, 'sign-i
 
 function settings() {
   const minutes = positiveNumber('minutes', 30);
-  const warmupMinutes = positiveNumber('warmup-minutes', Math.min(5, minutes / 6));
+  const warmupMinutes = positiveNumber('warmup-minutes', Math.min(10, minutes / 3));
   if (warmupMinutes >= minutes) throw new Error(`--warmup-minutes (${warmupMinutes}) must be shorter than --minutes (${minutes})`);
   const { onlyDriver, databaseUrl } = driverSelection();
   const driver = onlyDriver ?? 'sqlite';
@@ -103,7 +110,7 @@ function settings() {
     driver,
     databaseUrl: driver === 'postgres' ? databaseUrl : undefined,
     redisUrl: driver === 'postgres' ? redisUrl : undefined,
-    nodeFlags: ['--disable-warning=ExperimentalWarning', ...options('node-flag')],
+    nodeFlags: [...SERVER_NODE_FLAGS.filter((flag) => !(process.argv.includes('--v8-defaults') && /^--(min|max)-semi-space-size=/.test(flag))), ...options('node-flag')],
     portcullisEnv: envOptions(),
   };
 }
@@ -443,7 +450,7 @@ async function main(): Promise<void> {
     console.log(
       `soak: ${config.minutes} min (warm-up ${round2(config.warmupMinutes)} min) on ${config.driver === 'postgres' ? 'postgres+redis' : 'embedded sqlite'}, ` +
         `${config.concurrency} loops at ${config.rate} operations/s in all, mix ${KINDS.map((kind) => `${kind} ${MIX[kind]}`).join(', ')}; ` +
-        `server sampled every ${config.sampleSeconds} s` +
+        `server sampled every ${config.sampleSeconds} s; node ${config.nodeFlags.join(' ')}` +
         (Object.keys(config.portcullisEnv).length > 0 ? `; portcullis env ${JSON.stringify(config.portcullisEnv)}` : ''),
     );
     const tally = new Tally();

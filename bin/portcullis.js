@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --disable-warning=ExperimentalWarning
+#!/usr/bin/env -S node --disable-warning=ExperimentalWarning --min-semi-space-size=16 --max-semi-space-size=16
 // The `portcullis` command. In a checkout, Node runs the TypeScript sources
 // directly (type stripping); an installed package runs the compiled dist/.
 import { existsSync } from 'node:fs';

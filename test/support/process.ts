@@ -1,9 +1,30 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 export const BIN = fileURLToPath(new URL('../../bin/portcullis.js', import.meta.url));
+
+/**
+ * The node flags the server ships with: those of package.json's `start`
+ * script (`exec node <flags> bin/portcullis.js serve`), the one place they
+ * are written down for the suite. test/cli/deploy-files.test.ts holds the
+ * other launchers (the bin's shebang, the systemd unit, the Dockerfile) to
+ * the same list, and spawnServe and bench/soak.ts start the server with it.
+ */
+export const SERVER_NODE_FLAGS: readonly string[] = startScriptNodeFlags();
+
+function startScriptNodeFlags(): string[] {
+  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } };
+  const words = manifest.scripts.start.trim().split(/\s+/);
+  const node = words.indexOf('node');
+  const entry = words.indexOf('bin/portcullis.js');
+  if (words[0] !== 'exec' || node !== 1 || entry < node || words.slice(entry + 1).join(' ') !== 'serve') {
+    throw new Error(`package.json scripts.start is not "exec node <flags> bin/portcullis.js serve": ${manifest.scripts.start}`);
+  }
+  return words.slice(node + 1, entry);
+}
 
 export interface ServeProcess {
   readonly child: ChildProcessWithoutNullStreams;
@@ -18,7 +39,7 @@ export interface ServeProcess {
  * "portcullis listening" log line names the URL (bounded by `timeoutMs`).
  */
 export async function spawnServe(args: string[], options: { cwd: string; env: Record<string, string>; timeoutMs?: number }): Promise<ServeProcess> {
-  const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', BIN, 'serve', ...args], {
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, BIN, 'serve', ...args], {
     cwd: options.cwd,
     env: { PATH: process.env['PATH'] ?? '', ...options.env },
   });
