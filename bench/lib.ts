@@ -66,6 +66,21 @@ export function options(name: string): string[] {
   return process.argv.flatMap((arg, index) => (arg === `--${name}` && index + 1 < process.argv.length ? [process.argv[index + 1]!] : []));
 }
 
+/**
+ * The options of a bench that runs autocannon in rounds: `--rounds`,
+ * `--duration` and `--warmup` (seconds per measured run and per warm-up run),
+ * `--connections` and `--pipelining`.
+ */
+export function loadRoundOptions(defaults: { readonly rounds?: number; readonly durationSeconds?: number } = {}) {
+  return {
+    rounds: positiveInteger('rounds', defaults.rounds ?? 5),
+    durationSeconds: positiveInteger('duration', defaults.durationSeconds ?? 5),
+    warmupSeconds: positiveInteger('warmup', 1),
+    connections: positiveInteger('connections', 50),
+    pipelining: positiveInteger('pipelining', 1),
+  };
+}
+
 export function positiveInteger(name: string, fallback: number): number {
   const raw = option(name, String(fallback));
   const value = Number(raw);

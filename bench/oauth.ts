@@ -59,7 +59,7 @@ import { generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:cry
 import { Agent } from 'node:http';
 import { join } from 'node:path';
 import { cpuMicros, startChild, type Child } from './children.ts';
-import { table, basic, type ClientCredentials, codeFlow, type FlowResult, formPostLoad, giveUpAfter, machine, median, envOptions, option, options, portcullisChildEnvironment, positiveInteger, postForm, percentile, round2, writeResult } from './lib.ts';
+import { table, basic, type ClientCredentials, codeFlow, type FlowResult, formPostLoad, giveUpAfter, machine, median, envOptions, option, options, portcullisChildEnvironment, positiveInteger, postForm, percentile, round2, writeResult, loadRoundOptions } from './lib.ts';
 
 const PASSWORD = 'correct horse battery staple';
 const REDIRECT_URI = 'http://127.0.0.1:9/callback';
@@ -83,11 +83,7 @@ function settings() {
   const only = option('only')?.split(',') ?? [...WORKLOADS];
   if (only.some((name) => !WORKLOADS.includes(name as Workload))) throw new Error(`--only takes ${WORKLOADS.join(',')}`);
   return {
-    rounds: positiveInteger('rounds', 5),
-    durationSeconds: positiveInteger('duration', 5),
-    warmupSeconds: positiveInteger('warmup', 1),
-    connections: positiveInteger('connections', 50),
-    pipelining: positiveInteger('pipelining', 1),
+    ...loadRoundOptions(),
     concurrency: positiveInteger('concurrency', 8),
     signSeconds: positiveInteger('sign-seconds', 2),
     consent,

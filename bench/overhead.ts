@@ -19,14 +19,10 @@
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { cpuMicros, startChild, URL_LINE } from './children.ts';
-import { table, type LoadRun, machine, median, envOptions, option, options, positiveInteger, round2, summariseLoad, writeResult } from './lib.ts';
+import { table, type LoadRun, machine, median, envOptions, option, options, round2, summariseLoad, writeResult, loadRoundOptions } from './lib.ts';
 
 const settings = {
-  rounds: positiveInteger('rounds', 5),
-  durationSeconds: positiveInteger('duration', 5),
-  warmupSeconds: positiveInteger('warmup', 1),
-  connections: positiveInteger('connections', 50),
-  pipelining: positiveInteger('pipelining', 1),
+  ...loadRoundOptions(),
   // Profiling aid: another script in place of servers/portcullis.ts (a
   // variant with one layer removed, say); the bare side never changes.
   server: option('server', join(import.meta.dirname, 'servers', 'portcullis.ts')),

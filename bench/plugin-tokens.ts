@@ -30,7 +30,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { cpuMicros } from './children.ts';
-import { table, formPostLoad, giveUpAfter, machine, median, envOptions, options, positiveInteger, percentile, round2, writeResult } from './lib.ts';
+import { table, formPostLoad, giveUpAfter, machine, median, envOptions, options, percentile, round2, writeResult, loadRoundOptions } from './lib.ts';
 import { TOKEN_BODY, startPluginServer, type PluginServer } from './plugin-server.ts';
 
 const AIM = 0.8;
@@ -39,11 +39,7 @@ const STATES = ['off', 'on'] as const;
 type State = (typeof STATES)[number];
 
 const settings = {
-  rounds: positiveInteger('rounds', 5),
-  durationSeconds: positiveInteger('duration', 4),
-  warmupSeconds: positiveInteger('warmup', 1),
-  connections: positiveInteger('connections', 50),
-  pipelining: positiveInteger('pipelining', 1),
+  ...loadRoundOptions({ durationSeconds: 4 }),
   nodeFlags: ['--disable-warning=ExperimentalWarning', ...options('node-flag')],
   env: envOptions(),
 };

@@ -32,16 +32,12 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { cpuMicros, startChild, URL_LINE } from './children.ts';
-import { table, type LoadRun, machine, median, envOptions, option, options, positiveInteger, round2, runSql, summariseLoad, writeResult } from './lib.ts';
+import { table, type LoadRun, machine, median, envOptions, option, options, positiveInteger, round2, runSql, summariseLoad, writeResult, loadRoundOptions } from './lib.ts';
 import type { SessionTiming } from './servers/portcullis-account.ts';
 import { deleteRedisKeys } from '../test/support/services.ts';
 
 const settings = {
-  rounds: positiveInteger('rounds', 5),
-  durationSeconds: positiveInteger('duration', 5),
-  warmupSeconds: positiveInteger('warmup', 1),
-  connections: positiveInteger('connections', 50),
-  pipelining: positiveInteger('pipelining', 1),
+  ...loadRoundOptions(),
   lookups: positiveInteger('lookups', 5000),
   databaseUrl: option('database') ?? (process.env['PORTCULLIS_TEST_DATABASE_URL'] || undefined),
   redisUrl: option('redis') ?? (process.env['PORTCULLIS_TEST_REDIS_URL'] || undefined),

@@ -27,7 +27,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpuMicros, startChild, type Child } from './children.ts';
-import { basic, type ClientCredentials, formPostLoad, giveUpAfter, machine, median, percentile, portcullisChildEnvironment, positiveInteger, postForm, round2, table, writeResult } from './lib.ts';
+import { basic, type ClientCredentials, formPostLoad, giveUpAfter, machine, median, percentile, portcullisChildEnvironment, postForm, round2, table, writeResult, loadRoundOptions } from './lib.ts';
 import { SERVER_NODE_FLAGS } from '../test/support/process.ts';
 
 const RESOURCE = 'https://api.bench.example/';
@@ -37,11 +37,7 @@ const STARTUP_TIMEOUT_MS = 60_000;
 const SEMI_SPACE_FLAG = /^--(min|max)-semi-space-size=/;
 
 const settings = {
-  rounds: positiveInteger('rounds', 5),
-  durationSeconds: positiveInteger('duration', 5),
-  warmupSeconds: positiveInteger('warmup', 1),
-  connections: positiveInteger('connections', 50),
-  pipelining: positiveInteger('pipelining', 1),
+  ...loadRoundOptions(),
 };
 
 const SIDES = [
