@@ -9,7 +9,7 @@ import { basename, dirname, join } from 'node:path';
 import { PasswordInputError, readNewPassword } from './password-prompt.ts';
 import type { Command, Option } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
-import { PasswordPolicyError, UserError, type Identity, type ProfileField, type User } from '../identity/index.ts';
+import { PasswordPolicyError, UserError, type BeforeSessionsEnd, type Identity, type ProfileField, type User } from '../identity/index.ts';
 import { PROFILES, withServices } from '../runtime/index.ts';
 import type { Privacy } from '../privacy/index.ts';
 
@@ -32,6 +32,28 @@ export class UserCommandError extends Error {
 /** Identity over an existing deployment (never created or migrated from here), audited; stopped however the work ends. */
 function withIdentity<T>(config: Readonly<Config>, work: (identity: Identity) => Promise<T>): Promise<T> {
   return withServices({ config, profile: PROFILES.admin() }, ['identity'], (services) => work(services.get('identity')));
+}
+
+/** What a command that ends a user's sessions passes to Accounts, for that user. */
+type SessionsEnding = (user: User) => { beforeSessionsEnd?: BeforeSessionsEnd };
+
+/**
+ * Identity with the authorization server's logout, for the commands that
+ * end a user's sessions (disable, delete, set-password): before the
+ * sessions end, each one's tokens end and a back-channel logout is queued
+ * for every application it signed in to that registered a
+ * backchannel_logout_uri (OIDC Back-Channel Logout 1.0 sections 2.3 and
+ * 2.5), exactly as a sign-out on the pages does; otherwise the applications
+ * would keep the person signed in locally. The messages are committed to
+ * the outbox here; this process delivers nothing (no outbox worker in a
+ * one-shot command): a running server's worker polls the outbox and
+ * delivers them, or the next `serve` does.
+ */
+function withSignOut<T>(config: Readonly<Config>, work: (identity: Identity, ending: SessionsEnding) => Promise<T>): Promise<T> {
+  return withServices({ config, profile: PROFILES.admin() }, ['identity', 'oauth'], (services) => {
+    const { logout } = services.get('oauth');
+    return work(services.get('identity'), (user) => ({ beforeSessionsEnd: (handles) => logout.sessionsEnded(user.id, handles, { actorService: 'admin-cli' }) }));
+  });
 }
 
 /** Identity and the privacy workflows over an existing deployment (no keyring: an export makes no signing key). */
@@ -118,16 +140,16 @@ export function registerUserCommands(program: Command, context: UserCliContext):
 
   user
     .command('set-password')
-    .description("Set a user's password (asked on a terminal, or --password-stdin); the password policy applies and every session they hold ends.")
+    .description("Set a user's password (asked on a terminal, or --password-stdin); the password policy applies and every session they hold ends (their applications are sent back-channel logouts).")
     .addOption(context.configOption())
     .argument('<user>', 'email address or user id')
     .option('--password-stdin', 'read the password from the first line of standard input')
     .action(async (who: string, options: { config?: string; passwordStdin?: boolean }) => {
       const config = context.load(options);
-      await withIdentity(config, async (identity) => {
+      await withSignOut(config, async (identity, ending) => {
         const found = await findUser(identity, who);
         const password = await newPassword(context, options.passwordStdin === true, found.email);
-        const ended = await identity.accounts.setPassword(found.id, password, { actor: 'admin-cli' }).catch(explain);
+        const ended = await identity.accounts.setPassword(found.id, password, { actor: 'admin-cli' }, ending(found)).catch(explain);
         context.out(`Password set for ${found.email}; ${ended === 1 ? '1 session' : `${ended} sessions`} ended.`);
       });
     });
@@ -224,12 +246,14 @@ export function registerUserCommands(program: Command, context: UserCliContext):
     });
 
   // The commands that act on one user and say what they did: one shape, one table.
-  const actions: readonly { name: string; description: string; act: (identity: Identity, found: User) => Promise<string> }[] = [
+  // `signsOut`: the command ends the user's sessions, so it runs with the logout (withSignOut).
+  const actions: readonly { name: string; description: string; signsOut?: true; act: (identity: Identity, found: User, ending: SessionsEnding) => Promise<string> }[] = [
     {
       name: 'disable',
-      description: 'Disable a user: they cannot sign in, and every session they hold ends now.',
-      act: async (identity, found) => {
-        await identity.accounts.setDisabled(found.id, true, { actor: 'admin-cli' }).catch(explain);
+      description: 'Disable a user: they cannot sign in, and every session they hold ends now (their applications are sent back-channel logouts).',
+      signsOut: true,
+      act: async (identity, found, ending) => {
+        await identity.accounts.setDisabled(found.id, true, { actor: 'admin-cli' }, ending(found)).catch(explain);
         return `${found.email} is disabled; their sessions have ended.`;
       },
     },
@@ -251,9 +275,10 @@ export function registerUserCommands(program: Command, context: UserCliContext):
     },
     {
       name: 'delete',
-      description: 'Delete a user and end their sessions.',
-      act: async (identity, found) => {
-        await identity.accounts.deleteUser(found.id, { actor: 'admin-cli' });
+      description: 'Delete a user and end their sessions (their applications are sent back-channel logouts).',
+      signsOut: true,
+      act: async (identity, found, ending) => {
+        await identity.accounts.deleteUser(found.id, { actor: 'admin-cli' }, ending(found));
         return `Deleted ${found.email} (${found.id}).`;
       },
     },
@@ -266,7 +291,8 @@ export function registerUserCommands(program: Command, context: UserCliContext):
       .argument('<user>', 'email address or user id')
       .action(async (who: string, options: { config?: string }) => {
         const config = context.load(options);
-        await withIdentity(config, async (identity) => context.out(await action.act(identity, await findUser(identity, who))));
+        const run = async (identity: Identity, ending: SessionsEnding) => context.out(await action.act(identity, await findUser(identity, who), ending));
+        await (action.signsOut === true ? withSignOut(config, run) : withIdentity(config, (identity) => run(identity, () => ({}))));
       });
   }
 }

@@ -43,6 +43,22 @@ export type ReauthResult =
   | { readonly outcome: 'throttled'; readonly retryAfterSeconds: number; readonly endSession: true };
 
 /**
+ * Runs for the sessions about to end (their handles) before any of them
+ * ends: the caller ends what they produced elsewhere (OAuth: their tokens,
+ * and the back-channel logouts of the clients they signed in to, which
+ * only a live session still names). Identity does not know OAuth; this
+ * callback is how the layer above joins in, keeping the dependency
+ * pointing downward (docs/architecture.md).
+ */
+export type BeforeSessionsEnd = (handles: readonly string[]) => Promise<unknown>;
+
+/** What ending a user's sessions did: how many ended, and `beforeSessionsEnd`'s failure, if any, to throw once the audit entry is written. */
+interface SessionsEnded {
+  readonly ended: number;
+  readonly failure?: { readonly error: unknown };
+}
+
+/**
  * How long after signing in a session may still add an authenticator
  * without the password again (NIST SP 800-63B 6.1.2.1: binding a new
  * authenticator needs the subscriber to authenticate at the AAL it gives,
@@ -266,9 +282,12 @@ export class Accounts {
 
   /**
    * Changes a password after checking the current one; ends every other
-   * session of the user (OWASP: a password change invalidates sessions).
+   * session of the user (OWASP: a password change invalidates sessions),
+   * after `beforeSessionsEnd` ran for them (see #endSessions). When that
+   * fails, the password stays changed, the sessions end all the same, the
+   * change is audited, and its error is thrown.
    */
-  async changePassword(userId: string, current: string, next: string, keepSession: string, context: RequestContext): Promise<'changed' | Exclude<ReauthResult, { outcome: 'ok' }>> {
+  async changePassword(userId: string, current: string, next: string, keepSession: string, context: RequestContext, options: { beforeSessionsEnd?: BeforeSessionsEnd } = {}): Promise<'changed' | Exclude<ReauthResult, { outcome: 'ok' }>> {
     const user = await this.#users.byId(userId);
     if (user === null) throw new UserError('not_found', 'no such user');
     const audit = { actorUserId: userId, requestId: context.requestId, traceId: context.traceId, ip: context.ip };
@@ -290,8 +309,9 @@ export class Accounts {
       await this.#events.emit({ type: 'user.updated', outcome: 'failure', ...audit, detail: { change: 'password', reason: 'changed_concurrently' } });
       return { outcome: 'wrong_password', endSession: false };
     }
-    const ended = await this.#sessions.revokeAll(userId, keepSession);
+    const { ended, failure } = await this.#endSessions(userId, keepSession, options.beforeSessionsEnd);
     await this.#events.emit({ type: 'user.updated', outcome: 'success', ...audit, detail: { change: 'password', sessionsEnded: ended } });
+    if (failure !== undefined) throw failure.error;
     return 'changed';
   }
 
@@ -300,9 +320,9 @@ export class Accounts {
    * the same policy as every new password, then every session of the user
    * ends (OWASP ASVS 3.3.3 / Session Management Cheat Sheet: a password
    * change invalidates the sessions that were open), audited. Resolves to the
-   * number of sessions ended.
+   * number of sessions ended. `beforeSessionsEnd` as in changePassword.
    */
-  async setPassword(userId: string, next: string, context: { actor: string }): Promise<number> {
+  async setPassword(userId: string, next: string, context: { actor: string }, options: { beforeSessionsEnd?: BeforeSessionsEnd } = {}): Promise<number> {
     const user = await this.#users.byId(userId);
     if (user === null) throw new UserError('not_found', 'no such user');
     const passwordHash = await this.#hasher.hash(checkNewPassword(next, { email: user.email }));
@@ -310,8 +330,9 @@ export class Accounts {
     // The reset is what an administrator does after a compromise: the
     // applications' tokens end too, not only the sessions (tokensNotBefore).
     await this.#users.update(userId, () => ({ passwordHash, passwordChangedAt: now, tokensNotBefore: now }));
-    const ended = await this.#sessions.revokeAll(userId);
+    const { ended, failure } = await this.#endSessions(userId, undefined, options.beforeSessionsEnd);
     await this.#events.emit({ type: 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { change: 'password', by: 'admin', sessionsEnded: ended } });
+    if (failure !== undefined) throw failure.error;
     return ended;
   }
 
@@ -338,7 +359,8 @@ export class Accounts {
     return this.#throttle.state(normaliseEmail(user.email), user.id);
   }
 
-  async setDisabled(userId: string, disabled: boolean, context: { actor: string }): Promise<User> {
+  /** Disabling ends every session of the user, after `beforeSessionsEnd` ran for them (as in changePassword). */
+  async setDisabled(userId: string, disabled: boolean, context: { actor: string }, options: { beforeSessionsEnd?: BeforeSessionsEnd } = {}): Promise<User> {
     const event = (sessionsEnded: number) => ({ type: disabled ? 'user.disabled' : 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { disabled, sessionsEnded } }) as const;
     // The flag and its security signal (RISC account-disabled/-enabled) commit together.
     const { user, staged } = await this.#transaction(async (tx) => {
@@ -347,10 +369,12 @@ export class Accounts {
     });
     // After the commit, so no sign-in can start a session the revocation misses.
     // The entry is recorded even when that fails: the change and its signal are committed already.
-    const ending = disabled ? this.#sessions.revokeAll(userId) : Promise.resolve(0);
+    const ending: Promise<SessionsEnded> = disabled ? this.#endSessions(userId, undefined, options.beforeSessionsEnd) : Promise.resolve({ ended: 0 });
     const [ended] = await Promise.allSettled([ending]);
-    await staged.publish([event(ended.status === 'fulfilled' ? ended.value : 0)]);
-    return ending.then(() => user);
+    await staged.publish([event(ended.status === 'fulfilled' ? ended.value.ended : 0)]);
+    const { failure } = await ending;
+    if (failure !== undefined) throw failure.error;
+    return user;
   }
 
   /**
@@ -400,8 +424,15 @@ export class Accounts {
     return user;
   }
 
-  async deleteUser(userId: string, context: { actor: string }): Promise<boolean> {
-    const ended = await this.#sessions.revokeAll(userId);
+  /**
+   * Ends every session of the user (after `beforeSessionsEnd` ran for them,
+   * as in changePassword), then deletes the account. When
+   * `beforeSessionsEnd` fails, the sessions end and its error is thrown
+   * before anything is deleted: the command is run again.
+   */
+  async deleteUser(userId: string, context: { actor: string }, options: { beforeSessionsEnd?: BeforeSessionsEnd } = {}): Promise<boolean> {
+    const { ended, failure } = await this.#endSessions(userId, undefined, options.beforeSessionsEnd);
+    if (failure !== undefined) throw failure.error;
     // The deletion and its security signal (RISC account-purged) commit together.
     const staged = await this.#transaction(async (tx) => {
       if (!(await this.#users.on(tx.records).delete(userId))) return undefined;
@@ -409,6 +440,33 @@ export class Accounts {
     });
     await staged?.publish();
     return staged !== undefined;
+  }
+
+  /**
+   * Ends every session of the user but `keep`. `beforeSessionsEnd` runs
+   * first, for the live ones: what it does needs them still there (OAuth
+   * finds a session's clients through it), and a failure half-way would
+   * otherwise leave nothing to retry with: the sessions would be gone and
+   * their applications never told (OIDC Back-Channel Logout 1.0 sections
+   * 2.3 and 2.5: the OP remembers the RPs a session signed in to and sends
+   * each a logout token when it ends). The sessions end even when it fails:
+   * a password change or a disable that leaves the old sessions alive is
+   * worse than logouts not sent; its failure is handed back for the caller
+   * to throw once its audit entry is written. A session that starts between
+   * the listing and the end (a sign-in racing the change) ends without it.
+   */
+  async #endSessions(userId: string, keep: string | undefined, beforeSessionsEnd: BeforeSessionsEnd | undefined): Promise<SessionsEnded> {
+    let failure: { error: unknown } | undefined;
+    if (beforeSessionsEnd !== undefined) {
+      try {
+        const handles = (await this.#sessions.list(userId)).map((session) => session.handle).filter((handle) => handle !== keep);
+        if (handles.length > 0) await beforeSessionsEnd(handles);
+      } catch (error) {
+        failure = { error };
+      }
+    }
+    const ended = await this.#sessions.revokeAll(userId, keep);
+    return { ended, ...(failure !== undefined && { failure }) };
   }
 
   /** Signs out one session of the user (account page, logout). */

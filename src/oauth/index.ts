@@ -18,7 +18,7 @@ export { ClientRegistryError } from './clients.ts';
 export { pickClientMetadata, redirectUriProblem, usesClientSecret } from './client-metadata.ts';
 export { DpopVerifier, DPOP_ALGORITHMS } from './dpop.ts';
 export { certificateThumbprint, type ClientCertificate } from './mtls.ts';
-export { LogoutRequestError, LogoutService, type LogoutRequest } from './logout.ts';
+export { LogoutRequestError, LogoutService, type LogoutAudit, type LogoutRequest } from './logout.ts';
 export { BACKCHANNEL_LOGOUT_TOPIC, backchannelLogoutKey, type BackchannelLogoutPayload } from './backchannel-logout.ts';
 export { ResourceRegistry, ResourceRegistryError, RESOURCE_TOKEN_ALGORITHMS, resourceUriProblem, type ResourceServer } from './resources.ts';
 export { RefreshGrantSchema } from './refresh-tokens.ts';

@@ -121,7 +121,7 @@ export class LogoutService {
    * failure queues the same messages again (the same keys: nothing twice).
    * Resolves with how many messages were newly queued.
    */
-  async sessionEnded(session: { userId: string; sessionHandle: string }, audit: { requestId?: string; ip?: string }): Promise<{ queued: number }> {
+  async sessionEnded(session: { userId: string; sessionHandle: string }, audit: LogoutAudit): Promise<{ queued: number }> {
     const { accessTokens, refreshTokens, hot } = this.#options;
     const sid = sessionIdClaim(session.sessionHandle);
     await accessTokens.revokeSid(sid);
@@ -156,6 +156,38 @@ export class LogoutService {
     });
     return { queued };
   }
+
+  /**
+   * Several sessions of one user end at once (a password change ends the
+   * others; an administrator's disable, delete or password reset ends them
+   * all): sessionEnded for each, before the sessions themselves end (the
+   * caller ends them after, whatever this did). One that fails does not
+   * stop the others, so every session whose store still answers has its
+   * tokens ended and its logouts queued (Back-Channel Logout 1.0 section
+   * 2.5: each RP the session signed in to is told); the first failure is
+   * thrown once each was tried. Resolves with how many messages were
+   * newly queued.
+   */
+  async sessionsEnded(userId: string, sessionHandles: readonly string[], audit: LogoutAudit): Promise<{ queued: number }> {
+    let queued = 0;
+    let failure: { error: unknown } | undefined;
+    for (const sessionHandle of sessionHandles) {
+      try {
+        queued += (await this.sessionEnded({ userId, sessionHandle }, audit)).queued;
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+    if (failure !== undefined) throw failure.error;
+    return { queued };
+  }
+}
+
+/** Who ended the session, for the `token.revoked` entry: a request (its id and address) or an administrator's command (`actorService`). */
+export interface LogoutAudit {
+  readonly requestId?: string;
+  readonly ip?: string;
+  readonly actorService?: string;
 }
 
 function describe(client: OAuthClient): { id: string; name: string } {

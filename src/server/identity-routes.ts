@@ -6,6 +6,7 @@ import { DEVICE_COOKIE_MAX_AGE_MS, PROFILE_FIELDS, PasswordPolicyError, THROTTLE
 import { accountPage, errorPage, loginPage, logoutPage, recoveryCodesPage, secondFactorPage, type ConsentRow, type SecondFactorState } from './views/pages.ts';
 import type { Html } from './views/html.ts';
 import { STYLESHEET } from './views/style.ts';
+import { StoreUnavailableError } from '../store/index.ts';
 
 /** The applications a user let in (OAuth consents), for the account page. */
 export interface ApplicationAccess {
@@ -21,6 +22,8 @@ export interface SignOutHooks {
   checkRequest(query: unknown): Promise<{ redirectTo?: string; unconfirmedRedirect?: string; client?: { name: string }; params: Readonly<Record<string, string>> }>;
   isRequestError(error: unknown): error is Error;
   sessionEnded(session: { userId: string; sessionHandle: string }, audit: { requestId: string; ip: string }): Promise<unknown>;
+  /** The same for several sessions of one user: one that fails does not stop the others; the first failure is thrown once each was tried. */
+  sessionsEnded(userId: string, sessionHandles: readonly string[], audit: { requestId: string; ip: string }): Promise<unknown>;
 }
 
 /** A section of the account page owned elsewhere (the privacy choices): rendered for the signed-in person, with the page's CSRF token. */
@@ -533,19 +536,42 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     const newPassword = field(request.body, 'new_password');
     const again = (error: string) => renderAccount(reply, current, 400, { error });
     if (currentPassword === undefined || newPassword === undefined) return again('Enter your current password and a new one.');
-    const others = (await accounts.sessions.list(current.user.id)).filter((session) => session.handle !== current.session.handle);
+    // The other sessions end with the old password, and their applications'
+    // tokens and back-channel logouts with them: queued while those sessions
+    // still name their clients, before they end (Back-Channel Logout 1.0
+    // sections 2.3 and 2.5; see endSessionWithTokens for the order).
+    // Changed but not all queued: the sessions ended anyway (changePassword).
+    let logoutsFailed = false;
+    const beforeSessionsEnd =
+      signOut === undefined
+        ? undefined
+        : async (handles: readonly string[]) => {
+            try {
+              await signOut.sessionsEnded(current.user.id, handles, { requestId: request.id, ip: request.ip });
+            } catch (error) {
+              logoutsFailed = true;
+              throw error;
+            }
+          };
     try {
-      const outcome = await accounts.changePassword(current.user.id, currentPassword, newPassword, current.session.handle, context(request));
+      const outcome = await accounts.changePassword(current.user.id, currentPassword, newPassword, current.session.handle, context(request), { ...(beforeSessionsEnd !== undefined && { beforeSessionsEnd }) });
       if (outcome !== 'changed') {
         if (outcome.endSession) return await endAfterReauthFailures(request, reply, current, outcome.outcome === 'throttled' ? outcome.retryAfterSeconds : undefined);
         return await again('The current password is not right.');
       }
     } catch (error) {
       if (error instanceof PasswordPolicyError) return again(`The new password was refused: ${error.message}`);
+      // The password is changed and the other sessions have ended, but some
+      // of their applications' logouts could not be queued (a store is not
+      // answering). Not a success, and nothing to send again (no
+      // Retry-After): the old password is no longer current. The server's
+      // fault, so a 503 (as for any store outage), saying what happened.
+      if (logoutsFailed && error instanceof StoreUnavailableError) {
+        await renewSession(reply, current, false);
+        return refusePage(reply, 503, 'backchannel_logout_not_queued', errorPage({ title: 'Password changed', detail: 'Your password was changed and your other sessions were signed out, but not every application they signed in to could be told to sign you out: a store is not answering. Use your new password from now on.' }));
+      }
       throw error;
     }
-    // The other sessions ended with the old password; so do their applications' tokens.
-    for (const session of others) await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: session.handle }, { requestId: request.id, ip: request.ip });
     // A privilege change gets a new session id too (OWASP session management).
     await renewSession(reply, current, false);
     return reply.redirect('/account?done=password', 303);

@@ -1,14 +1,17 @@
 /**
  * The Accounts service on real stores: a hash made under old argon2
  * parameters is upgraded at the next successful sign-in (and only then),
- * and the upgrade is not a way in for a wrong password.
+ * and the upgrade is not a way in for a wrong password. Every change that
+ * ends a user's sessions (password change, reset, disable, delete) hands
+ * them to `beforeSessionsEnd` while they are still live (OAuth queues their
+ * back-channel logouts there), and ends them even when that fails.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { FailureAggregator, auditedEvents, decodeEntry, openLedger, type Ledger } from '../../src/audit/index.ts';
 import { KeyVault } from '../../src/crypto/index.ts';
-import { Accounts } from '../../src/identity/accounts.ts';
+import { Accounts, type BeforeSessionsEnd } from '../../src/identity/accounts.ts';
 import { PasswordHasher } from '../../src/identity/passwords.ts';
 import { SessionManager } from '../../src/identity/sessions.ts';
 import { LoginThrottle } from '../../src/identity/throttle.ts';
@@ -128,6 +131,70 @@ describe('password hashes are upgraded at sign-in', () => {
     // The stored password is the winner's.
     const stored = (await accounts.users.byId(user.id))?.passwordHash ?? '';
     assert.equal((await new PasswordHasher(OLD).verify(stored, `a new passphrase number ${winners[0]} of the contest`)).ok, true);
+  });
+
+  /** Each change that ends sessions, run with `beforeSessionsEnd`; `keep` is the session a password change is made from. */
+  const endingChanges: { readonly name: string; readonly keeps: boolean; readonly run: (accounts: Accounts, userId: string, keep: string, beforeSessionsEnd: BeforeSessionsEnd) => Promise<unknown> }[] = [
+    { name: 'changePassword', keeps: true, run: (accounts, userId, keep, beforeSessionsEnd) => accounts.changePassword(userId, PASSWORD, 'a brand new passphrase for the test', keep, { ip: '198.51.100.20' }, { beforeSessionsEnd }) },
+    { name: 'setPassword', keeps: false, run: (accounts, userId, _keep, beforeSessionsEnd) => accounts.setPassword(userId, 'a brand new passphrase for the test', { actor: 'test' }, { beforeSessionsEnd }) },
+    { name: 'setDisabled', keeps: false, run: (accounts, userId, _keep, beforeSessionsEnd) => accounts.setDisabled(userId, true, { actor: 'test' }, { beforeSessionsEnd }) },
+    { name: 'deleteUser', keeps: false, run: (accounts, userId, _keep, beforeSessionsEnd) => accounts.deleteUser(userId, { actor: 'test' }, { beforeSessionsEnd }) },
+  ];
+
+  async function withSessions(accounts: Accounts, label: string) {
+    const user = await accounts.createUser(`${label}-${randomBytes(3).toString('hex')}@example.com`, PASSWORD, { actor: 'test' });
+    const open = async () => (await accounts.sessions.create(user.id, { amr: ['pwd'], device: 'test', ip: '198.51.100.21' })).session.handle;
+    return { userId: user.id, keep: await open(), others: [await open(), await open()] };
+  }
+
+  for (const change of endingChanges) {
+    it(`${change.name}: beforeSessionsEnd gets the sessions that end while they are live; they end after`, async () => {
+      const accounts = accountsWith(OLD);
+      const { userId, keep, others } = await withSessions(accounts, change.name);
+      const ending = change.keeps ? others : [keep, ...others];
+      const seen: { handles: string[]; live: boolean[] }[] = [];
+      await change.run(accounts, userId, keep, async (handles) => {
+        seen.push({ handles: [...handles], live: await Promise.all(handles.map((handle) => accounts.sessions.isLive(handle))) });
+      });
+      assert.equal(seen.length, 1);
+      assert.deepEqual(seen[0]!.handles.toSorted(), ending.toSorted(), 'every session that ends, and only those');
+      assert.ok(seen[0]!.live.every(Boolean), 'each still live when handed over');
+      for (const handle of ending) assert.equal(await accounts.sessions.isLive(handle), false, 'then ended');
+      assert.equal(await accounts.sessions.isLive(keep), change.keeps, 'the session the change is made from goes on');
+    });
+
+    it(`${change.name}: when beforeSessionsEnd fails, the sessions end all the same and its error is thrown`, async () => {
+      const accounts = accountsWith(OLD);
+      const { userId, keep, others } = await withSessions(accounts, `${change.name}-fails`);
+      const ending = change.keeps ? others : [keep, ...others];
+      const failure = new StoreUnavailableError('test', 'the outbox is unavailable');
+      await assert.rejects(
+        change.run(accounts, userId, keep, () => Promise.reject(failure)),
+        (error) => error === failure,
+      );
+      for (const handle of ending) assert.equal(await accounts.sessions.isLive(handle), false, 'ended despite the failure');
+      assert.equal(await accounts.sessions.isLive(keep), change.keeps);
+    });
+  }
+
+  it('the change itself stands when beforeSessionsEnd fails (audited), except a delete, which is run again', async () => {
+    const failing = () => Promise.reject(new Error('the outbox is unavailable'));
+    const accounts = accountsWith(OLD);
+    const changed = await withSessions(accounts, 'stands');
+    const sizeBefore = await ledger.size();
+    await assert.rejects(accounts.changePassword(changed.userId, PASSWORD, 'a brand new passphrase for the test', changed.keep, { ip: '198.51.100.22' }, { beforeSessionsEnd: failing }), /outbox/);
+    assert.equal((await accounts.login((await accounts.users.byId(changed.userId))!.email, 'a brand new passphrase for the test', { ip: '198.51.100.22' })).outcome, 'ok', 'the new password is set');
+    const entries = (await ledger.entries(sizeBefore, await ledger.size())).map((row) => decodeEntry(row.entry));
+    assert.ok(entries.some((entry) => entry.type === 'user.updated' && entry.outcome === 'success' && entry.detail?.['change'] === 'password' && entry.detail?.['sessionsEnded'] === 2), 'audited with the sessions it ended');
+
+    const disabled = await withSessions(accounts, 'stands-disabled');
+    await assert.rejects(accounts.setDisabled(disabled.userId, true, { actor: 'test' }, { beforeSessionsEnd: failing }), /outbox/);
+    assert.equal((await accounts.users.byId(disabled.userId))?.disabled, true, 'disabled');
+
+    const deleted = await withSessions(accounts, 'stands-deleted');
+    await assert.rejects(accounts.deleteUser(deleted.userId, { actor: 'test' }, { beforeSessionsEnd: failing }), /outbox/);
+    assert.ok((await accounts.users.byId(deleted.userId)) !== null, 'not deleted yet: the command fails and is run again');
+    assert.equal(await accounts.deleteUser(deleted.userId, { actor: 'test' }, { beforeSessionsEnd: failing }), true, 'the sessions are gone, so nothing is left to fail');
   });
 });
 

@@ -131,13 +131,17 @@ export function collectRun(child: ChildProcessWithoutNullStreams, label: string,
 /**
  * Runs the real `portcullis` binary (bin/portcullis.js) to completion, with
  * an environment that holds no PORTCULLIS_* variable but those given.
+ * `stdin`: written to its standard input, which is then closed (a password
+ * for --password-stdin); without it, standard input stays open and empty.
  */
-export function runBinary(args: readonly string[], options: { cwd: string; env?: Record<string, string>; timeoutMs?: number }): Promise<BinaryRun> {
+export function runBinary(args: readonly string[], options: { cwd: string; env?: Record<string, string>; timeoutMs?: number; stdin?: string }): Promise<BinaryRun> {
   const child = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', BIN, ...args], {
     cwd: options.cwd,
     env: { PATH: process.env['PATH'] ?? '', HOME: options.cwd, ...options.env },
   });
-  return collectRun(child, args.join(' '), options.timeoutMs ?? 30_000);
+  const run = collectRun(child, args.join(' '), options.timeoutMs ?? 30_000);
+  if (options.stdin !== undefined) child.stdin.end(options.stdin);
+  return run;
 }
 
 /** A port that was free a moment ago (nothing listens on it). */
