@@ -378,6 +378,13 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
   async function renewSession(reply: FastifyReply, current: { session: Session; user: User }, reauthenticated: boolean): Promise<void> {
     // Without an authTime the session manager stamps its clock's now.
     const renewed = await accounts.sessions.create(current.user.id, { amr: current.session.amr, device: current.session.device, ip: current.session.ip, ...(!reauthenticated && { authTime: current.session.authTime }) });
+    // The renewed session is a new OP session with a new sid; the old one
+    // ends like any other, before it goes: its applications know the person
+    // by the old sid, so its tokens end and they are sent back-channel
+    // logouts (Back-Channel Logout 1.0 section 2.5); they sign in again
+    // silently on the renewed session. Without this, signing out later would
+    // never reach them, and tokens bearing the old sid would outlive it.
+    await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: current.session.handle }, { requestId: reply.request.id, ip: reply.request.ip });
     await accounts.sessions.revoke(current.user.id, current.session.handle);
     setSessionCookie(reply, renewed.id);
   }

@@ -96,6 +96,24 @@ for (const backend of testBackends) {
       assert.equal((await here.get('/account')).status, 200, 'the session that changed the password goes on');
     });
 
+    it('the session that changed the password is renewed: the applications it signed in to are told and its tokens end (the renewed session has a new sid)', async () => {
+      const { email, userId, here } = await person(0);
+      const tokens = await codeFlow(deployment.url, here, { email, password: PASSWORD }, app, REDIRECT, 'openid');
+      const sid = decodeJwt(tokens['id_token'] as string)['sid'] as string;
+
+      const answer = await changePassword(here);
+      assert.equal(answer.status, 303, answer.body.slice(0, 300));
+      assert.equal((await here.get('/account')).status, 200, 'the browser that changed the password stays signed in (renewed)');
+      const live = await deployment.running.identity.accounts.sessions.list(userId);
+      assert.equal(live.length, 1);
+      assert.notEqual(sessionIdClaim(live[0]!.handle), sid, 'a new session, with a new sid');
+      const messages = await logoutMessages(sid);
+      assert.equal(messages.length, 1, 'one back-channel logout for the old session and Mail, in the outbox');
+      assert.deepEqual(messages[0]!.payload, { clientId: app.clientId, sub: userId, sid });
+      const introspected = await clientPost(deployment.url, '/introspect', app, { token: tokens['access_token'] as string });
+      assert.equal(introspected.body['active'], false, 'the old session\'s access token ended with it');
+    });
+
     it('when a logout cannot be queued: the other sessions end anyway, the rest are queued, and the answer is a 503 that says the password changed', async (t) => {
       const { email, here, elsewhere } = await person(2);
       // The newer session comes first (sessions are listed newest first): its failure must not stop the other's logout.
@@ -112,7 +130,8 @@ for (const backend of testBackends) {
 
       const answer = await changePassword(here);
       assert.equal(answer.status, 503, answer.body.slice(0, 300));
-      assert.deepEqual(calls, [failing.handle, queued.handle], 'the failing session was tried first, then the other');
+      assert.deepEqual(calls.slice(0, 2), [failing.handle, queued.handle], 'the failing session was tried first, then the other');
+      assert.equal(calls.length, 3, 'then the renewed session\'s old one');
       assert.equal(answer.headers.get('retry-after'), null, 'nothing to send again: the password is changed');
       assert.match(answer.body, /Your password was changed and your other sessions were signed out, but not every application they signed in to could be told/);
       assert.doesNotMatch(answer.body, /StoreUnavailableError|at .*\.ts:\d+/, 'no stack or internal name');
