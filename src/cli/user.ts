@@ -47,12 +47,17 @@ type SessionsEnding = (user: User) => { beforeSessionsEnd?: BeforeSessionsEnd };
  * would keep the person signed in locally. The messages are committed to
  * the outbox here; this process delivers nothing (no outbox worker in a
  * one-shot command): a running server's worker polls the outbox and
- * delivers them, or the next `serve` does.
+ * delivers them, or the next `serve` does. The authorization server is
+ * opened only when `who` has a session: its keyring would make signing keys
+ * on a deployment never served, and a person with no session has no
+ * application to tell (a session is what a server makes).
  */
-function withSignOut<T>(config: Readonly<Config>, work: (identity: Identity, ending: SessionsEnding) => Promise<T>): Promise<T> {
+async function withSignOut<T>(config: Readonly<Config>, who: string, work: (identity: Identity, ending: SessionsEnding) => Promise<T>): Promise<T> {
+  const signedIn = await withIdentity(config, async (identity) => (await identity.accounts.sessions.list((await findUser(identity, who)).id)).length > 0);
+  if (!signedIn) return withIdentity(config, (identity) => work(identity, () => ({})));
   return withServices({ config, profile: PROFILES.admin() }, ['identity', 'oauth'], (services) => {
     const { logout } = services.get('oauth');
-    return work(services.get('identity'), (user) => ({ beforeSessionsEnd: (handles) => logout.sessionsEnded(user.id, handles, { actorService: 'admin-cli' }) }));
+    return work(services.get('identity'), (user) => ({ beforeSessionsEnd: (handles, pass) => logout.sessionsEnded(user.id, handles, { actorService: 'admin-cli' }, { again: pass.ended }) }));
   });
 }
 
@@ -146,7 +151,7 @@ export function registerUserCommands(program: Command, context: UserCliContext):
     .option('--password-stdin', 'read the password from the first line of standard input')
     .action(async (who: string, options: { config?: string; passwordStdin?: boolean }) => {
       const config = context.load(options);
-      await withSignOut(config, async (identity, ending) => {
+      await withSignOut(config, who, async (identity, ending) => {
         const found = await findUser(identity, who);
         const password = await newPassword(context, options.passwordStdin === true, found.email);
         const ended = await identity.accounts.setPassword(found.id, password, { actor: 'admin-cli' }, ending(found)).catch(explain);
@@ -292,7 +297,7 @@ export function registerUserCommands(program: Command, context: UserCliContext):
       .action(async (who: string, options: { config?: string }) => {
         const config = context.load(options);
         const run = async (identity: Identity, ending: SessionsEnding) => context.out(await action.act(identity, await findUser(identity, who), ending));
-        await (action.signsOut === true ? withSignOut(config, run) : withIdentity(config, (identity) => run(identity, () => ({}))));
+        await (action.signsOut === true ? withSignOut(config, who, run) : withIdentity(config, (identity) => run(identity, () => ({}))));
       });
   }
 }

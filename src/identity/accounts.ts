@@ -43,14 +43,18 @@ export type ReauthResult =
   | { readonly outcome: 'throttled'; readonly retryAfterSeconds: number; readonly endSession: true };
 
 /**
- * Runs for the sessions about to end (their handles) before any of them
- * ends: the caller ends what they produced elsewhere (OAuth: their tokens,
- * and the back-channel logouts of the clients they signed in to, which
- * only a live session still names). Identity does not know OAuth; this
- * callback is how the layer above joins in, keeping the dependency
- * pointing downward (docs/architecture.md).
+ * Runs for the sessions a change ends (their handles): the caller ends what
+ * they produced elsewhere (OAuth: their tokens, and the back-channel
+ * logouts of the clients they signed in to, which only the session's own
+ * record of them still names). Identity does not know OAuth; this callback
+ * is how the layer above joins in, keeping the dependency pointing
+ * downward (docs/architecture.md). It runs twice, so it must be idempotent:
+ * first while the sessions are still live (`ended: false`), so a failure
+ * leaves something to retry with; then once they ended (`ended: true`),
+ * for what they did meanwhile (a code exchanged, an application signed in
+ * to) and for a session that started while the first pass ran.
  */
-export type BeforeSessionsEnd = (handles: readonly string[]) => Promise<unknown>;
+export type BeforeSessionsEnd = (handles: readonly string[], pass: { readonly ended: boolean }) => Promise<unknown>;
 
 /** What ending a user's sessions did: how many ended, and `beforeSessionsEnd`'s failure, if any, to throw once the audit entry is written. */
 interface SessionsEnded {
@@ -283,7 +287,7 @@ export class Accounts {
   /**
    * Changes a password after checking the current one; ends every other
    * session of the user (OWASP: a password change invalidates sessions),
-   * after `beforeSessionsEnd` ran for them (see #endSessions). When that
+   * with `beforeSessionsEnd` before and after (see #endSessions). When that
    * fails, the password stays changed, the sessions end all the same, the
    * change is audited, and its error is thrown.
    */
@@ -359,7 +363,7 @@ export class Accounts {
     return this.#throttle.state(normaliseEmail(user.email), user.id);
   }
 
-  /** Disabling ends every session of the user, after `beforeSessionsEnd` ran for them (as in changePassword). */
+  /** Disabling ends every session of the user, with `beforeSessionsEnd` (as in changePassword). */
   async setDisabled(userId: string, disabled: boolean, context: { actor: string }, options: { beforeSessionsEnd?: BeforeSessionsEnd } = {}): Promise<User> {
     const event = (sessionsEnded: number) => ({ type: disabled ? 'user.disabled' : 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { disabled, sessionsEnded } }) as const;
     // The flag and its security signal (RISC account-disabled/-enabled) commit together.
@@ -425,48 +429,52 @@ export class Accounts {
   }
 
   /**
-   * Ends every session of the user (after `beforeSessionsEnd` ran for them,
-   * as in changePassword), then deletes the account. When
-   * `beforeSessionsEnd` fails, the sessions end and its error is thrown
-   * before anything is deleted: the command is run again.
+   * Ends every session of the user (with `beforeSessionsEnd`, as in
+   * changePassword), then deletes the account. When `beforeSessionsEnd`
+   * fails, the account is deleted all the same (an administrator removing
+   * someone must not leave them able to sign in) and its error is thrown.
    */
   async deleteUser(userId: string, context: { actor: string }, options: { beforeSessionsEnd?: BeforeSessionsEnd } = {}): Promise<boolean> {
     const { ended, failure } = await this.#endSessions(userId, undefined, options.beforeSessionsEnd);
-    if (failure !== undefined) throw failure.error;
     // The deletion and its security signal (RISC account-purged) commit together.
     const staged = await this.#transaction(async (tx) => {
       if (!(await this.#users.on(tx.records).delete(userId))) return undefined;
       return this.#events.stage(tx, [{ type: 'user.deleted', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { sessionsEnded: ended } }]);
     });
     await staged?.publish();
+    if (failure !== undefined) throw failure.error;
     return staged !== undefined;
   }
 
   /**
-   * Ends every session of the user but `keep`. `beforeSessionsEnd` runs
-   * first, for the live ones: what it does needs them still there (OAuth
-   * finds a session's clients through it), and a failure half-way would
-   * otherwise leave nothing to retry with: the sessions would be gone and
-   * their applications never told (OIDC Back-Channel Logout 1.0 sections
-   * 2.3 and 2.5: the OP remembers the RPs a session signed in to and sends
-   * each a logout token when it ends). The sessions end even when it fails:
-   * a password change or a disable that leaves the old sessions alive is
-   * worse than logouts not sent; its failure is handed back for the caller
-   * to throw once its audit entry is written. A session that starts between
-   * the listing and the end (a sign-in racing the change) ends without it.
+   * Ends every session of the user but `keep`, with `beforeSessionsEnd`
+   * before and after (see its type). Before: a failure half-way would
+   * otherwise leave nothing to retry with, the sessions gone and their
+   * applications never told (OIDC Back-Channel Logout 1.0 sections 2.3 and
+   * 2.5: the OP remembers the RPs a session signed in to and sends each a
+   * logout token when it ends). After: a live session can still exchange a
+   * code or sign in to another application until it ends, and those tokens
+   * and that application must not escape. The sessions end even when it
+   * fails: a password change or a disable that leaves the old sessions
+   * alive is worse than logouts not sent; the first failure is handed back
+   * for the caller to throw once its audit entry is written.
    */
   async #endSessions(userId: string, keep: string | undefined, beforeSessionsEnd: BeforeSessionsEnd | undefined): Promise<SessionsEnded> {
     let failure: { error: unknown } | undefined;
-    if (beforeSessionsEnd !== undefined) {
+    const pass = async (handles: () => Promise<readonly string[]>, ended: boolean) => {
+      if (beforeSessionsEnd === undefined) return;
       try {
-        const handles = (await this.#sessions.list(userId)).map((session) => session.handle).filter((handle) => handle !== keep);
-        if (handles.length > 0) await beforeSessionsEnd(handles);
+        const which = await handles();
+        if (which.length > 0) await beforeSessionsEnd(which, { ended });
       } catch (error) {
-        failure = { error };
+        failure ??= { error };
       }
-    }
-    const ended = await this.#sessions.revokeAll(userId, keep);
-    return { ended, ...(failure !== undefined && { failure }) };
+    };
+    let live: readonly string[] = [];
+    await pass(async () => (live = (await this.#sessions.list(userId)).map((session) => session.handle).filter((handle) => handle !== keep)), false);
+    const ended = await this.#sessions.endAll(userId, keep);
+    await pass(async () => [...new Set([...live, ...ended])], true);
+    return { ended: ended.length, ...(failure !== undefined && { failure }) };
   }
 
   /** Signs out one session of the user (account page, logout). */

@@ -169,11 +169,16 @@ export class SessionManager {
 
   /** Ends every session of the user (password change, disable), except `keep` if given. Returns how many ended. */
   async revokeAll(userId: string, keep?: string): Promise<number> {
+    return (await this.endAll(userId, keep)).length;
+  }
+
+  /** revokeAll, resolving with the handles of the sessions it ended. */
+  async endAll(userId: string, keep?: string): Promise<string[]> {
     const members = await this.#hot.boundedSetMembers(userSetKey(userId));
-    let ended = 0;
+    const ended: string[] = [];
     for (const { member } of members) {
       if (member === keep) continue;
-      if (await this.revoke(userId, member)) ended += 1;
+      if (await this.revoke(userId, member)) ended.push(member);
     }
     return ended;
   }

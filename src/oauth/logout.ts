@@ -121,7 +121,7 @@ export class LogoutService {
    * failure queues the same messages again (the same keys: nothing twice).
    * Resolves with how many messages were newly queued.
    */
-  async sessionEnded(session: { userId: string; sessionHandle: string }, audit: LogoutAudit): Promise<{ queued: number }> {
+  async sessionEnded(session: { userId: string; sessionHandle: string }, audit: LogoutAudit, options: { readonly again?: boolean } = {}): Promise<{ queued: number }> {
     const { accessTokens, refreshTokens, hot } = this.#options;
     const sid = sessionIdClaim(session.sessionHandle);
     await accessTokens.revokeSid(sid);
@@ -147,6 +147,9 @@ export class LogoutService {
       this.#options.kickOutbox?.();
     }
     await hot.delete(sessionClientsKey(session.sessionHandle));
+    // `again`: the pass after the session ended (Accounts' BeforeSessionsEnd);
+    // it is recorded only when it caught something the first pass missed.
+    if (options.again === true && families === 0 && queued === 0) return { queued };
     await this.#options.events.emit({
       type: 'token.revoked',
       outcome: 'success',
@@ -161,19 +164,19 @@ export class LogoutService {
    * Several sessions of one user end at once (a password change ends the
    * others; an administrator's disable, delete or password reset ends them
    * all): sessionEnded for each, before the sessions themselves end (the
-   * caller ends them after, whatever this did). One that fails does not
+   * caller ends them after, whatever this did), and `again` once they ended. One that fails does not
    * stop the others, so every session whose store still answers has its
    * tokens ended and its logouts queued (Back-Channel Logout 1.0 section
    * 2.5: each RP the session signed in to is told); the first failure is
    * thrown once each was tried. Resolves with how many messages were
    * newly queued.
    */
-  async sessionsEnded(userId: string, sessionHandles: readonly string[], audit: LogoutAudit): Promise<{ queued: number }> {
+  async sessionsEnded(userId: string, sessionHandles: readonly string[], audit: LogoutAudit, options: { readonly again?: boolean } = {}): Promise<{ queued: number }> {
     let queued = 0;
     let failure: { error: unknown } | undefined;
     for (const sessionHandle of sessionHandles) {
       try {
-        queued += (await this.sessionEnded({ userId, sessionHandle }, audit)).queued;
+        queued += (await this.sessionEnded({ userId, sessionHandle }, audit, options)).queued;
       } catch (error) {
         failure ??= { error };
       }

@@ -36,7 +36,7 @@ export function signOutHooks(server: AuthorizationServer): SignOutHooks {
     checkRequest: (query) => server.logout.checkRequest(query),
     isRequestError: (error): error is Error => error instanceof LogoutRequestError,
     sessionEnded: (session, audit) => server.logout.sessionEnded(session, audit),
-    sessionsEnded: (userId, handles, audit) => server.logout.sessionsEnded(userId, handles, audit),
+    sessionsEnded: (userId, handles, audit, options) => server.logout.sessionsEnded(userId, handles, audit, options),
   };
 }
 

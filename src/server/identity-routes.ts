@@ -23,7 +23,7 @@ export interface SignOutHooks {
   isRequestError(error: unknown): error is Error;
   sessionEnded(session: { userId: string; sessionHandle: string }, audit: { requestId: string; ip: string }): Promise<unknown>;
   /** The same for several sessions of one user: one that fails does not stop the others; the first failure is thrown once each was tried. */
-  sessionsEnded(userId: string, sessionHandles: readonly string[], audit: { requestId: string; ip: string }): Promise<unknown>;
+  sessionsEnded(userId: string, sessionHandles: readonly string[], audit: { requestId: string; ip: string }, options?: { again?: boolean }): Promise<unknown>;
 }
 
 /** A section of the account page owned elsewhere (the privacy choices): rendered for the signed-in person, with the page's CSRF token. */
@@ -376,15 +376,16 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
 
   /** A new session id after a privilege change (OWASP session management); after a re-authentication its auth time is now. */
   async function renewSession(reply: FastifyReply, current: { session: Session; user: User }, reauthenticated: boolean): Promise<void> {
+    // The renewed session is a new OP session with a new sid, so the old one
+    // ends like any other, and first: its applications know the person by
+    // the old sid, so its tokens end and they are sent back-channel logouts
+    // (Back-Channel Logout 1.0 section 2.5); they sign in again silently on
+    // the renewed session. Without this, signing out later would never reach
+    // them, and tokens bearing the old sid would outlive it. If it fails (a
+    // store not answering), nothing else has changed: the old session goes on.
+    await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: current.session.handle }, { requestId: reply.request.id, ip: reply.request.ip });
     // Without an authTime the session manager stamps its clock's now.
     const renewed = await accounts.sessions.create(current.user.id, { amr: current.session.amr, device: current.session.device, ip: current.session.ip, ...(!reauthenticated && { authTime: current.session.authTime }) });
-    // The renewed session is a new OP session with a new sid; the old one
-    // ends like any other, before it goes: its applications know the person
-    // by the old sid, so its tokens end and they are sent back-channel
-    // logouts (Back-Channel Logout 1.0 section 2.5); they sign in again
-    // silently on the renewed session. Without this, signing out later would
-    // never reach them, and tokens bearing the old sid would outlive it.
-    await signOut?.sessionEnded({ userId: current.user.id, sessionHandle: current.session.handle }, { requestId: reply.request.id, ip: reply.request.ip });
     await accounts.sessions.revoke(current.user.id, current.session.handle);
     setSessionCookie(reply, renewed.id);
   }
@@ -545,21 +546,26 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     if (currentPassword === undefined || newPassword === undefined) return again('Enter your current password and a new one.');
     // The other sessions end with the old password, and their applications'
     // tokens and back-channel logouts with them: queued while those sessions
-    // still name their clients, before they end (Back-Channel Logout 1.0
-    // sections 2.3 and 2.5; see endSessionWithTokens for the order).
-    // Changed but not all queued: the sessions ended anyway (changePassword).
+    // still name their clients, before they end, and again after (Accounts'
+    // BeforeSessionsEnd; Back-Channel Logout 1.0 sections 2.3 and 2.5).
     let logoutsFailed = false;
     const beforeSessionsEnd =
       signOut === undefined
         ? undefined
-        : async (handles: readonly string[]) => {
+        : async (handles: readonly string[], pass: { readonly ended: boolean }) => {
             try {
-              await signOut.sessionsEnded(current.user.id, handles, { requestId: request.id, ip: request.ip });
+              await signOut.sessionsEnded(current.user.id, handles, { requestId: request.id, ip: request.ip }, { again: pass.ended });
             } catch (error) {
               logoutsFailed = true;
               throw error;
             }
           };
+    // Changed, but not every application told (a store is not answering):
+    // not a success, and nothing to send again (no Retry-After), since the
+    // old password is no longer current. The server's fault, so a 503 (as
+    // for any store outage) that says what happened.
+    const notAllTold = () =>
+      refusePage(reply, 503, 'backchannel_logout_not_queued', errorPage({ title: 'Password changed', detail: 'Your password was changed and your other sessions were signed out, but not every application you signed in to could be told to sign you out: a store is not answering. Use your new password from now on.' }));
     try {
       const outcome = await accounts.changePassword(current.user.id, currentPassword, newPassword, current.session.handle, context(request), { ...(beforeSessionsEnd !== undefined && { beforeSessionsEnd }) });
       if (outcome !== 'changed') {
@@ -568,19 +574,19 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
       }
     } catch (error) {
       if (error instanceof PasswordPolicyError) return again(`The new password was refused: ${error.message}`);
-      // The password is changed and the other sessions have ended, but some
-      // of their applications' logouts could not be queued (a store is not
-      // answering). Not a success, and nothing to send again (no
-      // Retry-After): the old password is no longer current. The server's
-      // fault, so a 503 (as for any store outage), saying what happened.
-      if (logoutsFailed && error instanceof StoreUnavailableError) {
-        await renewSession(reply, current, false);
-        return refusePage(reply, 503, 'backchannel_logout_not_queued', errorPage({ title: 'Password changed', detail: 'Your password was changed and your other sessions were signed out, but not every application they signed in to could be told to sign you out: a store is not answering. Use your new password from now on.' }));
-      }
+      // The other sessions ended all the same (changePassword); this one is
+      // not renewed, since its own applications could not be told either.
+      if (logoutsFailed && error instanceof StoreUnavailableError) return notAllTold();
       throw error;
     }
     // A privilege change gets a new session id too (OWASP session management).
-    await renewSession(reply, current, false);
+    try {
+      await renewSession(reply, current, false);
+    } catch (error) {
+      // This session's applications could not be told: it goes on unrenewed.
+      if (error instanceof StoreUnavailableError) return notAllTold();
+      throw error;
+    }
     return reply.redirect('/account?done=password', 303);
   });
 

@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { BACKCHANNEL_LOGOUT_TOPIC, backchannelLogoutKey, sessionIdClaim } from '../../src/oauth/index.ts';
+import { RevocationRecords } from '../../src/oauth/revocation-records.ts';
 import { startDeliveryReceiver, type Arrival, type DeliveryReceiver } from '../support/delivery-receiver.ts';
 import { registerClient, type RegisteredClient } from '../support/oauth-flow.ts';
 import { clientPost, codeFlow, privacyDeployment, signedInBrowser, type PrivacyDeployment } from '../support/privacy-deployment.ts';
@@ -115,6 +116,10 @@ for (const backend of testBackends) {
 
         assert.equal(await deployment.running.identity.accounts.sessions.isLive(person.handle), false, 'the session ended');
         assert.equal(await active(person.checkedAfter), false, 'the session\'s access token is refused by introspection');
+        // Introspection would refuse it anyway once the person is disabled, deleted or
+        // reset (tokensNotBefore): the session's own revocation is what the command added.
+        const records = new RevocationRecords({ records: deployment.running.stores.durable.records, clock: Date.now });
+        assert.equal(await records.revoked('not-a-token-id', person.sid), true, 'the session\'s sid is recorded as revoked');
       });
     }
   });

@@ -10,6 +10,7 @@ import { initDeployment, runCli as run } from '../support/cli.ts';
 import { loadConfig } from '../../src/config/index.ts';
 import { startPortcullis, type RunningPortcullis } from '../../src/server/index.ts';
 import { decodeEntry } from '../../src/audit/index.ts';
+import { openStores } from '../../src/store/index.ts';
 
 describe('portcullis user', () => {
   let dir: string;
@@ -219,4 +220,30 @@ describe('portcullis user set-profile (first-hour review D13)', () => {
     assert.doesNotMatch(listed, /mover@example\.com/);
   });
 
+});
+
+describe('portcullis user disable, set-password and delete on a deployment never served', () => {
+  it('make no signing key: with no session there is no application to tell, so the authorization server is not opened', async () => {
+    const { dir, configFile } = await initDeployment('portcullis-user-no-keys-');
+    try {
+      const ledgerTypes = async () => {
+        const stores = await openStores(loadConfig({ env: {}, file: configFile }));
+        try {
+          return (await stores.durable.auditLog.entries(0, await stores.durable.auditLog.size())).map((row) => decodeEntry(row.entry).type);
+        } finally {
+          await stores.close();
+        }
+      };
+      assert.equal((await run(['user', 'create', '--config', configFile, '--email', 'frank@example.com', '--password-stdin'], 'correct horse battery staple\n')).code, 0);
+      assert.equal((await run(['user', 'set-password', 'frank@example.com', '--config', configFile, '--password-stdin'], 'another fine passphrase here\n')).code, 0);
+      assert.equal((await run(['user', 'disable', 'frank@example.com', '--config', configFile])).code, 0);
+      const types = await ledgerTypes();
+      assert.ok(types.includes('user.disabled'), types.join(' '));
+      assert.deepEqual(types.filter((type) => type.startsWith('key.')), [], 'no signing key made');
+      assert.equal((await run(['user', 'delete', 'frank@example.com', '--config', configFile])).code, 0);
+      assert.deepEqual((await ledgerTypes()).filter((type) => type.startsWith('key.')), []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
