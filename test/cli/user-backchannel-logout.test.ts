@@ -9,15 +9,16 @@
  * outbox, finds what the other process committed and delivers the logout
  * token.
  */
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { BACKCHANNEL_LOGOUT_TOPIC, backchannelLogoutKey, sessionIdClaim } from '../../src/oauth/index.ts';
 import { RevocationRecords } from '../../src/oauth/revocation-records.ts';
-import { startDeliveryReceiver, type Arrival, type DeliveryReceiver } from '../support/delivery-receiver.ts';
-import { registerClient, type RegisteredClient } from '../support/oauth-flow.ts';
-import { clientPost, codeFlow, privacyDeployment, signedInBrowser, type PrivacyDeployment } from '../support/privacy-deployment.ts';
+import type { Arrival, DeliveryReceiver } from '../support/delivery-receiver.ts';
+import { logoutBed } from '../support/logout-bed.ts';
+import type { RegisteredClient } from '../support/oauth-flow.ts';
+import { clientPost, codeFlow, signedInBrowser, type PrivacyDeployment } from '../support/privacy-deployment.ts';
 import { runBinary, within } from '../support/process.ts';
 import { testBackends } from '../support/server.ts';
 
@@ -33,23 +34,8 @@ for (const backend of testBackends) {
     let receiver: DeliveryReceiver;
     let app: RegisteredClient;
 
-    before(async () => {
-      receiver = await startDeliveryReceiver();
-      deployment = await privacyDeployment(backend);
-      await deployment.start();
-      app = await registerClient(deployment, {
-        client_name: 'Mail',
-        redirect_uris: [REDIRECT],
-        grant_types: ['authorization_code'],
-        scope: 'openid',
-        token_endpoint_auth_method: 'client_secret_basic',
-        backchannel_logout_uri: `${receiver.base}/logout`,
-      });
-    });
-    after(async () => {
-      await deployment?.remove();
-      await receiver?.close();
-    });
+    const bed = logoutBed(backend, REDIRECT);
+    before(() => ({ deployment, receiver, app } = bed()));
 
     /**
      * A person with one session, signed in to Mail through two code flows:

@@ -9,16 +9,17 @@
  * sessions' logouts are still queued, and the page says what happened: a
  * 503, never a success.
  */
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { BACKCHANNEL_LOGOUT_TOPIC, backchannelLogoutKey, sessionIdClaim, type LogoutService } from '../../src/oauth/index.ts';
 import { StoreUnavailableError } from '../../src/store/index.ts';
 import { BrowserlessClient } from '../support/browserless-client.ts';
-import { startDeliveryReceiver, type DeliveryReceiver } from '../support/delivery-receiver.ts';
+import type { DeliveryReceiver } from '../support/delivery-receiver.ts';
+import { logoutBed } from '../support/logout-bed.ts';
 import { registerClient, type RegisteredClient } from '../support/oauth-flow.ts';
-import { clientPost, codeFlow, privacyDeployment, signedInBrowser, type PrivacyDeployment } from '../support/privacy-deployment.ts';
+import { clientPost, codeFlow, signedInBrowser, type PrivacyDeployment } from '../support/privacy-deployment.ts';
 import { accountCsrf, passwordSignIn } from '../support/privacy-probe.ts';
 import { testBackends } from '../support/server.ts';
 
@@ -32,23 +33,8 @@ for (const backend of testBackends) {
     let receiver: DeliveryReceiver;
     let app: RegisteredClient;
 
-    before(async () => {
-      receiver = await startDeliveryReceiver();
-      deployment = await privacyDeployment(backend);
-      await deployment.start();
-      app = await registerClient(deployment, {
-        client_name: 'Mail',
-        redirect_uris: [REDIRECT],
-        grant_types: ['authorization_code'],
-        scope: 'openid',
-        token_endpoint_auth_method: 'client_secret_basic',
-        backchannel_logout_uri: `${receiver.base}/logout`,
-      });
-    });
-    after(async () => {
-      await deployment?.remove();
-      await receiver?.close();
-    });
+    const bed = logoutBed(backend, REDIRECT);
+    before(() => ({ deployment, receiver, app } = bed()));
 
     /** A person signed in twice or more: `here` (who changes the password), and each of `elsewhere` signed in to Mail. */
     async function person(elsewhereCount: number) {
