@@ -8,7 +8,7 @@
  *     [--warmup-minutes M]      left out of the slope; default a third of the run, at most 10
  *     [--sample 10]             seconds between the server's samples
  *     [--concurrency 4]         load loops, each with its own account and keep-alive connection
- *     [--rate 20]               operations per second, all loops together (paced, never caught up in bursts)
+ *     [--rate 50]               operations per second, all loops together (paced, never caught up in bursts)
  *     [--driver sqlite|postgres]  default sqlite (embedded, in a temporary data directory)
  *     [--database URL]          default PORTCULLIS_TEST_DATABASE_URL (--driver postgres)
  *     [--redis URL]             default PORTCULLIS_TEST_REDIS_URL (--driver postgres: the hot store)
@@ -106,7 +106,7 @@ function settings() {
     warmupMinutes,
     sampleSeconds: positiveNumber('sample', 10),
     concurrency: positiveInteger('concurrency', 4),
-    rate: positiveNumber('rate', 20),
+    rate: positiveNumber('rate', 50),
     driver,
     databaseUrl: driver === 'postgres' ? databaseUrl : undefined,
     redisUrl: driver === 'postgres' ? redisUrl : undefined,
