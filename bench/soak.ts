@@ -84,6 +84,8 @@ const STARTUP_TIMEOUT_MS = 60_000;
 const MIB = 1024 * 1024;
 /** The aim: RSS grows by less than this many MB per 10 minutes after warm-up. */
 const FLAT_MB_PER_10_MIN = 1;
+/** A fall of the JS heap's size by at least this many MB between two samples counts as V8 releasing old-space pages. */
+const RELEASE_MB = 5;
 /** More failed operations than this share of all fails the run. */
 const MAX_FAILURE_SHARE = 0.001;
 const email = (slot: number) => `bench-soak-${slot}@example.test`;
@@ -323,6 +325,10 @@ function summarise(config: Settings, samples: readonly Sample[], tally: Tally, e
       fromSeconds: round2(steady[0]!.atSeconds),
       toSeconds: round2(steady.at(-1)!.atSeconds),
       rssSlopeMbPer10Min: rssSlope,
+      // V8 giving old-space pages back at a compacting collection: the heap's size falls by
+      // RELEASE_MB or more from one sample to the next. RSS is a sawtooth with that period;
+      // a window holding fewer than two of them gives its phase, not a trend.
+      oldSpaceReleases: steady.slice(1).filter((s, index) => steady[index]!.heapTotalBytes - s.heapTotalBytes >= RELEASE_MB * MIB).length,
       serverCpuPercent: cpuPercent(steady[0], steady.at(-1)),
       heapUsedSlopeMbPer10Min: per10Min((s) => s.heapUsedBytes),
       rssMb: { atWarmupEnd: mb(steady[0]!.rssBytes), last: mb(steady.at(-1)!.rssBytes), max: mb(max(steady.map((s) => s.rssBytes))) },
@@ -424,6 +430,10 @@ function print(config: Settings, summary: ReturnType<typeof summarise>): void {
   console.log(
     `RSS slope after warm-up: ${after.rssSlopeMbPer10Min} MB per 10 min (heap used ${after.heapUsedSlopeMbPer10Min}); aim < ${FLAT_MB_PER_10_MIN}: ${summary.verdict}` +
       (window < 10 ? ` (over ${window.toFixed(1)} min only: too short a window to judge a slope per 10 min)` : ''),
+  );
+  console.log(
+    `V8 released old-space pages (the heap's size falling ${RELEASE_MB} MB or more between samples) ${after.oldSpaceReleases} times after warm-up` +
+      (after.oldSpaceReleases < 2 ? ': fewer than two cycles of that sawtooth, so the slope is largely its phase; run longer to judge it' : ''),
   );
 }
 
