@@ -9,7 +9,7 @@ import { basename, dirname, join } from 'node:path';
 import { PasswordInputError, readNewPassword } from './password-prompt.ts';
 import type { Command, Option } from 'commander';
 import type { Config, ConfigInput } from '../config/index.ts';
-import { PasswordPolicyError, UserError, type BeforeSessionsEnd, type Identity, type ProfileField, type User } from '../identity/index.ts';
+import { PasswordPolicyError, UserError, type OnSessionsEnding, type Identity, type ProfileField, type User } from '../identity/index.ts';
 import { PROFILES, withServices } from '../runtime/index.ts';
 import type { Privacy } from '../privacy/index.ts';
 
@@ -35,7 +35,7 @@ function withIdentity<T>(config: Readonly<Config>, work: (identity: Identity) =>
 }
 
 /** What a command that ends a user's sessions passes to Accounts, for that user. */
-type SessionsEnding = (user: User) => { beforeSessionsEnd?: BeforeSessionsEnd };
+type SessionsEnding = (user: User) => { onSessionsEnding?: OnSessionsEnding };
 
 /**
  * Identity with the authorization server's logout, for the commands that
@@ -57,7 +57,7 @@ async function withSignOut<T>(config: Readonly<Config>, who: string, work: (iden
   if (!signedIn) return withIdentity(config, (identity) => work(identity, () => ({})));
   return withServices({ config, profile: PROFILES.admin() }, ['identity', 'oauth'], (services) => {
     const { logout } = services.get('oauth');
-    return work(services.get('identity'), (user) => ({ beforeSessionsEnd: (handles, pass) => logout.sessionsEnded(user.id, handles, { actorService: 'admin-cli' }, { again: pass.ended }) }));
+    return work(services.get('identity'), (user) => ({ onSessionsEnding: (handles, pass) => logout.sessionsEnded(user.id, handles, { actorService: 'admin-cli' }, { again: pass.ended }) }));
   });
 }
 

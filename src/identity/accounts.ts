@@ -54,9 +54,9 @@ export type ReauthResult =
  * for what they did meanwhile (a code exchanged, an application signed in
  * to) and for a session that started while the first pass ran.
  */
-export type BeforeSessionsEnd = (handles: readonly string[], pass: { readonly ended: boolean }) => Promise<unknown>;
+export type OnSessionsEnding = (handles: readonly string[], pass: { readonly ended: boolean }) => Promise<unknown>;
 
-/** What ending a user's sessions did: how many ended, and `beforeSessionsEnd`'s failure, if any, to throw once the audit entry is written. */
+/** What ending a user's sessions did: how many ended, and `onSessionsEnding`'s failure, if any, to throw once the audit entry is written. */
 interface SessionsEnded {
   readonly ended: number;
   readonly failure?: { readonly error: unknown };
@@ -287,11 +287,11 @@ export class Accounts {
   /**
    * Changes a password after checking the current one; ends every other
    * session of the user (OWASP: a password change invalidates sessions),
-   * with `beforeSessionsEnd` before and after (see #endSessions). When that
+   * with `onSessionsEnding` before and after (see #endSessions). When that
    * fails, the password stays changed, the sessions end all the same, the
    * change is audited, and its error is thrown.
    */
-  async changePassword(userId: string, current: string, next: string, keepSession: string, context: RequestContext, options: { beforeSessionsEnd?: BeforeSessionsEnd } = {}): Promise<'changed' | Exclude<ReauthResult, { outcome: 'ok' }>> {
+  async changePassword(userId: string, current: string, next: string, keepSession: string, context: RequestContext, options: { onSessionsEnding?: OnSessionsEnding } = {}): Promise<'changed' | Exclude<ReauthResult, { outcome: 'ok' }>> {
     const user = await this.#users.byId(userId);
     if (user === null) throw new UserError('not_found', 'no such user');
     const audit = { actorUserId: userId, requestId: context.requestId, traceId: context.traceId, ip: context.ip };
@@ -313,7 +313,7 @@ export class Accounts {
       await this.#events.emit({ type: 'user.updated', outcome: 'failure', ...audit, detail: { change: 'password', reason: 'changed_concurrently' } });
       return { outcome: 'wrong_password', endSession: false };
     }
-    const { ended, failure } = await this.#endSessions(userId, keepSession, options.beforeSessionsEnd);
+    const { ended, failure } = await this.#endSessions(userId, keepSession, options.onSessionsEnding);
     await this.#events.emit({ type: 'user.updated', outcome: 'success', ...audit, detail: { change: 'password', sessionsEnded: ended } });
     if (failure !== undefined) throw failure.error;
     return 'changed';
@@ -324,9 +324,9 @@ export class Accounts {
    * the same policy as every new password, then every session of the user
    * ends (OWASP ASVS 3.3.3 / Session Management Cheat Sheet: a password
    * change invalidates the sessions that were open), audited. Resolves to the
-   * number of sessions ended. `beforeSessionsEnd` as in changePassword.
+   * number of sessions ended. `onSessionsEnding` as in changePassword.
    */
-  async setPassword(userId: string, next: string, context: { actor: string }, options: { beforeSessionsEnd?: BeforeSessionsEnd } = {}): Promise<number> {
+  async setPassword(userId: string, next: string, context: { actor: string }, options: { onSessionsEnding?: OnSessionsEnding } = {}): Promise<number> {
     const user = await this.#users.byId(userId);
     if (user === null) throw new UserError('not_found', 'no such user');
     const passwordHash = await this.#hasher.hash(checkNewPassword(next, { email: user.email }));
@@ -334,7 +334,7 @@ export class Accounts {
     // The reset is what an administrator does after a compromise: the
     // applications' tokens end too, not only the sessions (tokensNotBefore).
     await this.#users.update(userId, () => ({ passwordHash, passwordChangedAt: now, tokensNotBefore: now }));
-    const { ended, failure } = await this.#endSessions(userId, undefined, options.beforeSessionsEnd);
+    const { ended, failure } = await this.#endSessions(userId, undefined, options.onSessionsEnding);
     await this.#events.emit({ type: 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { change: 'password', by: 'admin', sessionsEnded: ended } });
     if (failure !== undefined) throw failure.error;
     return ended;
@@ -363,8 +363,8 @@ export class Accounts {
     return this.#throttle.state(normaliseEmail(user.email), user.id);
   }
 
-  /** Disabling ends every session of the user, with `beforeSessionsEnd` (as in changePassword). */
-  async setDisabled(userId: string, disabled: boolean, context: { actor: string }, options: { beforeSessionsEnd?: BeforeSessionsEnd } = {}): Promise<User> {
+  /** Disabling ends every session of the user, with `onSessionsEnding` (as in changePassword). */
+  async setDisabled(userId: string, disabled: boolean, context: { actor: string }, options: { onSessionsEnding?: OnSessionsEnding } = {}): Promise<User> {
     const event = (sessionsEnded: number) => ({ type: disabled ? 'user.disabled' : 'user.updated', outcome: 'success', actorUserId: userId, actorService: context.actor, detail: { disabled, sessionsEnded } }) as const;
     // The flag and its security signal (RISC account-disabled/-enabled) commit together.
     const { user, staged } = await this.#transaction(async (tx) => {
@@ -373,7 +373,7 @@ export class Accounts {
     });
     // After the commit, so no sign-in can start a session the revocation misses.
     // The entry is recorded even when that fails: the change and its signal are committed already.
-    const ending: Promise<SessionsEnded> = disabled ? this.#endSessions(userId, undefined, options.beforeSessionsEnd) : Promise.resolve({ ended: 0 });
+    const ending: Promise<SessionsEnded> = disabled ? this.#endSessions(userId, undefined, options.onSessionsEnding) : Promise.resolve({ ended: 0 });
     const [ended] = await Promise.allSettled([ending]);
     await staged.publish([event(ended.status === 'fulfilled' ? ended.value.ended : 0)]);
     const { failure } = await ending;
@@ -429,13 +429,13 @@ export class Accounts {
   }
 
   /**
-   * Ends every session of the user (with `beforeSessionsEnd`, as in
-   * changePassword), then deletes the account. When `beforeSessionsEnd`
+   * Ends every session of the user (with `onSessionsEnding`, as in
+   * changePassword), then deletes the account. When `onSessionsEnding`
    * fails, the account is deleted all the same (an administrator removing
    * someone must not leave them able to sign in) and its error is thrown.
    */
-  async deleteUser(userId: string, context: { actor: string }, options: { beforeSessionsEnd?: BeforeSessionsEnd } = {}): Promise<boolean> {
-    const { ended, failure } = await this.#endSessions(userId, undefined, options.beforeSessionsEnd);
+  async deleteUser(userId: string, context: { actor: string }, options: { onSessionsEnding?: OnSessionsEnding } = {}): Promise<boolean> {
+    const { ended, failure } = await this.#endSessions(userId, undefined, options.onSessionsEnding);
     // The deletion and its security signal (RISC account-purged) commit together.
     const staged = await this.#transaction(async (tx) => {
       if (!(await this.#users.on(tx.records).delete(userId))) return undefined;
@@ -447,7 +447,7 @@ export class Accounts {
   }
 
   /**
-   * Ends every session of the user but `keep`, with `beforeSessionsEnd`
+   * Ends every session of the user but `keep`, with `onSessionsEnding`
    * before and after (see its type). Before: a failure half-way would
    * otherwise leave nothing to retry with, the sessions gone and their
    * applications never told (OIDC Back-Channel Logout 1.0 sections 2.3 and
@@ -459,13 +459,13 @@ export class Accounts {
    * alive is worse than logouts not sent; the first failure is handed back
    * for the caller to throw once its audit entry is written.
    */
-  async #endSessions(userId: string, keep: string | undefined, beforeSessionsEnd: BeforeSessionsEnd | undefined): Promise<SessionsEnded> {
+  async #endSessions(userId: string, keep: string | undefined, onSessionsEnding: OnSessionsEnding | undefined): Promise<SessionsEnded> {
     let failure: { error: unknown } | undefined;
     const pass = async (handles: () => Promise<readonly string[]>, ended: boolean) => {
-      if (beforeSessionsEnd === undefined) return;
+      if (onSessionsEnding === undefined) return;
       try {
         const which = await handles();
-        if (which.length > 0) await beforeSessionsEnd(which, { ended });
+        if (which.length > 0) await onSessionsEnding(which, { ended });
       } catch (error) {
         failure ??= { error };
       }

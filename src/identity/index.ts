@@ -18,7 +18,7 @@ import { LoginThrottle } from './throttle.ts';
 import { UserDirectory } from './users.ts';
 import { SecondFactor } from './second-factor.ts';
 
-export { Accounts, REAUTHENTICATION_MAX_AGE_MS, type BeforeSessionsEnd, type LoginResult, type ReauthResult, type RequestContext } from './accounts.ts';
+export { Accounts, REAUTHENTICATION_MAX_AGE_MS, type OnSessionsEnding, type LoginResult, type ReauthResult, type RequestContext } from './accounts.ts';
 export { CsrfTokens, sameOrigin } from './csrf.ts';
 export { DeviceCookies, DEVICE_COOKIE_MAX_AGE_MS } from './device-cookies.ts';
 export { PasswordHasher, PasswordPolicyError, checkNewPassword, normalisePassword } from './passwords.ts';

@@ -147,7 +147,7 @@ export class LogoutService {
       this.#options.kickOutbox?.();
     }
     await hot.delete(sessionClientsKey(session.sessionHandle));
-    // `again`: the pass after the session ended (Accounts' BeforeSessionsEnd);
+    // `again`: the pass after the session ended (Accounts' OnSessionsEnding);
     // it is recorded only when it caught something the first pass missed.
     if (options.again === true && families === 0 && queued === 0) return { queued };
     await this.#options.events.emit({

@@ -547,9 +547,9 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     // The other sessions end with the old password, and their applications'
     // tokens and back-channel logouts with them: queued while those sessions
     // still name their clients, before they end, and again after (Accounts'
-    // BeforeSessionsEnd; Back-Channel Logout 1.0 sections 2.3 and 2.5).
+    // OnSessionsEnding; Back-Channel Logout 1.0 sections 2.3 and 2.5).
     let logoutsFailed = false;
-    const beforeSessionsEnd =
+    const onSessionsEnding =
       signOut === undefined
         ? undefined
         : async (handles: readonly string[], pass: { readonly ended: boolean }) => {
@@ -567,7 +567,7 @@ export const identityRoutes: FastifyPluginAsync<IdentityRoutesOptions> = async (
     const notAllTold = () =>
       refusePage(reply, 503, 'backchannel_logout_not_queued', errorPage({ title: 'Password changed', detail: 'Your password was changed and your other sessions were signed out, but not every application you signed in to could be told to sign you out: a store is not answering. Use your new password from now on.' }));
     try {
-      const outcome = await accounts.changePassword(current.user.id, currentPassword, newPassword, current.session.handle, context(request), { ...(beforeSessionsEnd !== undefined && { beforeSessionsEnd }) });
+      const outcome = await accounts.changePassword(current.user.id, currentPassword, newPassword, current.session.handle, context(request), { ...(onSessionsEnding !== undefined && { onSessionsEnding }) });
       if (outcome !== 'changed') {
         if (outcome.endSession) return await endAfterReauthFailures(request, reply, current, outcome.outcome === 'throttled' ? outcome.retryAfterSeconds : undefined);
         return await again('The current password is not right.');

@@ -3,7 +3,7 @@
  * parameters is upgraded at the next successful sign-in (and only then),
  * and the upgrade is not a way in for a wrong password. Every change that
  * ends a user's sessions (password change, reset, disable, delete) hands
- * them to `beforeSessionsEnd` while they are still live (OAuth queues their
+ * them to `onSessionsEnding` while they are still live (OAuth queues their
  * back-channel logouts there), and ends them even when that fails.
  */
 import { after, before, describe, it } from 'node:test';
@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { FailureAggregator, auditedEvents, decodeEntry, openLedger, type Ledger } from '../../src/audit/index.ts';
 import { KeyVault } from '../../src/crypto/index.ts';
-import { Accounts, type BeforeSessionsEnd } from '../../src/identity/accounts.ts';
+import { Accounts, type OnSessionsEnding } from '../../src/identity/accounts.ts';
 import { PasswordHasher } from '../../src/identity/passwords.ts';
 import { SessionManager } from '../../src/identity/sessions.ts';
 import { LoginThrottle } from '../../src/identity/throttle.ts';
@@ -133,12 +133,12 @@ describe('password hashes are upgraded at sign-in', () => {
     assert.equal((await new PasswordHasher(OLD).verify(stored, `a new passphrase number ${winners[0]} of the contest`)).ok, true);
   });
 
-  /** Each change that ends sessions, run with `beforeSessionsEnd`; `keep` is the session a password change is made from. */
-  const endingChanges: { readonly name: string; readonly keeps: boolean; readonly run: (accounts: Accounts, userId: string, keep: string, beforeSessionsEnd: BeforeSessionsEnd) => Promise<unknown> }[] = [
-    { name: 'changePassword', keeps: true, run: (accounts, userId, keep, beforeSessionsEnd) => accounts.changePassword(userId, PASSWORD, 'a brand new passphrase for the test', keep, { ip: '198.51.100.20' }, { beforeSessionsEnd }) },
-    { name: 'setPassword', keeps: false, run: (accounts, userId, _keep, beforeSessionsEnd) => accounts.setPassword(userId, 'a brand new passphrase for the test', { actor: 'test' }, { beforeSessionsEnd }) },
-    { name: 'setDisabled', keeps: false, run: (accounts, userId, _keep, beforeSessionsEnd) => accounts.setDisabled(userId, true, { actor: 'test' }, { beforeSessionsEnd }) },
-    { name: 'deleteUser', keeps: false, run: (accounts, userId, _keep, beforeSessionsEnd) => accounts.deleteUser(userId, { actor: 'test' }, { beforeSessionsEnd }) },
+  /** Each change that ends sessions, run with `onSessionsEnding`; `keep` is the session a password change is made from. */
+  const endingChanges: { readonly name: string; readonly keeps: boolean; readonly run: (accounts: Accounts, userId: string, keep: string, onSessionsEnding: OnSessionsEnding) => Promise<unknown> }[] = [
+    { name: 'changePassword', keeps: true, run: (accounts, userId, keep, onSessionsEnding) => accounts.changePassword(userId, PASSWORD, 'a brand new passphrase for the test', keep, { ip: '198.51.100.20' }, { onSessionsEnding }) },
+    { name: 'setPassword', keeps: false, run: (accounts, userId, _keep, onSessionsEnding) => accounts.setPassword(userId, 'a brand new passphrase for the test', { actor: 'test' }, { onSessionsEnding }) },
+    { name: 'setDisabled', keeps: false, run: (accounts, userId, _keep, onSessionsEnding) => accounts.setDisabled(userId, true, { actor: 'test' }, { onSessionsEnding }) },
+    { name: 'deleteUser', keeps: false, run: (accounts, userId, _keep, onSessionsEnding) => accounts.deleteUser(userId, { actor: 'test' }, { onSessionsEnding }) },
   ];
 
   async function withSessions(accounts: Accounts, label: string) {
@@ -148,7 +148,7 @@ describe('password hashes are upgraded at sign-in', () => {
   }
 
   for (const change of endingChanges) {
-    it(`${change.name}: beforeSessionsEnd gets the sessions that end while they are live, and again once they ended`, async () => {
+    it(`${change.name}: onSessionsEnding gets the sessions that end while they are live, and again once they ended`, async () => {
       const accounts = accountsWith(OLD);
       const { userId, keep, others } = await withSessions(accounts, change.name);
       const ending = change.keeps ? others : [keep, ...others];
@@ -179,7 +179,7 @@ describe('password hashes are upgraded at sign-in', () => {
       for (const handle of [...others, late]) assert.equal(await accounts.sessions.isLive(handle), false);
     });
 
-    it(`${change.name}: when beforeSessionsEnd fails, the sessions end all the same and its error is thrown`, async () => {
+    it(`${change.name}: when onSessionsEnding fails, the sessions end all the same and its error is thrown`, async () => {
       const accounts = accountsWith(OLD);
       const { userId, keep, others } = await withSessions(accounts, `${change.name}-fails`);
       const ending = change.keeps ? others : [keep, ...others];
@@ -193,22 +193,22 @@ describe('password hashes are upgraded at sign-in', () => {
     });
   }
 
-  it('the change itself stands when beforeSessionsEnd fails (audited), a delete too', async () => {
+  it('the change itself stands when onSessionsEnding fails (audited), a delete too', async () => {
     const failing = () => Promise.reject(new Error('the outbox is unavailable'));
     const accounts = accountsWith(OLD);
     const changed = await withSessions(accounts, 'stands');
     const sizeBefore = await ledger.size();
-    await assert.rejects(accounts.changePassword(changed.userId, PASSWORD, 'a brand new passphrase for the test', changed.keep, { ip: '198.51.100.22' }, { beforeSessionsEnd: failing }), /outbox/);
+    await assert.rejects(accounts.changePassword(changed.userId, PASSWORD, 'a brand new passphrase for the test', changed.keep, { ip: '198.51.100.22' }, { onSessionsEnding: failing }), /outbox/);
     assert.equal((await accounts.login((await accounts.users.byId(changed.userId))!.email, 'a brand new passphrase for the test', { ip: '198.51.100.22' })).outcome, 'ok', 'the new password is set');
     const entries = (await ledger.entries(sizeBefore, await ledger.size())).map((row) => decodeEntry(row.entry));
     assert.ok(entries.some((entry) => entry.type === 'user.updated' && entry.outcome === 'success' && entry.detail?.['change'] === 'password' && entry.detail?.['sessionsEnded'] === 2), 'audited with the sessions it ended');
 
     const disabled = await withSessions(accounts, 'stands-disabled');
-    await assert.rejects(accounts.setDisabled(disabled.userId, true, { actor: 'test' }, { beforeSessionsEnd: failing }), /outbox/);
+    await assert.rejects(accounts.setDisabled(disabled.userId, true, { actor: 'test' }, { onSessionsEnding: failing }), /outbox/);
     assert.equal((await accounts.users.byId(disabled.userId))?.disabled, true, 'disabled');
 
     const deleted = await withSessions(accounts, 'stands-deleted');
-    await assert.rejects(accounts.deleteUser(deleted.userId, { actor: 'test' }, { beforeSessionsEnd: failing }), /outbox/);
+    await assert.rejects(accounts.deleteUser(deleted.userId, { actor: 'test' }, { onSessionsEnding: failing }), /outbox/);
     assert.equal(await accounts.users.byId(deleted.userId), null, 'deleted all the same: the person an administrator removes cannot sign in again');
   });
 });
